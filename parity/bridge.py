@@ -1,0 +1,46 @@
+"""tinynn layers and models <-> Keras 3 layers and models with the same config and weights.
+
+``keras_layer_for(layer)`` builds the Keras twin of one tinynn layer from its ``get_config()``: the
+argument names are Keras's, so most layers translate one to one; layers whose config needs more than
+that register a translator with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+_TRANSLATORS: dict[str, Callable] = {}
+_DROP_KEYS = ("name", "trainable")
+
+
+def register(class_name: str):
+    """Decorator: ``@register('Bidirectional') def f(layer) -> keras layer``."""
+
+    def deco(fn):
+        _TRANSLATORS[class_name] = fn
+        return fn
+
+    return deco
+
+
+def keras_kwargs(layer) -> dict:
+    """The layer's config as Keras constructor arguments (initializers dropped: weights are copied)."""
+    cfg = layer.get_config()
+    return {
+        k: (tuple(v) if isinstance(v, list) else v)
+        for k, v in cfg.items()
+        if k not in _DROP_KEYS and not k.endswith("_initializer")
+    }
+
+
+def keras_layer_for(layer):
+    """A fresh, unbuilt Keras layer computing the same function as the tinynn ``layer``."""
+    import keras
+
+    name = type(layer).__name__
+    if name in _TRANSLATORS:
+        return _TRANSLATORS[name](layer)
+    cls = getattr(keras.layers, name, None)
+    if cls is None:
+        raise ValueError(f"parity.bridge: no Keras counterpart known for tinynn layer {name!r}")
+    return cls(**keras_kwargs(layer))

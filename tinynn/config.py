@@ -1,0 +1,43 @@
+"""Global numeric settings, mirroring ``keras.config``.
+
+``floatx`` is the default dtype of new layers' weights and outputs. Like Keras, it is read when a layer is
+constructed, so call :func:`set_floatx` before building a model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_FLOATX = "float32"
+EPSILON = 1e-7  # keras.config.epsilon(): used by losses (clipping) and optimizers' defaults
+
+_FLOAT_DTYPES = ("float32", "float64")
+
+
+def floatx() -> str:
+    """The default float dtype name ('float32' unless changed)."""
+    return _FLOATX
+
+
+def set_floatx(value: str) -> None:
+    """Set the default float dtype for layers created afterwards ('float32' or 'float64')."""
+    global _FLOATX
+    value = standardize_dtype(value, who="set_floatx")
+    _FLOATX = value
+
+
+def epsilon() -> float:
+    return EPSILON
+
+
+def standardize_dtype(dtype, who: str = "tinynn") -> str:
+    """Return 'float32' or 'float64' for a dtype-like value, or raise a ValueError naming ``who``."""
+    if dtype is None:
+        return _FLOATX
+    try:
+        name = np.dtype(dtype).name
+    except TypeError as err:
+        raise ValueError(f"{who}: unknown dtype {dtype!r}; expected one of {_FLOAT_DTYPES}") from err
+    if name not in _FLOAT_DTYPES:
+        raise ValueError(f"{who}: unsupported dtype {name!r}; expected one of {_FLOAT_DTYPES}")
+    return name

@@ -1,0 +1,279 @@
+"""Dense, Activation, Flatten, Reshape, Dropout, Input: the layers of a multilayer perceptron."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations
+from .. import initializers as _init
+from ..utils import make_rng
+from .base import InputSpec, Layer, format_shape
+
+
+class Dense(Layer):
+    r"""Fully connected layer on the last axis.
+
+    Shapes: x (..., n_in), kernel W (n_in, units), bias b (units,), y (..., units).
+
+    Forward::
+
+        z = x @ W + b
+        y = act(z)
+
+    Backward, given dL/dy (flattened over the leading axes to rows)::
+
+        dz = act'(z) ⊙ dy            (activation.backward)
+        dW = xᵀ @ dz                 (n_in, units)
+        db = Σ_rows dz               (units,)
+        dx = dz @ Wᵀ                 (..., n_in)
+    """
+
+    supports_masking = True
+    _config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer")
+
+    def __init__(
+        self,
+        units: int,
+        activation=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units <= 0:
+            raise ValueError(f"Dense {self.name!r}: units must be a positive integer, got {units!r}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _init.get(kernel_initializer)
+        self.bias_initializer = _init.get(bias_initializer)
+
+    def build(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(
+                f"Dense {self.name!r} needs inputs of rank >= 2 with a known last axis, got {format_shape(input_shape)}"
+            )
+        n_in = input_shape[-1]
+        self.add_weight("kernel", (n_in, self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer)
+        self.input_spec = InputSpec(min_ndim=2, axes={-1: n_in})
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def forward(self, x, training=False, mask=None):
+        z = x @ self.kernel
+        if self.use_bias:
+            z = z + self.bias
+        y = self.activation(z)
+        self._x, self._z, self._y = x, z, y
+        return y
+
+    def backward(self, dy):
+        return self.backward_from_logits(self.activation.backward(self._z, self._y, dy))
+
+    def backward_from_logits(self, dz):
+        """Backward pass starting from dL/dz (used when the loss is fused with sigmoid/softmax)."""
+        x2 = self._x.reshape(-1, self._x.shape[-1])
+        dz2 = dz.reshape(-1, self.units)
+        grads = [x2.T @ dz2]
+        if self.use_bias:
+            grads.append(dz2.sum(axis=0))
+        self.gradients = grads
+        return dz @ self.kernel.T
+
+    @property
+    def logits(self):
+        """The pre-activation z of the last forward call."""
+        return self._z
+
+
+class Activation(Layer):
+    """``y = act(x)`` elementwise (softmax along the last axis); ``dx = act.backward(x, y, dy)``."""
+
+    supports_masking = True
+    _config_keys = ("activation",)
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def forward(self, x, training=False, mask=None):
+        self._x, self._y = x, self.activation(x)
+        return self._y
+
+    def backward(self, dy):
+        self.gradients = []
+        return self.activation.backward(self._x, self._y, dy)
+
+    def backward_from_logits(self, dz):
+        self.gradients = []
+        return dz
+
+    @property
+    def logits(self):
+        return self._x
+
+
+class Flatten(Layer):
+    """``y = x.reshape(B, -1)`` in C order; ``dx = dy.reshape(x.shape)``. Masks are dropped, as in Keras."""
+
+    _config_keys = ("data_format",)
+
+    def __init__(self, data_format: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last", "channels_first"):
+            raise ValueError(f"Flatten {self.name!r}: data_format must be channels_last/first, got {data_format!r}")
+        self.data_format = data_format or "channels_last"
+
+    def build(self, input_shape):
+        self.input_spec = InputSpec(min_ndim=1, axes={i: s for i, s in enumerate(input_shape) if i > 0})
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        size = None if any(s is None for s in rest) else int(np.prod(rest))
+        return (input_shape[0], size)
+
+    def forward(self, x, training=False, mask=None):
+        self._shape = x.shape
+        if self.data_format == "channels_first" and x.ndim > 2:
+            x = np.moveaxis(x, 1, -1)
+        self._moved_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        self.gradients = []
+        dx = dy.reshape(self._moved_shape)
+        if self.data_format == "channels_first" and dx.ndim > 2:
+            dx = np.moveaxis(dx, -1, 1)
+        return dx
+
+
+class Reshape(Layer):
+    """``y = x.reshape((B, *target_shape))`` (one -1 allowed); ``dx = dy.reshape(x.shape)``."""
+
+    _config_keys = ("target_shape",)
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(s) for s in target_shape)
+        if sum(s == -1 for s in self.target_shape) > 1 or any(s == 0 or s < -1 for s in self.target_shape):
+            raise ValueError(f"Reshape {self.name!r}: invalid target_shape {target_shape!r}")
+
+    def _resolve(self, input_shape):
+        rest = input_shape[1:]
+        if any(s is None for s in rest):
+            return self.target_shape
+        total = int(np.prod(rest))
+        known = int(np.prod([s for s in self.target_shape if s != -1]))
+        if -1 in self.target_shape:
+            if total % known:
+                raise ValueError(
+                    f"Reshape {self.name!r}: cannot reshape input {format_shape(input_shape)} to {self.target_shape}"
+                )
+            return tuple(total // known if s == -1 else s for s in self.target_shape)
+        if total != known:
+            raise ValueError(
+                f"Reshape {self.name!r}: total size of the input {format_shape(input_shape)} is {total}, "
+                f"target_shape {self.target_shape} has {known}"
+            )
+        return self.target_shape
+
+    def build(self, input_shape):
+        self._resolve(input_shape)
+        self.input_spec = InputSpec(axes={i: s for i, s in enumerate(input_shape) if i > 0})
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self._resolve(input_shape))
+
+    def forward(self, x, training=False, mask=None):
+        self._shape = x.shape
+        return x.reshape((x.shape[0], *self._resolve(x.shape)))
+
+    def backward(self, dy):
+        self.gradients = []
+        return dy.reshape(self._shape)
+
+
+class Dropout(Layer):
+    """Inverted dropout, active only when ``training=True``.
+
+    Forward: ``m ~ Bernoulli(1 - rate)`` (broadcast along ``noise_shape``'s 1-axes),
+    ``y = x ⊙ m / (1 - rate)``; rate 1 gives zeros. Backward: ``dx = dy ⊙ m / (1 - rate)``.
+    At inference ``y = x`` and ``dx = dy``. The scaling is applied once, at training time only.
+    """
+
+    supports_masking = True
+    _config_keys = ("rate", "noise_shape", "seed")
+
+    def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"Dropout {self.name!r}: rate must be a number in [0, 1], got {rate!r}")
+        self.rate = float(rate)
+        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        self.seed = seed
+        self._rng = make_rng(seed)
+        self._scale = None
+
+    def _mask_shape(self, x):
+        if self.noise_shape is None:
+            return x.shape
+        if len(self.noise_shape) != x.ndim:
+            raise ValueError(
+                f"Dropout {self.name!r}: noise_shape {self.noise_shape} must have rank {x.ndim} like the input {x.shape}"
+            )
+        return tuple(x.shape[i] if s is None else int(s) for i, s in enumerate(self.noise_shape))
+
+    def forward(self, x, training=False, mask=None):
+        if not training or self.rate == 0:
+            self._scale = None
+            return x
+        if self.rate == 1:
+            self._scale = np.zeros(self._mask_shape(x), dtype=x.dtype)
+        else:
+            keep = self._rng.random(self._mask_shape(x)) >= self.rate
+            self._scale = keep.astype(x.dtype) / x.dtype.type(1 - self.rate)
+        return x * self._scale
+
+    def backward(self, dy):
+        self.gradients = []
+        return dy if self._scale is None else dy * self._scale
+
+
+class InputLayer(Layer):
+    """``layers.Input(shape=...)``: declares the input shape of a Sequential model (no computation)."""
+
+    supports_masking = True
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kwargs):
+        if batch_shape is not None:
+            batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
+        if shape is None:
+            raise ValueError("Input: a shape is required, e.g. layers.Input(shape=(64,))")
+        if isinstance(shape, (int, np.integer)):
+            shape = (int(shape),)
+        self.shape_arg = tuple(None if s is None else int(s) for s in shape)
+        self.input_dtype = dtype
+        super().__init__(name=name, input_shape=self.shape_arg, batch_size=batch_size, **kwargs)
+
+    @property
+    def shape(self):
+        return (self.batch_size, *self.shape_arg)
+
+    def forward(self, x, training=False, mask=None):
+        return x
+
+    def backward(self, dy):
+        self.gradients = []
+        return dy
+
+    def get_config(self):
+        return {"name": self.name, "shape": list(self.shape_arg), "batch_size": self.batch_size}
+
+
+def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None) -> InputLayer:
+    """``layers.Input(shape=(...))`` as in Keras; pass it first to a Sequential."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, batch_shape=batch_shape)
