@@ -223,7 +223,7 @@ class Dropout(Layer):
             return x.shape
         if len(self.noise_shape) != x.ndim:
             raise ValueError(
-                f"Dropout {self.name!r}: noise_shape {self.noise_shape} must have rank {x.ndim} like the input {x.shape}"
+                f"Dropout {self.name!r}: noise_shape {self.noise_shape} must have rank {x.ndim} (input {x.shape})"
             )
         return tuple(x.shape[i] if s is None else int(s) for i, s in enumerate(self.noise_shape))
 
