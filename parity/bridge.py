@@ -44,3 +44,24 @@ def keras_layer_for(layer):
     if cls is None:
         raise ValueError(f"parity.bridge: no Keras counterpart known for tinynn layer {name!r}")
     return cls(**keras_kwargs(layer))
+
+
+def _model_input_shape(model) -> tuple:
+    if model.input_layer is not None:
+        return tuple(model.input_layer.shape_arg)
+    if model.built:
+        return tuple(model.layers[0].input_shape[1:])
+    raise ValueError("parity.bridge.to_keras: the model is not built (no input shape)")
+
+
+def to_keras(model):
+    """A Keras ``Sequential`` with the same layers (config) and the same weights as a tinynn one."""
+    import keras
+
+    first = model.layers[0]
+    input_dtype = "int32" if type(first).__name__ == "Embedding" else first.dtype
+    keras_model = keras.Sequential(
+        [keras.Input(shape=_model_input_shape(model), dtype=input_dtype)] + [keras_layer_for(layer) for layer in model.layers]
+    )
+    keras_model.set_weights(model.get_weights())
+    return keras_model

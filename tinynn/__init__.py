@@ -4,9 +4,25 @@
     from tinynn import layers, models, optimizers   # replaces `from keras import ...`
 """
 
-from . import activations, config, initializers, layers, utils
+from . import activations, callbacks, config, initializers, layers, losses, metrics, models, optimizers, utils
+from .models import Model, Sequential, load_model
 from .utils import set_random_seed
 
 __version__ = "0.1.0"
 
-__all__ = ["activations", "config", "initializers", "layers", "utils", "set_random_seed"]
+__all__ = [
+    "Model",
+    "Sequential",
+    "activations",
+    "callbacks",
+    "config",
+    "initializers",
+    "layers",
+    "load_model",
+    "losses",
+    "metrics",
+    "models",
+    "optimizers",
+    "set_random_seed",
+    "utils",
+]

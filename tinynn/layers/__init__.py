@@ -23,3 +23,18 @@ def registry() -> dict[str, type]:
         for name, obj in globals().items()
         if isinstance(obj, type) and issubclass(obj, Layer) and obj is not Layer and name in __all__
     }
+
+
+def serialize(layer: Layer) -> dict:
+    """``{'class_name': 'Dense', 'config': {...}}`` — JSON-friendly, no code."""
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize(spec: dict) -> Layer:
+    """Rebuild a layer from :func:`serialize`'s output; only known tinynn layer classes are accepted."""
+    if not isinstance(spec, dict) or "class_name" not in spec:
+        raise ValueError(f"Cannot deserialize layer from {spec!r}: expected {{'class_name': ..., 'config': ...}}")
+    cls = registry().get(spec["class_name"])
+    if cls is None:
+        raise ValueError(f"Unknown layer class {spec['class_name']!r}; tinynn knows {sorted(registry())}")
+    return cls.from_config(dict(spec.get("config", {})))
