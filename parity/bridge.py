@@ -60,8 +60,7 @@ def to_keras(model):
 
     first = model.layers[0]
     input_dtype = "int32" if type(first).__name__ == "Embedding" else first.dtype
-    keras_model = keras.Sequential(
-        [keras.Input(shape=_model_input_shape(model), dtype=input_dtype)] + [keras_layer_for(layer) for layer in model.layers]
-    )
+    inputs = keras.Input(shape=_model_input_shape(model), dtype=input_dtype)
+    keras_model = keras.Sequential([inputs] + [keras_layer_for(layer) for layer in model.layers])
     keras_model.set_weights(model.get_weights())
     return keras_model

@@ -97,7 +97,8 @@ class EarlyStopping(Callback):
             if self.restore_best_weights and self.best_weights is not None:
                 self.model.set_weights(self.best_weights)
             if self.verbose:
-                print(f"Epoch {epoch + 1}: early stopping (best {self.monitor} {self.best:.4f} at epoch {self.best_epoch + 1})")
+                best = f"best {self.monitor} {self.best:.4f} at epoch {self.best_epoch + 1}"
+                print(f"Epoch {epoch + 1}: early stopping ({best})")
 
 
 class ModelCheckpoint(Callback):

@@ -42,7 +42,8 @@ class Metric:
         v = np.asarray(self.values(np.asarray(y_true), y_pred), dtype=np.float64)
         w = np.ones_like(v)
         if mask is not None:
-            w = w * np.asarray(mask, dtype=np.float64).reshape(v.shape[: np.ndim(mask)] + (1,) * (v.ndim - np.ndim(mask)))
+            m = np.asarray(mask, dtype=np.float64)
+            w = w * m.reshape(m.shape + (1,) * (v.ndim - m.ndim))
         if sample_weight is not None:
             sw = np.asarray(sample_weight, dtype=np.float64)
             w = w * sw.reshape(sw.shape + (1,) * (v.ndim - sw.ndim))
@@ -136,5 +137,6 @@ def get(identifier, y_true_shape: tuple | None = None, y_pred_shape: tuple | Non
         return resolve_accuracy(tuple(y_true_shape), tuple(y_pred_shape))(name=identifier)
     cls = _BY_NAME.get(key)
     if cls is None:
-        raise ValueError(f"Unknown metric {identifier!r}; tinynn knows ['accuracy', 'acc', {', '.join(sorted(_BY_NAME))}]")
+        known = ["accuracy", "acc", *sorted(_BY_NAME)]
+        raise ValueError(f"Unknown metric {identifier!r}; tinynn knows {known}")
     return cls(name=identifier)

@@ -401,7 +401,9 @@ class Sequential:
         if sample_weight is not None:
             sample_weight = data_utils.as_array(sample_weight, f"{what} sample_weight")
             if len(sample_weight) != len(x):
-                raise ValueError(f"Sequential.{what}: sample_weight has {len(sample_weight)} entries for {len(x)} samples")
+                raise ValueError(
+                    f"Sequential.{what}: sample_weight has {len(sample_weight)} entries for {len(x)} samples"
+                )
         return x, y, sample_weight
 
     def _evaluate_source(self, source) -> dict:
@@ -458,7 +460,8 @@ class Sequential:
         for layer in self.layers:
             if layer.name == name:
                 return layer
-        raise ValueError(f"Sequential {self.name!r} has no layer named {name!r}; layers: {[l.name for l in self.layers]}")
+        names = [layer.name for layer in self.layers]
+        raise ValueError(f"Sequential {self.name!r} has no layer named {name!r}; layers: {names}")
 
     def get_config(self) -> dict:
         cfg = {"name": self.name, "layers": [serialize(layer) for layer in self.layers]}
