@@ -5,7 +5,9 @@ applies the ``sum_over_batch_size`` reduction::
 
     L = Σ v ⊙ w / N          N = number of entries of v (not Σ w: weight-0 samples still count)
 
-where ``w`` is the sample weight (ones by default). When ``y_pred`` carries a mask ``m`` (an RNN with
+where ``w`` is the sample weight (ones by default; a per-sample weight (B,) weights every entry of its
+sample. Keras would instead broadcast (B,) against the last axis of (B, T) values, which fails unless
+T == B; tinynn deliberately weights per sample there). When ``y_pred`` carries a mask ``m`` (an RNN with
 return_sequences, Embedding(mask_zero), Masking), Keras rescales it to ``m · N / (Σm + ε)``, so the loss
 is the mean over valid entries: ``L = Σ v ⊙ m / (Σm + ε)`` with ε = 1e-7.
 
