@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-
 from common import first_call_ms, format_table, median_ms
 
 
@@ -53,8 +52,8 @@ def run(repeats: int = 200) -> list[dict]:
         first_keras = first_call_ms(lambda: theirs.train_on_batch(x, y))
         keras_train = median_ms(lambda: theirs.train_on_batch(x, y), repeats)
         keras_predict = median_ms(lambda: theirs.predict_on_batch(x), repeats)
-    for what, o, k, first in (("train step", ours_train, keras_train if theirs else None, None),
-                              ("predict", ours_predict, keras_predict if theirs else None, None)):
+    for what, o, k in (("train step", ours_train, keras_train if theirs else None),
+                       ("predict", ours_predict, keras_predict if theirs else None)):
         rows.append({"model": "M5 Dense MLP", "what": what, "tinynn ms": f"{o:.3f}",
                      "keras ms": "" if k is None else f"{k:.3f}",
                      "keras/tinynn": "" if k is None else f"{k / o:.1f}x"})
