@@ -1,0 +1,76 @@
+"""RMSprop: ``keras.optimizers.RMSprop``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import LR_0_001, LearningRate, Optimizer, weak
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Keras 3 ``rmsprop.py``): divide the gradient by a running RMS of recent gradients.
+
+    With g the (clipped) gradient, η the learning rate and every accumulator starting at 0::
+
+        v ← ρ·v + (1-ρ)·g²
+        centered=False:  d = v + ε
+        centered=True:   a ← ρ·a + (1-ρ)·g;   d = (v - a²) + ε
+        Δ = (η·g) / sqrt(d)                        (ε is INSIDE the square root)
+        momentum μ > 0:  m ← μ·m + Δ;   w ← w - m
+        otherwise:       w ← w - Δ
+
+    Args:
+        learning_rate: η, default 0.001.
+        rho: ρ, default 0.9.
+        momentum: μ, default 0.0.
+        epsilon: ε, default 1e-7.
+        centered: subtract the squared running mean of g from v, default False.
+        **kwargs: the base optimizer's arguments (clipnorm, weight_decay, ...).
+    """
+
+    _config_keys = ("rho", "momentum", "epsilon", "centered")
+
+    def __init__(
+        self,
+        learning_rate: LearningRate = LR_0_001,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = rho
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.centered = centered
+
+    @property
+    def _slot_names(self) -> tuple[str, ...]:
+        # Keras creates all velocities, then all momentums, then all average gradients; per variable here.
+        return (
+            ("velocity",)
+            + (("momentum",) if self.momentum > 0 else ())
+            + (("average_gradient",) if self.centered else ())
+        )
+
+    def update_step(self, g: np.ndarray, w: np.ndarray, lr: np.generic, slots: dict[str, np.ndarray]) -> None:
+        dt = w.dtype
+        rho, one_minus_rho, eps = weak(self.rho, dt), weak(1 - self.rho, dt), weak(self.epsilon, dt)
+        v = slots["velocity"]
+        v[...] = rho * v + one_minus_rho * np.square(g)
+        if self.centered:
+            a = slots["average_gradient"]
+            a[...] = rho * a + one_minus_rho * g
+            d = (v - np.square(a)) + eps
+        else:
+            d = v + eps
+        increment = (lr * g) / np.sqrt(d)
+        if self.momentum > 0:
+            m = slots["momentum"]
+            m[...] = weak(self.momentum, dt) * m + increment
+            w -= m
+        else:
+            w -= increment
