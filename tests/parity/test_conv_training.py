@@ -1,0 +1,102 @@
+"""Whole-training parity of the seeds' convnets (at small sizes) against Keras: same initial weights,
+shuffle=False, 3 epochs, validation_split; every History entry and the final weights match."""
+
+import numpy as np
+import pytest
+
+import tinynn as tn
+from parity.training import training_parity
+from tinynn import layers, optimizers
+
+
+def _randomize(model, seed):
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0, 0.3, w.shape) for w in model.get_weights()])  # non-zero biases too
+
+
+def _timeseries_model(dtype):
+    """Seed 002: Conv1D(16, 5, relu, input_shape=(50, 1)) -> MaxPooling1D(4) -> Flatten -> Dense(1, sigmoid)."""
+    return tn.Sequential([
+        layers.Conv1D(6, 5, activation="relu", input_shape=(30, 1), dtype=dtype),
+        layers.MaxPooling1D(4, dtype=dtype),
+        layers.Flatten(dtype=dtype),
+        layers.Dense(1, activation="sigmoid", dtype=dtype),
+    ])  # fmt: skip
+
+
+def _text_cnn_body(dtype, channels):
+    """Seeds 000/002 after the Embedding: Conv1D(32,7,relu) -> MaxPooling1D(5) -> Conv1D(32,7,relu) -> GMP -> Dense."""
+    return [
+        layers.Conv1D(5, 7, activation="relu", input_shape=(40, channels), dtype=dtype),
+        layers.MaxPooling1D(5, dtype=dtype),
+        layers.Conv1D(4, 3, activation="relu", dtype=dtype),
+        layers.GlobalMaxPooling1D(dtype=dtype),
+        layers.Dense(1, activation="sigmoid", dtype=dtype),
+    ]
+
+
+def _separable_model(dtype):
+    """Seed 003's advice (depthwise-separable convs), with every other option of the family in play."""
+    return tn.Sequential([
+        layers.SeparableConv1D(6, 3, padding="same", depth_multiplier=2, activation="relu", input_shape=(24, 3),
+                               dtype=dtype),
+        layers.AveragePooling1D(3, strides=2, padding="same", dtype=dtype),
+        layers.DepthwiseConv1D(3, dilation_rate=2, padding="same", activation="tanh", dtype=dtype),
+        layers.Conv1D(4, 3, strides=2, padding="causal", groups=2, activation="relu", dtype=dtype),
+        layers.GlobalAveragePooling1D(dtype=dtype),
+        layers.Dense(3, activation="softmax", dtype=dtype),
+    ])  # fmt: skip
+
+
+CASES = {
+    "timeseries_sgd": (_timeseries_model, (30, 1), "binary",
+                       lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True)),
+    "text_cnn_body_rmsprop": (lambda dt: tn.Sequential(_text_cnn_body(dt, 8)), (40, 8), "binary",
+                              lambda: optimizers.RMSprop(learning_rate=0.005, momentum=0.5, centered=True)),
+    "separable_sgd": (_separable_model, (24, 3), "multiclass",
+                      lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_conv_models_train_like_keras(case, dtype):
+    make, shape, task, optimizer = CASES[case]
+    rng = np.random.default_rng(len(case))
+    n = 45
+    x = rng.normal(size=(n, *shape)).astype(dtype)
+    if task == "binary":
+        y, loss, metrics = (rng.random((n, 1)) > 0.5) * 1.0, "binary_crossentropy", ["acc"]
+    else:
+        y, loss, metrics = rng.integers(0, 3, n), "sparse_categorical_crossentropy", ["accuracy"]
+    model = make(dtype)
+    _randomize(model, 0)
+    model.compile(optimizer=optimizer(), loss=loss, metrics=metrics)
+    training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
+
+
+def _embedding_text_cnn(dtype, optimizer):
+    model = tn.Sequential([layers.Embedding(30, 8, input_shape=(40,), dtype=dtype), *_text_cnn_body(dtype, 8)])
+    _randomize(model, 1)
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=["acc"])
+    return model
+
+
+def _int_data(n=40):
+    rng = np.random.default_rng(5)
+    return rng.integers(0, 30, size=(n, 40)), (rng.random((n, 1)) > 0.5) * 1.0
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_text_cnn_with_embedding_trains_like_keras(dtype):
+    """The seed text convnet end to end: Embedding(vocab, 8) on int sequences -> the conv body above."""
+    x, y = _int_data()
+    model = _embedding_text_cnn(dtype, optimizers.SGD(learning_rate=0.05, momentum=0.9))
+    training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
+
+
+def test_text_cnn_with_embedding_rmsprop_trains_like_keras():
+    """RMSprop squares the Embedding gradient per id occurrence, as Keras's IndexedSlices path does."""
+    x, y = _int_data()
+    model = _embedding_text_cnn("float64", optimizers.RMSprop(learning_rate=0.01))
+    training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()

@@ -1,0 +1,123 @@
+"""1-D pooling layers against Keras 3: forward and dx (random upstream gradient), both data formats, both paddings,
+ties (TF routes a max-pool window's gradient to its first maximum; reduce_max splits it), and masks."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from parity.harness import layer_parity
+from tinynn import layers
+
+DTYPES = st.sampled_from(["float64", "float32"])
+
+
+def _input(seed, batch, length, channels, data_format, dtype, ties):
+    x = np.random.default_rng(seed).normal(size=(batch, length, channels))
+    if ties:
+        x = np.round(x)  # many equal values: exercises the tie rules of the max gradients
+    if data_format == "channels_first":
+        x = x.transpose(0, 2, 1)
+    return np.ascontiguousarray(x).astype(dtype)
+
+
+@given(
+    kind=st.sampled_from(["max", "average"]),
+    pool_size=st.integers(1, 6),
+    strides=st.one_of(st.none(), st.integers(1, 4)),
+    padding=st.sampled_from(["valid", "same"]),
+    extra_length=st.integers(0, 9),
+    channels=st.integers(1, 4),
+    batch=st.integers(1, 3),
+    data_format=st.sampled_from(["channels_last", "channels_first"]),
+    ties=st.booleans(),
+    dtype=DTYPES,
+    seed=st.integers(0, 2**16),
+)
+def test_pooling1d_parity(
+    kind, pool_size, strides, padding, extra_length, channels, batch, data_format, ties, dtype, seed
+):
+    length = (pool_size if padding == "valid" else 1) + extra_length  # from the shortest legal input up
+    cls = layers.MaxPooling1D if kind == "max" else layers.AveragePooling1D
+    layer = cls(pool_size, strides=strides, padding=padding, data_format=data_format, dtype=dtype)
+    x = _input(seed, batch, length, channels, data_format, dtype, ties)
+    layer_parity(layer, x, seed=seed).assert_ok()
+
+
+@given(
+    length=st.integers(1, 9),
+    channels=st.integers(1, 4),
+    batch=st.integers(1, 3),
+    keepdims=st.booleans(),
+    data_format=st.sampled_from(["channels_last", "channels_first"]),
+    ties=st.booleans(),
+    dtype=DTYPES,
+    seed=st.integers(0, 2**16),
+)
+def test_global_max_pooling1d_parity(length, channels, batch, keepdims, data_format, ties, dtype, seed):
+    layer = layers.GlobalMaxPooling1D(data_format=data_format, keepdims=keepdims, dtype=dtype)
+    x = _input(seed, batch, length, channels, data_format, dtype, ties)
+    layer_parity(layer, x, seed=seed).assert_ok()
+
+
+@given(
+    length=st.integers(1, 9),
+    channels=st.integers(1, 4),
+    batch=st.integers(1, 4),
+    keepdims=st.booleans(),
+    data_format=st.sampled_from(["channels_last", "channels_first"]),
+    masked=st.booleans(),
+    dtype=DTYPES,
+    seed=st.integers(0, 2**16),
+)
+def test_global_average_pooling1d_parity(length, channels, batch, keepdims, data_format, masked, dtype, seed):
+    rng = np.random.default_rng(seed + 1)
+    mask = None
+    if masked:
+        mask = rng.random((batch, length)) < 0.6
+        mask[0] = False  # a fully masked row: 0/0 = NaN forward (both sides), zero gradient
+    layer = layers.GlobalAveragePooling1D(data_format=data_format, keepdims=keepdims, dtype=dtype)
+    x = _input(seed, batch, length, channels, data_format, dtype, ties=False)
+    layer_parity(layer, x, seed=seed, mask=mask).assert_ok()
+
+
+def _keras_mask_fed(keras_layer):
+    """A Keras layer computing ``keras_layer`` on x carrying ``mask`` the way Keras carries masks (as after
+    Embedding(mask_zero=True)): the mask is attached to the tensor, not passed as an argument."""
+    import keras
+
+    class AttachMask(keras.layers.Layer):
+        def call(self, x, mask=None):
+            return x
+
+        def compute_mask(self, x, mask=None):
+            return mask
+
+    class Fed(keras.layers.Layer):
+        def __init__(self):
+            super().__init__(dtype=keras_layer.dtype_policy)
+            self.attach, self.inner = AttachMask(dtype=keras_layer.dtype_policy), keras_layer
+
+        def call(self, x, mask=None):
+            return self.inner(self.attach(x, mask=mask))
+
+    return Fed()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_global_max_pooling_ignores_mask_like_keras(dtype):
+    import keras
+
+    mask = np.array([[True, True, False, False, False], [True, False, True, True, False]])
+    x = _input(3, 2, 5, 3, "channels_last", dtype, ties=False)
+    twin = _keras_mask_fed(keras.layers.GlobalMaxPooling1D(dtype=dtype))
+    with pytest.warns(UserWarning, match="does not support masking"):  # Keras saw the mask and dropped it
+        report = layer_parity(layers.GlobalMaxPooling1D(dtype=dtype), x, seed=3, mask=mask, keras_layer=twin)
+    report.assert_ok()
+
+
+def test_seed_model_pooling_parity():
+    """The seed convnets' pooling layers at their real sizes: MaxPooling1D(5) after a 494-step relu conv."""
+    x = np.maximum(_input(0, 2, 494, 32, "channels_last", "float32", ties=False), 0)  # relu zeros: ties
+    layer_parity(layers.MaxPooling1D(5, dtype="float32"), x, seed=0).assert_ok()
+    layer_parity(layers.GlobalMaxPooling1D(dtype="float32"), x[:, :92], seed=0).assert_ok()

@@ -1,0 +1,211 @@
+"""The conv/pooling kernels: numba + BLAS versions agree with the readable NumPy references (float64 <= 1e-12),
+the backward kernels are the exact adjoints of the forward ones, and the padding arithmetic is TF's."""
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinynn.kernels import conv as kc
+from tinynn.kernels import pooling as kp
+
+TOL = 1e-12
+
+
+def rel_err(ours, ref):
+    assert ours.shape == ref.shape, (ours.shape, ref.shape)
+    assert ours.dtype == ref.dtype, (ours.dtype, ref.dtype)
+    return float(np.max(np.abs(ours - ref)) / max(np.max(np.abs(ref)), 1e-300)) if ref.size else 0.0
+
+
+@st.composite
+def conv_geometry(draw):
+    """Any legal 1-D conv geometry: kernel 1-9, stride 1-3, dilation 1-3, all paddings, groups, odd sizes."""
+    K = draw(st.integers(1, 9))
+    s = draw(st.integers(1, 3))
+    d = draw(st.integers(1, 3))
+    padding = draw(st.sampled_from(["valid", "same", "causal"]))
+    eff = (K - 1) * d + 1
+    L = (eff if padding == "valid" else 1) + draw(st.integers(0, 9))
+    G = draw(st.integers(1, 3))
+    Cg, Fg, B = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    pl, pr, l_out = kc.conv_padding(L, K, s, d, padding)
+    assert l_out >= 1
+    return dict(B=B, L=L, K=K, s=s, d=d, G=G, Cg=Cg, Fg=Fg, pl=pl, l_out=l_out, seed=draw(st.integers(0, 2**16)))
+
+
+def _arrays(g, dtype=np.float64):
+    rng = np.random.default_rng(g["seed"])
+    x = rng.standard_normal((g["B"], g["L"], g["G"] * g["Cg"])).astype(dtype)
+    W = rng.standard_normal((g["K"], g["Cg"], g["G"] * g["Fg"])).astype(dtype)
+    dz = rng.standard_normal((g["B"], g["l_out"], g["G"] * g["Fg"])).astype(dtype)
+    return x, W, dz
+
+
+@given(g=conv_geometry(), method=st.sampled_from(["im2col", "shift", "auto"]))
+def test_conv_ops_match_reference(g, method):
+    x, W, dz = _arrays(g)
+    s, d, pl, G, L, K = g["s"], g["d"], g["pl"], g["G"], g["L"], g["K"]
+    z_ref = kc.conv1d_forward_ref(x, W, s, d, pl, g["l_out"], G)
+    dx_ref = kc.conv1d_backward_data_ref(dz, W, L, s, d, pl, G)
+    dW_ref = kc.conv1d_backward_filter_ref(x, dz, K, s, d, pl, G)
+    assert rel_err(kc.conv1d_forward(x, W, s, d, pl, g["l_out"], G, method), z_ref) <= TOL
+    dx, dW = kc.conv1d_backward(x, W, dz, s, d, pl, G, method)
+    assert rel_err(dx, dx_ref) <= TOL
+    assert rel_err(dW, dW_ref) <= TOL
+    assert rel_err(kc.conv1d_backward_data(dz, W, L, s, d, pl, G, method), dx_ref) <= TOL
+    assert rel_err(kc.conv1d_backward_filter(x, dz, K, s, d, pl, G, method), dW_ref) <= TOL
+
+
+_WORKSPACE: dict = {}  # shared by every example: buffers get reused across calls and reallocated on new shapes
+
+
+@given(g=conv_geometry(), method=st.sampled_from(["im2col", "shift"]), chunk_bytes=st.sampled_from([1, 300, 1 << 22]))
+def test_conv_ops_in_batch_chunks_with_reused_workspace(g, method, chunk_bytes):
+    """Batches split in chunks (down to one sample each) on scratch buffers reused across calls and shapes."""
+    x, W, dz = _arrays(g)
+    s, d, pl, G, L, l_out = g["s"], g["d"], g["pl"], g["G"], g["L"], g["l_out"]
+    z_ref = kc.conv1d_forward_ref(x, W, s, d, pl, l_out, G)
+    dx_ref = kc.conv1d_backward_data_ref(dz, W, L, s, d, pl, G)
+    dW_ref = kc.conv1d_backward_filter_ref(x, dz, g["K"], s, d, pl, G)
+    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes):
+        for _ in range(2):  # the second call runs on the buffers the first one left behind
+            z = kc.conv1d_forward(x, W, s, d, pl, l_out, G, method, workspace=_WORKSPACE)
+            dx, dW = kc.conv1d_backward(x, W, dz, s, d, pl, G, method, workspace=_WORKSPACE)
+            assert rel_err(z, z_ref) <= TOL and rel_err(dx, dx_ref) <= TOL and rel_err(dW, dW_ref) <= TOL
+            assert rel_err(kc.conv1d_backward_data(dz, W, L, s, d, pl, G, method, _WORKSPACE), dx_ref) <= TOL
+            assert rel_err(kc.conv1d_backward_filter(x, dz, g["K"], s, d, pl, G, method, _WORKSPACE), dW_ref) <= TOL
+    assert _WORKSPACE and not any(np.shares_memory(a, buf) for a in (z, dx, dW) for buf in _WORKSPACE.values())
+
+
+@given(g=conv_geometry())
+def test_reference_backward_is_the_adjoint_of_forward(g):
+    """<conv(x, W), dz> = <x, conv_dx(dz)> = <W, conv_dW(x, dz)>: the references are right, not just consistent."""
+    x, W, dz = _arrays(g)
+    s, d, pl, G = g["s"], g["d"], g["pl"], g["G"]
+    inner = np.sum(kc.conv1d_forward_ref(x, W, s, d, pl, g["l_out"], G) * dz)
+    scale = np.sum(np.abs(x)) * np.sum(np.abs(W)) * np.max(np.abs(dz))
+    assert abs(inner - np.sum(x * kc.conv1d_backward_data_ref(dz, W, g["L"], s, d, pl, G))) <= TOL * scale
+    assert abs(inner - np.sum(W * kc.conv1d_backward_filter_ref(x, dz, g["K"], s, d, pl, G))) <= TOL * scale
+
+
+@given(g=conv_geometry())
+def test_index_kernels_match_numpy_twins_and_are_adjoint(g):
+    x, W, dz = _arrays(g)
+    s, d, pl, G, K, L, l_out = g["s"], g["d"], g["pl"], g["G"], g["K"], g["L"], g["l_out"]
+    cols = kc.im2col(x, G, K, s, d, pl, l_out)
+    np.testing.assert_array_equal(cols, kc.im2col_ref(x, G, K, s, d, pl, l_out))
+    U = kc.spread(dz, G, L, K, s, d, pl)
+    np.testing.assert_array_equal(U, kc.spread_ref(dz, G, L, K, s, d, pl))
+    rng = np.random.default_rng(g["seed"] + 1)
+    c = rng.standard_normal(cols.shape)
+    Z = rng.standard_normal(U.shape)
+    assert rel_err(kc.col2im(c, L, s, d, pl), kc.col2im_ref(c, L, s, d, pl)) <= TOL
+    assert rel_err(kc.shift_add(Z, s, d, pl, l_out), kc.shift_add_ref(Z, s, d, pl, l_out)) <= TOL
+    # col2im is im2col's adjoint and spread is shift_add's: <A v, w> = <v, Aᵀ w>
+    assert np.isclose(np.sum(cols * c), np.sum(x * kc.col2im(c, L, s, d, pl)), rtol=1e-12, atol=1e-12)
+    assert np.isclose(np.sum(kc.shift_add(Z, s, d, pl, l_out) * dz), np.sum(Z * U), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["im2col", "shift"])
+def test_conv_ops_float32_close_to_float64(method):
+    g = dict(B=2, L=13, K=4, s=1, d=2, G=2, Cg=3, Fg=2, pl=3, l_out=13, seed=3)
+    x, W, dz = _arrays(g)
+    z64 = kc.conv1d_forward(x, W, 1, 2, 3, 13, 2, method)
+    z32 = kc.conv1d_forward(x.astype(np.float32), W.astype(np.float32), 1, 2, 3, 13, 2, method)
+    x32, W32, dz32 = x.astype(np.float32), W.astype(np.float32), dz.astype(np.float32)
+    dx32, dW32 = kc.conv1d_backward(x32, W32, dz32, 1, 2, 3, 2, method)
+    dx64, dW64 = kc.conv1d_backward(x, W, dz, 1, 2, 3, 2, method)
+    assert z32.dtype == dx32.dtype == dW32.dtype == np.float32
+    assert rel_err(z32.astype(np.float64), z64) < 1e-6
+    assert rel_err(dx32.astype(np.float64), dx64) < 1e-6 and rel_err(dW32.astype(np.float64), dW64) < 1e-6
+
+
+def test_auto_method_choice():
+    assert kc.choose_method(500, 494, 128, 32, 1) == "shift"  # the benchmark's first conv: F < C, s = 1
+    assert kc.choose_method(98, 92, 32, 32, 1) == "im2col"
+    assert kc.choose_method(500, 250, 128, 32, 2) == "im2col"  # strided: shift would waste FLOPs
+    with pytest.raises(ValueError, match="method"):
+        kc.choose_method(5, 5, 1, 1, 1, "fft")
+
+
+# Verified against Keras in ../shared/keras-semantics.md §2: (L, K, s, d) -> (left, right), extra pad on the right.
+@pytest.mark.parametrize(
+    "L,K,s,d,expected",
+    [(10, 4, 1, 1, (1, 2)), (10, 4, 2, 1, (1, 1)), (11, 3, 2, 1, (1, 1)), (10, 2, 3, 1, (0, 1)), (10, 4, 1, 2, (3, 3))],
+)
+def test_same_padding_split(L, K, s, d, expected):
+    pl, pr, l_out = kc.conv_padding(L, K, s, d, "same")
+    assert (pl, pr) == expected and l_out == -(-L // s)
+
+
+def test_causal_and_valid_padding():
+    assert kc.conv_padding(10, 4, 1, 3, "causal") == (9, 0, 10)
+    assert kc.conv_padding(10, 4, 2, 1, "causal") == (3, 0, 5)
+    assert kc.conv_padding(10, 4, 1, 3, "valid") == (0, 0, 1)
+    assert kc.conv_padding(9, 4, 1, 3, "valid")[2] == 0  # one step too short: empty output
+    with pytest.raises(ValueError, match="padding"):
+        kc.conv_padding(10, 3, 1, 1, "full")
+
+
+def test_kernel_wrappers_reject_inconsistent_shapes():
+    x = np.zeros((2, 5, 4))
+    with pytest.raises(ValueError, match="groups"):
+        kc.conv1d_forward(x, np.zeros((3, 3, 2)), groups=1)
+    with pytest.raises(ValueError, match="empty output"):
+        kc.conv1d_forward(x, np.zeros((6, 4, 2)))
+    with pytest.raises(ValueError, match="dz"):
+        kc.conv1d_backward(x, np.zeros((3, 4, 2)), np.zeros((2, 3, 5)))
+    with pytest.raises(ValueError, match="geometry"):
+        kp.max_pool1d_forward(x, 2, 2, 0, 4)  # the last window would start past the end
+    with pytest.raises(ValueError, match="argmax"):
+        kp.max_pool1d_backward(np.zeros((2, 2, 4)), np.full((2, 2, 4), 7), 5)
+
+
+# --------------------------------------------------------------------------- pooling
+@st.composite
+def pool_geometry(draw):
+    P, S = draw(st.integers(1, 6)), draw(st.integers(1, 4))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    L = (P if padding == "valid" else 1) + draw(st.integers(0, 10))
+    pl, _, l_out = kc.conv_padding(L, P, S, 1, padding)
+    return dict(B=draw(st.integers(1, 3)), L=L, C=draw(st.integers(1, 4)), P=P, S=S, pl=pl, l_out=l_out,
+                ties=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))  # fmt: skip
+
+
+@given(g=pool_geometry())
+def test_pool_kernels_match_reference(g):
+    rng = np.random.default_rng(g["seed"])
+    x = rng.standard_normal((g["B"], g["L"], g["C"]))
+    if g["ties"]:
+        x = np.round(x)  # many equal values: the first maximum must win, in both versions
+    args = (g["P"], g["S"], g["pl"], g["l_out"])
+    y, a = kp.max_pool1d_forward(x, *args)
+    y_ref, a_ref = kp.max_pool1d_forward_ref(x, *args)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(a, a_ref)
+    dy = rng.standard_normal(y.shape)
+    assert rel_err(kp.max_pool1d_backward(dy, a, g["L"]), kp.max_pool1d_backward_ref(dy, a, g["L"])) <= TOL
+    assert rel_err(kp.avg_pool1d_forward(x, *args), kp.avg_pool1d_forward_ref(x, *args)) <= TOL
+    dx = kp.avg_pool1d_backward(dy, g["L"], g["P"], g["S"], g["pl"])
+    assert rel_err(dx, kp.avg_pool1d_backward_ref(dy, g["L"], g["P"], g["S"], g["pl"])) <= TOL
+    # adjoint: <avg(x), dy> = <x, avg_dx(dy)>
+    assert np.isclose(np.sum(kp.avg_pool1d_forward(x, *args) * dy), np.sum(x * dx), rtol=1e-12, atol=1e-12)
+
+
+def test_same_average_pool_excludes_padding():
+    # keras-semantics.md §3 (checked with Keras): x = 1..7, P=3 -> [1.5, 4, 6.5]; P=4, S=3 -> [2, 4.5, 6.5]
+    x = np.arange(1.0, 8.0).reshape(1, 7, 1)
+    pl, _, l_out = kc.conv_padding(7, 3, 3, 1, "same")
+    np.testing.assert_allclose(kp.avg_pool1d_forward(x, 3, 3, pl, l_out).ravel(), [1.5, 4, 6.5])
+    pl, _, l_out = kc.conv_padding(7, 4, 3, 1, "same")
+    np.testing.assert_allclose(kp.avg_pool1d_forward(x, 4, 3, pl, l_out).ravel(), [2, 4.5, 6.5])
+
+
+def test_max_pool_padding_never_wins():
+    x = -np.arange(1.0, 6.0).reshape(1, 5, 1)  # all negative: a zero pad would win
+    pl, _, l_out = kc.conv_padding(5, 4, 2, 1, "same")
+    y, _ = kp.max_pool1d_forward(x, 4, 2, pl, l_out)
+    assert np.all(y < 0)

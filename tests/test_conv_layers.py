@@ -1,0 +1,282 @@
+"""Conv1D family and 1-D pooling layers on their own: finite-difference gradchecks (float64), shapes, masks,
+channels_first, configs, and clear ValueErrors for bad input raised before any numba kernel runs."""
+
+import numpy as np
+import pytest
+
+from tinynn import layers
+from tinynn.gradcheck import check_layer
+from tinynn.kernels import conv as kc
+from tinynn.kernels import pooling as kp
+
+GRADCHECK_TOL = 1e-6
+
+CONV_CASES = [
+    (lambda: layers.Conv1D(4, 3, activation="tanh"), (2, 9, 3)),
+    (lambda: layers.Conv1D(3, 4, strides=2, padding="same", activation="relu"), (2, 10, 2)),
+    (lambda: layers.Conv1D(6, 3, padding="causal", dilation_rate=3, groups=3, activation="sigmoid"), (2, 8, 6)),
+    (lambda: layers.Conv1D(4, 2, strides=3, groups=2, use_bias=False), (3, 11, 4)),
+    (lambda: layers.Conv1D(3, 5, padding="same", dilation_rate=2, data_format="channels_first"), (2, 2, 7)),
+    (lambda: layers.Conv1D(2, 2, padding="valid"), (1, 2, 1)),  # the shortest legal input (L = K)
+    (lambda: layers.DepthwiseConv1D(3, strides=2, dilation_rate=2, padding="same", depth_multiplier=2), (2, 11, 3)),
+    (lambda: layers.DepthwiseConv1D(4, activation="tanh", data_format="channels_first"), (2, 3, 6)),
+    (lambda: layers.SeparableConv1D(5, 3, padding="same", depth_multiplier=2, activation="tanh"), (2, 7, 3)),
+    (lambda: layers.SeparableConv1D(2, 2, strides=2, dilation_rate=3, use_bias=False), (2, 12, 2)),
+    (lambda: layers.SeparableConv1D(3, 3, data_format="channels_first", activation="relu"), (2, 2, 9)),
+]
+POOL_CASES = [
+    (lambda: layers.MaxPooling1D(), (2, 9, 3)),
+    (lambda: layers.MaxPooling1D(3, strides=2, padding="same"), (2, 10, 3)),
+    (lambda: layers.MaxPooling1D(4, strides=1, data_format="channels_first"), (2, 3, 7)),
+    (lambda: layers.AveragePooling1D(3), (2, 10, 2)),
+    (lambda: layers.AveragePooling1D(4, strides=3, padding="same"), (2, 10, 2)),
+    (lambda: layers.AveragePooling1D(2, strides=1, padding="same", data_format="channels_first"), (2, 3, 5)),
+    (lambda: layers.GlobalMaxPooling1D(), (2, 6, 3)),
+    (lambda: layers.GlobalMaxPooling1D(keepdims=True, data_format="channels_first"), (2, 3, 6)),
+    (lambda: layers.GlobalAveragePooling1D(), (2, 6, 3)),
+    (lambda: layers.GlobalAveragePooling1D(keepdims=True, data_format="channels_first"), (2, 3, 6)),
+]
+
+
+def as_dtype(layer, dtype):
+    """The same layer config in another dtype."""
+    return type(layer).from_config({**layer.get_config(), "dtype": dtype})
+
+
+def _ids(cases):
+    return [f"{make().__class__.__name__}-{i}" for i, (make, _) in enumerate(cases)]
+
+
+@pytest.mark.parametrize("make,shape", CONV_CASES + POOL_CASES, ids=_ids(CONV_CASES + POOL_CASES))
+def test_gradcheck(make, shape):
+    layer = as_dtype(make(), "float64")
+    x = np.random.default_rng(0).standard_normal(shape)
+    layer(x)  # build, then give every weight (biases too) random values
+    rng = np.random.default_rng(1)
+    layer.set_weights([rng.standard_normal(w.shape) for w in layer.get_weights()])
+    results = check_layer(layer, x, seed=2)
+    assert len(results) == 1 + len(layer.get_weights())
+    for r in results:
+        assert r.relative_error < GRADCHECK_TOL, str(r)
+
+
+def test_gradcheck_masked_global_average():
+    layer = layers.GlobalAveragePooling1D(dtype="float64")
+    mask = np.array([[1, 0, 1, 1, 0], [0, 0, 0, 1, 0], [1, 1, 1, 1, 1]], bool)
+    for r in check_layer(layer, np.random.default_rng(0).standard_normal((3, 5, 4)), mask=mask):
+        assert r.relative_error < GRADCHECK_TOL, str(r)
+
+
+@pytest.mark.parametrize("make,shape", CONV_CASES + POOL_CASES, ids=_ids(CONV_CASES + POOL_CASES))
+def test_output_shape_dtype_and_no_mutation(make, shape):
+    for dtype in ("float32", "float64"):
+        layer = as_dtype(make(), dtype)
+        x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+        x_copy = x.copy()
+        y = layer(x)
+        assert y.shape[1:] == tuple(layer.compute_output_shape((None, *shape[1:]))[1:])
+        assert y.dtype == dtype
+        dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+        dy_copy = dy.copy()
+        dx = layer.backward(dy)
+        assert dx.shape == x.shape and dx.dtype == dtype
+        assert all(g.dtype == dtype and g.shape == w.shape for g, w in zip(layer.gradients, layer.weights))
+        np.testing.assert_array_equal(x, x_copy)
+        np.testing.assert_array_equal(dy, dy_copy)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda fmt: layers.Conv1D(4, 3, strides=2, padding="same", groups=2, activation="relu", data_format=fmt),
+        lambda fmt: layers.SeparableConv1D(3, 3, padding="same", depth_multiplier=2, data_format=fmt),
+        lambda fmt: layers.DepthwiseConv1D(2, dilation_rate=2, data_format=fmt),
+        lambda fmt: layers.MaxPooling1D(3, strides=2, padding="same", data_format=fmt),
+        lambda fmt: layers.AveragePooling1D(3, strides=2, padding="same", data_format=fmt),
+        lambda fmt: layers.GlobalAveragePooling1D(data_format=fmt, keepdims=True),
+        lambda fmt: layers.GlobalMaxPooling1D(data_format=fmt, keepdims=True),
+    ],
+)
+def test_channels_first_equals_transposed_channels_last(make):
+    """Keras-TF cannot run a channels_first Conv1D on CPU, so this is how channels_first is pinned down."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 9, 4))
+    last, first = as_dtype(make("channels_last"), "float64"), as_dtype(make("channels_first"), "float64")
+    y_last = last(x)
+    first(x.transpose(0, 2, 1))
+    weights = [rng.standard_normal(w.shape) for w in last.get_weights()]
+    last.set_weights(weights)
+    first.set_weights(weights)
+    y_last, y_first = last(x), first(x.transpose(0, 2, 1))
+    np.testing.assert_allclose(y_first, y_last.transpose(0, 2, 1) if y_last.ndim == 3 else y_last, rtol=1e-12)
+    dy = rng.standard_normal(y_last.shape)
+    dx_last = last.backward(dy)
+    dx_first = first.backward(dy.transpose(0, 2, 1))
+    np.testing.assert_allclose(dx_first, dx_last.transpose(0, 2, 1), rtol=1e-12, atol=1e-14)
+    for a, b in zip(first.gradients, last.gradients):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_weight_layouts_are_keras():
+    x = np.zeros((2, 10, 6), np.float32)
+    conv = layers.Conv1D(4, 3, groups=2)
+    conv(x)
+    assert [w.shape for w in conv.get_weights()] == [(3, 3, 4), (4,)]
+    dw = layers.DepthwiseConv1D(5, depth_multiplier=3)
+    dw(x)
+    assert [w.shape for w in dw.get_weights()] == [(5, 6, 3), (18,)]
+    assert dw.weight_names[0].endswith("/kernel")
+    sep = layers.SeparableConv1D(7, 2, depth_multiplier=2)
+    sep(x)
+    assert [w.shape for w in sep.get_weights()] == [(2, 6, 2), (1, 12, 7), (7,)]
+    assert [n.split("/")[-1] for n in sep.weight_names] == ["depthwise_kernel", "pointwise_kernel", "bias"]
+
+
+def test_glorot_fans_of_conv_kernels():
+    """fan_in = K·in, fan_out = K·out: the limit sqrt(6/(fan_in+fan_out)) bounds the kernel."""
+    conv = layers.Conv1D(64, 9)
+    conv(np.zeros((1, 20, 32), np.float32))
+    limit = np.sqrt(6 / (9 * 32 + 9 * 64))
+    assert np.abs(conv.kernel).max() <= limit and np.abs(conv.kernel).max() > 0.9 * limit
+    assert np.all(conv.bias == 0)
+
+
+def test_masks():
+    x = np.random.default_rng(0).standard_normal((2, 6, 3)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0, 0, 0], [1, 0, 1, 1, 1, 1]], bool)
+    for layer in (layers.Conv1D(2, 3), layers.MaxPooling1D(), layers.AveragePooling1D(2), layers.GlobalMaxPooling1D()):
+        assert layer.supports_masking is False
+        layer(x)
+        assert layer.compute_mask(x, mask) is None
+    gmp = layers.GlobalMaxPooling1D()
+    np.testing.assert_array_equal(gmp(x, mask=mask), gmp(x))  # Keras drops the mask: padded steps count
+    gap = layers.GlobalAveragePooling1D()
+    assert gap.compute_mask(x, mask) is None
+    y = gap(x, mask=mask)
+    np.testing.assert_allclose(y[0], x[0, :3].mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(y[1], x[1, [0, 2, 3, 4, 5]].mean(axis=0), rtol=1e-6)
+    all_masked = gap(x, mask=np.zeros((2, 6), bool))
+    assert np.all(np.isnan(all_masked))  # 0/0, as in Keras
+    np.testing.assert_array_equal(gap.backward(np.ones((2, 3), np.float32)), 0)  # masked steps get no gradient
+
+
+def test_config_round_trip():
+    for layer in (
+        layers.Conv1D(4, 3, strides=2, padding="CAUSAL", groups=2, activation="relu", name="c"),
+        layers.SeparableConv1D(3, (5,), depth_multiplier=2, dilation_rate=2),
+        layers.DepthwiseConv1D(3, padding="same", depth_multiplier=2, use_bias=False),
+        layers.MaxPooling1D(3, padding="Same"),
+        layers.AveragePooling1D(4, strides=2),
+        layers.GlobalAveragePooling1D(keepdims=True),
+        layers.GlobalMaxPooling1D(data_format="channels_first"),
+    ):
+        cfg = layer.get_config()
+        clone = type(layer).from_config(cfg)
+        assert clone.get_config() == cfg
+    assert layers.MaxPooling1D(3).get_config()["strides"] == [3]
+    assert layers.Conv1D(1, 2, padding="CAUSAL").padding == "causal"
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.fixture
+def no_kernels(monkeypatch):
+    """Any call into the numba kernels fails the test: errors must come first."""
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a kernel ran before the input was checked")
+
+    for module, names in ((kc, ["im2col", "col2im", "shift_add", "spread"]), (kp, ["_max_fwd", "_avg_fwd"])):
+        for name in names:
+            monkeypatch.setattr(module, name, boom)
+
+
+def _built(layer, shape):
+    layer.ensure_built((None, *shape[1:]))
+    return layer
+
+
+@pytest.mark.parametrize(
+    "make,good,bad,words",
+    [
+        (lambda: layers.Conv1D(4, 3, name="c1"), (2, 9, 3), (2, 9), ["c1", "Conv1D", "rank 3", "(2, 9)"]),
+        (lambda: layers.Conv1D(4, 3, name="c2"), (2, 9, 3), (2, 9, 5), ["c2", "Conv1D", "size 3", "(2, 9, 5)"]),
+        (lambda: layers.Conv1D(4, 3, dilation_rate=3, name="c3"), (2, 9, 3), (2, 6, 3), ["c3", "(2, 6, 3)", "7"]),
+        (lambda: layers.SeparableConv1D(2, 5, name="s1"), (2, 9, 3), (2, 4, 3), ["s1", "SeparableConv1D", "(2, 4, 3)"]),
+        (lambda: layers.DepthwiseConv1D(2, name="d1"), (2, 9, 3), (2, 9, 3, 1), ["d1", "DepthwiseConv1D", "rank 3"]),
+        (lambda: layers.MaxPooling1D(4, name="p1"), (2, 9, 3), (2, 3, 3), ["p1", "MaxPooling1D", "(2, 3, 3)", "4"]),
+        (lambda: layers.AveragePooling1D(2, name="p2"), (2, 9, 3), (9, 3), ["p2", "AveragePooling1D", "rank 3"]),
+        (lambda: layers.GlobalMaxPooling1D(name="g1"), (2, 9, 3), (2, 9), ["g1", "GlobalMaxPooling1D", "rank 3"]),
+        (lambda: layers.GlobalAveragePooling1D(name="g2"), (2, 9, 3), (2, 0, 3), ["g2", "step", "(2, 0, 3)"]),
+    ],
+)
+def test_bad_input_after_build(no_kernels, make, good, bad, words):
+    layer = _built(make(), good)
+    with pytest.raises(ValueError) as err:
+        layer(np.zeros(bad, np.float32))
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+@pytest.mark.parametrize(
+    "make,shape,words",
+    [
+        (lambda: layers.Conv1D(4, 3, name="b1"), (2, 2, 3), ["b1", "(2, 2, 3)", "receptive field of 3"]),
+        (lambda: layers.Conv1D(4, 2, groups=2, name="b2"), (2, 5, 3), ["b2", "divisible by groups=2", "3 input"]),
+        (lambda: layers.Conv1D(4, 2, name="b3"), (2, 5), ["b3", "rank 3", "(2, 5)"]),
+        (lambda: layers.SeparableConv1D(2, 3, dilation_rate=2, name="b4"), (1, 4, 2), ["b4", "(1, 4, 2)", "5 steps"]),
+        (lambda: layers.AveragePooling1D(3, name="b5"), (1, 2, 2), ["b5", "(1, 2, 2)", "pool_size=3"]),
+    ],
+)
+def test_bad_input_on_first_call(no_kernels, make, shape, words):
+    with pytest.raises(ValueError) as err:
+        make()(np.zeros(shape, np.float32))
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+def test_same_and_causal_accept_one_step(no_kernels):
+    """With 'same'/'causal' padding a single step is legal (the output has ceil(1/s) = 1 step)."""
+    assert layers.Conv1D(2, 9, padding="same").compute_output_shape((None, 1, 3)) == (None, 1, 2)
+    assert layers.Conv1D(2, 9, padding="causal", dilation_rate=3).compute_output_shape((None, 1, 3)) == (None, 1, 2)
+    assert layers.MaxPooling1D(5, padding="same").compute_output_shape((None, 1, 3)) == (None, 1, 3)
+    assert layers.Conv1D(2, 4, strides=3, padding="valid").compute_output_shape((None, 4, 3)) == (None, 1, 2)
+    with pytest.raises(ValueError, match="empty output"):
+        layers.Conv1D(2, 4, strides=3).compute_output_shape((None, 3, 3))
+
+
+@pytest.mark.parametrize(
+    "make,words",
+    [
+        (lambda: layers.Conv1D(4, 2.5), ["kernel_size", "2.5"]),
+        (lambda: layers.Conv1D(4.0, 3), ["filters", "4.0"]),
+        (lambda: layers.Conv1D(0, 3), ["filters", "0"]),
+        (lambda: layers.Conv1D(4, 3, strides=(1, 2)), ["strides"]),
+        (lambda: layers.Conv1D(4, 3, strides=2, dilation_rate=2), ["strides > 1", "dilation_rate > 1"]),
+        (lambda: layers.Conv1D(5, 3, groups=2), ["filters=5", "groups=2"]),
+        (lambda: layers.Conv1D(4, 3, padding="full"), ["padding", "full"]),
+        (lambda: layers.Conv1D(4, 3, data_format="channels_middle"), ["data_format"]),
+        (lambda: layers.SeparableConv1D(4, 3, padding="causal"), ["padding", "causal"]),
+        (lambda: layers.DepthwiseConv1D(3, padding="causal"), ["padding", "causal"]),
+        (lambda: layers.DepthwiseConv1D(3, depth_multiplier=0), ["depth_multiplier"]),
+        (lambda: layers.MaxPooling1D(1.5), ["pool_size", "1.5"]),
+        (lambda: layers.MaxPooling1D(2, strides=0), ["strides"]),
+        (lambda: layers.AveragePooling1D(2, padding="causal"), ["padding", "causal"]),
+        (lambda: layers.GlobalMaxPooling1D(data_format="NCW"), ["data_format"]),
+    ],
+)
+def test_bad_arguments(make, words):
+    with pytest.raises(ValueError) as err:
+        make()
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+def test_average_pooling_needs_pool_size():
+    with pytest.raises(TypeError):
+        layers.AveragePooling1D()  # as in Keras: no default pool_size
+
+
+def test_global_average_bad_mask_shape(no_kernels):
+    with pytest.raises(ValueError) as err:
+        layers.GlobalAveragePooling1D(name="gm")(np.zeros((2, 5, 3)), mask=np.ones((2, 4), bool))
+    assert "gm" in str(err.value) and "(2, 5)" in str(err.value) and "(2, 4)" in str(err.value)

@@ -1,0 +1,542 @@
+r"""1-D convolution (cross-correlation) kernels: forward, backward-data, backward-filter.
+
+Symbols (channels-last, as Keras)::
+
+    x   (B, L, C)        input          W  (K, Cg, F)   kernel, Cg = C/G input channels per group
+    z   (B, Lo, F)       output         G  groups, Fg = F/G filters per group, g(f) = f // Fg
+    s   stride           d  dilation    pl / pr  zeros padded on the left / right of x
+    xp  = [0]*pl ++ x ++ [0]*pr   (along L)
+
+Forward (the kernel is not flipped)::
+
+    z[b,t,f] = Σ_k Σ_c xp[b, t·s + k·d, g(f)·Cg + c] · W[k,c,f]
+
+Backward, given dz = dL/dz (B, Lo, F); write i = t·s + k·d - pl for the input step that tap k of output
+step t reads::
+
+    dx[b,i,g·Cg+c] = Σ_{(t,k) reading i} Σ_{f in group g} dz[b,t,f] · W[k,c,f]           (B, L, C)
+    dW[k,c,f]      = Σ_b Σ_t xp[b, t·s + k·d, g(f)·Cg + c] · dz[b,t,f]                  (K, Cg, F)
+
+Two ways to hand the FLOPs to BLAS, both one GEMM per pass (batched over groups); numba does the index
+work around it:
+
+* ``im2col`` (output side):  ``cols[g,b,t,k,c] = xp[b, t·s+k·d, g·Cg+c]`` (B·Lo rows of K·Cg);
+  ``z_g = cols_g @ Wm_g`` with ``Wm[g, k·Cg+c, f] = W[k,c,g·Fg+f]``;
+  ``dWm_g = cols_gᵀ @ dz_g``;  ``dx = col2im(dz_g @ Wm_gᵀ)`` (col2im sums each tap back onto step i).
+* ``shift`` (input side):  ``Z_g = x_g @ Wr_g`` with ``Wr[g, c, k·Fg+f] = W[k,c,g·Fg+f]``, i.e.
+  ``Z[g,b,i,k,f] = Σ_c x[b,i,g·Cg+c] W[k,c,g·Fg+f]`` for every input step, then
+  ``z[b,t,g·Fg+f] = Σ_k Z[g,b,t·s+k·d-pl,k,f]`` (shift_add, skipping taps on padding).
+  Backward: ``U[g,b,i,k,f] = dz[b,t,g·Fg+f]`` if ``t·s = i+pl-k·d`` for an output step t, else 0
+  (spread);  ``dx_g = U_g @ Wr_gᵀ``;  ``dWr_g = x_gᵀ @ U_g``.
+
+The shift method keeps B·L·K·F numbers instead of B·Lo·K·C and its GEMMs are wider, so it wins when
+``F < C`` and ``s = 1`` (e.g. Conv1D(32, 7) on 128-dim embeddings); with ``s > 1`` it would waste
+FLOPs on steps no output reads, so ``method='auto'`` picks im2col there.
+
+The ops run the batch in chunks (see ``FORWARD_CHUNK_BYTES``) so that the scratch a GEMM writes is still
+in cache when numba reads it, on scratch buffers that an optional ``workspace`` dict keeps from call to call.
+
+Every numba kernel has a NumPy twin (``*_ref``) and ``conv1d_*_ref`` compute the whole op directly with
+strided slices; ``tests/test_conv_kernels.py`` proves they agree.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = [
+    "conv1d_backward",
+    "conv1d_backward_data",
+    "conv1d_backward_data_ref",
+    "conv1d_backward_filter",
+    "conv1d_backward_filter_ref",
+    "conv1d_forward",
+    "conv1d_forward_ref",
+    "conv_padding",
+]
+
+METHODS = ("auto", "im2col", "shift")
+
+
+# --------------------------------------------------------------------------- padding arithmetic
+def conv_padding(length: int, kernel_size: int, stride: int, dilation: int, padding: str) -> tuple[int, int, int]:
+    """``(pad_left, pad_right, L_out)`` exactly as TF/Keras compute them (L_out <= 0: empty output).
+
+    eff = (K-1)·d + 1.  valid: no padding, ``L_out = ⌊(L - eff)/s⌋ + 1``.
+    same: ``L_out = ⌈L/s⌉``, ``total = max((L_out-1)·s + eff - L, 0)``, ``left = ⌊total/2⌋``, the rest
+    (the extra element, if any) on the right.  causal: ``(K-1)·d`` zeros on the left, then valid,
+    so ``L_out = ⌈L/s⌉``.  Pooling uses the same rule with ``K = pool_size``, ``d = 1``.
+    """
+    eff = (kernel_size - 1) * dilation + 1
+    if padding == "valid":
+        return 0, 0, (length - eff) // stride + 1
+    if padding == "same":
+        l_out = -(-length // stride)
+        total = max((l_out - 1) * stride + eff - length, 0)
+        return total // 2, total - total // 2, l_out
+    if padding == "causal":
+        left = (kernel_size - 1) * dilation
+        return left, 0, (length + left - eff) // stride + 1
+    raise ValueError(f"padding must be 'valid', 'same' or 'causal', got {padding!r}")
+
+
+def choose_method(length: int, l_out: int, channels: int, filters: int, stride: int, method: str = "auto") -> str:
+    """'shift' when it stores fewer numbers and wastes no FLOPs (s = 1, L·F <= L_out·C), else 'im2col'."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method != "auto":
+        return method
+    return "shift" if stride == 1 and length * filters <= l_out * channels else "im2col"
+
+
+# --------------------------------------------------------------------------- numba index kernels
+# The kernels write into arrays allocated by NumPy: arrays allocated inside numba (NRT) made `spread` 4-6x
+# slower on 57 MB outputs (measured: 100 ms vs 15-25 ms). The ops pass views of reusable scratch buffers
+# (a caller-owned ``workspace`` dict; the layers keep one each) and slices of their outputs as ``out``.
+def _out(out, shape, dtype):
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if out.shape != tuple(shape) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"conv1d: out buffer {out.shape} {out.dtype} does not fit {tuple(shape)} {np.dtype(dtype)}")
+    return out
+
+
+def im2col(x, groups, K, s, d, pl, l_out, out=None):
+    """cols[g,b,t,k,c] = x[b, t·s + k·d - pl, g·Cg + c], 0 on padding.  (G, B, Lo, K, Cg)"""
+    B, _, C = x.shape
+    return _im2col(x, K, s, d, pl, _out(out, (groups, B, l_out, K, C // groups), x.dtype))
+
+
+@numba.njit(cache=True)
+def _im2col(x, K, s, d, pl, cols):  # pragma: no cover - compiled
+    B, L, C = x.shape
+    groups, _, l_out, _, Cg = cols.shape
+    for g in range(groups):
+        c0 = g * Cg
+        for b in range(B):
+            for t in range(l_out):
+                for k in range(K):
+                    i = t * s + k * d - pl
+                    if 0 <= i < L:
+                        for c in range(Cg):
+                            cols[g, b, t, k, c] = x[b, i, c0 + c]
+                    else:
+                        for c in range(Cg):
+                            cols[g, b, t, k, c] = 0
+    return cols
+
+
+def col2im(dcols, L, s, d, pl, out=None):
+    """dx[b,i,g·Cg+c] = Σ_{t,k: t·s+k·d-pl = i} dcols[g,b,t,k,c]  (the adjoint of im2col).  (B, L, C)
+
+    Accumulates into ``out`` when given (pass zeros)."""
+    G, B, _, _, Cg = dcols.shape
+    out = np.zeros((B, L, G * Cg), dtype=dcols.dtype) if out is None else _out(out, (B, L, G * Cg), dcols.dtype)
+    return _col2im(dcols, s, d, pl, out)
+
+
+@numba.njit(cache=True)
+def _col2im(dcols, s, d, pl, dx):  # pragma: no cover - compiled
+    G, B, l_out, K, Cg = dcols.shape
+    L = dx.shape[1]
+    for g in range(G):
+        c0 = g * Cg
+        for b in range(B):
+            for t in range(l_out):
+                for k in range(K):
+                    i = t * s + k * d - pl
+                    if 0 <= i < L:
+                        for c in range(Cg):
+                            dx[b, i, c0 + c] += dcols[g, b, t, k, c]
+    return dx
+
+
+def shift_add(Z, s, d, pl, l_out, out=None):
+    """z[b,t,g·Fg+f] = Σ_k Z[g,b,t·s+k·d-pl,k,f] over taps inside [0, L).  (B, Lo, F)
+
+    Accumulates into ``out`` when given (pass zeros)."""
+    G, B, _, _, Fg = Z.shape
+    out = np.zeros((B, l_out, G * Fg), dtype=Z.dtype) if out is None else _out(out, (B, l_out, G * Fg), Z.dtype)
+    return _shift_add(Z, s, d, pl, out)
+
+
+@numba.njit(cache=True)
+def _shift_add(Z, s, d, pl, z):  # pragma: no cover - compiled
+    G, B, L, K, Fg = Z.shape
+    l_out = z.shape[1]
+    for b in range(B):
+        for t in range(l_out):
+            for g in range(G):
+                f0 = g * Fg
+                for k in range(K):
+                    i = t * s + k * d - pl
+                    if 0 <= i < L:
+                        for f in range(Fg):
+                            z[b, t, f0 + f] += Z[g, b, i, k, f]
+    return z
+
+
+def spread(dz, groups, L, K, s, d, pl, out=None):
+    """U[g,b,i,k,f] = dz[b,t,g·Fg+f] where t·s = i + pl - k·d for some 0 <= t < Lo, else 0.  (G, B, L, K, Fg)
+
+    The adjoint of shift_add."""
+    B, _, F = dz.shape
+    return _spread(dz, s, d, pl, _out(out, (groups, B, L, K, F // groups), dz.dtype))
+
+
+@numba.njit(cache=True)
+def _spread(dz, s, d, pl, U):  # pragma: no cover - compiled
+    B, l_out, F = dz.shape
+    groups, _, L, K, Fg = U.shape
+    for g in range(groups):
+        f0 = g * Fg
+        for b in range(B):
+            for i in range(L):
+                for k in range(K):
+                    num = i + pl - k * d
+                    t = num // s
+                    if num >= 0 and t * s == num and t < l_out:
+                        for f in range(Fg):
+                            U[g, b, i, k, f] = dz[b, t, f0 + f]
+                    else:
+                        for f in range(Fg):
+                            U[g, b, i, k, f] = 0
+    return U
+
+
+# --------------------------------------------------------------------------- NumPy twins of the index kernels
+def _taps(l_out: int, K: int, s: int, d: int, pl: int) -> np.ndarray:
+    """i[t, k] = t·s + k·d - pl: the input step read by tap k of output step t.  (Lo, K)"""
+    return np.arange(l_out)[:, None] * s + np.arange(K)[None, :] * d - pl
+
+
+def im2col_ref(x, groups, K, s, d, pl, l_out):
+    B, L, C = x.shape
+    i = _taps(l_out, K, s, d, pl)
+    inside = (i >= 0) & (i < L)
+    cols = np.where(inside[None, :, :, None], x[:, np.clip(i, 0, L - 1), :], 0).astype(x.dtype)  # (B, Lo, K, C)
+    return np.ascontiguousarray(cols.reshape(B, l_out, K, groups, C // groups).transpose(3, 0, 1, 2, 4))
+
+
+def col2im_ref(dcols, L, s, d, pl):
+    G, B, l_out, K, Cg = dcols.shape
+    dx = np.zeros((B, L, G, Cg), dtype=dcols.dtype)
+    i = _taps(l_out, K, s, d, pl)
+    for k in range(K):  # for a fixed tap the steps i are distinct, so fancy += is safe
+        inside = (i[:, k] >= 0) & (i[:, k] < L)
+        dx[:, i[inside, k]] += dcols[:, :, inside, k].transpose(1, 2, 0, 3)
+    return dx.reshape(B, L, G * Cg)
+
+
+def shift_add_ref(Z, s, d, pl, l_out):
+    G, B, L, K, Fg = Z.shape
+    z = np.zeros((B, l_out, G, Fg), dtype=Z.dtype)
+    i = _taps(l_out, K, s, d, pl)
+    for k in range(K):
+        inside = (i[:, k] >= 0) & (i[:, k] < L)
+        z[:, inside] += Z[:, :, i[inside, k], k].transpose(1, 2, 0, 3)
+    return z.reshape(B, l_out, G * Fg)
+
+
+def spread_ref(dz, groups, L, K, s, d, pl):
+    B, l_out, F = dz.shape
+    U = np.zeros((groups, B, L, K, F // groups), dtype=dz.dtype)
+    dz_g = dz.reshape(B, l_out, groups, F // groups).transpose(2, 0, 1, 3)
+    i = _taps(l_out, K, s, d, pl)
+    for k in range(K):
+        inside = (i[:, k] >= 0) & (i[:, k] < L)
+        U[:, :, i[inside, k], k] = dz_g[:, :, inside]
+    return U
+
+
+# --------------------------------------------------------------------------- weight layouts
+def _w_im2col(W, groups):
+    """Wm[g, k·Cg+c, f] = W[k, c, g·Fg+f]  (G, K·Cg, Fg)"""
+    K, Cg, F = W.shape
+    return W.reshape(K, Cg, groups, F // groups).transpose(2, 0, 1, 3).reshape(groups, K * Cg, F // groups)
+
+
+def _dw_from_im2col(dWm, K, Cg):
+    G, _, Fg = dWm.shape
+    return np.ascontiguousarray(dWm.reshape(G, K, Cg, Fg).transpose(1, 2, 0, 3).reshape(K, Cg, G * Fg))
+
+
+def _w_shift(W, groups):
+    """Wr[g, c, k·Fg+f] = W[k, c, g·Fg+f]  (G, Cg, K·Fg)"""
+    K, Cg, F = W.shape
+    return W.reshape(K, Cg, groups, F // groups).transpose(2, 1, 0, 3).reshape(groups, Cg, K * (F // groups))
+
+
+def _dw_from_shift(dWr, K):
+    G, Cg, KFg = dWr.shape
+    Fg = KFg // K
+    return np.ascontiguousarray(dWr.reshape(G, Cg, K, Fg).transpose(2, 1, 0, 3).reshape(K, Cg, G * Fg))
+
+
+def _split_groups(a, groups):
+    """(B, T, G·n) -> contiguous (G, B·T, n); a free reshape when G = 1."""
+    B, T, N = a.shape
+    if groups == 1:
+        return np.ascontiguousarray(a).reshape(1, B * T, N)
+    return np.ascontiguousarray(a.reshape(B * T, groups, N // groups).transpose(1, 0, 2))
+
+
+def _merge_groups(a_g, B, T):
+    """(G, B·T, n) -> (B, T, G·n)."""
+    G, _, n = a_g.shape
+    if G == 1:
+        return a_g.reshape(B, T, n)
+    return np.ascontiguousarray(a_g.transpose(1, 0, 2)).reshape(B, T, G * n)
+
+
+def _check(x, W, groups, l_out):
+    if x.ndim != 3 or W.ndim != 3:
+        raise ValueError(f"conv1d: x must be (B, L, C) and W (K, C/groups, F), got {x.shape} and {W.shape}")
+    C, (_, Cg, F) = x.shape[2], W.shape
+    if groups < 1 or C != Cg * groups or F % groups:
+        raise ValueError(f"conv1d: x {x.shape} and W {W.shape} do not fit groups={groups}")
+    if l_out < 1:
+        raise ValueError(f"conv1d: empty output (L_out={l_out}) for x {x.shape}")
+
+
+# --------------------------------------------------------------------------- the ops (numba index work + BLAS)
+#: Scratch bytes per batch chunk. The forward runs the batch in chunks whose scratch (Z or cols) stays in the
+#: 32 MB L3 cache between the GEMM that writes it and the numba kernel that reads it (measured on the
+#: benchmark's first conv, idle machine: 41 ms in one piece, 29 ms in chunks of 8 samples). The backward's
+#: chunks are larger: there each chunk adds a weight-gradient GEMM with a short reduction, and many small
+#: GEMMs lost to one big one on the loaded machine (136 vs 229 ms); chunks still cap its scratch memory.
+FORWARD_CHUNK_BYTES = 4 << 20
+BACKWARD_CHUNK_BYTES = 64 << 20
+
+
+def _chunks(B: int, bytes_per_sample: int, budget: int) -> list[tuple[int, int]]:
+    """Batch ranges [b0, b1) of about ``budget`` bytes of scratch each (at least one sample)."""
+    step = max(1, budget // max(int(bytes_per_sample), 1))
+    return [(b0, min(B, b0 + step)) for b0 in range(0, B, step)]
+
+
+def _scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
+    """A C-contiguous ``shape`` view of the reusable buffer ``workspace[name]`` (grown when too small)."""
+    size = int(np.prod(shape))
+    buf = workspace.get(name)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = workspace[name] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(G, m, k) @ (G, k, n) -> (G, m, n): every FLOP of the convolution goes through here (one BLAS call per
+    group; a plain 2-D matmul when G = 1). Benchmarks wrap this function to measure the GEMM share."""
+    if a.shape[0] == 1:
+        return np.matmul(a[0], b[0], out=None if out is None else out[0])[None]
+    return np.matmul(a, b, out=out)
+
+
+def gemm_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """aᵀ @ b for a (G, n, m) and b (G, n, p), summing over the long axis n (B·L or B·Lo): the weight gradient.
+
+    Computed as (bᵀ @ a)ᵀ when m < p: the same product, but OpenBLAS (0.3.31, 2 threads) runs the
+    small-M-large-N orientation 10-20x slower when the cores are shared with other processes (measured:
+    128x224 output over n = 64000 takes 0.3-4 s that way, 0.15 s the other)."""
+    if a.shape[2] < b.shape[2]:
+        return gemm(b.transpose(0, 2, 1), a).transpose(0, 2, 1)
+    return gemm(a.transpose(0, 2, 1), b)
+
+
+def conv1d_forward(
+    x: np.ndarray,
+    W: np.ndarray,
+    stride: int = 1,
+    dilation: int = 1,
+    pad_left: int = 0,
+    l_out: int | None = None,
+    groups: int = 1,
+    method: str = "auto",
+    workspace: dict | None = None,
+) -> np.ndarray:
+    """z (B, Lo, F) = conv(x (B, L, C), W (K, C/G, F)); no bias. ``l_out`` defaults to the valid length
+    for the given left padding (``⌊(L + pl - eff)/s⌋ + 1``); pass it to add right padding. ``workspace``:
+    an optional dict of scratch buffers reused from call to call (the result never aliases them)."""
+    K, Cg, F = W.shape
+    B, L, C = x.shape
+    s, d, pl, G = int(stride), int(dilation), int(pad_left), int(groups)
+    if l_out is None:
+        l_out = (L + pl - (K - 1) * d - 1) // s + 1
+    _check(x, W, G, l_out)
+    x, ws, Fg = np.ascontiguousarray(x), {} if workspace is None else workspace, F // G
+    z = np.zeros((B, l_out, F), dtype=x.dtype)
+    if choose_method(L, l_out, C, F, s, method) == "shift":
+        Wr = _w_shift(W, G)  # (G, Cg, K·Fg)
+        for b0, b1 in _chunks(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES):
+            n = b1 - b0
+            Z = gemm(_split_groups(x[b0:b1], G), Wr, _scratch(ws, "Z", (G, n * L, K * Fg), x.dtype))  # (G, n·L, K·Fg)
+            shift_add(Z.reshape(G, n, L, K, Fg), s, d, pl, l_out, out=z[b0:b1])
+        return z
+    Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
+    for b0, b1 in _chunks(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES):
+        n = b1 - b0
+        cols = im2col(x[b0:b1], G, K, s, d, pl, l_out, _scratch(ws, "cols", (G, n, l_out, K, Cg), x.dtype))
+        cols = cols.reshape(G, n * l_out, K * Cg)
+        if G == 1:
+            gemm(cols, Wm, z[b0:b1].reshape(1, n * l_out, F))
+        else:
+            z[b0:b1] = _merge_groups(gemm(cols, Wm), n, l_out)
+    return z
+
+
+def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace):
+    """The shared backward pass: (dx or None, dW or None), one spread/im2col buffer per batch chunk."""
+    K, Cg, F = W.shape
+    B, l_out, _ = dz.shape
+    L, C, Fg = int(length), Cg * G, F // G
+    dz, ws = np.ascontiguousarray(dz), {} if workspace is None else workspace
+    item = dz.itemsize
+    if choose_method(L, l_out, C, F, s, method) == "shift":
+        WrT = _w_shift(W, G).transpose(0, 2, 1)  # (G, K·Fg, Cg)
+        dx = np.empty((B, L, C), dtype=dz.dtype) if need_dx else None
+        dWr = np.zeros((G, Cg, K * Fg), dtype=dz.dtype) if need_dW else None
+        for b0, b1 in _chunks(B, L * K * F * item, BACKWARD_CHUNK_BYTES):
+            n = b1 - b0
+            U = spread(dz[b0:b1], G, L, K, s, d, pl, _scratch(ws, "U", (G, n, L, K, Fg), dz.dtype))
+            U = U.reshape(G, n * L, K * Fg)
+            if need_dW:
+                dWr += gemm_tn(_split_groups(x[b0:b1], G), U)
+            if need_dx and G == 1:
+                gemm(U, WrT, dx[b0:b1].reshape(1, n * L, C))
+            elif need_dx:
+                dx[b0:b1] = _merge_groups(gemm(U, WrT), n, L)
+        return dx, (_dw_from_shift(dWr, K) if need_dW else None)
+    Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
+    dx = np.zeros((B, L, C), dtype=dz.dtype) if need_dx else None
+    dWm = np.zeros((G, K * Cg, Fg), dtype=dz.dtype) if need_dW else None
+    for b0, b1 in _chunks(B, 2 * l_out * K * C * item, BACKWARD_CHUNK_BYTES):
+        n = b1 - b0
+        dz_g = _split_groups(dz[b0:b1], G)  # (G, n·Lo, Fg)
+        if need_dW:
+            cols = im2col(x[b0:b1], G, K, s, d, pl, l_out, _scratch(ws, "cols", (G, n, l_out, K, Cg), dz.dtype))
+            dWm += gemm_tn(cols.reshape(G, n * l_out, K * Cg), dz_g)
+        if need_dx:
+            dcols = gemm(dz_g, Wm.transpose(0, 2, 1), _scratch(ws, "dcols", (G, n * l_out, K * Cg), dz.dtype))
+            col2im(dcols.reshape(G, n, l_out, K, Cg), L, s, d, pl, out=dx[b0:b1])
+    return dx, (_dw_from_im2col(dWm, K, Cg) if need_dW else None)
+
+
+def conv1d_backward(
+    x: np.ndarray,
+    W: np.ndarray,
+    dz: np.ndarray,
+    stride: int = 1,
+    dilation: int = 1,
+    pad_left: int = 0,
+    groups: int = 1,
+    method: str = "auto",
+    need_dx: bool = True,
+    workspace: dict | None = None,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """(dx (B, L, C), dW (K, C/G, F)) for dz (B, Lo, F); both come from the same im2col/spread buffer."""
+    B, L, _ = x.shape
+    _check(x, W, groups, dz.shape[1])
+    if dz.shape != (B, dz.shape[1], W.shape[2]):
+        raise ValueError(f"conv1d: dz {dz.shape} does not match x {x.shape} and W {W.shape}")
+    x = np.ascontiguousarray(x)
+    return _backward(x, W, dz, L, int(stride), int(dilation), int(pad_left), int(groups), method, need_dx, True,
+                     workspace)  # fmt: skip
+
+
+def conv1d_backward_data(
+    dz: np.ndarray,
+    W: np.ndarray,
+    length: int,
+    stride: int = 1,
+    dilation: int = 1,
+    pad_left: int = 0,
+    groups: int = 1,
+    method: str = "auto",
+    workspace: dict | None = None,
+) -> np.ndarray:
+    """dx (B, L, C) for dz (B, Lo, F) and W (K, C/G, F)."""
+    F = W.shape[2]
+    if dz.ndim != 3 or dz.shape[2] != F or F % groups or dz.shape[1] < 1:
+        raise ValueError(f"conv1d: dz {dz.shape} does not fit W {W.shape} with groups={groups}")
+    return _backward(None, W, dz, length, int(stride), int(dilation), int(pad_left), int(groups), method, True,
+                     False, workspace)[0]  # fmt: skip
+
+
+def conv1d_backward_filter(
+    x: np.ndarray,
+    dz: np.ndarray,
+    kernel_size: int,
+    stride: int = 1,
+    dilation: int = 1,
+    pad_left: int = 0,
+    groups: int = 1,
+    method: str = "auto",
+    workspace: dict | None = None,
+) -> np.ndarray:
+    """dW (K, C/G, F) for x (B, L, C) and dz (B, Lo, F)."""
+    B, L, C = x.shape
+    F = dz.shape[2]
+    W_shape = np.empty((int(kernel_size), C // groups, F), dtype=x.dtype)  # shape carrier, never read
+    _check(x, W_shape, groups, dz.shape[1])
+    if dz.shape[0] != B:
+        raise ValueError(f"conv1d: dz {dz.shape} does not match x {x.shape}")
+    x = np.ascontiguousarray(x)
+    return _backward(x, W_shape, dz, L, int(stride), int(dilation), int(pad_left), int(groups), method, False, True,
+                     workspace)[1]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- direct NumPy references
+def _padded(x, pl, l_out, K, s, d):
+    """x with pl zeros on the left and enough on the right for l_out outputs (+ the needed length)."""
+    B, L, C = x.shape
+    need = (l_out - 1) * s + (K - 1) * d + 1
+    pr = max(need - pl - L, 0)
+    return np.concatenate([np.zeros((B, pl, C), x.dtype), x, np.zeros((B, pr, C), x.dtype)], axis=1)
+
+
+def conv1d_forward_ref(x, W, stride=1, dilation=1, pad_left=0, l_out=None, groups=1):
+    """z[:, t, gF] = Σ_k xp[:, t·s + k·d, gC] @ W[k, :, gF], one strided slice per tap k."""
+    K, Cg, F = W.shape
+    B, L, C = x.shape
+    s, d, pl = stride, dilation, pad_left
+    if l_out is None:
+        l_out = (L + pl - (K - 1) * d - 1) // s + 1
+    xp = _padded(x, pl, l_out, K, s, d)
+    Fg = F // groups
+    z = np.zeros((B, l_out, F), dtype=x.dtype)
+    for k in range(K):
+        xk = xp[:, k * d : k * d + (l_out - 1) * s + 1 : s, :]  # (B, Lo, C): the steps tap k reads
+        for g in range(groups):
+            z[:, :, g * Fg : (g + 1) * Fg] += xk[:, :, g * Cg : (g + 1) * Cg] @ W[k, :, g * Fg : (g + 1) * Fg]
+    return z
+
+
+def conv1d_backward_data_ref(dz, W, length, stride=1, dilation=1, pad_left=0, groups=1):
+    """dxp[:, t·s + k·d, gC] += dz[:, t, gF] @ W[k, :, gF]ᵀ, then drop the padding."""
+    K, Cg, F = W.shape
+    B, l_out, _ = dz.shape
+    s, d, pl = stride, dilation, pad_left
+    Fg = F // groups
+    dxp = np.zeros_like(_padded(np.zeros((B, length, Cg * groups), dz.dtype), pl, l_out, K, s, d))
+    for k in range(K):
+        sl = slice(k * d, k * d + (l_out - 1) * s + 1, s)
+        for g in range(groups):
+            dxp[:, sl, g * Cg : (g + 1) * Cg] += dz[:, :, g * Fg : (g + 1) * Fg] @ W[k, :, g * Fg : (g + 1) * Fg].T
+    return dxp[:, pl : pl + length]
+
+
+def conv1d_backward_filter_ref(x, dz, kernel_size, stride=1, dilation=1, pad_left=0, groups=1):
+    """dW[k, :, gF] = Σ_{b,t} xp[b, t·s + k·d, gC]ᵀ dz[b, t, gF]."""
+    B, L, C = x.shape
+    _, l_out, F = dz.shape
+    K, s, d, pl = kernel_size, stride, dilation, pad_left
+    Cg, Fg = C // groups, F // groups
+    xp = _padded(x, pl, l_out, K, s, d)
+    dW = np.zeros((K, Cg, F), dtype=x.dtype)
+    for k in range(K):
+        xk = xp[:, k * d : k * d + (l_out - 1) * s + 1 : s, :].reshape(B * l_out, C)
+        dzk = dz.reshape(B * l_out, F)
+        for g in range(groups):
+            dW[k, :, g * Fg : (g + 1) * Fg] = xk[:, g * Cg : (g + 1) * Cg].T @ dzk[:, g * Fg : (g + 1) * Fg]
+    return dW

@@ -1,0 +1,179 @@
+r"""1-D max and average pooling kernels (channels-last), forward and backward.
+
+Symbols: x (B, L, C), pool size P, stride S, ``pl`` steps of padding on the left (from
+:func:`tinynn.kernels.conv.conv_padding` with K = P, d = 1), y (B, Lo, C). Window t covers the steps
+``W_t = [t·S - pl, t·S - pl + P) ∩ [0, L)``: padding never takes part (for 'same' every window holds
+at least one real step, because (Lo-1)·S < L and the total padding is < P).
+
+Max (padding acts as -∞)::
+
+    y[b,t,c]   = max_{i ∈ W_t} x[b,i,c],     a[b,t,c] = the FIRST i ∈ W_t reaching the max
+    dx[b,i,c]  = Σ_{t: a[b,t,c] = i} dy[b,t,c]
+
+(TF's MaxPoolGrad also routes the whole gradient of a window to its first maximal element.)
+
+Average ('same' divides by the number of real steps, as TF does)::
+
+    n_t        = |W_t|
+    y[b,t,c]   = Σ_{i ∈ W_t} x[b,i,c] / n_t
+    dx[b,i,c]  = Σ_{t: i ∈ W_t} dy[b,t,c] / n_t
+
+Each numba kernel has a NumPy twin (``*_ref``) that loops over the Lo windows with array slices.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = [
+    "avg_pool1d_backward",
+    "avg_pool1d_backward_ref",
+    "avg_pool1d_forward",
+    "avg_pool1d_forward_ref",
+    "max_pool1d_backward",
+    "max_pool1d_backward_ref",
+    "max_pool1d_forward",
+    "max_pool1d_forward_ref",
+]
+
+
+def _check(L, P, S, pl, l_out):
+    if P < 1 or S < 1 or pl < 0 or l_out < 1 or pl >= P or (l_out - 1) * S - pl >= L:
+        raise ValueError(f"pool1d: inconsistent geometry L={L}, pool={P}, stride={S}, pad_left={pl}, L_out={l_out}")
+
+
+# --------------------------------------------------------------------------- numba
+@numba.njit(cache=True)
+def _max_fwd(x, P, S, pl, y, arg):  # pragma: no cover - compiled
+    B, L, C = x.shape
+    l_out = y.shape[1]
+    for b in range(B):
+        for t in range(l_out):
+            lo = max(t * S - pl, 0)
+            hi = min(t * S - pl + P, L)
+            for c in range(C):
+                y[b, t, c] = x[b, lo, c]
+                arg[b, t, c] = lo
+            for i in range(lo + 1, hi):
+                for c in range(C):
+                    if x[b, i, c] > y[b, t, c]:  # strict: the first maximum wins
+                        y[b, t, c] = x[b, i, c]
+                        arg[b, t, c] = i
+    return y, arg
+
+
+@numba.njit(cache=True)
+def _max_bwd(dy, arg, dx):  # pragma: no cover - compiled
+    B, l_out, C = dy.shape
+    for b in range(B):
+        for t in range(l_out):
+            for c in range(C):
+                dx[b, arg[b, t, c], c] += dy[b, t, c]
+    return dx
+
+
+@numba.njit(cache=True)
+def _avg_fwd(x, P, S, pl, y):  # pragma: no cover - compiled
+    B, L, C = x.shape
+    l_out = y.shape[1]
+    for b in range(B):
+        for t in range(l_out):
+            lo = max(t * S - pl, 0)
+            hi = min(t * S - pl + P, L)
+            for i in range(lo, hi):
+                for c in range(C):
+                    y[b, t, c] += x[b, i, c]
+            n = hi - lo
+            for c in range(C):
+                y[b, t, c] /= n
+    return y
+
+
+@numba.njit(cache=True)
+def _avg_bwd(dy, P, S, pl, dx):  # pragma: no cover - compiled
+    B, l_out, C = dy.shape
+    L = dx.shape[1]
+    for b in range(B):
+        for t in range(l_out):
+            lo = max(t * S - pl, 0)
+            hi = min(t * S - pl + P, L)
+            n = hi - lo
+            for i in range(lo, hi):
+                for c in range(C):
+                    dx[b, i, c] += dy[b, t, c] / n
+    return dx
+
+
+# --------------------------------------------------------------------------- public (checked) entry points
+def max_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int, l_out: int):
+    """(y (B, Lo, C), a (B, Lo, C) int64 argmax steps) for x (B, L, C)."""
+    _check(x.shape[1], pool_size, stride, pad_left, l_out)
+    B, _, C = x.shape
+    y, arg = np.empty((B, l_out, C), dtype=x.dtype), np.empty((B, l_out, C), dtype=np.int64)
+    return _max_fwd(np.ascontiguousarray(x), int(pool_size), int(stride), int(pad_left), y, arg)
+
+
+def max_pool1d_backward(dy: np.ndarray, arg: np.ndarray, length: int) -> np.ndarray:
+    """dx (B, L, C): each dy[b,t,c] added at step a[b,t,c]."""
+    if dy.shape != arg.shape or (arg.size and (arg.min() < 0 or arg.max() >= length)):
+        raise ValueError(f"max_pool1d_backward: dy {dy.shape} and argmax {arg.shape} do not fit L={length}")
+    dx = np.zeros((dy.shape[0], int(length), dy.shape[2]), dtype=dy.dtype)
+    return _max_bwd(np.ascontiguousarray(dy), np.ascontiguousarray(arg), dx)
+
+
+def avg_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int, l_out: int) -> np.ndarray:
+    """y (B, Lo, C): the mean of each window's real steps."""
+    _check(x.shape[1], pool_size, stride, pad_left, l_out)
+    y = np.zeros((x.shape[0], l_out, x.shape[2]), dtype=x.dtype)
+    return _avg_fwd(np.ascontiguousarray(x), int(pool_size), int(stride), int(pad_left), y)
+
+
+def avg_pool1d_backward(dy: np.ndarray, length: int, pool_size: int, stride: int, pad_left: int) -> np.ndarray:
+    """dx (B, L, C): dy[b,t,c] / n_t spread over window t."""
+    _check(length, pool_size, stride, pad_left, dy.shape[1])
+    dx = np.zeros((dy.shape[0], int(length), dy.shape[2]), dtype=dy.dtype)
+    return _avg_bwd(np.ascontiguousarray(dy), int(pool_size), int(stride), int(pad_left), dx)
+
+
+# --------------------------------------------------------------------------- NumPy references
+def _window(t, L, P, S, pl):
+    return max(t * S - pl, 0), min(t * S - pl + P, L)
+
+
+def max_pool1d_forward_ref(x, pool_size, stride, pad_left, l_out):
+    B, L, C = x.shape
+    y = np.empty((B, l_out, C), x.dtype)
+    arg = np.empty((B, l_out, C), np.int64)
+    for t in range(l_out):
+        lo, hi = _window(t, L, pool_size, stride, pad_left)
+        y[:, t] = x[:, lo:hi].max(axis=1)
+        arg[:, t] = lo + x[:, lo:hi].argmax(axis=1)  # argmax returns the first maximum
+    return y, arg
+
+
+def max_pool1d_backward_ref(dy, arg, length):
+    B, l_out, C = dy.shape
+    dx = np.zeros((B, length, C), dy.dtype)
+    b, c = np.meshgrid(np.arange(B), np.arange(C), indexing="ij")
+    for t in range(l_out):  # within one window the (b, c) pairs are distinct, so fancy += is safe
+        dx[b, arg[:, t], c] += dy[:, t]
+    return dx
+
+
+def avg_pool1d_forward_ref(x, pool_size, stride, pad_left, l_out):
+    B, L, C = x.shape
+    y = np.empty((B, l_out, C), x.dtype)
+    for t in range(l_out):
+        lo, hi = _window(t, L, pool_size, stride, pad_left)
+        y[:, t] = x[:, lo:hi].sum(axis=1) / (hi - lo)
+    return y
+
+
+def avg_pool1d_backward_ref(dy, length, pool_size, stride, pad_left):
+    B, l_out, C = dy.shape
+    dx = np.zeros((B, length, C), dy.dtype)
+    for t in range(l_out):
+        lo, hi = _window(t, length, pool_size, stride, pad_left)
+        dx[:, lo:hi] += dy[:, t : t + 1] / (hi - lo)
+    return dx

@@ -1,0 +1,429 @@
+r"""Conv1D, DepthwiseConv1D and SeparableConv1D with Keras 3's names, defaults and weight layouts.
+
+Shared symbols: x (B, L, C) channels-last (``data_format='channels_first'`` inputs (B, C, L) are
+transposed to channels-last, computed, and the outputs/gradients transposed back — TF cannot run a
+channels-first Conv1D on CPU at all, so Keras has no answer there; weights are the same either way).
+K = kernel_size, s = strides, d = dilation_rate, eff = (K-1)·d + 1 the receptive field, pl the left
+padding and Lo the output length from :func:`tinynn.kernels.conv.conv_padding`:
+
+    valid   pl = 0,                         Lo = ⌊(L - eff)/s⌋ + 1   (Lo < 1 raises ValueError)
+    same    Lo = ⌈L/s⌉, total = max((Lo-1)·s + eff - L, 0), pl = ⌊total/2⌋ (extra pad on the right)
+    causal  pl = (K-1)·d, no right pad,      Lo = ⌈L/s⌉               (Conv1D only, as in Keras)
+
+``xp`` is x padded with pl zeros on the left (and the rest on the right). The convolution itself
+(:mod:`tinynn.kernels.conv`) is a cross-correlation: ``conv(x, W)[b,t,f] = Σ_k Σ_c xp[b, t·s+k·d, c] W[k,c,f]``
+with its two vector-Jacobian products ``conv_dx`` and ``conv_dW`` written out there.
+
+Masks: none of these layers supports masking (Keras 3 drops the mask with a warning), so
+``compute_mask`` returns None.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations
+from .. import initializers as _init
+from ..kernels import conv as K_conv
+from .base import InputSpec, Layer, format_shape, normalize_tuple
+
+_DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def _positive_int(value, name: str, who: str) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def standardize_data_format(value, who: str) -> str:
+    if value is None:
+        return "channels_last"
+    fmt = str(value).lower()
+    if fmt not in _DATA_FORMATS:
+        raise ValueError(f"{who}: data_format must be one of {_DATA_FORMATS}, got {value!r}")
+    return fmt
+
+
+class _Conv1DBase(Layer):
+    """Argument checks, geometry, data_format handling and the bias/activation tail shared by the family."""
+
+    _allow_causal = False
+
+    def __init__(self, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs):
+        super().__init__(**kwargs)
+        who = self._who
+        self.kernel_size = normalize_tuple(kernel_size, 1, "kernel_size", who)
+        self.strides = normalize_tuple(strides, 1, "strides", who)
+        self.dilation_rate = normalize_tuple(dilation_rate, 1, "dilation_rate", who)
+        allowed = ("valid", "same", "causal") if self._allow_causal else ("valid", "same")
+        if not isinstance(padding, str) or padding.lower() not in allowed:
+            raise ValueError(f"{who}: padding must be one of {allowed}, got {padding!r}")
+        self.padding = padding.lower()
+        self.data_format = standardize_data_format(data_format, who)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self._ws: dict = {}  # reusable scratch buffers of the conv kernels (see tinynn.kernels.conv)
+
+    @property
+    def _who(self) -> str:
+        return f"{type(self).__name__} {self.name!r}"
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def _time_axis(self) -> int:
+        return 1 if self.data_format == "channels_last" else 2
+
+    @property
+    def _channel_axis(self) -> int:
+        return -1 if self.data_format == "channels_last" else 1
+
+    def _geometry(self, length: int, shape) -> tuple[int, int, int]:
+        """(pad_left, pad_right, L_out) for ``length`` steps; ValueError naming the layer if the output is empty."""
+        (k,), (s,), (d,) = self.kernel_size, self.strides, self.dilation_rate
+        pl, pr, l_out = K_conv.conv_padding(int(length), k, s, d, self.padding)
+        if l_out < 1:
+            eff = (k - 1) * d + 1
+            raise ValueError(
+                f"{self._who}: input shape {format_shape(shape)} has {length} steps, but kernel_size={k} with "
+                f"dilation_rate={d} has a receptive field of {eff} steps, so padding={self.padding!r}, "
+                f"strides={s} would give an empty output (length {l_out}); the input needs >= {eff} steps"
+            )
+        return pl, pr, l_out
+
+    def _check_shape(self, input_shape) -> int:
+        """Rank 3 with a known channel axis; returns the channel count (and checks the length if known)."""
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"{self._who} expects inputs of rank 3 (batch, steps, channels) for data_format="
+                f"{self.data_format!r}, got shape {format_shape(input_shape)}"
+            )
+        channels = input_shape[self._channel_axis]
+        if channels is None:
+            raise ValueError(f"{self._who} needs a known channel axis, got input shape {format_shape(input_shape)}")
+        if input_shape[self._time_axis] is not None:
+            self._geometry(input_shape[self._time_axis], input_shape)
+        return int(channels)
+
+    def _spec(self, channels: int) -> InputSpec:
+        return InputSpec(ndim=3, axes={self._channel_axis: channels})
+
+    def prepare_input(self, x) -> np.ndarray:
+        x = super().prepare_input(x)
+        self._check_shape(x.shape)  # rank and length errors quote the real shape, before build and kernels
+        return x
+
+    def check_input(self, x: np.ndarray) -> None:
+        super().check_input(x)
+        self._geometry(x.shape[self._time_axis], x.shape)
+
+    def _output_shape(self, input_shape, out_channels: int):
+        length = input_shape[self._time_axis]
+        l_out = None if length is None else self._geometry(length, input_shape)[2]
+        if self.data_format == "channels_last":
+            return (input_shape[0], l_out, out_channels)
+        return (input_shape[0], out_channels, l_out)
+
+    # ------------------------------------------------------------------ layout
+    def _to_last(self, a: np.ndarray) -> np.ndarray:
+        return a if self.data_format == "channels_last" else a.transpose(0, 2, 1)
+
+    _from_last = _to_last  # the transposition is its own inverse
+
+    # ------------------------------------------------------------------ bias + activation tail
+    def _finish(self, z: np.ndarray, bias) -> np.ndarray:
+        """z += b (z is a fresh array); y = act(z); caches z, y; returns y in data_format."""
+        if self.use_bias:
+            z += bias
+        self._z = z
+        self._y = self.activation(z)
+        return self._from_last(self._y)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dz = act'(z) ⊙ dy, then :meth:`backward_from_logits`."""
+        dz = self.activation.backward(self._z, self._y, self._to_last(np.asarray(dy, dtype=self.dtype)))
+        return self.backward_from_logits(self._from_last(dz))
+
+    def _dz(self, dz) -> np.ndarray:
+        """dL/dz channels-last in the layer's dtype (activations may hand back a wider dtype)."""
+        return np.asarray(self._to_last(dz), dtype=self.dtype)
+
+    @property
+    def logits(self) -> np.ndarray:
+        """The pre-activation z of the last forward call (in data_format)."""
+        return self._from_last(self._z)
+
+
+class Conv1D(_Conv1DBase):
+    r"""1-D convolution: ``Conv1D(filters, kernel_size, strides=1, padding='valid', data_format=None,
+    dilation_rate=1, groups=1, activation=None, use_bias=True, kernel_initializer='glorot_uniform',
+    bias_initializer='zeros')``.
+
+    Shapes: x (B, L, C), kernel W (K, C/G, F), bias b (F,), y (B, Lo, F); G = groups, Cg = C/G,
+    Fg = F/G, filter f belongs to group g(f) = f // Fg and reads input channels [g·Cg, (g+1)·Cg).
+
+    Forward::
+
+        z[b,t,f] = b[f] + Σ_k Σ_c xp[b, t·s + k·d, g(f)·Cg + c] · W[k,c,f]
+        y = act(z)
+
+    Backward, given dy (B, Lo, F)::
+
+        dz = act'(z) ⊙ dy
+        db[f]     = Σ_b Σ_t dz[b,t,f]                                        (F,)
+        dW[k,c,f] = Σ_b Σ_t xp[b, t·s + k·d, g(f)·Cg + c] · dz[b,t,f]        (K, Cg, F)
+        dx[b,i,g·Cg+c] = Σ_{t,k: t·s+k·d-pl = i} Σ_{f ∈ g} dz[b,t,f] · W[k,c,f]   (B, L, C)
+
+    Keras's errors: strides > 1 together with dilation_rate > 1, filters or input channels not
+    divisible by groups, an empty output (input shorter than the receptive field).
+    """
+
+    _allow_causal = True
+    _config_keys = (
+        "filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups",
+        "activation", "use_bias", "kernel_initializer", "bias_initializer",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size,
+        strides=1,
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate=1,
+        groups: int = 1,
+        activation=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs)
+        who = self._who
+        self.filters = _positive_int(filters, "filters", who)
+        self.groups = _positive_int(groups, "groups", who)
+        if self.filters % self.groups:
+            raise ValueError(f"{who}: filters={self.filters} must be divisible by groups={self.groups}")
+        if self.strides[0] > 1 and self.dilation_rate[0] > 1:
+            raise ValueError(
+                f"{who}: strides > 1 not supported in conjunction with dilation_rate > 1 (as in Keras); got "
+                f"strides={self.strides} and dilation_rate={self.dilation_rate}"
+            )
+        self.kernel_initializer = _init.get(kernel_initializer)
+        self.bias_initializer = _init.get(bias_initializer)
+
+    def build(self, input_shape):
+        channels = self._check_shape(input_shape)
+        if channels % self.groups:
+            raise ValueError(
+                f"{self._who}: the {channels} input channels must be divisible by groups={self.groups} "
+                f"(input shape {format_shape(input_shape)})"
+            )
+        self.add_weight("kernel", (self.kernel_size[0], channels // self.groups, self.filters), self.kernel_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer)
+        self.input_spec = self._spec(channels)
+
+    def compute_output_shape(self, input_shape):
+        return self._output_shape(input_shape, self.filters)
+
+    def forward(self, x, training=False, mask=None):
+        x = self._to_last(x)
+        pl, _, l_out = self._geometry(x.shape[1], x.shape)
+        self._x, self._pl = x, pl
+        z = K_conv.conv1d_forward(
+            x, self.kernel, self.strides[0], self.dilation_rate[0], pl, l_out, self.groups, workspace=self._ws
+        )
+        return self._finish(z, self.bias if self.use_bias else None)
+
+    def backward_from_logits(self, dz):
+        """Backward pass from dL/dz (in data_format): fills [dW, db], returns dx."""
+        dz = self._dz(dz)
+        dx, dW = K_conv.conv1d_backward(
+            self._x, self.kernel, dz, self.strides[0], self.dilation_rate[0], self._pl, self.groups, workspace=self._ws
+        )
+        self.gradients = [dW, dz.sum(axis=(0, 1))] if self.use_bias else [dW]
+        return self._from_last(dx)
+
+
+class DepthwiseConv1D(_Conv1DBase):
+    r"""Depthwise 1-D convolution: ``DepthwiseConv1D(kernel_size, strides=1, padding='valid',
+    depth_multiplier=1, data_format=None, dilation_rate=1, activation=None, use_bias=True,
+    depthwise_initializer='glorot_uniform', bias_initializer='zeros')``.
+
+    Shapes: x (B, L, C), kernel D (K, C, M) with M = depth_multiplier, bias b (C·M,), y (B, Lo, C·M).
+    Output channel c·M + m filters input channel c only. This is a grouped convolution with G = C groups
+    and kernel ``W = D.reshape(K, 1, C·M)``.
+
+    Forward::
+
+        z[b,t,c·M+m] = b[c·M+m] + Σ_k xp[b, t·s + k·d, c] · D[k,c,m]
+        y = act(z)
+
+    Backward, given dy::
+
+        dz = act'(z) ⊙ dy
+        db[c·M+m] = Σ_b Σ_t dz[b,t,c·M+m]
+        dD[k,c,m] = Σ_b Σ_t xp[b, t·s + k·d, c] · dz[b,t,c·M+m]
+        dx[b,i,c] = Σ_{t,k: t·s+k·d-pl = i} Σ_m dz[b,t,c·M+m] · D[k,c,m]
+
+    As in Keras 3, strides > 1 and dilation_rate > 1 may be combined here (Keras runs the dilated
+    convolution at stride 1 and subsamples, which is the formula above); 'causal' is not accepted.
+    """
+
+    _config_keys = (
+        "kernel_size", "strides", "padding", "depth_multiplier", "data_format", "dilation_rate",
+        "activation", "use_bias", "depthwise_initializer", "bias_initializer",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        kernel_size,
+        strides=1,
+        padding: str = "valid",
+        depth_multiplier: int = 1,
+        data_format: str | None = None,
+        dilation_rate=1,
+        activation=None,
+        use_bias: bool = True,
+        depthwise_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs)
+        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier", self._who)
+        self.depthwise_initializer = _init.get(depthwise_initializer)
+        self.bias_initializer = _init.get(bias_initializer)
+
+    def build(self, input_shape):
+        channels = self._check_shape(input_shape)
+        self.add_weight("kernel", (self.kernel_size[0], channels, self.depth_multiplier), self.depthwise_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (channels * self.depth_multiplier,), self.bias_initializer)
+        self.input_spec = self._spec(channels)
+
+    def compute_output_shape(self, input_shape):
+        return self._output_shape(input_shape, input_shape[self._channel_axis] * self.depth_multiplier)
+
+    def forward(self, x, training=False, mask=None):
+        x = self._to_last(x)
+        pl, _, l_out = self._geometry(x.shape[1], x.shape)
+        self._x, self._pl = x, pl
+        K, C, M = self.kernel.shape
+        z = K_conv.conv1d_forward(
+            x, self.kernel.reshape(K, 1, C * M), self.strides[0], self.dilation_rate[0], pl, l_out, groups=C,
+            workspace=self._ws,
+        )  # fmt: skip
+        return self._finish(z, self.bias if self.use_bias else None)
+
+    def backward_from_logits(self, dz):
+        """Backward pass from dL/dz (in data_format): fills [dD, db], returns dx."""
+        dz = self._dz(dz)
+        K, C, M = self.kernel.shape
+        dx, dW = K_conv.conv1d_backward(
+            self._x, self.kernel.reshape(K, 1, C * M), dz, self.strides[0], self.dilation_rate[0], self._pl, groups=C,
+            workspace=self._ws,
+        )  # fmt: skip
+        dD = dW.reshape(K, C, M)
+        self.gradients = [dD, dz.sum(axis=(0, 1))] if self.use_bias else [dD]
+        return self._from_last(dx)
+
+
+class SeparableConv1D(_Conv1DBase):
+    r"""Depthwise-separable 1-D convolution: ``SeparableConv1D(filters, kernel_size, strides=1,
+    padding='valid', data_format=None, dilation_rate=1, depth_multiplier=1, activation=None,
+    use_bias=True, depthwise_initializer='glorot_uniform', pointwise_initializer='glorot_uniform',
+    bias_initializer='zeros')``.
+
+    Shapes: x (B, L, C), depthwise kernel D (K, C, M), pointwise kernel P (1, C·M, F), bias b (F,),
+    u (B, Lo, C·M) the depthwise output (no bias in between, as in Keras), y (B, Lo, F).
+
+    Forward::
+
+        u[b,t,c·M+m] = Σ_k xp[b, t·s + k·d, c] · D[k,c,m]            (DepthwiseConv1D without bias)
+        z = u @ P[0] + b
+        y = act(z)
+
+    Backward, given dy::
+
+        dz = act'(z) ⊙ dy
+        db = Σ_b Σ_t dz                  (F,)
+        dP[0] = Σ_b u[b]ᵀ @ dz[b]         (C·M, F)
+        du = dz @ P[0]ᵀ                   (B, Lo, C·M)
+        dD[k,c,m] = Σ_b Σ_t xp[b, t·s + k·d, c] · du[b,t,c·M+m]
+        dx[b,i,c] = Σ_{t,k: t·s+k·d-pl = i} Σ_m du[b,t,c·M+m] · D[k,c,m]
+
+    strides > 1 and dilation_rate > 1 may be combined (as in Keras 3); 'causal' is not accepted.
+    """
+
+    _config_keys = (
+        "filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "depth_multiplier",
+        "activation", "use_bias", "depthwise_initializer", "pointwise_initializer", "bias_initializer",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size,
+        strides=1,
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate=1,
+        depth_multiplier: int = 1,
+        activation=None,
+        use_bias: bool = True,
+        depthwise_initializer="glorot_uniform",
+        pointwise_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs)
+        self.filters = _positive_int(filters, "filters", self._who)
+        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier", self._who)
+        self.depthwise_initializer = _init.get(depthwise_initializer)
+        self.pointwise_initializer = _init.get(pointwise_initializer)
+        self.bias_initializer = _init.get(bias_initializer)
+
+    def build(self, input_shape):
+        channels = self._check_shape(input_shape)
+        M = self.depth_multiplier
+        self.add_weight("depthwise_kernel", (self.kernel_size[0], channels, M), self.depthwise_initializer)
+        self.add_weight("pointwise_kernel", (1, channels * M, self.filters), self.pointwise_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer)
+        self.input_spec = self._spec(channels)
+
+    def compute_output_shape(self, input_shape):
+        return self._output_shape(input_shape, self.filters)
+
+    def forward(self, x, training=False, mask=None):
+        x = self._to_last(x)
+        pl, _, l_out = self._geometry(x.shape[1], x.shape)
+        self._x, self._pl = x, pl
+        K, C, M = self.depthwise_kernel.shape
+        u = K_conv.conv1d_forward(
+            x, self.depthwise_kernel.reshape(K, 1, C * M), self.strides[0], self.dilation_rate[0], pl, l_out, groups=C,
+            workspace=self._ws,
+        )  # fmt: skip
+        self._u = u
+        z = (u.reshape(-1, C * M) @ self.pointwise_kernel[0]).reshape(*u.shape[:2], self.filters)  # one 2-D GEMM
+        return self._finish(z, self.bias if self.use_bias else None)
+
+    def backward_from_logits(self, dz):
+        """Backward pass from dL/dz (in data_format): fills [dD, dP, db], returns dx."""
+        dz = self._dz(dz)
+        K, C, M = self.depthwise_kernel.shape
+        P = self.pointwise_kernel[0]
+        u2, dz2 = self._u.reshape(-1, C * M), dz.reshape(-1, self.filters)
+        dP = (u2.T @ dz2)[None]
+        du = (dz2 @ P.T).reshape(dz.shape[0], dz.shape[1], C * M)
+        dx, dD = K_conv.conv1d_backward(
+            self._x, self.depthwise_kernel.reshape(K, 1, C * M), du, self.strides[0], self.dilation_rate[0],
+            self._pl, groups=C, workspace=self._ws,
+        )  # fmt: skip
+        grads = [dD.reshape(K, C, M), dP]
+        if self.use_bias:
+            grads.append(dz2.sum(axis=0))
+        self.gradients = grads
+        return self._from_last(dx)

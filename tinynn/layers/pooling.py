@@ -1,0 +1,260 @@
+r"""1-D pooling layers with Keras 3's names and defaults.
+
+Symbols: x (B, L, C) channels-last (``data_format='channels_first'`` inputs (B, C, L) are transposed,
+as Keras's TF backend does), pool size P, stride S (``strides=None`` means S = P), y (B, Lo, C).
+Windows follow TF's padding rule (:func:`tinynn.kernels.conv.conv_padding` with K = P, d = 1):
+
+    valid   Lo = ⌊(L - P)/S⌋ + 1   (Lo < 1 raises ValueError)
+    same    Lo = ⌈L/S⌉, total = max((Lo-1)·S + P - L, 0), pl = ⌊total/2⌋ (extra pad on the right)
+
+and window t holds the real steps ``W_t = [t·S - pl, t·S - pl + P) ∩ [0, L)``: max pooling pads with
+-∞ and average pooling divides by the number of real steps |W_t| (the pads are excluded).
+
+Masks: MaxPooling1D, AveragePooling1D and GlobalMaxPooling1D do not support masking (Keras drops the
+mask, so padded steps take part in a global max). GlobalAveragePooling1D takes ``mask=`` into account
+(a masked mean) and, like Keras, outputs no mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import conv as K_conv
+from ..kernels import pooling as K_pool
+from .base import InputSpec, Layer, format_shape, normalize_tuple
+from .conv import standardize_data_format
+
+
+class _Pool1DBase(Layer):
+    """Shared argument checks, data_format handling and geometry for the windowed poolings."""
+
+    _config_keys = ("pool_size", "strides", "padding", "data_format")
+
+    def __init__(self, pool_size, strides=None, padding: str = "valid", data_format: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        who = self._who
+        self.pool_size = normalize_tuple(pool_size, 1, "pool_size", who)
+        self.strides = self.pool_size if strides is None else normalize_tuple(strides, 1, "strides", who)
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ValueError(f"{who}: padding must be 'valid' or 'same', got {padding!r}")
+        self.padding = padding.lower()
+        self.data_format = standardize_data_format(data_format, who)
+        self.input_spec = InputSpec(ndim=3)
+
+    @property
+    def _who(self) -> str:
+        return f"{type(self).__name__} {self.name!r}"
+
+    @property
+    def _time_axis(self) -> int:
+        return 1 if self.data_format == "channels_last" else 2
+
+    def _to_last(self, a: np.ndarray) -> np.ndarray:
+        return a if self.data_format == "channels_last" else a.transpose(0, 2, 1)
+
+    _from_last = _to_last
+
+    def _geometry(self, length: int, shape) -> tuple[int, int]:
+        """(pad_left, L_out); ValueError naming the layer and the shape if the output would be empty."""
+        (P,), (S,) = self.pool_size, self.strides
+        pl, _, l_out = K_conv.conv_padding(int(length), P, S, 1, self.padding)
+        if l_out < 1:
+            raise ValueError(
+                f"{self._who}: input shape {format_shape(shape)} has {length} steps, fewer than pool_size={P}, so "
+                f"padding={self.padding!r}, strides={S} would give an empty output (length {l_out})"
+            )
+        return pl, l_out
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"{self._who} expects inputs of rank 3 (batch, steps, channels), got shape {format_shape(input_shape)}"
+            )
+        if input_shape[self._time_axis] is not None:
+            self._geometry(input_shape[self._time_axis], input_shape)
+
+    def prepare_input(self, x) -> np.ndarray:
+        x = super().prepare_input(x)
+        self.build(x.shape)  # only checks: rank and length errors quote the real shape, before any kernel
+        return x
+
+    def check_input(self, x: np.ndarray) -> None:
+        super().check_input(x)
+        self._geometry(x.shape[self._time_axis], x.shape)
+
+    def compute_output_shape(self, input_shape):
+        length = input_shape[self._time_axis]
+        l_out = None if length is None else self._geometry(length, input_shape)[1]
+        if self.data_format == "channels_last":
+            return (input_shape[0], l_out, input_shape[2])
+        return (input_shape[0], input_shape[1], l_out)
+
+
+class MaxPooling1D(_Pool1DBase):
+    r"""``MaxPooling1D(pool_size=2, strides=None, padding='valid', data_format=None)``.
+
+    Forward::
+
+        y[b,t,c] = max_{i ∈ W_t} x[b,i,c],    a[b,t,c] = first i ∈ W_t with x[b,i,c] = y[b,t,c]
+
+    Backward (each window's gradient goes to its first maximum, as TF's MaxPoolGrad does)::
+
+        dx[b,i,c] = Σ_{t: a[b,t,c] = i} dy[b,t,c]
+    """
+
+    def __init__(self, pool_size=2, strides=None, padding: str = "valid", data_format: str | None = None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+    def forward(self, x, training=False, mask=None):
+        x = self._to_last(x)
+        pl, l_out = self._geometry(x.shape[1], x.shape)
+        y, self._arg = K_pool.max_pool1d_forward(x, self.pool_size[0], self.strides[0], pl, l_out)
+        self._length = x.shape[1]
+        return self._from_last(y)
+
+    def backward(self, dy):
+        self.gradients = []
+        return self._from_last(K_pool.max_pool1d_backward(self._to_last(dy), self._arg, self._length))
+
+
+class AveragePooling1D(_Pool1DBase):
+    r"""``AveragePooling1D(pool_size, strides=None, padding='valid', data_format=None)`` (pool_size is
+    required, as in Keras).
+
+    Forward, with n_t = |W_t| the number of real steps in window t::
+
+        y[b,t,c] = Σ_{i ∈ W_t} x[b,i,c] / n_t
+
+    Backward::
+
+        dx[b,i,c] = Σ_{t: i ∈ W_t} dy[b,t,c] / n_t
+    """
+
+    def __init__(self, pool_size, strides=None, padding: str = "valid", data_format: str | None = None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+    def forward(self, x, training=False, mask=None):
+        x = self._to_last(x)
+        self._pl, l_out = self._geometry(x.shape[1], x.shape)
+        self._length = x.shape[1]
+        return self._from_last(K_pool.avg_pool1d_forward(x, self.pool_size[0], self.strides[0], self._pl, l_out))
+
+    def backward(self, dy):
+        self.gradients = []
+        dx = K_pool.avg_pool1d_backward(self._to_last(dy), self._length, self.pool_size[0], self.strides[0], self._pl)
+        return self._from_last(dx)
+
+
+class _GlobalPool1DBase(Layer):
+    _config_keys = ("data_format", "keepdims")
+
+    def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = standardize_data_format(data_format, f"{type(self).__name__} {self.name!r}")
+        self.keepdims = bool(keepdims)
+        self.input_spec = InputSpec(ndim=3)
+
+    @property
+    def _steps_axis(self) -> int:
+        return 1 if self.data_format == "channels_last" else 2
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} expects inputs of rank 3 (batch, steps, channels), "
+                f"got shape {format_shape(input_shape)}"
+            )
+
+    def prepare_input(self, x) -> np.ndarray:
+        x = super().prepare_input(x)
+        self.build(x.shape)  # only checks the rank, quoting the real shape
+        return x
+
+    def check_input(self, x: np.ndarray) -> None:
+        super().check_input(x)
+        if x.shape[self._steps_axis] == 0:
+            raise ValueError(f"{type(self).__name__} {self.name!r} needs at least one step, got input shape {x.shape}")
+
+    def compute_output_shape(self, input_shape):
+        if self.keepdims:
+            return tuple(1 if i == self._steps_axis else s for i, s in enumerate(input_shape))
+        return tuple(s for i, s in enumerate(input_shape) if i != self._steps_axis)
+
+    def _keep(self, dy: np.ndarray) -> np.ndarray:
+        """dy with the steps axis restored (length 1) for broadcasting."""
+        return dy if self.keepdims else np.expand_dims(dy, self._steps_axis)
+
+
+class GlobalMaxPooling1D(_GlobalPool1DBase):
+    r"""``GlobalMaxPooling1D(data_format=None, keepdims=False)``: max over the steps axis. Masks are
+    ignored (Keras does not support masking here, so masked steps take part in the max).
+
+    Forward::  y[b,c] = max_t x[b,t,c]
+
+    Backward (tf.reduce_max's gradient: ties share the gradient equally)::
+
+        e[b,t,c] = [x[b,t,c] = y[b,c]],   n[b,c] = Σ_t e[b,t,c]
+        dx[b,t,c] = e[b,t,c] / n[b,c] · dy[b,c]
+    """
+
+    def forward(self, x, training=False, mask=None):
+        y = x.max(axis=self._steps_axis, keepdims=True)
+        e = (x == y).astype(x.dtype)
+        self._share = e / e.sum(axis=self._steps_axis, keepdims=True)
+        return y if self.keepdims else np.squeeze(y, self._steps_axis)
+
+    def backward(self, dy):
+        self.gradients = []
+        return self._share * self._keep(dy)
+
+
+class GlobalAveragePooling1D(_GlobalPool1DBase):
+    r"""``GlobalAveragePooling1D(data_format=None, keepdims=False)``: mean over the steps axis; with a
+    boolean mask m (B, T) the masked mean (masked steps excluded; a fully masked row gives 0/0 = NaN,
+    as in Keras). Outputs no mask.
+
+    Forward::
+
+        no mask:  y[b,c] = Σ_t x[b,t,c] / T
+        mask:     n[b] = Σ_t m[b,t],   y[b,c] = Σ_t m[b,t] x[b,t,c] / n[b]
+
+    Backward::
+
+        no mask:  dx[b,t,c] = dy[b,c] / T
+        mask:     dx[b,t,c] = m[b,t] · dy[b,c] / n[b]     (0 at masked steps, even when n[b] = 0)
+    """
+
+    supports_masking = True
+
+    def compute_mask(self, x, mask):
+        return None
+
+    def forward(self, x, training=False, mask=None):
+        axis = self._steps_axis
+        if mask is None:
+            self._m = None
+            self._steps = x.shape[axis]
+            return x.mean(axis=axis, keepdims=self.keepdims)
+        mask = np.asarray(mask)
+        expected = (x.shape[0], x.shape[axis])
+        if mask.shape != expected:
+            raise ValueError(
+                f"GlobalAveragePooling1D {self.name!r}: mask must have shape (batch, steps) = {expected} for input "
+                f"shape {x.shape}, got mask shape {mask.shape}"
+            )
+        m = np.expand_dims(mask.astype(bool), 2 if axis == 1 else 1)  # (B, T, 1) or (B, 1, T)
+        n = m.sum(axis=axis, keepdims=True).astype(x.dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(m, x, 0).sum(axis=axis, keepdims=True) / n
+        self._m, self._n = m, n
+        return y if self.keepdims else np.squeeze(y, axis)
+
+    def backward(self, dy):
+        self.gradients = []
+        dy = self._keep(dy)
+        if self._m is None:
+            shape = list(dy.shape)
+            shape[self._steps_axis] = self._steps
+            return np.broadcast_to(dy / dy.dtype.type(self._steps), shape).copy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self._m, dy / self._n, 0).astype(dy.dtype)
