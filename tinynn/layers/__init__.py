@@ -1,9 +1,27 @@
 """``tinynn.layers`` mirrors ``keras.layers`` for the layers tinynn implements."""
 
 from .base import InputSpec, Layer
+from .conv import Conv1D, DepthwiseConv1D, SeparableConv1D
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Reshape
+from .embedding import Embedding
+from .masking import Masking
+from .pooling import AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = [
+    "AveragePooling1D",
+    "Conv1D",
+    "DepthwiseConv1D",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
+    "MaxPooling1D",
+    "SeparableConv1D",
+    "Bidirectional",
+    "Embedding",
+    "GRU",
+    "LSTM",
+    "Masking",
+    "SimpleRNN",
     "Activation",
     "Dense",
     "Dropout",

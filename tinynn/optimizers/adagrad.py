@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..sparse import square
 from .base import LR_0_001, LearningRate, Optimizer, tf_cast, weak
 
 
@@ -49,5 +50,5 @@ class Adagrad(Optimizer):
 
     def update_step(self, g: np.ndarray, w: np.ndarray, lr: np.generic, slots: dict[str, np.ndarray]) -> None:
         A = slots["accumulator"]
-        A += np.square(g)
+        A += square(g)
         w -= (lr * g) / np.sqrt(A + weak(self.epsilon, w.dtype))

@@ -39,6 +39,7 @@ import numpy as np
 
 from .. import config as _config
 from ..layers.base import unique_name
+from ..sparse import DenseGradient, IndexedSlices, squared_norm
 from ..utils import to_snake_case
 
 LearningRate = float | Callable[..., float]
@@ -247,11 +248,13 @@ class Optimizer:
             warnings.warn(
                 f"{self._who()}: gradients do not exist for the variables at positions {missing}.", stacklevel=2
             )
-        gs = [np.asarray(grads[i]).astype(variables[i].dtype, copy=False) for i in keep]
+        gs = [_as_gradient(grads[i], variables[i].dtype) for i in keep]
         ws = [variables[i] for i in keep]
         if self.loss_scale_factor is not None:
-            gs = [g / weak(self.loss_scale_factor, g.dtype) for g in gs]
+            gs = [_map(g, lambda v: v / weak(self.loss_scale_factor, v.dtype)) for g in gs]
         gs = self._clip_gradients(gs)
+        # IndexedSlices (embedding gradients) become dense here, remembering their per-occurrence squares
+        gs = [DenseGradient.from_slices(g) if isinstance(g, IndexedSlices) else g for g in gs]
         if self.weight_decay is not None:
             for w in ws:
                 lr = self._learning_rate_as(w.dtype)
@@ -272,7 +275,8 @@ class Optimizer:
         if self.global_clipnorm and self.global_clipnorm > 0:
             return _clip_by_global_norm(gs, self.global_clipnorm)
         if self.clipvalue and self.clipvalue > 0:
-            return [np.clip(g, weak(-self.clipvalue, g.dtype), weak(self.clipvalue, g.dtype)) for g in gs]
+            return [_map(g, lambda v: np.clip(v, weak(-self.clipvalue, v.dtype), weak(self.clipvalue, v.dtype)))
+                    for g in gs]
         return gs
 
     def _who(self) -> str:
@@ -375,24 +379,37 @@ class Optimizer:
         return f"<{cls} name={self.name!r} learning_rate={lr:.6g} iterations={self.iterations}>"
 
 
+def _as_gradient(g, dtype) -> np.ndarray | IndexedSlices:
+    """The gradient in the variable's dtype; IndexedSlices stay sparse until after clipping."""
+    if isinstance(g, IndexedSlices):
+        return g.astype(dtype)
+    return np.asarray(g).astype(dtype, copy=False)
+
+
+def _map(g, fn):
+    """Apply an elementwise op to a dense gradient, or to the values of IndexedSlices (as TF does)."""
+    return g.map_values(fn) if isinstance(g, IndexedSlices) else fn(g)
+
+
 def _clip_by_norm(g: np.ndarray, clipnorm: float) -> np.ndarray:
     """tf.clip_by_norm: ``g·c / max(‖g‖₂, c)``; a zero gradient stays zero."""
-    l2sum = np.sum(np.square(g), keepdims=True)
+    values = g.values if isinstance(g, IndexedSlices) else g  # TF measures IndexedSlices by their values
+    l2sum = np.sum(np.square(values), keepdims=True)
     l2norm = np.sqrt(l2sum) if l2sum > 0 else l2sum
     c = weak(clipnorm, g.dtype)
-    return (g * c) / np.maximum(l2norm, c)
+    return _map(g, lambda v: (v * c) / np.maximum(l2norm.reshape((1,) * v.ndim), c))
 
 
 def _clip_by_global_norm(gs: list[np.ndarray], clipnorm: float) -> list[np.ndarray]:
     """Keras's clip_by_global_norm: ``g·s`` with ``s = c·min(1/N, 1/c) + (N - N)``, ``N = sqrt(Σ_k ‖g_k‖₂²)``
     (the ``N - N`` term turns a non-finite norm into NaN)."""
     dtype = np.result_type(*gs)
-    norm = np.sqrt(np.sum(np.stack([np.sum(np.square(g)).astype(dtype) for g in gs])))
+    norm = np.sqrt(np.sum(np.stack([np.asarray(squared_norm(g)).astype(dtype) for g in gs])))
     with np.errstate(divide="ignore"):
         inv_norm = dtype.type(1.0) / norm
     scale = weak(clipnorm, dtype) * np.minimum(inv_norm, weak(1.0 / clipnorm, dtype))
     scale = scale + (norm - norm)
-    return [(g * scale).astype(g.dtype, copy=False) for g in gs]
+    return [_map(g, lambda v: (v * scale).astype(v.dtype, copy=False)) for g in gs]
 
 
 def _takes_no_arguments(fn: Callable[..., Any]) -> bool:

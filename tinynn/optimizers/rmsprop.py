@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..sparse import square
 from .base import LR_0_001, LearningRate, Optimizer, weak
 
 
@@ -60,7 +61,7 @@ class RMSprop(Optimizer):
         dt = w.dtype
         rho, one_minus_rho, eps = weak(self.rho, dt), weak(1 - self.rho, dt), weak(self.epsilon, dt)
         v = slots["velocity"]
-        v[...] = rho * v + one_minus_rho * np.square(g)
+        v[...] = rho * v + one_minus_rho * square(g)
         if self.centered:
             a = slots["average_gradient"]
             a[...] = rho * a + one_minus_rho * g

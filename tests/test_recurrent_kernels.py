@@ -1,0 +1,209 @@
+"""The numba recurrent kernels agree with their NumPy reference twins; the fast tanh/sigmoid are accurate.
+
+The references (``tinynn.kernels.recurrent_reference``) are the readable statement of the math (and are
+themselves checked against Keras by the parity suite and against finite differences by the gradchecks).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinynn import activations
+from tinynn.kernels import embedding as emb_kernels
+from tinynn.kernels import fastmath
+from tinynn.kernels import recurrent as K
+from tinynn.kernels import recurrent_reference as R
+
+FAST = ["linear", "tanh", "sigmoid", "relu", "hard_sigmoid"]
+# gates need a bounded recurrent_activation: with linear/relu gates too the cell state grows like c^(2^t)
+# and overflows float32 within a few steps (hypothesis found it), which compares nothing
+BOUNDED = ["tanh", "sigmoid", "hard_sigmoid"]
+# The float32 kernels are compared with the float64 reference on the same (float32) inputs: float32 rounding
+# through up to 7 recurrent steps, sums with cancellation (dU), and the rational tanh/sigmoid (within 3e-7
+# of libm) put them ~1e-5 away in the worst cases hypothesis finds. Float32 parity with Keras (1e-5) is
+# tested in tests/parity; the exact agreement of the two implementations is the float64 bound.
+TOL = {"float64": 1e-12, "float32": 1e-4}
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape
+    assert np.isfinite(b).all(), "the reference overflowed: the test inputs are too large"
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-6)) if a.size else 0.0
+
+
+@st.composite
+def loop_inputs(draw, gates):
+    T = draw(st.integers(1, 7))
+    B = draw(st.integers(1, 5))
+    u = draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    mask = None
+    if draw(st.booleans()):
+        mask = rng.random((T, B)) > draw(st.sampled_from([0.2, 0.5, 0.9]))
+    rm = None
+    if draw(st.booleans()):
+        rate = draw(st.sampled_from([0.2, 0.6]))
+        rm = (rng.random((gates, B, u)) >= rate) / (1 - rate)
+    return dict(
+        T=T, B=B, u=u, rng=rng, mask=mask, rm=rm,
+        xp=rng.normal(size=(T, B, gates * u)), U=rng.normal(0, 0.6, size=(u, gates * u)),
+        b=rng.normal(size=gates * u) if draw(st.booleans()) else None,
+        h0=rng.normal(size=(B, u)), c0=rng.normal(size=(B, u)),
+        dseq=rng.normal(size=(T, B, u)) if draw(st.booleans()) else None,
+        dhT=rng.normal(size=(B, u)), dcT=rng.normal(size=(B, u)),
+    )
+
+
+def _cast(d, dtype):
+    return {k: (v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v) for k, v in d.items()}
+
+
+def _both(d, dtype):
+    """Inputs for the kernel (in ``dtype``) and for the reference (the same values, in float64)."""
+    ours = _cast(d, dtype)
+    return ours, _cast(ours, "float64")
+
+
+def _assert_all_close(ours, ref, dtype, what):
+    for k, (a, b) in enumerate(zip(ours, ref)):
+        err = rel_err(a, b)
+        assert err <= TOL[dtype], f"{what}[{k}]: relative error {err:.2e} > {TOL[dtype]:.0e}"
+
+
+@given(loop_inputs(1), st.sampled_from(FAST), st.sampled_from(["float64", "float32"]))
+def test_simple_rnn_kernel_matches_reference(d, act_name, dtype):
+    d, r = _both(d, dtype)
+    act = activations.get(act_name)
+    hs1, c1 = K.simple_rnn_forward(d["xp"].copy(), d["b"], d["U"], d["rm"], d["mask"], d["h0"], act)
+    hs2, c2 = R.simple_rnn_forward(r["xp"].copy(), r["b"], r["U"], r["rm"], r["mask"], r["h0"], act)
+    _assert_all_close([hs1], [hs2], dtype, "forward")
+    g1 = K.simple_rnn_backward(c1, d["U"], d["rm"], d["mask"], hs1, d["dseq"], d["dhT"], act)
+    g2 = R.simple_rnn_backward(c2, r["U"], r["rm"], r["mask"], hs2, r["dseq"], r["dhT"], act)
+    _assert_all_close(g1, g2, dtype, "backward")
+
+
+@given(loop_inputs(4), st.sampled_from(FAST), st.sampled_from(BOUNDED), st.sampled_from(["float64", "float32"]))
+def test_lstm_kernel_matches_reference(d, act_name, rec_name, dtype):
+    d, r = _both(d, dtype)
+    act, rec = activations.get(act_name), activations.get(rec_name)
+    hs1, cs1, c1 = K.lstm_forward(d["xp"].copy(), d["b"], d["U"], d["rm"], d["mask"], d["h0"], d["c0"], act, rec)
+    hs2, cs2, c2 = R.lstm_forward(r["xp"].copy(), r["b"], r["U"], r["rm"], r["mask"], r["h0"], r["c0"], act, rec)
+    _assert_all_close([hs1, cs1], [hs2, cs2], dtype, "forward")
+    g1 = K.lstm_backward(c1, d["U"], d["rm"], d["mask"], hs1, cs1, d["dseq"], d["dhT"], d["dcT"], act, rec)
+    g2 = R.lstm_backward(c2, r["U"], r["rm"], r["mask"], hs2, cs2, r["dseq"], r["dhT"], r["dcT"], act, rec)
+    _assert_all_close(g1, g2, dtype, "backward")
+
+
+@given(loop_inputs(3), st.booleans(), st.sampled_from(FAST), st.sampled_from(BOUNDED),
+       st.sampled_from(["float64", "float32"]))
+def test_gru_kernel_matches_reference(d, reset_after, act_name, rec_name, dtype):
+    b_rec = d["rng"].normal(size=3 * d["u"]) if reset_after else np.zeros(3 * d["u"])
+    d, r = _both({**d, "b_rec": b_rec}, dtype)
+    act, rec = activations.get(act_name), activations.get(rec_name)
+    hs1, c1 = K.gru_forward(d["xp"].copy(), d["b"], d["U"], d["b_rec"], d["rm"], d["mask"], d["h0"], act, rec,
+                            reset_after)
+    hs2, c2 = R.gru_forward(r["xp"].copy(), r["b"], r["U"], r["b_rec"], r["rm"], r["mask"], r["h0"], act, rec,
+                            reset_after)
+    _assert_all_close([hs1], [hs2], dtype, "forward")
+    g1 = K.gru_backward(c1, d["U"], d["rm"], d["mask"], hs1, d["dseq"], d["dhT"], act, rec, reset_after)
+    g2 = R.gru_backward(c2, r["U"], r["rm"], r["mask"], hs2, r["dseq"], r["dhT"], act, rec, reset_after)
+    _assert_all_close(g1, g2, dtype, "backward")
+
+
+def test_unknown_activation_runs_the_reference_path():
+    """Activations without a numba implementation (e.g. softsign) go through the NumPy twin, same API."""
+    rng = np.random.default_rng(0)
+    xp, U, h0 = rng.normal(size=(3, 2, 4 * 2)), rng.normal(size=(2, 8)), rng.normal(size=(2, 2))
+    soft = activations.get("softsign")
+    assert fastmath.activation_code(soft) is None
+    hs, cs, cache = K.lstm_forward(xp.copy(), None, U, None, None, h0, h0, soft, activations.sigmoid)
+    hs2, cs2, _ = R.lstm_forward(xp, None, U, None, None, h0, h0, soft, activations.sigmoid)
+    np.testing.assert_array_equal(hs, hs2)
+    assert isinstance(cache, tuple)  # the reference's (z, gates) cache
+
+
+@pytest.mark.parametrize("dtype, abs_tol", [("float64", 1.5e-15), ("float32", 4e-7)])
+def test_fast_tanh_and_sigmoid_accuracy(dtype, abs_tol):
+    import numba
+
+    @numba.njit(error_model="numpy")
+    def apply(x, t, s):
+        for i in range(x.size):
+            t[i] = fastmath.tanh_fast(x[i])
+            s[i] = fastmath.sigmoid_fast(x[i])
+
+    x = np.concatenate([np.linspace(-60, 60, 200001), [0.0, 1e-30, -1e-30, 1e-8]]).astype(dtype)
+    t, s = np.empty_like(x), np.empty_like(x)
+    apply(x, t, s)
+    x64 = x.astype(np.float64)
+    assert np.max(np.abs(t - np.tanh(x64))) <= abs_tol
+    assert np.max(np.abs(s - 1 / (1 + np.exp(-x64)))) <= abs_tol
+    assert np.all(np.abs(t) <= 1) and np.all((s >= 0) & (s <= 1))
+    t_neg, s_neg = np.empty_like(x), np.empty_like(x)
+    apply(-x, t_neg, s_neg)
+    np.testing.assert_array_equal(t, -t_neg)  # odd symmetry, exactly
+    assert t[np.argmax(x)] == 1 and t[np.argmin(x)] == -1
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_activate_and_derivative_passes(dtype):
+    rng = np.random.default_rng(1)
+    z = (3 * rng.normal(size=(4, 9))).astype(dtype)
+    for name, code in fastmath._CODES.items():
+        fn = activations.get(name)
+        a = z.copy()
+        fastmath.activate(a, 2, 7, code)
+        np.testing.assert_array_equal(a[:, :2], z[:, :2])  # columns outside [j0, j1) untouched
+        np.testing.assert_array_equal(a[:, 7:], z[:, 7:])
+        atol = 4e-7 if dtype == "float32" else 1e-15
+        np.testing.assert_allclose(a[:, 2:7], fn(z[:, 2:7].astype(np.float64)), atol=atol, rtol=0)
+        d = np.full_like(z, np.nan)
+        fastmath.derivative(d, a, 2, 7, code)
+        want = fn.backward(z[:, 2:7].astype(np.float64), fn(z[:, 2:7].astype(np.float64)), np.ones((4, 5)))
+        np.testing.assert_allclose(d[:, 2:7], want, atol=1e-6 if dtype == "float32" else 1e-14, rtol=0)
+        assert np.isnan(d[:, :2]).all()
+
+
+@given(st.integers(1, 300), st.integers(1, 70), st.integers(1, 40), st.sampled_from(["float64", "float32"]),
+       st.integers(0, 2**16))
+def test_single_threaded_gemms_match_matmul(M, K_, N, dtype, seed):
+    """fastmath.matmul / matmul_nt (row-chunked BLAS) and matmul_tn (hand loop) against NumPy."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(M, K_)).astype(dtype), rng.normal(size=(K_, N)).astype(dtype)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    scale = max(np.abs(ref).max(), 1.0)
+    assert np.abs(fastmath.matmul(a, b) - ref).max() / scale < tol
+    assert np.abs(fastmath.matmul_nt(a, np.ascontiguousarray(b.T)) - ref).max() / scale < tol
+    assert np.abs(fastmath.matmul_tn(np.ascontiguousarray(a.T), b) - ref).max() / scale < tol
+    assert fastmath.matmul(a, b).dtype == dtype
+
+
+@given(st.integers(1, 20), st.integers(1, 6), st.integers(0, 60), st.sampled_from(["float64", "float32"]),
+       st.integers(0, 2**16))
+def test_embedding_scatter_add_matches_add_at(V, D, N, dtype, seed):
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, V, size=N)
+    dy = rng.normal(size=(N, D)).astype(dtype)
+    g0 = rng.normal(size=(V, D)).astype(dtype)
+    ours = emb_kernels.scatter_add(g0.copy(), idx, dy)
+    ref = emb_kernels.scatter_add_ref(g0.copy(), idx, dy)
+    np.testing.assert_array_equal(ours, ref)  # same order of additions: bit-identical
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_large_gemms_split_over_threads(threads, monkeypatch):
+    """Products above fastmath._PARALLEL_WORK run as two halves on two threads: same result."""
+    monkeypatch.setenv("TINYNN_NUM_THREADS", threads)
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(3001, 48)), rng.normal(size=(48, 40))
+    assert a.size * b.shape[1] >= fastmath._PARALLEL_WORK
+    ref = a @ b
+    np.testing.assert_allclose(fastmath.matmul(a, b), ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fastmath.matmul_nt(a, np.ascontiguousarray(b.T)), ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fastmath.matmul_tn(np.ascontiguousarray(a.T), b), ref, rtol=1e-12, atol=1e-12)
+    at = rng.normal(size=(5000, 30))
+    np.testing.assert_allclose(fastmath.matmul_tn(at, at[:, :29]), at.T @ at[:, :29], rtol=1e-12, atol=1e-11)

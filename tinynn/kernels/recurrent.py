@@ -1,0 +1,665 @@
+r"""The time loops of SimpleRNN, LSTM and GRU, forward and backward (BPTT), in numba.
+
+Only the recurrence loops here: the input projection of all timesteps is one GEMM done by the layer
+(``xp_t = x̃_t W``; the bias is added in the loop), and the input side's gradients δW, δx are GEMMs over
+all steps done by the layer too. Each public function dispatches to the numba kernel when the activations are ones
+the kernels implement (``fastmath.activation_code``), else to the NumPy twin in
+:mod:`tinynn.kernels.recurrent_reference` — which is also the readable statement of the math, and the
+reference ``tests/test_recurrent_kernels.py`` proves the kernels agree with.
+
+Conventions (time-major, one float dtype, C-contiguous)::
+
+    T steps, B batch, u units, G gates (SimpleRNN 1, GRU 3, LSTM 4)
+    xp    (T, B, G·u)  input projections x̃_t W (the kernels add the input bias b_in (G·u,) in the loop, and
+                       return its gradient). CONSUMED: the forward kernel overwrites it in place with the
+                       gate activations, the backward kernel then with δ of the pre-activations.
+    U     (u, G·u)     recurrent kernel, gate blocks side by side as in Keras; U_k its k-th (u, u) block
+    rm    (G, B, u)    recurrent-dropout multipliers r_k ∈ {0, 1/(1-rate)} or None; h̃_k = h ⊙ r_k is what
+                       gate k's block multiplies (without dropout h̃_k = h and the G blocks are one GEMM)
+    mask  (T, B) bool  m_t (False: the step is masked: every state is carried over unchanged) or None
+    hs    (T+1, B, u)  carried hidden states, hs[0] = h0;  cs the same for the LSTM cell state
+    dseq  (T, B, u)    δ of each step's carried h from the layer's outputs (already multiplied by the
+                       output mask), or None when only the last output has a gradient
+    dhT, dcT (B, u)    δ of the final states (returned state, last output)
+
+Masked steps, for every cell (``cell`` computes h', c' from step t's inputs)::
+
+    h_t = m_t ? h'_t : h_{t-1}          c_t = m_t ? c'_t : c_{t-1}
+    δz_t = m_t ? (cell backward) : 0   δh_{t-1} = m_t ? (cell backward) : δh_t     (δc likewise)
+
+The per-step products h̃ U_k and δz U_kᵀ are BLAS calls from numba (``fastmath.gemm``); the gate math is
+loops over contiguous rows that LLVM vectorises (``fastmath``).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import recurrent_reference as ref
+from .fastmath import activate, activate_row, activation_code, derivative, derivative_row, gemm, matmul_tn
+
+__all__ = [
+    "to_batch_major",
+    "to_time_major",
+    "gru_backward",
+    "gru_forward",
+    "lstm_backward",
+    "lstm_forward",
+    "simple_rnn_backward",
+    "simple_rnn_forward",
+]
+
+
+# --------------------------------------------------------------------------- shared step helpers
+# Every loop below runs from 0 over 1-D slices of rows (``zi = z[b, :u]``): with 2-D indexing or offsets
+# like ``z[b, u + j]`` numba's negative-index wraparound stays in the loop and LLVM vectorised it 2-4x worse.
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _recurrent_product(h, U, Ug, rm, tmp, out, j0):
+    """``out[:, j0:j0+G'u] = [h̃_k U_k]_k``: one GEMM without dropout, else one per gate block of ``Ug``."""
+    if rm.shape[0] == 0:
+        gemm(h, U, out)
+        return
+    B, u = h.shape
+    hk = tmp[0]
+    zk = tmp[1]
+    for k in range(Ug.shape[0]):
+        for b in range(B):
+            hb, hkb, rb = h[b], hk[b], rm[k, b]
+            for j in range(u):
+                hkb[j] = hb[j] * rb[j]
+        gemm(hk, Ug[k], zk)
+        for b in range(B):
+            ob, zb = out[b, j0 + k * u:j0 + (k + 1) * u], zk[b]
+            for j in range(u):
+                ob[j] = zb[j]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _recurrent_product_t(dz, UT, UgT, rm, tmp, out):
+    """``out = Σ_k (δz_k U_kᵀ) ⊙ r_k`` (without dropout ``out = δz Uᵀ``, one GEMM)."""
+    if rm.shape[0] == 0:
+        gemm(dz, UT, out)
+        return
+    B, u = out.shape
+    dk = tmp[0]
+    hk = tmp[1]
+    for b in range(B):
+        _fill_row(out[b], 0)
+    for k in range(UgT.shape[0]):
+        for b in range(B):
+            dkb, dzb = dk[b], dz[b, k * u:(k + 1) * u]
+            for j in range(u):
+                dkb[j] = dzb[j]
+        gemm(dk, UgT[k], hk)
+        for b in range(B):
+            ob, hkb, rb = out[b], hk[b], rm[k, b]
+            for j in range(u):
+                ob[j] += hkb[j] * rb[j]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _copy_rows(dst, src):
+    """``dst[:] = src`` for 2-D arrays (explicit loops: numba's slice assignment is several times slower)."""
+    for b in range(dst.shape[0]):
+        db, sb = dst[b], src[b]
+        for j in range(dst.shape[1]):
+            db[j] = sb[j]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _fill_row(v, value):
+    for j in range(v.shape[0]):
+        v[j] = value
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _add_rows(z, zr, ncols):
+    """``z[:, :ncols] += zr[:, :ncols]``."""
+    for b in range(z.shape[0]):
+        zb, rb = z[b], zr[b]
+        for j in range(ncols):
+            zb[j] += rb[j]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _add_rows_bias(z, zr, bias, ncols):
+    """``z[:, :ncols] += zr[:, :ncols] + bias[:ncols]``."""
+    for b in range(z.shape[0]):
+        zb, rb = z[b], zr[b]
+        for j in range(ncols):
+            zb[j] += rb[j] + bias[j]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _sum_rows_into(db, d):
+    """``db += Σ_b d[b]`` (the bias gradient of one step)."""
+    for b in range(d.shape[0]):
+        x = d[b]
+        for j in range(db.shape[0]):
+            db[j] += x[j]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _carry(mask_t, new, old):
+    """Masked rows keep the previous state: ``new[b] = old[b]`` where not m_t[b]."""
+    for b in range(new.shape[0]):
+        if not mask_t[b]:
+            nb, ob = new[b], old[b]
+            for j in range(new.shape[1]):
+                nb[j] = ob[j]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _zero_masked(mask_t, d):
+    for b in range(d.shape[0]):
+        if not mask_t[b]:
+            _fill_row(d[b], 0)
+
+
+# --------------------------------------------------------------------------- SimpleRNN
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _simple_rnn_forward(xp, bias, U, rm, mask, act, hs):
+    """a_t = act(xp_t + b + h̃_{t-1} U);  h_t = m_t ? a_t : h_{t-1}.  xp[t] <- a_t."""
+    T, B, u = xp.shape
+    zr = np.empty((B, u), xp.dtype)
+    tmp = np.empty((2, B, u), xp.dtype)
+    Ug = U.reshape((1, u, u))
+    for t in range(T):
+        _recurrent_product(hs[t], U, Ug, rm, tmp, zr, 0)
+        a = xp[t]
+        _add_rows_bias(a, zr, bias, u)
+        activate(a, 0, u, act)
+        _copy_rows(hs[t + 1], a)
+        _carry(mask[t], hs[t + 1], hs[t])
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _simple_rnn_backward(a, U, rm, mask, act, dseq, dh, db):
+    """δz_t = m_t ? δh_t ⊙ act'(a_t) : 0;  δh_{t-1} = m_t ? (δz_t Uᵀ) ⊙ r : δh_t.
+
+    a[t] <- δz_t;  dh <- δh_0;  db += Σ_t δz_t.
+    """
+    T, B, u = a.shape
+    UT = np.ascontiguousarray(U.T)
+    UgT = UT.reshape((1, u, u))
+    D = np.empty((B, u), a.dtype)
+    dhp = np.empty((B, u), a.dtype)
+    tmp = np.empty((2, B, u), a.dtype)
+    has_seq = dseq.shape[0] > 0
+    for t in range(T - 1, -1, -1):
+        if has_seq:
+            _add_rows(dh, dseq[t], u)
+        z = a[t]
+        derivative(D, z, 0, u, act)
+        for b in range(B):
+            zb, dhb, Db = z[b], dh[b], D[b]
+            for j in range(u):
+                zb[j] = dhb[j] * Db[j]
+        _zero_masked(mask[t], z)
+        _sum_rows_into(db, z)
+        _recurrent_product_t(z, UT, UgT, rm, tmp, dhp)
+        _carry(mask[t], dhp, dh)
+        _copy_rows(dh, dhp)
+
+
+# --------------------------------------------------------------------------- LSTM
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _lstm_forward(xp, bias, U, Ug, rm, mask, act, rec_act, hs, cs):
+    """z = xp_t + b + [h̃_k U_k]; i,f,o = σ(z_i,f,o), g = φ(z_g); c' = f c + i g; h' = o φ(c'). xp[t] <- [i,f,g,o]."""
+    T, B, G = xp.shape
+    u = G // 4
+    zr = np.empty((B, G), xp.dtype)
+    tc = np.empty((B, u), xp.dtype)
+    tmp = np.empty((2, B, u), xp.dtype)
+    for t in range(T):
+        h, c, z = hs[t], cs[t], xp[t]
+        hn, cn = hs[t + 1], cs[t + 1]
+        _recurrent_product(h, U, Ug, rm, tmp, zr, 0)
+        m = mask[t]
+        for b in range(B):  # one row at a time, so that it stays in L1 through all the gate math
+            zb, rb = z[b], zr[b]
+            for j in range(G):
+                zb[j] += rb[j] + bias[j]
+            zi, zf, zg, zo = zb[:u], zb[u:2 * u], zb[2 * u:3 * u], zb[3 * u:]
+            activate_row(zb[:2 * u], rec_act)
+            activate_row(zg, act)
+            activate_row(zo, rec_act)
+            cb, cnb, tcb, hb, hnb = c[b], cn[b], tc[b], h[b], hn[b]
+            if m[b]:
+                for j in range(u):
+                    v = zf[j] * cb[j] + zi[j] * zg[j]
+                    cnb[j] = v
+                    tcb[j] = v
+                activate_row(tcb, act)
+                for j in range(u):
+                    hnb[j] = zo[j] * tcb[j]
+            else:
+                for j in range(u):
+                    cnb[j] = cb[j]
+                    hnb[j] = hb[j]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db):
+    """BPTT through the LSTM cell (equations in ``recurrent_reference.lstm_backward``).
+
+    gates[t] <- δz_t = [δz_i, δz_f, δz_g, δz_o];  dh, dc <- δh_0, δc_0;  db += Σ_t δz_t.
+    """
+    T, B, G = gates.shape
+    u = G // 4
+    UT = np.ascontiguousarray(U.T)
+    UgT = np.empty((4, u, u), U.dtype)
+    for k in range(4):
+        UgT[k] = U[:, k * u:(k + 1) * u].T
+    tc = np.empty(u, gates.dtype)
+    D = np.empty(G, gates.dtype)
+    Dc = np.empty(u, gates.dtype)
+    dhp = np.empty((B, u), gates.dtype)
+    tmp = np.empty((2, B, u), gates.dtype)
+    has_seq = dseq.shape[0] > 0
+    for t in range(T - 1, -1, -1):
+        if has_seq:
+            _add_rows(dh, dseq[t], u)
+        z, c_prev, c, m = gates[t], cs[t], cs[t + 1], mask[t]
+        for b in range(B):  # one row at a time (it stays in L1)
+            if m[b]:
+                zb = z[b]
+                zi, zf, zg, zo = zb[:u], zb[u:2 * u], zb[2 * u:3 * u], zb[3 * u:]
+                cb = c[b]
+                for j in range(u):
+                    tc[j] = cb[j]
+                activate_row(tc, act)
+                derivative_row(Dc, tc, act)
+                derivative_row(D[:2 * u], zb[:2 * u], rec_act)
+                derivative_row(D[2 * u:3 * u], zg, act)
+                derivative_row(D[3 * u:], zo, rec_act)
+                Di, Df, Dg, Do = D[:u], D[u:2 * u], D[2 * u:3 * u], D[3 * u:]
+                cpb, dhb, dcb = c_prev[b], dh[b], dc[b]
+                for j in range(u):
+                    i = zi[j]
+                    f = zf[j]
+                    g = zg[j]
+                    o = zo[j]
+                    dct = dcb[j] + dhb[j] * o * Dc[j]
+                    zi[j] = dct * g * Di[j]
+                    zf[j] = dct * cpb[j] * Df[j]
+                    zg[j] = dct * i * Dg[j]
+                    zo[j] = dhb[j] * tc[j] * Do[j]
+                    dcb[j] = dct * f
+                for j in range(G):
+                    db[j] += zb[j]
+            else:
+                _fill_row(z[b], 0)
+        _recurrent_product_t(z, UT, UgT, rm, tmp, dhp)
+        _carry(m, dhp, dh)
+        _copy_rows(dh, dhp)
+
+
+# --------------------------------------------------------------------------- GRU
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _gru_update(x, h, hn, m, u):
+    """h' = z ⊙ h + (1 - z) ⊙ ĥ for one row (x = [z, r, ĥ]); a masked row keeps h."""
+    if m:
+        xz, xh = x[:u], x[2 * u:]
+        for j in range(u):
+            zg = xz[j]
+            hn[j] = zg * h[j] + (type(zg)(1.0) - zg) * xh[j]
+    else:
+        for j in range(u):
+            hn[j] = h[j]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _gru_forward(xp, bias, U, Ug, b_rec, rm, mask, act, rec_act, reset_after, hs, aux):
+    """GRU step (equations in ``recurrent_reference.gru_forward``; xp_t + b_in). xp[t] <- [z, r, ĥ].
+
+    aux[t] <- reset_after: hz_h = h̃_h U_h + b_rh (needed for δr);  else r ⊙ h̃_h (the input of U_h).
+    """
+    T, B, G = xp.shape
+    u = G // 3
+    hz = np.empty((B, G), xp.dtype)
+    hzr = np.empty((B, 2 * u), xp.dtype)
+    tmp = np.empty((2, B, u), xp.dtype)
+    rh = np.empty((B, u), xp.dtype)
+    hh = np.empty((B, u), xp.dtype)
+    Uzr = np.ascontiguousarray(U[:, :2 * u])
+    ones = np.ones(u, xp.dtype)
+    use_rm = rm.shape[0] > 0
+    for t in range(T):
+        h, x, a, hn, m = hs[t], xp[t], aux[t], hs[t + 1], mask[t]
+        if reset_after:
+            _recurrent_product(h, U, Ug, rm, tmp, hz, 0)
+            for b in range(B):
+                xb, hzb, ab = x[b], hz[b], a[b]
+                for j in range(2 * u):
+                    xb[j] += hzb[j] + b_rec[j] + bias[j]
+                activate_row(xb[:2 * u], rec_act)
+                xr, xh, hzh, brh, bh = xb[u:2 * u], xb[2 * u:], hzb[2 * u:], b_rec[2 * u:], bias[2 * u:]
+                for j in range(u):
+                    v = hzh[j] + brh[j]
+                    ab[j] = v
+                    xh[j] += bh[j] + xr[j] * v
+                activate_row(xh, act)
+                _gru_update(xb, h[b], hn[b], m[b], u)
+        else:
+            if use_rm:
+                _recurrent_product(h, U, Ug[:2], rm[:2], tmp, hzr, 0)
+            else:
+                gemm(h, Uzr, hzr)
+            for b in range(B):
+                xb, hzb, hb, ab, rhb = x[b], hzr[b], h[b], a[b], rh[b]
+                for j in range(2 * u):
+                    xb[j] += hzb[j] + bias[j]
+                activate_row(xb[:2 * u], rec_act)
+                xr = xb[u:2 * u]
+                rmh = rm[2, b] if use_rm else ones
+                for j in range(u):
+                    v = xr[j] * (hb[j] * rmh[j])
+                    ab[j] = v
+                    rhb[j] = v
+            gemm(rh, Ug[2], hh)
+            for b in range(B):
+                xb, hhb = x[b], hh[b]
+                xh, bh = xb[2 * u:], bias[2 * u:]
+                for j in range(u):
+                    xh[j] += hhb[j] + bh[j]
+                activate_row(xh, act)
+                _gru_update(xb, h[b], hn[b], m[b], u)
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, dh, db):
+    """BPTT through the GRU cell (equations in ``recurrent_reference.gru_backward``).
+
+    gates[t] <- δ of the input pre-activations [δa_z, δa_r, δa_h];  dh <- δh_0;  db += Σ_t δa_t;
+    reset_after: aux[t] <- δhz_h = δa_h ⊙ r (δ of h̃_h U_h + b_rh);  else aux is left as r ⊙ h̃_h.
+    """
+    T, B, G = gates.shape
+    u = G // 3
+    UgT = np.empty((3, u, u), U.dtype)
+    for k in range(3):
+        UgT[k] = U[:, k * u:(k + 1) * u].T
+    UT = np.ascontiguousarray(U.T)
+    UzrT = np.ascontiguousarray(U[:, :2 * u].T)
+    D = np.empty(G, gates.dtype)
+    dhz = np.empty((B, G), gates.dtype)
+    dzr = np.empty((B, 2 * u), gates.dtype)
+    dhp = np.empty((B, u), gates.dtype)
+    da = np.empty((B, u), gates.dtype)
+    drh = np.empty((B, u), gates.dtype)
+    ones = np.ones(u, gates.dtype)
+    tmp = np.empty((2, B, u), gates.dtype)
+    use_rm = rm.shape[0] > 0
+    has_seq = dseq.shape[0] > 0
+    for t in range(T - 1, -1, -1):
+        if has_seq:
+            _add_rows(dh, dseq[t], u)
+        x, h, a, m = gates[t], hs[t], aux[t], mask[t]
+        for b in range(B):  # δa_z, δa_h, and δh through z (row by row, in L1)
+            xb, dab, dhpb, dhb, hb = x[b], da[b], dhp[b], dh[b], h[b]
+            xz, xr, xh = xb[:u], xb[u:2 * u], xb[2 * u:]
+            if not m[b]:
+                _fill_row(xb, 0)
+                _fill_row(dab, 0)
+                _fill_row(dhz[b], 0)
+                _fill_row(dhpb, 0)
+                if reset_after:
+                    _fill_row(a[b], 0)
+                continue
+            derivative_row(D[:2 * u], xb[:2 * u], rec_act)
+            derivative_row(D[2 * u:], xh, act)
+            Dz, Dr, Dh = D[:u], D[u:2 * u], D[2 * u:]
+            for j in range(u):
+                zg = xz[j]
+                dab[j] = dhb[j] * (type(zg)(1.0) - zg) * Dh[j]
+                xz[j] = dhb[j] * (hb[j] - xh[j]) * Dz[j]
+                dhpb[j] = dhb[j] * zg
+            if reset_after:
+                ab, dhzb = a[b], dhz[b]
+                for j in range(u):
+                    r = xr[j]
+                    xr[j] = dab[j] * ab[j] * Dr[j]
+                    ab[j] = dab[j] * r
+                    xh[j] = dab[j]
+                for j in range(2 * u):
+                    dhzb[j] = xb[j]
+                dhzh = dhzb[2 * u:]
+                for j in range(u):
+                    dhzh[j] = ab[j]
+            else:
+                parked = dhz[b, u:2 * u]  # σ'(a_r), needed after the δ(r ⊙ h̃_h) product below
+                for j in range(u):
+                    parked[j] = Dr[j]
+                    xh[j] = dab[j]
+        if reset_after:
+            _recurrent_product_t(dhz, UT, UgT, rm, tmp, drh)
+            _add_rows(dhp, drh, u)
+        else:
+            gemm(da, UgT[2], drh)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
+            for b in range(B):
+                if not m[b]:
+                    continue
+                xb, hb, drhb, dhpb, dhzb = x[b], h[b], drh[b], dhp[b], dhz[b]
+                xr, Dr = xb[u:2 * u], dhzb[u:2 * u]
+                rmh = rm[2, b] if use_rm else ones
+                for j in range(u):
+                    r = xr[j]
+                    xr[j] = drhb[j] * hb[j] * rmh[j] * Dr[j]
+                    dhpb[j] += drhb[j] * r * rmh[j]
+                dzrb = dzr[b]
+                for j in range(2 * u):
+                    dhzb[j] = xb[j]
+                    dzrb[j] = xb[j]
+            if use_rm:
+                _recurrent_product_t(dhz, UT, UgT[:2], rm[:2], tmp, drh)
+            else:
+                for b in range(B):
+                    if not m[b]:
+                        _fill_row(dzr[b], 0)
+                gemm(dzr, UzrT, drh)
+            _add_rows(dhp, drh, u)
+        _sum_rows_into(db, x)
+        _carry(m, dhp, dh)
+        _copy_rows(dh, dhp)
+
+
+# --------------------------------------------------------------------------- layout
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _to_time_major(x, reverse, mask, out):
+    """out[t, b] = x[b, t'] (· mask[t, b]), t' = T-1-t if reverse else t."""
+    B, T, F = x.shape
+    use_mask = mask.shape[0] > 0
+    for b in range(B):
+        for t in range(T):
+            dst, src = out[t, b], x[b, T - 1 - t if reverse else t]
+            if use_mask and not mask[t, b]:
+                for f in range(F):
+                    dst[f] = 0
+            else:
+                for f in range(F):
+                    dst[f] = src[f]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _to_batch_major(y, reverse, mask, out):
+    """out[b, t'] = y[t, b] (· mask[t, b]), t' = T-1-t if reverse else t."""
+    T, B, F = y.shape
+    use_mask = mask.shape[0] > 0
+    for b in range(B):
+        for t in range(T):
+            dst, src = out[b, T - 1 - t if reverse else t], y[t, b]
+            if use_mask and not mask[t, b]:
+                for f in range(F):
+                    dst[f] = 0
+            else:
+                for f in range(F):
+                    dst[f] = src[f]
+
+
+_NO_MASK = np.zeros((0, 0), np.bool_)
+
+
+def to_time_major(x: np.ndarray, reverse: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
+    """(B, T, F) -> (T, B, F), optionally reversing time and zeroing rows where ``mask`` (T, B) is False.
+
+    A row-copy loop: 5x faster than ``np.ascontiguousarray(x.transpose(1, 0, 2))`` (0.7 vs 3.8 ms on 8 MB).
+    """
+    x = np.ascontiguousarray(x)
+    out = np.empty((x.shape[1], x.shape[0], x.shape[2]), x.dtype)
+    _to_time_major(x, bool(reverse), _NO_MASK if mask is None else np.ascontiguousarray(mask, np.bool_), out)
+    return out
+
+
+def to_batch_major(y: np.ndarray, reverse: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
+    """(T, B, F) -> (B, T, F): the inverse of :func:`to_time_major` (``mask`` indexed (T, B) like ``y``)."""
+    y = np.ascontiguousarray(y)
+    out = np.empty((y.shape[1], y.shape[0], y.shape[2]), y.dtype)
+    _to_batch_major(y, bool(reverse), _NO_MASK if mask is None else np.ascontiguousarray(mask, np.bool_), out)
+    return out
+
+
+# --------------------------------------------------------------------------- public entry points
+def _gate_blocks(U: np.ndarray, G: int) -> np.ndarray:
+    """(u, G·u) -> (G, u, u) contiguous gate blocks U_k."""
+    u = U.shape[0]
+    return np.ascontiguousarray(U.reshape(u, G, u).transpose(1, 0, 2))
+
+
+def _prepare(xp, U, rm, mask, G):
+    T, B, _ = xp.shape
+    u = U.shape[0]
+    rm_arr = np.zeros((0, B, u), xp.dtype) if rm is None else np.ascontiguousarray(rm, dtype=xp.dtype)
+    mask_arr = np.ones((T, B), np.bool_) if mask is None else np.ascontiguousarray(mask, dtype=np.bool_)
+    return np.ascontiguousarray(U, dtype=xp.dtype), rm_arr, mask_arr
+
+
+def _dseq(dseq, B, u, dtype):
+    return np.zeros((0, B, u), dtype) if dseq is None else np.ascontiguousarray(dseq, dtype=dtype)
+
+
+def _weighted_sum(hs: np.ndarray, delta: np.ndarray, rm, G: int, gates=None) -> np.ndarray:
+    """``Σ_t h̃_kᵀ δ_k`` for each gate block k (one GEMM over all T·B rows when there is no dropout).
+
+    All T·B-row GEMMs here and in the layers go through ``fastmath.matmul*`` (single-threaded BLAS calls).
+    """
+    T, B, u = hs.shape
+    H = hs.reshape(T * B, u)
+    Dl = delta.reshape(T * B, -1)
+    if rm is None:
+        return matmul_tn(H, Dl)
+    gates = range(G) if gates is None else gates
+    out = np.empty((u, Dl.shape[1]), delta.dtype)
+    for k in gates:
+        Hk = (hs * rm[k]).reshape(T * B, u)
+        out[:, k * u:(k + 1) * u] = matmul_tn(Hk, Dl[:, k * u:(k + 1) * u])
+    return out
+
+
+def _bias(b_in, G, dtype):
+    return np.zeros(G, dtype) if b_in is None else np.ascontiguousarray(b_in, dtype=dtype)
+
+
+def simple_rnn_forward(xp, b_in, U, rm, mask, h0, act):
+    """Returns ``(hs, cache)``; hs (T+1, B, u). ``b_in`` (u,) or None. ``xp`` is consumed (module docstring)."""
+    code = activation_code(act)
+    if code is None:
+        return ref.simple_rnn_forward(xp, b_in, U, rm, mask, h0, act)
+    T, B, u = xp.shape
+    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 1)
+    hs = np.empty((T + 1, B, u), xp.dtype)
+    hs[0] = h0
+    _simple_rnn_forward(xp, _bias(b_in, u, xp.dtype), U, rm_arr, mask_arr, code, hs)
+    return hs, xp
+
+
+def simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act):
+    """Returns ``(dX, dU, db_in, dh0)``: dX (T, B, u) is δ of the pre-activation (of xp + b_in)."""
+    code = activation_code(act)
+    if code is None:
+        return ref.simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act)
+    a = cache
+    T, B, u = a.shape
+    U, rm_arr, mask_arr = _prepare(a, U, rm, mask, 1)
+    dh = np.array(dhT, dtype=a.dtype, copy=True)
+    db = np.zeros(u, a.dtype)
+    _simple_rnn_backward(a, U, rm_arr, mask_arr, code, _dseq(dseq, B, u, a.dtype), dh, db)
+    dU = _weighted_sum(hs[:-1], a, rm, 1)
+    return a, dU, db, dh
+
+
+def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
+    """Returns ``(hs, cs, cache)``. ``b_in`` (4u,) or None. ``xp`` is consumed."""
+    code, rcode = activation_code(act), activation_code(rec_act)
+    if code is None or rcode is None:
+        return ref.lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act)
+    T, B, G = xp.shape
+    u = G // 4
+    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 4)
+    hs = np.empty((T + 1, B, u), xp.dtype)
+    cs = np.empty((T + 1, B, u), xp.dtype)
+    hs[0], cs[0] = h0, c0
+    _lstm_forward(xp, _bias(b_in, G, xp.dtype), U, _gate_blocks(U, 4), rm_arr, mask_arr, code, rcode, hs, cs)
+    return hs, cs, xp
+
+
+def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
+    """Returns ``(dZ, dU, db_in, dh0, dc0)``: dZ (T, B, 4u) is δ of the gate pre-activations."""
+    code, rcode = activation_code(act), activation_code(rec_act)
+    if code is None or rcode is None:
+        return ref.lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act)
+    gates = cache
+    T, B, G = gates.shape
+    u = G // 4
+    U, rm_arr, mask_arr = _prepare(gates, U, rm, mask, 4)
+    dh = np.array(dhT, dtype=gates.dtype, copy=True)
+    dc = np.array(dcT, dtype=gates.dtype, copy=True)
+    db = np.zeros(G, gates.dtype)
+    _lstm_backward(gates, U, rm_arr, mask_arr, code, rcode, cs, _dseq(dseq, B, u, gates.dtype), dh, dc, db)
+    dU = _weighted_sum(hs[:-1], gates, rm, 4)
+    return gates, dU, db, dh, dc
+
+
+def gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after):
+    """Returns ``(hs, cache)``. ``b_in`` (3u,) or None; ``b_rec`` (3u,) the recurrent bias (zeros unless
+    reset_after). ``xp`` is consumed."""
+    code, rcode = activation_code(act), activation_code(rec_act)
+    if code is None or rcode is None:
+        return ref.gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after)
+    T, B, G = xp.shape
+    u = G // 3
+    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 3)
+    hs = np.empty((T + 1, B, u), xp.dtype)
+    hs[0] = h0
+    aux = np.empty((T, B, u), xp.dtype)
+    b_rec = np.ascontiguousarray(b_rec, dtype=xp.dtype)
+    _gru_forward(xp, _bias(b_in, G, xp.dtype), U, _gate_blocks(U, 3), b_rec, rm_arr, mask_arr, code, rcode,
+                 bool(reset_after), hs, aux)
+    return hs, (xp, aux)
+
+
+def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
+    """Returns ``(dX, dU, db_in, db_rec, dh0)``: dX (T, B, 3u) is δ of the input pre-activations; db_rec (3u,)
+    δ of the recurrent bias (zeros unless reset_after)."""
+    code, rcode = activation_code(act), activation_code(rec_act)
+    if code is None or rcode is None:
+        return ref.gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after)
+    gates, aux = cache
+    T, B, G = gates.shape
+    u = G // 3
+    U, rm_arr, mask_arr = _prepare(gates, U, rm, mask, 3)
+    dh = np.array(dhT, dtype=gates.dtype, copy=True)
+    db = np.zeros(G, gates.dtype)
+    _gru_backward(gates, U, rm_arr, mask_arr, code, rcode, bool(reset_after), hs, aux,
+                  _dseq(dseq, B, u, gates.dtype), dh, db)
+    if reset_after:
+        # δ of hz = h̃ U + b_rh is [δa_z, δa_r, δhz_h]
+        dHZ = np.concatenate([gates[..., :2 * u], aux], axis=-1)
+        dU = _weighted_sum(hs[:-1], dHZ, rm, 3)
+        db_rec = np.concatenate([db[:2 * u], aux.reshape(T * B, u).sum(axis=0)])
+    else:
+        dU = np.empty_like(U)
+        dU[:, :2 * u] = _weighted_sum(hs[:-1], gates[..., :2 * u], rm, 2)
+        dU[:, 2 * u:] = matmul_tn(aux.reshape(T * B, u), gates[..., 2 * u:].reshape(T * B, u))
+        db_rec = np.zeros(G, gates.dtype)
+    return gates, dU, db, db_rec, dh

@@ -1,0 +1,104 @@
+r"""Embedding (Keras 3 ``keras.layers.Embedding``): integer ids -> rows of a (input_dim, output_dim) table.
+
+Forward, for ids of any shape S (the batch axis first)::
+
+    i = trunc(ids) if ids are floats (Keras casts to int32, which truncates toward 0: 1.7 -> 1, -0.5 -> 0)
+    i = i + input_dim where i < 0     (ids in [-input_dim, -1] wrap around like Python indexing)
+    y = W[i]                           (S..., output_dim)
+
+ids outside [-input_dim, input_dim) raise a ValueError (Keras/TF on CPU raise InvalidArgumentError).
+
+Backward: ids are not differentiable (``backward`` returns None); the table gradient is dense and aligned
+with ``get_weights()``: ``δW[v] = Σ_{n: i_n = v} δy_n`` (a scatter-add, ``kernels.embedding``).
+
+Keras hands that gradient to its optimizer as ``tf.IndexedSlices`` with one row per occurrence, and the
+optimizers' squared-gradient terms (RMSprop, Adam, Adagrad…) square those rows before the duplicates are
+summed: ``v += (1-ρ) Σ_n δy_n²`` rather than ``(Σ_n δy_n)²``. So ``gradients[0]`` is an
+:class:`tinynn.sparse.IndexedSlices` (``values`` = the δy rows, ``indices`` = the wrapped ids), which
+tinynn's optimizers treat as Keras's do; ``np.asarray`` gives the dense sum above.
+
+``mask_zero=True``: the output mask is ``ids != 0`` (computed on the ids as given, as Keras does); row 0 is
+still looked up, so masked positions output W[0], not zeros.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .. import initializers as _init
+from ..sparse import IndexedSlices
+from .base import InputSpec, Layer
+
+
+class Embedding(Layer):
+    """Turns non-negative integer ids into dense vectors of size ``output_dim``."""
+
+    _config_keys = ("input_dim", "output_dim", "embeddings_initializer", "mask_zero")
+
+    def __init__(self, input_dim: int, output_dim: int, embeddings_initializer="uniform", mask_zero: bool = False,
+                 **kwargs):
+        input_length = kwargs.pop("input_length", None)
+        if input_length is not None:
+            warnings.warn("Argument `input_length` is deprecated. Just remove it.", stacklevel=2)
+        super().__init__(**kwargs)
+        who = f"Embedding {self.name!r}"
+        for what, v in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{who}: {what} must be a positive integer, got {v!r}")
+        self.input_dim = int(input_dim)
+        self.output_dim = int(output_dim)
+        self.embeddings_initializer = _init.get(embeddings_initializer)
+        self.mask_zero = bool(mask_zero)
+        self.supports_masking = self.mask_zero
+        self._idx = None
+
+    def build(self, input_shape):
+        self.add_weight("embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer)
+        self.input_spec = InputSpec(min_ndim=1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.output_dim)
+
+    def prepare_input(self, x) -> np.ndarray:
+        """Ids as int64 (floats truncated toward 0, as Keras's cast to int32); bad ids raise before lookup."""
+        who = f"Layer {self.name!r} (Embedding)"
+        if isinstance(x, (list, tuple)):
+            x = np.asarray(x)
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise ValueError(f"{who} expects integer ids, got dtype {x.dtype}")
+        if x.ndim == 0:
+            raise ValueError(f"{who} expects ids with a batch axis, got a scalar")
+        if x.dtype.kind == "f":
+            if not np.all(np.isfinite(x)):
+                raise ValueError(f"{who} got non-finite ids (NaN or inf)")
+            x = np.trunc(x)
+        if x.size:
+            lo, hi = x.min(), x.max()
+            if lo < -self.input_dim or hi >= self.input_dim:
+                bad = lo if lo < -self.input_dim else hi
+                raise ValueError(
+                    f"{who}: id {bad:g} is out of range; valid ids are in [0, {self.input_dim}) "
+                    f"(or [-{self.input_dim}, -1], which wrap around) for input_dim={self.input_dim}"
+                )
+        return x.astype(np.int64)
+
+    def forward(self, x, training=False, mask=None):
+        idx = np.where(x < 0, x + self.input_dim, x)
+        self._idx = idx
+        return np.take(self.embeddings, idx, axis=0)
+
+    def backward(self, dy):
+        if self._idx is None:
+            raise RuntimeError(f"Layer {self.name!r} (Embedding): backward needs a forward call first")
+        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(-1, self.output_dim)
+        idx = np.ascontiguousarray(self._idx.reshape(-1))
+        self.gradients = [IndexedSlices(dy, idx, self.embeddings.shape)]
+        return None
+
+    def compute_mask(self, x, mask):
+        if not self.mask_zero:
+            return None
+        return np.asarray(x) != 0
