@@ -2,7 +2,8 @@
 
 ``keras_layer_for(layer)`` builds the Keras twin of one tinynn layer from its ``get_config()``: the
 argument names are Keras's, so most layers translate one to one; layers whose config needs more than
-that register a translator with :func:`register`.
+that register a translator with :func:`register`. ``to_keras(model)`` and ``from_keras(keras_model)``
+convert whole Sequential models (config and weights) in either direction.
 """
 
 from __future__ import annotations
@@ -64,3 +65,36 @@ def to_keras(model):
     keras_model = keras.Sequential([inputs] + [keras_layer_for(layer) for layer in model.layers])
     keras_model.set_weights(model.get_weights())
     return keras_model
+
+
+@register("Bidirectional")
+def _bidirectional(layer):
+    """Keras builds its own forward/backward copies of the wrapped layer, as tinynn does."""
+    import keras
+
+    kwargs = {"merge_mode": layer.merge_mode, "dtype": layer.dtype}
+    if layer._custom_backward:
+        kwargs["backward_layer"] = keras_layer_for(layer.backward_layer)
+    return keras.layers.Bidirectional(keras_layer_for(layer.forward_layer), **kwargs)
+
+
+def from_keras(keras_model):
+    """A tinynn ``Sequential`` with the same layers (config) and the same weights as a Keras ``Sequential``.
+
+    The Keras config is mapped by :func:`tinynn.keras_io.model_from_keras_config` (the code that reads
+    ``.keras`` files); every layer tinynn does not implement is named in one ``ValueError``.
+    """
+    import keras
+
+    from tinynn import keras_io
+
+    if not isinstance(keras_model, keras.Sequential):
+        raise ValueError(
+            f"parity.bridge.from_keras: only keras.Sequential models are supported, got {type(keras_model).__name__}"
+        )
+    spec = {"class_name": "Sequential", "config": keras_model.get_config()}
+    model = keras_io.model_from_keras_config(spec, where=f"parity.bridge.from_keras({keras_model.name!r})")
+    if not model.built:
+        model.build((None, *tuple(keras_model.input_shape)[1:]))
+    model.set_weights(keras_model.get_weights())
+    return model

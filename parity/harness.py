@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import bridge
+from . import bridge, recorder
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
 SCALE_FLOOR = 1e-6  # below this magnitude an array counts as zero and the error is absolute
@@ -61,6 +61,12 @@ class LayerReport:
 
 
 def compare(what: str, ours, ref, dtype: str) -> Check:
+    check = _compare(what, ours, ref, dtype)
+    recorder.note_check(check, dtype)  # for the table of `python -m parity` (no-op otherwise)
+    return check
+
+
+def _compare(what: str, ours, ref, dtype: str) -> Check:
     ours = np.asarray(ours, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     if ours.shape != ref.shape:
@@ -161,6 +167,7 @@ def layer_parity(
         report.checks.append(compare(f"d {name.split('/', 1)[-1]}", g, 0 * g if r is None else r, dtype))
     for k, (g, r) in enumerate(zip(ours_dstates, ref["dstates"])):
         report.checks.append(compare(f"d initial_state[{k}]", g, r, dtype))
+    recorder.note_report(report, "layer")
     return report
 
 

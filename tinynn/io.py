@@ -8,6 +8,9 @@ Layout of the archive (all entries are plain arrays, loaded with ``allow_pickle=
 
 Weights are stored with their dtype, so a round trip is bit-identical. Loading only instantiates known
 tinynn classes from the config; it never executes code from the file.
+
+Paths ending in ``.keras`` (models) and ``.weights.h5`` (weights) are Keras 3 files instead, handled by
+:mod:`tinynn.keras_io` (needs h5py).
 """
 
 from __future__ import annotations
@@ -25,10 +28,21 @@ def _npz_path(filepath) -> str:
     path = os.fspath(filepath)
     if path.endswith((".keras", ".h5")):
         raise ValueError(
-            f"tinynn saves its own .npz format; {path!r} looks like a Keras file. Use a .npz path "
-            "(Keras interop: parity.bridge / tinynn.keras_io)"
+            f"{path!r} looks like a Keras file: tinynn writes Keras 3 '.keras' archives (model.save / load_model) "
+            "and '.weights.h5' files (save_weights / load_weights); other paths get tinynn's own .npz format. "
+            "Legacy Keras 2 '.h5' files are not supported"
         )
     return path
+
+
+def _keras_kind(filepath) -> str | None:
+    """'model' for .keras paths, 'weights' for .weights.h5 paths (handled by tinynn.keras_io), else None."""
+    path = os.fspath(filepath)
+    if path.endswith(".keras"):
+        return "model"
+    if path.endswith(".weights.h5"):
+        return "weights"
+    return None
 
 
 def _encode(obj) -> np.ndarray:
@@ -42,6 +56,10 @@ def _decode(arr: np.ndarray) -> dict:
 def save_model(model, filepath, include_optimizer: bool = True) -> None:
     from . import losses, optimizers
 
+    if _keras_kind(filepath) == "model":
+        from . import keras_io
+
+        return keras_io.save_keras_model(model, filepath)
     path = _npz_path(filepath)
     model._require_built("save")
     config = {"format": FORMAT, "version": VERSION, "class_name": "Sequential", "config": model.get_config()}
@@ -80,6 +98,10 @@ def load_model(filepath, compile: bool = True):
     from . import optimizers
     from .models import Sequential
 
+    if _keras_kind(filepath) == "model":
+        from . import keras_io
+
+        return keras_io.load_keras_model(filepath, compile=compile)
     config, arrays = _read(filepath)
     if config.get("class_name") != "Sequential":
         raise ValueError(f"Unknown model class {config.get('class_name')!r} in {os.fspath(filepath)!r}")
@@ -97,6 +119,10 @@ def load_model(filepath, compile: bool = True):
 
 
 def save_weights(model, filepath) -> None:
+    if _keras_kind(filepath) == "weights":
+        from . import keras_io
+
+        return keras_io.save_keras_weights(model, filepath)
     path = _npz_path(filepath)
     model._require_built("save_weights")
     weights = model.get_weights()
@@ -107,6 +133,10 @@ def save_weights(model, filepath) -> None:
 
 
 def load_weights(model, filepath) -> None:
+    if _keras_kind(filepath) == "weights":
+        from . import keras_io
+
+        return keras_io.load_keras_weights(model, filepath)
     config, arrays = _read(filepath)
     model._require_built("load_weights")
     model.set_weights([arrays[f"weight_{i}"] for i in range(config["num_weights"])])

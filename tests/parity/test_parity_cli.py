@@ -1,0 +1,108 @@
+"""``python -m parity`` end to end, in subprocesses: the table, the exit status, ``--json``, ``--layer``, and on
+failure the hypothesis reproduction line and a rerun command that does reproduce the failure.
+
+The failing case is a deliberately broken layer (outputs scaled by 1.001) in a temporary test directory
+(``--tests DIR``), next to a correct one, so the run has exactly one PASS row and one FAIL row.
+(Skipped inside ``python -m parity`` itself, which would otherwise run itself.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from parity import coverage, recorder
+
+pytestmark = pytest.mark.skipif(os.environ.get(recorder.CLI_ENV) == "1",
+                                reason="the CLI's own end-to-end test is not run by the CLI")
+
+ROOT = coverage.tests_dir().parent.parent
+
+BROKEN = '''
+import keras
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from parity.harness import layer_parity
+from tinynn import layers
+
+
+class OffByAPermille(layers.Activation):
+    """A deliberately wrong layer: y = 1.001 · act(x)."""
+
+    def forward(self, x, training=False, mask=None):
+        return super().forward(x, training, mask) * 1.001
+
+
+@given(seed=st.integers(0, 1000), dtype=st.sampled_from(["float64", "float32"]))
+def test_broken_layer(seed, dtype):
+    x = np.random.default_rng(seed).normal(size=(2, 3)).astype(dtype)
+    layer = OffByAPermille("tanh", dtype=dtype)
+    layer_parity(layer, x, seed=seed, keras_layer=keras.layers.Activation("tanh", dtype=dtype)).assert_ok()
+
+
+@given(seed=st.integers(0, 1000))
+def test_correct_layer(seed):
+    x = np.random.default_rng(seed).normal(size=(2, 4))
+    layer_parity(layers.Activation("sigmoid", dtype="float64"), x, seed=seed).assert_ok()
+'''
+
+
+def run(args, env=None, **kwargs):
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop(recorder.CLI_ENV, None)
+    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=full_env, timeout=900, **kwargs)
+
+
+def test_cli_passes_on_one_layer(tmp_path):
+    out = run([sys.executable, "-m", "parity", "--layer", "Activation", "--json", str(tmp_path / "r.json")])
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    table = [line for line in out.stdout.splitlines() if line.startswith("Activation ")]
+    assert table and all(line.rstrip().endswith("PASS") for line in table)
+    assert {"float32", "float64"} <= {line.split()[3] for line in table}  # the dtype column: both dtypes ran
+    assert re.search(r"collected [1-9]\d* parity tests", out.stdout)
+    assert "parity: PASS" in out.stdout
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["passed"] is True and doc["exit_code"] == 0 and doc["collected"] >= 1
+    rows = [r for r in doc["rows"] if r["layer"] == "Activation"]
+    assert rows and all(r["passed"] and r["max_rel"] <= r["tolerance"] and "fwd" in r["checks"] for r in rows)
+
+
+def test_cli_reports_a_failure_with_its_reproduction(tmp_path):
+    tests = tmp_path / "cases"
+    tests.mkdir()
+    (tests / "test_cases.py").write_text(BROKEN)
+    out = run([sys.executable, "-m", "parity", "--tests", str(tests), "--json", str(tmp_path / "r.json")])
+    assert out.returncode == 1, out.stdout[-4000:] + out.stderr[-4000:]
+    lines = out.stdout.splitlines()
+    broken = [line for line in lines if line.startswith("OffByAPermille ")]
+    correct = [line for line in lines if line.startswith("Activation ")]
+    assert broken and any(line.rstrip().endswith("FAIL") for line in broken)
+    assert correct and all(line.rstrip().endswith("PASS") for line in correct)
+    assert "parity: FAIL" in out.stdout
+    assert re.search(r"reproduce: add @reproduce_failure\('[\d.]+', b'[^']+'\)", out.stdout)
+    assert re.search(r"Falsifying example|Failing test case", out.stdout)
+
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["passed"] is False and doc["exit_code"] == 1
+    failed = [t for t in doc["tests"] if t["outcome"] == "failed"]
+    assert [t["nodeid"].split("::")[-1] for t in failed] == ["test_broken_layer"]
+    assert "reproduce_failure" in failed[0]["reproduction"]
+    bad_rows = [r for r in doc["rows"] if not r["passed"]]
+    assert bad_rows and all(r["layer"] == "OffByAPermille" for r in bad_rows)
+    assert any(r["max_rel"] > r["tolerance"] for r in bad_rows)
+
+    # the printed rerun command reproduces the failure on its own
+    rerun = next(line for line in lines if line.strip().startswith("rerun:")).split("rerun:", 1)[1].strip()
+    env_part, command = rerun.split(" ", 1)
+    name, value = env_part.split("=", 1)
+    again = run(shlex.split(command), env={name: value})
+    assert again.returncode == 1, again.stdout[-3000:]
+    assert "1 failed" in again.stdout and "test_broken_layer" in again.stdout
