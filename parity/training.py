@@ -13,7 +13,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import bridge
+from tinynn import config as tinynn_config
+from tinynn import optimizers
+
+from . import bridge, recorder
 from .harness import Check, LayerReport
 
 TRAINING_TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
@@ -33,6 +36,16 @@ def keras_floatx(dtype: str):
     finally:
         keras.config.set_floatx(old_floatx)
         keras.config.set_dtype_policy(old_policy)
+
+
+@contextmanager
+def tinynn_floatx(dtype: str):
+    old = tinynn_config.floatx()
+    tinynn_config.set_floatx(dtype)
+    try:
+        yield
+    finally:
+        tinynn_config.set_floatx(old)
 
 
 def keras_optimizer_for(optimizer):
@@ -77,6 +90,9 @@ def training_parity(model, x, y, *, epochs=3, batch_size=16, validation_split=0.
 
     dtype = model.layers[0].dtype
     initial = model.get_weights()
+    # Rebuild tinynn's optimizer under the same floatx as Keras's (its learning rate is stored in floatx)
+    with tinynn_floatx(dtype):
+        model.optimizer = optimizers.get(optimizers.serialize(model.optimizer))
     with keras_floatx(dtype):
         keras_model = bridge.to_keras(model)
         keras_model.compile(
@@ -103,4 +119,5 @@ def training_parity(model, x, y, *, epochs=3, batch_size=16, validation_split=0.
             report.checks.append(_compare_training(f"history[{key!r}]", ours[key], ref[key], dtype))
     for name, w, r in zip([n for layer in model.layers for n in layer.weight_names], model.get_weights(), ref_weights):
         report.checks.append(_compare_training(f"final {name}", w, r, dtype))
+    recorder.note_report(report, "training")
     return report

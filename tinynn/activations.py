@@ -25,6 +25,7 @@ Definitions (``keras/src/activations/activations.py``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -87,7 +88,7 @@ def _gelu(z):
 
 def _gelu_backward(z, a, da):
     cdf = 0.5 * special.erfc(-z * _GELU_C)
-    pdf = _GELU_C * np.exp(-(z * _GELU_C) ** 2) / np.sqrt(np.pi)  # d/dz of erfc(-cz)/2
+    pdf = np.exp(-((z * _GELU_C) ** 2)) * (_GELU_C / math.sqrt(math.pi))  # d/dz of erfc(-cz)/2
     return da * (cdf + z * pdf)
 
 

@@ -8,8 +8,9 @@ applies the ``sum_over_batch_size`` reduction::
 where ``w`` is the sample weight (ones by default; a per-sample weight (B,) weights every entry of its
 sample. Keras would instead broadcast (B,) against the last axis of (B, T) values, which fails unless
 T == B; tinynn deliberately weights per sample there). When ``y_pred`` carries a mask ``m`` (an RNN with
-return_sequences, Embedding(mask_zero), Masking), Keras rescales it to ``m · N / (Σm + ε)``, so the loss
-is the mean over valid entries: ``L = Σ v ⊙ m / (Σm + ε)`` with ε = 1e-7.
+return_sequences, Embedding(mask_zero), Masking), Keras rescales it to ``m · N / Σm`` (Keras 3.15's ``apply_mask``
+uses ``divide_no_nan``: no ε, and 0 when nothing is valid), so the loss is the mean over valid entries:
+``L = Σ v ⊙ m / Σm``.
 
 Per-entry values and their derivatives ``∂v/∂ŷ`` (``ŷ`` = y_pred, ``y`` = y_true, C = size of the last axis):
 
@@ -98,11 +99,14 @@ class Loss:
         dtype = values.dtype
         weight = np.ones_like(values)
         if mask is not None:
-            mask = np.asarray(mask, dtype=dtype).reshape(values.shape)
+            valid = np.asarray(mask).astype(bool).reshape(values.shape)
             if self.reduction == "sum_over_batch_size":
-                total = dtype.type(values.size)
-                mask = mask * (total / (np.sum(mask) + dtype.type(EPSILON)))
-            weight = mask
+                # Keras's apply_mask: valid entries weigh total/valid (divide_no_nan: 0 when none is valid)
+                n_valid = dtype.type(np.count_nonzero(valid))
+                mask_weight = dtype.type(values.size) / n_valid if n_valid else dtype.type(0)
+                weight = np.where(valid, mask_weight, dtype.type(0))
+            else:
+                weight = valid.astype(dtype)
         if sample_weight is not None:
             sw = np.asarray(sample_weight, dtype=dtype)
             while sw.ndim < values.ndim:
