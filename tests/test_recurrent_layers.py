@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tinynn import layers
-from tinynn.gradcheck import check_layer
+from tinynn.gradcheck import check_layer, numeric_gradient
 
 GRAD_TOL = 1e-6
 RNNS = {
@@ -111,19 +111,6 @@ def test_dropout_gradcheck(kind, rates):
     assert_gradcheck(TrainingAdapter(layer), x, mask=valid_length_mask(rng, B, T))
 
 
-def numeric_grad(f, arr, eps=1e-6):
-    g = np.zeros_like(arr)
-    for i in np.ndindex(arr.shape):
-        old = arr[i]
-        arr[i] = old + eps
-        plus = f()
-        arr[i] = old - eps
-        minus = f()
-        arr[i] = old
-        g[i] = (plus - minus) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("kind", sorted(RNNS))
 @pytest.mark.parametrize("masked", [False, True])
 def test_initial_state_gradient(kind, masked):
@@ -143,8 +130,8 @@ def test_initial_state_gradient(kind, masked):
     dx, dstates = layer.backward(ups)
     assert len(dstates) == len(states)
     for s, ds in zip(states, dstates):
-        np.testing.assert_allclose(ds, numeric_grad(loss, s), rtol=0, atol=1e-7)
-    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=0, atol=1e-7)
+        np.testing.assert_allclose(ds, numeric_gradient(loss, s), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(dx, numeric_gradient(loss, x), rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
@@ -178,7 +165,7 @@ def test_bidirectional_return_state_and_initial_state_gradcheck():
     layer(x, initial_state=states)
     dx, dstates = layer.backward(ups)
     for s, ds in zip(states, dstates):
-        np.testing.assert_allclose(ds, numeric_grad(loss, s), rtol=0, atol=1e-7)
+        np.testing.assert_allclose(ds, numeric_gradient(loss, s), rtol=0, atol=1e-7)
 
 
 def test_masking_layer_gradient():

@@ -44,6 +44,11 @@ def _numeric_grad(
     return grad
 
 
+def numeric_gradient(loss: Callable[[], float], array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of ``loss()`` w.r.t. every entry of ``array`` (perturbed in place, restored)."""
+    return _numeric_grad(loss, array, np.arange(array.size), eps).reshape(array.shape)
+
+
 def _pick(size: int, max_entries: int, rng: np.random.Generator) -> np.ndarray:
     if size <= max_entries:
         return np.arange(size)

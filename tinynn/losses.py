@@ -130,8 +130,10 @@ class Loss:
         return {"name": self.name, "reduction": self.reduction}
 
 
-def _expand(g: np.ndarray, like: np.ndarray) -> np.ndarray:
-    return g[..., None] if g.ndim < like.ndim else g
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    """``z - logsumexp(z)`` along the last axis, shifted by the max for stability."""
+    shifted = z - np.max(z, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
 class MeanSquaredError(Loss):
@@ -173,9 +175,8 @@ class Huber(Loss):
         return {**super().get_config(), "delta": self.delta}
 
 
-class BinaryCrossentropy(Loss):
-    name = "binary_crossentropy"
-    logits_activation = "sigmoid"
+class _SmoothedCrossentropy(Loss):
+    """Shared arguments of BCE and CCE: ``from_logits`` and ``label_smoothing`` (y ← y(1-ls) + ls/K)."""
 
     def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size", name=None):
         super().__init__(reduction, name)
@@ -184,8 +185,22 @@ class BinaryCrossentropy(Loss):
     def _smooth(self, y_true):
         if self.label_smoothing:
             ls = y_true.dtype.type(self.label_smoothing)
-            return y_true * (1 - ls) + ls / 2
+            return y_true * (1 - ls) + ls / self._smoothing_classes(y_true)
         return y_true
+
+    def _smoothing_classes(self, y_true):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+
+class BinaryCrossentropy(_SmoothedCrossentropy):
+    name = "binary_crossentropy"
+    logits_activation = "sigmoid"
+
+    def _smoothing_classes(self, y_true):
+        return y_true.dtype.type(2)
 
     def values_and_grad(self, y_true, y_pred):
         if self.from_logits:
@@ -206,23 +221,13 @@ class BinaryCrossentropy(Loss):
         c = z.dtype.type(z.shape[-1])
         return np.mean(values, axis=-1), (special.expit(z) - y) / c
 
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
-
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_SmoothedCrossentropy):
     name = "categorical_crossentropy"
     logits_activation = "softmax"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size", name=None):
-        super().__init__(reduction, name)
-        self.from_logits, self.label_smoothing = bool(from_logits), float(label_smoothing)
-
-    def _smooth(self, y_true):
-        if self.label_smoothing:
-            ls = y_true.dtype.type(self.label_smoothing)
-            return y_true * (1 - ls) + ls / y_true.dtype.type(y_true.shape[-1])
-        return y_true
+    def _smoothing_classes(self, y_true):
+        return y_true.dtype.type(y_true.shape[-1])
 
     def values_and_grad(self, y_true, y_pred):
         if self.from_logits:
@@ -239,13 +244,9 @@ class CategoricalCrossentropy(Loss):
 
     def values_and_grad_from_logits(self, y_true, z):
         y = self._smooth(y_true)
-        shifted = z - np.max(z, axis=-1, keepdims=True)
-        log_softmax = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+        log_softmax = _log_softmax(z)
         values = -np.sum(y * log_softmax, axis=-1)
         return values, np.exp(log_softmax) - y
-
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
 
 class SparseCategoricalCrossentropy(Loss):
@@ -298,8 +299,7 @@ class SparseCategoricalCrossentropy(Loss):
         return values, grad
 
     def values_and_grad_from_logits(self, labels, z):
-        shifted = z - np.max(z, axis=-1, keepdims=True)
-        log_softmax = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+        log_softmax = _log_softmax(z)
         values = -np.take_along_axis(log_softmax, labels[..., None], axis=-1)[..., 0]
         return values, np.exp(log_softmax) - self._onehot(labels, z)
 
