@@ -49,6 +49,18 @@ def _in_piece(fn: Callable):
         _local.busy = False
 
 
+def row_pieces(rows: int, work: float, min_work: float) -> list[tuple[int, int]]:
+    """Split ``range(rows)`` into one contiguous ``(start, stop)`` piece per free core.
+
+    One piece (no split) when ``work`` is below ``min_work`` (a thread hand-off costs tens of µs), when there
+    are fewer rows than cores, or when called from inside a parallel piece (its core is already taken).
+    """
+    n = 1 if work < min_work or getattr(_local, "busy", False) else min(num_threads(), rows)
+    n = max(1, n)
+    bounds = [rows * k // n for k in range(n + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def run_parallel(*fns: Callable) -> list:
     """Call every ``fn()`` and return their results in order; concurrently when there are free cores.
 
