@@ -198,3 +198,53 @@ def test_lr_alias_from_the_seeds_warns_but_works():
         opt = optimizers.RMSprop(lr=1e-4)
     assert any("lr" in str(w.message) for w in caught)
     assert np.isclose(float(opt.learning_rate), 1e-4)
+
+
+@pytest.mark.parametrize("first", ["Dense", "Conv1D", "SeparableConv1D", "DepthwiseConv1D", "LSTM", "Bidirectional"])
+def test_first_layer_skips_the_input_gradient_and_weight_gradients_are_unchanged(first):
+    """The data needs no gradient: Sequential tells its first layer, which then returns None for dx.
+
+    The weight gradients must equal the ones a plain layer-by-layer backward (computing every dx) gives.
+    """
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 9, 4))
+    f64 = {"dtype": "float64"}
+    make = {
+        "Dense": lambda: layers.Dense(5, activation="tanh", **f64),
+        "Conv1D": lambda: layers.Conv1D(5, 3, activation="relu", **f64),
+        "SeparableConv1D": lambda: layers.SeparableConv1D(5, 3, depth_multiplier=2, **f64),
+        "DepthwiseConv1D": lambda: layers.DepthwiseConv1D(3, depth_multiplier=2, **f64),
+        "LSTM": lambda: layers.LSTM(5, return_sequences=True, dropout=0.3, recurrent_dropout=0.2, seed=1, **f64),
+        "Bidirectional": lambda: layers.Bidirectional(layers.GRU(3, return_sequences=True, **f64), **f64),
+    }[first]
+    model = tn.Sequential([layers.Input((9, 4)), make(), layers.Flatten(**f64), layers.Dense(2, **f64)])
+    model.compile(optimizer="sgd", loss="mse")
+    y = rng.normal(size=(6, 2))
+    seen = []
+    first_layer = model.layers[0]
+    plain_backward = first_layer.backward
+
+    def recording_backward(dy):
+        seen.append(first_layer.input_gradient_needed)
+        dx = plain_backward(dy)
+        seen.append(dx)
+        return dx
+
+    first_layer.backward = recording_backward
+    if first == "LSTM":  # the same dropout masks in both passes
+        first_layer.set_dropout_masks([np.full((6, 4), 1 / 0.7)] * 4, [np.full((6, 5), 1 / 0.8)] * 4)
+    _, grads = model.compute_loss_and_gradients(x, y)
+    assert seen[0] is False and seen[1] is None  # told, and skipped
+    assert first_layer.input_gradient_needed  # restored for direct calls
+    # the same gradients by hand, with dx computed everywhere
+    acts = [x]
+    for layer in model.layers:
+        acts.append(layer(acts[-1], training=True))
+    dy = 2 * (acts[-1] - y) / y.size
+    for layer in reversed(model.layers):
+        dy = plain_backward(dy) if layer is first_layer else layer.backward(dy)
+    assert dy is not None and dy.shape == x.shape
+    by_hand = [g for layer in model.layers for g in layer.gradients]
+    assert len(by_hand) == len(grads)
+    for a, b in zip(grads, by_hand):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

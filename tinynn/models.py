@@ -188,10 +188,11 @@ class Sequential:
         """Backpropagate ``dy`` = ∂L/∂ŷ (or ∂L/∂z of the last layer when ``from_logits``)."""
         reached = len(self.layers)
         for k, layer in enumerate(reversed(self.layers)):
-            if k == 0 and from_logits:
-                dy = layer.backward_from_logits(dy)
-            else:
-                dy = layer.backward(dy)
+            layer.input_gradient_needed = k < len(self.layers) - 1  # the data needs no gradient
+            try:
+                dy = layer.backward_from_logits(dy) if k == 0 and from_logits else layer.backward(dy)
+            finally:
+                del layer.input_gradient_needed  # back to the class default (True) for direct calls
             reached = len(self.layers) - 1 - k
             if dy is None:  # e.g. Embedding: integer inputs have no gradient
                 break

@@ -73,6 +73,9 @@ class Layer:
     """Base class: weights, lazy building, input checks, the forward/backward contract."""
 
     supports_masking = False  # True: the layer passes its input mask on unchanged
+    #: False while a model backpropagates into its first layer, whose input (the data) needs no gradient:
+    #: layers that can skip computing dx (Dense, the convolutions, the recurrent layers) then return None.
+    input_gradient_needed = True
     #: names of the constructor arguments that get_config() must record; subclasses list theirs.
     _config_keys: tuple[str, ...] = ()
 

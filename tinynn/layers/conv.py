@@ -144,6 +144,10 @@ class _Conv1DBase(Layer):
         dz = self.activation.backward(self._z, self._y, self._to_last(np.asarray(dy, dtype=self.dtype)))
         return self.backward_from_logits(self._from_last(dz))
 
+    def _dx(self, dx: np.ndarray | None) -> np.ndarray | None:
+        """dx in data_format, or None when the model said the input needs no gradient."""
+        return None if dx is None else self._from_last(dx)
+
     def _dz(self, dz) -> np.ndarray:
         """dL/dz channels-last in the layer's dtype (activations may hand back a wider dtype)."""
         return np.asarray(self._to_last(dz), dtype=self.dtype)
@@ -241,10 +245,11 @@ class Conv1D(_Conv1DBase):
         """Backward pass from dL/dz (in data_format): fills [dW, db], returns dx."""
         dz = self._dz(dz)
         dx, dW = K_conv.conv1d_backward(
-            self._x, self.kernel, dz, self.strides[0], self.dilation_rate[0], self._pl, self.groups, workspace=self._ws
-        )
+            self._x, self.kernel, dz, self.strides[0], self.dilation_rate[0], self._pl, self.groups,
+            need_dx=self.input_gradient_needed, workspace=self._ws,
+        )  # fmt: skip
         self.gradients = [dW, dz.sum(axis=(0, 1))] if self.use_bias else [dW]
-        return self._from_last(dx)
+        return self._dx(dx)
 
 
 class DepthwiseConv1D(_Conv1DBase):
@@ -323,11 +328,11 @@ class DepthwiseConv1D(_Conv1DBase):
         K, C, M = self.kernel.shape
         dx, dW = K_conv.conv1d_backward(
             self._x, self.kernel.reshape(K, 1, C * M), dz, self.strides[0], self.dilation_rate[0], self._pl, groups=C,
-            workspace=self._ws,
+            need_dx=self.input_gradient_needed, workspace=self._ws,
         )  # fmt: skip
         dD = dW.reshape(K, C, M)
         self.gradients = [dD, dz.sum(axis=(0, 1))] if self.use_bias else [dD]
-        return self._from_last(dx)
+        return self._dx(dx)
 
 
 class SeparableConv1D(_Conv1DBase):
@@ -420,10 +425,10 @@ class SeparableConv1D(_Conv1DBase):
         du = (dz2 @ P.T).reshape(dz.shape[0], dz.shape[1], C * M)
         dx, dD = K_conv.conv1d_backward(
             self._x, self.depthwise_kernel.reshape(K, 1, C * M), du, self.strides[0], self.dilation_rate[0],
-            self._pl, groups=C, workspace=self._ws,
+            self._pl, groups=C, need_dx=self.input_gradient_needed, workspace=self._ws,
         )  # fmt: skip
         grads = [dD.reshape(K, C, M), dP]
         if self.use_bias:
             grads.append(dz2.sum(axis=0))
         self.gradients = grads
-        return self._from_last(dx)
+        return self._dx(dx)

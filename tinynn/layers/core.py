@@ -82,7 +82,7 @@ class Dense(Layer):
         if self.use_bias:
             grads.append(dz2.sum(axis=0))
         self.gradients = grads
-        return dz @ self.kernel.T
+        return dz @ self.kernel.T if self.input_gradient_needed else None
 
     @property
     def logits(self):

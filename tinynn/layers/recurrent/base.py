@@ -296,17 +296,18 @@ class RecurrentLayer(Layer):
         return xp.reshape(T, B, Gu)  # the input bias is added inside the loop kernels
 
     def _project_backward(self, dxp: np.ndarray, xt: np.ndarray, dm):
-        """δW and δx (time-major) from δxp."""
+        """δW and δx (time-major; None when ``input_gradient_needed`` is False) from δxp."""
         T, B, n_in = xt.shape
         W = self.kernel
         Gu = W.shape[1]
         D = dxp.reshape(T * B, Gu)
+        need_dx = self.input_gradient_needed
         if dm is None:
             dW = matmul_tn(xt.reshape(T * B, n_in), D)
-            dxt = matmul_nt(D, W).reshape(T, B, n_in)
+            dxt = matmul_nt(D, W).reshape(T, B, n_in) if need_dx else None
         elif len(dm) == 1:
             dW = matmul_tn((xt * dm[0]).reshape(T * B, n_in), D)
-            dxt = matmul_nt(D, W).reshape(T, B, n_in) * dm[0]
+            dxt = matmul_nt(D, W).reshape(T, B, n_in) * dm[0] if need_dx else None
         else:
             u = self.units
             dW = np.empty_like(W)
@@ -314,7 +315,9 @@ class RecurrentLayer(Layer):
             for k, d in enumerate(dm):
                 blk = slice(k * u, (k + 1) * u)
                 dW[:, blk] = matmul_tn((xt * d).reshape(T * B, n_in), D[:, blk])
-                dxt += matmul_nt(D[:, blk], W[:, blk]).reshape(T, B, n_in) * d
+                if need_dx:
+                    dxt += matmul_nt(D[:, blk], W[:, blk]).reshape(T, B, n_in) * d
+            dxt = dxt if need_dx else None
         return dW, dxt
 
     def _output_mask(self, mask_t):
@@ -387,7 +390,7 @@ class RecurrentLayer(Layer):
                 d_final[0] += d_out if out_mask is None else d_out * out_mask[-1][:, None]
         dxp, rec_grads, d_init, db_in = self._loop_backward(c["loop"], c["rm"], c["mask_t"], seqs, dseq, d_final)
         dW, dxt = self._project_backward(dxp, c["xt"], c["dm"])
-        dx = to_batch_major(dxt, reverse=self.go_backwards)
+        dx = None if dxt is None else to_batch_major(dxt, reverse=self.go_backwards)
         grads = [dW, rec_grads[0]]
         if self.use_bias:
             grads.append(self._bias_gradient(db_in, rec_grads))

@@ -243,12 +243,16 @@ class Bidirectional(Layer):
             b_dy = [d_yb, *d_states[fwd.n_states:]]
         else:
             f_dy, b_dy = d_yf, d_yb
-        rf, rb = run_parallel(lambda: fwd.backward(f_dy), lambda: bwd.backward(b_dy))
+        fwd.input_gradient_needed = bwd.input_gradient_needed = self.input_gradient_needed
+        try:
+            rf, rb = run_parallel(lambda: fwd.backward(f_dy), lambda: bwd.backward(b_dy))
+        finally:
+            del fwd.input_gradient_needed, bwd.input_gradient_needed
         self.gradients = list(fwd.gradients) + list(bwd.gradients)
         if c["has_initial_state"]:
             (dxf, dsf), (dxb, dsb) = rf, rb
-            return dxf + dxb, list(dsf) + list(dsb)
-        return rf + rb
+            return (None if dxf is None else dxf + dxb), list(dsf) + list(dsb)
+        return None if rf is None else rf + rb
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
