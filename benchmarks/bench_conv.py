@@ -30,7 +30,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import format_table, median_ms, peak_rss_mib
+from common import first_call_ms, format_table, median_ms, peak_rss_mib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 B, T, VOCAB, EMB = 128, 500, 10000, 128
@@ -121,12 +121,8 @@ def worker_tinynn(stack: bool, weights_path: str, repeats: int) -> dict:
     np.savez(weights_path, *model.get_weights())
     x_ids, x_emb, y = data()
     x = x_emb if stack else x_ids
-    t0 = time.perf_counter()
-    model.train_on_batch(x, y)
-    first_train = (time.perf_counter() - t0) * 1e3
-    t0 = time.perf_counter()
-    model.predict_on_batch(x)
-    first_predict = (time.perf_counter() - t0) * 1e3
+    first_train = first_call_ms(lambda: model.train_on_batch(x, y))
+    first_predict = first_call_ms(lambda: model.predict_on_batch(x))
     with GemmTimer() as gt:
         steps = {"train": lambda: model.train_on_batch(x, y), "predict": lambda: model.predict_on_batch(x)}
         timing = interleaved(steps, repeats, gt)
@@ -194,12 +190,7 @@ def worker_keras(stack: bool, weights_path: str, repeats: int) -> dict:
         def predict_fn():
             return model.predict_on_batch(x_ids)
 
-    t0 = time.perf_counter()
-    train_fn()
-    first_train = (time.perf_counter() - t0) * 1e3
-    t0 = time.perf_counter()
-    predict_fn()
-    first_predict = (time.perf_counter() - t0) * 1e3
+    first_train, first_predict = first_call_ms(train_fn), first_call_ms(predict_fn)
     timing = interleaved({"train": train_fn, "predict": predict_fn}, repeats)
     return {**timing, "first_train": first_train, "first_predict": first_predict, "rss": peak_rss_mib()}
 

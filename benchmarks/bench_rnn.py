@@ -24,10 +24,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
-from common import format_table, median_ms, peak_rss_mib
+from common import first_calls_then_medians, format_table, median_ms, peak_rss_mib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 B = 128
@@ -74,14 +73,7 @@ def worker_tinynn(model: str, weights_path: str, repeats: int) -> dict:
     assert "tensorflow" not in sys.modules
     np.savez(weights_path, *net.get_weights())
     x, y = data(model)
-    t0 = time.perf_counter()
-    net.train_on_batch(x, y)
-    first_train = (time.perf_counter() - t0) * 1e3
-    t0 = time.perf_counter()
-    net.predict_on_batch(x)
-    first_predict = (time.perf_counter() - t0) * 1e3
-    train = median_ms(lambda: net.train_on_batch(x, y), repeats, warmup=2)
-    predict = median_ms(lambda: net.predict_on_batch(x), repeats, warmup=2)
+    timing = first_calls_then_medians(lambda: net.train_on_batch(x, y), lambda: net.predict_on_batch(x), repeats)
     breakdown, acts = [], [x]
     for layer in net.layers:
         acts.append(layer(acts[-1], training=True))
@@ -99,8 +91,7 @@ def worker_tinynn(model: str, weights_path: str, repeats: int) -> dict:
         g = fwd_bwd()
         if g is None:
             break
-    return {"train": train, "predict": predict, "first_train": first_train, "first_predict": first_predict,
-            "rss": peak_rss_mib(), "breakdown": breakdown[::-1]}  # fmt: skip
+    return {**timing, "rss": peak_rss_mib(), "breakdown": breakdown[::-1]}
 
 
 def worker_keras(model: str, weights_path: str, repeats: int, xla: bool) -> dict:
@@ -111,16 +102,8 @@ def worker_keras(model: str, weights_path: str, repeats: int, xla: bool) -> dict
     with np.load(weights_path) as f:
         net.set_weights([f[f"arr_{i}"] for i in range(len(f.files))])
     x, y = data(model)
-    t0 = time.perf_counter()
-    net.train_on_batch(x, y)
-    first_train = (time.perf_counter() - t0) * 1e3
-    t0 = time.perf_counter()
-    net.predict_on_batch(x)
-    first_predict = (time.perf_counter() - t0) * 1e3
-    train = median_ms(lambda: net.train_on_batch(x, y), repeats, warmup=2)
-    predict = median_ms(lambda: net.predict_on_batch(x), repeats, warmup=2)
-    return {"train": train, "predict": predict, "first_train": first_train, "first_predict": first_predict,
-            "rss": peak_rss_mib()}  # fmt: skip
+    timing = first_calls_then_medians(lambda: net.train_on_batch(x, y), lambda: net.predict_on_batch(x), repeats)
+    return {**timing, "rss": peak_rss_mib()}
 
 
 def _spawn(which: str, model: str, weights_path: str, repeats: int, env_extra: dict | None = None) -> dict:

@@ -20,7 +20,7 @@ import sys
 import time
 
 import numpy as np
-from common import median_ms, peak_rss_mib
+from common import first_calls_then_medians, peak_rss_mib
 
 B = 128
 
@@ -131,17 +131,9 @@ def worker(model: str, repeats: int, threads: int | None = None) -> dict:
     if threads:
         torch.set_num_threads(threads)
     train_step, predict = steps(model)
-    t0 = time.perf_counter()
-    train_step()
-    first_train = (time.perf_counter() - t0) * 1e3
-    t0 = time.perf_counter()
-    predict()
-    first_predict = (time.perf_counter() - t0) * 1e3
     n = max(repeats, 50) if model == "M5" else repeats
-    train = median_ms(train_step, n, warmup=2)
-    pred = median_ms(predict, n, warmup=2)
-    return {"train": train, "predict": pred, "first_train": first_train, "first_predict": first_predict,
-            "rss": peak_rss_mib(), "threads": torch.get_num_threads()}
+    timing = first_calls_then_medians(train_step, predict, n)
+    return {**timing, "rss": peak_rss_mib(), "threads": torch.get_num_threads()}
 
 
 def cold_start(model: str) -> dict:

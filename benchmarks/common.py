@@ -31,18 +31,19 @@ def first_call_ms(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
+def first_calls_then_medians(train: Callable[[], object], predict: Callable[[], object], repeats: int,
+                             warmup: int = 2) -> dict:
+    """``first_train`` / ``first_predict``: the first call of each, in ms (compilation or tracing shows here);
+    then ``train`` / ``predict``: the median ms of ``repeats`` calls each after ``warmup`` untimed ones."""
+    first_train = first_call_ms(train)
+    first_predict = first_call_ms(predict)
+    return {"train": median_ms(train, repeats, warmup), "predict": median_ms(predict, repeats, warmup),
+            "first_train": first_train, "first_predict": first_predict}
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (MiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def keras_train_step(keras_model):
-    """A compiled Keras train step callable on one batch (what fit runs per batch)."""
-
-    def step(x, y):
-        return keras_model.train_on_batch(x, y)
-
-    return step
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

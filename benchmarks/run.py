@@ -121,7 +121,7 @@ def build_model(model: str, framework: str):
 def worker_dense(framework: str, weights_path: str, repeats: int) -> dict:
     """M5 in the same shape as bench_conv/bench_rnn's workers (bench_dense.py times in-process only)."""
     import numpy as np
-    from common import median_ms, peak_rss_mib
+    from common import first_calls_then_medians, peak_rss_mib
 
     net = build_model("M5", framework)
     if framework == "tinynn":
@@ -131,16 +131,9 @@ def worker_dense(framework: str, weights_path: str, repeats: int) -> dict:
         with np.load(weights_path) as f:
             net.set_weights([f[f"arr_{i}"] for i in range(len(f.files))])
     x, y = model_data("M5")
-    t0 = time.perf_counter()
-    net.train_on_batch(x, y)
-    first_train = (time.perf_counter() - t0) * 1e3
-    t0 = time.perf_counter()
-    net.predict_on_batch(x)
-    first_predict = (time.perf_counter() - t0) * 1e3
-    train = median_ms(lambda: net.train_on_batch(x, y), max(repeats, 50), warmup=5)
-    predict = median_ms(lambda: net.predict_on_batch(x), max(repeats, 50), warmup=5)
-    return {"train": train, "predict": predict, "first_train": first_train, "first_predict": first_predict,
-            "rss": peak_rss_mib()}
+    timing = first_calls_then_medians(lambda: net.train_on_batch(x, y), lambda: net.predict_on_batch(x),
+                                      max(repeats, 50), warmup=5)
+    return {**timing, "rss": peak_rss_mib()}
 
 
 def worker_cold_start(model: str, framework: str) -> dict:
