@@ -22,6 +22,7 @@ from . import data as data_utils
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from .layers import Layer, deserialize, serialize
+from .layers.base import input_gradient_needed
 from .layers.core import InputLayer
 from .utils import global_rng
 
@@ -187,15 +188,12 @@ class Sequential:
     def backward(self, dy: np.ndarray, from_logits: bool = False) -> None:
         """Backpropagate ``dy`` = ∂L/∂ŷ (or ∂L/∂z of the last layer when ``from_logits``)."""
         reached = len(self.layers)
-        for k, layer in enumerate(reversed(self.layers)):
-            layer.input_gradient_needed = k < len(self.layers) - 1  # the data needs no gradient
-            try:
+        with input_gradient_needed(self.layers[:1], False):  # the data needs no gradient
+            for k, layer in enumerate(reversed(self.layers)):
                 dy = layer.backward_from_logits(dy) if k == 0 and from_logits else layer.backward(dy)
-            finally:
-                del layer.input_gradient_needed  # back to the class default (True) for direct calls
-            reached = len(self.layers) - 1 - k
-            if dy is None:  # e.g. Embedding: integer inputs have no gradient
-                break
+                reached = len(self.layers) - 1 - k
+                if dy is None:  # e.g. Embedding: integer inputs have no gradient
+                    break
         for layer in self.layers[:reached]:
             layer.zero_gradients()
 

@@ -23,8 +23,10 @@ they are raised before any numba kernel runs.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,6 +65,18 @@ class InputSpec:
         for axis, size in self.axes.items():
             parts.append(f"axis {axis} of size {size}")
         return ", ".join(parts) or "any array"
+
+
+@contextlib.contextmanager
+def input_gradient_needed(layers: Sequence[Layer], needed: bool) -> Iterator[None]:
+    """Set ``layer.input_gradient_needed`` for these layers inside the block; the class default (True) after."""
+    for layer in layers:
+        layer.input_gradient_needed = needed
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.input_gradient_needed
 
 
 def format_shape(shape) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...kernels.parallel import run_parallel
-from ..base import Layer
+from ..base import Layer, input_gradient_needed
 from .base import RecurrentLayer
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -243,11 +243,8 @@ class Bidirectional(Layer):
             b_dy = [d_yb, *d_states[fwd.n_states:]]
         else:
             f_dy, b_dy = d_yf, d_yb
-        fwd.input_gradient_needed = bwd.input_gradient_needed = self.input_gradient_needed
-        try:
+        with input_gradient_needed([fwd, bwd], self.input_gradient_needed):
             rf, rb = run_parallel(lambda: fwd.backward(f_dy), lambda: bwd.backward(b_dy))
-        finally:
-            del fwd.input_gradient_needed, bwd.input_gradient_needed
         self.gradients = list(fwd.gradients) + list(bwd.gradients)
         if c["has_initial_state"]:
             (dxf, dsf), (dxb, dsb) = rf, rb
