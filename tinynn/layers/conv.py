@@ -45,7 +45,29 @@ def standardize_data_format(value, who: str) -> str:
     return fmt
 
 
-class _Conv1DBase(Layer):
+class DataFormatLayer(Layer):
+    """A 1-D layer with a ``data_format``: channels_last (B, L, C) or channels_first (B, C, L).
+
+    The kernels work channels-last; ``_to_last`` / ``_from_last`` transpose at the layer's edges.
+    """
+
+    data_format = "channels_last"
+
+    @property
+    def _who(self) -> str:
+        return f"{type(self).__name__} {self.name!r}"
+
+    @property
+    def _time_axis(self) -> int:
+        return 1 if self.data_format == "channels_last" else 2
+
+    def _to_last(self, a: np.ndarray) -> np.ndarray:
+        return a if self.data_format == "channels_last" else a.transpose(0, 2, 1)
+
+    _from_last = _to_last  # the transposition is its own inverse
+
+
+class _Conv1DBase(DataFormatLayer):
     """Argument checks, geometry, data_format handling and the bias/activation tail shared by the family."""
 
     _allow_causal = False
@@ -65,15 +87,7 @@ class _Conv1DBase(Layer):
         self.use_bias = bool(use_bias)
         self._ws: dict = {}  # reusable scratch buffers of the conv kernels (see tinynn.kernels.conv)
 
-    @property
-    def _who(self) -> str:
-        return f"{type(self).__name__} {self.name!r}"
-
     # ------------------------------------------------------------------ geometry
-    @property
-    def _time_axis(self) -> int:
-        return 1 if self.data_format == "channels_last" else 2
-
     @property
     def _channel_axis(self) -> int:
         return -1 if self.data_format == "channels_last" else 1
@@ -123,12 +137,6 @@ class _Conv1DBase(Layer):
         if self.data_format == "channels_last":
             return (input_shape[0], l_out, out_channels)
         return (input_shape[0], out_channels, l_out)
-
-    # ------------------------------------------------------------------ layout
-    def _to_last(self, a: np.ndarray) -> np.ndarray:
-        return a if self.data_format == "channels_last" else a.transpose(0, 2, 1)
-
-    _from_last = _to_last  # the transposition is its own inverse
 
     # ------------------------------------------------------------------ bias + activation tail
     def _finish(self, z: np.ndarray, bias) -> np.ndarray:

@@ -21,11 +21,11 @@ import numpy as np
 
 from ..kernels import conv as K_conv
 from ..kernels import pooling as K_pool
-from .base import InputSpec, Layer, format_shape, normalize_tuple
-from .conv import standardize_data_format
+from .base import InputSpec, format_shape, normalize_tuple
+from .conv import DataFormatLayer, standardize_data_format
 
 
-class _Pool1DBase(Layer):
+class _Pool1DBase(DataFormatLayer):
     """Shared argument checks, data_format handling and geometry for the windowed poolings."""
 
     _config_keys = ("pool_size", "strides", "padding", "data_format")
@@ -40,19 +40,6 @@ class _Pool1DBase(Layer):
         self.padding = padding.lower()
         self.data_format = standardize_data_format(data_format, who)
         self.input_spec = InputSpec(ndim=3)
-
-    @property
-    def _who(self) -> str:
-        return f"{type(self).__name__} {self.name!r}"
-
-    @property
-    def _time_axis(self) -> int:
-        return 1 if self.data_format == "channels_last" else 2
-
-    def _to_last(self, a: np.ndarray) -> np.ndarray:
-        return a if self.data_format == "channels_last" else a.transpose(0, 2, 1)
-
-    _from_last = _to_last
 
     def _geometry(self, length: int, shape) -> tuple[int, int]:
         """(pad_left, L_out); ValueError naming the layer and the shape if the output would be empty."""
@@ -145,7 +132,7 @@ class AveragePooling1D(_Pool1DBase):
         return self._from_last(dx)
 
 
-class _GlobalPool1DBase(Layer):
+class _GlobalPool1DBase(DataFormatLayer):
     _config_keys = ("data_format", "keepdims")
 
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs):
@@ -153,10 +140,6 @@ class _GlobalPool1DBase(Layer):
         self.data_format = standardize_data_format(data_format, f"{type(self).__name__} {self.name!r}")
         self.keepdims = bool(keepdims)
         self.input_spec = InputSpec(ndim=3)
-
-    @property
-    def _steps_axis(self) -> int:
-        return 1 if self.data_format == "channels_last" else 2
 
     def build(self, input_shape):
         if len(input_shape) != 3:
@@ -172,17 +155,17 @@ class _GlobalPool1DBase(Layer):
 
     def check_input(self, x: np.ndarray) -> None:
         super().check_input(x)
-        if x.shape[self._steps_axis] == 0:
+        if x.shape[self._time_axis] == 0:
             raise ValueError(f"{type(self).__name__} {self.name!r} needs at least one step, got input shape {x.shape}")
 
     def compute_output_shape(self, input_shape):
         if self.keepdims:
-            return tuple(1 if i == self._steps_axis else s for i, s in enumerate(input_shape))
-        return tuple(s for i, s in enumerate(input_shape) if i != self._steps_axis)
+            return tuple(1 if i == self._time_axis else s for i, s in enumerate(input_shape))
+        return tuple(s for i, s in enumerate(input_shape) if i != self._time_axis)
 
     def _keep(self, dy: np.ndarray) -> np.ndarray:
         """dy with the steps axis restored (length 1) for broadcasting."""
-        return dy if self.keepdims else np.expand_dims(dy, self._steps_axis)
+        return dy if self.keepdims else np.expand_dims(dy, self._time_axis)
 
 
 class GlobalMaxPooling1D(_GlobalPool1DBase):
@@ -198,10 +181,10 @@ class GlobalMaxPooling1D(_GlobalPool1DBase):
     """
 
     def forward(self, x, training=False, mask=None):
-        y = x.max(axis=self._steps_axis, keepdims=True)
+        y = x.max(axis=self._time_axis, keepdims=True)
         e = (x == y).astype(x.dtype)
-        self._share = e / e.sum(axis=self._steps_axis, keepdims=True)
-        return y if self.keepdims else np.squeeze(y, self._steps_axis)
+        self._share = e / e.sum(axis=self._time_axis, keepdims=True)
+        return y if self.keepdims else np.squeeze(y, self._time_axis)
 
     def backward(self, dy):
         self.gradients = []
@@ -230,7 +213,7 @@ class GlobalAveragePooling1D(_GlobalPool1DBase):
         return None
 
     def forward(self, x, training=False, mask=None):
-        axis = self._steps_axis
+        axis = self._time_axis
         if mask is None:
             self._m = None
             self._steps = x.shape[axis]
@@ -254,7 +237,7 @@ class GlobalAveragePooling1D(_GlobalPool1DBase):
         dy = self._keep(dy)
         if self._m is None:
             shape = list(dy.shape)
-            shape[self._steps_axis] = self._steps
+            shape[self._time_axis] = self._steps
             return np.broadcast_to(dy / dy.dtype.type(self._steps), shape).copy()
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self._m, dy / self._n, 0).astype(dy.dtype)
