@@ -170,17 +170,26 @@ STYLES = {("tinynn", ""): dict(linestyle="-", marker="o"),
           ("keras", "val_"): dict(linestyle="-.", marker="s", markerfacecolor="none")}
 
 
-def plot_curves(runs: Sequence[Run], keys: Sequence[str], path: pathlib.Path, title: str) -> pathlib.Path | None:
-    """One panel per history key; colour = model, line style = framework and training / validation."""
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, or None (with a note) when matplotlib is missing."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.lines import Line2D
     except ImportError:
         print("(matplotlib is not installed, no plot: pip install matplotlib)")
         return None
+    return plt
+
+
+def plot_curves(runs: Sequence[Run], keys: Sequence[str], path: pathlib.Path, title: str) -> pathlib.Path | None:
+    """One panel per history key; colour = model, line style = framework and training / validation."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    from matplotlib.lines import Line2D
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys) + 2.2, 4), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]

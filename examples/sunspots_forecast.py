@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterator
 
 import numpy as np
-from _helpers import STYLES, cli, parse, parser, report, train
+from _helpers import STYLES, cli, parse, parser, pyplot, report, train
 from datasets import sunspots
 
 LOOKBACK, DELAY, BATCH = 24, 1, 16
@@ -116,13 +116,8 @@ def main(argv=None) -> dict:
 
 def plot_forecast(runs, naive_val_loss: float, path):
     """The MAE curves of every run with the naive forecast's validation MAE as a horizontal line."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(matplotlib is not installed, no plot: pip install matplotlib)")
+    plt = pyplot()
+    if plt is None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(8, 4.5))
