@@ -80,6 +80,33 @@ def test_conv_ops_in_batch_chunks_with_reused_workspace(g, method, chunk_bytes):
     assert _WORKSPACE and not any(np.shares_memory(a, buf) for a in (z, dx, dW) for buf in _WORKSPACE.values())
 
 
+@given(g=conv_geometry(), chunk_bytes=st.sampled_from([1, 300, 1 << 22]))
+def test_kept_forward_columns_serve_the_backward_of_the_same_input_only(g, chunk_bytes):
+    """keep_cols: the backward of the same x reuses the forward's columns (no im2col); any other x never does."""
+    x, W, dz = _arrays(g)
+    s, d, pl, G, L, K, l_out = g["s"], g["d"], g["pl"], g["G"], g["L"], g["K"], g["l_out"]
+    ws: dict = {}
+    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes):
+        z = kc.conv1d_forward(x, W, s, d, pl, l_out, G, "im2col", workspace=ws, keep_cols=True)
+        assert rel_err(z, kc.conv1d_forward_ref(x, W, s, d, pl, l_out, G)) <= TOL
+        kept = G == 1  # grouped columns are chunked group-major, so only G = 1 keeps them
+        assert ("kept_cols_of" in ws) == kept
+        with mock.patch.object(kc, "im2col", wraps=kc.im2col) as spy:
+            dx, dW = kc.conv1d_backward(x, W, dz, s, d, pl, G, "im2col", workspace=ws)
+        assert spy.called != kept
+        assert rel_err(dx, kc.conv1d_backward_data_ref(dz, W, L, s, d, pl, G)) <= TOL
+        assert rel_err(dW, kc.conv1d_backward_filter_ref(x, dz, K, s, d, pl, G)) <= TOL
+        other = x[::-1] + 1.0  # same shape, another array: its own columns
+        dW_other = kc.conv1d_backward_filter(other, dz, K, s, d, pl, G, "im2col", ws)
+        assert rel_err(dW_other, kc.conv1d_backward_filter_ref(other, dz, K, s, d, pl, G)) <= TOL
+        kc.conv1d_forward(other, W, s, d, pl, l_out, G, "im2col", workspace=ws)  # a forward without keep_cols
+        assert "kept_cols_of" not in ws
+        with mock.patch.object(kc, "im2col", wraps=kc.im2col) as spy:
+            assert rel_err(kc.conv1d_backward_filter(x, dz, K, s, d, pl, G, "im2col", ws),
+                           kc.conv1d_backward_filter_ref(x, dz, K, s, d, pl, G)) <= TOL
+        assert spy.called
+
+
 @given(g=conv_geometry())
 def test_reference_backward_is_the_adjoint_of_forward(g):
     """<conv(x, W), dz> = <x, conv_dx(dz)> = <W, conv_dW(x, dz)>: the references are right, not just consistent."""

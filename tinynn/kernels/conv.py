@@ -308,6 +308,8 @@ def _check(x, W, groups, l_out):
 #: GEMMs lost to one big one on the loaded machine (136 vs 229 ms); chunks still cap its scratch memory.
 FORWARD_CHUNK_BYTES = 4 << 20
 BACKWARD_CHUNK_BYTES = 64 << 20
+#: The largest im2col columns a training forward keeps for the backward's weight gradient (``keep_cols``).
+KEEP_COLS_BYTES = 64 << 20
 
 
 def _chunks(B: int, bytes_per_sample: int, budget: int) -> list[tuple[int, int]]:
@@ -354,10 +356,15 @@ def conv1d_forward(
     groups: int = 1,
     method: str = "auto",
     workspace: dict | None = None,
+    keep_cols: bool = False,
 ) -> np.ndarray:
     """z (B, Lo, F) = conv(x (B, L, C), W (K, C/G, F)); no bias. ``l_out`` defaults to the valid length
     for the given left padding (``⌊(L + pl - eff)/s⌋ + 1``); pass it to add right padding. ``workspace``:
-    an optional dict of scratch buffers reused from call to call (the result never aliases them)."""
+    an optional dict of scratch buffers reused from call to call (the result never aliases them).
+
+    ``keep_cols`` (training): when the im2col method runs with one group and the columns fit in
+    ``KEEP_COLS_BYTES``, they are kept in ``workspace`` for the weight gradient of the next backward call on
+    the same ``x`` object, which then skips its own im2col (see :func:`_kept_cols`)."""
     K, Cg, F = W.shape
     B, L, C = x.shape
     s, d, pl, G = int(stride), int(dilation), int(pad_left), int(groups)
@@ -365,24 +372,43 @@ def conv1d_forward(
         l_out = (L + pl - (K - 1) * d - 1) // s + 1
     _check(x, W, G, l_out)
     x, ws, Fg = np.ascontiguousarray(x), {} if workspace is None else workspace, F // G
-    z = np.zeros((B, l_out, F), dtype=x.dtype)
     if choose_method(L, l_out, C, F, s, method) == "shift":
+        z = np.zeros((B, l_out, F), dtype=x.dtype)  # shift_add accumulates
         Wr = _w_shift(W, G)  # (G, Cg, K·Fg)
         for b0, b1 in _chunks(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES):
             n = b1 - b0
             Z = gemm(_split_groups(x[b0:b1], G), Wr, _scratch(ws, "Z", (G, n * L, K * Fg), x.dtype))  # (G, n·L, K·Fg)
             shift_add(Z.reshape(G, n, L, K, Fg), s, d, pl, l_out, out=z[b0:b1])
         return z
+    z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written below
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
+    geometry = (x.shape, K, s, d, pl, l_out, G)
+    keep = keep_cols and G == 1 and B * l_out * K * C * x.itemsize <= KEEP_COLS_BYTES
+    ws.pop("kept_cols_of", None)
+    kept = _scratch(ws, "kept_cols", (G, B, l_out, K, Cg), x.dtype) if keep else None
     for b0, b1 in _chunks(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES):
         n = b1 - b0
-        cols = im2col(x[b0:b1], G, K, s, d, pl, l_out, _scratch(ws, "cols", (G, n, l_out, K, Cg), x.dtype))
-        cols = cols.reshape(G, n * l_out, K * Cg)
+        buf = kept[:, b0:b1] if keep else _scratch(ws, "cols", (G, n, l_out, K, Cg), x.dtype)
+        cols = im2col(x[b0:b1], G, K, s, d, pl, l_out, buf).reshape(G, n * l_out, K * Cg)
         if G == 1:
             gemm(cols, Wm, z[b0:b1].reshape(1, n * l_out, F))
         else:
             z[b0:b1] = _merge_groups(gemm(cols, Wm), n, l_out)
+    if keep:
+        ws["kept_cols_of"] = (x, geometry)
     return z
+
+
+def _kept_cols(ws: dict, x, geometry) -> np.ndarray | None:
+    """The forward's columns (G, B·Lo, K·Cg) if they were kept for this very ``x`` and geometry, else None.
+
+    The identity check (``is``) holds because the layer keeps its input alive between forward and backward; a
+    new forward call replaces both the columns and the record."""
+    record = ws.get("kept_cols_of")
+    if record is None or record[0] is not x or record[1] != geometry:
+        return None
+    (B, _, C), K, _, _, _, l_out, G = geometry
+    return ws["kept_cols"][: B * l_out * K * C].reshape(G, B * l_out, K * C // G)
 
 
 def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace):
@@ -410,7 +436,13 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
     dx = np.zeros((B, L, C), dtype=dz.dtype) if need_dx else None
     dWm = np.zeros((G, K * Cg, Fg), dtype=dz.dtype) if need_dW else None
+    kept = _kept_cols(ws, x, ((B, L, C), K, s, d, pl, l_out, G)) if need_dW else None
+    if kept is not None:  # the forward's columns: one GEMM, no im2col
+        dWm = gemm_tn(kept, _split_groups(dz, G))
+        need_dW = False
     for b0, b1 in _chunks(B, 2 * l_out * K * C * item, BACKWARD_CHUNK_BYTES):
+        if not (need_dW or need_dx):
+            break
         n = b1 - b0
         dz_g = _split_groups(dz[b0:b1], G)  # (G, n·Lo, Fg)
         if need_dW:
@@ -419,7 +451,7 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
         if need_dx:
             dcols = gemm(dz_g, Wm.transpose(0, 2, 1), _scratch(ws, "dcols", (G, n * l_out, K * Cg), dz.dtype))
             col2im(dcols.reshape(G, n, l_out, K, Cg), L, s, d, pl, out=dx[b0:b1])
-    return dx, (_dw_from_im2col(dWm, K, Cg) if need_dW else None)
+    return dx, (None if dWm is None else _dw_from_im2col(dWm, K, Cg))
 
 
 def conv1d_backward(

@@ -24,7 +24,9 @@ import numpy as np
 
 from .. import activations
 from .. import initializers as _init
+from ..kernels import bias_activation as K_bias_act
 from ..kernels import conv as K_conv
+from ..kernels.fastmath import activation_code
 from .base import InputSpec, Layer, format_shape, normalize_tuple
 
 _DATA_FORMATS = ("channels_last", "channels_first")
@@ -140,17 +142,35 @@ class _Conv1DBase(DataFormatLayer):
 
     # ------------------------------------------------------------------ bias + activation tail
     def _finish(self, z: np.ndarray, bias) -> np.ndarray:
-        """z += b (z is a fresh array); y = act(z); caches z, y; returns y in data_format."""
-        if self.use_bias:
-            z += bias
+        """z += b (z is a fresh channels-last array); y = act(z); caches z, y; returns y in data_format.
+
+        Activations the numba kernels implement take one fused pass (:mod:`tinynn.kernels.bias_activation`)."""
+        code = activation_code(self.activation)
+        if code is None:
+            if self.use_bias:
+                z += bias
+            self._y = self.activation(z)
+        else:
+            self._y = K_bias_act.bias_activation_forward(z, bias if self.use_bias else None, code)
         self._z = z
-        self._y = self.activation(z)
         return self._from_last(self._y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dz = act'(z) ⊙ dy, then :meth:`backward_from_logits`."""
-        dz = self.activation.backward(self._z, self._y, self._to_last(np.asarray(dy, dtype=self.dtype)))
-        return self.backward_from_logits(self._from_last(dz))
+        """dz = act'(z) ⊙ dy (and db = Σ dz in the same pass when fused), then :meth:`backward_from_logits`."""
+        dy = self._to_last(np.asarray(dy, dtype=self.dtype))
+        code = activation_code(self.activation)
+        if code is None:
+            return self.backward_from_logits(self._from_last(self.activation.backward(self._z, self._y, dy)))
+        if dy.shape != self._y.shape:
+            raise ValueError(f"{self._who}: backward expects dy of shape {format_shape(self._from_last(self._y).shape)}"
+                             f", got {format_shape(self._from_last(dy).shape)}")
+        dz, db = K_bias_act.bias_activation_backward(self._y, dy, code, self.use_bias)
+        return self.backward_from_logits(self._from_last(dz), db=db)
+
+    @staticmethod
+    def _bias_gradient(dz: np.ndarray, db: np.ndarray | None) -> np.ndarray:
+        """db = Σ_b Σ_t dz (dz channels-last), unless the fused backward already computed it."""
+        return dz.sum(axis=(0, 1)) if db is None else db
 
     def _dx(self, dx: np.ndarray | None) -> np.ndarray | None:
         """dx in data_format, or None when the model said the input needs no gradient."""
@@ -245,18 +265,19 @@ class Conv1D(_Conv1DBase):
         pl, _, l_out = self._geometry(x.shape[1], x.shape)
         self._x, self._pl = x, pl
         z = K_conv.conv1d_forward(
-            x, self.kernel, self.strides[0], self.dilation_rate[0], pl, l_out, self.groups, workspace=self._ws
+            x, self.kernel, self.strides[0], self.dilation_rate[0], pl, l_out, self.groups, workspace=self._ws,
+            keep_cols=training,
         )
         return self._finish(z, self.bias if self.use_bias else None)
 
-    def backward_from_logits(self, dz):
-        """Backward pass from dL/dz (in data_format): fills [dW, db], returns dx."""
+    def backward_from_logits(self, dz, db=None):
+        """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dW, db], returns dx."""
         dz = self._dz(dz)
         dx, dW = K_conv.conv1d_backward(
             self._x, self.kernel, dz, self.strides[0], self.dilation_rate[0], self._pl, self.groups,
             need_dx=self.input_gradient_needed, workspace=self._ws,
         )  # fmt: skip
-        self.gradients = [dW, dz.sum(axis=(0, 1))] if self.use_bias else [dW]
+        self.gradients = [dW, self._bias_gradient(dz, db)] if self.use_bias else [dW]
         return self._dx(dx)
 
 
@@ -330,8 +351,8 @@ class DepthwiseConv1D(_Conv1DBase):
         )  # fmt: skip
         return self._finish(z, self.bias if self.use_bias else None)
 
-    def backward_from_logits(self, dz):
-        """Backward pass from dL/dz (in data_format): fills [dD, db], returns dx."""
+    def backward_from_logits(self, dz, db=None):
+        """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dD, db], returns dx."""
         dz = self._dz(dz)
         K, C, M = self.kernel.shape
         dx, dW = K_conv.conv1d_backward(
@@ -339,7 +360,7 @@ class DepthwiseConv1D(_Conv1DBase):
             need_dx=self.input_gradient_needed, workspace=self._ws,
         )  # fmt: skip
         dD = dW.reshape(K, C, M)
-        self.gradients = [dD, dz.sum(axis=(0, 1))] if self.use_bias else [dD]
+        self.gradients = [dD, self._bias_gradient(dz, db)] if self.use_bias else [dD]
         return self._dx(dx)
 
 
@@ -423,8 +444,8 @@ class SeparableConv1D(_Conv1DBase):
         z = (u.reshape(-1, C * M) @ self.pointwise_kernel[0]).reshape(*u.shape[:2], self.filters)  # one 2-D GEMM
         return self._finish(z, self.bias if self.use_bias else None)
 
-    def backward_from_logits(self, dz):
-        """Backward pass from dL/dz (in data_format): fills [dD, dP, db], returns dx."""
+    def backward_from_logits(self, dz, db=None):
+        """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dD, dP, db], returns dx."""
         dz = self._dz(dz)
         K, C, M = self.depthwise_kernel.shape
         P = self.pointwise_kernel[0]
@@ -437,6 +458,6 @@ class SeparableConv1D(_Conv1DBase):
         )  # fmt: skip
         grads = [dD.reshape(K, C, M), dP]
         if self.use_bias:
-            grads.append(dz2.sum(axis=0))
+            grads.append(self._bias_gradient(dz, db))
         self.gradients = grads
         return self._dx(dx)

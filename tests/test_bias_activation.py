@@ -1,0 +1,79 @@
+"""The fused bias + activation kernels agree with NumPy's separate passes (tinynn.kernels.bias_activation)."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinynn import activations
+from tinynn.kernels import bias_activation as K
+from tinynn.kernels.fastmath import activation_code
+
+FUSED = ["linear", "relu", "tanh", "sigmoid", "hard_sigmoid"]
+# The kernels' rational tanh/sigmoid (Eigen's, as TensorFlow's) are within 3e-7 of libm's in float32 and a few
+# ulp in float64 (tests/test_recurrent_kernels.py), so y is compared relative to max(|y|, 1). The backward is
+# compared on the kernel's own y: a derivative written from the output (1 - y² for tanh) amplifies y's last-ulp
+# differences wherever y is near ±1, in the NumPy formula just as in the kernel.
+TOL = {"float64": 1e-13, "float32": 1e-6}
+
+
+def rel_err(a, b, floor=1e-6):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape
+    return float(np.max(np.abs(a - b), initial=0.0) / max(np.max(np.abs(b), initial=0.0), floor))
+
+
+@given(
+    shape=st.lists(st.integers(1, 9), min_size=1, max_size=3),
+    name=st.sampled_from(FUSED),
+    dtype=st.sampled_from(["float64", "float32"]),
+    use_bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_fused_forward_and_backward_match_the_numpy_passes(shape, name, dtype, use_bias, seed):
+    rng = np.random.default_rng(seed)
+    act = activations.get(name)
+    z = (3 * rng.normal(size=shape)).astype(dtype)
+    bias = rng.normal(size=shape[-1]).astype(dtype) if use_bias else None
+    dy = rng.normal(size=shape).astype(dtype)
+    z_ref, y_ref = K.bias_activation_forward_ref(z, bias, act)
+    dy_before = dy.copy()
+
+    z_fused = z.copy()
+    y = K.bias_activation_forward(z_fused, bias, activation_code(act))
+    dz, db = K.bias_activation_backward(y, dy, activation_code(act), bias_sum=use_bias)
+    dz_ref, db_ref = K.bias_activation_backward_ref(z_ref, y, dy, act)
+
+    assert y.dtype == dz.dtype == np.dtype(dtype)
+    assert np.array_equal(z_fused, z_ref)  # z + b in place, exactly NumPy's addition
+    assert rel_err(y, y_ref, floor=1.0) <= TOL[dtype]
+    assert rel_err(dz, dz_ref) <= TOL[dtype]
+    assert np.array_equal(dy, dy_before)
+    if use_bias:
+        assert db.dtype == np.dtype(dtype)
+        assert rel_err(db, db_ref) <= TOL[dtype] * max(1, shape[0])  # sums of up to 81 terms
+    else:
+        assert db is None
+
+
+def test_relu_is_exact_and_its_bias_gradient_is_summed_in_float64():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(3000, 4)).astype(np.float32)
+    bias = np.array([0.5, -0.5, 1e-3, 0.0], np.float32)
+    y = K.bias_activation_forward(z, bias, activation_code(activations.relu))
+    assert np.array_equal(y, np.maximum(z, 0))
+    dy = (1 + rng.random((3000, 4))).astype(np.float32) * 1e4
+    dz, db = K.bias_activation_backward(y, dy, activation_code(activations.relu))
+    assert np.array_equal(dz, dy * (z > 0))
+    exact = (dy.astype(np.float64) * (z > 0)).sum(axis=0)
+    assert np.all(db == exact.astype(np.float32))  # one rounding at the end
+
+
+def test_bad_shapes_raise_clear_errors():
+    relu = activation_code(activations.relu)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        K.bias_activation_forward(np.zeros((4, 3)).T, None, relu)
+    with pytest.raises(ValueError, match=r"bias \(2,\) does not fit z \(4, 3\)"):
+        K.bias_activation_forward(np.zeros((4, 3)), np.zeros(2), relu)
+    with pytest.raises(ValueError, match=r"dy \(4, 2\) does not match y \(4, 3\)"):
+        K.bias_activation_backward(np.zeros((4, 3)), np.zeros((4, 2)), relu)
