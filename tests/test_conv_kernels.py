@@ -189,6 +189,8 @@ def test_kernel_wrappers_reject_inconsistent_shapes():
         kp.max_pool1d_forward(x, 2, 2, 0, 4)  # the last window would start past the end
     with pytest.raises(ValueError, match="argmax"):
         kp.max_pool1d_backward(np.zeros((2, 2, 4)), np.full((2, 2, 4), 7), 5)
+    with pytest.raises(ValueError, match=r"argmax steps outside \[0, 5\)"):
+        kp.max_pool1d_backward(np.zeros((2, 2, 4)), np.full((2, 2, 4), -1), 5)
 
 
 # --------------------------------------------------------------------------- pooling

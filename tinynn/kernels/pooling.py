@@ -44,33 +44,51 @@ def _check(L, P, S, pl, l_out):
 
 
 # --------------------------------------------------------------------------- numba
+# The max kernels work on 1-D row slices (``xb[i]`` is step i's C channels) with a branch-free select, which
+# LLVM vectorises over the channels (measured on (128, 236, 32) float32, pool 3: forward 0.85 -> 0.4 ms).
 @numba.njit(cache=True)
 def _max_fwd(x, P, S, pl, y, arg):  # pragma: no cover - compiled
     B, L, C = x.shape
     l_out = y.shape[1]
     for b in range(B):
+        xb, yb, ab = x[b], y[b], arg[b]
         for t in range(l_out):
             lo = max(t * S - pl, 0)
             hi = min(t * S - pl + P, L)
+            yt, at, first = yb[t], ab[t], xb[lo]
             for c in range(C):
-                y[b, t, c] = x[b, lo, c]
-                arg[b, t, c] = lo
+                yt[c] = first[c]
+                at[c] = lo
             for i in range(lo + 1, hi):
+                xi = xb[i]
                 for c in range(C):
-                    if x[b, i, c] > y[b, t, c]:  # strict: the first maximum wins
-                        y[b, t, c] = x[b, i, c]
-                        arg[b, t, c] = i
+                    v = xi[c]
+                    better = v > yt[c]  # strict: the first maximum wins
+                    yt[c] = v if better else yt[c]
+                    at[c] = i if better else at[c]
     return y, arg
 
 
 @numba.njit(cache=True)
 def _max_bwd(dy, arg, dx):  # pragma: no cover - compiled
+    """dx (allocated empty) <- the scatter-add; zeroed one sample at a time, so it is still in cache for the
+    scatter. Returns False (dx then unspecified) if an argmax step lies outside [0, L)."""
     B, l_out, C = dy.shape
+    L = dx.shape[1]
     for b in range(B):
-        for t in range(l_out):
+        dyb, ab, dxb = dy[b], arg[b], dx[b]
+        for i in range(L):
+            dxi = dxb[i]
             for c in range(C):
-                dx[b, arg[b, t, c], c] += dy[b, t, c]
-    return dx
+                dxi[c] = 0
+        for t in range(l_out):
+            dyt, at = dyb[t], ab[t]
+            for c in range(C):
+                i = at[c]
+                if i < 0 or i >= L:
+                    return False
+                dxb[i, c] += dyt[c]
+    return True
 
 
 @numba.njit(cache=True)
@@ -116,10 +134,12 @@ def max_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int
 
 def max_pool1d_backward(dy: np.ndarray, arg: np.ndarray, length: int) -> np.ndarray:
     """dx (B, L, C): each dy[b,t,c] added at step a[b,t,c]."""
-    if dy.shape != arg.shape or (arg.size and (arg.min() < 0 or arg.max() >= length)):
+    if dy.shape != arg.shape or dy.ndim != 3:
         raise ValueError(f"max_pool1d_backward: dy {dy.shape} and argmax {arg.shape} do not fit L={length}")
-    dx = np.zeros((dy.shape[0], int(length), dy.shape[2]), dtype=dy.dtype)
-    return _max_bwd(np.ascontiguousarray(dy), np.ascontiguousarray(arg), dx)
+    dx = np.empty((dy.shape[0], int(length), dy.shape[2]), dtype=dy.dtype)
+    if not _max_bwd(np.ascontiguousarray(dy), np.ascontiguousarray(arg, dtype=np.int64), dx):
+        raise ValueError(f"max_pool1d_backward: argmax steps outside [0, {length}) for dy {dy.shape}")
+    return dx
 
 
 def avg_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int, l_out: int) -> np.ndarray:

@@ -386,12 +386,13 @@ def _gru_forward(xp, bias, U, Ug, b_rec, rm, mask, act, rec_act, reset_after, hs
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, dh, db, b0, b1):
+def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, dh, db, dbh, dHZ, b0, b1):
     """BPTT through the GRU cell (equations in ``recurrent_reference.gru_backward``).
 
     gates[t] <- δ of the input pre-activations [δa_z, δa_r, δa_h];  dh <- δh_0;  db += Σ_t δa_t;
-    reset_after: aux[t] <- δhz_h = δa_h ⊙ r (δ of h̃_h U_h + b_rh);  else aux is left as r ⊙ h̃_h.
-    Rows b0:b1 of gates, mask, hs, aux, dseq; dh, db, rm are that piece's own.
+    reset_after: dHZ[t] <- δhz = [δa_z, δa_r, δa_h ⊙ r] (δ of h̃ U + b_rh, the rows δU and δb_rh sum);
+    dbh += Σ_t δhz_h.  Without reset_after, dHZ and dbh are unused and aux stays r ⊙ h̃_h.
+    Rows b0:b1 of gates, mask, hs, aux, dseq, dHZ; dh, db, dbh, rm are that piece's own.
     """
     T, _, G = gates.shape
     B = b1 - b0
@@ -402,7 +403,7 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
     UT = np.ascontiguousarray(U.T)
     UzrT = np.ascontiguousarray(U[:, :2 * u].T)
     D = np.empty(G, gates.dtype)
-    dhz = np.empty((B, G), gates.dtype)
+    dhz_step = np.empty((B, G), gates.dtype)
     dzr = np.empty((B, 2 * u), gates.dtype)
     dhp = np.empty((B, u), gates.dtype)
     da = np.empty((B, u), gates.dtype)
@@ -415,6 +416,7 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
         if has_seq:
             _add_rows(dh, dseq[t, b0:b1], u)
         x, h, a, m = gates[t, b0:b1], hs[t, b0:b1], aux[t, b0:b1], mask[t, b0:b1]
+        dhz = dHZ[t, b0:b1] if reset_after else dhz_step
         for b in range(B):  # δa_z, δa_h, and δh through z (row by row, in L1)
             xb, dab, dhpb, dhb, hb = x[b], da[b], dhp[b], dh[b], h[b]
             xz, xr, xh = xb[:u], xb[u:2 * u], xb[2 * u:]
@@ -423,8 +425,6 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
                 _fill_row(dab, 0)
                 _fill_row(dhz[b], 0)
                 _fill_row(dhpb, 0)
-                if reset_after:
-                    _fill_row(a[b], 0)
                 continue
             derivative_row(D[:2 * u], xb[:2 * u], rec_act)
             derivative_row(D[2 * u:], xh, act)
@@ -436,16 +436,16 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
                 dhpb[j] = dhb[j] * zg
             if reset_after:
                 ab, dhzb = a[b], dhz[b]
+                dhzh = dhzb[2 * u:]
                 for j in range(u):
                     r = xr[j]
                     xr[j] = dab[j] * ab[j] * Dr[j]
-                    ab[j] = dab[j] * r
+                    v = dab[j] * r
+                    dhzh[j] = v
+                    dbh[j] += v
                     xh[j] = dab[j]
                 for j in range(2 * u):
                     dhzb[j] = xb[j]
-                dhzh = dhzb[2 * u:]
-                for j in range(u):
-                    dhzh[j] = ab[j]
             else:
                 parked = dhz[b, u:2 * u]  # σ'(a_r), needed after the δ(r ⊙ h̃_h) product below
                 for j in range(u):
@@ -706,18 +706,19 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
     dh = np.array(dhT, dtype=gates.dtype, copy=True)
     dseq = _dseq(dseq, B, u, gates.dtype)
 
-    def piece(b0, b1):
-        db = np.zeros(G, gates.dtype)
-        _gru_backward(gates, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, bool(reset_after), hs, aux, dseq,
-                      dh[b0:b1], db, b0, b1)
-        return db
+    dHZ = np.empty((T, B, G) if reset_after else (0, 0, G), gates.dtype)  # δ of hz = h̃ U + b_rh
 
-    db = sum(_over_batch(piece, gates, u, 3))
+    def piece(b0, b1):
+        db, dbh = np.zeros(G, gates.dtype), np.zeros(u, gates.dtype)
+        _gru_backward(gates, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, bool(reset_after), hs, aux, dseq,
+                      dh[b0:b1], db, dbh, dHZ, b0, b1)
+        return np.concatenate([db, dbh])
+
+    sums = sum(_over_batch(piece, gates, u, 3))
+    db = sums[:G]
     if reset_after:
-        # δ of hz = h̃ U + b_rh is [δa_z, δa_r, δhz_h]
-        dHZ = np.concatenate([gates[..., :2 * u], aux], axis=-1)
         dU = _weighted_sum(hs[:-1], dHZ, rm, 3)
-        db_rec = np.concatenate([db[:2 * u], aux.reshape(T * B, u).sum(axis=0)])
+        db_rec = np.concatenate([db[:2 * u], sums[G:]])
     else:
         dU = np.empty_like(U)
         dU[:, :2 * u] = _weighted_sum(hs[:-1], gates[..., :2 * u], rm, 2)
