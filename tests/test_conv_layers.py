@@ -280,3 +280,21 @@ def test_global_average_bad_mask_shape(no_kernels):
     with pytest.raises(ValueError) as err:
         layers.GlobalAveragePooling1D(name="gm")(np.zeros((2, 5, 3)), mask=np.ones((2, 4), bool))
     assert "gm" in str(err.value) and "(2, 5)" in str(err.value) and "(2, 4)" in str(err.value)
+
+
+@pytest.mark.parametrize("make,shape", CONV_CASES, ids=_ids(CONV_CASES))
+def test_logits_are_the_pre_activation_of_the_last_forward_call(make, shape):
+    """``logits`` = z + b: the fused bias+activation path forms it on request, after any later weight update."""
+    layer = as_dtype(make(), "float64")
+    x = np.random.default_rng(0).standard_normal(shape)
+    layer(x)
+    rng = np.random.default_rng(1)
+    layer.set_weights([rng.standard_normal(w.shape) for w in layer.get_weights()])
+    linear = type(layer).from_config({**layer.get_config(), "activation": None})
+    linear(x)
+    linear.set_weights(layer.get_weights())
+    y = layer(x, training=True)
+    for w in layer.weights:
+        w += 1.0  # an optimizer step (in place) after the forward pass must not change its logits
+    np.testing.assert_allclose(layer.logits, linear(x), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(layer.activation(layer.logits), y, rtol=1e-13, atol=1e-13)

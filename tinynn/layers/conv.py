@@ -142,17 +142,19 @@ class _Conv1DBase(DataFormatLayer):
 
     # ------------------------------------------------------------------ bias + activation tail
     def _finish(self, z: np.ndarray, bias) -> np.ndarray:
-        """z += b (z is a fresh channels-last array); y = act(z); caches z, y; returns y in data_format.
+        """y = act(z + b) for z the fresh channels-last convolution; caches y; returns y in data_format.
 
-        Activations the numba kernels implement take one fused pass (:mod:`tinynn.kernels.bias_activation`)."""
+        Activations the numba kernels implement take one fused pass (:mod:`tinynn.kernels.bias_activation`),
+        which needs only y for the backward; ``z + b`` is then formed only if :attr:`logits` asks for it.
+        Other activations keep ``z + b`` (added in place) for their derivative."""
         code = activation_code(self.activation)
         if code is None:
             if self.use_bias:
                 z += bias
-            self._y = self.activation(z)
+            self._y, self._z, self._z_bias = self.activation(z), z, None
         else:
             self._y = K_bias_act.bias_activation_forward(z, bias if self.use_bias else None, code)
-        self._z = z
+            self._z, self._z_bias = z, (np.array(bias) if self.use_bias else None)  # a copy: the optimizer updates b
         return self._from_last(self._y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
@@ -182,8 +184,9 @@ class _Conv1DBase(DataFormatLayer):
 
     @property
     def logits(self) -> np.ndarray:
-        """The pre-activation z of the last forward call (in data_format)."""
-        return self._from_last(self._z)
+        """The pre-activation z + b of the last forward call (in data_format)."""
+        z = self._z if self._z_bias is None else self._z + self._z_bias
+        return self._from_last(z)
 
 
 class Conv1D(_Conv1DBase):
