@@ -6,7 +6,8 @@ once, and trims free memory at the top of the heap above its *trim threshold*; b
 to the largest block freed so far, so with several blocks of a few MB each the heap is trimmed and
 grown again on every step. Each regrowth costs a page fault per 4 KiB page, which the kernel must
 also zero. On the benchmark model M2 (two Conv1D, a GRU) that was about 1,000 faults and 7 ms of a
-38 ms step (measured: 38.0 → 30.1 ms, 106,743 → 34,893 faults over 40 steps).
+38 ms step (measured: 38.0 → 30.1 ms per train step; 106,743 → 34,893 page faults in a process making
+65 calls, most of the remaining ones from the imports).
 
 TensorFlow and PyTorch avoid the same cost with caching allocators. tinynn does it with two
 ``mallopt`` settings when it is imported (Linux with glibc only; elsewhere nothing changes):

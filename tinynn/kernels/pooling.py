@@ -45,7 +45,8 @@ def _check(L, P, S, pl, l_out):
 
 # --------------------------------------------------------------------------- numba
 # The max kernels work on 1-D row slices (``xb[i]`` is step i's C channels) with a branch-free select, which
-# LLVM vectorises over the channels (measured on (128, 236, 32) float32, pool 3: forward 0.85 -> 0.4 ms).
+# LLVM vectorises over the channels (measured on (128, 236, 32) float32, pool 3: forward 1.5 -> 0.6 ms; the
+# backward, zeroing dx one sample at a time and checking the argmax in the same pass: 0.7 -> 0.47 ms).
 @numba.njit(cache=True)
 def _max_fwd(x, P, S, pl, y, arg):  # pragma: no cover - compiled
     B, L, C = x.shape
