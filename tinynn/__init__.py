@@ -4,15 +4,13 @@
     from tinynn import layers, models, optimizers   # replaces `from keras import ...`
 """
 
-from . import memory
-
-memory._tune_on_import()  # keep freed memory for the next step (see tinynn.memory); TINYNN_MALLOC_TUNING=0: off
-
-from . import activations, callbacks, config, initializers, layers, losses, metrics, models, optimizers, utils  # noqa: E402
-from .models import Model, Sequential, load_model  # noqa: E402
-from .utils import set_random_seed  # noqa: E402
+from . import activations, callbacks, config, initializers, layers, losses, memory, metrics, models, optimizers, utils
+from .models import Model, Sequential, load_model
+from .utils import set_random_seed
 
 __version__ = "0.1.0"
+
+memory._tune_on_import()  # keep freed memory for the next step (see tinynn.memory); TINYNN_MALLOC_TUNING=0: off
 
 __all__ = [
     "Model",
