@@ -298,3 +298,11 @@ def test_logits_are_the_pre_activation_of_the_last_forward_call(make, shape):
         w += 1.0  # an optimizer step (in place) after the forward pass must not change its logits
     np.testing.assert_allclose(layer.logits, linear(x), rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(layer.activation(layer.logits), y, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])  # the fused bias+activation path and NumPy's
+def test_backward_rejects_an_upstream_gradient_of_another_shape(activation):
+    layer = layers.Conv1D(3, 2, activation=activation, name="c")
+    y = layer(np.ones((2, 5, 4)), training=True)
+    with pytest.raises(ValueError, match=r"Conv1D 'c': backward expects dy of shape \(2, 4, 3\), got \(1, 4, 3\)"):
+        layer.backward(np.ones((1, *y.shape[1:])))  # would broadcast silently

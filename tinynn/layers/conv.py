@@ -160,12 +160,12 @@ class _Conv1DBase(DataFormatLayer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dz = act'(z) ⊙ dy (and db = Σ dz in the same pass when fused), then :meth:`backward_from_logits`."""
         dy = self._to_last(np.asarray(dy, dtype=self.dtype))
-        code = activation_code(self.activation)
-        if code is None:
-            return self.backward_from_logits(self._from_last(self.activation.backward(self._z, self._y, dy)))
         if dy.shape != self._y.shape:
             raise ValueError(f"{self._who}: backward expects dy of shape {format_shape(self._from_last(self._y).shape)}"
                              f", got {format_shape(self._from_last(dy).shape)}")
+        code = activation_code(self.activation)
+        if code is None:
+            return self.backward_from_logits(self._from_last(self.activation.backward(self._z, self._y, dy)))
         dz, db = K_bias_act.bias_activation_backward(self._y, dy, code, self.use_bias)
         return self.backward_from_logits(self._from_last(dz), db=db)
 
