@@ -164,6 +164,11 @@ def report(runs: Sequence[Run], metric: str) -> str:
     return table
 
 
+def tinynn_test_scores(runs: Sequence[Run], metric: str) -> dict[str, float]:
+    """{model label: test ``metric``} of the tinynn runs (what each example's ``main`` returns)."""
+    return {r.label: r.test[metric] for r in runs if r.framework == "tinynn"}
+
+
 STYLES = {("tinynn", ""): dict(linestyle="-", marker="o"),
           ("tinynn", "val_"): dict(linestyle=":", marker="o"),
           ("keras", ""): dict(linestyle="--", marker="s", markerfacecolor="none"),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from _helpers import cli, parse, parser, plot_curves, report, train
+from _helpers import cli, parse, parser, plot_curves, report, tinynn_test_scores, train
 from datasets import stock_direction
 
 NB_SAMPLES, NB_STEPS, KERNEL_SIZE, FILTERS, POOL_SIZE = 1000, 50, 5, 16, 4
@@ -60,8 +60,7 @@ def main(argv=None) -> dict:
     report(runs, "acc")
     path = plot_curves(runs, ["loss", "acc"], args.out / "stock_direction.png",
                        "Seed 002: Conv1D on the synthetic stock-direction generator")
-    return {"runs": runs, "test_acc": {r.label: r.test["acc"] for r in runs if r.framework == "tinynn"},
-            "plot": path}
+    return {"runs": runs, "test_acc": tinynn_test_scores(runs, "acc"), "plot": path}
 
 
 if __name__ == "__main__":

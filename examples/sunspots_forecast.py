@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterator
 
 import numpy as np
-from _helpers import STYLES, cli, parse, parser, pyplot, report, train
+from _helpers import STYLES, cli, parse, parser, pyplot, report, tinynn_test_scores, train
 from datasets import sunspots
 
 LOOKBACK, DELAY, BATCH = 24, 1, 16
@@ -111,7 +111,7 @@ def main(argv=None) -> dict:
     print(f"{'naive last value':<28} {'-':<9} {naive['test']:>20.4f}")
     path = plot_forecast(runs, naive["val"] / float(std), args.out / "sunspots_forecast.png")
     return {"runs": runs, "naive_test_mae": naive["test"],
-            "test_mae": {r.label: r.test["mae_sunspots"] for r in runs if r.framework == "tinynn"}, "plot": path}
+            "test_mae": tinynn_test_scores(runs, "mae_sunspots"), "plot": path}
 
 
 def plot_forecast(runs, naive_val_loss: float, path):

@@ -24,7 +24,7 @@ import sys
 import time
 
 import numpy as np
-from _helpers import cli, parse, parser, plot_curves, report, train
+from _helpers import cli, parse, parser, plot_curves, report, tinynn_test_scores, train
 from datasets import build_vocabulary, pad_sequences, rotten_tomatoes, texts_to_sequences
 
 MAX_WORDS, MAX_LEN, EMBED_DIM = 10_000, 40, 64
@@ -85,7 +85,7 @@ def main(argv=None) -> dict:
     print(f"total time {time.perf_counter() - start:.1f} s")
     path = plot_curves(runs, ["loss", "accuracy"], args.out / "text_sentiment.png",
                        "Rotten Tomatoes sentiment: Embedding + Conv1D / LSTM / Bidirectional(LSTM)")
-    return {"runs": runs, "test_accuracy": {r.label: r.test["accuracy"] for r in runs if r.framework == "tinynn"},
+    return {"runs": runs, "test_accuracy": tinynn_test_scores(runs, "accuracy"),
             "majority_baseline": majority, "plot": path}
 
 

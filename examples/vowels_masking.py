@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from _helpers import cli, parse, parser, plot_curves, report, train
+from _helpers import cli, parse, parser, plot_curves, report, tinynn_test_scores, train
 from datasets import japanese_vowels, pad_sequences
 
 MAX_LEN, CHANNELS, SPEAKERS = 29, 12, 9
@@ -62,8 +62,7 @@ def main(argv=None) -> dict:
     report(runs, "accuracy")
     path = plot_curves(runs, ["loss", "accuracy"], args.out / "vowels_masking.png",
                        "JapaneseVowels: Masking + LSTM / GRU on variable-length utterances")
-    return {"runs": runs, "test_accuracy": {r.label: r.test["accuracy"] for r in runs if r.framework == "tinynn"},
-            "plot": path}
+    return {"runs": runs, "test_accuracy": tinynn_test_scores(runs, "accuracy"), "plot": path}
 
 
 if __name__ == "__main__":
