@@ -35,10 +35,10 @@ demo: $(VENV)/.examples
 
 test: $(VENV)/.test
 	$(PY) -m ruff check tinynn parity tests examples benchmarks
-	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -p no:cacheprovider tests
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -p no:cacheprovider tests parity/cases
 
 test-thorough: $(VENV)/.test
-	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q tests
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q tests parity/cases
 
 parity: $(VENV)/.test
 	$(PY) -m parity

@@ -1,4 +1,4 @@
-"""``python -m parity``: run the parity suite (tests/parity, the same cases pytest runs) and print the table.
+"""``python -m parity``: run the parity suite (parity/cases, the same cases pytest runs) and print the table.
 
 Every comparison the tests make against Keras is recorded (:mod:`parity.recorder`) and aggregated per
 layer × test × dtype: which checks ran (fwd = outputs, dx = input gradient, dW = weight gradients,
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="only the tests that exercise this tinynn layer class, e.g. --layer LSTM (repeatable)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     p.add_argument("--seed", type=int, help="hypothesis seed (random exploration, reproducible with the same seed)")
-    p.add_argument("--tests", metavar="DIR", help="directory of parity tests (default: tests/parity of this checkout)")
+    p.add_argument("--tests", metavar="DIR", help="directory of parity tests (default: parity/cases, in this package)")
     p.add_argument("-k", dest="keyword", metavar="EXPR", help="pytest -k expression to select tests")
     p.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output (one line per test)")
     p.add_argument("--width", type=int, default=42, help="width of the options column (default 42)")

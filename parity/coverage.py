@@ -1,7 +1,7 @@
 """Which public tinynn layers the parity tests exercise, found without running them (and checked again by
 ``python -m parity`` on what actually ran).
 
-Static scan of ``tests/parity/*.py``: for every test function, the tinynn layer classes it constructs or
+Static scan of ``parity/cases/*.py``: for every test function, the tinynn layer classes it constructs or
 names (``layers.LSTM(...)``, ``LSTM``, the string ``"LSTM"``) — directly, in its decorators (parametrized
 lambdas) or through module-level helpers and constants it uses — and whether it reaches a parity entry
 point (``layer_parity`` / ``training_parity``). A layer counts as covered only by a test that does both.
@@ -21,9 +21,8 @@ TRAINING_ENTRY_POINTS = frozenset({"training_parity"})
 
 
 def tests_dir() -> pathlib.Path:
-    """``tests/parity`` of the source checkout this package lives in."""
-    root = pathlib.Path(__file__).resolve().parent.parent
-    return root / "tests" / "parity"
+    """``parity/cases``: the parity cases, shipped inside this package (pytest runs the same files)."""
+    return pathlib.Path(__file__).resolve().parent / "cases"
 
 
 def public_layers() -> list[str]:
@@ -116,7 +115,7 @@ def scan_source(source: str, file: str, layer_names: set[str]) -> list[TestInfo]
 
 
 def scan_tests(directory: pathlib.Path | None = None, layer_names: set[str] | None = None) -> list[TestInfo]:
-    """Every test function of every ``*.py`` file in ``directory`` (tests/parity by default)."""
+    """Every test function of every ``*.py`` file in ``directory`` (parity/cases by default)."""
     directory = directory or tests_dir()
     if layer_names is None:
         from tinynn import layers

@@ -18,14 +18,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-#: profiles of ``python -m parity``; ``ci`` and ``thorough`` come from tests/conftest.py
+#: examples per property of ``python -m parity --quick``
 QUICK_EXAMPLES = 5
 
 
 def register_profiles() -> None:
-    """``parity-quick``: few derandomized examples per property (every test, layer and check still runs), no
-    shrinking; ``parity-seeded``: the same, random under ``--hypothesis-seed``; ``parity-ci-seeded`` and
-    ``parity-thorough-seeded``: 12 and 250 random examples under ``--hypothesis-seed``."""
+    """Every hypothesis profile of the project, in one place (tests/conftest.py and parity/cases/conftest.py
+    load them): ``ci`` (what ``make test`` runs: 12 derandomized examples per property), ``thorough`` (250
+    random examples), ``dev`` (4); and those of the parity CLI: ``parity-quick``, few derandomized examples
+    per property (every test, layer and check still runs), no shrinking; ``parity-seeded``: the same, random
+    under ``--hypothesis-seed``; ``parity-ci-seeded`` and ``parity-thorough-seeded``: 12 and 250 random
+    examples under ``--hypothesis-seed``."""
     try:
         from hypothesis import HealthCheck, Phase, settings
     except ImportError:  # the harness works without hypothesis; only the CLI and the tests need it
@@ -35,6 +38,9 @@ def register_profiles() -> None:
     # quick runs stop at the first failing example instead of shrinking it (which can take minutes); the
     # falsifying example and its @reproduce_failure line are printed all the same
     quick = dict(max_examples=QUICK_EXAMPLES, phases=[Phase.explicit, Phase.reuse, Phase.generate], **common)
+    settings.register_profile("ci", max_examples=12, derandomize=True, **common)
+    settings.register_profile("thorough", max_examples=250, **common)
+    settings.register_profile("dev", max_examples=4, derandomize=True, **common)
     settings.register_profile("parity-quick", derandomize=True, **quick)
     settings.register_profile("parity-seeded", derandomize=False, **quick)
     settings.register_profile("parity-ci-seeded", max_examples=12, derandomize=False, **common)

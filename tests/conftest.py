@@ -1,19 +1,15 @@
-"""Shared test set-up: hypothesis profiles and float64 Keras for strict parity.
+"""Shared test set-up: the project's hypothesis profiles (defined in :func:`parity.recorder.register_profiles`).
 
 Profiles: ``ci`` (default, quick: what ``make test`` runs) and ``thorough`` (deep search):
-``HYPOTHESIS_PROFILE=thorough pytest``.
+``HYPOTHESIS_PROFILE=thorough pytest``. Importing :mod:`parity` also selects Keras's TensorFlow backend and
+float64-faithful TF kernels for the tests that compare against Keras.
 """
 
 import os
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+from hypothesis import settings
 
-from hypothesis import HealthCheck, settings  # noqa: E402
+from parity import recorder
 
-_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("ci", max_examples=12, derandomize=True, print_blob=True, **_common)
-settings.register_profile("thorough", max_examples=250, print_blob=True, **_common)
-settings.register_profile("dev", max_examples=4, derandomize=True, print_blob=True, **_common)
+recorder.register_profiles()
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

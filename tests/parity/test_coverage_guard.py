@@ -1,6 +1,6 @@
 """The coverage guard: every public tinynn layer has a parity case, and pytest collects every parity test.
 
-The scan is static (parity.coverage reads tests/parity's sources), so a layer counts as covered only if a
+The scan is static (parity.coverage reads parity/cases's sources), so a layer counts as covered only if a
 test function both constructs it (directly, in a decorator, or through module-level helpers/constants)
 and calls ``layer_parity``. ``python -m parity`` checks the same thing again on what actually ran.
 """

@@ -22,7 +22,7 @@ from parity import coverage, recorder
 pytestmark = pytest.mark.skipif(os.environ.get(recorder.CLI_ENV) == "1",
                                 reason="the CLI's own end-to-end test is not run by the CLI")
 
-ROOT = coverage.tests_dir().parent.parent
+ROOT = coverage.tests_dir().parent.parent  # the checkout: parity/cases -> parity -> root
 
 BROKEN = '''
 import keras
