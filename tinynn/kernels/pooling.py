@@ -18,7 +18,7 @@ Average ('same' divides by the number of real steps, as TF does)::
     y[b,t,c]   = Σ_{i ∈ W_t} x[b,i,c] / n_t
     dx[b,i,c]  = Σ_{t: i ∈ W_t} dy[b,t,c] / n_t
 
-Each numba kernel has a NumPy twin (``*_ref``) that loops over the Lo windows with array slices.
+The readable statement, and the NumPy twin of each numba kernel here: :mod:`tinynn.kernels.reference.pooling`.
 """
 
 from __future__ import annotations
@@ -26,16 +26,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = [
-    "avg_pool1d_backward",
-    "avg_pool1d_backward_ref",
-    "avg_pool1d_forward",
-    "avg_pool1d_forward_ref",
-    "max_pool1d_backward",
-    "max_pool1d_backward_ref",
-    "max_pool1d_forward",
-    "max_pool1d_forward_ref",
-]
+__all__ = ["avg_pool1d_backward", "avg_pool1d_forward", "max_pool1d_backward", "max_pool1d_forward"]
 
 
 def _check(L, P, S, pl, l_out):
@@ -45,8 +36,8 @@ def _check(L, P, S, pl, l_out):
 
 # --------------------------------------------------------------------------- numba
 # The max kernels work on 1-D row slices (``xb[i]`` is step i's C channels) with a branch-free select, which
-# LLVM vectorises over the channels (measured on (128, 236, 32) float32, pool 3: forward 1.5 -> 0.6 ms; the
-# backward, zeroing dx one sample at a time and checking the argmax in the same pass: 0.7 -> 0.47 ms).
+# LLVM vectorises over the channels; the backward zeroes dx one sample at a time and checks the argmax in the
+# same pass (measurements: benchmarks/RESULTS.md).
 @numba.njit(cache=True)
 def _max_fwd(x, P, S, pl, y, arg):  # pragma: no cover - compiled
     B, L, C = x.shape
@@ -155,46 +146,3 @@ def avg_pool1d_backward(dy: np.ndarray, length: int, pool_size: int, stride: int
     _check(length, pool_size, stride, pad_left, dy.shape[1])
     dx = np.zeros((dy.shape[0], int(length), dy.shape[2]), dtype=dy.dtype)
     return _avg_bwd(np.ascontiguousarray(dy), int(pool_size), int(stride), int(pad_left), dx)
-
-
-# --------------------------------------------------------------------------- NumPy references
-def _window(t, L, P, S, pl):
-    return max(t * S - pl, 0), min(t * S - pl + P, L)
-
-
-def max_pool1d_forward_ref(x, pool_size, stride, pad_left, l_out):
-    B, L, C = x.shape
-    y = np.empty((B, l_out, C), x.dtype)
-    arg = np.empty((B, l_out, C), np.int64)
-    for t in range(l_out):
-        lo, hi = _window(t, L, pool_size, stride, pad_left)
-        y[:, t] = x[:, lo:hi].max(axis=1)
-        arg[:, t] = lo + x[:, lo:hi].argmax(axis=1)  # argmax returns the first maximum
-    return y, arg
-
-
-def max_pool1d_backward_ref(dy, arg, length):
-    B, l_out, C = dy.shape
-    dx = np.zeros((B, length, C), dy.dtype)
-    b, c = np.meshgrid(np.arange(B), np.arange(C), indexing="ij")
-    for t in range(l_out):  # within one window the (b, c) pairs are distinct, so fancy += is safe
-        dx[b, arg[:, t], c] += dy[:, t]
-    return dx
-
-
-def avg_pool1d_forward_ref(x, pool_size, stride, pad_left, l_out):
-    B, L, C = x.shape
-    y = np.empty((B, l_out, C), x.dtype)
-    for t in range(l_out):
-        lo, hi = _window(t, L, pool_size, stride, pad_left)
-        y[:, t] = x[:, lo:hi].sum(axis=1) / (hi - lo)
-    return y
-
-
-def avg_pool1d_backward_ref(dy, length, pool_size, stride, pad_left):
-    B, l_out, C = dy.shape
-    dx = np.zeros((B, length, C), dy.dtype)
-    for t in range(l_out):
-        lo, hi = _window(t, length, pool_size, stride, pad_left)
-        dx[:, lo:hi] += dy[:, t : t + 1] / (hi - lo)
-    return dx

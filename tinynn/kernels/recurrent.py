@@ -4,7 +4,7 @@ Only the recurrence loops here: the input projection of all timesteps is one GEM
 (``xp_t = x̃_t W``; the bias is added in the loop), and the input side's gradients δW, δx are GEMMs over
 all steps done by the layer too. Each public function dispatches to the numba kernel when the activations are ones
 the kernels implement (``fastmath.activation_code``), else to the NumPy twin in
-:mod:`tinynn.kernels.recurrent_reference` — which is also the readable statement of the math, and the
+:mod:`tinynn.kernels.reference.recurrent` — which is also the readable statement of the math, and the
 reference ``tests/test_recurrent_kernels.py`` proves the kernels agree with.
 
 Conventions (time-major, one float dtype, C-contiguous)::
@@ -27,14 +27,14 @@ Masked steps, for every cell (``cell`` computes h', c' from step t's inputs)::
     h_t = m_t ? h'_t : h_{t-1}          c_t = m_t ? c'_t : c_{t-1}
     δz_t = m_t ? (cell backward) : 0   δh_{t-1} = m_t ? (cell backward) : δh_t     (δc likewise)
 
-The per-step products h̃ U_k and δz U_kᵀ are BLAS calls from numba (``fastmath.gemm``); the gate math is
+The per-step products h̃ U_k and δz U_kᵀ are BLAS calls from numba (``blas.gemm``); the gate math is
 loops over contiguous rows that LLVM vectorises (``fastmath``).
 
 Batch rows never interact inside a recurrence, so a large loop runs as one piece of rows b0:b1 per core
 (``parallel.row_pieces``): every kernel takes its row range and each piece runs the whole time loop for its
 rows on its own thread (the kernels release the GIL). Per-piece results are its own rows of the shared
-arrays, plus a partial δb that the entry point sums. On M3 (T=500, B=128, u=32) this took the LSTM loop
-from 42 to 20 ms forward and 66 to 45 ms backward on the 2-core machine.
+arrays, plus a partial δb that the entry point sums (on 2 cores it nearly halves M3's LSTM loop; measurements in
+``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -42,13 +42,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import recurrent_reference as ref
-from .fastmath import activate, activate_row, activation_code, derivative, derivative_row, gemm, matmul_tn
+from .blas import gemm, matmul_tn
+from .fastmath import activate, activate_row, activation_code, derivative, derivative_row
 from .parallel import row_pieces, run_parallel
+from .reference import recurrent as ref
 
 __all__ = [
-    "to_batch_major",
-    "to_time_major",
     "gru_backward",
     "gru_forward",
     "lstm_backward",
@@ -255,7 +254,7 @@ def _lstm_forward(xp, bias, U, Ug, rm, mask, act, rec_act, hs, cs, b0, b1):
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b1):
-    """BPTT through the LSTM cell (equations in ``recurrent_reference.lstm_backward``).
+    """BPTT through the LSTM cell (equations in ``reference.recurrent.lstm_backward``).
 
     gates[t] <- δz_t = [δz_i, δz_f, δz_g, δz_o];  dh, dc <- δh_0, δc_0;  db += Σ_t δz_t.
     Rows b0:b1 of gates, mask, cs, dseq; dh, dc, db, rm are that piece's own.
@@ -327,7 +326,7 @@ def _gru_update(x, h, hn, m, u):
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _gru_forward(xp, bias, U, Ug, b_rec, rm, mask, act, rec_act, reset_after, hs, aux, b0, b1):
-    """GRU step (equations in ``recurrent_reference.gru_forward``; xp_t + b_in). xp[t] <- [z, r, ĥ].
+    """GRU step (equations in ``reference.recurrent.gru_forward``; xp_t + b_in). xp[t] <- [z, r, ĥ].
 
     aux[t] <- reset_after: hz_h = h̃_h U_h + b_rh (needed for δr);  else r ⊙ h̃_h (the input of U_h).
     Rows b0:b1 only (``rm`` is that piece's own).
@@ -387,7 +386,7 @@ def _gru_forward(xp, bias, U, Ug, b_rec, rm, mask, act, rec_act, reset_after, hs
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, dh, db, dbh, dHZ, b0, b1):
-    """BPTT through the GRU cell (equations in ``recurrent_reference.gru_backward``).
+    """BPTT through the GRU cell (equations in ``reference.recurrent.gru_backward``).
 
     gates[t] <- δ of the input pre-activations [δa_z, δa_r, δa_h];  dh <- δh_0;  db += Σ_t δa_t;
     reset_after: dHZ[t] <- δhz = [δa_z, δa_r, δa_h ⊙ r] (δ of h̃ U + b_rh, the rows δU and δb_rh sum);
@@ -483,61 +482,6 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
         _copy_rows(dh, dhp)
 
 
-# --------------------------------------------------------------------------- layout
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def _to_time_major(x, reverse, mask, out):
-    """out[t, b] = x[b, t'] (· mask[t, b]), t' = T-1-t if reverse else t."""
-    B, T, F = x.shape
-    use_mask = mask.shape[0] > 0
-    for b in range(B):
-        for t in range(T):
-            dst, src = out[t, b], x[b, T - 1 - t if reverse else t]
-            if use_mask and not mask[t, b]:
-                for f in range(F):
-                    dst[f] = 0
-            else:
-                for f in range(F):
-                    dst[f] = src[f]
-
-
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def _to_batch_major(y, reverse, mask, out):
-    """out[b, t'] = y[t, b] (· mask[t, b]), t' = T-1-t if reverse else t."""
-    T, B, F = y.shape
-    use_mask = mask.shape[0] > 0
-    for b in range(B):
-        for t in range(T):
-            dst, src = out[b, T - 1 - t if reverse else t], y[t, b]
-            if use_mask and not mask[t, b]:
-                for f in range(F):
-                    dst[f] = 0
-            else:
-                for f in range(F):
-                    dst[f] = src[f]
-
-
-_NO_MASK = np.zeros((0, 0), np.bool_)
-
-
-def to_time_major(x: np.ndarray, reverse: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
-    """(B, T, F) -> (T, B, F), optionally reversing time and zeroing rows where ``mask`` (T, B) is False.
-
-    A row-copy loop: 5x faster than ``np.ascontiguousarray(x.transpose(1, 0, 2))`` (0.7 vs 3.8 ms on 8 MB).
-    """
-    x = np.ascontiguousarray(x)
-    out = np.empty((x.shape[1], x.shape[0], x.shape[2]), x.dtype)
-    _to_time_major(x, bool(reverse), _NO_MASK if mask is None else np.ascontiguousarray(mask, np.bool_), out)
-    return out
-
-
-def to_batch_major(y: np.ndarray, reverse: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
-    """(T, B, F) -> (B, T, F): the inverse of :func:`to_time_major` (``mask`` indexed (T, B) like ``y``)."""
-    y = np.ascontiguousarray(y)
-    out = np.empty((y.shape[1], y.shape[0], y.shape[2]), y.dtype)
-    _to_batch_major(y, bool(reverse), _NO_MASK if mask is None else np.ascontiguousarray(mask, np.bool_), out)
-    return out
-
-
 # --------------------------------------------------------------------------- public entry points
 def _gate_blocks(U: np.ndarray, G: int) -> np.ndarray:
     """(u, G·u) -> (G, u, u) contiguous gate blocks U_k."""
@@ -578,7 +522,7 @@ def _dseq(dseq, B, u, dtype):
 def _weighted_sum(hs: np.ndarray, delta: np.ndarray, rm, G: int, gates=None) -> np.ndarray:
     """``Σ_t h̃_kᵀ δ_k`` for each gate block k (one GEMM over all T·B rows when there is no dropout).
 
-    All T·B-row GEMMs here and in the layers go through ``fastmath.matmul*`` (single-threaded BLAS calls).
+    All T·B-row GEMMs here and in the layers go through ``blas.matmul*`` (single-threaded BLAS calls).
     """
     T, B, u = hs.shape
     H = hs.reshape(T * B, u)

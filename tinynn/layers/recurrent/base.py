@@ -33,8 +33,8 @@ import numpy as np
 
 from ... import activations
 from ... import initializers as _init
-from ...kernels.fastmath import matmul, matmul_nt, matmul_tn
-from ...kernels.recurrent import to_batch_major, to_time_major
+from ...kernels.blas import matmul, matmul_nt, matmul_tn
+from ...kernels.layout import to_batch_major, to_time_major
 from ...utils import make_rng
 from ..base import InputSpec, Layer, format_shape
 
