@@ -59,7 +59,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- shared step helpers
 # Every loop below runs from 0 over 1-D slices of rows (``zi = z[b, :u]``): with 2-D indexing or offsets
-# like ``z[b, u + j]`` numba's negative-index wraparound stays in the loop and LLVM vectorised it 2-4x worse.
+# like ``z[b, u + j]`` numba's negative-index wraparound stays in the loop and LLVM vectorises it much worse.
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _recurrent_product(h, U, Ug, rm, tmp, out, j0):
     """``out[:, j0:j0+G'u] = [h̃_k U_k]_k``: one GEMM without dropout, else one per gate block of ``Ug``."""
