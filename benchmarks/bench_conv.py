@@ -45,7 +45,7 @@ def data(seed=0):
 
 
 # --------------------------------------------------------------------------- tinynn
-def tinynn_model(stack: bool):
+def tinynn_model(stack: bool, steps: int = T):
     import tinynn as tn
     from tinynn import layers, optimizers
 
@@ -57,9 +57,9 @@ def tinynn_model(stack: bool):
         layers.Dense(1, activation="sigmoid"),
     ]
     if stack:
-        model = tn.Sequential([layers.Input(shape=(T, EMB)), *body])
+        model = tn.Sequential([layers.Input(shape=(steps, EMB)), *body])
     else:
-        model = tn.Sequential([layers.Input(shape=(T,)), layers.Embedding(VOCAB, EMB), *body])
+        model = tn.Sequential([layers.Input(shape=(steps,)), layers.Embedding(VOCAB, EMB), *body])
     model.compile(optimizer=optimizers.RMSprop(), loss="binary_crossentropy")
     return model
 
