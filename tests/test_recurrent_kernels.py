@@ -267,3 +267,23 @@ def test_large_layer_loops_split_their_batch_over_threads(layer_name, monkeypatc
         results[threads] = [y, dx, *layer.gradients]
     for one, two in zip(results["1"], results["2"]):
         assert rel_err(two, one) <= 1e-13
+
+
+@given(B=st.integers(1, 4), T=st.integers(1, 6), F=st.integers(1, 3), reverse=st.booleans(), masked=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_layout_copies_match_their_numpy_twins(B, T, F, reverse, masked, seed):
+    """kernels.layout's numba copies equal reference.layout's (exactly: they only move numbers)."""
+    from tinynn.kernels import layout
+    from tinynn.kernels.reference import layout as reference_layout
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(B, T, F))
+    mask = rng.random((T, B)) > 0.4 if masked else None
+    xt = layout.to_time_major(x, reverse, mask)
+    np.testing.assert_array_equal(xt, reference_layout.to_time_major(x, reverse, mask))
+    np.testing.assert_array_equal(layout.to_batch_major(xt, reverse, mask),
+                                  reference_layout.to_batch_major(xt, reverse, mask))
+    if mask is None:
+        np.testing.assert_array_equal(layout.to_batch_major(xt, reverse), x)  # the inverse
+    with pytest.raises(ValueError, match="does not fit"):
+        layout.to_time_major(x, reverse, np.ones((B, T + 1), bool))  # a wrong mask never reaches numba

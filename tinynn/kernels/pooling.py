@@ -39,11 +39,11 @@ def _check(L, P, S, pl, l_out):
 # LLVM vectorises over the channels; the backward zeroes dx one sample at a time and checks the argmax in the
 # same pass (measurements: benchmarks/RESULTS.md).
 @numba.njit(cache=True)
-def _max_fwd(x, P, S, pl, y, arg):  # pragma: no cover - compiled
+def _max_fwd(x, P, S, pl, y, a):  # pragma: no cover - compiled
     B, L, C = x.shape
     l_out = y.shape[1]
     for b in range(B):
-        xb, yb, ab = x[b], y[b], arg[b]
+        xb, yb, ab = x[b], y[b], a[b]
         for t in range(l_out):
             lo = max(t * S - pl, 0)
             hi = min(t * S - pl + P, L)
@@ -58,17 +58,17 @@ def _max_fwd(x, P, S, pl, y, arg):  # pragma: no cover - compiled
                     better = v > yt[c]  # strict: the first maximum wins
                     yt[c] = v if better else yt[c]
                     at[c] = i if better else at[c]
-    return y, arg
+    return y, a
 
 
 @numba.njit(cache=True)
-def _max_bwd(dy, arg, dx):  # pragma: no cover - compiled
+def _max_bwd(dy, a, dx):  # pragma: no cover - compiled
     """dx (allocated empty) <- the scatter-add; zeroed one sample at a time, so it is still in cache for the
     scatter. Returns False (dx then unspecified) if an argmax step lies outside [0, L)."""
     B, l_out, C = dy.shape
     L = dx.shape[1]
     for b in range(B):
-        dyb, ab, dxb = dy[b], arg[b], dx[b]
+        dyb, ab, dxb = dy[b], a[b], dx[b]
         for i in range(L):
             dxi = dxb[i]
             for c in range(C):
@@ -120,16 +120,16 @@ def max_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int
     """(y (B, Lo, C), a (B, Lo, C) int64 argmax steps) for x (B, L, C)."""
     _check(x.shape[1], pool_size, stride, pad_left, l_out)
     B, _, C = x.shape
-    y, arg = np.empty((B, l_out, C), dtype=x.dtype), np.empty((B, l_out, C), dtype=np.int64)
-    return _max_fwd(np.ascontiguousarray(x), int(pool_size), int(stride), int(pad_left), y, arg)
+    y, a = np.empty((B, l_out, C), dtype=x.dtype), np.empty((B, l_out, C), dtype=np.int64)
+    return _max_fwd(np.ascontiguousarray(x), int(pool_size), int(stride), int(pad_left), y, a)
 
 
-def max_pool1d_backward(dy: np.ndarray, arg: np.ndarray, length: int) -> np.ndarray:
+def max_pool1d_backward(dy: np.ndarray, a: np.ndarray, length: int) -> np.ndarray:
     """dx (B, L, C): each dy[b,t,c] added at step a[b,t,c]."""
-    if dy.shape != arg.shape or dy.ndim != 3:
-        raise ValueError(f"max_pool1d_backward: dy {dy.shape} and argmax {arg.shape} do not fit L={length}")
+    if dy.shape != a.shape or dy.ndim != 3:
+        raise ValueError(f"max_pool1d_backward: dy {dy.shape} and argmax {a.shape} do not fit L={length}")
     dx = np.empty((dy.shape[0], int(length), dy.shape[2]), dtype=dy.dtype)
-    if not _max_bwd(np.ascontiguousarray(dy), np.ascontiguousarray(arg, dtype=np.int64), dx):
+    if not _max_bwd(np.ascontiguousarray(dy), np.ascontiguousarray(a, dtype=np.int64), dx):
         raise ValueError(f"max_pool1d_backward: argmax steps outside [0, {length}) for dy {dy.shape}")
     return dx
 

@@ -72,7 +72,7 @@ class Embedding(Layer):
         if x.dtype.kind not in "biuf":
             raise ValueError(f"{who} expects integer ids, got dtype {x.dtype}")
         if x.ndim == 0:
-            raise ValueError(f"{who} expects ids with a batch axis, got a scalar")
+            raise ValueError(f"{who} expects ids with a batch axis, got a scalar (shape ())")
         if x.dtype.kind == "f":
             if not np.all(np.isfinite(x)):
                 raise ValueError(f"{who} got non-finite ids (NaN or inf)")
