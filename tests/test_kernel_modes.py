@@ -151,3 +151,31 @@ def test_kernel_mode_switch():
     with pytest.raises(ValueError), config.kernels("slow"):
         pass
     assert config.kernel_mode() == "fast"
+
+
+@pytest.mark.parametrize("make", [
+    lambda: layers.SimpleRNN(3, return_sequences=True), lambda: layers.LSTM(3, return_state=True),
+    lambda: layers.GRU(3, reset_after=False), lambda: layers.Bidirectional(layers.LSTM(2)),
+    lambda: layers.Conv1D(3, 2, activation="relu"), lambda: layers.MaxPooling1D(2), lambda: layers.Embedding(9, 3),
+], ids=["SimpleRNN", "LSTM", "GRU", "Bidirectional", "Conv1D", "MaxPooling1D", "Embedding"])
+def test_reference_mode_allows_repeated_backward(make):
+    """The reference kernels keep the forward's cache: backward twice gives the same dx and gradients. The fast
+    recurrent kernels consume it (in place), and say so."""
+    rng = np.random.default_rng(0)
+    layer = make()
+    x = rng.integers(0, 9, size=(2, 6)) if isinstance(layer, layers.Embedding) else rng.normal(size=(2, 6, 4))
+    with config.kernels("reference"):
+        y = layer(x, training=True)
+        dy = [rng.normal(size=o.shape) for o in y] if isinstance(y, list) else rng.normal(size=y.shape)
+        runs = [(layer.backward(dy), [np.asarray(g).copy() for g in layer.gradients]) for _ in range(3)]
+    for dx, grads in runs[1:]:
+        assert (dx is None) == (runs[0][0] is None)
+        if dx is not None:
+            np.testing.assert_array_equal(dx, runs[0][0])
+        for g, g0 in zip(grads, runs[0][1]):
+            np.testing.assert_array_equal(g, g0)
+    layer(x, training=True)  # fast mode
+    layer.backward(dy)
+    if isinstance(layer, (layers.SimpleRNN, layers.LSTM, layers.GRU, layers.Bidirectional)):
+        with pytest.raises(ValueError, match="already called after the last forward"):
+            layer.backward(dy)

@@ -132,13 +132,16 @@ class _ForwardRecord:
         if self.multi:
             self.outputs = [None if o is None else (np.shape(o), np.asarray(o).dtype) for o in out]
         else:
+            out = np.asarray(out)
             self.outputs = (out.shape, out.dtype)
-        self.inputs = [np.shape(a) for a in x] if isinstance(x, (list, tuple)) else x.shape
+        self.inputs = [np.shape(a) for a in x] if isinstance(x, (list, tuple)) else np.shape(x)
         self.consumed = False
 
     def upstream(self, layer: Layer, dy):
         """dy as the layer's backward expects it: an array of the output's shape and dtype (None: zeros), or a
         list with one such array (or None) per output. Raises a ValueError naming the layer otherwise."""
+        if not self.multi and type(dy) is np.ndarray and dy.shape == self.outputs[0] and dy.dtype == self.outputs[1]:
+            return dy  # the common case, checked in three comparisons
         if not self.multi:
             if isinstance(dy, (list, tuple)):
                 if len(dy) != 1:
@@ -183,6 +186,8 @@ class _ForwardRecord:
 
     def check_dx(self, layer: Layer, dx) -> None:
         """The dx a backward returned has the shape of the forward input (a guard on the layer's own code)."""
+        if type(dx) is np.ndarray and dx.shape == self.inputs:
+            return
         if isinstance(dx, tuple) and not isinstance(self.inputs, list):
             dx = dx[0]  # recurrent layers with initial_state return (dx, [d_states])
         if dx is None:
@@ -218,7 +223,7 @@ def _checked_forward(fn):
         self._forward_record = None
         self._in_forward = True
         try:
-            out = fn(self, x, training=training, mask=mask, **kwargs)
+            out = fn(self, x, training, mask, **kwargs)
         finally:
             self._in_forward = False
         self._forward_record = _ForwardRecord(out, x)
@@ -322,7 +327,7 @@ class Layer:
             raise ValueError(f"Unrecognized keyword arguments passed to {cls}: {kwargs}")
         self.name = name or unique_name(to_snake_case(cls))
         self.trainable = bool(trainable)
-        self.dtype = _config.standardize_dtype(dtype, who=f"{cls} {self.name!r}")
+        self.dtype = _config.standardize_dtype(dtype, who=self.who)
         if input_dim is not None:
             input_shape = (int(input_dim),)
         if batch_input_shape is not None:

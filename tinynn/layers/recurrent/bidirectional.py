@@ -29,6 +29,7 @@ import numpy as np
 
 from ... import config
 from ...kernels.parallel import run_parallel
+from ..arguments import one_of
 from ..base import Layer, batchless_shape, input_gradient_needed
 from .base import RecurrentLayer
 
@@ -61,13 +62,12 @@ class Bidirectional(Layer):
             raise ValueError(
                 f"Bidirectional: backward_layer must be a tinynn recurrent layer, got {type(backward_layer).__name__}"
             )
-        if merge_mode not in MERGE_MODES:
-            raise ValueError(f"Bidirectional: merge_mode must be one of {MERGE_MODES}, got {merge_mode!r}")
         kwargs.setdefault("dtype", layer.dtype)
         if "input_shape" not in kwargs and "batch_input_shape" not in kwargs and layer._input_shape_arg is not None:
             kwargs["input_shape"] = layer._input_shape_arg
             kwargs.setdefault("batch_size", layer.batch_size)
         super().__init__(**kwargs)
+        merge_mode = one_of(merge_mode, MERGE_MODES, "merge_mode", self.who, lower=False)
         self.forward_layer = _clone(layer, name=f"forward_{_strip(layer.name, 'forward_')}")
         self._custom_backward = backward_layer is not None
         if backward_layer is None:
@@ -77,13 +77,13 @@ class Bidirectional(Layer):
         fwd, bwd = self.forward_layer, self.backward_layer
         if fwd.go_backwards == bwd.go_backwards:
             raise ValueError(
-                "Bidirectional: the forward and backward layers must have different go_backwards, got "
+                f"{self.who}: the forward and backward layers must have different go_backwards, got "
                 f"{fwd.go_backwards} for both"
             )
         for attr in ("stateful", "return_sequences", "return_state"):
             if getattr(fwd, attr) != getattr(bwd, attr):
                 raise ValueError(
-                    f"Bidirectional: forward and backward layers must agree on {attr}, got "
+                    f"{self.who}: forward and backward layers must agree on {attr}, got "
                     f"{getattr(fwd, attr)} and {getattr(bwd, attr)}"
                 )
         for inner in (fwd, bwd):
