@@ -287,6 +287,9 @@ class Layer:
     """Base class: weights, lazy building, input checks, the forward/backward contract."""
 
     supports_masking = False  # True: the layer passes its input mask on unchanged
+    #: True for layers whose forward takes a list of arrays (merge layers): prepare_input converts each one,
+    #: check_input checks each one, backward returns a list of dx.
+    takes_list_input = False
     #: False while a model backpropagates into its first layer, whose input (the data) needs no gradient:
     #: layers that can skip computing dx (Dense, the convolutions, the recurrent layers) then return None.
     input_gradient_needed = True
@@ -415,9 +418,12 @@ class Layer:
         """The mask of the output given the input's mask (None: no mask)."""
         return mask if self.supports_masking else None
 
-    def ensure_built(self, input_shape: Shape) -> None:
+    def ensure_built(self, input_shape: Shape | list[Shape]) -> None:
+        """Build once, for inputs of ``input_shape`` (a list of shapes for a layer that takes a list of inputs)."""
         if not self.built:
-            input_shape = tuple(None if s is None else int(s) for s in input_shape)
+            one = lambda shape: tuple(None if s is None else int(s) for s in shape)  # noqa: E731
+            several = isinstance(input_shape, list) and all(isinstance(s, (tuple, list)) for s in input_shape)
+            input_shape = [one(s) for s in input_shape] if several and input_shape else one(input_shape)
             self.input_shape = input_shape
             self.build(input_shape)
             self.built = True
@@ -436,36 +442,56 @@ class Layer:
         self.check_input(x)
         return self.forward(x, training=training, mask=mask)
 
-    def prepare_input(self, x) -> np.ndarray:
-        """Convert to an array of the layer's float dtype (a copy only when a cast is needed)."""
+    def prepare_input(self, x) -> np.ndarray | list[np.ndarray]:
+        """Convert to an array of the layer's float dtype (a copy only when a cast is needed); a layer with
+        ``takes_list_input`` gets a list of such arrays."""
+        if isinstance(x, (list, tuple)) and self.takes_list_input:
+            if len(x) == 0:
+                raise ValueError(f"{self.who} expects a non-empty list of arrays, got an empty {type(x).__name__}")
+            return [self._prepare_array(a, f"input {k}") for k, a in enumerate(x)]
         if isinstance(x, (list, tuple)):
             raise ValueError(f"{self.who} expects one array, got a {type(x).__name__}")
+        if self.takes_list_input:
+            raise ValueError(f"{self.who} expects a list of arrays, got {_describe(x)}")
+        return self._prepare_array(x, "input")
+
+    def _prepare_array(self, x, what: str) -> np.ndarray:
         try:
             x = np.asarray(x)
         except (ValueError, TypeError) as err:
-            raise ValueError(f"{self.who} expects one numeric array, got {type(x).__name__} ({err})") from err
+            raise ValueError(f"{self.who} expects one numeric array as {what}, got {type(x).__name__} ({err})") from err
         if x.dtype.kind not in "fiub":
-            raise ValueError(f"{self.who} expects numeric input, got dtype {x.dtype}")
+            raise ValueError(f"{self.who} expects numeric {what}, got dtype {x.dtype}")
         return x.astype(self.dtype, copy=False)
 
-    def check_input(self, x: np.ndarray) -> None:
-        """Raise a ValueError naming the layer if ``x`` does not match the built input spec."""
-        spec = self.input_spec
+    def check_input(self, x) -> None:
+        """Raise a ValueError naming the layer if ``x`` does not match the built input spec (a list of inputs:
+        each against its own spec when ``input_spec`` is a list, else against the one spec)."""
+        if isinstance(x, (list, tuple)):
+            specs = self.input_spec if isinstance(self.input_spec, (list, tuple)) else [self.input_spec] * len(x)
+            if len(specs) != len(x):
+                raise ValueError(f"{self.who} expects {len(specs)} inputs, got {len(x)}")
+            for k, (a, spec) in enumerate(zip(x, specs)):
+                self._check_array(a, spec, f"input {k}")
+            return
+        self._check_array(x, self.input_spec, "input")
+
+    def _check_array(self, x: np.ndarray, spec: InputSpec | None, what: str) -> None:
         who = self.who
         if x.ndim >= 1 and x.shape[0] == 0:
-            raise ValueError(f"{who} received an empty batch (input shape {x.shape})")
+            raise ValueError(f"{who} received an empty batch ({what} shape {x.shape})")
         if spec is None:
             return
         if spec.ndim is not None and x.ndim != spec.ndim:
-            raise ValueError(f"{who} expects input of rank {spec.ndim}, got rank {x.ndim} with shape {x.shape}")
+            raise ValueError(f"{who} expects {what} of rank {spec.ndim}, got rank {x.ndim} with shape {x.shape}")
         if spec.min_ndim is not None and x.ndim < spec.min_ndim:
-            raise ValueError(f"{who} expects input of rank >= {spec.min_ndim}, got shape {x.shape}")
+            raise ValueError(f"{who} expects {what} of rank >= {spec.min_ndim}, got shape {x.shape}")
         for axis, size in spec.axes.items():
             if size is not None and x.shape[axis] != size:
                 expected = list(x.shape)
                 expected[axis] = size
                 raise ValueError(
-                    f"{who} expects input with axis {axis} of size {size} (e.g. shape {tuple(expected)}), "
+                    f"{who} expects {what} with axis {axis} of size {size} (e.g. shape {tuple(expected)}), "
                     f"got shape {x.shape}"
                 )
 
