@@ -107,6 +107,8 @@ class LayerCallError(ValueError, RuntimeError):
 
 def batchless_shape(x) -> Shape | list:
     """``(None, *x.shape[1:])`` for an array, a list of those for a list of arrays (what ``build`` takes)."""
+    if type(x) is np.ndarray:
+        return (None, *x.shape[1:])
     if isinstance(x, (list, tuple)):
         return [batchless_shape(a) for a in x]
     return (None, *np.shape(x)[1:])
@@ -128,6 +130,10 @@ class _ForwardRecord:
     __slots__ = ("outputs", "multi", "inputs", "consumed")
 
     def __init__(self, out, x):
+        self.consumed = False
+        if type(out) is np.ndarray and type(x) is np.ndarray:  # the common case
+            self.multi, self.outputs, self.inputs = False, (out.shape, out.dtype), x.shape
+            return
         self.multi = isinstance(out, (list, tuple))
         if self.multi:
             self.outputs = [None if o is None else (np.shape(o), np.asarray(o).dtype) for o in out]
@@ -135,7 +141,6 @@ class _ForwardRecord:
             out = np.asarray(out)
             self.outputs = (out.shape, out.dtype)
         self.inputs = [np.shape(a) for a in x] if isinstance(x, (list, tuple)) else np.shape(x)
-        self.consumed = False
 
     def upstream(self, layer: Layer, dy):
         """dy as the layer's backward expects it: an array of the output's shape and dtype (None: zeros), or a
