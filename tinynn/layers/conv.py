@@ -46,6 +46,7 @@ class DataFormatLayer(Layer):
     """
 
     data_format = "channels_last"
+    _who = Layer.who  # the former name of the error prefix, for subclasses written against it
 
     @property
     def _time_axis(self) -> int:
