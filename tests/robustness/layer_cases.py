@@ -10,7 +10,9 @@ outcome, detail)``; outcomes:
 * ``silent``: no error where one was due, or a wrong answer;
 * ``crash`` (set by the runner): the worker process died.
 
-A class added to ``tinynn.layers.registry()`` needs an entry in SETUPS (a test fails until it has one).
+A class added to ``tinynn.layers.registry()`` needs an entry in SETUPS (a test fails until it has one). A layer
+that takes a list of inputs gets a ``Setup`` whose ``x`` returns a list: the cases then break its first input
+(and pass a list of masks).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from tinynn import config
 from tinynn import layers as L
+from tinynn.layers.base import batchless_shape
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +151,21 @@ def _bad_array(like: np.ndarray, kind: str) -> np.ndarray:
     return like != 0  # bool
 
 
+def _first(x):
+    """The input the cases break: x itself, or the first of a list of inputs."""
+    return x[0] if isinstance(x, list) else x
+
+
+def _with_first(x, new):
+    """x with its (first) input replaced by ``new``."""
+    return [new, *x[1:]] if isinstance(x, list) else new
+
+
+def _mask_for(x, m):
+    """A mask argument for x: m itself, or [m, None, ...] for a list of inputs."""
+    return [m] + [None] * (len(x) - 1) if isinstance(x, list) else m
+
+
 def _outputs(y) -> list:
     return list(y) if isinstance(y, (list, tuple)) else [y]
 
@@ -195,9 +213,10 @@ def _built(setup, x):
 
 
 def _ranked_bad_x(layer, x):
-    """x with one axis too many (a layer of fixed rank) or one too few (a layer with a minimum rank); None if any
-    rank is legal for the layer."""
-    spec = layer.input_spec
+    """The (first) input with one axis too many (a layer of fixed rank) or one too few (a layer with a minimum
+    rank); None if any rank is legal for the layer."""
+    spec = layer.input_spec[0] if isinstance(layer.input_spec, (list, tuple)) else layer.input_spec
+    x = _first(x)
     if spec is not None and spec.ndim is not None:
         return x[..., None] if x.ndim == spec.ndim else x[:, 0]
     if spec is not None and spec.min_ndim is not None:
@@ -212,43 +231,48 @@ def case_x_rank(setup, x, rng, plan):
     if bad is None:
         return []  # any rank is legal for this layer
     fresh = setup.make()
-    return [_expect_error("x_rank", layer, lambda: layer(bad), [_given_shape(bad.shape)]),
-            _expect_error("x_rank", fresh, lambda: fresh(bad), [_given_shape(bad.shape)])]
+    given = _with_first(x, bad)
+    return [_expect_error("x_rank", layer, lambda: layer(given), [_given_shape(bad.shape)]),
+            _expect_error("x_rank", fresh, lambda: fresh(given), [_given_shape(bad.shape)])]
 
 
 def case_x_size(setup, x, rng, plan):
     layer, _ = _built(setup, x)
-    fixed = [a for a, s in (layer.input_spec.axes.items() if layer.input_spec else []) if s is not None and a != 0]
+    spec = layer.input_spec[0] if isinstance(layer.input_spec, (list, tuple)) else layer.input_spec
+    fixed = [a for a, s in (spec.axes.items() if spec else []) if s is not None and a != 0]
     if not fixed:
         return []
     axis = fixed[plan["pick"] % len(fixed)]
-    shape = list(x.shape)
+    shape = list(_first(x).shape)
     shape[axis] = shape[axis] + plan["delta"] if shape[axis] + plan["delta"] > 0 else shape[axis] + 1
-    bad = np.resize(x, shape)
-    return [_expect_error("x_size", layer, lambda: layer(bad), [_shape_str(bad.shape)])]
+    bad = np.resize(_first(x), shape)
+    return [_expect_error("x_size", layer, lambda: layer(_with_first(x, bad)), [_shape_str(bad.shape)])]
 
 
 def case_x_dtype(setup, x, rng, plan):
     layer, _ = _built(setup, x)
     out = []
     for kind in BAD_DTYPES[:3]:
-        bad = _bad_array(x, kind)
-        out.append(_expect_error("x_dtype", layer, lambda bad=bad: layer(bad), [str(bad.dtype)]))
+        bad = _bad_array(_first(x), kind)
+        out.append(_expect_error("x_dtype", layer, lambda bad=bad: layer(_with_first(x, bad)), [str(bad.dtype)]))
     return out
 
 
 def case_x_empty_batch(setup, x, rng, plan):
     layer, _ = _built(setup, x)
-    return [_expect_error("x_empty_batch", layer, lambda: layer(x[:0]), [_shape_str(x[:0].shape)])]
+    empty = [a[:0] for a in x] if isinstance(x, list) else x[:0]
+    return [_expect_error("x_empty_batch", layer, lambda: layer(empty), [_shape_str(_first(empty).shape)])]
 
 
 def case_x_int_or_bool(setup, x, rng, plan):
     """Integer or boolean input of the right shape is cast: the answer equals the one for the cast input."""
     layer, _ = _built(setup, x)
     out = []
-    for bad in (np.round(x).astype(np.int32), x > 0):
-        cast = bad.astype(np.int64 if x.dtype.kind in "iu" else layer.dtype)
-        out.append(_expect_same("x_int_or_bool", lambda bad=bad: layer(bad), lambda cast=cast: layer(cast)))
+    first = _first(x)
+    for bad in (np.round(first).astype(np.int32), first > 0):
+        cast = _with_first(x, bad.astype(np.int64 if first.dtype.kind in "iu" else layer.dtype))
+        out.append(_expect_same("x_int_or_bool", lambda bad=bad: layer(_with_first(x, bad)),
+                                lambda cast=cast: layer(cast)))
     return out
 
 
@@ -273,15 +297,17 @@ def case_direct_forward_bad(setup, x, rng, plan):
     out = []
     bad = _ranked_bad_x(layer, x)
     if bad is not None:
-        out.append(_expect_error("direct_forward_bad", layer, lambda: layer.forward(bad), [_given_shape(bad.shape)]))
+        out.append(_expect_error("direct_forward_bad", layer, lambda: layer.forward(_with_first(x, bad)),
+                                 [_given_shape(bad.shape)]))
     for kind in BAD_DTYPES[:3]:
-        b = _bad_array(x, kind)
-        out.append(_expect_error("direct_forward_bad", layer, lambda b=b: layer.forward(b), [str(b.dtype)]))
+        b = _bad_array(_first(x), kind)
+        out.append(_expect_error("direct_forward_bad", layer, lambda b=b: layer.forward(_with_first(x, b)),
+                                 [str(b.dtype)]))
     return out
 
 
 def _bad_masks(setup, x, plan):
-    good = tuple(setup.mask_shape(x))
+    good = tuple(setup.mask_shape(_first(x)))
     B, T = good[0], good[-1]
     masks = [np.ones(good[::-1], bool),  # transposed (T, B): the layout that crashed the recurrent kernels
              np.ones((*good[:-1], max(1, T + plan["delta"])), bool), np.ones((B,), bool), np.ones((*good, 1), bool)]
@@ -292,24 +318,26 @@ def case_mask_shape(setup, x, rng, plan):
     layer, y = _built(setup, x)
     out = []
     for m in _bad_masks(setup, x, plan):
+        mask, shown = _mask_for(x, m), [_shape_str(m.shape)]
         if setup.masks == "checked":
-            out.append(_expect_error("mask_shape", layer, lambda m=m: layer(x, mask=m), [_shape_str(m.shape)]))
-            out.append(_expect_error("mask_shape", layer, lambda m=m: layer.forward(x, mask=m), [_shape_str(m.shape)]))
+            out.append(_expect_error("mask_shape", layer, lambda mask=mask: layer(x, mask=mask), shown))
+            out.append(_expect_error("mask_shape", layer, lambda mask=mask: layer.forward(x, mask=mask), shown))
         else:
-            out.append(_expect_same("mask_shape", lambda m=m: layer(x, mask=m), lambda: layer(x)))
+            out.append(_expect_same("mask_shape", lambda mask=mask: layer(x, mask=mask), lambda: layer(x)))
     return out
 
 
 def case_mask_dtype(setup, x, rng, plan):
     layer, _ = _built(setup, x)
-    good = np.ones(setup.mask_shape(x), bool)
+    good = np.ones(setup.mask_shape(_first(x)), bool)
     out = []
     for kind in BAD_DTYPES[:3]:
         m = _bad_array(good, kind)
+        mask = _mask_for(x, m)
         if setup.masks == "checked":
-            out.append(_expect_error("mask_dtype", layer, lambda m=m: layer(x, mask=m), [str(m.dtype)]))
+            out.append(_expect_error("mask_dtype", layer, lambda mask=mask: layer(x, mask=mask), [str(m.dtype)]))
         else:
-            out.append(_expect_same("mask_dtype", lambda m=m: layer(x, mask=m), lambda: layer(x)))
+            out.append(_expect_same("mask_dtype", lambda mask=mask: layer(x, mask=mask), lambda: layer(x)))
     return out
 
 
@@ -326,7 +354,7 @@ def case_backward_before_forward(setup, x, rng, plan):
     dy = _pack(y, _dys(y, rng))
     fresh = setup.make()
     built = setup.make()
-    built.ensure_built((None, *x.shape[1:]))
+    built.ensure_built(batchless_shape(x))
     return [_expect_error("backward_before_forward", fresh, lambda: fresh.backward(dy)),
             _expect_error("backward_before_forward", built, lambda: built.backward(dy))]
 
