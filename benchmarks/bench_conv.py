@@ -10,7 +10,7 @@ median and the minimum of ``repeats`` runs after warm-up, train and predict time
 the same load (with ``--rounds N`` the two frameworks' workers alternate N times and each keeps its best
 round: on a shared 2-core machine other processes distort every number); the first call (tinynn: numba
 compile with an empty cache, and loading from a warm cache; Keras: tf.function tracing); peak RSS. For
-tinynn also the GEMM share of the step (every convolution FLOP goes through ``tinynn.kernels.conv.gemm``,
+tinynn also the GEMM share of the step (every convolution FLOP goes through ``tinynn.kernels.blas.grouped_matmul``,
 which is wrapped with a timer; the share is the median over runs of GEMM time / step time of the same run)
 and a per-layer breakdown.
 
@@ -45,7 +45,7 @@ def data(seed=0):
 
 
 # --------------------------------------------------------------------------- tinynn
-def tinynn_model(stack: bool):
+def tinynn_model(stack: bool, steps: int = T):
     import tinynn as tn
     from tinynn import layers, optimizers
 
@@ -57,20 +57,20 @@ def tinynn_model(stack: bool):
         layers.Dense(1, activation="sigmoid"),
     ]
     if stack:
-        model = tn.Sequential([layers.Input(shape=(T, EMB)), *body])
+        model = tn.Sequential([layers.Input(shape=(steps, EMB)), *body])
     else:
-        model = tn.Sequential([layers.Input(shape=(T,)), layers.Embedding(VOCAB, EMB), *body])
+        model = tn.Sequential([layers.Input(shape=(steps,)), layers.Embedding(VOCAB, EMB), *body])
     model.compile(optimizer=optimizers.RMSprop(), loss="binary_crossentropy")
     return model
 
 
 class GemmTimer:
-    """Wraps tinynn.kernels.conv.gemm and accumulates the time spent in it."""
+    """Wraps tinynn.kernels.blas.grouped_matmul and accumulates the time spent in it."""
 
     def __init__(self):
-        from tinynn.kernels import conv as kc
+        from tinynn.kernels import blas
 
-        self.kc, self.inner, self.total = kc, kc.gemm, 0.0
+        self.blas, self.inner, self.total = blas, blas.grouped_matmul, 0.0
 
     def __enter__(self):
         def timed(a, b, out=None):
@@ -79,11 +79,11 @@ class GemmTimer:
             self.total += time.perf_counter() - t0
             return result
 
-        self.kc.gemm = timed
+        self.blas.grouped_matmul = timed
         return self
 
     def __exit__(self, *exc):
-        self.kc.gemm = self.inner
+        self.blas.grouped_matmul = self.inner
 
 
 def interleaved(fns: dict, repeats: int, gemm_timer: GemmTimer | None = None, warmup: int = 2) -> dict:

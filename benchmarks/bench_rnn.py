@@ -44,15 +44,16 @@ def data(model: str, seed: int = 0):
     return x, y
 
 
-def build(model: str, L, seq, compile_kwargs=None):
-    """The model from the module docstring with layer module L (tinynn.layers or keras.layers)."""
+def build(model: str, L, seq, compile_kwargs=None, steps: int = 500):
+    """The model from the module docstring with layer module L (tinynn.layers or keras.layers); ``steps``: the
+    sequence length of M3/M4/M6 (500 in the benchmark; tests train the same stacks on shorter sequences)."""
     if model.startswith("M2"):
         rnn = L.GRU(32, dropout=0.1, recurrent_dropout=0.5) if model == "M2d" else L.GRU(32)
         body = [L.Input(shape=(240, 14)), L.Conv1D(32, 5, activation="relu"), L.MaxPooling1D(3),
                 L.Conv1D(32, 5, activation="relu"), rnn, L.Dense(1)]  # fmt: skip
         loss = "mae"
     else:
-        inp = L.Input(shape=(500,), dtype="int32") if L.__name__.startswith("keras") else L.Input(shape=(500,))
+        inp = L.Input(shape=(steps,), dtype="int32") if L.__name__.startswith("keras") else L.Input(shape=(steps,))
         head = {
             "M3": [L.LSTM(32), L.Dense(1, activation="sigmoid")],
             "M4": [L.SimpleRNN(32, return_sequences=True), L.SimpleRNN(32), L.Dense(1)],

@@ -313,6 +313,10 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: RESULTS.md's last section, written by hand (measurements behind kernel design choices): kept by write_results.
+KEPT_SECTION = "## Kernel design measurements"
+
+
 def write_results(results: list[dict], info: dict, out: pathlib.Path, repeats: int, load: list[float]) -> str:
     speed, startup = rows_of(results)
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
@@ -345,7 +349,12 @@ def write_results(results: list[dict], info: dict, out: pathlib.Path, repeats: i
         *[f"- **{m}** {MODELS[m]}" for m in [r["model"] for r in results]],
         "",
     ])
-    (out / "RESULTS.md").write_text(text, encoding="utf-8")
+    previous = out / "RESULTS.md"
+    if previous.exists():  # the hand-written design notes at the end survive a re-run
+        old = previous.read_text(encoding="utf-8")
+        if KEPT_SECTION in old:
+            text += "\n" + old[old.index(KEPT_SECTION):]
+    previous.write_text(text, encoding="utf-8")
     return text
 
 

@@ -65,3 +65,13 @@ def test_pytorch_columns_only_when_measured(run):
     assert speed[0]["PyTorch/tinynn train"] == f"{400.0 / 100.0:.2f}×" and startup[0]["PyTorch cold start s"] == "4"
     speed, _ = run.rows_of([_fake("M2", 100.0, 50.0)])
     assert not any(key.startswith("PyTorch") for key in speed[0])
+
+
+def test_rewriting_results_keeps_the_design_notes(run, tmp_path):
+    info = {"date": "2000-01-01", "cpu": "test cpu", "cores": 2, "python": "3.x", "versions": {"numpy": "0"}}
+    notes = f"{run.KEPT_SECTION}\n\n| where | choice | measurement |\n|---|---|---|\n| a | b | 1 ms |\n"
+    (tmp_path / "RESULTS.md").write_text("# old numbers\n\n" + notes, encoding="utf-8")
+    text = run.write_results([_fake("M3", 200.0, 500.0)], info, tmp_path, repeats=3, load=[1.0])
+    assert text.endswith(notes) and "# old numbers" not in text and text.count(run.KEPT_SECTION) == 1
+    assert (tmp_path / "RESULTS.md").read_text(encoding="utf-8") == text
+    assert run.KEPT_SECTION in (BENCH / "RESULTS.md").read_text(encoding="utf-8")  # the repository's own notes

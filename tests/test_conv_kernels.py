@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from tinynn.kernels import conv as kc
 from tinynn.kernels import pooling as kp
+from tinynn.kernels.reference import conv as rc
+from tinynn.kernels.reference import pooling as rp
 
 TOL = 1e-12
 
@@ -48,9 +50,9 @@ def _arrays(g, dtype=np.float64):
 def test_conv_ops_match_reference(g, method):
     x, W, dz = _arrays(g)
     s, d, pl, G, L, K = g["s"], g["d"], g["pl"], g["G"], g["L"], g["K"]
-    z_ref = kc.conv1d_forward_ref(x, W, s, d, pl, g["l_out"], G)
-    dx_ref = kc.conv1d_backward_data_ref(dz, W, L, s, d, pl, G)
-    dW_ref = kc.conv1d_backward_filter_ref(x, dz, K, s, d, pl, G)
+    z_ref = rc.conv1d_forward(x, W, s, d, pl, g["l_out"], G)
+    dx_ref = rc.conv1d_backward_data(dz, W, L, s, d, pl, G)
+    dW_ref = rc.conv1d_backward_filter(x, dz, K, s, d, pl, G)
     assert rel_err(kc.conv1d_forward(x, W, s, d, pl, g["l_out"], G, method), z_ref) <= TOL
     dx, dW = kc.conv1d_backward(x, W, dz, s, d, pl, G, method)
     assert rel_err(dx, dx_ref) <= TOL
@@ -67,9 +69,9 @@ def test_conv_ops_in_batch_chunks_with_reused_workspace(g, method, chunk_bytes):
     """Batches split in chunks (down to one sample each) on scratch buffers reused across calls and shapes."""
     x, W, dz = _arrays(g)
     s, d, pl, G, L, l_out = g["s"], g["d"], g["pl"], g["G"], g["L"], g["l_out"]
-    z_ref = kc.conv1d_forward_ref(x, W, s, d, pl, l_out, G)
-    dx_ref = kc.conv1d_backward_data_ref(dz, W, L, s, d, pl, G)
-    dW_ref = kc.conv1d_backward_filter_ref(x, dz, g["K"], s, d, pl, G)
+    z_ref = rc.conv1d_forward(x, W, s, d, pl, l_out, G)
+    dx_ref = rc.conv1d_backward_data(dz, W, L, s, d, pl, G)
+    dW_ref = rc.conv1d_backward_filter(x, dz, g["K"], s, d, pl, G)
     with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes):
         for _ in range(2):  # the second call runs on the buffers the first one left behind
             z = kc.conv1d_forward(x, W, s, d, pl, l_out, G, method, workspace=_WORKSPACE)
@@ -88,22 +90,22 @@ def test_kept_forward_columns_serve_the_backward_of_the_same_input_only(g, chunk
     ws: dict = {}
     with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes):
         z = kc.conv1d_forward(x, W, s, d, pl, l_out, G, "im2col", workspace=ws, keep_cols=True)
-        assert rel_err(z, kc.conv1d_forward_ref(x, W, s, d, pl, l_out, G)) <= TOL
+        assert rel_err(z, rc.conv1d_forward(x, W, s, d, pl, l_out, G)) <= TOL
         kept = G == 1  # grouped columns are chunked group-major, so only G = 1 keeps them
         assert ("kept_cols_of" in ws) == kept
         with mock.patch.object(kc, "im2col", wraps=kc.im2col) as spy:
             dx, dW = kc.conv1d_backward(x, W, dz, s, d, pl, G, "im2col", workspace=ws)
         assert spy.called != kept
-        assert rel_err(dx, kc.conv1d_backward_data_ref(dz, W, L, s, d, pl, G)) <= TOL
-        assert rel_err(dW, kc.conv1d_backward_filter_ref(x, dz, K, s, d, pl, G)) <= TOL
+        assert rel_err(dx, rc.conv1d_backward_data(dz, W, L, s, d, pl, G)) <= TOL
+        assert rel_err(dW, rc.conv1d_backward_filter(x, dz, K, s, d, pl, G)) <= TOL
         other = x[::-1] + 1.0  # same shape, another array: its own columns
         dW_other = kc.conv1d_backward_filter(other, dz, K, s, d, pl, G, "im2col", ws)
-        assert rel_err(dW_other, kc.conv1d_backward_filter_ref(other, dz, K, s, d, pl, G)) <= TOL
+        assert rel_err(dW_other, rc.conv1d_backward_filter(other, dz, K, s, d, pl, G)) <= TOL
         kc.conv1d_forward(other, W, s, d, pl, l_out, G, "im2col", workspace=ws)  # a forward without keep_cols
         assert "kept_cols_of" not in ws
         with mock.patch.object(kc, "im2col", wraps=kc.im2col) as spy:
             assert rel_err(kc.conv1d_backward_filter(x, dz, K, s, d, pl, G, "im2col", ws),
-                           kc.conv1d_backward_filter_ref(x, dz, K, s, d, pl, G)) <= TOL
+                           rc.conv1d_backward_filter(x, dz, K, s, d, pl, G)) <= TOL
         assert spy.called
 
 
@@ -112,10 +114,10 @@ def test_reference_backward_is_the_adjoint_of_forward(g):
     """<conv(x, W), dz> = <x, conv_dx(dz)> = <W, conv_dW(x, dz)>: the references are right, not just consistent."""
     x, W, dz = _arrays(g)
     s, d, pl, G = g["s"], g["d"], g["pl"], g["G"]
-    inner = np.sum(kc.conv1d_forward_ref(x, W, s, d, pl, g["l_out"], G) * dz)
+    inner = np.sum(rc.conv1d_forward(x, W, s, d, pl, g["l_out"], G) * dz)
     scale = np.sum(np.abs(x)) * np.sum(np.abs(W)) * np.max(np.abs(dz))
-    assert abs(inner - np.sum(x * kc.conv1d_backward_data_ref(dz, W, g["L"], s, d, pl, G))) <= TOL * scale
-    assert abs(inner - np.sum(W * kc.conv1d_backward_filter_ref(x, dz, g["K"], s, d, pl, G))) <= TOL * scale
+    assert abs(inner - np.sum(x * rc.conv1d_backward_data(dz, W, g["L"], s, d, pl, G))) <= TOL * scale
+    assert abs(inner - np.sum(W * rc.conv1d_backward_filter(x, dz, g["K"], s, d, pl, G))) <= TOL * scale
 
 
 @given(g=conv_geometry())
@@ -123,14 +125,14 @@ def test_index_kernels_match_numpy_twins_and_are_adjoint(g):
     x, W, dz = _arrays(g)
     s, d, pl, G, K, L, l_out = g["s"], g["d"], g["pl"], g["G"], g["K"], g["L"], g["l_out"]
     cols = kc.im2col(x, G, K, s, d, pl, l_out)
-    np.testing.assert_array_equal(cols, kc.im2col_ref(x, G, K, s, d, pl, l_out))
+    np.testing.assert_array_equal(cols, rc.im2col(x, G, K, s, d, pl, l_out))
     U = kc.spread(dz, G, L, K, s, d, pl)
-    np.testing.assert_array_equal(U, kc.spread_ref(dz, G, L, K, s, d, pl))
+    np.testing.assert_array_equal(U, rc.spread(dz, G, L, K, s, d, pl))
     rng = np.random.default_rng(g["seed"] + 1)
     c = rng.standard_normal(cols.shape)
     Z = rng.standard_normal(U.shape)
-    assert rel_err(kc.col2im(c, L, s, d, pl), kc.col2im_ref(c, L, s, d, pl)) <= TOL
-    assert rel_err(kc.shift_add(Z, s, d, pl, l_out), kc.shift_add_ref(Z, s, d, pl, l_out)) <= TOL
+    assert rel_err(kc.col2im(c, L, s, d, pl), rc.col2im(c, L, s, d, pl)) <= TOL
+    assert rel_err(kc.shift_add(Z, s, d, pl, l_out), rc.shift_add(Z, s, d, pl, l_out)) <= TOL
     # col2im is im2col's adjoint and spread is shift_add's: <A v, w> = <v, Aᵀ w>
     assert np.isclose(np.sum(cols * c), np.sum(x * kc.col2im(c, L, s, d, pl)), rtol=1e-12, atol=1e-12)
     assert np.isclose(np.sum(kc.shift_add(Z, s, d, pl, l_out) * dz), np.sum(Z * U), rtol=1e-12, atol=1e-12)
@@ -158,7 +160,7 @@ def test_auto_method_choice():
         kc.choose_method(5, 5, 1, 1, 1, "fft")
 
 
-# Verified against Keras in ../shared/keras-semantics.md §2: (L, K, s, d) -> (left, right), extra pad on the right.
+# TF's 'same' rule, checked with Keras: (L, K, s, d) -> (left, right), the extra pad on the right.
 @pytest.mark.parametrize(
     "L,K,s,d,expected",
     [(10, 4, 1, 1, (1, 2)), (10, 4, 2, 1, (1, 1)), (11, 3, 2, 1, (1, 1)), (10, 2, 3, 1, (0, 1)), (10, 4, 1, 2, (3, 3))],
@@ -212,20 +214,20 @@ def test_pool_kernels_match_reference(g):
         x = np.round(x)  # many equal values: the first maximum must win, in both versions
     args = (g["P"], g["S"], g["pl"], g["l_out"])
     y, a = kp.max_pool1d_forward(x, *args)
-    y_ref, a_ref = kp.max_pool1d_forward_ref(x, *args)
+    y_ref, a_ref = rp.max_pool1d_forward(x, *args)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(a, a_ref)
     dy = rng.standard_normal(y.shape)
-    assert rel_err(kp.max_pool1d_backward(dy, a, g["L"]), kp.max_pool1d_backward_ref(dy, a, g["L"])) <= TOL
-    assert rel_err(kp.avg_pool1d_forward(x, *args), kp.avg_pool1d_forward_ref(x, *args)) <= TOL
+    assert rel_err(kp.max_pool1d_backward(dy, a, g["L"]), rp.max_pool1d_backward(dy, a, g["L"])) <= TOL
+    assert rel_err(kp.avg_pool1d_forward(x, *args), rp.avg_pool1d_forward(x, *args)) <= TOL
     dx = kp.avg_pool1d_backward(dy, g["L"], g["P"], g["S"], g["pl"])
-    assert rel_err(dx, kp.avg_pool1d_backward_ref(dy, g["L"], g["P"], g["S"], g["pl"])) <= TOL
+    assert rel_err(dx, rp.avg_pool1d_backward(dy, g["L"], g["P"], g["S"], g["pl"])) <= TOL
     # adjoint: <avg(x), dy> = <x, avg_dx(dy)>
     assert np.isclose(np.sum(kp.avg_pool1d_forward(x, *args) * dy), np.sum(x * dx), rtol=1e-12, atol=1e-12)
 
 
 def test_same_average_pool_excludes_padding():
-    # keras-semantics.md §3 (checked with Keras): x = 1..7, P=3 -> [1.5, 4, 6.5]; P=4, S=3 -> [2, 4.5, 6.5]
+    # checked with Keras: x = 1..7, P=3 -> [1.5, 4, 6.5]; P=4, S=3 -> [2, 4.5, 6.5]
     x = np.arange(1.0, 8.0).reshape(1, 7, 1)
     pl, _, l_out = kc.conv_padding(7, 3, 3, 1, "same")
     np.testing.assert_allclose(kp.avg_pool1d_forward(x, 3, 3, pl, l_out).ravel(), [1.5, 4, 6.5])

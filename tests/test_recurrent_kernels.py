@@ -1,6 +1,6 @@
 """The numba recurrent kernels agree with their NumPy reference twins; the fast tanh/sigmoid are accurate.
 
-The references (``tinynn.kernels.recurrent_reference``) are the readable statement of the math (and are
+The references (``tinynn.kernels.reference.recurrent``) are the readable statement of the math (and are
 themselves checked against Keras by the parity suite and against finite differences by the gradchecks).
 """
 
@@ -13,10 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tinynn import activations
+from tinynn.kernels import blas, fastmath
 from tinynn.kernels import embedding as emb_kernels
-from tinynn.kernels import fastmath
 from tinynn.kernels import recurrent as K
-from tinynn.kernels import recurrent_reference as R
+from tinynn.kernels.reference import embedding as emb_reference
+from tinynn.kernels.reference import recurrent as R
 
 FAST = ["linear", "tanh", "sigmoid", "relu", "hard_sigmoid"]
 # gates need a bounded recurrent_activation: with linear/relu gates too the cell state grows like c^(2^t)
@@ -204,16 +205,16 @@ def test_activate_and_derivative_passes(dtype):
 @given(st.integers(1, 300), st.integers(1, 70), st.integers(1, 40), st.sampled_from(["float64", "float32"]),
        st.integers(0, 2**16))
 def test_single_threaded_gemms_match_matmul(M, K_, N, dtype, seed):
-    """fastmath.matmul / matmul_nt (row-chunked BLAS) and matmul_tn (hand loop) against NumPy."""
+    """blas.matmul / matmul_nt (row-chunked BLAS) and matmul_tn (hand loop) against NumPy."""
     rng = np.random.default_rng(seed)
     a, b = rng.normal(size=(M, K_)).astype(dtype), rng.normal(size=(K_, N)).astype(dtype)
     tol = 1e-12 if dtype == "float64" else 1e-5
     ref = a.astype(np.float64) @ b.astype(np.float64)
     scale = max(np.abs(ref).max(), 1.0)
-    assert np.abs(fastmath.matmul(a, b) - ref).max() / scale < tol
-    assert np.abs(fastmath.matmul_nt(a, np.ascontiguousarray(b.T)) - ref).max() / scale < tol
-    assert np.abs(fastmath.matmul_tn(np.ascontiguousarray(a.T), b) - ref).max() / scale < tol
-    assert fastmath.matmul(a, b).dtype == dtype
+    assert np.abs(blas.matmul(a, b) - ref).max() / scale < tol
+    assert np.abs(blas.matmul_nt(a, np.ascontiguousarray(b.T)) - ref).max() / scale < tol
+    assert np.abs(blas.matmul_tn(np.ascontiguousarray(a.T), b) - ref).max() / scale < tol
+    assert blas.matmul(a, b).dtype == dtype
 
 
 @given(st.integers(1, 20), st.integers(1, 6), st.integers(0, 60), st.sampled_from(["float64", "float32"]),
@@ -224,23 +225,23 @@ def test_embedding_scatter_add_matches_add_at(V, D, N, dtype, seed):
     dy = rng.normal(size=(N, D)).astype(dtype)
     g0 = rng.normal(size=(V, D)).astype(dtype)
     ours = emb_kernels.scatter_add(g0.copy(), idx, dy)
-    ref = emb_kernels.scatter_add_ref(g0.copy(), idx, dy)
+    ref = emb_reference.scatter_add(g0.copy(), idx, dy)
     np.testing.assert_array_equal(ours, ref)  # same order of additions: bit-identical
 
 
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_large_gemms_split_over_threads(threads, monkeypatch):
-    """Products above fastmath._PARALLEL_WORK run as two halves on two threads: same result."""
+    """Products above blas._PARALLEL_WORK run as two halves on two threads: same result."""
     monkeypatch.setenv("TINYNN_NUM_THREADS", threads)
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(3001, 48)), rng.normal(size=(48, 40))
-    assert a.size * b.shape[1] >= fastmath._PARALLEL_WORK
+    assert a.size * b.shape[1] >= blas._PARALLEL_WORK
     ref = a @ b
-    np.testing.assert_allclose(fastmath.matmul(a, b), ref, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(fastmath.matmul_nt(a, np.ascontiguousarray(b.T)), ref, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(fastmath.matmul_tn(np.ascontiguousarray(a.T), b), ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blas.matmul(a, b), ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blas.matmul_nt(a, np.ascontiguousarray(b.T)), ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blas.matmul_tn(np.ascontiguousarray(a.T), b), ref, rtol=1e-12, atol=1e-12)
     at = rng.normal(size=(5000, 30))
-    np.testing.assert_allclose(fastmath.matmul_tn(at, at[:, :29]), at.T @ at[:, :29], rtol=1e-12, atol=1e-11)
+    np.testing.assert_allclose(blas.matmul_tn(at, at[:, :29]), at.T @ at[:, :29], rtol=1e-12, atol=1e-11)
 
 
 @pytest.mark.parametrize("layer_name", ["SimpleRNN", "LSTM", "GRU"])
@@ -266,3 +267,23 @@ def test_large_layer_loops_split_their_batch_over_threads(layer_name, monkeypatc
         results[threads] = [y, dx, *layer.gradients]
     for one, two in zip(results["1"], results["2"]):
         assert rel_err(two, one) <= 1e-13
+
+
+@given(B=st.integers(1, 4), T=st.integers(1, 6), F=st.integers(1, 3), reverse=st.booleans(), masked=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_layout_copies_match_their_numpy_twins(B, T, F, reverse, masked, seed):
+    """kernels.layout's numba copies equal reference.layout's (exactly: they only move numbers)."""
+    from tinynn.kernels import layout
+    from tinynn.kernels.reference import layout as reference_layout
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(B, T, F))
+    mask = rng.random((T, B)) > 0.4 if masked else None
+    xt = layout.to_time_major(x, reverse, mask)
+    np.testing.assert_array_equal(xt, reference_layout.to_time_major(x, reverse, mask))
+    np.testing.assert_array_equal(layout.to_batch_major(xt, reverse, mask),
+                                  reference_layout.to_batch_major(xt, reverse, mask))
+    if mask is None:
+        np.testing.assert_array_equal(layout.to_batch_major(xt, reverse), x)  # the inverse
+    with pytest.raises(ValueError, match="does not fit"):
+        layout.to_time_major(x, reverse, np.ones((B, T + 1), bool))  # a wrong mask never reaches numba

@@ -1,4 +1,4 @@
-"""Every Keras snippet of the seed tutorials (../shared/seeds) that uses tinynn's layers runs on tinynn.
+"""Every Keras snippet of the seed tutorials (notes on *Deep Learning with Python*) using tinynn's layers runs.
 
 Each snippet below is the tutorial's code with only its imports changed (and sizes/epochs shrunk so the
 suite stays fast); the data are small synthetic stand-ins of the right shape and dtype.

@@ -5,9 +5,8 @@ gate caches, gradients). glibc's malloc returns a freed block above its *mmap th
 once, and trims free memory at the top of the heap above its *trim threshold*; both thresholds adapt
 to the largest block freed so far, so with several blocks of a few MB each the heap is trimmed and
 grown again on every step. Each regrowth costs a page fault per 4 KiB page, which the kernel must
-also zero. On the benchmark model M2 (two Conv1D, a GRU) that was about 1,000 faults and 7 ms of a
-38 ms step (measured: 38.0 → 30.1 ms per train step; 106,743 → 34,893 page faults in a process making
-65 calls, most of the remaining ones from the imports).
+also zero. On the benchmark model M2 (two Conv1D, a GRU) that was a fifth of a train step (measurements:
+``benchmarks/RESULTS.md``, "Kernel design measurements").
 
 TensorFlow and PyTorch avoid the same cost with caching allocators. tinynn does it with two
 ``mallopt`` settings when it is imported (Linux with glibc only; elsewhere nothing changes):
@@ -54,7 +53,7 @@ def tune_malloc() -> bool:
 
     Called once by ``import tinynn`` unless ``TINYNN_MALLOC_TUNING=0``. Both are set together: setting
     only the trim threshold would switch off glibc's adaptive mmap threshold and leave it at 128 KiB,
-    which made the M2 step 2x slower.
+    which made the M2 step much slower.
     """
     global _applied
     libc = _glibc()

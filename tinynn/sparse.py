@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels.embedding import scatter_add
+from . import config
+from .kernels import embedding as fast_embedding
+from .kernels.reference import embedding as reference_embedding
 
 
 class IndexedSlices:
@@ -37,13 +39,12 @@ class IndexedSlices:
         return self.values.dtype
 
     def to_dense(self) -> np.ndarray:
-        """The scatter-add ``Σ_k e_{indices[k]} ⊗ values[k]`` (numba kernel for 2-D tables)."""
+        """The scatter-add ``Σ_k e_{indices[k]} ⊗ values[k]`` (the numba kernel for 2-D tables in the 'fast' kernel
+        mode, ``np.add.at`` otherwise: the same additions in the same order)."""
         if self._dense is None:
             dense = np.zeros(self.dense_shape, dtype=self.values.dtype)
-            if dense.ndim == 2 and self.values.ndim == 2:
-                scatter_add(dense, self.indices, self.values)
-            else:
-                np.add.at(dense, self.indices, self.values)
+            fast = config.kernel_mode() == "fast" and dense.ndim == 2 and self.values.ndim == 2
+            (fast_embedding if fast else reference_embedding).scatter_add(dense, self.indices, self.values)
             self._dense = dense
         return self._dense
 

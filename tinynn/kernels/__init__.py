@@ -1,8 +1,11 @@
-"""Pure array kernels (no layer objects): a readable NumPy reference and a numba twin for each.
+"""Pure array kernels (no layer objects): a readable NumPy reference and a fast twin for each.
 
-Modules: ``conv`` (1-D convolution forward / backward-data / backward-filter), ``pooling`` (1-D max and
-average pooling forward / backward), ``recurrent`` (the SimpleRNN / LSTM / GRU time loops and their BPTT;
-NumPy twins in ``recurrent_reference``), ``embedding`` (the table gradient's scatter-add), ``fastmath``
-(vectorisable tanh/sigmoid and single-threaded GEMM helpers for the recurrent loops). numba does the index
-work (``@numba.njit(cache=True)``), BLAS does the FLOPs (NumPy matmul called from Python).
+``reference/`` holds the plain NumPy statement of each family's math (read it first); the modules here are the
+fast versions the layers run by default (``tinynn.config.kernel_mode() == 'fast'``): ``conv`` (1-D convolution
+forward / backward-data / backward-filter), ``pooling`` (1-D max and average pooling), ``recurrent`` (the
+SimpleRNN / LSTM / GRU time loops and their BPTT), ``embedding`` (the table gradient's scatter-add),
+``bias_activation`` (a layer's bias + activation tail in one pass), and their shared helpers: ``blas`` (every
+matrix product, single-threaded BLAS calls), ``fastmath`` (the activation codes and vectorisable tanh /
+sigmoid), ``layout`` (time-major and grouped layouts), ``parallel`` (work split over cores). numba does the index
+work (``@numba.njit(cache=True)``), BLAS does the FLOPs.
 """

@@ -8,8 +8,9 @@ the output y::
     forward:   y = act(z + b)   (z + b is not stored: the layer forms its logits on request)
     backward:  dz = act'(y) ⊙ dy;   db[f] = Σ_n dz[n, f]   (accumulated in float64, rounded once)
 
-NumPy makes two or three passes over memory each way (``z += b``, ``act(z)``; ``z > 0``, ``⊙``, ``sum``).
-``*_ref`` are the NumPy twins ``tests/test_bias_activation.py`` compares with.
+NumPy makes two or three passes over memory each way (``z += b``, ``act(z)``; ``z > 0``, ``⊙``, ``sum``): the
+readable version is :mod:`tinynn.kernels.reference.bias_activation`, which ``tests/test_bias_activation.py``
+compares these with.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import numpy as np
 
 from .fastmath import RELU, activate_row, derivative_row
 
-__all__ = ["bias_activation_backward", "bias_activation_backward_ref", "bias_activation_forward",
-           "bias_activation_forward_ref"]  # fmt: skip
+__all__ = ["bias_activation_backward", "bias_activation_forward"]
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
@@ -85,16 +85,3 @@ def bias_activation_backward(y: np.ndarray, dy: np.ndarray, code: int, bias_sum:
     db = np.empty(F, y.dtype)
     _backward(_rows(y, y.dtype), _rows(dy, y.dtype), code, bool(bias_sum), dz.reshape(-1, F), db)
     return dz, (db if bias_sum else None)
-
-
-# --------------------------------------------------------------------------- NumPy twins
-def bias_activation_forward_ref(z, bias, activation):
-    """(z + b, act(z + b)) with a tinynn activation function (not in place)."""
-    zb = z if bias is None else z + bias
-    return zb, activation(zb)
-
-
-def bias_activation_backward_ref(z, y, dy, activation):
-    """(dz, db) with the activation's own NumPy derivative."""
-    dz = activation.backward(z, y, dy)
-    return dz, dz.reshape(-1, dz.shape[-1]).sum(axis=0, dtype=np.float64).astype(y.dtype)

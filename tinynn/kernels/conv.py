@@ -36,8 +36,10 @@ FLOPs on steps no output reads, so ``method='auto'`` picks im2col there.
 The ops run the batch in chunks (see ``FORWARD_CHUNK_BYTES``) so that the scratch a GEMM writes is still
 in cache when numba reads it, on scratch buffers that an optional ``workspace`` dict keeps from call to call.
 
-Every numba kernel has a NumPy twin (``*_ref``) and ``conv1d_*_ref`` compute the whole op directly with
-strided slices; ``tests/test_conv_kernels.py`` proves they agree.
+The readable statement of the op is :mod:`tinynn.kernels.reference.conv` (``conv1d_forward``,
+``conv1d_backward_data``, ``conv1d_backward_filter``, one strided slice per tap), which also holds the NumPy
+twins of the index kernels below; ``tests/test_conv_kernels.py`` proves they agree. Every product goes through
+:func:`tinynn.kernels.blas.grouped_matmul`.
 """
 
 from __future__ import annotations
@@ -45,40 +47,19 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from . import blas
+from .layout import merge_groups, split_groups
+from .reference.conv import conv_padding
+
 __all__ = [
     "conv1d_backward",
     "conv1d_backward_data",
-    "conv1d_backward_data_ref",
     "conv1d_backward_filter",
-    "conv1d_backward_filter_ref",
     "conv1d_forward",
-    "conv1d_forward_ref",
     "conv_padding",
 ]
 
 METHODS = ("auto", "im2col", "shift")
-
-
-# --------------------------------------------------------------------------- padding arithmetic
-def conv_padding(length: int, kernel_size: int, stride: int, dilation: int, padding: str) -> tuple[int, int, int]:
-    """``(pad_left, pad_right, L_out)`` exactly as TF/Keras compute them (L_out <= 0: empty output).
-
-    eff = (K-1)·d + 1.  valid: no padding, ``L_out = ⌊(L - eff)/s⌋ + 1``.
-    same: ``L_out = ⌈L/s⌉``, ``total = max((L_out-1)·s + eff - L, 0)``, ``left = ⌊total/2⌋``, the rest
-    (the extra element, if any) on the right.  causal: ``(K-1)·d`` zeros on the left, then valid,
-    so ``L_out = ⌈L/s⌉``.  Pooling uses the same rule with ``K = pool_size``, ``d = 1``.
-    """
-    eff = (kernel_size - 1) * dilation + 1
-    if padding == "valid":
-        return 0, 0, (length - eff) // stride + 1
-    if padding == "same":
-        l_out = -(-length // stride)
-        total = max((l_out - 1) * stride + eff - length, 0)
-        return total // 2, total - total // 2, l_out
-    if padding == "causal":
-        left = (kernel_size - 1) * dilation
-        return left, 0, (length + left - eff) // stride + 1
-    raise ValueError(f"padding must be 'valid', 'same' or 'causal', got {padding!r}")
 
 
 def choose_method(length: int, l_out: int, channels: int, filters: int, stride: int, method: str = "auto") -> str:
@@ -91,8 +72,8 @@ def choose_method(length: int, l_out: int, channels: int, filters: int, stride: 
 
 
 # --------------------------------------------------------------------------- numba index kernels
-# The kernels write into arrays allocated by NumPy: arrays allocated inside numba (NRT) made `spread` 4-6x
-# slower on 57 MB outputs (measured: 100 ms vs 15-25 ms). The ops pass views of reusable scratch buffers
+# The kernels write into arrays allocated by NumPy: arrays allocated inside numba (NRT) made `spread` several
+# times slower on large outputs (benchmarks/RESULTS.md). The ops pass views of reusable scratch buffers
 # (a caller-owned ``workspace`` dict; the layers keep one each) and slices of their outputs as ``out``.
 def _out(out, shape, dtype):
     if out is None:
@@ -111,7 +92,7 @@ def im2col(x, groups, K, s, d, pl, l_out, out=None):
 @numba.njit(cache=True)
 def _im2col(x, K, s, d, pl, cols):  # pragma: no cover - compiled
     """With one group and no dilation, a window inside x is K·C consecutive numbers of x[b]: one flat copy
-    (from 0 over 1-D slices, which LLVM vectorises; 0.73 -> 0.5 ms for (128, 240, 14), K = 5)."""
+    (from 0 over 1-D slices, which LLVM vectorises)."""
     B, L, C = x.shape
     groups, _, l_out, _, Cg = cols.shape
     flat_windows = groups == 1 and d == 1
@@ -217,51 +198,6 @@ def _spread(dz, s, d, pl, U):  # pragma: no cover - compiled
     return U
 
 
-# --------------------------------------------------------------------------- NumPy twins of the index kernels
-def _taps(l_out: int, K: int, s: int, d: int, pl: int) -> np.ndarray:
-    """i[t, k] = t·s + k·d - pl: the input step read by tap k of output step t.  (Lo, K)"""
-    return np.arange(l_out)[:, None] * s + np.arange(K)[None, :] * d - pl
-
-
-def im2col_ref(x, groups, K, s, d, pl, l_out):
-    B, L, C = x.shape
-    i = _taps(l_out, K, s, d, pl)
-    inside = (i >= 0) & (i < L)
-    cols = np.where(inside[None, :, :, None], x[:, np.clip(i, 0, L - 1), :], 0).astype(x.dtype)  # (B, Lo, K, C)
-    return np.ascontiguousarray(cols.reshape(B, l_out, K, groups, C // groups).transpose(3, 0, 1, 2, 4))
-
-
-def col2im_ref(dcols, L, s, d, pl):
-    G, B, l_out, K, Cg = dcols.shape
-    dx = np.zeros((B, L, G, Cg), dtype=dcols.dtype)
-    i = _taps(l_out, K, s, d, pl)
-    for k in range(K):  # for a fixed tap the steps i are distinct, so fancy += is safe
-        inside = (i[:, k] >= 0) & (i[:, k] < L)
-        dx[:, i[inside, k]] += dcols[:, :, inside, k].transpose(1, 2, 0, 3)
-    return dx.reshape(B, L, G * Cg)
-
-
-def shift_add_ref(Z, s, d, pl, l_out):
-    G, B, L, K, Fg = Z.shape
-    z = np.zeros((B, l_out, G, Fg), dtype=Z.dtype)
-    i = _taps(l_out, K, s, d, pl)
-    for k in range(K):
-        inside = (i[:, k] >= 0) & (i[:, k] < L)
-        z[:, inside] += Z[:, :, i[inside, k], k].transpose(1, 2, 0, 3)
-    return z.reshape(B, l_out, G * Fg)
-
-
-def spread_ref(dz, groups, L, K, s, d, pl):
-    B, l_out, F = dz.shape
-    U = np.zeros((groups, B, L, K, F // groups), dtype=dz.dtype)
-    dz_g = dz.reshape(B, l_out, groups, F // groups).transpose(2, 0, 1, 3)
-    i = _taps(l_out, K, s, d, pl)
-    for k in range(K):
-        inside = (i[:, k] >= 0) & (i[:, k] < L)
-        U[:, :, i[inside, k], k] = dz_g[:, :, inside]
-    return U
-
-
 # --------------------------------------------------------------------------- weight layouts
 def _w_im2col(W, groups):
     """Wm[g, k·Cg+c, f] = W[k, c, g·Fg+f]  (G, K·Cg, Fg)"""
@@ -286,22 +222,6 @@ def _dw_from_shift(dWr, K):
     return np.ascontiguousarray(dWr.reshape(G, Cg, K, Fg).transpose(2, 1, 0, 3).reshape(K, Cg, G * Fg))
 
 
-def _split_groups(a, groups):
-    """(B, T, G·n) -> contiguous (G, B·T, n); a free reshape when G = 1."""
-    B, T, N = a.shape
-    if groups == 1:
-        return np.ascontiguousarray(a).reshape(1, B * T, N)
-    return np.ascontiguousarray(a.reshape(B * T, groups, N // groups).transpose(1, 0, 2))
-
-
-def _merge_groups(a_g, B, T):
-    """(G, B·T, n) -> (B, T, G·n)."""
-    G, _, n = a_g.shape
-    if G == 1:
-        return a_g.reshape(B, T, n)
-    return np.ascontiguousarray(a_g.transpose(1, 0, 2)).reshape(B, T, G * n)
-
-
 def _check(x, W, groups, l_out):
     if x.ndim != 3 or W.ndim != 3:
         raise ValueError(f"conv1d: x must be (B, L, C) and W (K, C/groups, F), got {x.shape} and {W.shape}")
@@ -314,10 +234,9 @@ def _check(x, W, groups, l_out):
 
 # --------------------------------------------------------------------------- the ops (numba index work + BLAS)
 #: Scratch bytes per batch chunk. The forward runs the batch in chunks whose scratch (Z or cols) stays in the
-#: 32 MB L3 cache between the GEMM that writes it and the numba kernel that reads it (measured on the
-#: benchmark's first conv, idle machine: 41 ms in one piece, 29 ms in chunks of 8 samples). The backward's
-#: chunks are larger: there each chunk adds a weight-gradient GEMM with a short reduction, and many small
-#: GEMMs lost to one big one on the loaded machine (136 vs 229 ms); chunks still cap its scratch memory.
+#: L3 cache between the GEMM that writes it and the numba kernel that reads it. The backward's chunks are
+#: larger: there each chunk adds a weight-gradient GEMM with a short reduction, and many small GEMMs lost to
+#: one big one on a loaded machine; chunks still cap its scratch memory (measurements: benchmarks/RESULTS.md).
 FORWARD_CHUNK_BYTES = 4 << 20
 BACKWARD_CHUNK_BYTES = 64 << 20
 #: The largest im2col columns a training forward keeps for the backward's weight gradient (``keep_cols``).
@@ -337,25 +256,6 @@ def _scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
     if buf is None or buf.size < size or buf.dtype != dtype:
         buf = workspace[name] = np.empty(size, dtype=dtype)
     return buf[:size].reshape(shape)
-
-
-def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """(G, m, k) @ (G, k, n) -> (G, m, n): every FLOP of the convolution goes through here (one BLAS call per
-    group; a plain 2-D matmul when G = 1). Benchmarks wrap this function to measure the GEMM share."""
-    if a.shape[0] == 1:
-        return np.matmul(a[0], b[0], out=None if out is None else out[0])[None]
-    return np.matmul(a, b, out=out)
-
-
-def gemm_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """aᵀ @ b for a (G, n, m) and b (G, n, p), summing over the long axis n (B·L or B·Lo): the weight gradient.
-
-    Computed as (bᵀ @ a)ᵀ when m < p: the same product, but OpenBLAS (0.3.31, 2 threads) runs the
-    small-M-large-N orientation 10-20x slower when the cores are shared with other processes (measured:
-    128x224 output over n = 64000 takes 0.3-4 s that way, 0.15 s the other)."""
-    if a.shape[2] < b.shape[2]:
-        return gemm(b.transpose(0, 2, 1), a).transpose(0, 2, 1)
-    return gemm(a.transpose(0, 2, 1), b)
 
 
 def conv1d_forward(
@@ -389,7 +289,8 @@ def conv1d_forward(
         Wr = _w_shift(W, G)  # (G, Cg, K·Fg)
         for b0, b1 in _chunks(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES):
             n = b1 - b0
-            Z = gemm(_split_groups(x[b0:b1], G), Wr, _scratch(ws, "Z", (G, n * L, K * Fg), x.dtype))  # (G, n·L, K·Fg)
+            Z = blas.grouped_matmul(split_groups(x[b0:b1], G), Wr,
+                                    _scratch(ws, "Z", (G, n * L, K * Fg), x.dtype))  # (G, n·L, K·Fg)
             shift_add(Z.reshape(G, n, L, K, Fg), s, d, pl, l_out, out=z[b0:b1])
         return z
     z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written below
@@ -403,9 +304,9 @@ def conv1d_forward(
         buf = kept[:, b0:b1] if keep else _scratch(ws, "cols", (G, n, l_out, K, Cg), x.dtype)
         cols = im2col(x[b0:b1], G, K, s, d, pl, l_out, buf).reshape(G, n * l_out, K * Cg)
         if G == 1:
-            gemm(cols, Wm, z[b0:b1].reshape(1, n * l_out, F))
+            blas.grouped_matmul(cols, Wm, z[b0:b1].reshape(1, n * l_out, F))
         else:
-            z[b0:b1] = _merge_groups(gemm(cols, Wm), n, l_out)
+            z[b0:b1] = merge_groups(blas.grouped_matmul(cols, Wm), n, l_out)
     if keep:
         ws["kept_cols_of"] = (x, geometry)
     return z
@@ -439,29 +340,30 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
             U = spread(dz[b0:b1], G, L, K, s, d, pl, _scratch(ws, "U", (G, n, L, K, Fg), dz.dtype))
             U = U.reshape(G, n * L, K * Fg)
             if need_dW:
-                dWr += gemm_tn(_split_groups(x[b0:b1], G), U)
+                dWr += blas.grouped_matmul_tn(split_groups(x[b0:b1], G), U)
             if need_dx and G == 1:
-                gemm(U, WrT, dx[b0:b1].reshape(1, n * L, C))
+                blas.grouped_matmul(U, WrT, dx[b0:b1].reshape(1, n * L, C))
             elif need_dx:
-                dx[b0:b1] = _merge_groups(gemm(U, WrT), n, L)
+                dx[b0:b1] = merge_groups(blas.grouped_matmul(U, WrT), n, L)
         return dx, (_dw_from_shift(dWr, K) if need_dW else None)
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
     dx = np.zeros((B, L, C), dtype=dz.dtype) if need_dx else None
     dWm = np.zeros((G, K * Cg, Fg), dtype=dz.dtype) if need_dW else None
     kept = _kept_cols(ws, x, ((B, L, C), K, s, d, pl, l_out, G)) if need_dW else None
     if kept is not None:  # the forward's columns: one GEMM, no im2col
-        dWm = gemm_tn(kept, _split_groups(dz, G))
+        dWm = blas.grouped_matmul_tn(kept, split_groups(dz, G))
         need_dW = False
     for b0, b1 in _chunks(B, 2 * l_out * K * C * item, BACKWARD_CHUNK_BYTES):
         if not (need_dW or need_dx):
             break
         n = b1 - b0
-        dz_g = _split_groups(dz[b0:b1], G)  # (G, n·Lo, Fg)
+        dz_g = split_groups(dz[b0:b1], G)  # (G, n·Lo, Fg)
         if need_dW:
             cols = im2col(x[b0:b1], G, K, s, d, pl, l_out, _scratch(ws, "cols", (G, n, l_out, K, Cg), dz.dtype))
-            dWm += gemm_tn(cols.reshape(G, n * l_out, K * Cg), dz_g)
+            dWm += blas.grouped_matmul_tn(cols.reshape(G, n * l_out, K * Cg), dz_g)
         if need_dx:
-            dcols = gemm(dz_g, Wm.transpose(0, 2, 1), _scratch(ws, "dcols", (G, n * l_out, K * Cg), dz.dtype))
+            dcols = blas.grouped_matmul(dz_g, Wm.transpose(0, 2, 1),
+                                        _scratch(ws, "dcols", (G, n * l_out, K * Cg), dz.dtype))
             col2im(dcols.reshape(G, n, l_out, K, Cg), L, s, d, pl, out=dx[b0:b1])
     return dx, (None if dWm is None else _dw_from_im2col(dWm, K, Cg))
 
@@ -528,59 +430,3 @@ def conv1d_backward_filter(
     x = np.ascontiguousarray(x)
     return _backward(x, W_shape, dz, L, int(stride), int(dilation), int(pad_left), int(groups), method, False, True,
                      workspace)[1]  # fmt: skip
-
-
-# --------------------------------------------------------------------------- direct NumPy references
-def _padded(x, pl, l_out, K, s, d):
-    """x with pl zeros on the left and enough on the right for l_out outputs (+ the needed length)."""
-    B, L, C = x.shape
-    need = (l_out - 1) * s + (K - 1) * d + 1
-    pr = max(need - pl - L, 0)
-    return np.concatenate([np.zeros((B, pl, C), x.dtype), x, np.zeros((B, pr, C), x.dtype)], axis=1)
-
-
-def conv1d_forward_ref(x, W, stride=1, dilation=1, pad_left=0, l_out=None, groups=1):
-    """z[:, t, gF] = Σ_k xp[:, t·s + k·d, gC] @ W[k, :, gF], one strided slice per tap k."""
-    K, Cg, F = W.shape
-    B, L, C = x.shape
-    s, d, pl = stride, dilation, pad_left
-    if l_out is None:
-        l_out = (L + pl - (K - 1) * d - 1) // s + 1
-    xp = _padded(x, pl, l_out, K, s, d)
-    Fg = F // groups
-    z = np.zeros((B, l_out, F), dtype=x.dtype)
-    for k in range(K):
-        xk = xp[:, k * d : k * d + (l_out - 1) * s + 1 : s, :]  # (B, Lo, C): the steps tap k reads
-        for g in range(groups):
-            z[:, :, g * Fg : (g + 1) * Fg] += xk[:, :, g * Cg : (g + 1) * Cg] @ W[k, :, g * Fg : (g + 1) * Fg]
-    return z
-
-
-def conv1d_backward_data_ref(dz, W, length, stride=1, dilation=1, pad_left=0, groups=1):
-    """dxp[:, t·s + k·d, gC] += dz[:, t, gF] @ W[k, :, gF]ᵀ, then drop the padding."""
-    K, Cg, F = W.shape
-    B, l_out, _ = dz.shape
-    s, d, pl = stride, dilation, pad_left
-    Fg = F // groups
-    dxp = np.zeros_like(_padded(np.zeros((B, length, Cg * groups), dz.dtype), pl, l_out, K, s, d))
-    for k in range(K):
-        sl = slice(k * d, k * d + (l_out - 1) * s + 1, s)
-        for g in range(groups):
-            dxp[:, sl, g * Cg : (g + 1) * Cg] += dz[:, :, g * Fg : (g + 1) * Fg] @ W[k, :, g * Fg : (g + 1) * Fg].T
-    return dxp[:, pl : pl + length]
-
-
-def conv1d_backward_filter_ref(x, dz, kernel_size, stride=1, dilation=1, pad_left=0, groups=1):
-    """dW[k, :, gF] = Σ_{b,t} xp[b, t·s + k·d, gC]ᵀ dz[b, t, gF]."""
-    B, L, C = x.shape
-    _, l_out, F = dz.shape
-    K, s, d, pl = kernel_size, stride, dilation, pad_left
-    Cg, Fg = C // groups, F // groups
-    xp = _padded(x, pl, l_out, K, s, d)
-    dW = np.zeros((K, Cg, F), dtype=x.dtype)
-    for k in range(K):
-        xk = xp[:, k * d : k * d + (l_out - 1) * s + 1 : s, :].reshape(B * l_out, C)
-        dzk = dz.reshape(B * l_out, F)
-        for g in range(groups):
-            dW[k, :, g * Fg : (g + 1) * Fg] = xk[:, g * Cg : (g + 1) * Cg].T @ dzk[:, g * Fg : (g + 1) * Fg]
-    return dW

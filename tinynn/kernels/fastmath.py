@@ -1,4 +1,4 @@
-r"""Vectorisable tanh / sigmoid for numba loops, and per-region activation passes.
+r"""The activation codes of the numba kernels, vectorisable tanh / sigmoid, and per-row activation passes.
 
 Why: numba turns ``math.tanh`` / ``math.exp`` into scalar libm calls (no SVML here), which LLVM cannot
 vectorise; a naive LSTM loop spent most of its time there. A rational approximation is pure
@@ -34,7 +34,6 @@ from numba import types
 from numba.extending import overload
 
 from .. import activations as _activations
-from .parallel import run_parallel
 
 LINEAR, TANH, SIGMOID, RELU, HARD_SIGMOID = 0, 1, 2, 3, 4
 _CODES = {"linear": LINEAR, "tanh": TANH, "sigmoid": SIGMOID, "relu": RELU, "hard_sigmoid": HARD_SIGMOID}
@@ -138,7 +137,7 @@ def activate_row(v, code):
     """``v = act(v)`` in place on a 1-D slice (a row's gate block).
 
     The loops run from 0 over a 1-D slice: with 2-D indexing, or a loop from a runtime j0 > 0, numba's
-    negative-index wraparound cannot be proven dead and the loop ran 3-4x slower (measured).
+    negative-index wraparound cannot be proven dead and LLVM does not vectorise the loop.
     """
     n = v.shape[0]
     if code == TANH:
@@ -193,117 +192,3 @@ def derivative(d, a, j0, j1, code):
     """``d[:, j0:j1] = act'(·)`` written from the activation's output ``a[:, j0:j1]``."""
     for b in range(a.shape[0]):
         derivative_row(d[b, j0:j1], a[b, j0:j1], code)
-
-
-# OpenBLAS runs a GEMM on one thread when M·N·K <= 65536·4 (interface/gemm.c), otherwise on every core.
-# Its threads wait for each other at a barrier, which is fast on idle cores and very slow when the cores are
-# shared (measured here: a (64000, 32)ᵀ @ (64000, 128) product took 19 ms on one thread and 0.1-3 s on two
-# busy cores). The recurrent layers therefore keep every GEMM single-threaded, by splitting it into BLAS calls
-# below that size (rows of the output: ``gemm``, ``gemm_nt``), or avoid BLAS (``gemm_tn``).
-_SERIAL_GEMM_WORK = 65536 * 4
-
-
-@numba.njit(cache=True, nogil=True)
-def gemm(a, b, out):
-    """``out = a @ b`` (a (M, K), b (K, N)) via BLAS, in row blocks small enough to stay single-threaded."""
-    M, K = a.shape
-    N = b.shape[1]
-    rows = max(1, _SERIAL_GEMM_WORK // max(1, K * N))
-    for r0 in range(0, M, rows):
-        r1 = min(r0 + rows, M)
-        np.dot(a[r0:r1], b, out[r0:r1])
-
-
-@numba.njit(cache=True, nogil=True)
-def gemm_nt(a, b, out):
-    """``out = a @ bᵀ`` (a (M, K), b (N, K)), row blocks as ``gemm``."""
-    M, K = a.shape
-    N = b.shape[0]
-    bt = b.T
-    rows = max(1, _SERIAL_GEMM_WORK // max(1, K * N))
-    for r0 in range(0, M, rows):
-        r1 = min(r0 + rows, M)
-        np.dot(a[r0:r1], bt, out[r0:r1])
-
-
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def gemm_tn(a, b, out):
-    """``out = aᵀ @ b`` (a (K, M), b (K, N)) for a long summed axis K (the B·T rows of a layer).
-
-    Not BLAS: kept single-threaded, BLAS would need K-chunks of ~64 rows, whose packing overhead made it
-    2x slower than this loop (4 rows of a and b per pass over ``out``, which stays in L1; measured 14 vs
-    26 ms for (64000, 32)ᵀ @ (64000, 128) in float32).
-    """
-    K, M = a.shape
-    N = b.shape[1]
-    for i in range(M):
-        oi = out[i]
-        for j in range(N):
-            oi[j] = 0
-    k = 0
-    while k + 4 <= K:
-        a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
-        b0, b1, b2, b3 = b[k], b[k + 1], b[k + 2], b[k + 3]
-        for i in range(M):
-            x0, x1, x2, x3 = a0[i], a1[i], a2[i], a3[i]
-            oi = out[i]
-            for j in range(N):
-                oi[j] += x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j]
-        k += 4
-    while k < K:
-        ak, bk = a[k], b[k]
-        for i in range(M):
-            x = ak[i]
-            oi = out[i]
-            for j in range(N):
-                oi[j] += x * bk[j]
-        k += 1
-
-
-# Products this large (multiply-adds) are split in two halves that run on two cores (kernels.parallel).
-_PARALLEL_WORK = 1 << 22
-
-
-def _c(a: np.ndarray, dtype) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=dtype)
-
-
-def _split_rows(kernel, a, b, out, work):
-    M = a.shape[0]
-    if work < _PARALLEL_WORK or M < 2:
-        kernel(a, b, out)
-        return
-    half = M // 2
-    run_parallel(lambda: kernel(a[:half], b, out[:half]), lambda: kernel(a[half:], b, out[half:]))
-
-
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for 2-D arrays (BLAS, single-threaded calls; large ones split over two cores)."""
-    out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
-    a, b = _c(a, out.dtype), _c(b, out.dtype)
-    _split_rows(gemm, a, b, out, a.size * b.shape[1])
-    return out
-
-
-def matmul_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ bᵀ`` for 2-D arrays (as :func:`matmul`)."""
-    out = np.empty((a.shape[0], b.shape[0]), np.result_type(a, b))
-    a, b = _c(a, out.dtype), _c(b, out.dtype)
-    _split_rows(gemm_nt, a, b, out, a.size * b.shape[0])
-    return out
-
-
-def matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``aᵀ @ b`` for 2-D arrays with a long summed axis (:func:`gemm_tn`; large ones split over two cores)."""
-    dtype = np.result_type(a, b)
-    a, b = _c(a, dtype), _c(b, dtype)
-    out = np.empty((a.shape[1], b.shape[1]), dtype)
-    K = a.shape[0]
-    if a.size * b.shape[1] < _PARALLEL_WORK or K < 2:
-        gemm_tn(a, b, out)
-        return out
-    half = K // 2
-    other = np.empty_like(out)
-    run_parallel(lambda: gemm_tn(a[:half], b[:half], out), lambda: gemm_tn(a[half:], b[half:], other))
-    out += other
-    return out

@@ -18,7 +18,7 @@ Average ('same' divides by the number of real steps, as TF does)::
     y[b,t,c]   = Σ_{i ∈ W_t} x[b,i,c] / n_t
     dx[b,i,c]  = Σ_{t: i ∈ W_t} dy[b,t,c] / n_t
 
-Each numba kernel has a NumPy twin (``*_ref``) that loops over the Lo windows with array slices.
+The readable statement, and the NumPy twin of each numba kernel here: :mod:`tinynn.kernels.reference.pooling`.
 """
 
 from __future__ import annotations
@@ -26,16 +26,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = [
-    "avg_pool1d_backward",
-    "avg_pool1d_backward_ref",
-    "avg_pool1d_forward",
-    "avg_pool1d_forward_ref",
-    "max_pool1d_backward",
-    "max_pool1d_backward_ref",
-    "max_pool1d_forward",
-    "max_pool1d_forward_ref",
-]
+__all__ = ["avg_pool1d_backward", "avg_pool1d_forward", "max_pool1d_backward", "max_pool1d_forward"]
 
 
 def _check(L, P, S, pl, l_out):
@@ -45,14 +36,14 @@ def _check(L, P, S, pl, l_out):
 
 # --------------------------------------------------------------------------- numba
 # The max kernels work on 1-D row slices (``xb[i]`` is step i's C channels) with a branch-free select, which
-# LLVM vectorises over the channels (measured on (128, 236, 32) float32, pool 3: forward 1.5 -> 0.6 ms; the
-# backward, zeroing dx one sample at a time and checking the argmax in the same pass: 0.7 -> 0.47 ms).
+# LLVM vectorises over the channels; the backward zeroes dx one sample at a time and checks the argmax in the
+# same pass (measurements: benchmarks/RESULTS.md).
 @numba.njit(cache=True)
-def _max_fwd(x, P, S, pl, y, arg):  # pragma: no cover - compiled
+def _max_fwd(x, P, S, pl, y, a):  # pragma: no cover - compiled
     B, L, C = x.shape
     l_out = y.shape[1]
     for b in range(B):
-        xb, yb, ab = x[b], y[b], arg[b]
+        xb, yb, ab = x[b], y[b], a[b]
         for t in range(l_out):
             lo = max(t * S - pl, 0)
             hi = min(t * S - pl + P, L)
@@ -67,17 +58,17 @@ def _max_fwd(x, P, S, pl, y, arg):  # pragma: no cover - compiled
                     better = v > yt[c]  # strict: the first maximum wins
                     yt[c] = v if better else yt[c]
                     at[c] = i if better else at[c]
-    return y, arg
+    return y, a
 
 
 @numba.njit(cache=True)
-def _max_bwd(dy, arg, dx):  # pragma: no cover - compiled
+def _max_bwd(dy, a, dx):  # pragma: no cover - compiled
     """dx (allocated empty) <- the scatter-add; zeroed one sample at a time, so it is still in cache for the
     scatter. Returns False (dx then unspecified) if an argmax step lies outside [0, L)."""
     B, l_out, C = dy.shape
     L = dx.shape[1]
     for b in range(B):
-        dyb, ab, dxb = dy[b], arg[b], dx[b]
+        dyb, ab, dxb = dy[b], a[b], dx[b]
         for i in range(L):
             dxi = dxb[i]
             for c in range(C):
@@ -129,16 +120,16 @@ def max_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int
     """(y (B, Lo, C), a (B, Lo, C) int64 argmax steps) for x (B, L, C)."""
     _check(x.shape[1], pool_size, stride, pad_left, l_out)
     B, _, C = x.shape
-    y, arg = np.empty((B, l_out, C), dtype=x.dtype), np.empty((B, l_out, C), dtype=np.int64)
-    return _max_fwd(np.ascontiguousarray(x), int(pool_size), int(stride), int(pad_left), y, arg)
+    y, a = np.empty((B, l_out, C), dtype=x.dtype), np.empty((B, l_out, C), dtype=np.int64)
+    return _max_fwd(np.ascontiguousarray(x), int(pool_size), int(stride), int(pad_left), y, a)
 
 
-def max_pool1d_backward(dy: np.ndarray, arg: np.ndarray, length: int) -> np.ndarray:
+def max_pool1d_backward(dy: np.ndarray, a: np.ndarray, length: int) -> np.ndarray:
     """dx (B, L, C): each dy[b,t,c] added at step a[b,t,c]."""
-    if dy.shape != arg.shape or dy.ndim != 3:
-        raise ValueError(f"max_pool1d_backward: dy {dy.shape} and argmax {arg.shape} do not fit L={length}")
+    if dy.shape != a.shape or dy.ndim != 3:
+        raise ValueError(f"max_pool1d_backward: dy {dy.shape} and argmax {a.shape} do not fit L={length}")
     dx = np.empty((dy.shape[0], int(length), dy.shape[2]), dtype=dy.dtype)
-    if not _max_bwd(np.ascontiguousarray(dy), np.ascontiguousarray(arg, dtype=np.int64), dx):
+    if not _max_bwd(np.ascontiguousarray(dy), np.ascontiguousarray(a, dtype=np.int64), dx):
         raise ValueError(f"max_pool1d_backward: argmax steps outside [0, {length}) for dy {dy.shape}")
     return dx
 
@@ -155,46 +146,3 @@ def avg_pool1d_backward(dy: np.ndarray, length: int, pool_size: int, stride: int
     _check(length, pool_size, stride, pad_left, dy.shape[1])
     dx = np.zeros((dy.shape[0], int(length), dy.shape[2]), dtype=dy.dtype)
     return _avg_bwd(np.ascontiguousarray(dy), int(pool_size), int(stride), int(pad_left), dx)
-
-
-# --------------------------------------------------------------------------- NumPy references
-def _window(t, L, P, S, pl):
-    return max(t * S - pl, 0), min(t * S - pl + P, L)
-
-
-def max_pool1d_forward_ref(x, pool_size, stride, pad_left, l_out):
-    B, L, C = x.shape
-    y = np.empty((B, l_out, C), x.dtype)
-    arg = np.empty((B, l_out, C), np.int64)
-    for t in range(l_out):
-        lo, hi = _window(t, L, pool_size, stride, pad_left)
-        y[:, t] = x[:, lo:hi].max(axis=1)
-        arg[:, t] = lo + x[:, lo:hi].argmax(axis=1)  # argmax returns the first maximum
-    return y, arg
-
-
-def max_pool1d_backward_ref(dy, arg, length):
-    B, l_out, C = dy.shape
-    dx = np.zeros((B, length, C), dy.dtype)
-    b, c = np.meshgrid(np.arange(B), np.arange(C), indexing="ij")
-    for t in range(l_out):  # within one window the (b, c) pairs are distinct, so fancy += is safe
-        dx[b, arg[:, t], c] += dy[:, t]
-    return dx
-
-
-def avg_pool1d_forward_ref(x, pool_size, stride, pad_left, l_out):
-    B, L, C = x.shape
-    y = np.empty((B, l_out, C), x.dtype)
-    for t in range(l_out):
-        lo, hi = _window(t, L, pool_size, stride, pad_left)
-        y[:, t] = x[:, lo:hi].sum(axis=1) / (hi - lo)
-    return y
-
-
-def avg_pool1d_backward_ref(dy, length, pool_size, stride, pad_left):
-    B, l_out, C = dy.shape
-    dx = np.zeros((B, length, C), dy.dtype)
-    for t in range(l_out):
-        lo, hi = _window(t, length, pool_size, stride, pad_left)
-        dx[:, lo:hi] += dy[:, t : t + 1] / (hi - lo)
-    return dx

@@ -4,7 +4,7 @@ Only the recurrence loops here: the input projection of all timesteps is one GEM
 (``xp_t = x̃_t W``; the bias is added in the loop), and the input side's gradients δW, δx are GEMMs over
 all steps done by the layer too. Each public function dispatches to the numba kernel when the activations are ones
 the kernels implement (``fastmath.activation_code``), else to the NumPy twin in
-:mod:`tinynn.kernels.recurrent_reference` — which is also the readable statement of the math, and the
+:mod:`tinynn.kernels.reference.recurrent` — which is also the readable statement of the math, and the
 reference ``tests/test_recurrent_kernels.py`` proves the kernels agree with.
 
 Conventions (time-major, one float dtype, C-contiguous)::
@@ -27,14 +27,14 @@ Masked steps, for every cell (``cell`` computes h', c' from step t's inputs)::
     h_t = m_t ? h'_t : h_{t-1}          c_t = m_t ? c'_t : c_{t-1}
     δz_t = m_t ? (cell backward) : 0   δh_{t-1} = m_t ? (cell backward) : δh_t     (δc likewise)
 
-The per-step products h̃ U_k and δz U_kᵀ are BLAS calls from numba (``fastmath.gemm``); the gate math is
+The per-step products h̃ U_k and δz U_kᵀ are BLAS calls from numba (``blas.gemm``); the gate math is
 loops over contiguous rows that LLVM vectorises (``fastmath``).
 
 Batch rows never interact inside a recurrence, so a large loop runs as one piece of rows b0:b1 per core
 (``parallel.row_pieces``): every kernel takes its row range and each piece runs the whole time loop for its
 rows on its own thread (the kernels release the GIL). Per-piece results are its own rows of the shared
-arrays, plus a partial δb that the entry point sums. On M3 (T=500, B=128, u=32) this took the LSTM loop
-from 42 to 20 ms forward and 66 to 45 ms backward on the 2-core machine.
+arrays, plus a partial δb that the entry point sums (on 2 cores it nearly halves M3's LSTM loop; measurements in
+``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -42,13 +42,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import recurrent_reference as ref
-from .fastmath import activate, activate_row, activation_code, derivative, derivative_row, gemm, matmul_tn
+from .blas import gemm, matmul_tn
+from .fastmath import activate, activate_row, activation_code, derivative, derivative_row
 from .parallel import row_pieces, run_parallel
+from .reference import recurrent as ref
 
 __all__ = [
-    "to_batch_major",
-    "to_time_major",
     "gru_backward",
     "gru_forward",
     "lstm_backward",
@@ -60,7 +59,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- shared step helpers
 # Every loop below runs from 0 over 1-D slices of rows (``zi = z[b, :u]``): with 2-D indexing or offsets
-# like ``z[b, u + j]`` numba's negative-index wraparound stays in the loop and LLVM vectorised it 2-4x worse.
+# like ``z[b, u + j]`` numba's negative-index wraparound stays in the loop and LLVM vectorises it much worse.
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _recurrent_product(h, U, Ug, rm, tmp, out, j0):
     """``out[:, j0:j0+G'u] = [h̃_k U_k]_k``: one GEMM without dropout, else one per gate block of ``Ug``."""
@@ -192,22 +191,22 @@ def _simple_rnn_backward(a, U, rm, mask, act, dseq, dh, db, b0, b1):
     B = b1 - b0
     UT = np.ascontiguousarray(U.T)
     UgT = UT.reshape((1, u, u))
-    D = np.empty((B, u), a.dtype)
+    dact = np.empty((B, u), a.dtype)
     dhp = np.empty((B, u), a.dtype)
     tmp = np.empty((2, B, u), a.dtype)
     has_seq = dseq.shape[0] > 0
     for t in range(T - 1, -1, -1):
         if has_seq:
             _add_rows(dh, dseq[t, b0:b1], u)
-        z, m = a[t, b0:b1], mask[t, b0:b1]
-        derivative(D, z, 0, u, act)
+        a_t, m = a[t, b0:b1], mask[t, b0:b1]  # a_t = φ(z_t), overwritten below by δz_t
+        derivative(dact, a_t, 0, u, act)  # φ'(z_t), written from a_t
         for b in range(B):
-            zb, dhb, Db = z[b], dh[b], D[b]
+            dz, dhb, dactb = a_t[b], dh[b], dact[b]
             for j in range(u):
-                zb[j] = dhb[j] * Db[j]
-        _zero_masked(m, z)
-        _sum_rows_into(db, z)
-        _recurrent_product_t(z, UT, UgT, rm, tmp, dhp)
+                dz[j] = dhb[j] * dactb[j]
+        _zero_masked(m, a_t)
+        _sum_rows_into(db, a_t)
+        _recurrent_product_t(a_t, UT, UgT, rm, tmp, dhp)
         _carry(m, dhp, dh)
         _copy_rows(dh, dhp)
 
@@ -234,19 +233,19 @@ def _lstm_forward(xp, bias, U, Ug, rm, mask, act, rec_act, hs, cs, b0, b1):
             zb, rb = z[b], zr[b]
             for j in range(G):
                 zb[j] += rb[j] + bias[j]
-            zi, zf, zg, zo = zb[:u], zb[u:2 * u], zb[2 * u:3 * u], zb[3 * u:]
-            activate_row(zb[:2 * u], rec_act)
-            activate_row(zg, act)
-            activate_row(zo, rec_act)
+            activate_row(zb[:2 * u], rec_act)  # in place: the row now holds the gates [i, f, g, o]
+            activate_row(zb[2 * u:3 * u], act)
+            activate_row(zb[3 * u:], rec_act)
+            i, f, g, o = zb[:u], zb[u:2 * u], zb[2 * u:3 * u], zb[3 * u:]
             cb, cnb, tcb, hb, hnb = c[b], cn[b], tc[b], h[b], hn[b]
             if m[b]:
                 for j in range(u):
-                    v = zf[j] * cb[j] + zi[j] * zg[j]
+                    v = f[j] * cb[j] + i[j] * g[j]  # c'_t
                     cnb[j] = v
                     tcb[j] = v
-                activate_row(tcb, act)
+                activate_row(tcb, act)  # φ(c'_t)
                 for j in range(u):
-                    hnb[j] = zo[j] * tcb[j]
+                    hnb[j] = o[j] * tcb[j]
             else:
                 for j in range(u):
                     cnb[j] = cb[j]
@@ -255,7 +254,7 @@ def _lstm_forward(xp, bias, U, Ug, rm, mask, act, rec_act, hs, cs, b0, b1):
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b1):
-    """BPTT through the LSTM cell (equations in ``recurrent_reference.lstm_backward``).
+    """BPTT through the LSTM cell (equations in ``reference.recurrent.lstm_backward``).
 
     gates[t] <- δz_t = [δz_i, δz_f, δz_g, δz_o];  dh, dc <- δh_0, δc_0;  db += Σ_t δz_t.
     Rows b0:b1 of gates, mask, cs, dseq; dh, dc, db, rm are that piece's own.
@@ -268,58 +267,55 @@ def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b
     for k in range(4):
         UgT[k] = U[:, k * u:(k + 1) * u].T
     tc = np.empty(u, gates.dtype)
-    D = np.empty(G, gates.dtype)
-    Dc = np.empty(u, gates.dtype)
+    dact = np.empty(G, gates.dtype)
+    dact_c = np.empty(u, gates.dtype)
     dhp = np.empty((B, u), gates.dtype)
     tmp = np.empty((2, B, u), gates.dtype)
     has_seq = dseq.shape[0] > 0
     for t in range(T - 1, -1, -1):
         if has_seq:
             _add_rows(dh, dseq[t, b0:b1], u)
-        z, c_prev, c, m = gates[t, b0:b1], cs[t, b0:b1], cs[t + 1, b0:b1], mask[t, b0:b1]
-        for b in range(B):  # one row at a time (it stays in L1)
-            if m[b]:
-                zb = z[b]
-                zi, zf, zg, zo = zb[:u], zb[u:2 * u], zb[2 * u:3 * u], zb[3 * u:]
-                cb = c[b]
-                for j in range(u):
-                    tc[j] = cb[j]
-                activate_row(tc, act)
-                derivative_row(Dc, tc, act)
-                derivative_row(D[:2 * u], zb[:2 * u], rec_act)
-                derivative_row(D[2 * u:3 * u], zg, act)
-                derivative_row(D[3 * u:], zo, rec_act)
-                Di, Df, Dg, Do = D[:u], D[u:2 * u], D[2 * u:3 * u], D[3 * u:]
-                cpb, dhb, dcb = c_prev[b], dh[b], dc[b]
-                for j in range(u):
-                    i = zi[j]
-                    f = zf[j]
-                    g = zg[j]
-                    o = zo[j]
-                    dct = dcb[j] + dhb[j] * o * Dc[j]
-                    zi[j] = dct * g * Di[j]
-                    zf[j] = dct * cpb[j] * Df[j]
-                    zg[j] = dct * i * Dg[j]
-                    zo[j] = dhb[j] * tc[j] * Do[j]
-                    dcb[j] = dct * f
-                for j in range(G):
-                    db[j] += zb[j]
-            else:
-                _fill_row(z[b], 0)
-        _recurrent_product_t(z, UT, UgT, rm, tmp, dhp)
+        g_t, c_prev, c, m = gates[t, b0:b1], cs[t, b0:b1], cs[t + 1, b0:b1], mask[t, b0:b1]
+        for b in range(B):  # one row at a time (it stays in L1); the row [i, f, g, o] is overwritten by δz
+            gb = g_t[b]
+            if not m[b]:
+                _fill_row(gb, 0)
+                continue
+            i, f, g, o = gb[:u], gb[u:2 * u], gb[2 * u:3 * u], gb[3 * u:]
+            cb = c[b]
+            for j in range(u):
+                tc[j] = cb[j]
+            activate_row(tc, act)  # φ(c_t)
+            derivative_row(dact_c, tc, act)  # φ'(c_t)
+            derivative_row(dact[:2 * u], gb[:2 * u], rec_act)  # σ'(z_i), σ'(z_f), from i and f
+            derivative_row(dact[2 * u:3 * u], g, act)  # φ'(z_g)
+            derivative_row(dact[3 * u:], o, rec_act)  # σ'(z_o)
+            dact_i, dact_f, dact_g, dact_o = dact[:u], dact[u:2 * u], dact[2 * u:3 * u], dact[3 * u:]
+            cpb, dhb, dcb = c_prev[b], dh[b], dc[b]
+            for j in range(u):
+                i_j, f_j, g_j, o_j = i[j], f[j], g[j], o[j]
+                dcbar = dcb[j] + dhb[j] * o_j * dact_c[j]  # δc̄ = δc_t + φ'(c_t) ⊙ δh ⊙ o
+                i[j] = dcbar * g_j * dact_i[j]  # δz_i = σ'(z_i) δi,  δi = δc̄ ⊙ g
+                f[j] = dcbar * cpb[j] * dact_f[j]  # δz_f,  δf = δc̄ ⊙ c_{t-1}
+                g[j] = dcbar * i_j * dact_g[j]  # δz_g,  δg = δc̄ ⊙ i
+                o[j] = dhb[j] * tc[j] * dact_o[j]  # δz_o,  δo = δh ⊙ φ(c_t)
+                dcb[j] = dcbar * f_j  # δc_{t-1}
+            for j in range(G):
+                db[j] += gb[j]
+        _recurrent_product_t(g_t, UT, UgT, rm, tmp, dhp)
         _carry(m, dhp, dh)
         _copy_rows(dh, dhp)
 
 
 # --------------------------------------------------------------------------- GRU
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _gru_update(x, h, hn, m, u):
-    """h' = z ⊙ h + (1 - z) ⊙ ĥ for one row (x = [z, r, ĥ]); a masked row keeps h."""
+def _gru_update(gates, h, hn, m, u):
+    """h' = z ⊙ h + (1 - z) ⊙ ĥ for one row (gates = [z, r, ĥ]); a masked row keeps h."""
     if m:
-        xz, xh = x[:u], x[2 * u:]
+        z, hh = gates[:u], gates[2 * u:]
         for j in range(u):
-            zg = xz[j]
-            hn[j] = zg * h[j] + (type(zg)(1.0) - zg) * xh[j]
+            z_j = z[j]
+            hn[j] = z_j * h[j] + (type(z_j)(1.0) - z_j) * hh[j]
     else:
         for j in range(u):
             hn[j] = h[j]
@@ -327,7 +323,7 @@ def _gru_update(x, h, hn, m, u):
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _gru_forward(xp, bias, U, Ug, b_rec, rm, mask, act, rec_act, reset_after, hs, aux, b0, b1):
-    """GRU step (equations in ``recurrent_reference.gru_forward``; xp_t + b_in). xp[t] <- [z, r, ĥ].
+    """GRU step (equations in ``reference.recurrent.gru_forward``; xp_t + b_in). xp[t] <- gates [z, r, ĥ].
 
     aux[t] <- reset_after: hz_h = h̃_h U_h + b_rh (needed for δr);  else r ⊙ h̃_h (the input of U_h).
     Rows b0:b1 only (``rm`` is that piece's own).
@@ -339,57 +335,58 @@ def _gru_forward(xp, bias, U, Ug, b_rec, rm, mask, act, rec_act, reset_after, hs
     hzr = np.empty((B, 2 * u), xp.dtype)
     tmp = np.empty((2, B, u), xp.dtype)
     rh = np.empty((B, u), xp.dtype)
-    hh = np.empty((B, u), xp.dtype)
+    rhU = np.empty((B, u), xp.dtype)
     Uzr = np.ascontiguousarray(U[:, :2 * u])
     ones = np.ones(u, xp.dtype)
     use_rm = rm.shape[0] > 0
     for t in range(T):
-        h, x, a, hn, m = hs[t, b0:b1], xp[t, b0:b1], aux[t, b0:b1], hs[t + 1, b0:b1], mask[t, b0:b1]
+        # g_t: the rows of xp_t, turned in place into the pre-activations, then the gates [z, r, ĥ]
+        h, g_t, aux_t, hn, m = hs[t, b0:b1], xp[t, b0:b1], aux[t, b0:b1], hs[t + 1, b0:b1], mask[t, b0:b1]
         if reset_after:
             _recurrent_product(h, U, Ug, rm, tmp, hz, 0)
             for b in range(B):
-                xb, hzb, ab = x[b], hz[b], a[b]
+                gb, hzb, auxb = g_t[b], hz[b], aux_t[b]
                 for j in range(2 * u):
-                    xb[j] += hzb[j] + b_rec[j] + bias[j]
-                activate_row(xb[:2 * u], rec_act)
-                xr, xh, hzh, brh, bh = xb[u:2 * u], xb[2 * u:], hzb[2 * u:], b_rec[2 * u:], bias[2 * u:]
+                    gb[j] += hzb[j] + b_rec[j] + bias[j]  # a_z, a_r
+                activate_row(gb[:2 * u], rec_act)  # z, r
+                r, hh, hz_h, b_rh, b_h = gb[u:2 * u], gb[2 * u:], hzb[2 * u:], b_rec[2 * u:], bias[2 * u:]
                 for j in range(u):
-                    v = hzh[j] + brh[j]
-                    ab[j] = v
-                    xh[j] += bh[j] + xr[j] * v
-                activate_row(xh, act)
-                _gru_update(xb, h[b], hn[b], m[b], u)
+                    v = hz_h[j] + b_rh[j]
+                    auxb[j] = v
+                    hh[j] += b_h[j] + r[j] * v  # a_h = xp_h + b_h + r ⊙ hz_h
+                activate_row(hh, act)  # ĥ = φ(a_h)
+                _gru_update(gb, h[b], hn[b], m[b], u)
         else:
             if use_rm:
                 _recurrent_product(h, U, Ug[:2], rm[:2], tmp, hzr, 0)
             else:
                 gemm(h, Uzr, hzr)
             for b in range(B):
-                xb, hzb, hb, ab, rhb = x[b], hzr[b], h[b], a[b], rh[b]
+                gb, hzb, hb, auxb, rhb = g_t[b], hzr[b], h[b], aux_t[b], rh[b]
                 for j in range(2 * u):
-                    xb[j] += hzb[j] + bias[j]
-                activate_row(xb[:2 * u], rec_act)
-                xr = xb[u:2 * u]
+                    gb[j] += hzb[j] + bias[j]  # a_z, a_r
+                activate_row(gb[:2 * u], rec_act)  # z, r
+                r = gb[u:2 * u]
                 rmh = rm[2, b] if use_rm else ones
                 for j in range(u):
-                    v = xr[j] * (hb[j] * rmh[j])
-                    ab[j] = v
+                    v = r[j] * (hb[j] * rmh[j])  # r ⊙ h̃_h
+                    auxb[j] = v
                     rhb[j] = v
-            gemm(rh, Ug[2], hh)
+            gemm(rh, Ug[2], rhU)  # (r ⊙ h̃_h) U_h
             for b in range(B):
-                xb, hhb = x[b], hh[b]
-                xh, bh = xb[2 * u:], bias[2 * u:]
+                gb, rhUb = g_t[b], rhU[b]
+                hh, b_h = gb[2 * u:], bias[2 * u:]
                 for j in range(u):
-                    xh[j] += hhb[j] + bh[j]
-                activate_row(xh, act)
-                _gru_update(xb, h[b], hn[b], m[b], u)
+                    hh[j] += rhUb[j] + b_h[j]  # a_h
+                activate_row(hh, act)  # ĥ = φ(a_h)
+                _gru_update(gb, h[b], hn[b], m[b], u)
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, dh, db, dbh, dHZ, b0, b1):
-    """BPTT through the GRU cell (equations in ``recurrent_reference.gru_backward``).
+    """BPTT through the GRU cell (equations in ``reference.recurrent.gru_backward``).
 
-    gates[t] <- δ of the input pre-activations [δa_z, δa_r, δa_h];  dh <- δh_0;  db += Σ_t δa_t;
+    gates[t] ([z, r, ĥ]) <- δ of the input pre-activations [δa_z, δa_r, δa_h];  dh <- δh_0;  db += Σ_t δa_t;
     reset_after: dHZ[t] <- δhz = [δa_z, δa_r, δa_h ⊙ r] (δ of h̃ U + b_rh, the rows δU and δb_rh sum);
     dbh += Σ_t δhz_h.  Without reset_after, dHZ and dbh are unused and aux stays r ⊙ h̃_h.
     Rows b0:b1 of gates, mask, hs, aux, dseq, dHZ; dh, db, dbh, rm are that piece's own.
@@ -402,11 +399,11 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
         UgT[k] = U[:, k * u:(k + 1) * u].T
     UT = np.ascontiguousarray(U.T)
     UzrT = np.ascontiguousarray(U[:, :2 * u].T)
-    D = np.empty(G, gates.dtype)
+    dact = np.empty(G, gates.dtype)
     dhz_step = np.empty((B, G), gates.dtype)
-    dzr = np.empty((B, 2 * u), gates.dtype)
+    da_zr = np.empty((B, 2 * u), gates.dtype)
     dhp = np.empty((B, u), gates.dtype)
-    da = np.empty((B, u), gates.dtype)
+    da_h = np.empty((B, u), gates.dtype)
     drh = np.empty((B, u), gates.dtype)
     ones = np.ones(u, gates.dtype)
     tmp = np.empty((2, B, u), gates.dtype)
@@ -415,127 +412,72 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
     for t in range(T - 1, -1, -1):
         if has_seq:
             _add_rows(dh, dseq[t, b0:b1], u)
-        x, h, a, m = gates[t, b0:b1], hs[t, b0:b1], aux[t, b0:b1], mask[t, b0:b1]
+        g_t, h, aux_t, m = gates[t, b0:b1], hs[t, b0:b1], aux[t, b0:b1], mask[t, b0:b1]
         dhz = dHZ[t, b0:b1] if reset_after else dhz_step
         for b in range(B):  # δa_z, δa_h, and δh through z (row by row, in L1)
-            xb, dab, dhpb, dhb, hb = x[b], da[b], dhp[b], dh[b], h[b]
-            xz, xr, xh = xb[:u], xb[u:2 * u], xb[2 * u:]
+            gb, da_hb, dhpb, dhb, hb = g_t[b], da_h[b], dhp[b], dh[b], h[b]
+            z, r, hh = gb[:u], gb[u:2 * u], gb[2 * u:]  # overwritten below by δa_z, δa_r, δa_h
             if not m[b]:
-                _fill_row(xb, 0)
-                _fill_row(dab, 0)
+                _fill_row(gb, 0)
+                _fill_row(da_hb, 0)
                 _fill_row(dhz[b], 0)
                 _fill_row(dhpb, 0)
                 continue
-            derivative_row(D[:2 * u], xb[:2 * u], rec_act)
-            derivative_row(D[2 * u:], xh, act)
-            Dz, Dr, Dh = D[:u], D[u:2 * u], D[2 * u:]
+            derivative_row(dact[:2 * u], gb[:2 * u], rec_act)  # σ'(a_z), σ'(a_r), from z and r
+            derivative_row(dact[2 * u:], hh, act)  # φ'(a_h), from ĥ
+            dact_z, dact_r, dact_h = dact[:u], dact[u:2 * u], dact[2 * u:]
             for j in range(u):
-                zg = xz[j]
-                dab[j] = dhb[j] * (type(zg)(1.0) - zg) * Dh[j]
-                xz[j] = dhb[j] * (hb[j] - xh[j]) * Dz[j]
-                dhpb[j] = dhb[j] * zg
+                z_j = z[j]
+                da_hb[j] = dhb[j] * (type(z_j)(1.0) - z_j) * dact_h[j]  # δa_h = φ'(a_h) δh ⊙ (1 - z)
+                z[j] = dhb[j] * (hb[j] - hh[j]) * dact_z[j]  # δa_z = σ'(a_z) δh ⊙ (h_{t-1} - ĥ)
+                dhpb[j] = dhb[j] * z_j  # δh_{t-1} through z
             if reset_after:
-                ab, dhzb = a[b], dhz[b]
-                dhzh = dhzb[2 * u:]
+                auxb, dhzb = aux_t[b], dhz[b]
+                dhz_h = dhzb[2 * u:]
                 for j in range(u):
-                    r = xr[j]
-                    xr[j] = dab[j] * ab[j] * Dr[j]
-                    v = dab[j] * r
-                    dhzh[j] = v
+                    r_j = r[j]
+                    r[j] = da_hb[j] * auxb[j] * dact_r[j]  # δa_r = σ'(a_r) δa_h ⊙ hz_h
+                    v = da_hb[j] * r_j
+                    dhz_h[j] = v
                     dbh[j] += v
-                    xh[j] = dab[j]
+                    hh[j] = da_hb[j]
                 for j in range(2 * u):
-                    dhzb[j] = xb[j]
+                    dhzb[j] = gb[j]
             else:
                 parked = dhz[b, u:2 * u]  # σ'(a_r), needed after the δ(r ⊙ h̃_h) product below
                 for j in range(u):
-                    parked[j] = Dr[j]
-                    xh[j] = dab[j]
+                    parked[j] = dact_r[j]
+                    hh[j] = da_hb[j]
         if reset_after:
             _recurrent_product_t(dhz, UT, UgT, rm, tmp, drh)
             _add_rows(dhp, drh, u)
         else:
-            gemm(da, UgT[2], drh)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
+            gemm(da_h, UgT[2], drh)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
             for b in range(B):
                 if not m[b]:
                     continue
-                xb, hb, drhb, dhpb, dhzb = x[b], h[b], drh[b], dhp[b], dhz[b]
-                xr, Dr = xb[u:2 * u], dhzb[u:2 * u]
+                gb, hb, drhb, dhpb, dhzb = g_t[b], h[b], drh[b], dhp[b], dhz[b]
+                r, dact_r = gb[u:2 * u], dhzb[u:2 * u]
                 rmh = rm[2, b] if use_rm else ones
                 for j in range(u):
-                    r = xr[j]
-                    xr[j] = drhb[j] * hb[j] * rmh[j] * Dr[j]
-                    dhpb[j] += drhb[j] * r * rmh[j]
-                dzrb = dzr[b]
+                    r_j = r[j]
+                    r[j] = drhb[j] * hb[j] * rmh[j] * dact_r[j]  # δa_r = σ'(a_r) δ(r ⊙ h̃_h) ⊙ h̃_h
+                    dhpb[j] += drhb[j] * r_j * rmh[j]
+                da_zrb = da_zr[b]
                 for j in range(2 * u):
-                    dhzb[j] = xb[j]
-                    dzrb[j] = xb[j]
+                    dhzb[j] = gb[j]
+                    da_zrb[j] = gb[j]
             if use_rm:
                 _recurrent_product_t(dhz, UT, UgT[:2], rm[:2], tmp, drh)
             else:
                 for b in range(B):
                     if not m[b]:
-                        _fill_row(dzr[b], 0)
-                gemm(dzr, UzrT, drh)
+                        _fill_row(da_zr[b], 0)
+                gemm(da_zr, UzrT, drh)
             _add_rows(dhp, drh, u)
-        _sum_rows_into(db, x)
+        _sum_rows_into(db, g_t)
         _carry(m, dhp, dh)
         _copy_rows(dh, dhp)
-
-
-# --------------------------------------------------------------------------- layout
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def _to_time_major(x, reverse, mask, out):
-    """out[t, b] = x[b, t'] (· mask[t, b]), t' = T-1-t if reverse else t."""
-    B, T, F = x.shape
-    use_mask = mask.shape[0] > 0
-    for b in range(B):
-        for t in range(T):
-            dst, src = out[t, b], x[b, T - 1 - t if reverse else t]
-            if use_mask and not mask[t, b]:
-                for f in range(F):
-                    dst[f] = 0
-            else:
-                for f in range(F):
-                    dst[f] = src[f]
-
-
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def _to_batch_major(y, reverse, mask, out):
-    """out[b, t'] = y[t, b] (· mask[t, b]), t' = T-1-t if reverse else t."""
-    T, B, F = y.shape
-    use_mask = mask.shape[0] > 0
-    for b in range(B):
-        for t in range(T):
-            dst, src = out[b, T - 1 - t if reverse else t], y[t, b]
-            if use_mask and not mask[t, b]:
-                for f in range(F):
-                    dst[f] = 0
-            else:
-                for f in range(F):
-                    dst[f] = src[f]
-
-
-_NO_MASK = np.zeros((0, 0), np.bool_)
-
-
-def to_time_major(x: np.ndarray, reverse: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
-    """(B, T, F) -> (T, B, F), optionally reversing time and zeroing rows where ``mask`` (T, B) is False.
-
-    A row-copy loop: 5x faster than ``np.ascontiguousarray(x.transpose(1, 0, 2))`` (0.7 vs 3.8 ms on 8 MB).
-    """
-    x = np.ascontiguousarray(x)
-    out = np.empty((x.shape[1], x.shape[0], x.shape[2]), x.dtype)
-    _to_time_major(x, bool(reverse), _NO_MASK if mask is None else np.ascontiguousarray(mask, np.bool_), out)
-    return out
-
-
-def to_batch_major(y: np.ndarray, reverse: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
-    """(T, B, F) -> (B, T, F): the inverse of :func:`to_time_major` (``mask`` indexed (T, B) like ``y``)."""
-    y = np.ascontiguousarray(y)
-    out = np.empty((y.shape[1], y.shape[0], y.shape[2]), y.dtype)
-    _to_batch_major(y, bool(reverse), _NO_MASK if mask is None else np.ascontiguousarray(mask, np.bool_), out)
-    return out
 
 
 # --------------------------------------------------------------------------- public entry points
@@ -563,22 +505,33 @@ def _piece(rm_arr, b0, b1):
     return np.ascontiguousarray(rm_arr[:, b0:b1])
 
 
-def _prepare(xp, U, rm, mask, G):
-    T, B, _ = xp.shape
+def _prepare(xp, U, rm, mask, G, *states):
+    """Contiguous arrays of xp's dtype for the numba loops, after checking every shape against xp (T, B, G·u):
+    the loops do no bounds checks, so a wrong shape must stop here (the layers check their inputs first)."""
+    T, B, Gu = xp.shape
     u = U.shape[0]
+    expected = {"U": ((u, G * u), U), "rm": ((G, B, u), rm), "mask": ((T, B), mask)}
+    expected.update({f"state {k}": ((B, u), s) for k, s in enumerate(states)})
+    for what, (shape, a) in expected.items():
+        if a is not None and np.shape(a) != shape or Gu != G * u:
+            raise ValueError(f"recurrent kernel: {what} {np.shape(a)} does not fit xp {xp.shape} (expected {shape})")
     rm_arr = np.zeros((0, B, u), xp.dtype) if rm is None else np.ascontiguousarray(rm, dtype=xp.dtype)
     mask_arr = np.ones((T, B), np.bool_) if mask is None else np.ascontiguousarray(mask, dtype=np.bool_)
     return np.ascontiguousarray(U, dtype=xp.dtype), rm_arr, mask_arr
 
 
-def _dseq(dseq, B, u, dtype):
-    return np.zeros((0, B, u), dtype) if dseq is None else np.ascontiguousarray(dseq, dtype=dtype)
+def _dseq(dseq, T, B, u, dtype):
+    if dseq is None:
+        return np.zeros((0, B, u), dtype)
+    if dseq.shape != (T, B, u):
+        raise ValueError(f"recurrent kernel: dseq {dseq.shape} does not fit (T, B, u) = {(T, B, u)}")
+    return np.ascontiguousarray(dseq, dtype=dtype)
 
 
 def _weighted_sum(hs: np.ndarray, delta: np.ndarray, rm, G: int, gates=None) -> np.ndarray:
     """``Σ_t h̃_kᵀ δ_k`` for each gate block k (one GEMM over all T·B rows when there is no dropout).
 
-    All T·B-row GEMMs here and in the layers go through ``fastmath.matmul*`` (single-threaded BLAS calls).
+    All T·B-row GEMMs here and in the layers go through ``blas.matmul*`` (single-threaded BLAS calls).
     """
     T, B, u = hs.shape
     H = hs.reshape(T * B, u)
@@ -603,7 +556,7 @@ def simple_rnn_forward(xp, b_in, U, rm, mask, h0, act):
     if code is None:
         return ref.simple_rnn_forward(xp, b_in, U, rm, mask, h0, act)
     T, B, u = xp.shape
-    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 1)
+    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 1, h0)
     hs = np.empty((T + 1, B, u), xp.dtype)
     hs[0] = h0
     bias = _bias(b_in, u, xp.dtype)
@@ -619,9 +572,9 @@ def simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act):
         return ref.simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act)
     a = cache
     T, B, u = a.shape
-    U, rm_arr, mask_arr = _prepare(a, U, rm, mask, 1)
+    U, rm_arr, mask_arr = _prepare(a, U, rm, mask, 1, dhT, hs[0])
     dh = np.array(dhT, dtype=a.dtype, copy=True)
-    dseq = _dseq(dseq, B, u, a.dtype)
+    dseq = _dseq(dseq, T, B, u, a.dtype)
 
     def piece(b0, b1):
         db = np.zeros(u, a.dtype)
@@ -640,7 +593,7 @@ def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
         return ref.lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act)
     T, B, G = xp.shape
     u = G // 4
-    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 4)
+    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 4, h0, c0)
     hs = np.empty((T + 1, B, u), xp.dtype)
     cs = np.empty((T + 1, B, u), xp.dtype)
     hs[0], cs[0] = h0, c0
@@ -658,10 +611,10 @@ def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
     gates = cache
     T, B, G = gates.shape
     u = G // 4
-    U, rm_arr, mask_arr = _prepare(gates, U, rm, mask, 4)
+    U, rm_arr, mask_arr = _prepare(gates, U, rm, mask, 4, dhT, dcT, hs[0], cs[0])
     dh = np.array(dhT, dtype=gates.dtype, copy=True)
     dc = np.array(dcT, dtype=gates.dtype, copy=True)
-    dseq = _dseq(dseq, B, u, gates.dtype)
+    dseq = _dseq(dseq, T, B, u, gates.dtype)
 
     def piece(b0, b1):
         db = np.zeros(G, gates.dtype)
@@ -682,7 +635,7 @@ def gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after):
         return ref.gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after)
     T, B, G = xp.shape
     u = G // 3
-    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 3)
+    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 3, h0)
     hs = np.empty((T + 1, B, u), xp.dtype)
     hs[0] = h0
     aux = np.empty((T, B, u), xp.dtype)
@@ -702,9 +655,9 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
     gates, aux = cache
     T, B, G = gates.shape
     u = G // 3
-    U, rm_arr, mask_arr = _prepare(gates, U, rm, mask, 3)
+    U, rm_arr, mask_arr = _prepare(gates, U, rm, mask, 3, dhT, hs[0])
     dh = np.array(dhT, dtype=gates.dtype, copy=True)
-    dseq = _dseq(dseq, B, u, gates.dtype)
+    dseq = _dseq(dseq, T, B, u, gates.dtype)
 
     dHZ = np.empty((T, B, G) if reset_after else (0, 0, G), gates.dtype)  # δ of hz = h̃ U + b_rh
 

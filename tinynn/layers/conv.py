@@ -10,9 +10,14 @@ padding and Lo the output length from :func:`tinynn.kernels.conv.conv_padding`:
     same    Lo = ⌈L/s⌉, total = max((Lo-1)·s + eff - L, 0), pl = ⌊total/2⌋ (extra pad on the right)
     causal  pl = (K-1)·d, no right pad,      Lo = ⌈L/s⌉               (Conv1D only, as in Keras)
 
-``xp`` is x padded with pl zeros on the left (and the rest on the right). The convolution itself
-(:mod:`tinynn.kernels.conv`) is a cross-correlation: ``conv(x, W)[b,t,f] = Σ_k Σ_c xp[b, t·s+k·d, c] W[k,c,f]``
-with its two vector-Jacobian products ``conv_dx`` and ``conv_dW`` written out there.
+``xp`` is x padded with pl zeros on the left (and the rest on the right). The convolution itself is a
+cross-correlation: ``conv(x, W)[b,t,f] = Σ_k Σ_c xp[b, t·s+k·d, c] W[k,c,f]``.
+
+Code, reference first: :func:`tinynn.kernels.reference.conv.conv1d_forward`, ``conv1d_backward_data`` (dx) and
+``conv1d_backward_filter`` (dW), and :mod:`tinynn.kernels.reference.bias_activation` for the bias and activation
+tail (the 'reference' kernel mode runs these); fast: :func:`tinynn.kernels.conv.conv1d_forward` /
+``conv1d_backward`` (im2col or shift lowering to one GEMM per batch chunk) and the fused
+:mod:`tinynn.kernels.bias_activation` (the default 'fast' mode).
 
 Masks: none of these layers supports masking (Keras 3 drops the mask with a warning), so
 ``compute_mask`` returns None.
@@ -22,29 +27,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import activations
+from .. import activations, config
 from .. import initializers as _init
 from ..kernels import bias_activation as K_bias_act
 from ..kernels import conv as K_conv
 from ..kernels.fastmath import activation_code
-from .base import InputSpec, Layer, format_shape, normalize_tuple
-
-_DATA_FORMATS = ("channels_last", "channels_first")
-
-
-def _positive_int(value, name: str, who: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def standardize_data_format(value, who: str) -> str:
-    if value is None:
-        return "channels_last"
-    fmt = str(value).lower()
-    if fmt not in _DATA_FORMATS:
-        raise ValueError(f"{who}: data_format must be one of {_DATA_FORMATS}, got {value!r}")
-    return fmt
+from ..kernels.reference import bias_activation as R_bias_act
+from ..kernels.reference import conv as R_conv
+from .arguments import data_format as standardize_data_format
+from .arguments import one_of, positive_int, positive_int_tuple
+from .base import InputSpec, Layer, format_shape
 
 
 class DataFormatLayer(Layer):
@@ -54,10 +46,7 @@ class DataFormatLayer(Layer):
     """
 
     data_format = "channels_last"
-
-    @property
-    def _who(self) -> str:
-        return f"{type(self).__name__} {self.name!r}"
+    _who = Layer.who  # the former name of the error prefix, for subclasses written against it
 
     @property
     def _time_axis(self) -> int:
@@ -68,22 +57,27 @@ class DataFormatLayer(Layer):
 
     _from_last = _to_last  # the transposition is its own inverse
 
+    def expected_mask_shape(self, x):
+        """(batch, steps) wherever the steps axis is; None if the layer drops masks."""
+        if not self.supports_masking:
+            return None
+        return (x.shape[0], x.shape[self._time_axis])
+
 
 class _Conv1DBase(DataFormatLayer):
     """Argument checks, geometry, data_format handling and the bias/activation tail shared by the family."""
 
     _allow_causal = False
+    _reference = False  # the kernel mode of the last forward call (its backward uses the same)
 
     def __init__(self, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs):
         super().__init__(**kwargs)
-        who = self._who
-        self.kernel_size = normalize_tuple(kernel_size, 1, "kernel_size", who)
-        self.strides = normalize_tuple(strides, 1, "strides", who)
-        self.dilation_rate = normalize_tuple(dilation_rate, 1, "dilation_rate", who)
+        who = self.who
+        self.kernel_size = positive_int_tuple(kernel_size, 1, "kernel_size", who)
+        self.strides = positive_int_tuple(strides, 1, "strides", who)
+        self.dilation_rate = positive_int_tuple(dilation_rate, 1, "dilation_rate", who)
         allowed = ("valid", "same", "causal") if self._allow_causal else ("valid", "same")
-        if not isinstance(padding, str) or padding.lower() not in allowed:
-            raise ValueError(f"{who}: padding must be one of {allowed}, got {padding!r}")
-        self.padding = padding.lower()
+        self.padding = one_of(padding, allowed, "padding", who)
         self.data_format = standardize_data_format(data_format, who)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
@@ -101,7 +95,7 @@ class _Conv1DBase(DataFormatLayer):
         if l_out < 1:
             eff = (k - 1) * d + 1
             raise ValueError(
-                f"{self._who}: input shape {format_shape(shape)} has {length} steps, but kernel_size={k} with "
+                f"{self.who}: input shape {format_shape(shape)} has {length} steps, but kernel_size={k} with "
                 f"dilation_rate={d} has a receptive field of {eff} steps, so padding={self.padding!r}, "
                 f"strides={s} would give an empty output (length {l_out}); the input needs >= {eff} steps"
             )
@@ -111,12 +105,12 @@ class _Conv1DBase(DataFormatLayer):
         """Rank 3 with a known channel axis; returns the channel count (and checks the length if known)."""
         if len(input_shape) != 3:
             raise ValueError(
-                f"{self._who} expects inputs of rank 3 (batch, steps, channels) for data_format="
+                f"{self.who} expects inputs of rank 3 (batch, steps, channels) for data_format="
                 f"{self.data_format!r}, got shape {format_shape(input_shape)}"
             )
         channels = input_shape[self._channel_axis]
         if channels is None:
-            raise ValueError(f"{self._who} needs a known channel axis, got input shape {format_shape(input_shape)}")
+            raise ValueError(f"{self.who} needs a known channel axis, got input shape {format_shape(input_shape)}")
         if input_shape[self._time_axis] is not None:
             self._geometry(input_shape[self._time_axis], input_shape)
         return int(channels)
@@ -140,13 +134,37 @@ class _Conv1DBase(DataFormatLayer):
             return (input_shape[0], l_out, out_channels)
         return (input_shape[0], out_channels, l_out)
 
+    # ------------------------------------------------------------------ the convolution, in either kernel mode
+    def _conv(self, x: np.ndarray, W: np.ndarray, pl: int, l_out: int, groups: int, keep_cols: bool = False):
+        """z = conv(x, W) without bias (channels-last), through the kernels of the current mode (the backward of
+        this forward uses the same mode)."""
+        s, d = self.strides[0], self.dilation_rate[0]
+        self._reference = config.kernel_mode() == "reference"
+        if self._reference:
+            return R_conv.conv1d_forward(x, W, s, d, pl, l_out, groups)
+        return K_conv.conv1d_forward(x, W, s, d, pl, l_out, groups, workspace=self._ws, keep_cols=keep_cols)
+
+    def _conv_backward(self, x: np.ndarray, W: np.ndarray, dz: np.ndarray, groups: int):
+        """(dx or None, dW) of :meth:`_conv` for dz = ∂L/∂z (channels-last); dx is None when not needed."""
+        s, d, pl = self.strides[0], self.dilation_rate[0], self._pl
+        need_dx = self.input_gradient_needed
+        if self._reference:
+            dx = R_conv.conv1d_backward_data(dz, W, x.shape[1], s, d, pl, groups) if need_dx else None
+            return dx, R_conv.conv1d_backward_filter(x, dz, W.shape[0], s, d, pl, groups)
+        return K_conv.conv1d_backward(x, W, dz, s, d, pl, groups, need_dx=need_dx, workspace=self._ws)
+
     # ------------------------------------------------------------------ bias + activation tail
     def _finish(self, z: np.ndarray, bias) -> np.ndarray:
         """y = act(z + b) for z the fresh channels-last convolution; caches y; returns y in data_format.
 
-        Activations the numba kernels implement take one fused pass (:mod:`tinynn.kernels.bias_activation`),
+        Reference mode: :func:`tinynn.kernels.reference.bias_activation.bias_activation_forward` (keeps z + b).
+        Fast mode: activations the numba kernels implement take one fused pass (:mod:`tinynn.kernels.bias_activation`),
         which needs only y for the backward; ``z + b`` is then formed only if :attr:`logits` asks for it.
         Other activations keep ``z + b`` (added in place) for their derivative."""
+        if self._reference:
+            self._z, self._y = R_bias_act.bias_activation_forward(z, bias, self.activation)
+            self._z_bias = None
+            return self._from_last(self._y)
         code = activation_code(self.activation)
         if code is None:
             if self.use_bias:
@@ -159,10 +177,10 @@ class _Conv1DBase(DataFormatLayer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dz = act'(z) ⊙ dy (and db = Σ dz in the same pass when fused), then :meth:`backward_from_logits`."""
-        dy = self._to_last(np.asarray(dy, dtype=self.dtype))
-        if dy.shape != self._y.shape:
-            raise ValueError(f"{self._who}: backward expects dy of shape {format_shape(self._from_last(self._y).shape)}"
-                             f", got {format_shape(self._from_last(dy).shape)}")
+        dy = self._to_last(dy)
+        if self._reference:
+            dz, db = R_bias_act.bias_activation_backward(self._z, self._y, dy, self.activation)
+            return self.backward_from_logits(self._from_last(dz), db=db if self.use_bias else None)
         code = activation_code(self.activation)
         if code is None:
             return self.backward_from_logits(self._from_last(self.activation.backward(self._z, self._y, dy)))
@@ -235,9 +253,9 @@ class Conv1D(_Conv1DBase):
         **kwargs,
     ):
         super().__init__(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs)
-        who = self._who
-        self.filters = _positive_int(filters, "filters", who)
-        self.groups = _positive_int(groups, "groups", who)
+        who = self.who
+        self.filters = positive_int(filters, "filters", who)
+        self.groups = positive_int(groups, "groups", who)
         if self.filters % self.groups:
             raise ValueError(f"{who}: filters={self.filters} must be divisible by groups={self.groups}")
         if self.strides[0] > 1 and self.dilation_rate[0] > 1:
@@ -252,7 +270,7 @@ class Conv1D(_Conv1DBase):
         channels = self._check_shape(input_shape)
         if channels % self.groups:
             raise ValueError(
-                f"{self._who}: the {channels} input channels must be divisible by groups={self.groups} "
+                f"{self.who}: the {channels} input channels must be divisible by groups={self.groups} "
                 f"(input shape {format_shape(input_shape)})"
             )
         self.add_weight("kernel", (self.kernel_size[0], channels // self.groups, self.filters), self.kernel_initializer)
@@ -267,19 +285,13 @@ class Conv1D(_Conv1DBase):
         x = self._to_last(x)
         pl, _, l_out = self._geometry(x.shape[1], x.shape)
         self._x, self._pl = x, pl
-        z = K_conv.conv1d_forward(
-            x, self.kernel, self.strides[0], self.dilation_rate[0], pl, l_out, self.groups, workspace=self._ws,
-            keep_cols=training,
-        )
+        z = self._conv(x, self.kernel, pl, l_out, self.groups, keep_cols=training)
         return self._finish(z, self.bias if self.use_bias else None)
 
     def backward_from_logits(self, dz, db=None):
         """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dW, db], returns dx."""
         dz = self._dz(dz)
-        dx, dW = K_conv.conv1d_backward(
-            self._x, self.kernel, dz, self.strides[0], self.dilation_rate[0], self._pl, self.groups,
-            need_dx=self.input_gradient_needed, workspace=self._ws,
-        )  # fmt: skip
+        dx, dW = self._conv_backward(self._x, self.kernel, dz, self.groups)
         self.gradients = [dW, self._bias_gradient(dz, db)] if self.use_bias else [dW]
         return self._dx(dx)
 
@@ -329,7 +341,7 @@ class DepthwiseConv1D(_Conv1DBase):
         **kwargs,
     ):
         super().__init__(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs)
-        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier", self._who)
+        self.depth_multiplier = positive_int(depth_multiplier, "depth_multiplier", self.who)
         self.depthwise_initializer = _init.get(depthwise_initializer)
         self.bias_initializer = _init.get(bias_initializer)
 
@@ -348,20 +360,14 @@ class DepthwiseConv1D(_Conv1DBase):
         pl, _, l_out = self._geometry(x.shape[1], x.shape)
         self._x, self._pl = x, pl
         K, C, M = self.kernel.shape
-        z = K_conv.conv1d_forward(
-            x, self.kernel.reshape(K, 1, C * M), self.strides[0], self.dilation_rate[0], pl, l_out, groups=C,
-            workspace=self._ws,
-        )  # fmt: skip
+        z = self._conv(x, self.kernel.reshape(K, 1, C * M), pl, l_out, groups=C)
         return self._finish(z, self.bias if self.use_bias else None)
 
     def backward_from_logits(self, dz, db=None):
         """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dD, db], returns dx."""
         dz = self._dz(dz)
         K, C, M = self.kernel.shape
-        dx, dW = K_conv.conv1d_backward(
-            self._x, self.kernel.reshape(K, 1, C * M), dz, self.strides[0], self.dilation_rate[0], self._pl, groups=C,
-            need_dx=self.input_gradient_needed, workspace=self._ws,
-        )  # fmt: skip
+        dx, dW = self._conv_backward(self._x, self.kernel.reshape(K, 1, C * M), dz, groups=C)
         dD = dW.reshape(K, C, M)
         self.gradients = [dD, self._bias_gradient(dz, db)] if self.use_bias else [dD]
         return self._dx(dx)
@@ -416,8 +422,8 @@ class SeparableConv1D(_Conv1DBase):
         **kwargs,
     ):
         super().__init__(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs)
-        self.filters = _positive_int(filters, "filters", self._who)
-        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier", self._who)
+        self.filters = positive_int(filters, "filters", self.who)
+        self.depth_multiplier = positive_int(depth_multiplier, "depth_multiplier", self.who)
         self.depthwise_initializer = _init.get(depthwise_initializer)
         self.pointwise_initializer = _init.get(pointwise_initializer)
         self.bias_initializer = _init.get(bias_initializer)
@@ -439,10 +445,7 @@ class SeparableConv1D(_Conv1DBase):
         pl, _, l_out = self._geometry(x.shape[1], x.shape)
         self._x, self._pl = x, pl
         K, C, M = self.depthwise_kernel.shape
-        u = K_conv.conv1d_forward(
-            x, self.depthwise_kernel.reshape(K, 1, C * M), self.strides[0], self.dilation_rate[0], pl, l_out, groups=C,
-            workspace=self._ws,
-        )  # fmt: skip
+        u = self._conv(x, self.depthwise_kernel.reshape(K, 1, C * M), pl, l_out, groups=C)
         self._u = u
         z = (u.reshape(-1, C * M) @ self.pointwise_kernel[0]).reshape(*u.shape[:2], self.filters)  # one 2-D GEMM
         return self._finish(z, self.bias if self.use_bias else None)
@@ -455,10 +458,7 @@ class SeparableConv1D(_Conv1DBase):
         u2, dz2 = self._u.reshape(-1, C * M), dz.reshape(-1, self.filters)
         dP = (u2.T @ dz2)[None]
         du = (dz2 @ P.T).reshape(dz.shape[0], dz.shape[1], C * M)
-        dx, dD = K_conv.conv1d_backward(
-            self._x, self.depthwise_kernel.reshape(K, 1, C * M), du, self.strides[0], self.dilation_rate[0],
-            self._pl, groups=C, need_dx=self.input_gradient_needed, workspace=self._ws,
-        )  # fmt: skip
+        dx, dD = self._conv_backward(self._x, self.depthwise_kernel.reshape(K, 1, C * M), du, groups=C)
         grads = [dD.reshape(K, C, M), dP]
         if self.use_bias:
             grads.append(self._bias_gradient(dz, db))

@@ -6,7 +6,9 @@ import numpy as np
 
 from .. import activations
 from .. import initializers as _init
+from ..kernels.reference.dense import dense_backward, dense_forward
 from ..utils import make_rng
+from .arguments import one_of, positive_int
 from .base import InputSpec, Layer, format_shape
 
 
@@ -26,6 +28,9 @@ class Dense(Layer):
         dW = xᵀ @ dz                 (n_in, units)
         db = Σ_rows dz               (units,)
         dx = dz @ Wᵀ                 (..., n_in)
+
+    Code: :func:`tinynn.kernels.reference.dense.dense_forward` / ``dense_backward`` (NumPy's BLAS matmul is the fast
+    path too, so both kernel modes run them).
     """
 
     supports_masking = True
@@ -41,9 +46,7 @@ class Dense(Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units <= 0:
-            raise ValueError(f"Dense {self.name!r}: units must be a positive integer, got {units!r}")
-        self.units = int(units)
+        self.units = positive_int(units, "units", self.who)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _init.get(kernel_initializer)
@@ -52,7 +55,7 @@ class Dense(Layer):
     def build(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:
             raise ValueError(
-                f"Dense {self.name!r} needs inputs of rank >= 2 with a known last axis, got {format_shape(input_shape)}"
+                f"{self.who} needs inputs of rank >= 2 with a known last axis, got {format_shape(input_shape)}"
             )
         n_in = input_shape[-1]
         self.add_weight("kernel", (n_in, self.units), self.kernel_initializer)
@@ -64,10 +67,7 @@ class Dense(Layer):
         return (*input_shape[:-1], self.units)
 
     def forward(self, x, training=False, mask=None):
-        z = x @ self.kernel
-        if self.use_bias:
-            z = z + self.bias
-        y = self.activation(z)
+        z, y = dense_forward(x, self.kernel, self.bias if self.use_bias else None, self.activation)
         self._x, self._z, self._y = x, z, y
         return y
 
@@ -76,13 +76,9 @@ class Dense(Layer):
 
     def backward_from_logits(self, dz):
         """Backward pass starting from dL/dz (used when the loss is fused with sigmoid/softmax)."""
-        x2 = self._x.reshape(-1, self._x.shape[-1])
-        dz2 = dz.reshape(-1, self.units)
-        grads = [x2.T @ dz2]
-        if self.use_bias:
-            grads.append(dz2.sum(axis=0))
-        self.gradients = grads
-        return dz @ self.kernel.T if self.input_gradient_needed else None
+        dx, dW, db = dense_backward(self._x, self.kernel, dz, self.use_bias, self.input_gradient_needed)
+        self.gradients = [dW, db] if self.use_bias else [dW]
+        return dx
 
     @property
     def logits(self):
@@ -124,9 +120,8 @@ class Flatten(Layer):
 
     def __init__(self, data_format: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last", "channels_first"):
-            raise ValueError(f"Flatten {self.name!r}: data_format must be channels_last/first, got {data_format!r}")
-        self.data_format = data_format or "channels_last"
+        self.data_format = one_of(data_format, (None, "channels_last", "channels_first"), "data_format",
+                                  self.who) or "channels_last"
 
     def build(self, input_shape):
         self.input_spec = InputSpec(min_ndim=1, axes={i: s for i, s in enumerate(input_shape) if i > 0})
@@ -158,9 +153,12 @@ class Reshape(Layer):
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
-        self.target_shape = tuple(int(s) for s in target_shape)
+        try:
+            self.target_shape = tuple(int(s) for s in target_shape)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{self.who}: target_shape must be a tuple of ints, got {target_shape!r}") from err
         if sum(s == -1 for s in self.target_shape) > 1 or any(s == 0 or s < -1 for s in self.target_shape):
-            raise ValueError(f"Reshape {self.name!r}: invalid target_shape {target_shape!r}")
+            raise ValueError(f"{self.who}: invalid target_shape {target_shape!r} (positive sizes and at most one -1)")
 
     def _resolve(self, input_shape):
         rest = input_shape[1:]
@@ -171,12 +169,12 @@ class Reshape(Layer):
         if -1 in self.target_shape:
             if total % known:
                 raise ValueError(
-                    f"Reshape {self.name!r}: cannot reshape input {format_shape(input_shape)} to {self.target_shape}"
+                    f"{self.who}: cannot reshape input {format_shape(input_shape)} to {self.target_shape}"
                 )
             return tuple(total // known if s == -1 else s for s in self.target_shape)
         if total != known:
             raise ValueError(
-                f"Reshape {self.name!r}: total size of the input {format_shape(input_shape)} is {total}, "
+                f"{self.who}: total size of the input {format_shape(input_shape)} is {total}, "
                 f"target_shape {self.target_shape} has {known}"
             )
         return self.target_shape
@@ -211,7 +209,7 @@ class Dropout(Layer):
     def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise ValueError(f"Dropout {self.name!r}: rate must be a number in [0, 1], got {rate!r}")
+            raise ValueError(f"{self.who}: rate must be a number in [0, 1], got {rate!r}")
         self.rate = float(rate)
         self.noise_shape = None if noise_shape is None else tuple(noise_shape)
         self.seed = seed
@@ -222,9 +220,7 @@ class Dropout(Layer):
         if self.noise_shape is None:
             return x.shape
         if len(self.noise_shape) != x.ndim:
-            raise ValueError(
-                f"Dropout {self.name!r}: noise_shape {self.noise_shape} must have rank {x.ndim} (input {x.shape})"
-            )
+            raise ValueError(f"{self.who}: noise_shape {self.noise_shape} must have rank {x.ndim} (input {x.shape})")
         return tuple(x.shape[i] if s is None else int(s) for i, s in enumerate(self.noise_shape))
 
     def forward(self, x, training=False, mask=None):

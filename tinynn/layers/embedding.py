@@ -9,7 +9,10 @@ Forward, for ids of any shape S (the batch axis first)::
 ids outside [-input_dim, input_dim) raise a ValueError (Keras/TF on CPU raise InvalidArgumentError).
 
 Backward: ids are not differentiable (``backward`` returns None); the table gradient is dense and aligned
-with ``get_weights()``: ``δW[v] = Σ_{n: i_n = v} δy_n`` (a scatter-add, ``kernels.embedding``).
+with ``get_weights()``: ``δW[v] = Σ_{n: i_n = v} δy_n`` (a scatter-add).
+
+Code: :func:`tinynn.kernels.reference.embedding.embedding_forward` and ``scatter_add`` (the reference, read
+first), :func:`tinynn.kernels.embedding.scatter_add` (the numba scatter-add of the 'fast' kernel mode).
 
 Keras hands that gradient to its optimizer as ``tf.IndexedSlices`` with one row per occurrence, and the
 optimizers' squared-gradient terms (RMSprop, Adam, Adagrad…) square those rows before the duplicates are
@@ -28,7 +31,9 @@ import warnings
 import numpy as np
 
 from .. import initializers as _init
+from ..kernels.reference.embedding import embedding_forward
 from ..sparse import IndexedSlices
+from .arguments import positive_int
 from .base import InputSpec, Layer
 
 
@@ -43,12 +48,8 @@ class Embedding(Layer):
         if input_length is not None:
             warnings.warn("Argument `input_length` is deprecated. Just remove it.", stacklevel=2)
         super().__init__(**kwargs)
-        who = f"Embedding {self.name!r}"
-        for what, v in (("input_dim", input_dim), ("output_dim", output_dim)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{who}: {what} must be a positive integer, got {v!r}")
-        self.input_dim = int(input_dim)
-        self.output_dim = int(output_dim)
+        self.input_dim = positive_int(input_dim, "input_dim", self.who)
+        self.output_dim = positive_int(output_dim, "output_dim", self.who)
         self.embeddings_initializer = _init.get(embeddings_initializer)
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
@@ -63,14 +64,15 @@ class Embedding(Layer):
 
     def prepare_input(self, x) -> np.ndarray:
         """Ids as int64 (floats truncated toward 0, as Keras's cast to int32); bad ids raise before lookup."""
-        who = f"Layer {self.name!r} (Embedding)"
-        if isinstance(x, (list, tuple)):
+        who = self.who
+        try:
             x = np.asarray(x)
-        x = np.asarray(x)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{who} expects an array of integer ids, got {type(x).__name__} ({err})") from err
         if x.dtype.kind not in "biuf":
             raise ValueError(f"{who} expects integer ids, got dtype {x.dtype}")
         if x.ndim == 0:
-            raise ValueError(f"{who} expects ids with a batch axis, got a scalar")
+            raise ValueError(f"{who} expects ids with a batch axis, got a scalar (shape ())")
         if x.dtype.kind == "f":
             if not np.all(np.isfinite(x)):
                 raise ValueError(f"{who} got non-finite ids (NaN or inf)")
@@ -88,12 +90,13 @@ class Embedding(Layer):
     def forward(self, x, training=False, mask=None):
         idx = np.where(x < 0, x + self.input_dim, x)
         self._idx = idx
-        return np.take(self.embeddings, idx, axis=0)
+        return embedding_forward(self.embeddings, idx)
+
+    def expected_mask_shape(self, x):
+        return None  # an incoming mask is ignored (the output mask comes from the ids), as in Keras
 
     def backward(self, dy):
-        if self._idx is None:
-            raise RuntimeError(f"Layer {self.name!r} (Embedding): backward needs a forward call first")
-        dy = np.ascontiguousarray(dy, dtype=self.dtype).reshape(-1, self.output_dim)
+        dy = np.ascontiguousarray(dy).reshape(-1, self.output_dim)
         idx = np.ascontiguousarray(self._idx.reshape(-1))
         self.gradients = [IndexedSlices(dy, idx, self.embeddings.shape)]
         return None

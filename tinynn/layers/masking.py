@@ -35,6 +35,9 @@ class Masking(Layer):
         self._keep = self._mask(x)[..., None]
         return np.where(self._keep, x, np.zeros((), x.dtype))
 
+    def expected_mask_shape(self, x):
+        return None  # an incoming mask is ignored: the output mask comes from x, as in Keras
+
     def backward(self, dy):
         self.gradients = []
         return np.where(self._keep, dy, np.zeros((), self.dtype)).astype(self.dtype, copy=False)

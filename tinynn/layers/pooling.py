@@ -13,16 +13,24 @@ and window t holds the real steps ``W_t = [t·S - pl, t·S - pl + P) ∩ [0, L)`
 Masks: MaxPooling1D, AveragePooling1D and GlobalMaxPooling1D do not support masking (Keras drops the
 mask, so padded steps take part in a global max). GlobalAveragePooling1D takes ``mask=`` into account
 (a masked mean) and, like Keras, outputs no mask.
+
+Code, reference first: :mod:`tinynn.kernels.reference.pooling` (``max_pool1d_forward`` / ``_backward``,
+``avg_pool1d_forward`` / ``_backward``: the 'reference' kernel mode), then the numba twins in
+:mod:`tinynn.kernels.pooling` (the default 'fast' mode). The global poolings are NumPy reductions in both modes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import conv as K_conv
+from .. import config
 from ..kernels import pooling as K_pool
-from .base import InputSpec, format_shape, normalize_tuple
-from .conv import DataFormatLayer, standardize_data_format
+from ..kernels.reference import pooling as R_pool
+from ..kernels.reference.conv import conv_padding
+from .arguments import data_format as standardize_data_format
+from .arguments import one_of, positive_int_tuple
+from .base import InputSpec, format_shape
+from .conv import DataFormatLayer
 
 
 class _Pool1DBase(DataFormatLayer):
@@ -32,22 +40,20 @@ class _Pool1DBase(DataFormatLayer):
 
     def __init__(self, pool_size, strides=None, padding: str = "valid", data_format: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        who = self._who
-        self.pool_size = normalize_tuple(pool_size, 1, "pool_size", who)
-        self.strides = self.pool_size if strides is None else normalize_tuple(strides, 1, "strides", who)
-        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-            raise ValueError(f"{who}: padding must be 'valid' or 'same', got {padding!r}")
-        self.padding = padding.lower()
+        who = self.who
+        self.pool_size = positive_int_tuple(pool_size, 1, "pool_size", who)
+        self.strides = self.pool_size if strides is None else positive_int_tuple(strides, 1, "strides", who)
+        self.padding = one_of(padding, ("valid", "same"), "padding", who)
         self.data_format = standardize_data_format(data_format, who)
         self.input_spec = InputSpec(ndim=3)
 
     def _geometry(self, length: int, shape) -> tuple[int, int]:
         """(pad_left, L_out); ValueError naming the layer and the shape if the output would be empty."""
         (P,), (S,) = self.pool_size, self.strides
-        pl, _, l_out = K_conv.conv_padding(int(length), P, S, 1, self.padding)
+        pl, _, l_out = conv_padding(int(length), P, S, 1, self.padding)
         if l_out < 1:
             raise ValueError(
-                f"{self._who}: input shape {format_shape(shape)} has {length} steps, fewer than pool_size={P}, so "
+                f"{self.who}: input shape {format_shape(shape)} has {length} steps, fewer than pool_size={P}, so "
                 f"padding={self.padding!r}, strides={S} would give an empty output (length {l_out})"
             )
         return pl, l_out
@@ -55,7 +61,7 @@ class _Pool1DBase(DataFormatLayer):
     def build(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(
-                f"{self._who} expects inputs of rank 3 (batch, steps, channels), got shape {format_shape(input_shape)}"
+                f"{self.who} expects inputs of rank 3 (batch, steps, channels), got shape {format_shape(input_shape)}"
             )
         if input_shape[self._time_axis] is not None:
             self._geometry(input_shape[self._time_axis], input_shape)
@@ -95,13 +101,14 @@ class MaxPooling1D(_Pool1DBase):
     def forward(self, x, training=False, mask=None):
         x = self._to_last(x)
         pl, l_out = self._geometry(x.shape[1], x.shape)
-        y, self._arg = K_pool.max_pool1d_forward(x, self.pool_size[0], self.strides[0], pl, l_out)
+        self._kernels = R_pool if config.kernel_mode() == "reference" else K_pool
+        y, self._a = self._kernels.max_pool1d_forward(x, self.pool_size[0], self.strides[0], pl, l_out)
         self._length = x.shape[1]
         return self._from_last(y)
 
     def backward(self, dy):
         self.gradients = []
-        return self._from_last(K_pool.max_pool1d_backward(self._to_last(dy), self._arg, self._length))
+        return self._from_last(self._kernels.max_pool1d_backward(self._to_last(dy), self._a, self._length))
 
 
 class AveragePooling1D(_Pool1DBase):
@@ -124,11 +131,14 @@ class AveragePooling1D(_Pool1DBase):
         x = self._to_last(x)
         self._pl, l_out = self._geometry(x.shape[1], x.shape)
         self._length = x.shape[1]
-        return self._from_last(K_pool.avg_pool1d_forward(x, self.pool_size[0], self.strides[0], self._pl, l_out))
+        self._kernels = R_pool if config.kernel_mode() == "reference" else K_pool
+        return self._from_last(self._kernels.avg_pool1d_forward(x, self.pool_size[0], self.strides[0], self._pl,
+                                                                 l_out))
 
     def backward(self, dy):
         self.gradients = []
-        dx = K_pool.avg_pool1d_backward(self._to_last(dy), self._length, self.pool_size[0], self.strides[0], self._pl)
+        P, S = self.pool_size[0], self.strides[0]
+        dx = self._kernels.avg_pool1d_backward(self._to_last(dy), self._length, P, S, self._pl)
         return self._from_last(dx)
 
 
@@ -137,15 +147,14 @@ class _GlobalPool1DBase(DataFormatLayer):
 
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.data_format = standardize_data_format(data_format, f"{type(self).__name__} {self.name!r}")
+        self.data_format = standardize_data_format(data_format, self.who)
         self.keepdims = bool(keepdims)
         self.input_spec = InputSpec(ndim=3)
 
     def build(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(
-                f"{type(self).__name__} {self.name!r} expects inputs of rank 3 (batch, steps, channels), "
-                f"got shape {format_shape(input_shape)}"
+                f"{self.who} expects inputs of rank 3 (batch, steps, channels), got shape {format_shape(input_shape)}"
             )
 
     def prepare_input(self, x) -> np.ndarray:
@@ -156,7 +165,7 @@ class _GlobalPool1DBase(DataFormatLayer):
     def check_input(self, x: np.ndarray) -> None:
         super().check_input(x)
         if x.shape[self._time_axis] == 0:
-            raise ValueError(f"{type(self).__name__} {self.name!r} needs at least one step, got input shape {x.shape}")
+            raise ValueError(f"{self.who} needs at least one step, got input shape {x.shape}")
 
     def compute_output_shape(self, input_shape):
         if self.keepdims:
@@ -214,17 +223,13 @@ class GlobalAveragePooling1D(_GlobalPool1DBase):
 
     def forward(self, x, training=False, mask=None):
         axis = self._time_axis
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
         if mask is None:
             self._m = None
             self._steps = x.shape[axis]
             return x.mean(axis=axis, keepdims=self.keepdims)
-        mask = np.asarray(mask)
-        expected = (x.shape[0], x.shape[axis])
-        if mask.shape != expected:
-            raise ValueError(
-                f"GlobalAveragePooling1D {self.name!r}: mask must have shape (batch, steps) = {expected} for input "
-                f"shape {x.shape}, got mask shape {mask.shape}"
-            )
+        mask = np.asarray(mask)  # its shape (batch, steps) is checked before forward runs (Layer.check_mask)
         m = np.expand_dims(mask.astype(bool), 2 if axis == 1 else 1)  # (B, T, 1) or (B, 1, T)
         n = m.sum(axis=axis, keepdims=True).astype(x.dtype)
         with np.errstate(invalid="ignore", divide="ignore"):

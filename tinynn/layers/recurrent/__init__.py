@@ -1,7 +1,8 @@
 """Recurrent layers: SimpleRNN, LSTM, GRU and the Bidirectional wrapper (Keras 3 semantics).
 
 ``base`` holds what the three cells share (inputs, masks, states, dropout, outputs, input-side GEMMs);
-the time loops and BPTT are in ``tinynn.kernels.recurrent``.
+the time loops and BPTT are in ``tinynn.kernels.reference.recurrent`` (plain NumPy, read first) and
+``tinynn.kernels.recurrent`` (numba).
 """
 
 from .base import RecurrentLayer

@@ -8,7 +8,7 @@ Forward (one call)::
                                              every step; per gate k when recurrent_dropout > 0)
     xp_t = x̃_t W                             every step at once: one GEMM over the B·T rows (b_in is added
                                              in the loop)
-    h_t (, c_t) = cell loop                  ``tinynn.kernels.recurrent`` (carries states over masked steps)
+    h_t (, c_t) = cell loop                  the cell's kernels (carries states over masked steps)
     y_t = s_t ⊙ h_t                          s_t = [some step ≤ t unmasked]: a masked step repeats the previous
                                              output, zeros before the first valid step (Keras). With
                                              zero_output_for_mask (Bidirectional) s_t = m_t.
@@ -25,30 +25,51 @@ Backward, given δoutput (and δ of returned states)::
 
 States given as ``initial_state`` get their gradient δh_0 (δc_0): ``backward`` then returns ``(δx, [δh_0, …])``.
 A stateful layer starts each call from the previous call's final states (no gradient flows across calls).
+
+Kernels, by ``tinynn.config.kernel_mode()``: 'reference' runs the plain NumPy loops of
+:mod:`tinynn.kernels.reference.recurrent` (read them first), NumPy products and :mod:`tinynn.kernels.reference.layout`;
+'fast' runs the numba loops of :mod:`tinynn.kernels.recurrent` (batch rows split over cores), single-threaded
+BLAS calls (:mod:`tinynn.kernels.blas`) and :mod:`tinynn.kernels.layout`. The backward of a forward call uses the
+forward's mode; the fast kernels consume the forward's cache (one backward per forward), the reference ones do not.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ... import activations
+from ... import activations, config
 from ... import initializers as _init
-from ...kernels.fastmath import matmul, matmul_nt, matmul_tn
-from ...kernels.recurrent import to_batch_major, to_time_major
+from ...kernels import blas, layout
+from ...kernels import recurrent as fast_recurrent
+from ...kernels.reference import layout as reference_layout
+from ...kernels.reference import recurrent as reference_recurrent
 from ...utils import make_rng
-from ..base import InputSpec, Layer, format_shape
+from ..arguments import positive_int, rate
+from ..base import InputSpec, Layer, batchless_shape, format_shape
 
 
-def _positive_int(value, what: str, who: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{who}: {what} must be a positive integer, got {value!r}")
-    return int(value)
+class _Kernels:
+    """The functions one kernel mode runs a recurrent layer with: layout copies, the input-side products
+    (a @ b, a @ bᵀ, aᵀ @ b) and the cell loops (``loops``: a module with simple_rnn_* / lstm_* / gru_*)."""
+
+    def __init__(self, reference: bool):
+        self.reference = reference
+        if reference:  # plain NumPy: tinynn.kernels.reference
+            self.to_time_major, self.to_batch_major = reference_layout.to_time_major, reference_layout.to_batch_major
+            self.matmul, self.matmul_nt, self.matmul_tn = np.matmul, lambda a, b: a @ b.T, lambda a, b: a.T @ b
+            self.loops = reference_recurrent
+        else:  # numba loops, single-threaded BLAS calls, batch pieces on every core
+            self.to_time_major, self.to_batch_major = layout.to_time_major, layout.to_batch_major
+            self.matmul, self.matmul_nt, self.matmul_tn = blas.matmul, blas.matmul_nt, blas.matmul_tn
+            self.loops = fast_recurrent
 
 
-def _rate(value, what: str, who: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{who}: {what} must be a float in [0, 1], got {value!r}")
-    return min(1.0, max(0.0, float(value)))  # Keras clips the rate
+_FAST, _REFERENCE = _Kernels(reference=False), _Kernels(reference=True)
+
+
+def kernels_for_mode() -> _Kernels:
+    """The recurrent kernels of the current ``tinynn.config.kernel_mode()``."""
+    return _REFERENCE if config.kernel_mode() == "reference" else _FAST
 
 
 class RecurrentLayer(Layer):
@@ -85,15 +106,15 @@ class RecurrentLayer(Layer):
         kwargs.pop("implementation", None)  # Keras picks the implementation itself; so do we
         kwargs.pop("use_cudnn", None)
         super().__init__(**kwargs)
-        who = f"{type(self).__name__} {self.name!r}"
-        self.units = _positive_int(units, "units", who)
+        who = self.who
+        self.units = positive_int(units, "units", who)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _init.get(kernel_initializer)
         self.recurrent_initializer = _init.get(recurrent_initializer)
         self.bias_initializer = _init.get(bias_initializer)
-        self.dropout = _rate(dropout, "dropout", who)
-        self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout", who)
+        self.dropout = rate(dropout, "dropout", who)
+        self.recurrent_dropout = rate(recurrent_dropout, "recurrent_dropout", who)
         self.seed = seed
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
@@ -114,11 +135,12 @@ class RecurrentLayer(Layer):
         """The bias added to x̃ W (LSTM/SimpleRNN: ``bias``; GRU: ``bias`` or its first row)."""
         return self.bias if self.use_bias else None
 
-    def _loop(self, xp, rm, mask_t, init):
-        """Run the cell over all steps: returns ``(state sequences [hs, (cs)], cache)``."""
+    def _loop(self, loops, xp, rm, mask_t, init):
+        """Run the cell over all steps with ``loops`` (the fast or the reference module): returns
+        ``(state sequences [hs, (cs)], cache)``."""
         raise NotImplementedError
 
-    def _loop_backward(self, cache, rm, mask_t, seqs, dseq, d_final):
+    def _loop_backward(self, loops, cache, rm, mask_t, seqs, dseq, d_final):
         """BPTT: returns ``(δxp, [recurrent-side gradients in weight order], [δ initial states], δb_in)``."""
         raise NotImplementedError
 
@@ -127,7 +149,7 @@ class RecurrentLayer(Layer):
 
     # ------------------------------------------------------------------ building
     def build(self, input_shape):
-        who = f"{type(self).__name__} {self.name!r}"
+        who = self.who
         if len(input_shape) != 3 or input_shape[-1] is None:
             raise ValueError(
                 f"{who} expects inputs of shape (batch, timesteps, features) with known features, "
@@ -221,54 +243,52 @@ class RecurrentLayer(Layer):
         if count and (masks is None or len(masks) != count or any(m.shape != shape for m in masks)):
             got = None if masks is None else [m.shape for m in masks]
             raise ValueError(
-                f"{type(self).__name__} {self.name!r}: set_dropout_masks expects {count} {what} mask(s) of "
-                f"shape {shape}, got {got}"
+                f"{self.who}: set_dropout_masks expects {count} {what} mask(s) of shape {shape}, got {got}"
             )
 
     # ------------------------------------------------------------------ calling
     def __call__(self, x, training: bool = False, mask=None, initial_state=None):
         x = self.prepare_input(x)
-        who = f"Layer {self.name!r} ({type(self).__name__})"
-        if x.ndim != 3:
-            raise ValueError(f"{who} expects input of rank 3 (batch, timesteps, features), got shape {x.shape}")
-        self.ensure_built((None, *x.shape[1:]))
-        if self.stateful and x.shape[0] != self.batch_size:
-            raise ValueError(
-                f"{who} is stateful with batch size {self.batch_size}: every batch must have {self.batch_size} "
-                f"samples, got input shape {x.shape}"
-            )
+        self.ensure_built(batchless_shape(x))
         self.check_input(x)
-        if x.shape[1] == 0:
-            raise ValueError(f"{who} needs at least one timestep, got input shape {x.shape}")
-        mask = self._check_mask(mask, x)
-        initial_state = self._check_initial_state(initial_state, x.shape[0])
         return self.forward(x, training=training, mask=mask, initial_state=initial_state)
 
-    def _check_mask(self, mask, x):
-        if mask is None:
-            return None
+    def prepare_input(self, x) -> np.ndarray:
+        x = super().prepare_input(x)
+        if x.ndim != 3:
+            raise ValueError(f"{self.who} expects input of rank 3 (batch, timesteps, features), got shape {x.shape}")
+        return x
+
+    def check_input(self, x: np.ndarray) -> None:
+        if self.stateful and x.shape[0] != self.batch_size:
+            raise ValueError(
+                f"{self.who} is stateful with batch size {self.batch_size}: every batch must have {self.batch_size} "
+                f"samples, got input shape {x.shape}"
+            )
+        super().check_input(x)
+        if x.shape[1] == 0:
+            raise ValueError(f"{self.who} needs at least one timestep, got input shape {x.shape}")
+
+    @staticmethod
+    def _mask_array(mask) -> np.ndarray | None:
+        """The (B, T) boolean mask (its shape and dtype were checked before forward: Layer.check_mask)."""
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-            if mask is None:
-                return None
-        mask = np.asarray(mask)
-        if mask.shape != x.shape[:2] or mask.dtype.kind not in "biuf":
-            raise ValueError(
-                f"Layer {self.name!r} ({type(self).__name__}) expects a boolean mask of shape {x.shape[:2]} "
-                f"(batch, timesteps), got shape {mask.shape} and dtype {mask.dtype}"
-            )
-        return mask.astype(bool)
+        return None if mask is None else np.asarray(mask).astype(bool)
 
     def _check_initial_state(self, initial_state, batch: int):
         if initial_state is None:
             return None
         states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
-        who = f"Layer {self.name!r} ({type(self).__name__})"
+        who = self.who
         if len(states) != self.n_states:
             raise ValueError(f"{who} expects initial_state to be a list of {self.n_states} array(s), got {len(states)}")
         out = []
         for k, s in enumerate(states):
-            s = np.asarray(s)
+            try:
+                s = np.asarray(s)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"{who}: initial_state[{k}] must be an array, got {type(s).__name__}") from err
             if s.dtype.kind not in "fiub":
                 raise ValueError(f"{who}: initial_state[{k}] must be numeric, got dtype {s.dtype}")
             if s.shape != (batch, self.units):
@@ -279,44 +299,45 @@ class RecurrentLayer(Layer):
         return out
 
     # ------------------------------------------------------------------ forward / backward
-    def _project(self, xt: np.ndarray, dm) -> np.ndarray:
+    def _project(self, k: _Kernels, xt: np.ndarray, dm) -> np.ndarray:
         """xp = x̃ W for all steps at once: (T, B, n_in) -> (T, B, G·u)."""
         T, B, n_in = xt.shape
         W = self.kernel
         Gu = W.shape[1]
         if dm is None:
-            xp = matmul(xt.reshape(T * B, n_in), W)
+            xp = k.matmul(xt.reshape(T * B, n_in), W)
         elif len(dm) == 1:
-            xp = matmul((xt * dm[0]).reshape(T * B, n_in), W)
+            xp = k.matmul((xt * dm[0]).reshape(T * B, n_in), W)
         else:
             u = self.units
             xp = np.empty((T * B, Gu), self.dtype)
-            for k, d in enumerate(dm):
-                xp[:, k * u:(k + 1) * u] = matmul((xt * d).reshape(T * B, n_in), W[:, k * u:(k + 1) * u])
+            for g, d in enumerate(dm):
+                xp[:, g * u:(g + 1) * u] = k.matmul((xt * d).reshape(T * B, n_in), W[:, g * u:(g + 1) * u])
         return xp.reshape(T, B, Gu)  # the input bias is added inside the loop kernels
 
-    def _project_backward(self, dxp: np.ndarray, xt: np.ndarray, dm):
-        """δW and δx (time-major; None when ``input_gradient_needed`` is False) from δxp."""
+    def _project_backward(self, k: _Kernels, dxp: np.ndarray, xt: np.ndarray, dm):
+        """δW = Σ_k x̃_kᵀ δxp_k and δx = Σ_k (δxp_k W_kᵀ) ⊙ d_k (time-major; None when ``input_gradient_needed``
+        is False) from δxp."""
         T, B, n_in = xt.shape
         W = self.kernel
         Gu = W.shape[1]
         D = dxp.reshape(T * B, Gu)
         need_dx = self.input_gradient_needed
         if dm is None:
-            dW = matmul_tn(xt.reshape(T * B, n_in), D)
-            dxt = matmul_nt(D, W).reshape(T, B, n_in) if need_dx else None
+            dW = k.matmul_tn(xt.reshape(T * B, n_in), D)
+            dxt = k.matmul_nt(D, W).reshape(T, B, n_in) if need_dx else None
         elif len(dm) == 1:
-            dW = matmul_tn((xt * dm[0]).reshape(T * B, n_in), D)
-            dxt = matmul_nt(D, W).reshape(T, B, n_in) * dm[0] if need_dx else None
+            dW = k.matmul_tn((xt * dm[0]).reshape(T * B, n_in), D)
+            dxt = k.matmul_nt(D, W).reshape(T, B, n_in) * dm[0] if need_dx else None
         else:
             u = self.units
             dW = np.empty_like(W)
             dxt = np.zeros((T, B, n_in), self.dtype)
-            for k, d in enumerate(dm):
-                blk = slice(k * u, (k + 1) * u)
-                dW[:, blk] = matmul_tn((xt * d).reshape(T * B, n_in), D[:, blk])
+            for g, d in enumerate(dm):
+                blk = slice(g * u, (g + 1) * u)
+                dW[:, blk] = k.matmul_tn((xt * d).reshape(T * B, n_in), D[:, blk])
                 if need_dx:
-                    dxt += matmul_nt(D[:, blk], W[:, blk]).reshape(T, B, n_in) * d
+                    dxt += k.matmul_nt(D[:, blk], W[:, blk]).reshape(T, B, n_in) * d
             dxt = dxt if need_dx else None
         return dW, dxt
 
@@ -327,70 +348,58 @@ class RecurrentLayer(Layer):
 
     def forward(self, x, training=False, mask=None, initial_state=None):
         B, T, n_in = x.shape
-        xt = to_time_major(x, reverse=self.go_backwards)  # (T, B, n_in) in processing order
+        mask = self._mask_array(mask)
+        initial_state = self._check_initial_state(initial_state, B)
+        k = kernels_for_mode()
+        xt = k.to_time_major(x, reverse=self.go_backwards)  # (T, B, n_in) in processing order
         mask_t = None if mask is None else np.ascontiguousarray(mask.T[::-1] if self.go_backwards else mask.T)
         dm, rm = self._dropout_multipliers(B, n_in, training)
-        xp = self._project(xt, dm)
+        xp = self._project(k, xt, dm)
         if initial_state is not None:
             init = initial_state
         elif self.stateful:
             init = [s.copy() for s in self.states]
         else:
             init = [np.zeros((B, self.units), self.dtype) for _ in range(self.n_states)]
-        seqs, cache = self._loop(xp, rm, mask_t, init)
+        seqs, cache = self._loop(k.loops, xp, rm, mask_t, init)
         out_mask = self._output_mask(mask_t)
         hs = seqs[0]
         if self.return_sequences:
-            y = to_batch_major(hs[1:], mask=out_mask)
+            y = k.to_batch_major(hs[1:], mask=out_mask)
         else:
             y = hs[T].copy() if out_mask is None else hs[T] * out_mask[-1][:, None]
         finals = [s[T].copy() for s in seqs]
         if self.stateful:
             self.states = [f.copy() for f in finals]
         self._cache = {
-            "xt": xt, "dm": dm, "rm": rm, "mask_t": mask_t, "out_mask": out_mask, "seqs": seqs, "loop": cache,
-            "has_initial_state": initial_state is not None,
+            "kernels": k, "xt": xt, "dm": dm, "rm": rm, "mask_t": mask_t, "out_mask": out_mask, "seqs": seqs,
+            "loop": cache, "has_initial_state": initial_state is not None,
         }
         return [y, *finals] if self.return_state else y
 
-    def _upstream(self, dy):
-        who = f"Layer {self.name!r} ({type(self).__name__})"
-        if self.return_state:
-            if not isinstance(dy, (list, tuple)) or len(dy) != 1 + self.n_states:
-                raise ValueError(f"{who} returns {1 + self.n_states} arrays, so backward needs a list of as many "
-                                 "upstream gradients (None for zero)")
-            d_out, d_states = dy[0], list(dy[1:])
-        else:
-            if isinstance(dy, (list, tuple)):
-                if len(dy) != 1:
-                    raise ValueError(f"{who} returns one array; backward got {len(dy)} upstream gradients")
-                dy = dy[0]
-            d_out, d_states = dy, [None] * self.n_states
-        cast = lambda a: None if a is None else np.asarray(a, dtype=self.dtype)  # noqa: E731
-        return cast(d_out), [cast(d) for d in d_states]
-
     def backward(self, dy):
+        """BPTT through the whole sequence (module docstring). ``dy`` was checked against the forward's outputs
+        (one array, or a list [δoutput, δh_T(, δc_T)] with return_state, None for zero). The fast kernels
+        consume the forward's cache (one backward per forward); the reference ones keep it."""
         c = self._cache
-        if c is None:
-            raise RuntimeError(
-                f"Layer {self.name!r} ({type(self).__name__}): backward needs a forward call first "
-                "(each forward allows one backward: the kernels reuse their buffers)"
-            )
-        d_out, d_states = self._upstream(dy)
-        self._cache = None
+        k = c["kernels"]
+        if not k.reference:
+            self._cache = None
+            self.consume_forward()
+        d_out, d_states = (dy[0], dy[1:]) if self.return_state else (dy, [None] * self.n_states)
         seqs, out_mask = c["seqs"], c["out_mask"]
         B = seqs[0].shape[1]
-        zeros = lambda: np.zeros((B, self.units), self.dtype)  # noqa: E731
-        d_final = [zeros() if d is None else d.copy() for d in d_states]
+        d_final = [np.zeros((B, self.units), self.dtype) if d is None else d.copy() for d in d_states]
         dseq = None
         if d_out is not None:
             if self.return_sequences:
-                dseq = to_time_major(d_out, mask=out_mask)
+                dseq = k.to_time_major(d_out, mask=out_mask)
             else:
                 d_final[0] += d_out if out_mask is None else d_out * out_mask[-1][:, None]
-        dxp, rec_grads, d_init, db_in = self._loop_backward(c["loop"], c["rm"], c["mask_t"], seqs, dseq, d_final)
-        dW, dxt = self._project_backward(dxp, c["xt"], c["dm"])
-        dx = None if dxt is None else to_batch_major(dxt, reverse=self.go_backwards)
+        dxp, rec_grads, d_init, db_in = self._loop_backward(k.loops, c["loop"], c["rm"], c["mask_t"], seqs, dseq,
+                                                            d_final)
+        dW, dxt = self._project_backward(k, dxp, c["xt"], c["dm"])
+        dx = None if dxt is None else k.to_batch_major(dxt, reverse=self.go_backwards)
         grads = [dW, rec_grads[0]]
         if self.use_bias:
             grads.append(self._bias_gradient(db_in, rec_grads))
@@ -398,3 +407,17 @@ class RecurrentLayer(Layer):
         if c["has_initial_state"]:
             return dx, d_init
         return dx
+
+
+class GatedRecurrentLayer(RecurrentLayer):
+    """What LSTM and GRU share: their constructor (RecurrentLayer's arguments and a recurrent activation σ for
+    the gates); each adds one cell option of its own (``unit_forget_bias`` / ``reset_after``)."""
+
+    _config_keys = RecurrentLayer._base_config_keys + ("recurrent_activation",)
+
+    def __init__(self, units: int, activation="tanh", recurrent_activation="sigmoid", use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 **kwargs):
+        super().__init__(units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer, **kwargs)
+        self.recurrent_activation = activations.get(recurrent_activation)

@@ -13,7 +13,8 @@ return_sequences, masked steps output 0 (a plain RNN repeats its previous output
 return_state returns ``[y, *forward_states, *backward_states]`` (``[y_f, y_b, …]`` for merge_mode None);
 ``initial_state`` is split the same way (first half forward).
 
-The two layers run concurrently on two cores when available (``tinynn.kernels.parallel``).
+The two layers run concurrently on two cores when available (``tinynn.kernels.parallel``), except in the
+'reference' kernel mode, which runs them one after the other (no threads).
 
 Backward, given δy::
 
@@ -26,8 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import config
 from ...kernels.parallel import run_parallel
-from ..base import Layer, input_gradient_needed
+from ..arguments import one_of
+from ..base import Layer, batchless_shape, input_gradient_needed
 from .base import RecurrentLayer
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -59,13 +62,12 @@ class Bidirectional(Layer):
             raise ValueError(
                 f"Bidirectional: backward_layer must be a tinynn recurrent layer, got {type(backward_layer).__name__}"
             )
-        if merge_mode not in MERGE_MODES:
-            raise ValueError(f"Bidirectional: merge_mode must be one of {MERGE_MODES}, got {merge_mode!r}")
         kwargs.setdefault("dtype", layer.dtype)
         if "input_shape" not in kwargs and "batch_input_shape" not in kwargs and layer._input_shape_arg is not None:
             kwargs["input_shape"] = layer._input_shape_arg
             kwargs.setdefault("batch_size", layer.batch_size)
         super().__init__(**kwargs)
+        merge_mode = one_of(merge_mode, MERGE_MODES, "merge_mode", self.who, lower=False)
         self.forward_layer = _clone(layer, name=f"forward_{_strip(layer.name, 'forward_')}")
         self._custom_backward = backward_layer is not None
         if backward_layer is None:
@@ -75,13 +77,13 @@ class Bidirectional(Layer):
         fwd, bwd = self.forward_layer, self.backward_layer
         if fwd.go_backwards == bwd.go_backwards:
             raise ValueError(
-                "Bidirectional: the forward and backward layers must have different go_backwards, got "
+                f"{self.who}: the forward and backward layers must have different go_backwards, got "
                 f"{fwd.go_backwards} for both"
             )
         for attr in ("stateful", "return_sequences", "return_state"):
             if getattr(fwd, attr) != getattr(bwd, attr):
                 raise ValueError(
-                    f"Bidirectional: forward and backward layers must agree on {attr}, got "
+                    f"{self.who}: forward and backward layers must agree on {attr}, got "
                     f"{getattr(fwd, attr)} and {getattr(bwd, attr)}"
                 )
         for inner in (fwd, bwd):
@@ -160,39 +162,49 @@ class Bidirectional(Layer):
     # ------------------------------------------------------------------ calling
     def __call__(self, x, training: bool = False, mask=None, initial_state=None):
         x = self.prepare_input(x)
-        if x.ndim != 3:
-            raise ValueError(
-                f"Layer {self.name!r} (Bidirectional) expects input of rank 3 (batch, timesteps, features), "
-                f"got shape {x.shape}"
-            )
-        self.ensure_built((None, *x.shape[1:]))
+        self.ensure_built(batchless_shape(x))
         self.check_input(x)
-        if initial_state is not None:
-            initial_state = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
-            n = self.forward_layer.n_states + self.backward_layer.n_states
-            if len(initial_state) != n:
-                raise ValueError(
-                    f"Layer {self.name!r} (Bidirectional) expects initial_state to be a list of {n} arrays "
-                    f"(forward states then backward states), got {len(initial_state)}"
-                )
         return self.forward(x, training=training, mask=mask, initial_state=initial_state)
+
+    def prepare_input(self, x) -> np.ndarray:
+        x = super().prepare_input(x)
+        if x.ndim != 3:
+            raise ValueError(f"{self.who} expects input of rank 3 (batch, timesteps, features), got shape {x.shape}")
+        return x
+
+    def check_input(self, x: np.ndarray) -> None:
+        super().check_input(x)
+        if x.shape[1] == 0:
+            raise ValueError(f"{self.who} needs at least one timestep, got input shape {x.shape}")
+
+    def _split_initial_state(self, initial_state):
+        """(forward layer's states, backward layer's states); each layer checks its own shapes."""
+        if initial_state is None:
+            return None, None
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        n_f, n = self.forward_layer.n_states, self.forward_layer.n_states + self.backward_layer.n_states
+        if len(states) != n:
+            raise ValueError(
+                f"{self.who} expects initial_state to be a list of {n} arrays (forward states then backward states), "
+                f"got {len(states)}"
+            )
+        return states[:n_f], states[n_f:]
 
     def forward(self, x, training=False, mask=None, initial_state=None):
         fwd, bwd = self.forward_layer, self.backward_layer
-        f_state = b_state = None
-        if initial_state is not None:
-            f_state, b_state = initial_state[:fwd.n_states], initial_state[fwd.n_states:]
-        yf, yb = run_parallel(  # two cores when available (the kernels release the GIL), as TF runs both loops
-            lambda: fwd(x, training=training, mask=mask, initial_state=f_state),
-            lambda: bwd(x, training=training, mask=mask, initial_state=b_state),
-        )
+        f_state, b_state = self._split_initial_state(initial_state)
+        reference = config.kernel_mode() == "reference"
+        run_f = lambda: fwd(x, training=training, mask=mask, initial_state=f_state)  # noqa: E731
+        run_b = lambda: bwd(x, training=training, mask=mask, initial_state=b_state)  # noqa: E731
+        # fast mode: two cores when available (the kernels release the GIL), as TF runs both loops
+        yf, yb = (run_f(), run_b()) if reference else run_parallel(run_f, run_b)
         states = []
         if self.return_state:
             states = list(yf[1:]) + list(yb[1:])
             yf, yb = yf[0], yb[0]
         if self.return_sequences:
             yb = yb[:, ::-1]
-        self._cache = {"yf": yf, "yb": yb, "has_initial_state": initial_state is not None}
+        self._cache = {"yf": yf, "yb": yb, "has_initial_state": initial_state is not None, "reference": reference}
         if self.merge_mode == "concat":
             out = [np.concatenate([yf, yb], axis=-1)]
         elif self.merge_mode == "sum":
@@ -208,18 +220,15 @@ class Bidirectional(Layer):
         return out[0] if self.merge_mode is not None else out
 
     def backward(self, dy):
+        """``dy`` was checked against the forward's outputs: one array, or a list with merge_mode=None or
+        return_state (None for an output without gradient)."""
         c = self._cache
-        if c is None:
-            raise RuntimeError(f"Layer {self.name!r} (Bidirectional): backward needs a forward call first")
+        if not c["reference"]:
+            self._cache = None
+            self.consume_forward()
         fwd, bwd = self.forward_layer, self.backward_layer
-        dys = list(dy) if isinstance(dy, (list, tuple)) else [dy]
+        dys = list(dy) if isinstance(dy, list) else [dy]
         n_out = 2 if self.merge_mode is None else 1
-        expected = n_out + (fwd.n_states + bwd.n_states if self.return_state else 0)
-        if len(dys) != expected:
-            raise ValueError(f"Layer {self.name!r} (Bidirectional) backward expects {expected} upstream gradients, "
-                             f"got {len(dys)}")
-        self._cache = None
-        dys = [None if d is None else np.asarray(d, dtype=self.dtype) for d in dys]
         yf, yb = c["yf"], c["yb"]
         zeros = lambda: np.zeros_like(yf)  # noqa: E731
         if self.merge_mode is None:
@@ -244,7 +253,10 @@ class Bidirectional(Layer):
         else:
             f_dy, b_dy = d_yf, d_yb
         with input_gradient_needed([fwd, bwd], self.input_gradient_needed):
-            rf, rb = run_parallel(lambda: fwd.backward(f_dy), lambda: bwd.backward(b_dy))
+            if c["reference"]:
+                rf, rb = fwd.backward(f_dy), bwd.backward(b_dy)
+            else:
+                rf, rb = run_parallel(lambda: fwd.backward(f_dy), lambda: bwd.backward(b_dy))
         self.gradients = list(fwd.gradients) + list(bwd.gradients)
         if c["has_initial_state"]:
             (dxf, dsf), (dxb, dsb) = rf, rb

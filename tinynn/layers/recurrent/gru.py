@@ -23,31 +23,28 @@ BPTT (t = T-1 … 0)::
                         δU_{z,r} = Σ_t h̃_kᵀ δa_k    δU_h = Σ_t (r ⊙ h̃_h)ᵀ δa_h
     δa = 0 and δh_{t-1} = δh_t where not m_t;  δW_k = Σ_t x̃_kᵀ δa_k,  δb_in = Σ_t δa,  δx = Σ_k (δa_k W_kᵀ) ⊙ d_k
 
-Kernels: ``tinynn.kernels.recurrent.gru_forward / gru_backward``.
+Code, reference first: :func:`tinynn.kernels.reference.recurrent.gru_forward` / ``gru_backward`` (plain NumPy,
+the 'reference' kernel mode), then the numba twins :func:`tinynn.kernels.recurrent.gru_forward` / ``gru_backward``
+(the default 'fast' mode); inputs, masks, states and the input-side GEMMs: :mod:`tinynn.layers.recurrent.base`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ... import activations
-from ...kernels import recurrent as K
-from .base import RecurrentLayer
+from .base import GatedRecurrentLayer
 
 
-class GRU(RecurrentLayer):
-    """Gated Recurrent Unit (Cho et al. 2014), Keras 3 semantics (``reset_after=True`` by default)."""
+class GRU(GatedRecurrentLayer):
+    """Gated Recurrent Unit (Cho et al. 2014), Keras 3 semantics: ``GRU(units, activation='tanh',
+    recurrent_activation='sigmoid', use_bias=True, ..., reset_after=True)``."""
 
     n_gates = 3
     n_states = 1
-    _config_keys = RecurrentLayer._base_config_keys + ("recurrent_activation", "reset_after")
+    _config_keys = GatedRecurrentLayer._config_keys + ("reset_after",)
 
-    def __init__(self, units: int, activation="tanh", recurrent_activation="sigmoid", use_bias: bool = True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
-                 reset_after: bool = True, **kwargs):
-        super().__init__(units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
-                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer, **kwargs)
-        self.recurrent_activation = activations.get(recurrent_activation)
+    def __init__(self, units: int, *args, reset_after: bool = True, **kwargs):
+        super().__init__(units, *args, **kwargs)
         self.reset_after = bool(reset_after)
 
     def _build_cell(self, n_in):
@@ -67,16 +64,16 @@ class GRU(RecurrentLayer):
             return self.bias[1]
         return np.zeros(3 * self.units, self.dtype)
 
-    def _loop(self, xp, rm, mask_t, init):
-        hs, cache = K.gru_forward(
+    def _loop(self, loops, xp, rm, mask_t, init):
+        hs, cache = loops.gru_forward(
             xp, self._input_bias(), self.recurrent_kernel, self._recurrent_bias(), rm, mask_t, init[0],
             self.activation,
             self.recurrent_activation, self.reset_after,
         )
         return [hs], cache
 
-    def _loop_backward(self, cache, rm, mask_t, seqs, dseq, d_final):
-        dX, dU, db_in, db_rec, dh0 = K.gru_backward(
+    def _loop_backward(self, loops, cache, rm, mask_t, seqs, dseq, d_final):
+        dX, dU, db_in, db_rec, dh0 = loops.gru_backward(
             cache, self.recurrent_kernel, rm, mask_t, seqs[0], dseq, d_final[0], self.activation,
             self.recurrent_activation, self.reset_after,
         )

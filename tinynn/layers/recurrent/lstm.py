@@ -21,31 +21,28 @@ BPTT (t = T-1 … 0; δh_t, δc_t are the gradients reaching the carried states)
     δh_{t-1} = m_t ? Σ_k (δz_k U_kᵀ) ⊙ r_k : δh_t
     δU_k = Σ_t h̃_{k,t-1}ᵀ δz_k    δW_k = Σ_t x̃_kᵀ δz_k    δb = Σ_t δz    δx = Σ_k (δz_k W_kᵀ) ⊙ d_k
 
-Kernels: ``tinynn.kernels.recurrent.lstm_forward / lstm_backward``.
+Code, reference first: :func:`tinynn.kernels.reference.recurrent.lstm_forward` / ``lstm_backward`` (plain NumPy,
+the 'reference' kernel mode), then the numba twins :func:`tinynn.kernels.recurrent.lstm_forward` / ``lstm_backward``
+(the default 'fast' mode); inputs, masks, states and the input-side GEMMs: :mod:`tinynn.layers.recurrent.base`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ... import activations
-from ...kernels import recurrent as K
-from .base import RecurrentLayer
+from .base import GatedRecurrentLayer
 
 
-class LSTM(RecurrentLayer):
-    """Long Short-Term Memory layer (Hochreiter 1997), Keras 3 semantics."""
+class LSTM(GatedRecurrentLayer):
+    """Long Short-Term Memory layer (Hochreiter 1997), Keras 3 semantics:
+    ``LSTM(units, activation='tanh', recurrent_activation='sigmoid', use_bias=True, ..., unit_forget_bias=True)``."""
 
     n_gates = 4
     n_states = 2
-    _config_keys = RecurrentLayer._base_config_keys + ("recurrent_activation", "unit_forget_bias")
+    _config_keys = GatedRecurrentLayer._config_keys + ("unit_forget_bias",)
 
-    def __init__(self, units: int, activation="tanh", recurrent_activation="sigmoid", use_bias: bool = True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
-                 unit_forget_bias: bool = True, **kwargs):
-        super().__init__(units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
-                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer, **kwargs)
-        self.recurrent_activation = activations.get(recurrent_activation)
+    def __init__(self, units: int, *args, unit_forget_bias: bool = True, **kwargs):
+        super().__init__(units, *args, **kwargs)
         self.unit_forget_bias = bool(unit_forget_bias)
 
     def _build_cell(self, n_in):
@@ -58,15 +55,15 @@ class LSTM(RecurrentLayer):
                 init = self.bias_initializer
                 bias[...] = np.concatenate([init((u,), self.dtype), np.ones(u), init((2 * u,), self.dtype)])
 
-    def _loop(self, xp, rm, mask_t, init):
-        hs, cs, cache = K.lstm_forward(
+    def _loop(self, loops, xp, rm, mask_t, init):
+        hs, cs, cache = loops.lstm_forward(
             xp, self._input_bias(), self.recurrent_kernel, rm, mask_t, init[0], init[1], self.activation,
             self.recurrent_activation,
         )
         return [hs, cs], cache
 
-    def _loop_backward(self, cache, rm, mask_t, seqs, dseq, d_final):
-        dZ, dU, db, dh0, dc0 = K.lstm_backward(
+    def _loop_backward(self, loops, cache, rm, mask_t, seqs, dseq, d_final):
+        dZ, dU, db, dh0, dc0 = loops.lstm_backward(
             cache, self.recurrent_kernel, rm, mask_t, seqs[0], seqs[1], dseq, d_final[0], d_final[1],
             self.activation, self.recurrent_activation,
         )

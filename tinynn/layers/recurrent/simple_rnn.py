@@ -12,13 +12,14 @@ BPTT (t = T-1 … 0; δh_t collects the output gradient of step t and what step 
     δh_{t-1} = m_t ? (δz_t Uᵀ) ⊙ r : δh_t
     δU = Σ_t (h_{t-1} ⊙ r)ᵀ δz_t     δW = Σ_t (x_t ⊙ d)ᵀ δz_t     δb = Σ_t δz_t     δx_t = (δz_t Wᵀ) ⊙ d
 
-The loop and its backward: ``tinynn.kernels.recurrent.simple_rnn_forward / _backward``; the shared
-input/output/mask/state handling: :mod:`tinynn.layers.recurrent.base`.
+Code, reference first: :func:`tinynn.kernels.reference.recurrent.simple_rnn_forward` / ``simple_rnn_backward``
+(plain NumPy, the 'reference' kernel mode), then the numba twins :func:`tinynn.kernels.recurrent.simple_rnn_forward`
+/ ``simple_rnn_backward`` (the default 'fast' mode); the shared input/output/mask/state handling:
+:mod:`tinynn.layers.recurrent.base`.
 """
 
 from __future__ import annotations
 
-from ...kernels import recurrent as K
 from .base import RecurrentLayer
 
 
@@ -36,13 +37,13 @@ class SimpleRNN(RecurrentLayer):
         if self.use_bias:
             self.add_weight("bias", (u,), self.bias_initializer)
 
-    def _loop(self, xp, rm, mask_t, init):
-        hs, cache = K.simple_rnn_forward(xp, self._input_bias(), self.recurrent_kernel, rm, mask_t, init[0],
+    def _loop(self, loops, xp, rm, mask_t, init):
+        hs, cache = loops.simple_rnn_forward(xp, self._input_bias(), self.recurrent_kernel, rm, mask_t, init[0],
                                          self.activation)
         return [hs], cache
 
-    def _loop_backward(self, cache, rm, mask_t, seqs, dseq, d_final):
-        dX, dU, db, dh0 = K.simple_rnn_backward(
+    def _loop_backward(self, loops, cache, rm, mask_t, seqs, dseq, d_final):
+        dX, dU, db, dh0 = loops.simple_rnn_backward(
             cache, self.recurrent_kernel, rm, mask_t, seqs[0], dseq, d_final[0], self.activation
         )
         return dX, [dU], [dh0], db

@@ -1,12 +1,26 @@
-r"""Readable NumPy twins of the recurrent kernels: the math of SimpleRNN, LSTM and GRU, step by step.
+r"""SimpleRNN, LSTM and GRU in plain NumPy: the time loop and its backward (BPTT), one step at a time.
 
-Same conventions and return values as :mod:`tinynn.kernels.recurrent` (time-major; see there), with any
-tinynn activation (``act.backward(z, a, δa)`` gives ``δz``). The layers use these directly for
-activations the numba kernels do not implement; the kernel tests prove the two agree. These functions
-never modify their arguments.
+The readable statement of the recurrent math. The layers run these functions in the 'reference' kernel mode
+(``tinynn.config.set_kernels("reference")``) and for activations the numba kernels do not implement; the fast
+kernels (:mod:`tinynn.kernels.recurrent`) take the same arguments, return the same values, and are proven equal
+to these by ``tests/test_recurrent_kernels.py``. These functions never modify their arguments, so ``backward``
+may be called any number of times on one forward's cache.
+
+Conventions (time-major)::
+
+    T steps, B batch, u units, G gates (SimpleRNN 1, GRU 3, LSTM 4)
+    xp    (T, B, G·u)  input projections x̃_t W of every step (the layer computes them with one GEMM)
+    b_in  (G·u,)       the input bias, added here (or None)
+    U     (u, G·u)     recurrent kernel, gate blocks side by side as in Keras; U_k its k-th (u, u) block
+    rm    (G, B, u)    recurrent-dropout multipliers r_k ∈ {0, 1/(1-rate)}, or None
+    mask  (T, B) bool  m_t (False: the step is masked and every state is carried over unchanged), or None
+    hs    (T+1, B, u)  carried hidden states, hs[0] = h_0;  cs the same for the LSTM cell state
+    dseq  (T, B, u)    δ of each step's h from the layer's outputs, or None (only the last output has one)
+    dhT, dcT (B, u)    δ of the final states
 
 Notation: σ = recurrent_activation, φ = activation, ⊙ elementwise, h̃_k = h ⊙ r_k (recurrent dropout of
-gate k; h̃_k = h without it), [·]_k the k-th block of u columns, m_t the step mask (False: carry).
+gate k; h̃_k = h without it), [·]_k the k-th block of u columns. ``act.backward(z, a, δa)`` gives δz = act'(z) δa
+for any tinynn activation a = act(z).
 """
 
 from __future__ import annotations
@@ -176,7 +190,7 @@ def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
 
 # --------------------------------------------------------------------------- GRU
 def gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after):
-    r"""GRU over all steps (Keras gate order z, r, h; below xp_t stands for x̃_t W + b_in):
+    r"""GRU over all steps (Keras gate order z, r, h; below xp_t stands for x̃_t W + b_in; ĥ is ``hh``):
 
         reset_after=True (b_rec = b_rh, the second bias row):
             hz = [h̃_k U_k]_k + b_rh
@@ -192,28 +206,28 @@ def gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after):
     u = G // 3
     xp = _with_bias(xp, b_in)
     m = _masks(mask, T, B)
-    hs, as_, gs, aux = [np.asarray(h0, xp.dtype)], [], [], []
+    hs, as_, gs, auxs = [np.asarray(h0, xp.dtype)], [], [], []
     for t in range(T):
         h = hs[-1]
-        x = xp[t]
+        xp_t = xp[t]
         if reset_after:
             hz = _rec(h, U, rm, range(3)) + b_rec
-            a_zr = x[:, :2 * u] + hz[:, :2 * u]
+            a_zr = xp_t[:, :2 * u] + hz[:, :2 * u]
             z, r = rec_act(a_zr[:, :u]), rec_act(a_zr[:, u:])
-            extra = hz[:, 2 * u:]
-            a_h = x[:, 2 * u:] + r * extra
+            aux = hz[:, 2 * u:]  # hz_h
+            a_h = xp_t[:, 2 * u:] + r * aux
         else:
-            a_zr = x[:, :2 * u] + _rec(h, U, rm, range(2))
+            a_zr = xp_t[:, :2 * u] + _rec(h, U, rm, range(2))
             z, r = rec_act(a_zr[:, :u]), rec_act(a_zr[:, u:])
-            extra = r * _hk(h, rm, 2)
-            a_h = x[:, 2 * u:] + extra @ U[:, 2 * u:]
+            aux = r * _hk(h, rm, 2)  # r ⊙ h̃_h
+            a_h = xp_t[:, 2 * u:] + aux @ U[:, 2 * u:]
         hh = act(a_h)
         h_new = z * h + (1 - z) * hh
         hs.append(np.where(m[t][:, None], h_new, h))
         as_.append(np.concatenate([a_zr, a_h], axis=-1))
         gs.append(np.concatenate([z, r, hh], axis=-1))
-        aux.append(extra)
-    return np.stack(hs), (np.stack(as_), np.stack(gs), np.stack(aux))
+        auxs.append(aux)
+    return np.stack(hs), (np.stack(as_), np.stack(gs), np.stack(auxs))
 
 
 def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
@@ -232,7 +246,7 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
     Returns ``(δa (T, B, 3u), δU, δb_in (= Σ_t δa), δb_rh (3u,), δh_0)``; δa = δxp (so δW follows), δb_rh
     is zeros unless reset_after.
     """
-    as_, gs, aux = cache
+    as_, gs, auxs = cache
     T, B, G = as_.shape
     u = G // 3
     m = _masks(mask, T, B)
@@ -244,14 +258,14 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
         if dseq is not None:
             dh = dh + dseq[t]
         h = hs[t]
-        a, gates, extra = as_[t], gs[t], aux[t]
+        a, gates, aux = as_[t], gs[t], auxs[t]
         z, r, hh = gates[:, :u], gates[:, u:2 * u], gates[:, 2 * u:]
         keep = m[t][:, None]
         dz = dh * (h - hh)
         da_h = act.backward(a[:, 2 * u:], hh, dh * (1 - z))
         dh_prev = dh * z
         if reset_after:
-            dr = da_h * extra
+            dr = da_h * aux
         else:
             drh = da_h @ U[:, 2 * u:].T
             dr = drh * _hk(h, rm, 2)
@@ -268,7 +282,7 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
         else:
             for k in range(2):
                 dU[:, k * u:(k + 1) * u] += _hk(h, rm, k).T @ da[:, k * u:(k + 1) * u]
-            dU[:, 2 * u:] += extra.T @ da[:, 2 * u:]
+            dU[:, 2 * u:] += aux.T @ da[:, 2 * u:]
             dh_prev = dh_prev + _rec_t(da[:, :2 * u], U, rm, range(2))
         dh = np.where(keep, dh_prev, dh)
     return dA, dU, dA.sum(axis=(0, 1)), db_rec, dh

@@ -1,0 +1,173 @@
+r"""1-D convolution (a cross-correlation, as in Keras) in plain NumPy: forward and its two gradients.
+
+Symbols (channels-last)::
+
+    x  (B, L, C)    input                  W  (K, Cg, F)  kernel, Cg = C/G input channels per group
+    z  (B, Lo, F)   output (no bias)       G  groups, Fg = F/G filters per group, g(f) = f // Fg
+    s  stride       d  dilation            pl zeros padded on the left of x
+    xp = x with pl zeros on the left and enough on the right for Lo outputs
+
+Forward (the kernel is not flipped)::
+
+    z[b,t,f] = Σ_k Σ_c xp[b, t·s + k·d, g(f)·Cg + c] · W[k,c,f]
+
+Backward, given dz = ∂L/∂z (B, Lo, F)::
+
+    dxp[b, t·s + k·d, g·Cg + c] += Σ_{f ∈ g} dz[b,t,f] · W[k,c,f]      then dx = dxp without the padding
+    dW[k,c,f] = Σ_b Σ_t xp[b, t·s + k·d, g(f)·Cg + c] · dz[b,t,f]
+
+Each function below loops over the K taps: for a fixed tap k the input steps ``t·s + k·d`` (t = 0 … Lo-1) are
+one strided slice of xp, so each tap is one matrix product per group.
+
+The fast path (:mod:`tinynn.kernels.conv`) lowers the same sums to one GEMM per batch chunk (im2col or the
+shift method); the twins of its index kernels close this module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "col2im",
+    "conv1d_backward_data",
+    "conv1d_backward_filter",
+    "conv1d_forward",
+    "conv_padding",
+    "im2col",
+    "shift_add",
+    "spread",
+]
+
+
+def conv_padding(length: int, kernel_size: int, stride: int, dilation: int, padding: str) -> tuple[int, int, int]:
+    """``(pad_left, pad_right, L_out)`` exactly as TF/Keras compute them (L_out <= 0: empty output).
+
+    eff = (K-1)·d + 1.  valid: no padding, ``L_out = ⌊(L - eff)/s⌋ + 1``.
+    same: ``L_out = ⌈L/s⌉``, ``total = max((L_out-1)·s + eff - L, 0)``, ``left = ⌊total/2⌋``, the rest
+    (the extra element, if any) on the right.  causal: ``(K-1)·d`` zeros on the left, then valid,
+    so ``L_out = ⌈L/s⌉``.  Pooling uses the same rule with ``K = pool_size``, ``d = 1``.
+    """
+    eff = (kernel_size - 1) * dilation + 1
+    if padding == "valid":
+        return 0, 0, (length - eff) // stride + 1
+    if padding == "same":
+        l_out = -(-length // stride)
+        total = max((l_out - 1) * stride + eff - length, 0)
+        return total // 2, total - total // 2, l_out
+    if padding == "causal":
+        left = (kernel_size - 1) * dilation
+        return left, 0, (length + left - eff) // stride + 1
+    raise ValueError(f"padding must be 'valid', 'same' or 'causal', got {padding!r}")
+
+
+def _padded(x, pl, l_out, K, s, d):
+    """xp: x with pl zeros on the left and enough on the right for l_out outputs."""
+    B, L, C = x.shape
+    need = (l_out - 1) * s + (K - 1) * d + 1
+    pr = max(need - pl - L, 0)
+    return np.concatenate([np.zeros((B, pl, C), x.dtype), x, np.zeros((B, pr, C), x.dtype)], axis=1)
+
+
+def _valid_l_out(L, K, s, d, pl):
+    return (L + pl - (K - 1) * d - 1) // s + 1
+
+
+def conv1d_forward(x, W, stride=1, dilation=1, pad_left=0, l_out=None, groups=1):
+    """z[:, t, gF] = Σ_k xp[:, t·s + k·d, gC] @ W[k, :, gF], one strided slice per tap k.
+
+    ``l_out`` defaults to the valid length for the given left padding; gC, gF are group g's channels, filters.
+    """
+    K, Cg, F = W.shape
+    B, L, C = x.shape
+    s, d, pl = stride, dilation, pad_left
+    if l_out is None:
+        l_out = _valid_l_out(L, K, s, d, pl)
+    xp = _padded(x, pl, l_out, K, s, d)
+    Fg = F // groups
+    z = np.zeros((B, l_out, F), dtype=x.dtype)
+    for k in range(K):
+        x_k = xp[:, k * d : k * d + (l_out - 1) * s + 1 : s, :]  # (B, Lo, C): the steps tap k reads
+        for g in range(groups):
+            z[:, :, g * Fg : (g + 1) * Fg] += x_k[:, :, g * Cg : (g + 1) * Cg] @ W[k, :, g * Fg : (g + 1) * Fg]
+    return z
+
+
+def conv1d_backward_data(dz, W, length, stride=1, dilation=1, pad_left=0, groups=1):
+    """dxp[:, t·s + k·d, gC] += dz[:, t, gF] @ W[k, :, gF]ᵀ, then drop the padding: dx (B, length, C)."""
+    K, Cg, F = W.shape
+    B, l_out, _ = dz.shape
+    s, d, pl = stride, dilation, pad_left
+    Fg = F // groups
+    dxp = np.zeros_like(_padded(np.zeros((B, length, Cg * groups), dz.dtype), pl, l_out, K, s, d))
+    for k in range(K):
+        steps = slice(k * d, k * d + (l_out - 1) * s + 1, s)
+        for g in range(groups):
+            dxp[:, steps, g * Cg : (g + 1) * Cg] += dz[:, :, g * Fg : (g + 1) * Fg] @ W[k, :, g * Fg : (g + 1) * Fg].T
+    return dxp[:, pl : pl + length]
+
+
+def conv1d_backward_filter(x, dz, kernel_size, stride=1, dilation=1, pad_left=0, groups=1):
+    """dW[k, :, gF] = Σ_{b,t} xp[b, t·s + k·d, gC]ᵀ dz[b, t, gF]: dW (K, Cg, F)."""
+    B, L, C = x.shape
+    _, l_out, F = dz.shape
+    K, s, d, pl = kernel_size, stride, dilation, pad_left
+    Cg, Fg = C // groups, F // groups
+    xp = _padded(x, pl, l_out, K, s, d)
+    dW = np.zeros((K, Cg, F), dtype=x.dtype)
+    dz_rows = dz.reshape(B * l_out, F)
+    for k in range(K):
+        x_k = xp[:, k * d : k * d + (l_out - 1) * s + 1 : s, :].reshape(B * l_out, C)
+        for g in range(groups):
+            dW[k, :, g * Fg : (g + 1) * Fg] = x_k[:, g * Cg : (g + 1) * Cg].T @ dz_rows[:, g * Fg : (g + 1) * Fg]
+    return dW
+
+
+# --------------------------------------------------------------------------- twins of the fast path's index kernels
+# The fast path (tinynn.kernels.conv) rearranges x or dz so that a whole pass is one GEMM. These are the same
+# rearrangements in NumPy; tests/test_conv_kernels.py proves the numba versions equal to them.
+def _taps(l_out: int, K: int, s: int, d: int, pl: int) -> np.ndarray:
+    """i[t, k] = t·s + k·d - pl: the input step read by tap k of output step t.  (Lo, K)"""
+    return np.arange(l_out)[:, None] * s + np.arange(K)[None, :] * d - pl
+
+
+def im2col(x, groups, K, s, d, pl, l_out):
+    """cols[g,b,t,k,c] = x[b, t·s + k·d - pl, g·Cg + c], 0 on padding.  (G, B, Lo, K, Cg)"""
+    B, L, C = x.shape
+    i = _taps(l_out, K, s, d, pl)
+    inside = (i >= 0) & (i < L)
+    cols = np.where(inside[None, :, :, None], x[:, np.clip(i, 0, L - 1), :], 0).astype(x.dtype)  # (B, Lo, K, C)
+    return np.ascontiguousarray(cols.reshape(B, l_out, K, groups, C // groups).transpose(3, 0, 1, 2, 4))
+
+
+def col2im(dcols, L, s, d, pl):
+    """dx[b,i,g·Cg+c] = Σ_{t,k: t·s+k·d-pl = i} dcols[g,b,t,k,c]  (the adjoint of im2col).  (B, L, C)"""
+    G, B, l_out, K, Cg = dcols.shape
+    dx = np.zeros((B, L, G, Cg), dtype=dcols.dtype)
+    i = _taps(l_out, K, s, d, pl)
+    for k in range(K):  # for a fixed tap the steps i are distinct, so fancy += is safe
+        inside = (i[:, k] >= 0) & (i[:, k] < L)
+        dx[:, i[inside, k]] += dcols[:, :, inside, k].transpose(1, 2, 0, 3)
+    return dx.reshape(B, L, G * Cg)
+
+
+def shift_add(Z, s, d, pl, l_out):
+    """z[b,t,g·Fg+f] = Σ_k Z[g,b,t·s+k·d-pl,k,f] over taps inside [0, L).  (B, Lo, F)"""
+    G, B, L, K, Fg = Z.shape
+    z = np.zeros((B, l_out, G, Fg), dtype=Z.dtype)
+    i = _taps(l_out, K, s, d, pl)
+    for k in range(K):
+        inside = (i[:, k] >= 0) & (i[:, k] < L)
+        z[:, inside] += Z[:, :, i[inside, k], k].transpose(1, 2, 0, 3)
+    return z.reshape(B, l_out, G * Fg)
+
+
+def spread(dz, groups, L, K, s, d, pl):
+    """U[g,b,i,k,f] = dz[b,t,g·Fg+f] where t·s = i + pl - k·d for some 0 <= t < Lo, else 0 (shift_add's adjoint)."""
+    B, l_out, F = dz.shape
+    U = np.zeros((groups, B, L, K, F // groups), dtype=dz.dtype)
+    dz_g = dz.reshape(B, l_out, groups, F // groups).transpose(2, 0, 1, 3)
+    i = _taps(l_out, K, s, d, pl)
+    for k in range(K):
+        inside = (i[:, k] >= 0) & (i[:, k] < L)
+        U[:, :, i[inside, k], k] = dz_g[:, :, inside]
+    return U
