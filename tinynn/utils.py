@@ -55,9 +55,11 @@ def to_categorical(y, num_classes: int | None = None, dtype="float32") -> np.nda
     y = np.asarray(y)
     if y.dtype.kind not in "biuf":
         raise ValueError(f"{who}: expected integer class ids, got dtype {y.dtype}")
-    if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
-        raise ValueError(f"{who}: class ids must be integers, got non-integral values such as "
-                         f"{y[~(np.isfinite(y) & (y == np.round(y)))].flat[0]!r}")
+    if y.dtype.kind == "f":
+        integral = np.isfinite(y) & (y == np.round(y))
+        if not np.all(integral):
+            raise ValueError(f"{who}: class ids must be integers, got non-integral values such as "
+                             f"{float(y[~integral].flat[0])}")
     shape = y.shape
     if len(shape) > 1 and shape[-1] == 1:
         shape = shape[:-1]
