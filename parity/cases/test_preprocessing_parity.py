@@ -16,6 +16,7 @@ tolerance: 1e-5 relative in float32, 1e-10 in float64) and in fact agree to the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import string
 
@@ -80,25 +81,25 @@ PAD_KINDS = {  # name -> (what the sequences hold, dtype, values to pad with)
 @given(data=st.data())
 def test_pad_sequences_equals_keras(kind, data):
     holds, dtype, values = PAD_KINDS[kind]
-    sequences = data.draw(ragged(holds), label="sequences")
-    value = data.draw(st.sampled_from(values), label="value")
-    nonempty = any(len(s) for s in sequences)
-    for padding in ("pre", "post"):
-        for truncating in ("pre", "post"):
-            for maxlen in MAXLENS:
-                kwargs = dict(maxlen=maxlen, dtype=dtype, padding=padding, truncating=truncating, value=value)
-                ours = pad_sequences(sequences, **kwargs)
-                if maxlen == 0 and truncating == "pre" and nonempty:
-                    # Keras slices s[-0:] (the whole sequence) and fails to broadcast it into 0 columns;
-                    # tinynn returns the N empty rows that maxlen=0 asks for.
-                    with pytest.raises(ValueError, match="broadcast"):
-                        keras.utils.pad_sequences(sequences, **kwargs)
-                    first = next(s for s in sequences if len(s))
-                    assert ours.shape == (len(sequences), 0, *np.asarray(first).shape[1:])
-                    continue
-                ref = keras.utils.pad_sequences(sequences, **kwargs)
-                assert ours.dtype == ref.dtype and ours.shape == ref.shape, (kwargs, ours.shape, ref.shape)
-                np.testing.assert_array_equal(ours, ref, err_msg=str(kwargs))
+    drawn = data.draw(ragged(holds), label="sequences")
+    empty = np.zeros((0, drawn[0].shape[1])) if holds == "features" else []
+    # every example reaches every option: each value, padding, truncating and maxlen, and the drawn sequences
+    # with an empty one added in front (the drawn lengths may or may not include 0)
+    for sequences, value, padding, truncating, maxlen in itertools.product(
+            (drawn, [empty, *drawn]), values, ("pre", "post"), ("pre", "post"), MAXLENS):
+        kwargs = dict(maxlen=maxlen, dtype=dtype, padding=padding, truncating=truncating, value=value)
+        ours = pad_sequences(sequences, **kwargs)
+        nonempty = [s for s in sequences if len(s)]
+        if maxlen == 0 and truncating == "pre" and nonempty:
+            # Keras slices s[-0:] (the whole sequence) and fails to broadcast it into 0 columns;
+            # tinynn returns the N empty rows that maxlen=0 asks for.
+            with pytest.raises(ValueError, match="broadcast"):
+                keras.utils.pad_sequences(sequences, **kwargs)
+            assert ours.shape == (len(sequences), 0, *np.asarray(nonempty[0]).shape[1:])
+            continue
+        ref = keras.utils.pad_sequences(sequences, **kwargs)
+        assert ours.dtype == ref.dtype and ours.shape == ref.shape, (kwargs, ours.shape, ref.shape)
+        np.testing.assert_array_equal(ours, ref, err_msg=str(kwargs))
 
 
 # ------------------------------------------------------------------------------------------ to_categorical
@@ -160,7 +161,8 @@ def assert_tokenizers_agree(ours, ref, fit_texts, other_texts) -> None:
     from_ours = keras_text.tokenizer_from_json(ours.to_json())
     from_ref = text.tokenizer_from_json(ref.to_json())
     assert from_ours.texts_to_sequences(other_texts) == from_ref.texts_to_sequences(other_texts)
-    assert from_ref.texts_to_sequences(other_texts) == ref.texts_to_sequences(other_texts)
+    if ref.analyzer is None:  # a callable analyzer is not part of the JSON, in either library
+        assert from_ref.texts_to_sequences(other_texts) == ref.texts_to_sequences(other_texts)
 
 
 def test_tokenizer_equals_keras_on_seed_001_listing():
@@ -180,6 +182,7 @@ TOKENIZER_CONFIGS = {
     "char_level, no lower, num_words=6": {"char_level": True, "lower": False, "num_words": 6},
     "split=',', no filters, no lower": {"split": ",", "filters": "", "lower": False},
     "num_words=1, oov_token": {"num_words": 1, "oov_token": "xx"},
+    "analyzer=str.split": {"analyzer": str.split, "num_words": 7},
 }
 ALPHABET = string.ascii_letters[:8] + "AB .,!?-\t\n'\"éß" + "0123"
 TEXTS = st.lists(st.text(alphabet=ALPHABET, max_size=30), min_size=1, max_size=6)
@@ -375,3 +378,51 @@ def test_flow_from_directory_equals_keras(tmp_path, class_mode, subset, capsys):
         for ours_part, ref_part in zip(a, b):
             assert ours_part.dtype == ref_part.dtype
             np.testing.assert_array_equal(ours_part, ref_part)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_flow_batches_equal_keras(data_format):
+    """No random transform and no shuffling: both libraries must batch, rescale and label identically."""
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 256, (11, 5, 4, 3)).astype("uint8")
+    if data_format == "channels_first":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    y, weights = rng.integers(0, 3, 11), rng.random(11)
+    kwargs = dict(rescale=1 / 255.0, samplewise_center=True, data_format=data_format, validation_split=0.3)
+    for subset in (None, "training", "validation"):
+        flow_kwargs = dict(batch_size=4, shuffle=False, sample_weight=weights, subset=subset,
+                           ignore_class_split=True)
+        ours = image.ImageDataGenerator(**kwargs).flow(x, y, **flow_kwargs)
+        ref = keras_image.ImageDataGenerator(**kwargs).flow(x, y, **flow_kwargs)
+        assert len(ours) == len(ref)
+        split = int(11 * 0.3)
+        kept = {None: slice(None), "validation": slice(None, split), "training": slice(split, None)}[subset]
+        for step in range(len(ref) + 1):
+            (xo, yo, wo), (xr, yr, wr) = next(ours), next(ref)
+            np.testing.assert_array_equal(xo, xr)
+            np.testing.assert_array_equal(yo, yr)
+            # Keras 2 does not cut sample_weight to the subset (it pairs the subset's images with the first
+            # weights of the whole array); tinynn keeps each weight with its image
+            if step < len(ref):
+                np.testing.assert_array_equal(wo, weights[kept][4 * step : 4 * step + 4])
+                np.testing.assert_array_equal(wr, weights[4 * step : 4 * step + len(wr)])
+
+
+def test_grayscale_channels_first_folder_and_save_img_equal_keras(tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    for name in ("a", "b"):
+        _write_images(tmp_path / "data" / name, rng, 3, mode="L")
+    kwargs = dict(target_size=(4, 6), color_mode="grayscale", class_mode="sparse", batch_size=6, shuffle=False)
+    ours = image.ImageDataGenerator(data_format="channels_first").flow_from_directory(tmp_path / "data", **kwargs)
+    ref = keras_image.ImageDataGenerator(data_format="channels_first").flow_from_directory(
+        str(tmp_path / "data"), **kwargs)
+    (xo, yo), (xr, yr) = next(ours), next(ref)
+    assert xo.shape == (6, 1, 4, 6)
+    np.testing.assert_array_equal(xo, xr)
+    np.testing.assert_array_equal(yo, yr)
+    x = rng.normal(size=(5, 7, 3)).astype("float32")
+    for suffix in ("png", "jpg", "bmp"):
+        image.save_img(tmp_path / f"ours.{suffix}", x)
+        keras.utils.save_img(tmp_path / f"keras.{suffix}", x)
+        np.testing.assert_array_equal(np.asarray(PIL.open(tmp_path / f"ours.{suffix}")),
+                                      np.asarray(PIL.open(tmp_path / f"keras.{suffix}")))
