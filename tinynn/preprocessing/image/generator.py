@@ -69,8 +69,11 @@ class ImageDataGenerator:
     ...                                               class_mode='binary')   # doctest: +SKIP
     >>> model.fit(train_generator, steps_per_epoch=100, epochs=30)           # doctest: +SKIP
 
-    Arguments and defaults are Keras 2's. ``standardize`` returns a new array (Keras 2 changed its argument
-    in place); ``flow_from_dataframe`` is not provided.
+    Arguments and defaults are Keras 2's. Differences: ``standardize`` returns a new array (Keras 2 changed
+    its argument in place); with ``subset``, ``flow`` cuts ``sample_weight`` with the images (Keras 2 pairs
+    the subset's images with the first weights of the array); a brightness shift respects ``channels_first``
+    (Keras 2 reads the image as channels-last there); ``flow(x=[images, extra])`` and
+    ``flow_from_dataframe`` are not provided; bad arguments raise a ``ValueError`` when given, not later.
     """
 
     def __init__(self, featurewise_center: bool = False, samplewise_center: bool = False,
