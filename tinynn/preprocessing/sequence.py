@@ -36,9 +36,10 @@ def pad_sequences(
     (or a NumPy string dtype), e.g. ``pad_sequences([["a", "b"], ["c"]], dtype=object, value="<pad>")``.
 
     Same results as ``keras.utils.pad_sequences`` (a test compares them on drawn inputs), with two
-    differences where Keras fails: ``maxlen=0`` gives ``N`` empty rows for both truncating modes (Keras raises
-    a broadcasting error for ``"pre"``), and an empty list of sequences gives an array of shape
-    ``(0, maxlen or 0)``. Bad arguments raise a ``ValueError`` naming them, before any work is done.
+    differences where Keras fails: ``maxlen=0`` gives ``N`` empty rows for both truncating modes (with
+    ``"pre"`` Keras keeps ``s[-0:]``, the whole sequence, and raises a broadcasting error when one is longer
+    than 1), and an empty list of sequences gives an array of shape ``(0, maxlen or 0)``. Bad arguments
+    raise a ``ValueError`` naming them, before any work is done.
     """
     who = "pad_sequences"
     if padding not in _SIDES:
