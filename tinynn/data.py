@@ -48,7 +48,9 @@ def array_batches(n: int, batch_size: int, shuffle: bool, rng: np.random.Generat
 
 
 def unpack_batch(batch) -> tuple:
-    """``(x, y)`` or ``(x, y, sample_weight)`` from a generator item."""
+    """``(x, y)`` or ``(x, y, sample_weight)`` from a generator item; a bare array is ``x`` alone (predict)."""
+    if isinstance(batch, np.ndarray):
+        return batch, None, None
     if not isinstance(batch, (tuple, list)) or len(batch) not in (1, 2, 3):
         raise ValueError(
             f"a data generator must yield (x, y) or (x, y, sample_weight) tuples, got {type(batch).__name__}"
@@ -63,11 +65,16 @@ class BatchStream:
     """A persistent iterator over a generator/iterable, as Keras keeps it across epochs.
 
     With ``steps`` each epoch pulls that many batches (an infinite generator never restarts). Without,
-    an epoch ends when the iterable is exhausted and a re-iterable source (a list, a Sequence) restarts.
+    an epoch ends when the iterable is exhausted and a re-iterable source (a list, a Sequence) restarts;
+    an endless iterator that also has a length (Keras's image iterators, ``len`` = batches per pass over
+    the data) gives ``len(source)`` batches per epoch, as Keras does for a Sequence.
     """
 
     def __init__(self, source, steps: int | None, what: str):
+        if steps is None and hasattr(source, "__next__") and hasattr(source, "__len__"):
+            steps = len(source)
         self.source, self.steps, self.what = source, steps, what
+        self.num_batches = steps
         self._it: Iterator | None = None
 
     def _iterator(self) -> Iterator:

@@ -22,6 +22,10 @@ tinynn's optimizers treat as Keras's do; ``np.asarray`` gives the dense sum abov
 
 ``mask_zero=True``: the output mask is ``ids != 0`` (computed on the ids as given, as Keras does); row 0 is
 still looked up, so masked positions output W[0], not zeros.
+
+``input_length=L`` (Keras 2, removed in Keras 3) warns with a DeprecationWarning and, as in Keras 2, stands
+for ``input_shape=(L,)``: as the first layer of a ``Sequential`` it builds the model for inputs ``(None, L)``,
+so ``model.layers[0].set_weights(...)`` and ``summary()`` work right after ``add``, as in the tutorials.
 """
 
 from __future__ import annotations
@@ -46,7 +50,14 @@ class Embedding(Layer):
                  **kwargs):
         input_length = kwargs.pop("input_length", None)
         if input_length is not None:
-            warnings.warn("Argument `input_length` is deprecated. Just remove it.", stacklevel=2)
+            if not isinstance(input_length, (int, np.integer)) or isinstance(input_length, bool) or input_length <= 0:
+                raise ValueError(f"Embedding: input_length must be a positive integer, got {input_length!r}")
+            warnings.warn("Embedding: `input_length` is deprecated (Keras 3 dropped it); as in Keras 2 it sets the "
+                          f"input shape ({input_length},) of a Sequential that starts with this layer. "
+                          f"Keras 3 spelling: input_shape=({input_length},) or layers.Input(shape=({input_length},))",
+                          DeprecationWarning, stacklevel=2)
+            if "input_shape" not in kwargs and "batch_input_shape" not in kwargs:
+                kwargs["input_shape"] = (int(input_length),)
         super().__init__(**kwargs)
         self.input_dim = positive_int(input_dim, "input_dim", self.who)
         self.output_dim = positive_int(output_dim, "output_dim", self.who)
