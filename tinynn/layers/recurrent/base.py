@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import activations
+from ... import activations, graph
 from ... import initializers as _init
 from ...kernels.fastmath import matmul, matmul_nt, matmul_tn
 from ...kernels.recurrent import to_batch_major, to_time_major
@@ -227,6 +227,8 @@ class RecurrentLayer(Layer):
 
     # ------------------------------------------------------------------ calling
     def __call__(self, x, training: bool = False, mask=None, initial_state=None):
+        if graph.any_symbolic(x, initial_state):  # functional API (tinynn/graph.py)
+            return graph.call_symbolic(self, x, training=training or None, mask=mask, initial_state=initial_state)
         x = self.prepare_input(x)
         who = f"Layer {self.name!r} ({type(self).__name__})"
         if x.ndim != 3:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import graph
 from ...kernels.parallel import run_parallel
 from ..base import Layer, input_gradient_needed
 from .base import RecurrentLayer
@@ -159,6 +160,8 @@ class Bidirectional(Layer):
 
     # ------------------------------------------------------------------ calling
     def __call__(self, x, training: bool = False, mask=None, initial_state=None):
+        if graph.any_symbolic(x, initial_state):  # functional API (tinynn/graph.py)
+            return graph.call_symbolic(self, x, training=training or None, mask=mask, initial_state=initial_state)
         x = self.prepare_input(x)
         if x.ndim != 3:
             raise ValueError(
