@@ -142,7 +142,14 @@ def is_symbolic(x) -> bool:
 
 def any_symbolic(*values) -> bool:
     """True if any of the values (arrays, tensors, lists of them) is a symbolic tensor."""
-    return any(isinstance(v, KerasTensor) for value in values for v in flatten(value))
+    for value in values:
+        if value is None or type(value) is np.ndarray:  # the common case, first: layer(x) on data
+            continue
+        if isinstance(value, KerasTensor):
+            return True
+        if isinstance(value, (list, tuple, dict)) and any(isinstance(v, KerasTensor) for v in flatten(value)):
+            return True
+    return False
 
 
 def inbound_nodes(layer) -> list[Node]:
@@ -416,7 +423,7 @@ class _Step:
     """One node of the plan: which slots it reads and writes."""
 
     __slots__ = ("node", "layer", "args", "multi_in", "states", "mask", "outs", "multi_out", "training", "shared",
-                 "index")
+                 "index", "simple", "arg", "out", "data_only")
 
     def __init__(self, node: Node, slot_of: dict, shared: bool, index: int):
         self.node, self.layer, self.index = node, node.layer, index
@@ -435,6 +442,11 @@ class _Step:
         self.multi_out = node.multi_output
         self.training = node.kwargs.get("training")
         self.shared = shared
+        # the common case, run by a short path: one input, one output, nothing else
+        self.simple = (not self.multi_in and not self.multi_out and self.states is None and self.mask is None
+                       and self.training is None and not shared)
+        self.arg, self.out = self.args[0], self.outs[0]
+        self.data_only = False  # set by Graph: every input is a graph input
 
 
 class Run:
@@ -475,12 +487,23 @@ class Graph:
         for t in self.outputs:
             slot(t)
         self.slot_of = slot_of
+        self.n_slots = len(self.tensors)
         counts = collections.Counter(id(n.layer) for n in nodes)
         self.steps = [_Step(n, slot_of, counts[id(n.layer)] > 1, i) for i, n in enumerate(nodes)]
         self.input_slots = [slot_of[id(t)] for t in self.inputs]
         self.output_slots = [slot_of[id(t)] for t in self.outputs]
         self.producer = {s: step for step in self.steps for s in step.outs}
-        self._data_only = [all(a in self.input_slots for a in st.args) and not st.states for st in self.steps]
+        for st in self.steps:
+            st.data_only = all(a in self.input_slots for a in st.args) and not st.states
+        self._reversed_steps = self.steps[::-1]
+        # a chain (one input, each step reading the previous step's output, one output): Sequential's shape, run
+        # by a tight loop over the layers that keeps only what training needs
+        self.is_chain = (len(self.inputs) == 1 and len(self.outputs) == 1 and bool(self.steps)
+                         and all(st.simple for st in self.steps)
+                         and all(st.arg == (self.input_slots[0] if k == 0 else self.steps[k - 1].out)
+                                 for k, st in enumerate(self.steps))
+                         and self.steps[-1].out == self.output_slots[0])
+        self._chain_layers = [st.layer for st in self.steps]
         seen = set()
         self.weight_layers = []
         for st in self.steps:
@@ -488,9 +511,6 @@ class Graph:
                 seen.add(id(st.layer))
                 self.weight_layers.append(st.layer)
 
-    @property
-    def n_slots(self) -> int:
-        return len(self.tensors)
 
     def slot(self, tensor: KerasTensor, what: str = "tensor") -> int:
         s = self.slot_of.get(id(tensor))
@@ -500,8 +520,13 @@ class Graph:
 
     # --------------------------------------------------------------------------------- forward
     def forward(self, xs: Sequence[np.ndarray], training: bool, masks: Sequence | None = None,
-                want_logits: Iterable[int] = ()) -> Run:
-        """Run every step on the input arrays ``xs`` (one per model input); returns the :class:`Run`."""
+                want_logits: Iterable[int] = (), keep: bool = True) -> Run:
+        """Run every step on the input arrays ``xs`` (one per model input); returns the :class:`Run`.
+
+        ``keep`` False (training, predict): a chain keeps only its output (the layers cache what backward needs).
+        """
+        if self.is_chain and not keep:
+            return self._forward_chain(xs[0], training, None if masks is None else masks[0], want_logits)
         run = Run(self.n_slots, training)
         values, out_masks = run.values, run.masks
         for k, s in enumerate(self.input_slots):
@@ -510,6 +535,14 @@ class Graph:
                 out_masks[s] = masks[k]
         want = set(want_logits)
         for st in self.steps:
+            if st.simple:
+                layer, a = st.layer, st.arg
+                x, m = values[a], out_masks[a]
+                values[st.out] = layer(x, training=training, mask=m)
+                out_masks[st.out] = layer.compute_mask(x, m)
+                if want and st.index in want:
+                    run.logits[st.index] = layer.logits
+                continue
             if st.multi_in:
                 x = [values[a] for a in st.args]
                 m = [out_masks[a] for a in st.args]
@@ -544,6 +577,51 @@ class Graph:
                 run.snapshots[st.index] = capture_state(layer)
         return run
 
+    def _forward_chain(self, x, training: bool, mask, want_logits) -> Run:
+        run = Run(self.n_slots, training)
+        for layer in self._chain_layers:
+            y = layer(x, training=training, mask=mask)
+            mask = layer.compute_mask(x, mask)
+            x = y
+        out = self.output_slots[0]
+        run.values[out], run.masks[out] = x, mask
+        for index in want_logits:
+            run.logits[index] = self.steps[index].layer.logits
+        return run
+
+    def _backward_chain(self, seeds: dict, logit_seeds: dict | None, need_input: bool) -> list:
+        """Sequential's loop: each layer's backward on the previous one's dx; the first layer skips its dx unless
+        the input's gradient is wanted; a layer returning None (integer input) ends the pass."""
+        steps = self.steps
+        last = steps[-1]
+        dz = logit_seeds.get(last.index) if logit_seeds else None
+        dy = seeds.get(last.out)
+        reached = len(steps)
+        first = steps[0].layer
+        if not need_input:
+            first.input_gradient_needed = False
+        try:
+            for k in range(len(steps) - 1, -1, -1):
+                layer = steps[k].layer
+                if k == len(steps) - 1 and dz is not None:
+                    dy = layer.backward_from_logits(dz)
+                elif dy is None:
+                    break
+                else:
+                    dy = layer.backward(dy)
+                reached = k
+                if dy is None:
+                    break
+        finally:
+            if not need_input:
+                del first.input_gradient_needed
+        for st in steps[:reached]:
+            st.layer.zero_gradients()
+        grads = [None] * self.n_slots
+        if reached == 0:
+            grads[self.input_slots[0]] = dy
+        return grads
+
     # --------------------------------------------------------------------------------- backward
     def backward(self, run: Run, seeds: dict, logit_seeds: dict | None = None, grad_slots: Iterable[int] = (),
                  only_steps: set | None = None, weight_gradients: bool = True) -> list:
@@ -555,43 +633,55 @@ class Graph:
         slot (None where nothing arrived); sets each layer's ``gradients`` (summed over a shared layer's nodes,
         zeros for a layer no gradient reached) when ``weight_gradients``.
         """
+        if self.is_chain and only_steps is None and weight_gradients and len(seeds) + len(logit_seeds or ()) == 1 \
+                and all(s == self.output_slots[0] for s in seeds):
+            return self._backward_chain(seeds, logit_seeds, bool(grad_slots))
         grads: list = [None] * self.n_slots
         for s, g in seeds.items():
             _accumulate(grads, s, g)
-        logit_seeds = logit_seeds or {}
         need = set(grad_slots)
         summed: dict[int, list] = {}
         reached: set[int] = set()
-        for st in reversed(self.steps):
+        for st in self._reversed_steps:
             if only_steps is not None and st.index not in only_steps:
                 continue
-            dys = [grads[s] for s in st.outs]
-            dz = logit_seeds.get(st.index)
-            if dz is None and all(d is None for d in dys):
-                continue
+            dz = logit_seeds.get(st.index) if logit_seeds else None
+            if st.multi_out:
+                dys, dy = [grads[s] for s in st.outs], None
+                if dz is None and all(d is None for d in dys):
+                    continue
+            else:
+                dys = None
+                dy = grads[st.out]
+                if dz is None and dy is None:
+                    continue
             layer = st.layer
             if st.shared:
                 restore_state(run.snapshots[st.index])
-            data_only = self._data_only[st.index] and not any(a in need for a in st.args)
+            data_only = st.data_only and not (need and any(a in need for a in st.args))
             if data_only:
                 layer.input_gradient_needed = False
             try:
                 if dz is not None:
-                    if dys[0] is not None:  # the output also feeds other layers: δz += act'(z) ⊙ δy
-                        dz = dz + layer.activation.backward(run.logits[st.index], run.values[st.outs[0]], dys[0])
+                    if dy is not None:  # the output also feeds other layers: δz += act'(z) ⊙ δy
+                        dz = dz + layer.activation.backward(run.logits[st.index], run.values[st.out], dy)
                     dx = layer.backward_from_logits(dz)
                 else:
-                    dx = layer.backward(dys if st.multi_out else dys[0])
+                    dx = layer.backward(dys if dys is not None else dy)
             finally:
                 if data_only:
                     del layer.input_gradient_needed
             if weight_gradients:
                 lid = id(layer)
-                if st.shared and lid in reached:
-                    summed[lid] = [add_gradients(a, b) for a, b in zip(summed[lid], layer.gradients)]
-                elif st.shared:
-                    summed[lid] = list(layer.gradients)
+                if st.shared:
+                    summed[lid] = ([add_gradients(a, b) for a, b in zip(summed[lid], layer.gradients)]
+                                   if lid in summed else list(layer.gradients))
                 reached.add(lid)
+            if st.simple:
+                if dx is not None:
+                    g = grads[st.arg]
+                    grads[st.arg] = dx if g is None else g + dx
+                continue
             dstates = None
             if st.states is not None and isinstance(dx, tuple):
                 dx, dstates = dx
@@ -599,7 +689,7 @@ class Graph:
                 for s, d in zip(st.args, dx if dx is not None else [None] * len(st.args)):
                     _accumulate(grads, s, d)
             else:
-                _accumulate(grads, st.args[0], dx)
+                _accumulate(grads, st.arg, dx)
             if dstates is not None:
                 for s, d in zip(st.states, dstates):
                     _accumulate(grads, s, d)

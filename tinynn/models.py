@@ -323,7 +323,7 @@ class Model(Trainer, Layer):
     def _forward_flat(self, xs: list, training: bool, mask=None) -> list:
         graph = self._ensure_graph_for(xs)
         masks = None if mask is None else (list(mask) if isinstance(mask, (list, tuple)) else [mask])
-        run = graph.forward(xs, bool(training), masks)
+        run = graph.forward(xs, bool(training), masks, keep=False)
         self._run = run
         self._output_masks = [run.masks[s] for s in graph.output_slots]
         return [run.values[s] for s in graph.output_slots]

@@ -169,8 +169,12 @@ class Trainer:
 
     def _loss_and_gradients(self, xs, ys, sws, training, want_gradients):
         graph = self._ensure_graph_for(xs)
-        logit_steps = [self._logits_step(o) for o in self._output_losses]
-        run = graph.forward(xs, training, want_logits=[s for s in logit_steps if s is not None])
+        cached = self.__dict__.get("_logit_steps_cache")
+        if cached is None or cached[0] is not graph or cached[1] is not self._output_losses:
+            steps = [self._logits_step(o) for o in self._output_losses]
+            cached = self._logit_steps_cache = (graph, self._output_losses, steps, [s for s in steps if s is not None])
+        logit_steps = cached[2]
+        run = graph.forward(xs, training, want_logits=cached[3], keep=False)
         preds = [run.values[s] for s in graph.output_slots]
         masks = [run.masks[s] for s in graph.output_slots]
         total = 0.0
@@ -194,7 +198,6 @@ class Trainer:
             else:
                 logit_seeds[step] = grad if step not in logit_seeds else logit_seeds[step] + grad
         self._last_pred, self._last_mask, self._last_output_losses = preds, masks, values
-        self._run = run
         if not want_gradients:
             return total, None
         graph.backward(run, seeds, logit_seeds)
