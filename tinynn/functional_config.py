@@ -88,7 +88,7 @@ def functional_config(model, layer_to_config: Callable | None = None) -> dict:
 
 
 def _is_history(value) -> bool:
-    return (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
+    return (isinstance(value, (list, tuple)) and len(value) == 3 and isinstance(value[0], str)
             and all(isinstance(v, int) for v in value[1:]))
 
 
@@ -152,7 +152,7 @@ def model_from_functional_config(config: dict, layer_from_config: Callable | Non
             raise KeyError(key)
         if isinstance(value, dict):
             return {k: resolve(v, allow_missing) for k, v in value.items()}
-        if isinstance(value, list):
+        if isinstance(value, (list, tuple)):
             return [resolve(v, allow_missing) for v in value]
         return value
 
@@ -193,7 +193,7 @@ def model_from_functional_config(config: dict, layer_from_config: Callable | Non
             return tensor(value)
         if isinstance(value, dict):
             return {k: struct(v) for k, v in value.items()}
-        if isinstance(value, list):
+        if isinstance(value, (list, tuple)):
             return [struct(v) for v in value]
         raise ValueError(f"{where}: cannot read input/output reference {value!r}")
 

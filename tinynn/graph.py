@@ -579,6 +579,7 @@ class Graph:
 
     def _forward_chain(self, x, training: bool, mask, want_logits) -> Run:
         run = Run(self.n_slots, training)
+        run.values[self.input_slots[0]], run.masks[self.input_slots[0]] = x, mask
         for layer in self._chain_layers:
             y = layer(x, training=training, mask=mask)
             mask = layer.compute_mask(x, mask)

@@ -168,7 +168,8 @@ def _functional_text(model, line_length: int | None = None) -> str:
     node_ids = {id(node) for nodes in model._graph.nodes_by_depth.values() for node in nodes}
     for k, layer in enumerate(model.layers):
         params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
-        cells = [f"{layer.name} ({type(layer).__name__})", _layer_shape(layer), params]
+        cls = "Functional" if type(layer).__name__ == "Model" else type(layer).__name__  # Keras's class name
+        cells = [f"{layer.name} ({cls})", _layer_shape(layer), params]
         if not chain:
             cells.append(_connections(layer, node_ids))
         lines.extend(_wrapped_rows(cells[:n], widths, aligns))

@@ -286,10 +286,13 @@ class Trainer:
             sw = None if sws is None else sws[g.index]
             for m in g.metrics:
                 m.update_state(y, preds[g.index], sample_weight=sw, mask=masks[g.index])
-        n = len(preds[0])
-        totals = getattr(self, "_loss_totals", None) or [0.0] * len(self._output_losses)
-        self._loss_totals = [t + v * n for t, v in zip(totals, self._last_output_losses)]
-        self._loss_count = getattr(self, "_loss_count", 0) + n
+        if len(self._output_losses) > 1:
+            # Keras 3.15 averages each output's loss over batches *unweighted*: its tracker is given the batch size
+            # as sample weight, which is None (an unknown dimension) inside fit's compiled step. A smaller last
+            # batch therefore counts as much as a full one here, unlike in the total 'loss' (checked against Keras)
+            totals = getattr(self, "_loss_totals", None) or [0.0] * len(self._output_losses)
+            self._loss_totals = [t + v for t, v in zip(totals, self._last_output_losses)]
+            self._loss_count = getattr(self, "_loss_count", 0) + 1
 
     def _metric_logs(self, prefix: str = "") -> dict:
         logs = {}
@@ -356,14 +359,14 @@ class Trainer:
         if class_weight is not None:
             raise ValueError(f"{cls}.fit: class_weight is not supported by tinynn; pass sample_weight instead")
         verbose = _check_verbose(verbose, f"{cls}.fit")
-        batch_size = self._check_batch_size(batch_size)
+        batch_size = self._check_batch_size(batch_size, who=f"{cls}.fit")
         epochs = _check_count(epochs, "epochs", f"{cls}.fit", minimum=0)
         initial_epoch = _check_count(initial_epoch, "initial_epoch", f"{cls}.fit", minimum=0)
         steps_per_epoch = _check_count(steps_per_epoch, "steps_per_epoch", f"{cls}.fit", allow_none=True)
         validation_steps = _check_count(validation_steps, "validation_steps", f"{cls}.fit", allow_none=True)
         validation_freq = _check_count(validation_freq, "validation_freq", f"{cls}.fit")
         if validation_batch_size is not None:
-            validation_batch_size = self._check_batch_size(validation_batch_size, "validation_batch_size")
+            validation_batch_size = self._check_batch_size(validation_batch_size, "validation_batch_size", f"{cls}.fit")
         validation_split = _check_validation_split(validation_split, f"{cls}.fit")
         if not isinstance(shuffle, (bool, np.bool_)):
             raise ValueError(f"{cls}.fit: shuffle must be True or False, got {shuffle!r}")
@@ -413,11 +416,12 @@ class Trainer:
                         initial_epoch=initial_epoch, **kwargs)
 
     @staticmethod
-    def _check_batch_size(batch_size, name: str = "batch_size") -> int:
+    def _check_batch_size(batch_size, name: str = "batch_size", who: str = "") -> int:
         if batch_size is None:
             return _FIT_DEFAULT_BATCH
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
-            raise ValueError(f"{name} must be a positive integer (or None for {_FIT_DEFAULT_BATCH}), got "
+            prefix = f"{who}: " if who else ""
+            raise ValueError(f"{prefix}{name} must be a positive integer (or None for {_FIT_DEFAULT_BATCH}), got "
                              f"{batch_size!r}")
         return int(batch_size)
 
@@ -443,8 +447,10 @@ class Trainer:
         if data_utils.is_batch_source(validation_data):
             return train, _StreamSource(self, data_utils.BatchStream(validation_data, validation_steps, "validation"))
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a generator, "
-                             f"got {type(validation_data).__name__}")
+            got = (f"a {type(validation_data).__name__} of {len(validation_data)}"
+                   if isinstance(validation_data, (tuple, list)) else type(validation_data).__name__)
+            raise ValueError(f"{cls}.fit: validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a "
+                             f"generator, got {got}")
         vx, vy, vsw = self._arrays(*data_utils.unpack_batch(validation_data), "validation_data")
         return train, _ArraySource(vx, vy, vsw, validation_batch_size, False, validation_steps)
 
@@ -467,7 +473,7 @@ class Trainer:
         cls = type(self).__name__
         self._require_compiled()
         verbose = _check_verbose(verbose, f"{cls}.evaluate")
-        batch_size = self._check_batch_size(batch_size)
+        batch_size = self._check_batch_size(batch_size, who=f"{cls}.evaluate")
         steps = _check_count(steps, "steps", f"{cls}.evaluate", allow_none=True)
         if data_utils.is_batch_source(x):
             source = _StreamSource(self, data_utils.BatchStream(x, steps, "evaluate"))
@@ -485,7 +491,7 @@ class Trainer:
         """Outputs for ``x`` in inference mode, batch by batch (any number of samples): one array, or the
         structure of the model's outputs (a list, a dict) for several."""
         cls = type(self).__name__
-        batch_size = self._check_batch_size(batch_size)
+        batch_size = self._check_batch_size(batch_size, who=f"{cls}.predict")
         _check_verbose(verbose, f"{cls}.predict")
         steps = _check_count(steps, "steps", f"{cls}.predict", allow_none=True)
         if data_utils.is_batch_source(x):
