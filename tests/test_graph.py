@@ -217,7 +217,7 @@ def test_summary_is_keras_text():
     for ours, theirs in zip(build(tn), build(keras)):
         lines_ours, lines_keras = [], []
         ours.summary(print_fn=lines_ours.append)
-        theirs.summary(print_fn=lambda s, **kw: lines_keras.append(s))
+        theirs.summary(print_fn=lambda s, _lines=lines_keras, **kw: _lines.append(s))
         assert "\n".join(lines_ours).splitlines() == "\n".join(lines_keras).splitlines()
 
 
