@@ -275,3 +275,25 @@ def test_examples_reject_bad_epochs():
     module = _import_examples_module("stock_direction")
     with pytest.raises(SystemExit):
         module.main(["--epochs", "0"])
+
+
+def test_look_inside_quick_explains_reviews_and_writes_pngs(tmp_path, capsys):
+    """examples/look_inside.py --quick: Grad-CAM word heat of test reviews, the activation model's outputs, filter
+    patterns; three PNGs. (Its Grad-CAM is compared with Keras in parity/cases/test_graph_parity.py.)"""
+    missing = _missing(("scattertext", "matplotlib"))
+    if missing:
+        pytest.skip(f"look_inside needs {', '.join(missing)}")
+    module = _import_examples_module("look_inside")
+    result = module.main(["--quick", "--epochs", "1", "--reviews", "2", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "the words that drive it:" in out and "filter patterns" in out
+    explained = result["explained"]
+    assert len(explained) == 2
+    for e in explained:
+        assert len(e["words"]) == len(e["heat"]) >= 6
+        assert np.all((e["heat"] >= 0) & (e["heat"] <= 1)) and e["heat"].max() > 0
+    # the activation model: one array per layer of the text model (Embedding, Conv1D, GlobalMaxPooling1D)
+    assert [s[1:] for s in result["activation_shapes"]] == [(40, 64), (36, 64), (64,)]
+    for key in ("gradcam", "activations", "filters"):
+        png = result[key]
+        assert png.parent == tmp_path and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -406,7 +406,8 @@ def map_graph(inputs: list[KerasTensor], outputs: list[KerasTensor], owner: str)
                         f"accessed without issue: {accessed}"
                     )
             accessed.append(node.layer.name)
-            computable.update(id(t) for t in node.output_tensors)
+            if not node.is_input:  # an Input that is not one of the model's inputs computes nothing
+                computable.update(id(t) for t in node.output_tensors)
     for out in outputs:
         if id(out) not in computable:
             raise ValueError(f"{owner}: output {out!r} is not computed from the model's inputs")
