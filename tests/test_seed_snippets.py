@@ -212,7 +212,8 @@ SNIPPETS = {
         # --- from here the seed's listing, verbatim (imports changed) ---
         from tinynn import models
         layer_outputs = [layer.output for layer in model.layers[:8]]  # 提取前 8 层的输出
-        activation_model = models.Model(inputs=model.input, outputs=layer_outputs)  # 创建一个模型，给定输入，返回这些输出
+        # 创建一个模型，给定输入，返回这些输出
+        activation_model = models.Model(inputs=model.input, outputs=layer_outputs)
         # 返回8个Numpy数组组成的列表，每一层的激活对应一个数组
         activations = activation_model.predict(img_tensor)
         # 可视化第一层激活的第四个通道

@@ -77,7 +77,7 @@ def test_merge_layers_need_a_list_and_the_right_count():
         layers.Subtract(name="sub")([x, x, x])
     with pytest.raises(ValueError, match=r"'d' \(Dot\).*axis 1 of the first input has size 3.*size 4"):
         layers.Dot(axes=1, name="d")([x, layers.Input(shape=(4,))])
-    with pytest.raises(ValueError, match=r"'m' \(Multiply\) cannot merge tensors with different batch sizes: \[\(2, 3\)"):
+    with pytest.raises(ValueError, match=r"'m' \(Multiply\) cannot merge tensors with different batch sizes: \[\(2,"):
         layers.Multiply(name="m")([np.zeros((2, 3)), np.zeros((3, 3))])  # eager: different batch sizes
 
 
