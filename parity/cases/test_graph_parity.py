@@ -144,7 +144,9 @@ def _fit_both(ours, theirs, dtype, compile_kwargs, x, y, **fit_kwargs):
         theirs.compile(optimizer=keras_optimizer_for(ours.optimizer), **compile_kwargs)
         ref = theirs.fit(x, y, shuffle=False, verbose=0, **fit_kwargs).history
         ref_weights = theirs.get_weights()
+        ref["evaluate"] = theirs.evaluate(x, y, batch_size=16, verbose=0)  # a list in Keras's order
     history = ours.fit(x, y, shuffle=False, verbose=0, **fit_kwargs).history
+    history["evaluate"] = ours.evaluate(x, y, batch_size=16, verbose=0)
     keras.backend.clear_session()
     return history, ref, ref_weights
 
@@ -152,7 +154,8 @@ def _fit_both(ours, theirs, dtype, compile_kwargs, x, y, **fit_kwargs):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_functional_model_trains_like_keras(dtype):
     """Every merge layer and a shared layer, losses per output with loss_weights, metrics per output, 3 epochs:
-    the History keys are Keras 3.15's own (loss, score_loss, kind_loss, score_accuracy, kind_mae, val_…)."""
+    the History keys are Keras 3.15's own (loss, score_loss, kind_loss, score_accuracy, kind_mae, val_…); then
+    ``evaluate``'s list (its order, and per-output losses averaged over uneven batches as Keras does)."""
     ours, theirs = _twins(lambda lib, d: every_merge(lib, d), dtype, 3)
     rng = np.random.default_rng(5)
     n = 40
@@ -163,7 +166,7 @@ def test_functional_model_trains_like_keras(dtype):
     history, ref, ref_weights = _fit_both(ours, theirs, dtype, compile_kwargs, x, y, epochs=3, batch_size=16,
                                           validation_split=0.25)
     assert sorted(ref) == sorted(["loss", "score_loss", "kind_loss", "score_accuracy", "kind_mae", "val_loss",
-                                  "val_score_loss", "val_kind_loss", "val_score_accuracy", "val_kind_mae"])
+                                  "val_score_loss", "val_kind_loss", "val_score_accuracy", "val_kind_mae", "evaluate"])
     report = _compare_fit("fit Model(2 in, 2 out, shared Dense, every merge)", compile_kwargs, dtype, history, ref,
                           ours.get_weights(), ref_weights, ours.weight_names)
     report.assert_ok()
@@ -187,7 +190,7 @@ def test_dict_outputs_and_losses_train_like_keras():
     y = {"prob": (rng.random((24, 1)) > 0.5) * 1.0, "value": rng.normal(size=(24, 2))}
     compile_kwargs = {"loss": {"value": "mae", "prob": "binary_crossentropy"}, "metrics": {"prob": ["acc"]}}
     history, ref, ref_weights = _fit_both(ours, theirs, dtype, compile_kwargs, x, y, epochs=2, batch_size=8)
-    assert sorted(ref) == ["loss", "prob_acc", "prob_loss", "value_loss"]
+    assert sorted(ref) == ["evaluate", "loss", "prob_acc", "prob_loss", "value_loss"]
     _compare_fit("fit Model(dict outputs)", compile_kwargs, dtype, history, ref, ours.get_weights(), ref_weights,
                  ours.weight_names).assert_ok()
 
