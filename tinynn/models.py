@@ -472,17 +472,32 @@ class Model(Trainer, Layer):
         """Save config, weights (and optimizer state) to one ``.npz`` file; no pickle involved."""
         from . import io
 
+        self._check_file_support("save", filepath, whole_model=True)
         io.save_model(self, filepath, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath) -> None:
         from . import io
 
+        self._check_file_support("save_weights", filepath)
         io.save_weights(self, filepath)
 
     def load_weights(self, filepath) -> None:
         from . import io
 
+        self._check_file_support("load_weights", filepath)
         io.load_weights(self, filepath)
+
+    def _check_file_support(self, what: str, filepath, whole_model: bool = False) -> None:
+        """The file writers know Sequential models only, for now: a functional model gets a clear error instead
+        of a file that cannot be read back. Its ``.npz`` weights (``get_weights`` order) are supported."""
+        if isinstance(self, Sequential):
+            return
+        if whole_model or str(filepath).endswith((".h5", ".keras")):
+            raise ValueError(
+                f"Model {self.name!r}: {what}({str(filepath)!r}) is not supported yet for functional models (the "
+                "file formats store Sequential models only); use model.get_config() (Keras's functional config) and "
+                "get_weights()/set_weights(), or save_weights/load_weights to a .npz file"
+            )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
