@@ -65,6 +65,8 @@ class Trainer:
 
     def _target_arrays(self, y, what: str) -> list:
         """One target array per output (None for an output without target) from an array, list or dict."""
+        if type(y) is np.ndarray and len(self.output_names) == 1 and y.dtype != object and y.ndim:
+            return [y]  # the common case: one output, one array
         keys = self._output_keys
         n = len(keys)
         who = f"{type(self).__name__}.{what}"
@@ -314,6 +316,8 @@ class Trainer:
         return self._batch_result(loss_value, return_dict)
 
     def _batch_result(self, loss_value, return_dict):
+        if not self._metric_groups and len(self._output_losses) <= 1 and not return_dict:
+            return loss_value  # the common case, without building the logs
         logs = {"loss": loss_value, **self._metric_logs()}
         if return_dict:
             return logs

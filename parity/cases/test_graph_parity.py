@@ -167,7 +167,7 @@ def test_functional_model_trains_like_keras(dtype):
                                           validation_split=0.25)
     assert sorted(ref) == sorted(["loss", "score_loss", "kind_loss", "score_accuracy", "kind_mae", "val_loss",
                                   "val_score_loss", "val_kind_loss", "val_score_accuracy", "val_kind_mae", "evaluate"])
-    report = _compare_fit("fit Model(2 in, 2 out, shared Dense, every merge)", compile_kwargs, dtype, history, ref,
+    report = _compare_fit("training Model(2 in, 2 out, shared Dense, every merge)", compile_kwargs, dtype, history, ref,
                           ours.get_weights(), ref_weights, ours.weight_names)
     report.assert_ok()
 
@@ -191,7 +191,7 @@ def test_dict_outputs_and_losses_train_like_keras():
     compile_kwargs = {"loss": {"value": "mae", "prob": "binary_crossentropy"}, "metrics": {"prob": ["acc"]}}
     history, ref, ref_weights = _fit_both(ours, theirs, dtype, compile_kwargs, x, y, epochs=2, batch_size=8)
     assert sorted(ref) == ["evaluate", "loss", "prob_acc", "prob_loss", "value_loss"]
-    _compare_fit("fit Model(dict outputs)", compile_kwargs, dtype, history, ref, ours.get_weights(), ref_weights,
+    _compare_fit("training Model(dict outputs)", compile_kwargs, dtype, history, ref, ours.get_weights(), ref_weights,
                  ours.weight_names).assert_ok()
 
 
