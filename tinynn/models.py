@@ -42,8 +42,6 @@ class Model(Trainer, Layer):
     to use it inside another model.
     """
 
-    _is_graph_model = True
-
     def __init__(self, inputs=None, outputs=None, name: str | None = None, trainable: bool = True, **kwargs):
         if inputs is None or outputs is None:
             raise ValueError(
