@@ -63,6 +63,10 @@ def test_sequential_exposes_its_chain_and_the_seed_listing_works():
     for layer, a in zip(model.layers[:3], activations):
         h = layer(h)
         np.testing.assert_allclose(a, h, rtol=1e-6)
+    added = tn.Sequential()
+    added.add(layers.Input(shape=(4,)))
+    added.add(layers.Dense(3))
+    assert added.input.shape == (None, 4) and added.built and added.count_params() == 15
     unbuilt = tn.Sequential([layers.Dense(2)])
     with pytest.raises(AttributeError, match="no defined input"):
         _ = unbuilt.input
