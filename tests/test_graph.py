@@ -259,3 +259,16 @@ def test_model_used_as_a_layer_in_a_sequential_and_a_graph():
     graph_model = tn.Model(i, layers.Dense(1)(base(i)))
     np.testing.assert_allclose(graph_model.layers[1](x), base(x))
     assert graph_model.layers[1] is base and len(graph_model.weights) == 4
+
+
+def test_shared_stateful_layer_keeps_the_states_of_its_last_call_after_training():
+    a, b = layers.Input(batch_shape=(2, 3, 2)), layers.Input(batch_shape=(2, 3, 2))
+    rnn = layers.SimpleRNN(3, stateful=True)
+    model = tn.Model([a, b], layers.Add()([rnn(a), rnn(b)]))
+    model.compile(tn.optimizers.SGD(0.0), "mse")  # weights unchanged: only the states move
+    x = [np.ones((2, 3, 2)), 2 * np.ones((2, 3, 2))]
+    model.train_on_batch(x, np.zeros((2, 3)))
+    after_training = [s.copy() for s in rnn.states]
+    rnn.reset_state()
+    model.predict(x, batch_size=2)
+    assert all(np.allclose(s, t) for s, t in zip(after_training, rnn.states))

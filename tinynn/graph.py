@@ -497,6 +497,8 @@ class Graph:
         for st in self.steps:
             st.data_only = all(a in self.input_slots for a in st.args) and not st.states
         self._reversed_steps = self.steps[::-1]
+        last = {id(st.layer): st.index for st in self.steps if st.shared}
+        self._last_shared_steps = sorted(last.values())
         # a chain (one input, each step reading the previous step's output, one output): Sequential's shape, run
         # by a tight loop over the layers that keeps only what training needs
         self.is_chain = (len(self.inputs) == 1 and len(self.outputs) == 1 and bool(self.steps)
@@ -695,6 +697,9 @@ class Graph:
             if dstates is not None:
                 for s, d in zip(st.states, dstates):
                     _accumulate(grads, s, d)
+        for index in self._last_shared_steps:  # leave each shared layer as its last forward left it (its states)
+            if index in run.snapshots:
+                restore_state(run.snapshots[index])
         if weight_gradients:
             for layer in self.weight_layers:
                 lid = id(layer)
