@@ -133,7 +133,10 @@ def layer_parity(
     call_kwargs: dict | None = None,
 ) -> LayerReport:
     """Build ``layer`` on ``x``, give it random weights, build its Keras twin with the same weights,
-    and compare outputs, dx and every weight gradient for a random upstream gradient."""
+    and compare outputs, dx and every weight gradient for a random upstream gradient. A list ``x`` (a merge
+    layer's inputs, ``mask`` then one mask or None per input) goes to :func:`list_input_parity`."""
+    if isinstance(x, (list, tuple)):
+        return list_input_parity(layer, list(x), seed=seed, mask=mask, training=training, keras_layer=keras_layer)
     rng = np.random.default_rng(seed)
     dtype = layer.dtype
     call_kwargs = dict(call_kwargs or {})
@@ -182,3 +185,59 @@ def _build_keras(keras_layer, x, mask, call_kwargs):
     if mask is not None:
         kwargs["mask"] = tf.constant(mask)
     keras_layer(tf.constant(x), **kwargs)
+
+
+def list_input_parity(layer, xs: list, *, seed: int = 0, mask=None, training: bool = False,
+                      keras_layer=None) -> LayerReport:
+    """:func:`layer_parity` for a layer called on a list of inputs (the merge layers): outputs, each input's
+    gradient, every weight gradient and the output mask, against Keras on ``tf.GradientTape``. Input masks
+    reach Keras as its merge layers read them, on the input tensors (``_keras_mask``)."""
+    import tensorflow as tf
+    from keras.src import backend as keras_backend
+
+    rng = np.random.default_rng(seed)
+    dtype = layer.dtype
+    layer(xs, training=training, mask=mask)
+    weights = randomize_weights(layer, rng)
+    ours_out = layer(xs, training=training, mask=mask)
+    ours_mask = layer.compute_mask(xs, mask)
+    upstream = rng.standard_normal(np.shape(ours_out))
+    ours_dx = layer.backward(upstream.astype(dtype))
+    ours_dw = list(layer.gradients)
+
+    if keras_layer is None:
+        keras_layer = bridge.keras_layer_for(layer)
+    xs_t = [tf.constant(x) for x in xs]
+    keras_layer(xs_t)
+    keras_layer.set_weights(weights)
+    masks_t = None if mask is None else [None if m is None else tf.constant(m) for m in mask]
+    with tf.GradientTape(persistent=True) as tape:
+        for x_t in xs_t:
+            if x_t.dtype.is_floating:
+                tape.watch(x_t)
+        if masks_t is not None:
+            for x_t, m_t in zip(xs_t, masks_t):
+                keras_backend.set_keras_mask(x_t, m_t)
+        out = keras_layer(xs_t, training=training)
+        loss = tf.reduce_sum(tf.cast(out, tf.float64) * upstream)
+    ref_dx = [tape.gradient(loss, x_t) if x_t.dtype.is_floating else None for x_t in xs_t]
+    ref_dw = tape.gradient(loss, keras_layer.trainable_weights)
+    ref_mask = None if masks_t is None else keras_layer.compute_mask(xs_t, masks_t)
+
+    report = LayerReport(type(layer).__name__, layer.get_config(), dtype)
+    report.checks.append(compare("forward", ours_out, out.numpy(), dtype))
+    if len(ours_dx) != len(ref_dx):
+        report.checks.append(Check(f"dx count {len(ours_dx)} vs {len(ref_dx)}", np.inf, np.inf, 0))
+    for k, (d, r) in enumerate(zip(ours_dx, ref_dx)):
+        if r is not None:
+            report.checks.append(compare(f"dx[{k}]", d, np.asarray(tf.convert_to_tensor(r)), dtype))
+    for name, g, r in zip(layer.weight_names, ours_dw, ref_dw):
+        report.checks.append(compare(f"d {name.split('/', 1)[-1]}", g, 0 * g if r is None else r, dtype))
+    if (ours_mask is None) != (ref_mask is None):
+        report.checks.append(Check(f"output mask {ours_mask is not None} vs Keras {ref_mask is not None}",
+                                   np.inf, np.inf, 0))
+    elif ours_mask is not None:
+        report.checks.append(compare("output mask", np.asarray(ours_mask, float),
+                                     np.asarray(ref_mask, float), dtype))
+    recorder.note_report(report, "layer")
+    return report

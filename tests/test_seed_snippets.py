@@ -386,6 +386,82 @@ SNIPPETS = {
         model.compile(optimizer='rmsprop', loss='categorical_crossentropy')
         model.fit(x, one_hot_train_labels, epochs=1, verbose=0)
         assert one_hot_train_labels.shape == (64, 4)
+    "seed001 visualizing intermediate activations (activation model from a Sequential's layer outputs)": """
+        import matplotlib
+        matplotlib.use('Agg')
+        from tinynn import models
+        from tinynn import layers
+        model = models.Sequential()
+        if hasattr(layers, 'Conv2D'):  # the seed's cats-vs-dogs convnet (its 8 first layers), on 40x40 images
+            model.add(layers.Conv2D(32, (3, 3), activation='relu', input_shape=(40, 40, 3)))
+            model.add(layers.MaxPooling2D((2, 2)))
+            model.add(layers.Conv2D(64, (3, 3), activation='relu'))
+            model.add(layers.MaxPooling2D((2, 2)))
+            model.add(layers.Conv2D(64, (3, 3), activation='relu'))
+            model.add(layers.MaxPooling2D((2, 2)))
+            model.add(layers.Conv2D(32, (1, 1), activation='relu'))
+            model.add(layers.MaxPooling2D((1, 1)))
+        else:  # until tinynn has Conv2D: 8 layers with the same (1, size, size, channels) activations, per pixel
+            model.add(layers.Dense(32, activation='relu', input_shape=(40, 40, 3)))
+            model.add(layers.Dense(32, activation='relu'))
+            model.add(layers.Reshape((20, 20, 128)))
+            model.add(layers.Dense(64, activation='relu'))
+            model.add(layers.Dense(64))
+            model.add(layers.Reshape((10, 10, 256)))
+            model.add(layers.Dense(32, activation='relu'))
+            model.add(layers.Activation('relu'))
+        model.add(layers.Flatten())
+        model.add(layers.Dense(1, activation='sigmoid'))
+        img_tensor = rng.random((1, 40, 40, 3)).astype('float32')
+        # --- from here the seed's listing, verbatim (imports changed) ---
+        from tinynn import models
+        layer_outputs = [layer.output for layer in model.layers[:8]]  # 提取前 8 层的输出
+        # 创建一个模型，给定输入，返回这些输出
+        activation_model = models.Model(inputs=model.input, outputs=layer_outputs)
+        # 返回8个Numpy数组组成的列表，每一层的激活对应一个数组
+        activations = activation_model.predict(img_tensor)
+        # 可视化第一层激活的第四个通道
+        import matplotlib.pyplot as plt
+        first_layer_activation = activations[0]
+        plt.matshow(first_layer_activation[0, :, :, 4], cmap='viridis')
+        # 可视化所有通道
+        layer_names = []
+        for layer in model.layers[:8]:  # 层的名称
+            layer_names.append(layer.name)
+        images_per_row = 16
+        for layer_name, layer_activation in zip(layer_names, activations):
+            n_features = layer_activation.shape[-1]  # 特征图中的特征个数
+            # 特征图的形状为(1, size, size, n_features)
+            size = layer_activation.shape[1]
+            n_cols = n_features // images_per_row  # 矩阵中将激活通道平铺
+            display_grid = np.zeros((size * n_cols, images_per_row * size))
+            for col in range(n_cols):  # 每个过滤器平铺到一个大的水平网格
+                for row in range(images_per_row):
+                    channel_image = layer_activation[0,
+                                                     :, :,
+                                                     col * images_per_row + row]
+                    # 特征处理，使其美观
+                    channel_image -= channel_image.mean()
+                    channel_image /= channel_image.std()
+                    channel_image *= 64
+                    channel_image += 128
+                    channel_image = np.clip(channel_image, 0, 255).astype('uint8')
+                    # 显示网格
+                    display_grid[col * size : (col + 1) * size,
+                                 row * size : (row + 1) * size] = channel_image
+            scale = 1. / size
+            plt.figure(figsize=(scale * display_grid.shape[1],
+                                scale * display_grid.shape[0]))
+            plt.title(layer_name)
+            plt.grid(False)
+            plt.imshow(display_grid, aspect='auto', cmap='viridis')
+        # --- end of the listing ---
+        plt.close('all')
+        assert len(activations) == 8 and [a.ndim for a in activations] == [4] * 8 and activations[0].shape[0] == 1
+        h = img_tensor  # (the listing standardised the arrays in place: predict again)
+        for layer, activation in zip(model.layers[:8], activation_model.predict(img_tensor)):
+            h = layer(h)  # each array is that layer's own output
+            assert np.allclose(activation, h, rtol=1e-5, atol=1e-6)
     """,
 }
 
@@ -468,8 +544,9 @@ def test_seed_snippet_runs_on_tinynn(name, cats_and_dogs_small, tmp_path):
         "make_reviews": lambda n: _reviews(rng, n), "write_glove": _glove_writer(tmp_path),
         "image_model": _image_model,
     }
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", DeprecationWarning)  # lr=, fit_generator, input_length warn, as they should
+        warnings.simplefilter("ignore", RuntimeWarning)  # the seed divides dead channels by their zero std
         exec(textwrap.dedent(SNIPPETS[name]), namespace)
     model = namespace.get("model")
     if model is not None:

@@ -18,6 +18,7 @@ from . import (
     preprocessing,
     utils,
 )
+from .layers import Input
 from .models import Model, Sequential, load_model
 from .utils import set_random_seed
 
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 memory._tune_on_import()  # keep freed memory for the next step (see tinynn.memory); TINYNN_MALLOC_TUNING=0: off
 
 __all__ = [
+    "Input",
     "Model",
     "Sequential",
     "activations",

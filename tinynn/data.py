@@ -9,7 +9,7 @@ import numpy as np
 
 def is_batch_source(x) -> bool:
     """True for a generator / iterable of ``(x, y)`` batches rather than an array of samples."""
-    if x is None or isinstance(x, (np.ndarray, list, tuple, str, bytes)):
+    if x is None or isinstance(x, (np.ndarray, list, tuple, dict, str, bytes)):  # a dict: arrays by input name
         return False
     return hasattr(x, "__next__") or hasattr(x, "__iter__") or hasattr(x, "__getitem__") and hasattr(x, "__len__")
 

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from .. import config as _config
+from .. import graph as _graph
 from .. import initializers
 from ..utils import to_snake_case
 from .arguments import positive_int_tuple
@@ -442,6 +443,8 @@ class Layer:
 
     # ------------------------------------------------------------------ calling
     def __call__(self, x, training: bool = False, mask=None):
+        if _graph.any_symbolic(x):  # functional API: record a node (tinynn/graph.py)
+            return _graph.call_symbolic(self, x, training=training or None, mask=mask)
         x = self.prepare_input(x)
         self.ensure_built(batchless_shape(x))
         self.check_input(x)
@@ -569,6 +572,17 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+    # ------------------------------------------------------------------ functional API (tinynn/graph.py)
+    @property
+    def input(self):
+        """The symbolic input of the layer's first call on symbolic tensors (a list for several)."""
+        return _graph.layer_attribute(self, "input")
+
+    @property
+    def output(self):
+        """The symbolic output of the layer's first call on symbolic tensors (a list for several)."""
+        return _graph.layer_attribute(self, "output")
 
 
 def serialize_value(value):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import activations
+from .. import activations, graph
 from .. import initializers as _init
 from ..kernels.reference.dense import dense_backward, dense_forward
 from ..utils import make_rng
@@ -240,11 +240,15 @@ class Dropout(Layer):
 
 
 class InputLayer(Layer):
-    """``layers.Input(shape=...)``: declares the input shape of a Sequential model (no computation)."""
+    """The layer behind ``layers.Input``: declares a model input (no computation). Its output is the symbolic
+    tensor ``Input`` returns (``input_layer.output``)."""
 
     supports_masking = True
 
     def __init__(self, shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kwargs):
+        kwargs.pop("sparse", None)  # Keras's dense-only defaults, accepted for configs
+        kwargs.pop("ragged", None)
+        kwargs.pop("optional", None)
         if batch_shape is not None:
             batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
         if shape is None:
@@ -254,6 +258,9 @@ class InputLayer(Layer):
         self.shape_arg = tuple(None if s is None else int(s) for s in shape)
         self.input_dtype = dtype
         super().__init__(name=name, input_shape=self.shape_arg, batch_size=batch_size, **kwargs)
+        self.built = True  # nothing to build (Keras's summary shows its 0 params as built)
+        tensor_dtype = self.dtype if dtype is None else np.dtype(dtype).name
+        graph.make_input(self, tensor_dtype)
 
     @property
     def shape(self):
@@ -270,6 +277,11 @@ class InputLayer(Layer):
         return {"name": self.name, "shape": list(self.shape_arg), "batch_size": self.batch_size}
 
 
-def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None) -> InputLayer:
-    """``layers.Input(shape=(...))`` as in Keras; pass it first to a Sequential."""
-    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, batch_shape=batch_shape)
+def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kwargs) -> graph.KerasTensor:
+    """``layers.Input(shape=(...))`` as in Keras 3: the symbolic tensor of a new ``InputLayer``.
+
+    Call layers on it to build a functional model (``tinynn.Model(inputs, outputs)``), or pass it first to a
+    ``Sequential`` (``Sequential([layers.Input(shape=(64,)), ...])``, ``model.add(layers.Input(...))``).
+    """
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, batch_shape=batch_shape, **kwargs)
+    return layer.output

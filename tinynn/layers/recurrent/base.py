@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import activations, config
+from ... import activations, config, graph
 from ... import initializers as _init
 from ...kernels import blas, layout
 from ...kernels import recurrent as fast_recurrent
@@ -248,6 +248,8 @@ class RecurrentLayer(Layer):
 
     # ------------------------------------------------------------------ calling
     def __call__(self, x, training: bool = False, mask=None, initial_state=None):
+        if graph.any_symbolic(x, initial_state):  # functional API (tinynn/graph.py)
+            return graph.call_symbolic(self, x, training=training or None, mask=mask, initial_state=initial_state)
         x = self.prepare_input(x)
         self.ensure_built(batchless_shape(x))
         self.check_input(x)

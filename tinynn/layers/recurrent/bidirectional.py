@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import config
+from ... import config, graph
 from ...kernels.parallel import run_parallel
 from ..arguments import one_of
 from ..base import Layer, batchless_shape, input_gradient_needed
@@ -161,6 +161,8 @@ class Bidirectional(Layer):
 
     # ------------------------------------------------------------------ calling
     def __call__(self, x, training: bool = False, mask=None, initial_state=None):
+        if graph.any_symbolic(x, initial_state):  # functional API (tinynn/graph.py)
+            return graph.call_symbolic(self, x, training=training or None, mask=mask, initial_state=initial_state)
         x = self.prepare_input(x)
         self.ensure_built(batchless_shape(x))
         self.check_input(x)
