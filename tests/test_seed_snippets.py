@@ -386,6 +386,7 @@ SNIPPETS = {
         model.compile(optimizer='rmsprop', loss='categorical_crossentropy')
         model.fit(x, one_hot_train_labels, epochs=1, verbose=0)
         assert one_hot_train_labels.shape == (64, 4)
+    """,
     "seed001 visualizing intermediate activations (activation model from a Sequential's layer outputs)": """
         import matplotlib
         matplotlib.use('Agg')

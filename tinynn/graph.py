@@ -207,7 +207,7 @@ def _standardize_args(layer, x):
                     f"{who(layer)} was called on a list mixing symbolic tensors and {type(item).__name__}: every "
                     "input of a layer in a functional model must be a symbolic tensor (from layers.Input or a layer)"
                 )
-        if getattr(layer, "accepts_list_input", False):
+        if getattr(layer, "takes_list_input", False):
             return items
         if len(items) == 1:
             return items[0]
@@ -216,7 +216,7 @@ def _standardize_args(layer, x):
             f"{items}. ({type(layer).__name__} takes one tensor; a layer returning several arrays, such as an RNN "
             "with return_state=True, needs the functional API to use them)"
         )
-    if getattr(layer, "accepts_list_input", False) and getattr(layer, "requires_list_input", False):
+    if getattr(layer, "takes_list_input", False) and getattr(layer, "requires_list_input", False):
         raise ValueError(f"{who(layer)} expects a list of input tensors, got one tensor of shape "
                          f"{format_shape(x.shape)}")
     return x

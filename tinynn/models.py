@@ -143,7 +143,7 @@ class Model(Trainer, Layer):
         return [t.dtype for t in self.outputs]
 
     @property
-    def accepts_list_input(self) -> bool:
+    def takes_list_input(self) -> bool:
         return self._graph is not None and len(self._graph.inputs) > 1
 
     @property
@@ -628,7 +628,7 @@ class Sequential(Model):
         pass
 
     @property
-    def accepts_list_input(self) -> bool:
+    def takes_list_input(self) -> bool:
         return False
 
     def output_shapes(self) -> list[tuple | None]:

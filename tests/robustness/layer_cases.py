@@ -44,6 +44,11 @@ def _ids(vocab: int):
     return lambda rng, B, T: rng.integers(0, vocab, size=(B, T))
 
 
+def _pair(f1: int, f2: int):
+    """Two sequences (B, T, f1) and (B, T, f2): the list input of a merge layer."""
+    return lambda rng, B, T: [rng.normal(size=(B, T, f1)), rng.normal(size=(B, T, f2))]
+
+
 SETUPS: dict[str, list[Setup]] = {
     "Dense": [
         Setup(lambda: L.Dense(3, activation="relu", bias_initializer="ones", name="dense_2d"),
@@ -94,6 +99,14 @@ SETUPS: dict[str, list[Setup]] = {
         Setup(lambda: L.Bidirectional(L.SimpleRNN(2, return_state=True), merge_mode="sum", name="bi_rnn_states"),
               _seq(2), masks="checked"),
     ],
+    "Add": [Setup(lambda: L.Add(name="add"), _pair(3, 3), masks="checked")],
+    "Subtract": [Setup(lambda: L.Subtract(name="subtract"), _pair(3, 3), masks="checked")],
+    "Multiply": [Setup(lambda: L.Multiply(name="multiply"), _pair(3, 3), masks="checked")],
+    "Average": [Setup(lambda: L.Average(name="average"), _pair(3, 3), masks="checked")],
+    "Maximum": [Setup(lambda: L.Maximum(name="maximum"), _pair(3, 3), masks="checked")],
+    "Minimum": [Setup(lambda: L.Minimum(name="minimum"), _pair(3, 3), masks="checked")],
+    "Concatenate": [Setup(lambda: L.Concatenate(name="concat"), _pair(2, 3), masks="checked")],
+    "Dot": [Setup(lambda: L.Dot(axes=-1, name="dot"), _pair(3, 3), masks="checked")],
 }
 
 BAD_DTYPES = ("object", "complex", "str", "bool")  # bool is not a gradient: dy of bool dtype is refused too

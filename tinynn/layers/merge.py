@@ -42,7 +42,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import config as _config
-from .. import graph
 from .base import Layer, format_shape
 
 
@@ -54,14 +53,14 @@ class Merge(Layer):
     """Base class: a list of inputs in, one tensor out, the gradient of each input out of ``backward``."""
 
     supports_masking = True
-    accepts_list_input = True
+    takes_list_input = True
     requires_list_input = True
     min_inputs = 1
 
     # ------------------------------------------------------------------ building and checks
     def ensure_built(self, input_shape) -> None:
         if not isinstance(input_shape, (list, tuple)) or not input_shape or not isinstance(input_shape[0], tuple):
-            raise ValueError(f"{self._who()}: a merge layer must be called on a list of inputs, got input shape "
+            raise ValueError(f"{self.who}: a merge layer must be called on a list of inputs, got input shape "
                              f"{input_shape!r}")
         shapes = [tuple(None if s is None else int(s) for s in shape) for shape in input_shape]
         self._check_shapes(shapes)
@@ -70,63 +69,22 @@ class Merge(Layer):
             self.build(shapes)
             self.built = True
 
-    def _who(self) -> str:
-        return f"Layer {self.name!r} ({type(self).__name__})"
-
     def _check_shapes(self, shapes: list[tuple]) -> None:
         if len(shapes) < self.min_inputs:
-            raise ValueError(f"{self._who()} must be called on a list of at least {self.min_inputs} inputs, got "
+            raise ValueError(f"{self.who} must be called on a list of at least {self.min_inputs} inputs, got "
                              f"{len(shapes)}: {_fmt(shapes)}")
         if any(len(s) < 1 for s in shapes):
-            raise ValueError(f"{self._who()}: every input needs a batch axis, got shapes {_fmt(shapes)}")
+            raise ValueError(f"{self.who}: every input needs a batch axis, got shapes {_fmt(shapes)}")
         batches = {s[0] for s in shapes} - {None}
         if len(batches) > 1:
-            raise ValueError(f"{self._who()} cannot merge tensors with different batch sizes: {_fmt(shapes)}")
+            raise ValueError(f"{self.who} cannot merge tensors with different batch sizes: {_fmt(shapes)}")
         self.compute_output_shape(shapes)
-
-    def prepare_input(self, x) -> list[np.ndarray]:
-        if not isinstance(x, (list, tuple)):
-            raise ValueError(f"{self._who()}: a merge layer must be called on a list of inputs, got "
-                             f"{type(x).__name__}")
-        out = []
-        for k, xi in enumerate(x):
-            arr = np.asarray(xi)
-            if arr.dtype.kind not in "fiub":
-                raise ValueError(f"{self._who()}: input {k} must be numeric, got dtype {arr.dtype}")
-            out.append(arr.astype(self.dtype, copy=False))
-        return out
 
     def check_input(self, x) -> None:
         shapes = [xi.shape for xi in x]
         if any(xi.ndim == 0 or xi.shape[0] == 0 for xi in x):
-            raise ValueError(f"{self._who()} received an empty batch or a scalar: input shapes {shapes}")
+            raise ValueError(f"{self.who} received an empty batch or a scalar: input shapes {shapes}")
         self._check_shapes([tuple(s) for s in shapes])
-
-    def _check_masks(self, mask, x):
-        if mask is None:
-            return None
-        if not isinstance(mask, (list, tuple)) or len(mask) != len(x):
-            raise ValueError(f"{self._who()} takes {len(x)} inputs, so its mask must be a list of {len(x)} masks "
-                             f"(None for no mask), got {type(mask).__name__}")
-        out = []
-        for m, xi in zip(mask, x):
-            if m is None:
-                out.append(None)
-                continue
-            m = np.asarray(m)
-            if m.shape != xi.shape[:-1] or m.dtype.kind not in "biuf":
-                raise ValueError(f"{self._who()} expects each mask to have the shape of its input without the last "
-                                 f"axis, {xi.shape[:-1]}, got shape {m.shape} and dtype {m.dtype}")
-            out.append(m.astype(bool))
-        return None if all(m is None for m in out) else out
-
-    def __call__(self, x, training: bool = False, mask=None):
-        if graph.any_symbolic(x):
-            return graph.call_symbolic(self, x, training=training or None, mask=mask)
-        x = self.prepare_input(x)
-        self.ensure_built([(None, *xi.shape[1:]) for xi in x])
-        self.check_input(x)
-        return self.forward(x, training=training, mask=self._check_masks(mask, x))
 
     def compute_mask(self, x, mask):
         """OR of the input masks when every input has one (Keras's ``Merge.compute_mask``)."""
@@ -140,20 +98,7 @@ class Merge(Layer):
     def _cache_for_backward(self, **values) -> None:
         self._cache = values
 
-    def _take_cache(self) -> dict:
-        cache = getattr(self, "_cache", None)
-        if cache is None:
-            raise ValueError(f"{self._who()}: backward needs a forward call first")
-        return cache
 
-    def _checked_dy(self, dy, shape) -> np.ndarray:
-        if isinstance(dy, (list, tuple)) and len(dy) == 1:
-            dy = dy[0]
-        dy = np.asarray(dy)
-        if dy.shape != tuple(shape) or dy.dtype.kind not in "fiu":
-            raise ValueError(f"{self._who()}: backward expects dy of the output's shape {tuple(shape)} (a real "
-                             f"array), got shape {dy.shape} and dtype {dy.dtype}")
-        return dy.astype(self.dtype, copy=False)
 
 
 # ------------------------------------------------------------------ elementwise merges
@@ -197,7 +142,7 @@ def _unbroadcast(g: np.ndarray, shape: tuple, aligned: tuple) -> np.ndarray:
 
 class _Elementwise(Merge):
     def compute_output_shape(self, input_shape):
-        return _elementwise_shape(self._who(), [tuple(s) for s in input_shape])
+        return _elementwise_shape(self.who, [tuple(s) for s in input_shape])
 
     def _align(self, x: list[np.ndarray]) -> list[np.ndarray]:
         """Insert size-1 axes after the batch axis until every input has the highest rank (Keras's reshape)."""
@@ -210,7 +155,8 @@ class _Elementwise(Merge):
         full = [np.broadcast_to(a, shape) for a in aligned]
         masks = None
         if mask is not None:
-            masks = [None if m is None or m.ndim != len(shape) - 1 else np.broadcast_to(m[..., None], shape)
+            masks = [None if m is None or m.ndim != len(shape) - 1
+                     else np.broadcast_to(np.asarray(m, bool)[..., None], shape)
                      for m in mask]
         return aligned, shape, full, masks
 
@@ -230,8 +176,7 @@ class Add(_Elementwise):
         return y
 
     def backward(self, dy):
-        c = self._take_cache()
-        dy = self._checked_dy(dy, c["y"])
+        c = self._cache
         self.gradients = []
         return [_unbroadcast(dy, s, a) for s, a in zip(c["x"], c["aligned"])]
 
@@ -243,7 +188,7 @@ class Subtract(_Elementwise):
 
     def _check_shapes(self, shapes):
         if len(shapes) != 2:
-            raise ValueError(f"{self._who()} must be called on exactly 2 inputs, got {len(shapes)}: {_fmt(shapes)}")
+            raise ValueError(f"{self.who} must be called on exactly 2 inputs, got {len(shapes)}: {_fmt(shapes)}")
         super()._check_shapes(shapes)
 
     def forward(self, x, training=False, mask=None):
@@ -253,8 +198,7 @@ class Subtract(_Elementwise):
         return y
 
     def backward(self, dy):
-        c = self._take_cache()
-        dy = self._checked_dy(dy, c["y"])
+        c = self._cache
         self.gradients = []
         (sa, sb), (aa, ab) = c["x"], c["aligned"]
         return [_unbroadcast(dy, sa, aa), -_unbroadcast(dy, sb, ab)]
@@ -273,8 +217,7 @@ class Average(_Elementwise):
         return y
 
     def backward(self, dy):
-        c = self._take_cache()
-        dy = self._checked_dy(dy, c["y"])
+        c = self._cache
         self.gradients = []
         g = dy / np.asarray(len(c["x"]), dtype=dy.dtype)
         return [_unbroadcast(g, s, a) for s, a in zip(c["x"], c["aligned"])]
@@ -304,8 +247,7 @@ class Multiply(_Elementwise):
         return y
 
     def backward(self, dy):
-        c = self._take_cache()
-        dy = self._checked_dy(dy, c["y"])
+        c = self._cache
         self.gradients = []
         if c["out_mask"] is not None:
             dy = np.where(c["out_mask"], dy, dy.dtype.type(0))
@@ -344,8 +286,8 @@ class _MaxMin(_Elementwise):
         return out
 
     def backward(self, dy):
-        c = self._take_cache()
-        d = self._checked_dy(dy, c["y"])
+        c = self._cache
+        d = dy
         self.gradients = []
         zero = d.dtype.type(0)
         grads_rev = []
@@ -394,20 +336,20 @@ class Concatenate(Merge):
     def __init__(self, axis: int = -1, **kwargs):
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-            raise ValueError(f"{self._who()}: axis must be an integer, got {axis!r}")
+            raise ValueError(f"{self.who}: axis must be an integer, got {axis!r}")
         self.axis = int(axis)
 
     def _resolved_axis(self, rank: int) -> int:
         axis = self.axis + rank if self.axis < 0 else self.axis
         if not 0 < axis < rank:
-            raise ValueError(f"{self._who()}: axis={self.axis} is not a non-batch axis of inputs of rank {rank}")
+            raise ValueError(f"{self.who}: axis={self.axis} is not a non-batch axis of inputs of rank {rank}")
         return axis
 
     def compute_output_shape(self, input_shape):
         shapes = [tuple(s) for s in input_shape]
         ranks = {len(s) for s in shapes}
         if len(ranks) != 1:
-            raise ValueError(f"{self._who()} requires inputs with matching shapes except for the concatenation axis "
+            raise ValueError(f"{self.who} requires inputs with matching shapes except for the concatenation axis "
                              f"{self.axis}; got inputs of different ranks {_fmt(shapes)}")
         rank = ranks.pop()
         axis = self._resolved_axis(rank)
@@ -416,7 +358,7 @@ class Concatenate(Merge):
                 continue
             sizes = {s[i] for s in shapes} - {None}
             if len(sizes) > 1:
-                raise ValueError(f"{self._who()} requires inputs with matching shapes except for the concatenation "
+                raise ValueError(f"{self.who} requires inputs with matching shapes except for the concatenation "
                                  f"axis {self.axis}; axis {i} differs: {_fmt(shapes)}")
         out = list(shapes[0])
         for i in range(rank):
@@ -434,8 +376,7 @@ class Concatenate(Merge):
         return y
 
     def backward(self, dy):
-        c = self._take_cache()
-        dy = self._checked_dy(dy, c["y"])
+        c = self._cache
         self.gradients = []
         cuts = np.cumsum(c["sizes"])[:-1]
         return [np.ascontiguousarray(g) for g in np.split(dy, cuts, axis=c["axis"])]
@@ -473,7 +414,7 @@ class Dot(Merge):
                 isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes):
             axes = [int(a) for a in axes]
         else:
-            raise ValueError(f"{self._who()}: axes must be an integer or a pair of integers, got {axes!r}")
+            raise ValueError(f"{self.who}: axes must be an integer or a pair of integers, got {axes!r}")
         self.axes = axes
         self.normalize = bool(normalize)
 
@@ -484,20 +425,20 @@ class Dot(Merge):
             axes = [a % r if a < 0 else a for a, r in zip(self.axes, ranks)]
         for a, r in zip(axes, ranks):
             if not 0 < a < r:
-                raise ValueError(f"{self._who()}: axes={self.axes} must name a non-batch axis of each input "
+                raise ValueError(f"{self.who}: axes={self.axes} must name a non-batch axis of each input "
                                  f"(ranks {list(ranks)}); the batch axis 0 cannot be reduced")
         return axes
 
     def compute_output_shape(self, input_shape):
         shapes = [tuple(s) for s in input_shape]
         if len(shapes) != 2:
-            raise ValueError(f"{self._who()} must be called on a list of 2 inputs, got {len(shapes)}: {_fmt(shapes)}")
+            raise ValueError(f"{self.who} must be called on a list of 2 inputs, got {len(shapes)}: {_fmt(shapes)}")
         s1, s2 = shapes
         if len(s1) < 2 or len(s2) < 2:
-            raise ValueError(f"{self._who()}: inputs must have rank >= 2, got {_fmt(shapes)}")
+            raise ValueError(f"{self.who}: inputs must have rank >= 2, got {_fmt(shapes)}")
         a1, a2 = self._dot_axes([len(s1), len(s2)])
         if s1[a1] is not None and s2[a2] is not None and s1[a1] != s2[a2]:
-            raise ValueError(f"{self._who()}: incompatible input shapes {_fmt(shapes)}: axis {a1} of the first input "
+            raise ValueError(f"{self.who}: incompatible input shapes {_fmt(shapes)}: axis {a1} of the first input "
                              f"has size {s1[a1]}, axis {a2} of the second has size {s2[a2]}")
         l1, l2 = list(s1), list(s2)
         l1.pop(a1)
@@ -543,8 +484,7 @@ class Dot(Merge):
         return y
 
     def backward(self, dy):
-        c = self._take_cache()
-        dy = self._checked_dy(dy, c["y"])
+        c = self._cache
         self.gradients = []
         m1, m2 = c["m1"], c["m2"]
         B, K = m1.shape[0], m1.shape[-1]
