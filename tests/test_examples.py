@@ -366,3 +366,45 @@ def test_mnist_5k_loader_reads_mlxtends_digits():
     x, y = module.mnist_5k()
     assert x.shape == (5000, 28, 28, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
     assert set(np.unique(y)) == set(range(10))
+
+
+def test_lstm_by_hand_numpy_tinynn_and_keras_agree(capsys):
+    """The twenty NumPy lines, tinynn's LSTM and (when installed) Keras's give the same step and gradients."""
+    module = _import_examples_module("lstm_by_hand")
+    diffs = module.main(seed=1)
+    expected = {"tinynn", "keras"} if module.import_keras() is not None else {"tinynn"}
+    assert set(diffs) == expected
+    for name, per_quantity in diffs.items():
+        assert set(per_quantity) == set(module.QUANTITIES)
+        worst = max(per_quantity.values())
+        assert worst <= module.TOLERANCE, f"NumPy vs {name}: {per_quantity}"
+    assert "all agree to 1e-12" in capsys.readouterr().out
+
+
+def test_lstm_by_hand_says_when_keras_is_missing(monkeypatch, capsys):
+    module = _import_examples_module("lstm_by_hand")
+    monkeypatch.setattr(module, "import_keras", lambda: None)
+    assert set(module.main(seed=2)) == {"tinynn"}
+    assert "Keras is not installed" in capsys.readouterr().out
+
+
+def test_lstm_by_hand_backward_is_the_gradient_of_its_forward():
+    """The hand-written backward against central differences of the hand-written forward (so that the NumPy
+    lines are right on their own, not only equal to tinynn)."""
+    module = _import_examples_module("lstm_by_hand")
+    p = module.random_problem(3, batch=2, n_in=2, units=2)
+    args = [p[k] for k in ("x", "h0", "c0", "W", "U", "b")]
+
+    def loss(values):
+        h, c, _ = module.lstm_step(*values)
+        return np.sum(h * p["dh"]) + np.sum(c * p["dc"])
+
+    grads = module.lstm_step_backward(p["dh"], p["dc"], module.lstm_step(*args)[2], p["W"], p["U"])
+    for index, name in enumerate(("x", "h0", "c0", "kernel", "recurrent_kernel", "bias")):
+        numeric = np.zeros_like(args[index])
+        for pos in np.ndindex(args[index].shape):
+            plus, minus = [a.copy() for a in args], [a.copy() for a in args]
+            plus[index][pos] += 1e-6
+            minus[index][pos] -= 1e-6
+            numeric[pos] = (loss(plus) - loss(minus)) / 2e-6
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)
