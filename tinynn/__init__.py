@@ -4,7 +4,20 @@
     from tinynn import layers, models, optimizers   # replaces `from keras import ...`
 """
 
-from . import activations, callbacks, config, initializers, layers, losses, memory, metrics, models, optimizers, utils
+from . import (
+    activations,
+    callbacks,
+    config,
+    initializers,
+    layers,
+    losses,
+    memory,
+    metrics,
+    models,
+    optimizers,
+    saving,
+    utils,
+)
 from .models import Model, Sequential, load_model
 from .utils import set_random_seed
 
@@ -26,6 +39,7 @@ __all__ = [
     "metrics",
     "models",
     "optimizers",
+    "saving",
     "set_random_seed",
     "utils",
 ]

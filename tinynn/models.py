@@ -21,6 +21,8 @@ from . import callbacks as cbks
 from . import data as data_utils
 from . import losses as losses_mod
 from . import metrics as metrics_mod
+from . import optimizers as optimizers_mod
+from . import saving
 from .layers import Layer, deserialize, serialize
 from .layers.base import input_gradient_needed
 from .layers.core import InputLayer
@@ -480,21 +482,24 @@ class Sequential:
             model.add(deserialize(layer_cfg))
         return model
 
-    def save(self, filepath, include_optimizer: bool = True) -> None:
-        """Save config, weights (and optimizer state) to one ``.npz`` file; no pickle involved."""
-        from . import io
+    def get_compile_config(self) -> dict | None:
+        """What ``compile`` was given, serialised: ``{'optimizer', 'loss', 'metrics'}``; None before compile."""
+        if self.loss is None:
+            return None
+        metrics = [m if isinstance(m, str) else m.name for m in self._metric_specs]
+        return {"optimizer": optimizers_mod.serialize(self.optimizer), "loss": losses_mod.serialize(self.loss),
+                "metrics": metrics}
 
-        io.save_model(self, filepath, include_optimizer=include_optimizer)
+    def save(self, filepath, include_optimizer: bool = True) -> None:
+        """Save config, weights (and optimizer state): ``.npz`` (tinynn's own), ``.keras`` or Keras 2 ``.h5``
+        (:mod:`tinynn.saving`; atomic, no pickle)."""
+        saving.save_model(self, filepath, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath) -> None:
-        from . import io
-
-        io.save_weights(self, filepath)
+        saving.save_weights(self, filepath)
 
     def load_weights(self, filepath) -> None:
-        from . import io
-
-        io.load_weights(self, filepath)
+        saving.load_weights(self, filepath)
 
 
 class _ArraySource:
@@ -518,8 +523,9 @@ class _ArraySource:
 Model = Sequential
 
 
-def load_model(filepath) -> Sequential:
-    """Load a model saved with ``model.save`` (config, weights and optimizer state)."""
-    from . import io
+saving.register_model_class(Sequential)
 
-    return io.load_model(filepath)
+
+def load_model(filepath, compile: bool = True) -> Sequential:
+    """Load a model saved with ``model.save`` (config, weights and optimizer state) or by Keras."""
+    return saving.load_model(filepath, compile=compile)
