@@ -100,8 +100,8 @@ def test_weights_file_has_keras_layout(tmp_path):
     with h5py.File(tmp_path / "w.weights.h5", "r") as f:
         arrays = {}
         f.visititems(lambda n, o: arrays.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
-        assert f["vars"].attrs["name"] == model.name
-        assert f["layers/dense_1/vars"].attrs["name"] == "second"
+        assert f["vars"].attrs["name"].decode() == model.name  # fixed-length bytes: kept in the checksummed header
+        assert f["layers/dense_1/vars"].attrs["name"].decode() == "second"
         assert "layers/flatten/vars" in f  # weightless layers get an empty group, as Keras writes
     w = model.get_weights()
     expected = {

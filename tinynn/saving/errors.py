@@ -49,7 +49,14 @@ def _describe(err: BaseException) -> str:
         return f"text in the file is not UTF-8 ({err})"
     if isinstance(err, ValueError):
         return str(err)
-    return f"{type(err).__name__}: {err}"
+    text = str(err)
+    if isinstance(err, OSError) and ("checksum" in text or "filter returned failure" in text):
+        return f"the file is damaged: an HDF5 checksum does not match ({text})"
+    if isinstance(err, OSError) and ("truncated" in text or "eof" in text.lower()):
+        return f"the file is truncated ({text})"
+    if isinstance(err, (OSError, KeyError, RuntimeError)) and ("Unable to" in text or "Can't" in text):
+        return f"the HDF5 structure is damaged ({text})"
+    return f"{type(err).__name__}: {text}"
 
 
 @contextlib.contextmanager

@@ -58,11 +58,44 @@ def open_path(path: str):
 
 
 def image(write: Callable) -> bytes:
-    """The bytes of a new HDF5 file filled by ``write(h5file)``, built entirely in memory."""
+    """The bytes of a new HDF5 file filled by ``write(h5file)``, built entirely in memory.
+
+    The file uses HDF5 1.8's format (superblock v2, object headers v2: every piece of metadata carries a
+    checksum; readable by HDF5 >= 1.8, so by every Keras); arrays go through :func:`write_array` and texts through
+    :func:`write_text_attr`, so damage anywhere in a file tinynn wrote is detected on reading."""
     buffer = io.BytesIO()
-    with h5py_module().File(buffer, "w") as h5file:
+    with h5py_module().File(buffer, "w", libver=("v108", "v108")) as h5file:
         write(h5file)
     return buffer.getvalue()
+
+
+COMPACT_MAX_BYTES = 32 * 2**10
+
+
+def write_array(group, name: str, value) -> None:
+    """Create dataset ``name`` (a path below ``group``) holding ``value``, with a checksum on its data: small
+    arrays and scalars are *compact* (stored in their checksummed object header), larger ones are one chunk
+    (several past 2 GiB) with HDF5's Fletcher-32 filter. Readers see ordinary datasets."""
+    h5py = h5py_module()
+    value = np.asarray(value)
+    value = np.ascontiguousarray(value) if value.ndim else value  # (ascontiguousarray makes scalars 1-d)
+    head, _, base = name.rpartition("/")
+    parent = group.require_group(head) if head else group
+    if value.nbytes <= COMPACT_MAX_BYTES:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_layout(h5py.h5d.COMPACT)
+        space = h5py.h5s.create_simple(value.shape) if value.shape else h5py.h5s.create(h5py.h5s.SCALAR)
+        dataset = h5py.h5d.create(parent.id, base.encode("utf-8"), h5py.h5t.py_create(value.dtype), space, dcpl=dcpl)
+        dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, value)
+        return
+    chunks = value.shape if value.nbytes < 2**31 else True
+    parent.create_dataset(base, data=value, chunks=chunks, fletcher32=True)
+
+
+def write_text_attr(obj, name: str, text: str) -> None:
+    """A text attribute as a fixed-length byte string, kept in the (checksummed) object header; Keras reads
+    it back with ``.decode('utf-8')``. (A variable-length string would live in HDF5's unchecksummed global heap.)"""
+    obj.attrs[name] = np.bytes_(text.encode("utf-8"))
 
 
 class UnsafeFile(ValueError):

@@ -224,8 +224,8 @@ def load_weights(model, path: str) -> None:
 # ---------------------------------------------------------------------------------------------- writing
 def _write_weights_group(group, model) -> None:
     hdf5.write_string_list_attr(group, "layer_names", [layer.name for layer in model.layers])
-    group.attrs["backend"] = b"tensorflow"
-    group.attrs["keras_version"] = KERAS2_FORMAT_VERSION.encode()
+    hdf5.write_text_attr(group, "backend", "tensorflow")
+    hdf5.write_text_attr(group, "keras_version", KERAS2_FORMAT_VERSION)
     for layer in sorted(model.layers, key=lambda layer: layer.name):  # as Keras: groups in name order
         layer_group = group.create_group(layer.name)
         roles = _roles(layer)
@@ -234,7 +234,7 @@ def _write_weights_group(group, model) -> None:
         names = [keras2_weight_name(layer, roles[i]) for i in order]
         hdf5.write_string_list_attr(layer_group, "weight_names", names)
         for name, i in zip(names, order):
-            layer_group.create_dataset(name, data=weights[i])
+            hdf5.write_array(layer_group, name, weights[i])
     top = group.create_group("top_level_model_weights")
     hdf5.write_string_list_attr(top, "weight_names", [])
 
@@ -252,7 +252,7 @@ def _write_optimizer(h5file, model) -> None:
     group = h5file.create_group("optimizer_weights")
     hdf5.write_string_list_attr(group, "weight_names", names)
     for name, value in zip(names, arrays):
-        group.create_dataset(name, data=value)
+        hdf5.write_array(group, name, value)
 
 
 def model_bytes(model, include_optimizer: bool = True) -> bytes:
@@ -266,11 +266,11 @@ def model_bytes(model, include_optimizer: bool = True) -> bytes:
         training_text = jsonio.dumps(keras_config.training_config_to_keras(compile_config), "training_config")
 
     def write(h5file) -> None:
-        h5file.attrs["backend"] = b"tensorflow"
-        h5file.attrs["keras_version"] = KERAS2_FORMAT_VERSION.encode()
-        h5file.attrs["model_config"] = config_text.encode("utf-8")
+        hdf5.write_text_attr(h5file, "backend", "tensorflow")
+        hdf5.write_text_attr(h5file, "keras_version", KERAS2_FORMAT_VERSION)
+        hdf5.write_text_attr(h5file, "model_config", config_text)
         if training_text is not None:
-            h5file.attrs["training_config"] = training_text.encode("utf-8")
+            hdf5.write_text_attr(h5file, "training_config", training_text)
         _write_weights_group(h5file.create_group("model_weights"), model)
         if training_text is not None:
             _write_optimizer(h5file, model)

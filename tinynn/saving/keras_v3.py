@@ -133,23 +133,23 @@ def read_weights(model, h5file, source: str) -> list[np.ndarray]:
 
 
 def _write_weights(model, h5file, include_optimizer: bool = False) -> None:
-    h5file.create_group("vars").attrs["name"] = model.name
+    hdf5.write_text_attr(h5file.create_group("vars"), "name", model.name)
     if include_optimizer and getattr(model, "optimizer", None) is not None:
         arrays = keras_optimizer.state_arrays(model.optimizer, model.trainable_weights)
         if arrays is not None:
             group = h5file.create_group("optimizer").create_group("vars")
-            group.attrs["name"] = model.optimizer.name
+            hdf5.write_text_attr(group, "name", model.optimizer.name)
             for k, value in enumerate(arrays):
-                group.create_dataset(str(k), data=value)
+                hdf5.write_array(group, str(k), value)
     h5file.create_group("layers")
     for layer, key in zip(model.layers, layer_keys(model.layers)):
         weights = layer.get_weights()
         i = 0
         for group_path, name, n in var_groups(layer, f"layers/{key}"):
             group = h5file.require_group(group_path)
-            group.attrs["name"] = name
+            hdf5.write_text_attr(group, "name", name)
             for k in range(n):
-                group.create_dataset(str(k), data=weights[i + k])
+                hdf5.write_array(group, str(k), weights[i + k])
             i += n
 
 
