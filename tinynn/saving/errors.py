@@ -50,12 +50,14 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, ValueError):
         return str(err)
     text = str(err)
-    if isinstance(err, OSError) and ("checksum" in text or "filter returned failure" in text):
-        return f"the file is damaged: an HDF5 checksum does not match ({text})"
+    if "checksum" in text or "filter returned failure" in text:
+        return f"the file is damaged: a checksum does not match ({text})"
     if isinstance(err, OSError) and ("truncated" in text or "eof" in text.lower()):
         return f"the file is truncated ({text})"
-    if isinstance(err, (OSError, KeyError, RuntimeError)) and ("Unable to" in text or "Can't" in text):
+    if isinstance(err, (OSError, KeyError, RuntimeError)) and any(w in text for w in ("Unable to", "Can't", "failed")):
         return f"the HDF5 structure is damaged ({text})"
+    if isinstance(err, RuntimeError):  # e.g. zipfile: a member flagged as encrypted or compressed in an odd way
+        return f"the file is damaged ({text})"
     return f"{type(err).__name__}: {text}"
 
 

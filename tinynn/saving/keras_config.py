@@ -59,8 +59,11 @@ class UnknownClass(ValueError):
 def reject_unsafe(spec: dict, where: str) -> None:
     """Refuse a Lambda, a class from a non-Keras module or a custom (registered) class, naming it."""
     cls = spec.get("class_name")
+    if not isinstance(cls, str):
+        raise ValueError(f"{where}: class_name {cls!r} is not a name")
     if cls == "Lambda":
-        name = (spec.get("config") or {}).get("name")
+        config = spec.get("config")
+        name = config.get("name") if isinstance(config, dict) else None
         raise ValueError(
             f"{where}: refusing Lambda layer {name!r}: its function is Python code stored in the file, and "
             "tinynn never executes code from a file. Replace it by built-in layers"
@@ -74,14 +77,16 @@ def reject_unsafe(spec: dict, where: str) -> None:
 
 
 def _is_spec(value) -> bool:
-    return isinstance(value, dict) and "class_name" in value and "config" in value
+    """A ``{class_name: str, config: dict or null}`` object, as Keras serialises layers, initializers, ..."""
+    return (isinstance(value, dict) and isinstance(value.get("class_name"), str) and "config" in value
+            and isinstance(value["config"], (dict, type(None))))
 
 
 def _dtype_name(value, where: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy", "Policy"):
-        name = (value.get("config") or {}).get("name")
+    if _is_spec(value) and value["class_name"] in ("DTypePolicy", "FloatDTypePolicy", "Policy"):
+        name = (value["config"] or {}).get("name")
         if isinstance(name, str) and not name.startswith("mixed"):
             return name
     raise ValueError(f"{where}: dtype policy {value!r} is not supported (tinynn computes in float32 or float64)")
@@ -228,8 +233,8 @@ def register_model_translator(translator: ModelTranslator) -> None:
 
 def model_from_keras(spec: Any, where: str) -> tuple[str, dict]:
     """``(tinynn class name, tinynn config)`` for a Keras model spec ``{'class_name', 'config', ...}``."""
-    if not isinstance(spec, dict) or "class_name" not in spec:
-        raise ValueError(f"{where}: the model config must be a {{class_name, config}} dict, got {type(spec).__name__}")
+    if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str):
+        raise ValueError(f"{where}: the model config must be a {{class_name, config}} dict, got {spec!r:.200}")
     reject_unsafe(spec, where)
     translator = _BY_KERAS.get(spec["class_name"])
     if translator is None:
@@ -255,8 +260,9 @@ def _shape_list(value, where: str) -> list:
 
 def _sequential_input(config: dict, build_config: dict, layer_specs: list, where: str):
     """(batch shape or None, layer specs without the InputLayer) of a Keras Sequential config."""
-    if layer_specs and isinstance(layer_specs[0], dict) and layer_specs[0].get("class_name") == "InputLayer":
-        cfg = layer_specs[0].get("config") or {}
+    first_spec = layer_specs[0] if layer_specs and _is_spec(layer_specs[0]) else None
+    if first_spec is not None and first_spec["class_name"] == "InputLayer":
+        cfg = first_spec["config"] or {}
         batch_shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
         if batch_shape is None:
             raise ValueError(f"{where}: its InputLayer has no batch_shape")
@@ -264,14 +270,14 @@ def _sequential_input(config: dict, build_config: dict, layer_specs: list, where
     for source in (config.get("build_input_shape"), build_config.get("input_shape")):
         if source is not None:
             return _shape_list(source, f"{where} build_input_shape"), layer_specs
-    first = (layer_specs[0].get("config") or {}) if layer_specs and isinstance(layer_specs[0], dict) else {}
+    first = (first_spec["config"] or {}) if first_spec is not None else {}
     if first.get("batch_input_shape") is not None:
         return _shape_list(first["batch_input_shape"], f"{where} batch_input_shape"), layer_specs
     if first.get("input_shape") is not None:
         return [first.get("batch_size"), *_shape_list(first["input_shape"], f"{where} input_shape")], layer_specs
     if first.get("input_dim") is not None:
         return [first.get("batch_size"), first["input_dim"]], layer_specs
-    if layer_specs and layer_specs[0].get("class_name") == "Embedding" and first.get("input_length") is not None:
+    if first_spec is not None and first_spec["class_name"] == "Embedding" and first.get("input_length") is not None:
         return [None, first["input_length"]], layer_specs
     return None, layer_specs
 
@@ -344,9 +350,9 @@ def optimizer_from_keras(spec, where: str) -> dict | str:
     """A tinynn optimizer identifier (a name or a ``serialize()`` dict) from a Keras optimizer config."""
     if isinstance(spec, str):
         return spec
-    if not isinstance(spec, dict) or "class_name" not in spec:
-        raise ValueError(f"{where}: optimizer {spec!r} is neither a name nor a {{class_name, config}} dict")
-    cls_name = str(spec["class_name"])
+    if not _is_spec(spec):
+        raise ValueError(f"{where}: optimizer {spec!r:.200} is neither a name nor a {{class_name, config}} dict")
+    cls_name = spec["class_name"]
     if cls_name.startswith("Custom>") and _known_optimizer(cls_name[len("Custom>"):]):
         cls_name = cls_name[len("Custom>"):]  # how Keras 2.11+ registered its built-in optimizers
         spec = {**spec, "class_name": cls_name, "registered_name": None}
@@ -420,6 +426,8 @@ def compile_from_keras(config: dict, where: str) -> dict | None:
     found = config.get("metrics") or []
     if isinstance(found, dict):
         raise ValueError(f"{where}: metrics per output ({sorted(found)}) are not supported")
+    if not isinstance(found, list):
+        raise ValueError(f"{where}: metrics {found!r:.200} are not a list")
     if len(found) == 1 and isinstance(found[0], list):  # Keras 2 nests the metrics of a single output
         found = found[0]
     names = [_metric_name(m, f"{where} metric") for m in found]

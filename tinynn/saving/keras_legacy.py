@@ -227,7 +227,7 @@ def _write_weights_group(group, model) -> None:
     hdf5.write_text_attr(group, "backend", "tensorflow")
     hdf5.write_text_attr(group, "keras_version", KERAS2_FORMAT_VERSION)
     for layer in sorted(model.layers, key=lambda layer: layer.name):  # as Keras: groups in name order
-        layer_group = group.create_group(layer.name)
+        layer_group = hdf5.make_group(group, layer.name)
         roles = _roles(layer)
         weights = layer.get_weights()
         order = legacy_order(layer)
@@ -235,7 +235,7 @@ def _write_weights_group(group, model) -> None:
         hdf5.write_string_list_attr(layer_group, "weight_names", names)
         for name, i in zip(names, order):
             hdf5.write_array(layer_group, name, weights[i])
-    top = group.create_group("top_level_model_weights")
+    top = hdf5.make_group(group, "top_level_model_weights")
     hdf5.write_string_list_attr(top, "weight_names", [])
 
 
@@ -249,7 +249,7 @@ def _write_optimizer(h5file, model) -> None:
     order = keras_optimizer.slot_order(model.optimizer, len(model.trainable_weights)) or []
     variable_names = [n for layer in model.layers for n, t in zip(layer.weight_names, layer.trainable_mask) if t]
     names += [f"{opt}/{model.name}_{variable_names[i].replace('/', '_')}_{slot}" for slot, i in order]
-    group = h5file.create_group("optimizer_weights")
+    group = hdf5.make_group(h5file, "optimizer_weights")
     hdf5.write_string_list_attr(group, "weight_names", names)
     for name, value in zip(names, arrays):
         hdf5.write_array(group, name, value)
@@ -271,7 +271,7 @@ def model_bytes(model, include_optimizer: bool = True) -> bytes:
         hdf5.write_text_attr(h5file, "model_config", config_text)
         if training_text is not None:
             hdf5.write_text_attr(h5file, "training_config", training_text)
-        _write_weights_group(h5file.create_group("model_weights"), model)
+        _write_weights_group(hdf5.make_group(h5file, "model_weights"), model)
         if training_text is not None:
             _write_optimizer(h5file, model)
 

@@ -133,20 +133,20 @@ def read_weights(model, h5file, source: str) -> list[np.ndarray]:
 
 
 def _write_weights(model, h5file, include_optimizer: bool = False) -> None:
-    hdf5.write_text_attr(h5file.create_group("vars"), "name", model.name)
+    hdf5.write_text_attr(hdf5.make_group(h5file, "vars"), "name", model.name)
     if include_optimizer and getattr(model, "optimizer", None) is not None:
         arrays = keras_optimizer.state_arrays(model.optimizer, model.trainable_weights)
         if arrays is not None:
-            group = h5file.create_group("optimizer").create_group("vars")
+            group = hdf5.make_group(h5file, "optimizer/vars")
             hdf5.write_text_attr(group, "name", model.optimizer.name)
             for k, value in enumerate(arrays):
                 hdf5.write_array(group, str(k), value)
-    h5file.create_group("layers")
+    hdf5.make_group(h5file, "layers")
     for layer, key in zip(model.layers, layer_keys(model.layers)):
         weights = layer.get_weights()
         i = 0
         for group_path, name, n in var_groups(layer, f"layers/{key}"):
-            group = h5file.require_group(group_path)
+            group = hdf5.make_group(h5file, group_path)
             hdf5.write_text_attr(group, "name", name)
             for k in range(n):
                 hdf5.write_array(group, str(k), weights[i + k])
@@ -159,11 +159,15 @@ def weights_bytes(model) -> bytes:
 
 
 def _restore_optimizer(model, h5file, source: str, path: str) -> None:
-    group = hdf5.group(h5file, "optimizer/vars", source) if "optimizer" in h5file else None
-    if group is None or model.optimizer is None:
-        return
-    names = sorted(group.keys(), key=_int_key)
-    if len(names) > 2 + 3 * len(model.trainable_weights):
+    if "optimizer" not in h5file or model.optimizer is None:
+        return  # saved without its optimizer (include_optimizer=False): the optimizer starts fresh
+    group = hdf5.group(h5file, "optimizer/vars", source)
+    names = sorted(group.keys(), key=_int_key) if group is not None else []
+    if group is None:
+        state, why = None, "its optimizer group has no vars"
+    elif names != [str(i) for i in range(len(names))]:
+        state, why = None, f"its optimizer/vars holds {names[:6]}, not the numbered arrays 0, 1, ... Keras writes"
+    elif len(names) > 2 + 3 * len(model.trainable_weights):
         state, why = None, f"the file stores {len(names)} optimizer arrays, too many for this model"
     else:
         arrays = []

@@ -33,7 +33,7 @@ def check_classes(config, path: str, kind: str) -> None:
     def walk(value) -> None:
         if isinstance(value, dict):
             name = value.get("class_name")
-            if "config" in value and name is not None and name not in known:
+            if "config" in value and name is not None and (not isinstance(name, str) or name not in known):
                 unknown.append(repr(name))
             for item in value.values():
                 walk(item)

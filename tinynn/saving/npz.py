@@ -238,6 +238,11 @@ def load_model(path: str, compile: bool = True):
         budget = model_io.declared_bytes([(m.shape, m.dtype) for m in members])
         model = model_io.build(class_name, config, budget, path, NPZ_MODEL)
         model.set_weights(_read_weights(archive, model, NPZ_MODEL))
+        listed = archive.config.get("optimizer_state_keys")
+        orphans = [m for m in archive.members if m.startswith("optimizer_")
+                   if not isinstance(listed, list) or int(m[10:]) >= len(listed)]
+        if orphans:
+            raise ValueError(f"members {sorted(orphans)[:5]} are not listed in its optimizer_state_keys")
         compile_config = archive.config.get("compile")
         if compile and compile_config is not None:
             if not isinstance(compile_config, dict):
