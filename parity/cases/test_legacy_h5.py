@@ -40,6 +40,21 @@ CASES = {
         K.Bidirectional(K.SimpleRNN(2), backward_layer=K.SimpleRNN(2, go_backwards=True, activation="relu"),
                         merge_mode="ave"), K.Dense(1)], (6, 3), None),
 }  # fmt: skip
+#: Keras 2 (tf_keras) builds and loads recurrent models slowly (seconds per layer): its cases pack every family
+#: into two models; the recurrent one runs in float64 only and is not loaded back by Keras 2 (Keras 3 does that)
+KERAS2_CASES = {
+    "embedding_conv_pooling_core": (lambda K: [
+        K.Embedding(12, 4, input_length=20), K.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu"),
+        K.MaxPooling1D(2, padding="same"), K.SeparableConv1D(6, 3, depth_multiplier=2),
+        K.DepthwiseConv1D(2, strides=2, activation="tanh"), K.AveragePooling1D(2), K.Conv1D(4, 1, groups=2),
+        K.GlobalMaxPooling1D(keepdims=True), K.Flatten(), K.Dense(6, activation="elu"), K.Dropout(0.3),
+        K.Reshape((2, 3)), K.Activation("softsign"), K.GlobalAveragePooling1D(), K.Dense(2, activation="softmax")],
+        (20,), 12),
+    "masking_recurrent": (lambda K: [
+        K.Masking(0.0), K.Bidirectional(K.LSTM(3, return_sequences=True), merge_mode="sum"),
+        K.GRU(3, reset_after=False, return_sequences=True), K.GRU(2, return_sequences=True),
+        K.SimpleRNN(2, go_backwards=True), K.Dense(1)], (6, 3), None),
+}  # fmt: skip
 
 
 def tf_keras_module():
@@ -62,7 +77,7 @@ def floatx(module, dtype: str):
 
 def build(module, case: str, dtype: str, seed: int = 0):
     """A Keras (3 or 2) model of ``case`` with random weights (biases included) and an input batch."""
-    make_layers, shape, vocab = CASES[case]
+    make_layers, shape, vocab = {**CASES, **KERAS2_CASES}[case]
     with floatx(module, dtype):
         model = module.Sequential([module.Input(shape, dtype="int32" if vocab else dtype), *make_layers(module.layers)])
     rng = np.random.default_rng(seed)
@@ -85,7 +100,7 @@ def assert_same_weights(a: list, b: list) -> None:
         assert x.shape == y.shape and x.dtype == y.dtype and x.tobytes() == y.tobytes()
 
 
-def round_trip(module, case: str, dtype: str, tmp_path) -> None:
+def round_trip(module, case: str, dtype: str, tmp_path, back_to_keras: bool = True) -> None:
     km, x = build(module, case, dtype)
     ref = predict(km, x)
     km.save(tmp_path / "keras.h5")
@@ -94,6 +109,8 @@ def round_trip(module, case: str, dtype: str, tmp_path) -> None:
     assert_same_weights(model.get_weights(), km.get_weights())
     check = compare(f"tinynn predict ({module.__name__} .h5)", model.predict(x), ref, dtype)
     assert check.passed, str(check)
+    if not back_to_keras:
+        return
 
     model.save(tmp_path / "tinynn.h5")
     with floatx(module, dtype):
@@ -113,10 +130,10 @@ def test_keras3_legacy_h5_round_trips(tmp_path, case, dtype):
     round_trip(keras, case, dtype, tmp_path)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case,dtype", [("embedding_conv_pooling_core", "float32"),
+                                        ("embedding_conv_pooling_core", "float64"), ("masking_recurrent", "float64")])
 def test_keras2_h5_round_trips(tmp_path, case, dtype):
-    round_trip(tf_keras_module(), case, dtype, tmp_path)
+    round_trip(tf_keras_module(), case, dtype, tmp_path, back_to_keras=case == "embedding_conv_pooling_core")
 
 
 def _data():
