@@ -33,7 +33,7 @@ def test_layout_is_keras2s(tmp_path):
     with h5py.File(tmp_path / "m.h5", "r") as f:
         config = json.loads(f.attrs["model_config"])
         training = json.loads(f.attrs["training_config"])
-        assert f.attrs["keras_version"].decode().startswith("2.")
+        assert f.attrs["keras_version"].decode().startswith("3.")  # Keras 3's formulas (see the next test)
         first, *rest = config["config"]["layers"]
         assert first["class_name"] == "InputLayer" and first["config"]["batch_input_shape"] == [None, 7]
         assert first["config"]["dtype"] == "int32" and rest[0]["config"]["dtype"] == "float32"  # dtype strings
@@ -173,6 +173,19 @@ def test_refusals_are_named_in_one_error(tmp_path):
     with pytest.raises(FileFormatError, match=r"(?s)m.h5' as a Keras 2.*layer 0: layer class 'Conv2D' is not "
                                               r"implemented.*layer 1: refusing Lambda layer 'f'.*layer 2: layer class "
                                               r"'BatchNormalization'.*tinynn's layer classes are"):
+        tn.load_model(tmp_path / "m.h5")
+
+
+def test_keras2_hard_sigmoid_is_refused(tmp_path):
+    """Keras 2's hard_sigmoid is clip(0.2x + 0.5), Keras 3's (and tinynn's) clip(x/6 + 1/2): a Keras 2 file using
+    it would predict differently, so it is refused; a file tinynn (or Keras 3) wrote with it loads."""
+    model = tn.Sequential([layers.Input((3,)), layers.Dense(2, activation="hard_sigmoid", name="gate"),
+                           layers.Dense(1, name="out")])
+    with pytest.warns(UserWarning, match=r"uses \['hard_sigmoid'\].*Keras 2 would predict differently"):
+        model.save(tmp_path / "m.h5")
+    assert _same_weights(model, tn.load_model(tmp_path / "m.h5"))
+    _rewrite(tmp_path / "m.h5", lambda f: f.attrs.__setitem__("keras_version", np.bytes_(b"2.13.1")))
+    with pytest.raises(FileFormatError, match=r"activation='hard_sigmoid' of layer 'gate' with Keras 2's formula"):
         tn.load_model(tmp_path / "m.h5")
 
 

@@ -222,3 +222,18 @@ def test_keras2_training_config_and_optimizer_state(tmp_path):
     for slot, variables in slots.items():
         for i, variable in enumerate(variables):
             assert state[f"{slot}_{i}"].tobytes() == np.asarray(variable).tobytes(), (slot, i)
+
+
+def test_keras2_hard_sigmoid_is_refused(tmp_path):
+    """Keras 2 computes hard_sigmoid as clip(0.2x + 0.5), Keras 3 and tinynn as clip(x/6 + 1/2): the formulas
+    differ (checked here on Keras 2's own output), so tinynn refuses such a Keras 2 file instead of predicting
+    something else."""
+    tf_keras = tf_keras_module()
+    km = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2, activation="hard_sigmoid")])
+    km.set_weights([np.eye(3, 2), np.zeros(2)])
+    x = np.array([[1.0, -2.0, 0.0]], dtype="float32")
+    np.testing.assert_allclose(predict(km, x), np.clip(0.2 * x[:, :2] + 0.5, 0, 1), rtol=1e-6)
+    assert not np.allclose(predict(km, x), np.clip(x[:, :2] / 6 + 0.5, 0, 1))
+    km.save(tmp_path / "k2.h5")
+    with pytest.raises(ValueError, match=r"activation='hard_sigmoid' of layer 'dense.*with Keras 2's formula"):
+        tn.load_model(tmp_path / "k2.h5")

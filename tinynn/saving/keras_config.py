@@ -134,7 +134,10 @@ def _initializer_from_keras(spec, where: str):
     cls = initializers.class_registry().get(spec["class_name"])
     if cls is None:
         raise ValueError(f"{where}: initializer class {spec['class_name']!r} is not implemented by tinynn")
-    return {"class_name": spec["class_name"], "config": _keep_supported(cls, dict(spec["config"] or {}), where)}
+    config = dict(spec["config"] or {})
+    if spec["class_name"] == "VarianceScaling" and config.get("distribution") == "normal":
+        config["distribution"] = "truncated_normal"  # Keras <= 2.2's name for it (how it wrote glorot_normal)
+    return {"class_name": spec["class_name"], "config": _keep_supported(cls, config, where)}
 
 
 def _legacy_fixes(cls_name: str, config: dict) -> None:
@@ -231,11 +234,41 @@ def register_model_translator(translator: ModelTranslator) -> None:
     _BY_TINYNN[translator.tinynn_class] = translator
 
 
-def model_from_keras(spec: Any, where: str) -> tuple[str, dict]:
-    """``(tinynn class name, tinynn config)`` for a Keras model spec ``{'class_name', 'config', ...}``."""
+#: activations whose formula changed between Keras 2 and Keras 3 (tinynn implements Keras 3's)
+KERAS2_ONLY_FORMULAS = {"hard_sigmoid": "clip(0.2·x + 0.5, 0, 1) in Keras 2, clip(x/6 + 1/2, 0, 1) in Keras 3"}
+
+
+def _keras2_formulas(spec, where: str) -> None:
+    """Refuse activations that a Keras 2 file computes differently from Keras 3 (and tinynn), naming them."""
+    found = []
+
+    def walk(value, layer):
+        if isinstance(value, dict):
+            layer = (value.get("config") or {}).get("name", layer) if _is_spec(value) else layer
+            for key, item in value.items():
+                if key.endswith("activation") and item in KERAS2_ONLY_FORMULAS:
+                    found.append(f"{key}={item!r} of layer {layer!r}")
+                walk(item, layer)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, layer)
+
+    walk(spec, None)
+    if found:
+        formulas = "; ".join(f"{name}: {text}" for name, text in KERAS2_ONLY_FORMULAS.items())
+        raise ValueError(f"{where}: a Keras 2 file computes {', '.join(found)} with Keras 2's formula ({formulas}); "
+                         "tinynn implements Keras 3's, so it would predict differently: refusing")
+
+
+def model_from_keras(spec: Any, where: str, keras_version: str | None = None) -> tuple[str, dict]:
+    """``(tinynn class name, tinynn config)`` for a Keras model spec ``{'class_name', 'config', ...}``.
+    ``keras_version``: the version a legacy ``.h5`` file was written by; for Keras 1/2 files activations whose
+    formula Keras 3 changed are refused (:data:`KERAS2_ONLY_FORMULAS`)."""
     if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str):
         raise ValueError(f"{where}: the model config must be a {{class_name, config}} dict, got {spec!r:.200}")
     reject_unsafe(spec, where)
+    if keras_version is not None and not keras_version.startswith(("3.", "4.")):
+        _keras2_formulas(spec, where)
     translator = _BY_KERAS.get(spec["class_name"])
     if translator is None:
         raise ValueError(

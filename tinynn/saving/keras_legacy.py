@@ -26,15 +26,23 @@ arrays in ``weight_names`` order (trainable first) — and, where the file's nam
 name: the per-class conventions below turn Keras 2's and Keras 3's names into tinynn's weight names (the cell
 scopes of recurrent layers, ``forward_``/``backward_`` of Bidirectional, Keras 2's ``depthwise_kernel`` for a
 depthwise convolution's ``kernel``). Every shape is checked against the model before any array is read.
+
+Keras 3 changed one formula: ``hard_sigmoid`` is clip(0.2·x + 0.5) in Keras 1/2 and clip(x/6 + 1/2) in Keras 3
+and tinynn. A file whose ``keras_version`` is 1.x/2.x and that uses it is refused (it would predict differently;
+Keras 3 loads it silently with the new formula). tinynn writes ``keras_version`` 3.15.1, as Keras 3's legacy
+writer does, and warns when it saves a model using ``hard_sigmoid``, which Keras 2 would compute the old way.
 """
 
 from __future__ import annotations
 
+import warnings
+
 from . import hdf5, jsonio, keras_config, keras_optimizer, model_io
 from .errors import LEGACY_MODEL, LEGACY_WEIGHTS, reading
 
-#: the ``keras_version`` attribute written: the Keras 2 release whose layout and config dialect tinynn writes
-KERAS2_FORMAT_VERSION = "2.13.1"
+#: the ``keras_version`` attribute written, as Keras 3's legacy writer does: the layers follow Keras 3's formulas
+#: (``hard_sigmoid``), which the reader takes from this attribute; the config itself is in Keras 2's dialect
+KERAS_FORMAT_VERSION = "3.15.1"
 #: Keras 2 wrote a recurrent layer's variables under its cell's name scope
 CELL_SCOPES = {"SimpleRNN": "simple_rnn_cell", "LSTM": "lstm_cell", "GRU": "gru_cell"}
 #: per class, tinynn's weight name -> the name Keras 2 gave the same variable (only where they differ)
@@ -198,7 +206,8 @@ def load_model(path: str, compile: bool = True):
             raise ValueError("it has no model_config attribute, so it is not a Keras model file")
         budget = hdf5.scan(h5file, "/model_weights")
         spec = jsonio.loads(text)
-        class_name, config = keras_config.model_from_keras(spec, "model_config")
+        version = hdf5.string_attr(h5file, "keras_version", "the file") or "1"  # Keras's own default
+        class_name, config = keras_config.model_from_keras(spec, "model_config", version)
         group, where = _weights_group(h5file, LEGACY_MODEL)
         model = model_io.build(class_name, config, budget, path, LEGACY_MODEL)
         model.set_weights(read_weights(model, group, where))
@@ -225,7 +234,7 @@ def load_weights(model, path: str) -> None:
 def _write_weights_group(group, model) -> None:
     hdf5.write_string_list_attr(group, "layer_names", [layer.name for layer in model.layers])
     hdf5.write_text_attr(group, "backend", "tensorflow")
-    hdf5.write_text_attr(group, "keras_version", KERAS2_FORMAT_VERSION)
+    hdf5.write_text_attr(group, "keras_version", KERAS_FORMAT_VERSION)
     for layer in sorted(model.layers, key=lambda layer: layer.name):  # as Keras: groups in name order
         layer_group = hdf5.make_group(group, layer.name)
         roles = _roles(layer)
@@ -259,6 +268,11 @@ def model_bytes(model, include_optimizer: bool = True) -> bytes:
     """The whole legacy ``.h5`` file for ``model`` (Keras 2 dialect config; Keras 3's optimizer layout)."""
     model_io.require_built(model, "save")
     spec = keras_config.model_to_keras(type(model).__name__, model.get_config(), keras_config.KERAS2)
+    changed = [name for name in keras_config.KERAS2_ONLY_FORMULAS if f'"{name}"' in jsonio.dumps(spec)]
+    if changed:
+        warnings.warn(f"{type(model).__name__} {model.name!r} uses {changed}, which Keras 2 computes with another "
+                      f"formula ({'; '.join(keras_config.KERAS2_ONLY_FORMULAS[c] for c in changed)}): Keras 3 "
+                      "reads this .h5 file right, Keras 2 would predict differently", UserWarning, stacklevel=4)
     config_text = jsonio.dumps(spec, "model_config")
     compile_config = model.get_compile_config() if include_optimizer else None
     training_text = None
@@ -267,7 +281,7 @@ def model_bytes(model, include_optimizer: bool = True) -> bytes:
 
     def write(h5file) -> None:
         hdf5.write_text_attr(h5file, "backend", "tensorflow")
-        hdf5.write_text_attr(h5file, "keras_version", KERAS2_FORMAT_VERSION)
+        hdf5.write_text_attr(h5file, "keras_version", KERAS_FORMAT_VERSION)
         hdf5.write_text_attr(h5file, "model_config", config_text)
         if training_text is not None:
             hdf5.write_text_attr(h5file, "training_config", training_text)
