@@ -217,3 +217,66 @@ def test_a_real_keras_2_13_file_names_the_classes_tinynn_lacks():
     assert "Keras 2 (legacy HDF5)" in message and "allow_pickle" not in message
     for k, cls in enumerate(["Conv2D", "MaxPooling2D"] * 3):
         assert f"layer {k}: layer class '{cls}' is not implemented" in message
+
+
+class _StandInConv2D(layers.Layer):
+    """Conv2D's constructor names and weight layout, no forward: enough to place a Keras 2 file's weights."""
+
+    _config_keys = ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups",
+                    "activation", "use_bias")
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format="channels_last",
+                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.strides = filters, tuple(kernel_size), tuple(strides)
+        self.padding, self.data_format, self.dilation_rate = padding, data_format, tuple(dilation_rate)
+        self.groups, self.activation, self.use_bias = groups, activation, use_bias
+
+    def build(self, input_shape):
+        self.add_weight("kernel", (*self.kernel_size, input_shape[-1], self.filters), "zeros")
+        self.add_weight("bias", (self.filters,), "zeros")
+
+    def compute_output_shape(self, s):
+        return (s[0], s[1] - self.kernel_size[0] + 1, s[2] - self.kernel_size[1] + 1, self.filters)
+
+
+class _StandInMaxPooling2D(layers.Layer):
+    _config_keys = ("pool_size", "strides", "padding", "data_format")
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format="channels_last", **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size, self.strides = tuple(pool_size), tuple(strides or pool_size)
+        self.padding, self.data_format = padding, data_format
+
+    def compute_output_shape(self, s):
+        return (s[0], s[1] // self.strides[0], s[2] // self.strides[1], s[3])
+
+
+def test_the_real_keras_2_13_file_loads_once_its_classes_exist(monkeypatch):
+    """The reader is generic: with Conv2D and MaxPooling2D registered (stand-ins here, with Keras's constructor
+    names and weight layout), the catsordogs file loads completely — config (batch_input_shape, L2 regularizers
+    dropped with a warning), weights placed by their Keras 2 names, training config (Custom>Adam, a loss with
+    'fn', MeanMetricWrapper) and the Adam state of Keras 2.11+ (iteration:0 and m/v per variable, no lr)."""
+    spec = importlib.util.find_spec("catsordogs")
+    if spec is None:
+        pytest.skip("catsordogs is not installed (pip install --no-deps catsordogs)")
+    path = os.path.join(os.path.dirname(spec.origin), "model.h5")
+    monkeypatch.setattr(tn.layers, "Conv2D", _StandInConv2D, raising=False)
+    monkeypatch.setattr(tn.layers, "MaxPooling2D", _StandInMaxPooling2D, raising=False)
+    monkeypatch.setattr(tn.layers, "__all__", [*tn.layers.__all__, "Conv2D", "MaxPooling2D"])
+    with pytest.warns(UserWarning, match="kernel_regularizer='L2' dropped"):
+        model = tn.load_model(path)
+    assert [type(layer).__name__ for layer in model.layers][:2] == ["_StandInConv2D", "_StandInMaxPooling2D"]
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"]
+        stored = [group[f"{layer.name}/{layer.name}/{w}:0"][()] for layer in model.layers if layer.weights
+                  for w in ("kernel", "bias")]
+        iterations = int(f["optimizer_weights/iteration:0"][()])
+        m_dense = f["optimizer_weights/Adam/m/dense_8/kernel:0"][()]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(model.get_weights(), stored))
+    assert type(model.optimizer).__name__ == "Adam" and type(model.loss).__name__ == "BinaryCrossentropy"
+    assert model.get_compile_config()["metrics"] == ["accuracy"]
+    state = model.optimizer.get_state()
+    assert int(state["iterations"]) == iterations > 0
+    assert state["momentum_6"].tobytes() == m_dense.tobytes()  # dense_8's kernel is the 7th variable
