@@ -6,6 +6,7 @@ disk is touched. :func:`write_bytes` then writes those bytes to a temporary file
 folder (same file system, so the rename cannot degrade to a copy), flushes and fsyncs it, and renames it over
 the destination with ``os.replace``, which POSIX and Windows perform atomically. A full disk, a killed process
 or an exception at any point before the rename leaves the previous file as it was; the temporary file is removed.
+A symbolic link at the destination is replaced by the new file (the file it pointed to is left alone).
 """
 
 from __future__ import annotations

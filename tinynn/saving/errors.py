@@ -70,6 +70,8 @@ def reading(path: str, kind: str) -> Iterator[None]:
         raise
     except FileNotFoundError as err:
         raise FileNotFoundError(err.errno, f"Cannot load {path!r} as a {kind}: no such file", path) from None
+    except PermissionError as err:
+        raise PermissionError(err.errno, f"Cannot load {path!r} as a {kind}: permission denied", path) from None
     except IsADirectoryError as err:
         raise FileFormatError(path, kind, "it is a directory, not a file") from err
     except _LOW_LEVEL as err:

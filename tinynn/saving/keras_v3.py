@@ -196,12 +196,12 @@ def load_weights_file(model, path: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- .keras archives
-def _read_member(archive: zipfile.ZipFile, name: str) -> bytes:
+def _read_member(archive: zipfile.ZipFile, name: str, limit: int = MAX_MEMBER_BYTES) -> bytes:
     try:
         info = archive.getinfo(name)
     except KeyError:
         raise ValueError(f"it has no {name} (members: {archive.namelist()[:8]})") from None
-    if info.file_size > MAX_MEMBER_BYTES:
+    if info.file_size > limit:
         raise ValueError(f"its {name} would decompress to {info.file_size} bytes; refusing")
     if info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > 1032 * info.compress_size + 1024:
         raise ValueError(f"its {name} claims {info.file_size} bytes from {info.compress_size} compressed bytes, "
@@ -219,7 +219,7 @@ def _open_archive(path: str) -> tuple[dict, bytes]:
             raise ValueError("it has duplicate member names")
         if WEIGHTS_FILE not in names and "model.weights.npz" in names:
             raise ValueError("it stores its weights as .npz (weights_format='npz'); only h5 is supported")
-        spec = jsonio.loads(_read_member(archive, CONFIG_FILE))
+        spec = jsonio.loads(_read_member(archive, CONFIG_FILE, jsonio.MAX_CONFIG_BYTES))
         weights = _read_member(archive, WEIGHTS_FILE)
     return spec, weights
 
