@@ -56,6 +56,8 @@ def _describe(err: BaseException) -> str:
         return f"the file is truncated ({text})"
     if isinstance(err, (OSError, KeyError, RuntimeError)) and any(w in text for w in ("Unable to", "Can't", "failed")):
         return f"the HDF5 structure is damaged ({text})"
+    if "encoding" in text and isinstance(err, TypeError):  # h5py on a damaged string datatype
+        return f"the file is damaged (a text attribute: {text})"
     if isinstance(err, RuntimeError):  # e.g. zipfile: a member flagged as encrypted or compressed in an odd way
         return f"the file is damaged ({text})"
     return f"{type(err).__name__}: {text}"

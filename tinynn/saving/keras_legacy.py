@@ -173,7 +173,10 @@ def read_weights(model, group, where: str) -> list:
 
 
 def _restore_optimizer(model, h5file, path: str) -> None:
-    if "optimizer_weights" not in h5file or model.optimizer is None:
+    if model.optimizer is None:
+        return
+    if "optimizer_weights" not in h5file:  # Keras writes both or neither (include_optimizer)
+        model_io.restore_optimizer(model, None, "it has a training config but no optimizer_weights", path)
         return
     group = hdf5.group(h5file, "optimizer_weights", "the file")
     names = hdf5.string_list_attr(group, "weight_names", "optimizer_weights")
