@@ -26,7 +26,8 @@ def test_layout_is_keras2s(tmp_path):
     model = tn.Sequential([layers.Input((7,)), layers.Embedding(10, 3, name="embedding"),
                            layers.SeparableConv1D(4, 2, name="separable_conv1d"),
                            layers.DepthwiseConv1D(2, name="depthwise_conv1d"),
-                           layers.Bidirectional(layers.LSTM(2, return_sequences=True), name="bidirectional"),
+                           layers.Bidirectional(layers.LSTM(2, return_sequences=True, name="lstm"),
+                                                name="bidirectional"),
                            layers.GRU(2, name="gru"), layers.Dense(1)])
     model.compile(tn.optimizers.RMSprop(learning_rate=0.01), "mse", metrics=["mae"])
     model.save(tmp_path / "m.h5")
