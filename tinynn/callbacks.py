@@ -122,11 +122,13 @@ class ModelCheckpoint(Callback):
             better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
             if not better:
                 return
-            self.best = value
+        # model.save / save_weights are atomic (tinynn.saving.atomic): a failed save leaves the last checkpoint
         if self.save_weights_only:
             self.model.save_weights(path)
         else:
             self.model.save(path)
+        if self.save_best_only:
+            self.best = value
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved model to {path}")
 

@@ -7,6 +7,7 @@ constructed, so call :func:`set_floatx` before building a model.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
 
 import numpy as np
@@ -76,3 +77,44 @@ def kernels(mode: str) -> Iterator[None]:
         yield
     finally:
         set_kernels(previous)
+
+
+class _WeightBudget:
+    def __init__(self, limit: int, source: str):
+        self.limit, self.source, self.used = int(limit), source, 0
+
+
+_WEIGHT_BUDGET: contextvars.ContextVar[_WeightBudget | None] = contextvars.ContextVar("weight_budget", default=None)
+
+
+@contextlib.contextmanager
+def weight_memory_limit(nbytes: int, source: str = "the limit") -> Iterator[None]:
+    """Inside the block, layers refuse to create weights beyond ``nbytes`` bytes in total.
+
+    Loaders build a model from a file's config under the size of the weights the file stores (``source``
+    says which file): a config that asks for more (``Dense(units=2**40)``, a wrong input shape) is refused
+    with a ``ValueError`` before any memory is allocated, instead of allocating gigabytes and then failing
+    the shape check. Blocks nest; each checks its own total.
+    """
+    token = _WEIGHT_BUDGET.set(_WeightBudget(nbytes, source))
+    try:
+        yield
+    finally:
+        _WEIGHT_BUDGET.reset(token)
+
+
+def reserve_weight_memory(shape: tuple, dtype, who: str) -> None:
+    """Count a new weight of ``shape`` and ``dtype`` against the active :func:`weight_memory_limit` (if any)."""
+    budget = _WEIGHT_BUDGET.get()
+    if budget is None:
+        return
+    size = np.dtype(dtype).itemsize
+    for dim in shape:
+        size *= max(int(dim), 0)
+    budget.used += size
+    if budget.used > budget.limit:
+        raise ValueError(
+            f"{who}: a weight of shape {tuple(shape)} ({np.dtype(dtype).name}, {size} bytes) would bring the "
+            f"weights built so far to {budget.used} bytes, more than the {budget.limit} bytes {budget.source}: "
+            "the config does not match the stored weights (or asks for an absurd size)"
+        )

@@ -195,6 +195,11 @@ _BY_NAME = {
 _CLASS_NAMES = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
+def class_registry() -> dict[str, type[Initializer]]:
+    """Every initializer class by its Keras class name ('GlorotUniform', 'Zeros', ...)."""
+    return dict(_CLASS_NAMES)
+
+
 def get(identifier) -> Initializer:
     """Resolve a name ('glorot_uniform'), a class name ('GlorotUniform'), an instance, or a config dict."""
     if isinstance(identifier, Initializer):

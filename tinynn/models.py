@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import compile_utils
+from . import compile_utils, saving
 from . import data as data_utils
 from . import graph as graph_mod
+from . import losses as losses_mod
+from . import optimizers as optimizers_mod
 from .graph import KerasTensor, flatten
 from .layers import Layer, deserialize, serialize
 from .layers.base import unique_name
@@ -466,24 +468,31 @@ class Model(Trainer, Layer):
 
         return model_from_functional_config(config, layer_from_config, model_class=cls)
 
-    def save(self, filepath, include_optimizer: bool = True) -> None:
-        """Save config, weights (and optimizer state) to one ``.npz`` file; no pickle involved."""
-        from . import io
+    def get_compile_config(self) -> dict | None:
+        """What ``compile`` was given, serialised: ``{'optimizer', 'loss', 'metrics'}``; None before compile."""
+        if self.optimizer is None or self.loss is None:
+            return None
+        loss, _, _ = self._compile_args
+        if isinstance(loss, (list, tuple, dict)):
+            raise ValueError(f"Model {self.name!r}: saving the compile config of a model with a loss per output is not "
+                             "supported yet; save with include_optimizer=False and compile again after loading")
+        metrics = [m if isinstance(m, str) else m.name for m in self._metric_specs]
+        return {"optimizer": optimizers_mod.serialize(self.optimizer), "loss": losses_mod.serialize(self.loss),
+                "metrics": metrics}
 
+    def save(self, filepath, include_optimizer: bool = True) -> None:
+        """Save config, weights (and optimizer state): ``.npz`` (tinynn's own), ``.keras`` or Keras 2 ``.h5``
+        (:mod:`tinynn.saving`; atomic, no pickle)."""
         self._check_file_support("save", filepath, whole_model=True)
-        io.save_model(self, filepath, include_optimizer=include_optimizer)
+        saving.save_model(self, filepath, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath) -> None:
-        from . import io
-
         self._check_file_support("save_weights", filepath)
-        io.save_weights(self, filepath)
+        saving.save_weights(self, filepath)
 
     def load_weights(self, filepath) -> None:
-        from . import io
-
         self._check_file_support("load_weights", filepath)
-        io.load_weights(self, filepath)
+        saving.load_weights(self, filepath)
 
     def _check_file_support(self, what: str, filepath, whole_model: bool = False) -> None:
         """The file writers know Sequential models only, for now: a functional model gets a clear error instead
@@ -719,8 +728,9 @@ class Sequential(Model):
         return model
 
 
-def load_model(filepath) -> Model:
-    """Load a model saved with ``model.save`` (config, weights and optimizer state)."""
-    from . import io
+saving.register_model_class(Sequential)
 
-    return io.load_model(filepath)
+
+def load_model(filepath, compile: bool = True) -> Model:
+    """Load a model saved with ``model.save`` (config, weights and optimizer state) or by Keras."""
+    return saving.load_model(filepath, compile=compile)

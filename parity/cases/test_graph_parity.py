@@ -333,20 +333,17 @@ def test_grad_cam_1d_matches_keras(dtype):
 
 
 def _keras_layer_mapping():
-    """Keras layer specs <-> tinynn layers, from tinynn's Keras reader/writer (tinynn.keras_io today)."""
-    try:
-        from tinynn import keras_io
-    except ImportError:  # the reader moved (tinynn.saving): wiring functional configs there is the follow-up
-        pytest.skip("tinynn.keras_io is not available")
-    from tinynn.layers import InputLayer, serialize
+    """Keras layer specs <-> tinynn layers, from tinynn's Keras config translation (tinynn.saving)."""
+    from tinynn import saving
+    from tinynn.layers import InputLayer, deserialize, serialize
 
     def from_keras(spec):
         if spec["class_name"] == "InputLayer":
             c = spec["config"]
             return InputLayer(batch_shape=c["batch_shape"], dtype=c.get("dtype"), name=c["name"])
-        return keras_io.layer_from_keras_config(spec)
+        return deserialize(saving.layer_from_keras(spec, "Keras functional config"))
 
-    return from_keras, lambda layer: keras_io._keras_spec(serialize(layer))
+    return from_keras, lambda layer: saving.layer_to_keras(serialize(layer))
 
 
 @pytest.mark.parametrize("merge", ["Add", "Concatenate", "Dot"])

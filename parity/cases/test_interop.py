@@ -1,7 +1,7 @@
 """Keras file interop against real Keras 3: Keras → file → tinynn → file → Keras, for every layer family.
 
 A Keras model with random weights (biases included) is saved by Keras; tinynn reads it without TensorFlow
-(``tinynn.keras_io``) and must predict what Keras predicts (float32 1e-5, float64 1e-10, relative to the
+(``tinynn.saving``) and must predict what Keras predicts (float32 1e-5, float64 1e-10, relative to the
 magnitude of Keras's output, as in the layer parity tests); tinynn writes it back, Keras loads that file
 and must hold bit-identical weights and predict exactly what the original did. ``.weights.h5`` files go
 both ways too, and ``parity.bridge.from_keras`` / ``to_keras`` convert live models. A compiled model's
@@ -21,7 +21,6 @@ import tinynn as tn
 from parity.bridge import from_keras, to_keras
 from parity.harness import compare
 from parity.training import keras_floatx, training_parity
-from tinynn import keras_io
 
 
 def _int_input(vocab):
@@ -245,7 +244,7 @@ def test_functional_model_is_refused(tmp_path):
     inputs = keras.Input((3,))
     km = keras.Model(inputs, K.Dense(2)(inputs))
     km.save(tmp_path / "functional.keras")
-    with pytest.raises(ValueError, match="only Sequential models"):
-        keras_io.load_keras_model(tmp_path / "functional.keras")
+    with pytest.raises(ValueError, match=r"tinynn can read \['Sequential'\] models.*'Functional'"):
+        tn.load_model(tmp_path / "functional.keras")
     with pytest.raises(ValueError, match="only keras.Sequential"):
         from_keras(km)

@@ -138,7 +138,7 @@ def run_parity(name: str, options: dict, common: dict) -> dict[str, float]:
             checks.append(("variables", compare(f"step {step} variable {j}", t, k.numpy(), dtype)))
 
     assert t_opt.iterations == int(k_opt.iterations.numpy()) == STEPS
-    for slot in t_opt._slot_names:
+    for slot in t_opt.slot_names:
         k_slot = getattr(k_opt, KERAS_SLOTS[name][slot])
         assert len(k_slot) == len(shapes)
         for j, kv in enumerate(k_slot):

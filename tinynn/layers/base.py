@@ -353,8 +353,10 @@ class Layer:
     # ------------------------------------------------------------------ weights
     def add_weight(self, name: str, shape, initializer="glorot_uniform", trainable: bool = True) -> np.ndarray:
         """Create a parameter array, store it as ``self.<name>`` and register it in Keras's order."""
+        shape = tuple(int(s) for s in shape)
+        _config.reserve_weight_memory(shape, self.dtype, f"Layer {self.name!r} ({type(self).__name__}) weight {name!r}")
         init = initializers.get(initializer)
-        value = np.ascontiguousarray(init(tuple(int(s) for s in shape), self.dtype))
+        value = np.ascontiguousarray(init(shape, self.dtype))
         setattr(self, name, value)
         self._weight_names.append(name)
         self._weight_trainable.append(bool(trainable))

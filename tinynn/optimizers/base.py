@@ -212,6 +212,15 @@ class Optimizer:
         return dtype.type(0)
 
     @property
+    def slot_names(self) -> tuple[str, ...]:
+        """The slots each variable gets (e.g. Adam's ``('momentum', 'velocity')``), in Keras's creation order."""
+        return tuple(self._slot_names)
+
+    def slot_initial_value(self, slot: str, dtype: np.dtype | str) -> np.generic:
+        """The value a new ``slot`` array of ``dtype`` starts from (0, or Adagrad's initial accumulator)."""
+        return self._slot_initial_value(slot, np.dtype(dtype))
+
+    @property
     def built(self) -> bool:
         """True once the slots exist (after the first ``apply`` or a ``set_state``)."""
         return self._slots is not None
@@ -318,7 +327,9 @@ class Optimizer:
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore :meth:`get_state`'s output exactly (the arrays are copied). A state without slot entries
-        leaves the optimizer unbuilt: its slots are created (zero/initial) by the next ``apply``."""
+        leaves the optimizer unbuilt: its slots are created (zero/initial) by the next ``apply``. A stored
+        float32/float64 learning rate keeps its dtype (the floatx its optimizer was created under), so a
+        restored optimizer takes bit-identical steps whatever ``floatx`` is now."""
         state = dict(state)
         if "iterations" not in state:
             raise ValueError(f"{self._who()}: state has no 'iterations' entry")
@@ -341,9 +352,15 @@ class Optimizer:
         for i, sl in enumerate(slots):
             if any((a.shape, a.dtype) != signature[i] for a in sl.values()):
                 raise ValueError(f"{self._who()}: the slots of variable {i} differ in shape or dtype")
+        if lr is not None:
+            lr = np.asarray(lr)
+            if lr.shape != () or lr.dtype.kind != "f":
+                raise ValueError(f"{self._who()}: state learning_rate must be a float scalar, got {lr.dtype}{lr.shape}")
         self.iterations = iterations
         if lr is not None:
-            self._learning_rate = np.asarray(lr).astype(self._lr_dtype)[()]
+            if lr.dtype in (np.float32, np.float64):
+                self._lr_dtype = lr.dtype
+            self._learning_rate = lr.astype(self._lr_dtype)[()]
         if n:
             self._slots, self._signature = slots, signature
         else:

@@ -1,6 +1,6 @@
-"""tinynn.keras_io without Keras: Keras 3 file layout, tinynn round trips, and every refusal (Lambda, unknown
-classes, unsupported options, mismatched architectures, malformed files). Round trips through real Keras
-are in tests/parity/test_interop.py."""
+"""Keras 3 files without Keras (tinynn.saving.keras_v3, keras_config): the file layout, tinynn round trips, and
+every refusal (Lambda, unknown classes, unsupported options, mismatched architectures, malformed files). Round
+trips through real Keras are in parity/cases/test_interop.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import tinynn as tn
-from tinynn import keras_io, layers
+from tinynn import layers, saving
+from tinynn.saving import keras_v3
 
 
 def _randomize(model, seed=0):
@@ -70,7 +71,7 @@ def _same_weights(a, b):
 def test_keras_archive_round_trip_is_exact(tmp_path, name):
     make, kind = MODELS[name]
     model = make()
-    model.save(tmp_path / "m.keras")  # tinynn.io dispatches .keras paths to keras_io
+    model.save(tmp_path / "m.keras")  # tinynn.saving dispatches .keras paths to keras_v3
     loaded = tn.load_model(tmp_path / "m.keras")
     assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
     assert [layer.get_config() for layer in loaded.layers] == [layer.get_config() for layer in model.layers]
@@ -95,12 +96,12 @@ def test_weights_file_has_keras_layout(tmp_path):
                            layers.LSTM(2, return_sequences=True), layers.Bidirectional(layers.SimpleRNN(2)),
                            layers.Flatten()])  # fmt: skip
     _randomize(model)
-    keras_io.save_keras_weights(model, tmp_path / "w.weights.h5")
+    model.save_weights(tmp_path / "w.weights.h5")
     with h5py.File(tmp_path / "w.weights.h5", "r") as f:
         arrays = {}
         f.visititems(lambda n, o: arrays.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
-        assert f["vars"].attrs["name"] == model.name
-        assert f["layers/dense_1/vars"].attrs["name"] == "second"
+        assert f["vars"].attrs["name"].decode() == model.name  # fixed-length bytes: kept in the checksummed header
+        assert f["layers/dense_1/vars"].attrs["name"].decode() == "second"
         assert "layers/flatten/vars" in f  # weightless layers get an empty group, as Keras writes
     w = model.get_weights()
     expected = {
@@ -122,7 +123,7 @@ def test_weights_file_has_keras_layout(tmp_path):
 def test_layer_keys_number_repeated_classes():
     ls = [layers.Dense(1), layers.Conv1D(1, 1), layers.Dense(1), layers.GlobalMaxPooling1D(), layers.Dense(1),
           layers.SimpleRNN(1)]
-    assert keras_io.layer_keys(ls) == ["dense", "conv1d", "dense_1", "global_max_pooling1d", "dense_2", "simple_rnn"]
+    assert keras_v3.layer_keys(ls) == ["dense", "conv1d", "dense_1", "global_max_pooling1d", "dense_2", "simple_rnn"]
 
 
 def test_archive_members_and_config(tmp_path):
@@ -141,7 +142,7 @@ def test_archive_members_and_config(tmp_path):
     loaded = tn.load_model(tmp_path / "m.keras")
     assert type(loaded.optimizer).__name__ == "Adam" and loaded.optimizer.learning_rate == pytest.approx(0.02)
     assert type(loaded.loss).__name__ == "CategoricalCrossentropy"
-    uncompiled = keras_io.load_keras_model(tmp_path / "m.keras", compile=False)
+    uncompiled = tn.load_model(tmp_path / "m.keras", compile=False)
     assert uncompiled.loss is None
 
 
@@ -207,8 +208,6 @@ def test_unknown_layer_classes_are_all_named(tmp_path):
     [
         (lambda c: c["config"]["layers"][1].update(module="my_package.layers"), r"module 'my_package.layers'"),
         (lambda c: c["config"]["layers"][1].update(registered_name="Custom>Dense"), r"custom \(registered\) class"),
-        (lambda c: c["config"]["layers"][1]["config"].update(kernel_regularizer={"class_name": "L2", "config": {}}),
-         r"kernel_regularizer='L2'"),
         (lambda c: c["config"]["layers"][1]["config"].update(lora_rank=4), r"option lora_rank=4 of Dense"),
         (lambda c: c["config"]["layers"][1]["config"].update(
             dtype={"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}), r"dtype policy"),
@@ -216,12 +215,23 @@ def test_unknown_layer_classes_are_all_named(tmp_path):
             kernel_initializer={"module": "keras.initializers", "class_name": "Identity", "config": {}}),
          r"initializer class 'Identity'"),
         (lambda c: c["config"]["layers"][1]["config"].update(activation="mystery"), r"Unknown activation 'mystery'"),
-        (lambda c: c.update(class_name="Functional"), r"only Sequential models.*'Functional'"),
+        (lambda c: c.update(class_name="Functional"), r"tinynn can read \['Sequential'\] models.*'Functional'"),
     ],
 )
 def test_unsupported_configs_are_refused_clearly(tmp_path, mutate, message):
     with pytest.raises(ValueError, match=message):
         tn.load_model(_archive_with(tmp_path, mutate))
+
+
+def test_regularizers_are_dropped_with_a_warning(tmp_path):
+    """A regularizer only adds a training penalty: the model loads and predicts; the warning says what is lost."""
+    def mutate(config):
+        config["config"]["layers"][1]["config"]["kernel_regularizer"] = {
+            "module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01}, "registered_name": None}
+
+    with pytest.warns(UserWarning, match=r"Dense 'dense.*kernel_regularizer='L2' dropped.*Predictions are unaffected"):
+        loaded = tn.load_model(_archive_with(tmp_path, mutate))
+    assert _same_weights(loaded, dense_stack())
 
 
 def test_options_that_are_off_are_accepted(tmp_path):
@@ -236,11 +246,11 @@ def test_options_that_are_off_are_accepted(tmp_path):
 
 def test_malformed_files_are_refused(tmp_path):
     (tmp_path / "not_zip.keras").write_bytes(b"hello")
-    with pytest.raises(ValueError, match="not a zip file"):
+    with pytest.raises(ValueError, match=r"not_zip.keras'.*none of these formats"):
         tn.load_model(tmp_path / "not_zip.keras")
     with zipfile.ZipFile(tmp_path / "empty.keras", "w") as z:
         z.writestr("metadata.json", "{}")
-    with pytest.raises(ValueError, match="has no config.json"):
+    with pytest.raises(ValueError, match=r"neither a config.json \(Keras\) nor a __config__.npy"):
         tn.load_model(tmp_path / "empty.keras")
     with zipfile.ZipFile(tmp_path / "npz.keras", "w") as z:
         z.writestr("config.json", "{}")
@@ -248,22 +258,24 @@ def test_malformed_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match="weights_format='npz'"):
         tn.load_model(tmp_path / "npz.keras")
     (tmp_path / "bad.weights.h5").write_bytes(b"not hdf5")
-    with pytest.raises(ValueError, match="Cannot open .* as an HDF5"):
+    with pytest.raises(ValueError, match=r"bad.weights.h5'.*none of these formats"):
         dense_stack().load_weights(tmp_path / "bad.weights.h5")
     with h5py.File(tmp_path / "legacy.weights.h5", "w") as f:
         f.create_group("model_weights")
-    with pytest.raises(ValueError, match="Legacy Keras 2"):
+    with pytest.raises(ValueError, match=r"Keras 2 \(legacy HDF5\).*stores weights for 0 layers"):
         dense_stack().load_weights(tmp_path / "legacy.weights.h5")
 
 
 def test_path_suffixes(tmp_path):
     model = dense_stack()
-    with pytest.raises(ValueError, match=r"must end in '.weights.h5'"):
-        keras_io.save_keras_weights(model, tmp_path / "w.h5")
-    with pytest.raises(ValueError, match=r"must end in '.keras'"):
-        keras_io.save_keras_model(model, tmp_path / "m.zip")
-    with pytest.raises(ValueError, match="Legacy Keras 2 '.h5' files are not supported"):
-        model.save(tmp_path / "m.h5")
+    with pytest.raises(ValueError, match=r"a .keras archive holds a whole model"):
+        model.save_weights(tmp_path / "w.keras")
+    model.save(tmp_path / "m.h5")  # Keras 2's legacy format, as Keras 3's model.save('m.h5') writes it
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        assert json.loads(f.attrs["model_config"])["class_name"] == "Sequential"
+    model.save(tmp_path / "m.zip")  # any other name: tinynn's .npz format
+    with zipfile.ZipFile(tmp_path / "m.zip") as z:
+        assert "__config__.npy" in z.namelist()
 
 
 def test_unbuilt_model_cannot_be_saved(tmp_path):
@@ -271,7 +283,8 @@ def test_unbuilt_model_cannot_be_saved(tmp_path):
         tn.Sequential([layers.Dense(2)]).save(tmp_path / "m.keras")
 
 
-def test_missing_h5py_gives_install_hint(monkeypatch):
+def test_missing_h5py_gives_install_hint(tmp_path, monkeypatch):
+    dense_stack().save_weights(tmp_path / "w.weights.h5")
     real_import = builtins.__import__
 
     def fake_import(name, *args, **kwargs):
@@ -281,13 +294,13 @@ def test_missing_h5py_gives_install_hint(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match="pip install h5py"):
-        keras_io.load_keras_weights(dense_stack(), "anything.weights.h5")
+        dense_stack().load_weights(tmp_path / "w.weights.h5")
 
 
 def test_model_from_config_needs_no_file():
     """The mapping is plain data -> tinynn constructors (what parity.bridge.from_keras uses too)."""
     model = dense_stack("float64")
-    spec = keras_io.keras_config(model)
-    rebuilt = keras_io.model_from_keras_config(json.loads(json.dumps(spec)))
+    spec = saving.keras_model_config(model)
+    rebuilt = saving.model_from_keras_config(json.loads(json.dumps(spec)))
     assert [layer.get_config() for layer in rebuilt.layers] == [layer.get_config() for layer in model.layers]
     assert rebuilt.layers[0].dtype == "float64"
