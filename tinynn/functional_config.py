@@ -26,16 +26,31 @@ from collections.abc import Callable
 from .graph import KerasTensor, flatten
 
 MODEL_CLASS_NAMES = ("Functional", "Model", "Sequential")
+#: the model classes by config class name; tinynn.models registers Model and Sequential (this module never
+#: imports tinynn.models, so there is no import cycle)
+_MODEL_CLASSES: dict[str, type] = {}
+
+
+def register_model_classes(model: type, sequential: type) -> None:
+    """Tell the config code which classes build ``"Functional"``/``"Model"`` and ``"Sequential"`` entries."""
+    _MODEL_CLASSES.update({"Functional": model, "Model": model, "Sequential": sequential})
+
+
+def _model_config_name(layer) -> str | None:
+    """'Sequential' or 'Functional' for a (nested) model, None for a plain layer."""
+    for name in ("Sequential", "Functional"):
+        cls = _MODEL_CLASSES.get(name)
+        if cls is not None and isinstance(layer, cls):
+            return name
+    return None
 
 
 def _serialize_layer(layer) -> dict:
     from .layers import serialize
-    from .models import Model, Sequential
 
-    if isinstance(layer, Sequential):
-        return {"class_name": "Sequential", "config": layer.get_config()}
-    if isinstance(layer, Model):
-        return {"class_name": "Functional", "config": layer.get_config()}
+    name = _model_config_name(layer)
+    if name is not None:
+        return {"class_name": name, "config": layer.get_config()}
     return serialize(layer)
 
 
@@ -94,22 +109,18 @@ def _is_history(value) -> bool:
 
 def _default_layer_from_config(spec: dict):
     from .layers import deserialize
-    from .models import Model, Sequential
 
     name = spec.get("class_name")
-    if name == "Sequential":
-        return Sequential.from_config(dict(spec["config"]))
-    if name in ("Functional", "Model"):
-        return Model.from_config(dict(spec["config"]))
+    if name in _MODEL_CLASSES:
+        return _MODEL_CLASSES[name].from_config(dict(spec["config"]))
     return deserialize(spec)
 
 
 def model_from_functional_config(config: dict, layer_from_config: Callable | None = None, model_class=None):
     """Rebuild a functional model from :func:`functional_config`'s dict (see the module docstring)."""
     from .layers.core import InputLayer
-    from .models import Model
 
-    model_class = model_class or Model
+    model_class = model_class or _MODEL_CLASSES["Functional"]
     where = f"functional config {config.get('name')!r}" if isinstance(config, dict) else "functional config"
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ValueError(f"{where}: expected a dict with a 'layers' list, 'input_layers' and 'output_layers'")

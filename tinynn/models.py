@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import compile_utils, saving
+from . import compile_utils, functional_config, saving
 from . import data as data_utils
 from . import graph as graph_mod
 from . import losses as losses_mod
@@ -456,17 +456,13 @@ class Model(Trainer, Layer):
     def get_config(self) -> dict:
         """Keras 3's functional config: every layer with its ``inbound_nodes`` (the calls that made the graph),
         ``input_layers`` and ``output_layers`` as ``[layer name, node index, tensor index]``."""
-        from .functional_config import functional_config
-
-        return functional_config(self)
+        return functional_config.functional_config(self)
 
     @classmethod
     def from_config(cls, config: dict, layer_from_config=None) -> Model:
         """A model from :meth:`get_config`'s dict (tinynn layer configs; or Keras layer configs with
         ``layer_from_config`` mapping one ``{'class_name', 'config'}`` entry to a tinynn layer)."""
-        from .functional_config import model_from_functional_config
-
-        return model_from_functional_config(config, layer_from_config, model_class=cls)
+        return functional_config.model_from_functional_config(config, layer_from_config, model_class=cls)
 
     def get_compile_config(self) -> dict | None:
         """What ``compile`` was given, serialised: ``{'optimizer', 'loss', 'metrics'}``; None before compile."""
@@ -729,6 +725,7 @@ class Sequential(Model):
 
 
 saving.register_model_class(Sequential)
+functional_config.register_model_classes(Model, Sequential)
 
 
 def load_model(filepath, compile: bool = True) -> Model:
