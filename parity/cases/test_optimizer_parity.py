@@ -22,7 +22,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parity.harness import compare
+from parity.harness import assert_checks, compare
 from tinynn import config as tn_config
 from tinynn import optimizers as tn_optimizers
 
@@ -144,8 +144,7 @@ def run_parity(name: str, options: dict, common: dict) -> dict[str, float]:
         for j, kv in enumerate(k_slot):
             checks.append(("slots", compare(f"slot {slot} of variable {j}", t_opt.slot(j, slot), kv.numpy(), dtype)))
 
-    failed = [str(c) for _, c in checks if not c.passed]
-    assert not failed, f"{name}({kw}) {dtype} floatx={fx} lr_mode={common['lr_mode']}\n" + "\n".join(failed[:10])
+    assert_checks([c for _, c in checks], f"{name}({kw}) {dtype} floatx={fx} lr_mode={common['lr_mode']}")
     worst: dict[str, float] = {}
     for kind, c in checks:
         worst[kind] = max(worst.get(kind, 0.0), c.max_rel)
