@@ -101,8 +101,9 @@ def test_cli_reports_a_failure_with_its_reproduction(tmp_path):
 
     # the printed rerun command reproduces the failure on its own
     rerun = next(line for line in lines if line.strip().startswith("rerun:")).split("rerun:", 1)[1].strip()
-    env_part, command = rerun.split(" ", 1)
-    name, value = env_part.split("=", 1)
-    again = run(shlex.split(command), env={name: value})
+    words = shlex.split(rerun)
+    env = dict(w.split("=", 1) for w in words if re.fullmatch(r"[A-Z_]+=\S*", w))
+    assert env["KERAS_BACKEND"] == "tensorflow" and env["HYPOTHESIS_PROFILE"]
+    again = run([w for w in words if not re.fullmatch(r"[A-Z_]+=\S*", w)], env=env)
     assert again.returncode == 1, again.stdout[-3000:]
     assert "1 failed" in again.stdout and "test_broken_layer" in again.stdout
