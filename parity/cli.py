@@ -21,6 +21,7 @@ import math
 import os
 import pathlib
 import random
+import re
 import shlex
 import subprocess
 import sys
@@ -218,7 +219,9 @@ def run_all_backends(args: argparse.Namespace) -> int:
             print(f"parity: running the {name} backend ({' '.join(shlex.quote(c) for c in cmd[1:])})", flush=True)
             t0 = time.perf_counter()
             with open(log, "w") as fh:
-                code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ}).returncode
+                # keep going past failing comparisons, so every backend runs (and records) the same examples
+                env = {**os.environ, "PARITY_KEEP_GOING": "1"}
+                code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
             text = log.read_text()
             tail = [ln for ln in text.splitlines() if ln.startswith(("collected ", "coverage:", "parity: PASS",
                                                                        "parity: FAIL", "COLLECTION:"))]
@@ -241,11 +244,11 @@ def run_all_backends(args: argparse.Namespace) -> int:
         print(f"{name}: {docs[name].get('summary', {}).get('text', '')}")
     if merged["differences"]:
         print("\nbackend differences (tinynn matches Keras on TensorFlow; Keras on this backend computes something "
-              "else by at least 'gap', relative):")
+              "else, by at least 'gap' relative, returns another dtype, or raises):")
         for d in merged["differences"]:
-            gap = report.fmt(d["keras_gap_at_least"])
-            print(f"  {d['backend']}: {d['layer']} {d['check']} ({d['dtype']}) gap ≥ {gap} (tol {d['tolerance']:.0e}); "
-                  f"{d['nodeid']} {d['example']}")
+            what = {"gap": f"gap ≥ {report.fmt(d['keras_gap_at_least'])} (tol {d['tolerance']:.0e})",
+                    "dtype": "another output dtype", "error": "Keras raises"}[d["kind"]]
+            print(f"  {d['backend']}: {d['layer']} {d['check']} ({d['dtype']}) {what}; {d['nodeid']} {d['example']}")
     failures = [(r, b) for r in merged["rows"] for b, c in r["cells"].items() if c["result"] == "FAIL"]
     for r, b in failures:
         cell = r["cells"][b]
@@ -343,8 +346,10 @@ def run(args: argparse.Namespace) -> int:
     ran = len(rec.outcomes)
     subset = (f" (quick: {ran} of them, every parameter value of each parametrized test at least once; --ci runs "
               "all)") if ran < len(rec.collected) and args.mode == "quick" else ""
+    failing_rows = sum(not (r.passed or r.xfail) for r in rows)
     summary = (f"collected {len(rec.collected)} parity tests from {n_files} files{subset}; {n_pass} passed, "
-               f"{len(failed_tests)} failed, {n_skip} skipped; {len(rec.records)} reports, {n_checks} compared arrays")
+               f"{len(failed_tests)} failed, {n_skip} skipped; {len(rec.records)} reports, {n_checks} compared arrays"
+               + (f"; {failing_rows} table rows FAIL" if failing_rows else ""))
     print(summary)
     for nodeid, out in sorted(rec.outcomes.items()):
         if out.outcome in ("skipped", "xfailed"):
@@ -381,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  reproduce: add {repro['reproduce_failure']} above the test function")
             print("  rerun:     " + rerun_command(nodeid))
 
-    ok = code == 0 and not failed_tests and not problems and not missing
+    ok = code == 0 and not failed_tests and not problems and not missing and not failing_rows
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("parity: no tests were collected", file=sys.stderr)
     print(f"\nparity: {'PASS' if ok else 'FAIL'} ({elapsed:.1f} s)")
@@ -398,6 +403,13 @@ def run(args: argparse.Namespace) -> int:
     if ok:
         return 0
     return int(code) if code not in (0, pytest.ExitCode.TESTS_FAILED) else 1
+
+
+def _error_line(longrepr: str) -> str:
+    """The exception line of a failed test's report (pytest marks it with 'E   ')."""
+    lines = [ln[1:].strip() for ln in longrepr.splitlines() if ln.startswith("E ") and ln[1:].strip()]
+    errors = [ln for ln in lines if re.match(r"\w+(Error|Exception)\b", ln)]
+    return (errors or lines or [""])[0][:300]
 
 
 def _document(args, rows, rec, profile, seed, elapsed, code, ok, cov, missing, problems, reproductions, summary,
@@ -426,7 +438,8 @@ def _document(args, rows, rec, profile, seed, elapsed, code, ok, cov, missing, p
         "rows": [report.row_document(r) for r in rows],
         "tests": [
             {"nodeid": n, "outcome": o.outcome, "duration_s": round(o.duration, 3),
-             **({"reproduction": reproductions.get(n, {}), "rerun": rerun_command(n)} if o.outcome == "failed" else {}),
+             **({"reproduction": reproductions.get(n, {}), "rerun": rerun_command(n), "error": _error_line(o.longrepr)}
+                if o.outcome == "failed" else {}),
              **({"skip_reason": o.skip_reason} if o.outcome == "skipped" else {})}
             for n, o in sorted(rec.outcomes.items())
         ],

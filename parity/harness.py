@@ -31,6 +31,7 @@ and every backend's table holds the same comparisons (:mod:`parity.report`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -148,6 +149,21 @@ def paired(what: str, ours: Sequence, ref: Sequence, checks: list[Check]) -> lis
     return list(zip(ours, ref))
 
 
+def weight_label(name: str) -> str:
+    """A weight's name without Keras's per-process layer counters ('forward_gru_3/bias' -> 'forward_gru/bias'),
+    so that the same check has the same name in runs on different backends."""
+    return re.sub(r"_\d+(?=/)", "", name)
+
+
+def dtype_check(what: str, ours, ref) -> Check:
+    """Same dtype as Keras's (float32) result: a passing check, or a failing one that names both dtypes
+    (after a colon: the part before it names the check in every run)."""
+    ours, ref = np.dtype(ours), np.dtype(ref)
+    if ours == ref or not np.issubdtype(ref, np.floating):
+        return Check(what, 0.0, 0.0, 0.0)
+    return Check(f"{what}: tinynn {ours} vs Keras {ref}", np.inf, np.inf, 0.0)
+
+
 def randomize_weights(layer, rng: np.random.Generator, scale: float = 0.5) -> list[np.ndarray]:
     """Random normal weights for every parameter, biases included (zero biases hide bugs)."""
     weights = [rng.normal(0.0, scale, size=w.shape).astype(w.dtype) for w in layer.get_weights()]
@@ -257,34 +273,28 @@ def layer_parity(
         ours_dstates = []
     ours_dw = list(layer.gradients)
 
-    if keras_layer is None:
-        keras_layer = bridge.keras_layer_for(layer)
-    ref = _keras_run(keras_layer, x, weights, upstream, mask, training, call_kwargs, xla)
-    ref64 = None
-    if dtype == "float32":
-        if keras_layer64 is None:
-            keras_layer64 = keras_float64_twin(keras_layer)
-        if keras_layer64 is not None:
-            kwargs64 = dict(call_kwargs)
-            if "initial_state" in kwargs64:
-                kwargs64["initial_state"] = [_as_float64(s) for s in kwargs64["initial_state"]]
-            ref64 = _keras_run(keras_layer64, _as_float64(x), [_as_float64(w) for w in weights], upstream, mask,
-                               training, kwargs64, xla)
+    report = LayerReport(type(layer).__name__, layer.get_config(), dtype)
+    try:
+        ref, ref64 = _keras_references(layer, keras_layer, keras_layer64, x, weights, upstream, mask, training,
+                                       call_kwargs, xla)
+    except Exception as error:  # noqa: BLE001 - only Keras runs in there
+        if not keep_going():
+            raise
+        report.checks.append(keras_error_check(error))
+        recorder.note_report(report, "layer")
+        return report
 
     def cmp(what, ours, key, k=None):
         r = ref[key] if k is None else ref[key][k]
         r64 = None if ref64 is None else (ref64[key] if k is None else ref64[key][k])
         return compare(what, ours, r, dtype, ref64=r64)
 
-    report = LayerReport(type(layer).__name__, layer.get_config(), dtype)
     checks = report.checks
     for k, (o, r) in enumerate(paired("outputs", ours_out, ref["outputs"], checks)):
         checks.append(cmp("forward" if k == 0 else f"forward[{k}]", o, "outputs", k))
-        if np.issubdtype(np.asarray(r).dtype, np.floating) and np.asarray(o).dtype != np.asarray(r).dtype:
-            checks.append(Check(f"forward[{k}] dtype {np.asarray(o).dtype} vs {np.asarray(r).dtype}",
-                                np.inf, np.inf, 0.0))
-    if ref["dx"] is not None:
-        checks.append(cmp("dx", ours_dx, "dx"))
+        checks.append(dtype_check(f"forward[{k}] dtype", np.asarray(o).dtype, np.asarray(r).dtype))
+    if ref["dx"] is not None:  # (Keras differentiates float ids, to zeros on some backends; tinynn returns None)
+        checks.append(cmp("dx", np.zeros_like(ref["dx"]) if ours_dx is None else ours_dx, "dx"))
     trainable_names = [n for n, t in zip(layer.weight_names, layer.trainable_mask, strict=True) if t]
     trainable_grads = [g for g, t in zip(ours_dw, layer.trainable_mask, strict=True) if t]
     for k, (g, r) in enumerate(paired("weight gradients", trainable_grads, ref["dw"], checks)):
@@ -292,11 +302,36 @@ def layer_parity(
             ref["dw"][k] = 0 * g
             if ref64 is not None:
                 ref64["dw"][k] = 0 * g
-        checks.append(cmp(f"d {trainable_names[k].split('/', 1)[-1]}", g, "dw", k))
+        checks.append(cmp(f"d {weight_label(trainable_names[k].split('/', 1)[-1])}", g, "dw", k))
     for k, _ in enumerate(paired("initial-state gradients", ours_dstates, ref["dstates"], checks)):
         checks.append(cmp(f"d initial_state[{k}]", ours_dstates[k], "dstates", k))
     recorder.note_report(report, "layer")
     return report
+
+
+def _keras_references(layer, keras_layer, keras_layer64, x, weights, upstream, mask, training, call_kwargs, xla):
+    """Keras's results for the case, and for a float32 case those of its float64 twin (else None)."""
+    if keras_layer is None:
+        keras_layer = bridge.keras_layer_for(layer)
+    ref = _keras_run(keras_layer, x, weights, upstream, mask, training, call_kwargs, xla)
+    if layer.dtype != "float32":
+        return ref, None
+    if keras_layer64 is None:
+        keras_layer64 = keras_float64_twin(keras_layer)
+    if keras_layer64 is None:
+        return ref, None
+    kwargs64 = dict(call_kwargs)
+    if "initial_state" in kwargs64:
+        kwargs64["initial_state"] = [_as_float64(s) for s in kwargs64["initial_state"]]
+    return ref, _keras_run(keras_layer64, _as_float64(x), [_as_float64(w) for w in weights], upstream, mask,
+                           training, kwargs64, xla)
+
+
+def keras_error_check(error: BaseException) -> Check:
+    """A failing check recording that Keras raised (kept going past it: see :func:`keep_going`)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(error).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("Exception encountered when calling")]
+    return Check(f"keras error: {type(error).__name__}: {(lines or [''])[0][:200]}", np.inf, np.inf, 0.0)
 
 
 def _keras_run(keras_layer, x, weights, upstream, mask, training, call_kwargs, xla):

@@ -15,7 +15,11 @@ bound on how far the two Kerases are apart on that case::
 
 If that bound, relative to the scale of K_B, exceeds the tolerance, Keras on B differs from Keras on
 TensorFlow beyond the tolerance on that case: the cell says ``DIFF`` (a finding about Keras's backends,
-listed with the exact case under ``differences``), not ``FAIL``. Any other failure is a ``FAIL``.
+listed with the exact case under ``differences``), not ``FAIL``. The same holds for an output dtype other
+than Keras-on-TensorFlow's (tinynn's is the same in both runs), and a cell says ``KERR`` where Keras on B
+raised on a case that Keras on TensorFlow computed and tinynn matched (runs of ``--backend all`` keep going
+past failing comparisons and Keras errors: :func:`parity.harness.keep_going`). Any other failure is a
+``FAIL``.
 """
 
 from __future__ import annotations
@@ -95,17 +99,33 @@ def worst_cases(records, rows, command_for) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- merging
+def check_key(what: str) -> str:
+    """The name of a check in every run (a failing dtype check adds ': tinynn X vs Keras Y')."""
+    return what.split(":", 1)[0]
+
+
 def _checks_by_key(doc) -> dict:
     out = {}
     for nodeid, example_id, seq, _layer, _dtype, _kind, _example, checks in doc.get("records", []):
         for what, max_abs, max_rel, tol, *_ in checks:
-            out[(nodeid, example_id, seq, what)] = (_float(max_abs), _float(max_rel), tol)
+            out[(nodeid, example_id, seq, check_key(what))] = (_float(max_abs), _float(max_rel), tol)
     return out
 
 
-def _proven_differences(doc, reference_checks) -> dict:
-    """For one backend's run: row key -> list of its failing comparisons that the reference backend passed by
-    enough to prove a Keras backend difference (see the module docstring); None for an unexplained failure."""
+def _records_passed(doc) -> dict:
+    """(nodeid, example_id, seq) -> whether every check of that record passed."""
+    return {(nodeid, example_id, seq): all(_float(c[2]) <= c[3] for c in checks)
+            for nodeid, example_id, seq, _l, _d, _k, _e, checks in doc.get("records", [])}
+
+
+def _proven_differences(doc, reference_checks, reference_records) -> dict:
+    """For one backend's run: row key -> list of its failing comparisons that prove a Keras backend
+    difference against the reference run (see the module docstring), or None if a failure is unexplained.
+
+    Three kinds of proof, each on the very comparison (test, example, sequence number, check) the reference
+    backend passed: a numeric gap beyond the tolerance (``keras_gap_at_least``); an output dtype other than
+    the reference Keras's (tinynn's is the same in both runs); Keras raising (``keras error``) where the
+    reference Keras computed results that tinynn matched."""
     per_row: dict[tuple, list | None] = {}
     for nodeid, example_id, seq, layer, dtype, kind, example, checks in doc.get("records", []):
         for what, max_abs, max_rel, tol, *_ in checks:
@@ -113,15 +133,21 @@ def _proven_differences(doc, reference_checks) -> dict:
             if max_rel <= tol:
                 continue
             key = _row_key(layer, nodeid, dtype, kind)
-            ref = reference_checks.get((nodeid, example_id, seq, what))
+            case = {"nodeid": nodeid, "example": example, "dtype": dtype, "check": what, "max_rel": max_rel,
+                    "tolerance": tol, "kind": "gap"}
             proven = None
-            if ref is not None and ref[1] <= ref[2] and math.isfinite(max_abs) and max_rel > 0:
-                scale = max_abs / max_rel
-                bound = (max_abs - ref[0]) / scale
+            ref = reference_checks.get((nodeid, example_id, seq, check_key(what)))
+            if what.startswith("keras error"):
+                if reference_records.get((nodeid, example_id, seq)):
+                    proven = {**case, "kind": "error", "keras_gap_at_least": math.inf}
+            elif ref is None or ref[1] > ref[2]:
+                pass  # the reference backend did not pass this very comparison: nothing is proven
+            elif what.startswith("forward") and " dtype: " in what:
+                proven = {**case, "kind": "dtype", "keras_gap_at_least": math.inf}
+            elif math.isfinite(max_abs) and max_rel > 0:
+                bound = (max_abs - ref[0]) / (max_abs / max_rel)
                 if bound > tol:
-                    proven = {"nodeid": nodeid, "example": example, "dtype": dtype, "check": what,
-                              "max_rel": max_rel, "reference_max_rel": ref[1], "keras_gap_at_least": bound,
-                              "tolerance": tol}
+                    proven = {**case, "keras_gap_at_least": bound}
             if proven is None:
                 per_row[key] = None
             elif per_row.get(key, []) is not None:
@@ -140,10 +166,14 @@ def merge(docs: dict[str, dict]) -> dict:
     backends = list(docs)
     reference = docs.get(REFERENCE_BACKEND)
     ref_checks = _checks_by_key(reference) if reference else {}
+    ref_records = _records_passed(reference) if reference else {}
     rows: dict[tuple, dict] = {}
     differences = []
     for name, doc in docs.items():
-        proven = _proven_differences(doc, ref_checks) if name != REFERENCE_BACKEND and reference else {}
+        proven = (_proven_differences(doc, ref_checks, ref_records) if name != REFERENCE_BACKEND and reference
+                  else {})
+        errors = {t["nodeid"].split("[", 1)[0]: t.get("error", "") for t in doc.get("tests", [])
+                  if t.get("outcome") == "failed"}
         for row in doc.get("rows", []):
             key = (row["layer"], row["test"], row["dtype"], row["kind"])
             merged = rows.setdefault(key, {"layer": row["layer"], "test": row["test"], "dtype": row["dtype"],
@@ -153,15 +183,18 @@ def merge(docs: dict[str, dict]) -> dict:
                 merged["tolerance"] = max(merged["tolerance"] or 0.0, row["tolerance"])
             result = row["result"]
             cases = proven.get(key)
+            failure = row["failure"] or errors.get(row["test"]) or None
             if result == "FAIL" and cases and row.get("failure"):  # failed through its comparisons only
-                result = "DIFF"
+                result = "KERR" if all(c["kind"] == "error" for c in cases) else "DIFF"
                 worst = max(cases, key=lambda c: c["keras_gap_at_least"])
                 differences.append({"backend": name, "layer": row["layer"], "test": row["test"], **worst,
+                                    "keras_gap_at_least": _number(worst["keras_gap_at_least"]),
                                     "cases": len(cases)})
             merged["cells"][name] = {"max_rel": row["max_rel"], "max_abs": row["max_abs"], "result": result,
-                                     "examples": row["examples"], "failure": row["failure"]}
+                                     "examples": row["examples"], "failure": failure}
     summaries = {name: doc.get("summary", {}) for name, doc in docs.items()}
-    passed = all(cell["result"] in ("PASS", "XFAIL", "DIFF") for r in rows.values() for cell in r["cells"].values())
+    passed = all(cell["result"] in ("PASS", "XFAIL", "DIFF", "KERR") for r in rows.values()
+                 for cell in r["cells"].values())
     passed = passed and not any(doc.get("collection_problems") or doc.get("missing_layers") for doc in docs.values())
     return {"backends": backends, "rows": sorted(rows.values(), key=lambda r: (r["layer"].startswith("("), r["layer"],
                                                                                r["test"], r["dtype"])),
@@ -209,8 +242,12 @@ def format_merged_table(merged: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- HTML
-_COLOURS = {"PASS": "#d7f2d7", "NEAR": "#fff1b8", "FAIL": "#f7c6c6", "DIFF": "#cfe0fb", "XFAIL": "#e6e6e6",
-            "-": "#ffffff"}
+_COLOURS = {"PASS": "#d7f2d7", "NEAR": "#fff1b8", "FAIL": "#f7c6c6", "DIFF": "#cfe0fb", "KERR": "#e3d4f7",
+            "XFAIL": "#e6e6e6", "-": "#ffffff"}
+_LEGEND = [("PASS", "PASS (worst error ≤ 10% of the tolerance)"), ("NEAR", "PASS, worst error above 10% of it"),
+           ("DIFF", "DIFF: Keras on this backend differs from Keras on TensorFlow, which tinynn matches"),
+           ("KERR", "KERR: Keras on this backend raises where Keras on TensorFlow computes"), ("FAIL", "FAIL"),
+           ("XFAIL", "known difference")]
 
 
 def _cell_class(cell) -> str:
@@ -242,11 +279,8 @@ def to_html(merged: dict, title: str = "tinynn parity with Keras 3") -> str:
                    f"mode {e(str(run.get('mode')))}, profile {e(str(run.get('hypothesis_profile')))}, "
                    f"{e(str(run.get('duration_s')))} s)<br>")
     out.append(f"Overall: <b>{'PASS' if merged['passed'] else 'FAIL'}</b></p>")
-    out.append("<p class='legend'>" + "".join(
-        f"<span style='background:{_COLOURS[k]}'>{label}</span>" for k, label in
-        [("PASS", "PASS (worst error ≤ 10% of the tolerance)"), ("NEAR", "PASS, within 10×"),
-         ("DIFF", "DIFF: this backend's Keras differs from Keras on TensorFlow"), ("FAIL", "FAIL"),
-         ("XFAIL", "known difference")]) + "</p>")
+    out.append("<p class='legend'>" + "".join(f"<span style='background:{_COLOURS[k]}'>{e(label)}</span>"
+                                              for k, label in _LEGEND) + "</p>")
     out.append("<p>Each cell: the worst relative error over every example and check of that row "
                "(max |tinynn − Keras| / max |Keras|; float32 rows against Keras's float64 computation of the "
                "same case), and the result against the row's tolerance.</p>")

@@ -18,7 +18,7 @@ from tinynn import config as tinynn_config
 from tinynn import optimizers
 
 from . import bridge, recorder
-from .harness import Check, LayerReport, paired
+from .harness import Check, LayerReport, keep_going, keras_error_check, paired, weight_label
 
 TRAINING_TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
 
@@ -121,6 +121,29 @@ def _checkpoint_weights(path: str, weights_only: bool, tinynn_model=None, keras_
     return tinynn.load_model(path).get_weights()
 
 
+def _keras_fit(model, initial, x, y, fit_kwargs, callbacks, checkpoints):
+    """Keras's History, final weights and checkpoint files' weights for the twin of ``model``."""
+    dtype = model.layers[0].dtype
+    with keras_floatx(dtype):
+        keras_model = bridge.to_keras(model)
+        keras_model.compile(
+            optimizer=keras_optimizer_for(model.optimizer),
+            loss=keras_loss_for(model.loss),
+            metrics=list(model._metric_specs) or None,
+        )
+        keras_model.set_weights(initial)
+        keras_dir = None
+        if checkpoints:
+            keras_dir = pathlib.Path(checkpoints[0].filepath).parent / "keras"
+            keras_dir.mkdir(exist_ok=True)
+        keras_callbacks = [keras_callback_for(cb, keras_dir) for cb in callbacks]
+        ref = keras_model.fit(x, y, callbacks=keras_callbacks or None, **fit_kwargs).history
+        ref_weights = keras_model.get_weights()
+        ref_saved = [_checkpoint_weights(kc.filepath, cb.save_weights_only, keras_model=keras_model)
+                     for cb, kc in zip(callbacks, keras_callbacks) if cb in checkpoints and "{" not in cb.filepath]
+    return ref, ref_weights, ref_saved
+
+
 def training_parity(model, x, y, *, epochs=3, batch_size=16, validation_split=0.0, validation_data=None,
                     sample_weight=None, callbacks=None) -> LayerReport:
     """Fit a compiled tinynn ``model`` and its Keras twin from the same initial weights and compare.
@@ -138,42 +161,34 @@ def training_parity(model, x, y, *, epochs=3, batch_size=16, validation_split=0.
     # Rebuild tinynn's optimizer under the same floatx as Keras's (its learning rate is stored in floatx)
     with tinynn_floatx(dtype):
         model.optimizer = optimizers.get(optimizers.serialize(model.optimizer))
-    with keras_floatx(dtype):
-        keras_model = bridge.to_keras(model)
-        keras_model.compile(
-            optimizer=keras_optimizer_for(model.optimizer),
-            loss=keras_loss_for(model.loss),
-            metrics=list(model._metric_specs) or None,
-        )
-        keras_model.set_weights(initial)
-        fit_kwargs = dict(epochs=epochs, batch_size=batch_size, shuffle=False, verbose=0,
-                          validation_split=validation_split, validation_data=validation_data,
-                          sample_weight=sample_weight)
-        callbacks = list(callbacks or [])
-        checkpoints = [cb for cb in callbacks if type(cb).__name__ == "ModelCheckpoint"]
-        keras_dir = None
-        if checkpoints:
-            keras_dir = pathlib.Path(checkpoints[0].filepath).parent / "keras"
-            keras_dir.mkdir(exist_ok=True)
-        keras_callbacks = [keras_callback_for(cb, keras_dir) for cb in callbacks]
-        ref = keras_model.fit(x, y, callbacks=keras_callbacks or None, **fit_kwargs).history
-        ref_weights = keras_model.get_weights()
-        ref_saved = [_checkpoint_weights(kc.filepath, cb.save_weights_only, keras_model=keras_model)
-                     for cb, kc in zip(callbacks, keras_callbacks) if cb in checkpoints and "{" not in cb.filepath]
+    fit_kwargs = dict(epochs=epochs, batch_size=batch_size, shuffle=False, verbose=0,
+                      validation_split=validation_split, validation_data=validation_data,
+                      sample_weight=sample_weight)
+    callbacks = list(callbacks or [])
+    checkpoints = [cb for cb in callbacks if type(cb).__name__ == "ModelCheckpoint"]
+    report = LayerReport("training " + "→".join(type(layer).__name__ for layer in model.layers),
+                         {"optimizer": type(model.optimizer).__name__, "loss": type(model.loss).__name__,
+                          "metrics": list(model._metric_specs), "epochs": epochs}, dtype)
+    try:
+        ref, ref_weights, ref_saved = _keras_fit(model, initial, x, y, fit_kwargs, callbacks, checkpoints)
+    except Exception as error:  # noqa: BLE001 - only Keras runs in there
+        if not keep_going():
+            raise
+        report.checks.append(keras_error_check(error))
+        recorder.note_report(report, "training")
+        return report
     ours = model.fit(x, y, callbacks=callbacks or None, **fit_kwargs).history
     ours_saved = [_checkpoint_weights(cb.filepath, cb.save_weights_only, tinynn_model=model)
                   for cb in checkpoints if "{" not in cb.filepath]
     keras.backend.clear_session()
 
-    report = LayerReport("training " + "→".join(type(layer).__name__ for layer in model.layers),
-                         {"optimizer": type(model.optimizer).__name__, "loss": type(model.loss).__name__,
-                          "metrics": list(model._metric_specs), "epochs": epochs}, dtype)
     if sorted(ours) != sorted(ref):
         report.checks.append(Check(f"history keys {sorted(ours)} vs {sorted(ref)}", np.inf, np.inf, 0.0))
     for key in ref:
         if key in ours:
             report.checks.append(_compare_training(f"history[{key!r}]", ours[key], ref[key], dtype))
     names = [n for layer in model.layers for n in layer.weight_names]
+    names = [f"[{j}] {weight_label(n)}" for j, n in enumerate(names)]  # the same in every backend's run
     for name, (w, r) in zip(names, paired("final weights", model.get_weights(), ref_weights, report.checks)):
         report.checks.append(_compare_training(f"final {name}", w, r, dtype))
     for k, (saved, ref_file) in enumerate(paired("checkpoint files", ours_saved, ref_saved, report.checks)):
