@@ -7,7 +7,9 @@ that on every backend:
 
 - tensorflow: ``tf.GradientTape`` (optionally inside ``tf.function(jit_compile=True)``: XLA runs ops the
   plain TF CPU kernels lack, e.g. a ``channels_first`` convolution);
-- torch: ``torch.autograd.grad`` on the variables' ``torch.nn.Parameter`` values;
+- torch: ``torch.autograd.grad`` on the variables' ``torch.nn.Parameter`` values (a stateful RNN's state
+  assignments are collected in a ``keras.StatelessScope`` and applied after: autograd refuses in-place
+  updates of tensors it still needs);
 - jax: ``jax.grad`` of a pure function: the variables' values are swapped in through a
   ``keras.StatelessScope``, and the new values of stateful variables (a stateful RNN's carried states) are
   read back from the scope and assigned afterwards, as a stateful call would.
@@ -122,7 +124,7 @@ def gradients(fn: Callable, tensors: Sequence, variables: Sequence, *, stateful:
     if name == "tensorflow":
         return _tf_gradients(fn, tensors, variables, xla, dense)
     if name == "torch":
-        return _torch_gradients(fn, tensors, variables)
+        return _torch_gradients(fn, tensors, variables, stateful)
     if name == "jax":
         return _jax_gradients(fn, tensors, variables, stateful)
     raise ValueError(f"parity.backend: no gradient helper for the {name!r} backend")
@@ -150,13 +152,23 @@ def _tf_gradients(fn, tensors, variables, xla, dense):
     return aux, as_dense(dts), as_dense(dvs)
 
 
-def _torch_gradients(fn, tensors, variables):
+def _torch_gradients(fn, tensors, variables, stateful):
+    import keras
     import torch
 
     ts = [t.detach().clone().requires_grad_(True) if t.is_floating_point() else t for t in tensors]
-    loss, aux = fn(*ts)
+    updates = []
+    if stateful:  # a stateful RNN assigns its states in place, which autograd refuses: collect, assign after
+        with keras.StatelessScope() as scope:
+            loss, aux = fn(*ts)
+        updates = [scope.get_current_value(v) for v in stateful]
+    else:
+        loss, aux = fn(*ts)
     targets = [t for t in ts if t.requires_grad] + [v.value for v in variables]
     grads = list(torch.autograd.grad(loss, targets, allow_unused=True)) if targets else []
+    for v, new in zip(stateful, updates, strict=True):
+        if new is not None:
+            v.assign(new.detach())
     it = iter(grads)
     dts = [next(it) if t.requires_grad else None for t in ts]
     return aux, dts, list(it)

@@ -11,14 +11,21 @@ array, and must be within the dtype's tolerance: 1e-10 in float64, 1e-5 in float
 
 The reference of a float32 case is Keras's **float64** computation of the same case: the same float32
 inputs, weights, masks, states and upstream gradient, cast exactly to float64, through a float64 twin of
-the Keras layer. Comparing against Keras's own float32 result would add Keras's rounding error to ours;
-where a result cancels (a 1×1 gradient summing terms of both signs over many steps) the two float32 errors
-add up to more than the tolerance although both sides are as accurate as float32 allows. Against float64,
-only tinynn's own float32 error counts, relative to the float64 result's scale. Keras's float32 result is
-still computed: its shapes and output dtypes must match tinynn's, and its own error against float64 is
-kept with each check (``Check.keras_rel``) for the report. Where no float64 twin can be built (a custom
-Keras layer without ``from_config``, and no ``keras_layer64`` given), a float32 case is compared against
-Keras's float32 result and the check says so (``Check.reference``).
+the Keras layer. The error is tinynn's float32 result minus that float64 result, relative to the float64
+*result's* scale: the largest magnitude over the whole result the array belongs to — all outputs (and
+returned states) together, dx, all weight gradients together, all initial-state gradients together —
+i.e. the normwise relative error of that result, ``max|ours - ref64| / max(max|ref64 of the result|,
+floor)``, which must stay under 1e-5. Two reasons. Comparing against Keras's own float32 result would add
+Keras's rounding error to ours. And one array of a result can cancel: a 1-unit stateful SimpleRNN's bias
+gradient sums terms of both signs over every step, so its float32 value carries an error far above 1e-5
+of its own (tiny) magnitude whoever computes it — measured over 400 random cases of the stateful test:
+up to 2.2e-3 for tinynn and 4.5e-4 for Keras's float32 against float64 — while relative to the scale of
+the layer's whole gradient both stay at the float32 level (at most 4.4e-6 and 3.5e-6). float64 checks
+keep the stricter per-array scale. Keras's float32 result is still computed: its shapes and output dtypes
+must match tinynn's, and its own error against float64 (same scale) is kept with each check
+(``Check.keras_rel``) for the report. Where no float64 twin can be built (a custom Keras layer without
+``from_config``, and no ``keras_layer64`` given), a float32 case is compared against Keras's float32
+result and the check says so (``Check.reference``).
 
 Outputs, returned states, weight gradients and initial-state gradients are paired with a strict count
 check: a missing or extra array (e.g. a dropped ``return_state`` output) is a failing check.
@@ -103,24 +110,33 @@ def assert_checks(checks: Sequence[Check], context: str = "") -> None:
         raise AssertionError("parity mismatch " + context + "\n" + "\n".join(f"  {c}" for c in failing))
 
 
-def compare(what: str, ours, ref, dtype: str, *, ref64=None) -> Check:
-    """Compare ``ours`` with Keras's ``ref``; for float32 with ``ref64`` given (Keras's float64 result of the
-    same case), against ``ref64`` instead (see the module docstring), keeping Keras's own error."""
+def compare(what: str, ours, ref, dtype: str, *, ref64=None, scale: float | None = None) -> Check:
+    """Compare ``ours`` with Keras's ``ref``. For float32 with ``ref64`` given (Keras's float64 result of the
+    same case): against ``ref64`` instead, relative to the float64 result's scale — ``max|ref64|``, or
+    ``scale`` when the array is one part of a larger result (e.g. one of a layer's weight gradients: the
+    largest float64 magnitude over all of them; see the module docstring) — keeping Keras's own error."""
     if dtype == "float32" and ref64 is not None:
-        check = _compare(what, ours, ref64, dtype)
+        check = _compare(what, ours, ref64, dtype, scale)
         if ref is not None and np.shape(ref) != np.shape(ours):
             check = Check(f"{what} shape {np.shape(ours)} vs Keras float32 {np.shape(ref)}", np.inf, np.inf,
                           TOLERANCE[dtype])
         check.reference = "keras float64"
         if ref is not None:
-            check.keras_rel = _compare(what, ref, ref64, dtype).max_rel
+            check.keras_rel = _compare(what, ref, ref64, dtype, scale).max_rel
     else:
         check = _compare(what, ours, ref, dtype)
     recorder.note_check(check, dtype)  # for the table of `python -m parity` (no-op otherwise)
     return check
 
 
-def _compare(what: str, ours, ref, dtype: str) -> Check:
+def result_scale(arrays) -> float:
+    """The magnitude of a result made of several arrays: the largest finite |value| over all of them."""
+    mags = [float(np.nanmax(np.abs(a))) for a in arrays
+            if a is not None and np.size(a) and np.isfinite(np.asarray(a, dtype=np.float64)).any()]
+    return max(mags, default=0.0)
+
+
+def _compare(what: str, ours, ref, dtype: str, scale: float | None = None) -> Check:
     ours = np.asarray(ours, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     if ours.shape != ref.shape:
@@ -130,7 +146,8 @@ def _compare(what: str, ours, ref, dtype: str) -> Check:
     both_nan = np.isnan(ours) & np.isnan(ref)
     diff = np.where(both_nan, 0.0, np.abs(ours - ref))
     max_abs = float(np.max(diff))
-    scale = max(float(np.nanmax(np.abs(ref))) if np.isfinite(ref).any() else 0.0, SCALE_FLOOR)
+    own = float(np.nanmax(np.abs(ref))) if np.isfinite(ref).any() else 0.0
+    scale = max(own, scale or 0.0, SCALE_FLOOR)
     return Check(what, max_abs, max_abs / scale, TOLERANCE[dtype])
 
 
@@ -285,9 +302,13 @@ def layer_parity(
         return report
 
     def cmp(what, ours, key, k=None):
+        """``ours`` against part ``k`` of result ``key``; a float32 case relative to the float64 result's scale
+        over all its parts (all outputs, all weight gradients, all initial-state gradients)."""
         r = ref[key] if k is None else ref[key][k]
-        r64 = None if ref64 is None else (ref64[key] if k is None else ref64[key][k])
-        return compare(what, ours, r, dtype, ref64=r64)
+        if ref64 is None:
+            return compare(what, ours, r, dtype)
+        r64 = ref64[key] if k is None else ref64[key][k]
+        return compare(what, ours, r, dtype, ref64=r64, scale=result_scale(ref64[key] if k is not None else [r64]))
 
     checks = report.checks
     for k, (o, r) in enumerate(paired("outputs", ours_out, ref["outputs"], checks)):
@@ -325,6 +346,15 @@ def _keras_references(layer, keras_layer, keras_layer64, x, weights, upstream, m
         kwargs64["initial_state"] = [_as_float64(s) for s in kwargs64["initial_state"]]
     return ref, _keras_run(keras_layer64, _as_float64(x), [_as_float64(w) for w in weights], upstream, mask,
                            training, kwargs64, xla)
+
+
+def record_keras_error(error: BaseException, dtype: str) -> bool:
+    """In a test's own Keras code: with :func:`keep_going`, record that Keras raised and return True (the test
+    then returns); otherwise re-raise."""
+    if not keep_going():
+        raise error
+    recorder.note_check(keras_error_check(error), dtype)
+    return True
 
 
 def keras_error_check(error: BaseException) -> Check:

@@ -58,7 +58,8 @@ def test_binary_accuracy_threshold_matches_keras(threshold):
     rng = np.random.default_rng(2)
     y_true = (rng.random((21, 2)) > 0.5) * 1.0
     y_pred = rng.random((21, 2))
-    y_pred[:3] = threshold  # exactly at the threshold: not above it
+    y_pred[:3] = threshold  # exactly at the threshold: not above it, so a 0 (labels 1 there: an inclusive
+    y_true[:3] = 1.0  # threshold would turn all 6 entries right; with mixed labels the accuracy could stay put)
     ours = metrics.BinaryAccuracy(threshold=threshold)
     ours.update_state(y_true[:7], y_pred[:7])
     ours.update_state(y_true[7:], y_pred[7:])

@@ -20,6 +20,8 @@ from parity.harness import (
     layer_parity,
     paired,
     randomize_weights,
+    record_keras_error,
+    result_scale,
 )
 from parity.options import covers, examples
 from tinynn import activations as tn_activations
@@ -282,11 +284,15 @@ def test_stateful_parity(kind, units, masked, bidirectional, seed, dtype):
     upstream = [rng.normal(size=y2.shape)]
     dx = layer.backward(upstream[0].astype(dtype))
     keras_layer = bridge.keras_layer_for(layer)
-    k1, ref, k_states = _keras_two_calls(keras_layer, weights, x1, x2, masks, upstream)
-    ref64 = None
-    if dtype == "float32":  # the reference: Keras's float64 computation of the same case
-        ref64 = _keras_two_calls(keras_float64_twin(keras_layer), [w.astype("float64") for w in weights],
-                                 x1.astype("float64"), x2.astype("float64"), masks, upstream)
+    try:
+        k1, ref, k_states = _keras_two_calls(keras_layer, weights, x1, x2, masks, upstream)
+        ref64 = None
+        if dtype == "float32":  # the reference: Keras's float64 computation of the same case
+            ref64 = _keras_two_calls(keras_float64_twin(keras_layer), [w.astype("float64") for w in weights],
+                                     x1.astype("float64"), x2.astype("float64"), masks, upstream)
+    except Exception as error:  # noqa: BLE001 - Keras's side only
+        if record_keras_error(error, dtype):
+            return
 
     def r64(part, *keys):
         """A piece of the float64 reference (None for float64 cases)."""
@@ -300,10 +306,12 @@ def test_stateful_parity(kind, units, masked, bidirectional, seed, dtype):
     checks = [compare("first call", y1, k1, dtype, ref64=r64(0)),
               compare("second call", y2, ref["outputs"][0], dtype, ref64=r64(1, "outputs", 0)),
               compare("dx", dx, ref["dx"], dtype, ref64=r64(1, "dx"))]
+    # float32: each weight gradient relative to the scale of the whole float64 gradient (likewise the states)
+    dw_scale, state_scale = (None, None) if ref64 is None else (result_scale(ref64[1]["dw"]), result_scale(ref64[2]))
     for k, (g, r) in enumerate(paired("weight gradients", layer.gradients, ref["dw"], checks)):
-        checks.append(compare(f"d{k}", g, r, dtype, ref64=r64(1, "dw", k)))
+        checks.append(compare(f"d{k}", g, r, dtype, ref64=r64(1, "dw", k), scale=dw_scale))
     for k, (s, ks) in enumerate(paired("states", _stateful_states(layer), k_states, checks)):
-        checks.append(compare("state", s, ks, dtype, ref64=r64(2, k)))
+        checks.append(compare("state", s, ks, dtype, ref64=r64(2, k), scale=state_scale))
     assert_checks(checks)
 
 
