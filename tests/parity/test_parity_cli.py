@@ -125,7 +125,8 @@ def test_cli_names_missing_packages_in_one_line(monkeypatch, capsys):
 
 
 def test_backend_all_smoke(tmp_path):
-    """Every Keras backend in its own process, one merged table with a column per backend, JSON and HTML."""
+    """Every Keras backend in its own process, one merged table with a column per backend, JSON and HTML
+    (the -k expression also selects test_optimizer_steps_on_embedding_match_keras, a proven difference)."""
     out = run([sys.executable, "-m", "parity", "--backend", "all", "-k", "test_flatten_parity or test_embedding_parity",
                "--json", str(tmp_path / "all.json"), "--html", str(tmp_path / "all.html")])
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
@@ -136,7 +137,15 @@ def test_backend_all_smoke(tmp_path):
     assert doc["backends"] == backends and doc["passed"] is True
     assert {"Flatten", "Embedding"} <= {r["layer"] for r in doc["rows"]}
     for row in doc["rows"]:
-        assert set(row["cells"]) == set(backends) and all(c["result"] == "PASS" for c in row["cells"].values()), row
+        assert set(row["cells"]) == set(backends), row
+        results = [row["cells"][b]["result"] for b in backends]
+        if row["test"].endswith("test_optimizer_steps_on_embedding_match_keras"):
+            # a known backend difference, end to end: TensorFlow's IndexedSlices gradient (squared per id
+            # occurrence by RMSprop) vs the dense gradient of JAX and torch
+            assert results == ["PASS", "DIFF", "DIFF"], row
+        else:
+            assert results == ["PASS"] * 3, row
+    assert {d["backend"] for d in doc["differences"]} == {"jax", "torch"}
     assert [doc["runs"][b]["backend"] for b in backends] == backends
     page = (tmp_path / "all.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<table" in page and "Embedding" in page
