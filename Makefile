@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test test-thorough parity bench lint clean
+.PHONY: demo test test-thorough parity parity-backends mutation bench lint clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,14 @@ test-thorough: $(VENV)/.test
 
 parity: $(VENV)/.test
 	$(PY) -m parity
+
+# The parity matrix on every Keras backend (tensorflow, jax, torch), one column each, also as an HTML page.
+parity-backends: $(VENV)/.test
+	$(PY) -m parity --backend all --html parity-backends.html
+
+# Plant each of parity/mutation.py's bugs in a copy of tinynn and check the ci parity suite catches it.
+mutation: $(VENV)/.test
+	$(PY) -m parity.mutation
 
 bench: $(VENV)/.bench
 	$(PY) benchmarks/run.py

@@ -1,10 +1,14 @@
-"""The parity suite: proves tinynn computes what Keras 3 computes.
+"""The parity suite: proves tinynn computes what Keras 3 computes, on any Keras backend.
 
-This package imports Keras and TensorFlow (``pip install -e .[test]``); ``tinynn`` never imports it.
+Needs ``pip install 'tinynn[parity]'`` (pytest, hypothesis, keras, h5py, TensorFlow; ``parity-jax`` /
+``parity-torch`` for the other backends); ``tinynn`` never imports this package. The Keras backend is
+``KERAS_BACKEND`` (default tensorflow), set before Keras is imported; see :mod:`parity.backend`.
 """
 
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN reorders float sums; keep TF's reference kernels
+
+from . import backend as _backend  # noqa: E402  (after KERAS_BACKEND: configures the chosen backend)
+
+_backend.configure()

@@ -21,11 +21,13 @@ import math
 import os
 import pathlib
 import random
+import re
 import shlex
+import subprocess
 import sys
 import time
 
-from . import coverage, recorder
+from . import backend, coverage, recorder, report
 
 MODES = {
     # mode: (hypothesis profile, profile when --seed is given)
@@ -57,6 +59,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-k", dest="keyword", metavar="EXPR", help="pytest -k expression to select tests")
     p.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output (one line per test)")
     p.add_argument("--width", type=int, default=42, help="width of the options column (default 42)")
+    p.add_argument("--backend", choices=[*backend.BACKENDS, "all"], default=backend.DEFAULT,
+                   help="the Keras backend to compare against (default tensorflow); 'all' runs each backend in its "
+                        "own process and prints one table with a column per backend")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report to FILE")
+    p.add_argument("--no-shrink", action="store_true", help=argparse.SUPPRESS)  # set for --backend all's runs
     return p.parse_args(argv)
 
 
@@ -102,7 +109,7 @@ def _json_number(x):
 
 # ---------------------------------------------------------------------------------------------- running
 def _pytest_command(target: str, profile: str, seed: int | None) -> str:
-    env = f"HYPOTHESIS_PROFILE={profile} "
+    env = f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND', backend.DEFAULT)} HYPOTHESIS_PROFILE={profile} "
     cmd = [sys.executable, "-m", "pytest", "-p", "parity.recorder", "-p", "no:cacheprovider", target]
     if seed is not None:
         cmd.append(f"--hypothesis-seed={seed}")
@@ -168,6 +175,98 @@ def collection_problems(rec: recorder.Recorder, inventory: dict[pathlib.Path, li
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    backends = list(backend.BACKENDS) if args.backend == "all" else [args.backend]
+    missing = backend.missing_packages(backends)
+    if missing:
+        print(f"parity: missing packages: {', '.join(missing)}; install them with: "
+              f"pip install 'tinynn[{backend.extra_for(backends)}]'", file=sys.stderr)
+        return 2
+    if args.backend == "all":
+        return run_all_backends(args)
+    backend.select(args.backend)
+    return run(args)
+
+
+def _child_args(args: argparse.Namespace) -> list[str]:
+    """The command-line arguments of one backend's run of ``--backend all``."""
+    out = [f"--{args.mode}", "--width", str(args.width), "--no-shrink"]
+    for name in args.layer:
+        out += ["--layer", name]
+    if args.keyword:
+        out += ["-k", args.keyword]
+    if args.seed is not None:
+        out += ["--seed", str(args.seed)]
+    if args.tests:
+        out += ["--tests", args.tests]
+    return out
+
+
+def run_all_backends(args: argparse.Namespace) -> int:
+    """Run each backend in its own process (Keras fixes its backend at import) and merge the results."""
+    import tempfile
+
+    docs = {}
+    start = time.perf_counter()
+    seed = args.seed
+    if seed is None and args.mode == "thorough":  # one seed for every backend, so they draw the same examples
+        seed = random.randrange(2**32)
+        args.seed = seed
+    with tempfile.TemporaryDirectory(prefix="parity-") as tmp:
+        for name in backend.BACKENDS:
+            out_json = pathlib.Path(tmp) / f"{name}.json"
+            log = pathlib.Path(tmp) / f"{name}.log"
+            cmd = [sys.executable, "-m", "parity", *_child_args(args), "--backend", name, "--json", str(out_json)]
+            print(f"parity: running the {name} backend ({' '.join(shlex.quote(c) for c in cmd[1:])})", flush=True)
+            t0 = time.perf_counter()
+            with open(log, "w") as fh:
+                # keep going past failing comparisons, so every backend runs (and records) the same examples
+                env = {**os.environ, "PARITY_KEEP_GOING": "1"}
+                code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
+            text = log.read_text()
+            tail = [ln for ln in text.splitlines() if ln.startswith(("collected ", "coverage:", "parity: PASS",
+                                                                       "parity: FAIL", "COLLECTION:"))]
+            print(f"  {name}: exit {code}, {time.perf_counter() - t0:.0f} s; " + "; ".join(tail), flush=True)
+            if not out_json.exists():
+                print(text[-3000:])
+                docs[name] = {"backend": name, "rows": [], "records": [], "passed": False,
+                              "summary": {"text": f"no results (exit {code})"}, "collection_problems": [
+                                  f"the {name} run ended without results (exit {code})"]}
+                continue
+            docs[name] = json.loads(out_json.read_text())
+            if args.verbose or code not in (0, 1):
+                print(text)
+    merged = report.merge(docs)
+    merged["duration_s"] = round(time.perf_counter() - start, 1)
+    print()
+    print(report.format_merged_table(merged))
+    print()
+    for name in backend.BACKENDS:
+        print(f"{name}: {docs[name].get('summary', {}).get('text', '')}")
+    if merged["differences"]:
+        print("\nbackend differences (tinynn matches Keras on TensorFlow; Keras on this backend computes something "
+              "else, by at least 'gap' relative, returns another dtype, or raises):")
+        for d in merged["differences"]:
+            what = {"gap": f"gap ≥ {report.fmt(d['keras_gap_at_least'])} (tol {d['tolerance']:.0e})",
+                    "dtype": "another output dtype", "error": "Keras raises"}[d["kind"]]
+            print(f"  {d['backend']}: {d['layer']} {d['check']} ({d['dtype']}) {what}; {d['nodeid']} {d['example']}")
+    failures = [(r, b) for r in merged["rows"] for b, c in r["cells"].items() if c["result"] == "FAIL"]
+    for r, b in failures:
+        cell = r["cells"][b]
+        print(f"\nFAIL on {b}: {r['layer']} {r['test']} ({r['dtype']})")
+        if cell.get("failure"):
+            print("  " + cell["failure"].replace("\n", "\n  "))
+    print(f"\nparity --backend all: {'PASS' if merged['passed'] else 'FAIL'} ({merged['duration_s']:.0f} s)")
+    if args.json:
+        report.write_json(args.json, merged)
+        print(f"parity: results written to {args.json}")
+    if args.html:
+        pathlib.Path(args.html).write_text(report.to_html(merged))
+        print(f"parity: HTML report written to {args.html}")
+    return 0 if merged["passed"] else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    """One backend, in this process: pytest over the parity cases with the recorder, then the table."""
     import pytest
 
     test_dir = pathlib.Path(args.tests).resolve() if args.tests else coverage.tests_dir()
@@ -188,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     if seed is None and args.mode == "thorough":  # random exploration: choose and print the seed so it reproduces
         seed = random.randrange(2**32)
         profile = MODES["thorough"][1]
+    if args.no_shrink:
+        profile = recorder.no_shrink_profile(profile)
     os.environ["HYPOTHESIS_PROFILE"] = profile
     os.environ[recorder.CLI_ENV] = "1"
 
@@ -209,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     if seed is not None:
         pytest_args.append(f"--hypothesis-seed={seed}")
 
-    print(f"parity: mode {args.mode}, hypothesis profile {profile!r}" + (f", seed {seed}" if seed is not None else "")
-          + f", tests in {test_dir}", flush=True)
+    keras_backend = os.environ.get("KERAS_BACKEND", backend.DEFAULT)
+    print(f"parity: Keras backend {keras_backend}, mode {args.mode}, hypothesis profile {profile!r}"
+          + (f", seed {seed}" if seed is not None else "") + f", tests in {test_dir}", flush=True)
     rec = recorder.Recorder(quick_subset=args.mode == "quick")
     recorder.activate(rec)
     start = time.perf_counter()
@@ -244,8 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     ran = len(rec.outcomes)
     subset = (f" (quick: {ran} of them, every parameter value of each parametrized test at least once; --ci runs "
               "all)") if ran < len(rec.collected) and args.mode == "quick" else ""
-    print(f"collected {len(rec.collected)} parity tests from {n_files} files{subset}; {n_pass} passed, "
-          f"{len(failed_tests)} failed, {n_skip} skipped; {len(rec.records)} reports, {n_checks} compared arrays")
+    failing_rows = sum(not (r.passed or r.xfail) for r in rows)
+    summary = (f"collected {len(rec.collected)} parity tests from {n_files} files{subset}; {n_pass} passed, "
+               f"{len(failed_tests)} failed, {n_skip} skipped; {len(rec.records)} reports, {n_checks} compared arrays"
+               + (f"; {failing_rows} table rows FAIL" if failing_rows else ""))
+    print(summary)
     for nodeid, out in sorted(rec.outcomes.items()):
         if out.outcome in ("skipped", "xfailed"):
             print(f"  {out.outcome} {nodeid}: {out.skip_reason}")
@@ -257,6 +362,10 @@ def main(argv: list[str] | None = None) -> int:
               + (f" (not: {', '.join(no_fit)})" if no_fit else ""))
     for problem in problems:
         print(f"COLLECTION: {problem}")
+
+    def rerun_command(nodeid: str) -> str:
+        test_file = test_dir / pathlib.Path(nodeid.split("::", 1)[0]).name
+        return _pytest_command(str(test_file) + "::" + nodeid.split("::", 1)[1], profile, seed)
 
     reproductions = {}
     if failed_tests:
@@ -275,23 +384,36 @@ def main(argv: list[str] | None = None) -> int:
                 print("  " + repro["example"].replace("\n", "\n  "))
             if "reproduce_failure" in repro:
                 print(f"  reproduce: add {repro['reproduce_failure']} above the test function")
-            test_file = test_dir / pathlib.Path(nodeid.split("::", 1)[0]).name
-            target = str(test_file) + "::" + nodeid.split("::", 1)[1]
-            print("  rerun:     " + _pytest_command(target, profile, seed))
+            print("  rerun:     " + rerun_command(nodeid))
 
-    ok = code == 0 and not failed_tests and not problems and not missing
+    ok = code == 0 and not failed_tests and not problems and not missing and not failing_rows
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("parity: no tests were collected", file=sys.stderr)
     print(f"\nparity: {'PASS' if ok else 'FAIL'} ({elapsed:.1f} s)")
 
-    if args.json:
-        _write_json(args, rows, rec, profile, seed, elapsed, code, ok, cov, missing, problems, reproductions)
+    if args.json or args.html:
+        doc = _document(args, rows, rec, profile, seed, elapsed, code, ok, cov, missing, problems, reproductions,
+                        summary, rerun_command)
+        if args.json:
+            report.write_json(args.json, doc)
+            print(f"parity: results written to {args.json}")
+        if args.html:
+            pathlib.Path(args.html).write_text(report.to_html(report.single(doc)))
+            print(f"parity: HTML report written to {args.html}")
     if ok:
         return 0
     return int(code) if code not in (0, pytest.ExitCode.TESTS_FAILED) else 1
 
 
-def _write_json(args, rows, rec, profile, seed, elapsed, code, ok, cov, missing, problems, reproductions) -> None:
+def _error_line(longrepr: str) -> str:
+    """The exception line of a failed test's report (pytest marks it with 'E   ')."""
+    lines = [ln[1:].strip() for ln in longrepr.splitlines() if ln.startswith("E ") and ln[1:].strip()]
+    errors = [ln for ln in lines if re.match(r"\w+(Error|Exception)\b", ln)]
+    return (errors or lines or [""])[0][:300]
+
+
+def _document(args, rows, rec, profile, seed, elapsed, code, ok, cov, missing, problems, reproductions, summary,
+              rerun_command) -> dict:
     import tinynn
 
     try:
@@ -300,9 +422,10 @@ def _write_json(args, rows, rec, profile, seed, elapsed, code, ok, cov, missing,
         keras_version = version("keras")
     except Exception:  # pragma: no cover
         keras_version = None
-    doc = {
+    return {
         "passed": ok,
         "exit_code": int(code),
+        "backend": os.environ.get("KERAS_BACKEND", backend.DEFAULT),
         "mode": args.mode,
         "hypothesis_profile": profile,
         "seed": seed,
@@ -311,25 +434,18 @@ def _write_json(args, rows, rec, profile, seed, elapsed, code, ok, cov, missing,
         "tinynn_version": tinynn.__version__,
         "keras_version": keras_version,
         "collected": len(rec.collected),
-        "rows": [
-            {"layer": r.layer, "test": r.test, "dtype": r.dtype, "kind": r.kind, "examples": r.examples,
-             "options": r.options, "checks": sorted(r.kinds), "check_names": sorted(r.check_names),
-             "max_abs": _json_number(r.max_abs) if r.examples else None,
-             "max_rel": _json_number(r.max_rel) if r.examples else None,
-             "tolerance": r.tolerance if r.examples else None, "passed": r.passed, "result": r.result,
-             "failure": r.worst_failure or None}
-            for r in rows
-        ],
+        "summary": {"text": summary, "passed": ok},
+        "rows": [report.row_document(r) for r in rows],
         "tests": [
             {"nodeid": n, "outcome": o.outcome, "duration_s": round(o.duration, 3),
-             **({"reproduction": reproductions.get(n, {})} if o.outcome == "failed" else {}),
+             **({"reproduction": reproductions.get(n, {}), "rerun": rerun_command(n), "error": _error_line(o.longrepr)}
+                if o.outcome == "failed" else {}),
              **({"skip_reason": o.skip_reason} if o.outcome == "skipped" else {})}
             for n, o in sorted(rec.outcomes.items())
         ],
         "coverage": cov,
         "missing_layers": missing,
         "collection_problems": problems,
+        "worst_cases": report.worst_cases(rec.records, rows, rerun_command),
+        "records": report.records_document(rec.records),
     }
-    with open(args.json, "w") as fh:
-        json.dump(doc, fh, indent=1)
-    print(f"parity: results written to {args.json}")

@@ -28,7 +28,9 @@ def register_profiles() -> None:
     random examples), ``dev`` (4); and those of the parity CLI: ``parity-quick``, few derandomized examples
     per property (every test, layer and check still runs), no shrinking; ``parity-seeded``: the same, random
     under ``--hypothesis-seed``; ``parity-ci-seeded`` and ``parity-thorough-seeded``: 12 and 250 random
-    examples under ``--hypothesis-seed``."""
+    examples under ``--hypothesis-seed``. Seeded profiles use no example database (a seed alone reproduces
+    the run). Every profile that shrinks also has a ``NAME-noshrink`` twin (what ``--backend all`` runs, so
+    that a failing example stays the one every backend ran)."""
     try:
         from hypothesis import HealthCheck, Phase, settings
     except ImportError:  # the harness works without hypothesis; only the CLI and the tests need it
@@ -37,14 +39,25 @@ def register_profiles() -> None:
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     # quick runs stop at the first failing example instead of shrinking it (which can take minutes); the
     # falsifying example and its @reproduce_failure line are printed all the same
-    quick = dict(max_examples=QUICK_EXAMPLES, phases=[Phase.explicit, Phase.reuse, Phase.generate], **common)
-    settings.register_profile("ci", max_examples=12, derandomize=True, **common)
-    settings.register_profile("thorough", max_examples=250, **common)
-    settings.register_profile("dev", max_examples=4, derandomize=True, **common)
+    no_shrink = dict(phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    quick = dict(max_examples=QUICK_EXAMPLES, **no_shrink, **common)
+    profiles = {
+        "ci": dict(max_examples=12, derandomize=True, **common),
+        "thorough": dict(max_examples=250, **common),
+        "dev": dict(max_examples=4, derandomize=True, **common),
+        "parity-ci-seeded": dict(max_examples=12, derandomize=False, database=None, **common),
+        "parity-thorough-seeded": dict(max_examples=250, derandomize=False, database=None, **common),
+    }
+    for name, kwargs in profiles.items():
+        settings.register_profile(name, **kwargs)
+        settings.register_profile(f"{name}-noshrink", **kwargs, **no_shrink)
     settings.register_profile("parity-quick", derandomize=True, **quick)
-    settings.register_profile("parity-seeded", derandomize=False, **quick)
-    settings.register_profile("parity-ci-seeded", max_examples=12, derandomize=False, **common)
-    settings.register_profile("parity-thorough-seeded", max_examples=250, derandomize=False, **common)
+    settings.register_profile("parity-seeded", derandomize=False, database=None, **quick)
+
+
+def no_shrink_profile(name: str) -> str:
+    """The profile that draws what ``name`` draws but does not shrink a failing example."""
+    return name if name in ("parity-quick", "parity-seeded") or name.endswith("-noshrink") else f"{name}-noshrink"
 
 
 register_profiles()
@@ -53,7 +66,11 @@ register_profiles()
 # ---------------------------------------------------------------------------------------------- recording
 @dataclass
 class Record:
-    """One report (``kind`` 'layer' or 'training') or one bare comparison (``kind`` 'compare')."""
+    """One report (``kind`` 'layer' or 'training') or one bare comparison (``kind`` 'compare').
+
+    ``example`` describes the hypothesis example that made it ('' outside hypothesis), ``example_id`` is a
+    digest of its drawn values, ``seq`` counts the records of the same test and example: (nodeid,
+    example_id, seq, check name) names the same comparison in runs on different Keras backends."""
 
     nodeid: str
     kind: str
@@ -61,6 +78,9 @@ class Record:
     config: dict
     dtype: str
     checks: list
+    example: str = ""
+    example_id: str = ""
+    seq: int = 0
 
 
 @dataclass
@@ -81,21 +101,100 @@ class Recorder:
         self.quick_subset = quick_subset  # run only a covering subset of parametrized variants
 
         self._loose: list[Record] = []  # bare comparisons not (yet) claimed by a report
+        self.example, self.example_id = "", ""
+        self._seq: dict[tuple, int] = defaultdict(int)
+
+    def start_example(self, kwargs: dict) -> None:
+        """Called with the drawn arguments before each hypothesis example runs."""
+        self.flush()
+        self.example, self.example_id = describe_example(kwargs)
+
+    def _record(self, kind, layer, config, dtype, checks) -> Record:
+        key = (self.current, self.example_id)
+        seq = self._seq[key]
+        self._seq[key] += 1
+        return Record(self.current, kind, layer, config, dtype, checks, self.example, self.example_id, seq)
 
     def note_report(self, report, kind: str) -> None:
         # the report's checks were seen one by one by note_check before: they belong to the report now
         claimed = {id(c) for c in report.checks}
         self._loose = [r for r in self._loose if id(r.checks[0]) not in claimed]
         self.flush()
-        self.records.append(Record(self.current, kind, report.layer, dict(report.config), report.dtype,
-                                   list(report.checks)))
+        self.records.append(self._record(kind, report.layer, dict(report.config), report.dtype,
+                                         list(report.checks)))
 
     def note_check(self, check, dtype: str) -> None:
-        self._loose.append(Record(self.current, "compare", "", {}, dtype, [check]))
+        self._loose.append(Record(self.current, "compare", "", {}, dtype, [check], self.example, self.example_id))
 
     def flush(self) -> None:
+        for record in self._loose:
+            key = (record.nodeid, record.example_id)
+            record.seq = self._seq[key]
+            self._seq[key] += 1
         self.records.extend(self._loose)
         self._loose = []
+
+
+def _stable(value) -> str:
+    """A text that is the same in every process for equal drawn values (arrays by content)."""
+    import hashlib
+
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return f"array{value.shape}{value.dtype}:{hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest()[:16]}"
+    if isinstance(value, (list, tuple)):
+        inner = ",".join(_stable(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k!r}:{_stable(v)}" for k, v in sorted(value.items(), key=lambda kv: repr(kv[0]))) + "}"
+    if isinstance(value, float):
+        return repr(float(value))
+    return repr(value)
+
+
+def describe_example(kwargs: dict) -> tuple[str, str]:
+    """(a readable one-line description, a digest) of a hypothesis example's drawn arguments."""
+    import hashlib
+
+    import numpy as np
+
+    def short(value) -> str:
+        if isinstance(value, np.ndarray):
+            return f"array{value.shape}"
+        if isinstance(value, (list, tuple)):
+            inner = ", ".join(short(v) for v in value)
+            return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+        if isinstance(value, float):
+            return f"{value:.6g}"
+        return repr(value)
+
+    text = ", ".join(f"{k}={short(v)}" for k, v in sorted(kwargs.items()))
+    digest = hashlib.sha1(_stable(kwargs).encode()).hexdigest()[:16]
+    return text, digest
+
+
+def track_examples(test_function) -> None:
+    """Make a ``@given`` test tell the active recorder which example it is running.
+
+    The wrapper replaces ``test_function.hypothesis.inner_test`` with ``functools.wraps``: hypothesis derives a
+    derandomized run's seed from the inner test's source and signature, which the wrapper passes through
+    (``__wrapped__``), so the examples drawn are exactly those of an untracked run."""
+    import functools
+
+    handle = getattr(test_function, "hypothesis", None)
+    if handle is None or getattr(handle.inner_test, "_parity_tracked", False):
+        return
+    inner = handle.inner_test
+
+    @functools.wraps(inner)
+    def tracked(*args, **kwargs):
+        if _ACTIVE is not None:
+            _ACTIVE.start_example(kwargs)
+        return inner(*args, **kwargs)
+
+    tracked._parity_tracked = True
+    handle.inner_test = tracked
 
 
 _ACTIVE: Recorder | None = None
@@ -111,7 +210,12 @@ def active() -> Recorder | None:
 
 
 def note_report(report, kind: str) -> None:
-    """Called by the harness for every finished report (a no-op unless a Recorder is active)."""
+    """Called by the harness for every finished report (kept in full only while a Recorder is active; the
+    layers each test compared are always noted for the run-time coverage guard, :mod:`parity.guard`)."""
+    if kind == "layer":
+        from . import guard
+
+        guard.note_layer_report(report)
     if _ACTIVE is not None:
         _ACTIVE.note_report(report, kind)
 
@@ -142,6 +246,8 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     if rec is None:
         return
     rec.collected = list(items)
+    for item in items:
+        track_examples(getattr(item, "obj", None))
     if rec.quick_subset:
         keep = covering_subset(items)
         dropped = [item for item in items if item not in keep]
@@ -183,6 +289,7 @@ def pytest_runtest_setup(item) -> None:
     if _ACTIVE is not None:
         _ACTIVE.flush()
         _ACTIVE.current = item.nodeid
+        _ACTIVE.example, _ACTIVE.example_id = "", ""
 
 
 def pytest_runtest_logreport(report) -> None:
@@ -212,13 +319,13 @@ def check_kind(what: str, kind: str) -> str:
     """Classify a check: forward, input gradient, weight gradients, state gradients, fit history, final weights."""
     if kind == "training":
         return "weights" if what.startswith("final ") else "fit"
-    if what.startswith("forward"):
+    if what.startswith("forward") or what.startswith("outputs count"):
         return "fwd"
     if what == "dx" or what.startswith("dx["):  # dx[k]: the k-th input of a layer called on a list
         return "dx"
-    if what.startswith("d initial_state"):
+    if what.startswith("d initial_state") or what.startswith("initial-state gradients count"):
         return "dstate"
-    if what.startswith("d ") or what.startswith("weight count"):
+    if what.startswith("d ") or what.startswith("weight count") or what.startswith("weight gradients count"):
         return "dW"
     return "value"
 

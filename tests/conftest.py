@@ -2,7 +2,8 @@
 
 Profiles: ``ci`` (default, quick: what ``make test`` runs) and ``thorough`` (deep search):
 ``HYPOTHESIS_PROFILE=thorough pytest``. Importing :mod:`parity` also selects Keras's TensorFlow backend and
-float64-faithful TF kernels for the tests that compare against Keras.
+float64-faithful TF kernels for the tests that compare against Keras. Under ``CI=true`` a skip for a
+missing package fails (:mod:`parity.ci`).
 """
 
 import os
@@ -10,6 +11,7 @@ import os
 from hypothesis import settings
 
 from parity import recorder
+from parity.ci import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401  (pytest hooks)
 
 recorder.register_profiles()
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

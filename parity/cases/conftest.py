@@ -1,10 +1,29 @@
-"""Hypothesis profiles for the parity cases (the same ones tests/ uses), also when run from an installed wheel."""
+"""Set-up of the parity cases, also when run from an installed wheel: the hypothesis profiles (the same ones
+tests/ uses), the run-time coverage guard's bookkeeping (:mod:`parity.guard`; its test runs last), and the
+CI rule that a skip for a missing package fails (:mod:`parity.ci`)."""
 
 import os
 
 from hypothesis import settings
 
-from parity import recorder
+from parity import guard, recorder
+from parity.ci import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401  (pytest hooks)
 
 recorder.register_profiles()
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+GUARD_TEST = "test_layer_coverage.py::test_every_public_layer_ran_through_layer_parity"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The coverage guard runs after every other parity case."""
+    last = [item for item in items if item.nodeid.endswith(GUARD_TEST)]
+    items[:] = [item for item in items if item not in last] + last
+
+
+def pytest_runtest_setup(item):
+    guard.start(item.nodeid)
+
+
+def pytest_runtest_logreport(report):
+    guard.note_outcome(report)

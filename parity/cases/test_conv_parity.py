@@ -1,5 +1,9 @@
 """Conv1D, DepthwiseConv1D and SeparableConv1D against Keras 3: forward, dx and every weight gradient, with
-random weights (biases included) and a random upstream gradient, over the whole option space."""
+random weights (biases included) and a random upstream gradient, over the whole option space.
+
+TensorFlow's CPU kernels cannot run a ``channels_first`` Conv1D (Conv2D supports NHWC only there): on the
+TensorFlow backend Keras's answer for it is computed under XLA (``tf.function(jit_compile=True)``), which
+compiles the same Keras layer call; JAX and torch run it natively."""
 
 import numpy as np
 import pytest
@@ -7,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parity.harness import layer_parity
+from parity.options import covers, examples
 from tinynn import layers
 
 # (No "elu": TF computes it in float32 as Eigen's vectorized exp(x) - 1, which near 0 is off by ~1e-4 relative,
@@ -25,17 +30,23 @@ def _input(seed, shape, dtype):
     return np.random.default_rng(seed).normal(size=shape).astype(dtype)
 
 
+def _effective_dilation(case: dict) -> int:
+    """Keras (and tinynn) reject strides > 1 with dilation_rate > 1 (tested in test_conv_layers): dilation
+    is dropped to 1 there."""
+    return 1 if case["strides"] > 1 else case["dilation"]
+
+
 def _conv1d_case(kernel_size, strides, dilation, padding, groups, group_channels, group_filters, extra_length,
-                 batch, activation, use_bias, dtype, seed):
-    if strides > 1:
-        dilation = 1  # Keras (and tinynn) reject strides > 1 with dilation_rate > 1; tested in test_conv_layers
+                 batch, data_format, activation, use_bias, dtype, seed):
+    dilation = _effective_dilation(dict(strides=strides, dilation=dilation))
     length = _min_length(kernel_size, dilation, padding) + extra_length
     layer = layers.Conv1D(
         groups * group_filters, kernel_size, strides=strides, padding=padding, dilation_rate=dilation,
-        groups=groups, activation=activation, use_bias=use_bias, dtype=dtype,
+        groups=groups, data_format=data_format, activation=activation, use_bias=use_bias, dtype=dtype,
     )  # fmt: skip
-    x = _input(seed, (batch, length, groups * group_channels), dtype)
-    layer_parity(layer, x, seed=seed).assert_ok()
+    channels = groups * group_channels
+    shape = (batch, length, channels) if data_format == "channels_last" else (batch, channels, length)
+    layer_parity(layer, _input(seed, shape, dtype), seed=seed, xla=data_format == "channels_first").assert_ok()
 
 
 CONV1D_OPTIONS = dict(
@@ -47,21 +58,38 @@ CONV1D_OPTIONS = dict(
     group_filters=st.integers(1, 4),
     extra_length=st.integers(0, 8),
     batch=st.integers(1, 3),
+    data_format=st.sampled_from(["channels_last", "channels_first"]),
     activation=st.sampled_from(ACTIVATIONS),
     use_bias=st.booleans(),
     dtype=DTYPES,
     seed=st.integers(0, 2**16),
 )
+PADDINGS = ["valid", "same", "causal"]
+# every padding with and without (effective) dilation: causal padding with dilation shifts by (k-1)·d
+padding_dilated = (lambda case: (case["padding"], _effective_dilation(case) > 1),
+                   [(p, d) for p in PADDINGS for d in (False, True)])
+CONV1D_BASE = dict(kernel_size=3, strides=1, dilation=2, padding="causal", group_channels=2, group_filters=2,
+                   extra_length=3, batch=2, data_format="channels_last", activation="relu", use_bias=True,
+                   dtype="float64", seed=5)
 
 
+@covers(padding_dilated=padding_dilated)
 @given(**CONV1D_OPTIONS)
+@examples(CONV1D_BASE, dict(), dict(padding="same", dtype="float32", data_format="channels_first", kernel_size=9,
+                                    extra_length=8),
+          dict(padding="valid", dilation=3, activation="softplus", group_channels=4, group_filters=4))
 def test_conv1d_parity(**case):
     _conv1d_case(groups=1, **case)
 
 
 # Keras runs grouped convolutions through XLA on CPU, which compiles once per shape (~1 s): half the examples.
 @settings(max_examples=max(2, settings.default.max_examples // 2))
+@covers(padding_dilated=padding_dilated)
 @given(groups=st.integers(2, 3), **CONV1D_OPTIONS)
+@examples(dict(CONV1D_BASE, groups=2), dict(), dict(groups=3, padding="same", data_format="channels_first",
+                                                    dtype="float32"),
+          dict(padding="valid", dilation=3, activation="tanh"),
+          dict(kernel_size=9, strides=3, group_channels=4, activation="softplus", extra_length=2))
 def test_grouped_conv1d_parity(**case):
     _conv1d_case(**case)
 
@@ -109,6 +137,9 @@ def test_depthwise_conv1d_parity(
     dtype=DTYPES,
     seed=st.integers(0, 2**16),
 )
+@examples(dict(filters=3, kernel_size=3, strides=1, dilation=1, padding="same", channels=2, depth_multiplier=2,
+               extra_length=4, data_format="channels_last", use_bias=True, dtype="float32", seed=7),
+          *[dict(activation=a, dtype=d) for a, d in [("relu", "float64"), ("tanh", "float32"), ("sigmoid", "float64")]])
 def test_separable_conv1d_parity(
     filters, kernel_size, strides, dilation, padding, channels, depth_multiplier, extra_length, data_format,
     activation, use_bias, dtype, seed,

@@ -18,8 +18,9 @@ import pytest
 from keras import layers as K
 
 import tinynn as tn
+from parity import backend
 from parity.bridge import from_keras, to_keras
-from parity.harness import compare
+from parity.harness import assert_checks, compare
 from parity.training import keras_floatx, training_parity
 
 
@@ -82,12 +83,11 @@ def keras_model(case: str, dtype: str = "float32", seed: int = 0):
 def keras_predict(model, x, dtype: str) -> np.ndarray:
     """Keras's outputs in inference mode, called eagerly (``model.predict`` would also cast float inputs to
     floatx, float32 by default, even for a float64 model; and it compiles a graph per model, which is slow)."""
-    return np.asarray(model(x, training=False))
+    return backend.numpy(model(x, training=False))
 
 
 def assert_close(what, ours, ref, dtype):
-    check = compare(what, ours, ref, dtype)
-    assert check.passed, str(check)
+    assert_checks([compare(what, ours, ref, dtype)])
 
 
 def assert_same_weights(a: list, b: list):
@@ -182,8 +182,7 @@ def _training_data():
 
 def _assert_weights_close(ours, ref):
     for w, r in zip(ours, ref):
-        check = compare("weights after resuming", w, r, "float64")
-        assert check.passed, str(check)  # 1e-10: stricter than the 1e-9 of whole-training parity
+        assert_checks([compare("weights after resuming", w, r, "float64")])  # 1e-10: stricter than fits' 1e-9
 
 
 @pytest.mark.parametrize("direction", ["keras_to_tinynn", "tinynn_to_keras"])

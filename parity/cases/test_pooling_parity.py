@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from parity.harness import layer_parity
+from parity.options import covers, examples
 from tinynn import layers
 
 DTYPES = st.sampled_from(["float64", "float32"])
@@ -21,6 +22,38 @@ def _input(seed, batch, length, channels, data_format, dtype, ties):
     return np.ascontiguousarray(x).astype(dtype)
 
 
+def _windows(length, pool_size, strides, padding):
+    """Start and end of every pooling window over [0, length) (TF's 'same': the padding split left/right)."""
+    stride = strides or pool_size
+    if padding == "valid":
+        starts = range(0, length - pool_size + 1, stride)
+    else:
+        out = -(-length // stride)
+        left = max((out - 1) * stride + pool_size - length, 0) // 2
+        starts = [i * stride - left for i in range(out)]
+    return [(max(s, 0), min(s + pool_size, length)) for s in starts]
+
+
+def _has_tied_window(kw) -> bool:
+    """Whether a max-pooling example has a window whose maximum occurs more than once (a tie)."""
+    if kw["kind"] != "max" or not kw["ties"]:
+        return False
+    length = (kw["pool_size"] if kw["padding"] == "valid" else 1) + kw["extra_length"]
+    x = _input(kw["seed"], kw["batch"], length, kw["channels"], "channels_last", "float64", True)
+    for a, b in _windows(length, kw["pool_size"], kw["strides"], kw["padding"]):
+        w = x[:, a:b]
+        if ((w == w.max(axis=1, keepdims=True)).sum(axis=1) > 1).any():
+            return True
+    return False
+
+
+POOL_BASE = dict(kind="max", pool_size=3, strides=None, padding="same", extra_length=7, channels=2, batch=2,
+                 data_format="channels_last", ties=True, dtype="float32", seed=0)  # seed 0: tied windows
+
+
+@covers(tied_max_window=(_has_tied_window, [True]),
+        kind_padding=(lambda kw: (kw["kind"], kw["padding"]), [(k, p) for k in ("max", "average")
+                                                               for p in ("valid", "same")]))
 @given(
     kind=st.sampled_from(["max", "average"]),
     pool_size=st.integers(1, 6),
@@ -34,6 +67,9 @@ def _input(seed, batch, length, channels, data_format, dtype, ties):
     dtype=DTYPES,
     seed=st.integers(0, 2**16),
 )
+@examples(POOL_BASE, dict(), dict(kind="average", strides=1, pool_size=6, padding="valid", extra_length=9),
+          dict(strides=4, pool_size=1, extra_length=0, padding="valid", data_format="channels_first",
+               dtype="float64"))
 def test_pooling1d_parity(
     kind, pool_size, strides, padding, extra_length, channels, batch, data_format, ties, dtype, seed
 ):
@@ -44,6 +80,12 @@ def test_pooling1d_parity(
     layer_parity(layer, x, seed=seed).assert_ok()
 
 
+def _has_tied_maximum(kw) -> bool:
+    x = _input(kw["seed"], kw["batch"], kw["length"], kw["channels"], "channels_last", "float64", kw["ties"])
+    return bool(((x == x.max(axis=1, keepdims=True)).sum(axis=1) > 1).any())
+
+
+@covers(tied_maximum=(_has_tied_maximum, [True]))
 @given(
     length=st.integers(1, 9),
     channels=st.integers(1, 4),
@@ -70,6 +112,8 @@ def test_global_max_pooling1d_parity(length, channels, batch, keepdims, data_for
     dtype=DTYPES,
     seed=st.integers(0, 2**16),
 )
+@examples(dict(length=9, channels=2, batch=4, keepdims=True, data_format="channels_first", masked=True,
+               dtype="float32", seed=6))
 def test_global_average_pooling1d_parity(length, channels, batch, keepdims, data_format, masked, dtype, seed):
     rng = np.random.default_rng(seed + 1)
     mask = None

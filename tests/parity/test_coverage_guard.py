@@ -1,8 +1,10 @@
-"""The coverage guard: every public tinynn layer has a parity case, and pytest collects every parity test.
+"""The coverage guard and the collection check.
 
-The scan is static (parity.coverage reads parity/cases's sources), so a layer counts as covered only if a
-test function both constructs it (directly, in a decorator, or through module-level helpers/constants)
-and calls ``layer_parity``. ``python -m parity`` checks the same thing again on what actually ran.
+The guard itself runs at run time (:mod:`parity.guard`, asserted by parity/cases/test_layer_coverage.py at
+the end of the parity cases): a layer counts only if a test that ran and passed compared it through
+``layer_parity``. Here: its bookkeeping (a skipped or failed test counts for nothing), the static scan that
+``python -m parity --layer`` uses to pick tests, that pytest collects every parity test, and the CI rule
+that a skip for a missing package fails under ``CI=true``.
 """
 
 from __future__ import annotations
@@ -14,19 +16,70 @@ import sys
 
 import pytest
 
-from parity import coverage, recorder
+from parity import coverage, guard, recorder
 from parity.cli import source_inventory
 from tinynn import layers
 
 
-def test_every_public_layer_has_a_layer_parity_case():
-    required = coverage.public_layers()
-    assert "Dense" in required and "InputLayer" not in required  # the guard cannot pass on an empty registry
-    infos = coverage.scan_tests()
-    assert sum(info.calls_layer_parity for info in infos) >= len(required) // 2, "the scan found (almost) no tests"
-    table = coverage.coverage(infos, required)
-    missing = coverage.uncovered(table)
-    assert missing == [], f"public layers with no layer_parity case in {coverage.tests_dir()}: {missing}"
+def test_guard_counts_only_tests_that_ran_and_passed():
+    runs = {"t::a": {"Dense"}, "t::b": {"LSTM", "Bidirectional"}, "t::c": {"GRU"}, "t::d": {"Conv1D"}}
+    outcomes = {"t::a": "passed", "t::b": "passed", "t::c": "skipped", "t::d": "failed"}
+    required = ["Bidirectional", "Conv1D", "Dense", "GRU", "LSTM", "Masking"]
+    assert guard.uncovered(required, runs, outcomes) == ["Conv1D", "GRU", "Masking"]
+    assert "Dense" in coverage.public_layers() and "InputLayer" not in coverage.public_layers()
+
+
+def test_guard_outcomes_follow_pytest_reports():
+    class Report:
+        def __init__(self, nodeid, when, outcome):
+            self.nodeid, self.when = nodeid, when
+            self.failed, self.skipped = outcome == "failed", outcome == "skipped"
+
+    saved = dict(guard.OUTCOMES)
+    try:
+        for r in [Report("x::ok", "setup", "passed"), Report("x::ok", "call", "passed"),
+                  Report("x::skip", "setup", "skipped"), Report("x::bad", "call", "passed"),
+                  Report("x::bad", "teardown", "failed")]:
+            guard.note_outcome(r)
+        assert (guard.OUTCOMES["x::ok"], guard.OUTCOMES["x::skip"], guard.OUTCOMES["x::bad"]) == (
+            "passed", "skipped", "failed")
+    finally:
+        guard.OUTCOMES.clear()
+        guard.OUTCOMES.update(saved)
+
+
+CI_CASES = '''
+import pytest
+
+def test_missing_package():
+    pytest.importorskip("no_such_package_for_tinynn")
+
+@pytest.mark.skipif(True, reason="needs sktime (pip install sktime)")
+def test_marked_for_a_package():
+    pass
+
+@pytest.mark.skipif(True, reason="glibc only")
+def test_other_skip():
+    pass
+'''
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_missing_package_skips_fail_under_ci(tmp_path, ci):
+    (tmp_path / "conftest.py").write_text("from parity.ci import pytest_make_collect_report, pytest_runtest_makereport"
+                                          "  # noqa: F401\n")
+    (tmp_path / "test_skips.py").write_text(CI_CASES)
+    root = str(coverage.tests_dir().parent.parent)  # this checkout's parity package, wherever pytest runs
+    env = {**os.environ, "CI": ci, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", str(tmp_path)],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    summary = out.stdout.strip().splitlines()[-1]
+    if ci:
+        # a skip at setup (a skipif mark) fails as an error, one in the test body as a failure
+        assert "1 failed, 1 skipped, 1 error" in summary, out.stdout[-2000:]
+        assert "fails under CI=true" in out.stdout
+    else:
+        assert "3 skipped" in summary and "failed" not in summary, out.stdout[-2000:]
 
 
 def test_registry_is_every_exported_layer_class():

@@ -101,8 +101,85 @@ def test_cli_reports_a_failure_with_its_reproduction(tmp_path):
 
     # the printed rerun command reproduces the failure on its own
     rerun = next(line for line in lines if line.strip().startswith("rerun:")).split("rerun:", 1)[1].strip()
-    env_part, command = rerun.split(" ", 1)
-    name, value = env_part.split("=", 1)
-    again = run(shlex.split(command), env={name: value})
+    words = shlex.split(rerun)
+    env = dict(w.split("=", 1) for w in words if re.fullmatch(r"[A-Z_]+=\S*", w))
+    assert env["KERAS_BACKEND"] == "tensorflow" and env["HYPOTHESIS_PROFILE"]
+    again = run([w for w in words if not re.fullmatch(r"[A-Z_]+=\S*", w)], env=env)
     assert again.returncode == 1, again.stdout[-3000:]
     assert "1 failed" in again.stdout and "test_broken_layer" in again.stdout
+
+
+def test_cli_names_missing_packages_in_one_line(monkeypatch, capsys):
+    import importlib.util
+
+    from parity import backend, cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(backend.importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("keras", "jax") else real(name, *a))
+    assert cli.main(["--backend", "jax"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["parity: missing packages: keras, jax; install them with: pip install 'tinynn[parity-jax]'"]
+    assert cli.main(["--backend", "all"]) == 2
+    assert "pip install 'tinynn[parity-all]'" in capsys.readouterr().err
+
+
+def test_backend_all_smoke(tmp_path):
+    """Every Keras backend in its own process, one merged table with a column per backend, JSON and HTML
+    (the -k expression also selects test_optimizer_steps_on_embedding_match_keras, a proven difference)."""
+    out = run([sys.executable, "-m", "parity", "--backend", "all", "-k", "test_flatten_parity or test_embedding_parity",
+               "--json", str(tmp_path / "all.json"), "--html", str(tmp_path / "all.html")])
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    header = next(line for line in out.stdout.splitlines() if line.startswith("layer "))
+    backends = ["tensorflow", "jax", "torch"]
+    assert header.split()[-3:] == backends
+    doc = json.loads((tmp_path / "all.json").read_text())
+    assert doc["backends"] == backends and doc["passed"] is True
+    assert {"Flatten", "Embedding"} <= {r["layer"] for r in doc["rows"]}
+    for row in doc["rows"]:
+        assert set(row["cells"]) == set(backends), row
+        results = [row["cells"][b]["result"] for b in backends]
+        if row["test"].endswith("test_optimizer_steps_on_embedding_match_keras"):
+            # a known backend difference, end to end: TensorFlow's IndexedSlices gradient (squared per id
+            # occurrence by RMSprop) vs the dense gradient of JAX and torch
+            assert results == ["PASS", "DIFF", "DIFF"], row
+        else:
+            assert results == ["PASS"] * 3, row
+    assert {d["backend"] for d in doc["differences"]} == {"jax", "torch"}
+    assert [doc["runs"][b]["backend"] for b in backends] == backends
+    page = (tmp_path / "all.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<table" in page and "Embedding" in page
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)  # self-contained
+
+
+def _doc(backend, abs_err, rel_err, passed):
+    check = ["forward", abs_err, rel_err, 1e-10, "keras", None]
+    row = {"layer": "Dense", "test": "parity/cases/t.py::test_d", "dtype": "float64", "kind": "layer", "examples": 1,
+           "options": "", "max_abs": abs_err, "max_rel": rel_err, "tolerance": 1e-10, "passed": passed,
+           "result": "PASS" if passed else "FAIL", "failure": None if passed else "Dense: forward"}
+    return {"backend": backend, "rows": [row],
+            "records": [["parity/cases/t.py::test_d[x]", "e1", 0, "Dense", "float64", "layer", "act='tanh'", [check]]]}
+
+
+def test_merge_marks_proven_backend_differences():
+    """A comparison the TF run passes by far and another backend fails: the two Kerases differ on that case
+    by at least (abs_B - abs_TF) / scale_B, which beyond the tolerance is a DIFF; anything less stays a FAIL."""
+    from parity import report
+
+    merged = report.merge({"tensorflow": _doc("tensorflow", 1e-17, 1e-16, True),
+                           "jax": _doc("jax", 1e-7, 1e-7, False),  # gap ≥ 1e-7 - 1e-17: proven
+                           "torch": _doc("torch", 1.5e-10, 1.5e-10, False)})  # gap ≥ 1.5e-10 - 1e-16 > 1e-10
+    cells = merged["rows"][0]["cells"]
+    assert [cells[b]["result"] for b in ("tensorflow", "jax", "torch")] == ["PASS", "DIFF", "DIFF"]
+    assert {d["backend"] for d in merged["differences"]} == {"jax", "torch"} and merged["passed"]
+    close = report.merge({"tensorflow": _doc("tensorflow", 0.9e-10, 0.9e-10, True),
+                          "torch": _doc("torch", 1.5e-10, 1.5e-10, False)})  # gap ≥ 0.6e-10 only: not proven
+    assert close["rows"][0]["cells"]["torch"]["result"] == "FAIL" and not close["passed"]
+    alone = report.merge({"jax": _doc("jax", 1e-7, 1e-7, False)})  # no TensorFlow run to compare with
+    assert alone["rows"][0]["cells"]["jax"]["result"] == "FAIL"
+    assert "DIFF" in report.format_merged_table(merged) and "<table" in report.to_html(merged)
+    raised = _doc("jax", 0.0, 0.0, False)
+    raised["records"][0][7] = [["keras error: TypeError: scan carry float64 vs float32", "inf", "inf", 0.0, "keras",
+                                None]]
+    kerr = report.merge({"tensorflow": _doc("tensorflow", 1e-17, 1e-16, True), "jax": raised})
+    assert kerr["rows"][0]["cells"]["jax"]["result"] == "KERR" and kerr["differences"][0]["kind"] == "error"
