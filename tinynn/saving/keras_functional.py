@@ -14,13 +14,17 @@ has tinynn's side). Keras writes it in two dialects, both read here:
   tensor, the call's keyword arguments repeated on each (tensors in them as ``[layer, node, tensor]``); a nested
   functional model, and a nested ``Sequential`` that knows its input shape, start with a node of their own,
   counted in every reference (``tf_keras``'s ``_should_skip_first_node``). Keras 3 cannot read such references to
-  a nested ``Sequential``; tinynn can. A single input or output is written as a one-element list.
+  a nested ``Sequential``; tinynn can. A single input or output is written as a one-element list. tinynn writes
+  this format (readable by Keras 2 and 3) for graphs without nested models and without tensors in a call's
+  keyword arguments; other graphs get Keras 3's format in ``.h5`` too, as Keras 3's legacy writer does.
 
 Every layer entry is mapped with :func:`keras_config.layer_from_keras` / ``layer_to_keras``; a nested
 ``Sequential`` or functional model goes through its own model translator (so a nested ``Sequential`` is written
 in Keras's ``Sequential`` format); ``InputLayer`` entries are converted here (``batch_shape``, ``dtype``). Keras
-operations in a config (the ``NotEqual`` of a mask, module ``keras.src.ops...``) are passed on: tinynn's reader
-skips them and computes masks itself. Every problem of the layers is named in one ``ValueError``.
+operations that only compute masks (the ``NotEqual`` of an Embedding's ``mask_zero``: module ``keras.src.ops...``,
+which Keras 3's legacy writer leaves out) are passed on, for tinynn's reader to skip (it computes masks
+itself); an operation whose output a layer reads as data is refused by name. Every problem of the layers is
+named in one ``ValueError``.
 """
 
 from __future__ import annotations
@@ -89,6 +93,50 @@ def _entry_name(entry, k: int, where: str) -> str:
 
 def _is_op(entry: dict) -> bool:
     return ".ops" in str(entry.get("module", ""))
+
+
+#: the module tinynn's reader (``tinynn.functional_config``) recognises Keras operations by, and skips
+OPS_MODULE = "keras.src.ops"
+
+
+def _mask_operations(entries: list, output_layers) -> tuple[set[str], dict[str, str | None]]:
+    """(the Keras operations of a config that only compute masks, which tinynn skips as it computes masks itself;
+    for every layer or operation read as data, the first layer reading it, None for a model output).
+
+    Keras 3 records the ops a mask needs (``NotEqual`` of an Embedding's ``mask_zero``, ``Any`` of Masking) as
+    entries with a ``keras.src.ops`` module; its legacy ``.h5`` writer drops the module, so there an entry whose
+    class is not a layer, read only through ``mask`` arguments or by other such entries, is one too."""
+    def is_candidate(entry) -> bool:
+        cls = entry.get("class_name")
+        if _is_op(entry):
+            return True
+        return ("module" not in entry and isinstance(cls, str) and cls != "InputLayer"
+                and cls not in keras_config.layer_class_names()
+                and keras_config.translator_for_keras_class(cls) is None)
+
+    candidates = {e.get("name") for e in entries if isinstance(e, dict) and is_candidate(e)}
+    readers: dict[str, str | None] = {}
+
+    def note(value, reader) -> None:
+        if isinstance(value, dict):
+            config = value.get("config") if value.get("class_name") == TENSOR else None
+            history = config.get("keras_history") if isinstance(config, dict) else None
+            if isinstance(history, list) and history and isinstance(history[0], str):
+                readers.setdefault(history[0], reader)
+            for key, item in value.items():
+                if key != "mask":
+                    note(item, reader)
+        elif isinstance(value, list):
+            if len(value) in (3, 4) and isinstance(value[0], str):  # Keras 2's [layer, node, tensor(, kwargs)]
+                readers.setdefault(value[0], reader)
+            for item in value:
+                note(item, reader)
+
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("name") not in candidates:
+            note(entry.get("inbound_nodes") or [], entry.get("name"))
+    note(output_layers, None)
+    return {name for name in candidates if name not in readers}, readers
 
 
 # ---------------------------------------------------------------------------------------------- Keras -> tinynn
@@ -197,6 +245,7 @@ def functional_from_keras(spec: dict, where: str) -> dict:
     if not all(isinstance(e, dict) for e in entries):
         raise ValueError(f"{where}: every layer entry must be a dict")
     legacy = any(isinstance(n, list) for e in entries for n in (e.get("inbound_nodes") or []))
+    mask_ops, readers = _mask_operations(entries, config["output_layers"])
     problems, layers, unknown = [], [], False
     own_node: dict[str, bool] = {}  # name -> whether the layer is a nested model starting with a node of its own
     names = []
@@ -205,9 +254,14 @@ def functional_from_keras(spec: dict, where: str) -> dict:
             name = _entry_name(entry, k, where)
             names.append(name)
             cls = entry.get("class_name")
-            if _is_op(entry):
+            if _is_op(entry) and name not in mask_ops:
+                reader = f"layer {readers[name]!r}" if readers.get(name) else "the model's output"
+                raise ValueError(f"{where}: {reader} reads the output of Keras operation {cls!r} {name!r}: tinynn "
+                                 "implements layers, not operations (it skips only the operations that compute "
+                                 "masks, as it computes masks itself)")
+            if name in mask_ops:
                 keras_config.reject_unsafe(entry, f"{where}: {cls} {name!r}")
-                layer = {"module": entry["module"], "class_name": cls, "config": entry.get("config") or {}}
+                layer = {"module": OPS_MODULE, "class_name": cls, "config": entry.get("config") or {}}
             elif cls == "InputLayer":
                 keras_config.reject_unsafe(entry, f"{where}: InputLayer {name!r}")
                 layer = _input_from_keras(entry, name, where)
@@ -261,21 +315,18 @@ def _input_to_keras(entry: dict, dtype_hint: str | None, dialect: str) -> dict:
         "optional": False}, "registered_name": None}  # fmt: skip
 
 
-def _legacy_ref(value, offsets: dict) -> list:
-    history = value["config"]["keras_history"]
-    return _shift(list(history), offsets, +1, "config")
+def _legacy_ref(tensor: dict) -> list:
+    return list(tensor["config"]["keras_history"])
 
 
-def _legacy_node_to_keras(node: dict, offsets: dict) -> list:
-    kwargs = {}
-    for key, value in (node.get("kwargs") or {}).items():
-        if key in _TENSOR_KWARGS:
-            kwargs[key] = _structure(value, lambda t: _legacy_ref(t, offsets))
-        else:
-            kwargs[key] = value
+def _legacy_node_to_keras(node: dict) -> list:
+    """Keras 2's list format of a call: ``[layer, node, tensor, kwargs]`` per input tensor (written only for
+    graphs without nested models, whose references need no renumbering)."""
+    kwargs = {key: _structure(value, _legacy_ref) if key in _TENSOR_KWARGS else value
+              for key, value in (node.get("kwargs") or {}).items()}
     first = node["args"][0]
     tensors = first if isinstance(first, list) else [first]
-    return [[*_legacy_ref(t, offsets), kwargs] for t in tensors]
+    return [[*_legacy_ref(t), kwargs] for t in tensors]
 
 
 def _structure(value, fn):
@@ -286,6 +337,12 @@ def _structure(value, fn):
     if isinstance(value, list):
         return [_structure(v, fn) for v in value]
     return value
+
+
+def _has_tensor(value) -> bool:
+    found = []
+    _structure(value, found.append)
+    return bool(found)
 
 
 def _first_dtype(entries: list, name: str) -> str | None:
@@ -307,15 +364,17 @@ def functional_to_keras(config: dict, dialect: str = KERAS3) -> dict:
     """The Keras ``Functional`` spec of tinynn's functional config, in the given dialect (see the module docstring).
 
     In the Keras 2 dialect (legacy ``.h5``) the calls are written in Keras 2's list format, which Keras 2 and
-    Keras 3 both read — unless the model nests a model: Keras 2 counts a nested model's built-in node in the
-    references to it and Keras 3 does not, so no list-format reference can serve both; the calls are then written
-    in Keras 3's format, as Keras 3's own legacy writer does (Keras 3 reads the file; Keras 2 cannot)."""
+    Keras 3 both read — unless the model nests a model (Keras 2 counts a nested model's built-in node in the
+    references to it and Keras 3 does not, so no list-format reference serves both) or a call has tensors among
+    its keyword arguments (``initial_state``: Keras 3 passes Keras 2's references on as they are). The calls are
+    then written in Keras 3's format, as Keras 3's own legacy writer does (Keras 3 reads the file; Keras 2
+    cannot)."""
     entries = config["layers"]
     nested = {e["name"]: keras_config.translator_for_keras_class(e["class_name"]) for e in entries
               if keras_config.translator_for_keras_class(e["class_name"]) is not None}
-    list_nodes = dialect == KERAS2 and not nested
-    # nested models whose built-in node the references count (all in Keras 2's format; else the functional ones,
-    # in the model's input_layers/output_layers only)
+    tensor_kwargs = any(_has_tensor(node.get("kwargs") or {}) for e in entries for node in e.get("inbound_nodes") or [])
+    list_nodes = dialect == KERAS2 and not nested and not tensor_kwargs
+    # a nested functional model starts with a node of its own, which Keras 3 counts in input_layers/output_layers
     offsets = {name: 1 for name, translator in nested.items() if translator.tinynn_class != "Sequential"}
     layers = []
     for entry in entries:
@@ -329,7 +388,7 @@ def functional_to_keras(config: dict, dialect: str = KERAS3) -> dict:
                                          dialect)
         nodes = entry.get("inbound_nodes") or []
         if list_nodes:
-            nodes = [_legacy_node_to_keras(node, {}) for node in nodes]
+            nodes = [_legacy_node_to_keras(node) for node in nodes]
         layers.append({**keras_entry, "name": name, "inbound_nodes": nodes})
     ends = {}
     for key in ("input_layers", "output_layers"):
