@@ -70,9 +70,11 @@ def inputs(dtype: str, n: int = 7, seed: int = 1) -> list:
 
 
 def predict(model, x) -> list:
-    """Keras's outputs called eagerly in inference mode (``model.predict`` casts inputs to floatx)."""
+    """Keras's outputs called eagerly in inference mode (``model.predict`` casts inputs to floatx), as NumPy
+    arrays whatever Keras's backend (Keras 2's tensors are TensorFlow's)."""
     out = model(x, training=False)
-    return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
+    convert = keras.ops.convert_to_numpy if isinstance(model, keras.Model) else np.asarray
+    return [convert(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
 
 
 def assert_same_weights(a: list, b: list) -> None:
