@@ -215,7 +215,9 @@ def test_unknown_layer_classes_are_all_named(tmp_path):
             kernel_initializer={"module": "keras.initializers", "class_name": "Identity", "config": {}}),
          r"initializer class 'Identity'"),
         (lambda c: c["config"]["layers"][1]["config"].update(activation="mystery"), r"Unknown activation 'mystery'"),
-        (lambda c: c.update(class_name="Functional"), r"tinynn can read \['Sequential'\] models.*'Functional'"),
+        (lambda c: c.update(class_name="MyModel"),
+         r"tinynn can read \['Functional', 'Model', 'Sequential'\] models.*'MyModel'"),
+        (lambda c: c.update(class_name="Functional"), r"functional model config has no input_layers or output_layers"),
     ],
 )
 def test_unsupported_configs_are_refused_clearly(tmp_path, mutate, message):

@@ -131,15 +131,26 @@ def model_from_functional_config(config: dict, layer_from_config: Callable | Non
     created: dict[str, object] = {}
     pending: list[tuple[str, dict]] = []
     skipped_ops: set[str] = set()
-    for entry in config["layers"]:
-        if not isinstance(entry, dict) or "class_name" not in entry:
-            raise ValueError(f"{where}: every layer entry needs a 'class_name', got {entry!r}")
-        name = entry.get("name") or entry.get("config", {}).get("name")
+    for k, entry in enumerate(config["layers"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
+            raise ValueError(f"{where}: every layer entry needs a 'class_name', got {entry!r:.200}")
+        layer_config = entry.get("config")
+        name = entry.get("name") or (layer_config.get("name") if isinstance(layer_config, dict) else None)
+        if not isinstance(name, str) or not isinstance(layer_config, dict):
+            raise ValueError(f"{where}: layer entry {k} ({entry['class_name']}) needs a name and a config dict")
+        nodes = entry.get("inbound_nodes") or []
+        if not isinstance(nodes, list) or not all(isinstance(n, dict) and isinstance(n.get("args", []), list)
+                                                  and isinstance(n.get("kwargs") or {}, dict) for n in nodes):
+            raise ValueError(f"{where}: the inbound_nodes of layer {name!r} must be a list of calls "
+                             "{'args': [...], 'kwargs': {...}}")
         if ".ops" in str(entry.get("module", "")):  # a Keras op (the NotEqual of a mask): tinynn makes masks itself
             skipped_ops.add(name)
             continue
         spec = {k: v for k, v in entry.items() if k != "inbound_nodes"}
-        layer = make(spec)
+        try:
+            layer = make(spec)
+        except (ValueError, TypeError, KeyError) as err:
+            raise ValueError(f"{where}: layer {name!r} ({entry['class_name']}): {err}") from err
         if name in created:
             raise ValueError(f"{where}: two layers are named {name!r}")
         if layer.name != name:
@@ -155,7 +166,11 @@ def model_from_functional_config(config: dict, layer_from_config: Callable | Non
 
     def resolve(value, allow_missing: bool = False):
         if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-            key = tuple(value["config"]["keras_history"])
+            history = value.get("config", {}).get("keras_history") if isinstance(value.get("config"), dict) else None
+            if not _is_history(history):
+                raise ValueError(f"{where}: a tensor's keras_history must be [layer name, node index, tensor index], "
+                                 f"got {history!r:.200}")
+            key = tuple(history)
             if key in tensors:
                 return tensors[key]
             if allow_missing and key[0] in skipped_ops:
@@ -169,12 +184,16 @@ def model_from_functional_config(config: dict, layer_from_config: Callable | Non
 
     while pending:
         progress = False
+        blocked: dict[str, tuple] = {}  # a layer's calls are replayed in order: call k+1 waits for call k (as Keras)
         for item in list(pending):
             name, node = item
+            if name in blocked:
+                continue
             try:
                 args = resolve(node.get("args", []))
                 kwargs = {k: resolve(v, allow_missing=(k == "mask")) for k, v in (node.get("kwargs") or {}).items()}
-            except KeyError:
+            except KeyError as missing:
+                blocked[name] = missing.args[0]
                 continue
             kwargs.pop("training", None)
             if kwargs.get("mask") is None:
@@ -183,6 +202,10 @@ def model_from_functional_config(config: dict, layer_from_config: Callable | Non
                 raise ValueError(f"{where}: a call of layer {name!r} has {len(args)} positional arguments; tinynn "
                                  "layers "
                                  "take one (a tensor or a list of tensors)")
+            not_tensors = [v for v in flatten(args[0]) if not isinstance(v, KerasTensor)]
+            if not_tensors or not flatten(args[0]):
+                raise ValueError(f"{where}: a call of layer {name!r} reads {not_tensors[:3] or args[0]!r:.200}, not "
+                                 "tensors of the config's layers")
             outputs = created[name](args[0], **kwargs)
             for i, t in enumerate(flatten(outputs)):
                 tensors[(name, calls[name], i)] = t
@@ -190,8 +213,9 @@ def model_from_functional_config(config: dict, layer_from_config: Callable | Non
             pending.remove(item)
             progress = True
         if not progress:
-            missing = sorted({n for n, _ in pending})
-            raise ValueError(f"{where}: the calls of layer(s) {missing} read tensors that no layer of the config makes")
+            reads = "; ".join(f"{n!r} reads {list(key)}" for n, key in sorted(blocked.items()))
+            raise ValueError(f"{where}: the calls of layer(s) {sorted(blocked)} read tensors that no layer of the "
+                             f"config makes ({reads}): a layer or call missing from the config, or a cycle")
 
     def tensor(ref):
         key = tuple(ref)

@@ -29,6 +29,7 @@ from .graph import KerasTensor, flatten
 from .layers import Layer, deserialize, serialize
 from .layers.base import unique_name
 from .layers.core import InputLayer
+from .saving import keras_functional
 from .trainer import Trainer
 
 
@@ -465,42 +466,29 @@ class Model(Trainer, Layer):
         return functional_config.model_from_functional_config(config, layer_from_config, model_class=cls)
 
     def get_compile_config(self) -> dict | None:
-        """What ``compile`` was given, serialised: ``{'optimizer', 'loss', 'metrics'}``; None before compile."""
+        """What ``compile`` was given, serialised: ``{'optimizer', 'loss', 'metrics'}``, and ``'loss_weights'``
+        when given; None before compile. ``loss``, ``loss_weights`` and ``metrics`` keep the shape they were given
+        in: one for every output, a list with one entry per output (None: an output without loss), or a dict
+        keyed by output name. Metrics are stored by name."""
         if self.optimizer is None or self.loss is None:
             return None
-        loss, _, _ = self._compile_args
-        if isinstance(loss, (list, tuple, dict)):
-            raise ValueError(f"Model {self.name!r}: saving the compile config of a model with a loss per output is not "
-                             "supported yet; save with include_optimizer=False and compile again after loading")
-        metrics = [m if isinstance(m, str) else m.name for m in self._metric_specs]
-        return {"optimizer": optimizers_mod.serialize(self.optimizer), "loss": losses_mod.serialize(self.loss),
-                "metrics": metrics}
+        loss, loss_weights, metrics = self._compile_args
+        config = {"optimizer": optimizers_mod.serialize(self.optimizer), "loss": _loss_config(loss),
+                  "metrics": _metric_names(metrics if metrics is not None else [])}
+        if loss_weights is not None:
+            config["loss_weights"] = _plain_structure(loss_weights)
+        return config
 
     def save(self, filepath, include_optimizer: bool = True) -> None:
         """Save config, weights (and optimizer state): ``.npz`` (tinynn's own), ``.keras`` or Keras 2 ``.h5``
         (:mod:`tinynn.saving`; atomic, no pickle)."""
-        self._check_file_support("save", filepath, whole_model=True)
         saving.save_model(self, filepath, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath) -> None:
-        self._check_file_support("save_weights", filepath)
         saving.save_weights(self, filepath)
 
     def load_weights(self, filepath) -> None:
-        self._check_file_support("load_weights", filepath)
         saving.load_weights(self, filepath)
-
-    def _check_file_support(self, what: str, filepath, whole_model: bool = False) -> None:
-        """The file writers know Sequential models only, for now: a functional model gets a clear error instead
-        of a file that cannot be read back. Its ``.npz`` weights (``get_weights`` order) are supported."""
-        if isinstance(self, Sequential):
-            return
-        if whole_model or str(filepath).endswith((".h5", ".keras")):
-            raise ValueError(
-                f"Model {self.name!r}: {what}({str(filepath)!r}) is not supported yet for functional models (the "
-                "file formats store Sequential models only); use model.get_config() (Keras's functional config) and "
-                "get_weights()/set_weights(), or save_weights/load_weights to a .npz file"
-            )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
@@ -724,7 +712,36 @@ class Sequential(Model):
         return model
 
 
+def _loss_config(loss):
+    """A loss as a serialised dict, or one per output (a list with None for no loss, or a dict by output)."""
+    if isinstance(loss, (list, tuple)):
+        return [None if item is None else losses_mod.serialize(losses_mod.get(item)) for item in loss]
+    if isinstance(loss, dict) and not compile_utils.is_loss_config(loss):
+        return {k: None if item is None else losses_mod.serialize(losses_mod.get(item)) for k, item in loss.items()}
+    return losses_mod.serialize(losses_mod.get(loss))
+
+
+def _metric_names(metrics):
+    """Metric specs by name, in the structure given (a list, a list per output, a dict by output)."""
+    if isinstance(metrics, (list, tuple)):
+        return [_metric_names(m) for m in metrics]
+    if isinstance(metrics, dict):
+        return {k: _metric_names(m) for k, m in metrics.items()}
+    return metrics if metrics is None or isinstance(metrics, str) else metrics.name
+
+
+def _plain_structure(value):
+    if isinstance(value, (list, tuple)):
+        return [_plain_structure(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain_structure(v) for k, v in value.items()}
+    return None if value is None else float(value)
+
+
 saving.register_model_class(Sequential)
+saving.register_model_class(Model)
+saving.register_model_class(Model, "Functional")  # Keras's name, which nested models carry in configs
+saving.register_model_translator(keras_functional.TRANSLATOR)
 functional_config.register_model_classes(Model, Sequential)
 
 

@@ -239,11 +239,13 @@ def test_keras_lambda_file_is_refused(tmp_path):
         from_keras(km)
 
 
-def test_functional_model_is_refused(tmp_path):
+def test_functional_model_is_read_from_files_not_bridged(tmp_path):
+    """Functional files load (parity/cases/test_functional_files.py); the live bridge converts Sequential only."""
     inputs = keras.Input((3,))
     km = keras.Model(inputs, K.Dense(2)(inputs))
     km.save(tmp_path / "functional.keras")
-    with pytest.raises(ValueError, match=r"tinynn can read \['Sequential'\] models.*'Functional'"):
-        tn.load_model(tmp_path / "functional.keras")
+    x = np.random.default_rng(3).normal(size=(4, 3)).astype("float32")
+    assert_close("predict", tn.load_model(tmp_path / "functional.keras").predict(x), km.predict(x, verbose=0),
+                 "float32")
     with pytest.raises(ValueError, match="only keras.Sequential"):
         from_keras(km)

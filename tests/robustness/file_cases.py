@@ -56,8 +56,13 @@ OUTCOMES = ("clear error", "correct", "unclear", "crash", "silent")
 TABLE: collections.Counter = collections.Counter()
 
 
-# ---------------------------------------------------------------------------------------------- the model
-def make_model(seed: int = 0, compiled: bool = True):
+# ---------------------------------------------------------------------------------------------- the models
+def make_model(seed: int = 0, compiled: bool = True, kind: str = "sequential"):
+    """A small model of ``kind`` (see :data:`MODEL_KINDS`); trained one step so that the optimizer has slots."""
+    return MODEL_KINDS[kind](seed, compiled)
+
+
+def make_sequential_model(seed: int = 0, compiled: bool = True):
     """A small model with a conv, a recurrent layer (weights in a cell), a weightless layer and a Dense; trained
     one step so that the optimizer has slots."""
     import tinynn as tn
@@ -72,6 +77,77 @@ def make_model(seed: int = 0, compiled: bool = True):
         model.compile(tn.optimizers.Adam(learning_rate=0.01), "mse")
         model.train_on_batch(rng.normal(size=(4, 5, 3)).astype("float32"), rng.normal(size=(4, 2)).astype("float32"))
     return model
+
+
+def make_functional_model(seed: int = 0, compiled: bool = True):
+    """A functional model: two inputs, a shared layer, merges, a nested Sequential and a nested functional model,
+    two outputs compiled with a loss, a loss weight and metrics each; trained one step."""
+    import tinynn as tn
+    from tinynn import layers as L
+
+    a, b = L.Input((3,), name="a"), L.Input((4,), name="b")
+    shared = L.Dense(3, activation="tanh", name="shared")
+    inner = tn.Sequential([L.Input((3,)), L.Dense(2, name="inner_dense")], name="inner")
+    sub_in = L.Input((3,), name="sub_in")
+    sub = tn.Model(sub_in, L.Dense(2, name="sub_dense")(sub_in), name="sub")
+    ha, hb = shared(a), shared(L.Dense(3, name="b_proj")(b))
+    merged = L.Add(name="add")([ha, hb])
+    score = L.Dense(1, activation="sigmoid", name="score")(L.Concatenate(name="cat")([merged, inner(merged)]))
+    model = tn.Model([a, b], [score, sub(merged)], name="graph")
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in model.get_weights()])
+    if compiled:
+        model.compile(tn.optimizers.Adam(learning_rate=0.01), ["binary_crossentropy", "mse"], loss_weights=[1.0, 0.5],
+                      metrics=[["accuracy"], ["mae"]])
+        x = [rng.normal(size=(4, 3)).astype("float32"), rng.normal(size=(4, 4)).astype("float32")]
+        y = [(rng.random((4, 1)) > 0.5).astype("float32"), rng.normal(size=(4, 2)).astype("float32")]
+        model.train_on_batch(x, y)
+    return model
+
+
+def make_flat_functional_model(seed: int = 0, compiled: bool = True):
+    """A functional model without nested models, whose legacy .h5 keeps Keras 2's list format for calls."""
+    import tinynn as tn
+    from tinynn import layers as L
+
+    a, b = L.Input((3,), name="a"), L.Input((2,), name="b")
+    shared = L.Dense(2, name="shared")
+    out = L.Dense(1, name="out")(L.Concatenate(name="cat")([shared(a), shared(L.Dense(3, name="b_proj")(b)), b]))
+    model = tn.Model([a, b], out, name="flat")
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in model.get_weights()])
+    if compiled:
+        model.compile(tn.optimizers.Adam(learning_rate=0.01), "mse")
+        model.train_on_batch([rng.normal(size=(4, 3)), rng.normal(size=(4, 2))], rng.normal(size=(4, 1)))
+    return model
+
+
+#: the models whose files are damaged: kind -> maker(seed, compiled)
+MODEL_KINDS = {"sequential": make_sequential_model, "functional": make_functional_model,
+               "flat functional": make_flat_functional_model}
+
+
+def graph_refs(model_config: dict) -> list[tuple]:
+    """Paths (from the functional model config) to every tensor reference ``[layer, node, tensor]`` (Keras 2 also
+    ``[layer, node, tensor, kwargs]``) in its layers' calls, its input_layers and its output_layers."""
+    paths = []
+    for i, entry in enumerate(model_config["layers"]):
+        paths += refs_in(entry.get("inbound_nodes") or [], ("layers", i, "inbound_nodes"))
+    for key in ("input_layers", "output_layers"):
+        paths += refs_in(model_config[key], (key,))
+    return paths
+
+
+def refs_in(value, path: tuple = ()) -> list[tuple]:
+    """Paths (below ``value``, after ``path``) to the tensor references in ``value``."""
+    if isinstance(value, list) and len(value) in (3, 4) and isinstance(value[0], str) and all(
+            isinstance(v, int) for v in value[1:3]):
+        return [path]
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in refs_in(item, (*path, key))]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in refs_in(item, (*path, i))]
+    return []
 
 
 def write_valid(model, fmt: str, folder: str) -> str:
@@ -190,6 +266,12 @@ def json_paths(value, prefix=()) -> list[tuple]:
     return paths
 
 
+def get_json(value, path: tuple):
+    for key in path:
+        value = value[key]
+    return value
+
+
 def set_json(value, path: tuple, new, delete: bool = False):
     if not path:
         return new
@@ -220,16 +302,17 @@ def _clear(err: BaseException, path: str) -> bool:
     return isinstance(err, (ValueError, OSError))
 
 
-def judge(fmt: str, path: str, expected: list | None, reference: tuple[list, dict]) -> tuple[str, str]:
+def judge(fmt: str, path: str, expected: list | None, reference: tuple[list, dict],
+          model_kind: str = "sequential") -> tuple[str, str]:
     """Load ``path`` as ``fmt`` and judge it (see the module docstring). ``expected``: the weights the file holds
     when it is loadable (None: it must be refused; "reference": the valid file's); ``reference``: the weights and
-    optimizer state of the valid file."""
+    optimizer state of the valid file; ``model_kind``: which model the file was written from."""
     import tinynn as tn
 
     kind, _ = FORMATS[fmt]
     ref_weights, ref_state = reference
     expected = ref_weights if expected == "reference" else expected
-    target = make_model(seed=7, compiled=False) if kind == "weights" else None
+    target = make_model(seed=7, compiled=False, kind=model_kind) if kind == "weights" else None
     before = None if target is None else [w.copy() for w in target.get_weights()]
     fresh = False
     with warnings.catch_warnings(record=True) as caught:
@@ -308,9 +391,10 @@ class FileWorker:
             data += chunk
         return data
 
-    def judge(self, fmt: str, path: str, expected, reference: tuple[list, dict]) -> tuple[str, str]:
+    def judge(self, fmt: str, path: str, expected, reference: tuple[list, dict],
+              model_kind: str = "sequential") -> tuple[str, str]:
         proc = self._start()
-        payload = pickle.dumps((fmt, path, expected, reference))
+        payload = pickle.dumps((fmt, path, expected, reference, model_kind))
         try:
             proc.stdin.write(struct.pack("<Q", len(payload)) + payload)
             proc.stdin.flush()

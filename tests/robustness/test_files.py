@@ -1,11 +1,14 @@
 """Damaged files, drawn by hypothesis, for every format tinynn reads: each load must give a clear error or the
 file's own weights — never an unclear error, a wrong answer, a half-changed model or a crash.
 
-A valid file of each format is written once (the small model of :func:`file_cases.make_model`); each example
-damages a copy and a worker subprocess loads it and judges the outcome (:func:`file_cases.judge`). The input
-classes: truncation, byte flips, zip members dropped or renamed, HDF5 objects deleted or moved, wrong JSON,
-weights rewritten in other dtypes or shapes, declared shapes of gigabytes (.npy headers, HDF5 datasets, configs),
-and HDF5 links, external storage and virtual datasets. ``ROBUSTNESS_FILE_TABLE=path`` writes the outcome table.
+A valid file of each format is written once for each model kind (:data:`file_cases.MODEL_KINDS`: a Sequential
+model and a functional one with shared and merge layers, a nested Sequential and a nested functional model,
+compiled per output); each example damages a copy and a worker subprocess loads it and judges the outcome
+(:func:`file_cases.judge`). The input classes: truncation, byte flips, zip members dropped or renamed, HDF5
+objects deleted or moved, wrong JSON, weights rewritten in other dtypes or shapes, declared shapes of gigabytes
+(.npy headers, HDF5 datasets, configs), and HDF5 links, external storage and virtual datasets; for functional
+models also damaged graphs (tensor references to unknown layers or calls, cycles, calls removed, input shapes
+that are absurd). ``ROBUSTNESS_FILE_TABLE=path`` writes the outcome table.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import file_cases as fc
 import h5py
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 ALL = sorted(fc.FORMATS)
@@ -29,19 +32,20 @@ _counter = itertools.count()
 
 
 class Env(tuple):
-    """(folder, original file bytes per format, worker, reference); a short repr for hypothesis's reports."""
+    """(folder, original file bytes per format, worker, reference, model kind); a short repr for hypothesis."""
 
     def __repr__(self) -> str:
         return "env"
 
+    @property
+    def kind(self) -> str:
+        return self[4]
+
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("files")
-    model = fc.make_model()
-    originals = {fmt: open(fc.write_valid(model, fmt, str(folder)), "rb").read() for fmt in ALL}
+def worker():
     worker = fc.FileWorker()
-    yield Env((folder, originals, worker, fc.reference(model)))
+    yield worker
     worker.close()
     table_path = os.environ.get("ROBUSTNESS_FILE_TABLE")
     if table_path:
@@ -49,17 +53,25 @@ def env(tmp_path_factory):
             fh.write(fc.table_markdown(fc.TABLE) + "\n")
 
 
+@pytest.fixture(scope="module", params=["functional", "sequential"])
+def env(request, tmp_path_factory, worker):
+    folder = tmp_path_factory.mktemp(f"files_{request.param}")
+    model = fc.make_model(kind=request.param)
+    originals = {fmt: open(fc.write_valid(model, fmt, str(folder)), "rb").read() for fmt in ALL}
+    return Env((folder, originals, worker, fc.reference(model), request.param))
+
+
 def check(env, fmt: str, cls: str, data: bytes, expected="reference", must_mention: str | None = None) -> None:
-    folder, _, worker, reference = env
+    folder, _, worker, reference, kind = env
     _, name = fc.FORMATS[fmt]
     path = folder / f"{next(_counter)}_{name}"
     path.write_bytes(data)
-    outcome, detail = worker.judge(fmt, str(path), expected, reference)
-    fc.TABLE[(cls, outcome)] += 1
+    outcome, detail = worker.judge(fmt, str(path), expected, reference, kind)
+    fc.TABLE[(cls if kind == "sequential" else f"{cls} ({kind})", outcome)] += 1
     path.unlink()
-    assert outcome in ("clear error", "correct"), f"{cls}, {fmt}: {outcome}: {detail}"
+    assert outcome in ("clear error", "correct"), f"{cls}, {fmt} ({kind} model): {outcome}: {detail}"
     if must_mention is not None:
-        assert outcome == "clear error" and must_mention in detail, f"{cls}, {fmt}: {outcome}: {detail}"
+        assert outcome == "clear error" and must_mention in detail, f"{cls}, {fmt} ({kind}): {outcome}: {detail}"
 
 
 def original(env, fmt: str) -> bytes:
@@ -259,8 +271,10 @@ def test_configs_asking_for_gigabytes(env, fmt, k, exponent):
     data = original(env, fmt)
     value = json.loads(fc.json_text(fmt, data))
     paths = [p for p in fc.json_paths(value) if p and p[-1] in ("units", "filters")]
-    # the last input axis sizes the first kernel (the time axis sizes no weight: a long input is fine)
-    paths += [(*p, -1) for p in fc.json_paths(value) if p and p[-1] in ("batch_shape", "batch_input_shape")]
+    # the last input axis sizes the first kernel (the time axis sizes no weight: a long input is fine); a tinynn
+    # InputLayer (functional config) says "shape" (a tensor entry's "shape" in a call is a record, never read)
+    paths += [(*p, -1) for p in fc.json_paths(value) if p and p[-1] in ("batch_shape", "batch_input_shape")
+              or _is_input_layer_shape(value, p)]
     if not paths:  # a weights-only npz has no layer config
         return
     path = paths[k % len(paths)]
@@ -269,6 +283,79 @@ def test_configs_asking_for_gigabytes(env, fmt, k, exponent):
     except (IndexError, KeyError):
         return
     check(env, fmt, "configs asking for gigabytes", fc.with_json_text(fmt, data, json.dumps(value)), None)
+
+
+# ---------------------------------------------------------------------------------------------- graphs
+MODEL_FORMATS = ("npz model", "keras archive", "h5 model")
+GRAPH_EDITS = ("unknown layer", "unknown call", "unknown output index", "cycle", "calls removed", "not a reference",
+               "duplicate name", "input shape")
+
+
+def _damage_graph(config: dict, edit: str, k: int) -> None:
+    """Damage the functional model ``config`` (in place) so that it describes no valid graph."""
+    refs = fc.graph_refs(config)
+    ref_path = refs[k % len(refs)]
+    entries = config["layers"]
+    called = [i for i, e in enumerate(entries) if e.get("inbound_nodes")]
+    if edit in ("unknown layer", "unknown call", "unknown output index"):
+        ref = fc.get_json(config, ref_path)
+        position = {"unknown layer": 0, "unknown call": 1, "unknown output index": 2}[edit]
+        ref[position] = "no_such_layer" if position == 0 else ref[position] + 7
+    elif edit == "cycle":  # a layer that an output layer reads now reads that output (or the output itself)
+        outputs = fc.refs_in(config["output_layers"])
+        out_name = fc.get_json(config["output_layers"], outputs[k % len(outputs)])[0]
+        out_entry = _entry(entries, out_name)
+        upstream = _entry(entries, _first_ref(out_entry)[0])
+        _first_ref(upstream if upstream.get("inbound_nodes") else out_entry)[:3] = [out_name, 0, 0]
+    elif edit == "calls removed":
+        entries[called[k % len(called)]]["inbound_nodes"] = []
+    elif edit == "not a reference":
+        fc.set_json(config, ref_path, [["x"], {"y": -1}, "z", 1.5, None][k % 5])
+    elif edit == "duplicate name":
+        victim, other = called[k % len(called)], (called[k % len(called)] + 1) % len(entries)
+        entries[victim]["name"] = entries[other]["name"]
+        entries[victim]["config"]["name"] = entries[other]["name"]
+    else:  # an input shape that is negative, not a number, or declares gigabytes of weights
+        inputs = [e for e in entries if e["class_name"] == "InputLayer"]
+        cfg = inputs[k % len(inputs)]["config"]
+        key = next(key for key in ("shape", "batch_shape", "batch_input_shape") if key in cfg)
+        cfg[key][-1] = [-3, "three", 2**40, None][k % 4]
+
+
+def _entry(entries: list, name: str) -> dict:
+    return next(e for e in entries if e["name"] == name)
+
+
+def _first_ref(entry: dict) -> list:
+    """The first tensor reference of the layer's first call (a list, edited in place)."""
+    return fc.get_json(entry, fc.refs_in(entry["inbound_nodes"], ("inbound_nodes",))[0])
+
+
+def _every_edit(test):
+    for i, edit in enumerate(GRAPH_EDITS):  # each damage reached under every profile, on varied targets
+        test = example(edit=edit, k=5 * i + 1)(test)
+    return test
+
+
+@pytest.mark.parametrize("env", ["functional", "flat functional"], indirect=True)
+@pytest.mark.parametrize("fmt", MODEL_FORMATS)
+@_every_edit
+@given(edit=st.sampled_from(GRAPH_EDITS), k=st.integers(0, 10**6))
+def test_damaged_graphs(env, fmt, edit, k):
+    """Tensor references to unknown layers, calls or outputs, cycles, calls removed, references that are not
+    references, two layers of one name, absurd input shapes: every one refused with a clear error. (The
+    functional model's files write calls in Keras 3's format; the flat one's .h5 in Keras 2's list format.)"""
+    data = original(env, fmt)
+    value = json.loads(fc.json_text(fmt, data))
+    _damage_graph(value["config"], edit, k)
+    check(env, fmt, "damaged graphs", fc.with_json_text(fmt, data, json.dumps(value)), None)
+
+
+def _is_input_layer_shape(value, path: tuple) -> bool:
+    if len(path) < 3 or path[-2:] != ("config", "shape"):
+        return False
+    entry = fc.get_json(value, path[:-2])
+    return isinstance(entry, dict) and entry.get("class_name") == "InputLayer"
 
 
 # ---------------------------------------------------------------------------------------------- links

@@ -171,18 +171,3 @@ Y = [np.zeros((8, 1)), np.zeros((8, 2))]
 def test_argument_errors_name_the_argument_and_the_accepted_values(call, message):
     with pytest.raises(ValueError, match=message):
         call(_compiled())
-
-
-def test_saving_a_functional_model_says_what_works_instead_of_writing_an_unreadable_file(tmp_path):
-    a = layers.Input(shape=(3,))
-    model = tn.Model(a, layers.Dense(2)(a))
-    for call in (lambda: model.save(tmp_path / "m.npz"), lambda: model.save(tmp_path / "m.keras"),
-                 lambda: model.save_weights(tmp_path / "w.weights.h5")):
-        with pytest.raises(ValueError, match=r"not supported yet for functional models.*get_config\(\)"):
-            call()
-    assert list(tmp_path.iterdir()) == []
-    weights = model.get_weights()
-    model.save_weights(tmp_path / "w.npz")
-    model.set_weights([np.zeros_like(w) for w in weights])
-    model.load_weights(tmp_path / "w.npz")
-    assert all(np.array_equal(x, y) for x, y in zip(weights, model.get_weights()))

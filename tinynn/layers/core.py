@@ -274,7 +274,9 @@ class InputLayer(Layer):
         return dy
 
     def get_config(self):
-        return {"name": self.name, "shape": list(self.shape_arg), "batch_size": self.batch_size}
+        """``dtype`` is the input tensor's (an Embedding's ids are ``int32``; a float64 model's inputs float64)."""
+        return {"name": self.name, "shape": list(self.shape_arg), "batch_size": self.batch_size,
+                "dtype": self.output.dtype}
 
 
 def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kwargs) -> graph.KerasTensor:

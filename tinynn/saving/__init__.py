@@ -1,6 +1,7 @@
 """Saving and loading models and weights: tinynn's ``.npz``, Keras 3 ``.keras``/``.weights.h5``, Keras 2 ``.h5``.
 
-    model.save("m.npz")          # tinynn's own: JSON config + arrays in one .npz, never pickle
+    model.save("m.npz")          # tinynn's own: JSON config + arrays in one .npz, never pickle (Sequential or
+                                 # functional Model; in every format)
     model.save("m.keras")        # Keras 3 archive: keras.models.load_model opens it
     model.save("m.h5")           # Keras 2 legacy HDF5 (the tutorials' format): Keras 2 and 3 open it
     model.save_weights("w.weights.h5"); model.load_weights("w.weights.h5")
@@ -14,7 +15,8 @@ Modules (none imports ``tinynn.models``: model classes register themselves, :mod
   Keras 2 ``.h5``; :mod:`.hdf5`: the refusals that make reading HDF5 safe (links, external storage, virtual
   datasets, storage that does not back the declared shape) and building files in memory;
 - :mod:`.keras_config`: Keras configs ↔ tinynn configs, dict to dict, per model class
-  (:func:`register_model_translator`); :mod:`.keras_optimizer`: Keras's optimizer-variable order;
+  (:func:`register_model_translator`; :mod:`.keras_functional` is the functional ``Model``'s translator, which
+  ``tinynn.models`` registers); :mod:`.keras_optimizer`: Keras's optimizer-variable order;
 - :mod:`.model_io`: building under a memory budget, weight checks before any change, compiling.
 
 Loading never executes code from a file and never follows links or external storage; it checks every declared

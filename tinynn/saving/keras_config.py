@@ -18,14 +18,15 @@ nested per output or wrapped in ``MeanMetricWrapper``.
 
 What is refused, every problem of a model named in one ``ValueError``: ``Lambda`` layers (their function is
 Python bytecode in the file), classes from other modules or registered as custom, layer classes tinynn does not
-have, options tinynn does not implement unless they are off (``None``/``False``), learning-rate schedules,
-weighted metrics and loss weights. Weight regularizers and constraints only act during training: they are
-dropped with a warning (predictions are unaffected; training after loading would not apply them).
+have, options tinynn does not implement unless they are off (``None``/``False``), learning-rate schedules and
+weighted metrics. Weight regularizers and constraints only act during training: they are dropped with a warning
+(predictions are unaffected; training after loading would not apply them).
 
-Model classes plug in through :func:`register_model_translator`: ``Sequential`` is registered below. Adding a
-functional ``Model`` means registering one more translator for Keras's ``"Functional"`` configs (its
-``from_keras`` can map each layer with :func:`layer_from_keras` and keep Keras's ``inbound_nodes`` graph);
-nothing else here changes.
+Model classes plug in through :func:`register_model_translator`: ``Sequential`` is registered below; the
+functional ``Model``'s translator (:mod:`.keras_functional`) is registered by ``tinynn.models``. Compile configs
+(:func:`compile_from_keras`, :func:`compile_to_keras`) carry one loss for every output or one per output (a
+list, or a dict keyed by output name; ``None`` for an output without loss), ``loss_weights`` and metrics per
+output in the same shapes.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ class UnknownClass(ValueError):
     """A layer class tinynn does not have (the model translator lists the known ones once)."""
 
 
+def layer_class_names() -> list[str]:
+    """The layer classes a Keras layer entry can name (InputLayer entries are the model translator's)."""
+    return sorted(set(layer_registry()) - {"InputLayer"})
+
+
 def reject_unsafe(spec: dict, where: str) -> None:
     """Refuse a Lambda, a class from a non-Keras module or a custom (registered) class, naming it."""
     cls = spec.get("class_name")
@@ -82,7 +88,7 @@ def _is_spec(value) -> bool:
             and isinstance(value["config"], (dict, type(None))))
 
 
-def _dtype_name(value, where: str) -> str | None:
+def dtype_name(value, where: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if _is_spec(value) and value["class_name"] in ("DTypePolicy", "FloatDTypePolicy", "Policy"):
@@ -169,7 +175,7 @@ def layer_from_keras(spec: dict, where: str) -> dict:
     dropped = []
     for key, value in list(config.items()):
         if key == "dtype":
-            config[key] = _dtype_name(value, where)
+            config[key] = dtype_name(value, where)
         elif key.endswith(_TRAINING_ONLY) or key == "activity_regularizer":
             if isinstance(value, dict):
                 reject_unsafe(value, f"{where} {key}")
@@ -284,6 +290,19 @@ def model_to_keras(class_name: str, config: dict, dialect: str = KERAS3) -> dict
     return translator.to_keras(config, dialect)
 
 
+def keras_class_name(obj) -> str:
+    """The class name Keras gives ``obj``: a model's Keras class (``Functional`` for tinynn's ``Model``), else
+    the class's own name. Keras's weight files address layers by it (``layers/functional``, ``layers/dense``)."""
+    name = type(obj).__name__
+    translator = _BY_TINYNN.get(name)
+    return translator.keras_classes[0] if translator is not None else name
+
+
+def translator_for_keras_class(name: str) -> ModelTranslator | None:
+    """The translator of Keras model class ``name`` (``'Sequential'``, ``'Functional'``), None for a layer."""
+    return _BY_KERAS.get(name) if isinstance(name, str) else None
+
+
 # ---------------------------------------------------------------------------------------------- Sequential
 def _shape_list(value, where: str) -> list:
     if not isinstance(value, (list, tuple)) or not all(v is None or (isinstance(v, int) and v >= 0) for v in value):
@@ -331,7 +350,7 @@ def sequential_from_keras(spec: dict, where: str) -> dict:
             problems.append(str(err))
             unknown = unknown or isinstance(err, UnknownClass)
     if unknown:
-        problems.append(f"(tinynn's layer classes are {sorted(set(layer_registry()) - {'InputLayer'})})")
+        problems.append(f"(tinynn's layer classes are {layer_class_names()})")
     if problems:
         raise ValueError(f"{where}: cannot build a tinynn model:\n  " + "\n  ".join(problems))
     out = {"name": config.get("name") or "sequential", "layers": layers}
@@ -411,8 +430,7 @@ def loss_from_keras(spec, where: str) -> dict | str:
     if isinstance(spec, str):
         return spec
     if not _is_spec(spec):
-        raise ValueError(f"{where}: loss {spec!r} is neither a name nor a {{class_name, config}} dict "
-                         "(one loss per output is not supported)")
+        raise ValueError(f"{where}: loss {spec!r:.200} is neither a name nor a {{class_name, config}} dict")
     reject_unsafe(spec, where)
     config = dict(spec.get("config") or {})
     config.pop("fn", None)  # Keras 2's LossFunctionWrapper records the function behind the class
@@ -423,6 +441,25 @@ def loss_from_keras(spec, where: str) -> dict | str:
     if config.get("dtype") in (None, "float32", "float64"):
         config.pop("dtype", None)
     return {"class_name": spec["class_name"], "config": config}
+
+
+def per_output(value, convert: Callable, where: str, leaf: Callable = _is_spec):
+    """``convert`` applied to one entry (``leaf(value)`` or not a list/dict), or to each entry of a list / each
+    value of a dict keyed by output name; ``None`` entries (an output without one) are kept."""
+    if isinstance(value, (list, tuple)) and not leaf(value):
+        return [None if v is None else convert(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and not leaf(value):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise ValueError(f"{where}: keys {bad} are not output names")
+        return {k: None if v is None else convert(v, f"{where}[{k!r}]") for k, v in value.items()}
+    return convert(value, where)
+
+
+def _loss_weight(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
+        raise ValueError(f"{where}: a loss weight must be a finite number, got {value!r:.200}")
+    return float(value)
 
 
 def _metric_name(spec, where: str) -> str:
@@ -444,28 +481,50 @@ def _metric_name(spec, where: str) -> str:
     raise ValueError(f"{where}: metric {spec!r} is not one tinynn implements")
 
 
+def _metric_names(found, where: str):
+    """Metric names: a flat list for every output, or per output (a list of lists, a dict keyed by output)."""
+    if found is None:
+        return []
+    if isinstance(found, str) or _is_spec(found):
+        found = [found]
+    if isinstance(found, dict):
+        return {k: _output_metric_names(v, f"{where}[{k!r}]") for k, v in found.items()}
+    if not isinstance(found, list):
+        raise ValueError(f"{where}: metrics {found!r:.200} are not a list")
+    if len(found) == 1 and isinstance(found[0], list):  # Keras 2 nests the metrics of a single output
+        found = found[0]
+    if any(m is None or isinstance(m, list) for m in found):  # one entry per output
+        return [_output_metric_names(m, f"{where}[{i}]") for i, m in enumerate(found)]
+    return [_metric_name(m, where) for m in found]
+
+
+def _output_metric_names(value, where: str) -> list[str] | None:
+    """The metrics of one output: None, one metric or a list of them."""
+    if value is None:
+        return None
+    return [_metric_name(m, where) for m in (value if isinstance(value, list) else [value])]
+
+
 def compile_from_keras(config: dict, where: str) -> dict | None:
-    """tinynn's compile config ``{'optimizer', 'loss', 'metrics'}`` from Keras's ``compile_config`` (.keras) or
-    ``training_config`` (.h5); None when the file holds no optimizer or no loss."""
+    """tinynn's compile config ``{'optimizer', 'loss', 'metrics'}`` (and ``'loss_weights'`` when given) from
+    Keras's ``compile_config`` (.keras) or ``training_config`` (.h5); None when the file holds no optimizer or no
+    loss. ``loss``, ``loss_weights`` and ``metrics`` keep their shape: one for every output, a list with one entry
+    per output, or a dict keyed by output name."""
     if not isinstance(config, dict):
         raise ValueError(f"{where}: the compile/training config must be a dict, got {type(config).__name__}")
     optimizer = config.get("optimizer", config.get("optimizer_config"))
     loss = config.get("loss")
     if optimizer is None or loss is None:
         return None
-    for key in ("loss_weights", "weighted_metrics"):
-        if config.get(key):
-            raise ValueError(f"{where}: {key}={config[key]!r} is not supported by tinynn")
-    found = config.get("metrics") or []
-    if isinstance(found, dict):
-        raise ValueError(f"{where}: metrics per output ({sorted(found)}) are not supported")
-    if not isinstance(found, list):
-        raise ValueError(f"{where}: metrics {found!r:.200} are not a list")
-    if len(found) == 1 and isinstance(found[0], list):  # Keras 2 nests the metrics of a single output
-        found = found[0]
-    names = [_metric_name(m, f"{where} metric") for m in found]
-    return {"optimizer": optimizer_from_keras(optimizer, f"{where} optimizer"),
-            "loss": loss_from_keras(loss, f"{where} loss"), "metrics": names}
+    if config.get("weighted_metrics"):
+        raise ValueError(f"{where}: weighted_metrics={config['weighted_metrics']!r:.200} is not supported by tinynn")
+    native = {"optimizer": optimizer_from_keras(optimizer, f"{where} optimizer"),
+              "loss": per_output(loss, loss_from_keras, f"{where} loss"),
+              "metrics": _metric_names(config.get("metrics"), f"{where} metric")}
+    if config.get("loss_weights") is not None:
+        native["loss_weights"] = per_output(config["loss_weights"], _loss_weight, f"{where} loss_weights",
+                                            leaf=lambda v: False)
+    return native
 
 
 def _keras_loss(loss, module: bool):
@@ -475,13 +534,18 @@ def _keras_loss(loss, module: bool):
     return {"module": "keras.losses", **spec, "registered_name": None} if module else spec
 
 
+def _keras_losses(loss, module: bool):
+    return per_output(loss, lambda entry, _: _keras_loss(entry, module), "loss")
+
+
 def compile_to_keras(compile_config: dict) -> dict:
     """Keras 3's ``compile_config`` (``.keras``) for tinynn's compile config."""
+    metrics = compile_config.get("metrics")
     return {
         "optimizer": compile_config["optimizer"],
-        "loss": _keras_loss(compile_config["loss"], module=True),
-        "loss_weights": None,
-        "metrics": list(compile_config["metrics"]) or None,
+        "loss": _keras_losses(compile_config["loss"], module=True),
+        "loss_weights": compile_config.get("loss_weights"),
+        "metrics": metrics or None,
         "weighted_metrics": None,
         "run_eagerly": False,
         "steps_per_execution": 1,
@@ -504,11 +568,12 @@ def training_config_to_keras(compile_config: dict) -> dict:
     optimizer = compile_config["optimizer"]
     opt_config = {k: v for k, v in optimizer["config"].items()
                   if not (k in _KERAS2_OPTIMIZER_DEFAULTS and v == _KERAS2_OPTIMIZER_DEFAULTS[k])}
+    metrics = compile_config.get("metrics") or []
     return {
-        "loss": _keras_loss(compile_config["loss"], module=False),
-        "metrics": list(compile_config["metrics"]),
+        "loss": _keras_losses(compile_config["loss"], module=False),
+        "metrics": list(metrics) if isinstance(metrics, (list, tuple)) else metrics,
         "weighted_metrics": None,
-        "loss_weights": None,
+        "loss_weights": compile_config.get("loss_weights"),
         "optimizer_config": {"class_name": optimizer["class_name"], "config": opt_config},
     }
 

@@ -27,6 +27,13 @@ name: the per-class conventions below turn Keras 2's and Keras 3's names into ti
 scopes of recurrent layers, ``forward_``/``backward_`` of Bidirectional, Keras 2's ``depthwise_kernel`` for a
 depthwise convolution's ``kernel``). Every shape is checked against the model before any array is read.
 
+Functional models: ``layer_names`` lists every layer, each ``InputLayer`` included (with no weights). A nested
+model is one entry whose ``weight_names`` are its layers' (Keras 2 ``dense/kernel:0``, Keras 3
+``inner/dense/kernel``), trainable ones first. Keras 2 orders a graph's layers differently from Keras 3 (and
+tinynn) in some graphs, so when the file's layer names are exactly the model's (a whole-model file always),
+layers are matched by name, and the optimizer's slots, stored in the writer's variable order (its layers'
+order), are put back in the model's.
+
 Keras 3 changed one formula: ``hard_sigmoid`` is clip(0.2·x + 0.5) in Keras 1/2 and clip(x/6 + 1/2) in Keras 3
 and tinynn. A file whose ``keras_version`` is 1.x/2.x and that uses it is refused (it would predict differently;
 Keras 3 loads it silently with the new formula). tinynn writes ``keras_version`` 3.15.1, as Keras 3's legacy
@@ -39,6 +46,7 @@ import warnings
 
 from . import hdf5, jsonio, keras_config, keras_optimizer, model_io
 from .errors import LEGACY_MODEL, LEGACY_WEIGHTS, reading
+from .registry import is_model
 
 #: the ``keras_version`` attribute written, as Keras 3's legacy writer does: the layers follow Keras 3's formulas
 #: (``hard_sigmoid``), which the reader takes from this attribute; the config itself is in Keras 2's dialect
@@ -94,6 +102,14 @@ def keras2_weight_name(layer, role: str) -> str:
     return "/".join([layer.name, *scope, *cell, base]) + ":0"
 
 
+def weight_names(layer) -> list[str]:
+    """Keras 2's name of each of ``layer``'s variables, in ``layer.weights`` order; a nested model's variables
+    are named as its layers name them (Keras 2 writes ``dense/kernel:0`` inside the nested model's group)."""
+    if is_model(layer):
+        return [name for sub in layer.layers for name in weight_names(sub)]
+    return [keras2_weight_name(layer, role) for role in _roles(layer)]
+
+
 def legacy_order(layer) -> list[int]:
     """Indices of ``layer.weights`` in Keras's legacy order: trainable weights first, then the others."""
     mask = list(layer.trainable_mask)
@@ -122,7 +138,7 @@ def _match(layer, names: list[str], datasets: list, where: str) -> list:
     roles = _roles(layer)
     wanted = [_tinynn_key(layer, r) for r in roles]
     found = [_file_key(layer, name) for name in names]
-    if len(set(wanted)) == n and sorted(found) == sorted(wanted):
+    if not is_model(layer) and len(set(wanted)) == n and sorted(found) == sorted(wanted):
         ordered = [datasets[found.index(key)] for key in wanted]
     else:
         ordered = [None] * n
@@ -136,8 +152,9 @@ def _match(layer, names: list[str], datasets: list, where: str) -> list:
     return ordered
 
 
-def read_weights(model, group, where: str) -> list:
-    """Every weight of ``model`` from a legacy weights group, all checked before any is read."""
+def _locate(model, group, where: str) -> tuple[dict, list]:
+    """(each weighted layer's datasets in ``layer.weights`` order, by ``id(layer)``; the model's weighted layers
+    in the file's order). Layers pair by name when the file's names are exactly the model's, else in order."""
     layer_names = hdf5.string_list_attr(group, "layer_names", where or "the file")
     stored = []
     for name in layer_names:
@@ -156,8 +173,14 @@ def read_weights(model, group, where: str) -> list:
         raise ValueError(f"it stores weights for {len(stored)} layers {[s[0] for s in stored]}, the model has "
                          f"{len(layers)} layers with weights {[layer.name for layer in layers]}: the architectures "
                          "differ")
+    by_name = {layer.name: layer for layer in layers}
+    file_names = [s[0] for s in stored]
+    if sorted(file_names) == sorted(by_name) and len(set(file_names)) == len(file_names):
+        file_order = [by_name[name] for name in file_names]
+    else:
+        file_order = layers  # Keras's topological loading: the k-th weighted layer of each
     located = {}
-    for layer, (name, layer_group, weight_names) in zip(layers, stored):
+    for layer, (name, layer_group, weight_names) in zip(file_order, stored):
         datasets = []
         for weight_name in weight_names:
             ds = hdf5.dataset(layer_group, weight_name, f"{where}/{name}")
@@ -165,6 +188,16 @@ def read_weights(model, group, where: str) -> list:
                 raise ValueError(f"{where}/{name} lists weight {weight_name!r} but has no such dataset")
             datasets.append(ds)
         located[id(layer)] = _match(layer, weight_names, datasets, f"{where}/{name}")
+    return located, file_order
+
+
+def read_weights(model, group, where: str) -> list:
+    """Every weight of ``model`` from a legacy weights group, all checked before any is read."""
+    located, _ = _locate(model, group, where)
+    return _read_located(model, located)
+
+
+def _read_located(model, located: dict) -> list:
     arrays = []
     for layer in model.layers:
         for ds, w in zip(located.get(id(layer), []), layer.weights):
@@ -172,7 +205,31 @@ def read_weights(model, group, where: str) -> list:
     return arrays
 
 
-def _restore_optimizer(model, h5file, path: str) -> None:
+def _trainable_indices(model) -> dict[int, list[int]]:
+    """For each layer (by id), the indices of its variables in ``model.trainable_weights``."""
+    mask, position, k, out = model.trainable_mask, 0, 0, {}
+    for layer in model.layers:
+        n = len(layer.weights)
+        out[id(layer)] = []
+        for trainable in mask[position:position + n]:
+            if trainable:
+                out[id(layer)].append(k)
+                k += 1
+        position += n
+    return out
+
+
+def file_variable_order(model, file_order: list) -> list[int]:
+    """Indices into ``model.trainable_weights`` in the order the file's writer listed its trainable variables
+    (layer by layer in the file's layer order; within a layer in the layer's own order)."""
+    indices = _trainable_indices(model)
+    order = [i for layer in file_order for i in indices[id(layer)]]
+    return order if sorted(order) == list(range(len(model.trainable_weights))) else list(range(len(order)))
+
+
+def _restore_optimizer(model, h5file, path: str, order: list[int]) -> None:
+    """The optimizer's state from ``optimizer_weights``; ``order`` (:func:`file_variable_order`) says which of
+    the model's trainable variables the file's k-th variable is."""
     if model.optimizer is None:
         return
     if "optimizer_weights" not in h5file:  # Keras writes both or neither (include_optimizer)
@@ -180,7 +237,7 @@ def _restore_optimizer(model, h5file, path: str) -> None:
         return
     group = hdf5.group(h5file, "optimizer_weights", "the file")
     names = hdf5.string_list_attr(group, "weight_names", "optimizer_weights")
-    variables = model.trainable_weights
+    variables = [model.trainable_weights[i] for i in order]
     shapes = {tuple(w.shape) for w in variables} | {()}
     if len(names) > 2 + 3 * len(variables):
         state, why = None, f"the file stores {len(names)} optimizer arrays, too many for this model"
@@ -194,7 +251,14 @@ def _restore_optimizer(model, h5file, path: str) -> None:
                 raise ValueError(f"optimizer array {name!r} has shape {ds.shape}, which no variable of the model has")
             arrays.append(hdf5.read_array(ds, None, f"optimizer_weights/{name}", "fiu"))
         state, why = keras_optimizer.state_from_arrays(model.optimizer, variables, arrays)
+        if state is not None:  # slot keys are '<slot>_<variable index>': file order -> the model's
+            state = {_renumber(key, order): value for key, value in state.items()}
     model_io.restore_optimizer(model, state, why, path)
+
+
+def _renumber(key: str, order: list[int]) -> str:
+    slot, _, index = key.rpartition("_")
+    return f"{slot}_{order[int(index)]}" if slot and index.isdigit() else key
 
 
 def load_model(path: str, compile: bool = True):
@@ -213,13 +277,14 @@ def load_model(path: str, compile: bool = True):
         class_name, config = keras_config.model_from_keras(spec, "model_config", version)
         group, where = _weights_group(h5file, LEGACY_MODEL)
         model = model_io.build(class_name, config, budget, path, LEGACY_MODEL)
-        model.set_weights(read_weights(model, group, where))
+        located, file_order = _locate(model, group, where)
+        model.set_weights(_read_located(model, located))
         training = hdf5.string_attr(h5file, "training_config", "the file") if compile else None
         if training is not None:
             native = keras_config.compile_from_keras(jsonio.loads(training), "training_config")
             if native is not None:
                 model_io.compile_model(model, native, path, LEGACY_MODEL)
-                _restore_optimizer(model, h5file, path)
+                _restore_optimizer(model, h5file, path, file_variable_order(model, file_order))
     return model
 
 
@@ -240,15 +305,28 @@ def _write_weights_group(group, model) -> None:
     hdf5.write_text_attr(group, "keras_version", KERAS_FORMAT_VERSION)
     for layer in sorted(model.layers, key=lambda layer: layer.name):  # as Keras: groups in name order
         layer_group = hdf5.make_group(group, layer.name)
-        roles = _roles(layer)
+        all_names = weight_names(layer)
+        if len(set(all_names)) != len(all_names):
+            raise ValueError(f"{type(layer).__name__} {layer.name!r}: its layers give two variables the same Keras 2 "
+                             f"name ({sorted({n for n in all_names if all_names.count(n) > 1})}); rename its layers "
+                             "to save it as .h5")
         weights = layer.get_weights()
         order = legacy_order(layer)
-        names = [keras2_weight_name(layer, roles[i]) for i in order]
+        names = [all_names[i] for i in order]
         hdf5.write_string_list_attr(layer_group, "weight_names", names)
         for name, i in zip(names, order):
             hdf5.write_array(layer_group, name, weights[i])
     top = hdf5.make_group(group, "top_level_model_weights")
     hdf5.write_string_list_attr(top, "weight_names", [])
+
+
+def _variable_paths(model) -> list[str]:
+    """Keras 3's variable paths, in ``model.weights`` order: a Sequential's variables live under its name scope
+    (``sequential/dense/kernel``), a functional model's under their layers' (``dense/kernel``), a nested model's
+    under its name (``inner/dense/kernel``). Keras reads the optimizer's arrays by position; the names inform."""
+    prefix = f"{model.name}/" if keras_config.keras_class_name(model) == "Sequential" else ""
+    return [f"{prefix}{layer.name}/{name}" if is_model(layer) else f"{prefix}{name}"
+            for layer in model.layers for name in layer.weight_names]
 
 
 def _write_optimizer(h5file, model) -> None:
@@ -259,8 +337,8 @@ def _write_optimizer(h5file, model) -> None:
     has_lr = "learning_rate" in model.optimizer.get_state()
     names = [f"{opt}/iteration"] + ([f"{opt}/learning_rate"] if has_lr else [])
     order = keras_optimizer.slot_order(model.optimizer, len(model.trainable_weights)) or []
-    variable_names = [n for layer in model.layers for n, t in zip(layer.weight_names, layer.trainable_mask) if t]
-    names += [f"{opt}/{model.name}_{variable_names[i].replace('/', '_')}_{slot}" for slot, i in order]
+    variable_names = [n for n, t in zip(_variable_paths(model), model.trainable_mask) if t]
+    names += [f"{opt}/{variable_names[i].replace('/', '_')}_{slot}" for slot, i in order]
     group = hdf5.make_group(h5file, "optimizer_weights")
     hdf5.write_string_list_attr(group, "weight_names", names)
     for name, value in zip(names, arrays):

@@ -17,7 +17,14 @@ The format, as written by ``keras.Model.save`` / ``save_weights`` (checked again
 ``<key>`` is *not* the layer's name: Keras addresses the layers of a model by their class name in snake case,
 numbered in order of appearance over ``model.layers``: ``dense``, ``dense_1``, ``conv1d``, ``lstm``,
 ``simple_rnn``, ... (``keras.src.saving.saving_lib._save_container_state``). Weightless layers still get an
-empty ``vars`` group. The config is translated by :mod:`tinynn.saving.keras_config`.
+empty ``vars`` group, and so does each ``InputLayer`` of a functional model (``input_layer``,
+``input_layer_1``: they are among its layers). A model nested in another is keyed by its Keras class
+(``sequential``, ``functional``) and holds its own layers the same way::
+
+        layers/sequential/vars                       (attrs name=<nested model name>; no arrays)
+        layers/sequential/layers/dense/vars/0, 1     the nested model's layers, keyed among themselves
+
+The config is translated by :mod:`tinynn.saving.keras_config` (:mod:`.keras_functional` for functional models).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import numpy as np
 from ..utils import to_snake_case
 from . import hdf5, jsonio, keras_config, keras_optimizer, model_io
 from .errors import KERAS_ARCHIVE, KERAS_WEIGHTS, reading
+from .registry import is_model
 
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
@@ -50,7 +58,7 @@ def layer_keys(layers: list) -> list[str]:
     used: dict[str, int] = {}
     keys = []
     for layer in layers:
-        key = to_snake_case(type(layer).__name__)
+        key = to_snake_case(keras_config.keras_class_name(layer))
         if key in used:
             used[key] += 1
             key = f"{key}_{used[key]}"
@@ -65,6 +73,14 @@ def var_groups(layer, path: str) -> list[tuple[str, str, int]]:
     order of ``layer.get_weights()``. Groups with 0 arrays are written (empty, as Keras does) but not read."""
     cls = type(layer).__name__
     n = len(layer.weights)
+    if is_model(layer):  # a nested model: its layers below it, keyed among themselves
+        groups = [(f"{path}/vars", layer.name, 0)]
+        for sub, key in zip(layer.layers, layer_keys(layer.layers)):
+            groups += var_groups(sub, f"{path}/layers/{key}")
+        if sum(g[2] for g in groups) != n:
+            raise ValueError(f"{type(layer).__name__} {layer.name!r}: its {n} weights are not its layers' in order, so "
+                             "they cannot be mapped to Keras's layout")
+        return groups
     if cls in _CELL_NAMES:
         return [(f"{path}/vars", layer.name, 0), (f"{path}/cell/vars", _CELL_NAMES[cls], n)]
     if cls == "Bidirectional":
@@ -97,11 +113,7 @@ def _locate_weights(model, h5file, source: str) -> list:
         hint = " (it looks like a Keras 2 legacy .h5 file: name it '*.h5', not '*.weights.h5')" if legacy else ""
         raise ValueError(f"it has no 'layers' group (top-level entries {sorted(h5file.keys())[:8]}){hint}")
     keys = layer_keys(model.layers)
-    stored = hdf5.group(h5file, "layers", source)
-    extra = sorted(k for k in stored.keys() if k not in set(keys) and _has_arrays(stored[k]))
-    if extra:
-        raise ValueError(f"it holds weights for layers {extra} that the tinynn model does not have (its layers are "
-                         f"{keys}): the architectures differ")
+    _check_no_extra_layers(model, h5file, "layers", source)
     datasets = []
     for layer, key in zip(model.layers, keys):
         found = []
@@ -123,6 +135,23 @@ def _locate_weights(model, h5file, source: str) -> list:
                              f"{expected}, the file has {got}")
         datasets.extend(found)
     return datasets
+
+
+def _check_no_extra_layers(model, h5file, path: str, source: str) -> None:
+    """The file's groups under ``path`` (a model's ``layers``, nested models' too) that hold arrays must all be
+    layers of the model: weights for a layer the model lacks mean another architecture."""
+    stored = hdf5.group(h5file, path, source)
+    if stored is None:
+        raise ValueError(f"it has no {path!r} group: the architectures differ")
+    keys = layer_keys(model.layers)
+    extra = sorted(k for k in stored.keys() if k not in set(keys) and _has_arrays(stored[k]))
+    if extra:
+        where = "" if path == "layers" else f" of nested model {model.name!r} ({path!r})"
+        raise ValueError(f"it holds weights for layers {extra}{where} that the tinynn model does not have (its layers "
+                         f"are {keys}): the architectures differ")
+    for layer, key in zip(model.layers, keys):
+        if is_model(layer) and layer.weights:
+            _check_no_extra_layers(layer, h5file, f"{path}/{key}/layers", source)
 
 
 def read_weights(model, h5file, source: str) -> list[np.ndarray]:

@@ -13,7 +13,7 @@ from .. import config as tn_config
 from .. import initializers, losses, optimizers
 from ..layers import registry as layer_registry
 from .errors import FileFormatError
-from .registry import model_class
+from .registry import model_class, model_class_names
 
 
 def require_built(model, what: str) -> None:
@@ -24,10 +24,15 @@ def require_built(model, what: str) -> None:
         )
 
 
+#: the tensor entries of a functional config's calls (``inbound_nodes``): data, not a class
+TENSOR_ENTRY = "__keras_tensor__"
+
+
 def check_classes(config, path: str, kind: str) -> None:
-    """Every ``{class_name, config}`` object in a native config must be a tinynn layer or initializer class;
-    all unknown ones (Lambda included) are named in one error, before anything is built."""
-    known = set(layer_registry()) | set(initializers.class_registry())
+    """Every ``{class_name, config}`` object in a native config must be a tinynn layer, initializer or (nested)
+    model class, or a functional config's tensor entry; all unknown ones (Lambda included) are named in one
+    error, before anything is built."""
+    known = set(layer_registry()) | set(initializers.class_registry()) | set(model_class_names()) | {TENSOR_ENTRY}
     unknown: list[str] = []
 
     def walk(value) -> None:
@@ -87,12 +92,26 @@ def declared_bytes(declared: Sequence[tuple[tuple, np.dtype]]) -> int:
     return sum(math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in declared)
 
 
+def _losses(spec):
+    """A loss (name or serialised), or one per output: a list (None: no loss) or a dict keyed by output name."""
+    if isinstance(spec, (list, tuple)):
+        return [None if s is None else losses.get(s) for s in spec]
+    if isinstance(spec, dict) and "class_name" not in spec:
+        return {k: None if s is None else losses.get(s) for k, s in spec.items()}
+    return losses.get(spec)
+
+
 def compile_model(model, compile_config: dict, path: str, kind: str) -> None:
-    """``model.compile`` from a (tinynn) compile config ``{'optimizer', 'loss', 'metrics'}``."""
+    """``model.compile`` from a (tinynn) compile config ``{'optimizer', 'loss', 'metrics'}`` (and
+    ``'loss_weights'``); loss, loss weights and metrics may be given per output (lists or dicts)."""
     try:
-        model.compile(optimizer=optimizers.get(compile_config["optimizer"]),
-                      loss=losses.get(compile_config["loss"]), metrics=list(compile_config.get("metrics") or []))
-    except (ValueError, TypeError, KeyError, NotImplementedError) as err:
+        if not isinstance(compile_config, dict):
+            raise ValueError(f"the compile config is {compile_config!r:.200}, expected a dict")
+        metrics = compile_config.get("metrics") or []
+        model.compile(optimizer=optimizers.get(compile_config["optimizer"]), loss=_losses(compile_config["loss"]),
+                      loss_weights=compile_config.get("loss_weights"),
+                      metrics=list(metrics) if isinstance(metrics, (list, tuple)) else metrics)
+    except (ValueError, TypeError, KeyError, NotImplementedError, AttributeError) as err:
         raise FileFormatError(path, kind, f"cannot compile the model from its compile config ({err}); load it with "
                                           "compile=False to skip compiling") from err
 
