@@ -1,0 +1,476 @@
+r"""2-D convolution kernels (channels-last): Conv2D lowered to GEMMs, and the depthwise convolution in numba.
+
+The math, symbols and padding rule are those of :mod:`tinynn.kernels.reference.conv2d` (read it first)::
+
+    z[b,i,j,f]   = Σ_{p,q} Σ_c xp[b, i·sh + p·dh, j·sw + q·dw, g(f)·Cg + c] · Wk[p,q,c,f]
+    dWk[p,q,c,f] = Σ_{b,i,j} xp[b, i·sh + p·dh, j·sw + q·dw, g(f)·Cg + c] · dz[b,i,j,f]
+    dx           = the adjoint: each tap sends dz · Wkᵀ back to the pixel it read
+
+**Conv2D: im2col + one GEMM per batch chunk.** ``cols[g,b,i,j,p,q,c] = xp[b, i·sh+p·dh, j·sw+q·dw, g·Cg+c]``
+(numba, :func:`im2col`) turns every output pixel into one row of KH·KW·Cg numbers, so that, per group g::
+
+    z_g   = cols_g @ Wm_g                  Wm[g, (p·KW + q)·Cg + c, f] = Wk[p, q, c, g·Fg + f]
+    dWm_g = cols_gᵀ @ dz_g                 (summed over the batch chunks)
+    dx    = col2im(dz_g @ Wm_gᵀ)           (numba, :func:`col2im`: each row's numbers added back to their pixels)
+
+With one group, Wm is a free reshape of Keras's (KH, KW, Cg, F) kernel. The batch runs in chunks whose columns
+stay in the cache between the im2col that writes them and the GEMM that reads them (``CHUNK_BYTES``), on
+scratch buffers an optional ``workspace`` dict keeps from call to call; the chunks are shared out over the cores
+(:func:`tinynn.kernels.parallel.run_parallel`), each chunk's GEMM a single BLAS call. A training forward may keep
+its columns for the backward's weight gradient (``keep_cols``).
+
+**Depthwise: direct numba loops** (there is no large GEMM in it: output channel c·M+m reads input channel c
+only). For an output row i and a tap (p, q), the contributions to the whole row are one flat multiply-add over
+``Wo·C`` contiguous numbers when the stride along W is 1 and M = 1 (the kernel row ``D[p,q]`` tiled Wo times),
+which LLVM vectorises; other strides and depth multipliers loop pixel by pixel.
+
+Every function here has a NumPy twin in :mod:`tinynn.kernels.reference.conv2d`; ``tests/test_conv2d_kernels.py``
+proves them equal.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .parallel import num_threads, run_parallel
+from .reference.conv2d import conv_output_size
+
+__all__ = [
+    "col2im",
+    "conv2d_backward",
+    "conv2d_forward",
+    "conv_output_size",
+    "depthwise_conv2d_backward",
+    "depthwise_conv2d_forward",
+    "gemm",
+    "im2col",
+]
+
+#: Scratch bytes (im2col columns) per batch chunk: small enough to stay in the per-core L2 cache between the
+#: im2col that writes them and the GEMM that reads them.
+CHUNK_BYTES = 2 << 20
+#: The largest im2col columns a training forward keeps for the backward's weight gradient (``keep_cols``).
+KEEP_COLS_BYTES = 256 << 20
+#: Below this many multiply-adds a pass runs on one thread (a thread hand-off costs tens of µs).
+PARALLEL_WORK = 1 << 21
+
+
+# --------------------------------------------------------------------------- numba index kernels
+@numba.njit(cache=True, nogil=True)
+def _im2col(x, KH, KW, sh, sw, dh, dw, pt, pl, cols):  # pragma: no cover - compiled
+    """cols (G, B, Ho, Wo, KH, KW, Cg) <- the pixels each output reads (0 on padding).
+
+    With one group and dw = 1 a window row inside x is KW·C consecutive numbers of x[b, h]: one flat copy."""
+    B, H, W, C = x.shape
+    G, _, Ho, Wo, _, _, Cg = cols.shape
+    KWC = KW * Cg
+    x_rows = x.reshape(B, H, W * C)
+    col_rows = cols.reshape(G, B, Ho, Wo, KH, KWC)
+    flat = G == 1 and dw == 1
+    for g in range(G):
+        c0 = g * Cg
+        for b in range(B):
+            for i in range(Ho):
+                for j in range(Wo):
+                    w0 = j * sw - pl
+                    for p in range(KH):
+                        h = i * sh + p * dh - pt
+                        dst = col_rows[g, b, i, j, p]
+                        if h < 0 or h >= H:
+                            for k in range(KWC):
+                                dst[k] = 0
+                        elif flat and w0 >= 0 and w0 + KW <= W:
+                            src = x_rows[b, h, w0 * C : w0 * C + KWC]
+                            for k in range(KWC):
+                                dst[k] = src[k]
+                        else:
+                            for q in range(KW):
+                                w = w0 + q * dw
+                                if 0 <= w < W:
+                                    for c in range(Cg):
+                                        dst[q * Cg + c] = x[b, h, w, c0 + c]
+                                else:
+                                    for c in range(Cg):
+                                        dst[q * Cg + c] = 0
+    return cols
+
+
+@numba.njit(cache=True, nogil=True)
+def _col2im(dcols, sh, sw, dh, dw, pt, pl, dx):  # pragma: no cover - compiled
+    """dx (B, H, W, C) <- 0, then each number of dcols (G, B, Ho, Wo, KH, KW, Cg) added to the pixel it came from.
+
+    dx is zeroed one sample at a time, so it is still in cache for the scatter."""
+    G, B, Ho, Wo, KH, KW, Cg = dcols.shape
+    _, H, W, C = dx.shape
+    KWC = KW * Cg
+    dx_rows = dx.reshape(B, H, W * C)
+    dcol_rows = dcols.reshape(G, B, Ho, Wo, KH, KWC)
+    flat = G == 1 and dw == 1
+    for b in range(B):
+        zero = dx_rows[b].reshape(H * W * C)
+        for k in range(H * W * C):
+            zero[k] = 0
+        for g in range(G):
+            c0 = g * Cg
+            for i in range(Ho):
+                for j in range(Wo):
+                    w0 = j * sw - pl
+                    for p in range(KH):
+                        h = i * sh + p * dh - pt
+                        if h < 0 or h >= H:
+                            continue
+                        src = dcol_rows[g, b, i, j, p]
+                        if flat and w0 >= 0 and w0 + KW <= W:
+                            dst = dx_rows[b, h, w0 * C : w0 * C + KWC]
+                            for k in range(KWC):
+                                dst[k] += src[k]
+                        else:
+                            for q in range(KW):
+                                w = w0 + q * dw
+                                if 0 <= w < W:
+                                    for c in range(Cg):
+                                        dx[b, h, w, c0 + c] += src[q * Cg + c]
+    return dx
+
+
+def _out(out, shape, dtype):
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if out.shape != tuple(shape) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"conv2d: out buffer {out.shape} {out.dtype} does not fit {tuple(shape)} {np.dtype(dtype)}")
+    return out
+
+
+def im2col(x, groups, kernel_hw, strides, dilation, pads, out_hw, out=None):
+    """cols[g,b,i,j,p,q,c] = xp[b, i·sh + p·dh, j·sw + q·dw, g·Cg + c] (0 on padding).  (G, B, Ho, Wo, KH, KW, Cg)"""
+    B, _, _, C = x.shape
+    (KH, KW), (sh, sw), (dh, dw), (pt, pl) = kernel_hw, strides, dilation, pads
+    cols = _out(out, (groups, B, *out_hw, KH, KW, C // groups), x.dtype)
+    return _im2col(np.ascontiguousarray(x), KH, KW, sh, sw, dh, dw, pt, pl, cols)
+
+
+def col2im(dcols, in_hw, strides, dilation, pads, out=None):
+    """dx[b, i·sh + p·dh - pt, j·sw + q·dw - pl, g·Cg + c] = Σ dcols[g,b,i,j,p,q,c] (im2col's adjoint).  (B, H, W, C)"""
+    G, B, _, _, _, _, Cg = dcols.shape
+    (sh, sw), (dh, dw), (pt, pl) = strides, dilation, pads
+    dx = _out(out, (B, *in_hw, G * Cg), dcols.dtype)
+    return _col2im(np.ascontiguousarray(dcols), sh, sw, dh, dw, pt, pl, dx)
+
+
+# --------------------------------------------------------------------------- GEMMs and batch pieces
+def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(G, m, k) @ (G, k, n) -> (G, m, n): every FLOP of Conv2D goes through here (one BLAS call per group; a
+    plain 2-D matmul when G = 1). ``benchmarks/bench_images.py`` wraps this function to measure the GEMM share."""
+    if a.shape[0] == 1:
+        return np.matmul(a[0], b[0], out=None if out is None else out[0])[None]
+    return np.matmul(a, b, out=out)
+
+
+def _w_im2col(Wk: np.ndarray, groups: int) -> np.ndarray:
+    """Wm[g, (p·KW + q)·Cg + c, f] = Wk[p, q, c, g·Fg + f]  (G, KH·KW·Cg, Fg)"""
+    KH, KW, Cg, F = Wk.shape
+    if groups == 1:
+        return Wk.reshape(1, KH * KW * Cg, F)
+    return np.ascontiguousarray(
+        Wk.reshape(KH * KW * Cg, groups, F // groups).transpose(1, 0, 2)
+    )
+
+
+def _dw_from_im2col(dWm: np.ndarray, kernel_hw) -> np.ndarray:
+    G, KKC, Fg = dWm.shape
+    KH, KW = kernel_hw
+    return np.ascontiguousarray(dWm.transpose(1, 0, 2)).reshape(KH, KW, KKC // (KH * KW), G * Fg)
+
+
+def _split_groups(a: np.ndarray, groups: int) -> np.ndarray:
+    """(n, G·k) -> contiguous (G, n, k); a free reshape when G = 1."""
+    n, N = a.shape
+    if groups == 1:
+        return a.reshape(1, n, N)
+    return np.ascontiguousarray(a.reshape(n, groups, N // groups).transpose(1, 0, 2))
+
+
+def _scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
+    """A C-contiguous ``shape`` view of the reusable buffer ``workspace[name]`` (grown when too small)."""
+    size = int(np.prod(shape))
+    buf = workspace.get(name)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = workspace[name] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def _pieces(B: int, work: float) -> list[tuple[int, int]]:
+    """Batch ranges, one per core that runs a piece (one piece for small work or batches)."""
+    n = 1 if work < PARALLEL_WORK else max(1, min(num_threads(), B))
+    bounds = [B * k // n for k in range(n + 1)]
+    return [(b0, b1) for b0, b1 in zip(bounds[:-1], bounds[1:]) if b1 > b0]
+
+
+def _chunks(b0: int, b1: int, bytes_per_sample: int) -> list[tuple[int, int]]:
+    step = max(1, CHUNK_BYTES // max(int(bytes_per_sample), 1))
+    return [(c0, min(b1, c0 + step)) for c0 in range(b0, b1, step)]
+
+
+def _check(x, Wk, groups, out_hw):
+    if x.ndim != 4 or Wk.ndim != 4:
+        raise ValueError(f"conv2d: x must be (B, H, W, C) and Wk (KH, KW, C/groups, F), got {x.shape} and {Wk.shape}")
+    C, (_, _, Cg, F) = x.shape[3], Wk.shape
+    if groups < 1 or C != Cg * groups or F % groups:
+        raise ValueError(f"conv2d: x {x.shape} and Wk {Wk.shape} do not fit groups={groups}")
+    if min(out_hw) < 1:
+        raise ValueError(f"conv2d: empty output {tuple(out_hw)} for x {x.shape}")
+
+
+# --------------------------------------------------------------------------- Conv2D
+def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,
+                   workspace: dict | None = None, keep_cols: bool = False) -> np.ndarray:  # fmt: skip
+    """z (B, Ho, Wo, F) = conv(x (B, H, W, C), Wk (KH, KW, C/G, F)); no bias. ``out_hw`` defaults to the size with
+    the given top/left padding and none after; pass it to add padding after. ``workspace``: an optional dict of
+    scratch buffers reused from call to call (the result never aliases them).
+
+    ``keep_cols`` (training): with one group and columns up to ``KEEP_COLS_BYTES`` they are kept in
+    ``workspace`` for the weight gradient of the next backward call on the same ``x`` object."""
+    KH, KW, Cg, F = Wk.shape
+    B, H, W, C = x.shape
+    G = int(groups)
+    if out_hw is None:
+        out_hw = ((H + pads[0] - (KH - 1) * dilation[0] - 1) // strides[0] + 1,
+                  (W + pads[1] - (KW - 1) * dilation[1] - 1) // strides[1] + 1)  # fmt: skip
+    Ho, Wo = out_hw
+    _check(x, Wk, G, out_hw)
+    x, ws = np.ascontiguousarray(x), {} if workspace is None else workspace
+    Wm = _w_im2col(Wk, G)
+    K = KH * KW * Cg
+    z = np.empty((B, Ho, Wo, F), dtype=x.dtype)
+    geometry = (x.shape, (KH, KW), tuple(strides), tuple(dilation), tuple(pads), (Ho, Wo), G)
+    ws.pop("kept_cols_of", None)
+    keep = keep_cols and G == 1 and B * Ho * Wo * K * x.itemsize <= KEEP_COLS_BYTES
+    kept = _scratch(ws, "kept_cols", (B, Ho, Wo, K), x.dtype) if keep else None
+
+    def piece(k, b0, b1):
+        for c0, c1 in _chunks(b0, b1, Ho * Wo * K * x.itemsize):
+            n = c1 - c0
+            buf = kept[c0:c1].reshape(1, n, Ho, Wo, KH, KW, Cg) if keep else \
+                _scratch(ws, f"cols{k}", (G, n, Ho, Wo, KH, KW, Cg), x.dtype)  # fmt: skip
+            cols = im2col(x[c0:c1], G, (KH, KW), strides, dilation, pads, out_hw, buf).reshape(G, n * Ho * Wo, K)
+            if G == 1:
+                gemm(cols, Wm, z[c0:c1].reshape(1, n * Ho * Wo, F))
+            else:
+                z[c0:c1] = gemm(cols, Wm).transpose(1, 0, 2).reshape(n, Ho, Wo, F)
+
+    pieces = _pieces(B, B * Ho * Wo * K * F)
+    run_parallel(*[lambda k=k, b0=b0, b1=b1: piece(k, b0, b1) for k, (b0, b1) in enumerate(pieces)])
+    if keep:
+        ws["kept_cols_of"] = (x, geometry)
+    return z
+
+
+def _kept_cols(ws: dict, x, geometry) -> np.ndarray | None:
+    """The forward's columns (B, Ho, Wo, KH·KW·C) if kept for this very ``x`` and geometry, else None (the identity
+    check holds because the layer keeps its input alive between forward and backward)."""
+    record = ws.get("kept_cols_of")
+    if record is None or record[0] is not x or record[1] != geometry:
+        return None
+    (B, _, _, C), (KH, KW), _, _, _, (Ho, Wo), _ = geometry
+    return ws["kept_cols"][: B * Ho * Wo * KH * KW * C].reshape(B, Ho, Wo, KH * KW * C)
+
+
+def conv2d_backward(x, Wk, dz, strides=(1, 1), dilation=(1, 1), pads=(0, 0), groups=1, need_dx: bool = True,
+                    workspace: dict | None = None) -> tuple[np.ndarray | None, np.ndarray]:  # fmt: skip
+    """(dx (B, H, W, C) or None, dWk (KH, KW, C/G, F)) for dz (B, Ho, Wo, F)."""
+    KH, KW, Cg, F = Wk.shape
+    B, H, W, C = x.shape
+    G = int(groups)
+    _check(x, Wk, G, dz.shape[1:3] if dz.ndim == 4 else (0, 0))
+    if dz.shape != (B, dz.shape[1], dz.shape[2], F):
+        raise ValueError(f"conv2d: dz {dz.shape} does not match x {x.shape} and Wk {Wk.shape}")
+    _, Ho, Wo, _ = dz.shape
+    x, dz, ws, Fg = np.ascontiguousarray(x), np.ascontiguousarray(dz), {} if workspace is None else workspace, F // G
+    K = KH * KW * Cg
+    Wm = _w_im2col(Wk, G)
+    WmT = np.ascontiguousarray(Wm.transpose(0, 2, 1))  # (G, Fg, K)
+    geometry = (x.shape, (KH, KW), tuple(strides), tuple(dilation), tuple(pads), (Ho, Wo), G)
+    kept = _kept_cols(ws, x, geometry)
+    dx = np.empty((B, H, W, C), dtype=dz.dtype) if need_dx else None
+    rows = B * Ho * Wo
+    pieces = _pieces(B, rows * K * F * (2 if need_dx else 1))
+
+    def piece(k, b0, b1):
+        dWm = np.zeros((G, K, Fg), dtype=dz.dtype)
+        for c0, c1 in _chunks(b0, b1, Ho * Wo * K * dz.itemsize):
+            n = c1 - c0
+            dz_g = _split_groups(dz[c0:c1].reshape(n * Ho * Wo, F), G)  # (G, n·Ho·Wo, Fg)
+            if kept is not None:
+                cols = kept[c0:c1].reshape(1, n * Ho * Wo, K)
+            else:
+                buf = _scratch(ws, f"cols{k}", (G, n, Ho, Wo, KH, KW, Cg), dz.dtype)
+                cols = im2col(x[c0:c1], G, (KH, KW), strides, dilation, pads, (Ho, Wo), buf).reshape(G, n * Ho * Wo, K)
+            dWm += gemm(cols.transpose(0, 2, 1), dz_g)
+            if need_dx:
+                dcols = gemm(dz_g, WmT, _scratch(ws, f"dcols{k}", (G, n * Ho * Wo, K), dz.dtype))
+                col2im(dcols.reshape(G, n, Ho, Wo, KH, KW, Cg), (H, W), strides, dilation, pads, out=dx[c0:c1])
+        return dWm
+
+    partial = run_parallel(*[lambda k=k, b0=b0, b1=b1: piece(k, b0, b1) for k, (b0, b1) in enumerate(pieces)])
+    dWm = partial[0]
+    for other in partial[1:]:
+        dWm += other
+    return dx, _dw_from_im2col(dWm, (KH, KW))
+
+
+# --------------------------------------------------------------------------- depthwise
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _dw_forward(x, D, Dt, sh, sw, dh, dw, pt, pl, u):  # pragma: no cover - compiled
+    """u (B, Ho, Wo, C·M) = Σ_{p,q} x[b, i·sh+p·dh-pt, j·sw+q·dw-pl, c] · D[p,q,c·M+m]  (D flattened to (KH, KW, C·M);
+    Dt[p,q] = D[p,q] tiled Wo times, used by the flat path: sw = 1 and M = 1)."""
+    B, H, W, C = x.shape
+    _, Ho, Wo, CM = u.shape
+    KH, KW = D.shape[0], D.shape[1]
+    M = CM // C
+    flat = sw == 1 and M == 1
+    x_rows = x.reshape(B, H, W * C)
+    for b in range(B):
+        for i in range(Ho):
+            u_row = u[b, i].reshape(Wo * CM)
+            for k in range(Wo * CM):
+                u_row[k] = 0
+            for p in range(KH):
+                h = i * sh + p * dh - pt
+                if h < 0 or h >= H:
+                    continue
+                for q in range(KW):
+                    off = q * dw - pl  # input column of output column j: j·sw + off
+                    j0 = 0
+                    while j0 < Wo and j0 * sw + off < 0:
+                        j0 += 1
+                    j1 = min(Wo, (W - 1 - off) // sw + 1) if W - 1 - off >= 0 else 0
+                    if j1 <= j0:
+                        continue
+                    if flat:
+                        src = x_rows[b, h, (j0 + off) * C : (j1 + off) * C]
+                        dst = u_row[j0 * C : j1 * C]
+                        d = Dt[p, q, j0 * C : j1 * C]
+                        for k in range(src.shape[0]):
+                            dst[k] += src[k] * d[k]
+                    else:
+                        dpq = D[p, q]
+                        for j in range(j0, j1):
+                            xv = x[b, h, j * sw + off]
+                            uv = u[b, i, j]
+                            for c in range(C):
+                                xc = xv[c]
+                                for m in range(M):
+                                    uv[c * M + m] += xc * dpq[c * M + m]
+    return u
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _dw_backward(x, D, Dt, du, sh, sw, dh, dw, pt, pl, need_dx, dx, acc):  # pragma: no cover - compiled
+    """dx (B, H, W, C) <- 0 then the scatter of du · D (if need_dx); acc (KH, KW, Wo·C·M) float64 += the per-column
+    products x · du (summed over columns by the caller into dD; the flat path keeps one accumulator per column)."""
+    B, H, W, C = x.shape
+    _, Ho, Wo, CM = du.shape
+    KH, KW = D.shape[0], D.shape[1]
+    M = CM // C
+    flat = sw == 1 and M == 1
+    x_rows = x.reshape(B, H, W * C)
+    dx_rows = dx.reshape(dx.shape[0], H, W * C)
+    for b in range(B):
+        if need_dx:
+            zero = dx_rows[b].reshape(H * W * C)
+            for k in range(H * W * C):
+                zero[k] = 0
+        for i in range(Ho):
+            du_row = du[b, i].reshape(Wo * CM)
+            for p in range(KH):
+                h = i * sh + p * dh - pt
+                if h < 0 or h >= H:
+                    continue
+                for q in range(KW):
+                    off = q * dw - pl
+                    j0 = 0
+                    while j0 < Wo and j0 * sw + off < 0:
+                        j0 += 1
+                    j1 = min(Wo, (W - 1 - off) // sw + 1) if W - 1 - off >= 0 else 0
+                    if j1 <= j0:
+                        continue
+                    a = acc[p, q]
+                    if flat:
+                        src = x_rows[b, h, (j0 + off) * C : (j1 + off) * C]
+                        g = du_row[j0 * C : j1 * C]
+                        a_part = a[j0 * C : j1 * C]
+                        for k in range(src.shape[0]):
+                            a_part[k] += src[k] * g[k]
+                        if need_dx:
+                            dst = dx_rows[b, h, (j0 + off) * C : (j1 + off) * C]
+                            d = Dt[p, q, j0 * C : j1 * C]
+                            for k in range(dst.shape[0]):
+                                dst[k] += g[k] * d[k]
+                    else:
+                        dpq = D[p, q]
+                        for j in range(j0, j1):
+                            w = j * sw + off
+                            xv = x[b, h, w]
+                            gv = du[b, i, j]
+                            for c in range(C):
+                                xc = xv[c]
+                                s = gv[c * M] * dpq[c * M]
+                                a[j * CM + c * M] += xc * gv[c * M]
+                                for m in range(1, M):
+                                    a[j * CM + c * M + m] += xc * gv[c * M + m]
+                                    s += gv[c * M + m] * dpq[c * M + m]
+                                if need_dx:
+                                    dx[b, h, w, c] += s
+    return dx
+
+
+def _depthwise_check(x, D, out_hw):
+    if x.ndim != 4 or D.ndim != 4 or D.shape[2] != x.shape[3]:
+        raise ValueError(f"depthwise_conv2d: x must be (B, H, W, C) and D (KH, KW, C, M), got {x.shape} and {D.shape}")
+    if min(out_hw) < 1:
+        raise ValueError(f"depthwise_conv2d: empty output {tuple(out_hw)} for x {x.shape}")
+
+
+def depthwise_conv2d_forward(x, D, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None) -> np.ndarray:
+    """u (B, Ho, Wo, C·M) for x (B, H, W, C) and D (KH, KW, C, M); no bias."""
+    KH, KW, C, M = D.shape
+    B, H, W, _ = x.shape
+    if out_hw is None:
+        out_hw = ((H + pads[0] - (KH - 1) * dilation[0] - 1) // strides[0] + 1,
+                  (W + pads[1] - (KW - 1) * dilation[1] - 1) // strides[1] + 1)  # fmt: skip
+    _depthwise_check(x, D, out_hw)
+    Ho, Wo = out_hw
+    x = np.ascontiguousarray(x)
+    Df = np.ascontiguousarray(D, dtype=x.dtype).reshape(KH, KW, C * M)
+    Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))  # Dt[p, q, j·C + c] = D[p, q, c] (flat path, M = 1)
+    u = np.empty((B, Ho, Wo, C * M), dtype=x.dtype)
+    args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
+    pieces = _pieces(B, B * Ho * Wo * C * M * KH * KW * 8)
+    run_parallel(*[lambda b0=b0, b1=b1: _dw_forward(x[b0:b1], Df, Dt, *args, u[b0:b1]) for b0, b1 in pieces])
+    return u
+
+
+def depthwise_conv2d_backward(x, D, du, strides=(1, 1), dilation=(1, 1), pads=(0, 0), need_dx: bool = True):
+    """(dx (B, H, W, C) or None, dD (KH, KW, C, M)) for du (B, Ho, Wo, C·M). dD is accumulated in float64."""
+    KH, KW, C, M = D.shape
+    B, H, W, _ = x.shape
+    _depthwise_check(x, D, du.shape[1:3] if du.ndim == 4 else (0, 0))
+    if du.shape != (B, du.shape[1], du.shape[2], C * M):
+        raise ValueError(f"depthwise_conv2d: du {du.shape} does not match x {x.shape} and D {D.shape}")
+    Ho, Wo = du.shape[1:3]
+    x, du = np.ascontiguousarray(x), np.ascontiguousarray(du)
+    Df = np.ascontiguousarray(D, dtype=x.dtype).reshape(KH, KW, C * M)
+    Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))
+    dx = np.empty((B, H, W, C), dtype=du.dtype) if need_dx else np.empty((0, H, W, C), du.dtype)
+    args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
+    pieces = _pieces(B, B * Ho * Wo * C * M * KH * KW * 16)
+
+    def piece(b0, b1):
+        acc = np.zeros((KH, KW, Wo * C * M), np.float64)
+        _dw_backward(x[b0:b1], Df, Dt, du[b0:b1], *args, need_dx, dx[b0:b1] if need_dx else dx, acc)
+        return acc
+
+    acc = sum(run_parallel(*[lambda b0=b0, b1=b1: piece(b0, b1) for b0, b1 in pieces]))
+    dD = acc.reshape(KH, KW, Wo, C, M).sum(axis=2).astype(x.dtype)
+    return (dx if need_dx else None), dD
