@@ -186,6 +186,19 @@ def test_depthwise_matches_reference(g, threads):
     assert rel_err(dx_ref, rc.conv2d_backward_data(du, W_grouped, (g["H"], g["W"]), s, d, pads, groups=C)) <= TOL
 
 
+@given(rows=st.integers(1, 40), K=st.integers(1, 6), F=st.integers(1, 6), threads=st.sampled_from([1, 2, 3]),
+       seed=st.integers(0, 2**16))
+def test_pointwise_products_match_numpy(rows, K, F, threads, seed):
+    """SeparableConv2D's 1×1 products on row pieces (one per thread) equal the plain matmuls of the reference path."""
+    rng = np.random.default_rng(seed)
+    u, P, dz = rng.standard_normal((rows, 1, K)), rng.standard_normal((K, F)), rng.standard_normal((rows, 1, F))
+    with mock.patch.object(kc, "PARALLEL_WORK", 0), mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):
+        z = kc.pointwise_forward(u, P)
+        du, dP = kc.pointwise_backward(u, P, dz)
+    assert rel_err(z, u @ P) <= TOL and rel_err(du, dz @ P.T) <= TOL
+    assert rel_err(dP, u.reshape(-1, K).T @ dz.reshape(-1, F)) <= TOL
+
+
 def test_conv2d_float32_close_to_float64():
     g = SAME_STRIDED
     x, Wk, dz = _conv_arrays(g)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from . import blas_threads
 from .parallel import num_threads, run_parallel
 from .reference.conv2d import conv_output_size
 
@@ -45,6 +46,8 @@ __all__ = [
     "depthwise_conv2d_forward",
     "gemm",
     "im2col",
+    "pointwise_backward",
+    "pointwise_forward",
 ]
 
 #: Scratch bytes (im2col columns) per batch chunk: small enough to stay in the per-core L2 cache between the
@@ -200,11 +203,20 @@ def _scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
-def _pieces(B: int, work: float) -> list[tuple[int, int]]:
-    """Batch ranges, one per core that runs a piece (one piece for small work or batches)."""
-    n = 1 if work < PARALLEL_WORK else max(1, min(num_threads(), B))
+def _pieces(B: int, work: float, blas: bool = True) -> list[tuple[int, int]]:
+    """Batch ranges, one per core that runs a piece: one piece for small work or batches, and for passes that call
+    BLAS when numpy's BLAS cannot be held to one thread (it then threads each product itself, see
+    :mod:`tinynn.kernels.blas_threads`)."""
+    serial = work < PARALLEL_WORK or (blas and not blas_threads.available())
+    n = 1 if serial else max(1, min(num_threads(), B))
     bounds = [B * k // n for k in range(n + 1)]
     return [(b0, b1) for b0, b1 in zip(bounds[:-1], bounds[1:]) if b1 > b0]
+
+
+def _run_pieces(piece, pieces: list[tuple[int, int]]) -> list:
+    """``piece(k, b0, b1)`` for every batch range, on one thread each, with every BLAS call single-threaded."""
+    with blas_threads.single_threaded():
+        return run_parallel(*[lambda k=k, b0=b0, b1=b1: piece(k, b0, b1) for k, (b0, b1) in enumerate(pieces)])
 
 
 def _chunks(b0: int, b1: int, bytes_per_sample: int) -> list[tuple[int, int]]:
@@ -259,8 +271,7 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
             else:
                 z[c0:c1] = gemm(cols, Wm).transpose(1, 0, 2).reshape(n, Ho, Wo, F)
 
-    pieces = _pieces(B, B * Ho * Wo * K * F)
-    run_parallel(*[lambda k=k, b0=b0, b1=b1: piece(k, b0, b1) for k, (b0, b1) in enumerate(pieces)])
+    _run_pieces(piece, _pieces(B, B * Ho * Wo * K * F))
     if keep:
         ws["kept_cols_of"] = (x, geometry)
     return z
@@ -312,7 +323,7 @@ def conv2d_backward(x, Wk, dz, strides=(1, 1), dilation=(1, 1), pads=(0, 0), gro
                 col2im(dcols.reshape(G, n, Ho, Wo, KH, KW, Cg), (H, W), strides, dilation, pads, out=dx[c0:c1])
         return dWm
 
-    partial = run_parallel(*[lambda k=k, b0=b0, b1=b1: piece(k, b0, b1) for k, (b0, b1) in enumerate(pieces)])
+    partial = _run_pieces(piece, pieces)
     dWm = partial[0]
     for other in partial[1:]:
         dWm += other
@@ -446,7 +457,7 @@ def depthwise_conv2d_forward(x, D, strides=(1, 1), dilation=(1, 1), pads=(0, 0),
     Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))  # Dt[p, q, j·C + c] = D[p, q, c] (flat path, M = 1)
     u = np.empty((B, Ho, Wo, C * M), dtype=x.dtype)
     args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
-    pieces = _pieces(B, B * Ho * Wo * C * M * KH * KW * 8)
+    pieces = _pieces(B, B * Ho * Wo * C * M * KH * KW * 8, blas=False)
     run_parallel(*[lambda b0=b0, b1=b1: _dw_forward(x[b0:b1], Df, Dt, *args, u[b0:b1]) for b0, b1 in pieces])
     return u
 
@@ -464,7 +475,7 @@ def depthwise_conv2d_backward(x, D, du, strides=(1, 1), dilation=(1, 1), pads=(0
     Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))
     dx = np.empty((B, H, W, C), dtype=du.dtype) if need_dx else np.empty((0, H, W, C), du.dtype)
     args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
-    pieces = _pieces(B, B * Ho * Wo * C * M * KH * KW * 16)
+    pieces = _pieces(B, B * Ho * Wo * C * M * KH * KW * 16, blas=False)
 
     def piece(b0, b1):
         acc = np.zeros((KH, KW, Wo * C * M), np.float64)
@@ -474,3 +485,34 @@ def depthwise_conv2d_backward(x, D, du, strides=(1, 1), dilation=(1, 1), pads=(0
     acc = sum(run_parallel(*[lambda b0=b0, b1=b1: piece(b0, b1) for b0, b1 in pieces]))
     dD = acc.reshape(KH, KW, Wo, C, M).sum(axis=2).astype(x.dtype)
     return (dx if need_dx else None), dD
+
+
+# --------------------------------------------------------------------------- pointwise (1×1) products
+def pointwise_forward(u: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """z = u @ P over the rows of u (..., K) for P (K, F): the 1×1 convolution of SeparableConv2D."""
+    rows = u.reshape(-1, u.shape[-1])
+    z = np.empty((rows.shape[0], P.shape[1]), dtype=u.dtype)
+    P = np.ascontiguousarray(P, dtype=u.dtype)
+
+    def piece(k, r0, r1):
+        gemm(rows[None, r0:r1], P[None], z[None, r0:r1])
+
+    _run_pieces(piece, _pieces(rows.shape[0], rows.size * P.shape[1]))
+    return z.reshape(*u.shape[:-1], P.shape[1])
+
+
+def pointwise_backward(u: np.ndarray, P: np.ndarray, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(du = dz @ Pᵀ, dP = Σ_rows uᵀ dz) for z = u @ P; rows split over the cores (dP summed over the pieces)."""
+    rows, dz_rows = u.reshape(-1, u.shape[-1]), np.ascontiguousarray(dz).reshape(-1, P.shape[1])
+    du = np.empty(rows.shape, dtype=dz.dtype)
+    PT = np.ascontiguousarray(P.T, dtype=dz.dtype)
+
+    def piece(k, r0, r1):
+        gemm(dz_rows[None, r0:r1], PT[None], du[None, r0:r1])
+        return gemm(rows[None, r0:r1].transpose(0, 2, 1), dz_rows[None, r0:r1])[0]
+
+    partial = _run_pieces(piece, _pieces(rows.shape[0], 2 * rows.size * P.shape[1]))
+    dP = partial[0]
+    for other in partial[1:]:
+        dP += other
+    return du.reshape(u.shape), dP

@@ -467,16 +467,21 @@ class SeparableConv2D(_DepthwiseMixin, _Conv2DBase):
         x = self._prepare(x)
         u = self._depthwise(x, self.depthwise_kernel)
         self._u = u
-        z = (u.reshape(-1, u.shape[-1]) @ self.pointwise_kernel[0, 0]).reshape(*u.shape[:3], self.filters)
+        P = self.pointwise_kernel[0, 0]
+        z = (u.reshape(-1, u.shape[-1]) @ P).reshape(*u.shape[:3], self.filters) if self._reference else \
+            K_conv2d.pointwise_forward(u, P)  # fmt: skip
         return self._finish(z, self.bias if self.use_bias else None)
 
     def backward_from_logits(self, dz, db=None):
         """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dD, dP, db], returns dx."""
         dz = self._dz(dz)
         P = self.pointwise_kernel[0, 0]
-        u_rows, dz_rows = self._u.reshape(-1, P.shape[0]), dz.reshape(-1, self.filters)
-        dP = (u_rows.T @ dz_rows)[None, None]
-        du = (dz_rows @ P.T).reshape(self._u.shape)
+        if self._reference:
+            u_rows, dz_rows = self._u.reshape(-1, P.shape[0]), dz.reshape(-1, self.filters)
+            du, dP = (dz_rows @ P.T).reshape(self._u.shape), u_rows.T @ dz_rows
+        else:
+            du, dP = K_conv2d.pointwise_backward(self._u, P, dz)
+        dP = dP[None, None]
         dx, dD = self._depthwise_backward(self.depthwise_kernel, du)
         grads = [dD, dP]
         if self.use_bias:
