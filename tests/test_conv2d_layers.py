@@ -369,7 +369,11 @@ def test_backward_rejects_an_upstream_gradient_of_another_shape(make, shape):
         layer.backward(np.ones((y.shape[0] + 1, *y.shape[1:]), np.float32))  # another batch size
 
 
-@pytest.mark.parametrize("make,shape", CONV_CASES, ids=_ids(CONV_CASES))
+LOGITS_CASES = [(make, shape) for make, shape in CONV_CASES
+                if not (isinstance(make(), layers.Conv2D) and make().activation.name in ("relu", "tanh"))]
+
+
+@pytest.mark.parametrize("make,shape", LOGITS_CASES, ids=_ids(LOGITS_CASES))
 def test_logits_are_the_pre_activation_of_the_last_forward_call(make, shape):
     """``logits`` = z + b: the fused bias+activation path forms it on request, after any later weight update."""
     layer = as_dtype(make(), "float64")
@@ -385,6 +389,21 @@ def test_logits_are_the_pre_activation_of_the_last_forward_call(make, shape):
         w += 1.0  # an optimizer step (in place) after the forward pass must not change its logits
     np.testing.assert_allclose(layer.logits, linear(x), rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(layer.activation(layer.logits), y, rtol=1e-13, atol=1e-13)
+
+
+def test_fused_conv2d_keeps_logits_only_where_the_loss_shortcut_reads_them():
+    """A fast-mode Conv2D runs relu/tanh inside the kernel and keeps only y; sigmoid keeps z (the loss shortcut)."""
+    x = np.random.default_rng(0).standard_normal((2, 5, 5, 3))
+    relu = layers.Conv2D(2, 3, activation="relu", name="fused", dtype="float64")
+    relu(x)
+    with pytest.raises(ValueError, match="'fused'.*'relu' ran fused"):
+        relu.logits  # noqa: B018
+    with config.kernels("reference"):
+        relu(x)
+        np.testing.assert_allclose(np.maximum(relu.logits, 0), relu(x))
+    sigmoid = layers.Conv2D(2, 3, activation="sigmoid", dtype="float64")
+    y = sigmoid(x)
+    np.testing.assert_allclose(1 / (1 + np.exp(-sigmoid.logits)), y, rtol=1e-13)
 
 
 def test_first_layer_skips_dx_but_not_dw():

@@ -13,11 +13,15 @@ The math, symbols and padding rule are those of :mod:`tinynn.kernels.reference.c
     dWm_g = cols_gᵀ @ dz_g                 (summed over the batch chunks)
     dx    = col2im(dz_g @ Wm_gᵀ)           (numba, :func:`col2im`: each row's numbers added back to their pixels)
 
-With one group, Wm is a free reshape of Keras's (KH, KW, Cg, F) kernel. The batch runs in chunks whose columns
-stay in the cache between the im2col that writes them and the GEMM that reads them (``CHUNK_BYTES``), on
-scratch buffers an optional ``workspace`` dict keeps from call to call; the chunks are shared out over the cores
-(:func:`tinynn.kernels.parallel.run_parallel`), each chunk's GEMM a single BLAS call. A training forward may keep
-its columns for the backward's weight gradient (``keep_cols``).
+With one group, Wm is a free reshape of Keras's (KH, KW, Cg, F) kernel. The output rows run in chunks (a few
+rows of one image; a chunk may cross into the next image) whose columns stay in the cache between the im2col that
+writes them and the GEMM that reads them (``CHUNK_BYTES``), on scratch buffers an optional ``workspace`` dict keeps
+from call to call; the bias and activation are applied to each chunk's output right after its GEMM; whole images
+are shared out over the cores
+(:func:`tinynn.kernels.parallel.run_parallel`), each chunk's GEMM a single BLAS call. The backward builds each
+chunk's columns again: in cache that costs next to nothing, while keeping the forward's columns for it cost more
+than it saved (measured on M7's second conv, one core: forward 51 -> 89 ms with the columns written out for the
+backward, backward 120 vs 125 ms).
 
 **Depthwise: direct numba loops** (there is no large GEMM in it: output channel c·M+m reads input channel c
 only). For an output row i and a tap (p, q), the contributions to the whole row are one flat multiply-add over
@@ -34,12 +38,14 @@ import numba
 import numpy as np
 
 from . import blas_threads
+from .fastmath import RELU, activate_row, derivative_row
 from .parallel import num_threads, run_parallel
 from .reference.conv2d import conv_output_size
 
 __all__ = [
     "col2im",
     "conv2d_backward",
+    "conv2d_backward_fused",
     "conv2d_forward",
     "conv_output_size",
     "depthwise_conv2d_backward",
@@ -53,87 +59,95 @@ __all__ = [
 #: Scratch bytes (im2col columns) per batch chunk: small enough to stay in the per-core L2 cache between the
 #: im2col that writes them and the GEMM that reads them.
 CHUNK_BYTES = 2 << 20
-#: The largest im2col columns a training forward keeps for the backward's weight gradient (``keep_cols``).
-KEEP_COLS_BYTES = 256 << 20
 #: Below this many multiply-adds a pass runs on one thread (a thread hand-off costs tens of µs).
 PARALLEL_WORK = 1 << 21
 
 
 # --------------------------------------------------------------------------- numba index kernels
+# Both work on a range of output rows r = b·Ho + i (a chunk may end inside one image and start inside the next),
+# so that a chunk's columns fit the per-core cache even for large images.
 @numba.njit(cache=True, nogil=True)
-def _im2col(x, KH, KW, sh, sw, dh, dw, pt, pl, cols):  # pragma: no cover - compiled
-    """cols (G, B, Ho, Wo, KH, KW, Cg) <- the pixels each output reads (0 on padding).
+def _im2col_rows(x, KH, KW, sh, sw, dh, dw, pt, pl, Ho, r0, cols):  # pragma: no cover - compiled
+    """cols (G, R, Wo, KH, KW, Cg) <- the pixels output rows r0 .. r0+R-1 read (0 on padding).
 
     With one group and dw = 1 a window row inside x is KW·C consecutive numbers of x[b, h]: one flat copy."""
     B, H, W, C = x.shape
-    G, _, Ho, Wo, _, _, Cg = cols.shape
+    G, R, Wo, _, _, Cg = cols.shape
     KWC = KW * Cg
     x_rows = x.reshape(B, H, W * C)
-    col_rows = cols.reshape(G, B, Ho, Wo, KH, KWC)
+    col_rows = cols.reshape(G, R, Wo, KH, KWC)
     flat = G == 1 and dw == 1
     for g in range(G):
         c0 = g * Cg
-        for b in range(B):
-            for i in range(Ho):
-                for j in range(Wo):
-                    w0 = j * sw - pl
-                    for p in range(KH):
-                        h = i * sh + p * dh - pt
-                        dst = col_rows[g, b, i, j, p]
-                        if h < 0 or h >= H:
-                            for k in range(KWC):
-                                dst[k] = 0
-                        elif flat and w0 >= 0 and w0 + KW <= W:
-                            src = x_rows[b, h, w0 * C : w0 * C + KWC]
-                            for k in range(KWC):
-                                dst[k] = src[k]
-                        else:
-                            for q in range(KW):
-                                w = w0 + q * dw
-                                if 0 <= w < W:
-                                    for c in range(Cg):
-                                        dst[q * Cg + c] = x[b, h, w, c0 + c]
-                                else:
-                                    for c in range(Cg):
-                                        dst[q * Cg + c] = 0
+        for r in range(R):
+            b, i = (r0 + r) // Ho, (r0 + r) % Ho
+            for j in range(Wo):
+                w0 = j * sw - pl
+                for p in range(KH):
+                    h = i * sh + p * dh - pt
+                    dst = col_rows[g, r, j, p]
+                    if h < 0 or h >= H:
+                        for k in range(KWC):
+                            dst[k] = 0
+                    elif flat and w0 >= 0 and w0 + KW <= W:
+                        src = x_rows[b, h, w0 * C : w0 * C + KWC]
+                        for k in range(KWC):
+                            dst[k] = src[k]
+                    else:
+                        for q in range(KW):
+                            w = w0 + q * dw
+                            if 0 <= w < W:
+                                for c in range(Cg):
+                                    dst[q * Cg + c] = x[b, h, w, c0 + c]
+                            else:
+                                for c in range(Cg):
+                                    dst[q * Cg + c] = 0
     return cols
 
 
 @numba.njit(cache=True, nogil=True)
-def _col2im(dcols, sh, sw, dh, dw, pt, pl, dx):  # pragma: no cover - compiled
-    """dx (B, H, W, C) <- 0, then each number of dcols (G, B, Ho, Wo, KH, KW, Cg) added to the pixel it came from.
+def _col2im_rows(dcols, sh, sw, dh, dw, pt, pl, Ho, r0, dx, zeroed):  # pragma: no cover - compiled
+    """Adds each number of dcols (G, R, Wo, KH, KW, Cg), the columns of output rows r0 .. r0+R-1, to the pixel of dx
+    (B, H, W, C) it came from.
 
-    dx is zeroed one sample at a time, so it is still in cache for the scatter."""
-    G, B, Ho, Wo, KH, KW, Cg = dcols.shape
+    dx is zeroed lazily, just before the first scatter into a row (it is then in cache): ``zeroed[b]`` counts the
+    rows of image b zeroed so far; rows are visited in ascending order, and the chunk that ends an image zeroes the
+    rows no output read."""
+    G, R, Wo, KH, KW, Cg = dcols.shape
     _, H, W, C = dx.shape
     KWC = KW * Cg
-    dx_rows = dx.reshape(B, H, W * C)
-    dcol_rows = dcols.reshape(G, B, Ho, Wo, KH, KWC)
+    dx_rows = dx.reshape(dx.shape[0], H, W * C)
+    dcol_rows = dcols.reshape(G, R, Wo, KH, KWC)
     flat = G == 1 and dw == 1
-    for b in range(B):
-        zero = dx_rows[b].reshape(H * W * C)
-        for k in range(H * W * C):
-            zero[k] = 0
+    for r in range(R):
+        b, i = (r0 + r) // Ho, (r0 + r) % Ho
+        last = min(H, i * sh + (KH - 1) * dh - pt + 1)  # rows below this one are not read by output row i
+        if i == Ho - 1:
+            last = H
+        while zeroed[b] < last:
+            row = dx_rows[b, zeroed[b]]
+            for k in range(W * C):
+                row[k] = 0
+            zeroed[b] += 1
         for g in range(G):
             c0 = g * Cg
-            for i in range(Ho):
-                for j in range(Wo):
-                    w0 = j * sw - pl
-                    for p in range(KH):
-                        h = i * sh + p * dh - pt
-                        if h < 0 or h >= H:
-                            continue
-                        src = dcol_rows[g, b, i, j, p]
-                        if flat and w0 >= 0 and w0 + KW <= W:
-                            dst = dx_rows[b, h, w0 * C : w0 * C + KWC]
-                            for k in range(KWC):
-                                dst[k] += src[k]
-                        else:
-                            for q in range(KW):
-                                w = w0 + q * dw
-                                if 0 <= w < W:
-                                    for c in range(Cg):
-                                        dx[b, h, w, c0 + c] += src[q * Cg + c]
+            for j in range(Wo):
+                w0 = j * sw - pl
+                for p in range(KH):
+                    h = i * sh + p * dh - pt
+                    if h < 0 or h >= H:
+                        continue
+                    src = dcol_rows[g, r, j, p]
+                    if flat and w0 >= 0 and w0 + KW <= W:
+                        dst = dx_rows[b, h, w0 * C : w0 * C + KWC]
+                        for k in range(KWC):
+                            dst[k] += src[k]
+                    else:
+                        for q in range(KW):
+                            w = w0 + q * dw
+                            if 0 <= w < W:
+                                for c in range(Cg):
+                                    dx[b, h, w, c0 + c] += src[q * Cg + c]
     return dx
 
 
@@ -148,17 +162,20 @@ def _out(out, shape, dtype):
 def im2col(x, groups, kernel_hw, strides, dilation, pads, out_hw, out=None):
     """cols[g,b,i,j,p,q,c] = xp[b, i·sh + p·dh, j·sw + q·dw, g·Cg + c] (0 on padding).  (G, B, Ho, Wo, KH, KW, Cg)"""
     B, _, _, C = x.shape
-    (KH, KW), (sh, sw), (dh, dw), (pt, pl) = kernel_hw, strides, dilation, pads
-    cols = _out(out, (groups, B, *out_hw, KH, KW, C // groups), x.dtype)
-    return _im2col(np.ascontiguousarray(x), KH, KW, sh, sw, dh, dw, pt, pl, cols)
+    (KH, KW), (sh, sw), (dh, dw), (pt, pl), (Ho, Wo) = kernel_hw, strides, dilation, pads, out_hw
+    cols = _out(out, (groups, B, Ho, Wo, KH, KW, C // groups), x.dtype)
+    _im2col_rows(np.ascontiguousarray(x), KH, KW, sh, sw, dh, dw, pt, pl, Ho, 0,
+                 cols.reshape(groups, B * Ho, Wo, KH, KW, C // groups))
+    return cols
 
 
 def col2im(dcols, in_hw, strides, dilation, pads, out=None):
     """dx[b, i·sh + p·dh - pt, j·sw + q·dw - pl, g·Cg + c] = Σ dcols[g,b,i,j,p,q,c] (im2col's adjoint).  (B, H, W, C)"""
-    G, B, _, _, _, _, Cg = dcols.shape
+    G, B, Ho, Wo, KH, KW, Cg = dcols.shape
     (sh, sw), (dh, dw), (pt, pl) = strides, dilation, pads
     dx = _out(out, (B, *in_hw, G * Cg), dcols.dtype)
-    return _col2im(np.ascontiguousarray(dcols), sh, sw, dh, dw, pt, pl, dx)
+    dcols = np.ascontiguousarray(dcols).reshape(G, B * Ho, Wo, KH, KW, Cg)
+    return _col2im_rows(dcols, sh, sw, dh, dw, pt, pl, Ho, 0, dx, np.zeros(B, np.int64))
 
 
 # --------------------------------------------------------------------------- GEMMs and batch pieces
@@ -219,9 +236,10 @@ def _run_pieces(piece, pieces: list[tuple[int, int]]) -> list:
         return run_parallel(*[lambda k=k, b0=b0, b1=b1: piece(k, b0, b1) for k, (b0, b1) in enumerate(pieces)])
 
 
-def _chunks(b0: int, b1: int, bytes_per_sample: int) -> list[tuple[int, int]]:
-    step = max(1, CHUNK_BYTES // max(int(bytes_per_sample), 1))
-    return [(c0, min(b1, c0 + step)) for c0 in range(b0, b1, step)]
+def _chunks(start: int, stop: int, bytes_per_item: int) -> list[tuple[int, int]]:
+    """Ranges [c0, c1) of about ``CHUNK_BYTES`` of scratch each (at least one item)."""
+    step = max(1, CHUNK_BYTES // max(int(bytes_per_item), 1))
+    return [(c0, min(stop, c0 + step)) for c0 in range(start, stop, step)]
 
 
 def _check(x, Wk, groups, out_hw):
@@ -236,13 +254,14 @@ def _check(x, Wk, groups, out_hw):
 
 # --------------------------------------------------------------------------- Conv2D
 def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,
-                   workspace: dict | None = None, keep_cols: bool = False) -> np.ndarray:  # fmt: skip
-    """z (B, Ho, Wo, F) = conv(x (B, H, W, C), Wk (KH, KW, C/G, F)); no bias. ``out_hw`` defaults to the size with
-    the given top/left padding and none after; pass it to add padding after. ``workspace``: an optional dict of
-    scratch buffers reused from call to call (the result never aliases them).
+                   workspace: dict | None = None, bias: np.ndarray | None = None,
+                   activation: int | None = None) -> np.ndarray:  # fmt: skip
+    """z (B, Ho, Wo, F) = conv(x (B, H, W, C), Wk (KH, KW, C/G, F)). ``out_hw`` defaults to the size with the given
+    top/left padding and none after; pass it to add padding after. ``workspace``: an optional dict of scratch
+    buffers reused from call to call (the result never aliases them).
 
-    ``keep_cols`` (training): with one group and columns up to ``KEEP_COLS_BYTES`` they are kept in
-    ``workspace`` for the weight gradient of the next backward call on the same ``x`` object."""
+    ``activation`` (a :func:`tinynn.kernels.fastmath.activation_code`): returns y = act(z + bias) instead, each
+    chunk's bias and activation applied while the chunk is still in the cache (``bias`` None: no bias)."""
     KH, KW, Cg, F = Wk.shape
     B, H, W, C = x.shape
     G = int(groups)
@@ -255,41 +274,48 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
     Wm = _w_im2col(Wk, G)
     K = KH * KW * Cg
     z = np.empty((B, Ho, Wo, F), dtype=x.dtype)
-    geometry = (x.shape, (KH, KW), tuple(strides), tuple(dilation), tuple(pads), (Ho, Wo), G)
-    ws.pop("kept_cols_of", None)
-    keep = keep_cols and G == 1 and B * Ho * Wo * K * x.itemsize <= KEEP_COLS_BYTES
-    kept = _scratch(ws, "kept_cols", (B, Ho, Wo, K), x.dtype) if keep else None
+    z_rows = z.reshape(B * Ho * Wo, F)
+    args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho)
+    if activation is not None:
+        b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+        if b.shape != (F,):
+            raise ValueError(f"conv2d: bias {b.shape} does not fit {F} filters")
 
     def piece(k, b0, b1):
-        for c0, c1 in _chunks(b0, b1, Ho * Wo * K * x.itemsize):
-            n = c1 - c0
-            buf = kept[c0:c1].reshape(1, n, Ho, Wo, KH, KW, Cg) if keep else \
-                _scratch(ws, f"cols{k}", (G, n, Ho, Wo, KH, KW, Cg), x.dtype)  # fmt: skip
-            cols = im2col(x[c0:c1], G, (KH, KW), strides, dilation, pads, out_hw, buf).reshape(G, n * Ho * Wo, K)
+        for r0, r1 in _chunks(b0 * Ho, b1 * Ho, Wo * K * x.itemsize):
+            n = (r1 - r0) * Wo  # output pixels in this chunk
+            buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), x.dtype)
+            cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
             if G == 1:
-                gemm(cols, Wm, z[c0:c1].reshape(1, n * Ho * Wo, F))
+                gemm(cols, Wm, z_rows[None, r0 * Wo : r1 * Wo])
             else:
-                z[c0:c1] = gemm(cols, Wm).transpose(1, 0, 2).reshape(n, Ho, Wo, F)
+                z_rows[r0 * Wo : r1 * Wo] = gemm(cols, Wm).transpose(1, 0, 2).reshape(n, F)
+            if activation is not None:
+                _bias_activation(z_rows[r0 * Wo : r1 * Wo], b, activation)
 
     _run_pieces(piece, _pieces(B, B * Ho * Wo * K * F))
-    if keep:
-        ws["kept_cols_of"] = (x, geometry)
     return z
-
-
-def _kept_cols(ws: dict, x, geometry) -> np.ndarray | None:
-    """The forward's columns (B, Ho, Wo, KH·KW·C) if kept for this very ``x`` and geometry, else None (the identity
-    check holds because the layer keeps its input alive between forward and backward)."""
-    record = ws.get("kept_cols_of")
-    if record is None or record[0] is not x or record[1] != geometry:
-        return None
-    (B, _, _, C), (KH, KW), _, _, _, (Ho, Wo), _ = geometry
-    return ws["kept_cols"][: B * Ho * Wo * KH * KW * C].reshape(B, Ho, Wo, KH * KW * C)
 
 
 def conv2d_backward(x, Wk, dz, strides=(1, 1), dilation=(1, 1), pads=(0, 0), groups=1, need_dx: bool = True,
                     workspace: dict | None = None) -> tuple[np.ndarray | None, np.ndarray]:  # fmt: skip
     """(dx (B, H, W, C) or None, dWk (KH, KW, C/G, F)) for dz (B, Ho, Wo, F)."""
+    dx, dW, _ = _backward(x, Wk, dz, None, None, strides, dilation, pads, groups, need_dx, workspace)
+    return dx, dW
+
+
+def conv2d_backward_fused(x, Wk, y, dy, activation: int, strides=(1, 1), dilation=(1, 1), pads=(0, 0), groups=1,
+                          need_dx: bool = True, workspace: dict | None = None):  # fmt: skip
+    """(dx or None, dWk, db) for y = act(conv(x, Wk) + b) and dy = ∂L/∂y: each chunk's dz = act'(y) ⊙ dy is formed
+    in the cache right before its GEMMs, and db = Σ dz is summed in float64 on the way."""
+    if y.shape != dy.shape:
+        raise ValueError(f"conv2d: y {y.shape} and dy {dy.shape} differ")
+    return _backward(x, Wk, dy, np.ascontiguousarray(y, dtype=dy.dtype), int(activation), strides, dilation, pads,
+                     groups, need_dx, workspace)
+
+
+def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx, workspace):
+    """The shared backward: dz is ∂L/∂z, or ∂L/∂y when ``activation`` is given (with y the forward's output)."""
     KH, KW, Cg, F = Wk.shape
     B, H, W, C = x.shape
     G = int(groups)
@@ -301,33 +327,74 @@ def conv2d_backward(x, Wk, dz, strides=(1, 1), dilation=(1, 1), pads=(0, 0), gro
     K = KH * KW * Cg
     Wm = _w_im2col(Wk, G)
     WmT = np.ascontiguousarray(Wm.transpose(0, 2, 1))  # (G, Fg, K)
-    geometry = (x.shape, (KH, KW), tuple(strides), tuple(dilation), tuple(pads), (Ho, Wo), G)
-    kept = _kept_cols(ws, x, geometry)
     dx = np.empty((B, H, W, C), dtype=dz.dtype) if need_dx else None
     rows = B * Ho * Wo
     pieces = _pieces(B, rows * K * F * (2 if need_dx else 1))
 
+    args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho)
+    dz_all = dz.reshape(B * Ho * Wo, F)
+    y_all = None if y is None else y.reshape(B * Ho * Wo, F)
+
     def piece(k, b0, b1):
         dWm = np.zeros((G, K, Fg), dtype=dz.dtype)
-        for c0, c1 in _chunks(b0, b1, Ho * Wo * K * dz.itemsize):
-            n = c1 - c0
-            dz_g = _split_groups(dz[c0:c1].reshape(n * Ho * Wo, F), G)  # (G, n·Ho·Wo, Fg)
-            if kept is not None:
-                cols = kept[c0:c1].reshape(1, n * Ho * Wo, K)
-            else:
-                buf = _scratch(ws, f"cols{k}", (G, n, Ho, Wo, KH, KW, Cg), dz.dtype)
-                cols = im2col(x[c0:c1], G, (KH, KW), strides, dilation, pads, (Ho, Wo), buf).reshape(G, n * Ho * Wo, K)
+        db = np.zeros(F, np.float64)
+        zeroed = np.zeros(B, np.int64)  # rows of each image of dx zeroed so far (see _col2im_rows)
+        for r0, r1 in _chunks(b0 * Ho, b1 * Ho, Wo * K * dz.itemsize):
+            n = (r1 - r0) * Wo
+            dz_rows = dz_all[r0 * Wo : r1 * Wo]
+            if activation is not None:  # dz = act'(y) ⊙ dy for this chunk, db += Σ dz
+                grad = _scratch(ws, f"dz{k}", (n, F), dz.dtype)
+                _activation_gradient(y_all[r0 * Wo : r1 * Wo], dz_rows, activation, grad, db)
+                dz_rows = grad
+            dz_g = _split_groups(dz_rows, G)  # (G, n, Fg)
+            buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), dz.dtype)
+            cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
             dWm += gemm(cols.transpose(0, 2, 1), dz_g)
             if need_dx:
-                dcols = gemm(dz_g, WmT, _scratch(ws, f"dcols{k}", (G, n * Ho * Wo, K), dz.dtype))
-                col2im(dcols.reshape(G, n, Ho, Wo, KH, KW, Cg), (H, W), strides, dilation, pads, out=dx[c0:c1])
-        return dWm
+                dcols = gemm(dz_g, WmT, _scratch(ws, f"dcols{k}", (G, n, K), dz.dtype))
+                _col2im_rows(dcols.reshape(G, r1 - r0, Wo, KH, KW, Cg), strides[0], strides[1], dilation[0],
+                             dilation[1], pads[0], pads[1], Ho, r0, dx, zeroed)  # fmt: skip
+        return dWm, db
 
     partial = _run_pieces(piece, pieces)
-    dWm = partial[0]
-    for other in partial[1:]:
-        dWm += other
-    return dx, _dw_from_im2col(dWm, (KH, KW))
+    dWm, db = partial[0]
+    for other_dW, other_db in partial[1:]:
+        dWm += other_dW
+        db += other_db
+    return dx, _dw_from_im2col(dWm, (KH, KW)), (db.astype(dz.dtype) if activation is not None else None)
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _bias_activation(z, bias, code):  # pragma: no cover - compiled
+    """z (N, F) <- act(z + bias) in place (relu as one select per number; the others through activate_row)."""
+    N, F = z.shape
+    for n in range(N):
+        zn = z[n]
+        if code == RELU:
+            for f in range(F):
+                v = zn[f] + bias[f]
+                zn[f] = v if v > 0 else v * 0
+        else:
+            for f in range(F):
+                zn[f] += bias[f]
+            activate_row(zn, code)
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _activation_gradient(y, dy, code, dz, db):  # pragma: no cover - compiled
+    """dz (N, F) <- act'(y) ⊙ dy (the derivative written from the output y); db (F,) float64 += Σ_n dz."""
+    N, F = y.shape
+    for n in range(N):
+        dzn, dyn, yn = dz[n], dy[n], y[n]
+        if code == RELU:
+            for f in range(F):
+                dzn[f] = dyn[f] if yn[f] > 0 else dyn[f] * 0
+        else:
+            derivative_row(dzn, yn, code)
+            for f in range(F):
+                dzn[f] *= dyn[f]
+        for f in range(F):
+            db[f] += dzn[f]
 
 
 # --------------------------------------------------------------------------- depthwise

@@ -88,6 +88,8 @@ class _Conv2DBase(ImageLayer):
     """Argument checks, geometry, data_format handling and the bias/activation tail shared by the family."""
 
     _reference = False  # the kernel mode of the last forward call (its backward uses the same)
+    #: the activation code fused into the last forward's conv kernel (Conv2D, fast mode), else None
+    _fused: int | None = None
 
     def __init__(self, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs):
         super().__init__(**kwargs)
@@ -182,6 +184,8 @@ class _Conv2DBase(ImageLayer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dz = act'(z) ⊙ dy (and db = Σ dz in the same pass when fused), then :meth:`backward_from_logits`."""
         dy = self._upstream(dy, self._y.shape)
+        if self._fused is not None:
+            return self._backward_fused(dy)
         code = None if self._reference else activation_code(self.activation)
         if code is None:
             dz = np.asarray(self.activation.backward(self._z, self._y, dy), dtype=self.dtype)
@@ -205,7 +209,14 @@ class _Conv2DBase(ImageLayer):
 
     @property
     def logits(self) -> np.ndarray:
-        """The pre-activation z + b of the last forward call (in data_format)."""
+        """The pre-activation z + b of the last forward call (in data_format), which the models' cross-entropy
+        shortcut reads after a final sigmoid. A Conv2D that fused its activation into the kernel (fast mode; every
+        fused activation but sigmoid) keeps only its output, so there it is known for 'linear' alone."""
+        if self._fused is not None:
+            if self.activation.name == "linear":
+                return self._from_last(self._y)
+            raise ValueError(f"{self._who}: the logits of the last forward call were not kept: its "
+                             f"{self.activation.name!r} ran fused with the convolution (they are kept for 'sigmoid')")
         z = self._z if self._z_bias is None else self._z + self._z_bias
         return self._from_last(z)
 
@@ -284,13 +295,32 @@ class Conv2D(_Conv2DBase):
         return self._output_shape(input_shape, self.filters)
 
     def forward(self, x, training=False, mask=None):
+        """z = conv(x, Wk) + b, y = act(z). Fast mode: the bias and a numba activation run inside the conv kernel,
+        chunk by chunk while the chunk is in the cache (except sigmoid, whose logits the models' loss shortcut
+        reads: that one keeps z)."""
         x = self._prepare(x)
         args = (self.strides, self.dilation_rate, self._pads, self._out_hw, self.groups)
+        bias = self.bias if self.use_bias else None
+        self._fused = None
         if self._reference:
-            z = R_conv2d.conv2d_forward(x, self.kernel, *args)
-        else:
-            z = K_conv2d.conv2d_forward(x, self.kernel, *args, workspace=self._ws, keep_cols=training)
-        return self._finish(z, self.bias if self.use_bias else None)
+            return self._finish(R_conv2d.conv2d_forward(x, self.kernel, *args), bias)
+        code = activation_code(self.activation)
+        if code is None or self.activation.name == "sigmoid":
+            z = K_conv2d.conv2d_forward(x, self.kernel, *args, workspace=self._ws)
+            return self._finish(z, bias)
+        self._y = K_conv2d.conv2d_forward(x, self.kernel, *args, workspace=self._ws, bias=bias, activation=code)
+        self._z = self._z_bias = None
+        self._fused = code
+        return self._from_last(self._y)
+
+    def _backward_fused(self, dy):
+        """dz = act'(y) ⊙ dy, db = Σ dz and the conv backward, chunk by chunk in one kernel (dy channels-last)."""
+        dx, dW, db = K_conv2d.conv2d_backward_fused(
+            self._x, self.kernel, self._y, dy, self._fused, self.strides, self.dilation_rate, self._pads, self.groups,
+            need_dx=self.input_gradient_needed, workspace=self._ws,
+        )  # fmt: skip
+        self.gradients = [dW, db] if self.use_bias else [dW]
+        return self._dx(dx)
 
     def backward_from_logits(self, dz, db=None):
         """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dWk, db], returns dx."""
