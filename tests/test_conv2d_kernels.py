@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tinynn.kernels import conv2d as kc
 from tinynn.kernels import pooling2d as kp
+from tinynn.kernels import winograd as kw
 from tinynn.kernels.reference import conv2d as rc
 from tinynn.kernels.reference import pooling2d as rp
 
@@ -105,10 +106,10 @@ def test_fused_bias_activation_matches_reference(g, code, use_bias, chunk_bytes)
     b = np.random.default_rng(g["seed"] + 2).standard_normal(Wk.shape[3]) if use_bias else None
     zb = rc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"]) + (0 if b is None else b)
     y_ref = act(zb)
-    dz_ref = act.backward(zb, y_ref, dy)
     with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes):
         y = kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"], bias=b, activation=activation_code(act))
         dx, dW, db = kc.conv2d_backward_fused(x, Wk, y, dy, activation_code(act), s, d, pads, g["G"])
+    dz_ref = act.backward(zb, y, dy)  # from the kernel's y: a saturated tanh's 1 - y² is ill-conditioned
     # (the kernels' tanh and sigmoid are rational approximations within ~1e-15 of NumPy's in float64)
     assert rel_err(y, y_ref) <= TOL
     assert rel_err(dx, rc.conv2d_backward_data(dz_ref, Wk, (g["H"], g["W"]), s, d, pads, g["G"])) <= TOL
@@ -201,6 +202,68 @@ def test_depthwise_matches_reference(g, threads):
     W_grouped = D.reshape(*g["K"], 1, C * M)
     assert rel_err(u_ref, rc.conv2d_forward(x, W_grouped, s, d, pads, g["out"], groups=C)) <= TOL
     assert rel_err(dx_ref, rc.conv2d_backward_data(du, W_grouped, (g["H"], g["W"]), s, d, pads, groups=C)) <= TOL
+
+
+@st.composite
+def winograd_geometry(draw):
+    """3×3, stride 1: any size from the shortest legal input, both paddings, 1-5 channels and filters."""
+    padding = draw(st.sampled_from(["valid", "same"]))
+    return geometry(_axis(draw, 3, 1, padding), _axis(draw, 3, 1, padding), (3, 3), (1, 1), (1, 1), padding,
+                    B=draw(st.integers(1, 3)), Cg=draw(st.integers(1, 5)), Fg=draw(st.integers(1, 5)),
+                    seed=draw(st.integers(0, 2**16)))  # fmt: skip
+
+
+@given(g=winograd_geometry(), code=st.sampled_from([None, "relu", "tanh", "linear"]), use_bias=st.booleans(),
+       chunk_bytes=st.sampled_from([1, 1 << 20]), threads=st.sampled_from([1, 2]))
+@example(g=geometry(9, 8, (3, 3), (1, 1), (1, 1), "same", Cg=5, Fg=4), code="relu", use_bias=True, chunk_bytes=1,
+         threads=2)
+def test_winograd_conv2d_matches_the_direct_reference(g, code, use_bias, chunk_bytes, threads):
+    """With Winograd switched on for any channel count, conv2d_forward (plain and fused) and both backward entry
+    points equal the direct reference convolution; the numba transforms equal their NumPy twins."""
+    from tinynn import activations
+    from tinynn.kernels.fastmath import activation_code
+
+    x, Wk, dz = _conv_arrays(g)
+    s, d, pads, out, hw = g["s"], g["d"], g["pads"], g["out"], (g["H"], g["W"])
+    tiles = rc.winograd_tiles(out)
+    V = kw.input_transform(x, pads, tiles)
+    assert rel_err(V, rc.winograd_input_transform(x, pads, tiles)) <= TOL
+    M = np.random.default_rng(g["seed"]).standard_normal((16, V.shape[1], Wk.shape[3]))
+    assert rel_err(kw.output_transform(M, g["B"], out), rc.winograd_output_transform(M, g["B"], out)) <= TOL
+    z_ref = rc.conv2d_forward(x, Wk, s, d, pads, out)
+    b = np.random.default_rng(g["seed"] + 1).standard_normal(Wk.shape[3]) if use_bias else None
+    with mock.patch.multiple(kc, WINOGRAD_MIN_CHANNELS=1, PARALLEL_WORK=0), \
+            mock.patch.multiple(kw, CHUNK_BYTES=chunk_bytes, PARALLEL_WORK=0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        assert kc.uses_winograd(Wk.shape, s, d, 1)
+        assert rel_err(kc.conv2d_forward(x, Wk, s, d, pads, out), z_ref) <= TOL
+        dx, dW = kc.conv2d_backward(x, Wk, dz, s, d, pads)
+        assert rel_err(dx, rc.conv2d_backward_data(dz, Wk, hw, s, d, pads)) <= TOL
+        assert rel_err(dW, rc.conv2d_backward_filter(x, dz, (3, 3), s, d, pads)) <= TOL
+        if code is not None:
+            act = activations.get(code)
+            zb = z_ref + (0 if b is None else b)
+            y = kc.conv2d_forward(x, Wk, s, d, pads, out, bias=b, activation=activation_code(act))
+            assert rel_err(y, act(zb)) <= TOL
+            dz_act = act.backward(zb, y, dz)  # from the kernel's y: a saturated tanh's 1 - y² is ill-conditioned
+            dx, dW, db = kc.conv2d_backward_fused(x, Wk, y, dz, activation_code(act), s, d, pads)
+            assert rel_err(dx, rc.conv2d_backward_data(dz_act, Wk, hw, s, d, pads)) <= TOL
+            assert rel_err(dW, rc.conv2d_backward_filter(x, dz_act, (3, 3), s, d, pads)) <= TOL
+            assert rel_err(db, dz_act.reshape(-1, dz_act.shape[-1]).sum(axis=0)) <= TOL
+
+
+def test_winograd_is_chosen_for_wide_3x3_stride_1_convolutions_only():
+    assert kc.uses_winograd((3, 3, 32, 64), (1, 1), (1, 1), 1)
+    assert not kc.uses_winograd((3, 3, 3, 32), (1, 1), (1, 1), 1)  # a K = 3 GEMM: im2col is faster
+    assert not kc.uses_winograd((3, 3, 64, 64), (2, 2), (1, 1), 1)
+    assert not kc.uses_winograd((3, 3, 64, 64), (1, 1), (2, 2), 1)
+    assert not kc.uses_winograd((3, 3, 32, 64), (1, 1), (1, 1), 2)
+    assert not kc.uses_winograd((3, 2, 64, 64), (1, 1), (1, 1), 1)
+    x = np.random.default_rng(0).standard_normal((2, 6, 5, 32)).astype(np.float32)
+    Wk = np.random.default_rng(1).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    z = kc.conv2d_forward(x, Wk, pads=(1, 1), out_hw=(6, 5))  # float32 through Winograd: ~1e-6 of the direct one
+    z_ref = rc.conv2d_forward(x.astype(np.float64), Wk.astype(np.float64), pads=(1, 1), out_hw=(6, 5))
+    assert z.dtype == np.float32 and rel_err(z.astype(np.float64), z_ref) < 5e-6
 
 
 @given(rows=st.integers(1, 40), K=st.integers(1, 6), F=st.integers(1, 6), threads=st.sampled_from([1, 2, 3]),

@@ -206,13 +206,16 @@ def test_separable_conv2d_parity(filters, kernel, strides, dilation, padding, ch
 
 
 # The seeds' layers at their real sizes (the first conv of the MNIST and cats-vs-dogs convnets, seed 003's first
-# SeparableConv2D), and the smallest legal inputs.
+# SeparableConv2D), wide 3×3 convolutions (Winograd in tinynn), and the smallest legal inputs.
 @pytest.mark.parametrize(
     "make,shape",
     [
         (lambda: layers.Conv2D(32, 3, activation="relu", dtype="float32"), (2, 28, 28, 1)),
         (lambda: layers.Conv2D(32, 3, activation="relu", dtype="float32"), (1, 150, 150, 3)),
         (lambda: layers.SeparableConv2D(32, 3, activation="relu", dtype="float32"), (2, 64, 64, 3)),
+        # 3×3 stride-1 convolutions with >= 32 channels run Winograd F(2×2, 3×3) in tinynn's fast mode
+        (lambda: layers.Conv2D(64, 3, activation="relu", dtype="float32"), (2, 13, 11, 32)),
+        (lambda: layers.Conv2D(32, 3, padding="same", activation="tanh", dtype="float64"), (2, 9, 10, 48)),
         (lambda: layers.Conv2D(3, (4, 2), dilation_rate=(3, 2), dtype="float64"), (2, 10, 3, 2)),  # H = (4-1)·3 + 1
         (lambda: layers.Conv2D(4, 5, padding="same", strides=3, groups=2, dtype="float64"), (2, 1, 1, 2)),
         (lambda: layers.DepthwiseConv2D(3, padding="same", strides=2, dilation_rate=3, dtype="float64"), (2, 1, 2, 3)),

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import blas_threads
+from . import blas_threads, winograd
 from .fastmath import RELU, activate_row, derivative_row
 from .parallel import num_threads, run_parallel
 from .reference.conv2d import conv_output_size
@@ -61,6 +61,19 @@ __all__ = [
 CHUNK_BYTES = 2 << 20
 #: Below this many multiply-adds a pass runs on one thread (a thread hand-off costs tens of µs).
 PARALLEL_WORK = 1 << 21
+#: 3×3, stride-1, undilated, one-group convolutions with at least this many input and output channels run the
+#: forward and the input gradient with Winograd's F(2×2, 3×3) (:mod:`tinynn.kernels.winograd`: 2.25× fewer FLOPs).
+#: Measured on one core on M7's convolutions, forward / input gradient in ms, im2col vs Winograd: 32 -> 64 channels
+#: 56 / 59 vs 46 / 48; 64 -> 128: 39 / 38 vs 26 / 29; 128 -> 128 on 17×17: 14.3 / 13.1 vs 13.0 / 16.2; 3 -> 32:
+#: 28.5 vs 69 (a K = 3 GEMM wastes the saving). With fewer channels the GEMMs are too thin to win.
+WINOGRAD_MIN_CHANNELS = 32
+
+
+def uses_winograd(kernel_shape, strides, dilation, groups) -> bool:
+    """Whether conv2d_forward / the input gradient run Winograd F(2×2, 3×3) for this convolution."""
+    KH, KW, Cg, F = kernel_shape
+    return ((KH, KW) == (3, 3) and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+            and min(Cg, F) >= WINOGRAD_MIN_CHANNELS)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- numba index kernels
@@ -271,6 +284,10 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
     Ho, Wo = out_hw
     _check(x, Wk, G, out_hw)
     x, ws = np.ascontiguousarray(x), {} if workspace is None else workspace
+    if bias is not None and np.shape(bias) != (F,):
+        raise ValueError(f"conv2d: bias {np.shape(bias)} does not fit {F} filters")
+    if uses_winograd(Wk.shape, strides, dilation, G):
+        return winograd.winograd_conv2d(x, Wk, pads, out_hw, bias, activation, ws)
     Wm = _w_im2col(Wk, G)
     K = KH * KW * Cg
     z = np.empty((B, Ho, Wo, F), dtype=x.dtype)
@@ -278,8 +295,6 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
     args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho)
     if activation is not None:
         b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-        if b.shape != (F,):
-            raise ValueError(f"conv2d: bias {b.shape} does not fit {F} filters")
 
     def piece(k, b0, b1):
         for r0, r1 in _chunks(b0 * Ho, b1 * Ho, Wo * K * x.itemsize):
@@ -324,6 +339,12 @@ def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx
         raise ValueError(f"conv2d: dz {dz.shape} does not match x {x.shape} and Wk {Wk.shape}")
     _, Ho, Wo, _ = dz.shape
     x, dz, ws, Fg = np.ascontiguousarray(x), np.ascontiguousarray(dz), {} if workspace is None else workspace, F // G
+    if need_dx and uses_winograd(Wk.shape, strides, dilation, G):  # dW by im2col, dx by Winograd
+        db = None
+        if activation is not None:
+            dz, db = _activation_gradients(y, dz, activation)
+        _, dW, _ = _backward(x, Wk, dz, None, None, strides, dilation, pads, groups, False, ws)
+        return winograd.winograd_conv2d_backward_data(dz, Wk, (H, W), pads, ws), dW, db
     K = KH * KW * Cg
     Wm = _w_im2col(Wk, G)
     WmT = np.ascontiguousarray(Wm.transpose(0, 2, 1))  # (G, Fg, K)
@@ -362,6 +383,22 @@ def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx
         dWm += other_dW
         db += other_db
     return dx, _dw_from_im2col(dWm, (KH, KW)), (db.astype(dz.dtype) if activation is not None else None)
+
+
+def _activation_gradients(y: np.ndarray, dy: np.ndarray, code: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dz = act'(y) ⊙ dy, db = Σ dz over every axis but the last) for whole arrays, rows split over the cores."""
+    F = y.shape[-1]
+    y_rows, dy_rows = y.reshape(-1, F), dy.reshape(-1, F)
+    dz = np.empty(dy.shape, dtype=dy.dtype)
+    dz_rows = dz.reshape(-1, F)
+
+    def piece(k, r0, r1):
+        db = np.zeros(F, np.float64)
+        _activation_gradient(y_rows[r0:r1], dy_rows[r0:r1], code, dz_rows[r0:r1], db)
+        return db
+
+    db = sum(_run_pieces(piece, _pieces(y_rows.shape[0], y.size, blas=False)))
+    return dz, db.astype(dy.dtype)
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)

@@ -211,3 +211,57 @@ def col2im(dcols, in_hw, strides, dilation, pads):
             contribution = np.moveaxis(dcols[:, :, :, :, p, q], 0, 3).reshape(B, Ho, Wo, G * Cg)
             tap(dxp, p, q, (Ho, Wo), strides, dilation)[...] += contribution
     return dxp[:, pt : pt + H, pl : pl + W]
+
+
+# --------------------------------------------------------------------------- Winograd F(2×2, 3×3)
+# The fast path computes 3×3, stride-1 convolutions with Winograd's minimal filtering algorithm: each 2×2 block of
+# outputs of one filter is Aᵀ [(G w Gᵀ) ⊙ (Bᵀ d B)] A, summed over the channels, for the 4×4 input tile d it reads
+# and the 3×3 kernel w. Per block that is 16 multiplications per (channel, filter) pair instead of 36, and the sum
+# over channels of the 16 products at each tile position ξ is one matrix product (tiles × C) @ (C × F). These are
+# the transforms in NumPy; tests/test_conv2d_kernels.py proves the numba versions (tinynn.kernels.winograd) equal
+# to them and the whole algorithm equal to conv2d_forward.
+WINOGRAD_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
+WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
+WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+
+
+def winograd_tiles(out_hw) -> tuple[int, int]:
+    """(TH, TW): the 2×2 output blocks covering an Ho × Wo output (the last ones may stick out)."""
+    return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
+
+
+def winograd_kernel_transform(Wk):
+    """U[ξ = 4i + j, c, f] = (G Wk[:, :, c, f] Gᵀ)[i, j] for a (3, 3, C, F) kernel: (16, C, F)."""
+    U = np.einsum("ip,pqcf,jq->ijcf", WINOGRAD_G, Wk, WINOGRAD_G)
+    return np.ascontiguousarray(U.reshape(16, *Wk.shape[2:]).astype(Wk.dtype))
+
+
+def winograd_input_transform(x, pads, tiles):
+    """V[ξ = 4i + j, t, c] = (Bᵀ d_t B)[i, j] for the 4×4 tile d_t = xp[b, 2·ti + (0..3), 2·tj + (0..3), c] of every
+    block t = (b·TH + ti)·TW + tj (zeros outside x): (16, B·TH·TW, C)."""
+    B, H, W, C = x.shape
+    (pt, pl), (TH, TW) = pads, tiles
+    xp = np.zeros((B, 2 * TH + 2, 2 * TW + 2, C), dtype=x.dtype)
+    rows, cols = min(H, 2 * TH + 2 - pt), min(W, 2 * TW + 2 - pl)
+    xp[:, pt : pt + rows, pl : pl + cols] = x[:, :rows, :cols]
+    d = np.stack([np.stack([xp[:, r : r + 2 * TH : 2, s : s + 2 * TW : 2] for s in range(4)], axis=0)
+                  for r in range(4)], axis=0)  # (4, 4, B, TH, TW, C)  # fmt: skip
+    V = np.einsum("ir,rsbhwc,js->ijbhwc", WINOGRAD_BT, d, WINOGRAD_BT)
+    return np.ascontiguousarray(V.reshape(16, B * TH * TW, C).astype(x.dtype))
+
+
+def winograd_output_transform(M, batch, out_hw):
+    """z[b, 2·ti + i, 2·tj + j, f] = (Aᵀ m_t A)[i, j] for the 4×4 products m_t = M[:, t, f] of every block (outputs
+    past Ho, Wo dropped): (B, Ho, Wo, F)."""
+    _, T, F = M.shape
+    TH, TW = winograd_tiles(out_hw)
+    m = M.reshape(4, 4, batch, TH, TW, F)
+    y = np.einsum("ir,rsbhwf,js->bhiwjf", WINOGRAD_AT, m, WINOGRAD_AT).reshape(batch, 2 * TH, 2 * TW, F)
+    return np.ascontiguousarray(y[:, : out_hw[0], : out_hw[1]].astype(M.dtype))
+
+
+def winograd_conv2d_forward(x, Wk, pads, out_hw):
+    """conv2d_forward for a 3×3 kernel, stride 1, no dilation, one group, through the three transforms."""
+    tiles = winograd_tiles(out_hw)
+    V, U = winograd_input_transform(x, pads, tiles), winograd_kernel_transform(Wk)
+    return winograd_output_transform(V @ U, x.shape[0], out_hw)
