@@ -17,11 +17,14 @@ compiling every kernel). With ``--rounds N`` the frameworks' workers alternate N
 the same machine load; each round reports train / predict medians of ``repeats`` calls after 2 warm-up calls, and
 the summary gives the median over rounds and the best round.
 
-For tinynn the worker also reports the GEMM share and the **fraction of numpy's sgemm rate**: every Conv2D FLOP
-goes through ``tinynn.kernels.conv2d.gemm``; the worker records the shapes of one train step's products and the
-time spent in the GEMM-based kernels (``conv2d_forward`` / ``conv2d_backward``, im2col and col2im included),
-then times the same products as single ``numpy.matmul`` calls: fraction = numpy's time for those products /
-the kernels' time. The machine load (``os.getloadavg``) is printed with every round.
+For tinynn the worker also reports the GEMM share and the **fraction of numpy's sgemm rate**: every GEMM of the
+image kernels goes through ``tinynn.kernels.conv2d.gemm`` or ``tinynn.kernels.winograd.matmul``; the worker records
+the shapes of one train step's products and the time spent in the GEMM-based kernels (Conv2D's forward and
+backward, SeparableConv2D's 1×1 products; im2col, col2im and the Winograd transforms included), then times the same
+products with ``numpy.matmul`` (as numpy threads them, and split over the cores as tinynn does, the better of the
+two): fraction = numpy's time for those products / the kernels' time. (Winograd runs fewer FLOPs than the direct
+convolution it replaces, so the fraction compares equal work: the same products.) The machine load
+(``os.getloadavg``) is printed with every round.
 """
 
 from __future__ import annotations
@@ -94,27 +97,39 @@ def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
 
 # --------------------------------------------------------------------------- tinynn
 class GemmRecorder:
-    """Wraps ``tinynn.kernels.conv2d``'s ``gemm`` (records each product's shape and time) and its two GEMM-based
-    kernels ``conv2d_forward`` / ``conv2d_backward`` (their total time, im2col and col2im included)."""
+    """Wraps the GEMM entry points of the image kernels (``conv2d.gemm``, ``winograd.matmul``: records each product's
+    shape and time) and the GEMM-based kernels (Conv2D's forward / backward, SeparableConv2D's 1×1 products: their
+    total time, im2col, col2im and the Winograd transforms included)."""
+
+    KERNELS = ("conv2d_forward", "conv2d_backward", "conv2d_backward_fused", "pointwise_forward", "pointwise_backward")
 
     def __init__(self):
         from tinynn.kernels import conv2d as kc
+        from tinynn.kernels import winograd as kw
 
-        self.kc = kc
-        self.originals = {name: getattr(kc, name) for name in ("gemm", "conv2d_forward", "conv2d_backward")}
+        self.kc, self.kw = kc, kw
+        self.originals = {name: getattr(kc, name) for name in ("gemm", *self.KERNELS)}
+        self.winograd_matmul = kw.matmul
         self.reset()
 
     def reset(self):
         self.shapes, self.gemm_s, self.kernel_s = [], 0.0, 0.0
 
     def __enter__(self):
-        gemm, fwd, bwd = (self.originals[n] for n in ("gemm", "conv2d_forward", "conv2d_backward"))
+        gemm = self.originals["gemm"]
 
         def timed_gemm(a, b, out=None):
             t0 = time.perf_counter()
             result = gemm(a, b, out)
             self.gemm_s += time.perf_counter() - t0
             self.shapes.append((a.shape[0], a.shape[1], a.shape[2], b.shape[2], a.dtype.str))
+            return result
+
+        def timed_matmul(V, U, out):
+            t0 = time.perf_counter()
+            result = self.winograd_matmul(V, U, out)
+            self.gemm_s += time.perf_counter() - t0
+            self.shapes.append((V.shape[0], V.shape[1], V.shape[2], U.shape[2], V.dtype.str))
             return result
 
         def timed(fn):
@@ -126,29 +141,45 @@ class GemmRecorder:
 
             return wrapper
 
-        self.kc.gemm, self.kc.conv2d_forward, self.kc.conv2d_backward = timed_gemm, timed(fwd), timed(bwd)
+        self.kc.gemm, self.kw.matmul = timed_gemm, timed_matmul
+        for name in self.KERNELS:
+            setattr(self.kc, name, timed(self.originals[name]))
         return self
 
     def __exit__(self, *exc):
         for name, fn in self.originals.items():
             setattr(self.kc, name, fn)
+        self.kw.matmul = self.winograd_matmul
 
     @staticmethod
-    def numpy_seconds(shapes, repeats: int = 3) -> float:
-        """The best of ``repeats`` timings of the same products as plain ``numpy.matmul`` calls (fresh arrays)."""
+    def numpy_seconds(shapes, repeats: int = 3) -> tuple[float, float]:
+        """numpy.matmul on the same products (fresh arrays, best of ``repeats``): (as numpy runs it, with its BLAS's
+        own threads; rows split over the cores' threads with single-threaded BLAS, as tinynn runs it)."""
+        from tinynn.kernels import blas_threads
+        from tinynn.kernels.parallel import num_threads, run_parallel
+
         rng = np.random.default_rng(0)
-        total = 0.0
+        totals = [0.0, 0.0]
         for G, m, k, n, dtype in shapes:
             a, b = rng.random((m, k)).astype(dtype), rng.random((k, n)).astype(dtype)
             out = np.empty((m, n), dtype)
-            best = np.inf
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                for _g in range(G):
-                    np.matmul(a, b, out=out)
-                best = min(best, time.perf_counter() - t0)
-            total += best
-        return total
+            bounds = np.linspace(0, m, num_threads() + 1).astype(int)
+            pieces = list(zip(bounds[:-1], bounds[1:]))
+            for slot in (0, 1):
+                best = np.inf
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    for _g in range(G):
+                        if slot == 0:
+                            np.matmul(a, b, out=out)
+                        else:
+                            with blas_threads.single_threaded():
+                                run_parallel(*[lambda r0=r0, r1=r1, a=a, b=b, out=out: np.matmul(a[r0:r1], b,
+                                                                                                 out=out[r0:r1])
+                                               for r0, r1 in pieces])  # fmt: skip
+                    best = min(best, time.perf_counter() - t0)
+                totals[slot] += best
+        return totals[0], totals[1]
 
 
 def worker_tinynn(model: str, weights_path: str, repeats: int) -> dict:
@@ -172,10 +203,12 @@ def worker_tinynn(model: str, weights_path: str, repeats: int) -> dict:
             step = time.perf_counter() - t0
             shares.append((rec.kernel_s, rec.gemm_s, step, list(rec.shapes)))
     kernel_s, gemm_s, step, shapes = min(shares, key=lambda s: s[0])
-    if shapes:
-        numpy_s = GemmRecorder.numpy_seconds(shapes)
+    if shapes and kernel_s > 0:
+        plain_s, split_s = GemmRecorder.numpy_seconds(shapes)
+        numpy_s = min(plain_s, split_s)
         flops = sum(2 * G * m * k * n for G, m, k, n, _ in shapes)
         result.update({"conv_kernel_ms": kernel_s * 1e3, "conv_gemm_ms": gemm_s * 1e3, "numpy_gemm_ms": numpy_s * 1e3,
+                       "numpy_plain_ms": plain_s * 1e3, "numpy_split_ms": split_s * 1e3,
                        "sgemm_fraction": numpy_s / kernel_s, "conv_gflops": flops / 1e9,
                        "kernel_gflop_s": flops / kernel_s / 1e9, "numpy_gflop_s": flops / numpy_s / 1e9,
                        "conv_share_of_step": kernel_s / step})  # fmt: skip
@@ -291,11 +324,12 @@ def _summary(model: str, cold: dict, per_round: list[dict]) -> None:
     print(format_table(rows, ["model", "what", *names, "fastest other ÷ tinynn"]))
     ours = per_round[-1]["tinynn"]
     if "sgemm_fraction" in ours:
-        print(f"\nConv2D GEMM-based kernels, one train step: {ours['conv_gflops']:.1f} GFLOP in "
-              f"{ours['conv_kernel_ms']:.0f} ms ({ours['kernel_gflop_s']:.0f} GFLOP/s; GEMMs alone "
-              f"{ours['conv_gemm_ms']:.0f} ms); numpy.matmul on the same shapes: {ours['numpy_gemm_ms']:.0f} ms "
-              f"({ours['numpy_gflop_s']:.0f} GFLOP/s) -> {ours['sgemm_fraction']:.0%} of numpy's sgemm rate; the "
-              f"kernels are {ours['conv_share_of_step']:.0%} of the step")
+        print(f"\nGEMM-based kernels (Conv2D, 1x1 products), one train step: {ours['conv_gflops']:.2f} GFLOP of GEMMs "
+              f"in {ours['conv_kernel_ms']:.0f} ms of kernels ({ours['kernel_gflop_s']:.0f} GFLOP/s; the GEMM calls "
+              f"alone {ours['conv_gemm_ms']:.0f} ms, summed over threads); numpy.matmul on the same products: "
+              f"{ours['numpy_plain_ms']:.0f} ms as numpy threads it, {ours['numpy_split_ms']:.0f} ms split over the "
+              f"cores -> the kernels reach {ours['sgemm_fraction']:.0%} of numpy's (best) sgemm rate; they are "
+              f"{ours['conv_share_of_step']:.0%} of the step")
     print(f"\ntinynn per layer (median ms, float32, batch {B}):")
     print(format_table(ours["breakdown"], ["layer", "forward ms", "backward ms"]))
     loads = [v for r in per_round for v in r["load"]]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tinynn.kernels import conv2d as kc
 from tinynn.kernels import pooling2d as kp
 from tinynn.kernels import winograd as kw
+from tinynn.kernels import work_sharing
 from tinynn.kernels.reference import conv2d as rc
 from tinynn.kernels.reference import pooling2d as rp
 
@@ -130,7 +131,7 @@ def test_conv2d_in_chunks_and_pieces_on_reused_workspace(g, chunk_bytes, threads
     z_ref = rc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"])
     dx_ref = rc.conv2d_backward_data(dz, Wk, (g["H"], g["W"]), s, d, pads, g["G"])
     dW_ref = rc.conv2d_backward_filter(x, dz, g["K"], s, d, pads, g["G"])
-    with mock.patch.multiple(kc, CHUNK_BYTES=chunk_bytes, PARALLEL_WORK=0), \
+    with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         for _ in range(2):  # the second call runs on the buffers the first one left behind
             z = kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"], workspace=_WORKSPACE)
@@ -192,7 +193,8 @@ def test_depthwise_matches_reference(g, threads):
     u_ref = rc.depthwise_conv2d_forward(x, D, s, d, pads, g["out"])
     dx_ref = rc.depthwise_conv2d_backward_data(du, D, (g["H"], g["W"]), s, d, pads)
     dD_ref = rc.depthwise_conv2d_backward_filter(x, du, g["K"], M, s, d, pads)
-    with mock.patch.object(kc, "PARALLEL_WORK", 0), mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):
+    with mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         assert rel_err(kc.depthwise_conv2d_forward(x, D, s, d, pads, g["out"]), u_ref) <= TOL
         dx, dD = kc.depthwise_conv2d_backward(x, D, du, s, d, pads)
         none, dD_only = kc.depthwise_conv2d_backward(x, D, du, s, d, pads, need_dx=False)
@@ -232,8 +234,8 @@ def test_winograd_conv2d_matches_the_direct_reference(g, code, use_bias, chunk_b
     assert rel_err(kw.output_transform(M, g["B"], out), rc.winograd_output_transform(M, g["B"], out)) <= TOL
     z_ref = rc.conv2d_forward(x, Wk, s, d, pads, out)
     b = np.random.default_rng(g["seed"] + 1).standard_normal(Wk.shape[3]) if use_bias else None
-    with mock.patch.multiple(kc, WINOGRAD_MIN_CHANNELS=1, PARALLEL_WORK=0), \
-            mock.patch.multiple(kw, CHUNK_BYTES=chunk_bytes, PARALLEL_WORK=0), \
+    with mock.patch.object(kc, "WINOGRAD_MIN_CHANNELS", 1), mock.patch.object(kw, "CHUNK_BYTES", chunk_bytes), \
+            mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         assert kc.uses_winograd(Wk.shape, s, d, 1)
         assert rel_err(kc.conv2d_forward(x, Wk, s, d, pads, out), z_ref) <= TOL
@@ -272,7 +274,8 @@ def test_pointwise_products_match_numpy(rows, K, F, threads, seed):
     """SeparableConv2D's 1×1 products on row pieces (one per thread) equal the plain matmuls of the reference path."""
     rng = np.random.default_rng(seed)
     u, P, dz = rng.standard_normal((rows, 1, K)), rng.standard_normal((K, F)), rng.standard_normal((rows, 1, F))
-    with mock.patch.object(kc, "PARALLEL_WORK", 0), mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):
+    with mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         z = kc.pointwise_forward(u, P)
         du, dP = kc.pointwise_backward(u, P, dz)
     assert rel_err(z, u @ P) <= TOL and rel_err(du, dz @ P.T) <= TOL
@@ -350,7 +353,8 @@ def test_pool2d_kernels_match_reference(g, threads):
     if g["ties"]:
         x = np.round(x)  # many equal values: the first maximum (row-major) must win, in both versions
     args = (g["pool"], g["s"], g["pads"], g["out"])
-    with mock.patch.object(kp, "PARALLEL_SIZE", 0), mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):
+    with mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         y = kp.max_pool2d_forward(x, *args)
         np.testing.assert_array_equal(y, rp.max_pool2d_forward(x, *args))
         dy = rng.standard_normal(y.shape)

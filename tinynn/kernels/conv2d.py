@@ -18,7 +18,8 @@ rows of one image; a chunk may cross into the next image) whose columns stay in 
 writes them and the GEMM that reads them (``CHUNK_BYTES``), on scratch buffers an optional ``workspace`` dict keeps
 from call to call; the bias and activation are applied to each chunk's output right after its GEMM; whole images
 are shared out over the cores
-(:func:`tinynn.kernels.parallel.run_parallel`), each chunk's GEMM a single BLAS call. The backward builds each
+(:func:`tinynn.kernels.work_sharing.share_batch`: small runs of images each core pulls when it is free), each
+chunk's GEMM a single BLAS call. The backward builds each
 chunk's columns again: in cache that costs next to nothing, while keeping the forward's columns for it cost more
 than it saved (measured on M7's second conv, one core: forward 51 -> 89 ms with the columns written out for the
 backward, backward 120 vs 125 ms).
@@ -37,10 +38,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import blas_threads, winograd
+from . import winograd
 from .fastmath import RELU, activate_row, derivative_row
-from .parallel import num_threads, run_parallel
 from .reference.conv2d import conv_output_size
+from .work_sharing import share_batch
 
 __all__ = [
     "col2im",
@@ -59,8 +60,6 @@ __all__ = [
 #: Scratch bytes (im2col columns) per batch chunk: small enough to stay in the per-core L2 cache between the
 #: im2col that writes them and the GEMM that reads them.
 CHUNK_BYTES = 2 << 20
-#: Below this many multiply-adds a pass runs on one thread (a thread hand-off costs tens of µs).
-PARALLEL_WORK = 1 << 21
 #: 3×3, stride-1, undilated, one-group convolutions with at least this many input and output channels run the
 #: forward and the input gradient with Winograd's F(2×2, 3×3) (:mod:`tinynn.kernels.winograd`: 2.25× fewer FLOPs).
 #: Measured on one core on M7's convolutions, forward / input gradient in ms, im2col vs Winograd: 32 -> 64 channels
@@ -233,22 +232,6 @@ def _scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
-def _pieces(B: int, work: float, blas: bool = True) -> list[tuple[int, int]]:
-    """Batch ranges, one per core that runs a piece: one piece for small work or batches, and for passes that call
-    BLAS when numpy's BLAS cannot be held to one thread (it then threads each product itself, see
-    :mod:`tinynn.kernels.blas_threads`)."""
-    serial = work < PARALLEL_WORK or (blas and not blas_threads.available())
-    n = 1 if serial else max(1, min(num_threads(), B))
-    bounds = [B * k // n for k in range(n + 1)]
-    return [(b0, b1) for b0, b1 in zip(bounds[:-1], bounds[1:]) if b1 > b0]
-
-
-def _run_pieces(piece, pieces: list[tuple[int, int]]) -> list:
-    """``piece(k, b0, b1)`` for every batch range, on one thread each, with every BLAS call single-threaded."""
-    with blas_threads.single_threaded():
-        return run_parallel(*[lambda k=k, b0=b0, b1=b1: piece(k, b0, b1) for k, (b0, b1) in enumerate(pieces)])
-
-
 def _chunks(start: int, stop: int, bytes_per_item: int) -> list[tuple[int, int]]:
     """Ranges [c0, c1) of about ``CHUNK_BYTES`` of scratch each (at least one item)."""
     step = max(1, CHUNK_BYTES // max(int(bytes_per_item), 1))
@@ -308,7 +291,7 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
             if activation is not None:
                 _bias_activation(z_rows[r0 * Wo : r1 * Wo], b, activation)
 
-    _run_pieces(piece, _pieces(B, B * Ho * Wo * K * F))
+    share_batch(piece, B, B * Ho * Wo * K * F)
     return z
 
 
@@ -350,7 +333,6 @@ def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx
     WmT = np.ascontiguousarray(Wm.transpose(0, 2, 1))  # (G, Fg, K)
     dx = np.empty((B, H, W, C), dtype=dz.dtype) if need_dx else None
     rows = B * Ho * Wo
-    pieces = _pieces(B, rows * K * F * (2 if need_dx else 1))
 
     args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho)
     dz_all = dz.reshape(B * Ho * Wo, F)
@@ -377,7 +359,7 @@ def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx
                              dilation[1], pads[0], pads[1], Ho, r0, dx, zeroed)  # fmt: skip
         return dWm, db
 
-    partial = _run_pieces(piece, pieces)
+    partial = share_batch(piece, B, rows * K * F * (2 if need_dx else 1))
     dWm, db = partial[0]
     for other_dW, other_db in partial[1:]:
         dWm += other_dW
@@ -397,7 +379,7 @@ def _activation_gradients(y: np.ndarray, dy: np.ndarray, code: int) -> tuple[np.
         _activation_gradient(y_rows[r0:r1], dy_rows[r0:r1], code, dz_rows[r0:r1], db)
         return db
 
-    db = sum(_run_pieces(piece, _pieces(y_rows.shape[0], y.size, blas=False)))
+    db = sum(share_batch(piece, y_rows.shape[0], y.size, blas=False))
     return dz, db.astype(dy.dtype)
 
 
@@ -561,8 +543,7 @@ def depthwise_conv2d_forward(x, D, strides=(1, 1), dilation=(1, 1), pads=(0, 0),
     Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))  # Dt[p, q, j·C + c] = D[p, q, c] (flat path, M = 1)
     u = np.empty((B, Ho, Wo, C * M), dtype=x.dtype)
     args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
-    pieces = _pieces(B, B * Ho * Wo * C * M * KH * KW * 8, blas=False)
-    run_parallel(*[lambda b0=b0, b1=b1: _dw_forward(x[b0:b1], Df, Dt, *args, u[b0:b1]) for b0, b1 in pieces])
+    share_batch(lambda k, b0, b1: _dw_forward(x[b0:b1], Df, Dt, *args, u[b0:b1]), B, u.size * KH * KW, blas=False)
     return u
 
 
@@ -579,14 +560,12 @@ def depthwise_conv2d_backward(x, D, du, strides=(1, 1), dilation=(1, 1), pads=(0
     Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))
     dx = np.empty((B, H, W, C), dtype=du.dtype) if need_dx else np.empty((0, H, W, C), du.dtype)
     args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
-    pieces = _pieces(B, B * Ho * Wo * C * M * KH * KW * 16, blas=False)
-
-    def piece(b0, b1):
+    def piece(k, b0, b1):
         acc = np.zeros((KH, KW, Wo * C * M), np.float64)
         _dw_backward(x[b0:b1], Df, Dt, du[b0:b1], *args, need_dx, dx[b0:b1] if need_dx else dx, acc)
         return acc
 
-    acc = sum(run_parallel(*[lambda b0=b0, b1=b1: piece(b0, b1) for b0, b1 in pieces]))
+    acc = sum(share_batch(piece, B, 2 * du.size * KH * KW, blas=False))
     dD = acc.reshape(KH, KW, Wo, C, M).sum(axis=2).astype(x.dtype)
     return (dx if need_dx else None), dD
 
@@ -601,7 +580,7 @@ def pointwise_forward(u: np.ndarray, P: np.ndarray) -> np.ndarray:
     def piece(k, r0, r1):
         gemm(rows[None, r0:r1], P[None], z[None, r0:r1])
 
-    _run_pieces(piece, _pieces(rows.shape[0], rows.size * P.shape[1]))
+    share_batch(piece, rows.shape[0], rows.size * P.shape[1])
     return z.reshape(*u.shape[:-1], P.shape[1])
 
 
@@ -615,7 +594,7 @@ def pointwise_backward(u: np.ndarray, P: np.ndarray, dz: np.ndarray) -> tuple[np
         gemm(dz_rows[None, r0:r1], PT[None], du[None, r0:r1])
         return gemm(rows[None, r0:r1].transpose(0, 2, 1), dz_rows[None, r0:r1])[0]
 
-    partial = _run_pieces(piece, _pieces(rows.shape[0], 2 * rows.size * P.shape[1]))
+    partial = share_batch(piece, rows.shape[0], 2 * rows.size * P.shape[1])
     dP = partial[0]
     for other in partial[1:]:
         dP += other

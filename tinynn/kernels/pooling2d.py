@@ -8,7 +8,7 @@ Max pooling keeps no argmax: the backward finds each window's first maximum agai
 the layer anyway), so a forward pass writes nothing but y — inference pays nothing for the backward's
 bookkeeping. Every inner loop runs over the C channels of one pixel (contiguous, vectorised by LLVM); the
 comparisons are branch-free selects. The batch is shared out over the cores
-(:func:`tinynn.kernels.parallel.run_parallel`).
+(:func:`tinynn.kernels.work_sharing.share_batch`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .parallel import num_threads, run_parallel
+from .work_sharing import share_batch
 
 __all__ = ["avg_pool2d_backward", "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward"]
 
-#: Below this many input numbers a pass runs on one thread.
-PARALLEL_SIZE = 1 << 18
 
 
 @numba.njit(cache=True, nogil=True)
@@ -138,11 +136,8 @@ def _check(in_hw, pool, strides, pads, out_hw):
 def _run(kernel, B: int, size: int, call: tuple):
     """``kernel(*arrays, *args, out)`` on batch pieces (one per core for large inputs), ``call = (arrays, args,
     out)``: the arrays and ``out`` are batch-major and sliced per piece."""
-    n = 1 if size < PARALLEL_SIZE else max(1, min(num_threads(), B))
-    bounds = [B * k // n for k in range(n + 1)]
     arrays, args, out = call
-    run_parallel(*[lambda b0=b0, b1=b1: kernel(*[a[b0:b1] for a in arrays], *args, out[b0:b1])
-                   for b0, b1 in zip(bounds[:-1], bounds[1:]) if b1 > b0])  # fmt: skip
+    share_batch(lambda k, b0, b1: kernel(*[a[b0:b1] for a in arrays], *args, out[b0:b1]), B, 4 * size, blas=False)
     return out
 
 

@@ -9,9 +9,9 @@ channels for all blocks is one matrix product::
 
 That is 16 multiply-adds per block, channel and filter where the direct convolution (im2col) needs 4·9 = 36: 2.25×
 fewer FLOPs, for the price of the two transforms (additions only, numba, vectorised over the channels). The blocks
-run in chunks whose V and M stay in the cache (``CHUNK_BYTES``), whole images shared out over the cores with
-single-threaded BLAS calls, as in :mod:`tinynn.kernels.conv2d`; the bias and activation are applied to each output
-while it is in the cache.
+run in chunks whose V and M stay in the cache (``CHUNK_BYTES``), images shared out over the cores with
+single-threaded BLAS calls (:func:`tinynn.kernels.work_sharing.share_batch`), as in :mod:`tinynn.kernels.conv2d`;
+the bias and activation are applied to each output while it is in the cache.
 
 The same routine gives the input gradient of such a convolution: dx is the 3×3 correlation of dz, padded by
 (2 - pt, 2 - pl), with the kernel turned by 180° and its channel axes swapped (:func:`winograd_conv2d_backward_data`).
@@ -26,17 +26,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import blas_threads
 from .fastmath import RELU, activate_row
-from .parallel import num_threads, run_parallel
 from .reference.conv2d import winograd_kernel_transform, winograd_tiles
+from .work_sharing import share_batch
 
 __all__ = ["input_transform", "output_transform", "winograd_conv2d", "winograd_conv2d_backward_data"]
 
 #: Scratch bytes (V and M of a chunk of blocks) per chunk.
 CHUNK_BYTES = 1 << 20
-#: Below this many multiply-adds a pass runs on one thread.
-PARALLEL_WORK = 1 << 21
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
@@ -129,6 +126,12 @@ def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compi
     return z
 
 
+def matmul(V: np.ndarray, U: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """M[ξ] = V[ξ] @ U[ξ] for the 16 positions: every FLOP of the Winograd convolutions goes through here (16 BLAS
+    calls). ``benchmarks/bench_images.py`` wraps this function to measure the GEMM share."""
+    return np.matmul(V, U, out=out)
+
+
 def input_transform(x: np.ndarray, pads, tiles) -> np.ndarray:
     """V (16, B·TH·TW, C): Bᵀ d B for every 4×4 tile (twin: ``reference.conv2d.winograd_input_transform``)."""
     B, _, _, C = x.shape
@@ -166,15 +169,10 @@ def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarra
         for t0 in range(b0 * per_image, b1 * per_image, step):
             n = min(b1 * per_image, t0 + step) - t0
             V = _input_transform(x, *args, t0, _scratch(ws, f"V{k}", (16, n, C), x.dtype))
-            M = np.matmul(V, U, out=_scratch(ws, f"M{k}", (16, n, F), x.dtype))
+            M = matmul(V, U, _scratch(ws, f"M{k}", (16, n, F), x.dtype))
             _output_transform(M, t0, TH, TW, b, code, z)
 
-    n_pieces = 1 if B * per_image * 16 * C * F < PARALLEL_WORK or not blas_threads.available() else \
-        max(1, min(num_threads(), B))  # fmt: skip
-    bounds = [B * k // n_pieces for k in range(n_pieces + 1)]
-    with blas_threads.single_threaded():
-        run_parallel(*[lambda k=k, b0=b0, b1=b1: piece(k, b0, b1)
-                       for k, (b0, b1) in enumerate(zip(bounds[:-1], bounds[1:])) if b1 > b0])  # fmt: skip
+    share_batch(piece, B, B * per_image * 16 * C * F)
     return z
 
 
