@@ -13,6 +13,7 @@ from tinynn.kernels import conv2d as kc
 from tinynn.kernels import pooling2d as kp
 from tinynn.kernels import winograd as kw
 from tinynn.kernels import work_sharing
+from tinynn.kernels.fastmath import RELU
 from tinynn.kernels.reference import conv2d as rc
 from tinynn.kernels.reference import pooling2d as rp
 
@@ -274,12 +275,18 @@ def test_pointwise_products_match_numpy(rows, K, F, threads, seed):
     """SeparableConv2D's 1×1 products on row pieces (one per thread) equal the plain matmuls of the reference path."""
     rng = np.random.default_rng(seed)
     u, P, dz = rng.standard_normal((rows, 1, K)), rng.standard_normal((K, F)), rng.standard_normal((rows, 1, F))
+    b = rng.standard_normal(F)
     with mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         z = kc.pointwise_forward(u, P)
         du, dP = kc.pointwise_backward(u, P, dz)
+        y = kc.pointwise_forward(u, P, b, RELU)
+        du_f, dP_f, db_f = kc.pointwise_backward(u, P, dz, y, RELU)
     assert rel_err(z, u @ P) <= TOL and rel_err(du, dz @ P.T) <= TOL
     assert rel_err(dP, u.reshape(-1, K).T @ dz.reshape(-1, F)) <= TOL
+    g = np.where(u @ P + b > 0, dz, 0)  # relu's gradient
+    assert rel_err(y, np.maximum(u @ P + b, 0)) <= TOL and rel_err(du_f, g @ P.T) <= TOL
+    assert rel_err(dP_f, u.reshape(-1, K).T @ g.reshape(-1, F)) <= TOL and rel_err(db_f, g.reshape(-1, F).sum(0)) <= TOL
 
 
 def test_conv2d_float32_close_to_float64():

@@ -370,7 +370,8 @@ def test_backward_rejects_an_upstream_gradient_of_another_shape(make, shape):
 
 
 LOGITS_CASES = [(make, shape) for make, shape in CONV_CASES
-                if not (isinstance(make(), layers.Conv2D) and make().activation.name in ("relu", "tanh"))]
+                if not (isinstance(make(), (layers.Conv2D, layers.SeparableConv2D))
+                        and make().activation.name in ("relu", "tanh"))]  # fused: no logits kept (see below)
 
 
 @pytest.mark.parametrize("make,shape", LOGITS_CASES, ids=_ids(LOGITS_CASES))
@@ -392,7 +393,8 @@ def test_logits_are_the_pre_activation_of_the_last_forward_call(make, shape):
 
 
 def test_fused_conv2d_keeps_logits_only_where_the_loss_shortcut_reads_them():
-    """A fast-mode Conv2D runs relu/tanh inside the kernel and keeps only y; sigmoid keeps z (the loss shortcut)."""
+    """A fast-mode Conv2D (or SeparableConv2D) runs relu/tanh inside its kernel and keeps only y; sigmoid keeps z
+    (the loss shortcut reads it)."""
     x = np.random.default_rng(0).standard_normal((2, 5, 5, 3))
     relu = layers.Conv2D(2, 3, activation="relu", name="fused", dtype="float64")
     relu(x)

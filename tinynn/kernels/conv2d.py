@@ -571,31 +571,52 @@ def depthwise_conv2d_backward(x, D, du, strides=(1, 1), dilation=(1, 1), pads=(0
 
 
 # --------------------------------------------------------------------------- pointwise (1×1) products
-def pointwise_forward(u: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """z = u @ P over the rows of u (..., K) for P (K, F): the 1×1 convolution of SeparableConv2D."""
+def pointwise_forward(u: np.ndarray, P: np.ndarray, bias: np.ndarray | None = None,
+                      activation: int | None = None) -> np.ndarray:  # fmt: skip
+    """z = u @ P over the rows of u (..., K) for P (K, F): the 1×1 convolution of SeparableConv2D. With
+    ``activation`` (an activation code), y = act(z + bias) instead, applied to each piece right after its GEMM."""
     rows = u.reshape(-1, u.shape[-1])
-    z = np.empty((rows.shape[0], P.shape[1]), dtype=u.dtype)
+    F = P.shape[1]
+    z = np.empty((rows.shape[0], F), dtype=u.dtype)
     P = np.ascontiguousarray(P, dtype=u.dtype)
+    b = np.zeros(F, u.dtype) if bias is None else np.ascontiguousarray(bias, dtype=u.dtype)
 
     def piece(k, r0, r1):
         gemm(rows[None, r0:r1], P[None], z[None, r0:r1])
+        if activation is not None:
+            _bias_activation(z[r0:r1], b, activation)
 
-    share_batch(piece, rows.shape[0], rows.size * P.shape[1])
-    return z.reshape(*u.shape[:-1], P.shape[1])
+    share_batch(piece, rows.shape[0], rows.size * F)
+    return z.reshape(*u.shape[:-1], F)
 
 
-def pointwise_backward(u: np.ndarray, P: np.ndarray, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(du = dz @ Pᵀ, dP = Σ_rows uᵀ dz) for z = u @ P; rows split over the cores (dP summed over the pieces)."""
-    rows, dz_rows = u.reshape(-1, u.shape[-1]), np.ascontiguousarray(dz).reshape(-1, P.shape[1])
+def pointwise_backward(u: np.ndarray, P: np.ndarray, dz: np.ndarray, y: np.ndarray | None = None,
+                       activation: int | None = None):  # fmt: skip
+    """(du = dz @ Pᵀ, dP = Σ_rows uᵀ dz) for z = u @ P; rows split over the cores (dP summed over the pieces).
+
+    With ``activation`` (and y = act(z + b) the forward's output), ``dz`` is ∂L/∂y: each piece forms
+    ∂L/∂z = act'(y) ⊙ dz first, and the result is (du, dP, db) with db = Σ_rows ∂L/∂z (float64 sums)."""
+    F = P.shape[1]
+    rows, dz_rows = u.reshape(-1, u.shape[-1]), np.ascontiguousarray(dz).reshape(-1, F)
+    y_rows = None if y is None else np.ascontiguousarray(y, dtype=dz.dtype).reshape(-1, F)
     du = np.empty(rows.shape, dtype=dz.dtype)
     PT = np.ascontiguousarray(P.T, dtype=dz.dtype)
 
     def piece(k, r0, r1):
-        gemm(dz_rows[None, r0:r1], PT[None], du[None, r0:r1])
-        return gemm(rows[None, r0:r1].transpose(0, 2, 1), dz_rows[None, r0:r1])[0]
+        g = dz_rows[r0:r1]
+        db = np.zeros(F, np.float64)
+        if activation is not None:
+            grad = np.empty(g.shape, dtype=g.dtype)
+            _activation_gradient(y_rows[r0:r1], g, activation, grad, db)
+            g = grad
+        gemm(g[None], PT[None], du[None, r0:r1])
+        return gemm(rows[None, r0:r1].transpose(0, 2, 1), g[None])[0], db
 
-    partial = share_batch(piece, rows.shape[0], 2 * rows.size * P.shape[1])
-    dP = partial[0]
-    for other in partial[1:]:
-        dP += other
-    return du.reshape(u.shape), dP
+    partial = share_batch(piece, rows.shape[0], 2 * rows.size * F)
+    dP, db = partial[0]
+    for other_dP, other_db in partial[1:]:
+        dP += other_dP
+        db += other_db
+    if activation is None:
+        return du.reshape(u.shape), dP
+    return du.reshape(u.shape), dP, db.astype(dz.dtype)

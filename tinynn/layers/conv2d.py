@@ -210,8 +210,9 @@ class _Conv2DBase(ImageLayer):
     @property
     def logits(self) -> np.ndarray:
         """The pre-activation z + b of the last forward call (in data_format), which the models' cross-entropy
-        shortcut reads after a final sigmoid. A Conv2D that fused its activation into the kernel (fast mode; every
-        fused activation but sigmoid) keeps only its output, so there it is known for 'linear' alone."""
+        shortcut reads after a final sigmoid. A Conv2D or SeparableConv2D that fused its activation into the kernel
+        (fast mode; every numba activation but sigmoid) keeps only its output, so there it is known for 'linear'
+        alone."""
         if self._fused is not None:
             if self.activation.name == "linear":
                 return self._from_last(self._y)
@@ -494,13 +495,30 @@ class SeparableConv2D(_DepthwiseMixin, _Conv2DBase):
         return self._output_shape(input_shape, self.filters)
 
     def forward(self, x, training=False, mask=None):
+        """u = depthwise(x; D), z = u P + b, y = act(z). Fast mode: the bias and a numba activation run inside the
+        1×1 product's pieces (except sigmoid, whose logits the models' loss shortcut reads: that one keeps z)."""
         x = self._prepare(x)
         u = self._depthwise(x, self.depthwise_kernel)
         self._u = u
         P = self.pointwise_kernel[0, 0]
-        z = (u.reshape(-1, u.shape[-1]) @ P).reshape(*u.shape[:3], self.filters) if self._reference else \
-            K_conv2d.pointwise_forward(u, P)  # fmt: skip
-        return self._finish(z, self.bias if self.use_bias else None)
+        bias = self.bias if self.use_bias else None
+        self._fused = None
+        if self._reference:
+            return self._finish((u.reshape(-1, u.shape[-1]) @ P).reshape(*u.shape[:3], self.filters), bias)
+        code = activation_code(self.activation)
+        if code is None or self.activation.name == "sigmoid":
+            return self._finish(K_conv2d.pointwise_forward(u, P), bias)
+        self._y = K_conv2d.pointwise_forward(u, P, bias, code)
+        self._z = self._z_bias = None
+        self._fused = code
+        return self._from_last(self._y)
+
+    def _backward_fused(self, dy):
+        """dz = act'(y) ⊙ dy and db inside the 1×1 product's backward pieces, then the depthwise backward."""
+        du, dP, db = K_conv2d.pointwise_backward(self._u, self.pointwise_kernel[0, 0], dy, self._y, self._fused)
+        dx, dD = self._depthwise_backward(self.depthwise_kernel, du)
+        self.gradients = [dD, dP[None, None], db] if self.use_bias else [dD, dP[None, None]]
+        return self._dx(dx)
 
     def backward_from_logits(self, dz, db=None):
         """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dD, dP, db], returns dx."""
