@@ -392,3 +392,40 @@ def test_same_pooling_excludes_the_padding():
     np.testing.assert_allclose(y[0, :, :, 0], [[(1 + 2 + 4 + 5) / 4, (3 + 6) / 2], [(7 + 8) / 2, 9]])
     m = kp.max_pool2d_forward(-x, (2, 2), (2, 2), (pt, pt), (Ho, Ho))
     np.testing.assert_array_equal(m[0, :, :, 0], [[-1, -3], [-7, -9]])
+
+
+def test_work_sharing_covers_every_item_once_and_returns_results_in_order():
+    """Ranges pulled by the threads cover range(items) exactly once; results come back in range order (so the
+    partial sums of a weight gradient are added in the same order every run)."""
+    seen = []
+
+    def task(worker, start, stop):
+        seen.extend(range(start, stop))
+        return start
+
+    with mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": "2"}):  # fmt: skip
+        starts = work_sharing.share_batch(task, 37, work=1.0, blas=False)
+    assert sorted(seen) == list(range(37)) and starts == sorted(starts) and starts[0] == 0
+    assert work_sharing.share_batch(task, 5, work=0.0) == [0]  # small work: one call over everything
+
+
+def test_single_threaded_blas_block_restores_the_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from tinynn.kernels import blas_threads
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # numpy's BLAS is loaded
+
+    def numpy_blas_threads():
+        infos = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas" and "numpy" in i["filepath"]]
+        return infos[0]["num_threads"] if infos else None
+
+    before = numpy_blas_threads()
+    if before is None or not blas_threads.available():
+        pytest.skip("numpy's BLAS is not an OpenBLAS threadpoolctl can see")
+    with blas_threads.single_threaded():
+        assert numpy_blas_threads() == 1
+        with blas_threads.single_threaded():  # nested blocks: still one thread, restored by the outermost only
+            assert numpy_blas_threads() == 1
+        assert numpy_blas_threads() == 1
+    assert numpy_blas_threads() == before

@@ -24,7 +24,8 @@ PIECES_PER_THREAD = 8
 
 
 def share_batch(task: Callable[[int, int, int], object], items: int, work: float, blas: bool = True) -> list:
-    """``task(worker, start, stop)`` over consecutive ranges covering ``range(items)``; returns the results.
+    """``task(worker, start, stop)`` over consecutive ranges covering ``range(items)``; returns the results in range
+    order.
 
     One call over everything when ``work`` is small, when there is one core, or when the pass calls BLAS and
     numpy's BLAS cannot be held to one thread (``blas``; it then threads each product itself). Otherwise each of
@@ -46,8 +47,9 @@ def share_batch(task: Callable[[int, int, int], object], items: int, work: float
                 position[0] = start + grain
             if start >= items:
                 return results
-            results.append(task(k, start, min(items, start + grain)))
+            results.append((start, task(k, start, min(items, start + grain))))
 
     with blas_threads.single_threaded():
         per_worker = run_parallel(*[lambda k=k: worker(k) for k in range(workers)])
-    return [r for results in per_worker for r in results]
+    # in range order, whichever thread computed them: partial sums added in this order are the same every run
+    return [r for _, r in sorted((pair for results in per_worker for pair in results), key=lambda pair: pair[0])]
