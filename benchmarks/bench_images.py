@@ -18,7 +18,7 @@ the same machine load; each round reports train / predict medians of ``repeats``
 the summary gives the median over rounds and the best round.
 
 For tinynn the worker also reports the GEMM share and the **fraction of numpy's sgemm rate**: every GEMM of the
-image kernels goes through ``tinynn.kernels.conv2d.gemm`` or ``tinynn.kernels.winograd.matmul``; the worker records
+image kernels goes through ``tinynn.kernels.blas.grouped_matmul`` (as the 1-D convolutions' do); the worker records
 the shapes of one train step's products and the time spent in the GEMM-based kernels (Conv2D's forward and
 backward, SeparableConv2D's 1×1 products; im2col, col2im and the Winograd transforms included), then times the same
 products with ``numpy.matmul`` (as numpy threads them, and split over the cores as tinynn does, the better of the
@@ -97,39 +97,32 @@ def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
 
 # --------------------------------------------------------------------------- tinynn
 class GemmRecorder:
-    """Wraps the GEMM entry points of the image kernels (``conv2d.gemm``, ``winograd.matmul``: records each product's
-    shape and time) and the GEMM-based kernels (Conv2D's forward / backward, SeparableConv2D's 1×1 products: their
-    total time, im2col, col2im and the Winograd transforms included)."""
+    """Wraps the GEMM entry point of the image kernels (``blas.grouped_matmul``: records each product's shape and
+    time) and the GEMM-based kernels (Conv2D's forward / backward, SeparableConv2D's 1×1 products: their total time,
+    im2col, col2im and the Winograd transforms included)."""
 
     KERNELS = ("conv2d_forward", "conv2d_backward", "conv2d_backward_fused", "pointwise_forward", "pointwise_backward")
 
     def __init__(self):
+        from tinynn.kernels import blas
         from tinynn.kernels import conv2d as kc
-        from tinynn.kernels import winograd as kw
 
-        self.kc, self.kw = kc, kw
-        self.originals = {name: getattr(kc, name) for name in ("gemm", *self.KERNELS)}
-        self.winograd_matmul = kw.matmul
+        self.kc, self.blas = kc, blas
+        self.originals = {name: getattr(kc, name) for name in self.KERNELS}
+        self.grouped_matmul = blas.grouped_matmul
         self.reset()
 
     def reset(self):
         self.shapes, self.gemm_s, self.kernel_s = [], 0.0, 0.0
 
     def __enter__(self):
-        gemm = self.originals["gemm"]
+        gemm = self.grouped_matmul
 
         def timed_gemm(a, b, out=None):
             t0 = time.perf_counter()
             result = gemm(a, b, out)
             self.gemm_s += time.perf_counter() - t0
             self.shapes.append((a.shape[0], a.shape[1], a.shape[2], b.shape[2], a.dtype.str))
-            return result
-
-        def timed_matmul(V, U, out):
-            t0 = time.perf_counter()
-            result = self.winograd_matmul(V, U, out)
-            self.gemm_s += time.perf_counter() - t0
-            self.shapes.append((V.shape[0], V.shape[1], V.shape[2], U.shape[2], V.dtype.str))
             return result
 
         def timed(fn):
@@ -141,7 +134,7 @@ class GemmRecorder:
 
             return wrapper
 
-        self.kc.gemm, self.kw.matmul = timed_gemm, timed_matmul
+        self.blas.grouped_matmul = timed_gemm
         for name in self.KERNELS:
             setattr(self.kc, name, timed(self.originals[name]))
         return self
@@ -149,7 +142,7 @@ class GemmRecorder:
     def __exit__(self, *exc):
         for name, fn in self.originals.items():
             setattr(self.kc, name, fn)
-        self.kw.matmul = self.winograd_matmul
+        self.blas.grouped_matmul = self.grouped_matmul
 
     @staticmethod
     def numpy_seconds(shapes, repeats: int = 3) -> tuple[float, float]:

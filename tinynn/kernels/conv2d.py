@@ -38,9 +38,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import winograd
-from .fastmath import RELU, activate_row, derivative_row
+from . import blas, winograd
+from .bias_activation import activation_gradient_rows, bias_activation_rows
+from .layout import split_groups
 from .reference.conv2d import conv_output_size
+from .work_sharing import scratch as _scratch
 from .work_sharing import share_batch
 
 __all__ = [
@@ -51,7 +53,6 @@ __all__ = [
     "conv_output_size",
     "depthwise_conv2d_backward",
     "depthwise_conv2d_forward",
-    "gemm",
     "im2col",
     "pointwise_backward",
     "pointwise_forward",
@@ -191,14 +192,6 @@ def col2im(dcols, in_hw, strides, dilation, pads, out=None):
 
 
 # --------------------------------------------------------------------------- GEMMs and batch pieces
-def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """(G, m, k) @ (G, k, n) -> (G, m, n): every FLOP of Conv2D goes through here (one BLAS call per group; a
-    plain 2-D matmul when G = 1). ``benchmarks/bench_images.py`` wraps this function to measure the GEMM share."""
-    if a.shape[0] == 1:
-        return np.matmul(a[0], b[0], out=None if out is None else out[0])[None]
-    return np.matmul(a, b, out=out)
-
-
 def _w_im2col(Wk: np.ndarray, groups: int) -> np.ndarray:
     """Wm[g, (p·KW + q)·Cg + c, f] = Wk[p, q, c, g·Fg + f]  (G, KH·KW·Cg, Fg)"""
     KH, KW, Cg, F = Wk.shape
@@ -213,23 +206,6 @@ def _dw_from_im2col(dWm: np.ndarray, kernel_hw) -> np.ndarray:
     G, KKC, Fg = dWm.shape
     KH, KW = kernel_hw
     return np.ascontiguousarray(dWm.transpose(1, 0, 2)).reshape(KH, KW, KKC // (KH * KW), G * Fg)
-
-
-def _split_groups(a: np.ndarray, groups: int) -> np.ndarray:
-    """(n, G·k) -> contiguous (G, n, k); a free reshape when G = 1."""
-    n, N = a.shape
-    if groups == 1:
-        return a.reshape(1, n, N)
-    return np.ascontiguousarray(a.reshape(n, groups, N // groups).transpose(1, 0, 2))
-
-
-def _scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
-    """A C-contiguous ``shape`` view of the reusable buffer ``workspace[name]`` (grown when too small)."""
-    size = int(np.prod(shape))
-    buf = workspace.get(name)
-    if buf is None or buf.size < size or buf.dtype != dtype:
-        buf = workspace[name] = np.empty(size, dtype=dtype)
-    return buf[:size].reshape(shape)
 
 
 def _chunks(start: int, stop: int, bytes_per_item: int) -> list[tuple[int, int]]:
@@ -285,9 +261,9 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
             buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), x.dtype)
             cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
             if G == 1:
-                gemm(cols, Wm, z_rows[None, r0 * Wo : r1 * Wo])
+                blas.grouped_matmul(cols, Wm, z_rows[None, r0 * Wo : r1 * Wo])
             else:
-                z_rows[r0 * Wo : r1 * Wo] = gemm(cols, Wm).transpose(1, 0, 2).reshape(n, F)
+                z_rows[r0 * Wo : r1 * Wo] = blas.grouped_matmul(cols, Wm).transpose(1, 0, 2).reshape(n, F)
             if activation is not None:
                 _bias_activation(z_rows[r0 * Wo : r1 * Wo], b, activation)
 
@@ -349,12 +325,12 @@ def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx
                 grad = _scratch(ws, f"dz{k}", (n, F), dz.dtype)
                 _activation_gradient(y_all[r0 * Wo : r1 * Wo], dz_rows, activation, grad, db)
                 dz_rows = grad
-            dz_g = _split_groups(dz_rows, G)  # (G, n, Fg)
+            dz_g = split_groups(dz_rows[None], G)  # (G, n, Fg)
             buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), dz.dtype)
             cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
-            dWm += gemm(cols.transpose(0, 2, 1), dz_g)
+            dWm += blas.grouped_matmul(cols.transpose(0, 2, 1), dz_g)
             if need_dx:
-                dcols = gemm(dz_g, WmT, _scratch(ws, f"dcols{k}", (G, n, K), dz.dtype))
+                dcols = blas.grouped_matmul(dz_g, WmT, _scratch(ws, f"dcols{k}", (G, n, K), dz.dtype))
                 _col2im_rows(dcols.reshape(G, r1 - r0, Wo, KH, KW, Cg), strides[0], strides[1], dilation[0],
                              dilation[1], pads[0], pads[1], Ho, r0, dx, zeroed)  # fmt: skip
         return dWm, db
@@ -383,37 +359,17 @@ def _activation_gradients(y: np.ndarray, dy: np.ndarray, code: int) -> tuple[np.
     return dz, db.astype(dy.dtype)
 
 
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def _bias_activation(z, bias, code):  # pragma: no cover - compiled
-    """z (N, F) <- act(z + bias) in place (relu as one select per number; the others through activate_row)."""
-    N, F = z.shape
-    for n in range(N):
-        zn = z[n]
-        if code == RELU:
-            for f in range(F):
-                v = zn[f] + bias[f]
-                zn[f] = v if v > 0 else v * 0
-        else:
-            for f in range(F):
-                zn[f] += bias[f]
-            activate_row(zn, code)
+def _bias_activation(z: np.ndarray, bias: np.ndarray, code: int) -> None:
+    """z (N, F) <- act(z + bias) in place (:func:`tinynn.kernels.bias_activation.bias_activation_rows`)."""
+    bias_activation_rows(z, bias, code, z)
 
 
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def _activation_gradient(y, dy, code, dz, db):  # pragma: no cover - compiled
-    """dz (N, F) <- act'(y) ⊙ dy (the derivative written from the output y); db (F,) float64 += Σ_n dz."""
-    N, F = y.shape
-    for n in range(N):
-        dzn, dyn, yn = dz[n], dy[n], y[n]
-        if code == RELU:
-            for f in range(F):
-                dzn[f] = dyn[f] if yn[f] > 0 else dyn[f] * 0
-        else:
-            derivative_row(dzn, yn, code)
-            for f in range(F):
-                dzn[f] *= dyn[f]
-        for f in range(F):
-            db[f] += dzn[f]
+def _activation_gradient(y: np.ndarray, dy: np.ndarray, code: int, dz: np.ndarray, db: np.ndarray) -> None:
+    """dz (N, F) <- act'(y) ⊙ dy (the derivative written from the output y); db (F,) float64 += Σ_n dz
+    (:func:`tinynn.kernels.bias_activation.activation_gradient_rows`)."""
+    part = np.empty(db.shape, np.float64)
+    activation_gradient_rows(y, dy, code, True, dz, part)
+    db += part
 
 
 # --------------------------------------------------------------------------- depthwise
@@ -582,7 +538,7 @@ def pointwise_forward(u: np.ndarray, P: np.ndarray, bias: np.ndarray | None = No
     b = np.zeros(F, u.dtype) if bias is None else np.ascontiguousarray(bias, dtype=u.dtype)
 
     def piece(k, r0, r1):
-        gemm(rows[None, r0:r1], P[None], z[None, r0:r1])
+        blas.grouped_matmul(rows[None, r0:r1], P[None], z[None, r0:r1])
         if activation is not None:
             _bias_activation(z[r0:r1], b, activation)
 
@@ -609,8 +565,8 @@ def pointwise_backward(u: np.ndarray, P: np.ndarray, dz: np.ndarray, y: np.ndarr
             grad = np.empty(g.shape, dtype=g.dtype)
             _activation_gradient(y_rows[r0:r1], g, activation, grad, db)
             g = grad
-        gemm(g[None], PT[None], du[None, r0:r1])
-        return gemm(rows[None, r0:r1].transpose(0, 2, 1), g[None])[0], db
+        blas.grouped_matmul(g[None], PT[None], du[None, r0:r1])
+        return blas.grouped_matmul(rows[None, r0:r1].transpose(0, 2, 1), g[None])[0], db
 
     partial = share_batch(piece, rows.shape[0], 2 * rows.size * F)
     dP, db = partial[0]

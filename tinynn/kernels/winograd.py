@@ -26,8 +26,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from . import blas
 from .fastmath import RELU, activate_row
 from .reference.conv2d import winograd_kernel_transform, winograd_tiles
+from .work_sharing import scratch as _scratch
 from .work_sharing import share_batch
 
 __all__ = ["input_transform", "output_transform", "winograd_conv2d", "winograd_conv2d_backward_data"]
@@ -126,12 +128,6 @@ def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compi
     return z
 
 
-def matmul(V: np.ndarray, U: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """M[ξ] = V[ξ] @ U[ξ] for the 16 positions: every FLOP of the Winograd convolutions goes through here (16 BLAS
-    calls). ``benchmarks/bench_images.py`` wraps this function to measure the GEMM share."""
-    return np.matmul(V, U, out=out)
-
-
 def input_transform(x: np.ndarray, pads, tiles) -> np.ndarray:
     """V (16, B·TH·TW, C): Bᵀ d B for every 4×4 tile (twin: ``reference.conv2d.winograd_input_transform``)."""
     B, _, _, C = x.shape
@@ -169,7 +165,7 @@ def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarra
         for t0 in range(b0 * per_image, b1 * per_image, step):
             n = min(b1 * per_image, t0 + step) - t0
             V = _input_transform(x, *args, t0, _scratch(ws, f"V{k}", (16, n, C), x.dtype))
-            M = matmul(V, U, _scratch(ws, f"M{k}", (16, n, F), x.dtype))
+            M = blas.grouped_matmul(V, U, _scratch(ws, f"M{k}", (16, n, F), x.dtype))
             _output_transform(M, t0, TH, TW, b, code, z)
 
     share_batch(piece, B, B * per_image * 16 * C * F)
@@ -184,11 +180,3 @@ def winograd_conv2d_backward_data(dz: np.ndarray, Wk: np.ndarray, in_hw, pads, w
     """
     Wrot = np.ascontiguousarray(Wk[::-1, ::-1].transpose(0, 1, 3, 2))
     return winograd_conv2d(dz, Wrot, (2 - pads[0], 2 - pads[1]), in_hw, workspace=workspace)
-
-
-def _scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
-    size = int(np.prod(shape))
-    buf = workspace.get(name)
-    if buf is None or buf.size < size or buf.dtype != dtype:
-        buf = workspace[name] = np.empty(size, dtype=dtype)
-    return buf[:size].reshape(shape)

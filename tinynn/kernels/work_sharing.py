@@ -12,10 +12,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import numpy as np
+
 from . import blas_threads
 from .parallel import num_threads, run_parallel
 
-__all__ = ["share_batch"]
+__all__ = ["scratch", "share_batch"]
 
 #: Below this much work (multiply-adds, or numbers touched) a pass runs on the calling thread in one piece.
 PARALLEL_WORK = 1 << 21
@@ -53,3 +55,13 @@ def share_batch(task: Callable[[int, int, int], object], items: int, work: float
         per_worker = run_parallel(*[lambda k=k: worker(k) for k in range(workers)])
     # in range order, whichever thread computed them: partial sums added in this order are the same every run
     return [r for _, r in sorted((pair for results in per_worker for pair in results), key=lambda pair: pair[0])]
+
+
+def scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
+    """A C-contiguous ``shape`` view of the reusable buffer ``workspace[name]`` (grown when too small): the per-worker
+    scratch of a task (name it after the ``worker`` argument, e.g. ``f"cols{worker}"``)."""
+    size = int(np.prod(shape))
+    buf = workspace.get(name)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = workspace[name] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)

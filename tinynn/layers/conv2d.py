@@ -29,15 +29,11 @@ from .. import initializers as _init
 from ..kernels import bias_activation as K_bias_act
 from ..kernels import conv2d as K_conv2d
 from ..kernels.fastmath import activation_code
+from ..kernels.reference import bias_activation as R_bias_act
 from ..kernels.reference import conv2d as R_conv2d
-from .base import InputSpec, Layer, format_shape, normalize_tuple
-from .conv import standardize_data_format
-
-
-def _positive_int(value, name: str, who: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}")
-    return int(value)
+from .arguments import data_format as standardize_data_format
+from .arguments import one_of, positive_int, positive_int_tuple
+from .base import InputSpec, Layer, format_shape
 
 
 class ImageLayer(Layer):
@@ -46,10 +42,6 @@ class ImageLayer(Layer):
     The kernels work channels-last; ``_to_last`` / ``_from_last`` transpose at the layer's edges."""
 
     data_format = "channels_last"
-
-    @property
-    def _who(self) -> str:
-        return f"Layer {self.name!r} ({type(self).__name__})"
 
     @property
     def _channel_axis(self) -> int:
@@ -70,17 +62,13 @@ class ImageLayer(Layer):
             layout = "(batch, rows, cols, channels)" if self.data_format == "channels_last" else \
                 "(batch, channels, rows, cols)"  # fmt: skip
             raise ValueError(
-                f"{self._who} expects inputs of rank 4 {layout} for data_format={self.data_format!r}, got shape "
+                f"{self.who} expects inputs of rank 4 {layout} for data_format={self.data_format!r}, got shape "
                 f"{format_shape(shape)}"
             )
 
-    def _upstream(self, dy, expected_last_shape) -> np.ndarray:
-        """dy in channels-last layout, of the layer's dtype, after checking it has the forward output's shape."""
-        dy = np.asarray(dy)
-        expected = self._from_last(np.empty(expected_last_shape, dtype=np.int8)).shape
-        if dy.shape != expected:
-            raise ValueError(f"{self._who}: backward expects dy of shape {format_shape(expected)} (the forward "
-                             f"output's), got {format_shape(dy.shape)}")
+    def _last(self, dy: np.ndarray) -> np.ndarray:
+        """An upstream gradient (checked by the layer protocol: the forward output's shape and dtype) channels-last
+        and C-contiguous, in the layer's dtype."""
         return np.ascontiguousarray(self._to_last(dy), dtype=self.dtype)
 
 
@@ -93,13 +81,11 @@ class _Conv2DBase(ImageLayer):
 
     def __init__(self, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs):
         super().__init__(**kwargs)
-        who = self._who
-        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", who)
-        self.strides = normalize_tuple(strides, 2, "strides", who)
-        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate", who)
-        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-            raise ValueError(f"{who}: padding must be one of ('valid', 'same'), got {padding!r}")
-        self.padding = padding.lower()
+        who = self.who
+        self.kernel_size = positive_int_tuple(kernel_size, 2, "kernel_size", who)
+        self.strides = positive_int_tuple(strides, 2, "strides", who)
+        self.dilation_rate = positive_int_tuple(dilation_rate, 2, "dilation_rate", who)
+        self.padding = one_of(padding, ("valid", "same"), "padding", who)
         self.data_format = standardize_data_format(data_format, who)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
@@ -115,7 +101,7 @@ class _Conv2DBase(ImageLayer):
             if n < 1:
                 eff = (k - 1) * d + 1
                 raise ValueError(
-                    f"{self._who}: input shape {format_shape(shape)} has {size} {axis}, but kernel_size="
+                    f"{self.who}: input shape {format_shape(shape)} has {size} {axis}, but kernel_size="
                     f"{self.kernel_size} with dilation_rate={self.dilation_rate} has a receptive field of {eff} "
                     f"{axis}, so padding={self.padding!r}, strides={self.strides} would give an empty output; the "
                     f"input needs >= {eff} {axis}"
@@ -129,7 +115,7 @@ class _Conv2DBase(ImageLayer):
         self._check_rank(input_shape)
         channels = input_shape[self._channel_axis]
         if channels is None:
-            raise ValueError(f"{self._who} needs a known channel axis, got input shape {format_shape(input_shape)}")
+            raise ValueError(f"{self.who} needs a known channel axis, got input shape {format_shape(input_shape)}")
         hw = [input_shape[a] for a in self._spatial_axes]
         if None not in hw:
             self._geometry(hw, input_shape)
@@ -168,11 +154,15 @@ class _Conv2DBase(ImageLayer):
         """y = act(z + b) for z the fresh channels-last convolution; caches what the backward needs; returns y in
         data_format.
 
-        Reference mode: ``z + b`` in NumPy, the activation's NumPy function. Fast mode: activations the numba
-        kernels implement take one fused pass (:mod:`tinynn.kernels.bias_activation`) that needs only y for the
-        backward (``z + b`` is formed only if :attr:`logits` asks for it); other activations add the bias in
-        place and keep ``z + b`` for their derivative."""
-        code = None if self._reference else activation_code(self.activation)
+        Reference mode: :func:`tinynn.kernels.reference.bias_activation.bias_activation_forward` (keeps z + b).
+        Fast mode: activations the numba kernels implement take one fused pass (:mod:`tinynn.kernels.bias_activation`)
+        that needs only y for the backward (``z + b`` is formed only if :attr:`logits` asks for it); other
+        activations add the bias in place and keep ``z + b`` for their derivative."""
+        if self._reference:
+            self._z, self._y = R_bias_act.bias_activation_forward(z, bias, self.activation)
+            self._z_bias = None
+            return self._from_last(self._y)
+        code = activation_code(self.activation)
         if code is None:
             z = z + bias if self.use_bias else z
             self._y, self._z, self._z_bias = self.activation(z), z, None
@@ -183,10 +173,13 @@ class _Conv2DBase(ImageLayer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dz = act'(z) ⊙ dy (and db = Σ dz in the same pass when fused), then :meth:`backward_from_logits`."""
-        dy = self._upstream(dy, self._y.shape)
+        dy = self._last(dy)
         if self._fused is not None:
             return self._backward_fused(dy)
-        code = None if self._reference else activation_code(self.activation)
+        if self._reference:
+            dz, db = R_bias_act.bias_activation_backward(self._z, self._y, dy, self.activation)
+            return self.backward_from_logits(self._from_last(dz), db=db if self.use_bias else None)
+        code = activation_code(self.activation)
         if code is None:
             dz = np.asarray(self.activation.backward(self._z, self._y, dy), dtype=self.dtype)
             return self.backward_from_logits(self._from_last(dz))
@@ -194,8 +187,8 @@ class _Conv2DBase(ImageLayer):
         return self.backward_from_logits(self._from_last(dz), db=db)
 
     def _dz(self, dz) -> np.ndarray:
-        """dL/dz channels-last, C-contiguous, in the layer's dtype, checked against the output's shape."""
-        return self._upstream(dz, self._y.shape)
+        """dL/dz channels-last, C-contiguous, in the layer's dtype (activations may hand back a wider dtype)."""
+        return self._last(dz)
 
     def _bias_gradient(self, dz: np.ndarray, db: np.ndarray | None) -> np.ndarray:
         """db = Σ_{b,i,j} dz (dz channels-last), unless the fused backward already computed it."""
@@ -216,7 +209,7 @@ class _Conv2DBase(ImageLayer):
         if self._fused is not None:
             if self.activation.name == "linear":
                 return self._from_last(self._y)
-            raise ValueError(f"{self._who}: the logits of the last forward call were not kept: its "
+            raise ValueError(f"{self.who}: the logits of the last forward call were not kept: its "
                              f"{self.activation.name!r} ran fused with the convolution (they are kept for 'sigmoid')")
         z = self._z if self._z_bias is None else self._z + self._z_bias
         return self._from_last(z)
@@ -267,9 +260,9 @@ class Conv2D(_Conv2DBase):
         **kwargs,
     ):
         super().__init__(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs)
-        who = self._who
-        self.filters = _positive_int(filters, "filters", who)
-        self.groups = _positive_int(groups, "groups", who)
+        who = self.who
+        self.filters = positive_int(filters, "filters", who)
+        self.groups = positive_int(groups, "groups", who)
         if self.filters % self.groups:
             raise ValueError(f"{who}: filters={self.filters} must be divisible by groups={self.groups}")
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
@@ -284,7 +277,7 @@ class Conv2D(_Conv2DBase):
         channels = self._check_shape(input_shape)
         if channels % self.groups:
             raise ValueError(
-                f"{self._who}: the {channels} input channels must be divisible by groups={self.groups} "
+                f"{self.who}: the {channels} input channels must be divisible by groups={self.groups} "
                 f"(input shape {format_shape(input_shape)})"
             )
         self.add_weight("kernel", (*self.kernel_size, channels // self.groups, self.filters), self.kernel_initializer)
@@ -401,7 +394,7 @@ class DepthwiseConv2D(_DepthwiseMixin, _Conv2DBase):
         **kwargs,
     ):
         super().__init__(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs)
-        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier", self._who)
+        self.depth_multiplier = positive_int(depth_multiplier, "depth_multiplier", self.who)
         self.depthwise_initializer = _init.get(depthwise_initializer)
         self.bias_initializer = _init.get(bias_initializer)
 
@@ -476,8 +469,8 @@ class SeparableConv2D(_DepthwiseMixin, _Conv2DBase):
         **kwargs,
     ):
         super().__init__(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs)
-        self.filters = _positive_int(filters, "filters", self._who)
-        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier", self._who)
+        self.filters = positive_int(filters, "filters", self.who)
+        self.depth_multiplier = positive_int(depth_multiplier, "depth_multiplier", self.who)
         self.depthwise_initializer = _init.get(depthwise_initializer)
         self.pointwise_initializer = _init.get(pointwise_initializer)
         self.bias_initializer = _init.get(bias_initializer)

@@ -26,8 +26,9 @@ from .. import config
 from ..kernels import pooling2d as K_pool2d
 from ..kernels.reference import conv2d as R_conv2d
 from ..kernels.reference import pooling2d as R_pool2d
-from .base import InputSpec, format_shape, normalize_tuple
-from .conv import standardize_data_format
+from .arguments import data_format as standardize_data_format
+from .arguments import one_of, positive_int_tuple
+from .base import InputSpec, format_shape
 from .conv2d import ImageLayer
 
 
@@ -38,12 +39,10 @@ class _Pool2DBase(ImageLayer):
 
     def __init__(self, pool_size, strides=None, padding: str = "valid", data_format: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        who = self._who
-        self.pool_size = normalize_tuple(pool_size, 2, "pool_size", who)
-        self.strides = self.pool_size if strides is None else normalize_tuple(strides, 2, "strides", who)
-        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-            raise ValueError(f"{who}: padding must be one of ('valid', 'same'), got {padding!r}")
-        self.padding = padding.lower()
+        who = self.who
+        self.pool_size = positive_int_tuple(pool_size, 2, "pool_size", who)
+        self.strides = self.pool_size if strides is None else positive_int_tuple(strides, 2, "strides", who)
+        self.padding = one_of(padding, ("valid", "same"), "padding", who)
         self.data_format = standardize_data_format(data_format, who)
         self.input_spec = InputSpec(ndim=4)
 
@@ -54,7 +53,7 @@ class _Pool2DBase(ImageLayer):
             before, n = R_conv2d.conv_output_size(int(size), P, S, 1, self.padding)
             if n < 1:
                 raise ValueError(
-                    f"{self._who}: input shape {format_shape(shape)} has {size} {axis}, fewer than pool_size="
+                    f"{self.who}: input shape {format_shape(shape)} has {size} {axis}, fewer than pool_size="
                     f"{self.pool_size}, so padding={self.padding!r}, strides={self.strides} would give an empty output"
                 )
             pads.append(before)
@@ -117,7 +116,7 @@ class MaxPooling2D(_Pool2DBase):
 
     def backward(self, dy):
         self.gradients = []
-        dy = self._upstream(dy, self._y.shape)
+        dy = self._last(dy)
         args = (self._x, self._y, dy, self.pool_size, self.strides, self._pads)
         return self._from_last(R_pool2d.max_pool2d_backward(*args) if self._reference
                                else K_pool2d.max_pool2d_backward(*args))  # fmt: skip
@@ -143,12 +142,11 @@ class AveragePooling2D(_Pool2DBase):
         x = self._prepare(x)
         args = (self.pool_size, self.strides, self._pads, self._out_hw)
         y = R_pool2d.avg_pool2d_forward(x, *args) if self._reference else K_pool2d.avg_pool2d_forward(x, *args)
-        self._y_shape = y.shape
         return self._from_last(y)
 
     def backward(self, dy):
         self.gradients = []
-        dy = self._upstream(dy, self._y_shape)
+        dy = self._last(dy)
         args = (dy, self._in_hw, self.pool_size, self.strides, self._pads)
         return self._from_last(R_pool2d.avg_pool2d_backward(*args) if self._reference
                                else K_pool2d.avg_pool2d_backward(*args))  # fmt: skip
@@ -159,7 +157,7 @@ class _GlobalPool2DBase(ImageLayer):
 
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.data_format = standardize_data_format(data_format, self._who)
+        self.data_format = standardize_data_format(data_format, self.who)
         self.keepdims = bool(keepdims)
         self.input_spec = InputSpec(ndim=4)
 
@@ -174,7 +172,7 @@ class _GlobalPool2DBase(ImageLayer):
     def check_input(self, x: np.ndarray) -> None:
         super().check_input(x)
         if any(x.shape[a] == 0 for a in self._spatial_axes):
-            raise ValueError(f"{self._who} needs at least one pixel, got input shape {format_shape(x.shape)}")
+            raise ValueError(f"{self.who} needs at least one pixel, got input shape {format_shape(x.shape)}")
 
     def compute_output_shape(self, input_shape):
         self._check_rank(input_shape)
@@ -183,12 +181,8 @@ class _GlobalPool2DBase(ImageLayer):
         return tuple(s for i, s in enumerate(input_shape) if i not in self._spatial_axes)
 
     def _keep(self, dy: np.ndarray) -> np.ndarray:
-        """dy (checked against the output's shape) with the two spatial axes restored (size 1) for broadcasting."""
-        dy = np.asarray(dy)
-        if dy.shape != self._y_shape:
-            raise ValueError(f"{self._who}: backward expects dy of shape {format_shape(self._y_shape)} (the forward "
-                             f"output's), got {format_shape(dy.shape)}")
-        dy = dy.astype(self.dtype, copy=False)
+        """dy (shape and dtype checked by the layer protocol) with the two spatial axes restored (size 1) for
+        broadcasting."""
         return dy if self.keepdims else np.expand_dims(dy, self._spatial_axes)
 
 
@@ -208,9 +202,7 @@ class GlobalMaxPooling2D(_GlobalPool2DBase):
         y = x.max(axis=axes, keepdims=True)
         e = (x == y).astype(x.dtype)
         self._share = e / e.sum(axis=axes, keepdims=True)
-        out = y if self.keepdims else np.squeeze(y, axes)
-        self._y_shape = out.shape
-        return out
+        return y if self.keepdims else np.squeeze(y, axes)
 
     def backward(self, dy):
         self.gradients = []
@@ -227,9 +219,7 @@ class GlobalAveragePooling2D(_GlobalPool2DBase):
 
     def forward(self, x, training=False, mask=None):
         self._in_shape = x.shape
-        out = x.mean(axis=self._spatial_axes, keepdims=self.keepdims)
-        self._y_shape = out.shape
-        return out
+        return x.mean(axis=self._spatial_axes, keepdims=self.keepdims)
 
     def backward(self, dy):
         self.gradients = []

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import InputSpec, format_shape, normalize_tuple
-from .conv import standardize_data_format
+from .arguments import data_format as standardize_data_format
+from .arguments import is_int, positive_int_tuple
+from .base import InputSpec
 from .conv2d import ImageLayer
 
 
 def _non_negative_pair(value, name: str, who: str) -> tuple[int, int]:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if is_int(value):
         value = (value, value)
     try:
         pair = tuple(value)
     except TypeError:
         pair = ()
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
-                                 for v in pair):  # fmt: skip
+    if len(pair) != 2 or not all(is_int(v) and v >= 0 for v in pair):
         raise ValueError(f"{who}: {name} must be a non-negative int or a pair of them, got {value!r}")
     return int(pair[0]), int(pair[1])
 
@@ -42,8 +42,8 @@ class ZeroPadding2D(ImageLayer):
 
     def __init__(self, padding=(1, 1), data_format: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        who = self._who
-        if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
+        who = self.who
+        if is_int(padding):
             padding = ((padding, padding), (padding, padding))
         try:
             entries = tuple(padding)
@@ -82,16 +82,10 @@ class ZeroPadding2D(ImageLayer):
         for axis, pad in zip(self._spatial_axes, self.padding):
             widths[axis] = pad
         self._in_shape = x.shape
-        y = np.pad(x, widths)
-        self._y_shape = y.shape
-        return y
+        return np.pad(x, widths)
 
     def backward(self, dy):
         self.gradients = []
-        dy = np.asarray(dy)
-        if dy.shape != self._y_shape:
-            raise ValueError(f"{self._who}: backward expects dy of shape {format_shape(self._y_shape)} (the forward "
-                             f"output's), got {format_shape(dy.shape)}")
         index = [slice(None)] * 4
         for axis, (before, _) in zip(self._spatial_axes, self.padding):
             index[axis] = slice(before, before + self._in_shape[axis])
@@ -113,8 +107,8 @@ class UpSampling2D(ImageLayer):
 
     def __init__(self, size=(2, 2), data_format: str | None = None, interpolation: str = "nearest", **kwargs):
         super().__init__(**kwargs)
-        who = self._who
-        self.size = normalize_tuple(size, 2, "size", who)
+        who = self.who
+        self.size = positive_int_tuple(size, 2, "size", who)
         self.data_format = standardize_data_format(data_format, who)
         if not isinstance(interpolation, str) or interpolation.lower() != "nearest":
             raise ValueError(f"{who}: tinynn implements interpolation='nearest' only, got {interpolation!r}")
@@ -141,16 +135,10 @@ class UpSampling2D(ImageLayer):
         x_last = self._to_last(x)
         self._in_shape = x_last.shape
         y = np.repeat(np.repeat(x_last, self.size[0], axis=1), self.size[1], axis=2)
-        self._y_shape = y.shape
         return self._from_last(y)
 
     def backward(self, dy):
         self.gradients = []
-        dy = np.asarray(dy)
-        expected = self._from_last(np.empty(self._y_shape, np.int8)).shape
-        if dy.shape != expected:
-            raise ValueError(f"{self._who}: backward expects dy of shape {format_shape(expected)} (the forward "
-                             f"output's), got {format_shape(dy.shape)}")
         B, H, W, C = self._in_shape
         sh, sw = self.size
         dx = self._to_last(dy).reshape(B, H, sh, W, sw, C).sum(axis=(2, 4), dtype=self.dtype)
