@@ -3,12 +3,13 @@ weights (biases included) and a random upstream gradient, over the whole option 
 
 TensorFlow's CPU kernels refuse a channels_first (NCHW) Conv2D and a depthwise convolution with different strides
 along rows and columns. Keras itself routes grouped convolutions through XLA on CPU for the same kind of reason;
-for those two cases the test does the same: the Keras layer's own call, compiled by ``tf.function(jit_compile=True)``
-(:func:`keras_twin`). (Keras transposes channels_first depthwise/separable inputs to NHWC on CPU itself.)
+for those two cases the test does the same on the TensorFlow backend: Keras's side of the comparison (the Keras
+layer's own call and its gradient) runs compiled by XLA (``layer_parity(..., xla=True)``, :func:`needs_xla`). JAX and
+torch run every case natively. (Keras transposes channels_first depthwise/separable inputs to NHWC on CPU itself.)
 
 Every option value appears under the ``ci`` profile: the explicit ``@example``s cover the values 12 derandomized
-draws could miss (each data format, padding, strides and dilation > 1, groups, use_bias=False, every activation,
-both dtypes).
+draws could miss (each data format, padding with and without strides and dilation, groups, use_bias=False, every
+activation, both dtypes); the derived options are declared with :func:`parity.options.covers`.
 """
 
 import numpy as np
@@ -16,8 +17,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from parity import bridge
+from parity import backend
 from parity.harness import layer_parity
+from parity.options import covers
 from tinynn import layers
 
 # (No "elu": TF computes it in float32 as Eigen's vectorized exp(x) - 1, which near 0 is off by ~1e-4 relative; the
@@ -25,6 +27,7 @@ from tinynn import layers
 ACTIVATIONS = [None, "relu", "tanh", "sigmoid", "gelu", "softplus"]
 DTYPES = st.sampled_from(["float64", "float32"])
 FORMATS = st.sampled_from(["channels_last", "channels_first"])
+PADDINGS = ["valid", "same"]
 
 
 def needs_xla(layer) -> bool:
@@ -37,29 +40,22 @@ def needs_xla(layer) -> bool:
     return name in ("DepthwiseConv2D", "SeparableConv2D") and layer.strides[0] != layer.strides[1]
 
 
-def keras_twin(layer):
-    """The Keras layer for ``layer``; where TF's CPU kernel refuses the case (:func:`needs_xla`) the Keras layer's own
-    call runs under XLA, which compiles it (the gradient of the compiled call is compiled too)."""
-    import keras
-    import tensorflow as tf
+def _parity(layer, x, seed):
+    layer_parity(layer, x, seed=seed, xla=needs_xla(layer)).assert_ok()
 
-    inner = bridge.keras_layer_for(layer)
-    if not needs_xla(layer):
-        return inner
 
-    class XlaCompiled(keras.layers.Layer):
-        def __init__(self):
-            super().__init__(dtype=inner.dtype_policy)
-            self.inner = inner
-            self.compiled = tf.function(lambda x: self.inner(x), jit_compile=True)
+def _geometry(case: dict, conv2d: bool) -> tuple:
+    """(padding, strided, dilated) of an example as the layer sees it (Conv2D drops dilation when strided)."""
+    strided = max(case["strides"]) > 1
+    dilated = max(case["dilation"]) > 1 and not (conv2d and strided)
+    return case["padding"], strided, dilated
 
-        def build(self, input_shape):
-            self.inner.build(input_shape)
 
-        def call(self, x):
-            return self.compiled(x)
-
-    return XlaCompiled()
+# every padding with each of: plain, strided, dilated (Conv2D); and strided together with dilated (depthwise kinds)
+CONV2D_GEOMETRY = (lambda case: _geometry(case, True),
+                   [(p, s, d) for p in PADDINGS for s, d in ((False, False), (True, False), (False, True))])
+DEPTHWISE_GEOMETRY = (lambda case: _geometry(case, False),
+                      [(p, s, d) for p in PADDINGS for s in (False, True) for d in (False, True)])
 
 
 def _min_size(kernel_size, dilation, padding):
@@ -122,7 +118,7 @@ def _conv2d_case(kernel, strides, dilation, padding, groups, group_channels, gro
     )  # fmt: skip
     hw = _clear_of_keras_bias_bug(layer, _sizes(kernel, dilation, padding, extra), groups * group_channels, batch)
     x = _input(seed, batch, hw, groups * group_channels, data_format, dtype)
-    layer_parity(layer, x, seed=seed, keras_layer=keras_twin(layer)).assert_ok()
+    _parity(layer, x, seed)
 
 
 BASE = dict(kernel=(3, 3), strides=(1, 1), dilation=(1, 1), padding="valid", group_channels=2, group_filters=3,
@@ -130,6 +126,7 @@ BASE = dict(kernel=(3, 3), strides=(1, 1), dilation=(1, 1), padding="valid", gro
             seed=7)  # fmt: skip
 
 
+@covers(geometry=CONV2D_GEOMETRY)
 @given(**CONV2D_OPTIONS)
 @example(**{**BASE, "data_format": "channels_first", "padding": "same", "strides": (2, 3), "activation": None,
             "dtype": "float64"})
@@ -137,15 +134,20 @@ BASE = dict(kernel=(3, 3), strides=(1, 1), dilation=(1, 1), padding="valid", gro
 @example(**{**BASE, "kernel": (1, 4), "strides": (3, 1), "activation": "sigmoid", "data_format": "channels_first"})
 @example(**{**BASE, "kernel": (4, 2), "dilation": (3, 1), "activation": "gelu", "extra": (0, 0)})
 @example(**{**BASE, "kernel": (2, 1), "activation": "softplus", "dtype": "float64", "extra": (0, 1)})
+@example(**{**BASE, "kernel": (3, 2), "padding": "same", "extra": (0, 2), "use_bias": False})
 def test_conv2d_parity(**case):
     _conv2d_case(groups=1, **case)
 
 
 # Keras runs grouped convolutions through XLA on CPU, which compiles once per shape (~1 s): half the examples.
 @settings(max_examples=max(2, settings.default.max_examples // 2))
+@covers(geometry=CONV2D_GEOMETRY)
 @given(groups=st.integers(2, 3), **CONV2D_OPTIONS)
 @example(groups=2, **{**BASE, "data_format": "channels_first", "padding": "same", "strides": (1, 2),
                       "dtype": "float64", "use_bias": False})  # fmt: skip
+@example(groups=3, **{**BASE, "dilation": (2, 1), "activation": "tanh", "group_channels": 1})
+@example(groups=2, **{**BASE, "padding": "same", "activation": "softplus", "dtype": "float64", "batch": 1})
+@example(groups=2, **{**BASE, "padding": "same", "dilation": (1, 2), "activation": "sigmoid", "kernel": (2, 3)})
 def test_grouped_conv2d_parity(**case):
     _conv2d_case(**case)
 
@@ -168,6 +170,7 @@ DW_BASE = dict(kernel=(3, 3), strides=(1, 1), dilation=(1, 1), padding="valid", 
                extra=(2, 3), data_format="channels_last", activation="relu", use_bias=True, dtype="float32", seed=3)
 
 
+@covers(geometry=DEPTHWISE_GEOMETRY)
 @given(**DEPTHWISE_OPTIONS)
 @example(**{**DW_BASE, "strides": (2, 1), "dilation": (2, 3), "padding": "same", "depth_multiplier": 2,
             "data_format": "channels_first", "activation": None, "use_bias": False, "dtype": "float64"})
@@ -175,6 +178,7 @@ DW_BASE = dict(kernel=(3, 3), strides=(1, 1), dilation=(1, 1), padding="valid", 
 @example(**{**DW_BASE, "dilation": (1, 2), "activation": "sigmoid", "dtype": "float64", "extra": (0, 0)})
 @example(**{**DW_BASE, "activation": "gelu", "data_format": "channels_first", "padding": "same"})
 @example(**{**DW_BASE, "activation": "softplus", "dtype": "float64"})
+@example(**{**DW_BASE, "padding": "same", "dilation": (2, 2), "depth_multiplier": 2})
 def test_depthwise_conv2d_parity(kernel, strides, dilation, padding, channels, depth_multiplier, extra, data_format,
                                  activation, use_bias, dtype, seed):  # fmt: skip
     """strides > 1 with dilation > 1 is legal here: Keras 3 runs the dilated conv at stride 1 and subsamples."""
@@ -183,10 +187,10 @@ def test_depthwise_conv2d_parity(kernel, strides, dilation, padding, channels, d
         dilation_rate=dilation, activation=activation, use_bias=use_bias, dtype=dtype,
     )  # fmt: skip
     hw = _clear_of_keras_bias_bug(layer, _sizes(kernel, dilation, padding, extra), channels)
-    layer_parity(layer, _input(seed, 2, hw, channels, data_format, dtype), seed=seed,
-                 keras_layer=keras_twin(layer)).assert_ok()
+    _parity(layer, _input(seed, 2, hw, channels, data_format, dtype), seed)
 
 
+@covers(geometry=DEPTHWISE_GEOMETRY)
 @given(filters=st.integers(1, 4), **DEPTHWISE_OPTIONS)
 @example(filters=4, **{**DW_BASE, "strides": (1, 2), "dilation": (3, 2), "padding": "same", "depth_multiplier": 2,
                        "data_format": "channels_first", "activation": None, "use_bias": False, "dtype": "float64"})
@@ -194,6 +198,7 @@ def test_depthwise_conv2d_parity(kernel, strides, dilation, padding, channels, d
 @example(filters=3, **{**DW_BASE, "dilation": (2, 1), "activation": "sigmoid", "dtype": "float64", "extra": (0, 0)})
 @example(filters=1, **{**DW_BASE, "activation": "gelu", "data_format": "channels_first", "padding": "same"})
 @example(filters=4, **{**DW_BASE, "activation": "softplus", "dtype": "float64"})
+@example(filters=3, **{**DW_BASE, "strides": (2, 2), "padding": "same", "extra": (3, 4)})
 def test_separable_conv2d_parity(filters, kernel, strides, dilation, padding, channels, depth_multiplier, extra,
                                  data_format, activation, use_bias, dtype, seed):  # fmt: skip
     layer = layers.SeparableConv2D(
@@ -201,8 +206,7 @@ def test_separable_conv2d_parity(filters, kernel, strides, dilation, padding, ch
         depth_multiplier=depth_multiplier, activation=activation, use_bias=use_bias, dtype=dtype,
     )  # fmt: skip
     hw = _clear_of_keras_bias_bug(layer, _sizes(kernel, dilation, padding, extra), channels)
-    layer_parity(layer, _input(seed, 2, hw, channels, data_format, dtype), seed=seed,
-                 keras_layer=keras_twin(layer)).assert_ok()
+    _parity(layer, _input(seed, 2, hw, channels, data_format, dtype), seed)
 
 
 # The seeds' layers at their real sizes (the first conv of the MNIST and cats-vs-dogs convnets, seed 003's first
@@ -224,13 +228,14 @@ def test_separable_conv2d_parity(filters, kernel, strides, dilation, padding, ch
 def test_conv2d_real_and_shortest_inputs_parity(make, shape):
     layer = make()
     x = np.random.default_rng(0).normal(size=shape).astype(layer.dtype)
-    layer_parity(layer, x, seed=1, keras_layer=keras_twin(layer)).assert_ok()
+    _parity(layer, x, 1)
 
 
 def test_keras_adds_a_channels_first_bias_along_the_width_when_width_equals_channels():
-    """The Keras bug the cases above steer clear of: a channels_first DepthwiseConv2D (which TF runs on CPU) whose
-    output is as wide as it has channels. Keras's answer is then not its own channels_last answer transposed, but
-    that plus b[w] - b[c]; tinynn's is the transposed channels_last answer (which Keras computes right)."""
+    """The Keras bug the cases above steer clear of, on the TensorFlow backend: a channels_first DepthwiseConv2D (which
+    TF runs on CPU) whose output is as wide as it has channels. Keras's answer is then not its own channels_last
+    answer transposed, but that plus b[w] - b[c]; tinynn's is the transposed channels_last answer (which Keras
+    computes right). On JAX and torch Keras adds b[c], as tinynn does."""
     import keras
 
     rng = np.random.default_rng(0)
@@ -244,8 +249,12 @@ def test_keras_adds_a_channels_first_bias_along_the_width_when_width_equals_chan
         k = keras.layers.DepthwiseConv2D((1, 2), depth_multiplier=2, data_format=fmt, dtype="float64")
         k.build(xin.shape)
         k.set_weights(weights)
-        theirs[fmt] = np.asarray(k(xin))
+        theirs[fmt] = backend.numpy(k(backend.tensor(xin)))
     keras_last = theirs["channels_last"].transpose(0, 3, 1, 2)
     bias = weights[1]
     np.testing.assert_allclose(ours_cf(x), keras_last, rtol=1e-13)
-    np.testing.assert_allclose(theirs["channels_first"], keras_last - bias[None, :, None, None] + bias, rtol=1e-13)
+    if backend.current() == "tensorflow":
+        np.testing.assert_allclose(theirs["channels_first"], keras_last - bias[None, :, None, None] + bias,
+                                   rtol=1e-13)
+    else:
+        np.testing.assert_allclose(theirs["channels_first"], keras_last, rtol=1e-13)

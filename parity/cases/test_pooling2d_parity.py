@@ -91,6 +91,8 @@ def test_global_pooling2d_parity(kind, hw, channels, batch, keepdims, data_forma
          seed=0)
 @example(top=2, bottom=0, left=1, right=0, form="pair", hw=(1, 1), data_format="channels_last", dtype="float32", seed=1)
 @example(top=3, bottom=0, left=0, right=0, form="int", hw=(3, 2), data_format="channels_first", dtype="float32", seed=2)
+@example(top=0, bottom=1, left=3, right=2, form="pairs", hw=(2, 1), data_format="channels_last", dtype="float64",
+         seed=3)
 def test_zero_padding2d_parity(top, bottom, left, right, form, hw, data_format, dtype, seed):
     padding = {"int": top, "pair": (top, left), "pairs": ((top, bottom), (left, right))}[form]
     layer = layers.ZeroPadding2D(padding, data_format=data_format, dtype=dtype)
