@@ -8,7 +8,8 @@ writer, and genuine Keras 2, ``tf_keras``):
 * the seeds' convnets (seed 001's MNIST convnet, the book's cats-vs-dogs convnet the seed saves as
   ``cats_and_dogs_small_2.h5`` and loads back, seed 003's SeparableConv2D stack) both ways: Keras saves ``.h5`` →
   tinynn loads it (bit-identical weights, the compile config, predictions within 1e-5 of Keras's) and tinynn saves
-  ``.h5`` → Keras loads it (bit-identical weights, exactly Keras's predictions);
+  ``.h5`` → Keras loads it (bit-identical weights, exactly Keras's predictions); and the same with Keras 3's
+  ``.keras`` archives;
 * the 2-D Grad-CAM heat map of ``examples/look_inside.py`` on the catsordogs model against the same computation on
   Keras's gradients (:func:`parity.backend.gradients`: any Keras backend).
 """
@@ -164,25 +165,26 @@ def _keras_module(which: str):
     return pytest.importorskip("tf_keras", reason="Keras 2 (pip install --no-deps tf-keras; `make test` does)")
 
 
-@pytest.mark.parametrize("which", ["keras", "tf_keras"])
+@pytest.mark.parametrize("which, suffix", [("keras", ".h5"), ("tf_keras", ".h5"), ("keras", ".keras")])
 @pytest.mark.parametrize("name", sorted(SEED_MODELS))
-def test_seed_convnet_h5_round_trip(tmp_path, name, which):
+def test_seed_convnet_file_round_trip(tmp_path, name, which, suffix):
+    """(and the same through Keras 3's own .keras archive)"""
     module = _keras_module(which)
     km, x = _keras_model(module, name)
     ref = np.asarray(km(x, training=False))
-    km.save(tmp_path / "keras.h5")  # Keras 3 warns that .h5 is legacy: that is the point here
-    model = tn.load_model(tmp_path / "keras.h5")
+    km.save(tmp_path / f"keras{suffix}")  # Keras 3 warns that .h5 is legacy: that is the point here
+    model = tn.load_model(tmp_path / f"keras{suffix}")
     assert [type(layer).__name__ for layer in model.layers] == [type(layer).__name__ for layer in km.layers]
     assert _same_weights(model.get_weights(), km.get_weights())
     assert type(model.optimizer).__name__ == "RMSprop" and model.get_compile_config()["metrics"] == ["acc"]
-    report = LayerReport(f"{name} .h5 ({module.__name__} -> tinynn -> {module.__name__})", {}, "float32")
-    report.checks.append(compare(f"tinynn predict ({module.__name__} .h5)", model.predict(x, verbose=0), ref,
+    report = LayerReport(f"{name} {suffix} ({module.__name__} -> tinynn -> {module.__name__})", {}, "float32")
+    report.checks.append(compare(f"tinynn predict ({module.__name__} {suffix})", model.predict(x, verbose=0), ref,
                                  "float32"))
     recorder.note_report(report, "layer")
     report.assert_ok()
 
-    model.save(tmp_path / "tinynn.h5")
-    back = module.models.load_model(tmp_path / "tinynn.h5")
+    model.save(tmp_path / f"tinynn{suffix}")
+    back = module.models.load_model(tmp_path / f"tinynn{suffix}")
     assert _same_weights(back.get_weights(), km.get_weights())
     np.testing.assert_array_equal(np.asarray(back(x, training=False)), ref)
 
