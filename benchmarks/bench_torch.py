@@ -1,8 +1,10 @@
-"""PyTorch twins of the benchmark models M1-M6, for the speed comparison only (optional: ``pip install torch``).
+"""PyTorch twins of the benchmark models M1-M8, for the speed comparison only (optional: ``pip install torch``).
 
-Same layer sizes, batch 128, float32, RMSprop, the same losses; channels-first where PyTorch wants it
-(``Conv1d`` takes (B, C, L)). The weights are PyTorch's own initialisation (speed does not depend on them),
-and the optimizer is ``torch.optim.RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)`` (Keras's ρ and ε; PyTorch puts ε
+Same layer sizes, batch 128 (M7, M8: 32), float32, RMSprop, the same losses; channels-first where PyTorch wants it
+(``Conv1d`` takes (B, C, L), ``Conv2d`` (B, C, H, W); the images are transposed once, outside the timed steps).
+A SeparableConv2D is ``Conv2d(C, C, 3, groups=C, bias=False)`` followed by ``Conv2d(C, F, 1)``, as in Keras.
+The weights are PyTorch's own initialisation (speed does not depend on them),
+and the optimizer is ``torch.optim.RMSprop(lr=1e-3 (M7: 1e-4), alpha=0.9, eps=1e-7)`` (Keras's ρ and ε; PyTorch puts ε
 outside the square root, which costs the same). A train step is ``zero_grad, forward, loss, backward, step``;
 predict is a forward pass under ``torch.no_grad()`` in eval mode.
 
@@ -26,8 +28,14 @@ B = 128
 
 
 def data(model: str):
-    """The batch of bench_rnn / bench_conv / bench_dense for ``model`` (the same shapes and dtypes)."""
+    """The batch of bench_rnn / bench_conv / bench_dense / bench_images for ``model`` (the same shapes and dtypes)."""
     rng = np.random.default_rng(0)
+    if model in ("M7", "M8"):
+        import bench_images
+
+        x, y = bench_images.data(model)
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return x, (y if model == "M7" else y.argmax(axis=1).astype(np.int64))
     if model == "M1":
         return rng.integers(1, 10000, size=(B, 500)).astype(np.int64), (rng.random((B, 1)) > 0.5).astype(np.float32)
     if model == "M2":
@@ -98,6 +106,23 @@ def build(model: str):
         net = nn.Sequential(nn.Embedding(10000, 32), BiLast(nn.LSTM(32, 32, batch_first=True, bidirectional=True)),
                             nn.Linear(64, 1))
         return net, nn.MSELoss()
+    if model == "M7":
+        net = nn.Sequential(
+            nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(128, 128, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Dropout(0.5), nn.Linear(128 * 7 * 7, 512), nn.ReLU(), nn.Linear(512, 1),
+        )  # fmt: skip
+        return net, nn.BCEWithLogitsLoss()
+    if model == "M8":
+        def separable(c, f):
+            return [nn.Conv2d(c, c, 3, groups=c, bias=False), nn.Conv2d(c, f, 1), nn.ReLU()]
+
+        net = nn.Sequential(
+            *separable(3, 32), *separable(32, 64), nn.MaxPool2d(2), *separable(64, 64), *separable(64, 128),
+            nn.MaxPool2d(2), *separable(128, 64), *separable(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(128, 32), nn.ReLU(), nn.Linear(32, 10),
+        )  # fmt: skip
+        return net, nn.CrossEntropyLoss()
     raise ValueError(f"unknown model {model!r}")
 
 
@@ -106,7 +131,7 @@ def steps(model: str):
     import torch
 
     net, loss_fn = build(model)
-    opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    opt = torch.optim.RMSprop(net.parameters(), lr=1e-4 if model == "M7" else 1e-3, alpha=0.9, eps=1e-7)
     x, y = (torch.from_numpy(a) for a in data(model))
 
     def train_step():

@@ -1,4 +1,4 @@
-"""`make bench`: the six benchmark models M1-M6 side by side, tinynn vs Keras 3 (TensorFlow), and PyTorch when
+"""`make bench`: the eight benchmark models M1-M8 side by side, tinynn vs Keras 3 (TensorFlow), and PyTorch when
 installed; writes benchmarks/RESULTS.md and benchmarks/results.png.
 
     python benchmarks/run.py [--repeats 10] [--models M1,M3] [--no-plot] [--out benchmarks]
@@ -12,6 +12,10 @@ The models (batch 128, float32, RMSprop; Keras gets tinynn's initial weights):
     M4  Embedding(10000,32), len 500 -> SimpleRNN(32,seq) -> SimpleRNN(32) -> Dense(1)
     M6  Embedding(10000,32), len 500 -> Bidirectional(LSTM(32)) -> Dense(1)          (benchmarks/bench_rnn.py)
     M5  Input(64) -> Dense(32,relu) -> Dense(32,relu) -> Dense(10,softmax)           (benchmarks/bench_dense.py)
+    M7  the seed's cats-vs-dogs convnet, (150,150,3) -> 4x [Conv2D(3x3,relu) -> MaxPooling2D(2)] -> Flatten
+        -> Dropout(0.5) -> Dense(512,relu) -> Dense(1,sigmoid), batch 32          (benchmarks/bench_images.py)
+    M8  seed 003's SeparableConv2D stack, (64,64,3) -> ... -> GlobalAveragePooling2D -> Dense(32) -> Dense(10),
+        batch 32                                                                   (benchmarks/bench_images.py)
 
 What is measured, every framework in its own subprocess (so peak memory is its own, and the tinynn process
 never imports TensorFlow):
@@ -54,8 +58,13 @@ MODELS = {
     "M4": "Embedding(10000,32) len 500 → SimpleRNN(32,seq) → SimpleRNN(32) → Dense(1)",
     "M5": "Input(64) → Dense(32,relu) → Dense(32,relu) → Dense(10,softmax)",
     "M6": "Embedding(10000,32) len 500 → Bidirectional(LSTM(32)) → Dense(1)",
+    "M7": "(150,150,3) → Conv2D(32,3) → MaxPool(2) → Conv2D(64,3) → MaxPool → Conv2D(128,3) → MaxPool → "
+          "Conv2D(128,3) → MaxPool → Flatten → Dropout(0.5) → Dense(512) → Dense(1), batch 32",
+    "M8": "(64,64,3) → SeparableConv2D(32,3) → SeparableConv2D(64,3) → MaxPool(2) → SeparableConv2D(64,3) → "
+          "SeparableConv2D(128,3) → MaxPool(2) → SeparableConv2D(64,3) → SeparableConv2D(128,3) → "
+          "GlobalAveragePooling2D → Dense(32) → Dense(10,softmax), batch 32",
 }
-FAMILY = {"M1": "conv", "M2": "rnn", "M3": "rnn", "M4": "rnn", "M5": "dense", "M6": "rnn"}
+FAMILY = {"M1": "conv", "M2": "rnn", "M3": "rnn", "M4": "rnn", "M5": "dense", "M6": "rnn", "M7": "image", "M8": "image"}
 
 
 # ----------------------------------------------------------------------------- adapters: models and data
@@ -72,6 +81,10 @@ def model_data(model: str):
         import bench_rnn
 
         return bench_rnn.data(model)
+    if FAMILY[model] == "image":
+        import bench_images
+
+        return bench_images.data(model)
     rng = np.random.default_rng(0)  # bench_dense.run's batch
     x = rng.normal(size=(128, 64)).astype("float32")
     return x, np.eye(10, dtype="float32")[rng.integers(0, 10, 128)]
@@ -80,6 +93,16 @@ def model_data(model: str):
 def build_model(model: str, framework: str):
     """The compiled model in ``framework`` ('tinynn' or 'keras'), from the bench_*.py definitions."""
     family = FAMILY[model]
+    if family == "image":
+        import bench_images
+
+        if framework == "tinynn":
+            import tinynn as tn
+
+            return bench_images.build(model, tn)
+        import keras
+
+        return bench_images.build(model, keras)
     if framework == "tinynn":
         if family == "conv":
             import bench_conv
@@ -170,6 +193,10 @@ def steady(model: str, framework: str, weights: str, repeats: int, env_extra: di
         import bench_rnn
 
         return bench_rnn._spawn(framework, model, weights, repeats, env_extra)
+    if family == "image":
+        import bench_images
+
+        return bench_images._spawn(framework, model, weights, repeats, env_extra)
     return _run_worker(["--worker-dense", framework, weights, str(repeats)], env_extra)
 
 
@@ -326,7 +353,7 @@ def write_results(results: list[dict], info: dict, out: pathlib.Path, repeats: i
         f"Measured {info['date']} on {info['cpu']} ({info['cores']} cores), Python {info['python']}; {versions}.",
         f"Load average during the run: {', '.join(f'{v:.1f}' for v in load)} (other processes share the cores, so "
         "absolute numbers are noisy; the ratios within one row were measured minutes apart).",
-        "Batch 128, float32, RMSprop; each framework in its own process; median of "
+        "Batch 128 (M7, M8: 32), float32, RMSprop; each framework in its own process; median of "
         f"{repeats} calls after 2 warm-up calls (M5: 50 calls). Keras starts from tinynn's initial weights; "
         "PyTorch (benchmarks/bench_torch.py, when installed) from its own, with the faster of its default thread "
         "count and one thread. Regenerate with `make bench`.",
@@ -416,7 +443,7 @@ def main(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of M1..M6")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of M1..M8")
     p.add_argument("--out", type=pathlib.Path, default=HERE, help="folder for RESULTS.md and results.png")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args(argv)

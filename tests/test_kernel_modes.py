@@ -6,6 +6,9 @@ a small data set, 2 epochs) is trained once per mode from the same initial weigh
 History entry and every final weight agree to 1e-12 relative. In the reference run every numba dispatcher and
 every thread hand-off of tinynn is replaced by a stub that fails the test if called.
 
+The seeds' two image models (seed 001's MNIST convnet, whose 32->64 and 64->64 convolutions run Winograd in the
+fast mode, and seed 003's SeparableConv2D stack) are compared the same way on small random images.
+
 The sequences are STEPS long instead of the benchmark's 500 (batch 16 still splits every recurrent loop over
 the cores). With 500 steps, M4's SimpleRNN stack trains so ill-conditioned that in the fast mode alone a
 one-ulp change of the initial embeddings grew to ~1e-11 relative in six RMSprop steps: a comparison of the two
@@ -29,6 +32,7 @@ from tinynn.kernels import parallel
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 TOL = 1e-12
 N_SAMPLES, BATCH, EPOCHS, STEPS = 48, 16, 2, 128  # 3 steps per epoch
+IMAGE_MODELS = ("mnist_convnet", "separable_stack")
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +73,46 @@ def _model_and_data(bench, name: str):
     return model, x, y
 
 
+def _image_model_and_data(name: str):
+    """Seed 001's MNIST convnet on (28, 28, 1) digits, or seed 003's SeparableConv2D stack on (32, 32, 3) images
+    (its six valid 3x3 convolutions and two poolings need >= 30 pixels), float64, one-hot targets."""
+    rng = np.random.default_rng(7)
+    L = layers
+    if name == "mnist_convnet":
+        model = tinynn.Sequential([
+            L.Input(shape=(28, 28, 1)),
+            L.Conv2D(32, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)),
+            L.Conv2D(64, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)),
+            L.Conv2D(64, (3, 3), activation="relu"),
+            L.Flatten(), L.Dense(64, activation="relu"), L.Dense(10, activation="softmax"),
+        ])  # fmt: skip
+        x = rng.random((N_SAMPLES, 28, 28, 1))
+    else:
+        model = tinynn.Sequential([
+            L.Input(shape=(32, 32, 3)),
+            L.SeparableConv2D(32, 3, activation="relu"), L.SeparableConv2D(64, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.SeparableConv2D(64, 3, activation="relu"), L.SeparableConv2D(128, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.SeparableConv2D(64, 3, activation="relu"), L.SeparableConv2D(128, 3, activation="relu"),
+            L.GlobalAveragePooling2D(), L.Dense(32, activation="relu"), L.Dense(10, activation="softmax"),
+        ])  # fmt: skip
+        x = rng.random((N_SAMPLES, 32, 32, 3))
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model, x, np.eye(10)[rng.integers(0, 10, N_SAMPLES)]
+
+
 def _train(bench, name: str, mode: str, initial=None):
     tinynn.set_random_seed(1)
-    model, x, y = _model_and_data(bench, name)
+    if name in IMAGE_MODELS:
+        previous = config.floatx()
+        config.set_floatx("float64")
+        try:
+            model, x, y = _image_model_and_data(name)
+        finally:
+            config.set_floatx(previous)
+    else:
+        model, x, y = _model_and_data(bench, name)
     if initial is not None:
         model.set_weights(initial)
     start = model.get_weights()
@@ -106,9 +147,9 @@ def no_fast_kernels(monkeypatch):
                 monkeypatch.setattr(module, attr, forbidden(f"{module_name}.{attr} (threads)"))
 
 
-@pytest.mark.parametrize("name", ["M1", "M2", "M3", "M4", "M5", "M6"])
+@pytest.mark.parametrize("name", ["M1", "M2", "M3", "M4", "M5", "M6", *IMAGE_MODELS])
 def test_benchmark_models_train_the_same_in_both_kernel_modes(bench, name, request, monkeypatch):
-    from tinynn.kernels import recurrent
+    from tinynn.kernels import conv2d, recurrent, work_sharing
     from tinynn.layers.recurrent import bidirectional
 
     pieces = []  # the fast run's threads: batch pieces of each recurrent loop, and Bidirectional's two directions
@@ -116,10 +157,16 @@ def test_benchmark_models_train_the_same_in_both_kernel_modes(bench, name, reque
                         parallel.row_pieces(*a))
     monkeypatch.setattr(bidirectional, "run_parallel", lambda *fns: pieces.append(len(fns)) or
                         parallel.run_parallel(*fns))
+    monkeypatch.setattr(work_sharing, "run_parallel", lambda *fns: pieces.append(len(fns)) or
+                        parallel.run_parallel(*fns))
+    winograd, uses_winograd = [], conv2d.uses_winograd  # the fast run's Winograd convolutions (MNIST convnet)
+    monkeypatch.setattr(conv2d, "uses_winograd", lambda *a: winograd.append(uses_winograd(*a)) or winograd[-1])
     start, fast_history, fast_weights = _train(bench, name, "fast")
     monkeypatch.undo()
-    if name in ("M2", "M3", "M4", "M6") and parallel.num_threads() > 1:
+    if name in ("M2", "M3", "M4", "M6", *IMAGE_MODELS) and parallel.num_threads() > 1:
         assert max(pieces) > 1  # the comparison covers the threaded paths
+    if name == "mnist_convnet":
+        assert any(winograd)  # ... and Winograd
     request.getfixturevalue("no_fast_kernels")  # from here on, nothing fast may run
     start_ref, ref_history, ref_weights = _train(bench, name, "reference", initial=start)
     assert all(np.array_equal(a, b) for a, b in zip(start, start_ref))

@@ -196,10 +196,10 @@ def test_lambda_layer_is_refused_without_running_it(tmp_path):
 
 def test_unknown_layer_classes_are_all_named(tmp_path):
     def mutate(config):
-        config["config"]["layers"][1]["class_name"] = "Conv2D"
+        config["config"]["layers"][1]["class_name"] = "Conv3D"
         config["config"]["layers"][3]["class_name"] = "BatchNormalization"
 
-    with pytest.raises(ValueError, match=r"(?s)'Conv2D' is not implemented.*'BatchNormalization' is not implemented"):
+    with pytest.raises(ValueError, match=r"(?s)'Conv3D' is not implemented.*'BatchNormalization' is not implemented"):
         tn.load_model(_archive_with(tmp_path, mutate))
 
 

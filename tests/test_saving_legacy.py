@@ -167,11 +167,11 @@ def test_refusals_are_named_in_one_error(tmp_path):
     model.save(tmp_path / "m.h5")
     config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
         {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 8, 8, 1]}},
-        {"class_name": "Conv2D", "config": {"name": "c"}},
+        {"class_name": "Conv3D", "config": {"name": "c"}},
         {"class_name": "Lambda", "config": {"name": "f", "function": ["code", None, None]}},
         {"class_name": "BatchNormalization", "config": {"name": "b"}}]}}
     _with_configs(tmp_path / "m.h5", config, None)
-    with pytest.raises(FileFormatError, match=r"(?s)m.h5' as a Keras 2.*layer 0: layer class 'Conv2D' is not "
+    with pytest.raises(FileFormatError, match=r"(?s)m.h5' as a Keras 2.*layer 0: layer class 'Conv3D' is not "
                                               r"implemented.*layer 1: refusing Lambda layer 'f'.*layer 2: layer class "
                                               r"'BatchNormalization'.*tinynn's layer classes are"):
         tn.load_model(tmp_path / "m.h5")

@@ -2,10 +2,12 @@
 
 Each snippet below is the tutorial's code with only its imports changed (and sizes/epochs shrunk so the
 suite stays fast, and file paths pointed at a temporary folder); the data are small synthetic stand-ins of the
-right shape and dtype: ``imdb.load_data`` gives ragged id lists, the cats-vs-dogs folders hold small generated
+right shape and dtype: ``imdb.load_data`` gives ragged id lists, ``mnist.load_data`` random 28x28 "digits" (600 /
+100 of them), the cats-vs-dogs folders hold small generated
 JPEGs named as in the book, a GloVe file holds random vectors, and ``conv_base`` (the book's pretrained VGG16,
 which tinynn does not ship) is a fixed random projection with VGG16's output shape. Lines marked
-``# stand-in`` are such set-up, not the tutorial's code.
+``# stand-in`` are such set-up, not the tutorial's code. Where the seed describes a network in words or keeps only
+the first line of a listing (seed 001's MNIST and cats-vs-dogs convnets), the snippet is the book's listing.
 """
 
 import os
@@ -110,6 +112,58 @@ SNIPPETS = {
         history = model.fit(train_features, train_labels, epochs=2, batch_size=20,
                             validation_data=(validation_features, validation_labels))
         assert 'val_acc' in history.history
+    """,
+    "seed001 the MNIST convnet (the book's listings 5.1-5.3; the seed keeps only their first line)": """
+        from tinynn import layers
+        from tinynn import models
+        model = models.Sequential()
+        model.add(layers.Conv2D(32, (3, 3), activation='relu', input_shape=(28, 28, 1)))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Conv2D(64, (3, 3), activation='relu'))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Conv2D(64, (3, 3), activation='relu'))
+        model.summary()
+        model.add(layers.Flatten())
+        model.add(layers.Dense(64, activation='relu'))
+        model.add(layers.Dense(10, activation='softmax'))
+        model.summary()
+        from tinynn.utils import to_categorical
+        (train_images, train_labels), (test_images, test_labels) = mnist.load_data()
+        train_images = train_images.reshape((600, 28, 28, 1))
+        train_images = train_images.astype('float32') / 255
+        test_images = test_images.reshape((100, 28, 28, 1))
+        test_images = test_images.astype('float32') / 255
+        train_labels = to_categorical(train_labels)
+        test_labels = to_categorical(test_labels)
+        model.compile(optimizer='rmsprop',
+                      loss='categorical_crossentropy',
+                      metrics=['accuracy'])
+        model.fit(train_images, train_labels, epochs=1, batch_size=64)
+        test_loss, test_acc = model.evaluate(test_images, test_labels)
+        assert model.count_params() == 93322 and model.output_shapes()[4] == (None, 3, 3, 64)  # the book's summary
+        assert 0 <= test_acc <= 1 and np.isfinite(test_loss)
+    """,
+    "seed003 the SeparableConv2D image classifier": """
+        height, width, channels, num_classes = 64, 64, 3, 10  # stand-in: the seed leaves them open
+        from tinynn import models
+        from tinynn import layers
+        model = models.Sequential()
+        model.add(layers.SeparableConv2D(32, 3, activation='relu',
+                                         input_shape=(height, width, channels)))
+        model.add(layers.SeparableConv2D(64, 3, activation='relu'))
+        model.add(layers.MaxPooling2D(2))
+        model.add(layers.SeparableConv2D(64, 3, activation='relu'))
+        model.add(layers.SeparableConv2D(128, 3, activation='relu'))
+        model.add(layers.MaxPooling2D(2))
+        model.add(layers.SeparableConv2D(64, 3, activation='relu'))
+        model.add(layers.SeparableConv2D(128, 3, activation='relu'))
+        model.add(layers.GlobalAveragePooling2D())
+        model.add(layers.Dense(32, activation='relu'))
+        model.add(layers.Dense(num_classes, activation='softmax'))
+        model.compile(optimizer='rmsprop', loss='categorical_crossentropy')
+        x = rng.random((16, height, width, channels)); y = np.eye(num_classes)[rng.integers(0, 10, 16)]  # stand-in
+        history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)                                    # stand-in
+        assert model.output_shapes()[-4] == (None, 9, 9, 128) and np.isfinite(history.history['loss'][0])
     """,
     "seed001 stacked SimpleRNN": """
         from tinynn.models import Sequential
@@ -250,7 +304,26 @@ SNIPPETS = {
     """,
     "seed001 cats vs dogs: ImageDataGenerator(rescale) + flow_from_directory + fit_generator": """
         train_dir, validation_dir = cats_and_dogs('train'), cats_and_dogs('validation')   # stand-in paths
-        model = image_model()  # stand-in for the book's convnet (Conv2D is another area's work)
+        # the network the seed describes ("(卷积+池化)*4 + 展平 + 全连接 + sigmoid激活"), as the book lists it
+        from tinynn import layers
+        from tinynn import models
+        model = models.Sequential()
+        model.add(layers.Conv2D(32, (3, 3), activation='relu',
+                                input_shape=(150, 150, 3)))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Conv2D(64, (3, 3), activation='relu'))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Conv2D(128, (3, 3), activation='relu'))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Conv2D(128, (3, 3), activation='relu'))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Flatten())
+        model.add(layers.Dense(512, activation='relu'))
+        model.add(layers.Dense(1, activation='sigmoid'))
+        from tinynn import optimizers
+        model.compile(loss='binary_crossentropy',
+                      optimizer=optimizers.RMSprop(lr=1e-4),
+                      metrics=['acc'])
         from tinynn.preprocessing.image import ImageDataGenerator
         train_datagen = ImageDataGenerator(rescale=1./255)
         test_datagen = ImageDataGenerator(rescale=1./255)
@@ -272,10 +345,33 @@ SNIPPETS = {
             validation_steps=1)
         assert train_generator.class_indices == {'cats': 0, 'dogs': 1}
         assert set(history.history) == {'loss', 'acc', 'val_loss', 'val_acc'}
+        assert model.output_shapes()[:8] == [(None, 148, 148, 32), (None, 74, 74, 32), (None, 72, 72, 64),
+                                             (None, 36, 36, 64), (None, 34, 34, 128), (None, 17, 17, 128),
+                                             (None, 15, 15, 128), (None, 7, 7, 128)] and model.count_params() == 3453121
     """,
     "seed001 cats vs dogs: data augmentation listings": """
         train_dir, validation_dir = cats_and_dogs('train'), cats_and_dogs('validation')   # stand-in paths
-        model = image_model()  # stand-in for the book's convnet
+        # the convnet with Dropout that the augmentation listings train (the book's listing 5.13)
+        from tinynn import layers
+        from tinynn import models
+        from tinynn import optimizers
+        model = models.Sequential()
+        model.add(layers.Conv2D(32, (3, 3), activation='relu',
+                                input_shape=(150, 150, 3)))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Conv2D(64, (3, 3), activation='relu'))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Conv2D(128, (3, 3), activation='relu'))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Conv2D(128, (3, 3), activation='relu'))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Flatten())
+        model.add(layers.Dropout(0.5))
+        model.add(layers.Dense(512, activation='relu'))
+        model.add(layers.Dense(1, activation='sigmoid'))
+        model.compile(loss='binary_crossentropy',
+                      optimizer=optimizers.RMSprop(lr=1e-4),
+                      metrics=['acc'])
         from tinynn.preprocessing.image import ImageDataGenerator
         datagen = ImageDataGenerator(
             rotation_range=40,
@@ -310,8 +406,14 @@ SNIPPETS = {
             epochs=1,
             validation_data=validation_generator,
             validation_steps=1)
+        model.save('cats_and_dogs_small_2.h5')  # the book's next line (listing 5.14): the file the seed loads back
         x = np.asarray(datagen.random_transform(np.full((150, 150, 3), 100.0)))   # stand-in check
         assert x.shape == (150, 150, 3) and np.allclose(x, 100.0)   # fill_mode='nearest' keeps a flat image
+        from tinynn.models import load_model                                      # stand-in check: the file
+        again = load_model('cats_and_dogs_small_2.h5')                            # holds the trained model
+        batch = next(validation_generator)[0]                                     # (weights, optimizer state)
+        assert np.array_equal(again.predict(batch), model.predict(batch))
+        assert again.optimizer.get_state()['iterations'] == model.optimizer.get_state()['iterations'] == 2
     """,
     "seed001 feature extraction: extract_features over flow_from_directory, then a Dense classifier": """
         base_dir = cats_and_dogs('')  # stand-in path
@@ -387,34 +489,21 @@ SNIPPETS = {
         model.fit(x, one_hot_train_labels, epochs=1, verbose=0)
         assert one_hot_train_labels.shape == (64, 4)
     """,
-    "seed001 visualizing intermediate activations (activation model from a Sequential's layer outputs)": """
-        import matplotlib
-        matplotlib.use('Agg')
-        from tinynn import models
-        from tinynn import layers
-        model = models.Sequential()
-        if hasattr(layers, 'Conv2D'):  # the seed's cats-vs-dogs convnet (its 8 first layers), on 40x40 images
-            model.add(layers.Conv2D(32, (3, 3), activation='relu', input_shape=(40, 40, 3)))
-            model.add(layers.MaxPooling2D((2, 2)))
-            model.add(layers.Conv2D(64, (3, 3), activation='relu'))
-            model.add(layers.MaxPooling2D((2, 2)))
-            model.add(layers.Conv2D(64, (3, 3), activation='relu'))
-            model.add(layers.MaxPooling2D((2, 2)))
-            model.add(layers.Conv2D(32, (1, 1), activation='relu'))
-            model.add(layers.MaxPooling2D((1, 1)))
-        else:  # until tinynn has Conv2D: 8 layers with the same (1, size, size, channels) activations, per pixel
-            model.add(layers.Dense(32, activation='relu', input_shape=(40, 40, 3)))
-            model.add(layers.Dense(32, activation='relu'))
-            model.add(layers.Reshape((20, 20, 128)))
-            model.add(layers.Dense(64, activation='relu'))
-            model.add(layers.Dense(64))
-            model.add(layers.Reshape((10, 10, 256)))
-            model.add(layers.Dense(32, activation='relu'))
-            model.add(layers.Activation('relu'))
-        model.add(layers.Flatten())
-        model.add(layers.Dense(1, activation='sigmoid'))
-        img_tensor = rng.random((1, 40, 40, 3)).astype('float32')
-        # --- from here the seed's listing, verbatim (imports changed) ---
+    "seed001 intermediate activations of cats_and_dogs_small_2.h5 (load_model, load_img, activation model)": """
+        write_cats_and_dogs_small_2()  # stand-in: the augmentation snippet above trains and saves this file
+        img_dir = cats_and_dogs('test')  # stand-in for the book's folder
+        # --- from here the seed's listings, verbatim (imports and the image path changed) ---
+        from tinynn.models import load_model
+        model = load_model('cats_and_dogs_small_2.h5')
+        # 单张图像预处理
+        img_path = os.path.join(img_dir, 'cats', 'cat.1700.jpg')
+        from tinynn.preprocessing import image
+        import numpy as np
+        img = image.load_img(img_path, target_size=(150, 150))
+        img_tensor = image.img_to_array(img)
+        img_tensor = np.expand_dims(img_tensor, axis=0)
+        img_tensor /= 255.  # img_tensor.shape为 (1, 150, 150, 3)
+        # 实例化模型
         from tinynn import models
         layer_outputs = [layer.output for layer in model.layers[:8]]  # 提取前 8 层的输出
         # 创建一个模型，给定输入，返回这些输出
@@ -458,7 +547,8 @@ SNIPPETS = {
             plt.imshow(display_grid, aspect='auto', cmap='viridis')
         # --- end of the listing ---
         plt.close('all')
-        assert len(activations) == 8 and [a.ndim for a in activations] == [4] * 8 and activations[0].shape[0] == 1
+        assert [a.shape for a in activations] == [(1, 148, 148, 32), (1, 74, 74, 32), (1, 72, 72, 64), (1, 36, 36, 64),
+                                                  (1, 34, 34, 128), (1, 17, 17, 128), (1, 15, 15, 128), (1, 7, 7, 128)]
         h = img_tensor  # (the listing standardised the arrays in place: predict again)
         for layer, activation in zip(model.layers[:8], activation_model.predict(img_tensor)):
             h = layer(h)  # each array is that layer's own output
@@ -505,6 +595,8 @@ def cats_and_dogs_small(tmp_path_factory):
             for i in range(start, start + 10):
                 pixels = np.clip(rng.normal(tone, 40, (24, 32, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(folder / f"{animal}.{i}.jpg")
+    pixels = np.clip(rng.normal(170, 40, (24, 32, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(base / "test" / "cats" / "cat.1700.jpg")  # the seed's activation example
     return base
 
 
@@ -526,24 +618,47 @@ def _glove_writer(folder):
     return write
 
 
-def _image_model():
-    from tinynn import layers, models
+class _MnistStandIn:
+    """``keras.datasets.mnist`` offline and small: 600 / 100 random uint8 28x28 "digits" with labels 0-9."""
 
-    model = models.Sequential([layers.Input(shape=(150, 150, 3)), layers.Flatten(),
-                               layers.Dense(1, activation="sigmoid")])
-    model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["acc"])
-    return model
+    def __init__(self, rng):
+        self.rng = rng
+
+    def load_data(self):
+        def split(n):
+            return self.rng.integers(0, 256, (n, 28, 28)).astype(np.uint8), self.rng.integers(0, 10, n)
+
+        return split(600), split(100)
 
 
-@pytest.mark.parametrize("name", sorted(SNIPPETS))
-def test_seed_snippet_runs_on_tinynn(name, cats_and_dogs_small, tmp_path):
+def _write_cats_and_dogs_small_2():
+    """What the augmentation snippet saves: the book's convnet with Dropout, compiled, as cats_and_dogs_small_2.h5
+    in the current folder."""
+    from tinynn import layers, models, optimizers
+
+    L = layers
+    model = models.Sequential([
+        L.Input(shape=(150, 150, 3)),
+        L.Conv2D(32, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)),
+        L.Conv2D(64, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)),
+        L.Conv2D(128, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)),
+        L.Conv2D(128, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)),
+        L.Flatten(), L.Dropout(0.5), L.Dense(512, activation="relu"), L.Dense(1, activation="sigmoid"),
+    ])  # fmt: skip
+    model.compile(loss="binary_crossentropy", optimizer=optimizers.RMSprop(learning_rate=1e-4), metrics=["acc"])
+    model.save("cats_and_dogs_small_2.h5")
+
+
+@pytest.mark.parametrize("name", sorted(SNIPPETS), ids=sorted(SNIPPETS))
+def test_seed_snippet_runs_on_tinynn(name, cats_and_dogs_small, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # model.save('cats_and_dogs_small_2.h5') writes into the current folder
     tinynn.set_random_seed(0)
     rng = np.random.default_rng(0)
     namespace = {
         "np": np, "os": os, "rng": rng, "imdb": _ImdbStandIn(rng), "conv_base": _ConvBaseStandIn(rng),
         "cats_and_dogs": lambda split: os.path.join(str(cats_and_dogs_small), split),
         "make_reviews": lambda n: _reviews(rng, n), "write_glove": _glove_writer(tmp_path),
-        "image_model": _image_model,
+        "mnist": _MnistStandIn(rng), "write_cats_and_dogs_small_2": _write_cats_and_dogs_small_2,
     }
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", DeprecationWarning)  # lr=, fit_generator, input_length warn, as they should

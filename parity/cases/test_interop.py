@@ -225,8 +225,8 @@ def test_model_built_without_input_layer(tmp_path):
 
 
 def test_unsupported_layers_are_named():
-    km = keras.Sequential([keras.Input((8, 8, 1)), K.Conv2D(2, 3), K.BatchNormalization(), K.Flatten(), K.Dense(1)])
-    with pytest.raises(ValueError, match=r"(?s)'Conv2D' is not implemented.*'BatchNormalization' is not implemented"):
+    km = keras.Sequential([keras.Input((5, 5, 5, 1)), K.Conv3D(2, 3), K.BatchNormalization(), K.Flatten(), K.Dense(1)])
+    with pytest.raises(ValueError, match=r"(?s)'Conv3D' is not implemented.*'BatchNormalization' is not implemented"):
         from_keras(km)
 
 

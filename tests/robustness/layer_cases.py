@@ -44,6 +44,14 @@ def _ids(vocab: int):
     return lambda rng, B, T: rng.integers(0, vocab, size=(B, T))
 
 
+def _image(channels: int, first: bool = False):
+    """(B, T, T + 1, channels) images (channels_first: (B, channels, T, T + 1)); rows and columns differ."""
+    def make(rng, B, T):
+        x = rng.normal(size=(B, T, T + 1, channels))
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if first else x
+    return make
+
+
 def _pair(f1: int, f2: int):
     """Two sequences (B, T, f1) and (B, T, f2): the list input of a merge layer."""
     return lambda rng, B, T: [rng.normal(size=(B, T, f1)), rng.normal(size=(B, T, f2))]
@@ -99,6 +107,35 @@ SETUPS: dict[str, list[Setup]] = {
         Setup(lambda: L.Bidirectional(L.SimpleRNN(2, return_state=True), merge_mode="sum", name="bi_rnn_states"),
               _seq(2), masks="checked"),
     ],
+    "Conv2D": [
+        Setup(lambda: L.Conv2D(3, 2, activation="relu", bias_initializer="ones", name="conv2d"), _image(2)),
+        Setup(lambda: L.Conv2D(4, 3, padding="same", dilation_rate=(2, 1), groups=2, activation="gelu",
+                               name="conv2d_g"), _image(4)),
+        Setup(lambda: L.Conv2D(2, (3, 2), strides=(2, 1), padding="same", data_format="channels_first",
+                               name="conv2d_cf"), _image(3, first=True)),
+        Setup(lambda: L.Conv2D(32, 3, activation="relu", name="conv2d_winograd"), _image(32)),  # Winograd path
+    ],
+    "SeparableConv2D": [Setup(lambda: L.SeparableConv2D(3, 2, depth_multiplier=2, activation="relu", name="sep2d"),
+                              _image(3)),
+                        Setup(lambda: L.SeparableConv2D(2, 3, strides=2, padding="same", activation="tanh",
+                                                        data_format="channels_first", name="sep2d_cf"),
+                              _image(2, first=True))],
+    "DepthwiseConv2D": [Setup(lambda: L.DepthwiseConv2D(3, padding="same", strides=(2, 1), dilation_rate=2,
+                                                        depth_multiplier=2, name="dw2d"), _image(3))],
+    "MaxPooling2D": [Setup(lambda: L.MaxPooling2D(2, name="maxpool2d"), _image(3)),
+                     Setup(lambda: L.MaxPooling2D(3, strides=(2, 1), padding="same", data_format="channels_first",
+                                                  name="maxpool2d_cf"), _image(2, first=True))],
+    "AveragePooling2D": [Setup(lambda: L.AveragePooling2D((3, 2), strides=2, padding="same", name="avgpool2d"),
+                               _image(3))],
+    "GlobalMaxPooling2D": [Setup(lambda: L.GlobalMaxPooling2D(name="gmax2d"), _image(3))],
+    "GlobalAveragePooling2D": [
+        Setup(lambda: L.GlobalAveragePooling2D(name="gavg2d"), _image(3)),
+        Setup(lambda: L.GlobalAveragePooling2D(data_format="channels_first", keepdims=True, name="gavg2d_cf"),
+              _image(2, first=True)),
+    ],
+    "ZeroPadding2D": [Setup(lambda: L.ZeroPadding2D(((1, 2), (0, 3)), name="zeropad2d"), _image(2))],
+    "UpSampling2D": [Setup(lambda: L.UpSampling2D((2, 3), data_format="channels_first", name="upsample2d"),
+                           _image(2, first=True))],
     "Add": [Setup(lambda: L.Add(name="add"), _pair(3, 3), masks="checked")],
     "Subtract": [Setup(lambda: L.Subtract(name="subtract"), _pair(3, 3), masks="checked")],
     "Multiply": [Setup(lambda: L.Multiply(name="multiply"), _pair(3, 3), masks="checked")],

@@ -20,7 +20,7 @@ import numpy as np
 
 from .fastmath import RELU, activate_row, derivative_row
 
-__all__ = ["bias_activation_backward", "bias_activation_forward"]
+__all__ = ["activation_gradient_rows", "bias_activation_backward", "bias_activation_forward", "bias_activation_rows"]
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
@@ -58,6 +58,13 @@ def _backward(y, dy, code, use_bias, dz, db):  # pragma: no cover - compiled
                 acc[f] += dzn[f]
     for f in range(F):
         db[f] = acc[f]
+
+
+#: The two loops, for kernels that apply the tail to pieces of their own output while a piece is in the cache (the
+#: image kernels): ``bias_activation_rows(z, bias, code, y)`` writes y = act(z + bias) for z, y (N, F) (y may be z:
+#: in place); ``activation_gradient_rows(y, dy, code, use_bias, dz, db)`` writes dz = act'(y) ⊙ dy and db = Σ_n dz.
+bias_activation_rows = _forward
+activation_gradient_rows = _backward
 
 
 def _rows(a: np.ndarray, dtype) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from .base import InputSpec, Layer
 from .conv import Conv1D, DepthwiseConv1D, SeparableConv1D
+from .conv2d import Conv2D, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Reshape
 from .embedding import Embedding
 from .masking import Masking
@@ -24,7 +25,9 @@ from .merge import (
     subtract,
 )
 from .pooling import AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
+from .pooling2d import AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from .reshaping2d import UpSampling2D, ZeroPadding2D
 
 __all__ = [
     "AveragePooling1D",
@@ -34,6 +37,15 @@ __all__ = [
     "GlobalMaxPooling1D",
     "MaxPooling1D",
     "SeparableConv1D",
+    "AveragePooling2D",
+    "Conv2D",
+    "DepthwiseConv2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "MaxPooling2D",
+    "SeparableConv2D",
+    "UpSampling2D",
+    "ZeroPadding2D",
     "Bidirectional",
     "Embedding",
     "GRU",

@@ -11,6 +11,10 @@ module                 functions                                            fast
 ``conv``               ``conv1d_forward``, ``conv1d_backward_data``,        ``kernels.conv``
                        ``conv1d_backward_filter``, ``conv_padding``
 ``pooling``            ``max_pool1d_*``, ``avg_pool1d_*``                   ``kernels.pooling``
+``conv2d``             ``conv2d_forward``, ``conv2d_backward_data``,        ``kernels.conv2d``,
+                       ``conv2d_backward_filter``, ``depthwise_conv2d_*``,  ``kernels.winograd``
+                       ``winograd_*`` transforms, ``conv_output_size``
+``pooling2d``          ``max_pool2d_*``, ``avg_pool2d_*``                   ``kernels.pooling2d``
 ``embedding``          ``embedding_forward``, ``scatter_add``               ``kernels.embedding``
 ``recurrent``          ``simple_rnn_*``, ``lstm_*``, ``gru_*`` (BPTT)       ``kernels.recurrent``
 ``layout``             ``to_time_major``, ``to_batch_major``                ``kernels.layout``

@@ -1,0 +1,431 @@
+"""The 2-D conv/pooling kernels: the numba + BLAS versions agree with their NumPy twins in
+tinynn/kernels/reference (float64, norm-wise <= 1e-12), the reference backward passes are the exact adjoints of
+the forward ones, and the padding arithmetic is TF's."""
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from tinynn.kernels import conv2d as kc
+from tinynn.kernels import pooling2d as kp
+from tinynn.kernels import winograd as kw
+from tinynn.kernels import work_sharing
+from tinynn.kernels.fastmath import RELU
+from tinynn.kernels.reference import conv2d as rc
+from tinynn.kernels.reference import pooling2d as rp
+
+TOL = 1e-12
+
+
+def rel_err(ours, ref):
+    """max |ours - ref| / max |ref| (norm-wise), after checking shape and dtype."""
+    assert ours.shape == ref.shape, (ours.shape, ref.shape)
+    assert ours.dtype == ref.dtype, (ours.dtype, ref.dtype)
+    return float(np.max(np.abs(ours - ref)) / max(np.max(np.abs(ref)), 1e-300)) if ref.size else 0.0
+
+
+def _axis(draw, K, d, padding):
+    """A legal input size along one axis: from the shortest (the receptive field for 'valid', 1 for 'same') up."""
+    eff = (K - 1) * d + 1
+    return (eff if padding == "valid" else 1) + draw(st.integers(0, 5))
+
+
+@st.composite
+def conv_geometry(draw, depthwise=False):
+    """Any legal 2-D conv geometry: kernel 1-4 per axis, strides 1-3, dilation 1-3 (strides and dilation together
+    only for the depthwise form, as in Keras), both paddings, groups, odd sizes, batch 1-3."""
+    KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    if not depthwise and max(sh, sw) > 1:
+        dh = dw = 1
+    padding = draw(st.sampled_from(["valid", "same"]))
+    H, W = _axis(draw, KH, dh, padding), _axis(draw, KW, dw, padding)
+    pt, Ho = rc.conv_output_size(H, KH, sh, dh, padding)
+    pl, Wo = rc.conv_output_size(W, KW, sw, dw, padding)
+    assert Ho >= 1 and Wo >= 1
+    G = 1 if depthwise else draw(st.integers(1, 3))
+    return dict(B=draw(st.integers(1, 3)), H=H, W=W, K=(KH, KW), s=(sh, sw), d=(dh, dw), pads=(pt, pl),
+                out=(Ho, Wo), G=G, Cg=draw(st.integers(1, 4)), Fg=draw(st.integers(1, 4)),
+                M=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**16)))  # fmt: skip
+
+
+def _conv_arrays(g, dtype=np.float64):
+    rng = np.random.default_rng(g["seed"])
+    C, F = g["G"] * g["Cg"], g["G"] * g["Fg"]
+    x = rng.standard_normal((g["B"], g["H"], g["W"], C)).astype(dtype)
+    Wk = rng.standard_normal((*g["K"], g["Cg"], F)).astype(dtype)
+    dz = rng.standard_normal((g["B"], *g["out"], F)).astype(dtype)
+    return x, Wk, dz
+
+
+def _geo(g):
+    return g["s"], g["d"], g["pads"]
+
+
+def geometry(H, W, K, s, d, padding, B=2, G=1, Cg=3, Fg=4, M=1, seed=1):
+    """A geometry dict (as conv_geometry draws them) with the padding and output size computed."""
+    (pt, Ho), (pl, Wo) = (rc.conv_output_size(n, k, st_, dl, padding) for n, k, st_, dl in zip((H, W), K, s, d))
+    return dict(B=B, H=H, W=W, K=K, s=s, d=d, pads=(pt, pl), out=(Ho, Wo), G=G, Cg=Cg, Fg=Fg, M=M, seed=seed)
+
+
+# The seed models' layers (3x3 valid, stride 1, one group) and a same-padded strided grouped one, pinned.
+SEED_GEOMETRY = geometry(9, 8, (3, 3), (1, 1), (1, 1), "valid")
+SAME_STRIDED = geometry(7, 6, (3, 2), (2, 3), (1, 1), "same", G=2, Cg=2, Fg=3, M=2, seed=2)
+
+
+@given(g=conv_geometry())
+@example(g=SEED_GEOMETRY)
+@example(g=SAME_STRIDED)
+def test_conv2d_matches_reference(g):
+    x, Wk, dz = _conv_arrays(g)
+    s, d, pads = _geo(g)
+    z_ref = rc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"])
+    dx_ref = rc.conv2d_backward_data(dz, Wk, (g["H"], g["W"]), s, d, pads, g["G"])
+    dW_ref = rc.conv2d_backward_filter(x, dz, g["K"], s, d, pads, g["G"])
+    assert rel_err(kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"]), z_ref) <= TOL
+    dx, dW = kc.conv2d_backward(x, Wk, dz, s, d, pads, g["G"])
+    assert rel_err(dx, dx_ref) <= TOL and rel_err(dW, dW_ref) <= TOL
+    none, dW_only = kc.conv2d_backward(x, Wk, dz, s, d, pads, g["G"], need_dx=False)
+    assert none is None and rel_err(dW_only, dW_ref) <= TOL
+
+
+@given(g=conv_geometry(), code=st.sampled_from(["linear", "relu", "tanh", "sigmoid", "hard_sigmoid"]),
+       use_bias=st.booleans(), chunk_bytes=st.sampled_from([1, 1 << 22]))
+@example(g=SEED_GEOMETRY, code="relu", use_bias=True, chunk_bytes=1)
+def test_fused_bias_activation_matches_reference(g, code, use_bias, chunk_bytes):
+    """conv2d_forward with a fused bias + activation, and conv2d_backward_fused (dz = act'(y) ⊙ dy and db per chunk),
+    against the reference convolution with NumPy's bias, activation and derivative."""
+    from tinynn import activations
+    from tinynn.kernels.fastmath import activation_code
+
+    act = activations.get(code)
+    x, Wk, dy = _conv_arrays(g)
+    s, d, pads = _geo(g)
+    b = np.random.default_rng(g["seed"] + 2).standard_normal(Wk.shape[3]) if use_bias else None
+    zb = rc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"]) + (0 if b is None else b)
+    y_ref = act(zb)
+    with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes):
+        y = kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"], bias=b, activation=activation_code(act))
+        dx, dW, db = kc.conv2d_backward_fused(x, Wk, y, dy, activation_code(act), s, d, pads, g["G"])
+    dz_ref = act.backward(zb, y, dy)  # from the kernel's y: a saturated tanh's 1 - y² is ill-conditioned
+    # (the kernels' tanh and sigmoid are rational approximations within ~1e-15 of NumPy's in float64)
+    assert rel_err(y, y_ref) <= TOL
+    assert rel_err(dx, rc.conv2d_backward_data(dz_ref, Wk, (g["H"], g["W"]), s, d, pads, g["G"])) <= TOL
+    assert rel_err(dW, rc.conv2d_backward_filter(x, dz_ref, g["K"], s, d, pads, g["G"])) <= TOL
+    assert rel_err(db, dz_ref.reshape(-1, dz_ref.shape[-1]).sum(axis=0)) <= TOL
+
+
+_WORKSPACE: dict = {}  # shared by every example: buffers get reused across calls and reallocated on new shapes
+
+
+@given(g=conv_geometry(), chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.sampled_from([1, 2, 3]))
+@example(g=SEED_GEOMETRY, chunk_bytes=1, threads=2)
+def test_conv2d_in_chunks_and_pieces_on_reused_workspace(g, chunk_bytes, threads):
+    """Output rows split in chunks (down to one row, across image boundaries) and images in pieces (one per thread),
+    on scratch buffers reused across calls and shapes."""
+    x, Wk, dz = _conv_arrays(g)
+    s, d, pads = _geo(g)
+    z_ref = rc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"])
+    dx_ref = rc.conv2d_backward_data(dz, Wk, (g["H"], g["W"]), s, d, pads, g["G"])
+    dW_ref = rc.conv2d_backward_filter(x, dz, g["K"], s, d, pads, g["G"])
+    with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        for _ in range(2):  # the second call runs on the buffers the first one left behind
+            z = kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"], workspace=_WORKSPACE)
+            dx, dW = kc.conv2d_backward(x, Wk, dz, s, d, pads, g["G"], workspace=_WORKSPACE)
+            assert rel_err(z, z_ref) <= TOL and rel_err(dx, dx_ref) <= TOL and rel_err(dW, dW_ref) <= TOL
+    assert not any(np.shares_memory(a, buf) for a in (z, dx, dW) for buf in _WORKSPACE.values())
+
+
+@given(g=conv_geometry())
+def test_reference_conv2d_backward_is_the_adjoint_of_forward(g):
+    """<conv(x, W), dz> = <x, conv_dx(dz)> = <W, conv_dW(x, dz)>: the references are right, not just consistent."""
+    x, Wk, dz = _conv_arrays(g)
+    s, d, pads = _geo(g)
+    inner = np.sum(rc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"]) * dz)
+    scale = np.sum(np.abs(x)) * np.sum(np.abs(Wk)) * np.max(np.abs(dz))
+    assert abs(inner - np.sum(x * rc.conv2d_backward_data(dz, Wk, (g["H"], g["W"]), s, d, pads, g["G"]))) <= TOL * scale
+    assert abs(inner - np.sum(Wk * rc.conv2d_backward_filter(x, dz, g["K"], s, d, pads, g["G"]))) <= TOL * scale
+
+
+def test_reference_conv2d_against_a_direct_sum():
+    """The tap-loop reference against the definition, written as a 7-deep loop (one small case)."""
+    rng = np.random.default_rng(0)
+    x, Wk = rng.standard_normal((2, 5, 6, 4)), rng.standard_normal((3, 2, 2, 6))
+    (pt, Ho), (pl, Wo) = rc.conv_output_size(5, 3, 2, 1, "same"), rc.conv_output_size(6, 2, 1, 1, "same")
+    z = rc.conv2d_forward(x, Wk, (2, 1), (1, 1), (pt, pl), (Ho, Wo), groups=2)
+    expected = np.zeros_like(z)
+    for b, i, j, f in np.ndindex(*expected.shape):
+        g = f // 3
+        for p, q, c in np.ndindex(3, 2, 2):
+            h, w = i * 2 + p - pt, j + q - pl
+            if 0 <= h < 5 and 0 <= w < 6:
+                expected[b, i, j, f] += x[b, h, w, g * 2 + c] * Wk[p, q, c, f]
+    np.testing.assert_allclose(z, expected, rtol=1e-13, atol=1e-13)
+
+
+@given(g=conv_geometry())
+@example(g=SAME_STRIDED)
+def test_index_kernels_match_numpy_twins_and_are_adjoint(g):
+    x, _, _ = _conv_arrays(g)
+    s, d, pads = _geo(g)
+    cols = kc.im2col(x, g["G"], g["K"], s, d, pads, g["out"])
+    np.testing.assert_array_equal(cols, rc.im2col(x, g["G"], g["K"], s, d, pads, g["out"]))
+    c = np.random.default_rng(g["seed"] + 1).standard_normal(cols.shape)
+    dx = kc.col2im(c, (g["H"], g["W"]), s, d, pads)
+    assert rel_err(dx, rc.col2im(c, (g["H"], g["W"]), s, d, pads)) <= TOL
+    assert np.isclose(np.sum(cols * c), np.sum(x * dx), rtol=1e-12, atol=1e-12)  # <im2col x, c> = <x, col2im c>
+
+
+@given(g=conv_geometry(depthwise=True), threads=st.sampled_from([1, 2]))
+@example(g={**SEED_GEOMETRY, "M": 1}, threads=2)
+@example(g=geometry(7, 6, (3, 2), (2, 1), (2, 3), "same", M=2), threads=1)  # strides and dilation together
+def test_depthwise_matches_reference(g, threads):
+    rng = np.random.default_rng(g["seed"])
+    C, M = g["Cg"], g["M"]
+    x = rng.standard_normal((g["B"], g["H"], g["W"], C))
+    D = rng.standard_normal((*g["K"], C, M))
+    du = rng.standard_normal((g["B"], *g["out"], C * M))
+    s, d, pads = _geo(g)
+    u_ref = rc.depthwise_conv2d_forward(x, D, s, d, pads, g["out"])
+    dx_ref = rc.depthwise_conv2d_backward_data(du, D, (g["H"], g["W"]), s, d, pads)
+    dD_ref = rc.depthwise_conv2d_backward_filter(x, du, g["K"], M, s, d, pads)
+    with mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        assert rel_err(kc.depthwise_conv2d_forward(x, D, s, d, pads, g["out"]), u_ref) <= TOL
+        dx, dD = kc.depthwise_conv2d_backward(x, D, du, s, d, pads)
+        none, dD_only = kc.depthwise_conv2d_backward(x, D, du, s, d, pads, need_dx=False)
+    assert rel_err(dx, dx_ref) <= TOL and rel_err(dD, dD_ref) <= TOL
+    assert none is None and rel_err(dD_only, dD_ref) <= TOL
+    # the depthwise reference is the grouped conv with one group per channel: Wk[p,q,0,c·M+m] = D[p,q,c,m]
+    W_grouped = D.reshape(*g["K"], 1, C * M)
+    assert rel_err(u_ref, rc.conv2d_forward(x, W_grouped, s, d, pads, g["out"], groups=C)) <= TOL
+    assert rel_err(dx_ref, rc.conv2d_backward_data(du, W_grouped, (g["H"], g["W"]), s, d, pads, groups=C)) <= TOL
+
+
+@st.composite
+def winograd_geometry(draw):
+    """3×3, stride 1: any size from the shortest legal input, both paddings, 1-5 channels and filters."""
+    padding = draw(st.sampled_from(["valid", "same"]))
+    return geometry(_axis(draw, 3, 1, padding), _axis(draw, 3, 1, padding), (3, 3), (1, 1), (1, 1), padding,
+                    B=draw(st.integers(1, 3)), Cg=draw(st.integers(1, 5)), Fg=draw(st.integers(1, 5)),
+                    seed=draw(st.integers(0, 2**16)))  # fmt: skip
+
+
+@given(g=winograd_geometry(), code=st.sampled_from([None, "relu", "tanh", "linear"]), use_bias=st.booleans(),
+       chunk_bytes=st.sampled_from([1, 1 << 20]), threads=st.sampled_from([1, 2]))
+@example(g=geometry(9, 8, (3, 3), (1, 1), (1, 1), "same", Cg=5, Fg=4), code="relu", use_bias=True, chunk_bytes=1,
+         threads=2)
+def test_winograd_conv2d_matches_the_direct_reference(g, code, use_bias, chunk_bytes, threads):
+    """With Winograd switched on for any channel count, conv2d_forward (plain and fused) and both backward entry
+    points equal the direct reference convolution; the numba transforms equal their NumPy twins."""
+    from tinynn import activations
+    from tinynn.kernels.fastmath import activation_code
+
+    x, Wk, dz = _conv_arrays(g)
+    s, d, pads, out, hw = g["s"], g["d"], g["pads"], g["out"], (g["H"], g["W"])
+    tiles = rc.winograd_tiles(out)
+    V = kw.input_transform(x, pads, tiles)
+    assert rel_err(V, rc.winograd_input_transform(x, pads, tiles)) <= TOL
+    M = np.random.default_rng(g["seed"]).standard_normal((16, V.shape[1], Wk.shape[3]))
+    assert rel_err(kw.output_transform(M, g["B"], out), rc.winograd_output_transform(M, g["B"], out)) <= TOL
+    z_ref = rc.conv2d_forward(x, Wk, s, d, pads, out)
+    b = np.random.default_rng(g["seed"] + 1).standard_normal(Wk.shape[3]) if use_bias else None
+    with mock.patch.object(kc, "WINOGRAD_MIN_CHANNELS", 1), mock.patch.object(kw, "CHUNK_BYTES", chunk_bytes), \
+            mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        assert kc.uses_winograd(Wk.shape, s, d, 1)
+        assert rel_err(kc.conv2d_forward(x, Wk, s, d, pads, out), z_ref) <= TOL
+        dx, dW = kc.conv2d_backward(x, Wk, dz, s, d, pads)
+        assert rel_err(dx, rc.conv2d_backward_data(dz, Wk, hw, s, d, pads)) <= TOL
+        assert rel_err(dW, rc.conv2d_backward_filter(x, dz, (3, 3), s, d, pads)) <= TOL
+        if code is not None:
+            act = activations.get(code)
+            zb = z_ref + (0 if b is None else b)
+            y = kc.conv2d_forward(x, Wk, s, d, pads, out, bias=b, activation=activation_code(act))
+            assert rel_err(y, act(zb)) <= TOL
+            dz_act = act.backward(zb, y, dz)  # from the kernel's y: a saturated tanh's 1 - y² is ill-conditioned
+            dx, dW, db = kc.conv2d_backward_fused(x, Wk, y, dz, activation_code(act), s, d, pads)
+            assert rel_err(dx, rc.conv2d_backward_data(dz_act, Wk, hw, s, d, pads)) <= TOL
+            assert rel_err(dW, rc.conv2d_backward_filter(x, dz_act, (3, 3), s, d, pads)) <= TOL
+            assert rel_err(db, dz_act.reshape(-1, dz_act.shape[-1]).sum(axis=0)) <= TOL
+
+
+def test_winograd_is_chosen_for_wide_3x3_stride_1_convolutions_only():
+    assert kc.uses_winograd((3, 3, 32, 64), (1, 1), (1, 1), 1)
+    assert not kc.uses_winograd((3, 3, 3, 32), (1, 1), (1, 1), 1)  # a K = 3 GEMM: im2col is faster
+    assert not kc.uses_winograd((3, 3, 64, 64), (2, 2), (1, 1), 1)
+    assert not kc.uses_winograd((3, 3, 64, 64), (1, 1), (2, 2), 1)
+    assert not kc.uses_winograd((3, 3, 32, 64), (1, 1), (1, 1), 2)
+    assert not kc.uses_winograd((3, 2, 64, 64), (1, 1), (1, 1), 1)
+    x = np.random.default_rng(0).standard_normal((2, 6, 5, 32)).astype(np.float32)
+    Wk = np.random.default_rng(1).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    z = kc.conv2d_forward(x, Wk, pads=(1, 1), out_hw=(6, 5))  # float32 through Winograd: ~1e-6 of the direct one
+    z_ref = rc.conv2d_forward(x.astype(np.float64), Wk.astype(np.float64), pads=(1, 1), out_hw=(6, 5))
+    assert z.dtype == np.float32 and rel_err(z.astype(np.float64), z_ref) < 5e-6
+
+
+@given(rows=st.integers(1, 40), K=st.integers(1, 6), F=st.integers(1, 6), threads=st.sampled_from([1, 2, 3]),
+       seed=st.integers(0, 2**16))
+def test_pointwise_products_match_numpy(rows, K, F, threads, seed):
+    """SeparableConv2D's 1×1 products on row pieces (one per thread) equal the plain matmuls of the reference path."""
+    rng = np.random.default_rng(seed)
+    u, P, dz = rng.standard_normal((rows, 1, K)), rng.standard_normal((K, F)), rng.standard_normal((rows, 1, F))
+    b = rng.standard_normal(F)
+    with mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        z = kc.pointwise_forward(u, P)
+        du, dP = kc.pointwise_backward(u, P, dz)
+        y = kc.pointwise_forward(u, P, b, RELU)
+        du_f, dP_f, db_f = kc.pointwise_backward(u, P, dz, y, RELU)
+    assert rel_err(z, u @ P) <= TOL and rel_err(du, dz @ P.T) <= TOL
+    assert rel_err(dP, u.reshape(-1, K).T @ dz.reshape(-1, F)) <= TOL
+    g = np.where(u @ P + b > 0, dz, 0)  # relu's gradient
+    assert rel_err(y, np.maximum(u @ P + b, 0)) <= TOL and rel_err(du_f, g @ P.T) <= TOL
+    assert rel_err(dP_f, u.reshape(-1, K).T @ g.reshape(-1, F)) <= TOL and rel_err(db_f, g.reshape(-1, F).sum(0)) <= TOL
+
+
+def test_conv2d_float32_close_to_float64():
+    g = SAME_STRIDED
+    x, Wk, dz = _conv_arrays(g)
+    s, d, pads = _geo(g)
+    z64 = kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"])
+    x32, W32, dz32 = x.astype(np.float32), Wk.astype(np.float32), dz.astype(np.float32)
+    z32 = kc.conv2d_forward(x32, W32, s, d, pads, g["out"], g["G"])
+    dx32, dW32 = kc.conv2d_backward(x32, W32, dz32, s, d, pads, g["G"])
+    dx64, dW64 = kc.conv2d_backward(x, Wk, dz, s, d, pads, g["G"])
+    assert z32.dtype == dx32.dtype == dW32.dtype == np.float32
+    for a, b in ((z32, z64), (dx32, dx64), (dW32, dW64)):
+        assert rel_err(a.astype(np.float64), b) < 1e-6
+    D = np.random.default_rng(0).standard_normal((3, 3, 4, 2))
+    u64 = kc.depthwise_conv2d_forward(x, D, (1, 1), (1, 1), (1, 1), (7, 6))
+    u32 = kc.depthwise_conv2d_forward(x32, D.astype(np.float32), (1, 1), (1, 1), (1, 1), (7, 6))
+    assert u32.dtype == np.float32 and rel_err(u32.astype(np.float64), u64) < 1e-6
+
+
+# Verified against Keras in keras-semantics §2 (1-D, the same rule per axis): (size, K, s, d) -> pad before.
+@pytest.mark.parametrize("size,K,s,d,before", [(10, 4, 1, 1, 1), (10, 4, 2, 1, 1), (11, 3, 2, 1, 1), (10, 2, 3, 1, 0),
+                                               (10, 4, 1, 2, 3)])
+def test_same_padding_puts_the_extra_pad_after(size, K, s, d, before):
+    assert rc.conv_output_size(size, K, s, d, "same") == (before, -(-size // s))
+
+
+def test_valid_output_size_and_unknown_padding():
+    assert rc.conv_output_size(10, 4, 2, 1, "valid") == (0, 4)
+    assert rc.conv_output_size(9, 4, 1, 3, "valid")[1] == -0  # (9 - 10) // 1 + 1 = 0: empty
+    with pytest.raises(ValueError, match="padding"):
+        rc.conv_output_size(10, 3, 1, 1, "causal")
+
+
+def test_kernel_wrappers_reject_inconsistent_shapes():
+    x = np.zeros((2, 5, 5, 4))
+    with pytest.raises(ValueError, match="groups"):
+        kc.conv2d_forward(x, np.zeros((3, 3, 3, 2)))
+    with pytest.raises(ValueError, match="empty output"):
+        kc.conv2d_forward(x, np.zeros((6, 3, 4, 2)))
+    with pytest.raises(ValueError, match="dz"):
+        kc.conv2d_backward(x, np.zeros((3, 3, 4, 2)), np.zeros((2, 3, 3, 5)))
+    with pytest.raises(ValueError, match="depthwise"):
+        kc.depthwise_conv2d_forward(x, np.zeros((3, 3, 3, 1)))
+    with pytest.raises(ValueError, match="du"):
+        kc.depthwise_conv2d_backward(x, np.zeros((3, 3, 4, 1)), np.zeros((2, 3, 3, 5)))
+    with pytest.raises(ValueError, match="geometry"):
+        kp.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (4, 2))  # the last window would start past the end
+    with pytest.raises(ValueError, match="do not fit"):
+        kp.max_pool2d_backward(x, np.zeros((2, 2, 2, 4)), np.zeros((2, 2, 3, 4)), (2, 2), (2, 2), (0, 0))
+
+
+# --------------------------------------------------------------------------- pooling
+@st.composite
+def pool_geometry(draw):
+    PH, PW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    SH, SW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    H, W = _axis(draw, PH, 1, padding), _axis(draw, PW, 1, padding)
+    pt, Ho = rc.conv_output_size(H, PH, SH, 1, padding)
+    pl, Wo = rc.conv_output_size(W, PW, SW, 1, padding)
+    return dict(B=draw(st.integers(1, 3)), H=H, W=W, C=draw(st.integers(1, 4)), pool=(PH, PW), s=(SH, SW),
+                pads=(pt, pl), out=(Ho, Wo), ties=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))  # fmt: skip
+
+
+@given(g=pool_geometry(), threads=st.sampled_from([1, 2]))
+@example(g=dict(B=2, H=5, W=4, C=3, pool=(3, 3), s=(1, 2), pads=(1, 1), out=(5, 2), ties=True, seed=0), threads=2)
+def test_pool2d_kernels_match_reference(g, threads):
+    rng = np.random.default_rng(g["seed"])
+    x = rng.standard_normal((g["B"], g["H"], g["W"], g["C"]))
+    if g["ties"]:
+        x = np.round(x)  # many equal values: the first maximum (row-major) must win, in both versions
+    args = (g["pool"], g["s"], g["pads"], g["out"])
+    with mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        y = kp.max_pool2d_forward(x, *args)
+        np.testing.assert_array_equal(y, rp.max_pool2d_forward(x, *args))
+        dy = rng.standard_normal(y.shape)
+        dx = kp.max_pool2d_backward(x, y, dy, *args[:3])
+        assert rel_err(dx, rp.max_pool2d_backward(x, y, dy, *args[:3])) <= TOL
+        a = kp.avg_pool2d_forward(x, *args)
+        assert rel_err(a, rp.avg_pool2d_forward(x, *args)) <= TOL
+        da = kp.avg_pool2d_backward(dy, (g["H"], g["W"]), *args[:3])
+    assert rel_err(da, rp.avg_pool2d_backward(dy, (g["H"], g["W"]), *args[:3])) <= TOL
+    assert np.isclose(np.sum(a * dy), np.sum(x * da), rtol=1e-12, atol=1e-12)  # adjoint
+    # each window sends its whole gradient to exactly one pixel of its own
+    assert np.isclose(dx.sum(), dy.sum(), rtol=1e-12, atol=1e-12)
+
+
+def test_max_pool_routes_ties_to_the_first_pixel_in_row_major_order():
+    x = np.array([[0.0, 5.0], [5.0, 5.0]]).reshape(1, 2, 2, 1)
+    y = rp.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1))
+    expected = np.array([[0.0, 1.0], [0.0, 0.0]]).reshape(1, 2, 2, 1)
+    np.testing.assert_array_equal(rp.max_pool2d_backward(x, y, np.ones((1, 1, 1, 1)), (2, 2), (2, 2), (0, 0)), expected)
+    np.testing.assert_array_equal(kp.max_pool2d_backward(x, y, np.ones((1, 1, 1, 1)), (2, 2), (2, 2), (0, 0)), expected)
+
+
+def test_same_pooling_excludes_the_padding():
+    """Average: the mean of the real pixels only; max: all-negative inputs never lose to a zero pad."""
+    x = np.arange(1.0, 10.0).reshape(1, 3, 3, 1)
+    pt, Ho = rc.conv_output_size(3, 2, 2, 1, "same")
+    y = kp.avg_pool2d_forward(x, (2, 2), (2, 2), (pt, pt), (Ho, Ho))
+    np.testing.assert_allclose(y[0, :, :, 0], [[(1 + 2 + 4 + 5) / 4, (3 + 6) / 2], [(7 + 8) / 2, 9]])
+    m = kp.max_pool2d_forward(-x, (2, 2), (2, 2), (pt, pt), (Ho, Ho))
+    np.testing.assert_array_equal(m[0, :, :, 0], [[-1, -3], [-7, -9]])
+
+
+def test_work_sharing_covers_every_item_once_and_returns_results_in_order():
+    """Ranges pulled by the threads cover range(items) exactly once; results come back in range order (so the
+    partial sums of a weight gradient are added in the same order every run)."""
+    seen = []
+
+    def task(worker, start, stop):
+        seen.extend(range(start, stop))
+        return start
+
+    with mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": "2"}):  # fmt: skip
+        starts = work_sharing.share_batch(task, 37, work=1.0, blas=False)
+    assert sorted(seen) == list(range(37)) and starts == sorted(starts) and starts[0] == 0
+    assert work_sharing.share_batch(task, 5, work=0.0) == [0]  # small work: one call over everything
+
+
+def test_single_threaded_blas_block_restores_the_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from tinynn.kernels import blas_threads
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # numpy's BLAS is loaded
+
+    def numpy_blas_threads():
+        infos = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas" and "numpy" in i["filepath"]]
+        return infos[0]["num_threads"] if infos else None
+
+    before = numpy_blas_threads()
+    if before is None or not blas_threads.available():
+        pytest.skip("numpy's BLAS is not an OpenBLAS threadpoolctl can see")
+    with blas_threads.single_threaded():
+        assert numpy_blas_threads() == 1
+        with blas_threads.single_threaded():  # nested blocks: still one thread, restored by the outermost only
+            assert numpy_blas_threads() == 1
+        assert numpy_blas_threads() == 1
+    assert numpy_blas_threads() == before

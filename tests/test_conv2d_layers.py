@@ -1,0 +1,425 @@
+"""The 2-D layers on their own: finite-difference gradchecks (float64, both kernel modes), shapes, channels_first,
+weight layouts, configs, the reference/fast switch, Flatten/Dropout on images, and clear ValueErrors for bad input
+raised before any numba kernel runs."""
+
+import numpy as np
+import pytest
+
+import tinynn as tn
+from tinynn import config, layers
+from tinynn.gradcheck import check_layer
+from tinynn.kernels import conv2d as kc
+from tinynn.kernels import pooling2d as kp
+
+GRADCHECK_TOL = 1e-6
+
+CONV_CASES = [
+    (lambda: layers.Conv2D(4, 3, activation="tanh"), (2, 6, 5, 3)),
+    (lambda: layers.Conv2D(3, (3, 2), strides=(2, 1), padding="same", activation="relu"), (2, 7, 6, 2)),
+    (lambda: layers.Conv2D(6, (2, 3), padding="same", dilation_rate=(2, 1), groups=3, activation="sigmoid"),
+     (2, 5, 6, 6)),
+    (lambda: layers.Conv2D(4, 2, strides=3, groups=2, use_bias=False), (3, 7, 8, 4)),
+    (lambda: layers.Conv2D(3, 3, padding="same", data_format="channels_first", activation="gelu"), (2, 2, 5, 4)),
+    (lambda: layers.Conv2D(2, (2, 3), padding="valid"), (1, 2, 3, 1)),  # the shortest legal input
+    (lambda: layers.DepthwiseConv2D(3, strides=2, dilation_rate=2, padding="same", depth_multiplier=2), (2, 7, 6, 3)),
+    (lambda: layers.DepthwiseConv2D((2, 3), activation="tanh", data_format="channels_first"), (2, 3, 4, 5)),
+    (lambda: layers.SeparableConv2D(5, 3, padding="same", depth_multiplier=2, activation="tanh"), (2, 5, 4, 3)),
+    (lambda: layers.SeparableConv2D(2, 2, strides=(2, 1), dilation_rate=(1, 3), use_bias=False), (2, 6, 8, 2)),
+    (lambda: layers.SeparableConv2D(3, 3, data_format="channels_first", activation="relu"), (2, 2, 5, 6)),
+]
+POOL_CASES = [
+    (lambda: layers.MaxPooling2D(), (2, 5, 4, 3)),
+    (lambda: layers.MaxPooling2D(3, strides=(2, 1), padding="same"), (2, 6, 5, 3)),
+    (lambda: layers.MaxPooling2D((2, 3), strides=1, data_format="channels_first"), (2, 3, 4, 5)),
+    (lambda: layers.AveragePooling2D(3), (2, 6, 7, 2)),
+    (lambda: layers.AveragePooling2D((3, 2), strides=(2, 3), padding="same"), (2, 7, 8, 2)),
+    (lambda: layers.AveragePooling2D(2, strides=1, padding="same", data_format="channels_first"), (2, 3, 4, 3)),
+    (lambda: layers.GlobalMaxPooling2D(), (2, 4, 3, 3)),
+    (lambda: layers.GlobalMaxPooling2D(keepdims=True, data_format="channels_first"), (2, 3, 4, 3)),
+    (lambda: layers.GlobalAveragePooling2D(), (2, 4, 3, 3)),
+    (lambda: layers.GlobalAveragePooling2D(keepdims=True, data_format="channels_first"), (2, 3, 4, 3)),
+    (lambda: layers.ZeroPadding2D(((1, 2), (0, 3))), (2, 3, 4, 2)),
+    (lambda: layers.ZeroPadding2D(1, data_format="channels_first"), (2, 2, 3, 4)),
+    (lambda: layers.UpSampling2D((2, 3)), (2, 3, 2, 2)),
+    (lambda: layers.UpSampling2D(2, data_format="channels_first"), (2, 2, 3, 2)),
+]
+ALL_CASES = CONV_CASES + POOL_CASES
+
+
+def as_dtype(layer, dtype):
+    """The same layer config in another dtype."""
+    return type(layer).from_config({**layer.get_config(), "dtype": dtype})
+
+
+def _ids(cases):
+    return [f"{make().__class__.__name__}-{i}" for i, (make, _) in enumerate(cases)]
+
+
+@pytest.mark.parametrize("mode", ["fast", "reference"])
+@pytest.mark.parametrize("make,shape", ALL_CASES, ids=_ids(ALL_CASES))
+def test_gradcheck(make, shape, mode):
+    layer = as_dtype(make(), "float64")
+    x = np.random.default_rng(0).standard_normal(shape)
+    layer(x)  # build, then give every weight (biases too) random values
+    rng = np.random.default_rng(1)
+    layer.set_weights([rng.standard_normal(w.shape) for w in layer.get_weights()])
+    with config.kernels(mode):
+        results = check_layer(layer, x, seed=2)
+    assert len(results) == 1 + len(layer.get_weights())
+    for r in results:
+        assert r.relative_error < GRADCHECK_TOL, str(r)
+
+
+@pytest.mark.parametrize("make,shape", ALL_CASES, ids=_ids(ALL_CASES))
+def test_fast_and_reference_modes_agree_and_reference_runs_no_numba(make, shape, monkeypatch):
+    """Both kernel modes give the same outputs and gradients (float64, ~1e-13); 'reference' calls no fast kernel."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    results = {}
+    for mode in ("fast", "reference"):
+        layer = as_dtype(make(), "float64")
+        layer(x)
+        layer.set_weights([np.random.default_rng(1).standard_normal(w.shape) for w in layer.get_weights()])
+        with config.kernels(mode), monkeypatch.context() as patch:
+            if mode == "reference":
+                for module in (kc, kp):
+                    for name in module.__all__:
+                        patch.setattr(module, name, _boom)
+            y = layer(x, training=True)
+            dx = layer.backward(np.random.default_rng(2).standard_normal(y.shape))
+        results[mode] = [y, dx, *layer.gradients]
+    for fast, ref in zip(results["fast"], results["reference"]):
+        np.testing.assert_allclose(fast, ref, rtol=1e-12, atol=1e-12 * max(1.0, np.abs(ref).max()))
+
+
+def _boom(*args, **kwargs):
+    raise AssertionError("a fast kernel ran in 'reference' mode (or before the input was checked)")
+
+
+@pytest.mark.parametrize("make,shape", ALL_CASES, ids=_ids(ALL_CASES))
+def test_output_shape_dtype_and_no_mutation(make, shape):
+    for dtype in ("float32", "float64"):
+        layer = as_dtype(make(), dtype)
+        x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+        x_copy = x.copy()
+        y = layer(x, training=True)
+        assert y.shape[1:] == tuple(layer.compute_output_shape((None, *shape[1:]))[1:])
+        assert y.dtype == dtype
+        dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+        dy_copy = dy.copy()
+        dx = layer.backward(dy)
+        assert dx.shape == x.shape and dx.dtype == dtype
+        assert all(g.dtype == dtype and g.shape == w.shape for g, w in zip(layer.gradients, layer.weights))
+        np.testing.assert_array_equal(x, x_copy)
+        np.testing.assert_array_equal(dy, dy_copy)
+
+
+CHANNELS_FIRST_CASES = [
+    lambda fmt: layers.Conv2D(4, 3, strides=2, padding="same", groups=2, activation="relu", data_format=fmt),
+    lambda fmt: layers.Conv2D(3, (2, 3), dilation_rate=(1, 2), data_format=fmt),
+    lambda fmt: layers.SeparableConv2D(3, 3, padding="same", depth_multiplier=2, data_format=fmt),
+    lambda fmt: layers.DepthwiseConv2D(2, dilation_rate=2, data_format=fmt),
+    lambda fmt: layers.MaxPooling2D(3, strides=2, padding="same", data_format=fmt),
+    lambda fmt: layers.AveragePooling2D(3, strides=2, padding="same", data_format=fmt),
+    lambda fmt: layers.GlobalAveragePooling2D(data_format=fmt, keepdims=True),
+    lambda fmt: layers.GlobalMaxPooling2D(data_format=fmt, keepdims=True),
+    lambda fmt: layers.ZeroPadding2D(((1, 0), (2, 1)), data_format=fmt),
+    lambda fmt: layers.UpSampling2D((3, 2), data_format=fmt),
+]
+
+
+@pytest.mark.parametrize("make", CHANNELS_FIRST_CASES)
+def test_channels_first_equals_transposed_channels_last(make):
+    """Keras-TF cannot run every channels_first case on CPU; this pins channels_first down independently."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 7, 6, 4))
+    to_first = (0, 3, 1, 2)
+    last, first = as_dtype(make("channels_last"), "float64"), as_dtype(make("channels_first"), "float64")
+    last(x)
+    first(x.transpose(to_first))
+    weights = [rng.standard_normal(w.shape) for w in last.get_weights()]
+    last.set_weights(weights)
+    first.set_weights(weights)
+    y_last, y_first = last(x), first(x.transpose(to_first))
+    np.testing.assert_allclose(y_first, y_last.transpose(to_first), rtol=1e-12)
+    dy = rng.standard_normal(y_last.shape)
+    dx_last, dx_first = last.backward(dy), first.backward(dy.transpose(to_first))
+    np.testing.assert_allclose(dx_first, dx_last.transpose(to_first), rtol=1e-12, atol=1e-14)
+    for a, b in zip(first.gradients, last.gradients):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_weight_layouts_are_keras():
+    x = np.zeros((2, 10, 9, 6), np.float32)
+    conv = layers.Conv2D(4, (3, 2), groups=2)
+    conv(x)
+    assert [w.shape for w in conv.get_weights()] == [(3, 2, 3, 4), (4,)]
+    assert [n.split("/")[-1] for n in conv.weight_names] == ["kernel", "bias"]
+    dw = layers.DepthwiseConv2D((5, 4), depth_multiplier=3)
+    dw(x)
+    assert [w.shape for w in dw.get_weights()] == [(5, 4, 6, 3), (18,)]
+    assert dw.weight_names[0].endswith("/kernel")
+    sep = layers.SeparableConv2D(7, 2, depth_multiplier=2)
+    sep(x)
+    assert [w.shape for w in sep.get_weights()] == [(2, 2, 6, 2), (1, 1, 12, 7), (7,)]
+    assert [n.split("/")[-1] for n in sep.weight_names] == ["depthwise_kernel", "pointwise_kernel", "bias"]
+    first = layers.Conv2D(4, 3, data_format="channels_first")
+    first(np.zeros((2, 6, 10, 9), np.float32))
+    assert first.kernel.shape == (3, 3, 6, 4)  # the same layout in both data formats
+    for layer in (layers.MaxPooling2D(), layers.GlobalAveragePooling2D(), layers.ZeroPadding2D(),
+                  layers.UpSampling2D()):
+        layer(x)
+        assert layer.get_weights() == []
+
+
+def test_glorot_fans_of_conv2d_kernels():
+    """fan_in = KH·KW·in, fan_out = KH·KW·out: the limit sqrt(6/(fan_in+fan_out)) bounds the kernel."""
+    conv = layers.Conv2D(64, 3)
+    conv(np.zeros((1, 9, 9, 32), np.float32))
+    limit = np.sqrt(6 / (9 * 32 + 9 * 64))
+    assert np.abs(conv.kernel).max() <= limit and np.abs(conv.kernel).max() > 0.9 * limit
+    assert np.all(conv.bias == 0)
+
+
+def test_keras_defaults():
+    conv = layers.Conv2D(8, 3)
+    assert (conv.strides, conv.padding, conv.dilation_rate, conv.groups, conv.use_bias, conv.data_format) == \
+        ((1, 1), "valid", (1, 1), 1, True, "channels_last")  # fmt: skip
+    assert layers.MaxPooling2D().pool_size == (2, 2) and layers.MaxPooling2D().strides == (2, 2)
+    assert layers.AveragePooling2D(3, strides=(1, 2)).strides == (1, 2)
+    assert layers.ZeroPadding2D().padding == ((1, 1), (1, 1))
+    assert layers.ZeroPadding2D((2, 3)).padding == ((2, 2), (3, 3))
+    assert layers.UpSampling2D().size == (2, 2)
+    with pytest.raises(TypeError):
+        layers.AveragePooling2D()  # as in Keras: no default pool_size
+
+
+def test_config_round_trip():
+    for layer in (
+        layers.Conv2D(4, (3, 2), strides=2, padding="SAME", groups=2, activation="relu", name="c"),
+        layers.SeparableConv2D(3, (5, 1), depth_multiplier=2, dilation_rate=2),
+        layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, use_bias=False, data_format="channels_first"),
+        layers.MaxPooling2D(3, padding="Same"),
+        layers.AveragePooling2D(4, strides=(2, 1)),
+        layers.GlobalAveragePooling2D(keepdims=True),
+        layers.GlobalMaxPooling2D(data_format="channels_first"),
+        layers.ZeroPadding2D(((1, 2), (3, 0))),
+        layers.UpSampling2D((1, 3), data_format="channels_first"),
+    ):
+        cfg = layer.get_config()
+        clone = type(layer).from_config(cfg)
+        assert clone.get_config() == cfg
+    assert layers.MaxPooling2D(3).get_config()["strides"] == [3, 3]
+    assert layers.Conv2D(1, 2, padding="SAME").padding == "same"
+
+
+def test_masks_are_dropped():
+    x = np.random.default_rng(0).standard_normal((2, 4, 4, 3)).astype(np.float32)
+    for layer in (layers.Conv2D(2, 3), layers.MaxPooling2D(), layers.GlobalAveragePooling2D(), layers.ZeroPadding2D()):
+        assert layer.supports_masking is False
+        layer(x)
+        assert layer.compute_mask(x, np.ones((2, 4), bool)) is None
+
+
+def test_flatten_and_dropout_on_images():
+    """Flatten moves a channels_first image's channels last first (Keras's element order); Dropout keeps 4-D shapes
+    and its noise_shape broadcasts over the image axes."""
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)  # channels_first (B, C, H, W)
+    flat = layers.Flatten(data_format="channels_first")
+    y = flat(x)
+    np.testing.assert_array_equal(y, x.transpose(0, 2, 3, 1).reshape(2, -1))
+    np.testing.assert_array_equal(flat.backward(y), x)
+    np.testing.assert_array_equal(layers.Flatten()(x), x.reshape(2, -1))
+    tn.set_random_seed(0)
+    drop = layers.Dropout(0.5, noise_shape=(None, 1, 1, 5))
+    out = drop(np.ones((2, 3, 4, 5), np.float32), training=True)
+    assert out.shape == (2, 3, 4, 5) and set(np.unique(out)) <= {0.0, 2.0}
+    assert np.all(out == out[:, :1, :1, :])  # the same mask for every pixel of a sample
+    np.testing.assert_array_equal(drop.backward(np.ones_like(out)), out)
+
+
+def test_seed_mnist_convnet_shapes():
+    """Seed 001's MNIST convnet: the layer shapes the book prints."""
+    model = tn.Sequential([
+        layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)), layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), activation="relu"), layers.Flatten(),
+        layers.Dense(64, activation="relu"), layers.Dense(10, activation="softmax"),
+    ])  # fmt: skip
+    shapes, shape = [], (None, 28, 28, 1)
+    for layer in model.layers:
+        shape = layer.compute_output_shape(shape)
+        shapes.append(shape[1:])
+    assert shapes == [(26, 26, 32), (13, 13, 32), (11, 11, 64), (5, 5, 64), (3, 3, 64), (576,), (64,), (10,)]
+    assert model.count_params() == 93322
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.fixture
+def no_kernels(monkeypatch):
+    """Any call into the fast kernels fails the test: errors must come first."""
+    for module in (kc, kp):
+        for name in module.__all__:
+            monkeypatch.setattr(module, name, _boom)
+
+
+def _built(layer, shape):
+    layer.ensure_built((None, *shape[1:]))
+    return layer
+
+
+@pytest.mark.parametrize(
+    "make,good,bad,words",
+    [
+        (lambda: layers.Conv2D(4, 3, name="c1"), (2, 9, 9, 3), (2, 9, 9), ["c1", "Conv2D", "rank 4", "(2, 9, 9)"]),
+        (lambda: layers.Conv2D(4, 3, name="c2"), (2, 9, 9, 3), (2, 9, 9, 5),
+         ["c2", "Conv2D", "size 3", "(2, 9, 9, 5)"]),
+        (lambda: layers.Conv2D(4, 3, dilation_rate=3, name="c3"), (2, 9, 9, 3), (2, 6, 9, 3),
+         ["c3", "(2, 6, 9, 3)", "7 rows"]),
+        (lambda: layers.Conv2D(4, 3, data_format="channels_first", name="c4"), (2, 3, 9, 9), (2, 9, 9, 3),
+         ["c4", "axis 1 of size 3"]),
+        (lambda: layers.SeparableConv2D(2, 5, name="s1"), (2, 9, 9, 3), (2, 9, 4, 3),
+         ["s1", "SeparableConv2D", "(2, 9, 4, 3)", "columns"]),
+        (lambda: layers.DepthwiseConv2D(2, name="d1"), (2, 9, 9, 3), (2, 9, 9, 3, 1),
+         ["d1", "DepthwiseConv2D", "rank 4"]),
+        (lambda: layers.MaxPooling2D(4, name="p1"), (2, 9, 9, 3), (2, 3, 9, 3), ["p1", "MaxPooling2D", "(2, 3, 9, 3)"]),
+        (lambda: layers.AveragePooling2D(2, name="p2"), (2, 9, 9, 3), (9, 9, 3), ["p2", "AveragePooling2D", "rank 4"]),
+        (lambda: layers.GlobalMaxPooling2D(name="g1"), (2, 9, 9, 3), (2, 9, 3), ["g1", "GlobalMaxPooling2D", "rank 4"]),
+        (lambda: layers.GlobalAveragePooling2D(name="g2"), (2, 9, 9, 3), (2, 0, 9, 3), ["g2", "pixel", "(2, 0, 9, 3)"]),
+        (lambda: layers.ZeroPadding2D(name="z1"), (2, 9, 9, 3), (2, 9, 3), ["z1", "ZeroPadding2D", "rank 4"]),
+        (lambda: layers.UpSampling2D(name="u1"), (2, 9, 9, 3), (2, 9, 9, 3, 3), ["u1", "UpSampling2D", "rank 4"]),
+    ],
+)
+def test_bad_input_after_build(no_kernels, make, good, bad, words):
+    layer = _built(make(), good)
+    with pytest.raises(ValueError) as err:
+        layer(np.zeros(bad, np.float32))
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+@pytest.mark.parametrize(
+    "make,shape,words",
+    [
+        (lambda: layers.Conv2D(4, 3, name="b1"), (2, 2, 5, 3), ["b1", "(2, 2, 5, 3)", "receptive field of 3 rows"]),
+        (lambda: layers.Conv2D(4, (1, 4), dilation_rate=2, name="b1b"), (2, 5, 6, 3), ["b1b", "7 columns"]),
+        (lambda: layers.Conv2D(4, 2, groups=2, name="b2"), (2, 5, 5, 3), ["b2", "divisible by groups=2", "3 input"]),
+        (lambda: layers.Conv2D(4, 2, name="b3"), (2, 5, 5), ["b3", "rank 4", "(2, 5, 5)"]),
+        (lambda: layers.SeparableConv2D(2, 3, dilation_rate=2, name="b4"), (1, 4, 9, 2),
+         ["b4", "(1, 4, 9, 2)", "5 rows"]),
+        (lambda: layers.AveragePooling2D(3, name="b5"), (1, 5, 2, 2), ["b5", "(1, 5, 2, 2)", "pool_size=(3, 3)"]),
+        (lambda: layers.MaxPooling2D(3, data_format="channels_first", name="b6"), (1, 5, 2, 9), ["b6", "2 rows"]),
+    ],
+)
+def test_bad_input_on_first_call(no_kernels, make, shape, words):
+    with pytest.raises(ValueError) as err:
+        make()(np.zeros(shape, np.float32))
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+def test_same_padding_accepts_one_pixel(no_kernels):
+    assert layers.Conv2D(2, 9, padding="same").compute_output_shape((None, 1, 1, 3)) == (None, 1, 1, 2)
+    assert layers.MaxPooling2D(5, padding="same").compute_output_shape((None, 1, 2, 3)) == (None, 1, 1, 3)
+    assert layers.Conv2D(2, 4, strides=3).compute_output_shape((None, 4, 7, 3)) == (None, 1, 2, 2)
+    assert layers.Conv2D(2, 3).compute_output_shape((None, None, None, 3)) == (None, None, None, 2)
+    with pytest.raises(ValueError, match="empty output"):
+        layers.Conv2D(2, 4, strides=3).compute_output_shape((None, 3, 9, 3))
+
+
+@pytest.mark.parametrize(
+    "make,words",
+    [
+        (lambda: layers.Conv2D(4, 2.5), ["kernel_size", "2.5"]),
+        (lambda: layers.Conv2D(4, (3, 3, 3)), ["kernel_size"]),
+        (lambda: layers.Conv2D(4.0, 3), ["filters", "4.0"]),
+        (lambda: layers.Conv2D(0, 3), ["filters", "0"]),
+        (lambda: layers.Conv2D(4, 3, strides=(1, 0)), ["strides", "positive"]),
+        (lambda: layers.Conv2D(4, 0), ["kernel_size", "positive"]),
+        (lambda: layers.Conv2D(4, 3, strides=2, dilation_rate=2), ["strides > 1", "dilation_rate > 1"]),
+        (lambda: layers.Conv2D(5, 3, groups=2), ["filters=5", "groups=2"]),
+        (lambda: layers.Conv2D(4, 3, groups=0), ["groups"]),
+        (lambda: layers.Conv2D(4, 3, padding="causal"), ["padding", "causal"]),
+        (lambda: layers.Conv2D(4, 3, data_format="NCHW"), ["data_format"]),
+        (lambda: layers.SeparableConv2D(4, 3, padding="full"), ["padding", "full"]),
+        (lambda: layers.DepthwiseConv2D(3, depth_multiplier=0), ["depth_multiplier"]),
+        (lambda: layers.DepthwiseConv2D(3, strides=0), ["strides"]),
+        (lambda: layers.MaxPooling2D(1.5), ["pool_size", "1.5"]),
+        (lambda: layers.MaxPooling2D(2, strides=0), ["strides"]),
+        (lambda: layers.AveragePooling2D(2, padding="causal"), ["padding", "causal"]),
+        (lambda: layers.GlobalMaxPooling2D(data_format="NCHW"), ["data_format"]),
+        (lambda: layers.ZeroPadding2D(-1), ["padding", "-1"]),
+        (lambda: layers.ZeroPadding2D((1, 2, 3)), ["padding"]),
+        (lambda: layers.UpSampling2D(0), ["size"]),
+        (lambda: layers.UpSampling2D(interpolation="bilinear"), ["nearest", "bilinear"]),
+    ],
+)
+def test_bad_arguments(make, words):
+    with pytest.raises(ValueError) as err:
+        make()
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+@pytest.mark.parametrize("make,shape", ALL_CASES, ids=_ids(ALL_CASES))
+def test_backward_rejects_an_upstream_gradient_of_another_shape(make, shape):
+    layer = make()
+    y = layer(np.ones(shape, np.float32), training=True)
+    with pytest.raises(ValueError, match=r"backward expects dy of shape"):
+        layer.backward(np.ones((y.shape[0] + 1, *y.shape[1:]), np.float32))  # another batch size
+
+
+LOGITS_CASES = [(make, shape) for make, shape in CONV_CASES
+                if not (isinstance(make(), (layers.Conv2D, layers.SeparableConv2D))
+                        and make().activation.name in ("relu", "tanh"))]  # fused: no logits kept (see below)
+
+
+@pytest.mark.parametrize("make,shape", LOGITS_CASES, ids=_ids(LOGITS_CASES))
+def test_logits_are_the_pre_activation_of_the_last_forward_call(make, shape):
+    """``logits`` = z + b: the fused bias+activation path forms it on request, after any later weight update."""
+    layer = as_dtype(make(), "float64")
+    x = np.random.default_rng(0).standard_normal(shape)
+    layer(x)
+    rng = np.random.default_rng(1)
+    layer.set_weights([rng.standard_normal(w.shape) for w in layer.get_weights()])
+    linear = type(layer).from_config({**layer.get_config(), "activation": None})
+    linear(x)
+    linear.set_weights(layer.get_weights())
+    y = layer(x, training=True)
+    for w in layer.weights:
+        w += 1.0  # an optimizer step (in place) after the forward pass must not change its logits
+    np.testing.assert_allclose(layer.logits, linear(x), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(layer.activation(layer.logits), y, rtol=1e-13, atol=1e-13)
+
+
+def test_fused_conv2d_keeps_logits_only_where_the_loss_shortcut_reads_them():
+    """A fast-mode Conv2D (or SeparableConv2D) runs relu/tanh inside its kernel and keeps only y; sigmoid keeps z
+    (the loss shortcut reads it)."""
+    x = np.random.default_rng(0).standard_normal((2, 5, 5, 3))
+    relu = layers.Conv2D(2, 3, activation="relu", name="fused", dtype="float64")
+    relu(x)
+    with pytest.raises(ValueError, match="'fused'.*'relu' ran fused"):
+        relu.logits  # noqa: B018
+    with config.kernels("reference"):
+        relu(x)
+        np.testing.assert_allclose(np.maximum(relu.logits, 0), relu(x))
+    sigmoid = layers.Conv2D(2, 3, activation="sigmoid", dtype="float64")
+    y = sigmoid(x)
+    np.testing.assert_allclose(1 / (1 + np.exp(-sigmoid.logits)), y, rtol=1e-13)
+
+
+def test_first_layer_skips_dx_but_not_dw():
+    """As the first layer of a model (input_gradient_needed False) a conv returns no dx and the same weight grads."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 6, 5, 3))
+    for make in (lambda: layers.Conv2D(4, 3, dtype="float64"), lambda: layers.SeparableConv2D(4, 3, dtype="float64")):
+        layer = make()
+        y = layer(x, training=True)
+        dy = rng.standard_normal(y.shape)
+        layer.backward(dy)
+        full = [g.copy() for g in layer.gradients]
+        layer.input_gradient_needed = False
+        layer(x, training=True)
+        assert layer.backward(dy) is None
+        for a, b in zip(layer.gradients, full):
+            np.testing.assert_allclose(a, b, rtol=1e-13)

@@ -1,0 +1,578 @@
+r"""2-D convolution kernels (channels-last): Conv2D lowered to GEMMs, and the depthwise convolution in numba.
+
+The math, symbols and padding rule are those of :mod:`tinynn.kernels.reference.conv2d` (read it first)::
+
+    z[b,i,j,f]   = Σ_{p,q} Σ_c xp[b, i·sh + p·dh, j·sw + q·dw, g(f)·Cg + c] · Wk[p,q,c,f]
+    dWk[p,q,c,f] = Σ_{b,i,j} xp[b, i·sh + p·dh, j·sw + q·dw, g(f)·Cg + c] · dz[b,i,j,f]
+    dx           = the adjoint: each tap sends dz · Wkᵀ back to the pixel it read
+
+**Conv2D: im2col + one GEMM per batch chunk.** ``cols[g,b,i,j,p,q,c] = xp[b, i·sh+p·dh, j·sw+q·dw, g·Cg+c]``
+(numba, :func:`im2col`) turns every output pixel into one row of KH·KW·Cg numbers, so that, per group g::
+
+    z_g   = cols_g @ Wm_g                  Wm[g, (p·KW + q)·Cg + c, f] = Wk[p, q, c, g·Fg + f]
+    dWm_g = cols_gᵀ @ dz_g                 (summed over the batch chunks)
+    dx    = col2im(dz_g @ Wm_gᵀ)           (numba, :func:`col2im`: each row's numbers added back to their pixels)
+
+With one group, Wm is a free reshape of Keras's (KH, KW, Cg, F) kernel. The output rows run in chunks (a few
+rows of one image; a chunk may cross into the next image) whose columns stay in the cache between the im2col that
+writes them and the GEMM that reads them (``CHUNK_BYTES``), on scratch buffers an optional ``workspace`` dict keeps
+from call to call; the bias and activation are applied to each chunk's output right after its GEMM; whole images
+are shared out over the cores
+(:func:`tinynn.kernels.work_sharing.share_batch`: small runs of images each core pulls when it is free), each
+chunk's GEMM a single BLAS call. The backward builds each
+chunk's columns again: in cache that costs next to nothing, while keeping the forward's columns for it cost more
+than it saved (measured on M7's second conv, one core: forward 51 -> 89 ms with the columns written out for the
+backward, backward 120 vs 125 ms).
+
+**Depthwise: direct numba loops** (there is no large GEMM in it: output channel c·M+m reads input channel c
+only). For an output row i and a tap (p, q), the contributions to the whole row are one flat multiply-add over
+``Wo·C`` contiguous numbers when the stride along W is 1 and M = 1 (the kernel row ``D[p,q]`` tiled Wo times),
+which LLVM vectorises; other strides and depth multipliers loop pixel by pixel.
+
+Every function here has a NumPy twin in :mod:`tinynn.kernels.reference.conv2d`; ``tests/test_conv2d_kernels.py``
+proves them equal.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import blas, winograd
+from .bias_activation import activation_gradient_rows, bias_activation_rows
+from .layout import split_groups
+from .reference.conv2d import conv_output_size
+from .work_sharing import scratch as _scratch
+from .work_sharing import share_batch
+
+__all__ = [
+    "col2im",
+    "conv2d_backward",
+    "conv2d_backward_fused",
+    "conv2d_forward",
+    "conv_output_size",
+    "depthwise_conv2d_backward",
+    "depthwise_conv2d_forward",
+    "im2col",
+    "pointwise_backward",
+    "pointwise_forward",
+]
+
+#: Scratch bytes (im2col columns) per batch chunk: small enough to stay in the per-core L2 cache between the
+#: im2col that writes them and the GEMM that reads them.
+CHUNK_BYTES = 2 << 20
+#: 3×3, stride-1, undilated, one-group convolutions with at least this many input and output channels run the
+#: forward and the input gradient with Winograd's F(2×2, 3×3) (:mod:`tinynn.kernels.winograd`: 2.25× fewer FLOPs).
+#: Measured on one core on M7's convolutions, forward / input gradient in ms, im2col vs Winograd: 32 -> 64 channels
+#: 56 / 59 vs 46 / 48; 64 -> 128: 39 / 38 vs 26 / 29; 128 -> 128 on 17×17: 14.3 / 13.1 vs 13.0 / 16.2; 3 -> 32:
+#: 28.5 vs 69 (a K = 3 GEMM wastes the saving). With fewer channels the GEMMs are too thin to win.
+WINOGRAD_MIN_CHANNELS = 32
+
+
+def uses_winograd(kernel_shape, strides, dilation, groups) -> bool:
+    """Whether conv2d_forward / the input gradient run Winograd F(2×2, 3×3) for this convolution."""
+    KH, KW, Cg, F = kernel_shape
+    return ((KH, KW) == (3, 3) and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+            and min(Cg, F) >= WINOGRAD_MIN_CHANNELS)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- numba index kernels
+# Both work on a range of output rows r = b·Ho + i (a chunk may end inside one image and start inside the next),
+# so that a chunk's columns fit the per-core cache even for large images.
+@numba.njit(cache=True, nogil=True)
+def _im2col_rows(x, KH, KW, sh, sw, dh, dw, pt, pl, Ho, r0, cols):  # pragma: no cover - compiled
+    """cols (G, R, Wo, KH, KW, Cg) <- the pixels output rows r0 .. r0+R-1 read (0 on padding).
+
+    With one group and dw = 1 a window row inside x is KW·C consecutive numbers of x[b, h]: one flat copy."""
+    B, H, W, C = x.shape
+    G, R, Wo, _, _, Cg = cols.shape
+    KWC = KW * Cg
+    x_rows = x.reshape(B, H, W * C)
+    col_rows = cols.reshape(G, R, Wo, KH, KWC)
+    flat = G == 1 and dw == 1
+    for g in range(G):
+        c0 = g * Cg
+        for r in range(R):
+            b, i = (r0 + r) // Ho, (r0 + r) % Ho
+            for j in range(Wo):
+                w0 = j * sw - pl
+                for p in range(KH):
+                    h = i * sh + p * dh - pt
+                    dst = col_rows[g, r, j, p]
+                    if h < 0 or h >= H:
+                        for k in range(KWC):
+                            dst[k] = 0
+                    elif flat and w0 >= 0 and w0 + KW <= W:
+                        src = x_rows[b, h, w0 * C : w0 * C + KWC]
+                        for k in range(KWC):
+                            dst[k] = src[k]
+                    else:
+                        for q in range(KW):
+                            w = w0 + q * dw
+                            if 0 <= w < W:
+                                for c in range(Cg):
+                                    dst[q * Cg + c] = x[b, h, w, c0 + c]
+                            else:
+                                for c in range(Cg):
+                                    dst[q * Cg + c] = 0
+    return cols
+
+
+@numba.njit(cache=True, nogil=True)
+def _col2im_rows(dcols, sh, sw, dh, dw, pt, pl, Ho, r0, dx, zeroed):  # pragma: no cover - compiled
+    """Adds each number of dcols (G, R, Wo, KH, KW, Cg), the columns of output rows r0 .. r0+R-1, to the pixel of dx
+    (B, H, W, C) it came from.
+
+    dx is zeroed lazily, just before the first scatter into a row (it is then in cache): ``zeroed[b]`` counts the
+    rows of image b zeroed so far; rows are visited in ascending order, and the chunk that ends an image zeroes the
+    rows no output read."""
+    G, R, Wo, KH, KW, Cg = dcols.shape
+    _, H, W, C = dx.shape
+    KWC = KW * Cg
+    dx_rows = dx.reshape(dx.shape[0], H, W * C)
+    dcol_rows = dcols.reshape(G, R, Wo, KH, KWC)
+    flat = G == 1 and dw == 1
+    for r in range(R):
+        b, i = (r0 + r) // Ho, (r0 + r) % Ho
+        last = min(H, i * sh + (KH - 1) * dh - pt + 1)  # rows below this one are not read by output row i
+        if i == Ho - 1:
+            last = H
+        while zeroed[b] < last:
+            row = dx_rows[b, zeroed[b]]
+            for k in range(W * C):
+                row[k] = 0
+            zeroed[b] += 1
+        for g in range(G):
+            c0 = g * Cg
+            for j in range(Wo):
+                w0 = j * sw - pl
+                for p in range(KH):
+                    h = i * sh + p * dh - pt
+                    if h < 0 or h >= H:
+                        continue
+                    src = dcol_rows[g, r, j, p]
+                    if flat and w0 >= 0 and w0 + KW <= W:
+                        dst = dx_rows[b, h, w0 * C : w0 * C + KWC]
+                        for k in range(KWC):
+                            dst[k] += src[k]
+                    else:
+                        for q in range(KW):
+                            w = w0 + q * dw
+                            if 0 <= w < W:
+                                for c in range(Cg):
+                                    dx[b, h, w, c0 + c] += src[q * Cg + c]
+    return dx
+
+
+def _out(out, shape, dtype):
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if out.shape != tuple(shape) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"conv2d: out buffer {out.shape} {out.dtype} does not fit {tuple(shape)} {np.dtype(dtype)}")
+    return out
+
+
+def im2col(x, groups, kernel_hw, strides, dilation, pads, out_hw, out=None):
+    """cols[g,b,i,j,p,q,c] = xp[b, i·sh + p·dh, j·sw + q·dw, g·Cg + c] (0 on padding).  (G, B, Ho, Wo, KH, KW, Cg)"""
+    B, _, _, C = x.shape
+    (KH, KW), (sh, sw), (dh, dw), (pt, pl), (Ho, Wo) = kernel_hw, strides, dilation, pads, out_hw
+    cols = _out(out, (groups, B, Ho, Wo, KH, KW, C // groups), x.dtype)
+    _im2col_rows(np.ascontiguousarray(x), KH, KW, sh, sw, dh, dw, pt, pl, Ho, 0,
+                 cols.reshape(groups, B * Ho, Wo, KH, KW, C // groups))
+    return cols
+
+
+def col2im(dcols, in_hw, strides, dilation, pads, out=None):
+    """dx[b, i·sh + p·dh - pt, j·sw + q·dw - pl, g·Cg + c] = Σ dcols[g,b,i,j,p,q,c] (im2col's adjoint).  (B, H, W, C)"""
+    G, B, Ho, Wo, KH, KW, Cg = dcols.shape
+    (sh, sw), (dh, dw), (pt, pl) = strides, dilation, pads
+    dx = _out(out, (B, *in_hw, G * Cg), dcols.dtype)
+    dcols = np.ascontiguousarray(dcols).reshape(G, B * Ho, Wo, KH, KW, Cg)
+    return _col2im_rows(dcols, sh, sw, dh, dw, pt, pl, Ho, 0, dx, np.zeros(B, np.int64))
+
+
+# --------------------------------------------------------------------------- GEMMs and batch pieces
+def _w_im2col(Wk: np.ndarray, groups: int) -> np.ndarray:
+    """Wm[g, (p·KW + q)·Cg + c, f] = Wk[p, q, c, g·Fg + f]  (G, KH·KW·Cg, Fg)"""
+    KH, KW, Cg, F = Wk.shape
+    if groups == 1:
+        return Wk.reshape(1, KH * KW * Cg, F)
+    return np.ascontiguousarray(
+        Wk.reshape(KH * KW * Cg, groups, F // groups).transpose(1, 0, 2)
+    )
+
+
+def _dw_from_im2col(dWm: np.ndarray, kernel_hw) -> np.ndarray:
+    G, KKC, Fg = dWm.shape
+    KH, KW = kernel_hw
+    return np.ascontiguousarray(dWm.transpose(1, 0, 2)).reshape(KH, KW, KKC // (KH * KW), G * Fg)
+
+
+def _chunks(start: int, stop: int, bytes_per_item: int) -> list[tuple[int, int]]:
+    """Ranges [c0, c1) of about ``CHUNK_BYTES`` of scratch each (at least one item)."""
+    step = max(1, CHUNK_BYTES // max(int(bytes_per_item), 1))
+    return [(c0, min(stop, c0 + step)) for c0 in range(start, stop, step)]
+
+
+def _check(x, Wk, groups, out_hw):
+    if x.ndim != 4 or Wk.ndim != 4:
+        raise ValueError(f"conv2d: x must be (B, H, W, C) and Wk (KH, KW, C/groups, F), got {x.shape} and {Wk.shape}")
+    C, (_, _, Cg, F) = x.shape[3], Wk.shape
+    if groups < 1 or C != Cg * groups or F % groups:
+        raise ValueError(f"conv2d: x {x.shape} and Wk {Wk.shape} do not fit groups={groups}")
+    if min(out_hw) < 1:
+        raise ValueError(f"conv2d: empty output {tuple(out_hw)} for x {x.shape}")
+
+
+# --------------------------------------------------------------------------- Conv2D
+def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,
+                   workspace: dict | None = None, bias: np.ndarray | None = None,
+                   activation: int | None = None) -> np.ndarray:  # fmt: skip
+    """z (B, Ho, Wo, F) = conv(x (B, H, W, C), Wk (KH, KW, C/G, F)). ``out_hw`` defaults to the size with the given
+    top/left padding and none after; pass it to add padding after. ``workspace``: an optional dict of scratch
+    buffers reused from call to call (the result never aliases them).
+
+    ``activation`` (a :func:`tinynn.kernels.fastmath.activation_code`): returns y = act(z + bias) instead, each
+    chunk's bias and activation applied while the chunk is still in the cache (``bias`` None: no bias)."""
+    KH, KW, Cg, F = Wk.shape
+    B, H, W, C = x.shape
+    G = int(groups)
+    if out_hw is None:
+        out_hw = ((H + pads[0] - (KH - 1) * dilation[0] - 1) // strides[0] + 1,
+                  (W + pads[1] - (KW - 1) * dilation[1] - 1) // strides[1] + 1)  # fmt: skip
+    Ho, Wo = out_hw
+    _check(x, Wk, G, out_hw)
+    x, ws = np.ascontiguousarray(x), {} if workspace is None else workspace
+    if bias is not None and np.shape(bias) != (F,):
+        raise ValueError(f"conv2d: bias {np.shape(bias)} does not fit {F} filters")
+    if uses_winograd(Wk.shape, strides, dilation, G):
+        return winograd.winograd_conv2d(x, Wk, pads, out_hw, bias, activation, ws)
+    Wm = _w_im2col(Wk, G)
+    K = KH * KW * Cg
+    z = np.empty((B, Ho, Wo, F), dtype=x.dtype)
+    z_rows = z.reshape(B * Ho * Wo, F)
+    args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho)
+    if activation is not None:
+        b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+
+    def piece(k, b0, b1):
+        for r0, r1 in _chunks(b0 * Ho, b1 * Ho, Wo * K * x.itemsize):
+            n = (r1 - r0) * Wo  # output pixels in this chunk
+            buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), x.dtype)
+            cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
+            if G == 1:
+                blas.grouped_matmul(cols, Wm, z_rows[None, r0 * Wo : r1 * Wo])
+            else:
+                z_rows[r0 * Wo : r1 * Wo] = blas.grouped_matmul(cols, Wm).transpose(1, 0, 2).reshape(n, F)
+            if activation is not None:
+                _bias_activation(z_rows[r0 * Wo : r1 * Wo], b, activation)
+
+    share_batch(piece, B, B * Ho * Wo * K * F)
+    return z
+
+
+def conv2d_backward(x, Wk, dz, strides=(1, 1), dilation=(1, 1), pads=(0, 0), groups=1, need_dx: bool = True,
+                    workspace: dict | None = None) -> tuple[np.ndarray | None, np.ndarray]:  # fmt: skip
+    """(dx (B, H, W, C) or None, dWk (KH, KW, C/G, F)) for dz (B, Ho, Wo, F)."""
+    dx, dW, _ = _backward(x, Wk, dz, None, None, strides, dilation, pads, groups, need_dx, workspace)
+    return dx, dW
+
+
+def conv2d_backward_fused(x, Wk, y, dy, activation: int, strides=(1, 1), dilation=(1, 1), pads=(0, 0), groups=1,
+                          need_dx: bool = True, workspace: dict | None = None):  # fmt: skip
+    """(dx or None, dWk, db) for y = act(conv(x, Wk) + b) and dy = ∂L/∂y: each chunk's dz = act'(y) ⊙ dy is formed
+    in the cache right before its GEMMs, and db = Σ dz is summed in float64 on the way."""
+    if y.shape != dy.shape:
+        raise ValueError(f"conv2d: y {y.shape} and dy {dy.shape} differ")
+    return _backward(x, Wk, dy, np.ascontiguousarray(y, dtype=dy.dtype), int(activation), strides, dilation, pads,
+                     groups, need_dx, workspace)
+
+
+def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx, workspace):
+    """The shared backward: dz is ∂L/∂z, or ∂L/∂y when ``activation`` is given (with y the forward's output)."""
+    KH, KW, Cg, F = Wk.shape
+    B, H, W, C = x.shape
+    G = int(groups)
+    _check(x, Wk, G, dz.shape[1:3] if dz.ndim == 4 else (0, 0))
+    if dz.shape != (B, dz.shape[1], dz.shape[2], F):
+        raise ValueError(f"conv2d: dz {dz.shape} does not match x {x.shape} and Wk {Wk.shape}")
+    _, Ho, Wo, _ = dz.shape
+    x, dz, ws, Fg = np.ascontiguousarray(x), np.ascontiguousarray(dz), {} if workspace is None else workspace, F // G
+    if need_dx and uses_winograd(Wk.shape, strides, dilation, G):  # dW by im2col, dx by Winograd
+        db = None
+        if activation is not None:
+            dz, db = _activation_gradients(y, dz, activation)
+        _, dW, _ = _backward(x, Wk, dz, None, None, strides, dilation, pads, groups, False, ws)
+        return winograd.winograd_conv2d_backward_data(dz, Wk, (H, W), pads, ws), dW, db
+    K = KH * KW * Cg
+    Wm = _w_im2col(Wk, G)
+    WmT = np.ascontiguousarray(Wm.transpose(0, 2, 1))  # (G, Fg, K)
+    dx = np.empty((B, H, W, C), dtype=dz.dtype) if need_dx else None
+    rows = B * Ho * Wo
+
+    args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho)
+    dz_all = dz.reshape(B * Ho * Wo, F)
+    y_all = None if y is None else y.reshape(B * Ho * Wo, F)
+
+    def piece(k, b0, b1):
+        dWm = np.zeros((G, K, Fg), dtype=dz.dtype)
+        db = np.zeros(F, np.float64)
+        zeroed = np.zeros(B, np.int64)  # rows of each image of dx zeroed so far (see _col2im_rows)
+        for r0, r1 in _chunks(b0 * Ho, b1 * Ho, Wo * K * dz.itemsize):
+            n = (r1 - r0) * Wo
+            dz_rows = dz_all[r0 * Wo : r1 * Wo]
+            if activation is not None:  # dz = act'(y) ⊙ dy for this chunk, db += Σ dz
+                grad = _scratch(ws, f"dz{k}", (n, F), dz.dtype)
+                _activation_gradient(y_all[r0 * Wo : r1 * Wo], dz_rows, activation, grad, db)
+                dz_rows = grad
+            dz_g = split_groups(dz_rows[None], G)  # (G, n, Fg)
+            buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), dz.dtype)
+            cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
+            dWm += blas.grouped_matmul(cols.transpose(0, 2, 1), dz_g)
+            if need_dx:
+                dcols = blas.grouped_matmul(dz_g, WmT, _scratch(ws, f"dcols{k}", (G, n, K), dz.dtype))
+                _col2im_rows(dcols.reshape(G, r1 - r0, Wo, KH, KW, Cg), strides[0], strides[1], dilation[0],
+                             dilation[1], pads[0], pads[1], Ho, r0, dx, zeroed)  # fmt: skip
+        return dWm, db
+
+    partial = share_batch(piece, B, rows * K * F * (2 if need_dx else 1))
+    dWm, db = partial[0]
+    for other_dW, other_db in partial[1:]:
+        dWm += other_dW
+        db += other_db
+    return dx, _dw_from_im2col(dWm, (KH, KW)), (db.astype(dz.dtype) if activation is not None else None)
+
+
+def _activation_gradients(y: np.ndarray, dy: np.ndarray, code: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dz = act'(y) ⊙ dy, db = Σ dz over every axis but the last) for whole arrays, rows split over the cores."""
+    F = y.shape[-1]
+    y_rows, dy_rows = y.reshape(-1, F), dy.reshape(-1, F)
+    dz = np.empty(dy.shape, dtype=dy.dtype)
+    dz_rows = dz.reshape(-1, F)
+
+    def piece(k, r0, r1):
+        db = np.zeros(F, np.float64)
+        _activation_gradient(y_rows[r0:r1], dy_rows[r0:r1], code, dz_rows[r0:r1], db)
+        return db
+
+    db = sum(share_batch(piece, y_rows.shape[0], y.size, blas=False))
+    return dz, db.astype(dy.dtype)
+
+
+def _bias_activation(z: np.ndarray, bias: np.ndarray, code: int) -> None:
+    """z (N, F) <- act(z + bias) in place (:func:`tinynn.kernels.bias_activation.bias_activation_rows`)."""
+    bias_activation_rows(z, bias, code, z)
+
+
+def _activation_gradient(y: np.ndarray, dy: np.ndarray, code: int, dz: np.ndarray, db: np.ndarray) -> None:
+    """dz (N, F) <- act'(y) ⊙ dy (the derivative written from the output y); db (F,) float64 += Σ_n dz
+    (:func:`tinynn.kernels.bias_activation.activation_gradient_rows`)."""
+    part = np.empty(db.shape, np.float64)
+    activation_gradient_rows(y, dy, code, True, dz, part)
+    db += part
+
+
+# --------------------------------------------------------------------------- depthwise
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _dw_forward(x, D, Dt, sh, sw, dh, dw, pt, pl, u):  # pragma: no cover - compiled
+    """u (B, Ho, Wo, C·M) = Σ_{p,q} x[b, i·sh+p·dh-pt, j·sw+q·dw-pl, c] · D[p,q,c·M+m]  (D flattened to (KH, KW, C·M);
+    Dt[p,q] = D[p,q] tiled Wo times, used by the flat path: sw = 1 and M = 1)."""
+    B, H, W, C = x.shape
+    _, Ho, Wo, CM = u.shape
+    KH, KW = D.shape[0], D.shape[1]
+    M = CM // C
+    flat = sw == 1 and M == 1
+    x_rows = x.reshape(B, H, W * C)
+    for b in range(B):
+        for i in range(Ho):
+            u_row = u[b, i].reshape(Wo * CM)
+            for k in range(Wo * CM):
+                u_row[k] = 0
+            for p in range(KH):
+                h = i * sh + p * dh - pt
+                if h < 0 or h >= H:
+                    continue
+                for q in range(KW):
+                    off = q * dw - pl  # input column of output column j: j·sw + off
+                    j0 = 0
+                    while j0 < Wo and j0 * sw + off < 0:
+                        j0 += 1
+                    j1 = min(Wo, (W - 1 - off) // sw + 1) if W - 1 - off >= 0 else 0
+                    if j1 <= j0:
+                        continue
+                    if flat:
+                        src = x_rows[b, h, (j0 + off) * C : (j1 + off) * C]
+                        dst = u_row[j0 * C : j1 * C]
+                        d = Dt[p, q, j0 * C : j1 * C]
+                        for k in range(src.shape[0]):
+                            dst[k] += src[k] * d[k]
+                    else:
+                        dpq = D[p, q]
+                        for j in range(j0, j1):
+                            xv = x[b, h, j * sw + off]
+                            uv = u[b, i, j]
+                            for c in range(C):
+                                xc = xv[c]
+                                for m in range(M):
+                                    uv[c * M + m] += xc * dpq[c * M + m]
+    return u
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _dw_backward(x, D, Dt, du, sh, sw, dh, dw, pt, pl, need_dx, dx, acc):  # pragma: no cover - compiled
+    """dx (B, H, W, C) <- 0 then the scatter of du · D (if need_dx); acc (KH, KW, Wo·C·M) float64 += the per-column
+    products x · du (summed over columns by the caller into dD; the flat path keeps one accumulator per column)."""
+    B, H, W, C = x.shape
+    _, Ho, Wo, CM = du.shape
+    KH, KW = D.shape[0], D.shape[1]
+    M = CM // C
+    flat = sw == 1 and M == 1
+    x_rows = x.reshape(B, H, W * C)
+    dx_rows = dx.reshape(dx.shape[0], H, W * C)
+    for b in range(B):
+        if need_dx:
+            zero = dx_rows[b].reshape(H * W * C)
+            for k in range(H * W * C):
+                zero[k] = 0
+        for i in range(Ho):
+            du_row = du[b, i].reshape(Wo * CM)
+            for p in range(KH):
+                h = i * sh + p * dh - pt
+                if h < 0 or h >= H:
+                    continue
+                for q in range(KW):
+                    off = q * dw - pl
+                    j0 = 0
+                    while j0 < Wo and j0 * sw + off < 0:
+                        j0 += 1
+                    j1 = min(Wo, (W - 1 - off) // sw + 1) if W - 1 - off >= 0 else 0
+                    if j1 <= j0:
+                        continue
+                    a = acc[p, q]
+                    if flat:
+                        src = x_rows[b, h, (j0 + off) * C : (j1 + off) * C]
+                        g = du_row[j0 * C : j1 * C]
+                        a_part = a[j0 * C : j1 * C]
+                        for k in range(src.shape[0]):
+                            a_part[k] += src[k] * g[k]
+                        if need_dx:
+                            dst = dx_rows[b, h, (j0 + off) * C : (j1 + off) * C]
+                            d = Dt[p, q, j0 * C : j1 * C]
+                            for k in range(dst.shape[0]):
+                                dst[k] += g[k] * d[k]
+                    else:
+                        dpq = D[p, q]
+                        for j in range(j0, j1):
+                            w = j * sw + off
+                            xv = x[b, h, w]
+                            gv = du[b, i, j]
+                            for c in range(C):
+                                xc = xv[c]
+                                s = gv[c * M] * dpq[c * M]
+                                a[j * CM + c * M] += xc * gv[c * M]
+                                for m in range(1, M):
+                                    a[j * CM + c * M + m] += xc * gv[c * M + m]
+                                    s += gv[c * M + m] * dpq[c * M + m]
+                                if need_dx:
+                                    dx[b, h, w, c] += s
+    return dx
+
+
+def _depthwise_check(x, D, out_hw):
+    if x.ndim != 4 or D.ndim != 4 or D.shape[2] != x.shape[3]:
+        raise ValueError(f"depthwise_conv2d: x must be (B, H, W, C) and D (KH, KW, C, M), got {x.shape} and {D.shape}")
+    if min(out_hw) < 1:
+        raise ValueError(f"depthwise_conv2d: empty output {tuple(out_hw)} for x {x.shape}")
+
+
+def depthwise_conv2d_forward(x, D, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None) -> np.ndarray:
+    """u (B, Ho, Wo, C·M) for x (B, H, W, C) and D (KH, KW, C, M); no bias."""
+    KH, KW, C, M = D.shape
+    B, H, W, _ = x.shape
+    if out_hw is None:
+        out_hw = ((H + pads[0] - (KH - 1) * dilation[0] - 1) // strides[0] + 1,
+                  (W + pads[1] - (KW - 1) * dilation[1] - 1) // strides[1] + 1)  # fmt: skip
+    _depthwise_check(x, D, out_hw)
+    Ho, Wo = out_hw
+    x = np.ascontiguousarray(x)
+    Df = np.ascontiguousarray(D, dtype=x.dtype).reshape(KH, KW, C * M)
+    Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))  # Dt[p, q, j·C + c] = D[p, q, c] (flat path, M = 1)
+    u = np.empty((B, Ho, Wo, C * M), dtype=x.dtype)
+    args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
+    share_batch(lambda k, b0, b1: _dw_forward(x[b0:b1], Df, Dt, *args, u[b0:b1]), B, u.size * KH * KW, blas=False)
+    return u
+
+
+def depthwise_conv2d_backward(x, D, du, strides=(1, 1), dilation=(1, 1), pads=(0, 0), need_dx: bool = True):
+    """(dx (B, H, W, C) or None, dD (KH, KW, C, M)) for du (B, Ho, Wo, C·M). dD is accumulated in float64."""
+    KH, KW, C, M = D.shape
+    B, H, W, _ = x.shape
+    _depthwise_check(x, D, du.shape[1:3] if du.ndim == 4 else (0, 0))
+    if du.shape != (B, du.shape[1], du.shape[2], C * M):
+        raise ValueError(f"depthwise_conv2d: du {du.shape} does not match x {x.shape} and D {D.shape}")
+    Ho, Wo = du.shape[1:3]
+    x, du = np.ascontiguousarray(x), np.ascontiguousarray(du)
+    Df = np.ascontiguousarray(D, dtype=x.dtype).reshape(KH, KW, C * M)
+    Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))
+    dx = np.empty((B, H, W, C), dtype=du.dtype) if need_dx else np.empty((0, H, W, C), du.dtype)
+    args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
+    def piece(k, b0, b1):
+        acc = np.zeros((KH, KW, Wo * C * M), np.float64)
+        _dw_backward(x[b0:b1], Df, Dt, du[b0:b1], *args, need_dx, dx[b0:b1] if need_dx else dx, acc)
+        return acc
+
+    acc = sum(share_batch(piece, B, 2 * du.size * KH * KW, blas=False))
+    dD = acc.reshape(KH, KW, Wo, C, M).sum(axis=2).astype(x.dtype)
+    return (dx if need_dx else None), dD
+
+
+# --------------------------------------------------------------------------- pointwise (1×1) products
+def pointwise_forward(u: np.ndarray, P: np.ndarray, bias: np.ndarray | None = None,
+                      activation: int | None = None) -> np.ndarray:  # fmt: skip
+    """z = u @ P over the rows of u (..., K) for P (K, F): the 1×1 convolution of SeparableConv2D. With
+    ``activation`` (an activation code), y = act(z + bias) instead, applied to each piece right after its GEMM."""
+    rows = u.reshape(-1, u.shape[-1])
+    F = P.shape[1]
+    z = np.empty((rows.shape[0], F), dtype=u.dtype)
+    P = np.ascontiguousarray(P, dtype=u.dtype)
+    b = np.zeros(F, u.dtype) if bias is None else np.ascontiguousarray(bias, dtype=u.dtype)
+
+    def piece(k, r0, r1):
+        blas.grouped_matmul(rows[None, r0:r1], P[None], z[None, r0:r1])
+        if activation is not None:
+            _bias_activation(z[r0:r1], b, activation)
+
+    share_batch(piece, rows.shape[0], rows.size * F)
+    return z.reshape(*u.shape[:-1], F)
+
+
+def pointwise_backward(u: np.ndarray, P: np.ndarray, dz: np.ndarray, y: np.ndarray | None = None,
+                       activation: int | None = None):  # fmt: skip
+    """(du = dz @ Pᵀ, dP = Σ_rows uᵀ dz) for z = u @ P; rows split over the cores (dP summed over the pieces).
+
+    With ``activation`` (and y = act(z + b) the forward's output), ``dz`` is ∂L/∂y: each piece forms
+    ∂L/∂z = act'(y) ⊙ dz first, and the result is (du, dP, db) with db = Σ_rows ∂L/∂z (float64 sums)."""
+    F = P.shape[1]
+    rows, dz_rows = u.reshape(-1, u.shape[-1]), np.ascontiguousarray(dz).reshape(-1, F)
+    y_rows = None if y is None else np.ascontiguousarray(y, dtype=dz.dtype).reshape(-1, F)
+    du = np.empty(rows.shape, dtype=dz.dtype)
+    PT = np.ascontiguousarray(P.T, dtype=dz.dtype)
+
+    def piece(k, r0, r1):
+        g = dz_rows[r0:r1]
+        db = np.zeros(F, np.float64)
+        if activation is not None:
+            grad = np.empty(g.shape, dtype=g.dtype)
+            _activation_gradient(y_rows[r0:r1], g, activation, grad, db)
+            g = grad
+        blas.grouped_matmul(g[None], PT[None], du[None, r0:r1])
+        return blas.grouped_matmul(rows[None, r0:r1].transpose(0, 2, 1), g[None])[0], db
+
+    partial = share_batch(piece, rows.shape[0], 2 * rows.size * F)
+    dP, db = partial[0]
+    for other_dP, other_db in partial[1:]:
+        dP += other_dP
+        db += other_db
+    if activation is None:
+        return du.reshape(u.shape), dP
+    return du.reshape(u.shape), dP, db.astype(dz.dtype)

@@ -1,0 +1,181 @@
+r"""2-D max and average pooling kernels (channels-last) in numba, forward and backward.
+
+The math and symbols are those of :mod:`tinynn.kernels.reference.pooling2d` (read it first): window (i, j) holds
+the real pixels ``R_i × C_j``, max pooling pads with -∞ and routes a window's gradient to its first maximal pixel
+in row-major order (TF's MaxPoolGrad), average pooling divides by the number of real pixels ``n_ij``.
+
+Max pooling keeps no argmax: the backward finds each window's first maximum again from x and y (both kept by
+the layer anyway), so a forward pass writes nothing but y — inference pays nothing for the backward's
+bookkeeping. Every inner loop runs over the C channels of one pixel (contiguous, vectorised by LLVM); the
+comparisons are branch-free selects. The batch is shared out over the cores
+(:func:`tinynn.kernels.work_sharing.share_batch`).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .work_sharing import share_batch
+
+__all__ = ["avg_pool2d_backward", "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward"]
+
+
+
+@numba.njit(cache=True, nogil=True)
+def _window(i, S, P, pad, size):  # pragma: no cover - compiled
+    lo = i * S - pad
+    return max(lo, 0), min(lo + P, size)
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _max_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
+    B, H, W, C = x.shape
+    _, Ho, Wo, _ = y.shape
+    for b in range(B):
+        for i in range(Ho):
+            h0, h1 = _window(i, SH, PH, pt, H)
+            for j in range(Wo):
+                w0, w1 = _window(j, SW, PW, pl, W)
+                yv = y[b, i, j]
+                first = x[b, h0, w0]
+                for c in range(C):
+                    yv[c] = first[c]
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        xv = x[b, h, w]
+                        for c in range(C):
+                            v = xv[c]
+                            yv[c] = v if v > yv[c] else yv[c]
+    return y
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _max_bwd(x, y, dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover - compiled
+    """dx <- 0 (one sample at a time), then each window's dy added at its first pixel equal to y (row-major)."""
+    B, H, W, C = x.shape
+    _, Ho, Wo, _ = y.shape
+    routed = np.zeros(C, np.bool_)
+    for b in range(B):
+        dxb = dx[b].reshape(H * W * C)
+        for k in range(H * W * C):
+            dxb[k] = 0
+        for i in range(Ho):
+            h0, h1 = _window(i, SH, PH, pt, H)
+            for j in range(Wo):
+                w0, w1 = _window(j, SW, PW, pl, W)
+                yv, gv = y[b, i, j], dy[b, i, j]
+                for c in range(C):
+                    routed[c] = False
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        xv, dv = x[b, h, w], dx[b, h, w]
+                        for c in range(C):
+                            hit = (not routed[c]) and xv[c] == yv[c]
+                            dv[c] += gv[c] if hit else gv[c] * 0
+                            routed[c] = routed[c] or hit
+    return dx
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _avg_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
+    B, H, W, C = x.shape
+    _, Ho, Wo, _ = y.shape
+    for b in range(B):
+        for i in range(Ho):
+            h0, h1 = _window(i, SH, PH, pt, H)
+            for j in range(Wo):
+                w0, w1 = _window(j, SW, PW, pl, W)
+                yv = y[b, i, j]
+                for c in range(C):
+                    yv[c] = 0
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        xv = x[b, h, w]
+                        for c in range(C):
+                            yv[c] += xv[c]
+                n = yv.dtype.type((h1 - h0) * (w1 - w0))
+                for c in range(C):
+                    yv[c] /= n
+    return y
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _avg_bwd(dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover - compiled
+    B, H, W, C = dx.shape
+    _, Ho, Wo, _ = dy.shape
+    share = np.empty(C, dy.dtype)
+    for b in range(B):
+        dxb = dx[b].reshape(H * W * C)
+        for k in range(H * W * C):
+            dxb[k] = 0
+        for i in range(Ho):
+            h0, h1 = _window(i, SH, PH, pt, H)
+            for j in range(Wo):
+                w0, w1 = _window(j, SW, PW, pl, W)
+                n = dy.dtype.type((h1 - h0) * (w1 - w0))
+                gv = dy[b, i, j]
+                for c in range(C):
+                    share[c] = gv[c] / n
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        dv = dx[b, h, w]
+                        for c in range(C):
+                            dv[c] += share[c]
+    return dx
+
+
+def _check(in_hw, pool, strides, pads, out_hw):
+    (H, W), (PH, PW), (SH, SW), (pt, pl), (Ho, Wo) = in_hw, pool, strides, pads, out_hw
+    for size, P, S, pad, out in ((H, PH, SH, pt, Ho), (W, PW, SW, pl, Wo)):
+        if P < 1 or S < 1 or pad < 0 or out < 1 or pad >= P or (out - 1) * S - pad >= size:
+            raise ValueError(f"pool2d: inconsistent geometry input {tuple(in_hw)}, pool {tuple(pool)}, strides "
+                             f"{tuple(strides)}, pads {tuple(pads)}, output {tuple(out_hw)}")
+
+
+def _run(kernel, B: int, size: int, call: tuple):
+    """``kernel(*arrays, *args, out)`` on batch pieces (one per core for large inputs), ``call = (arrays, args,
+    out)``: the arrays and ``out`` are batch-major and sliced per piece."""
+    arrays, args, out = call
+    share_batch(lambda k, b0, b1: kernel(*[a[b0:b1] for a in arrays], *args, out[b0:b1]), B, 4 * size, blas=False)
+    return out
+
+
+def _geometry_args(pool, strides, pads):
+    return (int(pool[0]), int(pool[1]), int(strides[0]), int(strides[1]), int(pads[0]), int(pads[1]))
+
+
+def max_pool2d_forward(x, pool, strides, pads, out_hw) -> np.ndarray:
+    """y (B, Ho, Wo, C): each window's max over its real pixels."""
+    _check(x.shape[1:3], pool, strides, pads, out_hw)
+    x = np.ascontiguousarray(x)
+    y = np.empty((x.shape[0], *out_hw, x.shape[3]), dtype=x.dtype)
+    return _run(_max_fwd, x.shape[0], x.size, ((x,), _geometry_args(pool, strides, pads), y))
+
+
+def max_pool2d_backward(x, y, dy, pool, strides, pads) -> np.ndarray:
+    """dx (B, H, W, C): each window's dy at its first maximal pixel (row-major)."""
+    if y.shape != dy.shape or y.ndim != 4 or x.ndim != 4 or x.shape[0] != y.shape[0] or x.shape[3] != y.shape[3]:
+        raise ValueError(f"max_pool2d_backward: x {x.shape}, y {y.shape} and dy {dy.shape} do not fit")
+    _check(x.shape[1:3], pool, strides, pads, y.shape[1:3])
+    x, y, dy = (np.ascontiguousarray(a, dtype=x.dtype) for a in (x, y, dy))
+    dx = np.empty(x.shape, dtype=x.dtype)
+    return _run(_max_bwd, x.shape[0], x.size, ((x, y, dy), _geometry_args(pool, strides, pads), dx))
+
+
+def avg_pool2d_forward(x, pool, strides, pads, out_hw) -> np.ndarray:
+    """y (B, Ho, Wo, C): the mean of each window's real pixels."""
+    _check(x.shape[1:3], pool, strides, pads, out_hw)
+    x = np.ascontiguousarray(x)
+    y = np.empty((x.shape[0], *out_hw, x.shape[3]), dtype=x.dtype)
+    return _run(_avg_fwd, x.shape[0], x.size, ((x,), _geometry_args(pool, strides, pads), y))
+
+
+def avg_pool2d_backward(dy, in_hw, pool, strides, pads) -> np.ndarray:
+    """dx (B, H, W, C): dy[b,i,j,c] / n_ij spread over window (i, j)."""
+    if dy.ndim != 4:
+        raise ValueError(f"avg_pool2d_backward: dy must be (B, Ho, Wo, C), got {dy.shape}")
+    _check(in_hw, pool, strides, pads, dy.shape[1:3])
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty((dy.shape[0], *in_hw, dy.shape[3]), dtype=dy.dtype)
+    return _run(_avg_bwd, dy.shape[0], dx.size, ((dy,), _geometry_args(pool, strides, pads), dx))

@@ -1,0 +1,92 @@
+r"""2-D max and average pooling (channels-last) in plain NumPy, forward and backward.
+
+Symbols: x (B, H, W, C), pool (PH, PW), strides (SH, SW), ``(pt, pl)`` rows / columns of padding before the
+input (from :func:`tinynn.kernels.reference.conv2d.conv_output_size` with K = pool size, d = 1), y (B, Ho, Wo, C).
+Window (i, j) covers the pixels ``R_i × C_j`` with ``R_i = [i·SH - pt, i·SH - pt + PH) ∩ [0, H)`` and
+``C_j = [j·SW - pl, j·SW - pl + PW) ∩ [0, W)``: padding never takes part (for 'same' every window holds at
+least one real pixel).
+
+Max (padding acts as -∞). TF's MaxPoolGrad routes a window's whole gradient to its FIRST maximal pixel in
+row-major order (the smallest tap index p·PW + q)::
+
+    y[b,i,j,c]  = max_{(h,w) ∈ R_i × C_j} x[b,h,w,c]
+    dx[b,h,w,c] = Σ_{(i,j): (h,w) is the first maximum of window (i,j)} dy[b,i,j,c]
+
+Average ('same' divides by the number of real pixels, as TF does)::
+
+    n_ij        = |R_i| · |C_j|
+    y[b,i,j,c]  = Σ_{(h,w) ∈ R_i × C_j} x[b,h,w,c] / n_ij
+    dx[b,h,w,c] = Σ_{(i,j): (h,w) ∈ R_i × C_j} dy[b,i,j,c] / n_ij
+
+Each function loops over the PH·PW taps (p, q) of the window: for a fixed tap the pixels
+``(i·SH + p - pt, j·SW + q - pl)`` of all windows are one strided slice of the padded input. The numba versions:
+:mod:`tinynn.kernels.pooling2d`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .conv2d import pad_input, tap
+
+__all__ = ["avg_pool2d_backward", "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward"]
+
+_ONE = (1, 1)
+
+
+def max_pool2d_forward(x, pool, strides, pads, out_hw):
+    """y (B, Ho, Wo, C): the max of each window over its real pixels (the padding is -∞)."""
+    xp = pad_input(x, pads, out_hw, pool, strides, _ONE, value=-np.inf)
+    y = np.full((x.shape[0], *out_hw, x.shape[3]), -np.inf, dtype=x.dtype)
+    for p in range(pool[0]):
+        for q in range(pool[1]):
+            np.maximum(y, tap(xp, p, q, out_hw, strides, _ONE), out=y)
+    return y
+
+
+def max_pool2d_backward(x, y, dy, pool, strides, pads):
+    """dx (B, H, W, C): each window's dy goes to its first maximal pixel, taps visited in row-major order."""
+    B, H, W, C = x.shape
+    out_hw, (pt, pl) = y.shape[1:3], pads
+    xp = pad_input(x, pads, out_hw, pool, strides, _ONE, value=-np.inf)
+    dxp = np.zeros(xp.shape, dtype=dy.dtype)
+    routed = np.zeros(y.shape, dtype=bool)  # has window (b, i, j, c) sent its gradient already?
+    for p in range(pool[0]):
+        for q in range(pool[1]):
+            first = (tap(xp, p, q, out_hw, strides, _ONE) == y) & ~routed
+            tap(dxp, p, q, out_hw, strides, _ONE)[...] += np.where(first, dy, 0)
+            routed |= first
+    return dxp[:, pt : pt + H, pl : pl + W]
+
+
+def _window_sizes(in_hw, pool, strides, pads, out_hw):
+    """n (Ho, Wo, 1): the number of real pixels in each window."""
+    ones = np.ones((1, *in_hw, 1))
+    n = np.zeros((1, *out_hw, 1))
+    onesp = pad_input(ones, pads, out_hw, pool, strides, _ONE)
+    for p in range(pool[0]):
+        for q in range(pool[1]):
+            n += tap(onesp, p, q, out_hw, strides, _ONE)
+    return n[0]
+
+
+def avg_pool2d_forward(x, pool, strides, pads, out_hw):
+    """y (B, Ho, Wo, C): the mean of each window's real pixels."""
+    xp = pad_input(x, pads, out_hw, pool, strides, _ONE)
+    total = np.zeros((x.shape[0], *out_hw, x.shape[3]), dtype=x.dtype)
+    for p in range(pool[0]):
+        for q in range(pool[1]):
+            total += tap(xp, p, q, out_hw, strides, _ONE)
+    return (total / _window_sizes(x.shape[1:3], pool, strides, pads, out_hw)).astype(x.dtype)
+
+
+def avg_pool2d_backward(dy, in_hw, pool, strides, pads):
+    """dx (B, H, W, C): dy[b,i,j,c] / n_ij spread over window (i, j)."""
+    B, Ho, Wo, C = dy.shape
+    (H, W), (pt, pl) = in_hw, pads
+    share = (dy / _window_sizes(in_hw, pool, strides, pads, (Ho, Wo))).astype(dy.dtype)
+    dxp = pad_input(np.zeros((B, H, W, C), dy.dtype), pads, (Ho, Wo), pool, strides, _ONE)
+    for p in range(pool[0]):
+        for q in range(pool[1]):
+            tap(dxp, p, q, (Ho, Wo), strides, _ONE)[...] += share
+    return dxp[:, pt : pt + H, pl : pl + W]

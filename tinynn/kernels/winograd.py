@@ -1,0 +1,182 @@
+r"""3×3, stride-1 convolutions with Winograd's minimal filtering algorithm F(2×2, 3×3), in numba + BLAS.
+
+The math (read it first): :mod:`tinynn.kernels.reference.conv2d`, section "Winograd F(2×2, 3×3)". Every 2×2 block
+t of outputs reads a 4×4 input tile d_t; with U = G w Gᵀ (16 numbers per channel and filter) and
+V_t = Bᵀ d_t B (16 per channel), the block is Aᵀ [Σ_c U ⊙ V_t] A, and for each of the 16 positions ξ the sum over
+channels for all blocks is one matrix product::
+
+    M[ξ] = V[ξ] @ U[ξ]        V (16, blocks, C), U (16, C, F), M (16, blocks, F)
+
+That is 16 multiply-adds per block, channel and filter where the direct convolution (im2col) needs 4·9 = 36: 2.25×
+fewer FLOPs, for the price of the two transforms (additions only, numba, vectorised over the channels). The blocks
+run in chunks whose V and M stay in the cache (``CHUNK_BYTES``), images shared out over the cores with
+single-threaded BLAS calls (:func:`tinynn.kernels.work_sharing.share_batch`), as in :mod:`tinynn.kernels.conv2d`;
+the bias and activation are applied to each output while it is in the cache.
+
+The same routine gives the input gradient of such a convolution: dx is the 3×3 correlation of dz, padded by
+(2 - pt, 2 - pl), with the kernel turned by 180° and its channel axes swapped (:func:`winograd_conv2d_backward_data`).
+
+Rounding: the transforms' coefficients are 0, ±1 and ±½ (exact in binary); the float64 results agree with the direct
+convolution to ~1e-15 relative, float32 to a few 1e-7 (tests/test_conv2d_kernels.py, and the parity cases against
+Keras).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import blas
+from .fastmath import RELU, activate_row
+from .reference.conv2d import winograd_kernel_transform, winograd_tiles
+from .work_sharing import scratch as _scratch
+from .work_sharing import share_batch
+
+__all__ = ["input_transform", "output_transform", "winograd_conv2d", "winograd_conv2d_backward_data"]
+
+#: Scratch bytes (V and M of a chunk of blocks) per chunk.
+CHUNK_BYTES = 1 << 20
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _input_transform(x, pt, pl, TH, TW, t0, V):  # pragma: no cover - compiled
+    """V (16, T, C) <- Bᵀ d B for the tiles of blocks t0 .. t0+T-1 (block t = (b·TH + ti)·TW + tj)."""
+    B, H, W, C = x.shape
+    T = V.shape[1]
+    d = np.empty((4, 4, C), x.dtype)
+    e = np.empty((4, 4, C), x.dtype)
+    per_image = TH * TW
+    for t in range(T):
+        tt = t0 + t
+        b = tt // per_image
+        ti = (tt - b * per_image) // TW
+        tj = tt - b * per_image - ti * TW
+        h0, w0 = 2 * ti - pt, 2 * tj - pl
+        for r in range(4):
+            h = h0 + r
+            for s in range(4):
+                w = w0 + s
+                dv = d[r, s]
+                if 0 <= h < H and 0 <= w < W:
+                    xv = x[b, h, w]
+                    for c in range(C):
+                        dv[c] = xv[c]
+                else:
+                    for c in range(C):
+                        dv[c] = 0
+        for s in range(4):  # e = Bᵀ d (along the rows)
+            d0, d1, d2, d3 = d[0, s], d[1, s], d[2, s], d[3, s]
+            e0, e1, e2, e3 = e[0, s], e[1, s], e[2, s], e[3, s]
+            for c in range(C):
+                e0[c] = d0[c] - d2[c]
+                e1[c] = d1[c] + d2[c]
+                e2[c] = d2[c] - d1[c]
+                e3[c] = d1[c] - d3[c]
+        for i in range(4):  # V = e B (along the columns)
+            e0, e1, e2, e3 = e[i, 0], e[i, 1], e[i, 2], e[i, 3]
+            v0, v1, v2, v3 = V[4 * i, t], V[4 * i + 1, t], V[4 * i + 2, t], V[4 * i + 3, t]
+            for c in range(C):
+                v0[c] = e0[c] - e2[c]
+                v1[c] = e1[c] + e2[c]
+                v2[c] = e2[c] - e1[c]
+                v3[c] = e1[c] - e3[c]
+    return V
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compiled
+    """z[b, 2ti + i, 2tj + j] <- act((Aᵀ m A)[i, j] + bias) for blocks t0 .. t0+T-1 (code < 0: no bias, no act)."""
+    _, T, F = M.shape
+    _, Ho, Wo, _ = z.shape
+    r = np.empty((2, 4, F), M.dtype)
+    per_image = TH * TW
+    for t in range(T):
+        tt = t0 + t
+        b = tt // per_image
+        ti = (tt - b * per_image) // TW
+        tj = tt - b * per_image - ti * TW
+        for j in range(4):  # r = Aᵀ m (along the rows)
+            m0, m1, m2, m3 = M[j, t], M[4 + j, t], M[8 + j, t], M[12 + j, t]
+            r0, r1 = r[0, j], r[1, j]
+            for f in range(F):
+                r0[f] = m0[f] + m1[f] + m2[f]
+                r1[f] = m1[f] - m2[f] - m3[f]
+        for i in range(2):  # z = r A (along the columns)
+            h = 2 * ti + i
+            if h >= Ho:
+                continue
+            q0, q1, q2, q3 = r[i, 0], r[i, 1], r[i, 2], r[i, 3]
+            for jj in range(2):
+                w = 2 * tj + jj
+                if w >= Wo:
+                    continue
+                out = z[b, h, w]
+                if jj == 0:
+                    for f in range(F):
+                        out[f] = q0[f] + q1[f] + q2[f]
+                else:
+                    for f in range(F):
+                        out[f] = q1[f] - q2[f] - q3[f]
+                if code == RELU:
+                    for f in range(F):
+                        v = out[f] + bias[f]
+                        out[f] = v if v > 0 else v * 0
+                elif code >= 0:
+                    for f in range(F):
+                        out[f] += bias[f]
+                    activate_row(out, code)
+    return z
+
+
+def input_transform(x: np.ndarray, pads, tiles) -> np.ndarray:
+    """V (16, B·TH·TW, C): Bᵀ d B for every 4×4 tile (twin: ``reference.conv2d.winograd_input_transform``)."""
+    B, _, _, C = x.shape
+    V = np.empty((16, B * tiles[0] * tiles[1], C), dtype=x.dtype)
+    return _input_transform(np.ascontiguousarray(x), int(pads[0]), int(pads[1]), int(tiles[0]), int(tiles[1]), 0, V)
+
+
+def output_transform(M: np.ndarray, batch: int, out_hw) -> np.ndarray:
+    """z (B, Ho, Wo, F): Aᵀ m A for every block (twin: ``reference.conv2d.winograd_output_transform``)."""
+    TH, TW = winograd_tiles(out_hw)
+    z = np.empty((batch, *out_hw, M.shape[2]), dtype=M.dtype)
+    return _output_transform(np.ascontiguousarray(M), 0, TH, TW, np.zeros(M.shape[2], M.dtype), -1, z)
+
+
+def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarray | None = None,
+                    activation: int | None = None, workspace: dict | None = None) -> np.ndarray:  # fmt: skip
+    """z (B, Ho, Wo, F) = conv(x, Wk) for a (3, 3, C, F) kernel, stride 1, no dilation, one group; with
+    ``activation`` (a :func:`tinynn.kernels.fastmath.activation_code`) act(z + bias) instead."""
+    B, H, W, C = x.shape
+    if Wk.shape[:3] != (3, 3, C) or min(out_hw) < 1 or not (0 <= pads[0] <= 2 and 0 <= pads[1] <= 2):
+        raise ValueError(f"winograd_conv2d: needs a (3, 3, {C}, F) kernel, pads in [0, 2] and a non-empty output; got "
+                         f"kernel {Wk.shape}, pads {tuple(pads)}, output {tuple(out_hw)}")
+    F = Wk.shape[3]
+    x, ws = np.ascontiguousarray(x), {} if workspace is None else workspace
+    TH, TW = winograd_tiles(out_hw)
+    U = winograd_kernel_transform(Wk)  # (16, C, F)
+    code = -1 if activation is None else int(activation)
+    b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    z = np.empty((B, *out_hw, F), dtype=x.dtype)
+    per_image = TH * TW
+    step = max(1, CHUNK_BYTES // (16 * (C + F) * x.itemsize))
+    args = (int(pads[0]), int(pads[1]), TH, TW)
+
+    def piece(k, b0, b1):
+        for t0 in range(b0 * per_image, b1 * per_image, step):
+            n = min(b1 * per_image, t0 + step) - t0
+            V = _input_transform(x, *args, t0, _scratch(ws, f"V{k}", (16, n, C), x.dtype))
+            M = blas.grouped_matmul(V, U, _scratch(ws, f"M{k}", (16, n, F), x.dtype))
+            _output_transform(M, t0, TH, TW, b, code, z)
+
+    share_batch(piece, B, B * per_image * 16 * C * F)
+    return z
+
+
+def winograd_conv2d_backward_data(dz: np.ndarray, Wk: np.ndarray, in_hw, pads, workspace: dict | None = None):
+    """dx (B, H, W, C) of z = conv(x, Wk) (3×3, stride 1, pads (pt, pl) before): the correlation of dz, padded by
+    (2 - pt, 2 - pl), with ``Wrot[p, q, f, c] = Wk[2 - p, 2 - q, c, f]``::
+
+        dx[b,h,w,c] = Σ_{p,q,f} dz[b, h + pt - p, w + pl - q, f] · Wk[p,q,c,f]
+    """
+    Wrot = np.ascontiguousarray(Wk[::-1, ::-1].transpose(0, 1, 3, 2))
+    return winograd_conv2d(dz, Wrot, (2 - pads[0], 2 - pads[1]), in_hw, workspace=workspace)

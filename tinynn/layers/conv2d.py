@@ -1,0 +1,531 @@
+r"""Conv2D, DepthwiseConv2D and SeparableConv2D with Keras 3's names, defaults and weight layouts.
+
+Shared symbols: x (B, H, W, C) channels-last (``data_format='channels_first'`` inputs (B, C, H, W) are transposed
+to channels-last, computed, and the outputs/gradients transposed back; the weights are the same either way).
+(KH, KW) = kernel_size, (sh, sw) = strides, (dh, dw) = dilation_rate; per axis the receptive field is
+eff = (K-1)·d + 1, and the padding before (pt rows, pl columns) and the output size (Ho, Wo) follow TF's rule
+(:func:`tinynn.kernels.reference.conv2d.conv_output_size`)::
+
+    valid   pt = 0,                          Ho = ⌊(H - eff)/sh⌋ + 1   (Ho < 1 raises ValueError)
+    same    Ho = ⌈H/sh⌉, total = max((Ho-1)·sh + eff - H, 0), pt = ⌊total/2⌋ (the extra row at the bottom)
+
+``xp`` is x with that zero padding. The convolution itself is a cross-correlation:
+``conv(x, Wk)[b,i,j,f] = Σ_{p,q,c} xp[b, i·sh + p·dh, j·sw + q·dw, c] Wk[p,q,c,f]``.
+
+Code, reference first: :mod:`tinynn.kernels.reference.conv2d` (``conv2d_forward``, ``conv2d_backward_data``,
+``conv2d_backward_filter`` and their depthwise forms), which the 'reference' kernel mode runs together with the
+NumPy activation; fast: :mod:`tinynn.kernels.conv2d` (im2col + one GEMM per batch chunk for Conv2D, numba loops for
+the depthwise part) and the fused bias+activation of :mod:`tinynn.kernels.bias_activation` (the 'fast' mode).
+
+Masks: none of these layers supports masking (Keras drops the mask), so ``compute_mask`` returns None.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations, config
+from .. import initializers as _init
+from ..kernels import bias_activation as K_bias_act
+from ..kernels import conv2d as K_conv2d
+from ..kernels.fastmath import activation_code
+from ..kernels.reference import bias_activation as R_bias_act
+from ..kernels.reference import conv2d as R_conv2d
+from .arguments import data_format as standardize_data_format
+from .arguments import one_of, positive_int, positive_int_tuple
+from .base import InputSpec, Layer, format_shape
+
+
+class ImageLayer(Layer):
+    """A layer on images with a ``data_format``: channels_last (B, H, W, C) or channels_first (B, C, H, W).
+
+    The kernels work channels-last; ``_to_last`` / ``_from_last`` transpose at the layer's edges."""
+
+    data_format = "channels_last"
+
+    @property
+    def _channel_axis(self) -> int:
+        return -1 if self.data_format == "channels_last" else 1
+
+    @property
+    def _spatial_axes(self) -> tuple[int, int]:
+        return (1, 2) if self.data_format == "channels_last" else (2, 3)
+
+    def _to_last(self, a: np.ndarray) -> np.ndarray:
+        return a if self.data_format == "channels_last" else a.transpose(0, 2, 3, 1)
+
+    def _from_last(self, a: np.ndarray) -> np.ndarray:
+        return a if self.data_format == "channels_last" else a.transpose(0, 3, 1, 2)
+
+    def _check_rank(self, shape) -> None:
+        if len(shape) != 4:
+            layout = "(batch, rows, cols, channels)" if self.data_format == "channels_last" else \
+                "(batch, channels, rows, cols)"  # fmt: skip
+            raise ValueError(
+                f"{self.who} expects inputs of rank 4 {layout} for data_format={self.data_format!r}, got shape "
+                f"{format_shape(shape)}"
+            )
+
+    def _last(self, dy: np.ndarray) -> np.ndarray:
+        """An upstream gradient (checked by the layer protocol: the forward output's shape and dtype) channels-last
+        and C-contiguous, in the layer's dtype."""
+        return np.ascontiguousarray(self._to_last(dy), dtype=self.dtype)
+
+
+class _Conv2DBase(ImageLayer):
+    """Argument checks, geometry, data_format handling and the bias/activation tail shared by the family."""
+
+    _reference = False  # the kernel mode of the last forward call (its backward uses the same)
+    #: the activation code fused into the last forward's conv kernel (Conv2D, fast mode), else None
+    _fused: int | None = None
+
+    def __init__(self, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs):
+        super().__init__(**kwargs)
+        who = self.who
+        self.kernel_size = positive_int_tuple(kernel_size, 2, "kernel_size", who)
+        self.strides = positive_int_tuple(strides, 2, "strides", who)
+        self.dilation_rate = positive_int_tuple(dilation_rate, 2, "dilation_rate", who)
+        self.padding = one_of(padding, ("valid", "same"), "padding", who)
+        self.data_format = standardize_data_format(data_format, who)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self._ws: dict = {}  # reusable scratch buffers of the conv kernels (see tinynn.kernels.conv2d)
+
+    # ------------------------------------------------------------------ geometry
+    def _geometry(self, hw, shape) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((pt, pl), (Ho, Wo)) for an input of ``hw`` rows and columns; a ValueError naming the layer if the
+        padded input is smaller than the kernel's receptive field (an empty output)."""
+        pads, out = [], []
+        for axis, size, k, s, d in zip(("rows", "columns"), hw, self.kernel_size, self.strides, self.dilation_rate):
+            before, n = R_conv2d.conv_output_size(int(size), k, s, d, self.padding)
+            if n < 1:
+                eff = (k - 1) * d + 1
+                raise ValueError(
+                    f"{self.who}: input shape {format_shape(shape)} has {size} {axis}, but kernel_size="
+                    f"{self.kernel_size} with dilation_rate={self.dilation_rate} has a receptive field of {eff} "
+                    f"{axis}, so padding={self.padding!r}, strides={self.strides} would give an empty output; the "
+                    f"input needs >= {eff} {axis}"
+                )
+            pads.append(before)
+            out.append(n)
+        return (pads[0], pads[1]), (out[0], out[1])
+
+    def _check_shape(self, input_shape) -> int:
+        """Rank 4 with a known channel axis; returns the channel count (and checks the size if known)."""
+        self._check_rank(input_shape)
+        channels = input_shape[self._channel_axis]
+        if channels is None:
+            raise ValueError(f"{self.who} needs a known channel axis, got input shape {format_shape(input_shape)}")
+        hw = [input_shape[a] for a in self._spatial_axes]
+        if None not in hw:
+            self._geometry(hw, input_shape)
+        return int(channels)
+
+    def _spec(self, channels: int) -> InputSpec:
+        return InputSpec(ndim=4, axes={self._channel_axis: channels})
+
+    def prepare_input(self, x) -> np.ndarray:
+        x = super().prepare_input(x)
+        self._check_shape(x.shape)  # rank and size errors quote the real shape, before build and kernels
+        return x
+
+    def check_input(self, x: np.ndarray) -> None:
+        super().check_input(x)
+        self._geometry([x.shape[a] for a in self._spatial_axes], x.shape)
+
+    def _output_shape(self, input_shape, out_channels: int):
+        self._check_rank(input_shape)
+        hw = [input_shape[a] for a in self._spatial_axes]
+        out = (None, None) if None in hw else self._geometry(hw, input_shape)[1]
+        if self.data_format == "channels_last":
+            return (input_shape[0], *out, out_channels)
+        return (input_shape[0], out_channels, *out)
+
+    def _prepare(self, x: np.ndarray):
+        """x channels-last and C-contiguous (kept for the backward), its padding and output size, the kernel mode."""
+        x = np.ascontiguousarray(self._to_last(x))
+        self._x = x
+        self._pads, self._out_hw = self._geometry(x.shape[1:3], x.shape)
+        self._reference = config.kernel_mode() == "reference"
+        return x
+
+    # ------------------------------------------------------------------ bias + activation tail
+    def _finish(self, z: np.ndarray, bias) -> np.ndarray:
+        """y = act(z + b) for z the fresh channels-last convolution; caches what the backward needs; returns y in
+        data_format.
+
+        Reference mode: :func:`tinynn.kernels.reference.bias_activation.bias_activation_forward` (keeps z + b).
+        Fast mode: activations the numba kernels implement take one fused pass (:mod:`tinynn.kernels.bias_activation`)
+        that needs only y for the backward (``z + b`` is formed only if :attr:`logits` asks for it); other
+        activations add the bias in place and keep ``z + b`` for their derivative."""
+        if self._reference:
+            self._z, self._y = R_bias_act.bias_activation_forward(z, bias, self.activation)
+            self._z_bias = None
+            return self._from_last(self._y)
+        code = activation_code(self.activation)
+        if code is None:
+            z = z + bias if self.use_bias else z
+            self._y, self._z, self._z_bias = self.activation(z), z, None
+        else:
+            self._y = K_bias_act.bias_activation_forward(z, bias if self.use_bias else None, code)
+            self._z, self._z_bias = z, (np.array(bias) if self.use_bias else None)  # a copy: the optimizer updates b
+        return self._from_last(self._y)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dz = act'(z) ⊙ dy (and db = Σ dz in the same pass when fused), then :meth:`backward_from_logits`."""
+        dy = self._last(dy)
+        if self._fused is not None:
+            return self._backward_fused(dy)
+        if self._reference:
+            dz, db = R_bias_act.bias_activation_backward(self._z, self._y, dy, self.activation)
+            return self.backward_from_logits(self._from_last(dz), db=db if self.use_bias else None)
+        code = activation_code(self.activation)
+        if code is None:
+            dz = np.asarray(self.activation.backward(self._z, self._y, dy), dtype=self.dtype)
+            return self.backward_from_logits(self._from_last(dz))
+        dz, db = K_bias_act.bias_activation_backward(self._y, dy, code, self.use_bias)
+        return self.backward_from_logits(self._from_last(dz), db=db)
+
+    def _dz(self, dz) -> np.ndarray:
+        """dL/dz channels-last, C-contiguous, in the layer's dtype (activations may hand back a wider dtype)."""
+        return self._last(dz)
+
+    def _bias_gradient(self, dz: np.ndarray, db: np.ndarray | None) -> np.ndarray:
+        """db = Σ_{b,i,j} dz (dz channels-last), unless the fused backward already computed it."""
+        if db is not None:
+            return db
+        return dz.reshape(-1, dz.shape[-1]).sum(axis=0, dtype=np.float64).astype(self.dtype)
+
+    def _dx(self, dx: np.ndarray | None) -> np.ndarray | None:
+        """dx in data_format, or None when the model said the input needs no gradient."""
+        return None if dx is None else self._from_last(dx)
+
+    @property
+    def logits(self) -> np.ndarray:
+        """The pre-activation z + b of the last forward call (in data_format), which the models' cross-entropy
+        shortcut reads after a final sigmoid. A Conv2D or SeparableConv2D that fused its activation into the kernel
+        (fast mode; every numba activation but sigmoid) keeps only its output, so there it is known for 'linear'
+        alone."""
+        if self._fused is not None:
+            if self.activation.name == "linear":
+                return self._from_last(self._y)
+            raise ValueError(f"{self.who}: the logits of the last forward call were not kept: its "
+                             f"{self.activation.name!r} ran fused with the convolution (they are kept for 'sigmoid')")
+        z = self._z if self._z_bias is None else self._z + self._z_bias
+        return self._from_last(z)
+
+
+class Conv2D(_Conv2DBase):
+    r"""2-D convolution: ``Conv2D(filters, kernel_size, strides=(1, 1), padding='valid', data_format=None,
+    dilation_rate=(1, 1), groups=1, activation=None, use_bias=True, kernel_initializer='glorot_uniform',
+    bias_initializer='zeros')``.
+
+    Shapes: x (B, H, W, C), kernel Wk (KH, KW, C/G, F), bias b (F,), y (B, Ho, Wo, F); G = groups, Cg = C/G,
+    Fg = F/G, filter f belongs to group g(f) = f // Fg and reads input channels [g·Cg, (g+1)·Cg).
+
+    Forward::
+
+        z[b,i,j,f] = b[f] + Σ_{p,q} Σ_c xp[b, i·sh + p·dh, j·sw + q·dw, g(f)·Cg + c] · Wk[p,q,c,f]
+        y = act(z)
+
+    Backward, given dy (B, Ho, Wo, F)::
+
+        dz = act'(z) ⊙ dy
+        db[f]       = Σ_{b,i,j} dz[b,i,j,f]                                                 (F,)
+        dWk[p,q,c,f] = Σ_{b,i,j} xp[b, i·sh + p·dh, j·sw + q·dw, g(f)·Cg + c] · dz[b,i,j,f]    (KH, KW, Cg, F)
+        dx[b,h,w,g·Cg+c] = Σ_{(i,j,p,q): i·sh+p·dh-pt = h, j·sw+q·dw-pl = w} Σ_{f ∈ g} dz[b,i,j,f] · Wk[p,q,c,f]
+
+    Keras's errors: strides > 1 together with dilation_rate > 1, filters or input channels not divisible by
+    groups, an empty output (input smaller than the receptive field).
+    """
+
+    _config_keys = (
+        "filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups",
+        "activation", "use_bias", "kernel_initializer", "bias_initializer",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size,
+        strides=(1, 1),
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate=(1, 1),
+        groups: int = 1,
+        activation=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs)
+        who = self.who
+        self.filters = positive_int(filters, "filters", who)
+        self.groups = positive_int(groups, "groups", who)
+        if self.filters % self.groups:
+            raise ValueError(f"{who}: filters={self.filters} must be divisible by groups={self.groups}")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                f"{who}: strides > 1 not supported in conjunction with dilation_rate > 1 (as in Keras); got "
+                f"strides={self.strides} and dilation_rate={self.dilation_rate}"
+            )
+        self.kernel_initializer = _init.get(kernel_initializer)
+        self.bias_initializer = _init.get(bias_initializer)
+
+    def build(self, input_shape):
+        channels = self._check_shape(input_shape)
+        if channels % self.groups:
+            raise ValueError(
+                f"{self.who}: the {channels} input channels must be divisible by groups={self.groups} "
+                f"(input shape {format_shape(input_shape)})"
+            )
+        self.add_weight("kernel", (*self.kernel_size, channels // self.groups, self.filters), self.kernel_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer)
+        self.input_spec = self._spec(channels)
+
+    def compute_output_shape(self, input_shape):
+        return self._output_shape(input_shape, self.filters)
+
+    def forward(self, x, training=False, mask=None):
+        """z = conv(x, Wk) + b, y = act(z). Fast mode: the bias and a numba activation run inside the conv kernel,
+        chunk by chunk while the chunk is in the cache (except sigmoid, whose logits the models' loss shortcut
+        reads: that one keeps z)."""
+        x = self._prepare(x)
+        args = (self.strides, self.dilation_rate, self._pads, self._out_hw, self.groups)
+        bias = self.bias if self.use_bias else None
+        self._fused = None
+        if self._reference:
+            return self._finish(R_conv2d.conv2d_forward(x, self.kernel, *args), bias)
+        code = activation_code(self.activation)
+        if code is None or self.activation.name == "sigmoid":
+            z = K_conv2d.conv2d_forward(x, self.kernel, *args, workspace=self._ws)
+            return self._finish(z, bias)
+        self._y = K_conv2d.conv2d_forward(x, self.kernel, *args, workspace=self._ws, bias=bias, activation=code)
+        self._z = self._z_bias = None
+        self._fused = code
+        return self._from_last(self._y)
+
+    def _backward_fused(self, dy):
+        """dz = act'(y) ⊙ dy, db = Σ dz and the conv backward, chunk by chunk in one kernel (dy channels-last)."""
+        dx, dW, db = K_conv2d.conv2d_backward_fused(
+            self._x, self.kernel, self._y, dy, self._fused, self.strides, self.dilation_rate, self._pads, self.groups,
+            need_dx=self.input_gradient_needed, workspace=self._ws,
+        )  # fmt: skip
+        self.gradients = [dW, db] if self.use_bias else [dW]
+        return self._dx(dx)
+
+    def backward_from_logits(self, dz, db=None):
+        """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dWk, db], returns dx."""
+        dz = self._dz(dz)
+        geometry = (self.strides, self.dilation_rate, self._pads, self.groups)
+        if self._reference:
+            dx = R_conv2d.conv2d_backward_data(dz, self.kernel, self._x.shape[1:3], *geometry) \
+                if self.input_gradient_needed else None  # fmt: skip
+            dW = R_conv2d.conv2d_backward_filter(self._x, dz, self.kernel_size, *geometry)
+        else:
+            dx, dW = K_conv2d.conv2d_backward(self._x, self.kernel, dz, *geometry,
+                                              need_dx=self.input_gradient_needed, workspace=self._ws)  # fmt: skip
+        self.gradients = [dW, self._bias_gradient(dz, db)] if self.use_bias else [dW]
+        return self._dx(dx)
+
+
+class _DepthwiseMixin:
+    """The depthwise convolution u = Σ_{p,q} xp · D (no bias) through the kernels of the current mode."""
+
+    def _depthwise(self, x, D):
+        args = (self.strides, self.dilation_rate, self._pads, self._out_hw)
+        if self._reference:
+            return R_conv2d.depthwise_conv2d_forward(x, D, *args)
+        return K_conv2d.depthwise_conv2d_forward(x, D, *args)
+
+    def _depthwise_backward(self, D, du):
+        """(dx or None, dD) for du = ∂L/∂u (channels-last)."""
+        geometry = (self.strides, self.dilation_rate, self._pads)
+        need_dx = self.input_gradient_needed
+        if self._reference:
+            dx = R_conv2d.depthwise_conv2d_backward_data(du, D, self._x.shape[1:3], *geometry) if need_dx else None
+            return dx, R_conv2d.depthwise_conv2d_backward_filter(self._x, du, self.kernel_size, D.shape[3], *geometry)
+        return K_conv2d.depthwise_conv2d_backward(self._x, D, du, *geometry, need_dx=need_dx)
+
+
+class DepthwiseConv2D(_DepthwiseMixin, _Conv2DBase):
+    r"""Depthwise 2-D convolution: ``DepthwiseConv2D(kernel_size, strides=(1, 1), padding='valid',
+    depth_multiplier=1, data_format=None, dilation_rate=(1, 1), activation=None, use_bias=True,
+    depthwise_initializer='glorot_uniform', bias_initializer='zeros')``.
+
+    Shapes: x (B, H, W, C), kernel D (KH, KW, C, M) with M = depth_multiplier, bias b (C·M,), y (B, Ho, Wo, C·M).
+    Output channel c·M + m filters input channel c only.
+
+    Forward::
+
+        z[b,i,j,c·M+m] = b[c·M+m] + Σ_{p,q} xp[b, i·sh + p·dh, j·sw + q·dw, c] · D[p,q,c,m]
+        y = act(z)
+
+    Backward, given dy::
+
+        dz = act'(z) ⊙ dy
+        db[c·M+m]  = Σ_{b,i,j} dz[b,i,j,c·M+m]
+        dD[p,q,c,m] = Σ_{b,i,j} xp[b, i·sh + p·dh, j·sw + q·dw, c] · dz[b,i,j,c·M+m]
+        dx[b,h,w,c] = Σ_{(i,j,p,q) reading (h,w)} Σ_m dz[b,i,j,c·M+m] · D[p,q,c,m]
+
+    As in Keras 3, strides > 1 and dilation_rate > 1 may be combined here (Keras runs the dilated convolution
+    at stride 1 and subsamples, which is the formula above).
+    """
+
+    _config_keys = (
+        "kernel_size", "strides", "padding", "depth_multiplier", "data_format", "dilation_rate",
+        "activation", "use_bias", "depthwise_initializer", "bias_initializer",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        kernel_size,
+        strides=(1, 1),
+        padding: str = "valid",
+        depth_multiplier: int = 1,
+        data_format: str | None = None,
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias: bool = True,
+        depthwise_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs)
+        self.depth_multiplier = positive_int(depth_multiplier, "depth_multiplier", self.who)
+        self.depthwise_initializer = _init.get(depthwise_initializer)
+        self.bias_initializer = _init.get(bias_initializer)
+
+    def build(self, input_shape):
+        channels = self._check_shape(input_shape)
+        self.add_weight("kernel", (*self.kernel_size, channels, self.depth_multiplier), self.depthwise_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (channels * self.depth_multiplier,), self.bias_initializer)
+        self.input_spec = self._spec(channels)
+
+    def compute_output_shape(self, input_shape):
+        self._check_rank(input_shape)
+        return self._output_shape(input_shape, input_shape[self._channel_axis] * self.depth_multiplier)
+
+    def forward(self, x, training=False, mask=None):
+        x = self._prepare(x)
+        return self._finish(self._depthwise(x, self.kernel), self.bias if self.use_bias else None)
+
+    def backward_from_logits(self, dz, db=None):
+        """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dD, db], returns dx."""
+        dz = self._dz(dz)
+        dx, dD = self._depthwise_backward(self.kernel, dz)
+        self.gradients = [dD, self._bias_gradient(dz, db)] if self.use_bias else [dD]
+        return self._dx(dx)
+
+
+class SeparableConv2D(_DepthwiseMixin, _Conv2DBase):
+    r"""Depthwise-separable 2-D convolution: ``SeparableConv2D(filters, kernel_size, strides=(1, 1),
+    padding='valid', data_format=None, dilation_rate=(1, 1), depth_multiplier=1, activation=None, use_bias=True,
+    depthwise_initializer='glorot_uniform', pointwise_initializer='glorot_uniform', bias_initializer='zeros')``.
+
+    Shapes: x (B, H, W, C), depthwise kernel D (KH, KW, C, M), pointwise kernel P (1, 1, C·M, F), bias b (F,),
+    u (B, Ho, Wo, C·M) the depthwise output (no bias in between, as in Keras), y (B, Ho, Wo, F).
+
+    Forward::
+
+        u[b,i,j,c·M+m] = Σ_{p,q} xp[b, i·sh + p·dh, j·sw + q·dw, c] · D[p,q,c,m]     (DepthwiseConv2D, no bias)
+        z = u @ P[0,0] + b                                                           (one GEMM over B·Ho·Wo rows)
+        y = act(z)
+
+    Backward, given dy::
+
+        dz = act'(z) ⊙ dy
+        db = Σ_{b,i,j} dz                                   (F,)
+        dP[0,0] = Σ_{b,i,j} u[b,i,j]ᵀ dz[b,i,j]             (C·M, F)
+        du = dz @ P[0,0]ᵀ                                   (B, Ho, Wo, C·M)
+        dD[p,q,c,m] = Σ_{b,i,j} xp[b, i·sh + p·dh, j·sw + q·dw, c] · du[b,i,j,c·M+m]
+        dx[b,h,w,c] = Σ_{(i,j,p,q) reading (h,w)} Σ_m du[b,i,j,c·M+m] · D[p,q,c,m]
+
+    strides > 1 and dilation_rate > 1 may be combined (as in Keras 3).
+    """
+
+    _config_keys = (
+        "filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "depth_multiplier",
+        "activation", "use_bias", "depthwise_initializer", "pointwise_initializer", "bias_initializer",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size,
+        strides=(1, 1),
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate=(1, 1),
+        depth_multiplier: int = 1,
+        activation=None,
+        use_bias: bool = True,
+        depthwise_initializer="glorot_uniform",
+        pointwise_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs)
+        self.filters = positive_int(filters, "filters", self.who)
+        self.depth_multiplier = positive_int(depth_multiplier, "depth_multiplier", self.who)
+        self.depthwise_initializer = _init.get(depthwise_initializer)
+        self.pointwise_initializer = _init.get(pointwise_initializer)
+        self.bias_initializer = _init.get(bias_initializer)
+
+    def build(self, input_shape):
+        channels = self._check_shape(input_shape)
+        M = self.depth_multiplier
+        self.add_weight("depthwise_kernel", (*self.kernel_size, channels, M), self.depthwise_initializer)
+        self.add_weight("pointwise_kernel", (1, 1, channels * M, self.filters), self.pointwise_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer)
+        self.input_spec = self._spec(channels)
+
+    def compute_output_shape(self, input_shape):
+        return self._output_shape(input_shape, self.filters)
+
+    def forward(self, x, training=False, mask=None):
+        """u = depthwise(x; D), z = u P + b, y = act(z). Fast mode: the bias and a numba activation run inside the
+        1×1 product's pieces (except sigmoid, whose logits the models' loss shortcut reads: that one keeps z)."""
+        x = self._prepare(x)
+        u = self._depthwise(x, self.depthwise_kernel)
+        self._u = u
+        P = self.pointwise_kernel[0, 0]
+        bias = self.bias if self.use_bias else None
+        self._fused = None
+        if self._reference:
+            return self._finish((u.reshape(-1, u.shape[-1]) @ P).reshape(*u.shape[:3], self.filters), bias)
+        code = activation_code(self.activation)
+        if code is None or self.activation.name == "sigmoid":
+            return self._finish(K_conv2d.pointwise_forward(u, P), bias)
+        self._y = K_conv2d.pointwise_forward(u, P, bias, code)
+        self._z = self._z_bias = None
+        self._fused = code
+        return self._from_last(self._y)
+
+    def _backward_fused(self, dy):
+        """dz = act'(y) ⊙ dy and db inside the 1×1 product's backward pieces, then the depthwise backward."""
+        du, dP, db = K_conv2d.pointwise_backward(self._u, self.pointwise_kernel[0, 0], dy, self._y, self._fused)
+        dx, dD = self._depthwise_backward(self.depthwise_kernel, du)
+        self.gradients = [dD, dP[None, None], db] if self.use_bias else [dD, dP[None, None]]
+        return self._dx(dx)
+
+    def backward_from_logits(self, dz, db=None):
+        """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dD, dP, db], returns dx."""
+        dz = self._dz(dz)
+        P = self.pointwise_kernel[0, 0]
+        if self._reference:
+            u_rows, dz_rows = self._u.reshape(-1, P.shape[0]), dz.reshape(-1, self.filters)
+            du, dP = (dz_rows @ P.T).reshape(self._u.shape), u_rows.T @ dz_rows
+        else:
+            du, dP = K_conv2d.pointwise_backward(self._u, P, dz)
+        dP = dP[None, None]
+        dx, dD = self._depthwise_backward(self.depthwise_kernel, du)
+        grads = [dD, dP]
+        if self.use_bias:
+            grads.append(self._bias_gradient(dz, db))
+        self.gradients = grads
+        return self._dx(dx)

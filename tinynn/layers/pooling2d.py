@@ -1,0 +1,228 @@
+r"""2-D pooling layers with Keras 3's names and defaults.
+
+Symbols: x (B, H, W, C) channels-last (``data_format='channels_first'`` inputs (B, C, H, W) are transposed, as
+Keras's TF backend does), pool size (PH, PW), strides (SH, SW) (``strides=None`` means the pool size),
+y (B, Ho, Wo, C). Windows follow TF's padding rule per axis
+(:func:`tinynn.kernels.reference.conv2d.conv_output_size` with K = pool size, d = 1)::
+
+    valid   Ho = ⌊(H - PH)/SH⌋ + 1   (Ho < 1 raises ValueError)
+    same    Ho = ⌈H/SH⌉, total = max((Ho-1)·SH + PH - H, 0), pt = ⌊total/2⌋ (the extra row at the bottom)
+
+and window (i, j) holds the real pixels ``R_i × C_j`` (``R_i = [i·SH - pt, i·SH - pt + PH) ∩ [0, H)``, likewise
+for columns): max pooling pads with -∞, average pooling divides by the number of real pixels (the pads are
+excluded).
+
+Code, reference first: :mod:`tinynn.kernels.reference.pooling2d` (the 'reference' kernel mode), fast:
+:mod:`tinynn.kernels.pooling2d`. The global poolings are NumPy reductions in both modes.
+
+Masks: none of these layers supports masking (Keras drops the mask).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import config
+from ..kernels import pooling2d as K_pool2d
+from ..kernels.reference import conv2d as R_conv2d
+from ..kernels.reference import pooling2d as R_pool2d
+from .arguments import data_format as standardize_data_format
+from .arguments import one_of, positive_int_tuple
+from .base import InputSpec, format_shape
+from .conv2d import ImageLayer
+
+
+class _Pool2DBase(ImageLayer):
+    """Shared argument checks, data_format handling and geometry for the windowed poolings."""
+
+    _config_keys = ("pool_size", "strides", "padding", "data_format")
+
+    def __init__(self, pool_size, strides=None, padding: str = "valid", data_format: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        who = self.who
+        self.pool_size = positive_int_tuple(pool_size, 2, "pool_size", who)
+        self.strides = self.pool_size if strides is None else positive_int_tuple(strides, 2, "strides", who)
+        self.padding = one_of(padding, ("valid", "same"), "padding", who)
+        self.data_format = standardize_data_format(data_format, who)
+        self.input_spec = InputSpec(ndim=4)
+
+    def _geometry(self, hw, shape) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((pt, pl), (Ho, Wo)); a ValueError naming the layer and the shape if the output would be empty."""
+        pads, out = [], []
+        for axis, size, P, S in zip(("rows", "columns"), hw, self.pool_size, self.strides):
+            before, n = R_conv2d.conv_output_size(int(size), P, S, 1, self.padding)
+            if n < 1:
+                raise ValueError(
+                    f"{self.who}: input shape {format_shape(shape)} has {size} {axis}, fewer than pool_size="
+                    f"{self.pool_size}, so padding={self.padding!r}, strides={self.strides} would give an empty output"
+                )
+            pads.append(before)
+            out.append(n)
+        return (pads[0], pads[1]), (out[0], out[1])
+
+    def build(self, input_shape):
+        self._check_rank(input_shape)
+        hw = [input_shape[a] for a in self._spatial_axes]
+        if None not in hw:
+            self._geometry(hw, input_shape)
+
+    def prepare_input(self, x) -> np.ndarray:
+        x = super().prepare_input(x)
+        self.build(x.shape)  # only checks: rank and size errors quote the real shape, before any kernel
+        return x
+
+    def check_input(self, x: np.ndarray) -> None:
+        super().check_input(x)
+        self._geometry([x.shape[a] for a in self._spatial_axes], x.shape)
+
+    def compute_output_shape(self, input_shape):
+        self._check_rank(input_shape)
+        hw = [input_shape[a] for a in self._spatial_axes]
+        out = (None, None) if None in hw else self._geometry(hw, input_shape)[1]
+        if self.data_format == "channels_last":
+            return (input_shape[0], *out, input_shape[3])
+        return (input_shape[0], input_shape[1], *out)
+
+    def _prepare(self, x):
+        x = np.ascontiguousarray(self._to_last(x))
+        self._pads, self._out_hw = self._geometry(x.shape[1:3], x.shape)
+        self._in_hw = x.shape[1:3]
+        self._reference = config.kernel_mode() == "reference"
+        return x
+
+
+class MaxPooling2D(_Pool2DBase):
+    r"""``MaxPooling2D(pool_size=(2, 2), strides=None, padding='valid', data_format=None)``.
+
+    Forward::
+
+        y[b,i,j,c] = max_{(h,w) ∈ R_i × C_j} x[b,h,w,c]
+
+    Backward (each window's gradient goes to its first maximum in row-major order, as TF's MaxPoolGrad does)::
+
+        dx[b,h,w,c] = Σ_{(i,j): (h,w) is the first maximum of window (i,j) in channel c} dy[b,i,j,c]
+    """
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid", data_format: str | None = None,
+                 **kwargs):  # fmt: skip
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+    def forward(self, x, training=False, mask=None):
+        x = self._prepare(x)
+        args = (self.pool_size, self.strides, self._pads, self._out_hw)
+        y = R_pool2d.max_pool2d_forward(x, *args) if self._reference else K_pool2d.max_pool2d_forward(x, *args)
+        self._x, self._y = x, y
+        return self._from_last(y)
+
+    def backward(self, dy):
+        self.gradients = []
+        dy = self._last(dy)
+        args = (self._x, self._y, dy, self.pool_size, self.strides, self._pads)
+        return self._from_last(R_pool2d.max_pool2d_backward(*args) if self._reference
+                               else K_pool2d.max_pool2d_backward(*args))  # fmt: skip
+
+
+class AveragePooling2D(_Pool2DBase):
+    r"""``AveragePooling2D(pool_size, strides=None, padding='valid', data_format=None)`` (pool_size is required, as
+    in Keras).
+
+    Forward, with n_ij = |R_i|·|C_j| the number of real pixels in window (i, j)::
+
+        y[b,i,j,c] = Σ_{(h,w) ∈ R_i × C_j} x[b,h,w,c] / n_ij
+
+    Backward::
+
+        dx[b,h,w,c] = Σ_{(i,j): (h,w) ∈ R_i × C_j} dy[b,i,j,c] / n_ij
+    """
+
+    def __init__(self, pool_size, strides=None, padding: str = "valid", data_format: str | None = None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+    def forward(self, x, training=False, mask=None):
+        x = self._prepare(x)
+        args = (self.pool_size, self.strides, self._pads, self._out_hw)
+        y = R_pool2d.avg_pool2d_forward(x, *args) if self._reference else K_pool2d.avg_pool2d_forward(x, *args)
+        return self._from_last(y)
+
+    def backward(self, dy):
+        self.gradients = []
+        dy = self._last(dy)
+        args = (dy, self._in_hw, self.pool_size, self.strides, self._pads)
+        return self._from_last(R_pool2d.avg_pool2d_backward(*args) if self._reference
+                               else K_pool2d.avg_pool2d_backward(*args))  # fmt: skip
+
+
+class _GlobalPool2DBase(ImageLayer):
+    _config_keys = ("data_format", "keepdims")
+
+    def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = standardize_data_format(data_format, self.who)
+        self.keepdims = bool(keepdims)
+        self.input_spec = InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        self._check_rank(input_shape)
+
+    def prepare_input(self, x) -> np.ndarray:
+        x = super().prepare_input(x)
+        self._check_rank(x.shape)  # quoting the real shape
+        return x
+
+    def check_input(self, x: np.ndarray) -> None:
+        super().check_input(x)
+        if any(x.shape[a] == 0 for a in self._spatial_axes):
+            raise ValueError(f"{self.who} needs at least one pixel, got input shape {format_shape(x.shape)}")
+
+    def compute_output_shape(self, input_shape):
+        self._check_rank(input_shape)
+        if self.keepdims:
+            return tuple(1 if i in self._spatial_axes else s for i, s in enumerate(input_shape))
+        return tuple(s for i, s in enumerate(input_shape) if i not in self._spatial_axes)
+
+    def _keep(self, dy: np.ndarray) -> np.ndarray:
+        """dy (shape and dtype checked by the layer protocol) with the two spatial axes restored (size 1) for
+        broadcasting."""
+        return dy if self.keepdims else np.expand_dims(dy, self._spatial_axes)
+
+
+class GlobalMaxPooling2D(_GlobalPool2DBase):
+    r"""``GlobalMaxPooling2D(data_format=None, keepdims=False)``: max over the rows and columns.
+
+    Forward::  y[b,c] = max_{h,w} x[b,h,w,c]
+
+    Backward (tf.reduce_max's gradient: ties share the gradient equally)::
+
+        e[b,h,w,c] = [x[b,h,w,c] = y[b,c]],   n[b,c] = Σ_{h,w} e[b,h,w,c]
+        dx[b,h,w,c] = e[b,h,w,c] / n[b,c] · dy[b,c]
+    """
+
+    def forward(self, x, training=False, mask=None):
+        axes = self._spatial_axes
+        y = x.max(axis=axes, keepdims=True)
+        e = (x == y).astype(x.dtype)
+        self._share = e / e.sum(axis=axes, keepdims=True)
+        return y if self.keepdims else np.squeeze(y, axes)
+
+    def backward(self, dy):
+        self.gradients = []
+        return self._share * self._keep(dy)
+
+
+class GlobalAveragePooling2D(_GlobalPool2DBase):
+    r"""``GlobalAveragePooling2D(data_format=None, keepdims=False)``: mean over the rows and columns.
+
+    Forward::  y[b,c] = Σ_{h,w} x[b,h,w,c] / (H·W)
+
+    Backward::  dx[b,h,w,c] = dy[b,c] / (H·W)
+    """
+
+    def forward(self, x, training=False, mask=None):
+        self._in_shape = x.shape
+        return x.mean(axis=self._spatial_axes, keepdims=self.keepdims)
+
+    def backward(self, dy):
+        self.gradients = []
+        dy = self._keep(dy)
+        H, W = (self._in_shape[a] for a in self._spatial_axes)
+        return np.broadcast_to(dy / dy.dtype.type(H * W), self._in_shape).copy()
