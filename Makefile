@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test test-thorough parity parity-backends mutation bench lint clean
+.PHONY: demo test test-backends test-thorough parity parity-backends mutation bench lint clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ demo: $(VENV)/.examples
 test: $(VENV)/.test
 	$(PY) -m ruff check tinynn parity tests examples benchmarks
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -p no:cacheprovider tests parity/cases
+
+# python -m parity --backend all end to end (each Keras backend in its own process; over a minute, so not in test)
+test-backends: $(VENV)/.test
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -p no:cacheprovider -m backends tests/parity
 
 test-thorough: $(VENV)/.test
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q tests parity/cases

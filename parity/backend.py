@@ -31,7 +31,7 @@ import numpy as np
 BACKENDS = ("tensorflow", "jax", "torch")
 DEFAULT = "tensorflow"
 #: what every backend needs, by import name -> pip name
-COMMON_PACKAGES = {"pytest": "pytest", "hypothesis": "hypothesis", "keras": "keras", "h5py": "h5py"}
+COMMON_PACKAGES = {"pytest": "pytest", "hypothesis": "hypothesis", "keras": "keras", "h5py": "h5py", "PIL": "pillow"}
 BACKEND_PACKAGES = {"tensorflow": {"tensorflow": "tensorflow-cpu"}, "jax": {"jax": "jax", "jaxlib": "jaxlib"},
                     "torch": {"torch": "torch"}}
 

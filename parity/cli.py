@@ -143,8 +143,9 @@ def runtime_coverage(rec: recorder.Recorder, required: list[str]) -> dict[str, d
             for name in {r.layer} | _nested_layers(r.config):
                 if name in table:
                     table[name]["layer"] += 1
-        elif r.kind == "training":
-            for name in set(_layer_chain(r.layer)):
+        elif r.kind == "training":  # a chain in the label, or a graph's layer classes in config["layers"]
+            listed = r.config.get("layers", []) if isinstance(r.config, dict) else []
+            for name in set(_layer_chain(r.layer)) | set(listed):
                 if name in table:
                     table[name]["training"] += 1
     return table
@@ -244,10 +245,11 @@ def run_all_backends(args: argparse.Namespace) -> int:
         print(f"{name}: {docs[name].get('summary', {}).get('text', '')}")
     if merged["differences"]:
         print("\nbackend differences (tinynn matches Keras on TensorFlow; Keras on this backend computes something "
-              "else, by at least 'gap' relative, returns another dtype, or raises):")
+              "else, by at least 'gap' relative, returns another dtype or non-finite values, or raises):")
         for d in merged["differences"]:
             what = {"gap": f"gap ≥ {report.fmt(d['keras_gap_at_least'])} (tol {d['tolerance']:.0e})",
-                    "dtype": "another output dtype", "error": "Keras raises"}[d["kind"]]
+                    "dtype": "another output dtype", "error": "Keras raises",
+                    "nonfinite": "NaN or inf where Keras on TensorFlow is finite"}[d["kind"]]
             print(f"  {d['backend']}: {d['layer']} {d['check']} ({d['dtype']}) {what}; {d['nodeid']} {d['example']}")
     failures = [(r, b) for r in merged["rows"] for b, c in r["cells"].items() if c["result"] == "FAIL"]
     for r, b in failures:

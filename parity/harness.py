@@ -394,11 +394,10 @@ def _build_keras(keras_layer, x, mask, call_kwargs, xla=False):
 def list_input_parity(layer, xs: list, *, seed: int = 0, mask=None, training: bool = False,
                       keras_layer=None) -> LayerReport:
     """:func:`layer_parity` for a layer called on a list of inputs (the merge layers): outputs, each input's
-    gradient, every weight gradient and the output mask, against Keras on the current backend. Input masks
-    reach Keras as its merge layers read them, on the input tensors (``backend.set_keras_mask``)."""
-    from keras import ops
-    from keras.src import backend as keras_backend
-
+    gradient, every weight gradient and the output mask, against Keras on the current backend, with the same
+    rules (a float32 case against Keras's float64 twin, strict pairing, Keras errors recorded under
+    :func:`keep_going`). Input masks reach Keras as its merge layers read them, on the input tensors
+    (``set_keras_mask``; on JAX and torch Keras keeps them in a table keyed by the tensor)."""
     rng = np.random.default_rng(seed)
     dtype = layer.dtype
     layer(xs, training=training, mask=mask)
@@ -406,39 +405,77 @@ def list_input_parity(layer, xs: list, *, seed: int = 0, mask=None, training: bo
     ours_out = layer(xs, training=training, mask=mask)
     ours_mask = layer.compute_mask(xs, mask)
     upstream = rng.standard_normal(np.shape(ours_out))
-    ours_dx = layer.backward(upstream.astype(dtype))
+    ours_dx = list(layer.backward(upstream.astype(dtype)))
     ours_dw = list(layer.gradients)
 
-    if keras_layer is None:
-        keras_layer = bridge.keras_layer_for(layer)
-    keras_layer([backend.tensor(x) for x in xs])
+    report = LayerReport(type(layer).__name__, layer.get_config(), dtype)
+    try:
+        if keras_layer is None:
+            keras_layer = bridge.keras_layer_for(layer)
+        ref = _keras_list_run(keras_layer, xs, weights, upstream, mask, training)
+        ref64 = None
+        if dtype == "float32":
+            twin = keras_float64_twin(keras_layer)
+            if twin is not None:
+                ref64 = _keras_list_run(twin, [_as_float64(x) for x in xs], [_as_float64(w) for w in weights],
+                                        upstream, mask, training)
+    except Exception as error:  # noqa: BLE001 - only Keras runs in there
+        if not keep_going():
+            raise
+        report.checks.append(keras_error_check(error))
+        recorder.note_report(report, "layer")
+        return report
+
+    def cmp(what, ours, key, k=None):
+        r = ref[key] if k is None else ref[key][k]
+        if ref64 is None:
+            return compare(what, ours, r, dtype)
+        r64 = ref64[key] if k is None else ref64[key][k]
+        scale = result_scale(ref64["dw"]) if key == "dw" else None  # the weight gradients are one result
+        return compare(what, ours, r, dtype, ref64=r64, scale=scale)
+
+    checks = report.checks
+    checks.append(cmp("forward", ours_out, "output"))
+    checks.append(dtype_check("forward dtype", np.asarray(ours_out).dtype, ref["output"].dtype))
+    for k, (d, r) in enumerate(paired("input gradients", ours_dx, ref["dx"], checks)):
+        if r is not None:
+            checks.append(cmp(f"dx[{k}]", d, "dx", k))
+    for k, (g, r) in enumerate(paired("weight gradients", ours_dw, ref["dw"], checks)):
+        if r is None:  # Keras: no gradient reaches this weight
+            ref["dw"][k] = 0 * g
+            if ref64 is not None:
+                ref64["dw"][k] = 0 * g
+        checks.append(cmp(f"d {weight_label(layer.weight_names[k].split('/', 1)[-1])}", g, "dw", k))
+    ref_mask = ref["mask"]
+    if (ours_mask is None) != (ref_mask is None):
+        checks.append(Check(f"output mask {ours_mask is not None} vs Keras {ref_mask is not None}", np.inf, np.inf,
+                            0.0))
+    elif ours_mask is not None:
+        checks.append(compare("output mask", np.asarray(ours_mask, float), np.asarray(ref_mask, float), dtype))
+    recorder.note_report(report, "layer")
+    return report
+
+
+def _keras_list_run(keras_layer, xs, weights, upstream, mask, training) -> dict:
+    """Keras's output, input gradients, weight gradients and output mask for ``L = ⟨upstream, y⟩`` of a layer
+    called on the list ``xs`` (built, then given ``weights``)."""
+    from keras import ops
+    from keras.src import backend as keras_backend
+
+    if not keras_layer.built:
+        keras_layer([backend.tensor(x) for x in xs])
     keras_layer.set_weights(weights)
     masks = None if mask is None else [None if m is None else backend.tensor(m) for m in mask]
     g = backend.tensor(np.asarray(upstream, dtype=np.float64))
 
     def loss_fn(*xs_t):
         if masks is not None:
-            for x_t, m_t in zip(xs_t, masks):
+            for x_t, m_t in zip(xs_t, masks, strict=True):
                 keras_backend.set_keras_mask(x_t, m_t)
         out = keras_layer(list(xs_t), training=training)
         return ops.sum(ops.cast(out, "float64") * g), out
 
-    out, ref_dx, ref_dw = backend.gradients(loss_fn, [backend.tensor(x) for x in xs], keras_layer.trainable_weights)
-    ref_mask = None if masks is None else keras_layer.compute_mask([backend.tensor(x) for x in xs], masks)
-
-    report = LayerReport(type(layer).__name__, layer.get_config(), dtype)
-    report.checks.append(compare("forward", ours_out, backend.numpy(out), dtype))
-    for k, (d, r) in enumerate(paired("input gradients", list(ours_dx), list(ref_dx), report.checks)):
-        if r is not None:
-            report.checks.append(compare(f"dx[{k}]", d, backend.numpy(r), dtype))
-    for name, g_ours, r in zip(layer.weight_names, ours_dw, ref_dw):
-        ref = 0 * g_ours if r is None else backend.numpy(r)
-        report.checks.append(compare(f"d {name.split('/', 1)[-1]}", g_ours, ref, dtype))
-    if (ours_mask is None) != (ref_mask is None):
-        report.checks.append(Check(f"output mask {ours_mask is not None} vs Keras {ref_mask is not None}",
-                                   np.inf, np.inf, 0))
-    elif ours_mask is not None:
-        report.checks.append(compare("output mask", np.asarray(ours_mask, float),
-                                     np.asarray(backend.numpy(ref_mask), float), dtype))
-    recorder.note_report(report, "layer")
-    return report
+    out, dx, dw = backend.gradients(loss_fn, [backend.tensor(x) for x in xs], keras_layer.trainable_weights)
+    out_mask = None if masks is None else keras_layer.compute_mask([backend.tensor(x) for x in xs], masks)
+    return {"output": backend.numpy(out), "dx": [backend.numpy(d) for d in dx], "dw": [backend.numpy(d) for d in dw],
+            "mask": backend.numpy(out_mask)}

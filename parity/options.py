@@ -18,6 +18,14 @@ real run) and returns the drawn arguments; :func:`missing` lists the claimed val
 (12 derandomized examples plus the explicit ``@example``s: what ``make test`` runs);
 ``tests/parity/test_option_coverage.py`` asserts nothing is missing. Where 12 draws miss a value, add an
 ``@example`` (:func:`examples` applies several built from one base case).
+
+A property under ``@pytest.mark.parametrize`` is one property per parameter set, as pytest runs it: each set
+is recorded on its own (``file::test[name=Maximum]``) with the parameters passed through to the body like
+drawn arguments, so a :func:`covers` function can read them. The parameters themselves are claimed too,
+and trivially reached. A property that draws inside its body (``st.data()``) is recorded by running its
+body for real: hypothesis's choices depend on those draws, so a stub would see other examples than a real run.
+Values drawn inside the body are still invisible to the claims: draw the options as ``@given`` arguments and
+keep ``st.data()`` for the data itself.
 """
 
 from __future__ import annotations
@@ -114,10 +122,11 @@ def _field(name: str, fn: Callable) -> Callable:
     return lambda kw: fn(kw[name])
 
 
-def claims(test) -> dict[str, tuple[Callable, list]]:
-    """Every option a ``@given`` test claims: from its strategies, plus those declared with :func:`covers`."""
+def claims(test, params: dict | None = None) -> dict[str, tuple[Callable, list]]:
+    """Every option a ``@given`` test claims: from its strategies, plus those declared with :func:`covers`
+    (and, for a parametrized test run with ``params``, each parameter's value)."""
     handle = test.hypothesis
-    out = {}
+    out = {name: (lambda kw, _n=name: kw[_n], [value]) for name, value in (params or {}).items()}
     for name, strategy in handle._given_kwargs.items():
         out.update(strategy_claims(name, strategy))
     out.update(getattr(test, CLAIMS_ATTR, {}))
@@ -135,12 +144,45 @@ def _same(a, b) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- drawing
-def drawn(test, run_body: bool = False) -> list[dict]:
+def parametrizations(test) -> list[dict]:
+    """The parameter sets pytest runs a test with: the cartesian product of its ``@pytest.mark.parametrize``
+    marks (``[{}]`` without any)."""
+    sets: list[dict] = [{}]
+    for mark in getattr(test, "pytestmark", []):
+        if mark.name != "parametrize":
+            continue
+        names = mark.args[0] if mark.args else mark.kwargs["argnames"]
+        values = mark.args[1] if len(mark.args) > 1 else mark.kwargs["argvalues"]
+        names = [n.strip() for n in names.split(",") if n.strip()] if isinstance(names, str) else list(names)
+        rows = []
+        for value in values:
+            value = getattr(value, "values", value) if type(value).__name__ == "ParameterSet" else \
+                (value,) if len(names) == 1 else value
+            rows.append(dict(zip(names, value, strict=True)))
+        sets = [{**s, **row} for s in sets for row in rows]
+    return sets
+
+
+def draws_in_body(test) -> bool:
+    """True for a ``@given`` test with an ``st.data()`` argument (it draws inside its body)."""
+    from hypothesis.strategies._internal.core import DataStrategy
+
+    return any(isinstance(_unwrap(s), DataStrategy) for s in test.hypothesis._given_kwargs.values())
+
+
+def param_id(params: dict) -> str:
+    """``[name=Maximum]``-style suffix of a parameter set ('' for none)."""
+    return "[" + ", ".join(f"{k}={v}" for k, v in params.items()) + "]" if params else ""
+
+
+def drawn(test, run_body: bool = False, params: dict | None = None) -> list[dict]:
     """The arguments of every example the test runs under the active hypothesis profile (explicit
-    ``@example``s first). The body is not run unless ``run_body`` (then it runs as in a real test)."""
+    ``@example``s first), with ``params`` (one of :func:`parametrizations`) passed through and included.
+    The body is not run unless ``run_body`` (then it runs as in a real test)."""
     handle = test.hypothesis
     inner = handle.inner_test
     seen: list[dict] = []
+    run_body = run_body or draws_in_body(test)
 
     @functools.wraps(inner)
     def recorder(*args, **kwargs):
@@ -151,17 +193,17 @@ def drawn(test, run_body: bool = False) -> list[dict]:
 
     handle.inner_test = recorder
     try:
-        test()
+        test(**(params or {}))
     finally:
         handle.inner_test = inner
     return seen
 
 
-def missing(test, draws: list[dict]) -> dict[str, list]:
+def missing(test, draws: list[dict], params: dict | None = None) -> dict[str, list]:
     """Claimed option values that no drawn example took (an option's function may return one value or a
-    set of values the example covers)."""
+    set of values the example covers); ``params``: the parameter set the draws were made with."""
     out = {}
-    for name, (fn, values) in claims(test).items():
+    for name, (fn, values) in claims(test, params).items():
         got = []
         for kw in draws:
             value = fn(kw)
@@ -191,13 +233,21 @@ def given_tests(directory: pathlib.Path | None = None) -> list[tuple[str, Callab
     return out
 
 
+def unfilled(test, params: dict | None = None) -> list[str]:
+    """Arguments of a ``@given`` test that neither hypothesis nor ``params`` fill (pytest fixtures): the
+    recorder cannot call such a test (the parity cases have none)."""
+    return [name for name, p in inspect.signature(test).parameters.items()
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in (params or {})]
+
+
 def runnable(test) -> bool:
-    """A ``@given`` test that needs no pytest fixture or parameter (the only kind the parity cases have)."""
-    return all(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in inspect.signature(test).parameters.values())
+    """A ``@given`` test whose every argument comes from hypothesis or its ``parametrize`` marks."""
+    return all(not unfilled(test, params) for params in parametrizations(test))
 
 
 def report(profile: str = "ci") -> dict:
-    """For every ``@given`` parity case: examples drawn under ``profile``, claimed options, missing values."""
+    """For every ``@given`` parity case (each parameter set of a parametrized one): examples drawn under
+    ``profile``, claimed options, missing values."""
     from hypothesis import settings
 
     from . import recorder
@@ -206,12 +256,15 @@ def report(profile: str = "ci") -> dict:
     settings.load_profile(profile)
     out = {}
     for test_id, test in given_tests():
-        if not runnable(test):
-            out[test_id] = {"error": f"needs arguments {list(inspect.signature(test).parameters)}"}
-            continue
-        draws = drawn(test)
-        out[test_id] = {"examples": len(draws), "claims": {k: len(v) for k, (_, v) in claims(test).items()},
-                        "missing": {k: [repr(x) for x in v] for k, v in missing(test, draws).items()}}
+        for params in parametrizations(test):
+            key = test_id + param_id(params)
+            if unfilled(test, params):
+                out[key] = {"error": f"needs arguments {unfilled(test, params)} (a pytest fixture?)"}
+                continue
+            draws = drawn(test, params=params)
+            out[key] = {"examples": len(draws),
+                        "claims": {k: len(v) for k, (_, v) in claims(test, params).items()},
+                        "missing": {k: [repr(x) for x in v] for k, v in missing(test, draws, params).items()}}
     return out
 
 

@@ -122,10 +122,11 @@ def _proven_differences(doc, reference_checks, reference_records) -> dict:
     """For one backend's run: row key -> list of its failing comparisons that prove a Keras backend
     difference against the reference run (see the module docstring), or None if a failure is unexplained.
 
-    Three kinds of proof, each on the very comparison (test, example, sequence number, check) the reference
+    Four kinds of proof, each on the very comparison (test, example, sequence number, check) the reference
     backend passed: a numeric gap beyond the tolerance (``keras_gap_at_least``); an output dtype other than
-    the reference Keras's (tinynn's is the same in both runs); Keras raising (``keras error``) where the
-    reference Keras computed results that tinynn matched."""
+    the reference Keras's (tinynn's is the same in both runs); non-finite values (NaN or inf) where the
+    reference Keras's agreed with tinynn's; Keras raising (``keras error``) where the reference Keras computed
+    results that tinynn matched."""
     per_row: dict[tuple, list | None] = {}
     for nodeid, example_id, seq, layer, dtype, kind, example, checks in doc.get("records", []):
         for what, max_abs, max_rel, tol, *_ in checks:
@@ -144,7 +145,12 @@ def _proven_differences(doc, reference_checks, reference_records) -> dict:
                 pass  # the reference backend did not pass this very comparison: nothing is proven
             elif what.startswith("forward") and " dtype: " in what:
                 proven = {**case, "kind": "dtype", "keras_gap_at_least": math.inf}
-            elif math.isfinite(max_abs) and max_rel > 0:
+            elif not math.isfinite(max_abs):
+                # tinynn computes the same values in both runs and matched the reference Keras there, non-finite
+                # entries included (NaN against NaN counts as equal): a NaN or inf error here means Keras on
+                # this backend returns a non-finite value where the reference Keras does not, or vice versa
+                proven = {**case, "kind": "nonfinite", "keras_gap_at_least": math.inf}
+            elif max_rel > 0:
                 bound = (max_abs - ref[0]) / (max_abs / max_rel)
                 if bound > tol:
                     proven = {**case, "keras_gap_at_least": bound}

@@ -15,3 +15,14 @@ from parity.ci import pytest_make_collect_report, pytest_runtest_makereport  # n
 
 recorder.register_profiles()
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``backends`` (the parity tool on every Keras backend, over a minute) run only when asked
+    for with ``-m backends`` (``make test-backends``), not in ``make test``."""
+    if "backends" in (config.option.markexpr or ""):
+        return
+    skipped = [item for item in items if item.get_closest_marker("backends")]
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)
+        items[:] = [item for item in items if not item.get_closest_marker("backends")]

@@ -3,16 +3,25 @@ random weights (biases included) and a random upstream gradient, over the whole 
 
 TensorFlow's CPU kernels cannot run a ``channels_first`` Conv1D (Conv2D supports NHWC only there): on the
 TensorFlow backend Keras's answer for it is computed under XLA (``tf.function(jit_compile=True)``), which
-compiles the same Keras layer call; JAX and torch run it natively."""
+compiles the same Keras layer call; JAX and torch run it natively.
+
+Keras 3 on TensorFlow (under XLA) adds a ``channels_first`` Conv1D's bias along the wrong axis whenever the number of
+filters equals the output length (the (F, L_out) output is square): ``test_keras_tf_channels_first_bias_bug`` shows
+it, and on TensorFlow those examples are compared with Keras's ``channels_last`` Conv1D of the same config and
+weights between two transposes (:class:`ViaChannelsLast`), which is what ``channels_first`` means.
+
+Conv1D (grouped too) runs in both of tinynn's kernel modes (``kernels``): 'fast' (the GEMM lowerings) and
+'reference' (the NumPy twins of ``tinynn.kernels.reference.conv``), each against Keras."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from parity import backend, bridge
 from parity.harness import layer_parity
 from parity.options import covers, examples
-from tinynn import layers
+from tinynn import config, layers
 
 # (No "elu": TF computes it in float32 as Eigen's vectorized exp(x) - 1, which near 0 is off by ~1e-4 relative,
 # so an example whose outputs are all tiny fails float32 parity for a reason that has nothing to do with the
@@ -36,8 +45,52 @@ def _effective_dilation(case: dict) -> int:
     return 1 if case["strides"] > 1 else case["dilation"]
 
 
+def keras_tf_bias_bug(layer, length: int) -> bool:
+    """Whether Keras on TensorFlow (XLA) adds this channels_first Conv1D's bias along the wrong axis: F == L_out."""
+    if layer.data_format != "channels_first" or not layer.use_bias or backend.current() != "tensorflow":
+        return False
+    return _l_out(layer, length) == layer.filters
+
+
+def _l_out(layer, length: int) -> int:
+    from tinynn.kernels.reference.conv import conv_padding
+
+    return conv_padding(length, layer.kernel_size[0], layer.strides[0], layer.dilation_rate[0], layer.padding)[2]
+
+
+def via_channels_last(layer):
+    """The Keras twin of a channels_first tinynn Conv1D computed as Keras's channels_last Conv1D between two
+    transposes (the same config, so the same weight layout)."""
+    config = bridge.keras_layer_for(layer).get_config()
+    return _via_channels_last_class()(conv=dict(config, data_format="channels_last"), dtype=config["dtype"])
+
+
+def _via_channels_last_class():
+    import keras
+    from keras import ops
+
+    class ViaChannelsLast(keras.layers.Layer):
+        """y = transpose(Conv1D_channels_last(transpose(x))): channels_first without the TF/XLA bias bug."""
+
+        def __init__(self, conv, **kwargs):
+            super().__init__(**kwargs)
+            self.conv_config = conv
+            self.conv = keras.layers.Conv1D.from_config(conv)
+
+        def build(self, input_shape):
+            self.conv.build((input_shape[0], input_shape[2], input_shape[1]))
+
+        def call(self, x):
+            return ops.transpose(self.conv(ops.transpose(x, (0, 2, 1))), (0, 2, 1))
+
+        def get_config(self):
+            return {**super().get_config(), "conv": self.conv_config}
+
+    return ViaChannelsLast
+
+
 def _conv1d_case(kernel_size, strides, dilation, padding, groups, group_channels, group_filters, extra_length,
-                 batch, data_format, activation, use_bias, dtype, seed):
+                 batch, data_format, activation, use_bias, dtype, seed, kernels):
     dilation = _effective_dilation(dict(strides=strides, dilation=dilation))
     length = _min_length(kernel_size, dilation, padding) + extra_length
     layer = layers.Conv1D(
@@ -46,7 +99,11 @@ def _conv1d_case(kernel_size, strides, dilation, padding, groups, group_channels
     )  # fmt: skip
     channels = groups * group_channels
     shape = (batch, length, channels) if data_format == "channels_last" else (batch, channels, length)
-    layer_parity(layer, _input(seed, shape, dtype), seed=seed, xla=data_format == "channels_first").assert_ok()
+    keras_layer = via_channels_last(layer) if keras_tf_bias_bug(layer, length) else None
+    with config.kernels(kernels):
+        report = layer_parity(layer, _input(seed, shape, dtype), seed=seed, xla=data_format == "channels_first",
+                              keras_layer=keras_layer)
+    report.assert_ok()
 
 
 CONV1D_OPTIONS = dict(
@@ -63,6 +120,7 @@ CONV1D_OPTIONS = dict(
     use_bias=st.booleans(),
     dtype=DTYPES,
     seed=st.integers(0, 2**16),
+    kernels=st.sampled_from(["fast", "reference"]),
 )
 PADDINGS = ["valid", "same", "causal"]
 # every padding with and without (effective) dilation: causal padding with dilation shifts by (k-1)·d
@@ -70,7 +128,7 @@ padding_dilated = (lambda case: (case["padding"], _effective_dilation(case) > 1)
                    [(p, d) for p in PADDINGS for d in (False, True)])
 CONV1D_BASE = dict(kernel_size=3, strides=1, dilation=2, padding="causal", group_channels=2, group_filters=2,
                    extra_length=3, batch=2, data_format="channels_last", activation="relu", use_bias=True,
-                   dtype="float64", seed=5)
+                   dtype="float64", seed=5, kernels="fast")
 
 
 @covers(padding_dilated=padding_dilated)
@@ -89,7 +147,8 @@ def test_conv1d_parity(**case):
 @examples(dict(CONV1D_BASE, groups=2), dict(), dict(groups=3, padding="same", data_format="channels_first",
                                                     dtype="float32"),
           dict(padding="valid", dilation=3, activation="tanh"),
-          dict(kernel_size=9, strides=3, group_channels=4, activation="softplus", extra_length=2))
+          dict(kernel_size=9, strides=3, group_channels=4, activation="softplus", extra_length=2),
+          dict(groups=3, activation="gelu", padding="same", kernels="reference", dtype="float32"))
 def test_grouped_conv1d_parity(**case):
     _conv1d_case(**case)
 
@@ -168,3 +227,34 @@ def test_separable_conv1d_parity(
 )
 def test_conv_shortest_inputs_parity(make, shape):
     layer_parity(make(), _input(0, shape, make().dtype), seed=1).assert_ok()
+
+
+@pytest.mark.parametrize("shape,filters,kernel_size", [((1, 1, 2), 2, 1), ((2, 2, 4), 4, 1), ((2, 3, 5), 4, 2)])
+def test_keras_tf_channels_first_bias_bug(shape, filters, kernel_size):
+    """Keras 3 on TensorFlow, channels_first Conv1D with filters == output length, under XLA (TF's CPU kernels
+    cannot run channels_first at all): the bias lands on the time axis. tinynn agrees with Keras's own
+    channels_last layer on transposed data (a recorded parity comparison); Keras's channels_first answer on
+    TensorFlow is off by about the bias (checked here, outside the parity table). On the other backends Keras's
+    channels_first layer is compared directly. (When the TensorFlow check fails, Keras fixed the bug: drop the
+    workaround in ``_conv1d_case``.)"""
+    x = _input(3, shape, "float64")
+    layer = layers.Conv1D(filters, kernel_size, data_format="channels_first", dtype="float64")
+    assert _l_out(layer, shape[2]) == filters
+    if backend.current() != "tensorflow":
+        layer_parity(layer, x, seed=4).assert_ok()
+        return
+    layer_parity(layer, x, seed=4, keras_layer=via_channels_last(layer), xla=True).assert_ok()
+    import keras
+    import tensorflow as tf  # the TensorFlow backend's own bug, shown on TensorFlow
+
+    direct = keras.layers.Conv1D(filters, kernel_size, data_format="channels_first", dtype="float64")
+    direct.build(shape)
+    direct.set_weights(layer.get_weights())
+    keras_y = tf.function(direct, jit_compile=True)(tf.constant(x)).numpy()
+    ours = layer(x)
+    W, b = layer.get_weights()
+    by_definition = np.stack([np.einsum("bck,kcf->bf", x[:, :, t:t + kernel_size], W)
+                              for t in range(filters)], axis=-1) + b[None, :, None]
+    np.testing.assert_allclose(ours, by_definition, rtol=1e-12, atol=1e-12)
+    keras_err = np.abs(keras_y - by_definition).max()
+    assert keras_err > 0.1 * np.abs(b).max(), f"Keras on TensorFlow computes this case correctly now ({keras_err})"

@@ -3,12 +3,14 @@ weights (``set_weights``: the layer order is Keras's, so the lists line up), com
 
 - A two-input, two-output model with a shared layer, for each merge layer: both outputs, every weight gradient
   (the shared layer's summed over its two calls) and both input gradients for random upstream gradients,
-  against ``tf.GradientTape``. float64 ≤ 1e-10, float32 ≤ 1e-5 relative.
+  against Keras's gradients on the current backend (:func:`parity.model_vjp.model_vjp`). float64 ≤ 1e-10
+  relative; float32 ≤ 1e-5 against Keras's float64 twin of the same model, relative to the scale of the whole
+  result (all outputs, all input gradients, all weight gradients), as in :mod:`parity.harness`.
 - Training: a two-input, two-output model with a shared layer and every merge layer, ``loss_weights`` and
   metrics per output, 3 epochs (validation_split, shuffle=False): every History entry under Keras 3.15's own key
   names, and the final weights. float64 ≤ 1e-9, float32 ≤ 1e-4. Dict outputs with a dict of losses, too.
 - ``model.vjp`` with respect to an intermediate layer's output and to the input (float and masked-id models,
-  Sequential and functional) against ``tf.GradientTape``.
+  Sequential and functional) against Keras's gradients with respect to those tensors (``model_vjp``).
 - The 1D Grad-CAM heat map of ``examples/look_inside.py`` against the same computation on Keras's gradients.
 - The functional config: a Keras config read into tinynn and written back for Keras; predictions equal.
 """
@@ -21,8 +23,9 @@ import numpy as np
 import pytest
 
 import tinynn as tn
-from parity import recorder
-from parity.harness import Check, LayerReport, compare
+from parity import backend, recorder
+from parity.harness import Check, LayerReport, compare, paired, result_scale
+from parity.model_vjp import model_vjp
 from parity.training import TRAINING_TOLERANCE, keras_floatx, tinynn_floatx
 
 MERGES = {
@@ -83,11 +86,35 @@ def _twins(build, dtype, seed, *args):
     return ours, theirs
 
 
+def _keras64(build, theirs, *args):
+    """For a float32 case: Keras's float64 twin of ``theirs`` (the same weights, cast exactly), else None."""
+    import keras
+
+    if theirs.dtype != "float32" and not any(w.dtype == "float32" for w in theirs.weights):
+        return None
+    with keras_floatx("float64"):
+        twin = build(keras, "float64", *args)
+    twin.set_weights([np.asarray(w, np.float64) for w in theirs.get_weights()])
+    return twin
+
+
+def _check_result(report, labels, ours, ref, ref64, dtype, what):
+    """One result (all outputs, all input gradients, all weight gradients, ...) paired strictly with Keras's;
+    a float32 case against Keras's float64 result, relative to that whole result's scale."""
+    scale = None if ref64 is None else result_scale(ref64)
+    if ref64 is not None and len(ref64) != len(ref):
+        report.checks.append(Check(f"{what} count {len(ref)} vs float64 {len(ref64)}", np.inf, np.inf, 0.0))
+        return
+    for k, (o, r) in enumerate(paired(what, list(ours), list(ref), report.checks)):
+        if r is None:
+            continue
+        r64 = None if ref64 is None else ref64[k]
+        report.checks.append(compare(labels[k], o, r, dtype, ref64=r64, scale=scale))
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("merge", sorted(MERGES))
 def test_two_input_two_output_model_with_shared_layer(merge, dtype):
-    import tensorflow as tf
-
     ours, theirs = _twins(two_in_two_out, dtype, 7, merge)
     rng = np.random.default_rng(11)
     x = [rng.normal(size=(9, 6)).astype(dtype), rng.normal(size=(9, 4)).astype(dtype)]
@@ -95,28 +122,24 @@ def test_two_input_two_output_model_with_shared_layer(merge, dtype):
     upstream = [rng.standard_normal(y.shape) for y in y_ours]
     dx_ours = ours.backward([g.astype(dtype) for g in upstream])
     dw_ours = list(ours.gradients)
-    x_t = [tf.constant(v) for v in x]
-    with tf.GradientTape(persistent=True) as tape:
-        for v in x_t:
-            tape.watch(v)
-        y_ref = theirs(x_t)
-        loss = tf.add_n([tf.reduce_sum(tf.cast(y, tf.float64) * g) for y, g in zip(y_ref, upstream)])
-    dx_ref = tape.gradient(loss, x_t)
-    dw_ref = tape.gradient(loss, theirs.trainable_weights)
+    ref = model_vjp(theirs, x, upstream)
+    twin = _keras64(two_in_two_out, theirs, merge)
+    ref64 = None if twin is None else model_vjp(twin, [v.astype(np.float64) for v in x], upstream)
     report = LayerReport(f"Model(2 in, 2 out, shared Dense, {merge})", {"merge": merge}, dtype)
-    for k, (o, r) in enumerate(zip(y_ours, y_ref)):
-        report.checks.append(compare(f"forward[{k}]", o, r.numpy(), dtype))
-    for k, (d, r) in enumerate(zip(dx_ours, dx_ref)):
-        report.checks.append(compare(f"dx[{k}]", d, r.numpy(), dtype))
-    assert len(dw_ours) == len(dw_ref) == len(ours.weights)
-    for name, g, r in zip(ours.weight_names, dw_ours, dw_ref):
-        report.checks.append(compare(f"d {name}", g, r.numpy(), dtype))
+    pick = (lambda key: None) if ref64 is None else (lambda key: ref64[key])  # noqa: E731
+    _check_result(report, [f"forward[{k}]" for k in range(2)], y_ours, ref["outputs"], pick("outputs"), dtype,
+                  "outputs")
+    _check_result(report, [f"dx[{k}]" for k in range(2)], dx_ours, ref["dx"], pick("dx"), dtype, "input gradients")
+    _check_result(report, [f"d {n}" for n in ours.weight_names], dw_ours, ref["dw"], pick("dw"), dtype,
+                  "weight gradients")
     recorder.note_report(report, "layer")
     report.assert_ok()
 
 
-def _compare_fit(label, config, dtype, ours_history, ref_history, ours_weights, ref_weights, names):
+def _compare_fit(label, config, dtype, ours_history, ref_history, ours_weights, ref_weights, names, model=None):
     tol = TRAINING_TOLERANCE[dtype]
+    if model is not None:  # the graph's layer classes, for the run-time coverage of python -m parity
+        config = {**config, "layers": sorted({type(layer).__name__ for layer in model.layers})}
     report = LayerReport(label, config, dtype)
     if sorted(ours_history) != sorted(ref_history):
         report.checks.append(Check(f"history keys {sorted(ours_history)} vs {sorted(ref_history)}", np.inf, np.inf,
@@ -126,7 +149,8 @@ def _compare_fit(label, config, dtype, ours_history, ref_history, ours_weights, 
             o, r = np.asarray(ours_history[key], float), np.asarray(ref_history[key], float)
             diff = float(np.max(np.abs(o - r))) if o.shape == r.shape else np.inf
             report.checks.append(Check(f"history[{key!r}]", diff, diff / max(float(np.max(np.abs(r))), 1e-6), tol))
-    for name, w, r in zip(names, ours_weights, ref_weights):
+    for k, (w, r) in enumerate(paired("final weights", list(ours_weights), list(ref_weights), report.checks)):
+        name = names[k]
         diff = float(np.max(np.abs(w - r)))
         report.checks.append(Check(f"final {name}", diff, diff / max(float(np.max(np.abs(r))), 1e-6), tol))
     recorder.note_report(report, "training")
@@ -168,7 +192,7 @@ def test_functional_model_trains_like_keras(dtype):
     assert sorted(ref) == sorted(["loss", "score_loss", "kind_loss", "score_accuracy", "kind_mae", "val_loss",
                                   "val_score_loss", "val_kind_loss", "val_score_accuracy", "val_kind_mae", "evaluate"])
     report = _compare_fit("training Model(2 in, 2 out, shared Dense, every merge)", compile_kwargs, dtype, history, ref,
-                          ours.get_weights(), ref_weights, ours.weight_names)
+                          ours.get_weights(), ref_weights, ours.weight_names, model=ours)
     report.assert_ok()
 
 
@@ -220,22 +244,20 @@ def _float_model(lib, dtype):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", ["conv_text", "masked_lstm_text", "float_two_outputs"])
-def test_vjp_matches_gradient_tape(case, dtype):
-    """vjp with respect to an intermediate layer's output (and the input for float data) equals tape.gradient
-    of Σ_k ⟨δy_k, y_k⟩; weights, their gradients and the optimizer are untouched."""
-    import keras
-    import tensorflow as tf
-
+def test_vjp_matches_keras_gradients(case, dtype):
+    """vjp with respect to an intermediate layer's output (and the input for float data) equals Keras's gradient
+    of Σ_k ⟨δy_k, y_k⟩ with respect to those tensors; weights, their gradients and the optimizer are untouched."""
     rng = np.random.default_rng(21)
     if case == "float_two_outputs":
-        ours, theirs = _twins(lambda lib, d: _float_model(lib, d), dtype, 2)
+        build = _float_model
         x = rng.normal(size=(5, 7, 3)).astype(dtype)
         wrt_names = ["conv", "gru"]
     else:
-        ours, theirs = _twins(lambda lib, d: _text_model(lib, d, case == "masked_lstm_text"), dtype, 2)
+        build = lambda lib, d: _text_model(lib, d, case == "masked_lstm_text")  # noqa: E731
         x = rng.integers(1, 30, size=(5, 12))
         x[:, :4] = 0  # front padding: masked steps for the LSTM model
         wrt_names = ["emb", "mid"]
+    ours, theirs = _twins(build, dtype, 2)
     outs = ours.predict(x)
     outs = outs if isinstance(outs, list) else [outs]
     upstream = [rng.standard_normal(o.shape).astype(dtype) for o in outs]
@@ -252,21 +274,18 @@ def test_vjp_matches_gradient_tape(case, dtype):
     assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(grads_before, ours.gradients))
     assert ours.optimizer.iterations == 0
 
-    k_inputs = theirs.inputs
-    k_wrt = [theirs.get_layer(name).output for name in wrt_names]
-    probe = keras.Model(k_inputs, k_wrt + list(theirs.outputs))
-    x_t = tf.constant(x)
-    with tf.GradientTape() as tape:
-        if case == "float_two_outputs":
-            tape.watch(x_t)
-        values = probe(x_t)  # the intermediate tensors and the outputs of one recorded forward pass
-        feats, ys = values[:len(k_wrt)], values[len(k_wrt):]
-        loss = tf.add_n([tf.reduce_sum(tf.cast(y, tf.float64) * g) for y, g in zip(ys, upstream)])
-    targets = feats + ([x_t] if case == "float_two_outputs" else [])
-    ref = tape.gradient(loss, targets)
+    def keras_side(model, x_in):
+        r = model_vjp(model, x_in, upstream, wrt_layers=wrt_names)
+        return r["d_layers"] + (r["dx"] if case == "float_two_outputs" else [])
+
+    ref = keras_side(theirs, x)
+    twin = _keras64(build, theirs)
+    ref64 = None if twin is None else keras_side(twin, x.astype(np.float64) if case == "float_two_outputs" else x)
     report = LayerReport(f"vjp {case}", {"wrt": wrt_names}, dtype)
-    for name, g, r in zip(wrt_names + ["input"], got, ref):
-        report.checks.append(compare(f"vjp wrt {name}", g, r.numpy(), dtype))
+    labels = [f"vjp wrt {name}" for name in wrt_names + ["input"]]
+    # each wrt tensor's gradient is its own result (they are gradients with respect to different tensors)
+    for k, (g, r) in enumerate(paired("vjp results", list(got), ref, report.checks)):
+        _check_result(report, [labels[k]], [g], [r], None if ref64 is None else [ref64[k]], dtype, labels[k])
     recorder.note_report(report, "layer")
     report.assert_ok()
 
@@ -296,9 +315,8 @@ def _look_inside():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_grad_cam_1d_matches_keras(dtype):
     """The example's Grad-CAM (vjp of the score w.r.t. the Conv1D output, channel weights, heat map, spread onto
-    the words) against the same formula on Keras's GradientTape gradients, for both predicted classes."""
+    the words) against the same formula on Keras's gradients, for both predicted classes."""
     import keras
-    import tensorflow as tf
 
     look_inside, ts = _look_inside()
     with tinynn_floatx(dtype), keras_floatx(dtype):
@@ -310,20 +328,17 @@ def test_grad_cam_1d_matches_keras(dtype):
     heat, scores = look_inside.word_heat(ours, x)
 
     conv = theirs.layers[1]
-    probe = keras.Model(theirs.inputs, [conv.output, theirs.outputs[0]])
-    with tf.GradientTape() as tape:
-        A, y = probe(tf.constant(x))
-        sign = tf.where(y >= 0.5, 1.0, -1.0)  # the predicted class: "fresh" scores y, "rotten" scores 1 - y
-        score = tf.reduce_sum(tf.cast(y, tf.float64) * tf.cast(sign, tf.float64))
-    g = tape.gradient(score, A).numpy()
-    A = A.numpy()
+    A = backend.numpy(keras.Model(theirs.inputs, conv.output)(backend.tensor(x)))
+    y = backend.numpy(theirs(backend.tensor(x)))
+    sign = np.where(y >= 0.5, 1.0, -1.0)  # the predicted class: "fresh" scores y, "rotten" scores 1 - y
+    g = model_vjp(theirs, x, [sign], wrt_layers=[conv.name])["d_layers"][0]  # ∂(Σ sign·y)/∂A
     alpha = g.mean(axis=1, keepdims=True)
     cam = np.maximum(np.mean(A * alpha, axis=-1), 0.0)
     peak = cam.max(axis=1, keepdims=True)
     cam = np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
     ref = look_inside.spread_to_inputs(cam, conv.kernel_size[0], ts.MAX_LEN)
     report = LayerReport("Grad-CAM 1D (examples/look_inside.py)", {"model": "Embedding→Conv1D→GMP→Dense"}, dtype)
-    report.checks.append(compare("score", scores, y.numpy()[:, 0], dtype))
+    report.checks.append(compare("score", scores, y[:, 0], dtype))
     report.checks.append(compare("heat per word", heat, ref, dtype))
     recorder.note_report(report, "layer")
     report.assert_ok()
@@ -364,7 +379,9 @@ def test_functional_config_maps_to_keras_and_back(merge):
     rng = np.random.default_rng(2)
     x = [rng.normal(size=(4, 6)).astype("float32"), rng.normal(size=(4, 4)).astype("float32")]
     report = LayerReport(f"functional config ({merge})", {"merge": merge}, "float32")
-    for k, (a, b, c) in enumerate(zip(ours.predict(x), theirs.predict(x, verbose=0), back.predict(x, verbose=0))):
+    ours_y, theirs_y, back_y = ours.predict(x), theirs.predict(x, verbose=0), back.predict(x, verbose=0)
+    assert len(ours_y) == len(theirs_y) == len(back_y) == 2
+    for k, (a, b, c) in enumerate(zip(ours_y, theirs_y, back_y, strict=True)):
         report.checks.append(compare(f"keras→tinynn output[{k}]", a, b, "float32"))
         report.checks.append(compare(f"tinynn→keras output[{k}]", c, b, "float32"))
     recorder.note_report(report, "layer")

@@ -13,12 +13,18 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from parity.harness import layer_parity
+from parity.options import covers
 from tinynn import layers
 
 ELEMENTWISE = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"]
 DTYPES = st.sampled_from(["float64", "float32"])
 SHAPE_MODES = st.sampled_from(["same", "broadcast", "rank"])
 MASK_MODES = st.sampled_from(["none", "some", "all"])
+
+
+def applied_masks(kw) -> str:
+    """The masks an example really passes (inputs of different shapes get none)."""
+    return kw["mask_mode"] if kw["shape_mode"] == "same" else "none"
 
 
 def _inputs(rng, n, shape_mode, ties, dtype, batch=3, steps=4, channels=5):
@@ -48,6 +54,9 @@ def _masks(rng, xs, mask_mode):
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
+@covers(ties_masks=(lambda kw: (kw["ties"], applied_masks(kw)), [(t, m) for t in (False, True)
+                                                                   for m in ("none", "some", "all")]),
+        ties_n=(lambda kw: (kw["ties"], kw["n"]), [(t, n) for t in (False, True) for n in (2, 3)]))
 @given(
     dtype=DTYPES,
     n=st.integers(2, 3),
@@ -60,6 +69,8 @@ def _masks(rng, xs, mask_mode):
 @example(dtype="float32", n=3, shape_mode="broadcast", mask_mode="none", ties=False, seed=2)
 @example(dtype="float64", n=3, shape_mode="rank", mask_mode="some", ties=False, seed=3)
 @example(dtype="float32", n=3, shape_mode="same", mask_mode="some", ties=True, seed=4)
+@example(dtype="float64", n=3, shape_mode="same", mask_mode="all", ties=False, seed=5)
+@example(dtype="float32", n=2, shape_mode="same", mask_mode="some", ties=False, seed=6)
 def test_elementwise_merge_parity(name, dtype, n, shape_mode, mask_mode, ties, seed):
     if name == "Subtract":
         n = 2

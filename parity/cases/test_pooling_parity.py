@@ -1,5 +1,7 @@
 """1-D pooling layers against Keras 3: forward and dx (random upstream gradient), both data formats, both paddings,
-ties (TF routes a max-pool window's gradient to its first maximum; reduce_max splits it), and masks."""
+ties (TF routes a max-pool window's gradient to its first maximum; reduce_max splits it), and masks.
+MaxPooling1D and AveragePooling1D run in both of tinynn's kernel modes ('fast': numba; 'reference': the NumPy
+twins of ``tinynn.kernels.reference.pooling``), each against Keras."""
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ from hypothesis import strategies as st
 
 from parity.harness import layer_parity
 from parity.options import covers, examples
-from tinynn import layers
+from tinynn import config, layers
 
 DTYPES = st.sampled_from(["float64", "float32"])
 
@@ -48,12 +50,13 @@ def _has_tied_window(kw) -> bool:
 
 
 POOL_BASE = dict(kind="max", pool_size=3, strides=None, padding="same", extra_length=7, channels=2, batch=2,
-                 data_format="channels_last", ties=True, dtype="float32", seed=0)  # seed 0: tied windows
+                 data_format="channels_last", ties=True, dtype="float32", seed=0, kernels="fast")  # seed 0: ties
 
 
-@covers(tied_max_window=(_has_tied_window, [True]),
-        kind_padding=(lambda kw: (kw["kind"], kw["padding"]), [(k, p) for k in ("max", "average")
-                                                               for p in ("valid", "same")]))
+@covers(tied_max_window=(lambda kw: (kw["kernels"], _has_tied_window(kw)), [("fast", True), ("reference", True)]),
+        kind_padding=(lambda kw: (kw["kind"], kw["padding"], kw["kernels"]),
+                      [(k, p, m) for k in ("max", "average") for p in ("valid", "same")
+                       for m in ("fast", "reference")]))
 @given(
     kind=st.sampled_from(["max", "average"]),
     pool_size=st.integers(1, 6),
@@ -66,18 +69,24 @@ POOL_BASE = dict(kind="max", pool_size=3, strides=None, padding="same", extra_le
     ties=st.booleans(),
     dtype=DTYPES,
     seed=st.integers(0, 2**16),
+    kernels=st.sampled_from(["fast", "reference"]),
 )
 @examples(POOL_BASE, dict(), dict(kind="average", strides=1, pool_size=6, padding="valid", extra_length=9),
           dict(strides=4, pool_size=1, extra_length=0, padding="valid", data_format="channels_first",
-               dtype="float64"))
+               dtype="float64"),
+          dict(kernels="reference"), dict(kernels="reference", padding="valid", pool_size=2, strides=1, seed=3),
+          dict(kind="average", kernels="reference", padding="valid", pool_size=4, strides=3, extra_length=5),
+          dict(kind="average", padding="same", pool_size=5, strides=2, extra_length=6, dtype="float64"))
 def test_pooling1d_parity(
-    kind, pool_size, strides, padding, extra_length, channels, batch, data_format, ties, dtype, seed
+    kind, pool_size, strides, padding, extra_length, channels, batch, data_format, ties, dtype, seed, kernels
 ):
     length = (pool_size if padding == "valid" else 1) + extra_length  # from the shortest legal input up
     cls = layers.MaxPooling1D if kind == "max" else layers.AveragePooling1D
     layer = cls(pool_size, strides=strides, padding=padding, data_format=data_format, dtype=dtype)
     x = _input(seed, batch, length, channels, data_format, dtype, ties)
-    layer_parity(layer, x, seed=seed).assert_ok()
+    with config.kernels(kernels):
+        report = layer_parity(layer, x, seed=seed)
+    report.assert_ok()
 
 
 def _has_tied_maximum(kw) -> bool:

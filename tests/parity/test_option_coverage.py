@@ -28,8 +28,8 @@ REQUIRED_CLAIMS = {
     "test_dense_parity.py::test_activation_layer_parity": {"activation": 16},
     "test_recurrent_parity.py::test_rnn_parity": {"kind_dtype": 8, "kind_path": 8, "zero_output_for_mask": 2},
     "test_recurrent_parity.py::test_stateful_parity": {"masked": 2, "bidirectional": 2, "kind_wrapped": 8},
-    "test_pooling_parity.py::test_pooling1d_parity": {"tied_max_window": 1},
-    "test_conv_parity.py::test_conv1d_parity": {"padding_dilated": 6, "data_format": 2},
+    "test_pooling_parity.py::test_pooling1d_parity": {"tied_max_window": 2, "kernels": 2},
+    "test_conv_parity.py::test_conv1d_parity": {"padding_dilated": 6, "data_format": 2, "kernels": 2},
     "test_loss_parity.py::test_loss_reduction_matches_keras": {"reduction": 3},
 }
 
@@ -108,3 +108,33 @@ def test_three_draws_miss_claimed_values_and_explicit_examples_fill_them():
     draws = options.drawn(covered)
     assert len(draws) == 3 + 10
     assert options.missing(covered, draws) == {}
+
+
+def test_a_parametrized_property_is_recorded_per_parameter_set():
+    """Each parameter set is run with its parameters passed through (a @covers function can read them), and
+    a property drawing inside its body (st.data()) is recorded from a real run of it."""
+    import pytest as _pytest
+
+    ran = []
+
+    @_pytest.mark.parametrize("mode", ["a", "b"])
+    @_pytest.mark.parametrize("n, m", [(1, 2), _pytest.param(3, 4, id="three")])
+    @options.covers(mode_flag=(lambda kw: (kw["mode"], kw["flag"]), [(x, f) for x in "ab" for f in (False, True)]))
+    @settings(max_examples=6, derandomize=True, database=None)
+    @given(flag=st.booleans(), data=st.data())
+    def prop(mode, n, m, flag, data):
+        ran.append((mode, n, m, data.draw(st.integers(0, 3))))
+
+    sets = options.parametrizations(prop)
+    assert sorted(map(sorted, (s.items() for s in sets))) == sorted(
+        map(sorted, ({"mode": x, "n": n, "m": m}.items() for x in "ab" for n, m in ((1, 2), (3, 4)))))
+    assert options.draws_in_body(prop) and options.runnable(prop)
+    for params in sets:
+        draws = options.drawn(prop, params=params)
+        assert draws and all(d["mode"] == params["mode"] and d["n"] == params["n"] for d in draws)
+        assert set(options.claims(prop, params)) >= {"mode", "n", "m", "flag", "mode_flag"}
+        absent = options.missing(prop, draws, params)
+        assert set(absent) <= {"mode_flag"}  # one mode per parameter set: the pairs of the other mode are absent
+        assert len(absent.get("mode_flag", [])) == 2
+    assert ran and {r[0] for r in ran} == {"a", "b"}  # the bodies ran (they draw from st.data())
+    assert options.param_id({"mode": "a", "n": 1}) == "[mode=a, n=1]" and options.param_id({}) == ""

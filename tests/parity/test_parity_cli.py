@@ -124,6 +124,7 @@ def test_cli_names_missing_packages_in_one_line(monkeypatch, capsys):
     assert "pip install 'tinynn[parity-all]'" in capsys.readouterr().err
 
 
+@pytest.mark.backends
 def test_backend_all_smoke(tmp_path):
     """Every Keras backend in its own process, one merged table with a column per backend, JSON and HTML
     (the -k expression also selects test_optimizer_steps_on_embedding_match_keras, a proven difference)."""
@@ -183,3 +184,18 @@ def test_merge_marks_proven_backend_differences():
                                 None]]
     kerr = report.merge({"tensorflow": _doc("tensorflow", 1e-17, 1e-16, True), "jax": raised})
     assert kerr["rows"][0]["cells"]["jax"]["result"] == "KERR" and kerr["differences"][0]["kind"] == "error"
+
+
+def test_merge_proves_a_non_finite_keras_result():
+    """tinynn matched the TensorFlow Keras on a comparison (finite error); on another backend the same comparison
+    has a NaN error: Keras there returns NaN where TensorFlow's Keras is finite (e.g. the gradient of a normalized
+    zero vector), a DIFF; a NaN error where the TensorFlow run did not pass either proves nothing."""
+    from parity import report
+
+    nan = _doc("jax", 0.0, 0.0, False)
+    nan["records"][0][7] = [["forward", "nan", "nan", 1e-10, "keras", None]]
+    merged = report.merge({"tensorflow": _doc("tensorflow", 1e-17, 1e-16, True), "jax": nan})
+    assert merged["rows"][0]["cells"]["jax"]["result"] == "DIFF" and merged["passed"]
+    assert merged["differences"][0]["kind"] == "nonfinite"
+    unproven = report.merge({"tensorflow": _doc("tensorflow", 1.0, 1.0, False), "jax": nan})
+    assert unproven["rows"][0]["cells"]["jax"]["result"] == "FAIL" and not unproven["passed"]
