@@ -1,24 +1,68 @@
-"""tinynn.sparse: IndexedSlices densify by scatter-add and square per occurrence, as TF's optimizers do."""
+"""tinynn.sparse: IndexedSlices densify by an in-order scatter-add, square per occurrence, and update variables
+one occurrence at a time, as TF's sparse ops do for Keras's optimizers."""
 
 import numpy as np
+import pytest
 
-from tinynn import optimizers
-from tinynn.sparse import DenseGradient, IndexedSlices, square
+from tinynn import config, optimizers
+from tinynn.sparse import IndexedSlices, assign_add, assign_sub, densify, divide, scale, square
 
 
 def test_dense_form_sums_duplicates_and_square_is_per_occurrence():
     values = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]])
     g = IndexedSlices(values, [2, 0, 2], (4, 2))
     assert np.array_equal(np.asarray(g), [[3, -1], [0, 0], [1.5, 2.5], [0, 0]])
-    dense = DenseGradient.from_slices(g)
-    assert np.array_equal(square(dense), [[9, 1], [0, 0], [1.25, 4.25], [0, 0]])
+    assert np.array_equal(densify(square(g)), [[9, 1], [0, 0], [1.25, 4.25], [0, 0]])
     assert np.array_equal(square(np.asarray(g)), np.square(np.asarray(g)))
+    assert np.array_equal(densify(scale(2.0, g)), 2 * np.asarray(g))
+    d = np.array([[1.0, 2.0], [4.0, 4.0], [2.0, 0.5], [8.0, 8.0]])
+    assert np.array_equal(divide(g, d).values, values / d[[2, 0, 2]])  # each occurrence by its own row
+
+
+@pytest.mark.parametrize("mode", ["fast", "reference"])
+def test_assign_sub_applies_one_occurrence_at_a_time(mode):
+    """1 - 2⁻²⁵ rounds back to 1 in float32 (a tie, to even): three occurrences applied one at a time leave
+    the row at 1, while subtracting their sum (1.5·2⁻²⁴) would move it. TF's scatter_sub gives 1."""
+    tiny = np.float32(2.0**-25)
+    g = IndexedSlices(np.full((3, 2), tiny, np.float32), [1, 1, 1], (3, 2))
+    w = np.ones((3, 2), np.float32)
+    with config.kernels(mode):
+        assign_sub(w, g)
+    assert np.array_equal(w, np.ones((3, 2), np.float32))
+    summed = np.ones((3, 2), np.float32)
+    summed -= np.asarray(g)
+    assert not np.array_equal(summed[1], w[1])
+    with config.kernels(mode):
+        assign_add(w, g)  # 1 + 2⁻²⁵ also rounds to 1
+        assert np.array_equal(w, np.ones((3, 2), np.float32))
+        dense = np.ones((3, 2), np.float32)
+        assign_sub(dense, np.full((3, 2), tiny, np.float32))
+        assert np.array_equal(dense, np.ones((3, 2), np.float32) - tiny)
+
+
+def test_fast_and_reference_scatter_agree_bitwise():
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 5, 400)
+    idx[::3] = 0
+    values = (rng.normal(size=(400, 3)) * 10.0 ** rng.integers(-8, 0, (400, 1))).astype(np.float32)
+    g = IndexedSlices(values, idx, (5, 3))
+    out = {}
+    for mode in ("fast", "reference"):
+        w = rng.normal(size=(5, 3)).astype(np.float32) if mode == "fast" else out["w0"]
+        out["w0"] = w.copy()
+        with config.kernels(mode):
+            assign_sub(w, g)
+        out[mode] = w
+    assert np.array_equal(out["fast"], out["reference"])
 
 
 def test_rmsprop_accumulates_per_occurrence_squares_for_slices():
     values = np.array([[1.0, 2.0], [3.0, -1.0]])
     w = np.zeros((3, 2))
-    opt = optimizers.RMSprop(learning_rate=0.1, rho=0.9)
+    opt = optimizers.RMSprop(learning_rate=0.125, rho=0.9)  # exact in float32 (floatx of η)
     opt.apply([IndexedSlices(values, [1, 1], (3, 2))], [w])
     v = opt.get_state()["velocity_0"]
     assert np.allclose(v[1], 0.1 * (values**2).sum(0))  # Σ g², not (Σ g)² = [16, 1]
+    # each occurrence takes its own step η·g_n / sqrt(v + ε)
+    step = (0.125 * values / np.sqrt(v[1] + 1e-7)).sum(0)
+    np.testing.assert_allclose(w[1], -step, rtol=1e-15)

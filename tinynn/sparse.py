@@ -4,12 +4,30 @@ For ``y[n] = W[ids[n]]`` the gradient w.r.t. ``W`` is a list of per-occurrence r
 
     dW = Σ_n  e_{ids[n]} ⊗ dy[n]          (values = dy rows, indices = ids, one entry per occurrence)
 
-Its dense form sums the rows of repeated ids (a scatter-add). Keras's TensorFlow optimizers receive the
-IndexedSlices and apply elementwise ops such as ``square`` to the *values*, before the duplicates are summed:
-RMSprop, Adam and Adagrad accumulate ``Σ_n g_n²`` for a row used n times, not ``(Σ_n g_n)²``; clipping by norm
-measures ``‖values‖``, and clipping by value clips each occurrence. :class:`IndexedSlices` keeps the
-occurrences so that tinynn's optimizers can do the same; everything else sees the dense array through
-``np.asarray``.
+Its dense form sums the rows of repeated ids in occurrence order (a scatter-add, as TF's
+``unsorted_segment_sum``). Keras's optimizers on the TensorFlow backend receive the IndexedSlices and run
+their update through sparse-aware ops (``keras/src/backend/tensorflow/sparse.py``); the functions below are
+those ops, so that an optimizer's ``update_step`` reads as Keras's, line by line:
+
+=====================================  =====================================================================
+Keras op on IndexedSlices ``g``         result (``v`` the values, ``i`` the indices, ``D`` a dense array)
+=====================================  =====================================================================
+``ops.square(g)``                       slices ``v²``: **squared per occurrence**, before duplicates add up
+``ops.multiply(c, g)`` (scalar c)       slices ``c·v``
+``ops.divide(g, D)``                    slices ``v / D[i]``: each occurrence divided by its row of D
+``ops.add/subtract(g, D)``, ``g * s``   dense: ``densify(g)`` first (the scatter-add), then the dense op
+``assign_sub(w, g)``                    ``w[i[n]] -= v[n]`` for n = 0, 1, … **one occurrence at a time**
+``assign_add(w, g)``                    ``w[i[n]] += v[n]`` likewise
+=====================================  =====================================================================
+
+So RMSprop accumulates ``Σ_n (1-ρ)·g_n²`` for a row used n times (not ``(1-ρ)·(Σ_n g_n)²``) and then
+subtracts the n per-occurrence steps ``η·g_n / sqrt(v+ε)`` from the row one after the other: in float32 the
+rounding of a row hit thousands of times in a batch (the padding id 0 of left-padded sequences) depends on
+that order. TF's CPU kernels run the scatter in occurrence order when op determinism is enabled (or with
+one intra-op thread); with several threads it splits the occurrences between them and the rounding of a
+repeated row varies from run to run (the parity tests enable op determinism).
+
+Every function also accepts a dense ``np.ndarray`` and then is the plain NumPy op.
 """
 
 from __future__ import annotations
@@ -39,13 +57,9 @@ class IndexedSlices:
         return self.values.dtype
 
     def to_dense(self) -> np.ndarray:
-        """The scatter-add ``Σ_k e_{indices[k]} ⊗ values[k]`` (the numba kernel for 2-D tables in the 'fast' kernel
-        mode, ``np.add.at`` otherwise: the same additions in the same order)."""
+        """The scatter-add ``Σ_k e_{indices[k]} ⊗ values[k]`` in the order k = 0, 1, … (a new array, cached)."""
         if self._dense is None:
-            dense = np.zeros(self.dense_shape, dtype=self.values.dtype)
-            fast = config.kernel_mode() == "fast" and dense.ndim == 2 and self.values.ndim == 2
-            (fast_embedding if fast else reference_embedding).scatter_add(dense, self.indices, self.values)
-            self._dense = dense
+            self._dense = scatter_add(np.zeros(self.dense_shape, dtype=self.values.dtype), self)
         return self._dense
 
     def __array__(self, dtype=None, copy=None):
@@ -60,23 +74,57 @@ class IndexedSlices:
         return self.map_values(lambda v: v.astype(dtype, copy=copy))
 
 
-class DenseGradient(np.ndarray):
-    """A dense gradient that remembers the per-occurrence square sum of the IndexedSlices it came from."""
-
-    occurrence_square: np.ndarray | None = None
-
-    @classmethod
-    def from_slices(cls, g: IndexedSlices) -> DenseGradient:
-        out = g.to_dense().view(cls)
-        out.occurrence_square = g.map_values(np.square).to_dense()
-        return out
+def _scatter_kernels(target: np.ndarray, values: np.ndarray):
+    fast = config.kernel_mode() == "fast" and target.ndim == 2 and values.ndim == 2
+    return fast_embedding if fast else reference_embedding
 
 
-def square(g: np.ndarray) -> np.ndarray:
-    """``g²`` elementwise; for a gradient that came from IndexedSlices, ``Σ_n g_n²`` per row as TF computes it."""
-    if type(g) is DenseGradient and g.occurrence_square is not None:
-        return g.occurrence_square
-    return np.square(g)
+def scatter_add(w: np.ndarray, g: IndexedSlices) -> np.ndarray:
+    """``w[i[n]] += v[n]`` for n = 0, 1, … in place (TF's ``scatter_add`` / ``unsorted_segment_sum`` order);
+    returns w. The numba kernel for 2-D tables in the 'fast' kernel mode, ``np.add.at`` otherwise: the same
+    additions in the same order."""
+    values = np.asarray(g.values, dtype=w.dtype)
+    return _scatter_kernels(w, values).scatter_add(w, g.indices, values)
+
+
+def densify(g) -> np.ndarray:
+    """The dense array of a gradient (the scatter-add of IndexedSlices; a dense gradient as it is)."""
+    return g.to_dense() if isinstance(g, IndexedSlices) else g
+
+
+def square(g):
+    """``ops.square``: per occurrence for IndexedSlices (``v²``), elementwise otherwise."""
+    return g.map_values(np.square) if isinstance(g, IndexedSlices) else np.square(g)
+
+
+def scale(c: np.generic, g):
+    """``ops.multiply(c, g)`` for a scalar ``c``: ``c·v`` per occurrence for IndexedSlices."""
+    return g.map_values(lambda v: c * v) if isinstance(g, IndexedSlices) else c * g
+
+
+def divide(g, d: np.ndarray):
+    """``ops.divide(g, d)`` for a dense ``d`` of the variable's shape: each occurrence ``v[n] / d[i[n]]``.
+
+    (Keras adds the rows where ``d`` is 0 or NaN to the slices before dividing; on TF that branch fails with
+    an InvalidArgumentError, so there is no Keras result to follow: tinynn divides the occurrences only.)"""
+    return g.map_values(lambda v: v / d[g.indices]) if isinstance(g, IndexedSlices) else g / d
+
+
+def assign_sub(w: np.ndarray, g) -> None:
+    """``variable.assign_sub(g)``: for IndexedSlices TF's ``scatter_sub``, one occurrence at a time in order."""
+    if isinstance(g, IndexedSlices):
+        # w - v and w + (-v) round identically (negation is exact)
+        scatter_add(w, g.map_values(np.negative))
+    else:
+        w -= g
+
+
+def assign_add(w: np.ndarray, g) -> None:
+    """``variable.assign_add(g)``: for IndexedSlices TF's ``scatter_add``, one occurrence at a time in order."""
+    if isinstance(g, IndexedSlices):
+        scatter_add(w, g)
+    else:
+        w += g
 
 
 def squared_norm(g) -> float:
