@@ -12,6 +12,8 @@ module                 functions                                            fast
                        ``conv1d_backward_filter``, ``conv_padding``
 ``pooling``            ``max_pool1d_*``, ``avg_pool1d_*``                   ``kernels.pooling``
 ``embedding``          ``embedding_forward``, ``scatter_add``               ``kernels.embedding``
+``windows``            ``share_identical_windows`` (``row_ids``,          ``kernels.windows``
+                       ``window_ids``): identical conv windows, one output
 ``recurrent``          ``simple_rnn_*``, ``lstm_*``, ``gru_*`` (BPTT)       ``kernels.recurrent``
 ``layout``             ``to_time_major``, ``to_batch_major``                ``kernels.layout``
 =====================  ===================================================  =================================
