@@ -115,13 +115,12 @@ RECURRENT = {
                                         layers.Bidirectional(layers.LSTM(8, dtype=d), dtype=d)],
     "simple_rnn_stack": lambda d, m: [layers.Embedding(VOCAB, 8, mask_zero=m, input_shape=(30,), dtype=d),
                                       layers.SimpleRNN(8, return_sequences=True, dtype=d),
-                                      layers.SimpleRNN(8, return_sequences=True, dtype=d),
                                       layers.SimpleRNN(8, dtype=d)],
 }  # fmt: skip
 
 
 # each model with and without mask_zero, and in both dtypes (not all four pairs: a Keras fit of a recurrent model
-# costs ~3 s; benchmarks/padded_parity.py runs every combination at the seeds' sizes)
+# costs ~3 s; benchmarks/padded_parity.py runs every combination at the seeds' sizes, 256 x 200 ids)
 RECURRENT_RUNS = [("lstm", "float32", False), ("lstm", "float64", True),
                   ("bidirectional_lstm", "float64", False), ("bidirectional_lstm", "float32", True),
                   ("simple_rnn_stack", "float32", False), ("simple_rnn_stack", "float64", True)]  # fmt: skip
@@ -130,9 +129,9 @@ RECURRENT_RUNS = [("lstm", "float32", False), ("lstm", "float64", True),
 @pytest.mark.parametrize("name, dtype, mask_zero", RECURRENT_RUNS)
 def test_recurrent_seed_models_on_left_padded_sequences_train_like_keras(name, dtype, mask_zero):
     rng = np.random.default_rng(sorted(RECURRENT).index(name))
-    x = _left_padded(rng, 48, 30, shortest=2)
-    y = (rng.random((48, 1)) > 0.5) * 1.0
-    assert np.mean(x == 0) > 0.3  # the padding id: ~190 occurrences per batch of 16
+    x = _left_padded(rng, 32, 30, shortest=2)
+    y = (rng.random((32, 1)) > 0.5) * 1.0
+    assert np.mean(x == 0) > 0.3  # the padding id: ~200 occurrences per batch of 16
     tn.set_random_seed(2)
     model = tn.Sequential([*RECURRENT[name](dtype, mask_zero), layers.Dense(1, activation="sigmoid", dtype=dtype)])
     _randomize(model, rng)
