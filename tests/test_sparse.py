@@ -1,6 +1,8 @@
 """tinynn.sparse: IndexedSlices densify by an in-order scatter-add, square per occurrence, and update variables
 one occurrence at a time, as TF's sparse ops do for Keras's optimizers."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -66,3 +68,42 @@ def test_rmsprop_accumulates_per_occurrence_squares_for_slices():
     # each occurrence takes its own step η·g_n / sqrt(v + ε)
     step = (0.125 * values / np.sqrt(v[1] + 1e-7)).sum(0)
     np.testing.assert_allclose(w[1], -step, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_chain_kernel_equals_its_numpy_twin_bitwise(dtype):
+    """Every combination of the chain's ops (square, scale, divide, negate), many repeats of one id."""
+    from tinynn.kernels import sparse as fast
+    from tinynn.kernels.reference import sparse as reference
+
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, 7, 500)
+    idx[::2] = 0
+    v = (rng.normal(size=(500, 3)) * 10.0 ** rng.integers(-6, 1, (500, 1))).astype(dtype)
+    D = (rng.random((7, 3)) + 0.5).astype(dtype)
+    w = rng.normal(size=(7, 3)).astype(dtype)
+    for squared, scaled, divided, negate in itertools.product([False, True], repeat=4):
+        args = (squared, dtype(0.1) if scaled else None, D if divided else None, negate)
+        out_fast = fast.scatter_chain(w.copy(), idx, v, *args)
+        out_ref = reference.scatter_chain(w.copy(), idx, v, *args)
+        assert np.array_equal(out_fast, out_ref), args
+
+
+def test_recorded_ops_give_the_values_of_the_ops_applied_one_by_one():
+    """square -> scale -> divide is recorded and run fused; any other order computes the rows first."""
+    rng = np.random.default_rng(4)
+    g = IndexedSlices(rng.normal(size=(6, 2)).astype(np.float32), [0, 1, 0, 2, 0, 1], (3, 2))
+    D = (rng.random((3, 2)) + 0.5).astype(np.float32)
+    c = np.float32(0.3)
+    v = g.values
+    chained = divide(scale(c, square(g)), D)
+    assert chained.pending
+    np.testing.assert_array_equal(chained.values, (c * np.square(v)) / D[g.indices])
+    reordered = square(scale(c, g))  # scale first: the rows are computed, then squared
+    np.testing.assert_array_equal(reordered.values, np.square(c * v))
+    for mode in ("fast", "reference"):
+        with config.kernels(mode):
+            dense = densify(divide(scale(c, square(g)), D))
+        expected = np.zeros((3, 2), np.float32)
+        np.add.at(expected, g.indices, (c * np.square(v)) / D[g.indices])
+        np.testing.assert_array_equal(dense, expected)

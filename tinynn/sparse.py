@@ -36,17 +36,38 @@ import numpy as np
 
 from . import config
 from .kernels import embedding as fast_embedding
-from .kernels.reference import embedding as reference_embedding
+from .kernels import sparse as fast_sparse
+from .kernels.reference import sparse as reference_sparse
 
 
 class IndexedSlices:
-    """``values[k]`` is the gradient row for ``W[indices[k]]``; duplicates add up in :meth:`to_dense`."""
+    """``values[k]`` is the gradient row for ``W[indices[k]]``; duplicates add up in :meth:`to_dense`.
 
-    def __init__(self, values: np.ndarray, indices: np.ndarray, dense_shape: tuple[int, ...]):
-        self.values = values
+    The optimizers' ops (:func:`square`, :func:`scale`, :func:`divide`) are recorded, not applied, while they
+    form the chain ``±(c·v^{1|2}) / D[i]`` of :mod:`tinynn.kernels.reference.sparse`; :func:`densify`,
+    :func:`assign_sub` and :func:`assign_add` then run the chain and the scatter in one pass. ``values`` gives
+    the rows after the chain (computed in NumPy, in the same order: the same numbers)."""
+
+    def __init__(self, values: np.ndarray, indices: np.ndarray, dense_shape: tuple[int, ...], *,
+                 squared: bool = False, c=None, D=None):  # fmt: skip
+        self._rows = values
         self.indices = np.asarray(indices, dtype=np.intp)
         self.dense_shape = tuple(dense_shape)
+        self._chain = (bool(squared), c, D)
+        self._values: np.ndarray | None = None if self.pending else values
         self._dense: np.ndarray | None = None
+
+    @property
+    def pending(self) -> bool:
+        """True while recorded ops wait to be applied to the rows."""
+        squared, c, D = self._chain
+        return squared or c is not None or D is not None
+
+    @property
+    def values(self) -> np.ndarray:
+        if self._values is None:
+            self._values = reference_sparse.chain_values(self._rows, self.indices, *self._chain)
+        return self._values
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -54,12 +75,12 @@ class IndexedSlices:
 
     @property
     def dtype(self) -> np.dtype:
-        return self.values.dtype
+        return self._rows.dtype
 
     def to_dense(self) -> np.ndarray:
         """The scatter-add ``Σ_k e_{indices[k]} ⊗ values[k]`` in the order k = 0, 1, … (a new array, cached)."""
         if self._dense is None:
-            self._dense = scatter_add(np.zeros(self.dense_shape, dtype=self.values.dtype), self)
+            self._dense = _scatter(np.zeros(self.dense_shape, dtype=self.dtype), self, negate=False)
         return self._dense
 
     def __array__(self, dtype=None, copy=None):
@@ -73,18 +94,35 @@ class IndexedSlices:
     def astype(self, dtype, copy: bool = False) -> IndexedSlices:
         return self.map_values(lambda v: v.astype(dtype, copy=copy))
 
+    def _then(self, squared: bool = False, c=None, D=None) -> IndexedSlices:
+        """These slices with one more op recorded, if the chain's order square → scale → divide allows it;
+        otherwise the rows are computed first and the op starts a new chain."""
+        was_squared, was_c, was_D = self._chain
+        fits = (not squared or not self.pending) and (c is None or (was_c is None and was_D is None)) and (
+            D is None or was_D is None)  # fmt: skip
+        if not fits:
+            return IndexedSlices(self.values, self.indices, self.dense_shape)._then(squared, c, D)
+        return IndexedSlices(self._rows, self.indices, self.dense_shape, squared=was_squared or squared,
+                             c=was_c if c is None else c, D=was_D if D is None else D)  # fmt: skip
 
-def _scatter_kernels(target: np.ndarray, values: np.ndarray):
-    fast = config.kernel_mode() == "fast" and target.ndim == 2 and values.ndim == 2
-    return fast_embedding if fast else reference_embedding
+
+def _scatter(w: np.ndarray, g: IndexedSlices, negate: bool) -> np.ndarray:
+    """``w[i_n] += ±t_n`` for n = 0, 1, … in place, t the rows after g's chain: the fused numba kernel for 2-D
+    tables in the 'fast' kernel mode, the NumPy twin (``np.add.at``) otherwise; the same numbers either way."""
+    fast = config.kernel_mode() == "fast" and w.ndim == 2 and g._rows.ndim == 2
+    if fast and not g.pending and not negate:
+        fast_embedding.scatter_add(w, g.indices, g._rows)
+    elif fast:
+        fast_sparse.scatter_chain(w, g.indices, g._rows, *g._chain, negate=negate)
+    else:
+        reference_sparse.scatter_chain(w, g.indices, g._rows, *g._chain, negate=negate)
+    return w
 
 
 def scatter_add(w: np.ndarray, g: IndexedSlices) -> np.ndarray:
     """``w[i[n]] += v[n]`` for n = 0, 1, … in place (TF's ``scatter_add`` / ``unsorted_segment_sum`` order);
-    returns w. The numba kernel for 2-D tables in the 'fast' kernel mode, ``np.add.at`` otherwise: the same
-    additions in the same order."""
-    values = np.asarray(g.values, dtype=w.dtype)
-    return _scatter_kernels(w, values).scatter_add(w, g.indices, values)
+    returns w."""
+    return _scatter(w, g, negate=False)
 
 
 def densify(g) -> np.ndarray:
@@ -94,12 +132,12 @@ def densify(g) -> np.ndarray:
 
 def square(g):
     """``ops.square``: per occurrence for IndexedSlices (``v²``), elementwise otherwise."""
-    return g.map_values(np.square) if isinstance(g, IndexedSlices) else np.square(g)
+    return g._then(squared=True) if isinstance(g, IndexedSlices) else np.square(g)
 
 
 def scale(c: np.generic, g):
     """``ops.multiply(c, g)`` for a scalar ``c``: ``c·v`` per occurrence for IndexedSlices."""
-    return g.map_values(lambda v: c * v) if isinstance(g, IndexedSlices) else c * g
+    return g._then(c=c) if isinstance(g, IndexedSlices) else c * g
 
 
 def divide(g, d: np.ndarray):
@@ -107,14 +145,13 @@ def divide(g, d: np.ndarray):
 
     (Keras adds the rows where ``d`` is 0 or NaN to the slices before dividing; on TF that branch fails with
     an InvalidArgumentError, so there is no Keras result to follow: tinynn divides the occurrences only.)"""
-    return g.map_values(lambda v: v / d[g.indices]) if isinstance(g, IndexedSlices) else g / d
+    return g._then(D=d) if isinstance(g, IndexedSlices) else g / d
 
 
 def assign_sub(w: np.ndarray, g) -> None:
     """``variable.assign_sub(g)``: for IndexedSlices TF's ``scatter_sub``, one occurrence at a time in order."""
     if isinstance(g, IndexedSlices):
-        # w - v and w + (-v) round identically (negation is exact)
-        scatter_add(w, g.map_values(np.negative))
+        _scatter(w, g, negate=True)  # w - t and w + (-t) round alike (negation is exact)
     else:
         w -= g
 
@@ -122,7 +159,7 @@ def assign_sub(w: np.ndarray, g) -> None:
 def assign_add(w: np.ndarray, g) -> None:
     """``variable.assign_add(g)``: for IndexedSlices TF's ``scatter_add``, one occurrence at a time in order."""
     if isinstance(g, IndexedSlices):
-        scatter_add(w, g)
+        _scatter(w, g, negate=False)
     else:
         w += g
 

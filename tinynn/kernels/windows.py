@@ -2,11 +2,20 @@ r"""Identical input windows of a convolution share one output: the numba version
 
 The rule and the reason (a GEMM may round two identical rows differently, which breaks the exact ties of the
 padded region that the max poolings resolve by position) are in :mod:`tinynn.kernels.reference.windows`, the
-NumPy twin, which finds equal rows by sorting. Here an open-addressing hash table finds them in one pass over
-the bits of x (a multiply-add hash of each row, then an exact comparison of the rows whose hashes agree), and a
-second table over the windows' keys of K step ids; the outputs of repeated windows are then copied rows. The
-ids are the same canonical "first occurrence" numbers as the twin's, so both give the same ``rep`` and, after
-the copy, bitwise the same outputs for the same ``z``. ``tests/test_conv_kernels.py`` checks both.
+NumPy twin, which finds equal rows by sorting. Here hash tables do it in passes that touch each row once:
+
+1. step ids: every row is hashed in a tight loop (two 64-bit sums of its mixed 64-bit words, one linear and one
+   not); then a row equal to the row before it (a run, as in padding) takes its id after an exact comparison,
+   and any other row the id of the first row with the same two hashes, without reading that row again (a
+   cache miss per repeated word);
+2. window ids: a second table over the windows' keys of K step ids (exact integer keys);
+3. the copy, which is where exactness is enforced: a window whose output already equals its representative's
+   bit for bit is left alone; otherwise its K input rows are compared with the representative's bit for bit,
+   and the output is copied only if they are equal. So an output is never replaced by that of a different
+   window, whatever the hashes do; a hash collision could only leave two identical windows unshared.
+
+Without collisions the ids are the twin's canonical "first occurrence" numbers, so both give the same ``rep``
+and, after the copy, bitwise the same outputs (``tests/test_identical_windows.py``).
 """
 
 from __future__ import annotations
@@ -49,42 +58,48 @@ def _equal_rows(a, b):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _row_ids(bits, multipliers, table, ids):  # pragma: no cover - compiled
-    """ids[r] = first r' with bits[r'] == bits[r]; returns the id of an all-zero row or -1.
-
-    table (size a power of two, filled with -1): each used slot holds ``r | (the hash's high 31 bits) << 32``.
-    A row equal to the one before it (a run, as in padding) takes its id without hashing."""
+def _row_hashes(bits, m1, m2, hashes):  # pragma: no cover - compiled
+    """hashes[r] = two 64-bit hashes of row r's words: sums of mixed words, a tight loop LLVM vectorises (uint64
+    wraps); anything more in this loop (even an OR to spot zero rows) slowed it down by half."""
     R, W = bits.shape
-    mask = table.shape[0] - 1
-    zero_id = -1
     for r in range(R):
         row = bits[r]
-        if r > 0 and _equal_rows(row, bits[r - 1]):
+        a1 = np.uint64(0)
+        a2 = np.uint64(0)
+        for w in range(W):
+            v = np.uint64(row[w])
+            u = (v ^ (v >> np.uint64(32))) * m1[w]  # the fold makes every bit of v change u's high half
+            a1 += u
+            a2 += (u ^ (u >> np.uint64(29))) ^ m2[w]  # a second, non-linear sum
+        hashes[r, 0] = _mix(a1)
+        hashes[r, 1] = _mix(_mix(a2) ^ a1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_ids(bits, hashes, table, ids):  # pragma: no cover - compiled
+    """ids[r] = the first row with the same bits: a row equal to the one before it (compared exactly: runs, as
+    in padding) takes its id, any other the id of the first row with the same 128-bit hash. table (size × 3,
+    a power of two, column 0 filled with -1) holds row, h1, h2."""
+    R = bits.shape[0]
+    mask = table.shape[0] - 1
+    for r in range(R):
+        if r > 0 and _equal_rows(bits[r], bits[r - 1]):
             ids[r] = ids[r - 1]
             continue
-        acc = np.uint64(0)
-        nonzero = np.uint64(0)
-        for w in range(W):  # a sum of products: LLVM vectorises it (uint64 wraps)
-            v = np.uint64(row[w])
-            acc += v * multipliers[w]
-            nonzero |= v
-        h = _mix(acc)
-        tag = np.int64(h >> np.uint64(33))  # 31 bits: the entry stays non-negative
-        slot = np.int64(h & np.uint64(mask))
+        h1, h2 = np.int64(hashes[r, 0]), np.int64(hashes[r, 1])
+        slot = h1 & mask
         while True:
-            entry = table[slot]
-            if entry < 0:
-                table[slot] = r | (tag << 32)
+            if table[slot, 0] < 0:
+                table[slot, 0] = r
+                table[slot, 1] = h1
+                table[slot, 2] = h2
                 ids[r] = r
                 break
-            j = entry & 0xFFFFFFFF
-            if (entry >> 32) == tag and _equal_rows(bits[j], row):
-                ids[r] = j
+            if table[slot, 1] == h1 and table[slot, 2] == h2:
+                ids[r] = table[slot, 0]
                 break
             slot = (slot + 1) & mask
-        if nonzero == 0 and zero_id < 0:
-            zero_id = ids[r]
-    return zero_id
+    return ids
 
 
 @numba.njit(cache=True, nogil=True)
@@ -135,22 +150,46 @@ def _window_ids(ids, zero_id, K, s, d, pl, l_out, table, key, previous, other_ke
 
 
 @numba.njit(cache=True, nogil=True)
-def _copy_repeated_rows(rows, rep):  # pragma: no cover - compiled
-    """rows[w] ← rows[rep[w]] where rep[w] ≠ w (rep[w] < w, so every source row is an original)."""
-    F = rows.shape[1]
-    for w in range(rows.shape[0]):
+def _copy_repeated_outputs(z, rep, x, K, s, d, pl):  # pragma: no cover - compiled
+    """z[w] ← z[rep[w]] where rep[w] ≠ w, unless z[w] already equals it; copied only after window w's input
+    rows (x, padding taps read as zeros) proved bitwise equal to the representative's. Returns the number of
+    windows whose comparison failed (a hash collision: left as they are)."""
+    B, l_out, F = z.shape
+    L = x.shape[1]
+    failed = 0
+    for w in range(B * l_out):
         j = rep[w]
-        if j != w:
-            dst, src = rows[w], rows[j]
+        if j == w:
+            continue
+        b, t, bj, tj = w // l_out, w % l_out, j // l_out, j % l_out
+        dst, src = z[b, t], z[bj, tj]
+        if _equal_rows(dst, src):
+            continue
+        same = True
+        for k in range(K):
+            i, ij = t * s + k * d - pl, tj * s + k * d - pl
+            inside, inside_j = 0 <= i < L, 0 <= ij < L
+            if inside and inside_j:
+                same = _equal_rows(x[b, i], x[bj, ij])
+            elif inside or inside_j:  # one window reads padding here: the other's row must be all +0
+                row = x[b, i] if inside else x[bj, ij]
+                for c in range(row.shape[0]):
+                    if row[c] != 0:
+                        same = False
+                        break
+            if not same:
+                break
+        if same:
             for f in range(F):
                 dst[f] = src[f]
+        else:
+            failed += 1
+    return failed
 
 
-def _multipliers(width: int) -> np.ndarray:
-    """Odd 64-bit multipliers, one per column (a fixed sequence, so hashes are reproducible)."""
-    k = np.arange(1, width + 1, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        return (k * _GOLDEN) | np.uint64(1)
+def _multipliers(width: int, seed: int) -> np.ndarray:
+    """Odd 64-bit multipliers, one per column (a fixed pseudo-random sequence, so hashes are reproducible)."""
+    return np.random.default_rng(seed).integers(0, 2**63, width, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
 
 def row_ids(x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -159,12 +198,21 @@ def row_ids(x: np.ndarray) -> tuple[np.ndarray, int]:
     rows = np.ascontiguousarray(x).reshape(B * L, C)
     word = 8 if (C * x.dtype.itemsize) % 8 == 0 else x.dtype.itemsize  # 64-bit words hash twice as fast
     bits = rows.view(np.dtype(f"u{word}"))
-    if B * L >= 2**31:
-        raise ValueError(f"row_ids: {B * L} steps do not fit the 31-bit row numbers of the hash table")
-    size = _table_size(B * L)
-    ids = np.empty(B * L, np.int64)
-    zero_id = _row_ids(bits, _multipliers(bits.shape[1]), np.full(size, -1, np.int64), ids)
-    return ids.reshape(B, L), int(zero_id)
+    if B * L >= 2**62:
+        raise ValueError(f"row_ids: {B * L} steps are too many for the hash table")
+    m1, m2 = _multipliers(bits.shape[1], 1), _multipliers(bits.shape[1], 2)
+    hashes = np.empty((B * L, 2), np.uint64)
+    _row_hashes(bits, m1, m2, hashes)
+    table = np.empty((_table_size(B * L), 3), np.int64)
+    table[:, 0] = -1
+    ids = _row_ids(bits, hashes, table, np.empty(B * L, np.int64))
+    # a row of +0.0 (read by padding taps): its hashes are known; the first row with them that is all zero
+    zero_hashes = np.empty((1, 2), np.uint64)
+    _row_hashes(np.zeros((1, bits.shape[1]), bits.dtype), m1, m2, zero_hashes)
+    for r in np.flatnonzero((hashes[:, 0] == zero_hashes[0, 0]) & (hashes[:, 1] == zero_hashes[0, 1])):
+        if not bits[r].any():
+            return ids.reshape(B, L), int(ids[r])
+    return ids.reshape(B, L), -1
 
 
 def window_ids(ids: np.ndarray, zero_id: int, K: int, s: int, d: int, pl: int, l_out: int) -> np.ndarray:
@@ -188,5 +236,6 @@ def share_identical_windows(z: np.ndarray, x: np.ndarray, K: int, s: int, d: int
         raise ValueError(f"share_identical_windows: z {z.shape} does not fit x {x.shape} (or is not contiguous)")
     ids, zero_id = row_ids(x)
     rep = window_ids(ids, zero_id, K, s, d, pl, l_out)
-    _copy_repeated_rows(z.reshape(B * l_out, F), rep)
+    bits = np.ascontiguousarray(x).view(np.dtype(f"u{x.dtype.itemsize}"))
+    _copy_repeated_outputs(z.view(bits.dtype), rep, bits, int(K), int(s), int(d), int(pl))
     return z
