@@ -116,3 +116,23 @@ def test_conv1d_layer_on_left_padded_embeddings_gives_one_output_for_all_padded_
     padded = np.array([[not ids[b, t : t + 7].any() for t in range(54)] for b in range(16)])
     assert padded.sum() > 100
     assert len(np.unique(y[padded], axis=0)) == 1
+
+
+def test_a_hash_collision_never_gives_a_window_another_windows_output():
+    """With every row hashed alike (a forced collision) all windows get window (0, 0) as representative; the copy
+    compares the windows' bits, so only the window truly identical to it takes its output, and the others
+    (even the ones identical to some other window) keep their own: a collision can cost sharing, never values."""
+
+    def same_hash_for_every_row(bits, m1, m2, hashes):
+        hashes[:] = 7
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 12, 4)).astype(np.float32)
+    x[1, :6] = x[0, :6]  # windows 0-3 of sample 1 equal windows 0-3 of sample 0
+    z = rng.normal(size=(3, 10, 2)).astype(np.float32)
+    with mock.patch.object(kw, "_row_hashes", same_hash_for_every_row):
+        assert len(np.unique(kw.row_ids(x)[0])) < len(np.unique(rw.row_ids(x)[0]))  # different rows merged
+        shared = kw.share_identical_windows(z.copy(), x, 3, 1, 1, 0)
+    expected = z.copy()
+    expected[1, 0] = z[0, 0]
+    np.testing.assert_array_equal(shared, expected)
