@@ -90,7 +90,7 @@ def test_bad_ids_raise_before_lookup():
 
 def test_gradient_is_indexed_slices_with_one_row_per_occurrence():
     """As Keras's tf.IndexedSlices: the optimizers square the rows before summing duplicates."""
-    from tinynn.sparse import DenseGradient, IndexedSlices, square
+    from tinynn.sparse import IndexedSlices, densify, square
 
     layer = make()
     ids = np.array([[1, 1, 3], [-4, 0, 2]])  # id 1 three times (-4 wraps to 1)
@@ -103,7 +103,7 @@ def test_gradient_is_indexed_slices_with_one_row_per_occurrence():
     np.testing.assert_array_equal(g.values, dy.reshape(-1, 3))
     rows = dy.reshape(-1, 3)[[0, 1, 3]]
     np.testing.assert_allclose(np.asarray(g)[1], rows.sum(0), rtol=1e-15)
-    squares = square(DenseGradient.from_slices(g))
+    squares = densify(square(g))
     np.testing.assert_allclose(squares[1], (rows**2).sum(0), rtol=1e-15)
     np.testing.assert_array_equal(squares[4], 0)
     f32 = g.astype(np.float32)  # the optimizers cast; the rows and the fast dense form stay

@@ -4,6 +4,7 @@
 fast versions the layers run by default (``tinynn.config.kernel_mode() == 'fast'``): ``conv`` (1-D convolution
 forward / backward-data / backward-filter), ``pooling`` (1-D max and average pooling), ``recurrent`` (the
 SimpleRNN / LSTM / GRU time loops and their BPTT), ``embedding`` (the table gradient's scatter-add),
+``windows`` (bit-identical conv windows share one output), ``sparse`` (optimizer steps on per-occurrence rows),
 ``bias_activation`` (a layer's bias + activation tail in one pass), and their shared helpers: ``blas`` (every
 matrix product, single-threaded BLAS calls), ``fastmath`` (the activation codes and vectorisable tanh /
 sigmoid), ``layout`` (time-major and grouped layouts), ``parallel`` (work split over cores). numba does the index

@@ -47,7 +47,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import blas
+from . import blas, windows
 from .layout import merge_groups, split_groups
 from .reference.conv import conv_padding
 
@@ -276,7 +276,15 @@ def conv1d_forward(
 
     ``keep_cols`` (training): when the im2col method runs with one group and the columns fit in
     ``KEEP_COLS_BYTES``, they are kept in ``workspace`` for the weight gradient of the next backward call on
-    the same ``x`` object, which then skips its own im2col (see :func:`_kept_cols`)."""
+    the same ``x`` object, which then skips its own im2col (see :func:`_kept_cols`).
+
+    Bit-identical input windows get bit-identical outputs (:mod:`tinynn.kernels.windows`): the GEMM's rounding
+    may depend on where a row falls in the matrix, and the exact ties of padded regions must survive."""
+    z = _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols)
+    return windows.share_identical_windows(z, x, W.shape[0], int(stride), int(dilation), int(pad_left))
+
+
+def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols):
     K, Cg, F = W.shape
     B, L, C = x.shape
     s, d, pl, G = int(stride), int(dilation), int(pad_left), int(groups)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sparse import square
+from ..sparse import assign_add, assign_sub, divide, scale, square
 from .base import LR_0_001, LearningRate, Optimizer, tf_cast, weak
 
 
@@ -20,6 +20,9 @@ class Adagrad(Optimizer):
 
     A₀ enters through a Constant initializer (``ops.cast``), so for float64 variables it is the
     float32-rounded value (as in Keras).
+
+    For an IndexedSlices g (rows g_n for ids i_n) both updates are TF scatters, one occurrence at a time in
+    order: ``A[i_n] ← A[i_n] + g_n²``, then ``w[i_n] ← w[i_n] - (η·g_n) / sqrt(A[i_n] + ε)`` with the new A.
 
     Args:
         learning_rate: η, default 0.001.
@@ -50,5 +53,5 @@ class Adagrad(Optimizer):
 
     def update_step(self, g: np.ndarray, w: np.ndarray, lr: np.generic, slots: dict[str, np.ndarray]) -> None:
         A = slots["accumulator"]
-        A += square(g)
-        w -= (lr * g) / np.sqrt(A + weak(self.epsilon, w.dtype))
+        assign_add(A, square(g))
+        assign_sub(w, divide(scale(lr, g), np.sqrt(A + weak(self.epsilon, w.dtype))))

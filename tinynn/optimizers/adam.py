@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sparse import square
+from ..sparse import densify, square
 from .base import LR_0_001, LearningRate, Optimizer, tf_cast, weak
 
 
@@ -63,8 +63,8 @@ class Adam(Optimizer):
         one = dt.type(1)
         alpha = lr * np.sqrt(one - beta_2_power) / (one - beta_1_power)
         m, v = slots["momentum"], slots["velocity"]
-        m += (g - m) * weak(1 - self.beta_1, dt)
-        v += (square(g) - v) * weak(1 - self.beta_2, dt)
+        m += (densify(g) - m) * weak(1 - self.beta_1, dt)  # ops.subtract densifies IndexedSlices
+        v += (densify(square(g)) - v) * weak(1 - self.beta_2, dt)  # squared per occurrence, then summed
         if self.amsgrad:
             v_hat = slots["velocity_hat"]
             np.maximum(v_hat, v, out=v_hat)

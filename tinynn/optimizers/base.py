@@ -26,6 +26,11 @@ Dtypes, mirroring the TensorFlow backend exactly (this decides float32 and float
   so carry float32 rounding even for float64 variables: :func:`tf_cast`;
 * hyper-parameters that meet a tensor directly in an op (``rho * v``, ``v + epsilon``, ``(g - m) * (1 - β₁)``)
   are converted straight to the variable's dtype: :func:`weak`.
+
+Embedding gradients arrive as :class:`tinynn.sparse.IndexedSlices` and stay sparse through clipping
+(clipnorm and clipvalue act on the per-occurrence values; global_clipnorm's product makes them dense, as in
+TF) into ``update_step``, which follows Keras's sparse-aware ops (:mod:`tinynn.sparse`): squares per
+occurrence, per-occurrence steps scattered into the variable one occurrence at a time.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import numpy as np
 
 from .. import config as _config
 from ..layers.base import unique_name
-from ..sparse import DenseGradient, IndexedSlices, squared_norm
+from ..sparse import IndexedSlices, densify, squared_norm
 from ..utils import to_snake_case
 
 LearningRate = float | Callable[..., float]
@@ -261,9 +266,7 @@ class Optimizer:
         ws = [variables[i] for i in keep]
         if self.loss_scale_factor is not None:
             gs = [_map(g, lambda v: v / weak(self.loss_scale_factor, v.dtype)) for g in gs]
-        gs = self._clip_gradients(gs)
-        # IndexedSlices (embedding gradients) become dense here, remembering their per-occurrence squares
-        gs = [DenseGradient.from_slices(g) if isinstance(g, IndexedSlices) else g for g in gs]
+        gs = self._clip_gradients(gs)  # IndexedSlices (embedding gradients) stay sparse into update_step
         if self.weight_decay is not None:
             for w in ws:
                 lr = self._learning_rate_as(w.dtype)
@@ -275,7 +278,11 @@ class Optimizer:
         self.iterations += 1
 
     def update_step(self, g: np.ndarray, w: np.ndarray, lr: np.generic, slots: dict[str, np.ndarray]) -> None:
-        """Update ``w`` (and ``slots``) in place from the processed gradient ``g``; ``lr`` is in w's dtype."""
+        """Update ``w`` (and ``slots``) in place from the processed gradient ``g``; ``lr`` is in w's dtype.
+
+        ``g`` may be :class:`tinynn.sparse.IndexedSlices`: subclasses write their rule with the sparse-aware
+        ops of :mod:`tinynn.sparse` (``square``, ``scale``, ``divide``, ``densify``, ``assign_sub``…) exactly
+        where Keras's ``update_step`` calls the corresponding ``ops`` function."""
         raise NotImplementedError
 
     def _clip_gradients(self, gs: list[np.ndarray]) -> list[np.ndarray]:
@@ -397,7 +404,7 @@ class Optimizer:
 
 
 def _as_gradient(g, dtype) -> np.ndarray | IndexedSlices:
-    """The gradient in the variable's dtype; IndexedSlices stay sparse until after clipping."""
+    """The gradient in the variable's dtype; IndexedSlices stay sparse (TF casts their values)."""
     if isinstance(g, IndexedSlices):
         return g.astype(dtype)
     return np.asarray(g).astype(dtype, copy=False)
@@ -419,14 +426,15 @@ def _clip_by_norm(g: np.ndarray, clipnorm: float) -> np.ndarray:
 
 def _clip_by_global_norm(gs: list[np.ndarray], clipnorm: float) -> list[np.ndarray]:
     """Keras's clip_by_global_norm: ``g·s`` with ``s = c·min(1/N, 1/c) + (N - N)``, ``N = sqrt(Σ_k ‖g_k‖₂²)``
-    (the ``N - N`` term turns a non-finite norm into NaN)."""
+    (the ``N - N`` term turns a non-finite norm into NaN). ``IndexedSlices * tensor`` is dense in TF (the
+    slices are summed first), so an embedding gradient leaves this step dense."""
     dtype = np.result_type(*gs)
     norm = np.sqrt(np.sum(np.stack([np.asarray(squared_norm(g)).astype(dtype) for g in gs])))
     with np.errstate(divide="ignore"):
         inv_norm = dtype.type(1.0) / norm
     scale = weak(clipnorm, dtype) * np.minimum(inv_norm, weak(1.0 / clipnorm, dtype))
     scale = scale + (norm - norm)
-    return [_map(g, lambda v: (v * scale).astype(v.dtype, copy=False)) for g in gs]
+    return [(densify(g) * scale).astype(g.dtype, copy=False) for g in gs]
 
 
 def _takes_no_arguments(fn: Callable[..., Any]) -> bool:

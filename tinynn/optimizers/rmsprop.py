@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sparse import square
+from ..sparse import assign_sub, densify, divide, scale, square
 from .base import LR_0_001, LearningRate, Optimizer, weak
 
 
@@ -29,6 +29,14 @@ class RMSprop(Optimizer):
         epsilon: ε, default 1e-7.
         centered: subtract the squared running mean of g from v, default False.
         **kwargs: the base optimizer's arguments (clipnorm, weight_decay, ...).
+
+    For an IndexedSlices g (an Embedding's gradient, rows g_n for ids i_n) Keras's ops give, per row r::
+
+        v[r] ← ρ·v[r] + Σ_{n: i_n = r} (1-ρ)·g_n²          (squared per occurrence, then summed in order)
+        a[r] ← ρ·a[r] + Σ_{n: i_n = r} (1-ρ)·g_n           (centered)
+        Δ_n = (η·g_n) / sqrt(d[i_n])                         (one step per occurrence)
+        momentum:  m ← μ·m + Σ_n Δ_n (dense);  w ← w - m
+        otherwise: w[i_n] ← w[i_n] - Δ_n  for n = 0, 1, …   (TF's scatter_sub, one occurrence at a time)
     """
 
     _config_keys = ("rho", "momentum", "epsilon", "centered")
@@ -61,17 +69,17 @@ class RMSprop(Optimizer):
         dt = w.dtype
         rho, one_minus_rho, eps = weak(self.rho, dt), weak(1 - self.rho, dt), weak(self.epsilon, dt)
         v = slots["velocity"]
-        v[...] = rho * v + one_minus_rho * square(g)
+        v[...] = rho * v + densify(scale(one_minus_rho, square(g)))
         if self.centered:
             a = slots["average_gradient"]
-            a[...] = rho * a + one_minus_rho * g
+            a[...] = rho * a + densify(scale(one_minus_rho, g))
             d = (v - np.square(a)) + eps
         else:
             d = v + eps
-        increment = (lr * g) / np.sqrt(d)
+        increment = divide(scale(lr, g), np.sqrt(d))
         if self.momentum > 0:
             m = slots["momentum"]
-            m[...] = weak(self.momentum, dt) * m + increment
+            m[...] = weak(self.momentum, dt) * m + densify(increment)
             w -= m
         else:
-            w -= increment
+            assign_sub(w, increment)

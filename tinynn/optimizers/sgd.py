@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..sparse import assign_sub, densify, scale
 from .base import LR_0_01, LearningRate, Optimizer, tf_cast
 
 
@@ -20,6 +21,10 @@ class SGD(Optimizer):
                       w ← w + (m·μ - g·η)            (nesterov=True, with the new m)
 
     μ enters through ``ops.cast``, so for float64 variables it is the float32-rounded μ (as in Keras).
+
+    For an IndexedSlices g (rows g_n for ids i_n): with μ = 0 each occurrence is subtracted on its own,
+    ``w[i_n] ← w[i_n] - g_n·η`` for n = 0, 1, … (TF's scatter_sub); with μ > 0 ``g·η`` is the dense sum
+    ``Σ_n g_n·η`` (each product rounded before the sum), as TF densifies the slices in ``m·μ - g·η``.
 
     Args:
         learning_rate: η, default 0.01.
@@ -49,12 +54,13 @@ class SGD(Optimizer):
 
     def update_step(self, g: np.ndarray, w: np.ndarray, lr: np.generic, slots: dict[str, np.ndarray]) -> None:
         if self.momentum == 0:
-            w -= g * lr
+            assign_sub(w, scale(lr, g))
             return
         mu = tf_cast(self.momentum, w.dtype)
         m = slots["momentum"]
-        m[...] = m * mu - g * lr
+        step = densify(scale(lr, g))  # ops.multiply(gradient, learning_rate), densified by the subtraction
+        m[...] = m * mu - step
         if self.nesterov:
-            w += m * mu - g * lr
+            w += m * mu - step
         else:
             w += m

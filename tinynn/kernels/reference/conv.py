@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .windows import share_identical_windows
+
 __all__ = [
     "col2im",
     "conv1d_backward_data",
@@ -76,6 +78,9 @@ def conv1d_forward(x, W, stride=1, dilation=1, pad_left=0, l_out=None, groups=1)
     """z[:, t, gF] = Σ_k xp[:, t·s + k·d, gC] @ W[k, :, gF], one strided slice per tap k.
 
     ``l_out`` defaults to the valid length for the given left padding; gC, gF are group g's channels, filters.
+    Bit-identical windows then share the output of the first of them
+    (:func:`tinynn.kernels.reference.windows.share_identical_windows`: matrix products may round identical rows
+    differently, and the exact ties of padded regions decide the max poolings' gradients).
     """
     K, Cg, F = W.shape
     B, L, C = x.shape
@@ -89,7 +94,7 @@ def conv1d_forward(x, W, stride=1, dilation=1, pad_left=0, l_out=None, groups=1)
         x_k = xp[:, k * d : k * d + (l_out - 1) * s + 1 : s, :]  # (B, Lo, C): the steps tap k reads
         for g in range(groups):
             z[:, :, g * Fg : (g + 1) * Fg] += x_k[:, :, g * Cg : (g + 1) * Cg] @ W[k, :, g * Fg : (g + 1) * Fg]
-    return z
+    return share_identical_windows(z, x, K, s, d, pl)
 
 
 def conv1d_backward_data(dz, W, length, stride=1, dilation=1, pad_left=0, groups=1):

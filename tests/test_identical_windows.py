@@ -1,0 +1,138 @@
+"""Bit-identical input windows of a convolution give bit-identical outputs (tinynn.kernels.windows), whatever the
+GEMM does with rows at different positions: the numba hash tables agree with the NumPy twin (sorting), the rule
+holds in both kernel modes and both conv methods, and nothing but repeated windows changes."""
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+import tinynn as tn
+from tinynn import config, layers
+from tinynn.kernels import blas
+from tinynn.kernels import conv as kc
+from tinynn.kernels import windows as kw
+from tinynn.kernels.reference import windows as rw
+
+
+@st.composite
+def repetitive_input(draw, padding):
+    """A conv geometry and an x whose steps come from a pool of 1-3 rows (one may be all zeros, one -0.0),
+    so that repeated steps and windows abound; with 'same'/'causal' windows overlap the padding."""
+    K, s, d = draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    eff = (K - 1) * d + 1
+    L = (eff if padding == "valid" else 1) + draw(st.integers(0, 12))
+    B, C = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    pool = rng.normal(size=(3, C))
+    if draw(st.booleans()):
+        pool[0] = 0.0
+    if draw(st.booleans()):
+        pool[1] = -0.0  # equal to 0.0 in value, not in bits: its own id
+    choice = rng.integers(0, draw(st.integers(1, 3)), size=(B, L))
+    x = pool[choice]
+    pl, _, l_out = kc.conv_padding(L, K, s, d, padding)
+    return x, K, s, d, pl, l_out, seed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", ["valid", "same", "causal"])
+@given(data=st.data())
+@example(data=None)  # every window identical
+def test_numba_ids_match_the_numpy_twin(padding, dtype, data):
+    case = data.draw(repetitive_input(padding)) if data is not None else (np.zeros((2, 6, 3)), 2, 1, 1, 0, 5, 0)
+    x, K, s, d, pl, l_out, seed = case
+    x = x.astype(dtype)
+    ids, zero_id = kw.row_ids(x)
+    ids_ref, zero_ref = rw.row_ids(x)
+    np.testing.assert_array_equal(ids, ids_ref)
+    assert zero_id == zero_ref
+    rep = kw.window_ids(ids, zero_id, K, s, d, pl, l_out)
+    np.testing.assert_array_equal(rep, rw.window_ids(ids_ref, zero_ref, K, s, d, pl, l_out))
+    z = np.random.default_rng(seed).normal(size=(x.shape[0], l_out, 2)).astype(dtype)
+    np.testing.assert_array_equal(kw.share_identical_windows(z.copy(), x, K, s, d, pl),
+                                  rw.share_identical_windows(z.copy(), x, K, s, d, pl))
+    # the rule itself: windows with equal bits (padding taps read as +0.0) have equal representatives
+    xp = np.concatenate([np.zeros((x.shape[0], pl, x.shape[2]), dtype), x,
+                         np.zeros((x.shape[0], l_out * s + K * d, x.shape[2]), dtype)], axis=1)  # fmt: skip
+    taps = np.arange(l_out)[:, None] * s + np.arange(K)[None, :] * d
+    win = xp[:, taps].reshape(x.shape[0] * l_out, -1)
+    bits = win.view(np.dtype(f"u{x.dtype.itemsize}"))
+    same_bits = (bits[:, None, :] == bits[None, :, :]).all(-1)
+    np.testing.assert_array_equal(same_bits, rep[:, None] == rep[None, :])
+
+
+def _position_dependent(grouped_matmul):
+    """A GEMM that rounds each row differently (as some BLAS micro-kernels do for rows at different positions):
+    row r of the result is scaled by 1 + r·2⁻²⁰."""
+
+    def gemm(a, b, out=None):
+        result = grouped_matmul(a, b, out)
+        rows = result.shape[1]
+        result *= (1 + np.arange(rows) * 2.0**-20).astype(result.dtype)[None, :, None]
+        return result
+
+    return gemm
+
+
+def _left_padded_ids(rng, n, length, vocab):
+    lengths = rng.integers(1, length, n)
+    ids = rng.integers(1, vocab, size=(n, length))
+    return np.where(np.arange(length)[None, :] >= length - lengths[:, None], ids, 0)
+
+
+@pytest.mark.parametrize("method", ["shift", "im2col"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_identical_windows_stay_identical_under_a_position_dependent_gemm(method, dtype):
+    rng = np.random.default_rng(1)
+    table = rng.normal(size=(6, 5)).astype(dtype)
+    x = table[_left_padded_ids(rng, 9, 20, 6)]  # (9, 20, 5): zero-id rows repeat, real ids repeat too
+    W = rng.normal(size=(3, 5, 4)).astype(dtype)
+    with mock.patch.object(kc.blas, "grouped_matmul", _position_dependent(blas.grouped_matmul)):
+        z = kc.conv1d_forward(x, W, method=method, workspace={})
+        raw = kc._conv1d_forward(x, W, 1, 1, 0, 18, 1, method, {}, False)
+    rep = kw.window_ids(*kw.row_ids(x), 3, 1, 1, 0, 18)
+    rows, raw_rows = z.reshape(-1, 4), raw.reshape(-1, 4)
+    assert len(np.unique(raw_rows[rep != np.arange(rep.size)], axis=0)) > 1  # the mock did break the ties
+    np.testing.assert_array_equal(rows, raw_rows[rep])  # each window: its first identical window's output
+    first = rep == np.arange(rep.size)
+    np.testing.assert_array_equal(rows[first], raw_rows[first])  # nothing else changed
+
+
+@pytest.mark.parametrize("mode", ["fast", "reference"])
+def test_conv1d_layer_on_left_padded_embeddings_gives_one_output_for_all_padded_windows(mode):
+    """Seed 000's first layers in float32: every window that lies in the padding has the same output vector."""
+    rng = np.random.default_rng(2)
+    ids = _left_padded_ids(rng, 16, 60, 50)
+    tn.set_random_seed(3)
+    model = tn.Sequential([layers.Embedding(50, 16, input_shape=(60,), dtype="float32"),
+                           layers.Conv1D(8, 7, activation="relu", dtype="float32")])  # fmt: skip
+    model.layers[1].bias[...] = rng.normal(size=8)
+    with config.kernels(mode), mock.patch.object(kc.blas, "grouped_matmul", _position_dependent(blas.grouped_matmul)):
+        y = model.predict(ids, batch_size=16)
+    padded = np.array([[not ids[b, t : t + 7].any() for t in range(54)] for b in range(16)])
+    assert padded.sum() > 100
+    assert len(np.unique(y[padded], axis=0)) == 1
+
+
+def test_a_hash_collision_never_gives_a_window_another_windows_output():
+    """With every row hashed alike (a forced collision) all windows get window (0, 0) as representative; the copy
+    compares the windows' bits, so only the window truly identical to it takes its output, and the others
+    (even the ones identical to some other window) keep their own: a collision can cost sharing, never values."""
+
+    def same_hash_for_every_row(bits, m1, m2, hashes):
+        hashes[:] = 7
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 12, 4)).astype(np.float32)
+    x[1, :6] = x[0, :6]  # windows 0-3 of sample 1 equal windows 0-3 of sample 0
+    z = rng.normal(size=(3, 10, 2)).astype(np.float32)
+    with mock.patch.object(kw, "_row_hashes", same_hash_for_every_row):
+        assert len(np.unique(kw.row_ids(x)[0])) < len(np.unique(rw.row_ids(x)[0]))  # different rows merged
+        shared = kw.share_identical_windows(z.copy(), x, 3, 1, 1, 0)
+    expected = z.copy()
+    expected[1, 0] = z[0, 0]
+    np.testing.assert_array_equal(shared, expected)

@@ -1,0 +1,241 @@
+r"""Identical input windows of a convolution share one output: the numba version.
+
+The rule and the reason (a GEMM may round two identical rows differently, which breaks the exact ties of the
+padded region that the max poolings resolve by position) are in :mod:`tinynn.kernels.reference.windows`, the
+NumPy twin, which finds equal rows by sorting. Here hash tables do it in passes that touch each row once:
+
+1. step ids: every row is hashed in a tight loop (two 64-bit sums of its mixed 64-bit words, one linear and one
+   not); then a row equal to the row before it (a run, as in padding) takes its id after an exact comparison,
+   and any other row the id of the first row with the same two hashes, without reading that row again (a
+   cache miss per repeated word);
+2. window ids: a second table over the windows' keys of K step ids (exact integer keys);
+3. the copy, which is where exactness is enforced: a window whose output already equals its representative's
+   bit for bit is left alone; otherwise its K input rows are compared with the representative's bit for bit,
+   and the output is copied only if they are equal. So an output is never replaced by that of a different
+   window, whatever the hashes do; a hash collision could only leave two identical windows unshared.
+
+Without collisions the ids are the twin's canonical "first occurrence" numbers, so both give the same ``rep``
+and, after the copy, bitwise the same outputs (``tests/test_identical_windows.py``).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["row_ids", "share_identical_windows", "window_ids"]
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _table_size(n: int) -> int:
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
+def _mix(h):  # pragma: no cover - compiled
+    """A 64-bit finaliser (splitmix64's), so that the low bits used as the slot depend on every input bit."""
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return h
+
+
+@numba.njit(cache=True, nogil=True)
+def _equal_rows(a, b):  # pragma: no cover - compiled
+    """Bitwise equality; rows that differ usually differ at once, equal ones are checked in one vector pass."""
+    if a[0] != b[0]:
+        return False
+    diff = a[0] ^ b[0]
+    for w in range(a.shape[0]):
+        diff |= a[w] ^ b[w]
+    return diff == 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_hashes(bits, m1, m2, hashes):  # pragma: no cover - compiled
+    """hashes[r] = two 64-bit hashes of row r's words: sums of mixed words, a tight loop LLVM vectorises (uint64
+    wraps); anything more in this loop (even an OR to spot zero rows) slowed it down by half."""
+    R, W = bits.shape
+    for r in range(R):
+        row = bits[r]
+        a1 = np.uint64(0)
+        a2 = np.uint64(0)
+        for w in range(W):
+            v = np.uint64(row[w])
+            u = (v ^ (v >> np.uint64(32))) * m1[w]  # the fold makes every bit of v change u's high half
+            a1 += u
+            a2 += (u ^ (u >> np.uint64(29))) ^ m2[w]  # a second, non-linear sum
+        hashes[r, 0] = _mix(a1)
+        hashes[r, 1] = _mix(_mix(a2) ^ a1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_ids(bits, hashes, table, ids):  # pragma: no cover - compiled
+    """ids[r] = the first row with the same bits: a row equal to the one before it (compared exactly: runs, as
+    in padding) takes its id, any other the id of the first row with the same 128-bit hash. table (size × 3,
+    a power of two, column 0 filled with -1) holds row, h1, h2."""
+    R = bits.shape[0]
+    mask = table.shape[0] - 1
+    for r in range(R):
+        if r > 0 and _equal_rows(bits[r], bits[r - 1]):
+            ids[r] = ids[r - 1]
+            continue
+        h1, h2 = np.int64(hashes[r, 0]), np.int64(hashes[r, 1])
+        slot = h1 & mask
+        while True:
+            if table[slot, 0] < 0:
+                table[slot, 0] = r
+                table[slot, 1] = h1
+                table[slot, 2] = h2
+                ids[r] = r
+                break
+            if table[slot, 1] == h1 and table[slot, 2] == h2:
+                ids[r] = table[slot, 0]
+                break
+            slot = (slot + 1) & mask
+    return ids
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_ids(ids, zero_id, K, s, d, pl, l_out, table, key, previous, other_key, rep):  # pragma: no cover
+    """rep[b·Lo+t] = the first window with the same K step ids; a window whose key equals the previous
+    window's (a run of padding) takes its rep without hashing. table as in :func:`_row_ids`."""
+    B, L = ids.shape
+    mask = table.shape[0] - 1
+    for b in range(B):
+        for t in range(l_out):
+            w = b * l_out + t
+            acc = np.uint64(0)
+            same_as_previous = t > 0
+            for k in range(K):
+                i = t * s + k * d - pl
+                key[k] = ids[b, i] if 0 <= i < L else zero_id
+                same_as_previous = same_as_previous and key[k] == previous[k]
+                acc = (acc + np.uint64(key[k] + 1)) * _GOLDEN
+            for k in range(K):
+                previous[k] = key[k]
+            if same_as_previous:
+                rep[w] = rep[w - 1]
+                continue
+            h = _mix(acc)
+            tag = np.int64(h >> np.uint64(33))
+            slot = np.int64(h & np.uint64(mask))
+            while True:
+                entry = table[slot]
+                if entry < 0:
+                    table[slot] = w | (tag << 32)
+                    rep[w] = w
+                    break
+                j = entry & 0xFFFFFFFF
+                if (entry >> 32) == tag:
+                    bj, tj = j // l_out, j % l_out
+                    same = True
+                    for k in range(K):
+                        i = tj * s + k * d - pl
+                        other_key[k] = ids[bj, i] if 0 <= i < L else zero_id
+                        if other_key[k] != key[k]:
+                            same = False
+                            break
+                    if same:
+                        rep[w] = j
+                        break
+                slot = (slot + 1) & mask
+    return rep
+
+
+@numba.njit(cache=True, nogil=True)
+def _copy_repeated_outputs(z, rep, x, K, s, d, pl):  # pragma: no cover - compiled
+    """z[w] ← z[rep[w]] where rep[w] ≠ w, unless z[w] already equals it; copied only after window w's input
+    rows (x, padding taps read as zeros) proved bitwise equal to the representative's. Returns the number of
+    windows whose comparison failed (a hash collision: left as they are)."""
+    B, l_out, F = z.shape
+    L = x.shape[1]
+    failed = 0
+    for w in range(B * l_out):
+        j = rep[w]
+        if j == w:
+            continue
+        b, t, bj, tj = w // l_out, w % l_out, j // l_out, j % l_out
+        dst, src = z[b, t], z[bj, tj]
+        if _equal_rows(dst, src):
+            continue
+        same = True
+        for k in range(K):
+            i, ij = t * s + k * d - pl, tj * s + k * d - pl
+            inside, inside_j = 0 <= i < L, 0 <= ij < L
+            if inside and inside_j:
+                same = _equal_rows(x[b, i], x[bj, ij])
+            elif inside or inside_j:  # one window reads padding here: the other's row must be all +0
+                row = x[b, i] if inside else x[bj, ij]
+                for c in range(row.shape[0]):
+                    if row[c] != 0:
+                        same = False
+                        break
+            if not same:
+                break
+        if same:
+            for f in range(F):
+                dst[f] = src[f]
+        else:
+            failed += 1
+    return failed
+
+
+def _multipliers(width: int, seed: int) -> np.ndarray:
+    """Odd 64-bit multipliers, one per column (a fixed pseudo-random sequence, so hashes are reproducible)."""
+    return np.random.default_rng(seed).integers(0, 2**63, width, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def row_ids(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """(id (B, L), zero_id), as :func:`tinynn.kernels.reference.windows.row_ids`."""
+    B, L, C = x.shape
+    rows = np.ascontiguousarray(x).reshape(B * L, C)
+    word = 8 if (C * x.dtype.itemsize) % 8 == 0 else x.dtype.itemsize  # 64-bit words hash twice as fast
+    bits = rows.view(np.dtype(f"u{word}"))
+    if B * L >= 2**62:
+        raise ValueError(f"row_ids: {B * L} steps are too many for the hash table")
+    m1, m2 = _multipliers(bits.shape[1], 1), _multipliers(bits.shape[1], 2)
+    hashes = np.empty((B * L, 2), np.uint64)
+    _row_hashes(bits, m1, m2, hashes)
+    table = np.empty((_table_size(B * L), 3), np.int64)
+    table[:, 0] = -1
+    ids = _row_ids(bits, hashes, table, np.empty(B * L, np.int64))
+    # a row of +0.0 (read by padding taps): its hashes are known; the first row with them that is all zero
+    zero_hashes = np.empty((1, 2), np.uint64)
+    _row_hashes(np.zeros((1, bits.shape[1]), bits.dtype), m1, m2, zero_hashes)
+    for r in np.flatnonzero((hashes[:, 0] == zero_hashes[0, 0]) & (hashes[:, 1] == zero_hashes[0, 1])):
+        if not bits[r].any():
+            return ids.reshape(B, L), int(ids[r])
+    return ids.reshape(B, L), -1
+
+
+def window_ids(ids: np.ndarray, zero_id: int, K: int, s: int, d: int, pl: int, l_out: int) -> np.ndarray:
+    """rep (B·Lo,), as :func:`tinynn.kernels.reference.windows.window_ids`."""
+    B, L = ids.shape
+    if np.any(ids < 0) or np.any(ids >= B * L) or K < 1 or s < 1 or d < 1 or l_out < 1:
+        raise ValueError(f"window_ids: inconsistent step ids {ids.shape} or geometry K={K}, s={s}, d={d}, Lo={l_out}")
+    if B * l_out >= 2**31:
+        raise ValueError(f"window_ids: {B * l_out} windows do not fit the 31-bit numbers of the hash table")
+    size = _table_size(B * l_out)
+    rep = np.empty(B * l_out, np.int64)
+    return _window_ids(np.ascontiguousarray(ids, np.int64), np.int64(zero_id), int(K), int(s), int(d), int(pl),
+                       int(l_out), np.full(size, -1, np.int64), np.empty(K, np.int64), np.empty(K, np.int64),
+                       np.empty(K, np.int64), rep)  # fmt: skip
+
+
+def share_identical_windows(z: np.ndarray, x: np.ndarray, K: int, s: int, d: int, pl: int) -> np.ndarray:
+    """z (B, Lo, F), C-contiguous, with every window's output replaced by that of the first identical window."""
+    B, l_out, F = z.shape
+    if x.ndim != 3 or x.shape[0] != B or not z.flags.c_contiguous:
+        raise ValueError(f"share_identical_windows: z {z.shape} does not fit x {x.shape} (or is not contiguous)")
+    ids, zero_id = row_ids(x)
+    rep = window_ids(ids, zero_id, K, s, d, pl, l_out)
+    bits = np.ascontiguousarray(x).view(np.dtype(f"u{x.dtype.itemsize}"))
+    _copy_repeated_outputs(z.view(bits.dtype), rep, bits, int(K), int(s), int(d), int(pl))
+    return z
