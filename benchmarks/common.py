@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
+
+# The tinynn of this checkout, even when another one is installed in the environment.
+REPO = str(pathlib.Path(__file__).resolve().parents[1])
+if REPO not in sys.path:
+    sys.path.insert(1, REPO)
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

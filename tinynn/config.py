@@ -7,6 +7,7 @@ constructed, so call :func:`set_floatx` before building a model.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -18,6 +19,9 @@ _FLOAT_DTYPES = ("float32", "float64")
 
 KERNEL_MODES = ("fast", "reference")
 _KERNELS = "fast"
+
+COMPILE_MODES = ("background", "wait")
+_COMPILE: str | None = None  # None: the TINYNN_COMPILE environment variable, else "background"
 
 
 def floatx() -> str:
@@ -76,3 +80,21 @@ def kernels(mode: str) -> Iterator[None]:
         yield
     finally:
         set_kernels(previous)
+
+
+def compile_mode() -> str:
+    """How fast-mode layers meet kernels numba has not compiled yet: 'background' (the default: compile on a
+    background thread, run the NumPy twins meanwhile) or 'wait' (compile in the calling thread, numba's own
+    behaviour). See :mod:`tinynn.kernels.warmup`. Default from the ``TINYNN_COMPILE`` environment variable."""
+    if _COMPILE is not None:
+        return _COMPILE
+    env = os.environ.get("TINYNN_COMPILE", "background").strip().lower()
+    return env if env in COMPILE_MODES else "background"
+
+
+def set_compile(mode: str | None) -> None:
+    """Set :func:`compile_mode` ('background' or 'wait'; None: back to the environment variable's choice)."""
+    global _COMPILE
+    if mode is not None and mode not in COMPILE_MODES:
+        raise ValueError(f"set_compile: mode must be one of {COMPILE_MODES} or None, got {mode!r}")
+    _COMPILE = mode

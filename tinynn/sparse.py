@@ -40,10 +40,11 @@ class IndexedSlices:
 
     def to_dense(self) -> np.ndarray:
         """The scatter-add ``Σ_k e_{indices[k]} ⊗ values[k]`` (the numba kernel for 2-D tables in the 'fast' kernel
-        mode, ``np.add.at`` otherwise: the same additions in the same order)."""
+        mode once compiled, ``np.add.at`` otherwise: the same additions in the same order)."""
         if self._dense is None:
             dense = np.zeros(self.dense_shape, dtype=self.values.dtype)
-            fast = config.kernel_mode() == "fast" and dense.ndim == 2 and self.values.ndim == 2
+            fast = config.kernel_mode() == "fast" and dense.ndim == 2 and self.values.ndim == 2 and \
+                fast_embedding.ready(dense)
             (fast_embedding if fast else reference_embedding).scatter_add(dense, self.indices, self.values)
             self._dense = dense
         return self._dense

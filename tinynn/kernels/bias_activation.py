@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 from .fastmath import RELU, activate_row, derivative_row
+from .parallel import kernel_entry
 
 __all__ = ["bias_activation_backward", "bias_activation_forward"]
 
@@ -64,6 +65,7 @@ def _rows(a: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1, a.shape[-1])
 
 
+@kernel_entry
 def bias_activation_forward(z: np.ndarray, bias: np.ndarray | None, code: int) -> np.ndarray:
     """y = act(z + b) for z (..., F); z itself is left as it is (``z + b`` is never stored). Returns y."""
     F = z.shape[-1]
@@ -75,6 +77,7 @@ def bias_activation_forward(z: np.ndarray, bias: np.ndarray | None, code: int) -
     return y
 
 
+@kernel_entry
 def bias_activation_backward(y: np.ndarray, dy: np.ndarray, code: int, bias_sum: bool = True):
     """(dz, db): dz = act'(y) ⊙ dy (y's shape and dtype), db = Σ over every axis but the last (None if
     ``bias_sum`` is False)."""

@@ -49,6 +49,7 @@ import numpy as np
 
 from . import blas
 from .layout import merge_groups, split_groups
+from .parallel import even_ranges, kernel_scope, num_threads, share
 from .reference.conv import conv_padding
 
 __all__ = [
@@ -89,7 +90,7 @@ def im2col(x, groups, K, s, d, pl, l_out, out=None):
     return _im2col(x, K, s, d, pl, _out(out, (groups, B, l_out, K, C // groups), x.dtype))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _im2col(x, K, s, d, pl, cols):  # pragma: no cover - compiled
     """With one group and no dilation, a window inside x is K·C consecutive numbers of x[b]: one flat copy
     (from 0 over 1-D slices, which LLVM vectorises)."""
@@ -129,7 +130,7 @@ def col2im(dcols, L, s, d, pl, out=None):
     return _col2im(dcols, s, d, pl, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _col2im(dcols, s, d, pl, dx):  # pragma: no cover - compiled
     G, B, l_out, K, Cg = dcols.shape
     L = dx.shape[1]
@@ -154,7 +155,7 @@ def shift_add(Z, s, d, pl, l_out, out=None):
     return _shift_add(Z, s, d, pl, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _shift_add(Z, s, d, pl, z):  # pragma: no cover - compiled
     G, B, L, K, Fg = Z.shape
     l_out = z.shape[1]
@@ -178,7 +179,7 @@ def spread(dz, groups, L, K, s, d, pl, out=None):
     return _spread(dz, s, d, pl, _out(out, (groups, B, L, K, F // groups), dz.dtype))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _spread(dz, s, d, pl, U):  # pragma: no cover - compiled
     B, l_out, F = dz.shape
     groups, _, L, K, Fg = U.shape
@@ -243,12 +244,6 @@ BACKWARD_CHUNK_BYTES = 64 << 20
 KEEP_COLS_BYTES = 64 << 20
 
 
-def _chunks(B: int, bytes_per_sample: int, budget: int) -> list[tuple[int, int]]:
-    """Batch ranges [b0, b1) of about ``budget`` bytes of scratch each (at least one sample)."""
-    step = max(1, budget // max(int(bytes_per_sample), 1))
-    return [(b0, min(B, b0 + step)) for b0 in range(0, B, step)]
-
-
 def _scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
     """A C-contiguous ``shape`` view of the reusable buffer ``workspace[name]`` (grown when too small)."""
     size = int(np.prod(shape))
@@ -256,6 +251,13 @@ def _scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
     if buf is None or buf.size < size or buf.dtype != dtype:
         buf = workspace[name] = np.empty(size, dtype=dtype)
     return buf[:size].reshape(shape)
+
+
+def _chunk_ranges(B: int, bytes_per_sample: int, budget: int) -> list[tuple[int, int]]:
+    """Batch ranges of about ``budget`` bytes of scratch each, and at least two per core when the batch allows
+    (the cores pull them: :func:`tinynn.kernels.parallel.share`)."""
+    n = max(-(-B * max(int(bytes_per_sample), 1) // budget), min(B, 2 * num_threads()))
+    return even_ranges(B, n)
 
 
 def conv1d_forward(
@@ -274,6 +276,9 @@ def conv1d_forward(
     for the given left padding (``⌊(L + pl - eff)/s⌋ + 1``); pass it to add right padding. ``workspace``:
     an optional dict of scratch buffers reused from call to call (the result never aliases them).
 
+    The batch runs in chunks that the cores pull (index work and one single-threaded GEMM per chunk, on
+    per-core scratch that stays in cache between the two).
+
     ``keep_cols`` (training): when the im2col method runs with one group and the columns fit in
     ``KEEP_COLS_BYTES``, they are kept in ``workspace`` for the weight gradient of the next backward call on
     the same ``x`` object, which then skips its own im2col (see :func:`_kept_cols`)."""
@@ -287,11 +292,14 @@ def conv1d_forward(
     if choose_method(L, l_out, C, F, s, method) == "shift":
         z = np.zeros((B, l_out, F), dtype=x.dtype)  # shift_add accumulates
         Wr = _w_shift(W, G)  # (G, Cg, K·Fg)
-        for b0, b1 in _chunks(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES):
+
+        def shift_piece(worker, b0, b1):
             n = b1 - b0
             Z = blas.grouped_matmul(split_groups(x[b0:b1], G), Wr,
-                                    _scratch(ws, "Z", (G, n * L, K * Fg), x.dtype))  # (G, n·L, K·Fg)
+                                    _scratch(ws, f"Z{worker}", (G, n * L, K * Fg), x.dtype))  # (G, n·L, K·Fg)
             shift_add(Z.reshape(G, n, L, K, Fg), s, d, pl, l_out, out=z[b0:b1])
+
+        _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES))
         return z
     z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written below
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
@@ -299,17 +307,26 @@ def conv1d_forward(
     keep = keep_cols and G == 1 and B * l_out * K * C * x.itemsize <= KEEP_COLS_BYTES
     ws.pop("kept_cols_of", None)
     kept = _scratch(ws, "kept_cols", (G, B, l_out, K, Cg), x.dtype) if keep else None
-    for b0, b1 in _chunks(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES):
+
+    def im2col_piece(worker, b0, b1):
         n = b1 - b0
-        buf = kept[:, b0:b1] if keep else _scratch(ws, "cols", (G, n, l_out, K, Cg), x.dtype)
+        buf = kept[:, b0:b1] if keep else _scratch(ws, f"cols{worker}", (G, n, l_out, K, Cg), x.dtype)
         cols = im2col(x[b0:b1], G, K, s, d, pl, l_out, buf).reshape(G, n * l_out, K * Cg)
         if G == 1:
             blas.grouped_matmul(cols, Wm, z[b0:b1].reshape(1, n * l_out, F))
         else:
             z[b0:b1] = merge_groups(blas.grouped_matmul(cols, Wm), n, l_out)
+
+    _run_chunks(im2col_piece, _chunk_ranges(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES))
     if keep:
         ws["kept_cols_of"] = (x, geometry)
     return z
+
+
+def _run_chunks(piece, ranges) -> list:
+    """``piece(worker, b0, b1)`` over the batch ranges, pulled by the cores, BLAS on one thread each."""
+    with kernel_scope():
+        return share(piece, ranges)
 
 
 def _kept_cols(ws: dict, x, geometry) -> np.ndarray | None:
@@ -325,7 +342,8 @@ def _kept_cols(ws: dict, x, geometry) -> np.ndarray | None:
 
 
 def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace):
-    """The shared backward pass: (dx or None, dW or None), one spread/im2col buffer per batch chunk."""
+    """The shared backward pass: (dx or None, dW or None), batch chunks pulled by the cores; each core sums
+    its chunks' weight gradients into its own partial sum, added at the end."""
     K, Cg, F = W.shape
     B, l_out, _ = dz.shape
     L, C, Fg = int(length), Cg * G, F // G
@@ -334,37 +352,55 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
     if choose_method(L, l_out, C, F, s, method) == "shift":
         WrT = _w_shift(W, G).transpose(0, 2, 1)  # (G, K·Fg, Cg)
         dx = np.empty((B, L, C), dtype=dz.dtype) if need_dx else None
-        dWr = np.zeros((G, Cg, K * Fg), dtype=dz.dtype) if need_dW else None
-        for b0, b1 in _chunks(B, L * K * F * item, BACKWARD_CHUNK_BYTES):
+        partial: dict = {}
+
+        def shift_piece(worker, b0, b1):
             n = b1 - b0
-            U = spread(dz[b0:b1], G, L, K, s, d, pl, _scratch(ws, "U", (G, n, L, K, Fg), dz.dtype))
+            U = spread(dz[b0:b1], G, L, K, s, d, pl, _scratch(ws, f"U{worker}", (G, n, L, K, Fg), dz.dtype))
             U = U.reshape(G, n * L, K * Fg)
             if need_dW:
-                dWr += blas.grouped_matmul_tn(split_groups(x[b0:b1], G), U)
+                part = blas.grouped_matmul_tn(split_groups(x[b0:b1], G), U)
+                if worker in partial:
+                    partial[worker] += part
+                else:
+                    partial[worker] = part
             if need_dx and G == 1:
                 blas.grouped_matmul(U, WrT, dx[b0:b1].reshape(1, n * L, C))
             elif need_dx:
                 dx[b0:b1] = merge_groups(blas.grouped_matmul(U, WrT), n, L)
-        return dx, (_dw_from_shift(dWr, K) if need_dW else None)
+
+        _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * item, BACKWARD_CHUNK_BYTES))
+        return dx, (_dw_from_shift(sum(partial.values()), K) if need_dW else None)
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
     dx = np.zeros((B, L, C), dtype=dz.dtype) if need_dx else None
-    dWm = np.zeros((G, K * Cg, Fg), dtype=dz.dtype) if need_dW else None
+    dWm = None
     kept = _kept_cols(ws, x, ((B, L, C), K, s, d, pl, l_out, G)) if need_dW else None
-    if kept is not None:  # the forward's columns: one GEMM, no im2col
+    if kept is not None:  # the forward's columns: one GEMM (split over the cores), no im2col
         dWm = blas.grouped_matmul_tn(kept, split_groups(dz, G))
         need_dW = False
-    for b0, b1 in _chunks(B, 2 * l_out * K * C * item, BACKWARD_CHUNK_BYTES):
-        if not (need_dW or need_dx):
-            break
+    if not (need_dW or need_dx):
+        return dx, (None if dWm is None else _dw_from_im2col(dWm, K, Cg))
+    partial = {}
+
+    def im2col_piece(worker, b0, b1):
         n = b1 - b0
         dz_g = split_groups(dz[b0:b1], G)  # (G, n·Lo, Fg)
         if need_dW:
-            cols = im2col(x[b0:b1], G, K, s, d, pl, l_out, _scratch(ws, "cols", (G, n, l_out, K, Cg), dz.dtype))
-            dWm += blas.grouped_matmul_tn(cols.reshape(G, n * l_out, K * Cg), dz_g)
+            cols = im2col(x[b0:b1], G, K, s, d, pl, l_out, _scratch(ws, f"cols{worker}", (G, n, l_out, K, Cg),
+                                                                    dz.dtype))
+            part = blas.grouped_matmul_tn(cols.reshape(G, n * l_out, K * Cg), dz_g)
+            if worker in partial:
+                partial[worker] += part
+            else:
+                partial[worker] = part
         if need_dx:
             dcols = blas.grouped_matmul(dz_g, Wm.transpose(0, 2, 1),
-                                        _scratch(ws, "dcols", (G, n * l_out, K * Cg), dz.dtype))
+                                        _scratch(ws, f"dcols{worker}", (G, n * l_out, K * Cg), dz.dtype))
             col2im(dcols.reshape(G, n, l_out, K, Cg), L, s, d, pl, out=dx[b0:b1])
+
+    _run_chunks(im2col_piece, _chunk_ranges(B, 2 * l_out * K * C * item, BACKWARD_CHUNK_BYTES))
+    if need_dW:
+        dWm = sum(partial.values())
     return dx, (None if dWm is None else _dw_from_im2col(dWm, K, Cg))
 
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .parallel import kernel_entry
+
 __all__ = ["avg_pool1d_backward", "avg_pool1d_forward", "max_pool1d_backward", "max_pool1d_forward"]
 
 
@@ -116,6 +118,7 @@ def _avg_bwd(dy, P, S, pl, dx):  # pragma: no cover - compiled
 
 
 # --------------------------------------------------------------------------- public (checked) entry points
+@kernel_entry
 def max_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int, l_out: int):
     """(y (B, Lo, C), a (B, Lo, C) int64 argmax steps) for x (B, L, C)."""
     _check(x.shape[1], pool_size, stride, pad_left, l_out)
@@ -124,6 +127,7 @@ def max_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int
     return _max_fwd(np.ascontiguousarray(x), int(pool_size), int(stride), int(pad_left), y, a)
 
 
+@kernel_entry
 def max_pool1d_backward(dy: np.ndarray, a: np.ndarray, length: int) -> np.ndarray:
     """dx (B, L, C): each dy[b,t,c] added at step a[b,t,c]."""
     if dy.shape != a.shape or dy.ndim != 3:
@@ -134,6 +138,7 @@ def max_pool1d_backward(dy: np.ndarray, a: np.ndarray, length: int) -> np.ndarra
     return dx
 
 
+@kernel_entry
 def avg_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int, l_out: int) -> np.ndarray:
     """y (B, Lo, C): the mean of each window's real steps."""
     _check(x.shape[1], pool_size, stride, pad_left, l_out)
@@ -141,6 +146,7 @@ def avg_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int
     return _avg_fwd(np.ascontiguousarray(x), int(pool_size), int(stride), int(pad_left), y)
 
 
+@kernel_entry
 def avg_pool1d_backward(dy: np.ndarray, length: int, pool_size: int, stride: int, pad_left: int) -> np.ndarray:
     """dx (B, L, C): dy[b,t,c] / n_t spread over window t."""
     _check(length, pool_size, stride, pad_left, dy.shape[1])

@@ -27,8 +27,9 @@ Masked steps, for every cell (``cell`` computes h', c' from step t's inputs)::
     h_t = m_t ? h'_t : h_{t-1}          c_t = m_t ? c'_t : c_{t-1}
     δz_t = m_t ? (cell backward) : 0   δh_{t-1} = m_t ? (cell backward) : δh_t     (δc likewise)
 
-The per-step products h̃ U_k and δz U_kᵀ are BLAS calls from numba (``blas.gemm``); the gate math is
-loops over contiguous rows that LLVM vectorises (``fastmath``).
+The per-step products h̃ U_k and δz U_kᵀ are one BLAS call each from numba (``blas.gemm``, on one thread),
+added straight into the step's rows of xp (U_kᵀ is read transposed, never copied); the gate math is loops
+over contiguous rows that LLVM vectorises (``fastmath``).
 
 Batch rows never interact inside a recurrence, so a large loop runs as one piece of rows b0:b1 per core
 (``parallel.row_pieces``): every kernel takes its row range and each piece runs the whole time loop for its
@@ -44,7 +45,7 @@ import numpy as np
 
 from .blas import gemm, matmul_tn
 from .fastmath import activate, activate_row, activation_code, derivative, derivative_row
-from .parallel import row_pieces, run_parallel
+from .parallel import kernel_scope, row_pieces, run_parallel
 from .reference import recurrent as ref
 
 __all__ = [
@@ -61,43 +62,33 @@ __all__ = [
 # Every loop below runs from 0 over 1-D slices of rows (``zi = z[b, :u]``): with 2-D indexing or offsets
 # like ``z[b, u + j]`` numba's negative-index wraparound stays in the loop and LLVM vectorises it much worse.
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _recurrent_product(h, U, Ug, rm, tmp, out, j0):
-    """``out[:, j0:j0+G'u] = [h̃_k U_k]_k``: one GEMM without dropout, else one per gate block of ``Ug``."""
+def _recurrent_product(h, U, rm, hk, out, beta):
+    """``out = [h̃_k U_k]_k + β·out`` for the gate blocks k of ``U`` (u, G'·u): one GEMM without dropout, else
+    one per block on h̃_k = h ⊙ r_k (``hk`` is scratch). ``out`` may be a column block of the step's rows."""
     if rm.shape[0] == 0:
-        gemm(h, U, out)
+        gemm(h, U, out, False, False, beta)
         return
     B, u = h.shape
-    hk = tmp[0]
-    zk = tmp[1]
-    for k in range(Ug.shape[0]):
+    for k in range(U.shape[1] // u):
         for b in range(B):
             hb, hkb, rb = h[b], hk[b], rm[k, b]
             for j in range(u):
                 hkb[j] = hb[j] * rb[j]
-        gemm(hk, Ug[k], zk)
-        for b in range(B):
-            ob, zb = out[b, j0 + k * u:j0 + (k + 1) * u], zk[b]
-            for j in range(u):
-                ob[j] = zb[j]
+        gemm(hk, U[:, k * u:(k + 1) * u], out[:, k * u:(k + 1) * u], False, False, beta)
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _recurrent_product_t(dz, UT, UgT, rm, tmp, out):
-    """``out = Σ_k (δz_k U_kᵀ) ⊙ r_k`` (without dropout ``out = δz Uᵀ``, one GEMM)."""
+def _recurrent_product_t(dz, U, rm, hk, out):
+    """``out = Σ_k (δz_k U_kᵀ) ⊙ r_k`` over the gate blocks k of ``U`` (u, G'·u) (without dropout ``out = δz Uᵀ``,
+    one GEMM; ``hk`` is scratch). Uᵀ is never formed: BLAS reads U transposed."""
     if rm.shape[0] == 0:
-        gemm(dz, UT, out)
+        gemm(dz, U, out, False, True, 0.0)
         return
     B, u = out.shape
-    dk = tmp[0]
-    hk = tmp[1]
     for b in range(B):
         _fill_row(out[b], 0)
-    for k in range(UgT.shape[0]):
-        for b in range(B):
-            dkb, dzb = dk[b], dz[b, k * u:(k + 1) * u]
-            for j in range(u):
-                dkb[j] = dzb[j]
-        gemm(dk, UgT[k], hk)
+    for k in range(U.shape[1] // u):
+        gemm(dz[:, k * u:(k + 1) * u], U[:, k * u:(k + 1) * u], hk, False, True, 0.0)
         for b in range(B):
             ob, hkb, rb = out[b], hk[b], rm[k, b]
             for j in range(u):
@@ -129,12 +120,12 @@ def _add_rows(z, zr, ncols):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _add_rows_bias(z, zr, bias, ncols):
-    """``z[:, :ncols] += zr[:, :ncols] + bias[:ncols]``."""
+def _add_bias(z, bias):
+    """``z += bias`` on every row."""
     for b in range(z.shape[0]):
-        zb, rb = z[b], zr[b]
-        for j in range(ncols):
-            zb[j] += rb[j] + bias[j]
+        zb = z[b]
+        for j in range(z.shape[1]):
+            zb[j] += bias[j]
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
@@ -169,13 +160,11 @@ def _simple_rnn_forward(xp, bias, U, rm, mask, act, hs, b0, b1):
     """a_t = act(xp_t + b + h̃_{t-1} U);  h_t = m_t ? a_t : h_{t-1}.  xp[t] <- a_t.  Rows b0:b1 only."""
     T, _, u = xp.shape
     B = b1 - b0
-    zr = np.empty((B, u), xp.dtype)
-    tmp = np.empty((2, B, u), xp.dtype)
-    Ug = U.reshape((1, u, u))
+    hk = np.empty((B, u), xp.dtype)
     for t in range(T):
         h, hn, a = hs[t, b0:b1], hs[t + 1, b0:b1], xp[t, b0:b1]
-        _recurrent_product(h, U, Ug, rm, tmp, zr, 0)
-        _add_rows_bias(a, zr, bias, u)
+        _recurrent_product(h, U, rm, hk, a, 1.0)  # a = xp_t + h̃ U
+        _add_bias(a, bias)
         activate(a, 0, u, act)
         _copy_rows(hn, a)
         _carry(mask[t, b0:b1], hn, h)
@@ -189,11 +178,9 @@ def _simple_rnn_backward(a, U, rm, mask, act, dseq, dh, db, b0, b1):
     """
     T, _, u = a.shape
     B = b1 - b0
-    UT = np.ascontiguousarray(U.T)
-    UgT = UT.reshape((1, u, u))
     dact = np.empty((B, u), a.dtype)
     dhp = np.empty((B, u), a.dtype)
-    tmp = np.empty((2, B, u), a.dtype)
+    hk = np.empty((B, u), a.dtype)
     has_seq = dseq.shape[0] > 0
     for t in range(T - 1, -1, -1):
         if has_seq:
@@ -206,14 +193,14 @@ def _simple_rnn_backward(a, U, rm, mask, act, dseq, dh, db, b0, b1):
                 dz[j] = dhb[j] * dactb[j]
         _zero_masked(m, a_t)
         _sum_rows_into(db, a_t)
-        _recurrent_product_t(a_t, UT, UgT, rm, tmp, dhp)
+        _recurrent_product_t(a_t, U, rm, hk, dhp)
         _carry(m, dhp, dh)
         _copy_rows(dh, dhp)
 
 
 # --------------------------------------------------------------------------- LSTM
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _lstm_forward(xp, bias, U, Ug, rm, mask, act, rec_act, hs, cs, b0, b1):
+def _lstm_forward(xp, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1):
     """z = xp_t + b + [h̃_k U_k]; i,f,o = σ(z_i,f,o), g = φ(z_g); c' = f c + i g; h' = o φ(c'). xp[t] <- [i,f,g,o].
 
     Rows b0:b1 only (``rm`` is that piece's own).
@@ -221,18 +208,17 @@ def _lstm_forward(xp, bias, U, Ug, rm, mask, act, rec_act, hs, cs, b0, b1):
     T, _, G = xp.shape
     B = b1 - b0
     u = G // 4
-    zr = np.empty((B, G), xp.dtype)
     tc = np.empty((B, u), xp.dtype)
-    tmp = np.empty((2, B, u), xp.dtype)
+    hk = np.empty((B, u), xp.dtype)
     for t in range(T):
         h, c, z = hs[t, b0:b1], cs[t, b0:b1], xp[t, b0:b1]
         hn, cn = hs[t + 1, b0:b1], cs[t + 1, b0:b1]
-        _recurrent_product(h, U, Ug, rm, tmp, zr, 0)
+        _recurrent_product(h, U, rm, hk, z, 1.0)  # z = xp_t + [h̃_k U_k]
         m = mask[t, b0:b1]
         for b in range(B):  # one row at a time, so that it stays in L1 through all the gate math
-            zb, rb = z[b], zr[b]
+            zb = z[b]
             for j in range(G):
-                zb[j] += rb[j] + bias[j]
+                zb[j] += bias[j]
             activate_row(zb[:2 * u], rec_act)  # in place: the row now holds the gates [i, f, g, o]
             activate_row(zb[2 * u:3 * u], act)
             activate_row(zb[3 * u:], rec_act)
@@ -262,15 +248,11 @@ def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b
     T, _, G = gates.shape
     B = b1 - b0
     u = G // 4
-    UT = np.ascontiguousarray(U.T)
-    UgT = np.empty((4, u, u), U.dtype)
-    for k in range(4):
-        UgT[k] = U[:, k * u:(k + 1) * u].T
     tc = np.empty(u, gates.dtype)
     dact = np.empty(G, gates.dtype)
     dact_c = np.empty(u, gates.dtype)
     dhp = np.empty((B, u), gates.dtype)
-    tmp = np.empty((2, B, u), gates.dtype)
+    hk = np.empty((B, u), gates.dtype)
     has_seq = dseq.shape[0] > 0
     for t in range(T - 1, -1, -1):
         if has_seq:
@@ -302,7 +284,7 @@ def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b
                 dcb[j] = dcbar * f_j  # δc_{t-1}
             for j in range(G):
                 db[j] += gb[j]
-        _recurrent_product_t(g_t, UT, UgT, rm, tmp, dhp)
+        _recurrent_product_t(g_t, U, rm, hk, dhp)
         _carry(m, dhp, dh)
         _copy_rows(dh, dhp)
 
@@ -322,7 +304,7 @@ def _gru_update(gates, h, hn, m, u):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _gru_forward(xp, bias, U, Ug, b_rec, rm, mask, act, rec_act, reset_after, hs, aux, b0, b1):
+def _gru_forward(xp, bias, U, b_rec, rm, mask, act, rec_act, reset_after, hs, aux, b0, b1):
     """GRU step (equations in ``reference.recurrent.gru_forward``; xp_t + b_in). xp[t] <- gates [z, r, ĥ].
 
     aux[t] <- reset_after: hz_h = h̃_h U_h + b_rh (needed for δr);  else r ⊙ h̃_h (the input of U_h).
@@ -332,18 +314,15 @@ def _gru_forward(xp, bias, U, Ug, b_rec, rm, mask, act, rec_act, reset_after, hs
     B = b1 - b0
     u = G // 3
     hz = np.empty((B, G), xp.dtype)
-    hzr = np.empty((B, 2 * u), xp.dtype)
-    tmp = np.empty((2, B, u), xp.dtype)
+    hk = np.empty((B, u), xp.dtype)
     rh = np.empty((B, u), xp.dtype)
-    rhU = np.empty((B, u), xp.dtype)
-    Uzr = np.ascontiguousarray(U[:, :2 * u])
     ones = np.ones(u, xp.dtype)
     use_rm = rm.shape[0] > 0
     for t in range(T):
         # g_t: the rows of xp_t, turned in place into the pre-activations, then the gates [z, r, ĥ]
         h, g_t, aux_t, hn, m = hs[t, b0:b1], xp[t, b0:b1], aux[t, b0:b1], hs[t + 1, b0:b1], mask[t, b0:b1]
         if reset_after:
-            _recurrent_product(h, U, Ug, rm, tmp, hz, 0)
+            _recurrent_product(h, U, rm, hk, hz, 0.0)  # hz = [h̃_k U_k]
             for b in range(B):
                 gb, hzb, auxb = g_t[b], hz[b], aux_t[b]
                 for j in range(2 * u):
@@ -357,14 +336,11 @@ def _gru_forward(xp, bias, U, Ug, b_rec, rm, mask, act, rec_act, reset_after, hs
                 activate_row(hh, act)  # ĥ = φ(a_h)
                 _gru_update(gb, h[b], hn[b], m[b], u)
         else:
-            if use_rm:
-                _recurrent_product(h, U, Ug[:2], rm[:2], tmp, hzr, 0)
-            else:
-                gemm(h, Uzr, hzr)
+            _recurrent_product(h, U[:, :2 * u], rm, hk, g_t[:, :2 * u], 1.0)  # g_t[:, :2u] += [h̃_z U_z, h̃_r U_r]
             for b in range(B):
-                gb, hzb, hb, auxb, rhb = g_t[b], hzr[b], h[b], aux_t[b], rh[b]
+                gb, hb, auxb, rhb = g_t[b], h[b], aux_t[b], rh[b]
                 for j in range(2 * u):
-                    gb[j] += hzb[j] + bias[j]  # a_z, a_r
+                    gb[j] += bias[j]  # a_z, a_r
                 activate_row(gb[:2 * u], rec_act)  # z, r
                 r = gb[u:2 * u]
                 rmh = rm[2, b] if use_rm else ones
@@ -372,12 +348,12 @@ def _gru_forward(xp, bias, U, Ug, b_rec, rm, mask, act, rec_act, reset_after, hs
                     v = r[j] * (hb[j] * rmh[j])  # r ⊙ h̃_h
                     auxb[j] = v
                     rhb[j] = v
-            gemm(rh, Ug[2], rhU)  # (r ⊙ h̃_h) U_h
+            gemm(rh, U[:, 2 * u:], g_t[:, 2 * u:], False, False, 1.0)  # g_t[:, 2u:] += (r ⊙ h̃_h) U_h
             for b in range(B):
-                gb, rhUb = g_t[b], rhU[b]
+                gb = g_t[b]
                 hh, b_h = gb[2 * u:], bias[2 * u:]
                 for j in range(u):
-                    hh[j] += rhUb[j] + b_h[j]  # a_h
+                    hh[j] += b_h[j]  # a_h
                 activate_row(hh, act)  # ĥ = φ(a_h)
                 _gru_update(gb, h[b], hn[b], m[b], u)
 
@@ -394,11 +370,6 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
     T, _, G = gates.shape
     B = b1 - b0
     u = G // 3
-    UgT = np.empty((3, u, u), U.dtype)
-    for k in range(3):
-        UgT[k] = U[:, k * u:(k + 1) * u].T
-    UT = np.ascontiguousarray(U.T)
-    UzrT = np.ascontiguousarray(U[:, :2 * u].T)
     dact = np.empty(G, gates.dtype)
     dhz_step = np.empty((B, G), gates.dtype)
     da_zr = np.empty((B, 2 * u), gates.dtype)
@@ -406,7 +377,7 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
     da_h = np.empty((B, u), gates.dtype)
     drh = np.empty((B, u), gates.dtype)
     ones = np.ones(u, gates.dtype)
-    tmp = np.empty((2, B, u), gates.dtype)
+    hk = np.empty((B, u), gates.dtype)
     use_rm = rm.shape[0] > 0
     has_seq = dseq.shape[0] > 0
     for t in range(T - 1, -1, -1):
@@ -449,10 +420,10 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
                     parked[j] = dact_r[j]
                     hh[j] = da_hb[j]
         if reset_after:
-            _recurrent_product_t(dhz, UT, UgT, rm, tmp, drh)
+            _recurrent_product_t(dhz, U, rm, hk, drh)
             _add_rows(dhp, drh, u)
         else:
-            gemm(da_h, UgT[2], drh)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
+            gemm(da_h, U[:, 2 * u:], drh, False, True, 0.0)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
             for b in range(B):
                 if not m[b]:
                     continue
@@ -468,12 +439,12 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
                     dhzb[j] = gb[j]
                     da_zrb[j] = gb[j]
             if use_rm:
-                _recurrent_product_t(dhz, UT, UgT[:2], rm[:2], tmp, drh)
+                _recurrent_product_t(dhz, U[:, :2 * u], rm, hk, drh)
             else:
                 for b in range(B):
                     if not m[b]:
                         _fill_row(da_zr[b], 0)
-                gemm(da_zr, UzrT, drh)
+                gemm(da_zr, U[:, :2 * u], drh, False, True, 0.0)
             _add_rows(dhp, drh, u)
         _sum_rows_into(db, g_t)
         _carry(m, dhp, dh)
@@ -481,12 +452,6 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
 
 
 # --------------------------------------------------------------------------- public entry points
-def _gate_blocks(U: np.ndarray, G: int) -> np.ndarray:
-    """(u, G·u) -> (G, u, u) contiguous gate blocks U_k."""
-    u = U.shape[0]
-    return np.ascontiguousarray(U.reshape(u, G, u).transpose(1, 0, 2))
-
-
 # Loops with at least this many multiply-adds in their recurrent products (T·B·u·G·u) run their batch rows in
 # pieces on every free core: rows never interact inside a recurrence, so each core runs the whole time loop
 # for its rows (M3's LSTM loop, T·B·u·4u = 262M, halves on 2 cores).
@@ -497,7 +462,8 @@ def _over_batch(run_piece, xp, u, G):
     """Call ``run_piece(b0, b1)`` for the batch pieces of a (T, B, ·) loop (in parallel when worth it)."""
     T, B, _ = xp.shape
     pieces = row_pieces(B, T * B * u * G * u, _PARALLEL_LOOP_WORK)
-    return run_parallel(*[lambda b0=b0, b1=b1: run_piece(b0, b1) for b0, b1 in pieces])
+    with kernel_scope():  # BLAS on one thread per core, subnormals flushed
+        return run_parallel(*[lambda b0=b0, b1=b1: run_piece(b0, b1) for b0, b1 in pieces])
 
 
 def _piece(rm_arr, b0, b1):
@@ -597,9 +563,9 @@ def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
     hs = np.empty((T + 1, B, u), xp.dtype)
     cs = np.empty((T + 1, B, u), xp.dtype)
     hs[0], cs[0] = h0, c0
-    bias, Ug = _bias(b_in, G, xp.dtype), _gate_blocks(U, 4)
-    _over_batch(lambda b0, b1: _lstm_forward(xp, bias, U, Ug, _piece(rm_arr, b0, b1), mask_arr, code, rcode, hs, cs,
-                                             b0, b1), xp, u, 4)
+    bias = _bias(b_in, G, xp.dtype)
+    _over_batch(lambda b0, b1: _lstm_forward(xp, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, hs, cs, b0,
+                                             b1), xp, u, 4)
     return hs, cs, xp
 
 
@@ -640,8 +606,8 @@ def gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after):
     hs[0] = h0
     aux = np.empty((T, B, u), xp.dtype)
     b_rec = np.ascontiguousarray(b_rec, dtype=xp.dtype)
-    bias, Ug = _bias(b_in, G, xp.dtype), _gate_blocks(U, 3)
-    _over_batch(lambda b0, b1: _gru_forward(xp, bias, U, Ug, b_rec, _piece(rm_arr, b0, b1), mask_arr, code, rcode,
+    bias = _bias(b_in, G, xp.dtype)
+    _over_batch(lambda b0, b1: _gru_forward(xp, bias, U, b_rec, _piece(rm_arr, b0, b1), mask_arr, code, rcode,
                                             bool(reset_after), hs, aux, b0, b1), xp, u, 3)
     return hs, (xp, aux)
 

@@ -25,12 +25,18 @@ import numpy as np
 
 from .. import config
 from ..kernels import pooling as K_pool
+from ..kernels import warmup
 from ..kernels.reference import pooling as R_pool
 from ..kernels.reference.conv import conv_padding
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int_tuple
 from .base import InputSpec, format_shape
 from .conv import DataFormatLayer
+
+
+def _fast(layer, x, mask) -> bool:
+    """The fast kernels, unless in reference mode or still compiling (:func:`tinynn.kernels.warmup.fast_ready`)."""
+    return config.kernel_mode() == "fast" and warmup.fast_ready(layer, x, mask)
 
 
 class _Pool1DBase(DataFormatLayer):
@@ -99,9 +105,9 @@ class MaxPooling1D(_Pool1DBase):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
     def forward(self, x, training=False, mask=None):
+        self._kernels = K_pool if _fast(self, x, mask) else R_pool
         x = self._to_last(x)
         pl, l_out = self._geometry(x.shape[1], x.shape)
-        self._kernels = R_pool if config.kernel_mode() == "reference" else K_pool
         y, self._a = self._kernels.max_pool1d_forward(x, self.pool_size[0], self.strides[0], pl, l_out)
         self._length = x.shape[1]
         return self._from_last(y)
@@ -128,10 +134,10 @@ class AveragePooling1D(_Pool1DBase):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
     def forward(self, x, training=False, mask=None):
+        self._kernels = K_pool if _fast(self, x, mask) else R_pool
         x = self._to_last(x)
         self._pl, l_out = self._geometry(x.shape[1], x.shape)
         self._length = x.shape[1]
-        self._kernels = R_pool if config.kernel_mode() == "reference" else K_pool
         return self._from_last(self._kernels.avg_pool1d_forward(x, self.pool_size[0], self.strides[0], self._pl,
                                                                  l_out))
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from ... import activations, config, graph
 from ... import initializers as _init
-from ...kernels import blas, layout
+from ...kernels import blas, layout, warmup
 from ...kernels import recurrent as fast_recurrent
 from ...kernels.reference import layout as reference_layout
 from ...kernels.reference import recurrent as reference_recurrent
@@ -67,9 +67,12 @@ class _Kernels:
 _FAST, _REFERENCE = _Kernels(reference=False), _Kernels(reference=True)
 
 
-def kernels_for_mode() -> _Kernels:
-    """The recurrent kernels of the current ``tinynn.config.kernel_mode()``."""
-    return _REFERENCE if config.kernel_mode() == "reference" else _FAST
+def kernels_for_mode(layer=None, x=None, mask=None) -> _Kernels:
+    """The recurrent kernels of the current ``tinynn.config.kernel_mode()``; given a layer and its input, the
+    reference ones also while the fast ones are still compiling (:func:`tinynn.kernels.warmup.fast_ready`)."""
+    if config.kernel_mode() == "reference" or (layer is not None and not warmup.fast_ready(layer, x, mask)):
+        return _REFERENCE
+    return _FAST
 
 
 class RecurrentLayer(Layer):
@@ -352,7 +355,7 @@ class RecurrentLayer(Layer):
         B, T, n_in = x.shape
         mask = self._mask_array(mask)
         initial_state = self._check_initial_state(initial_state, B)
-        k = kernels_for_mode()
+        k = kernels_for_mode(self, x, mask)
         xt = k.to_time_major(x, reverse=self.go_backwards)  # (T, B, n_in) in processing order
         mask_t = None if mask is None else np.ascontiguousarray(mask.T[::-1] if self.go_backwards else mask.T)
         dm, rm = self._dropout_multipliers(B, n_in, training)
