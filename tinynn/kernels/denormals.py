@@ -81,10 +81,21 @@ def _swap_mode(on):  # pragma: no cover - compiled
 _local = threading.local()
 
 
+def _compiled() -> bool:
+    """Whether :func:`_swap_mode` can run now (in the background compile mode, until numba has it, the modes are
+    left alone: :func:`tinynn.kernels.warmup.kernel_ready`)."""
+    if getattr(_local, "compiled", False):
+        return True
+    from . import warmup
+
+    _local.compiled = warmup.kernel_ready(_swap_mode, -1)
+    return _local.compiled
+
+
 @contextmanager
 def flush_to_zero() -> Iterator[None]:
     """Inside the block this thread's float arithmetic flushes subnormals to zero (nested blocks are free)."""
-    if not supported() or getattr(_local, "depth", 0) or getattr(_local, "always", False):
+    if not supported() or getattr(_local, "depth", 0) or getattr(_local, "always", False) or not _compiled():
         yield
         return
     _local.depth = 1
@@ -98,7 +109,7 @@ def flush_to_zero() -> Iterator[None]:
 
 def enable_in_this_thread() -> None:
     """Turn the modes on for good in this thread (tinynn's worker threads, which run only kernels)."""
-    if supported():
+    if supported() and not getattr(_local, "always", False) and _compiled():
         _swap_mode(-1)
         _local.always = True
 

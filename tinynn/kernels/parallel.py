@@ -40,13 +40,18 @@ def _pool_for(workers: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     with _lock:
         if _pool is None or _pool_size != workers:
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tinynn",
-                                       initializer=denormals.enable_in_this_thread)
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tinynn", initializer=_mark_worker)
             _pool_size = workers
         return _pool
 
 
+def _mark_worker() -> None:
+    _local.worker = True
+
+
 def _in_piece(fn: Callable):
+    if getattr(_local, "worker", False):  # tinynn's own threads run only kernels: subnormals flushed for good
+        denormals.enable_in_this_thread()
     _local.busy = True
     try:
         return fn()
@@ -99,6 +104,17 @@ def kernel_entry(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+@contextmanager
+def sequential() -> Iterator[None]:
+    """Inside the block this thread runs every piece itself, one after the other (as inside a parallel piece)."""
+    previous = getattr(_local, "busy", False)
+    _local.busy = True
+    try:
+        yield
+    finally:
+        _local.busy = previous
 
 
 def in_piece() -> bool:

@@ -35,6 +35,7 @@ from collections import deque
 import numpy as np
 
 from .. import config
+from .parallel import sequential
 
 __all__ = ["fast_ready", "kernel_ready", "pending", "wait_until_idle"]
 
@@ -42,16 +43,17 @@ _lock = threading.Condition()
 _tasks: dict = {}  # key -> _Task
 _queue: deque = deque()
 _worker: threading.Thread | None = None
-_current: _Task | None = None
+_current: list | None = None  # the batch of warm-ups the background thread is running
 _local = threading.local()
 _per_layer: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> {signature: _Task}
 
 
 class _Task:
-    """One warm-up: ``run()`` in the background thread; ``state`` queued -> running -> compiling -> done."""
+    """One warm-up: ``run()`` in the background thread (``spec``: the same for a fresh process, see
+    :func:`_compile_in_subprocess`); ``state`` queued -> running -> compiling -> done."""
 
-    def __init__(self, run):
-        self.run = run
+    def __init__(self, run, spec):
+        self.run, self.spec = run, spec
         self.state = "queued"
         self.ok = False
 
@@ -64,34 +66,68 @@ def _in_warmup() -> bool:
     return bool(getattr(_local, "warming", False))
 
 
+class _NeedsCompile(Exception):
+    """Raised by the compile listener to stop the background thread's first try, which may only load."""
+
+
+def _finish(task: _Task, ok: bool) -> None:
+    with _lock:
+        task.state, task.ok = "done", ok
+        _lock.notify_all()
+
+
 def _work() -> None:
+    """The background thread: takes every queued warm-up, first only loading from numba's cache; the ones that
+    need compiling are compiled in a separate Python process (no contention for this process's GIL), then
+    loaded here."""
     global _current
+    _local.warming = True
     while True:
         with _lock:
             while not _queue:
                 _lock.wait()
-            task = _current = _queue.popleft()
-            task.state = "running"
-        _local.warming = True
-        try:
-            task.run()
-            ok = True
-        except Exception:  # noqa: BLE001 - the real call (fast mode) will raise it where the user sees it
-            ok = False
-        finally:
-            _local.warming = False
+            batch = list(_queue)
+            _queue.clear()
+            for task in batch:
+                task.state = "running"
+            _current = batch
+        needs = []
+        for task in batch:
+            _local.loading_only = True
+            try:
+                with sequential():  # every kernel on this thread, where the compile listener sees it
+                    task.run()
+                _finish(task, True)
+            except _NeedsCompile:
+                needs.append(task)
+            except Exception:  # noqa: BLE001 - the real call (fast mode) will raise it where the user sees it
+                _finish(task, False)
+            finally:
+                _local.loading_only = False
+        if needs:
+            _compile_in_subprocess([t.spec for t in needs])
+            for task in needs:  # load what the other process compiled (or compile here if it could not)
+                try:
+                    with sequential():
+                        task.run()
+                    _finish(task, True)
+                except Exception:  # noqa: BLE001
+                    _finish(task, False)
         with _lock:
-            task.state, task.ok, _current = "done", ok, None
+            _current = None
             _lock.notify_all()
 
 
 def _on_compile_start() -> None:
-    """numba is about to compile (not load from its cache): waiters of the running warm-up stop waiting."""
-    if threading.current_thread() is _worker:
+    """numba is about to compile (not load from its cache): in the background thread's first try, stop; the
+    waiters of those warm-ups stop waiting."""
+    if threading.current_thread() is _worker and getattr(_local, "loading_only", False):
         with _lock:
-            if _current is not None and _current.state == "running":
-                _current.state = "compiling"
-                _lock.notify_all()
+            for task in _current or ():
+                if task.state == "running":
+                    task.state = "compiling"
+            _lock.notify_all()
+        raise _NeedsCompile
 
 
 def _start_worker() -> None:
@@ -112,12 +148,66 @@ def _start_worker() -> None:
     _worker.start()
 
 
-def _submit(key, run) -> _Task:
+def _compile_in_subprocess(specs: list) -> bool:
+    """Compile the warm-ups ``specs`` into numba's disk cache in a fresh Python process (the same interpreter,
+    tinynn and cache folder). False if that process could not run (the caller then compiles in this one)."""
+    import os
+    import pathlib
+    import pickle
+    import subprocess
+    import sys
+
+    root = str(pathlib.Path(__file__).resolve().parents[2])  # the folder holding this tinynn package
+    env = dict(os.environ, TINYNN_COMPILE="wait")
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    try:
+        done = subprocess.run([sys.executable, "-c", "from tinynn.kernels import warmup; warmup._serve()"],
+                              input=pickle.dumps(specs), env=env, capture_output=True, timeout=600)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def _serve() -> None:
+    """The other process's side of :func:`_compile_in_subprocess`: run every warm-up spec read from stdin."""
+    import os
+    import pickle
+    import sys
+
+    try:
+        os.nice(5)  # the process waiting for these kernels runs its NumPy twins meanwhile: leave it the cores
+    except (AttributeError, OSError):
+        pass
+    config.set_compile("wait")
+    for spec in pickle.loads(sys.stdin.buffer.read()):
+        try:
+            _run_spec(spec)
+        except Exception as err:  # noqa: BLE001 - reported; the waiting process compiles this one itself
+            print(f"tinynn warm-up {spec[0]} failed: {err!r}", file=sys.stderr)
+
+
+def _run_spec(spec) -> None:
+    if spec[0] == "layer":
+        _, class_name, cfg, xs, ms, need_dx = spec
+        from ..layers import registry
+
+        _run_layer(registry()[class_name], cfg, xs, ms, need_dx)
+    else:
+        import importlib
+
+        import numba
+
+        _, module, name, args = spec
+        dispatcher = getattr(importlib.import_module(module), name)
+        dispatcher.compile(tuple(numba.typeof(a) for a in args))
+
+
+def _submit(key, run, spec) -> _Task:
     """The task of ``key`` (queued now if new)."""
     with _lock:
         task = _tasks.get(key)
         if task is None:
-            task = _tasks[key] = _Task(run)
+            task = _tasks[key] = _Task(run, spec)
             _start_worker()
             _queue.append(task)
             _lock.notify_all()
@@ -132,8 +222,8 @@ def _wait_while_loading(task: _Task) -> bool:
                 return task.ok
             if task.state == "compiling":
                 return False
-            if task.state == "queued" and (_current is not None or not _queue or _queue[0] is not task):
-                return False  # the background thread is busy with another layer's kernels
+            if task.state == "queued" and _current is not None:
+                return False  # the background thread is busy with other layers' kernels
             _lock.wait()
 
 
@@ -173,22 +263,23 @@ def _ones_like(y):
     return np.ones_like(y)
 
 
-def _warm_up_run(layer, x, mask):
-    """A function that runs a copy of ``layer`` on one sample of ``x`` (the stateful layer's batch) in fast mode."""
+def _run_layer(cls, cfg, xs, ms, need_dx) -> None:
+    """A copy of the layer from its config, forward (training and not) and backward on ``xs`` in fast mode."""
+    clone = cls.from_config(cfg)
+    kwargs = {} if ms is None else {"mask": ms}
+    y = clone(xs, training=True, **kwargs)
+    clone.input_gradient_needed = need_dx
+    clone.backward(_ones_like(y))
+    clone(xs, training=False, **kwargs)
+
+
+def _warm_up(layer, x, mask):
+    """(run, spec): a warm-up of ``layer`` on one sample of ``x`` (a stateful layer's whole batch)."""
     cls, cfg = type(layer), layer.get_config()
     n = int(getattr(layer, "batch_size", None) or 1) if getattr(layer, "stateful", False) else 1
     xs, ms = _first(x, n), _first(mask, n)
     need_dx = bool(getattr(layer, "input_gradient_needed", True))
-
-    def run():
-        clone = cls.from_config(cfg)
-        kwargs = {} if ms is None else {"mask": ms}
-        y = clone(xs, training=True, **kwargs)
-        clone.input_gradient_needed = need_dx
-        clone.backward(_ones_like(y))
-        clone(xs, training=False, **kwargs)
-
-    return run
+    return (lambda: _run_layer(cls, cfg, xs, ms, need_dx)), ("layer", cls.__name__, cfg, xs, ms, need_dx)
 
 
 def fast_ready(layer, x, mask=None) -> bool:
@@ -204,10 +295,10 @@ def fast_ready(layer, x, mask=None) -> bool:
         if key is None:
             return True
         try:
-            run = _warm_up_run(layer, x, mask)
+            run, spec = _warm_up(layer, x, mask)
         except Exception:  # noqa: BLE001
             return True
-        task = _submit(key, run)
+        task = _submit(key, run, spec)
         _per_layer.setdefault(layer, {})[signature] = task
         if task.finished:
             return True
@@ -226,7 +317,8 @@ def kernel_ready(dispatcher, *args) -> bool:
     signature = tuple(numba.typeof(a) for a in args)
     if signature in dispatcher.overloads:
         return True
-    task = _submit((id(dispatcher), signature), lambda: dispatcher.compile(signature))
+    spec = ("kernel", dispatcher.py_func.__module__, dispatcher.py_func.__name__, args)
+    task = _submit((id(dispatcher), signature), lambda: dispatcher.compile(signature), spec)
     return task.finished or _wait_while_loading(task)
 
 
@@ -234,7 +326,7 @@ def kernel_ready(dispatcher, *args) -> bool:
 def pending() -> int:
     """How many warm-ups are queued or running."""
     with _lock:
-        return len(_queue) + (_current is not None)
+        return len(_queue) + sum(not t.finished for t in _current or ())
 
 
 def wait_until_idle(timeout: float | None = None) -> bool:
