@@ -10,6 +10,9 @@ thread's previous mode afterwards, so NumPy code outside the fast kernels (the r
 the user's own) keeps IEEE subnormals. tinynn's worker threads (:mod:`tinynn.kernels.parallel`) run only
 kernels and keep the modes on.
 
+:func:`_swap_mode` is compiled where it is first needed, also in the background compile mode
+(:mod:`tinynn.kernels.warmup`): it is tiny, and the NumPy twins that run meanwhile need the modes as much.
+
 The numbers change only where a result would have been subnormal: it becomes 0 (an absolute change below
 1.2e-38 in float32, 2.3e-308 in float64). The mode lives in the MXCSR register (x86-64 only; elsewhere these
 functions do nothing).
@@ -81,21 +84,10 @@ def _swap_mode(on):  # pragma: no cover - compiled
 _local = threading.local()
 
 
-def _compiled() -> bool:
-    """Whether :func:`_swap_mode` can run now (in the background compile mode, until numba has it, the modes are
-    left alone: :func:`tinynn.kernels.warmup.kernel_ready`)."""
-    if getattr(_local, "compiled", False):
-        return True
-    from . import warmup
-
-    _local.compiled = warmup.kernel_ready(_swap_mode, -1)
-    return _local.compiled
-
-
 @contextmanager
 def flush_to_zero() -> Iterator[None]:
     """Inside the block this thread's float arithmetic flushes subnormals to zero (nested blocks are free)."""
-    if not supported() or getattr(_local, "depth", 0) or getattr(_local, "always", False) or not _compiled():
+    if not supported() or getattr(_local, "depth", 0) or getattr(_local, "always", False):
         yield
         return
     _local.depth = 1
@@ -109,7 +101,7 @@ def flush_to_zero() -> Iterator[None]:
 
 def enable_in_this_thread() -> None:
     """Turn the modes on for good in this thread (tinynn's worker threads, which run only kernels)."""
-    if supported() and not getattr(_local, "always", False) and _compiled():
+    if supported() and not getattr(_local, "always", False):
         _swap_mode(-1)
         _local.always = True
 

@@ -28,6 +28,7 @@ background and the caller uses its NumPy twin meanwhile.
 from __future__ import annotations
 
 import json
+import pathlib
 import threading
 import weakref
 from collections import deque
@@ -76,7 +77,7 @@ def _finish(task: _Task, ok: bool) -> None:
         _lock.notify_all()
 
 
-def _work() -> None:
+def _work() -> None:  # noqa: C901 - one loop, read top to bottom
     """The background thread: takes every queued warm-up, first only loading from numba's cache; the ones that
     need compiling are compiled in a separate Python process (no contention for this process's GIL), then
     loaded here."""
@@ -88,11 +89,14 @@ def _work() -> None:
                 _lock.wait()
             batch = list(_queue)
             _queue.clear()
+            needs = [t for t in batch if t.state == "compiling"]  # a fresh cache: straight to the other process
             for task in batch:
-                task.state = "running"
+                if task.state == "queued":
+                    task.state = "running"
             _current = batch
-        needs = []
         for task in batch:
+            if task in needs:
+                continue
             _local.loading_only = True
             try:
                 with sequential():  # every kernel on this thread, where the compile listener sees it
@@ -114,7 +118,8 @@ def _work() -> None:
                 except Exception:  # noqa: BLE001
                     _finish(task, False)
         with _lock:
-            _current = None
+            global _fresh
+            _current, _fresh = None, False  # the cache holds kernels now: later warm-ups try loading first
             _lock.notify_all()
 
 
@@ -152,7 +157,6 @@ def _compile_in_subprocess(specs: list) -> bool:
     """Compile the warm-ups ``specs`` into numba's disk cache in a fresh Python process (the same interpreter,
     tinynn and cache folder). False if that process could not run (the caller then compiles in this one)."""
     import os
-    import pathlib
     import pickle
     import subprocess
     import sys
@@ -202,12 +206,32 @@ def _run_spec(spec) -> None:
         dispatcher.compile(tuple(numba.typeof(a) for a in args))
 
 
+def _cache_is_fresh() -> bool:
+    """True when numba's cache holds no tinynn kernel yet (a first run: no warm-up can only load, so nobody
+    waits for one). Read from numba's cache folder of the kernels (internal attributes: False if they moved)."""
+    from . import denormals
+
+    try:
+        folder = pathlib.Path(denormals._swap_mode._cache._cache_path)
+    except AttributeError:
+        return False
+    return not any(not p.name.startswith("denormals.") for p in folder.glob("*.nbi"))
+
+
+_fresh: bool | None = None
+
+
 def _submit(key, run, spec) -> _Task:
-    """The task of ``key`` (queued now if new)."""
+    """The task of ``key`` (queued now if new; marked compiling at once when the cache is fresh)."""
+    global _fresh
     with _lock:
         task = _tasks.get(key)
         if task is None:
+            if _fresh is None:
+                _fresh = _cache_is_fresh()
             task = _tasks[key] = _Task(run, spec)
+            if _fresh:
+                task.state = "compiling"
             _start_worker()
             _queue.append(task)
             _lock.notify_all()
@@ -222,7 +246,7 @@ def _wait_while_loading(task: _Task) -> bool:
                 return task.ok
             if task.state == "compiling":
                 return False
-            if task.state == "queued" and _current is not None:
+            if task.state == "queued" and _current:
                 return False  # the background thread is busy with other layers' kernels
             _lock.wait()
 
