@@ -15,8 +15,9 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
+from .. import config
 from . import cblas, denormals
 
 _local = threading.local()
@@ -87,10 +88,11 @@ def run_parallel(*fns: Callable) -> list:
 
 @contextmanager
 def kernel_scope() -> Iterator[None]:
-    """What every fast kernel call runs inside: numpy's BLAS on one thread per caller (:mod:`.cblas`) and
-    subnormal floats flushed to zero on the calling thread (:mod:`.denormals`). tinynn's worker threads keep
-    both for good; nested scopes cost nothing."""
-    with cblas.single_threaded(), denormals.flush_to_zero():
+    """What every fast kernel call runs inside: numpy's BLAS on one thread per caller (:mod:`.cblas`) and, in the
+    'fast' kernel mode, subnormal floats flushed to zero on the calling thread (:mod:`.denormals`; the
+    'reference' mode runs no numba at all). tinynn's worker threads keep both for good; nested scopes cost
+    nothing."""
+    with cblas.single_threaded(), denormals.flush_to_zero() if config.kernel_mode() == "fast" else nullcontext():
         yield
 
 
