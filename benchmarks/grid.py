@@ -316,14 +316,18 @@ def has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def measure_point(case: str, width: int, length: int, batch: int, repeats: int) -> dict:
+FRAMEWORKS = ("tinynn", "keras", "torch")
+
+
+def measure_point(case: str, width: int, length: int, batch: int, repeats: int,
+                  frameworks: tuple[str, ...] = FRAMEWORKS) -> dict:
     """Every framework on one point, one after the other, each in its own process."""
     args = [case, str(width), str(length), str(batch), str(repeats)]
     row: dict = {"case": case, "width": width, "length": length, "batch": batch, "load": [os.getloadavg()[0]]}
     row["tinynn"] = _spawn(["tinynn", *args])
-    if has("keras") and has("tensorflow"):
+    if "keras" in frameworks and has("keras") and has("tensorflow"):
         row["keras"] = _spawn(["keras", *args])
-    if has("torch"):
+    if "torch" in frameworks and has("torch"):
         runs = [r for r in (_spawn(["torch", *args]), _spawn(["torch", *args, "1"])) if "error" not in r]
         row["torch"] = min(runs, key=lambda r: r["train"]) if runs else {"error": "both PyTorch runs failed"}
     row["load"].append(os.getloadavg()[0])
@@ -506,6 +510,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quick", action="store_true", help="three small points per case, 3 repeats")
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="tinynn always; keras, torch when named")
+    p.add_argument("--points", default=None, help="explicit points 'w:T:B,w:T:B' instead of the grid")
     p.add_argument("--out", type=pathlib.Path, default=HERE, help="folder of RESULTS.md and grid.png")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args(argv)
@@ -517,10 +523,13 @@ def main(argv: list[str]) -> int:
     import run as run_module  # machine description, shared with the M1-M6 benchmark
 
     info, rows = run_module.machine(), []
-    todo = [(c, *pt) for c in cases for pt in points(args.quick)]
+    pts = points(args.quick) if args.points is None else [
+        tuple(int(v) for v in p.split(":")) for p in args.points.split(",")]
+    frameworks = tuple(f.strip() for f in args.frameworks.split(","))
+    todo = [(c, *pt) for c in cases for pt in pts]
     for n, (case, w, t, b) in enumerate(todo, 1):
         t0 = time.perf_counter()
-        rows.append(measure_point(case, w, t, b, repeats))
+        rows.append(measure_point(case, w, t, b, repeats, frameworks))
         r = rows[-1]
         print(f"[{n}/{len(todo)}] {case} w={w} T={t} B={b}: train {_f(r['tinynn'].get('train'))} ms "
               f"(ratio {_f(ratio(r, 'train'))}), predict {_f(r['tinynn'].get('predict'))} ms "
@@ -531,7 +540,7 @@ def main(argv: list[str]) -> int:
     raw.write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
     text = section(rows, info, args.quick)
     print(text)
-    if not args.quick:  # the smoke test does not overwrite the committed results
+    if not args.quick and args.points is None and frameworks == FRAMEWORKS:  # only a full run is the record
         args.out.mkdir(parents=True, exist_ok=True)
         results = args.out / "RESULTS.md"
         old = results.read_text(encoding="utf-8") if results.exists() else "# Benchmark results\n"

@@ -33,6 +33,10 @@ The shift method keeps B·L·K·F numbers instead of B·Lo·K·C and its GEMMs a
 ``F < C`` and ``s = 1`` (e.g. Conv1D(32, 7) on 128-dim embeddings); with ``s > 1`` it would waste
 FLOPs on steps no output reads, so ``method='auto'`` picks im2col there.
 
+One input channel per group (DepthwiseConv1D, and the depthwise half of SeparableConv1D: G = C) has a GEMM per
+channel with a summed axis of K: ``method='depthwise'`` (``'auto'`` picks it there) runs the sum directly
+instead, a numba loop over the taps with the channels innermost (``_depthwise_fwd`` / ``_depthwise_bwd``).
+
 The ops run the batch in chunks (see ``FORWARD_CHUNK_BYTES``) so that the scratch a GEMM writes is still
 in cache when numba reads it, on scratch buffers that an optional ``workspace`` dict keeps from call to call.
 
@@ -60,15 +64,23 @@ __all__ = [
     "conv_padding",
 ]
 
-METHODS = ("auto", "im2col", "shift")
+METHODS = ("auto", "im2col", "shift", "depthwise")
 
 
-def choose_method(length: int, l_out: int, channels: int, filters: int, stride: int, method: str = "auto") -> str:
-    """'shift' when it stores fewer numbers and wastes no FLOPs (s = 1, L·F <= L_out·C), else 'im2col'."""
+def choose_method(length: int, l_out: int, channels: int, filters: int, stride: int, method: str = "auto",
+                  groups: int = 1) -> str:
+    """'depthwise' for one input channel per group (DepthwiseConv1D, SeparableConv1D: a direct loop, no GEMM);
+    else 'shift' when it stores fewer numbers and wastes no FLOPs (s = 1, L·F <= L_out·C), else 'im2col'."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    depthwise = groups > 1 and groups == channels
+    if method == "depthwise" and not depthwise:
+        raise ValueError(f"method 'depthwise' needs one input channel per group, got {channels} channels in "
+                         f"{groups} groups")
     if method != "auto":
         return method
+    if depthwise:
+        return "depthwise"
     return "shift" if stride == 1 and length * filters <= l_out * channels else "im2col"
 
 
@@ -199,6 +211,72 @@ def _spread(dz, s, d, pl, U):  # pragma: no cover - compiled
     return U
 
 
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _depthwise_fwd(x, W2, s, d, pl, z):  # pragma: no cover - compiled
+    """Depthwise (one input channel c per group, M = F/C outputs each):
+    z[b,t,c·M+m] += Σ_k x[b, t·s+k·d-pl, c] · W2[k, c·M+m]  (taps on padding skipped; z starts at 0)."""
+    B, L, C = x.shape
+    l_out, F = z.shape[1], z.shape[2]
+    K = W2.shape[0]
+    M = F // C
+    for b in range(B):
+        for t in range(l_out):
+            zr = z[b, t]
+            for k in range(K):
+                i = t * s + k * d - pl
+                if i < 0 or i >= L:
+                    continue
+                xr, wk = x[b, i], W2[k]
+                if M == 1:
+                    for c in range(C):
+                        zr[c] += xr[c] * wk[c]
+                else:
+                    for c in range(C):
+                        v = xr[c]
+                        for m in range(M):
+                            zr[c * M + m] += v * wk[c * M + m]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _depthwise_bwd(x, W2, dz, s, d, pl, dx, dW2):  # pragma: no cover - compiled
+    """dx[b,i,c] += Σ_{t,k: t·s+k·d-pl = i} Σ_m dz[b,t,c·M+m] W2[k,c·M+m] (when dx has rows);
+    dW2[k,c·M+m] += Σ_b Σ_t x[b, t·s+k·d-pl, c] dz[b,t,c·M+m] (when dW2 has rows)."""
+    B, l_out, F = dz.shape
+    K = W2.shape[0]
+    L, C = (dx.shape[1], dx.shape[2]) if dx.shape[0] > 0 else (x.shape[1], x.shape[2])
+    M = F // C
+    need_dx, need_dW = dx.shape[0] > 0, dW2.shape[0] > 0
+    for b in range(B):
+        for t in range(l_out):
+            dzr = dz[b, t]
+            for k in range(K):
+                i = t * s + k * d - pl
+                if i < 0 or i >= L:
+                    continue
+                wk = W2[k]
+                if need_dx:
+                    dxr = dx[b, i]
+                    if M == 1:
+                        for c in range(C):
+                            dxr[c] += dzr[c] * wk[c]
+                    else:
+                        for c in range(C):
+                            acc = dxr[c] * 0
+                            for m in range(M):
+                                acc += dzr[c * M + m] * wk[c * M + m]
+                            dxr[c] += acc
+                if need_dW:
+                    xr, gk = x[b, i], dW2[k]
+                    if M == 1:
+                        for c in range(C):
+                            gk[c] += xr[c] * dzr[c]
+                    else:
+                        for c in range(C):
+                            v = xr[c]
+                            for m in range(M):
+                                gk[c * M + m] += v * dzr[c * M + m]
+
+
 # --------------------------------------------------------------------------- weight layouts
 def _w_im2col(W, groups):
     """Wm[g, k·Cg+c, f] = W[k, c, g·Fg+f]  (G, K·Cg, Fg)"""
@@ -289,7 +367,14 @@ def conv1d_forward(
         l_out = (L + pl - (K - 1) * d - 1) // s + 1
     _check(x, W, G, l_out)
     x, ws, Fg = np.ascontiguousarray(x), {} if workspace is None else workspace, F // G
-    if choose_method(L, l_out, C, F, s, method) == "shift":
+    chosen = choose_method(L, l_out, C, F, s, method, G)
+    if chosen == "depthwise":
+        z = np.zeros((B, l_out, F), dtype=x.dtype)  # accumulated tap by tap
+        W2 = np.ascontiguousarray(W.reshape(K, F), dtype=x.dtype)
+        _run_chunks(lambda _, b0, b1: _depthwise_fwd(x[b0:b1], W2, s, d, pl, z[b0:b1]),
+                    _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
+        return z
+    if chosen == "shift":
         z = np.zeros((B, l_out, F), dtype=x.dtype)  # shift_add accumulates
         Wr = _w_shift(W, G)  # (G, Cg, K·Fg)
 
@@ -349,7 +434,21 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
     L, C, Fg = int(length), Cg * G, F // G
     dz, ws = np.ascontiguousarray(dz), {} if workspace is None else workspace
     item = dz.itemsize
-    if choose_method(L, l_out, C, F, s, method) == "shift":
+    chosen = choose_method(L, l_out, C, F, s, method, G)
+    if chosen == "depthwise":
+        W2 = np.ascontiguousarray(W.reshape(K, F), dtype=dz.dtype)
+        dx = np.zeros((B, L, C), dtype=dz.dtype) if need_dx else None
+        no_x = np.zeros((0, L, C), dz.dtype)
+
+        def depthwise_piece(worker, b0, b1):
+            dW2 = np.zeros((K, F), dz.dtype) if need_dW else np.zeros((0, F), dz.dtype)
+            _depthwise_bwd(no_x if x is None else x[b0:b1], W2, dz[b0:b1], s, d, pl,
+                           dx[b0:b1] if need_dx else no_x, dW2)
+            return dW2
+
+        parts = _run_chunks(depthwise_piece, _chunk_ranges(B, l_out * F * item, BACKWARD_CHUNK_BYTES))
+        return dx, (sum(parts).reshape(K, 1, F) if need_dW else None)
+    if chosen == "shift":
         WrT = _w_shift(W, G).transpose(0, 2, 1)  # (G, K·Fg, Cg)
         dx = np.empty((B, L, C), dtype=dz.dtype) if need_dx else None
         partial: dict = {}
