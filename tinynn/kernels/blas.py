@@ -77,7 +77,10 @@ def _leading_dimension(x):
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def gemm(a, b, out, trans_a, trans_b, beta):
-    """``out = op(a) @ op(b) + β·out`` in one BLAS call (module docstring); raises on shapes that do not fit."""
+    """``out = op(a) @ op(b) + β·out`` in one BLAS call (module docstring); raises on shapes that do not fit.
+
+    (Inlining it into the recurrent loops, ``inline="always"``, saved its own compiles but made the loops'
+    compile slower by more: benchmarks/RESULTS.md.)"""
     if trans_a:
         K, M = a.shape
     else:

@@ -155,7 +155,10 @@ def _start_worker() -> None:
 
 def _compile_in_subprocess(specs: list) -> bool:
     """Compile the warm-ups ``specs`` into numba's disk cache in a fresh Python process (the same interpreter,
-    tinynn and cache folder). False if that process could not run (the caller then compiles in this one)."""
+    tinynn and cache folder). False if that process could not run (the caller then compiles in this one).
+
+    The process outlives this one if this one ends first: it finishes filling the cache, so the next run starts
+    warm (it is niced, and quits after its list)."""
     import os
     import pickle
     import subprocess
@@ -165,11 +168,13 @@ def _compile_in_subprocess(specs: list) -> bool:
     env = dict(os.environ, TINYNN_COMPILE="wait")
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     try:
-        done = subprocess.run([sys.executable, "-c", "from tinynn.kernels import warmup; warmup._serve()"],
-                              input=pickle.dumps(specs), env=env, capture_output=True, timeout=600)
+        child = subprocess.Popen([sys.executable, "-c", "from tinynn.kernels import warmup; warmup._serve()"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        child.stdin.write(pickle.dumps(specs))
+        child.stdin.close()
+        return child.wait(timeout=900) == 0
     except (OSError, subprocess.SubprocessError):
         return False
-    return done.returncode == 0
 
 
 def _serve() -> None:
@@ -186,8 +191,8 @@ def _serve() -> None:
     for spec in pickle.loads(sys.stdin.buffer.read()):
         try:
             _run_spec(spec)
-        except Exception as err:  # noqa: BLE001 - reported; the waiting process compiles this one itself
-            print(f"tinynn warm-up {spec[0]} failed: {err!r}", file=sys.stderr)
+        except Exception:  # noqa: BLE001 - the waiting process compiles (and reports) this one itself
+            continue
 
 
 def _run_spec(spec) -> None:
