@@ -205,7 +205,8 @@ def test_activate_and_derivative_passes(dtype):
 @given(st.integers(1, 300), st.integers(1, 70), st.integers(1, 40), st.sampled_from(["float64", "float32"]),
        st.integers(0, 2**16))
 def test_single_threaded_gemms_match_matmul(M, K_, N, dtype, seed):
-    """blas.matmul / matmul_nt (row-chunked BLAS) and matmul_tn (hand loop) against NumPy."""
+    """blas.matmul / matmul_nt / matmul_tn (single-threaded BLAS pieces, the transposed operand read in place)
+    against NumPy."""
     rng = np.random.default_rng(seed)
     a, b = rng.normal(size=(M, K_)).astype(dtype), rng.normal(size=(K_, N)).astype(dtype)
     tol = 1e-12 if dtype == "float64" else 1e-5
@@ -231,7 +232,7 @@ def test_embedding_scatter_add_matches_add_at(V, D, N, dtype, seed):
 
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_large_gemms_split_over_threads(threads, monkeypatch):
-    """Products above blas._PARALLEL_WORK run as two halves on two threads: same result."""
+    """Products above blas._PARALLEL_WORK run in pieces on two threads (column blocks for aᵀ b): same result."""
     monkeypatch.setenv("TINYNN_NUM_THREADS", threads)
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(3001, 48)), rng.normal(size=(48, 40))
