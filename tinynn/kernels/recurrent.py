@@ -40,11 +40,23 @@ arrays, plus a partial δb that the entry point sums (on 2 cores it nearly halve
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
 from .blas import gemm, matmul_tn
-from .fastmath import activate, activate_row, activation_code, derivative, derivative_row
+from .fastmath import (
+    SIGMOID,
+    TANH,
+    activate,
+    activate_row,
+    activation_code,
+    derivative,
+    derivative_row,
+    sigmoid_fast,
+    tanh_fast,
+)
 from .parallel import kernel_scope, row_pieces, run_parallel
 from .reference import recurrent as ref
 
@@ -156,13 +168,17 @@ def _zero_masked(mask_t, d):
 
 # --------------------------------------------------------------------------- SimpleRNN
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _simple_rnn_forward(xp, bias, U, rm, mask, act, hs, b0, b1):
+def _simple_rnn_forward(xp, x, W, bias, U, rm, mask, act, hs, b0, b1):
     """a_t = act(xp_t + b + h̃_{t-1} U);  h_t = m_t ? a_t : h_{t-1}.  xp[t] <- a_t.  Rows b0:b1 only."""
-    T, _, u = xp.shape
+    T, u = hs.shape[0] - 1, hs.shape[2]
     B = b1 - b0
     hk = np.empty((B, u), xp.dtype)
+    project = x.shape[0] > 0
+    every_step = xp.shape[0] == T  # else one step's rows, reused (inference keeps no gates)
     for t in range(T):
-        h, hn, a = hs[t, b0:b1], hs[t + 1, b0:b1], xp[t, b0:b1]
+        h, hn, a = hs[t, b0:b1], hs[t + 1, b0:b1], xp[t if every_step else 0, b0:b1]
+        if project:
+            gemm(x[t, b0:b1], W, a, False, False, 0.0)  # xp_t = x̃_t W, this step only
         _recurrent_product(h, U, rm, hk, a, 1.0)  # a = xp_t + h̃ U
         _add_bias(a, bias)
         activate(a, 0, u, act)
@@ -200,21 +216,95 @@ def _simple_rnn_backward(a, U, rm, mask, act, dseq, dh, db, b0, b1):
 
 # --------------------------------------------------------------------------- LSTM
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _lstm_forward(xp, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1):
+def _lstm_gates_tanh_sigmoid(z, c, h, cn, hn, m, bias):
+    """One step's gate math for φ = tanh, σ = sigmoid (the arithmetic of the generic path in ``_lstm_forward``,
+    so the same results): z <- [i, f, g, o] = [σ, σ, φ, σ](z + b);  c' = f c + i g;  h' = o φ(c');  masked rows
+    keep c and h. Short loops of few arrays each, which LLVM vectorises: one loop over a row storing into many
+    slices it cannot prove apart ran scalar, 1.3-1.8× slower (benchmarks/RESULTS.md)."""
+    u = c.shape[1]
+    b_if, b_g, b_o = bias[:2 * u], bias[2 * u:3 * u], bias[3 * u:]
+    for b in range(z.shape[0]):
+        zb = z[b]
+        zi, zf, zg, zo = zb[:u], zb[u:2 * u], zb[2 * u:3 * u], zb[3 * u:]
+        cb, hb, cnb, hnb = c[b], h[b], cn[b], hn[b]
+        if not m[b]:
+            for j in range(u):
+                cnb[j] = cb[j]
+            for j in range(u):
+                hnb[j] = hb[j]
+        zif = zb[:2 * u]
+        for j in range(2 * u):
+            zif[j] = sigmoid_fast(zif[j] + b_if[j])
+        for j in range(u):
+            zg[j] = tanh_fast(zg[j] + b_g[j])
+        for j in range(u):
+            zo[j] = sigmoid_fast(zo[j] + b_o[j])
+        if m[b]:
+            for j in range(u):
+                cnb[j] = zf[j] * cb[j] + zi[j] * zg[j]  # c'_t
+            for j in range(u):
+                hnb[j] = zo[j] * tanh_fast(cnb[j])
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _lstm_backward_tanh_sigmoid(g_t, c_prev, c, m, dh, dc, db, scratch):
+    """One step of ``_lstm_backward``'s row loop for φ = tanh, σ = sigmoid, with the same arithmetic (derivatives
+    from the outputs: φ' = 1 - φ², σ' = σ(1 - σ)) in short loops LLVM vectorises (see
+    ``_lstm_gates_tanh_sigmoid``). g_t's rows [i, f, g, o] <- δz; dc <- δc_{t-1}; ``scratch`` (3, u)."""
+    u = c.shape[1]
+    G = 4 * u
+    tc, dcbar, g_old = scratch[0], scratch[1], scratch[2]
+    for b in range(g_t.shape[0]):
+        gb = g_t[b]
+        if not m[b]:
+            _fill_row(gb, 0)
+            continue
+        i, f, g, o = gb[:u], gb[u:2 * u], gb[2 * u:3 * u], gb[3 * u:]
+        cb, cpb, dhb, dcb = c[b], c_prev[b], dh[b], dc[b]
+        for j in range(u):
+            tc[j] = tanh_fast(cb[j])  # φ(c_t)
+        for j in range(u):
+            dcbar[j] = dcb[j] + dhb[j] * o[j] * (type(tc[j])(1.0) - tc[j] * tc[j])  # δc_t + φ'(c_t) ⊙ δh ⊙ o
+        for j in range(u):
+            o[j] = dhb[j] * tc[j] * (o[j] * (type(o[j])(1.0) - o[j]))  # δz_o = σ'(z_o) δh ⊙ φ(c_t)
+        for j in range(u):
+            g_old[j] = g[j]
+        for j in range(u):
+            g[j] = dcbar[j] * i[j] * (type(g[j])(1.0) - g[j] * g[j])  # δz_g = φ'(z_g) δc̄ ⊙ i
+        for j in range(u):
+            i[j] = dcbar[j] * g_old[j] * (i[j] * (type(i[j])(1.0) - i[j]))  # δz_i = σ'(z_i) δc̄ ⊙ g
+        for j in range(u):
+            dcb[j] = dcbar[j] * f[j]  # δc_{t-1}
+        for j in range(u):
+            f[j] = dcbar[j] * cpb[j] * (f[j] * (type(f[j])(1.0) - f[j]))  # δz_f = σ'(z_f) δc̄ ⊙ c_{t-1}
+        for j in range(G):
+            db[j] += gb[j]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _lstm_forward(xp, x, W, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1):
     """z = xp_t + b + [h̃_k U_k]; i,f,o = σ(z_i,f,o), g = φ(z_g); c' = f c + i g; h' = o φ(c'). xp[t] <- [i,f,g,o].
 
     Rows b0:b1 only (``rm`` is that piece's own).
     """
-    T, _, G = xp.shape
+    T, G = hs.shape[0] - 1, xp.shape[2]
     B = b1 - b0
     u = G // 4
     tc = np.empty((B, u), xp.dtype)
     hk = np.empty((B, u), xp.dtype)
+    fused = act == TANH and rec_act == SIGMOID  # Keras's defaults: one loop per row, the same arithmetic
+    project = x.shape[0] > 0
+    every_step = xp.shape[0] == T  # else one step's rows, reused (inference keeps no gates)
     for t in range(T):
-        h, c, z = hs[t, b0:b1], cs[t, b0:b1], xp[t, b0:b1]
+        h, c, z = hs[t, b0:b1], cs[t, b0:b1], xp[t if every_step else 0, b0:b1]
         hn, cn = hs[t + 1, b0:b1], cs[t + 1, b0:b1]
+        if project:
+            gemm(x[t, b0:b1], W, z, False, False, 0.0)  # xp_t = x̃_t W, this step only
         _recurrent_product(h, U, rm, hk, z, 1.0)  # z = xp_t + [h̃_k U_k]
         m = mask[t, b0:b1]
+        if fused:
+            _lstm_gates_tanh_sigmoid(z, c, h, cn, hn, m, bias)
+            continue
         for b in range(B):  # one row at a time, so that it stays in L1 through all the gate math
             zb = z[b]
             for j in range(G):
@@ -254,10 +344,18 @@ def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b
     dhp = np.empty((B, u), gates.dtype)
     hk = np.empty((B, u), gates.dtype)
     has_seq = dseq.shape[0] > 0
+    fused = act == TANH and rec_act == SIGMOID
+    scratch = np.empty((3, u), gates.dtype)
     for t in range(T - 1, -1, -1):
         if has_seq:
             _add_rows(dh, dseq[t, b0:b1], u)
         g_t, c_prev, c, m = gates[t, b0:b1], cs[t, b0:b1], cs[t + 1, b0:b1], mask[t, b0:b1]
+        if fused:
+            _lstm_backward_tanh_sigmoid(g_t, c_prev, c, m, dh, dc, db, scratch)
+            _recurrent_product_t(g_t, U, rm, hk, dhp)
+            _carry(m, dhp, dh)
+            _copy_rows(dh, dhp)
+            continue
         for b in range(B):  # one row at a time (it stays in L1); the row [i, f, g, o] is overwritten by δz
             gb = g_t[b]
             if not m[b]:
@@ -304,23 +402,28 @@ def _gru_update(gates, h, hn, m, u):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _gru_forward(xp, bias, U, b_rec, rm, mask, act, rec_act, reset_after, hs, aux, b0, b1):
+def _gru_forward(xp, x, W, bias, U, b_rec, rm, mask, act, rec_act, reset_after, hs, aux, b0, b1):
     """GRU step (equations in ``reference.recurrent.gru_forward``; xp_t + b_in). xp[t] <- gates [z, r, ĥ].
 
     aux[t] <- reset_after: hz_h = h̃_h U_h + b_rh (needed for δr);  else r ⊙ h̃_h (the input of U_h).
     Rows b0:b1 only (``rm`` is that piece's own).
     """
-    T, _, G = xp.shape
+    T, G = hs.shape[0] - 1, xp.shape[2]
     B = b1 - b0
     u = G // 3
+    every_step = xp.shape[0] == T  # else one step's rows, reused (inference keeps no gates)
     hz = np.empty((B, G), xp.dtype)
     hk = np.empty((B, u), xp.dtype)
     rh = np.empty((B, u), xp.dtype)
     ones = np.ones(u, xp.dtype)
     use_rm = rm.shape[0] > 0
+    project = x.shape[0] > 0
     for t in range(T):
         # g_t: the rows of xp_t, turned in place into the pre-activations, then the gates [z, r, ĥ]
-        h, g_t, aux_t, hn, m = hs[t, b0:b1], xp[t, b0:b1], aux[t, b0:b1], hs[t + 1, b0:b1], mask[t, b0:b1]
+        k = t if every_step else 0
+        h, g_t, aux_t, hn, m = hs[t, b0:b1], xp[k, b0:b1], aux[k, b0:b1], hs[t + 1, b0:b1], mask[t, b0:b1]
+        if project:
+            gemm(x[t, b0:b1], W, g_t, False, False, 0.0)  # xp_t = x̃_t W, this step only
         if reset_after:
             _recurrent_product(h, U, rm, hk, hz, 0.0)  # hz = [h̃_k U_k]
             for b in range(B):
@@ -458,9 +561,10 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
 _PARALLEL_LOOP_WORK = 1 << 21
 
 
-def _over_batch(run_piece, xp, u, G):
-    """Call ``run_piece(b0, b1)`` for the batch pieces of a (T, B, ·) loop (in parallel when worth it)."""
-    T, B, _ = xp.shape
+def _over_batch(run_piece, steps, u, G):
+    """Call ``run_piece(b0, b1)`` for the batch pieces of a loop over ``steps`` (T, B, ·) (in parallel when worth
+    it)."""
+    T, B, _ = steps.shape
     pieces = row_pieces(B, T * B * u * G * u, _PARALLEL_LOOP_WORK)
     with kernel_scope():  # BLAS on one thread per core, subnormals flushed
         return run_parallel(*[lambda b0=b0, b1=b1: run_piece(b0, b1) for b0, b1 in pieces])
@@ -471,10 +575,11 @@ def _piece(rm_arr, b0, b1):
     return np.ascontiguousarray(rm_arr[:, b0:b1])
 
 
-def _prepare(xp, U, rm, mask, G, *states):
-    """Contiguous arrays of xp's dtype for the numba loops, after checking every shape against xp (T, B, G·u):
-    the loops do no bounds checks, so a wrong shape must stop here (the layers check their inputs first)."""
-    T, B, Gu = xp.shape
+def _prepare(T, xp, U, rm, mask, G, *states):
+    """Contiguous arrays of xp's dtype for the numba loops, after checking every shape against T steps and xp
+    (·, B, G·u): the loops do no bounds checks, so a wrong shape must stop here (the layers check their inputs
+    first)."""
+    _, B, Gu = xp.shape
     u = U.shape[0]
     expected = {"U": ((u, G * u), U), "rm": ((G, B, u), rm), "mask": ((T, B), mask)}
     expected.update({f"state {k}": ((B, u), s) for k, s in enumerate(states)})
@@ -516,19 +621,54 @@ def _bias(b_in, G, dtype):
     return np.zeros(G, dtype) if b_in is None else np.ascontiguousarray(b_in, dtype=dtype)
 
 
+class Projection(NamedTuple):
+    """The input side of a loop given as x̃ (T, B, n_in) and the kernel W (n_in, G·u) instead of xp = x̃ W: the
+    loop forms each step's x̃_t W in that step's own rows (one pass over that memory instead of three).
+    ``keep_gates`` False (inference): one step's rows are reused, and no cache for a backward is returned."""
+
+    x: np.ndarray
+    W: np.ndarray
+    keep_gates: bool = True
+
+
+def _inputs(xp, G_u):
+    """(xp, x, W, T) for the loops from ``xp``: the projections (consumed) or a :class:`Projection`."""
+    if not isinstance(xp, tuple):
+        return xp, np.zeros((0, 0, 0), xp.dtype), np.zeros((0, 0), xp.dtype), xp.shape[0]
+    x, W = xp[0], xp[1]
+    keep = getattr(xp, "keep_gates", True)
+    T, B, n_in = x.shape
+    if W.shape != (n_in, G_u):
+        raise ValueError(f"recurrent kernel: W {W.shape} does not fit x {x.shape} (expected {(n_in, G_u)})")
+    out = np.empty((T if keep else 1, B, G_u), x.dtype)
+    return out, np.ascontiguousarray(x), np.ascontiguousarray(W, dtype=x.dtype), T
+
+
+def _projections(xp):
+    """xp itself, or x̃ W for a :class:`Projection` (for the NumPy twins)."""
+    return xp[0] @ xp[1] if isinstance(xp, tuple) else xp
+
+
+def _cache(xp, keep: bool):
+    return xp if keep else None
+
+
 def simple_rnn_forward(xp, b_in, U, rm, mask, h0, act):
-    """Returns ``(hs, cache)``; hs (T+1, B, u). ``b_in`` (u,) or None. ``xp`` is consumed (module docstring)."""
+    """Returns ``(hs, cache)``; hs (T+1, B, u). ``b_in`` (u,) or None. ``xp`` is consumed (module docstring), or
+    is a pair (x̃ (T, B, n_in), kernel W): then the loop forms each xp_t = x̃_t W itself."""
     code = activation_code(act)
     if code is None:
-        return ref.simple_rnn_forward(xp, b_in, U, rm, mask, h0, act)
-    T, B, u = xp.shape
-    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 1, h0)
+        return ref.simple_rnn_forward(_projections(xp), b_in, U, rm, mask, h0, act)
+    keep = getattr(xp, "keep_gates", True)
+    xp, x, W, T = _inputs(xp, np.shape(U)[0])
+    B, u = xp.shape[1], xp.shape[2]
+    U, rm_arr, mask_arr = _prepare(T, xp, U, rm, mask, 1, h0)
     hs = np.empty((T + 1, B, u), xp.dtype)
     hs[0] = h0
     bias = _bias(b_in, u, xp.dtype)
-    _over_batch(lambda b0, b1: _simple_rnn_forward(xp, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, hs, b0, b1),
-                xp, u, 1)
-    return hs, xp
+    _over_batch(lambda b0, b1: _simple_rnn_forward(xp, x, W, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, hs, b0,
+                                                   b1), hs[1:], u, 1)
+    return hs, _cache(xp, keep)
 
 
 def simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act):
@@ -538,7 +678,7 @@ def simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act):
         return ref.simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act)
     a = cache
     T, B, u = a.shape
-    U, rm_arr, mask_arr = _prepare(a, U, rm, mask, 1, dhT, hs[0])
+    U, rm_arr, mask_arr = _prepare(T, a, U, rm, mask, 1, dhT, hs[0])
     dh = np.array(dhT, dtype=a.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, a.dtype)
 
@@ -553,20 +693,22 @@ def simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act):
 
 
 def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
-    """Returns ``(hs, cs, cache)``. ``b_in`` (4u,) or None. ``xp`` is consumed."""
+    """Returns ``(hs, cs, cache)``. ``b_in`` (4u,) or None. ``xp``: as in :func:`simple_rnn_forward`."""
     code, rcode = activation_code(act), activation_code(rec_act)
     if code is None or rcode is None:
-        return ref.lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act)
-    T, B, G = xp.shape
+        return ref.lstm_forward(_projections(xp), b_in, U, rm, mask, h0, c0, act, rec_act)
+    keep = getattr(xp, "keep_gates", True)
+    xp, x, W, T = _inputs(xp, 4 * np.shape(U)[0])
+    B, G = xp.shape[1], xp.shape[2]
     u = G // 4
-    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 4, h0, c0)
+    U, rm_arr, mask_arr = _prepare(T, xp, U, rm, mask, 4, h0, c0)
     hs = np.empty((T + 1, B, u), xp.dtype)
     cs = np.empty((T + 1, B, u), xp.dtype)
     hs[0], cs[0] = h0, c0
     bias = _bias(b_in, G, xp.dtype)
-    _over_batch(lambda b0, b1: _lstm_forward(xp, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, hs, cs, b0,
-                                             b1), xp, u, 4)
-    return hs, cs, xp
+    _over_batch(lambda b0, b1: _lstm_forward(xp, x, W, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, hs,
+                                             cs, b0, b1), hs[1:], u, 4)
+    return hs, cs, _cache(xp, keep)
 
 
 def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
@@ -577,7 +719,7 @@ def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
     gates = cache
     T, B, G = gates.shape
     u = G // 4
-    U, rm_arr, mask_arr = _prepare(gates, U, rm, mask, 4, dhT, dcT, hs[0], cs[0])
+    U, rm_arr, mask_arr = _prepare(T, gates, U, rm, mask, 4, dhT, dcT, hs[0], cs[0])
     dh = np.array(dhT, dtype=gates.dtype, copy=True)
     dc = np.array(dcT, dtype=gates.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, gates.dtype)
@@ -595,21 +737,23 @@ def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
 
 def gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after):
     """Returns ``(hs, cache)``. ``b_in`` (3u,) or None; ``b_rec`` (3u,) the recurrent bias (zeros unless
-    reset_after). ``xp`` is consumed."""
+    reset_after). ``xp``: as in :func:`simple_rnn_forward`."""
     code, rcode = activation_code(act), activation_code(rec_act)
     if code is None or rcode is None:
-        return ref.gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after)
-    T, B, G = xp.shape
+        return ref.gru_forward(_projections(xp), b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after)
+    keep = getattr(xp, "keep_gates", True)
+    xp, x, W, T = _inputs(xp, 3 * np.shape(U)[0])
+    B, G = xp.shape[1], xp.shape[2]
     u = G // 3
-    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 3, h0)
+    U, rm_arr, mask_arr = _prepare(T, xp, U, rm, mask, 3, h0)
     hs = np.empty((T + 1, B, u), xp.dtype)
     hs[0] = h0
-    aux = np.empty((T, B, u), xp.dtype)
+    aux = np.empty((xp.shape[0], B, u), xp.dtype)
     b_rec = np.ascontiguousarray(b_rec, dtype=xp.dtype)
     bias = _bias(b_in, G, xp.dtype)
-    _over_batch(lambda b0, b1: _gru_forward(xp, bias, U, b_rec, _piece(rm_arr, b0, b1), mask_arr, code, rcode,
-                                            bool(reset_after), hs, aux, b0, b1), xp, u, 3)
-    return hs, (xp, aux)
+    _over_batch(lambda b0, b1: _gru_forward(xp, x, W, bias, U, b_rec, _piece(rm_arr, b0, b1), mask_arr, code, rcode,
+                                            bool(reset_after), hs, aux, b0, b1), hs[1:], u, 3)
+    return hs, (xp, aux) if keep else None
 
 
 def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
@@ -621,7 +765,7 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
     gates, aux = cache
     T, B, G = gates.shape
     u = G // 3
-    U, rm_arr, mask_arr = _prepare(gates, U, rm, mask, 3, dhT, hs[0])
+    U, rm_arr, mask_arr = _prepare(T, gates, U, rm, mask, 3, dhT, hs[0])
     dh = np.array(dhT, dtype=gates.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, gates.dtype)
 
