@@ -131,7 +131,7 @@ def _split(length: int, work: float, run_block) -> None:
         share(lambda _, i0, i1: run_block(i0, i1), even_ranges(length, num_threads() * _PIECES_PER_THREAD))
 
 
-def _product(a, b, out, trans_a: bool, trans_b: bool) -> np.ndarray:
+def _product(a, b, out, trans_a: bool, trans_b: bool, epilogue=None) -> np.ndarray:
     dtype = np.result_type(a, b)
     a, b = _rows_unit_stride(a, dtype), _rows_unit_stride(b, dtype)
     M = a.shape[1] if trans_a else a.shape[0]
@@ -140,17 +140,26 @@ def _product(a, b, out, trans_a: bool, trans_b: bool) -> np.ndarray:
     if out is None:
         out = np.empty((M, N), dtype)
     work = float(M) * N * K
-    if not trans_a or N < 2 * M:  # row blocks of the output (op(a)'s rows)
+    if not trans_a or N < 2 * M or epilogue is not None:  # row blocks of the output (op(a)'s rows)
         a_rows = (lambda i0, i1: a[:, i0:i1]) if trans_a else (lambda i0, i1: a[i0:i1])
-        _split(M, work, lambda i0, i1: gemm(a_rows(i0, i1), b, out[i0:i1], trans_a, trans_b, 0.0))
+
+        def rows(i0, i1):
+            gemm(a_rows(i0, i1), b, out[i0:i1], trans_a, trans_b, 0.0)
+            if epilogue is not None:
+                epilogue(i0, i1)
+
+        _split(M, work, rows)
     else:  # column blocks: aᵀ @ b with a long summed axis, no partial sums to add
         _split(N, work, lambda j0, j1: gemm(a, b[:, j0:j1], out[:, j0:j1], trans_a, trans_b, 0.0))
     return out
 
 
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``a @ b`` for 2-D arrays (single-threaded BLAS calls; large products split over the cores)."""
-    return _product(a, b, out, False, False)
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, epilogue=None) -> np.ndarray:
+    """``a @ b`` for 2-D arrays (single-threaded BLAS calls; large products split over the cores).
+
+    ``epilogue(i0, i1)``, when given, runs right after the rows i0:i1 of the product are written, on the same
+    core, while they are still in its cache (a layer's bias and activation)."""
+    return _product(a, b, out, False, False, epilogue)
 
 
 def matmul_nt(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -432,10 +432,11 @@ def _gru_forward(xp, x, W, bias, U, b_rec, rm, mask, act, rec_act, reset_after, 
                     gb[j] += hzb[j] + b_rec[j] + bias[j]  # a_z, a_r
                 activate_row(gb[:2 * u], rec_act)  # z, r
                 r, hh, hz_h, b_rh, b_h = gb[u:2 * u], gb[2 * u:], hzb[2 * u:], b_rec[2 * u:], bias[2 * u:]
+                # loops storing into one slice each: LLVM vectorises them (see _lstm_gates_tanh_sigmoid)
                 for j in range(u):
-                    v = hz_h[j] + b_rh[j]
-                    auxb[j] = v
-                    hh[j] += b_h[j] + r[j] * v  # a_h = xp_h + b_h + r ⊙ hz_h
+                    auxb[j] = hz_h[j] + b_rh[j]  # hz_h (with its bias)
+                for j in range(u):
+                    hh[j] += b_h[j] + r[j] * auxb[j]  # a_h = xp_h + b_h + r ⊙ hz_h
                 activate_row(hh, act)  # ĥ = φ(a_h)
                 _gru_update(gb, h[b], hn[b], m[b], u)
         else:
@@ -500,20 +501,22 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
             derivative_row(dact[:2 * u], gb[:2 * u], rec_act)  # σ'(a_z), σ'(a_r), from z and r
             derivative_row(dact[2 * u:], hh, act)  # φ'(a_h), from ĥ
             dact_z, dact_r, dact_h = dact[:u], dact[u:2 * u], dact[2 * u:]
+            for j in range(u):  # one stored slice per loop, z last (LLVM vectorises these)
+                da_hb[j] = dhb[j] * (type(z[j])(1.0) - z[j]) * dact_h[j]  # δa_h = φ'(a_h) δh ⊙ (1 - z)
             for j in range(u):
-                z_j = z[j]
-                da_hb[j] = dhb[j] * (type(z_j)(1.0) - z_j) * dact_h[j]  # δa_h = φ'(a_h) δh ⊙ (1 - z)
+                dhpb[j] = dhb[j] * z[j]  # δh_{t-1} through z
+            for j in range(u):
                 z[j] = dhb[j] * (hb[j] - hh[j]) * dact_z[j]  # δa_z = σ'(a_z) δh ⊙ (h_{t-1} - ĥ)
-                dhpb[j] = dhb[j] * z_j  # δh_{t-1} through z
             if reset_after:
                 auxb, dhzb = aux_t[b], dhz[b]
                 dhz_h = dhzb[2 * u:]
                 for j in range(u):
-                    r_j = r[j]
+                    dhz_h[j] = da_hb[j] * r[j]  # δ(hz_h) = δa_h ⊙ r
+                for j in range(u):
+                    dbh[j] += dhz_h[j]
+                for j in range(u):
                     r[j] = da_hb[j] * auxb[j] * dact_r[j]  # δa_r = σ'(a_r) δa_h ⊙ hz_h
-                    v = da_hb[j] * r_j
-                    dhz_h[j] = v
-                    dbh[j] += v
+                for j in range(u):
                     hh[j] = da_hb[j]
                 for j in range(2 * u):
                     dhzb[j] = gb[j]

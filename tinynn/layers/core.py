@@ -84,17 +84,24 @@ class Dense(Layer):
             return self._fast_forward(x, bias)
 
     def _fast_forward(self, x, bias):
-        xw = K_blas.matmul(x.reshape(-1, x.shape[-1]), self.kernel)  # x W without bias, (N, u)
+        rows = x.reshape(-1, x.shape[-1])
         code = activation_code(self.activation)
         if code is None:
+            xw = K_blas.matmul(rows, self.kernel)  # x W without bias, (N, u)
             if bias is not None:
                 xw += bias
             self._z = xw.reshape(*x.shape[:-1], self.units)
             self._y = self.activation(self._z)
-        else:  # y = act(x W + b) in one pass; z = x W + b is formed only if the logits are asked for
-            self._y = K_bias_act.bias_activation_forward(xw, bias, code)
-            self._z, self._xw, self._b = None, xw, None if bias is None else np.array(bias)
-        self._y = self._y.reshape(*x.shape[:-1], self.units)
+            return self._y
+        # y = act(x W + b), each block of rows right after its product (still in cache); z = x W + b is formed
+        # only if the logits are asked for
+        xw = np.empty((rows.shape[0], self.units), np.result_type(rows, self.kernel))
+        y = np.empty_like(xw)
+        b = np.zeros(self.units, xw.dtype) if bias is None else bias
+        K_blas.matmul(rows, self.kernel, out=xw, epilogue=lambda i0, i1: K_bias_act.bias_activation_forward(
+            xw[i0:i1], b, code, out=y[i0:i1]))
+        self._z, self._xw, self._b = None, xw, None if bias is None else np.array(bias)
+        self._y = y.reshape(*x.shape[:-1], self.units)
         return self._y
 
     def backward(self, dy):
