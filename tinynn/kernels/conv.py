@@ -414,6 +414,15 @@ def _run_chunks(piece, ranges) -> list:
         return share(piece, ranges)
 
 
+def _sum_in_order(parts: list) -> np.ndarray:
+    """Σ of the chunks' partial weight gradients in batch order: the same order whichever core ran a chunk, so
+    a result never depends on the scheduling."""
+    total = parts[0].copy()
+    for part in parts[1:]:
+        total += part
+    return total
+
+
 def _kept_cols(ws: dict, x, geometry) -> np.ndarray | None:
     """The forward's columns (G, B·Lo, K·Cg) if they were kept for this very ``x`` and geometry, else None.
 
@@ -447,29 +456,23 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
             return dW2
 
         parts = _run_chunks(depthwise_piece, _chunk_ranges(B, l_out * F * item, BACKWARD_CHUNK_BYTES))
-        return dx, (sum(parts).reshape(K, 1, F) if need_dW else None)
+        return dx, (_sum_in_order(parts).reshape(K, 1, F) if need_dW else None)
     if chosen == "shift":
         WrT = _w_shift(W, G).transpose(0, 2, 1)  # (G, K·Fg, Cg)
         dx = np.empty((B, L, C), dtype=dz.dtype) if need_dx else None
-        partial: dict = {}
 
         def shift_piece(worker, b0, b1):
             n = b1 - b0
             U = spread(dz[b0:b1], G, L, K, s, d, pl, _scratch(ws, f"U{worker}", (G, n, L, K, Fg), dz.dtype))
             U = U.reshape(G, n * L, K * Fg)
-            if need_dW:
-                part = blas.grouped_matmul_tn(split_groups(x[b0:b1], G), U)
-                if worker in partial:
-                    partial[worker] += part
-                else:
-                    partial[worker] = part
             if need_dx and G == 1:
                 blas.grouped_matmul(U, WrT, dx[b0:b1].reshape(1, n * L, C))
             elif need_dx:
                 dx[b0:b1] = merge_groups(blas.grouped_matmul(U, WrT), n, L)
+            return blas.grouped_matmul_tn(split_groups(x[b0:b1], G), U) if need_dW else None
 
-        _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * item, BACKWARD_CHUNK_BYTES))
-        return dx, (_dw_from_shift(sum(partial.values()), K) if need_dW else None)
+        parts = _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * item, BACKWARD_CHUNK_BYTES))
+        return dx, (_dw_from_shift(_sum_in_order(parts), K) if need_dW else None)
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
     dx = np.zeros((B, L, C), dtype=dz.dtype) if need_dx else None
     dWm = None
@@ -479,8 +482,6 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
         need_dW = False
     if not (need_dW or need_dx):
         return dx, (None if dWm is None else _dw_from_im2col(dWm, K, Cg))
-    partial = {}
-
     def im2col_piece(worker, b0, b1):
         n = b1 - b0
         dz_g = split_groups(dz[b0:b1], G)  # (G, n·Lo, Fg)
@@ -488,18 +489,15 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
             cols = im2col(x[b0:b1], G, K, s, d, pl, l_out, _scratch(ws, f"cols{worker}", (G, n, l_out, K, Cg),
                                                                     dz.dtype))
             part = blas.grouped_matmul_tn(cols.reshape(G, n * l_out, K * Cg), dz_g)
-            if worker in partial:
-                partial[worker] += part
-            else:
-                partial[worker] = part
         if need_dx:
             dcols = blas.grouped_matmul(dz_g, Wm.transpose(0, 2, 1),
                                         _scratch(ws, f"dcols{worker}", (G, n * l_out, K * Cg), dz.dtype))
             col2im(dcols.reshape(G, n, l_out, K, Cg), L, s, d, pl, out=dx[b0:b1])
+        return part if need_dW else None
 
-    _run_chunks(im2col_piece, _chunk_ranges(B, 2 * l_out * K * C * item, BACKWARD_CHUNK_BYTES))
+    parts = _run_chunks(im2col_piece, _chunk_ranges(B, 2 * l_out * K * C * item, BACKWARD_CHUNK_BYTES))
     if need_dW:
-        dWm = sum(partial.values())
+        dWm = _sum_in_order(parts)
     return dx, (None if dWm is None else _dw_from_im2col(dWm, K, Cg))
 
 

@@ -9,7 +9,7 @@ from .. import initializers as _init
 from ..kernels import bias_activation as K_bias_act
 from ..kernels import blas as K_blas
 from ..kernels import warmup
-from ..kernels.fastmath import activation_code
+from ..kernels.fastmath import LINEAR, RELU, activation_code
 from ..kernels.parallel import kernel_entry, kernel_scope
 from ..kernels.reference.dense import dense_backward, dense_forward
 from ..utils import make_rng
@@ -36,7 +36,7 @@ class Dense(Layer):
 
     Code, reference first: :func:`tinynn.kernels.reference.dense.dense_forward` / ``dense_backward`` (the
     'reference' kernel mode); fast: the products in single-threaded BLAS pieces on the cores
-    (:mod:`tinynn.kernels.blas`) and the bias and activation in one pass each way
+    (:mod:`tinynn.kernels.blas`) and, for linear and relu, the bias and activation in one pass each way
     (:mod:`tinynn.kernels.bias_activation`).
     """
 
@@ -83,9 +83,17 @@ class Dense(Layer):
         with kernel_scope():
             return self._fast_forward(x, bias)
 
+    def _fused_code(self):
+        """The activation code the fused bias+activation kernel runs for this layer: linear and relu only, which
+        it computes exactly. tanh / sigmoid keep NumPy's exact functions here: a Dense layer is often the output,
+        where the kernels' rational approximation saturates a sigmoid to exactly 1 sooner, zeroing the gradient
+        y(1 - y) that Keras keeps tiny but non-zero (Grad-CAM normalises such gradients)."""
+        code = activation_code(self.activation)
+        return code if code in (LINEAR, RELU) else None
+
     def _fast_forward(self, x, bias):
         rows = x.reshape(-1, x.shape[-1])
-        code = activation_code(self.activation)
+        code = self._fused_code()
         if code is None:
             xw = K_blas.matmul(rows, self.kernel)  # x W without bias, (N, u)
             if bias is not None:
@@ -106,8 +114,8 @@ class Dense(Layer):
 
     def backward(self, dy):
         if self._fast and self._xw is not None:
-            dz, db = K_bias_act.bias_activation_backward(self._y, np.asarray(dy, self._y.dtype),
-                                                         activation_code(self.activation), self.use_bias)
+            dz, db = K_bias_act.bias_activation_backward(self._y, np.asarray(dy, self._y.dtype), self._fused_code(),
+                                                         self.use_bias)
             return self.backward_from_logits(dz, db)
         return self.backward_from_logits(self.activation.backward(self.logits, self._y, dy))
 
