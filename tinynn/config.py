@@ -22,6 +22,7 @@ _KERNELS = "fast"
 
 COMPILE_MODES = ("background", "wait")
 _COMPILE: str | None = None  # None: the TINYNN_COMPILE environment variable, else "background"
+_env_seen = [None, "background"]  # the variable's last raw value and its meaning
 
 
 def floatx() -> str:
@@ -88,8 +89,11 @@ def compile_mode() -> str:
     behaviour). See :mod:`tinynn.kernels.warmup`. Default from the ``TINYNN_COMPILE`` environment variable."""
     if _COMPILE is not None:
         return _COMPILE
-    env = os.environ.get("TINYNN_COMPILE", "background").strip().lower()
-    return env if env in COMPILE_MODES else "background"
+    env = os.environ.get("TINYNN_COMPILE", "background")
+    if env != _env_seen[0]:  # parse only when it changed (this is asked at every layer call)
+        value = env.strip().lower()
+        _env_seen[:] = [env, value if value in COMPILE_MODES else "background"]
+    return _env_seen[1]
 
 
 def set_compile(mode: str | None) -> None:

@@ -108,7 +108,9 @@ def gemm(a, b, out, trans_a, trans_b, beta):
 
 # --------------------------------------------------------------------------- Python entry points
 #: Products with at least this many multiply-adds are split over the cores (a thread hand-off costs ~10-50 µs).
-_PARALLEL_WORK = 1 << 21
+_PARALLEL_WORK = PARALLEL_WORK = 1 << 21
+#: Below this many multiply-adds a product is one ``np.matmul`` call (the same BLAS, less call overhead).
+_NUMPY_WORK = 1 << 18
 #: Pieces per thread for a split product: a few more than one, so a core that another process slows down
 #: hands the rest of the work to the other (pieces are pulled when a core is free).
 _PIECES_PER_THREAD = 2
@@ -140,6 +142,9 @@ def _product(a, b, out, trans_a: bool, trans_b: bool, epilogue=None) -> np.ndarr
     if out is None:
         out = np.empty((M, N), dtype)
     work = float(M) * N * K
+    if work < _NUMPY_WORK and epilogue is None:  # small: NumPy's call costs less than a numba dispatch
+        with kernel_scope():
+            return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
     if not trans_a or N < 2 * M or epilogue is not None:  # row blocks of the output (op(a)'s rows)
         a_rows = (lambda i0, i1: a[:, i0:i1]) if trans_a else (lambda i0, i1: a[i0:i1])
 

@@ -133,18 +133,17 @@ def can_limit_threads() -> bool:
     return _bind()["threads"] is not None
 
 
+_BOUND: dict = {"threads": None}  # what _bind found, set at import (below)
 _lock = threading.Lock()
 _depth = 0
 _saved = 1
 
 
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Inside the block numpy's BLAS runs each product on its calling thread (a no-op when it cannot be set)."""
+def enter_single_threaded() -> None:
+    """Hold numpy's BLAS to one thread until the matching :func:`exit_single_threaded` (counted, thread-safe)."""
     global _depth, _saved
-    api = _bind()["threads"]
+    api = _BOUND["threads"]
     if api is None:
-        yield
         return
     get, set_ = api
     with _lock:
@@ -153,13 +152,27 @@ def single_threaded() -> Iterator[None]:
             if _saved != 1:
                 set_(1)
         _depth += 1
+
+
+def exit_single_threaded() -> None:
+    global _depth
+    api = _BOUND["threads"]
+    if api is None:
+        return
+    with _lock:
+        _depth -= 1
+        if _depth == 0 and _saved != 1:
+            api[1](_saved)
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Inside the block numpy's BLAS runs each product on its calling thread (a no-op when it cannot be set)."""
+    enter_single_threaded()
     try:
         yield
     finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0 and _saved != 1:
-                set_(_saved)
+        exit_single_threaded()
 
 
 def blas_single_threaded(fn: Callable) -> Callable:
@@ -173,4 +186,4 @@ def blas_single_threaded(fn: Callable) -> Callable:
     return wrapper
 
 
-_bind()
+_BOUND = _bind()

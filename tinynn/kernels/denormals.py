@@ -37,9 +37,12 @@ _FTZ_DAZ = 0x8040  # MXCSR bits 15 (flush to zero) and 6 (denormals are zero)
 _STATUS = 0x3F  # MXCSR's sticky exception flags
 
 
+_SUPPORTED = platform.machine().lower() in ("x86_64", "amd64")
+
+
 def supported() -> bool:
     """True on x86-64, where the modes exist in MXCSR."""
-    return platform.machine().lower() in ("x86_64", "amd64")
+    return _SUPPORTED
 
 
 def _mxcsr_call(builder, name, ptr):
@@ -84,24 +87,35 @@ def _swap_mode(on):  # pragma: no cover - compiled
 _local = threading.local()
 
 
+def enter_flush_to_zero() -> bool:
+    """Turn the modes on for this thread until :func:`exit_flush_to_zero`; False (and nothing to undo) when they
+    are on already or do not exist here."""
+    if not _SUPPORTED or getattr(_local, "depth", 0) or getattr(_local, "always", False):
+        return False
+    _local.depth = 1
+    _local.saved = _swap_mode(-1)
+    return True
+
+
+def exit_flush_to_zero() -> None:
+    _swap_mode(_local.saved)
+    _local.depth = 0
+
+
 @contextmanager
 def flush_to_zero() -> Iterator[None]:
     """Inside the block this thread's float arithmetic flushes subnormals to zero (nested blocks are free)."""
-    if not supported() or getattr(_local, "depth", 0) or getattr(_local, "always", False):
-        yield
-        return
-    _local.depth = 1
-    old = _swap_mode(-1)
+    entered = enter_flush_to_zero()
     try:
         yield
     finally:
-        _swap_mode(old)
-        _local.depth = 0
+        if entered:
+            exit_flush_to_zero()
 
 
 def enable_in_this_thread() -> None:
     """Turn the modes on for good in this thread (tinynn's worker threads, which run only kernels)."""
-    if supported() and not getattr(_local, "always", False):
+    if _SUPPORTED and not getattr(_local, "always", False):
         _swap_mode(-1)
         _local.always = True
 

@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 from .. import config
 from . import cblas, denormals
@@ -86,14 +86,40 @@ def run_parallel(*fns: Callable) -> list:
     return [first] + [f.result() for f in futures]
 
 
-@contextmanager
-def kernel_scope() -> Iterator[None]:
+class _KernelScope:
+    """The context manager :func:`kernel_scope` returns (a class, not a generator: it is entered several times per
+    layer call, and only the outermost entry on a thread does anything)."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        depth = getattr(_local, "scope_depth", 0)
+        if depth == 0:
+            cblas.enter_single_threaded()
+            ftz = config.kernel_mode() == "fast" and denormals.enter_flush_to_zero()
+            _local.scope_ftz = ftz
+        _local.scope_depth = depth + 1
+        return self
+
+    def __exit__(self, *exc):
+        depth = _local.scope_depth - 1
+        _local.scope_depth = depth
+        if depth == 0:
+            if _local.scope_ftz:
+                denormals.exit_flush_to_zero()
+            cblas.exit_single_threaded()
+        return False
+
+
+_SCOPE = _KernelScope()
+
+
+def kernel_scope() -> _KernelScope:
     """What every fast kernel call runs inside: numpy's BLAS on one thread per caller (:mod:`.cblas`) and, in the
     'fast' kernel mode, subnormal floats flushed to zero on the calling thread (:mod:`.denormals`; the
     'reference' mode runs no numba at all). tinynn's worker threads keep both for good; nested scopes cost
-    nothing."""
-    with cblas.single_threaded(), denormals.flush_to_zero() if config.kernel_mode() == "fast" else nullcontext():
-        yield
+    next to nothing."""
+    return _SCOPE
 
 
 def kernel_entry(fn: Callable) -> Callable:

@@ -74,7 +74,9 @@ class Dense(Layer):
         return (*input_shape[:-1], self.units)
 
     def forward(self, x, training=False, mask=None):
-        self._fast = config.kernel_mode() == "fast" and warmup.fast_ready(self, x, mask)
+        # small layers: NumPy's matmul and activation (the same BLAS; less call overhead than the kernels' pieces)
+        self._fast = (config.kernel_mode() == "fast" and x.size * self.units >= K_blas.PARALLEL_WORK
+                      and warmup.fast_ready(self, x, mask))
         bias = self.bias if self.use_bias else None
         self._x, self._xw, self._b = x, None, None
         if not self._fast:
