@@ -62,8 +62,8 @@ def test_a_layer_runs_its_numpy_twins_while_compiling_then_the_fast_kernels(back
     real_matmul = blas.matmul
     monkeypatch.setattr(blas, "matmul", lambda *a, **k: fast_calls.append(1) or real_matmul(*a, **k))
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(5, 7)).astype(np.float32)
-    layer = layers.Dense(4, activation="tanh", bias_initializer="random_normal", dtype="float32")
+    x = rng.normal(size=(512, 64)).astype(np.float32)  # large enough for the fast path (small Dense layers use NumPy)
+    layer = layers.Dense(64, activation="relu", bias_initializer="random_normal", dtype="float32")
     y_first = layer(x)
     assert not fast_calls  # the NumPy twin ran
     assert warmup.wait_until_idle(timeout=120)
@@ -73,14 +73,14 @@ def test_a_layer_runs_its_numpy_twins_while_compiling_then_the_fast_kernels(back
 
 
 def test_a_layer_whose_kernels_load_from_the_cache_is_fast_from_its_first_call(background, monkeypatch):
-    layer = layers.Dense(4, dtype="float32")
-    x = np.ones((3, 5), np.float32)
+    layer = layers.Dense(64, dtype="float32")
+    x = np.ones((512, 64), np.float32)
     with _wait():
         layer(x)  # compiled (or loaded) here, in this process
     fast_calls = []
     real_matmul = blas.matmul
     monkeypatch.setattr(blas, "matmul", lambda *a, **k: fast_calls.append(1) or real_matmul(*a, **k))
-    other = layers.Dense(4, dtype="float32")  # a new layer: its warm-up only loads, so the caller waits for it
+    other = layers.Dense(64, dtype="float32")  # a new layer: its warm-up only loads, so the caller waits for it
     other(x)
     assert fast_calls
 
