@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test test-backends test-thorough parity parity-backends mutation bench lint clean
+.PHONY: demo test test-backends test-thorough parity parity-backends mutation bench bench-quick lint clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,8 +60,14 @@ parity-backends: $(VENV)/.test
 mutation: $(VENV)/.test
 	$(PY) -m parity.mutation
 
+# M1-M6 side by side (benchmarks/run.py), then the width x length x batch grid (benchmarks/grid.py); both write
+# benchmarks/RESULTS.md and their plots. bench-quick: three small grid points per layer family, nothing written.
 bench: $(VENV)/.bench
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/grid.py
+
+bench-quick: $(VENV)/.bench
+	$(PY) benchmarks/grid.py --quick
 
 lint: $(VENV)/.test
 	$(PY) -m ruff check tinynn parity tests examples benchmarks

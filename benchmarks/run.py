@@ -160,11 +160,17 @@ def worker_dense(framework: str, weights_path: str, repeats: int) -> dict:
 
 
 def worker_cold_start(model: str, framework: str) -> dict:
-    """Build ``model`` and run one train step; the parent measures launch -> ``t_done``."""
+    """Build ``model`` and run one train step; the parent measures launch -> ``t_done``. tinynn's background
+    compilation (if any) is then waited for, so that it does not run on into the next measurement."""
     x, y = model_data(model)
     net = build_model(model, framework)
     net.train_on_batch(x, y)
-    return {"t_done": time.time()}
+    done = time.time()
+    if framework == "tinynn":
+        from tinynn.kernels import warmup
+
+        warmup.wait_until_idle()
+    return {"t_done": done}
 
 
 def _run_worker(args: list[str], env_extra: dict | None = None) -> dict:
@@ -177,8 +183,10 @@ def _run_worker(args: list[str], env_extra: dict | None = None) -> dict:
 
 
 def cold_start_seconds(model: str, framework: str, env_extra: dict | None = None) -> float:
+    """Launch -> first train step done, with tinynn's default background compilation (a new user's first run)."""
     t0 = time.time()
-    done = _run_worker(["--cold-start", model, framework], env_extra)["t_done"]
+    env = {"TINYNN_COMPILE": "background", **(env_extra or {})}
+    done = _run_worker(["--cold-start", model, framework], env)["t_done"]
     return done - t0
 
 
@@ -220,6 +228,9 @@ def measure(model: str, repeats: int) -> dict:
             ours["cold_start_warm_cache"] = cold_start_seconds(model, "tinynn", empty_cache)
             fresh = {"NUMBA_CACHE_DIR": os.path.join(tmp, "numba_cache_2")}
             ours["cold_start_empty_cache"] = cold_start_seconds(model, "tinynn", fresh)
+            import compile_profile
+
+            ours["compile_profile"] = compile_profile.profile(model)
             result["tinynn"] = ours
         except Exception as err:  # noqa: BLE001 - reported in the table
             result["tinynn"] = {"error": str(err).splitlines()[0] if str(err) else repr(err)}
@@ -331,6 +342,21 @@ def rows_of(results: list[dict]) -> tuple[list[dict], list[dict]]:
     return speed, startup
 
 
+def compile_rows(results: list[dict]) -> list[dict]:
+    """Per model: numba's compile time per kernel family (CPU seconds, empty cache; benchmarks/compile_profile.py)."""
+    rows = []
+    for r in results:
+        prof = r.get("tinynn", {}).get("compile_profile")
+        if not prof:
+            continue
+        row = {"model": r["model"], "total s": f"{prof['total']:.1f}"}
+        for family, seconds in sorted(prof["families"].items(), key=lambda kv: -kv[1]):
+            n = prof.get("specialisations", {}).get(family)
+            row[family] = f"{seconds:.2f}" + (f" ({n})" if n else "")
+        rows.append(row)
+    return rows
+
+
 def markdown_table(rows: list[dict]) -> str:
     if not rows:
         return ""
@@ -342,6 +368,8 @@ def markdown_table(rows: list[dict]) -> str:
 
 #: RESULTS.md's last section, written by hand (measurements behind kernel design choices): kept by write_results.
 KEPT_SECTION = "## Kernel design measurements"
+#: The section benchmarks/grid.py writes: kept by write_results.
+GRID_SECTION = "## Scaling grid"
 
 
 def write_results(results: list[dict], info: dict, out: pathlib.Path, repeats: int, load: list[float]) -> str:
@@ -371,14 +399,27 @@ def write_results(results: list[dict], info: dict, out: pathlib.Path, repeats: i
         "",
         markdown_table(startup),
         "",
+        "*Cold start* runs tinynn as a new user would: with an empty cache every layer starts on its NumPy twins "
+        "while a separate process compiles its kernels (`tinynn/kernels/warmup.py`); the fast kernels take over "
+        "when they are ready. Compile time per kernel family — CPU seconds numba spends compiling each tinynn "
+        "kernel module's functions (with the numba library code they pull in) at the first train step and "
+        "predict call, empty cache, in that process (`benchmarks/compile_profile.py`; in parentheses the "
+        "number of compiled specialisations):",
+        "",
+        markdown_table(compile_rows(results)),
+        "",
         "## Models",
         "",
         *[f"- **{m}** {MODELS[m]}" for m in [r["model"] for r in results]],
         "",
     ])
     previous = out / "RESULTS.md"
-    if previous.exists():  # the hand-written design notes at the end survive a re-run
+    if previous.exists():  # the scaling grid (benchmarks/grid.py) and the hand-written design notes survive
         old = previous.read_text(encoding="utf-8")
+        if GRID_SECTION in old:
+            start = old.index(GRID_SECTION)
+            end = old.find("\n## ", start + len(GRID_SECTION))
+            text += "\n" + (old[start:] if end < 0 else old[start:end + 1])
         if KEPT_SECTION in old:
             text += "\n" + old[old.index(KEPT_SECTION):]
     previous.write_text(text, encoding="utf-8")

@@ -5,7 +5,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tinynn.kernels import conv as kc
@@ -59,6 +59,32 @@ def test_conv_ops_match_reference(g, method):
     assert rel_err(dW, dW_ref) <= TOL
     assert rel_err(kc.conv1d_backward_data(dz, W, L, s, d, pl, G, method), dx_ref) <= TOL
     assert rel_err(kc.conv1d_backward_filter(x, dz, K, s, d, pl, G, method), dW_ref) <= TOL
+
+
+@given(g=conv_geometry(), multiplier=st.integers(1, 3))
+@example(g=dict(B=2, L=9, K=3, s=1, d=1, G=4, Cg=1, Fg=1, pl=1, l_out=9, seed=1), multiplier=1)  # 'same'
+@example(g=dict(B=1, L=11, K=4, s=2, d=1, G=3, Cg=1, Fg=2, pl=0, l_out=4, seed=2), multiplier=2)  # strided, M = 2
+@example(g=dict(B=2, L=10, K=3, s=1, d=3, G=2, Cg=1, Fg=1, pl=6, l_out=10, seed=3), multiplier=3)  # dilated causal
+def test_depthwise_direct_kernel_matches_reference(g, multiplier):
+    """One input channel per group (the depthwise layers): the direct loop against the reference, chunked too."""
+    g = {**g, "Cg": 1, "Fg": multiplier}
+    x, W, dz = _arrays(g)
+    s, d, pl, G, L, K, l_out = g["s"], g["d"], g["pl"], g["G"], g["L"], g["K"], g["l_out"]
+    if G < 2:
+        assert kc.choose_method(L, l_out, 1, multiplier, s, "auto", 1) != "depthwise"
+        return
+    assert kc.choose_method(L, l_out, G, G * multiplier, s, "auto", G) == "depthwise"
+    for chunk_bytes in (1, 1 << 22):
+        with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes):
+            z_ref = rc.conv1d_forward(x, W, s, d, pl, l_out, G)
+            assert rel_err(kc.conv1d_forward(x, W, s, d, pl, l_out, G), z_ref) <= TOL
+            dx, dW = kc.conv1d_backward(x, W, dz, s, d, pl, G)
+            assert rel_err(dx, rc.conv1d_backward_data(dz, W, L, s, d, pl, G)) <= TOL
+            assert rel_err(dW, rc.conv1d_backward_filter(x, dz, K, s, d, pl, G)) <= TOL
+            assert rel_err(kc.conv1d_backward_data(dz, W, L, s, d, pl, G), dx) <= TOL
+            assert rel_err(kc.conv1d_backward_filter(x, dz, K, s, d, pl, G), dW) <= TOL
+    with pytest.raises(ValueError, match="one input channel per group"):
+        kc.choose_method(L, l_out, 2 * G, 2 * G, s, "depthwise", G)
 
 
 _WORKSPACE: dict = {}  # shared by every example: buffers get reused across calls and reallocated on new shapes
@@ -224,6 +250,30 @@ def test_pool_kernels_match_reference(g):
     assert rel_err(dx, rp.avg_pool1d_backward(dy, g["L"], g["P"], g["S"], g["pl"])) <= TOL
     # adjoint: <avg(x), dy> = <x, avg_dx(dy)>
     assert np.isclose(np.sum(kp.avg_pool1d_forward(x, *args) * dy), np.sum(x * dx), rtol=1e-12, atol=1e-12)
+
+
+@given(B=st.integers(1, 3), L=st.integers(1, 9), C=st.integers(1, 5), ties=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+@example(B=2, L=6, C=3, ties=True, dtype=np.float32, seed=3)  # tied maxima share their gradient
+@example(B=1, L=1, C=1, ties=False, dtype=np.float64, seed=0)
+def test_global_pool_kernels_match_reference(B, L, C, ties, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((B, L, C))
+    x = (np.round(x) if ties else x).astype(dtype)
+    dy = rng.standard_normal((B, C)).astype(dtype)
+    tol = TOL if dtype == np.float64 else 1e-6
+    y = kp.global_max_pool1d_forward(x)
+    np.testing.assert_array_equal(y, rp.global_max_pool1d_forward(x))
+    dx = kp.global_max_pool1d_backward(x, y, dy)
+    assert rel_err(dx, rp.global_max_pool1d_backward(x, y, dy)) <= tol
+    np.testing.assert_allclose(dx.sum(axis=1), dy, rtol=1e-5)  # every dy shared out in full
+    assert rel_err(kp.global_avg_pool1d_forward(x), rp.global_avg_pool1d_forward(x)) <= tol
+    assert rel_err(kp.global_avg_pool1d_backward(dy, L), rp.global_avg_pool1d_backward(dy, L)) <= tol
+
+
+def test_global_max_pool_keeps_nan_as_numpy():
+    x = np.array([[[1.0], [np.nan], [3.0]]])
+    assert np.isnan(kp.global_max_pool1d_forward(x)).all() and np.isnan(rp.global_max_pool1d_forward(x)).all()
 
 
 def test_same_average_pool_excludes_padding():

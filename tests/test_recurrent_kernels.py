@@ -58,9 +58,14 @@ def loop_inputs(draw, gates):
     if draw(st.booleans()):
         rate = draw(st.sampled_from([0.2, 0.6]))
         rm = (rng.random((gates, B, u)) >= rate) / (1 - rate)
+    pair = None  # (x̃, W): the fast loops then form each step's xp_t = x̃_t W themselves
+    if draw(st.booleans()):
+        n_in = draw(st.integers(1, 4))
+        pair = (rng.normal(size=(T, B, n_in)), rng.normal(0, 0.7, size=(n_in, gates * u)))
     return dict(
-        T=T, B=B, u=u, rng=rng, mask=mask, rm=rm, pieces=draw(st.integers(1, 3)),
-        xp=rng.normal(size=(T, B, gates * u)), U=rng.normal(0, 0.6, size=(u, gates * u)),
+        T=T, B=B, u=u, rng=rng, mask=mask, rm=rm, pieces=draw(st.integers(1, 3)), pair=pair,
+        xp=rng.normal(size=(T, B, gates * u)) if pair is None else pair[0] @ pair[1],
+        U=rng.normal(0, 0.6, size=(u, gates * u)),
         b=rng.normal(size=gates * u) if draw(st.booleans()) else None,
         h0=rng.normal(size=(B, u)), c0=rng.normal(size=(B, u)),
         dseq=rng.normal(size=(T, B, u)) if draw(st.booleans()) else None,
@@ -69,13 +74,28 @@ def loop_inputs(draw, gates):
 
 
 def _cast(d, dtype):
-    return {k: (v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v) for k, v in d.items()}
+    def cast(v):
+        if isinstance(v, tuple):
+            return tuple(cast(a) for a in v)
+        return v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
+
+    return {k: cast(v) for k, v in d.items()}
 
 
 def _both(d, dtype):
-    """Inputs for the kernel (in ``dtype``) and for the reference (the same values, in float64)."""
+    """Inputs for the kernel (in ``dtype``; ``xp`` the pair (x̃, W) when drawn) and for the reference (the same
+    values in float64, with xp = x̃ W)."""
     ours = _cast(d, dtype)
-    return ours, _cast(ours, "float64")
+    ref = _cast(ours, "float64")
+    if d["pair"] is not None:
+        ours["xp"] = K.Projection(*ours["pair"])
+        ref["xp"] = ref["pair"][0] @ ref["pair"][1]
+    return ours, ref
+
+
+def _xp(d):
+    """A fresh copy of the kernel's xp argument (the kernels consume it; a pair is only read)."""
+    return d["xp"] if isinstance(d["xp"], tuple) else d["xp"].copy()
 
 
 @contextlib.contextmanager
@@ -109,7 +129,7 @@ def test_simple_rnn_kernel_matches_reference(d, act_name, dtype):
     d, r = _both(d, dtype)
     act = activations.get(act_name)
     with _batch_pieces(d["pieces"]):
-        hs1, c1 = K.simple_rnn_forward(d["xp"].copy(), d["b"], d["U"], d["rm"], d["mask"], d["h0"], act)
+        hs1, c1 = K.simple_rnn_forward(_xp(d), d["b"], d["U"], d["rm"], d["mask"], d["h0"], act)
         g1 = K.simple_rnn_backward(c1, d["U"], d["rm"], d["mask"], hs1, d["dseq"], d["dhT"], act)
     hs2, c2 = R.simple_rnn_forward(r["xp"].copy(), r["b"], r["U"], r["rm"], r["mask"], r["h0"], act)
     _assert_all_close([hs1], [hs2], dtype, "forward")
@@ -122,13 +142,19 @@ def test_lstm_kernel_matches_reference(d, act_name, rec_name, dtype):
     d, r = _both(d, dtype)
     act, rec = activations.get(act_name), activations.get(rec_name)
     with _batch_pieces(d["pieces"]):
-        hs1, cs1, c1 = K.lstm_forward(d["xp"].copy(), d["b"], d["U"], d["rm"], d["mask"], d["h0"], d["c0"], act,
+        hs1, cs1, c1 = K.lstm_forward(_xp(d), d["b"], d["U"], d["rm"], d["mask"], d["h0"], d["c0"], act,
                                       rec)
         g1 = K.lstm_backward(c1, d["U"], d["rm"], d["mask"], hs1, cs1, d["dseq"], d["dhT"], d["dcT"], act, rec)
     hs2, cs2, c2 = R.lstm_forward(r["xp"].copy(), r["b"], r["U"], r["rm"], r["mask"], r["h0"], r["c0"], act, rec)
     _assert_all_close([hs1, cs1], [hs2, cs2], dtype, "forward")
     g2 = R.lstm_backward(c2, r["U"], r["rm"], r["mask"], hs2, cs2, r["dseq"], r["dhT"], r["dcT"], act, rec)
     _assert_all_close(g1, g2, dtype, "backward")
+
+
+@given(loop_inputs(4), st.sampled_from(["float64", "float32"]))
+def test_lstm_kernel_with_keras_default_activations(d, dtype):
+    """tanh / sigmoid, Keras's defaults, run the fused one-pass row loops of the kernel: always drawn here."""
+    test_lstm_kernel_matches_reference.hypothesis.inner_test(d, "tanh", "sigmoid", dtype)
 
 
 @given(loop_inputs(3), st.booleans(), st.sampled_from(FAST), st.sampled_from(BOUNDED),
@@ -138,7 +164,7 @@ def test_gru_kernel_matches_reference(d, reset_after, act_name, rec_name, dtype)
     d, r = _both({**d, "b_rec": b_rec}, dtype)
     act, rec = activations.get(act_name), activations.get(rec_name)
     with _batch_pieces(d["pieces"]):
-        hs1, c1 = K.gru_forward(d["xp"].copy(), d["b"], d["U"], d["b_rec"], d["rm"], d["mask"], d["h0"], act, rec,
+        hs1, c1 = K.gru_forward(_xp(d), d["b"], d["U"], d["b_rec"], d["rm"], d["mask"], d["h0"], act, rec,
                                 reset_after)
         g1 = K.gru_backward(c1, d["U"], d["rm"], d["mask"], hs1, d["dseq"], d["dhT"], act, rec, reset_after)
     hs2, c2 = R.gru_forward(r["xp"].copy(), r["b"], r["U"], r["b_rec"], r["rm"], r["mask"], r["h0"], act, rec,
@@ -205,7 +231,8 @@ def test_activate_and_derivative_passes(dtype):
 @given(st.integers(1, 300), st.integers(1, 70), st.integers(1, 40), st.sampled_from(["float64", "float32"]),
        st.integers(0, 2**16))
 def test_single_threaded_gemms_match_matmul(M, K_, N, dtype, seed):
-    """blas.matmul / matmul_nt (row-chunked BLAS) and matmul_tn (hand loop) against NumPy."""
+    """blas.matmul / matmul_nt / matmul_tn (single-threaded BLAS pieces, the transposed operand read in place)
+    against NumPy."""
     rng = np.random.default_rng(seed)
     a, b = rng.normal(size=(M, K_)).astype(dtype), rng.normal(size=(K_, N)).astype(dtype)
     tol = 1e-12 if dtype == "float64" else 1e-5
@@ -231,7 +258,7 @@ def test_embedding_scatter_add_matches_add_at(V, D, N, dtype, seed):
 
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_large_gemms_split_over_threads(threads, monkeypatch):
-    """Products above blas._PARALLEL_WORK run as two halves on two threads: same result."""
+    """Products above blas._PARALLEL_WORK run in pieces on two threads (column blocks for aᵀ b): same result."""
     monkeypatch.setenv("TINYNN_NUM_THREADS", threads)
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(3001, 48)), rng.normal(size=(48, 40))

@@ -402,3 +402,22 @@ def test_bad_inputs_raise_value_errors_naming_the_layer():
         layer(x)
         layer.set_dropout_masks([np.ones((3, 4))])
         layer(x, training=True)
+
+
+@pytest.mark.parametrize("layer_name", ["SimpleRNN", "LSTM", "GRU"])
+def test_inference_forward_keeps_no_gates_and_a_backward_after_it_still_works(layer_name):
+    """training=False runs the loops on one step's scratch rows (no cache); a backward after such a call re-runs
+    the loop keeping the gates and gives what a training forward's backward gives (no dropout here)."""
+    rng = np.random.default_rng(11)
+    x, dy = rng.normal(size=(3, 6, 4)), rng.normal(size=(3, 6, 5))
+    layer = getattr(layers, layer_name)(5, return_sequences=True, dtype="float64", bias_initializer="random_normal")
+    y_inf = layer(x, training=False)
+    assert layer._cache["loop"] is None  # the fast loop kept no gates
+    dx_inf = layer.backward(dy)
+    grads_inf = [g.copy() for g in layer.gradients]
+    y_tr = layer(x, training=True)
+    dx_tr = layer.backward(dy)
+    np.testing.assert_array_equal(y_inf, y_tr)
+    np.testing.assert_allclose(dx_inf, dx_tr, rtol=1e-13, atol=1e-13)
+    for a, b in zip(grads_inf, layer.gradients):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)

@@ -29,7 +29,10 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from scipy import special
+
+from .lazy import LazyModule
+
+special = LazyModule("scipy.special")  # expit, erfc: imported when first used
 
 ArrayFn = Callable[..., np.ndarray]
 

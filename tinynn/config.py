@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,6 +20,10 @@ _FLOAT_DTYPES = ("float32", "float64")
 
 KERNEL_MODES = ("fast", "reference")
 _KERNELS = "fast"
+
+COMPILE_MODES = ("background", "wait")
+_COMPILE: str | None = None  # None: the TINYNN_COMPILE environment variable, else "background"
+_env_seen = [None, "background"]  # the variable's last raw value and its meaning
 
 
 def floatx() -> str:
@@ -118,3 +123,24 @@ def reserve_weight_memory(shape: tuple, dtype, who: str) -> None:
             f"weights built so far to {budget.used} bytes, more than the {budget.limit} bytes {budget.source}: "
             "the config does not match the stored weights (or asks for an absurd size)"
         )
+
+
+def compile_mode() -> str:
+    """How fast-mode layers meet kernels numba has not compiled yet: 'background' (the default: compile on a
+    background thread, run the NumPy twins meanwhile) or 'wait' (compile in the calling thread, numba's own
+    behaviour). See :mod:`tinynn.kernels.warmup`. Default from the ``TINYNN_COMPILE`` environment variable."""
+    if _COMPILE is not None:
+        return _COMPILE
+    env = os.environ.get("TINYNN_COMPILE", "background")
+    if env != _env_seen[0]:  # parse only when it changed (this is asked at every layer call)
+        value = env.strip().lower()
+        _env_seen[:] = [env, value if value in COMPILE_MODES else "background"]
+    return _env_seen[1]
+
+
+def set_compile(mode: str | None) -> None:
+    """Set :func:`compile_mode` ('background' or 'wait'; None: back to the environment variable's choice)."""
+    global _COMPILE
+    if mode is not None and mode not in COMPILE_MODES:
+        raise ValueError(f"set_compile: mode must be one of {COMPILE_MODES} or None, got {mode!r}")
+    _COMPILE = mode

@@ -41,6 +41,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .kernels.parallel import kernel_entry
+
 _TENSOR_IDS = itertools.count()
 
 
@@ -522,6 +524,7 @@ class Graph:
         return s
 
     # --------------------------------------------------------------------------------- forward
+    @kernel_entry  # BLAS on one thread per core, subnormals flushed (tinynn.kernels.parallel.kernel_scope)
     def forward(self, xs: Sequence[np.ndarray], training: bool, masks: Sequence | None = None,
                 want_logits: Iterable[int] = (), keep: bool = True) -> Run:
         """Run every step on the input arrays ``xs`` (one per model input); returns the :class:`Run`.
@@ -627,6 +630,7 @@ class Graph:
         return grads
 
     # --------------------------------------------------------------------------------- backward
+    @kernel_entry
     def backward(self, run: Run, seeds: dict, logit_seeds: dict | None = None, grad_slots: Iterable[int] = (),
                  only_steps: set | None = None, weight_gradients: bool = True) -> list:
         """Backpropagate the upstream gradients ``seeds`` ({slot: δ}) through the steps in reverse.

@@ -36,9 +36,11 @@ via :meth:`Loss.values_and_grad_from_logits`.
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 from . import config
+from .lazy import LazyModule
+
+special = LazyModule("scipy.special")  # expit: imported when first used
 
 EPSILON = config.EPSILON
 

@@ -4,6 +4,10 @@ CI rule that a skip for a missing package fails (:mod:`parity.ci`)."""
 
 import os
 
+# The suite tests the fast kernels themselves: compile them where they are called, never fall back to the NumPy
+# twins while they compile in the background (tinynn.kernels.warmup).
+os.environ.setdefault("TINYNN_COMPILE", "wait")
+
 from hypothesis import settings
 
 from parity import guard, recorder

@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 from .fastmath import RELU, activate_row, derivative_row
+from .parallel import kernel_entry
 
 __all__ = ["activation_gradient_rows", "bias_activation_backward", "bias_activation_forward", "bias_activation_rows"]
 
@@ -71,17 +72,24 @@ def _rows(a: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1, a.shape[-1])
 
 
-def bias_activation_forward(z: np.ndarray, bias: np.ndarray | None, code: int) -> np.ndarray:
-    """y = act(z + b) for z (..., F); z itself is left as it is (``z + b`` is never stored). Returns y."""
+@kernel_entry
+def bias_activation_forward(z: np.ndarray, bias: np.ndarray | None, code: int, out: np.ndarray | None = None
+                            ) -> np.ndarray:
+    """y = act(z + b) for z (..., F); z itself is left as it is (``z + b`` is never stored). Returns y (written
+    into ``out`` when given: C-contiguous, z's shape and dtype)."""
     F = z.shape[-1]
     b = np.zeros(F, z.dtype) if bias is None else np.ascontiguousarray(bias, dtype=z.dtype)
     if b.shape != (F,):
         raise ValueError(f"bias_activation_forward: bias {b.shape} does not fit z {z.shape}")
-    y = np.empty(z.shape, z.dtype)
-    _forward(_rows(z, z.dtype), b, code, y.reshape(-1, F))
-    return y
+    if out is None:
+        out = np.empty(z.shape, z.dtype)
+    elif out.shape != z.shape or out.dtype != z.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"bias_activation_forward: out {out.shape} {out.dtype} does not fit z {z.shape} {z.dtype}")
+    _forward(_rows(z, z.dtype), b, code, out.reshape(-1, F))
+    return out
 
 
+@kernel_entry
 def bias_activation_backward(y: np.ndarray, dy: np.ndarray, code: int, bias_sum: bool = True):
     """(dz, db): dz = act'(y) ⊙ dy (y's shape and dtype), db = Σ over every axis but the last (None if
     ``bias_sum`` is False)."""

@@ -1,154 +1,197 @@
-r"""Every matrix product of the fast kernels: single-threaded BLAS calls, split over cores by tinynn itself.
+r"""Every matrix product of the fast kernels: one single-threaded BLAS call per piece, pieces spread over the cores.
 
-Two families of callers:
+Inside numba (the recurrent loops call it at every step)::
 
-* the recurrent layers (2-D products over the B·T rows of a sequence, and the per-step products of the numba
-  loops): ``gemm``, ``gemm_nt``, ``gemm_tn`` (numba, callable from inside other numba kernels) and their Python
-  entry points ``matmul``, ``matmul_nt``, ``matmul_tn`` (large products split in two halves on two cores);
-* the convolutions (one product per group): ``grouped_matmul`` ``(G, m, k) @ (G, k, n)`` and
-  ``grouped_matmul_tn`` ``(G, n, m)ᵀ @ (G, n, p)``.
+    gemm(a, b, out, trans_a, trans_b, beta)      out = op(a) @ op(b) + β·out,   op(x) = xᵀ if trans_x else x
 
-Why the BLAS calls are kept single-threaded: OpenBLAS runs a GEMM on every core once M·N·K exceeds 65536·4
-(``interface/gemm.c``), and its threads meet at a barrier that is very slow when the cores are shared with
-other processes (measurements: ``benchmarks/RESULTS.md``, "Kernel design measurements"). tinynn splits work
-over cores itself (:mod:`tinynn.kernels.parallel`), where it knows the pieces are independent.
+calls numpy's own BLAS (:mod:`tinynn.kernels.cblas`) once, whatever the sizes: a, b and out may be row slices
+or column blocks of larger C-contiguous arrays (their row strides are passed as leading dimensions), a
+transposed operand is not copied, and β = 1 adds the product into ``out`` (a step's input projection, a
+running gradient). The only requirement is a unit stride along each row.
 
-The NumPy statement of each product is the product itself (``a @ b``, ``a @ b.T``, ``a.T @ b``): the
-reference path (:mod:`tinynn.kernels.reference`) writes it that way.
+From Python, ``matmul`` (a @ b), ``matmul_nt`` (a @ bᵀ) and ``matmul_tn`` (aᵀ @ b, the weight gradients, whose
+summed axis is the B·T rows of a layer) split a large product into independent pieces — row blocks of the
+output, or column blocks for ``matmul_tn`` so that no partial sums need adding — and run them on the cores
+(:mod:`tinynn.kernels.parallel`), each piece one BLAS call on one thread (``cblas.single_threaded``: OpenBLAS's
+own threads meet at a barrier that is very slow on shared cores). ``grouped_matmul`` / ``grouped_matmul_tn``
+do the same for the convolutions' (G, m, k) @ (G, k, n) products, one group after another.
+
+The NumPy statement of each product is the product itself (``a @ b``, ``a @ b.T``, ``a.T @ b``): the reference
+path (:mod:`tinynn.kernels.reference`) writes it that way.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import overload
 
-from .parallel import run_parallel
+from . import cblas
+from .parallel import even_ranges, in_piece, kernel_scope, num_threads, share
 
-__all__ = ["gemm", "gemm_nt", "gemm_tn", "grouped_matmul", "grouped_matmul_tn", "matmul", "matmul_nt", "matmul_tn"]
+__all__ = ["gemm", "grouped_matmul", "grouped_matmul_tn", "matmul", "matmul_nt", "matmul_tn"]
 
-#: OpenBLAS's single-thread limit on M·N·K: ``gemm`` / ``gemm_nt`` split their rows into calls below it.
-_SERIAL_GEMM_WORK = 65536 * 4
-
-
-@numba.njit(cache=True, nogil=True)
-def gemm(a, b, out):
-    """``out = a @ b`` (a (M, K), b (K, N)) via BLAS, in row blocks small enough to stay single-threaded."""
-    M, K = a.shape
-    N = b.shape[1]
-    rows = max(1, _SERIAL_GEMM_WORK // max(1, K * N))
-    for r0 in range(0, M, rows):
-        r1 = min(r0 + rows, M)
-        np.dot(a[r0:r1], b, out[r0:r1])
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
-@numba.njit(cache=True, nogil=True)
-def gemm_nt(a, b, out):
-    """``out = a @ bᵀ`` (a (M, K), b (N, K)), row blocks as ``gemm``."""
-    M, K = a.shape
-    N = b.shape[0]
-    bt = b.T
-    rows = max(1, _SERIAL_GEMM_WORK // max(1, K * N))
-    for r0 in range(0, M, rows):
-        r1 = min(r0 + rows, M)
-        np.dot(a[r0:r1], bt, out[r0:r1])
+def _signature(dtype):
+    p, n = types.CPointer(dtype), types.int64
+    return types.void(types.int32, types.int32, types.int32, n, n, n, dtype, p, n, p, n, dtype, p, n)
+
+
+_SGEMM = types.ExternalFunction(cblas.SGEMM, _signature(types.float32))
+_DGEMM = types.ExternalFunction(cblas.DGEMM, _signature(types.float64))
+
+
+def _cblas_gemm(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc):
+    """CBLAS ?gemm, row-major, α = 1 (numba only: resolved by dtype below)."""
+    raise NotImplementedError
+
+
+@overload(_cblas_gemm)
+def _cblas_gemm_impl(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc):
+    if c.dtype == types.float32:
+        fn, cast = _SGEMM, np.float32
+    elif c.dtype == types.float64:
+        fn, cast = _DGEMM, np.float64
+    else:
+        return None
+
+    def impl(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc):
+        fn(np.int32(_ROW_MAJOR), np.int32(ta), np.int32(tb), M, N, K, cast(1.0), a.ctypes, lda, b.ctypes, ldb,
+           cast(beta), c.ctypes, ldc)
+
+    return impl
+
+
+@numba.njit(inline="always")
+def _leading_dimension(x):
+    """The row stride of a 2-D operand in elements (BLAS's ld); -1 if its rows are not unit-stride."""
+    rows, cols = x.shape
+    if cols > 1 and x.strides[1] != x.itemsize:
+        return -1
+    ld = x.strides[0] // x.itemsize if rows > 1 else cols
+    return max(ld, cols, 1) if rows <= 1 or ld >= cols else -1
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def gemm_tn(a, b, out):
-    """``out = aᵀ @ b`` (a (K, M), b (K, N)) for a long summed axis K (the B·T rows of a layer).
+def gemm(a, b, out, trans_a, trans_b, beta):
+    """``out = op(a) @ op(b) + β·out`` in one BLAS call (module docstring); raises on shapes that do not fit.
 
-    Not BLAS: BLAS would need K-chunks of ~64 rows to stay single-threaded, whose packing overhead made it
-    slower than this loop (4 rows of a and b per pass over ``out``, which stays in L1).
-    """
-    K, M = a.shape
-    N = b.shape[1]
-    for i in range(M):
-        oi = out[i]
-        for j in range(N):
-            oi[j] = 0
-    k = 0
-    while k + 4 <= K:
-        a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
-        b0, b1, b2, b3 = b[k], b[k + 1], b[k + 2], b[k + 3]
-        for i in range(M):
-            x0, x1, x2, x3 = a0[i], a1[i], a2[i], a3[i]
-            oi = out[i]
-            for j in range(N):
-                oi[j] += x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j]
-        k += 4
-    while k < K:
-        ak, bk = a[k], b[k]
-        for i in range(M):
-            x = ak[i]
-            oi = out[i]
-            for j in range(N):
-                oi[j] += x * bk[j]
-        k += 1
-
-
-# Products this large (multiply-adds) are split in two halves that run on two cores (kernels.parallel).
-_PARALLEL_WORK = 1 << 22
-
-
-def _c(a: np.ndarray, dtype) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=dtype)
-
-
-def _split_rows(kernel, a, b, out, work):
-    M = a.shape[0]
-    if work < _PARALLEL_WORK or M < 2:
-        kernel(a, b, out)
+    (Inlining it into the recurrent loops, ``inline="always"``, saved its own compiles but made the loops'
+    compile slower by more: benchmarks/RESULTS.md.)"""
+    if trans_a:
+        K, M = a.shape
+    else:
+        M, K = a.shape
+    if trans_b:
+        N, K2 = b.shape
+    else:
+        K2, N = b.shape
+    if K2 != K or out.shape[0] != M or out.shape[1] != N:
+        raise ValueError("blas.gemm: operand shapes do not fit")
+    if M == 0 or N == 0:
         return
-    half = M // 2
-    run_parallel(lambda: kernel(a[:half], b, out[:half]), lambda: kernel(a[half:], b, out[half:]))
+    if K == 0:  # an empty sum: out = β·out
+        for i in range(M):
+            row = out[i]
+            for j in range(N):
+                row[j] = row[j] * beta if beta != 0 else 0
+        return
+    lda, ldb, ldc = _leading_dimension(a), _leading_dimension(b), _leading_dimension(out)
+    if lda < 0 or ldb < 0 or ldc < 0:
+        raise ValueError("blas.gemm: every row must be unit-stride")
+    _cblas_gemm(_TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, M, N, K, a, lda, b, ldb, beta,
+                out, ldc)
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for 2-D arrays (BLAS, single-threaded calls; large ones split over two cores)."""
-    out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
-    a, b = _c(a, out.dtype), _c(b, out.dtype)
-    _split_rows(gemm, a, b, out, a.size * b.shape[1])
-    return out
+# --------------------------------------------------------------------------- Python entry points
+#: Products with at least this many multiply-adds are split over the cores (a thread hand-off costs ~10-50 µs).
+_PARALLEL_WORK = PARALLEL_WORK = 1 << 21
+#: Below this many multiply-adds a product is one ``np.matmul`` call (the same BLAS, less call overhead).
+_NUMPY_WORK = 1 << 18
+#: Pieces per thread for a split product: a few more than one, so a core that another process slows down
+#: hands the rest of the work to the other (pieces are pulled when a core is free).
+_PIECES_PER_THREAD = 2
 
 
-def matmul_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ bᵀ`` for 2-D arrays (as :func:`matmul`)."""
-    out = np.empty((a.shape[0], b.shape[0]), np.result_type(a, b))
-    a, b = _c(a, out.dtype), _c(b, out.dtype)
-    _split_rows(gemm_nt, a, b, out, a.size * b.shape[0])
-    return out
+def _rows_unit_stride(x: np.ndarray, dtype) -> np.ndarray:
+    """``x`` itself when BLAS can read it as it is (dtype, unit stride along rows), else a C-contiguous copy."""
+    if x.dtype == dtype and (x.shape[-1] <= 1 or x.strides[-1] == x.itemsize) and x.strides[0] >= 0:
+        return x
+    return np.ascontiguousarray(x, dtype=dtype)
 
 
-def matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``aᵀ @ b`` for 2-D arrays with a long summed axis (:func:`gemm_tn`; large ones split over two cores)."""
+def _split(length: int, work: float, run_block) -> None:
+    """``run_block(i0, i1)`` over blocks of ``range(length)``, pulled by the cores (one block when small, when
+    already inside a parallel piece, or when BLAS cannot be held to one thread and threads itself)."""
+    with kernel_scope():
+        if work < _PARALLEL_WORK or in_piece() or not cblas.can_limit_threads() or length < 2:
+            run_block(0, length)
+            return
+        share(lambda _, i0, i1: run_block(i0, i1), even_ranges(length, num_threads() * _PIECES_PER_THREAD))
+
+
+def _product(a, b, out, trans_a: bool, trans_b: bool, epilogue=None) -> np.ndarray:
     dtype = np.result_type(a, b)
-    a, b = _c(a, dtype), _c(b, dtype)
-    out = np.empty((a.shape[1], b.shape[1]), dtype)
-    K = a.shape[0]
-    if a.size * b.shape[1] < _PARALLEL_WORK or K < 2:
-        gemm_tn(a, b, out)
-        return out
-    half = K // 2
-    other = np.empty_like(out)
-    run_parallel(lambda: gemm_tn(a[:half], b[:half], out), lambda: gemm_tn(a[half:], b[half:], other))
-    out += other
+    a, b = _rows_unit_stride(a, dtype), _rows_unit_stride(b, dtype)
+    M = a.shape[1] if trans_a else a.shape[0]
+    K = a.shape[0] if trans_a else a.shape[1]
+    N = b.shape[0] if trans_b else b.shape[1]
+    if out is None:
+        out = np.empty((M, N), dtype)
+    work = float(M) * N * K
+    if work < _NUMPY_WORK and epilogue is None:  # small: NumPy's call costs less than a numba dispatch
+        with kernel_scope():
+            return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+    if not trans_a or N < 2 * M or epilogue is not None:  # row blocks of the output (op(a)'s rows)
+        a_rows = (lambda i0, i1: a[:, i0:i1]) if trans_a else (lambda i0, i1: a[i0:i1])
+
+        def rows(i0, i1):
+            gemm(a_rows(i0, i1), b, out[i0:i1], trans_a, trans_b, 0.0)
+            if epilogue is not None:
+                epilogue(i0, i1)
+
+        _split(M, work, rows)
+    else:  # column blocks: aᵀ @ b with a long summed axis, no partial sums to add
+        _split(N, work, lambda j0, j1: gemm(a, b[:, j0:j1], out[:, j0:j1], trans_a, trans_b, 0.0))
     return out
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, epilogue=None) -> np.ndarray:
+    """``a @ b`` for 2-D arrays (single-threaded BLAS calls; large products split over the cores).
+
+    ``epilogue(i0, i1)``, when given, runs right after the rows i0:i1 of the product are written, on the same
+    core, while they are still in its cache (a layer's bias and activation)."""
+    return _product(a, b, out, False, False, epilogue)
+
+
+def matmul_nt(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ bᵀ`` for 2-D arrays, without copying b."""
+    return _product(a, b, out, False, True)
+
+
+def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``aᵀ @ b`` for 2-D arrays (a long summed axis: the weight gradients), without copying a."""
+    return _product(a, b, out, True, False)
 
 
 def grouped_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """(G, m, k) @ (G, k, n) -> (G, m, n): every FLOP of the convolutions goes through here (one BLAS call per
-    group; a plain 2-D matmul when G = 1). ``benchmarks/bench_conv.py`` wraps this function to measure the
-    GEMM share of a step."""
-    if a.shape[0] == 1:
-        return np.matmul(a[0], b[0], out=None if out is None else out[0])[None]
-    return np.matmul(a, b, out=out)
+    """(G, m, k) @ (G, k, n) -> (G, m, n), one :func:`matmul` per group (into ``out`` when given)."""
+    G = a.shape[0]
+    if out is None:
+        out = np.empty((G, a.shape[1], b.shape[2]), np.result_type(a, b))
+    for g in range(G):
+        _product(a[g], b[g], out[g], False, False)
+    return out
 
 
-def grouped_matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """aᵀ @ b for a (G, n, m) and b (G, n, p), summing over the long axis n (B·L or B·Lo): a weight gradient.
-
-    Computed as (bᵀ @ a)ᵀ when m < p: the same product, in the orientation OpenBLAS runs fast when the cores
-    are shared with other processes (the small-M-large-N one was many times slower there)."""
-    if a.shape[2] < b.shape[2]:
-        return grouped_matmul(b.transpose(0, 2, 1), a).transpose(0, 2, 1)
-    return grouped_matmul(a.transpose(0, 2, 1), b)
+def grouped_matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """aᵀ @ b for a (G, n, m) and b (G, n, p), summing over the long axis n (B·L or B·Lo): a weight gradient."""
+    G = a.shape[0]
+    if out is None:
+        out = np.empty((G, a.shape[2], b.shape[2]), np.result_type(a, b))
+    for g in range(G):
+        _product(a[g], b[g], out[g], True, False)
+    return out

@@ -33,6 +33,10 @@ The shift method keeps B·L·K·F numbers instead of B·Lo·K·C and its GEMMs a
 ``F < C`` and ``s = 1`` (e.g. Conv1D(32, 7) on 128-dim embeddings); with ``s > 1`` it would waste
 FLOPs on steps no output reads, so ``method='auto'`` picks im2col there.
 
+One input channel per group (DepthwiseConv1D, and the depthwise half of SeparableConv1D: G = C) has a GEMM per
+channel with a summed axis of K: ``method='depthwise'`` (``'auto'`` picks it there) runs the sum directly
+instead, a numba loop over the taps with the channels innermost (``_depthwise_fwd`` / ``_depthwise_bwd``).
+
 The ops run the batch in chunks (see ``FORWARD_CHUNK_BYTES``) so that the scratch a GEMM writes is still
 in cache when numba reads it, on scratch buffers that an optional ``workspace`` dict keeps from call to call.
 
@@ -49,6 +53,7 @@ import numpy as np
 
 from . import blas, windows
 from .layout import merge_groups, split_groups
+from .parallel import even_ranges, kernel_scope, num_threads, share
 from .reference.conv import conv_padding
 
 __all__ = [
@@ -59,15 +64,23 @@ __all__ = [
     "conv_padding",
 ]
 
-METHODS = ("auto", "im2col", "shift")
+METHODS = ("auto", "im2col", "shift", "depthwise")
 
 
-def choose_method(length: int, l_out: int, channels: int, filters: int, stride: int, method: str = "auto") -> str:
-    """'shift' when it stores fewer numbers and wastes no FLOPs (s = 1, L·F <= L_out·C), else 'im2col'."""
+def choose_method(length: int, l_out: int, channels: int, filters: int, stride: int, method: str = "auto",
+                  groups: int = 1) -> str:
+    """'depthwise' for one input channel per group (DepthwiseConv1D, SeparableConv1D: a direct loop, no GEMM);
+    else 'shift' when it stores fewer numbers and wastes no FLOPs (s = 1, L·F <= L_out·C), else 'im2col'."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    depthwise = groups > 1 and groups == channels
+    if method == "depthwise" and not depthwise:
+        raise ValueError(f"method 'depthwise' needs one input channel per group, got {channels} channels in "
+                         f"{groups} groups")
     if method != "auto":
         return method
+    if depthwise:
+        return "depthwise"
     return "shift" if stride == 1 and length * filters <= l_out * channels else "im2col"
 
 
@@ -89,7 +102,7 @@ def im2col(x, groups, K, s, d, pl, l_out, out=None):
     return _im2col(x, K, s, d, pl, _out(out, (groups, B, l_out, K, C // groups), x.dtype))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _im2col(x, K, s, d, pl, cols):  # pragma: no cover - compiled
     """With one group and no dilation, a window inside x is K·C consecutive numbers of x[b]: one flat copy
     (from 0 over 1-D slices, which LLVM vectorises)."""
@@ -129,7 +142,7 @@ def col2im(dcols, L, s, d, pl, out=None):
     return _col2im(dcols, s, d, pl, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _col2im(dcols, s, d, pl, dx):  # pragma: no cover - compiled
     G, B, l_out, K, Cg = dcols.shape
     L = dx.shape[1]
@@ -154,7 +167,7 @@ def shift_add(Z, s, d, pl, l_out, out=None):
     return _shift_add(Z, s, d, pl, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _shift_add(Z, s, d, pl, z):  # pragma: no cover - compiled
     G, B, L, K, Fg = Z.shape
     l_out = z.shape[1]
@@ -178,7 +191,7 @@ def spread(dz, groups, L, K, s, d, pl, out=None):
     return _spread(dz, s, d, pl, _out(out, (groups, B, L, K, F // groups), dz.dtype))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _spread(dz, s, d, pl, U):  # pragma: no cover - compiled
     B, l_out, F = dz.shape
     groups, _, L, K, Fg = U.shape
@@ -196,6 +209,72 @@ def _spread(dz, s, d, pl, U):  # pragma: no cover - compiled
                         for f in range(Fg):
                             U[g, b, i, k, f] = 0
     return U
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _depthwise_fwd(x, W2, s, d, pl, z):  # pragma: no cover - compiled
+    """Depthwise (one input channel c per group, M = F/C outputs each):
+    z[b,t,c·M+m] += Σ_k x[b, t·s+k·d-pl, c] · W2[k, c·M+m]  (taps on padding skipped; z starts at 0)."""
+    B, L, C = x.shape
+    l_out, F = z.shape[1], z.shape[2]
+    K = W2.shape[0]
+    M = F // C
+    for b in range(B):
+        for t in range(l_out):
+            zr = z[b, t]
+            for k in range(K):
+                i = t * s + k * d - pl
+                if i < 0 or i >= L:
+                    continue
+                xr, wk = x[b, i], W2[k]
+                if M == 1:
+                    for c in range(C):
+                        zr[c] += xr[c] * wk[c]
+                else:
+                    for c in range(C):
+                        v = xr[c]
+                        for m in range(M):
+                            zr[c * M + m] += v * wk[c * M + m]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _depthwise_bwd(x, W2, dz, s, d, pl, dx, dW2):  # pragma: no cover - compiled
+    """dx[b,i,c] += Σ_{t,k: t·s+k·d-pl = i} Σ_m dz[b,t,c·M+m] W2[k,c·M+m] (when dx has rows);
+    dW2[k,c·M+m] += Σ_b Σ_t x[b, t·s+k·d-pl, c] dz[b,t,c·M+m] (when dW2 has rows)."""
+    B, l_out, F = dz.shape
+    K = W2.shape[0]
+    L, C = (dx.shape[1], dx.shape[2]) if dx.shape[0] > 0 else (x.shape[1], x.shape[2])
+    M = F // C
+    need_dx, need_dW = dx.shape[0] > 0, dW2.shape[0] > 0
+    for b in range(B):
+        for t in range(l_out):
+            dzr = dz[b, t]
+            for k in range(K):
+                i = t * s + k * d - pl
+                if i < 0 or i >= L:
+                    continue
+                wk = W2[k]
+                if need_dx:
+                    dxr = dx[b, i]
+                    if M == 1:
+                        for c in range(C):
+                            dxr[c] += dzr[c] * wk[c]
+                    else:
+                        for c in range(C):
+                            acc = dxr[c] * 0
+                            for m in range(M):
+                                acc += dzr[c * M + m] * wk[c * M + m]
+                            dxr[c] += acc
+                if need_dW:
+                    xr, gk = x[b, i], dW2[k]
+                    if M == 1:
+                        for c in range(C):
+                            gk[c] += xr[c] * dzr[c]
+                    else:
+                        for c in range(C):
+                            v = xr[c]
+                            for m in range(M):
+                                gk[c * M + m] += v * dzr[c * M + m]
 
 
 # --------------------------------------------------------------------------- weight layouts
@@ -243,12 +322,6 @@ BACKWARD_CHUNK_BYTES = 64 << 20
 KEEP_COLS_BYTES = 64 << 20
 
 
-def _chunks(B: int, bytes_per_sample: int, budget: int) -> list[tuple[int, int]]:
-    """Batch ranges [b0, b1) of about ``budget`` bytes of scratch each (at least one sample)."""
-    step = max(1, budget // max(int(bytes_per_sample), 1))
-    return [(b0, min(B, b0 + step)) for b0 in range(0, B, step)]
-
-
 def _scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
     """A C-contiguous ``shape`` view of the reusable buffer ``workspace[name]`` (grown when too small)."""
     size = int(np.prod(shape))
@@ -256,6 +329,13 @@ def _scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
     if buf is None or buf.size < size or buf.dtype != dtype:
         buf = workspace[name] = np.empty(size, dtype=dtype)
     return buf[:size].reshape(shape)
+
+
+def _chunk_ranges(B: int, bytes_per_sample: int, budget: int) -> list[tuple[int, int]]:
+    """Batch ranges of about ``budget`` bytes of scratch each, and at least two per core when the batch allows
+    (the cores pull them: :func:`tinynn.kernels.parallel.share`)."""
+    n = max(-(-B * max(int(bytes_per_sample), 1) // budget), min(B, 2 * num_threads()))
+    return even_ranges(B, n)
 
 
 def conv1d_forward(
@@ -273,6 +353,9 @@ def conv1d_forward(
     """z (B, Lo, F) = conv(x (B, L, C), W (K, C/G, F)); no bias. ``l_out`` defaults to the valid length
     for the given left padding (``⌊(L + pl - eff)/s⌋ + 1``); pass it to add right padding. ``workspace``:
     an optional dict of scratch buffers reused from call to call (the result never aliases them).
+
+    The batch runs in chunks that the cores pull (index work and one single-threaded GEMM per chunk, on
+    per-core scratch that stays in cache between the two).
 
     ``keep_cols`` (training): when the im2col method runs with one group and the columns fit in
     ``KEEP_COLS_BYTES``, they are kept in ``workspace`` for the weight gradient of the next backward call on
@@ -292,14 +375,24 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
         l_out = (L + pl - (K - 1) * d - 1) // s + 1
     _check(x, W, G, l_out)
     x, ws, Fg = np.ascontiguousarray(x), {} if workspace is None else workspace, F // G
-    if choose_method(L, l_out, C, F, s, method) == "shift":
+    chosen = choose_method(L, l_out, C, F, s, method, G)
+    if chosen == "depthwise":
+        z = np.zeros((B, l_out, F), dtype=x.dtype)  # accumulated tap by tap
+        W2 = np.ascontiguousarray(W.reshape(K, F), dtype=x.dtype)
+        _run_chunks(lambda _, b0, b1: _depthwise_fwd(x[b0:b1], W2, s, d, pl, z[b0:b1]),
+                    _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
+        return z
+    if chosen == "shift":
         z = np.zeros((B, l_out, F), dtype=x.dtype)  # shift_add accumulates
         Wr = _w_shift(W, G)  # (G, Cg, K·Fg)
-        for b0, b1 in _chunks(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES):
+
+        def shift_piece(worker, b0, b1):
             n = b1 - b0
             Z = blas.grouped_matmul(split_groups(x[b0:b1], G), Wr,
-                                    _scratch(ws, "Z", (G, n * L, K * Fg), x.dtype))  # (G, n·L, K·Fg)
+                                    _scratch(ws, f"Z{worker}", (G, n * L, K * Fg), x.dtype))  # (G, n·L, K·Fg)
             shift_add(Z.reshape(G, n, L, K, Fg), s, d, pl, l_out, out=z[b0:b1])
+
+        _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES))
         return z
     z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written below
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
@@ -307,17 +400,35 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
     keep = keep_cols and G == 1 and B * l_out * K * C * x.itemsize <= KEEP_COLS_BYTES
     ws.pop("kept_cols_of", None)
     kept = _scratch(ws, "kept_cols", (G, B, l_out, K, Cg), x.dtype) if keep else None
-    for b0, b1 in _chunks(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES):
+
+    def im2col_piece(worker, b0, b1):
         n = b1 - b0
-        buf = kept[:, b0:b1] if keep else _scratch(ws, "cols", (G, n, l_out, K, Cg), x.dtype)
+        buf = kept[:, b0:b1] if keep else _scratch(ws, f"cols{worker}", (G, n, l_out, K, Cg), x.dtype)
         cols = im2col(x[b0:b1], G, K, s, d, pl, l_out, buf).reshape(G, n * l_out, K * Cg)
         if G == 1:
             blas.grouped_matmul(cols, Wm, z[b0:b1].reshape(1, n * l_out, F))
         else:
             z[b0:b1] = merge_groups(blas.grouped_matmul(cols, Wm), n, l_out)
+
+    _run_chunks(im2col_piece, _chunk_ranges(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES))
     if keep:
         ws["kept_cols_of"] = (x, geometry)
     return z
+
+
+def _run_chunks(piece, ranges) -> list:
+    """``piece(worker, b0, b1)`` over the batch ranges, pulled by the cores, BLAS on one thread each."""
+    with kernel_scope():
+        return share(piece, ranges)
+
+
+def _sum_in_order(parts: list) -> np.ndarray:
+    """Σ of the chunks' partial weight gradients in batch order: the same order whichever core ran a chunk, so
+    a result never depends on the scheduling."""
+    total = parts[0].copy()
+    for part in parts[1:]:
+        total += part
+    return total
 
 
 def _kept_cols(ws: dict, x, geometry) -> np.ndarray | None:
@@ -333,46 +444,68 @@ def _kept_cols(ws: dict, x, geometry) -> np.ndarray | None:
 
 
 def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace):
-    """The shared backward pass: (dx or None, dW or None), one spread/im2col buffer per batch chunk."""
+    """The shared backward pass: (dx or None, dW or None), batch chunks pulled by the cores; each core sums
+    its chunks' weight gradients into its own partial sum, added at the end."""
     K, Cg, F = W.shape
     B, l_out, _ = dz.shape
     L, C, Fg = int(length), Cg * G, F // G
     dz, ws = np.ascontiguousarray(dz), {} if workspace is None else workspace
     item = dz.itemsize
-    if choose_method(L, l_out, C, F, s, method) == "shift":
+    chosen = choose_method(L, l_out, C, F, s, method, G)
+    if chosen == "depthwise":
+        W2 = np.ascontiguousarray(W.reshape(K, F), dtype=dz.dtype)
+        dx = np.zeros((B, L, C), dtype=dz.dtype) if need_dx else None
+        no_x = np.zeros((0, L, C), dz.dtype)
+
+        def depthwise_piece(worker, b0, b1):
+            dW2 = np.zeros((K, F), dz.dtype) if need_dW else np.zeros((0, F), dz.dtype)
+            _depthwise_bwd(no_x if x is None else x[b0:b1], W2, dz[b0:b1], s, d, pl,
+                           dx[b0:b1] if need_dx else no_x, dW2)
+            return dW2
+
+        parts = _run_chunks(depthwise_piece, _chunk_ranges(B, l_out * F * item, BACKWARD_CHUNK_BYTES))
+        return dx, (_sum_in_order(parts).reshape(K, 1, F) if need_dW else None)
+    if chosen == "shift":
         WrT = _w_shift(W, G).transpose(0, 2, 1)  # (G, K·Fg, Cg)
         dx = np.empty((B, L, C), dtype=dz.dtype) if need_dx else None
-        dWr = np.zeros((G, Cg, K * Fg), dtype=dz.dtype) if need_dW else None
-        for b0, b1 in _chunks(B, L * K * F * item, BACKWARD_CHUNK_BYTES):
+
+        def shift_piece(worker, b0, b1):
             n = b1 - b0
-            U = spread(dz[b0:b1], G, L, K, s, d, pl, _scratch(ws, "U", (G, n, L, K, Fg), dz.dtype))
+            U = spread(dz[b0:b1], G, L, K, s, d, pl, _scratch(ws, f"U{worker}", (G, n, L, K, Fg), dz.dtype))
             U = U.reshape(G, n * L, K * Fg)
-            if need_dW:
-                dWr += blas.grouped_matmul_tn(split_groups(x[b0:b1], G), U)
             if need_dx and G == 1:
                 blas.grouped_matmul(U, WrT, dx[b0:b1].reshape(1, n * L, C))
             elif need_dx:
                 dx[b0:b1] = merge_groups(blas.grouped_matmul(U, WrT), n, L)
-        return dx, (_dw_from_shift(dWr, K) if need_dW else None)
+            return blas.grouped_matmul_tn(split_groups(x[b0:b1], G), U) if need_dW else None
+
+        parts = _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * item, BACKWARD_CHUNK_BYTES))
+        return dx, (_dw_from_shift(_sum_in_order(parts), K) if need_dW else None)
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
     dx = np.zeros((B, L, C), dtype=dz.dtype) if need_dx else None
-    dWm = np.zeros((G, K * Cg, Fg), dtype=dz.dtype) if need_dW else None
+    dWm = None
     kept = _kept_cols(ws, x, ((B, L, C), K, s, d, pl, l_out, G)) if need_dW else None
-    if kept is not None:  # the forward's columns: one GEMM, no im2col
+    if kept is not None:  # the forward's columns: one GEMM (split over the cores), no im2col
         dWm = blas.grouped_matmul_tn(kept, split_groups(dz, G))
         need_dW = False
-    for b0, b1 in _chunks(B, 2 * l_out * K * C * item, BACKWARD_CHUNK_BYTES):
-        if not (need_dW or need_dx):
-            break
+    if not (need_dW or need_dx):
+        return dx, (None if dWm is None else _dw_from_im2col(dWm, K, Cg))
+    def im2col_piece(worker, b0, b1):
         n = b1 - b0
         dz_g = split_groups(dz[b0:b1], G)  # (G, n·Lo, Fg)
         if need_dW:
-            cols = im2col(x[b0:b1], G, K, s, d, pl, l_out, _scratch(ws, "cols", (G, n, l_out, K, Cg), dz.dtype))
-            dWm += blas.grouped_matmul_tn(cols.reshape(G, n * l_out, K * Cg), dz_g)
+            cols = im2col(x[b0:b1], G, K, s, d, pl, l_out, _scratch(ws, f"cols{worker}", (G, n, l_out, K, Cg),
+                                                                    dz.dtype))
+            part = blas.grouped_matmul_tn(cols.reshape(G, n * l_out, K * Cg), dz_g)
         if need_dx:
             dcols = blas.grouped_matmul(dz_g, Wm.transpose(0, 2, 1),
-                                        _scratch(ws, "dcols", (G, n * l_out, K * Cg), dz.dtype))
+                                        _scratch(ws, f"dcols{worker}", (G, n * l_out, K * Cg), dz.dtype))
             col2im(dcols.reshape(G, n, l_out, K, Cg), L, s, d, pl, out=dx[b0:b1])
+        return part if need_dW else None
+
+    parts = _run_chunks(im2col_piece, _chunk_ranges(B, 2 * l_out * K * C * item, BACKWARD_CHUNK_BYTES))
+    if need_dW:
+        dWm = _sum_in_order(parts)
     return dx, (None if dWm is None else _dw_from_im2col(dWm, K, Cg))
 
 

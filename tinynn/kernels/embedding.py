@@ -12,7 +12,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["scatter_add"]
+from . import warmup
+from .parallel import kernel_entry
+
+__all__ = ["ready", "scatter_add"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -24,6 +27,7 @@ def _scatter_add(grad, idx, dy):
             grad[row, d] += dy[n, d]
 
 
+@kernel_entry
 def scatter_add(grad: np.ndarray, idx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """``grad[idx[n]] += dy[n]`` for every n, in place; grad (V, D), idx (N,) int64 in [0, V), dy (N, D).
 
@@ -36,3 +40,12 @@ def scatter_add(grad: np.ndarray, idx: np.ndarray, dy: np.ndarray) -> np.ndarray
         raise ValueError(f"scatter_add: ids must be in [0, {V}), got [{idx.min()}, {idx.max()}]")
     _scatter_add(grad, idx, np.ascontiguousarray(dy, dtype=grad.dtype))
     return grad
+
+
+_NO_IDS = np.zeros(0, np.int64)
+
+
+def ready(grad: np.ndarray) -> bool:
+    """Whether the numba scatter-add can run on this table now (compiled, or still compiling in the background:
+    :func:`tinynn.kernels.warmup.kernel_ready`)."""
+    return warmup.kernel_ready(_scatter_add, grad, _NO_IDS, np.zeros((0, grad.shape[1]), grad.dtype))

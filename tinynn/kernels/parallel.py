@@ -2,8 +2,9 @@
 
 The numba kernels release the GIL (``nogil=True``), so Python threads can run two of them at once: the two
 directions of a Bidirectional layer, the two halves of a large GEMM, δx next to δW. Keras/TensorFlow uses
-every core the same way. Each piece runs single-threaded inside (see ``fastmath.gemm``); nested calls from
-inside a parallel piece run sequentially, so there is never more than one piece per core.
+every core the same way. Each piece runs single-threaded inside (BLAS is held to one thread:
+``cblas.single_threaded``); nested calls from inside a parallel piece run sequentially, so there is never more
+than one piece per core.
 
 ``TINYNN_NUM_THREADS`` overrides the number of threads (default: the cores this process may use).
 """
@@ -12,8 +13,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+from .. import config
+from . import cblas, denormals
 
 _local = threading.local()
 _lock = threading.Lock()
@@ -36,12 +41,18 @@ def _pool_for(workers: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     with _lock:
         if _pool is None or _pool_size != workers:
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tinynn")
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tinynn", initializer=_mark_worker)
             _pool_size = workers
         return _pool
 
 
+def _mark_worker() -> None:
+    _local.worker = True
+
+
 def _in_piece(fn: Callable):
+    if getattr(_local, "worker", False):  # tinynn's own threads run only kernels: subnormals flushed for good
+        denormals.enable_in_this_thread()
     _local.busy = True
     try:
         return fn()
@@ -73,3 +84,102 @@ def run_parallel(*fns: Callable) -> list:
     futures = [pool.submit(_in_piece, fn) for fn in fns[1:]]
     first = _in_piece(fns[0])
     return [first] + [f.result() for f in futures]
+
+
+class _KernelScope:
+    """The context manager :func:`kernel_scope` returns (a class, not a generator: it is entered several times per
+    layer call, and only the outermost entry on a thread does anything)."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        depth = getattr(_local, "scope_depth", 0)
+        if depth == 0:
+            cblas.enter_single_threaded()
+            ftz = config.kernel_mode() == "fast" and denormals.enter_flush_to_zero()
+            _local.scope_ftz = ftz
+        _local.scope_depth = depth + 1
+        return self
+
+    def __exit__(self, *exc):
+        depth = _local.scope_depth - 1
+        _local.scope_depth = depth
+        if depth == 0:
+            if _local.scope_ftz:
+                denormals.exit_flush_to_zero()
+            cblas.exit_single_threaded()
+        return False
+
+
+_SCOPE = _KernelScope()
+
+
+def kernel_scope() -> _KernelScope:
+    """What every fast kernel call runs inside: numpy's BLAS on one thread per caller (:mod:`.cblas`) and, in the
+    'fast' kernel mode, subnormal floats flushed to zero on the calling thread (:mod:`.denormals`; the
+    'reference' mode runs no numba at all). tinynn's worker threads keep both for good; nested scopes cost
+    next to nothing."""
+    return _SCOPE
+
+
+def kernel_entry(fn: Callable) -> Callable:
+    """Decorator: run ``fn`` inside :func:`kernel_scope`."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with kernel_scope():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@contextmanager
+def sequential() -> Iterator[None]:
+    """Inside the block this thread runs every piece itself, one after the other (as inside a parallel piece)."""
+    previous = getattr(_local, "busy", False)
+    _local.busy = True
+    try:
+        yield
+    finally:
+        _local.busy = previous
+
+
+def in_piece() -> bool:
+    """True inside a piece that :func:`run_parallel` or :func:`share` runs (its core is already taken)."""
+    return bool(getattr(_local, "busy", False))
+
+
+def share(task: Callable[[int, int, int], object], ranges: list[tuple[int, int]]) -> list:
+    """``task(worker, start, stop)`` for every range; the results in the order of ``ranges``.
+
+    Each free core pulls the next range when it is done with one (unlike :func:`run_parallel`'s fixed shares),
+    so a core slowed down by another process on the machine takes fewer ranges and the other does not wait
+    for it at the end. ``worker`` (0, 1, ...) names the thread, for per-thread scratch buffers and partial
+    sums. Sequential (worker 0) when there is one core or when called from inside a parallel piece.
+    """
+    workers = min(num_threads(), len(ranges))
+    if workers <= 1 or in_piece():
+        return [task(0, i0, i1) for i0, i1 in ranges]
+    results: list = [None] * len(ranges)
+    position = [0]
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        while True:
+            with lock:
+                i = position[0]
+                position[0] = i + 1
+            if i >= len(ranges):
+                return
+            results[i] = task(k, *ranges[i])
+
+    run_parallel(*[lambda k=k: worker(k) for k in range(workers)])
+    return results
+
+
+def even_ranges(length: int, pieces: int) -> list[tuple[int, int]]:
+    """``range(length)`` cut into ``pieces`` contiguous, non-empty ranges of nearly equal size."""
+    pieces = max(1, min(pieces, length))
+    bounds = [length * k // pieces for k in range(pieces + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))

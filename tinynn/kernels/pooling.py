@@ -26,7 +26,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["avg_pool1d_backward", "avg_pool1d_forward", "max_pool1d_backward", "max_pool1d_forward"]
+from .parallel import kernel_entry
+
+__all__ = [
+    "avg_pool1d_backward", "avg_pool1d_forward", "global_avg_pool1d_backward", "global_avg_pool1d_forward",
+    "global_max_pool1d_backward", "global_max_pool1d_forward", "max_pool1d_backward", "max_pool1d_forward",
+]
 
 
 def _check(L, P, S, pl, l_out):
@@ -38,7 +43,7 @@ def _check(L, P, S, pl, l_out):
 # The max kernels work on 1-D row slices (``xb[i]`` is step i's C channels) with a branch-free select, which
 # LLVM vectorises over the channels; the backward zeroes dx one sample at a time and checks the argmax in the
 # same pass (measurements: benchmarks/RESULTS.md).
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _max_fwd(x, P, S, pl, y, a):  # pragma: no cover - compiled
     B, L, C = x.shape
     l_out = y.shape[1]
@@ -61,7 +66,7 @@ def _max_fwd(x, P, S, pl, y, a):  # pragma: no cover - compiled
     return y, a
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _max_bwd(dy, a, dx):  # pragma: no cover - compiled
     """dx (allocated empty) <- the scatter-add; zeroed one sample at a time, so it is still in cache for the
     scatter. Returns False (dx then unspecified) if an argmax step lies outside [0, L)."""
@@ -83,7 +88,7 @@ def _max_bwd(dy, a, dx):  # pragma: no cover - compiled
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _avg_fwd(x, P, S, pl, y):  # pragma: no cover - compiled
     B, L, C = x.shape
     l_out = y.shape[1]
@@ -100,7 +105,7 @@ def _avg_fwd(x, P, S, pl, y):  # pragma: no cover - compiled
     return y
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _avg_bwd(dy, P, S, pl, dx):  # pragma: no cover - compiled
     B, l_out, C = dy.shape
     L = dx.shape[1]
@@ -116,6 +121,7 @@ def _avg_bwd(dy, P, S, pl, dx):  # pragma: no cover - compiled
 
 
 # --------------------------------------------------------------------------- public (checked) entry points
+@kernel_entry
 def max_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int, l_out: int):
     """(y (B, Lo, C), a (B, Lo, C) int64 argmax steps) for x (B, L, C)."""
     _check(x.shape[1], pool_size, stride, pad_left, l_out)
@@ -124,6 +130,7 @@ def max_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int
     return _max_fwd(np.ascontiguousarray(x), int(pool_size), int(stride), int(pad_left), y, a)
 
 
+@kernel_entry
 def max_pool1d_backward(dy: np.ndarray, a: np.ndarray, length: int) -> np.ndarray:
     """dx (B, L, C): each dy[b,t,c] added at step a[b,t,c]."""
     if dy.shape != a.shape or dy.ndim != 3:
@@ -134,6 +141,7 @@ def max_pool1d_backward(dy: np.ndarray, a: np.ndarray, length: int) -> np.ndarra
     return dx
 
 
+@kernel_entry
 def avg_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int, l_out: int) -> np.ndarray:
     """y (B, Lo, C): the mean of each window's real steps."""
     _check(x.shape[1], pool_size, stride, pad_left, l_out)
@@ -141,8 +149,104 @@ def avg_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int
     return _avg_fwd(np.ascontiguousarray(x), int(pool_size), int(stride), int(pad_left), y)
 
 
+@kernel_entry
 def avg_pool1d_backward(dy: np.ndarray, length: int, pool_size: int, stride: int, pad_left: int) -> np.ndarray:
     """dx (B, L, C): dy[b,t,c] / n_t spread over window t."""
     _check(length, pool_size, stride, pad_left, dy.shape[1])
     dx = np.zeros((dy.shape[0], int(length), dy.shape[2]), dtype=dy.dtype)
     return _avg_bwd(np.ascontiguousarray(dy), int(pool_size), int(stride), int(pad_left), dx)
+
+
+# --------------------------------------------------------------------------- global pooling (all steps, no mask)
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _global_fwd(x, is_max, y):  # pragma: no cover - compiled
+    """y[b] = max or mean over the steps of x[b] (row slices, the steps in order as NumPy sums them)."""
+    B, L, C = x.shape
+    for b in range(B):
+        yb, xb = y[b], x[b]
+        first = xb[0]
+        for c in range(C):
+            yb[c] = first[c]
+        for i in range(1, L):
+            xi = xb[i]
+            if is_max:
+                for c in range(C):
+                    v = xi[c]
+                    yb[c] = v if (v > yb[c] or v != v) else yb[c]  # a NaN stays, as in NumPy's max
+            else:
+                for c in range(C):
+                    yb[c] += xi[c]
+        if not is_max:
+            n = yb.dtype.type(L)
+            for c in range(C):
+                yb[c] = yb[c] / n
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _global_max_bwd(x, y, dy, dx):  # pragma: no cover - compiled
+    """dx[b,i] = [x[b,i] = y[b]] · (1 / n[b]) · dy[b], n the number of tied maxima."""
+    B, L, C = x.shape
+    n = np.empty(C, x.dtype)
+    for b in range(B):
+        xb, yb, dxb, dyb = x[b], y[b], dx[b], dy[b]
+        for c in range(C):
+            n[c] = 0
+        for i in range(L):
+            xi = xb[i]
+            for c in range(C):
+                n[c] += 1 if xi[c] == yb[c] else 0
+        for c in range(C):
+            n[c] = n.dtype.type(1) / n[c]
+        for i in range(L):
+            xi, di = xb[i], dxb[i]
+            for c in range(C):
+                di[c] = (n[c] if xi[c] == yb[c] else n[c] * 0) * dyb[c]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _global_avg_bwd(dy, dx):  # pragma: no cover - compiled
+    B, L, C = dx.shape
+    for b in range(B):
+        dyb = dy[b]
+        for i in range(L):
+            di = dx[b, i]
+            for c in range(C):
+                di[c] = dyb[c] / dyb.dtype.type(L)
+
+
+@kernel_entry
+def global_max_pool1d_forward(x: np.ndarray) -> np.ndarray:
+    """y (B, C) = max over the steps of x (B, L, C), L >= 1."""
+    x = np.ascontiguousarray(x)
+    y = np.empty((x.shape[0], x.shape[2]), x.dtype)
+    _global_fwd(x, True, y)
+    return y
+
+
+@kernel_entry
+def global_max_pool1d_backward(x: np.ndarray, y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """dx (B, L, C): dy shared equally by the steps that reached the max y."""
+    B, L, C = x.shape
+    if y.shape != (B, C) or dy.shape != (B, C):
+        raise ValueError(f"global_max_pool1d_backward: y {y.shape} and dy {dy.shape} must be {(B, C)}")
+    dx = np.empty_like(x)
+    _global_max_bwd(np.ascontiguousarray(x), np.ascontiguousarray(y, x.dtype), np.ascontiguousarray(dy, x.dtype), dx)
+    return dx
+
+
+@kernel_entry
+def global_avg_pool1d_forward(x: np.ndarray) -> np.ndarray:
+    """y (B, C) = mean over the steps of x (B, L, C), L >= 1."""
+    x = np.ascontiguousarray(x)
+    y = np.empty((x.shape[0], x.shape[2]), x.dtype)
+    _global_fwd(x, False, y)
+    return y
+
+
+@kernel_entry
+def global_avg_pool1d_backward(dy: np.ndarray, length: int) -> np.ndarray:
+    """dx (B, L, C) = dy / L at every step."""
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty((dy.shape[0], int(length), dy.shape[1]), dy.dtype)
+    _global_avg_bwd(dy, dx)
+    return dx

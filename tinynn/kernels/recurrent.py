@@ -27,8 +27,9 @@ Masked steps, for every cell (``cell`` computes h', c' from step t's inputs)::
     h_t = m_t ? h'_t : h_{t-1}          c_t = m_t ? c'_t : c_{t-1}
     δz_t = m_t ? (cell backward) : 0   δh_{t-1} = m_t ? (cell backward) : δh_t     (δc likewise)
 
-The per-step products h̃ U_k and δz U_kᵀ are BLAS calls from numba (``blas.gemm``); the gate math is
-loops over contiguous rows that LLVM vectorises (``fastmath``).
+The per-step products h̃ U_k and δz U_kᵀ are one BLAS call each from numba (``blas.gemm``, on one thread),
+added straight into the step's rows of xp (U_kᵀ is read transposed, never copied); the gate math is loops
+over contiguous rows that LLVM vectorises (``fastmath``).
 
 Batch rows never interact inside a recurrence, so a large loop runs as one piece of rows b0:b1 per core
 (``parallel.row_pieces``): every kernel takes its row range and each piece runs the whole time loop for its
@@ -39,12 +40,24 @@ arrays, plus a partial δb that the entry point sums (on 2 cores it nearly halve
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
 from .blas import gemm, matmul_tn
-from .fastmath import activate, activate_row, activation_code, derivative, derivative_row
-from .parallel import row_pieces, run_parallel
+from .fastmath import (
+    SIGMOID,
+    TANH,
+    activate,
+    activate_row,
+    activation_code,
+    derivative,
+    derivative_row,
+    sigmoid_fast,
+    tanh_fast,
+)
+from .parallel import kernel_scope, row_pieces, run_parallel
 from .reference import recurrent as ref
 
 __all__ = [
@@ -61,43 +74,33 @@ __all__ = [
 # Every loop below runs from 0 over 1-D slices of rows (``zi = z[b, :u]``): with 2-D indexing or offsets
 # like ``z[b, u + j]`` numba's negative-index wraparound stays in the loop and LLVM vectorises it much worse.
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _recurrent_product(h, U, Ug, rm, tmp, out, j0):
-    """``out[:, j0:j0+G'u] = [h̃_k U_k]_k``: one GEMM without dropout, else one per gate block of ``Ug``."""
+def _recurrent_product(h, U, rm, hk, out, beta):
+    """``out = [h̃_k U_k]_k + β·out`` for the gate blocks k of ``U`` (u, G'·u): one GEMM without dropout, else
+    one per block on h̃_k = h ⊙ r_k (``hk`` is scratch). ``out`` may be a column block of the step's rows."""
     if rm.shape[0] == 0:
-        gemm(h, U, out)
+        gemm(h, U, out, False, False, beta)
         return
     B, u = h.shape
-    hk = tmp[0]
-    zk = tmp[1]
-    for k in range(Ug.shape[0]):
+    for k in range(U.shape[1] // u):
         for b in range(B):
             hb, hkb, rb = h[b], hk[b], rm[k, b]
             for j in range(u):
                 hkb[j] = hb[j] * rb[j]
-        gemm(hk, Ug[k], zk)
-        for b in range(B):
-            ob, zb = out[b, j0 + k * u:j0 + (k + 1) * u], zk[b]
-            for j in range(u):
-                ob[j] = zb[j]
+        gemm(hk, U[:, k * u:(k + 1) * u], out[:, k * u:(k + 1) * u], False, False, beta)
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _recurrent_product_t(dz, UT, UgT, rm, tmp, out):
-    """``out = Σ_k (δz_k U_kᵀ) ⊙ r_k`` (without dropout ``out = δz Uᵀ``, one GEMM)."""
+def _recurrent_product_t(dz, U, rm, hk, out):
+    """``out = Σ_k (δz_k U_kᵀ) ⊙ r_k`` over the gate blocks k of ``U`` (u, G'·u) (without dropout ``out = δz Uᵀ``,
+    one GEMM; ``hk`` is scratch). Uᵀ is never formed: BLAS reads U transposed."""
     if rm.shape[0] == 0:
-        gemm(dz, UT, out)
+        gemm(dz, U, out, False, True, 0.0)
         return
     B, u = out.shape
-    dk = tmp[0]
-    hk = tmp[1]
     for b in range(B):
         _fill_row(out[b], 0)
-    for k in range(UgT.shape[0]):
-        for b in range(B):
-            dkb, dzb = dk[b], dz[b, k * u:(k + 1) * u]
-            for j in range(u):
-                dkb[j] = dzb[j]
-        gemm(dk, UgT[k], hk)
+    for k in range(U.shape[1] // u):
+        gemm(dz[:, k * u:(k + 1) * u], U[:, k * u:(k + 1) * u], hk, False, True, 0.0)
         for b in range(B):
             ob, hkb, rb = out[b], hk[b], rm[k, b]
             for j in range(u):
@@ -129,12 +132,12 @@ def _add_rows(z, zr, ncols):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _add_rows_bias(z, zr, bias, ncols):
-    """``z[:, :ncols] += zr[:, :ncols] + bias[:ncols]``."""
+def _add_bias(z, bias):
+    """``z += bias`` on every row."""
     for b in range(z.shape[0]):
-        zb, rb = z[b], zr[b]
-        for j in range(ncols):
-            zb[j] += rb[j] + bias[j]
+        zb = z[b]
+        for j in range(z.shape[1]):
+            zb[j] += bias[j]
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
@@ -165,17 +168,19 @@ def _zero_masked(mask_t, d):
 
 # --------------------------------------------------------------------------- SimpleRNN
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _simple_rnn_forward(xp, bias, U, rm, mask, act, hs, b0, b1):
+def _simple_rnn_forward(xp, x, W, bias, U, rm, mask, act, hs, b0, b1):
     """a_t = act(xp_t + b + h̃_{t-1} U);  h_t = m_t ? a_t : h_{t-1}.  xp[t] <- a_t.  Rows b0:b1 only."""
-    T, _, u = xp.shape
+    T, u = hs.shape[0] - 1, hs.shape[2]
     B = b1 - b0
-    zr = np.empty((B, u), xp.dtype)
-    tmp = np.empty((2, B, u), xp.dtype)
-    Ug = U.reshape((1, u, u))
+    hk = np.empty((B, u), xp.dtype)
+    project = x.shape[0] > 0
+    every_step = xp.shape[0] == T  # else one step's rows, reused (inference keeps no gates)
     for t in range(T):
-        h, hn, a = hs[t, b0:b1], hs[t + 1, b0:b1], xp[t, b0:b1]
-        _recurrent_product(h, U, Ug, rm, tmp, zr, 0)
-        _add_rows_bias(a, zr, bias, u)
+        h, hn, a = hs[t, b0:b1], hs[t + 1, b0:b1], xp[t if every_step else 0, b0:b1]
+        if project:
+            gemm(x[t, b0:b1], W, a, False, False, 0.0)  # xp_t = x̃_t W, this step only
+        _recurrent_product(h, U, rm, hk, a, 1.0)  # a = xp_t + h̃ U
+        _add_bias(a, bias)
         activate(a, 0, u, act)
         _copy_rows(hn, a)
         _carry(mask[t, b0:b1], hn, h)
@@ -189,11 +194,9 @@ def _simple_rnn_backward(a, U, rm, mask, act, dseq, dh, db, b0, b1):
     """
     T, _, u = a.shape
     B = b1 - b0
-    UT = np.ascontiguousarray(U.T)
-    UgT = UT.reshape((1, u, u))
     dact = np.empty((B, u), a.dtype)
     dhp = np.empty((B, u), a.dtype)
-    tmp = np.empty((2, B, u), a.dtype)
+    hk = np.empty((B, u), a.dtype)
     has_seq = dseq.shape[0] > 0
     for t in range(T - 1, -1, -1):
         if has_seq:
@@ -206,33 +209,106 @@ def _simple_rnn_backward(a, U, rm, mask, act, dseq, dh, db, b0, b1):
                 dz[j] = dhb[j] * dactb[j]
         _zero_masked(m, a_t)
         _sum_rows_into(db, a_t)
-        _recurrent_product_t(a_t, UT, UgT, rm, tmp, dhp)
+        _recurrent_product_t(a_t, U, rm, hk, dhp)
         _carry(m, dhp, dh)
         _copy_rows(dh, dhp)
 
 
 # --------------------------------------------------------------------------- LSTM
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _lstm_forward(xp, bias, U, Ug, rm, mask, act, rec_act, hs, cs, b0, b1):
+def _lstm_gates_tanh_sigmoid(z, c, h, cn, hn, m, bias):
+    """One step's gate math for φ = tanh, σ = sigmoid (the arithmetic of the generic path in ``_lstm_forward``,
+    so the same results): z <- [i, f, g, o] = [σ, σ, φ, σ](z + b);  c' = f c + i g;  h' = o φ(c');  masked rows
+    keep c and h. Short loops of few arrays each, which LLVM vectorises: one loop over a row storing into many
+    slices it cannot prove apart ran scalar, 1.3-1.8× slower (benchmarks/RESULTS.md)."""
+    u = c.shape[1]
+    b_if, b_g, b_o = bias[:2 * u], bias[2 * u:3 * u], bias[3 * u:]
+    for b in range(z.shape[0]):
+        zb = z[b]
+        zi, zf, zg, zo = zb[:u], zb[u:2 * u], zb[2 * u:3 * u], zb[3 * u:]
+        cb, hb, cnb, hnb = c[b], h[b], cn[b], hn[b]
+        if not m[b]:
+            for j in range(u):
+                cnb[j] = cb[j]
+            for j in range(u):
+                hnb[j] = hb[j]
+        zif = zb[:2 * u]
+        for j in range(2 * u):
+            zif[j] = sigmoid_fast(zif[j] + b_if[j])
+        for j in range(u):
+            zg[j] = tanh_fast(zg[j] + b_g[j])
+        for j in range(u):
+            zo[j] = sigmoid_fast(zo[j] + b_o[j])
+        if m[b]:
+            for j in range(u):
+                cnb[j] = zf[j] * cb[j] + zi[j] * zg[j]  # c'_t
+            for j in range(u):
+                hnb[j] = zo[j] * tanh_fast(cnb[j])
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _lstm_backward_tanh_sigmoid(g_t, c_prev, c, m, dh, dc, db, scratch):
+    """One step of ``_lstm_backward``'s row loop for φ = tanh, σ = sigmoid, with the same arithmetic (derivatives
+    from the outputs: φ' = 1 - φ², σ' = σ(1 - σ)) in short loops LLVM vectorises (see
+    ``_lstm_gates_tanh_sigmoid``). g_t's rows [i, f, g, o] <- δz; dc <- δc_{t-1}; ``scratch`` (3, u)."""
+    u = c.shape[1]
+    G = 4 * u
+    tc, dcbar, g_old = scratch[0], scratch[1], scratch[2]
+    for b in range(g_t.shape[0]):
+        gb = g_t[b]
+        if not m[b]:
+            _fill_row(gb, 0)
+            continue
+        i, f, g, o = gb[:u], gb[u:2 * u], gb[2 * u:3 * u], gb[3 * u:]
+        cb, cpb, dhb, dcb = c[b], c_prev[b], dh[b], dc[b]
+        for j in range(u):
+            tc[j] = tanh_fast(cb[j])  # φ(c_t)
+        for j in range(u):
+            dcbar[j] = dcb[j] + dhb[j] * o[j] * (type(tc[j])(1.0) - tc[j] * tc[j])  # δc_t + φ'(c_t) ⊙ δh ⊙ o
+        for j in range(u):
+            o[j] = dhb[j] * tc[j] * (o[j] * (type(o[j])(1.0) - o[j]))  # δz_o = σ'(z_o) δh ⊙ φ(c_t)
+        for j in range(u):
+            g_old[j] = g[j]
+        for j in range(u):
+            g[j] = dcbar[j] * i[j] * (type(g[j])(1.0) - g[j] * g[j])  # δz_g = φ'(z_g) δc̄ ⊙ i
+        for j in range(u):
+            i[j] = dcbar[j] * g_old[j] * (i[j] * (type(i[j])(1.0) - i[j]))  # δz_i = σ'(z_i) δc̄ ⊙ g
+        for j in range(u):
+            dcb[j] = dcbar[j] * f[j]  # δc_{t-1}
+        for j in range(u):
+            f[j] = dcbar[j] * cpb[j] * (f[j] * (type(f[j])(1.0) - f[j]))  # δz_f = σ'(z_f) δc̄ ⊙ c_{t-1}
+        for j in range(G):
+            db[j] += gb[j]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _lstm_forward(xp, x, W, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1):
     """z = xp_t + b + [h̃_k U_k]; i,f,o = σ(z_i,f,o), g = φ(z_g); c' = f c + i g; h' = o φ(c'). xp[t] <- [i,f,g,o].
 
     Rows b0:b1 only (``rm`` is that piece's own).
     """
-    T, _, G = xp.shape
+    T, G = hs.shape[0] - 1, xp.shape[2]
     B = b1 - b0
     u = G // 4
-    zr = np.empty((B, G), xp.dtype)
     tc = np.empty((B, u), xp.dtype)
-    tmp = np.empty((2, B, u), xp.dtype)
+    hk = np.empty((B, u), xp.dtype)
+    fused = act == TANH and rec_act == SIGMOID  # Keras's defaults: one loop per row, the same arithmetic
+    project = x.shape[0] > 0
+    every_step = xp.shape[0] == T  # else one step's rows, reused (inference keeps no gates)
     for t in range(T):
-        h, c, z = hs[t, b0:b1], cs[t, b0:b1], xp[t, b0:b1]
+        h, c, z = hs[t, b0:b1], cs[t, b0:b1], xp[t if every_step else 0, b0:b1]
         hn, cn = hs[t + 1, b0:b1], cs[t + 1, b0:b1]
-        _recurrent_product(h, U, Ug, rm, tmp, zr, 0)
+        if project:
+            gemm(x[t, b0:b1], W, z, False, False, 0.0)  # xp_t = x̃_t W, this step only
+        _recurrent_product(h, U, rm, hk, z, 1.0)  # z = xp_t + [h̃_k U_k]
         m = mask[t, b0:b1]
+        if fused:
+            _lstm_gates_tanh_sigmoid(z, c, h, cn, hn, m, bias)
+            continue
         for b in range(B):  # one row at a time, so that it stays in L1 through all the gate math
-            zb, rb = z[b], zr[b]
+            zb = z[b]
             for j in range(G):
-                zb[j] += rb[j] + bias[j]
+                zb[j] += bias[j]
             activate_row(zb[:2 * u], rec_act)  # in place: the row now holds the gates [i, f, g, o]
             activate_row(zb[2 * u:3 * u], act)
             activate_row(zb[3 * u:], rec_act)
@@ -262,20 +338,24 @@ def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b
     T, _, G = gates.shape
     B = b1 - b0
     u = G // 4
-    UT = np.ascontiguousarray(U.T)
-    UgT = np.empty((4, u, u), U.dtype)
-    for k in range(4):
-        UgT[k] = U[:, k * u:(k + 1) * u].T
     tc = np.empty(u, gates.dtype)
     dact = np.empty(G, gates.dtype)
     dact_c = np.empty(u, gates.dtype)
     dhp = np.empty((B, u), gates.dtype)
-    tmp = np.empty((2, B, u), gates.dtype)
+    hk = np.empty((B, u), gates.dtype)
     has_seq = dseq.shape[0] > 0
+    fused = act == TANH and rec_act == SIGMOID
+    scratch = np.empty((3, u), gates.dtype)
     for t in range(T - 1, -1, -1):
         if has_seq:
             _add_rows(dh, dseq[t, b0:b1], u)
         g_t, c_prev, c, m = gates[t, b0:b1], cs[t, b0:b1], cs[t + 1, b0:b1], mask[t, b0:b1]
+        if fused:
+            _lstm_backward_tanh_sigmoid(g_t, c_prev, c, m, dh, dc, db, scratch)
+            _recurrent_product_t(g_t, U, rm, hk, dhp)
+            _carry(m, dhp, dh)
+            _copy_rows(dh, dhp)
+            continue
         for b in range(B):  # one row at a time (it stays in L1); the row [i, f, g, o] is overwritten by δz
             gb = g_t[b]
             if not m[b]:
@@ -302,7 +382,7 @@ def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b
                 dcb[j] = dcbar * f_j  # δc_{t-1}
             for j in range(G):
                 db[j] += gb[j]
-        _recurrent_product_t(g_t, UT, UgT, rm, tmp, dhp)
+        _recurrent_product_t(g_t, U, rm, hk, dhp)
         _carry(m, dhp, dh)
         _copy_rows(dh, dhp)
 
@@ -322,49 +402,49 @@ def _gru_update(gates, h, hn, m, u):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _gru_forward(xp, bias, U, Ug, b_rec, rm, mask, act, rec_act, reset_after, hs, aux, b0, b1):
+def _gru_forward(xp, x, W, bias, U, b_rec, rm, mask, act, rec_act, reset_after, hs, aux, b0, b1):
     """GRU step (equations in ``reference.recurrent.gru_forward``; xp_t + b_in). xp[t] <- gates [z, r, ĥ].
 
     aux[t] <- reset_after: hz_h = h̃_h U_h + b_rh (needed for δr);  else r ⊙ h̃_h (the input of U_h).
     Rows b0:b1 only (``rm`` is that piece's own).
     """
-    T, _, G = xp.shape
+    T, G = hs.shape[0] - 1, xp.shape[2]
     B = b1 - b0
     u = G // 3
+    every_step = xp.shape[0] == T  # else one step's rows, reused (inference keeps no gates)
     hz = np.empty((B, G), xp.dtype)
-    hzr = np.empty((B, 2 * u), xp.dtype)
-    tmp = np.empty((2, B, u), xp.dtype)
+    hk = np.empty((B, u), xp.dtype)
     rh = np.empty((B, u), xp.dtype)
-    rhU = np.empty((B, u), xp.dtype)
-    Uzr = np.ascontiguousarray(U[:, :2 * u])
     ones = np.ones(u, xp.dtype)
     use_rm = rm.shape[0] > 0
+    project = x.shape[0] > 0
     for t in range(T):
         # g_t: the rows of xp_t, turned in place into the pre-activations, then the gates [z, r, ĥ]
-        h, g_t, aux_t, hn, m = hs[t, b0:b1], xp[t, b0:b1], aux[t, b0:b1], hs[t + 1, b0:b1], mask[t, b0:b1]
+        k = t if every_step else 0
+        h, g_t, aux_t, hn, m = hs[t, b0:b1], xp[k, b0:b1], aux[k, b0:b1], hs[t + 1, b0:b1], mask[t, b0:b1]
+        if project:
+            gemm(x[t, b0:b1], W, g_t, False, False, 0.0)  # xp_t = x̃_t W, this step only
         if reset_after:
-            _recurrent_product(h, U, Ug, rm, tmp, hz, 0)
+            _recurrent_product(h, U, rm, hk, hz, 0.0)  # hz = [h̃_k U_k]
             for b in range(B):
                 gb, hzb, auxb = g_t[b], hz[b], aux_t[b]
                 for j in range(2 * u):
                     gb[j] += hzb[j] + b_rec[j] + bias[j]  # a_z, a_r
                 activate_row(gb[:2 * u], rec_act)  # z, r
                 r, hh, hz_h, b_rh, b_h = gb[u:2 * u], gb[2 * u:], hzb[2 * u:], b_rec[2 * u:], bias[2 * u:]
+                # loops storing into one slice each: LLVM vectorises them (see _lstm_gates_tanh_sigmoid)
                 for j in range(u):
-                    v = hz_h[j] + b_rh[j]
-                    auxb[j] = v
-                    hh[j] += b_h[j] + r[j] * v  # a_h = xp_h + b_h + r ⊙ hz_h
+                    auxb[j] = hz_h[j] + b_rh[j]  # hz_h (with its bias)
+                for j in range(u):
+                    hh[j] += b_h[j] + r[j] * auxb[j]  # a_h = xp_h + b_h + r ⊙ hz_h
                 activate_row(hh, act)  # ĥ = φ(a_h)
                 _gru_update(gb, h[b], hn[b], m[b], u)
         else:
-            if use_rm:
-                _recurrent_product(h, U, Ug[:2], rm[:2], tmp, hzr, 0)
-            else:
-                gemm(h, Uzr, hzr)
+            _recurrent_product(h, U[:, :2 * u], rm, hk, g_t[:, :2 * u], 1.0)  # g_t[:, :2u] += [h̃_z U_z, h̃_r U_r]
             for b in range(B):
-                gb, hzb, hb, auxb, rhb = g_t[b], hzr[b], h[b], aux_t[b], rh[b]
+                gb, hb, auxb, rhb = g_t[b], h[b], aux_t[b], rh[b]
                 for j in range(2 * u):
-                    gb[j] += hzb[j] + bias[j]  # a_z, a_r
+                    gb[j] += bias[j]  # a_z, a_r
                 activate_row(gb[:2 * u], rec_act)  # z, r
                 r = gb[u:2 * u]
                 rmh = rm[2, b] if use_rm else ones
@@ -372,12 +452,12 @@ def _gru_forward(xp, bias, U, Ug, b_rec, rm, mask, act, rec_act, reset_after, hs
                     v = r[j] * (hb[j] * rmh[j])  # r ⊙ h̃_h
                     auxb[j] = v
                     rhb[j] = v
-            gemm(rh, Ug[2], rhU)  # (r ⊙ h̃_h) U_h
+            gemm(rh, U[:, 2 * u:], g_t[:, 2 * u:], False, False, 1.0)  # g_t[:, 2u:] += (r ⊙ h̃_h) U_h
             for b in range(B):
-                gb, rhUb = g_t[b], rhU[b]
+                gb = g_t[b]
                 hh, b_h = gb[2 * u:], bias[2 * u:]
                 for j in range(u):
-                    hh[j] += rhUb[j] + b_h[j]  # a_h
+                    hh[j] += b_h[j]  # a_h
                 activate_row(hh, act)  # ĥ = φ(a_h)
                 _gru_update(gb, h[b], hn[b], m[b], u)
 
@@ -394,11 +474,6 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
     T, _, G = gates.shape
     B = b1 - b0
     u = G // 3
-    UgT = np.empty((3, u, u), U.dtype)
-    for k in range(3):
-        UgT[k] = U[:, k * u:(k + 1) * u].T
-    UT = np.ascontiguousarray(U.T)
-    UzrT = np.ascontiguousarray(U[:, :2 * u].T)
     dact = np.empty(G, gates.dtype)
     dhz_step = np.empty((B, G), gates.dtype)
     da_zr = np.empty((B, 2 * u), gates.dtype)
@@ -406,7 +481,7 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
     da_h = np.empty((B, u), gates.dtype)
     drh = np.empty((B, u), gates.dtype)
     ones = np.ones(u, gates.dtype)
-    tmp = np.empty((2, B, u), gates.dtype)
+    hk = np.empty((B, u), gates.dtype)
     use_rm = rm.shape[0] > 0
     has_seq = dseq.shape[0] > 0
     for t in range(T - 1, -1, -1):
@@ -426,20 +501,22 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
             derivative_row(dact[:2 * u], gb[:2 * u], rec_act)  # σ'(a_z), σ'(a_r), from z and r
             derivative_row(dact[2 * u:], hh, act)  # φ'(a_h), from ĥ
             dact_z, dact_r, dact_h = dact[:u], dact[u:2 * u], dact[2 * u:]
+            for j in range(u):  # one stored slice per loop, z last (LLVM vectorises these)
+                da_hb[j] = dhb[j] * (type(z[j])(1.0) - z[j]) * dact_h[j]  # δa_h = φ'(a_h) δh ⊙ (1 - z)
             for j in range(u):
-                z_j = z[j]
-                da_hb[j] = dhb[j] * (type(z_j)(1.0) - z_j) * dact_h[j]  # δa_h = φ'(a_h) δh ⊙ (1 - z)
+                dhpb[j] = dhb[j] * z[j]  # δh_{t-1} through z
+            for j in range(u):
                 z[j] = dhb[j] * (hb[j] - hh[j]) * dact_z[j]  # δa_z = σ'(a_z) δh ⊙ (h_{t-1} - ĥ)
-                dhpb[j] = dhb[j] * z_j  # δh_{t-1} through z
             if reset_after:
                 auxb, dhzb = aux_t[b], dhz[b]
                 dhz_h = dhzb[2 * u:]
                 for j in range(u):
-                    r_j = r[j]
+                    dhz_h[j] = da_hb[j] * r[j]  # δ(hz_h) = δa_h ⊙ r
+                for j in range(u):
+                    dbh[j] += dhz_h[j]
+                for j in range(u):
                     r[j] = da_hb[j] * auxb[j] * dact_r[j]  # δa_r = σ'(a_r) δa_h ⊙ hz_h
-                    v = da_hb[j] * r_j
-                    dhz_h[j] = v
-                    dbh[j] += v
+                for j in range(u):
                     hh[j] = da_hb[j]
                 for j in range(2 * u):
                     dhzb[j] = gb[j]
@@ -449,10 +526,10 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
                     parked[j] = dact_r[j]
                     hh[j] = da_hb[j]
         if reset_after:
-            _recurrent_product_t(dhz, UT, UgT, rm, tmp, drh)
+            _recurrent_product_t(dhz, U, rm, hk, drh)
             _add_rows(dhp, drh, u)
         else:
-            gemm(da_h, UgT[2], drh)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
+            gemm(da_h, U[:, 2 * u:], drh, False, True, 0.0)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
             for b in range(B):
                 if not m[b]:
                     continue
@@ -468,12 +545,12 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
                     dhzb[j] = gb[j]
                     da_zrb[j] = gb[j]
             if use_rm:
-                _recurrent_product_t(dhz, UT, UgT[:2], rm[:2], tmp, drh)
+                _recurrent_product_t(dhz, U[:, :2 * u], rm, hk, drh)
             else:
                 for b in range(B):
                     if not m[b]:
                         _fill_row(da_zr[b], 0)
-                gemm(da_zr, UzrT, drh)
+                gemm(da_zr, U[:, :2 * u], drh, False, True, 0.0)
             _add_rows(dhp, drh, u)
         _sum_rows_into(db, g_t)
         _carry(m, dhp, dh)
@@ -481,23 +558,19 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
 
 
 # --------------------------------------------------------------------------- public entry points
-def _gate_blocks(U: np.ndarray, G: int) -> np.ndarray:
-    """(u, G·u) -> (G, u, u) contiguous gate blocks U_k."""
-    u = U.shape[0]
-    return np.ascontiguousarray(U.reshape(u, G, u).transpose(1, 0, 2))
-
-
 # Loops with at least this many multiply-adds in their recurrent products (T·B·u·G·u) run their batch rows in
 # pieces on every free core: rows never interact inside a recurrence, so each core runs the whole time loop
 # for its rows (M3's LSTM loop, T·B·u·4u = 262M, halves on 2 cores).
 _PARALLEL_LOOP_WORK = 1 << 21
 
 
-def _over_batch(run_piece, xp, u, G):
-    """Call ``run_piece(b0, b1)`` for the batch pieces of a (T, B, ·) loop (in parallel when worth it)."""
-    T, B, _ = xp.shape
+def _over_batch(run_piece, steps, u, G):
+    """Call ``run_piece(b0, b1)`` for the batch pieces of a loop over ``steps`` (T, B, ·) (in parallel when worth
+    it)."""
+    T, B, _ = steps.shape
     pieces = row_pieces(B, T * B * u * G * u, _PARALLEL_LOOP_WORK)
-    return run_parallel(*[lambda b0=b0, b1=b1: run_piece(b0, b1) for b0, b1 in pieces])
+    with kernel_scope():  # BLAS on one thread per core, subnormals flushed
+        return run_parallel(*[lambda b0=b0, b1=b1: run_piece(b0, b1) for b0, b1 in pieces])
 
 
 def _piece(rm_arr, b0, b1):
@@ -505,10 +578,11 @@ def _piece(rm_arr, b0, b1):
     return np.ascontiguousarray(rm_arr[:, b0:b1])
 
 
-def _prepare(xp, U, rm, mask, G, *states):
-    """Contiguous arrays of xp's dtype for the numba loops, after checking every shape against xp (T, B, G·u):
-    the loops do no bounds checks, so a wrong shape must stop here (the layers check their inputs first)."""
-    T, B, Gu = xp.shape
+def _prepare(T, xp, U, rm, mask, G, *states):
+    """Contiguous arrays of xp's dtype for the numba loops, after checking every shape against T steps and xp
+    (·, B, G·u): the loops do no bounds checks, so a wrong shape must stop here (the layers check their inputs
+    first)."""
+    _, B, Gu = xp.shape
     u = U.shape[0]
     expected = {"U": ((u, G * u), U), "rm": ((G, B, u), rm), "mask": ((T, B), mask)}
     expected.update({f"state {k}": ((B, u), s) for k, s in enumerate(states)})
@@ -550,19 +624,54 @@ def _bias(b_in, G, dtype):
     return np.zeros(G, dtype) if b_in is None else np.ascontiguousarray(b_in, dtype=dtype)
 
 
+class Projection(NamedTuple):
+    """The input side of a loop given as x̃ (T, B, n_in) and the kernel W (n_in, G·u) instead of xp = x̃ W: the
+    loop forms each step's x̃_t W in that step's own rows (one pass over that memory instead of three).
+    ``keep_gates`` False (inference): one step's rows are reused, and no cache for a backward is returned."""
+
+    x: np.ndarray
+    W: np.ndarray
+    keep_gates: bool = True
+
+
+def _inputs(xp, G_u):
+    """(xp, x, W, T) for the loops from ``xp``: the projections (consumed) or a :class:`Projection`."""
+    if not isinstance(xp, tuple):
+        return xp, np.zeros((0, 0, 0), xp.dtype), np.zeros((0, 0), xp.dtype), xp.shape[0]
+    x, W = xp[0], xp[1]
+    keep = getattr(xp, "keep_gates", True)
+    T, B, n_in = x.shape
+    if W.shape != (n_in, G_u):
+        raise ValueError(f"recurrent kernel: W {W.shape} does not fit x {x.shape} (expected {(n_in, G_u)})")
+    out = np.empty((T if keep else 1, B, G_u), x.dtype)
+    return out, np.ascontiguousarray(x), np.ascontiguousarray(W, dtype=x.dtype), T
+
+
+def _projections(xp):
+    """xp itself, or x̃ W for a :class:`Projection` (for the NumPy twins)."""
+    return xp[0] @ xp[1] if isinstance(xp, tuple) else xp
+
+
+def _cache(xp, keep: bool):
+    return xp if keep else None
+
+
 def simple_rnn_forward(xp, b_in, U, rm, mask, h0, act):
-    """Returns ``(hs, cache)``; hs (T+1, B, u). ``b_in`` (u,) or None. ``xp`` is consumed (module docstring)."""
+    """Returns ``(hs, cache)``; hs (T+1, B, u). ``b_in`` (u,) or None. ``xp`` is consumed (module docstring), or
+    is a pair (x̃ (T, B, n_in), kernel W): then the loop forms each xp_t = x̃_t W itself."""
     code = activation_code(act)
     if code is None:
-        return ref.simple_rnn_forward(xp, b_in, U, rm, mask, h0, act)
-    T, B, u = xp.shape
-    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 1, h0)
+        return ref.simple_rnn_forward(_projections(xp), b_in, U, rm, mask, h0, act)
+    keep = getattr(xp, "keep_gates", True)
+    xp, x, W, T = _inputs(xp, np.shape(U)[0])
+    B, u = xp.shape[1], xp.shape[2]
+    U, rm_arr, mask_arr = _prepare(T, xp, U, rm, mask, 1, h0)
     hs = np.empty((T + 1, B, u), xp.dtype)
     hs[0] = h0
     bias = _bias(b_in, u, xp.dtype)
-    _over_batch(lambda b0, b1: _simple_rnn_forward(xp, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, hs, b0, b1),
-                xp, u, 1)
-    return hs, xp
+    _over_batch(lambda b0, b1: _simple_rnn_forward(xp, x, W, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, hs, b0,
+                                                   b1), hs[1:], u, 1)
+    return hs, _cache(xp, keep)
 
 
 def simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act):
@@ -572,7 +681,7 @@ def simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act):
         return ref.simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act)
     a = cache
     T, B, u = a.shape
-    U, rm_arr, mask_arr = _prepare(a, U, rm, mask, 1, dhT, hs[0])
+    U, rm_arr, mask_arr = _prepare(T, a, U, rm, mask, 1, dhT, hs[0])
     dh = np.array(dhT, dtype=a.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, a.dtype)
 
@@ -587,20 +696,22 @@ def simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act):
 
 
 def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
-    """Returns ``(hs, cs, cache)``. ``b_in`` (4u,) or None. ``xp`` is consumed."""
+    """Returns ``(hs, cs, cache)``. ``b_in`` (4u,) or None. ``xp``: as in :func:`simple_rnn_forward`."""
     code, rcode = activation_code(act), activation_code(rec_act)
     if code is None or rcode is None:
-        return ref.lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act)
-    T, B, G = xp.shape
+        return ref.lstm_forward(_projections(xp), b_in, U, rm, mask, h0, c0, act, rec_act)
+    keep = getattr(xp, "keep_gates", True)
+    xp, x, W, T = _inputs(xp, 4 * np.shape(U)[0])
+    B, G = xp.shape[1], xp.shape[2]
     u = G // 4
-    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 4, h0, c0)
+    U, rm_arr, mask_arr = _prepare(T, xp, U, rm, mask, 4, h0, c0)
     hs = np.empty((T + 1, B, u), xp.dtype)
     cs = np.empty((T + 1, B, u), xp.dtype)
     hs[0], cs[0] = h0, c0
-    bias, Ug = _bias(b_in, G, xp.dtype), _gate_blocks(U, 4)
-    _over_batch(lambda b0, b1: _lstm_forward(xp, bias, U, Ug, _piece(rm_arr, b0, b1), mask_arr, code, rcode, hs, cs,
-                                             b0, b1), xp, u, 4)
-    return hs, cs, xp
+    bias = _bias(b_in, G, xp.dtype)
+    _over_batch(lambda b0, b1: _lstm_forward(xp, x, W, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, hs,
+                                             cs, b0, b1), hs[1:], u, 4)
+    return hs, cs, _cache(xp, keep)
 
 
 def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
@@ -611,7 +722,7 @@ def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
     gates = cache
     T, B, G = gates.shape
     u = G // 4
-    U, rm_arr, mask_arr = _prepare(gates, U, rm, mask, 4, dhT, dcT, hs[0], cs[0])
+    U, rm_arr, mask_arr = _prepare(T, gates, U, rm, mask, 4, dhT, dcT, hs[0], cs[0])
     dh = np.array(dhT, dtype=gates.dtype, copy=True)
     dc = np.array(dcT, dtype=gates.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, gates.dtype)
@@ -629,21 +740,23 @@ def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
 
 def gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after):
     """Returns ``(hs, cache)``. ``b_in`` (3u,) or None; ``b_rec`` (3u,) the recurrent bias (zeros unless
-    reset_after). ``xp`` is consumed."""
+    reset_after). ``xp``: as in :func:`simple_rnn_forward`."""
     code, rcode = activation_code(act), activation_code(rec_act)
     if code is None or rcode is None:
-        return ref.gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after)
-    T, B, G = xp.shape
+        return ref.gru_forward(_projections(xp), b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after)
+    keep = getattr(xp, "keep_gates", True)
+    xp, x, W, T = _inputs(xp, 3 * np.shape(U)[0])
+    B, G = xp.shape[1], xp.shape[2]
     u = G // 3
-    U, rm_arr, mask_arr = _prepare(xp, U, rm, mask, 3, h0)
+    U, rm_arr, mask_arr = _prepare(T, xp, U, rm, mask, 3, h0)
     hs = np.empty((T + 1, B, u), xp.dtype)
     hs[0] = h0
-    aux = np.empty((T, B, u), xp.dtype)
+    aux = np.empty((xp.shape[0], B, u), xp.dtype)
     b_rec = np.ascontiguousarray(b_rec, dtype=xp.dtype)
-    bias, Ug = _bias(b_in, G, xp.dtype), _gate_blocks(U, 3)
-    _over_batch(lambda b0, b1: _gru_forward(xp, bias, U, Ug, b_rec, _piece(rm_arr, b0, b1), mask_arr, code, rcode,
-                                            bool(reset_after), hs, aux, b0, b1), xp, u, 3)
-    return hs, (xp, aux)
+    bias = _bias(b_in, G, xp.dtype)
+    _over_batch(lambda b0, b1: _gru_forward(xp, x, W, bias, U, b_rec, _piece(rm_arr, b0, b1), mask_arr, code, rcode,
+                                            bool(reset_after), hs, aux, b0, b1), hs[1:], u, 3)
+    return hs, (xp, aux) if keep else None
 
 
 def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
@@ -655,7 +768,7 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
     gates, aux = cache
     T, B, G = gates.shape
     u = G // 3
-    U, rm_arr, mask_arr = _prepare(gates, U, rm, mask, 3, dhT, hs[0])
+    U, rm_arr, mask_arr = _prepare(T, gates, U, rm, mask, 3, dhT, hs[0])
     dh = np.array(dhT, dtype=gates.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, gates.dtype)
 

@@ -30,7 +30,9 @@ import numpy as np
 from .. import activations, config
 from .. import initializers as _init
 from ..kernels import bias_activation as K_bias_act
+from ..kernels import blas as K_blas
 from ..kernels import conv as K_conv
+from ..kernels import warmup
 from ..kernels.fastmath import activation_code
 from ..kernels.reference import bias_activation as R_bias_act
 from ..kernels.reference import conv as R_conv
@@ -135,11 +137,24 @@ class _Conv1DBase(DataFormatLayer):
         return (input_shape[0], out_channels, l_out)
 
     # ------------------------------------------------------------------ the convolution, in either kernel mode
+    def _choose_kernels(self, x, mask) -> None:
+        """Reference kernels in reference mode, and while the fast ones compile (:mod:`tinynn.kernels.warmup`);
+        the backward of this forward uses the same."""
+        self._reference = config.kernel_mode() == "reference" or not warmup.fast_ready(self, x, mask)
+
+    def _matmul(self, a: np.ndarray, b: np.ndarray, transpose: str = "") -> np.ndarray:
+        """op(a) @ op(b) in the forward's kernel mode, op = ᵀ for the operands named in ``transpose`` ('a', 'b');
+        fast: single-threaded BLAS pieces on the cores, the transposed operand read in place."""
+        if self._reference:
+            return (a.T if "a" in transpose else a) @ (b.T if "b" in transpose else b)
+        if transpose == "a":
+            return K_blas.matmul_tn(a, b)
+        return K_blas.matmul_nt(a, b) if transpose == "b" else K_blas.matmul(a, b)
+
     def _conv(self, x: np.ndarray, W: np.ndarray, pl: int, l_out: int, groups: int, keep_cols: bool = False):
         """z = conv(x, W) without bias (channels-last), through the kernels of the current mode (the backward of
         this forward uses the same mode)."""
         s, d = self.strides[0], self.dilation_rate[0]
-        self._reference = config.kernel_mode() == "reference"
         if self._reference:
             return R_conv.conv1d_forward(x, W, s, d, pl, l_out, groups)
         return K_conv.conv1d_forward(x, W, s, d, pl, l_out, groups, workspace=self._ws, keep_cols=keep_cols)
@@ -282,6 +297,7 @@ class Conv1D(_Conv1DBase):
         return self._output_shape(input_shape, self.filters)
 
     def forward(self, x, training=False, mask=None):
+        self._choose_kernels(x, mask)
         x = self._to_last(x)
         pl, _, l_out = self._geometry(x.shape[1], x.shape)
         self._x, self._pl = x, pl
@@ -356,6 +372,7 @@ class DepthwiseConv1D(_Conv1DBase):
         return self._output_shape(input_shape, input_shape[self._channel_axis] * self.depth_multiplier)
 
     def forward(self, x, training=False, mask=None):
+        self._choose_kernels(x, mask)
         x = self._to_last(x)
         pl, _, l_out = self._geometry(x.shape[1], x.shape)
         self._x, self._pl = x, pl
@@ -441,13 +458,14 @@ class SeparableConv1D(_Conv1DBase):
         return self._output_shape(input_shape, self.filters)
 
     def forward(self, x, training=False, mask=None):
+        self._choose_kernels(x, mask)
         x = self._to_last(x)
         pl, _, l_out = self._geometry(x.shape[1], x.shape)
         self._x, self._pl = x, pl
         K, C, M = self.depthwise_kernel.shape
         u = self._conv(x, self.depthwise_kernel.reshape(K, 1, C * M), pl, l_out, groups=C)
         self._u = u
-        z = (u.reshape(-1, C * M) @ self.pointwise_kernel[0]).reshape(*u.shape[:2], self.filters)  # one 2-D GEMM
+        z = self._matmul(u.reshape(-1, C * M), self.pointwise_kernel[0]).reshape(*u.shape[:2], self.filters)
         return self._finish(z, self.bias if self.use_bias else None)
 
     def backward_from_logits(self, dz, db=None):
@@ -456,8 +474,8 @@ class SeparableConv1D(_Conv1DBase):
         K, C, M = self.depthwise_kernel.shape
         P = self.pointwise_kernel[0]
         u2, dz2 = self._u.reshape(-1, C * M), dz.reshape(-1, self.filters)
-        dP = (u2.T @ dz2)[None]
-        du = (dz2 @ P.T).reshape(dz.shape[0], dz.shape[1], C * M)
+        dP = self._matmul(u2, dz2, "a")[None]
+        du = self._matmul(dz2, P, "b").reshape(dz.shape[0], dz.shape[1], C * M)
         dx, dD = self._conv_backward(self._x, self.depthwise_kernel.reshape(K, 1, C * M), du, groups=C)
         grads = [dD.reshape(K, C, M), dP]
         if self.use_bias:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import activations, graph
+from .. import activations, config, graph
 from .. import initializers as _init
+from ..kernels import bias_activation as K_bias_act
+from ..kernels import blas as K_blas
+from ..kernels import warmup
+from ..kernels.fastmath import LINEAR, RELU, activation_code
+from ..kernels.parallel import kernel_entry, kernel_scope
 from ..kernels.reference.dense import dense_backward, dense_forward
 from ..utils import make_rng
 from .arguments import one_of, positive_int
@@ -29,8 +34,10 @@ class Dense(Layer):
         db = Σ_rows dz               (units,)
         dx = dz @ Wᵀ                 (..., n_in)
 
-    Code: :func:`tinynn.kernels.reference.dense.dense_forward` / ``dense_backward`` (NumPy's BLAS matmul is the fast
-    path too, so both kernel modes run them).
+    Code, reference first: :func:`tinynn.kernels.reference.dense.dense_forward` / ``dense_backward`` (the
+    'reference' kernel mode); fast: the products in single-threaded BLAS pieces on the cores
+    (:mod:`tinynn.kernels.blas`) and, for linear and relu, the bias and activation in one pass each way
+    (:mod:`tinynn.kernels.bias_activation`).
     """
 
     supports_masking = True
@@ -67,22 +74,78 @@ class Dense(Layer):
         return (*input_shape[:-1], self.units)
 
     def forward(self, x, training=False, mask=None):
-        z, y = dense_forward(x, self.kernel, self.bias if self.use_bias else None, self.activation)
-        self._x, self._z, self._y = x, z, y
-        return y
+        # small layers: NumPy's matmul and activation (the same BLAS; less call overhead than the kernels' pieces)
+        self._fast = (config.kernel_mode() == "fast" and x.size * self.units >= K_blas.PARALLEL_WORK
+                      and warmup.fast_ready(self, x, mask))
+        bias = self.bias if self.use_bias else None
+        self._x, self._xw, self._b = x, None, None
+        if not self._fast:
+            self._z, self._y = dense_forward(x, self.kernel, bias, self.activation)
+            return self._y
+        with kernel_scope():
+            return self._fast_forward(x, bias)
+
+    def _fused_code(self):
+        """The activation code the fused bias+activation kernel runs for this layer: linear and relu only, which
+        it computes exactly. tanh / sigmoid keep NumPy's exact functions here: a Dense layer is often the output,
+        where the kernels' rational approximation saturates a sigmoid to exactly 1 sooner, zeroing the gradient
+        y(1 - y) that Keras keeps tiny but non-zero (Grad-CAM normalises such gradients)."""
+        code = activation_code(self.activation)
+        return code if code in (LINEAR, RELU) else None
+
+    def _fast_forward(self, x, bias):
+        rows = x.reshape(-1, x.shape[-1])
+        code = self._fused_code()
+        if code is None:
+            xw = K_blas.matmul(rows, self.kernel)  # x W without bias, (N, u)
+            if bias is not None:
+                xw += bias
+            self._z = xw.reshape(*x.shape[:-1], self.units)
+            self._y = self.activation(self._z)
+            return self._y
+        # y = act(x W + b), each block of rows right after its product (still in cache); z = x W + b is formed
+        # only if the logits are asked for
+        xw = np.empty((rows.shape[0], self.units), np.result_type(rows, self.kernel))
+        y = np.empty_like(xw)
+        b = np.zeros(self.units, xw.dtype) if bias is None else bias
+        K_blas.matmul(rows, self.kernel, out=xw, epilogue=lambda i0, i1: K_bias_act.bias_activation_forward(
+            xw[i0:i1], b, code, out=y[i0:i1]))
+        self._z, self._xw, self._b = None, xw, None if bias is None else np.array(bias)
+        self._y = y.reshape(*x.shape[:-1], self.units)
+        return self._y
 
     def backward(self, dy):
-        return self.backward_from_logits(self.activation.backward(self._z, self._y, dy))
+        if self._fast and self._xw is not None:
+            dz, db = K_bias_act.bias_activation_backward(self._y, np.asarray(dy, self._y.dtype), self._fused_code(),
+                                                         self.use_bias)
+            return self.backward_from_logits(dz, db)
+        return self.backward_from_logits(self.activation.backward(self.logits, self._y, dy))
 
-    def backward_from_logits(self, dz):
-        """Backward pass starting from dL/dz (used when the loss is fused with sigmoid/softmax)."""
-        dx, dW, db = dense_backward(self._x, self.kernel, dz, self.use_bias, self.input_gradient_needed)
+    def backward_from_logits(self, dz, db=None):
+        """Backward pass starting from dL/dz (used when the loss is fused with sigmoid/softmax); ``db`` = Σ dz if
+        already known."""
+        if not self._fast:
+            dx, dW, db = dense_backward(self._x, self.kernel, dz, self.use_bias, self.input_gradient_needed)
+        else:
+            dx, dW, db = self._fast_backward(dz, db)
         self.gradients = [dW, db] if self.use_bias else [dW]
         return dx
+
+    @kernel_entry
+    def _fast_backward(self, dz, db):
+        x_rows, dz_rows = self._x.reshape(-1, self._x.shape[-1]), dz.reshape(-1, self.units)
+        dW = K_blas.matmul_tn(x_rows, dz_rows)
+        if self.use_bias and db is None:
+            db = dz_rows.sum(axis=0)
+        dx = K_blas.matmul_nt(dz_rows, self.kernel).reshape(self._x.shape) if self.input_gradient_needed else None
+        return dx, dW, db
 
     @property
     def logits(self):
         """The pre-activation z of the last forward call."""
+        if self._z is None and self._xw is not None:
+            z = self._xw if self._b is None else self._xw + self._b
+            return z.reshape(self._y.shape)
         return self._z
 
 

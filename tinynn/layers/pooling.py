@@ -15,8 +15,9 @@ mask, so padded steps take part in a global max). GlobalAveragePooling1D takes `
 (a masked mean) and, like Keras, outputs no mask.
 
 Code, reference first: :mod:`tinynn.kernels.reference.pooling` (``max_pool1d_forward`` / ``_backward``,
-``avg_pool1d_forward`` / ``_backward``: the 'reference' kernel mode), then the numba twins in
-:mod:`tinynn.kernels.pooling` (the default 'fast' mode). The global poolings are NumPy reductions in both modes.
+``avg_pool1d_forward`` / ``_backward``, ``global_max_pool1d_*``, ``global_avg_pool1d_*``: the 'reference' kernel
+mode), then the numba twins in :mod:`tinynn.kernels.pooling` (the default 'fast' mode). A masked global average
+stays a NumPy expression in both modes.
 """
 
 from __future__ import annotations
@@ -25,12 +26,18 @@ import numpy as np
 
 from .. import config
 from ..kernels import pooling as K_pool
+from ..kernels import warmup
 from ..kernels.reference import pooling as R_pool
 from ..kernels.reference.conv import conv_padding
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int_tuple
 from .base import InputSpec, format_shape
 from .conv import DataFormatLayer
+
+
+def _fast(layer, x, mask) -> bool:
+    """The fast kernels, unless in reference mode or still compiling (:func:`tinynn.kernels.warmup.fast_ready`)."""
+    return config.kernel_mode() == "fast" and warmup.fast_ready(layer, x, mask)
 
 
 class _Pool1DBase(DataFormatLayer):
@@ -99,9 +106,9 @@ class MaxPooling1D(_Pool1DBase):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
     def forward(self, x, training=False, mask=None):
+        self._kernels = K_pool if _fast(self, x, mask) else R_pool
         x = self._to_last(x)
         pl, l_out = self._geometry(x.shape[1], x.shape)
-        self._kernels = R_pool if config.kernel_mode() == "reference" else K_pool
         y, self._a = self._kernels.max_pool1d_forward(x, self.pool_size[0], self.strides[0], pl, l_out)
         self._length = x.shape[1]
         return self._from_last(y)
@@ -128,10 +135,10 @@ class AveragePooling1D(_Pool1DBase):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
     def forward(self, x, training=False, mask=None):
+        self._kernels = K_pool if _fast(self, x, mask) else R_pool
         x = self._to_last(x)
         self._pl, l_out = self._geometry(x.shape[1], x.shape)
         self._length = x.shape[1]
-        self._kernels = R_pool if config.kernel_mode() == "reference" else K_pool
         return self._from_last(self._kernels.avg_pool1d_forward(x, self.pool_size[0], self.strides[0], self._pl,
                                                                  l_out))
 
@@ -176,6 +183,14 @@ class _GlobalPool1DBase(DataFormatLayer):
         """dy with the steps axis restored (length 1) for broadcasting."""
         return dy if self.keepdims else np.expand_dims(dy, self._time_axis)
 
+    def _restore(self, y: np.ndarray) -> np.ndarray:
+        """The pooled (B, C) as this layer's output (with the steps axis when keepdims)."""
+        return np.expand_dims(y, self._time_axis) if self.keepdims else y
+
+    def _squeeze(self, dy: np.ndarray) -> np.ndarray:
+        """dL/dy as (B, C)."""
+        return np.squeeze(dy, self._time_axis) if self.keepdims else dy
+
 
 class GlobalMaxPooling1D(_GlobalPool1DBase):
     r"""``GlobalMaxPooling1D(data_format=None, keepdims=False)``: max over the steps axis. Masks are
@@ -190,14 +205,15 @@ class GlobalMaxPooling1D(_GlobalPool1DBase):
     """
 
     def forward(self, x, training=False, mask=None):
-        y = x.max(axis=self._time_axis, keepdims=True)
-        e = (x == y).astype(x.dtype)
-        self._share = e / e.sum(axis=self._time_axis, keepdims=True)
-        return y if self.keepdims else np.squeeze(y, self._time_axis)
+        self._kernels = K_pool if _fast(self, x, None) else R_pool
+        self._x = self._to_last(x)
+        self._y = self._kernels.global_max_pool1d_forward(self._x)  # (B, C)
+        return self._restore(self._y)
 
     def backward(self, dy):
         self.gradients = []
-        return self._share * self._keep(dy)
+        dx = self._kernels.global_max_pool1d_backward(self._x, self._y, self._squeeze(dy))
+        return self._from_last(dx)
 
 
 class GlobalAveragePooling1D(_GlobalPool1DBase):
@@ -228,7 +244,8 @@ class GlobalAveragePooling1D(_GlobalPool1DBase):
         if mask is None:
             self._m = None
             self._steps = x.shape[axis]
-            return x.mean(axis=axis, keepdims=self.keepdims)
+            self._kernels = K_pool if _fast(self, x, None) else R_pool
+            return self._restore(self._kernels.global_avg_pool1d_forward(self._to_last(x)))
         mask = np.asarray(mask)  # its shape (batch, steps) is checked before forward runs (Layer.check_mask)
         m = np.expand_dims(mask.astype(bool), 2 if axis == 1 else 1)  # (B, T, 1) or (B, 1, T)
         n = m.sum(axis=axis, keepdims=True).astype(x.dtype)
@@ -239,10 +256,8 @@ class GlobalAveragePooling1D(_GlobalPool1DBase):
 
     def backward(self, dy):
         self.gradients = []
-        dy = self._keep(dy)
         if self._m is None:
-            shape = list(dy.shape)
-            shape[self._time_axis] = self._steps
-            return np.broadcast_to(dy / dy.dtype.type(self._steps), shape).copy()
+            return self._from_last(self._kernels.global_avg_pool1d_backward(self._squeeze(dy), self._steps))
+        dy = self._keep(dy)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self._m, dy / self._n, 0).astype(dy.dtype)

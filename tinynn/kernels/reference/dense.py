@@ -7,8 +7,9 @@ are flattened to rows for the sums::
     dz = act'(z) ⊙ dy       (act.backward)
     dW = xᵀ dz   (n_in, u)     db = Σ_rows dz   (u,)     dx = dz Wᵀ   (..., n_in)
 
-Dense has no separate fast kernel: NumPy's matmul (BLAS) is already the fast path, so both kernel modes run
-these functions.
+The 'reference' kernel mode runs these functions; the fast mode (``tinynn.layers.Dense``) computes the same
+products in single-threaded BLAS pieces on the cores (:mod:`tinynn.kernels.blas`) and the bias and activation in
+one pass each way (:mod:`tinynn.kernels.bias_activation`).
 """
 
 from __future__ import annotations

@@ -16,6 +16,13 @@ Average ('same' divides by the number of real steps, as TF does)::
     y[b,t,c]   = Σ_{i ∈ W_t} x[b,i,c] / n_t
     dx[b,i,c]  = Σ_{t: i ∈ W_t} dy[b,t,c] / n_t
 
+Global pooling over all L steps (no mask; GlobalMaxPooling1D's tie rule is tf.reduce_max's gradient: tied
+maxima share the gradient equally)::
+
+    max:   y[b,c] = max_i x[b,i,c],     e[b,i,c] = [x[b,i,c] = y[b,c]],   n[b,c] = Σ_i e[b,i,c]
+           dx[b,i,c] = (e[b,i,c] / n[b,c]) · dy[b,c]
+    mean:  y[b,c] = Σ_i x[b,i,c] / L,   dx[b,i,c] = dy[b,c] / L
+
 Each function loops over the Lo windows with array slices. The numba versions: :mod:`tinynn.kernels.pooling`.
 """
 
@@ -23,7 +30,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["avg_pool1d_backward", "avg_pool1d_forward", "max_pool1d_backward", "max_pool1d_forward"]
+__all__ = [
+    "avg_pool1d_backward", "avg_pool1d_forward", "global_avg_pool1d_backward", "global_avg_pool1d_forward",
+    "global_max_pool1d_backward", "global_max_pool1d_forward", "max_pool1d_backward", "max_pool1d_forward",
+]
 
 
 def window(t: int, L: int, P: int, S: int, pl: int) -> tuple[int, int]:
@@ -71,3 +81,26 @@ def avg_pool1d_backward(dy, length, pool_size, stride, pad_left):
         lo, hi = window(t, length, pool_size, stride, pad_left)
         dx[:, lo:hi] += dy[:, t : t + 1] / (hi - lo)
     return dx
+
+
+def global_max_pool1d_forward(x):
+    """y (B, C) = the max over the steps of x (B, L, C)."""
+    return x.max(axis=1)
+
+
+def global_max_pool1d_backward(x, y, dy):
+    """dx (B, L, C): dy shared equally by the steps that reached the max."""
+    e = (x == y[:, None, :]).astype(x.dtype)
+    share = e / e.sum(axis=1, keepdims=True)
+    return share * dy[:, None, :]
+
+
+def global_avg_pool1d_forward(x):
+    """y (B, C) = the mean over the steps of x (B, L, C)."""
+    return x.mean(axis=1)
+
+
+def global_avg_pool1d_backward(dy, length: int):
+    """dx (B, L, C) = dy / L at every step."""
+    B, C = dy.shape
+    return np.broadcast_to((dy / dy.dtype.type(length))[:, None, :], (B, length, C)).copy()

@@ -39,7 +39,7 @@ import numpy as np
 
 from ... import activations, config, graph
 from ... import initializers as _init
-from ...kernels import blas, layout
+from ...kernels import blas, layout, warmup
 from ...kernels import recurrent as fast_recurrent
 from ...kernels.reference import layout as reference_layout
 from ...kernels.reference import recurrent as reference_recurrent
@@ -67,9 +67,12 @@ class _Kernels:
 _FAST, _REFERENCE = _Kernels(reference=False), _Kernels(reference=True)
 
 
-def kernels_for_mode() -> _Kernels:
-    """The recurrent kernels of the current ``tinynn.config.kernel_mode()``."""
-    return _REFERENCE if config.kernel_mode() == "reference" else _FAST
+def kernels_for_mode(layer=None, x=None, mask=None) -> _Kernels:
+    """The recurrent kernels of the current ``tinynn.config.kernel_mode()``; given a layer and its input, the
+    reference ones also while the fast ones are still compiling (:func:`tinynn.kernels.warmup.fast_ready`)."""
+    if config.kernel_mode() == "reference" or (layer is not None and not warmup.fast_ready(layer, x, mask)):
+        return _REFERENCE
+    return _FAST
 
 
 class RecurrentLayer(Layer):
@@ -301,11 +304,15 @@ class RecurrentLayer(Layer):
         return out
 
     # ------------------------------------------------------------------ forward / backward
-    def _project(self, k: _Kernels, xt: np.ndarray, dm) -> np.ndarray:
-        """xp = x̃ W for all steps at once: (T, B, n_in) -> (T, B, G·u)."""
+    def _project(self, k: _Kernels, xt: np.ndarray, dm, training: bool = True):
+        """xp = x̃ W for all steps at once: (T, B, n_in) -> (T, B, G·u). The fast loops take x̃ and W instead
+        (:class:`tinynn.kernels.recurrent.Projection`) when one x̃ serves every gate: they form each step's x̃_t W
+        in the step's own rows, and keep no gates for a backward outside training."""
         T, B, n_in = xt.shape
         W = self.kernel
         Gu = W.shape[1]
+        if not k.reference and (dm is None or len(dm) == 1):
+            return fast_recurrent.Projection(xt if dm is None else xt * dm[0], W, keep_gates=training)
         if dm is None:
             xp = k.matmul(xt.reshape(T * B, n_in), W)
         elif len(dm) == 1:
@@ -352,11 +359,11 @@ class RecurrentLayer(Layer):
         B, T, n_in = x.shape
         mask = self._mask_array(mask)
         initial_state = self._check_initial_state(initial_state, B)
-        k = kernels_for_mode()
+        k = kernels_for_mode(self, x, mask)
         xt = k.to_time_major(x, reverse=self.go_backwards)  # (T, B, n_in) in processing order
         mask_t = None if mask is None else np.ascontiguousarray(mask.T[::-1] if self.go_backwards else mask.T)
         dm, rm = self._dropout_multipliers(B, n_in, training)
-        xp = self._project(k, xt, dm)
+        xp = self._project(k, xt, dm, training)
         if initial_state is not None:
             init = initial_state
         elif self.stateful:
@@ -376,6 +383,7 @@ class RecurrentLayer(Layer):
         self._cache = {
             "kernels": k, "xt": xt, "dm": dm, "rm": rm, "mask_t": mask_t, "out_mask": out_mask, "seqs": seqs,
             "loop": cache, "has_initial_state": initial_state is not None,
+            "rerun": None if cache is not None else (xp._replace(keep_gates=True), init),
         }
         return [y, *finals] if self.return_state else y
 
@@ -398,7 +406,11 @@ class RecurrentLayer(Layer):
                 dseq = k.to_time_major(d_out, mask=out_mask)
             else:
                 d_final[0] += d_out if out_mask is None else d_out * out_mask[-1][:, None]
-        dxp, rec_grads, d_init, db_in = self._loop_backward(k.loops, c["loop"], c["rm"], c["mask_t"], seqs, dseq,
+        loop_cache = c["loop"]
+        if loop_cache is None:  # an inference forward kept no gates: the same loop again, keeping them
+            projection, init = c["rerun"]
+            seqs, loop_cache = self._loop(k.loops, projection, c["rm"], c["mask_t"], init)
+        dxp, rec_grads, d_init, db_in = self._loop_backward(k.loops, loop_cache, c["rm"], c["mask_t"], seqs, dseq,
                                                             d_final)
         dW, dxt = self._project_backward(k, dxp, c["xt"], c["dm"])
         dx = None if dxt is None else k.to_batch_major(dxt, reverse=self.go_backwards)

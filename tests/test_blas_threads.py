@@ -1,0 +1,117 @@
+"""The BLAS binding of the numba kernels (tinynn.kernels.cblas / blas.gemm), its thread control, and the
+subnormal-flushing scope the kernels run in (tinynn.kernels.denormals, parallel.kernel_scope)."""
+
+import ctypes
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from tinynn.kernels import blas, cblas, cblas_adapters, denormals, parallel
+
+
+@given(M=st.integers(1, 40), K=st.integers(0, 30), N=st.integers(1, 40), trans_a=st.booleans(),
+       trans_b=st.booleans(), beta=st.sampled_from([0.0, 1.0, -0.5]), views=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+@example(M=5, K=0, N=3, trans_a=False, trans_b=False, beta=1.0, views=True, dtype=np.float64, seed=0)  # empty sum
+@example(M=7, K=9, N=11, trans_a=True, trans_b=True, beta=-0.5, views=True, dtype=np.float32, seed=1)
+def test_gemm_on_views_transposes_and_accumulation(M, K, N, trans_a, trans_b, beta, views, dtype, seed):
+    """out = op(a) op(b) + β out on column blocks / row slices of larger arrays, against NumPy in float64."""
+    rng = np.random.default_rng(seed)
+
+    def operand(rows, cols):
+        if not views:
+            return rng.normal(size=(rows, cols)).astype(dtype)
+        big = rng.normal(size=(rows + 3, cols + 5)).astype(dtype)
+        return big[2:2 + rows, 3:3 + cols]  # unit stride along rows, a longer row stride
+
+    a = operand(K, M) if trans_a else operand(M, K)
+    b = operand(N, K) if trans_b else operand(K, N)
+    out_big = rng.normal(size=(M + 2, N + 4)).astype(dtype)
+    out = out_big[1:1 + M, 2:2 + N]
+    before, frame = out.astype(np.float64), out_big.copy()
+    want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64) + beta * before
+    blas.gemm(a, b, out, trans_a, trans_b, beta)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    assert np.max(np.abs(out - want)) <= tol * max(1.0, np.max(np.abs(want)))
+    frame[1:1 + M, 2:2 + N] = out
+    np.testing.assert_array_equal(out_big, frame)  # nothing outside the block was written
+
+
+def test_gemm_rejects_misfit_shapes_and_strided_rows():
+    a, b, out = np.ones((3, 4)), np.ones((5, 2)), np.zeros((3, 2))
+    with pytest.raises(ValueError, match="shapes do not fit"):
+        blas.gemm(a, b, out, False, False, 0.0)
+    with pytest.raises(ValueError, match="unit-stride"):
+        blas.gemm(np.ones((3, 8))[:, ::2], np.ones((4, 2)), out, False, False, 0.0)
+
+
+def test_numpy_blas_is_found_and_held_to_one_thread():
+    info = cblas.library()
+    assert info["sizes"] in ("int64", "int32", None)
+    if not cblas.can_limit_threads():
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose thread count can be set")
+    get = cblas._bind()["threads"][0]
+    before = get()
+    with cblas.single_threaded():
+        assert get() == 1
+        with cblas.single_threaded():  # nested: still one, and the outer block restores
+            assert get() == 1
+        assert get() == 1
+    assert get() == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_dot_adapter_computes_the_cblas_product(dtype):
+    """The fallback for a machine without a 64-bit-size CBLAS, called through its C entry point."""
+    sgemm, dgemm = cblas_adapters.numpy_dot_adapters()
+    fn = sgemm if dtype == np.float32 else dgemm
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4, 9)).astype(dtype), rng.normal(size=(6, 9)).astype(dtype)  # a (M, K), b (N, K)
+    big = rng.normal(size=(4, 8)).astype(dtype)
+    c, before = big[:, 1:7], big[:, 1:7].astype(np.float64)  # ldc = 8
+    ptr = ctypes.POINTER(ctypes.c_float if dtype == np.float32 else ctypes.c_double)
+    fn.ctypes(cblas_adapters.ROW_MAJOR, cblas_adapters.NO_TRANS, cblas_adapters.TRANS, 4, 6, 9, 2.0,
+              a.ctypes.data_as(ptr), 9, b.ctypes.data_as(ptr), 9, 0.5, c.ctypes.data_as(ptr), 8)
+    want = 2.0 * a.astype(np.float64) @ b.T.astype(np.float64) + 0.5 * before
+    np.testing.assert_allclose(c, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+def _subnormal_product() -> float:
+    tiny = np.array([1e-39], np.float32)  # subnormal in float32
+    return float((tiny * np.float32(1.0))[0])
+
+
+@pytest.mark.skipif(not denormals.supported(), reason="the modes live in x86-64's MXCSR")
+def test_kernel_scope_flushes_subnormals_and_restores_the_thread():
+    assert _subnormal_product() != 0.0 and not denormals.mode_is_on()
+    with parallel.kernel_scope():
+        assert denormals.mode_is_on()
+        assert _subnormal_product() == 0.0  # denormals-are-zero: a subnormal operand counts as 0
+        with parallel.kernel_scope():
+            assert denormals.mode_is_on()
+        assert denormals.mode_is_on()
+    assert _subnormal_product() != 0.0 and not denormals.mode_is_on()  # NumPy outside the kernels: IEEE again
+
+
+@pytest.mark.skipif(not denormals.supported(), reason="the modes live in x86-64's MXCSR")
+def test_reference_mode_scope_runs_no_numba_and_keeps_subnormals():
+    from tinynn import config
+
+    with config.kernels("reference"), parallel.kernel_scope():
+        assert _subnormal_product() != 0.0
+
+
+@pytest.mark.skipif(not denormals.supported(), reason="the modes live in x86-64's MXCSR")
+def test_worker_threads_flush_subnormals(monkeypatch):
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    seen = {}
+
+    def piece(k):
+        seen[k] = (threading.current_thread().name, denormals.mode_is_on())
+
+    parallel.run_parallel(lambda: piece(0), lambda: piece(1))
+    assert seen[1][0].startswith("tinynn") and seen[1][1]  # the pool's thread: on for good
+    assert seen[0] == (threading.current_thread().name, False)  # the caller's thread: only inside kernel scopes

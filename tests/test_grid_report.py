@@ -1,0 +1,105 @@
+"""benchmarks/grid.py's grid and reporting (points, ratios, sgemm fraction, RESULTS.md section, plot) on made-up
+measurements; no benchmark is run."""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+import sys
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def grid():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("grid")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _row(case, w, t, b, ours, keras, torch, gemm=None):
+    o = {"train": ours, "predict": ours / 3, "rss": 100.0}
+    if gemm is not None:
+        o.update(numpy_gemm_train=gemm, numpy_gemm_predict=gemm / 4)
+    return {"case": case, "width": w, "length": t, "batch": b, "load": [1.0, 1.5], "tinynn": o,
+            "keras": {"train": keras, "predict": keras / 3, "rss": 700.0},
+            "torch": {"train": torch, "predict": torch / 2, "rss": 300.0}}
+
+
+def test_the_grid_reaches_both_ends_of_every_axis(grid):
+    pts = grid.points()
+    assert {min(p[0] for p in pts), max(p[0] for p in pts)} == {32, 512}
+    assert {min(p[1] for p in pts), max(p[1] for p in pts)} == {50, 1000}
+    assert {min(p[2] for p in pts), max(p[2] for p in pts)} == {1, 256}
+    assert grid.CENTRE in pts and len(pts) == len(set(pts))
+    assert set(grid.CASES) == {"SimpleRNN", "LSTM", "GRU", "Bidirectional", "Conv1D", "Dense"}
+    assert all(len(p) == 3 for p in grid.points(quick=True))
+
+
+def test_gemm_bound_points_are_the_ones_with_large_products(grid):
+    assert grid.gemm_bound(grid.CASES["LSTM"], 256, 100, 64)
+    assert not grid.gemm_bound(grid.CASES["LSTM"], 32, 100, 64)  # a 32-wide recurrent product
+    assert grid.gemm_bound(grid.CASES["Dense"], 128, 100, 1)  # 100 rows of one sample's steps
+    assert not grid.gemm_bound(grid.CASES["Dense"], 32, 100, 64)
+    shapes = grid.CASES["GRU"].gemms(128, 100, 64, 64)
+    assert (64, 128, 384, 100) in shapes["predict"]  # h U at each of the 100 steps
+    assert len(shapes["train"]) > len(shapes["predict"])
+
+
+def test_rows_give_ratios_against_the_faster_framework_and_fractions_at_gemm_bound_points(grid):
+    rows = [_row("LSTM", 256, 100, 64, 50.0, 100.0, 40.0, gemm=30.0), _row("LSTM", 32, 100, 64, 5.0, 20.0, 10.0)]
+    table = grid.table_rows(rows)
+    assert table[0]["train ratio"] == f"{40.0 / 50.0:.2f}× (PyTorch)"
+    assert table[1]["train ratio"] == f"{10.0 / 5.0:.2f}× (PyTorch)"
+    assert table[0]["sgemm fraction train / predict"] == f"{30.0 / 50.0:.0%} / {7.5 / (50.0 / 3):.0%}"
+    assert table[1]["sgemm fraction train / predict"] == ""  # not GEMM-bound
+    assert table[0]["peak MiB tinynn / Keras / PyTorch"] == "100 / 700 / 300"
+    summary = grid.summary(rows)
+    assert "train: tinynn at least as fast as the faster framework on 1 of 2 points" in summary
+    assert "sgemm fraction >= 80% on 0 of 1" in summary
+
+
+def test_an_error_is_reported_in_its_row(grid):
+    table = grid.table_rows([{"case": "GRU", "width": 32, "length": 50, "batch": 1, "tinynn": {"error": "boom"}}])
+    assert table[0]["tinynn train ms"] == "error: boom"
+
+
+def test_the_section_replaces_only_itself_and_sits_before_the_design_notes(grid):
+    rows = [_row("Conv1D", 128, 100, 64, 10.0, 12.0, 11.0, gemm=8.0)]
+    info = {"date": "2000-01-01", "cpu": "test cpu", "cores": 2}
+    section = grid.section(rows, info, quick=False)
+    assert section.startswith(grid.SECTION) and "2000-01-01 on test cpu (2 cores)" in section
+    assert "| Conv1D | 128 | 100 | 64 |" in section
+    notes = "## Kernel design measurements\n\n| a | b |\n"
+    text = grid.replace_section("# Benchmark results\n\n## Models\n\n- M1\n\n" + notes, section)
+    assert text.index(grid.SECTION) < text.index("## Kernel design measurements") and text.endswith(notes)
+    again = grid.replace_section(text, section.replace("2000-01-01", "2001-01-01"))
+    assert again.count(grid.SECTION) == 1 and "2001-01-01" in again and "2000-01-01" not in again
+    assert again.endswith(notes) and "## Models\n\n- M1" in again
+
+
+def test_run_py_keeps_the_grid_section(grid, tmp_path):
+    import run
+
+    section = grid.section([_row("Dense", 64, 100, 64, 1.0, 2.0, 3.0)], {"date": "d", "cpu": "c", "cores": 2}, False)
+    (tmp_path / "RESULTS.md").write_text("# old\n\n" + section + "\n## Kernel design measurements\n\nnotes\n")
+    ours = {"train": 1.0, "predict": 0.5, "first_train": 5.0, "compile_ms": 10.0, "rss": 100.0,
+            "cold_start_warm_cache": 0.8, "cold_start_empty_cache": 2.0,
+            "compile_profile": {"families": {"recurrent": 4.0, "blas": 1.0}, "specialisations": {"recurrent": 8},
+                                "total": 5.0}}
+    info = {"date": "2000-01-01", "cpu": "test cpu", "cores": 2, "python": "3.x", "versions": {"numpy": "0"}}
+    text = run.write_results([{"model": "M3", "tinynn": ours}], info, tmp_path, repeats=3, load=[1.0])
+    assert text.count(grid.SECTION) == 1 and "| Dense | 64 | 100 | 64 |" in text
+    assert text.index(grid.SECTION) < text.index("## Kernel design measurements")
+    assert "| M3 | 5.0 | 4.00 (8) | 1.00 |" in text  # compile time per kernel family
+
+
+def test_plot_is_written(grid, tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [_row(case, w, 100, 64, w / 10, w / 5, w / 8) for case in ("LSTM", "Dense") for w in (32, 128, 512)]
+    png = grid.plot(rows, tmp_path / "g.png", {"date": "2000-01-01", "cpu": "test cpu", "cores": 2})
+    assert png.read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,110 @@
+"""Background compilation (tinynn.kernels.warmup): while a layer's kernels compile, it runs its NumPy twins and
+gives the same numbers; once they are ready it runs them. The suite itself runs in "wait" mode (conftest)."""
+
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+from tinynn import config, layers
+from tinynn.kernels import blas, warmup
+
+
+@pytest.fixture
+def background(monkeypatch):
+    """Background compile mode with a clean task table; the compiling process replaced by compiling here."""
+    monkeypatch.setattr(config, "_COMPILE", "background")
+    monkeypatch.setattr(warmup, "_tasks", {})
+    monkeypatch.setattr(warmup, "_fresh", False)
+    monkeypatch.setattr(warmup, "_compile_in_subprocess", lambda specs: False)
+    yield
+    assert warmup.wait_until_idle(timeout=120)
+
+
+def _fresh_kernel():
+    """A numba function no process has compiled (new code object: the disk cache cannot hold it)."""
+    namespace: dict = {}
+    exec("def f(x):\n    return x * 2.0 + 1.0\n", namespace)  # noqa: S102 - a throwaway kernel for the test
+    return numba.njit(namespace["f"])
+
+
+def test_wait_mode_is_always_ready():
+    assert config.compile_mode() == "wait"  # tests/conftest.py
+    layer = layers.Dense(3)
+    assert warmup.fast_ready(layer, np.ones((2, 4), np.float32))
+    assert warmup.kernel_ready(_fresh_kernel(), 1.0)
+
+
+def test_a_kernel_that_needs_compiling_is_not_ready_until_compiled(background):
+    kernel = _fresh_kernel()
+    assert not warmup.kernel_ready(kernel, 1.0)  # the background thread met a compile: do not wait for it
+    assert warmup.wait_until_idle(timeout=120)
+    assert warmup.kernel_ready(kernel, 1.0) and kernel(1.0) == 3.0
+
+
+def test_a_layer_runs_its_numpy_twins_while_compiling_then_the_fast_kernels(background, monkeypatch):
+    """The warm-up meets a compile, so the first calls run the reference path (no fast BLAS call); the
+    numbers equal the fast path's; after the warm-up the fast kernels run."""
+    kernel = _fresh_kernel()
+    real_run = warmup._run_layer
+
+    def run_needing_a_compile(*args):
+        kernel(1.0)  # a compile event inside the warm-up, as with an empty cache
+        real_run(*args)
+
+    monkeypatch.setattr(warmup, "_run_layer", run_needing_a_compile)
+    fast_calls = []
+    real_matmul = blas.matmul
+    monkeypatch.setattr(blas, "matmul", lambda *a, **k: fast_calls.append(1) or real_matmul(*a, **k))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 64)).astype(np.float32)  # large enough for the fast path (small Dense layers use NumPy)
+    layer = layers.Dense(64, activation="relu", bias_initializer="random_normal", dtype="float32")
+    y_first = layer(x)
+    assert not fast_calls  # the NumPy twin ran
+    assert warmup.wait_until_idle(timeout=120)
+    y_fast = layer(x)
+    assert fast_calls  # now the fast kernels
+    np.testing.assert_allclose(y_fast, y_first, rtol=1e-6, atol=1e-6)
+
+
+def test_a_layer_whose_kernels_load_from_the_cache_is_fast_from_its_first_call(background, monkeypatch):
+    layer = layers.Dense(64, dtype="float32")
+    x = np.ones((512, 64), np.float32)
+    with _wait():
+        layer(x)  # compiled (or loaded) here, in this process
+    fast_calls = []
+    real_matmul = blas.matmul
+    monkeypatch.setattr(blas, "matmul", lambda *a, **k: fast_calls.append(1) or real_matmul(*a, **k))
+    other = layers.Dense(64, dtype="float32")  # a new layer: its warm-up only loads, so the caller waits for it
+    other(x)
+    assert fast_calls
+
+
+class _wait:
+    """The "wait" compile mode inside the block."""
+
+    def __enter__(self):
+        self.previous = config._COMPILE
+        config.set_compile("wait")
+
+    def __exit__(self, *exc):
+        config.set_compile(self.previous)
+
+
+def test_the_compiling_process_fills_the_cache(tmp_path):
+    """The other process's side: a kernel spec compiled there lands in numba's cache folder."""
+    from tinynn.kernels import embedding
+
+    args = (np.zeros((2, 3)), np.zeros(0, np.int64), np.zeros((0, 3)))
+    spec = ("kernel", "tinynn.kernels.embedding", "_scatter_add", args)
+    root = str(pathlib.Path(embedding.__file__).resolve().parents[2])
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": root, "TINYNN_COMPILE": "wait"}
+    done = subprocess.run([sys.executable, "-c", "from tinynn.kernels import warmup; warmup._serve()"],
+                          input=pickle.dumps([spec]), env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any("_scatter_add" in p.name for p in tmp_path.rglob("*.nbi"))

@@ -1,0 +1,189 @@
+r"""numpy's own BLAS, bound for the numba kernels, and held to one thread while tinynn computes.
+
+**Which library.** The numba kernels call ``cblas_sgemm`` / ``cblas_dgemm`` of the BLAS that numpy itself loaded
+(the OpenBLAS that numpy's wheels bundle), under two symbol names registered with LLVM at import::
+
+    tinynn_cblas_sgemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)   (int64 sizes)
+    tinynn_cblas_dgemm(...)                                                                  (the same in float64)
+
+so a kernel can multiply row slices and column blocks in place (leading dimensions), transpose either operand
+and accumulate (``C = α op(A) op(B) + β C``) without copies, and numba's cached machine code finds the symbols
+again in every new process. Using numpy's BLAS (rather than the one scipy bundles, which numba's ``np.dot``
+calls) means one library, one thread setting, and no ``scipy.linalg`` import at start-up.
+
+Where numpy's BLAS has 32-bit sizes (``cblas_sgemm`` of a system OpenBLAS or MKL), a small numba adapter with the
+int64 signature forwards to it; where no CBLAS can be found at all, an adapter computes the product with numba's
+``np.dot`` (slower, same results). :func:`library` says which binding is in use.
+
+**Threads.** OpenBLAS runs a product on every core once M·N·K > 65536·4, and its threads meet at a spinning
+barrier: on cores shared with other processes a 64×64 @ 64×256 product then took 16 ms instead of 0.03 ms
+(``benchmarks/RESULTS.md``, "Kernel design measurements"). tinynn splits work over cores itself
+(:mod:`tinynn.kernels.parallel`), where it knows the pieces are independent, and runs every BLAS call inside
+:func:`single_threaded` — numpy's OpenBLAS set to one thread for the duration (nested and concurrent blocks
+are counted; the previous setting comes back when the last one ends). :func:`can_limit_threads` is False when
+the thread count cannot be set (not OpenBLAS); the kernels then leave the products whole and let BLAS thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import os
+import pathlib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from llvmlite import binding as _llvm
+
+__all__ = ["SGEMM", "DGEMM", "can_limit_threads", "library", "single_threaded"]
+
+#: The symbol names the kernels call (see the module docstring for the signature).
+SGEMM, DGEMM = "tinynn_cblas_sgemm", "tinynn_cblas_dgemm"
+
+_ILP64 = (("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"), ("cblas_sgemm64_", "cblas_dgemm64_"))
+_LP64 = (("scipy_cblas_sgemm", "scipy_cblas_dgemm"), ("cblas_sgemm", "cblas_dgemm"))
+_THREADS = (
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+)
+
+
+def _candidate_paths() -> list[str]:
+    """Shared libraries that may be numpy's BLAS: numpy's bundled ones first, then OpenBLAS/MKL/BLAS libraries
+    already mapped into this process (numpy is imported, so its BLAS is among them)."""
+    root = pathlib.Path(np.__file__).resolve().parent
+    bundled = []
+    for folder in (root.parent / "numpy.libs", root / ".dylibs"):
+        bundled += sorted(glob.glob(str(folder / "*openblas*")))
+    mapped = []
+    try:
+        for line in pathlib.Path("/proc/self/maps").read_text().splitlines():
+            path = line.split()[-1] if len(line.split()) >= 6 else ""
+            name = os.path.basename(path).lower()
+            if path.startswith("/") and any(k in name for k in ("openblas", "mkl_rt", "blas")) and path not in mapped:
+                mapped.append(path)
+    except OSError:  # not Linux
+        pass
+    return list(dict.fromkeys(bundled + mapped))
+
+
+def _address(lib, name: str) -> int | None:
+    try:
+        return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+    except AttributeError:
+        return None
+
+
+@functools.cache
+def _bind() -> dict:
+    """Find numpy's CBLAS, register the two symbols, and return what was found (see :func:`library`)."""
+    found: dict = {"path": None, "sizes": None, "threads": None}
+    for path in _candidate_paths():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for sizes, names in (("int64", _ILP64), ("int32", _LP64)):
+            for s_name, d_name in names:
+                s_addr, d_addr = _address(lib, s_name), _address(lib, d_name)
+                if s_addr and d_addr:
+                    found.update(path=path, sizes=sizes, s_addr=s_addr, d_addr=d_addr)
+                    break
+            if found["path"]:
+                break
+        if found["path"]:
+            for get_name, set_name in _THREADS:
+                if hasattr(lib, get_name) and hasattr(lib, set_name):
+                    get, set_ = getattr(lib, get_name), getattr(lib, set_name)
+                    get.restype, get.argtypes = ctypes.c_int, []
+                    set_.restype, set_.argtypes = None, [ctypes.c_int]
+                    found["threads"] = (get, set_)
+                    break
+            break
+    if found["sizes"] == "int64":
+        _llvm.add_symbol(SGEMM, found["s_addr"])
+        _llvm.add_symbol(DGEMM, found["d_addr"])
+    else:
+        from . import cblas_adapters  # numba cfuncs with the int64 signature (compiled, cached)
+
+        if found["sizes"] == "int32":
+            _llvm.add_symbol(cblas_adapters.SGEMM_LP64, found["s_addr"])
+            _llvm.add_symbol(cblas_adapters.DGEMM_LP64, found["d_addr"])
+            s_fn, d_fn = cblas_adapters.lp64_adapters()
+        else:
+            s_fn, d_fn = cblas_adapters.numpy_dot_adapters()
+        _llvm.add_symbol(SGEMM, s_fn.address)
+        _llvm.add_symbol(DGEMM, d_fn.address)
+    return found
+
+
+def library() -> dict:
+    """``{'path': file or None, 'sizes': 'int64' | 'int32' | None (np.dot adapter), 'threads': bool}``."""
+    found = _bind()
+    return {"path": found["path"], "sizes": found["sizes"], "threads": found["threads"] is not None}
+
+
+def can_limit_threads() -> bool:
+    """True when :func:`single_threaded` can hold numpy's BLAS to one thread (an OpenBLAS)."""
+    return _bind()["threads"] is not None
+
+
+_BOUND: dict = {"threads": None}  # what _bind found, set at import (below)
+_lock = threading.Lock()
+_depth = 0
+_saved = 1
+
+
+def enter_single_threaded() -> None:
+    """Hold numpy's BLAS to one thread until the matching :func:`exit_single_threaded` (counted, thread-safe)."""
+    global _depth, _saved
+    api = _BOUND["threads"]
+    if api is None:
+        return
+    get, set_ = api
+    with _lock:
+        if _depth == 0:
+            _saved = get()
+            if _saved != 1:
+                set_(1)
+        _depth += 1
+
+
+def exit_single_threaded() -> None:
+    global _depth
+    api = _BOUND["threads"]
+    if api is None:
+        return
+    with _lock:
+        _depth -= 1
+        if _depth == 0 and _saved != 1:
+            api[1](_saved)
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Inside the block numpy's BLAS runs each product on its calling thread (a no-op when it cannot be set)."""
+    enter_single_threaded()
+    try:
+        yield
+    finally:
+        exit_single_threaded()
+
+
+def blas_single_threaded(fn: Callable) -> Callable:
+    """Decorator: run ``fn`` inside :func:`single_threaded`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with single_threaded():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+_BOUND = _bind()
