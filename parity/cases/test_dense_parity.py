@@ -26,7 +26,8 @@ def every_activation(first_dtype: int) -> list[dict]:
     dtype=st.sampled_from(["float64", "float32"]),
     seed=st.integers(0, 2**16),
 )
-@examples(dict(units=3, n_in=4, batch=2, extra_axes=[], use_bias=True, seed=11), *every_activation(0))
+@examples(dict(units=3, n_in=4, batch=2, extra_axes=[], use_bias=True, seed=11),
+          *[dict(v, units=1 + i % 7) for i, v in enumerate(every_activation(0))])  # every units value too
 def test_dense_parity(units, n_in, batch, extra_axes, activation, use_bias, dtype, seed):
     x = np.random.default_rng(seed).normal(size=(batch, *extra_axes, n_in)).astype(dtype)
     layer = layers.Dense(units, activation=activation, use_bias=use_bias, dtype=dtype)

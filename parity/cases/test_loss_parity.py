@@ -125,6 +125,7 @@ def test_loss_on_probabilities_matches_keras(name, shape, dtype, weighted, seed)
     dtype=st.sampled_from(DTYPES),
     seed=st.integers(0, 2**16),
 )
+@examples(dict(name="categorical_crossentropy", batch=6, classes=5, scale=30.0, dtype="float32", seed=3))
 def test_logits_shortcut_matches_keras(name, batch, classes, scale, dtype, seed):
     """Keras reads the logits of its sigmoid/softmax (no clipping): large logits expose the difference."""
     rng = np.random.default_rng(seed)
