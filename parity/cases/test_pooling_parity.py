@@ -94,7 +94,7 @@ def _has_tied_maximum(kw) -> bool:
     return bool(((x == x.max(axis=1, keepdims=True)).sum(axis=1) > 1).any())
 
 
-@covers(tied_maximum=(_has_tied_maximum, [True]))
+@covers(tied_maximum=(lambda kw: (kw["kernels"], _has_tied_maximum(kw)), [("fast", True), ("reference", True)]))
 @given(
     length=st.integers(1, 9),
     channels=st.integers(1, 4),
@@ -104,11 +104,17 @@ def _has_tied_maximum(kw) -> bool:
     ties=st.booleans(),
     dtype=DTYPES,
     seed=st.integers(0, 2**16),
+    kernels=st.sampled_from(["fast", "reference"]),
 )
-def test_global_max_pooling1d_parity(length, channels, batch, keepdims, data_format, ties, dtype, seed):
+@examples(dict(length=6, channels=3, batch=3, keepdims=False, data_format="channels_last", ties=True,
+               dtype="float64", seed=0),
+          dict(kernels="fast"), dict(kernels="reference", length=9))
+def test_global_max_pooling1d_parity(length, channels, batch, keepdims, data_format, ties, dtype, seed, kernels):
+    """Both kernel paths (numba and the NumPy twin), with tied maxima: Keras splits their gradient equally."""
     layer = layers.GlobalMaxPooling1D(data_format=data_format, keepdims=keepdims, dtype=dtype)
     x = _input(seed, batch, length, channels, data_format, dtype, ties)
-    layer_parity(layer, x, seed=seed).assert_ok()
+    with config.kernels(kernels):
+        layer_parity(layer, x, seed=seed).assert_ok()
 
 
 @given(
