@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import tinynn as tn
+from parity import backend
 from parity.harness import compare
 from parity.training import TRAINING_TOLERANCE, keras_floatx, tinynn_floatx
 
@@ -99,8 +100,17 @@ def h5_layout(path) -> dict:
     return found
 
 
+def _float64_on_tensorflow_only(dtype: str = "float64") -> None:
+    """These whole-file checks compare float64 Keras predictions and training at 1e-10 / 1e-9; on JAX and torch
+    Keras computes parts of a float64 model in float32 (docs/parity.md, 'float64 is partly float32 on JAX and
+    torch'), which a whole-model check cannot tell apart from a tinynn error, so they run on TensorFlow."""
+    if dtype == "float64" and backend.current() != "tensorflow":
+        pytest.skip("float64 whole-model files: Keras on JAX/torch computes parts of them in float32 (docs/parity.md)")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_keras_files_load_in_tinynn_and_tinynn_files_in_keras(tmp_path, dtype):
+    _float64_on_tensorflow_only(dtype)
     km = keras_model(dtype)
     x = inputs(dtype)
     ref = predict(km, x)
@@ -162,6 +172,7 @@ def _assert_resumed(ours: list, ref: list) -> None:
 def test_training_resumes_across_the_file(tmp_path, fmt, direction, outputs):
     """One side trains an epoch and saves (losses, loss weights and metrics per output; Adam's state); the other
     loads; both train another epoch: the same weights and losses."""
+    _float64_on_tensorflow_only()
     x, y = _data(outputs)
     fit = dict(batch_size=8, epochs=1, shuffle=False, verbose=0)
     path = tmp_path / f"m{fmt}"
@@ -297,6 +308,7 @@ def build_flat(lib):
 def test_masks_and_initial_states_travel_in_both_formats(tmp_path):
     """An Embedding's mask (Keras records it as a NotEqual operation, which tinynn skips and recomputes) and an
     LSTM's initial_state taken from a second input, in .keras and .h5 both ways."""
+    _float64_on_tensorflow_only()
     with keras_floatx("float64"):
         ids, state = keras.Input((7,), dtype="int32", name="ids"), keras.Input((4,), name="state")
         seq = keras.layers.Embedding(12, 5, mask_zero=True, name="emb")(ids)
