@@ -148,7 +148,7 @@ class GemmRecorder:
     def numpy_seconds(shapes, repeats: int = 3) -> tuple[float, float]:
         """numpy.matmul on the same products (fresh arrays, best of ``repeats``): (as numpy runs it, with its BLAS's
         own threads; rows split over the cores' threads with single-threaded BLAS, as tinynn runs it)."""
-        from tinynn.kernels import blas_threads
+        from tinynn.kernels import cblas
         from tinynn.kernels.parallel import num_threads, run_parallel
 
         rng = np.random.default_rng(0)
@@ -166,7 +166,7 @@ class GemmRecorder:
                         if slot == 0:
                             np.matmul(a, b, out=out)
                         else:
-                            with blas_threads.single_threaded():
+                            with cblas.single_threaded():
                                 run_parallel(*[lambda r0=r0, r1=r1, a=a, b=b, out=out: np.matmul(a[r0:r1], b,
                                                                                                  out=out[r0:r1])
                                                for r0, r1 in pieces])  # fmt: skip

@@ -1,4 +1,4 @@
-"""Scaling grid: width × length × batch for the 1-D layer families, tinynn vs Keras 3 (TensorFlow) vs PyTorch.
+"""Scaling grid: width × length × batch for the layer families, tinynn vs Keras 3 (TensorFlow) vs PyTorch.
 
     python benchmarks/grid.py [--quick] [--cases LSTM,Conv1D] [--repeats 5] [--no-plot] [--out benchmarks]
 
@@ -6,9 +6,11 @@ Every point is one small model, trained with RMSprop on MSE, float32, its input 
 
     Input(length, features) -> LAYER -> head -> Dense(1)
 
-where LAYER is the case (``CASES``: SimpleRNN, LSTM, GRU, Bidirectional(LSTM), Conv1D, Dense) at the point's
-width (units / filters), and the head turns its output into one vector per sample (the recurrent layers return
-their last output; Conv1D and Dense are followed by GlobalAveragePooling1D). The grid is sparse: a centre point
+where LAYER is the case (``CASES``: SimpleRNN, LSTM, GRU, Bidirectional(LSTM), Conv1D, Dense, Conv2D) at the
+point's width (units / filters), and the head turns its output into one vector per sample (the recurrent layers
+return their last output; Conv1D and Dense are followed by GlobalAveragePooling1D, Conv2D by
+GlobalAveragePooling2D). Conv2D's input is an image of 16 channels whose side grows with the length (side² ≈
+10·length: 22, 32, 100 pixels for lengths 50, 100, 1000). The grid is sparse: a centre point
 (width 128, length 100, batch 64) and each axis swept alone from it to both of its ends (widths 32-512, lengths
 50-1000, batches 1-256). ``--quick`` runs three small points per case with fewer repeats (a smoke test).
 
@@ -70,7 +72,8 @@ class Case:
     ``layers(L, width)``: the layers after Input, with ``L`` tinynn.layers or keras.layers (same API);
     ``torch(width, features)``: a PyTorch module taking (batch, length, features);
     ``features(width)``: the input's last axis;
-    ``gemms(width, length, batch, features)``: ``{"train": [...], "predict": [...]}`` of :data:`Gemm`.
+    ``gemms(width, length, batch, features)``: ``{"train": [...], "predict": [...]}`` of :data:`Gemm`;
+    ``sample_shape(width, length)``: one sample's shape when it is not (length, features(width)) (images).
     """
 
     name: str
@@ -79,6 +82,13 @@ class Case:
     torch: Callable
     features: Callable
     gemms: Callable
+    sample_shape: Callable | None = None
+
+    def shape(self, width: int, length: int) -> tuple[int, ...]:
+        """One input sample's shape at this point."""
+        if self.sample_shape is not None:
+            return self.sample_shape(width, length)
+        return (length, self.features(width))
 
 
 def _recurrent_gemms(gates: int, directions: int = 1):
@@ -139,6 +149,35 @@ def _conv_gemms(w, T, B, F, K=5):
     return {"train": [(B * Lo, K * F, w, 1), (K * F, B * Lo, w, 1)], "predict": [(B * Lo, K * F, w, 1)]}
 
 
+IMAGE_CHANNELS = 16  # input channels of the Conv2D case
+
+
+def image_side(length: int) -> int:
+    """The Conv2D case's square image side for a grid length: side² ≈ 10·length (50 → 22, 100 → 32, 1000 → 100), so
+    the length axis sweeps the image's pixels over the same 20× range."""
+    return int(round((10 * length) ** 0.5))
+
+
+def _conv2d_gemms(w, T, B, F, K=3):
+    side = image_side(T) - K + 1
+    rows = B * side * side
+    return {"train": [(rows, K * K * F, w, 1), (K * K * F, rows, w, 1)], "predict": [(rows, K * K * F, w, 1)]}
+
+
+def _torch_conv2d(w, F):
+    from torch import nn
+
+    class Pooled2D(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(F, w, 3), nn.Linear(w, 1)
+
+        def forward(self, x):  # (B, H, W, C) as the other frameworks take it; Conv2d wants (B, C, H, W)
+            return self.head(self.conv(x.permute(0, 3, 1, 2)).relu().mean(dim=(2, 3)))
+
+    return Pooled2D()
+
+
 def _dense_gemms(w, T, B, F):
     return {"train": [(B * T, F, w, 1), (F, B * T, w, 1)], "predict": [(B * T, F, w, 1)]}
 
@@ -160,6 +199,11 @@ CASES: dict[str, Case] = {
     "Dense": Case("Dense", "Dense(w, relu) on every step of (length, w) → GlobalAveragePooling1D → Dense(1)",
                   lambda L, w: [L.Dense(w, activation="relu"), L.GlobalAveragePooling1D()],
                   _torch_pooled(lambda w, F: __import__("torch").nn.Linear(F, w)), lambda w: w, _dense_gemms),
+    "Conv2D": Case("Conv2D", "Conv2D(w, 3, relu) on (side, side, 16) images, side² ≈ 10·length → "
+                   "GlobalAveragePooling2D → Dense(1)",
+                   lambda L, w: [L.Conv2D(w, 3, activation="relu"), L.GlobalAveragePooling2D()],
+                   _torch_conv2d, lambda w: IMAGE_CHANNELS, _conv2d_gemms,
+                   sample_shape=lambda w, T: (image_side(T), image_side(T), IMAGE_CHANNELS)),
 }
 
 
@@ -183,7 +227,7 @@ def _data(case: Case, width: int, length: int, batch: int):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch, length, case.features(width))).astype(np.float32)
+    x = rng.normal(size=(batch, *case.shape(width, length))).astype(np.float32)
     y = rng.normal(size=(batch, 1)).astype(np.float32)
     return x, y
 
@@ -277,7 +321,7 @@ def worker(framework: str, case_name: str, width: int, length: int, batch: int, 
 
         if threads:
             torch.set_num_threads(threads)
-        net = case.torch(width, x.shape[2])
+        net = case.torch(width, x.shape[-1])
         opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         loss_fn = torch.nn.MSELoss()

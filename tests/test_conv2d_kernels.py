@@ -412,7 +412,7 @@ def test_work_sharing_covers_every_item_once_and_returns_results_in_order():
 
 def test_single_threaded_blas_block_restores_the_thread_count():
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    from tinynn.kernels import blas_threads
+    from tinynn.kernels import cblas
 
     np.ones((2, 2)) @ np.ones((2, 2))  # numpy's BLAS is loaded
 
@@ -421,11 +421,11 @@ def test_single_threaded_blas_block_restores_the_thread_count():
         return infos[0]["num_threads"] if infos else None
 
     before = numpy_blas_threads()
-    if before is None or not blas_threads.available():
+    if before is None or not cblas.can_limit_threads():
         pytest.skip("numpy's BLAS is not an OpenBLAS threadpoolctl can see")
-    with blas_threads.single_threaded():
+    with cblas.single_threaded():
         assert numpy_blas_threads() == 1
-        with blas_threads.single_threaded():  # nested blocks: still one thread, restored by the outermost only
+        with cblas.single_threaded():  # nested blocks: still one thread, restored by the outermost only
             assert numpy_blas_threads() == 1
         assert numpy_blas_threads() == 1
     assert numpy_blas_threads() == before

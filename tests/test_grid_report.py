@@ -36,7 +36,7 @@ def test_the_grid_reaches_both_ends_of_every_axis(grid):
     assert {min(p[1] for p in pts), max(p[1] for p in pts)} == {50, 1000}
     assert {min(p[2] for p in pts), max(p[2] for p in pts)} == {1, 256}
     assert grid.CENTRE in pts and len(pts) == len(set(pts))
-    assert set(grid.CASES) == {"SimpleRNN", "LSTM", "GRU", "Bidirectional", "Conv1D", "Dense"}
+    assert set(grid.CASES) == {"SimpleRNN", "LSTM", "GRU", "Bidirectional", "Conv1D", "Dense", "Conv2D"}
     assert all(len(p) == 3 for p in grid.points(quick=True))
 
 
@@ -48,6 +48,16 @@ def test_gemm_bound_points_are_the_ones_with_large_products(grid):
     shapes = grid.CASES["GRU"].gemms(128, 100, 64, 64)
     assert (64, 128, 384, 100) in shapes["predict"]  # h U at each of the 100 steps
     assert len(shapes["train"]) > len(shapes["predict"])
+
+
+def test_the_conv2d_case_sweeps_image_sides_with_the_length(grid):
+    conv2d = grid.CASES["Conv2D"]
+    assert [grid.image_side(t) for t in grid.LENGTHS] == [22, 32, 100]
+    assert conv2d.shape(128, 100) == (32, 32, grid.IMAGE_CHANNELS)
+    assert grid.CASES["LSTM"].shape(128, 100) == (100, grid.FEATURES)
+    shapes = conv2d.gemms(128, 100, 64, grid.IMAGE_CHANNELS)
+    assert shapes["predict"] == [(64 * 30 * 30, 9 * grid.IMAGE_CHANNELS, 128, 1)]  # im2col rows × (3·3·C) @ W
+    assert grid.gemm_bound(conv2d, 128, 100, 64) and not grid.gemm_bound(conv2d, 32, 100, 64)
 
 
 def test_rows_give_ratios_against_the_faster_framework_and_fractions_at_gemm_bound_points(grid):

@@ -108,3 +108,59 @@ def test_the_compiling_process_fills_the_cache(tmp_path):
                           input=pickle.dumps([spec]), env=env, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert any("_scatter_add" in p.name for p in tmp_path.rglob("*.nbi"))
+
+
+class _Spy:
+    """A kernel module whose attribute reads are recorded (which fast kernels a layer called)."""
+
+    def __init__(self, module, calls: list):
+        self._module, self._calls = module, calls
+
+    def __getattr__(self, name):
+        self._calls.append(name)
+        return getattr(self._module, name)
+
+
+IMAGE_LAYERS = {
+    "Conv2D": lambda: layers.Conv2D(4, 3, padding="same", activation="relu", bias_initializer="random_normal"),
+    "Conv2D channels_first": lambda: layers.Conv2D(4, (2, 3), strides=2, data_format="channels_first",
+                                                    bias_initializer="random_normal"),
+    "SeparableConv2D": lambda: layers.SeparableConv2D(5, 3, depth_multiplier=2, bias_initializer="random_normal"),
+    "DepthwiseConv2D": lambda: layers.DepthwiseConv2D(3, padding="same", bias_initializer="random_normal"),
+    "MaxPooling2D": lambda: layers.MaxPooling2D(2, padding="same"),
+    "AveragePooling2D channels_first": lambda: layers.AveragePooling2D(2, data_format="channels_first"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_LAYERS))
+def test_image_layers_run_their_numpy_twins_while_compiling_then_the_fast_kernels(background, monkeypatch, name):
+    """The 2-D family joins the warm-up like the 1-D layers: no fast kernel before its warm-up is done (the
+    warm-up's clone, built from the config, sees the input in the layer's own data format), the same numbers
+    forward and backward, the fast kernels afterwards."""
+    from tinynn.layers import conv2d as conv2d_layers
+    from tinynn.layers import pooling2d as pooling2d_layers
+
+    kernel = _fresh_kernel()
+    real_run = warmup._run_layer
+
+    def run_needing_a_compile(*args):
+        kernel(1.0)
+        real_run(*args)
+
+    monkeypatch.setattr(warmup, "_run_layer", run_needing_a_compile)
+    calls: list = []
+    monkeypatch.setattr(conv2d_layers, "K_conv2d", _Spy(conv2d_layers.K_conv2d, calls))
+    monkeypatch.setattr(pooling2d_layers, "K_pool2d", _Spy(pooling2d_layers.K_pool2d, calls))
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 6, 7, 5)).astype(np.float32)
+    layer = IMAGE_LAYERS[name]()
+    y_first = layer(x, training=True)
+    dy = rng.normal(size=y_first.shape).astype(np.float32)
+    dx_first = layer.backward(dy)
+    assert not calls, calls  # the NumPy twins ran, forward and backward
+    assert warmup.wait_until_idle(timeout=300)
+    y_fast = layer(x, training=True)
+    dx_fast = layer.backward(dy)
+    assert calls  # now the fast kernels
+    np.testing.assert_allclose(y_fast, y_first, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx_fast, dx_first, rtol=1e-5, atol=1e-6)

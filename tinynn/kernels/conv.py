@@ -55,6 +55,7 @@ from . import blas, windows
 from .layout import merge_groups, split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share
 from .reference.conv import conv_padding
+from .work_sharing import scratch as _scratch
 
 __all__ = [
     "conv1d_backward",
@@ -320,15 +321,6 @@ FORWARD_CHUNK_BYTES = 4 << 20
 BACKWARD_CHUNK_BYTES = 64 << 20
 #: The largest im2col columns a training forward keeps for the backward's weight gradient (``keep_cols``).
 KEEP_COLS_BYTES = 64 << 20
-
-
-def _scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
-    """A C-contiguous ``shape`` view of the reusable buffer ``workspace[name]`` (grown when too small)."""
-    size = int(np.prod(shape))
-    buf = workspace.get(name)
-    if buf is None or buf.size < size or buf.dtype != dtype:
-        buf = workspace[name] = np.empty(size, dtype=dtype)
-    return buf[:size].reshape(shape)
 
 
 def _chunk_ranges(B: int, bytes_per_sample: int, budget: int) -> list[tuple[int, int]]:

@@ -4,18 +4,19 @@ Why pulled and not fixed halves: on cores shared with other processes one of two
 a while; with fixed halves the other then waits for it at the end, with pulled pieces it takes over the remaining
 work. The image kernels (:mod:`tinynn.kernels.conv2d`, :mod:`tinynn.kernels.winograd`,
 :mod:`tinynn.kernels.pooling2d`) run their numba loops (which release the GIL) and single-threaded BLAS calls
-(:mod:`tinynn.kernels.blas_threads`) inside the pieces.
+(numpy's BLAS held to one thread by :func:`tinynn.kernels.parallel.kernel_scope`) inside the pieces. The pulling
+itself is :func:`tinynn.kernels.parallel.share`; this module adds the batch policy (when a pass is worth
+splitting, how fine) and the per-worker scratch buffers, which the 1-D convolutions use too.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import numpy as np
 
-from . import blas_threads
-from .parallel import num_threads, run_parallel
+from . import cblas
+from .parallel import kernel_scope, num_threads, share
 
 __all__ = ["scratch", "share_batch"]
 
@@ -35,26 +36,12 @@ def share_batch(task: Callable[[int, int, int], object], items: int, work: float
     that a task can keep per-thread scratch buffers and partial sums. BLAS runs single-threaded throughout.
     """
     workers = min(num_threads(), items)
-    if work < PARALLEL_WORK or workers <= 1 or (blas and not blas_threads.available()):
+    if work < PARALLEL_WORK or workers <= 1 or (blas and not cblas.can_limit_threads()):
         return [task(0, 0, items)]
     grain = max(1, -(-items // (PIECES_PER_THREAD * workers)))
-    lock = threading.Lock()
-    position = [0]
-
-    def worker(k: int) -> list:
-        results = []
-        while True:
-            with lock:
-                start = position[0]
-                position[0] = start + grain
-            if start >= items:
-                return results
-            results.append((start, task(k, start, min(items, start + grain))))
-
-    with blas_threads.single_threaded():
-        per_worker = run_parallel(*[lambda k=k: worker(k) for k in range(workers)])
-    # in range order, whichever thread computed them: partial sums added in this order are the same every run
-    return [r for _, r in sorted((pair for results in per_worker for pair in results), key=lambda pair: pair[0])]
+    ranges = [(start, min(items, start + grain)) for start in range(0, items, grain)]
+    with kernel_scope():  # BLAS on one thread per core; results in range order, whichever thread ran a range
+        return share(task, ranges)
 
 
 def scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:

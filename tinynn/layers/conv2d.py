@@ -28,6 +28,7 @@ from .. import activations, config
 from .. import initializers as _init
 from ..kernels import bias_activation as K_bias_act
 from ..kernels import conv2d as K_conv2d
+from ..kernels import warmup
 from ..kernels.fastmath import activation_code
 from ..kernels.reference import bias_activation as R_bias_act
 from ..kernels.reference import conv2d as R_conv2d
@@ -142,11 +143,12 @@ class _Conv2DBase(ImageLayer):
         return (input_shape[0], out_channels, *out)
 
     def _prepare(self, x: np.ndarray):
-        """x channels-last and C-contiguous (kept for the backward), its padding and output size, the kernel mode."""
+        """x channels-last and C-contiguous (kept for the backward), its padding and output size, the kernel mode:
+        the reference kernels in reference mode and while the fast ones compile (:mod:`tinynn.kernels.warmup`)."""
+        self._reference = config.kernel_mode() == "reference" or not warmup.fast_ready(self, x)
         x = np.ascontiguousarray(self._to_last(x))
         self._x = x
         self._pads, self._out_hw = self._geometry(x.shape[1:3], x.shape)
-        self._reference = config.kernel_mode() == "reference"
         return x
 
     # ------------------------------------------------------------------ bias + activation tail

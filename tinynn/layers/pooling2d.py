@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import config
 from ..kernels import pooling2d as K_pool2d
+from ..kernels import warmup
 from ..kernels.reference import conv2d as R_conv2d
 from ..kernels.reference import pooling2d as R_pool2d
 from .arguments import data_format as standardize_data_format
@@ -84,10 +85,12 @@ class _Pool2DBase(ImageLayer):
         return (input_shape[0], input_shape[1], *out)
 
     def _prepare(self, x):
+        """x channels-last and C-contiguous, the windows' geometry, the kernel mode (reference also while the fast
+        kernels compile: :mod:`tinynn.kernels.warmup`)."""
+        self._reference = config.kernel_mode() == "reference" or not warmup.fast_ready(self, x)
         x = np.ascontiguousarray(self._to_last(x))
         self._pads, self._out_hw = self._geometry(x.shape[1:3], x.shape)
         self._in_hw = x.shape[1:3]
-        self._reference = config.kernel_mode() == "reference"
         return x
 
 
