@@ -157,8 +157,8 @@ def test_benchmark_models_train_the_same_in_both_kernel_modes(bench, name, reque
                         parallel.row_pieces(*a))
     monkeypatch.setattr(bidirectional, "run_parallel", lambda *fns: pieces.append(len(fns)) or
                         parallel.run_parallel(*fns))
-    monkeypatch.setattr(work_sharing, "run_parallel", lambda *fns: pieces.append(len(fns)) or
-                        parallel.run_parallel(*fns))
+    monkeypatch.setattr(work_sharing, "share", lambda task, ranges: pieces.append(len(ranges)) or
+                        parallel.share(task, ranges))  # the image kernels' batch ranges, pulled by the cores
     winograd, uses_winograd = [], conv2d.uses_winograd  # the fast run's Winograd convolutions (MNIST convnet)
     monkeypatch.setattr(conv2d, "uses_winograd", lambda *a: winograd.append(uses_winograd(*a)) or winograd[-1])
     start, fast_history, fast_weights = _train(bench, name, "fast")
