@@ -40,11 +40,14 @@ MASK_STYLES = [None, "post", "pre", "holes"]
 
 
 def kernel_path(kind: str, pair: tuple) -> str:
-    """'numba' if tinynn runs this kind with these activations through its numba kernel, else 'numpy'."""
+    """'numba' if tinynn runs this kind with these activations through its numba kernel, else 'numpy'; the LSTM
+    with Keras's default activations has its own fused numba gate loop ('numba fused'), the others the generic one."""
     from tinynn.kernels import fastmath
 
     used = pair[:1] if kind == "SimpleRNN" else pair
     fast = all(fastmath.activation_code(tn_activations.get(a)) is not None for a in used)
+    if fast and kind == "LSTM" and tuple(pair) == ("tanh", "sigmoid"):
+        return "numba fused"
     return "numba" if fast else "numpy"
 
 
@@ -119,6 +122,7 @@ RNN_BASE = dict(data=sequence(3, 5, 2, "post", 7), kind="LSTM", units=3, return_
 @examples(RNN_BASE,
           dict(kind="LSTM", dtype="float32", activations=("tanh", "sigmoid"), zero_output_for_mask=True),
           dict(kind="LSTM", activations=("softsign", "sigmoid"), go_backwards=True, with_initial_state=True),
+          dict(kind="LSTM", activations=("relu", "hard_sigmoid"), data=sequence(2, 5, 3, "holes", 11), units=4),
           dict(kind="GRU", activations=("relu", "hard_sigmoid"), data=sequence(1, 6, 3, "holes", 8), units=5),
           dict(kind="GRU", activations=("softsign", "sigmoid"), dtype="float32"),
           dict(kind="SimpleRNN", activations=("elu", "softsign"), return_state=False),

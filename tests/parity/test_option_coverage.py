@@ -26,7 +26,7 @@ ROOT = coverage.tests_dir().parent.parent
 REQUIRED_CLAIMS = {
     "test_dense_parity.py::test_dense_parity": {"activation": 16},
     "test_dense_parity.py::test_activation_layer_parity": {"activation": 16},
-    "test_recurrent_parity.py::test_rnn_parity": {"kind_dtype": 8, "kind_path": 8, "zero_output_for_mask": 2},
+    "test_recurrent_parity.py::test_rnn_parity": {"kind_dtype": 8, "kind_path": 9, "zero_output_for_mask": 2},
     "test_recurrent_parity.py::test_stateful_parity": {"masked": 2, "bidirectional": 2, "kind_wrapped": 8},
     "test_pooling_parity.py::test_pooling1d_parity": {"tied_max_window": 2, "kernels": 2},
     "test_conv_parity.py::test_conv1d_parity": {"padding_dilated": 6, "data_format": 2, "kernels": 2},
