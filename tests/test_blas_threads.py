@@ -1,5 +1,6 @@
-"""The BLAS binding of the numba kernels (tinynn.kernels.cblas / blas.gemm), its thread control, and the
-subnormal-flushing scope the kernels run in (tinynn.kernels.denormals, parallel.kernel_scope)."""
+"""The BLAS binding of the numba kernels (tinynn.kernels.cblas / blas.gemm), its thread control, the batch
+sharing of the image kernels (parallel.share_batch, parallel.scratch), and the subnormal-flushing scope the kernels
+run in (tinynn.kernels.denormals, parallel.kernel_scope)."""
 
 import ctypes
 import threading
@@ -61,6 +62,76 @@ def test_numpy_blas_is_found_and_held_to_one_thread():
             assert get() == 1
         assert get() == 1
     assert get() == before
+
+
+def test_single_threaded_holds_numpys_own_blas_as_threadpoolctl_sees_it():
+    """An outside observer: the library cblas binds is the OpenBLAS numpy's products run on (not another copy in
+    the process), held to one thread inside the blocks and restored by the outermost."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    np.ones((2, 2)) @ np.ones((2, 2))  # numpy's BLAS is loaded
+
+    def numpy_blas_threads():
+        infos = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas" and "numpy" in i["filepath"]]
+        return infos[0]["num_threads"] if infos else None
+
+    before = numpy_blas_threads()
+    if before is None or not cblas.can_limit_threads():
+        pytest.skip("numpy's BLAS is not an OpenBLAS threadpoolctl can see")
+    with cblas.single_threaded():
+        assert numpy_blas_threads() == 1
+        with cblas.single_threaded():
+            assert numpy_blas_threads() == 1
+        assert numpy_blas_threads() == 1
+    assert numpy_blas_threads() == before
+
+
+def _share_batch_calls(monkeypatch, items, work, blas=False, threads="2"):
+    """(results, calls) of parallel.share_batch with a task recording (worker, start, stop, thread name)."""
+    monkeypatch.setenv("TINYNN_NUM_THREADS", threads)
+    calls = []
+
+    def task(worker, start, stop):
+        calls.append((worker, start, stop, threading.current_thread().name))
+        return start
+
+    return parallel.share_batch(task, items, work, blas=blas), calls
+
+
+def test_share_batch_covers_every_item_once_and_returns_results_in_range_order(monkeypatch):
+    """Ranges of ⌈items / (PIECES_PER_THREAD · threads)⌉ pulled by both threads cover range(items) exactly once;
+    results come back in range order (so the partial sums of a weight gradient add in the same order every run)."""
+    monkeypatch.setattr(parallel, "PARALLEL_WORK", 0)
+    starts, calls = _share_batch_calls(monkeypatch, 37, work=1.0)
+    grain = -(-37 // (parallel.PIECES_PER_THREAD * 2))
+    assert starts == list(range(0, 37, grain))  # in range order, whichever thread ran a range
+    assert sorted(i for _, a, b, _ in calls for i in range(a, b)) == list(range(37))
+    assert {w for w, *_ in calls} <= {0, 1} and all(b - a <= grain for _, a, b, _ in calls)
+    with parallel.sequential():  # inside a parallel piece: the same ranges, all on this thread as worker 0
+        again, inner = _share_batch_calls(monkeypatch, 37, work=1.0)
+    assert again == starts and {(w, name) for w, *_, name in inner} == {(0, threading.current_thread().name)}
+
+
+def test_share_batch_runs_one_call_when_splitting_does_not_pay(monkeypatch):
+    assert _share_batch_calls(monkeypatch, 5, work=parallel.PARALLEL_WORK - 1)[1] == [
+        (0, 0, 5, threading.current_thread().name)]  # small work
+    monkeypatch.setattr(parallel, "PARALLEL_WORK", 0)
+    assert _share_batch_calls(monkeypatch, 5, work=1.0, threads="1")[1][0][:3] == (0, 0, 5)  # one core
+    assert len(_share_batch_calls(monkeypatch, 5, work=1.0)[1]) == 5  # (the split the next line suppresses)
+    monkeypatch.setattr(cblas, "can_limit_threads", lambda: False)  # BLAS would thread each product itself
+    assert _share_batch_calls(monkeypatch, 5, work=1.0, blas=True)[1][0][:3] == (0, 0, 5)
+    assert len(_share_batch_calls(monkeypatch, 5, work=1.0, blas=False)[1]) == 5
+
+
+def test_scratch_reuses_and_grows_its_buffer():
+    workspace: dict = {}
+    a = parallel.scratch(workspace, "cols0", (3, 4), np.float32)
+    assert a.shape == (3, 4) and a.dtype == np.float32 and a.flags.c_contiguous
+    b = parallel.scratch(workspace, "cols0", (2, 5), np.float32)  # fits: the same memory
+    assert np.shares_memory(a, b)
+    c = parallel.scratch(workspace, "cols0", (4, 4), np.float32)  # larger: a new buffer, kept for next time
+    assert not np.shares_memory(a, c) and workspace["cols0"].size == 16
+    assert parallel.scratch(workspace, "cols0", (4, 4), np.float64).dtype == np.float64  # another dtype: new
+    assert not np.shares_memory(parallel.scratch(workspace, "cols1", (2,), np.float64), workspace["cols0"])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

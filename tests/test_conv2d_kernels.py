@@ -10,9 +10,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tinynn.kernels import conv2d as kc
+from tinynn.kernels import parallel
 from tinynn.kernels import pooling2d as kp
 from tinynn.kernels import winograd as kw
-from tinynn.kernels import work_sharing
 from tinynn.kernels.fastmath import RELU
 from tinynn.kernels.reference import conv2d as rc
 from tinynn.kernels.reference import pooling2d as rp
@@ -132,7 +132,7 @@ def test_conv2d_in_chunks_and_pieces_on_reused_workspace(g, chunk_bytes, threads
     z_ref = rc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"])
     dx_ref = rc.conv2d_backward_data(dz, Wk, (g["H"], g["W"]), s, d, pads, g["G"])
     dW_ref = rc.conv2d_backward_filter(x, dz, g["K"], s, d, pads, g["G"])
-    with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+    with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), mock.patch.object(parallel, "PARALLEL_WORK", 0), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         for _ in range(2):  # the second call runs on the buffers the first one left behind
             z = kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"], workspace=_WORKSPACE)
@@ -194,7 +194,7 @@ def test_depthwise_matches_reference(g, threads):
     u_ref = rc.depthwise_conv2d_forward(x, D, s, d, pads, g["out"])
     dx_ref = rc.depthwise_conv2d_backward_data(du, D, (g["H"], g["W"]), s, d, pads)
     dD_ref = rc.depthwise_conv2d_backward_filter(x, du, g["K"], M, s, d, pads)
-    with mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+    with mock.patch.object(parallel, "PARALLEL_WORK", 0), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         assert rel_err(kc.depthwise_conv2d_forward(x, D, s, d, pads, g["out"]), u_ref) <= TOL
         dx, dD = kc.depthwise_conv2d_backward(x, D, du, s, d, pads)
@@ -236,7 +236,7 @@ def test_winograd_conv2d_matches_the_direct_reference(g, code, use_bias, chunk_b
     z_ref = rc.conv2d_forward(x, Wk, s, d, pads, out)
     b = np.random.default_rng(g["seed"] + 1).standard_normal(Wk.shape[3]) if use_bias else None
     with mock.patch.object(kc, "WINOGRAD_MIN_CHANNELS", 1), mock.patch.object(kw, "CHUNK_BYTES", chunk_bytes), \
-            mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+            mock.patch.object(parallel, "PARALLEL_WORK", 0), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         assert kc.uses_winograd(Wk.shape, s, d, 1)
         assert rel_err(kc.conv2d_forward(x, Wk, s, d, pads, out), z_ref) <= TOL
@@ -276,7 +276,7 @@ def test_pointwise_products_match_numpy(rows, K, F, threads, seed):
     rng = np.random.default_rng(seed)
     u, P, dz = rng.standard_normal((rows, 1, K)), rng.standard_normal((K, F)), rng.standard_normal((rows, 1, F))
     b = rng.standard_normal(F)
-    with mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+    with mock.patch.object(parallel, "PARALLEL_WORK", 0), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         z = kc.pointwise_forward(u, P)
         du, dP = kc.pointwise_backward(u, P, dz)
@@ -360,7 +360,7 @@ def test_pool2d_kernels_match_reference(g, threads):
     if g["ties"]:
         x = np.round(x)  # many equal values: the first maximum (row-major) must win, in both versions
     args = (g["pool"], g["s"], g["pads"], g["out"])
-    with mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
+    with mock.patch.object(parallel, "PARALLEL_WORK", 0), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         y = kp.max_pool2d_forward(x, *args)
         np.testing.assert_array_equal(y, rp.max_pool2d_forward(x, *args))
@@ -392,40 +392,3 @@ def test_same_pooling_excludes_the_padding():
     np.testing.assert_allclose(y[0, :, :, 0], [[(1 + 2 + 4 + 5) / 4, (3 + 6) / 2], [(7 + 8) / 2, 9]])
     m = kp.max_pool2d_forward(-x, (2, 2), (2, 2), (pt, pt), (Ho, Ho))
     np.testing.assert_array_equal(m[0, :, :, 0], [[-1, -3], [-7, -9]])
-
-
-def test_work_sharing_covers_every_item_once_and_returns_results_in_order():
-    """Ranges pulled by the threads cover range(items) exactly once; results come back in range order (so the
-    partial sums of a weight gradient are added in the same order every run)."""
-    seen = []
-
-    def task(worker, start, stop):
-        seen.extend(range(start, stop))
-        return start
-
-    with mock.patch.object(work_sharing, "PARALLEL_WORK", 0), \
-            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": "2"}):  # fmt: skip
-        starts = work_sharing.share_batch(task, 37, work=1.0, blas=False)
-    assert sorted(seen) == list(range(37)) and starts == sorted(starts) and starts[0] == 0
-    assert work_sharing.share_batch(task, 5, work=0.0) == [0]  # small work: one call over everything
-
-
-def test_single_threaded_blas_block_restores_the_thread_count():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    from tinynn.kernels import cblas
-
-    np.ones((2, 2)) @ np.ones((2, 2))  # numpy's BLAS is loaded
-
-    def numpy_blas_threads():
-        infos = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas" and "numpy" in i["filepath"]]
-        return infos[0]["num_threads"] if infos else None
-
-    before = numpy_blas_threads()
-    if before is None or not cblas.can_limit_threads():
-        pytest.skip("numpy's BLAS is not an OpenBLAS threadpoolctl can see")
-    with cblas.single_threaded():
-        assert numpy_blas_threads() == 1
-        with cblas.single_threaded():  # nested blocks: still one thread, restored by the outermost only
-            assert numpy_blas_threads() == 1
-        assert numpy_blas_threads() == 1
-    assert numpy_blas_threads() == before

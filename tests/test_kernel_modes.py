@@ -149,7 +149,7 @@ def no_fast_kernels(monkeypatch):
 
 @pytest.mark.parametrize("name", ["M1", "M2", "M3", "M4", "M5", "M6", *IMAGE_MODELS])
 def test_benchmark_models_train_the_same_in_both_kernel_modes(bench, name, request, monkeypatch):
-    from tinynn.kernels import conv2d, recurrent, work_sharing
+    from tinynn.kernels import conv2d, recurrent
     from tinynn.layers.recurrent import bidirectional
 
     pieces = []  # the fast run's threads: batch pieces of each recurrent loop, and Bidirectional's two directions
@@ -157,8 +157,8 @@ def test_benchmark_models_train_the_same_in_both_kernel_modes(bench, name, reque
                         parallel.row_pieces(*a))
     monkeypatch.setattr(bidirectional, "run_parallel", lambda *fns: pieces.append(len(fns)) or
                         parallel.run_parallel(*fns))
-    monkeypatch.setattr(work_sharing, "share", lambda task, ranges: pieces.append(len(ranges)) or
-                        parallel.share(task, ranges))  # the image kernels' batch ranges, pulled by the cores
+    share = parallel.share  # parallel.share_batch's: the image kernels' batch ranges, pulled by the cores
+    monkeypatch.setattr(parallel, "share", lambda task, ranges: pieces.append(len(ranges)) or share(task, ranges))
     winograd, uses_winograd = [], conv2d.uses_winograd  # the fast run's Winograd convolutions (MNIST convnet)
     monkeypatch.setattr(conv2d, "uses_winograd", lambda *a: winograd.append(uses_winograd(*a)) or winograd[-1])
     start, fast_history, fast_weights = _train(bench, name, "fast")

@@ -54,8 +54,8 @@ import numpy as np
 from . import blas, windows
 from .layout import merge_groups, split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share
+from .parallel import scratch as _scratch
 from .reference.conv import conv_padding
-from .work_sharing import scratch as _scratch
 
 __all__ = [
     "conv1d_backward",

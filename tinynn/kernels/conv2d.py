@@ -18,7 +18,7 @@ rows of one image; a chunk may cross into the next image) whose columns stay in 
 writes them and the GEMM that reads them (``CHUNK_BYTES``), on scratch buffers an optional ``workspace`` dict keeps
 from call to call; the bias and activation are applied to each chunk's output right after its GEMM; whole images
 are shared out over the cores
-(:func:`tinynn.kernels.work_sharing.share_batch`: small runs of images each core pulls when it is free), each
+(:func:`tinynn.kernels.parallel.share_batch`: small runs of images each core pulls when it is free), each
 chunk's GEMM a single BLAS call. The backward builds each
 chunk's columns again: in cache that costs next to nothing, while keeping the forward's columns for it cost more
 than it saved (measured on M7's second conv, one core: forward 51 -> 89 ms with the columns written out for the
@@ -41,9 +41,9 @@ import numpy as np
 from . import blas, winograd
 from .bias_activation import activation_gradient_rows, bias_activation_rows
 from .layout import split_groups
+from .parallel import scratch as _scratch
+from .parallel import share_batch
 from .reference.conv2d import conv_output_size
-from .work_sharing import scratch as _scratch
-from .work_sharing import share_batch
 
 __all__ = [
     "col2im",

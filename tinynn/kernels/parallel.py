@@ -6,6 +6,11 @@ every core the same way. Each piece runs single-threaded inside (BLAS is held to
 ``cblas.single_threaded``); nested calls from inside a parallel piece run sequentially, so there is never more
 than one piece per core.
 
+Three ways to hand out work: :func:`run_parallel` (fixed pieces, one per core: the two directions of a
+Bidirectional layer, the batch halves of a recurrent loop); :func:`share` (ranges the cores pull when free);
+:func:`share_batch` (the batch policy on top of :func:`share` that the image kernels use: whether a pass is worth
+splitting and how fine). :func:`scratch` gives a pulled range's task its per-worker buffers.
+
 ``TINYNN_NUM_THREADS`` overrides the number of threads (default: the cores this process may use).
 """
 
@@ -17,6 +22,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+import numpy as np
+
 from .. import config
 from . import cblas, denormals
 
@@ -24,6 +31,11 @@ _local = threading.local()
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+
+#: Below this much work (multiply-adds, or numbers touched) :func:`share_batch` runs a pass on the calling thread.
+PARALLEL_WORK = 1 << 21
+#: :func:`share_batch`'s pieces per thread (more pieces even out the threads' finishing times; fewer cost less).
+PIECES_PER_THREAD = 8
 
 
 def num_threads() -> int:
@@ -183,3 +195,33 @@ def even_ranges(length: int, pieces: int) -> list[tuple[int, int]]:
     pieces = max(1, min(pieces, length))
     bounds = [length * k // pieces for k in range(pieces + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+def share_batch(task: Callable[[int, int, int], object], items: int, work: float, blas: bool = True) -> list:
+    """``task(worker, start, stop)`` over consecutive ranges covering ``range(items)``; returns the results in range
+    order.
+
+    One call over everything when ``work < PARALLEL_WORK``, when there is one core, or when the pass calls BLAS and
+    numpy's BLAS cannot be held to one thread (``blas``; it then threads each product itself). Otherwise ranges of
+    ``g = ⌈items / (PIECES_PER_THREAD · workers)⌉`` items, pulled by the cores (:func:`share`) inside
+    :func:`kernel_scope` (BLAS on one thread per core). The ranges depend only on ``items``, ``work`` and the
+    thread count, and the results come back in range order whichever thread ran a range, so partial sums added in
+    that order give the same bits on every run.
+    """
+    workers = min(num_threads(), items)
+    if work < PARALLEL_WORK or workers <= 1 or (blas and not cblas.can_limit_threads()):
+        return [task(0, 0, items)]
+    grain = max(1, -(-items // (PIECES_PER_THREAD * workers)))
+    ranges = [(start, min(items, start + grain)) for start in range(0, items, grain)]
+    with kernel_scope():
+        return share(task, ranges)
+
+
+def scratch(workspace: dict, name: str, shape, dtype) -> np.ndarray:
+    """A C-contiguous ``shape`` view of the reusable buffer ``workspace[name]`` (grown when too small): the
+    per-worker scratch of a :func:`share` task (name it after the ``worker`` argument, e.g. ``f"cols{worker}"``)."""
+    size = int(np.prod(shape))
+    buf = workspace.get(name)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = workspace[name] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)

@@ -8,7 +8,7 @@ Max pooling keeps no argmax: the backward finds each window's first maximum agai
 the layer anyway), so a forward pass writes nothing but y — inference pays nothing for the backward's
 bookkeeping. Every inner loop runs over the C channels of one pixel (contiguous, vectorised by LLVM); the
 comparisons are branch-free selects. The batch is shared out over the cores
-(:func:`tinynn.kernels.work_sharing.share_batch`).
+(:func:`tinynn.kernels.parallel.share_batch`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .work_sharing import share_batch
+from .parallel import share_batch
 
 __all__ = ["avg_pool2d_backward", "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward"]
 

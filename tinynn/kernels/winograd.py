@@ -10,7 +10,7 @@ channels for all blocks is one matrix product::
 That is 16 multiply-adds per block, channel and filter where the direct convolution (im2col) needs 4·9 = 36: 2.25×
 fewer FLOPs, for the price of the two transforms (additions only, numba, vectorised over the channels). The blocks
 run in chunks whose V and M stay in the cache (``CHUNK_BYTES``), images shared out over the cores with
-single-threaded BLAS calls (:func:`tinynn.kernels.work_sharing.share_batch`), as in :mod:`tinynn.kernels.conv2d`;
+single-threaded BLAS calls (:func:`tinynn.kernels.parallel.share_batch`), as in :mod:`tinynn.kernels.conv2d`;
 the bias and activation are applied to each output while it is in the cache.
 
 The same routine gives the input gradient of such a convolution: dx is the 3×3 correlation of dz, padded by
@@ -28,9 +28,9 @@ import numpy as np
 
 from . import blas
 from .fastmath import RELU, activate_row
+from .parallel import scratch as _scratch
+from .parallel import share_batch
 from .reference.conv2d import winograd_kernel_transform, winograd_tiles
-from .work_sharing import scratch as _scratch
-from .work_sharing import share_batch
 
 __all__ = ["input_transform", "output_transform", "winograd_conv2d", "winograd_conv2d_backward_data"]
 
