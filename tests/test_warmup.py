@@ -1,6 +1,7 @@
 """Background compilation (tinynn.kernels.warmup): while a layer's kernels compile, it runs its NumPy twins and
 gives the same numbers; once they are ready it runs them. The suite itself runs in "wait" mode (conftest)."""
 
+import json
 import os
 import pathlib
 import pickle
@@ -164,3 +165,67 @@ def test_image_layers_run_their_numpy_twins_while_compiling_then_the_fast_kernel
     assert calls  # now the fast kernels
     np.testing.assert_allclose(y_fast, y_first, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(dx_fast, dx_first, rtol=1e-5, atol=1e-6)
+
+
+_FIRST_STEP_FROM_AN_EMPTY_CACHE = '''
+import json, threading
+import numpy as np
+from numba.core import event
+
+compiles = []  # (thread, kernel) of every numba compile in this process
+
+
+class Recorder(event.Listener):
+    def on_start(self, e):
+        f = e.data["dispatcher"].py_func
+        compiles.append((threading.current_thread().name, f"{f.__module__}.{f.__name__}"))
+
+    def on_end(self, e):
+        pass
+
+
+event.register("numba:compile", Recorder())
+from tinynn import config, layers, models
+from tinynn.kernels import warmup
+
+assert config.compile_mode() == "background"
+image_layers = [
+    layers.Conv2D(8, 3, padding="same", activation="relu"),  # 3x3, stride 1: Winograd
+    layers.MaxPooling2D(2),
+    layers.SeparableConv2D(8, 3, activation="relu"),  # depthwise + pointwise
+    layers.DepthwiseConv2D(3, padding="same"),
+    layers.Conv2D(6, 3, strides=2, data_format="channels_first"),  # im2col
+    layers.AveragePooling2D(2, padding="same"),
+]
+model = models.Sequential([layers.Input((16, 16, 3)), *image_layers, layers.GlobalAveragePooling2D(), layers.Dense(1)])
+model.compile(optimizer="rmsprop", loss="mse")
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(4, 16, 16, 3)).astype("float32"), rng.normal(size=(4, 1)).astype("float32")
+model.train_on_batch(x, y)
+first = [layer._reference for layer in image_layers]
+on_caller_thread = [k for t, k in compiles if t == threading.current_thread().name]
+idle = warmup.wait_until_idle(timeout=900)
+before = len(compiles)
+model.train_on_batch(x, y)
+model.predict(x, verbose=0)
+print(json.dumps({"first": first, "after": [layer._reference for layer in image_layers], "idle": idle,
+                  "on_caller_thread": on_caller_thread, "compiled_after": compiles[before:]}))
+'''
+
+
+def test_an_image_model_never_waits_for_a_compile_from_an_empty_cache(tmp_path):
+    """A fresh process, an empty numba cache, the default "background" mode and the real compiling process: the
+    first train step of a Conv2D / SeparableConv2D / DepthwiseConv2D / pooling model runs every 2-D layer on its
+    NumPy twins and compiles nothing on the calling thread (but the two-instruction FTZ switch of
+    tinynn.kernels.denormals, compiled where first needed by design); once the warm-ups are done, every layer runs
+    its fast kernels, loaded from the cache the other process filled (nothing compiles here)."""
+    root = str(pathlib.Path(warmup.__file__).resolve().parents[2])
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": root, "TINYNN_COMPILE": "background"}
+    done = subprocess.run([sys.executable, "-c", _FIRST_STEP_FROM_AN_EMPTY_CACHE], env=env, capture_output=True,
+                          text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["first"] == [True] * 6  # the NumPy twins, no waiting
+    assert set(result["on_caller_thread"]) <= {"tinynn.kernels.denormals._swap_mode"}, result["on_caller_thread"]
+    assert result["idle"] and result["after"] == [False] * 6  # the fast kernels now
+    assert result["compiled_after"] == []
