@@ -10,7 +10,8 @@ where LAYER is the case (``CASES``: SimpleRNN, LSTM, GRU, Bidirectional(LSTM), C
 point's width (units / filters), and the head turns its output into one vector per sample (the recurrent layers
 return their last output; Conv1D and Dense are followed by GlobalAveragePooling1D, Conv2D by
 GlobalAveragePooling2D). Conv2D's input is an image of 16 channels whose side grows with the length (side² ≈
-10·length: 22, 32, 100 pixels for lengths 50, 100, 1000). The grid is sparse: a centre point
+4·length: 14, 20, 63 pixels for lengths 50, 100, 1000, so that its largest point, like the others', is a train step
+of a few hundred ms rather than seconds). The grid is sparse: a centre point
 (width 128, length 100, batch 64) and each axis swept alone from it to both of its ends (widths 32-512, lengths
 50-1000, batches 1-256). ``--quick`` runs three small points per case with fewer repeats (a smoke test).
 
@@ -153,9 +154,9 @@ IMAGE_CHANNELS = 16  # input channels of the Conv2D case
 
 
 def image_side(length: int) -> int:
-    """The Conv2D case's square image side for a grid length: side² ≈ 10·length (50 → 22, 100 → 32, 1000 → 100), so
-    the length axis sweeps the image's pixels over the same 20× range."""
-    return int(round((10 * length) ** 0.5))
+    """The Conv2D case's square image side for a grid length: side² ≈ 4·length (50 → 14, 100 → 20, 1000 → 63), so
+    the length axis sweeps the image's pixels over the same 20× range, up to sides a convnet's first layers see."""
+    return int(round((4 * length) ** 0.5))
 
 
 def _conv2d_gemms(w, T, B, F, K=3):
@@ -199,7 +200,7 @@ CASES: dict[str, Case] = {
     "Dense": Case("Dense", "Dense(w, relu) on every step of (length, w) → GlobalAveragePooling1D → Dense(1)",
                   lambda L, w: [L.Dense(w, activation="relu"), L.GlobalAveragePooling1D()],
                   _torch_pooled(lambda w, F: __import__("torch").nn.Linear(F, w)), lambda w: w, _dense_gemms),
-    "Conv2D": Case("Conv2D", "Conv2D(w, 3, relu) on (side, side, 16) images, side² ≈ 10·length → "
+    "Conv2D": Case("Conv2D", "Conv2D(w, 3, relu) on (side, side, 16) images, side² ≈ 4·length → "
                    "GlobalAveragePooling2D → Dense(1)",
                    lambda L, w: [L.Conv2D(w, 3, activation="relu"), L.GlobalAveragePooling2D()],
                    _torch_conv2d, lambda w: IMAGE_CHANNELS, _conv2d_gemms,

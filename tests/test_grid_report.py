@@ -52,11 +52,13 @@ def test_gemm_bound_points_are_the_ones_with_large_products(grid):
 
 def test_the_conv2d_case_sweeps_image_sides_with_the_length(grid):
     conv2d = grid.CASES["Conv2D"]
-    assert [grid.image_side(t) for t in grid.LENGTHS] == [22, 32, 100]
-    assert conv2d.shape(128, 100) == (32, 32, grid.IMAGE_CHANNELS)
+    assert [grid.image_side(t) for t in grid.LENGTHS] == [14, 20, 63]  # side² ≈ 4·length
+    assert conv2d.shape(128, 100) == (20, 20, grid.IMAGE_CHANNELS)
     assert grid.CASES["LSTM"].shape(128, 100) == (100, grid.FEATURES)
     shapes = conv2d.gemms(128, 100, 64, grid.IMAGE_CHANNELS)
-    assert shapes["predict"] == [(64 * 30 * 30, 9 * grid.IMAGE_CHANNELS, 128, 1)]  # im2col rows × (3·3·C) @ W
+    assert shapes["predict"] == [(64 * 18 * 18, 9 * grid.IMAGE_CHANNELS, 128, 1)]  # im2col rows × (3·3·C) @ W
+    assert shapes["train"] == [(64 * 18 * 18, 9 * grid.IMAGE_CHANNELS, 128, 1),  # + dW = colsᵀ @ dz
+                               (9 * grid.IMAGE_CHANNELS, 64 * 18 * 18, 128, 1)]
     assert grid.gemm_bound(conv2d, 128, 100, 64) and not grid.gemm_bound(conv2d, 32, 100, 64)
 
 
@@ -113,3 +115,20 @@ def test_plot_is_written(grid, tmp_path):
     rows = [_row(case, w, 100, 64, w / 10, w / 5, w / 8) for case in ("LSTM", "Dense") for w in (32, 128, 512)]
     png = grid.plot(rows, tmp_path / "g.png", {"date": "2000-01-01", "cpu": "test cpu", "cores": 2})
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compile_profile_charges_every_kernel_to_its_family(grid):
+    """benchmarks/compile_profile.py counts the image kernels too: every numba function of a kernel module is charged
+    to that module's family (conv2d, winograd, pooling2d just as conv, pooling, recurrent); a numba function from
+    outside tinynn.kernels (numba's library functions) to none (its time stays with the kernel that pulled it in)."""
+    import compile_profile
+    import numba
+
+    from tinynn.kernels import conv, conv2d, pooling, pooling2d, recurrent, winograd
+
+    for module in (conv2d, winograd, pooling2d, conv, pooling, recurrent):
+        family = module.__name__.rsplit(".", 1)[1]
+        kernels = [v for v in vars(module).values() if isinstance(v, numba.core.dispatcher.Dispatcher)
+                   and v.py_func.__module__ == module.__name__]
+        assert kernels and {compile_profile._family(k) for k in kernels} == {family}
+    assert compile_profile._family(numba.njit(lambda v: v + 1)) is None  # not a tinynn kernel module
