@@ -204,9 +204,9 @@ def share_batch(task: Callable[[int, int, int], object], items: int, work: float
     One call over everything when ``work < PARALLEL_WORK``, when there is one core, or when the pass calls BLAS and
     numpy's BLAS cannot be held to one thread (``blas``; it then threads each product itself). Otherwise ranges of
     ``g = ⌈items / (PIECES_PER_THREAD · workers)⌉`` items, pulled by the cores (:func:`share`) inside
-    :func:`kernel_scope` (BLAS on one thread per core). The ranges depend only on ``items``, ``work`` and the
-    thread count, and the results come back in range order whichever thread ran a range, so partial sums added in
-    that order give the same bits on every run.
+    :func:`kernel_scope` (BLAS on one thread per core). The ranges depend only on ``items``, ``work``, the thread
+    count and the BLAS found, and the results come back in range order whichever thread ran a range, so partial
+    sums added in that order give the same bits on every run.
     """
     workers = min(num_threads(), items)
     if work < PARALLEL_WORK or workers <= 1 or (blas and not cblas.can_limit_threads()):
