@@ -29,16 +29,14 @@ import numpy as np
 
 from .. import activations, config
 from .. import initializers as _init
-from ..kernels import bias_activation as K_bias_act
 from ..kernels import blas as K_blas
 from ..kernels import conv as K_conv
 from ..kernels import warmup
-from ..kernels.fastmath import activation_code
-from ..kernels.reference import bias_activation as R_bias_act
 from ..kernels.reference import conv as R_conv
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int, positive_int_tuple
 from .base import InputSpec, Layer, format_shape
+from .bias_activation import BiasActivationTail
 
 
 class DataFormatLayer(Layer):
@@ -66,11 +64,11 @@ class DataFormatLayer(Layer):
         return (x.shape[0], x.shape[self._time_axis])
 
 
-class _Conv1DBase(DataFormatLayer):
-    """Argument checks, geometry, data_format handling and the bias/activation tail shared by the family."""
+class _Conv1DBase(DataFormatLayer, BiasActivationTail):
+    """Argument checks, geometry and data_format handling shared by the family; the bias/activation tail is
+    :class:`tinynn.layers.bias_activation.BiasActivationTail`."""
 
     _allow_causal = False
-    _reference = False  # the kernel mode of the last forward call (its backward uses the same)
 
     def __init__(self, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs):
         super().__init__(**kwargs)
@@ -168,58 +166,14 @@ class _Conv1DBase(DataFormatLayer):
             return dx, R_conv.conv1d_backward_filter(x, dz, W.shape[0], s, d, pl, groups)
         return K_conv.conv1d_backward(x, W, dz, s, d, pl, groups, need_dx=need_dx, workspace=self._ws)
 
-    # ------------------------------------------------------------------ bias + activation tail
-    def _finish(self, z: np.ndarray, bias) -> np.ndarray:
-        """y = act(z + b) for z the fresh channels-last convolution; caches y; returns y in data_format.
-
-        Reference mode: :func:`tinynn.kernels.reference.bias_activation.bias_activation_forward` (keeps z + b).
-        Fast mode: activations the numba kernels implement take one fused pass (:mod:`tinynn.kernels.bias_activation`),
-        which needs only y for the backward; ``z + b`` is then formed only if :attr:`logits` asks for it.
-        Other activations keep ``z + b`` (added in place) for their derivative."""
-        if self._reference:
-            self._z, self._y = R_bias_act.bias_activation_forward(z, bias, self.activation)
-            self._z_bias = None
-            return self._from_last(self._y)
-        code = activation_code(self.activation)
-        if code is None:
-            if self.use_bias:
-                z += bias
-            self._y, self._z, self._z_bias = self.activation(z), z, None
-        else:
-            self._y = K_bias_act.bias_activation_forward(z, bias if self.use_bias else None, code)
-            self._z, self._z_bias = z, (np.array(bias) if self.use_bias else None)  # a copy: the optimizer updates b
-        return self._from_last(self._y)
-
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dz = act'(z) ⊙ dy (and db = Σ dz in the same pass when fused), then :meth:`backward_from_logits`."""
-        dy = self._to_last(dy)
-        if self._reference:
-            dz, db = R_bias_act.bias_activation_backward(self._z, self._y, dy, self.activation)
-            return self.backward_from_logits(self._from_last(dz), db=db if self.use_bias else None)
-        code = activation_code(self.activation)
-        if code is None:
-            return self.backward_from_logits(self._from_last(self.activation.backward(self._z, self._y, dy)))
-        dz, db = K_bias_act.bias_activation_backward(self._y, dy, code, self.use_bias)
-        return self.backward_from_logits(self._from_last(dz), db=db)
-
     @staticmethod
     def _bias_gradient(dz: np.ndarray, db: np.ndarray | None) -> np.ndarray:
         """db = Σ_b Σ_t dz (dz channels-last), unless the fused backward already computed it."""
         return dz.sum(axis=(0, 1)) if db is None else db
 
-    def _dx(self, dx: np.ndarray | None) -> np.ndarray | None:
-        """dx in data_format, or None when the model said the input needs no gradient."""
-        return None if dx is None else self._from_last(dx)
-
     def _dz(self, dz) -> np.ndarray:
         """dL/dz channels-last in the layer's dtype (activations may hand back a wider dtype)."""
         return np.asarray(self._to_last(dz), dtype=self.dtype)
-
-    @property
-    def logits(self) -> np.ndarray:
-        """The pre-activation z + b of the last forward call (in data_format)."""
-        z = self._z if self._z_bias is None else self._z + self._z_bias
-        return self._from_last(z)
 
 
 class Conv1D(_Conv1DBase):

@@ -26,15 +26,14 @@ import numpy as np
 
 from .. import activations, config
 from .. import initializers as _init
-from ..kernels import bias_activation as K_bias_act
 from ..kernels import conv2d as K_conv2d
 from ..kernels import warmup
 from ..kernels.fastmath import activation_code
-from ..kernels.reference import bias_activation as R_bias_act
 from ..kernels.reference import conv2d as R_conv2d
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int, positive_int_tuple
 from .base import InputSpec, Layer, format_shape
+from .bias_activation import BiasActivationTail
 
 
 class ImageLayer(Layer):
@@ -73,12 +72,13 @@ class ImageLayer(Layer):
         return np.ascontiguousarray(self._to_last(dy), dtype=self.dtype)
 
 
-class _Conv2DBase(ImageLayer):
-    """Argument checks, geometry, data_format handling and the bias/activation tail shared by the family."""
+class _Conv2DBase(ImageLayer, BiasActivationTail):
+    """Argument checks, geometry and data_format handling shared by the family; the bias/activation tail is
+    :class:`tinynn.layers.bias_activation.BiasActivationTail` (Conv2D and SeparableConv2D may fuse the activation
+    into the convolution kernel: ``_fused``)."""
 
-    _reference = False  # the kernel mode of the last forward call (its backward uses the same)
-    #: the activation code fused into the last forward's conv kernel (Conv2D, fast mode), else None
-    _fused: int | None = None
+    def _dy_last(self, dy: np.ndarray) -> np.ndarray:
+        return self._last(dy)
 
     def __init__(self, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs):
         super().__init__(**kwargs)
@@ -151,43 +151,6 @@ class _Conv2DBase(ImageLayer):
         self._pads, self._out_hw = self._geometry(x.shape[1:3], x.shape)
         return x
 
-    # ------------------------------------------------------------------ bias + activation tail
-    def _finish(self, z: np.ndarray, bias) -> np.ndarray:
-        """y = act(z + b) for z the fresh channels-last convolution; caches what the backward needs; returns y in
-        data_format.
-
-        Reference mode: :func:`tinynn.kernels.reference.bias_activation.bias_activation_forward` (keeps z + b).
-        Fast mode: activations the numba kernels implement take one fused pass (:mod:`tinynn.kernels.bias_activation`)
-        that needs only y for the backward (``z + b`` is formed only if :attr:`logits` asks for it); other
-        activations add the bias in place and keep ``z + b`` for their derivative."""
-        if self._reference:
-            self._z, self._y = R_bias_act.bias_activation_forward(z, bias, self.activation)
-            self._z_bias = None
-            return self._from_last(self._y)
-        code = activation_code(self.activation)
-        if code is None:
-            z = z + bias if self.use_bias else z
-            self._y, self._z, self._z_bias = self.activation(z), z, None
-        else:
-            self._y = K_bias_act.bias_activation_forward(z, bias if self.use_bias else None, code)
-            self._z, self._z_bias = z, (np.array(bias) if self.use_bias else None)  # a copy: the optimizer updates b
-        return self._from_last(self._y)
-
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dz = act'(z) ⊙ dy (and db = Σ dz in the same pass when fused), then :meth:`backward_from_logits`."""
-        dy = self._last(dy)
-        if self._fused is not None:
-            return self._backward_fused(dy)
-        if self._reference:
-            dz, db = R_bias_act.bias_activation_backward(self._z, self._y, dy, self.activation)
-            return self.backward_from_logits(self._from_last(dz), db=db if self.use_bias else None)
-        code = activation_code(self.activation)
-        if code is None:
-            dz = np.asarray(self.activation.backward(self._z, self._y, dy), dtype=self.dtype)
-            return self.backward_from_logits(self._from_last(dz))
-        dz, db = K_bias_act.bias_activation_backward(self._y, dy, code, self.use_bias)
-        return self.backward_from_logits(self._from_last(dz), db=db)
-
     def _dz(self, dz) -> np.ndarray:
         """dL/dz channels-last, C-contiguous, in the layer's dtype (activations may hand back a wider dtype)."""
         return self._last(dz)
@@ -198,23 +161,6 @@ class _Conv2DBase(ImageLayer):
             return db
         return dz.reshape(-1, dz.shape[-1]).sum(axis=0, dtype=np.float64).astype(self.dtype)
 
-    def _dx(self, dx: np.ndarray | None) -> np.ndarray | None:
-        """dx in data_format, or None when the model said the input needs no gradient."""
-        return None if dx is None else self._from_last(dx)
-
-    @property
-    def logits(self) -> np.ndarray:
-        """The pre-activation z + b of the last forward call (in data_format), which the models' cross-entropy
-        shortcut reads after a final sigmoid. A Conv2D or SeparableConv2D that fused its activation into the kernel
-        (fast mode; every numba activation but sigmoid) keeps only its output, so there it is known for 'linear'
-        alone."""
-        if self._fused is not None:
-            if self.activation.name == "linear":
-                return self._from_last(self._y)
-            raise ValueError(f"{self.who}: the logits of the last forward call were not kept: its "
-                             f"{self.activation.name!r} ran fused with the convolution (they are kept for 'sigmoid')")
-        z = self._z if self._z_bias is None else self._z + self._z_bias
-        return self._from_last(z)
 
 
 class Conv2D(_Conv2DBase):
