@@ -24,13 +24,12 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
-from common import first_call_ms, format_table, median_ms, peak_rss_mib
+from common import first_call_ms, format_table, median_ms, peak_rss_mib, run_worker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 B, T, VOCAB, EMB = 128, 500, 10000, 128
@@ -197,13 +196,8 @@ def worker_keras(stack: bool, weights_path: str, repeats: int) -> dict:
 
 # --------------------------------------------------------------------------- driver
 def _spawn(which: str, stack: bool, weights_path: str, repeats: int, env_extra: dict | None = None) -> dict:
-    env = {**os.environ, **(env_extra or {})}
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", which, "--weights", weights_path,
-           "--repeats", str(repeats)] + (["--stack"] if stack else [])  # fmt: skip
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=HERE)
-    if out.returncode != 0:
-        raise RuntimeError(f"{which} worker failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    args = ["--worker", which, "--weights", weights_path, "--repeats", str(repeats)] + (["--stack"] if stack else [])
+    return run_worker("bench_conv.py", args, env_extra, f"{which} worker")
 
 
 def main(argv: list[str]) -> None:

@@ -32,13 +32,12 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
-from common import first_call_ms, format_table, median_ms, peak_rss_mib
+from common import first_call_ms, format_table, median_ms, peak_rss_mib, run_worker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 B = 32
@@ -247,12 +246,8 @@ def worker_keras(model: str, weights_path: str, repeats: int) -> dict:
 
 # --------------------------------------------------------------------------- driver
 def _spawn(which: str, model: str, weights_path: str, repeats: int, env_extra: dict | None = None) -> dict:
-    env = {**os.environ, **(env_extra or {})}
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", which, model, weights_path, str(repeats)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=HERE)
-    if out.returncode != 0:
-        raise RuntimeError(f"{which} {model} worker failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    args = ["--worker", which, model, weights_path, str(repeats)]
+    return run_worker("bench_images.py", args, env_extra, f"{which} {model} worker")
 
 
 def _torch(model: str, repeats: int) -> dict | None:
@@ -263,11 +258,7 @@ def _torch(model: str, repeats: int) -> dict | None:
         return None
     runs = []
     for threads in ([], ["1"]):
-        out = subprocess.run([sys.executable, os.path.join(HERE, "bench_torch.py"), model, str(repeats), *threads],
-                             capture_output=True, text=True, cwd=HERE)  # fmt: skip
-        if out.returncode != 0:
-            raise RuntimeError(f"PyTorch worker failed:\n{out.stderr[-3000:]}")
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        runs.append(run_worker("bench_torch.py", [model, str(repeats), *threads], what="PyTorch worker"))
     return min(runs, key=lambda r: r["train"])
 
 

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
-from common import first_calls_then_medians, format_table, median_ms, peak_rss_mib
+from common import first_calls_then_medians, format_table, median_ms, peak_rss_mib, run_worker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 B = 128
@@ -108,13 +107,9 @@ def worker_keras(model: str, weights_path: str, repeats: int, xla: bool) -> dict
 
 
 def _spawn(which: str, model: str, weights_path: str, repeats: int, env_extra: dict | None = None) -> dict:
-    env = {**os.environ, **(env_extra or {})}
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", which, "--model", model, "--weights", weights_path,
-           "--repeats", str(repeats)]  # fmt: skip
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=HERE)
-    if out.returncode != 0:
-        raise RuntimeError(f"{which} worker failed on {model}:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    args = ["--worker", which, "--model", model, "--weights", weights_path,
+           "--repeats", str(repeats)]
+    return run_worker("bench_rnn.py", args, env_extra, f"{which} worker on {model}")
 
 
 def main(argv: list[str]) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 # The tinynn of this checkout, even when another one is installed in the environment.
 REPO = str(pathlib.Path(__file__).resolve().parents[1])
@@ -62,3 +66,22 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     body = ["| " + " | ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)) + " |" for r in rows]
     return "\n".join([line, sep, *body])
+
+
+class WorkerError(RuntimeError):
+    """A benchmark worker process failed; ``last_line`` is the last line of its stderr."""
+
+    def __init__(self, what: str, stderr: str):
+        super().__init__(f"{what} failed:\n{stderr[-3000:]}")
+        self.last_line = (stderr.strip().splitlines() or ["failed"])[-1]
+
+
+def run_worker(script: str, args: list[str], env_extra: dict | None = None, what: str | None = None) -> dict:
+    """Run ``python benchmarks/<script> *args`` in a fresh process (its own memory peak, its own threads) with
+    ``env_extra`` added to the environment; the last line the worker prints is its JSON result."""
+    env = {**os.environ, **(env_extra or {})}
+    out = subprocess.run([sys.executable, os.path.join(HERE, script), *args], env=env, capture_output=True,
+                         text=True, cwd=HERE)  # fmt: skip
+    if out.returncode != 0:
+        raise WorkerError(what or f"{script} worker {args}", out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])

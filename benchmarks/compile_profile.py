@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -77,13 +76,11 @@ def profile_in_this_process(model: str) -> dict:
 
 def profile(model: str) -> dict:
     """:func:`profile_in_this_process` in a fresh process with an empty numba cache."""
+    from common import run_worker
+
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache, "TINYNN_COMPILE": "wait"}
-        out = subprocess.run([sys.executable, os.path.join(HERE, "compile_profile.py"), model], env=env,
-                             capture_output=True, text=True, cwd=HERE)
-    if out.returncode != 0:
-        raise RuntimeError(f"compile profile of {model} failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        env = {"NUMBA_CACHE_DIR": cache, "TINYNN_COMPILE": "wait"}
+        return run_worker("compile_profile.py", [model], env, f"compile profile of {model}")
 
 
 if __name__ == "__main__":

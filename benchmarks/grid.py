@@ -42,14 +42,13 @@ import json
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import common  # noqa: E402,F401 - puts this checkout's tinynn first on sys.path
+import common  # noqa: E402 - also puts this checkout's tinynn first on sys.path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -289,12 +288,6 @@ class _nothing:
         return False
 
 
-def _peak_rss_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def worker(framework: str, case_name: str, width: int, length: int, batch: int, repeats: int,
            threads: int = 0) -> dict:
     case = CASES[case_name]
@@ -343,16 +336,15 @@ def worker(framework: str, case_name: str, width: int, length: int, batch: int, 
         result["threads"] = torch.get_num_threads()
     else:
         raise ValueError(f"unknown framework {framework!r}")
-    result["rss"] = _peak_rss_mib()
+    result["rss"] = common.peak_rss_mib()
     return result
 
 
 def _spawn(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, str(HERE / "grid.py"), "--worker", *args], capture_output=True, text=True,
-                         cwd=HERE)
-    if out.returncode != 0:
-        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1][:200]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    try:
+        return common.run_worker("grid.py", ["--worker", *args])
+    except common.WorkerError as err:
+        return {"error": err.last_line[:200]}
 
 
 def has(module: str) -> bool:

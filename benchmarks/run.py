@@ -41,7 +41,6 @@ import json
 import os
 import pathlib
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -174,12 +173,9 @@ def worker_cold_start(model: str, framework: str) -> dict:
 
 
 def _run_worker(args: list[str], env_extra: dict | None = None) -> dict:
-    env = {**os.environ, **(env_extra or {})}
-    out = subprocess.run([sys.executable, str(HERE / "run.py"), *args], env=env, capture_output=True, text=True,
-                         cwd=HERE)
-    if out.returncode != 0:
-        raise RuntimeError(f"worker {args} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    from common import run_worker  # here, not at the top: the cold-start worker imports nothing it does not need
+
+    return run_worker("run.py", args, env_extra)
 
 
 def cold_start_seconds(model: str, framework: str, env_extra: dict | None = None) -> float:
@@ -255,11 +251,9 @@ def measure(model: str, repeats: int) -> dict:
 
 
 def _run_torch(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, str(HERE / "bench_torch.py"), *args], capture_output=True, text=True,
-                         cwd=HERE)
-    if out.returncode != 0:
-        raise RuntimeError(f"PyTorch worker {args} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    from common import run_worker
+
+    return run_worker("bench_torch.py", args, what=f"PyTorch worker {args}")
 
 
 # ----------------------------------------------------------------------------- reporting
