@@ -60,6 +60,7 @@ LENGTHS = (50, 100, 1000)
 BATCHES = (1, 64, 256)
 QUICK_POINTS = ((32, 50, 8), (128, 50, 32), (256, 20, 16))
 SECTION = "## Scaling grid"
+RECORD = HERE / "grid.json"  # every point's raw numbers, the source of the RESULTS.md section
 
 #: A product of the step: (rows M, summed axis K, columns N, how many times).
 Gemm = tuple[int, int, int, int]
@@ -454,14 +455,36 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
+    """The grid record after a run of some cases: the new rows replace every old row of their cases (so a rerun of
+    one case never mixes two runs of it), the other cases keep their rows; in the order of ``CASES``."""
+    rerun = {r["case"] for r in new}
+    rows = [r for r in old if r["case"] not in rerun] + list(new)
+    order = {name: i for i, name in enumerate(CASES)}
+    return sorted(rows, key=lambda r: order.get(r["case"], len(order)))
+
+
+def _when(rows: list[dict], info: dict) -> str:
+    """'2026-12-04', or per date the cases measured then when the record merges several runs."""
+    by_date: dict[str, list[str]] = {}
+    for r in rows:
+        cases = by_date.setdefault(r.get("date", info.get("date", "?")), [])
+        if r["case"] not in cases:
+            cases.append(r["case"])
+    if len(by_date) <= 1:
+        return next(iter(by_date), info.get("date", "?"))
+    return "; ".join(f"{', '.join(cases)} on {date}" for date, cases in sorted(by_date.items()))
+
+
 def section(rows: list[dict], info: dict, quick: bool) -> str:
     loads = [v for r in rows for v in r.get("load", [])]
     load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "?"
     return "\n".join([
         SECTION,
         "",
-        f"Measured {info.get('date', '?')} on {info.get('cpu', '?')} ({info.get('cores', '?')} cores); load average "
-        f"{load} during the run{' (quick subset)' if quick else ''}. Regenerate with `python benchmarks/grid.py` "
+        f"Measured {_when(rows, info)} on {info.get('cpu', '?')} ({info.get('cores', '?')} cores); load average "
+        f"{load} during the runs (each row has its own){' (quick subset)' if quick else ''}. The record of every "
+        "point is benchmarks/grid.json; `--cases` reruns those cases and keeps the others' rows. Regenerate with `python benchmarks/grid.py` "
         "(`make bench` runs it); the method is in its docstring. Each point: Input(length, features) → layer → "
         "head → Dense(1), batch as stated, float32, RMSprop, MSE; ratio = faster of Keras / PyTorch ÷ tinynn "
         "(above 1: tinynn is faster); sgemm fraction = numpy's BLAS time for the step's products ÷ tinynn's step "
@@ -551,7 +574,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--points", default=None, help="explicit points 'w:T:B,w:T:B' instead of the grid")
     p.add_argument("--out", type=pathlib.Path, default=HERE, help="folder of RESULTS.md and grid.png")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--report", action="store_true",
+                   help="measure nothing: rewrite the RESULTS.md section and the plot from the record (grid.json)")
     args = p.parse_args(argv)
+    if args.report:
+        record = json.loads((args.out / RECORD.name).read_text())
+        return write_record_report(record["rows"], record["machine"], args.out, not args.no_plot)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in cases if c not in CASES]
     if unknown:
@@ -572,19 +600,38 @@ def main(argv: list[str]) -> int:
               f"(ratio {_f(ratio(r, 'train'))}), predict {_f(r['tinynn'].get('predict'))} ms "
               f"(ratio {_f(ratio(r, 'predict'))}), load {r['load'][-1]:.1f}, {time.perf_counter() - t0:.0f} s",
               file=sys.stderr, flush=True)
+    for r in rows:
+        r["date"] = info.get("date", "?")
     raw = HERE / "out" / ("grid_quick.json" if args.quick else "grid.json")
     raw.parent.mkdir(exist_ok=True)
     raw.write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
-    text = section(rows, info, args.quick)
-    print(text)
-    if not args.quick and args.points is None and frameworks == FRAMEWORKS:  # only a full run is the record
-        args.out.mkdir(parents=True, exist_ok=True)
-        results = args.out / "RESULTS.md"
-        old = results.read_text(encoding="utf-8") if results.exists() else "# Benchmark results\n"
-        results.write_text(replace_section(old, text), encoding="utf-8")
-        if not args.no_plot:
-            plot(rows, args.out / "grid.png", info)
+    is_record = not args.quick and args.points is None and frameworks == FRAMEWORKS  # every point, every framework
+    if is_record:
+        record = args.out / RECORD.name
+        old_rows = json.loads(record.read_text())["rows"] if record.exists() else []
+        rows = merge_rows(old_rows, rows)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
+        os.replace(tmp, record)
+    if is_record:
+        write_record_report(rows, info, args.out, not args.no_plot)
+    else:
+        print(section(rows, info, args.quick))
     return 1 if any("error" in r.get("tinynn", {}) for r in rows) else 0
+
+
+def write_record_report(rows: list[dict], info: dict, out: pathlib.Path, with_plot: bool = True) -> int:
+    """The grid section of ``out``/RESULTS.md (and ``out``/grid.png) from the record's rows."""
+    text = section(rows, info, quick=False)
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "RESULTS.md"
+    old = results.read_text(encoding="utf-8") if results.exists() else "# Benchmark results\n"
+    results.write_text(replace_section(old, text), encoding="utf-8")
+    if with_plot:
+        plot(rows, out / "grid.png", info)
+    return 0
 
 
 if __name__ == "__main__":

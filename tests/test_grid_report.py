@@ -132,3 +132,31 @@ def test_compile_profile_charges_every_kernel_to_its_family(grid):
                    and v.py_func.__module__ == module.__name__]
         assert kernels and {compile_profile._family(k) for k in kernels} == {family}
     assert compile_profile._family(numba.njit(lambda v: v + 1)) is None  # not a tinynn kernel module
+
+
+def test_a_rerun_of_some_cases_replaces_their_rows_and_keeps_the_others(grid):
+    old = [dict(_row("LSTM", 32, 100, 64, 10.0, 12.0, 11.0), date="2026-12-01"),
+           dict(_row("LSTM", 64, 100, 64, 20.0, 22.0, 21.0), date="2026-12-01"),
+           dict(_row("Conv2D", 32, 100, 64, 30.0, 20.0, 40.0), date="2026-12-01"),
+           dict(_row("GRU", 32, 100, 64, 5.0, 9.0, 8.0), date="2026-12-01")]
+    new = [dict(_row("Conv2D", 32, 100, 64, 15.0, 20.0, 40.0), date="2026-12-04")]
+    rows = grid.merge_rows(old, new)
+    assert [(r["case"], r["width"], r["tinynn"]["train"]) for r in rows] == [
+        ("LSTM", 32, 10.0), ("LSTM", 64, 20.0), ("GRU", 32, 5.0), ("Conv2D", 32, 15.0)]  # in CASES order
+    new_lstm = [dict(_row("LSTM", 32, 100, 64, 9.0, 12.0, 11.0), date="2026-12-04")]
+    assert [r["width"] for r in grid.merge_rows(old, new_lstm) if r["case"] == "LSTM"] == [32]  # no mixed runs
+    text = grid.section(rows, {"date": "2026-12-04", "cpu": "x", "cores": 2}, quick=False)
+    assert "LSTM, GRU on 2026-12-01; Conv2D on 2026-12-04" in text
+    assert "Measured 2026-12-04 on x" in grid.section(new, {"date": "2026-12-04", "cpu": "x", "cores": 2}, False)
+
+
+def test_the_committed_record_is_the_results_section(grid):
+    """benchmarks/grid.json holds every point of the RESULTS.md grid table, one row per point of the grid."""
+    import json
+
+    record = json.loads((BENCH / "grid.json").read_text())["rows"]
+    assert {r["case"] for r in record} == set(grid.CASES)
+    assert sorted((r["width"], r["length"], r["batch"]) for r in record if r["case"] == "LSTM") == sorted(grid.points())
+    table = grid.markdown_table(grid.table_rows(record))
+    results = (BENCH / "RESULTS.md").read_text()
+    assert table in results
