@@ -484,7 +484,8 @@ def section(rows: list[dict], info: dict, quick: bool) -> str:
         "",
         f"Measured {_when(rows, info)} on {info.get('cpu', '?')} ({info.get('cores', '?')} cores); load average "
         f"{load} during the runs (each row has its own){' (quick subset)' if quick else ''}. The record of every "
-        "point is benchmarks/grid.json; `--cases` reruns those cases and keeps the others' rows. Regenerate with `python benchmarks/grid.py` "
+        "point is benchmarks/grid.json; `--cases` reruns those cases and keeps the others' rows. Regenerate with "
+        "`python benchmarks/grid.py` "
         "(`make bench` runs it); the method is in its docstring. Each point: Input(length, features) → layer → "
         "head → Dense(1), batch as stated, float32, RMSprop, MSE; ratio = faster of Keras / PyTorch ÷ tinynn "
         "(above 1: tinynn is faster); sgemm fraction = numpy's BLAS time for the step's products ÷ tinynn's step "
