@@ -14,6 +14,7 @@ from tinynn import config, layers
 from tinynn.kernels import blas
 from tinynn.kernels import conv as kc
 from tinynn.kernels import windows as kw
+from tinynn.kernels.reference import conv as rc
 from tinynn.kernels.reference import windows as rw
 
 
@@ -136,3 +137,79 @@ def test_a_hash_collision_never_gives_a_window_another_windows_output():
     expected = z.copy()
     expected[1, 0] = z[0, 0]
     np.testing.assert_array_equal(shared, expected)
+
+
+# --------------------------------------------------------------------------- the distinct-steps forward
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", ["valid", "same", "causal"])
+@given(data=st.data())
+@example(data=None)  # every step all zeros: no distinct step at all
+def test_distinct_rows_and_shift_add_rows_match_their_numpy_twins(padding, dtype, data):
+    case = data.draw(repetitive_input(padding)) if data is not None else (np.zeros((2, 6, 3)), 2, 1, 1, 0, 5, 0)
+    x, K, s, d, pl, l_out, seed = case
+    x = x.astype(dtype)
+    ids, zero_id = kw.row_ids(x)
+    assert kw.verify_ids(x, ids, 0, ids.size)
+    firsts, compact = kw.distinct_rows(x, ids, zero_id)
+    firsts_ref, compact_ref = rw.distinct_rows(x, *rw.row_ids(x))
+    np.testing.assert_array_equal(firsts, firsts_ref)
+    np.testing.assert_array_equal(compact, compact_ref)
+    flat = x.reshape(-1, x.shape[2])
+    used = compact >= 0
+    np.testing.assert_array_equal(flat[firsts[compact[used]]], x[used])  # each step has the bits of its first
+    assert not flat[compact.reshape(-1) < 0].any()  # -1: the all-(+0) steps, and only those
+    Zu = np.random.default_rng(seed).normal(size=(firsts.size, K, 3)).astype(dtype)
+    np.testing.assert_array_equal(kc.shift_add_rows(Zu, compact, s, d, pl, l_out),
+                                  rc.shift_add_rows(Zu, compact, s, d, pl, l_out))
+
+
+def test_verify_ids_finds_a_hash_collision_and_the_convolution_then_takes_the_checked_path():
+    """With every row hashed alike, row_ids merges different steps; verify_ids says so, the distinct-steps forward
+    is not used and the output is still the convolution's (the window copy checks bits)."""
+
+    def same_hash_for_every_row(bits, m1, m2, hashes):
+        hashes[:] = 7
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(2, 3, 4))[:, rng.integers(0, 3, 40)]  # (2, 40, 4): 6 distinct steps, repeated
+    W = rng.normal(size=(3, 4, 5))
+    with mock.patch.object(kw, "_row_hashes", same_hash_for_every_row):
+        ids, _ = kw.row_ids(x)
+        assert not kw.verify_ids(x, ids, 0, ids.size)
+        with mock.patch.object(kc, "shift_add_rows", wraps=kc.shift_add_rows) as spy:
+            z = kc.conv1d_forward(x, W, workspace={})
+        assert not spy.called
+    np.testing.assert_allclose(z, rc.conv1d_forward(x, W), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", ["valid", "same", "causal"])
+def test_the_distinct_steps_forward_equals_the_reference_and_shares_identical_windows(padding, dtype):
+    """Left-padded embeddings (many repeated steps): the forward takes the distinct-steps path (one product per
+    distinct step), agrees with the reference, and identical windows get identical outputs even when the GEMM
+    rounds each row differently (the products of identical steps are one row, summed in one order)."""
+    rng = np.random.default_rng(7)
+    table = rng.normal(size=(6, 5)).astype(dtype)
+    table[0] = 0.0
+    x = table[_left_padded_ids(rng, 9, 24, 6)]
+    W = rng.normal(size=(3, 5, 4)).astype(dtype)
+    pl, _, l_out = kc.conv_padding(24, 3, 1, 2, padding)
+
+    real_matmul = blas.matmul
+
+    def position_dependent_matmul(a, b, out=None):
+        result = real_matmul(a, b, out)
+        result *= (1 + np.arange(result.shape[0]) * 2.0**-20).astype(result.dtype)[:, None]
+        return result
+
+    with mock.patch.object(kc, "shift_add_rows", wraps=kc.shift_add_rows) as spy, \
+            mock.patch.object(kc.blas, "matmul", position_dependent_matmul):  # fmt: skip
+        z = kc.conv1d_forward(x, W, 1, 2, pl, l_out, workspace={})
+    assert spy.called
+    rep = kw.window_ids(*kw.row_ids(x), 3, 1, 2, pl, l_out)
+    rows = z.reshape(-1, 4)
+    assert (rep != np.arange(rep.size)).sum() > 20
+    np.testing.assert_array_equal(rows, rows[rep])
+    exact = kc.conv1d_forward(x, W, 1, 2, pl, l_out, workspace={})
+    np.testing.assert_allclose(exact, rc.conv1d_forward(x, W, 1, 2, pl, l_out), rtol=1e-5 if dtype == np.float32
+                               else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-12)  # fmt: skip

@@ -51,7 +51,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import blas, windows
+from . import blas, warmup, windows
 from .layout import merge_groups, split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share
 from .parallel import scratch as _scratch
@@ -181,6 +181,42 @@ def _shift_add(Z, s, d, pl, z):  # pragma: no cover - compiled
                     if 0 <= i < L:
                         for f in range(Fg):
                             z[b, t, f0 + f] += Z[g, b, i, k, f]
+    return z
+
+
+def shift_add_rows(Zu, rows, s, d, pl, l_out, out=None):
+    """z[b,t,f] = Σ_k Zu[rows[b, t·s+k·d-pl], k, f] over taps inside [0, L) with rows[…] >= 0.  (B, Lo, F)
+
+    Accumulates into ``out`` when given (pass zeros). The caller guarantees -1 <= rows < U."""
+    B = rows.shape[0]
+    out = np.zeros((B, l_out, Zu.shape[2]), dtype=Zu.dtype) if out is None else _out(out, (B, l_out, Zu.shape[2]),
+                                                                                       Zu.dtype)
+    return _shift_add_rows(Zu, rows, s, d, pl, out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _shift_add_rows(Zu, rows, s, d, pl, z):  # pragma: no cover - compiled
+    """Output step by output step, its taps summed in a small buffer in the order k = 0, 1, … and added to z
+    once (the rows of Zu are scattered: their reads, not the sums, take the time)."""
+    B, L = rows.shape
+    K, F = Zu.shape[1], Zu.shape[2]
+    l_out = z.shape[1]
+    acc = np.zeros(F, Zu.dtype)
+    for b in range(B):
+        for t in range(l_out):
+            for f in range(F):
+                acc[f] = 0
+            for k in range(K):
+                i = t * s + k * d - pl
+                if 0 <= i < L:
+                    u = rows[b, i]
+                    if u >= 0:
+                        Zr = Zu[u, k]
+                        for f in range(F):
+                            acc[f] += Zr[f]
+            zr = z[b, t]
+            for f in range(F):
+                zr[f] += acc[f]
     return z
 
 
@@ -355,8 +391,50 @@ def conv1d_forward(
 
     Bit-identical input windows get bit-identical outputs (:mod:`tinynn.kernels.windows`): the GEMM's rounding
     may depend on where a row falls in the matrix, and the exact ties of padded regions must survive."""
+    K, s, d, pl = W.shape[0], int(stride), int(dilation), int(pad_left)
+    _check(x, W, int(groups), (x.shape[1] + pl - (K - 1) * d - 1) // s + 1 if l_out is None else l_out)
+    x = np.ascontiguousarray(x)
+    ids = windows.row_ids(x)
+    if method == "auto" and groups == 1:
+        z = _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace)
+        if z is not None:
+            return z
     z = _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols)
-    return windows.share_identical_windows(z, x, W.shape[0], int(stride), int(dilation), int(pad_left))
+    return windows.share_identical_windows(z, x, K, s, d, pl, ids=ids)
+
+
+#: The distinct-steps forward runs when at most this share of the steps is distinct (repeated embedding ids,
+#: padding): its product has U rows instead of B·L (or B·Lo), for one more pass over x (the ids' check).
+DISTINCT_SHARE = 0.5
+
+
+def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace):
+    """z = conv(x, W) with one product per distinct step (:func:`tinynn.kernels.reference.conv.shift_add_rows`),
+    or None when too many steps are distinct (or the ids cannot be trusted: a hash collision)."""
+    K, C, F = W.shape
+    B, L, _ = x.shape
+    if l_out is None:
+        l_out = (L + pl - (K - 1) * d - 1) // s + 1
+    row_ids, zero_id = ids
+    rows = B * L
+    firsts, compact = windows.distinct_rows(x, row_ids, zero_id, verify=False)
+    share_ = 1.0 if warmup._in_warmup() else DISTINCT_SHARE  # a warm-up's one sample compiles this path too
+    if firsts.shape[0] > share_ * min(rows, B * l_out):
+        return None
+    flat = row_ids.reshape(rows)
+    with kernel_scope():  # the check reads all of x once: both cores
+        trusted = all(share(lambda _, r0, r1: windows.verify_ids(x, flat, r0, r1), even_ranges(rows, num_threads())))
+    if not trusted:
+        return None
+    ws = {} if workspace is None else workspace
+    ws.pop("kept_cols_of", None)  # columns kept by an earlier forward no longer match the next backward
+    xu = np.take(x.reshape(rows, C), firsts, axis=0)
+    Zu = blas.matmul(xu, _w_shift(W, 1)[0], _scratch(ws, "Zu", (firsts.shape[0], K * F), x.dtype))
+    Zu = Zu.reshape(-1, K, F)
+    z = np.zeros((B, l_out, F), dtype=x.dtype)
+    _run_chunks(lambda _, b0, b1: shift_add_rows(Zu, compact[b0:b1], s, d, pl, l_out, out=z[b0:b1]),
+                _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
+    return z
 
 
 def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols):

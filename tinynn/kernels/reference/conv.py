@@ -37,6 +37,7 @@ __all__ = [
     "conv_padding",
     "im2col",
     "shift_add",
+    "shift_add_rows",
     "spread",
 ]
 
@@ -164,6 +165,24 @@ def shift_add(Z, s, d, pl, l_out):
         inside = (i[:, k] >= 0) & (i[:, k] < L)
         z[:, inside] += Z[:, :, i[inside, k], k].transpose(1, 2, 0, 3)
     return z.reshape(B, l_out, G * Fg)
+
+
+def shift_add_rows(Zu, rows, s, d, pl, l_out):
+    """z[b,t,f] = Σ_k Zu[rows[b, t·s+k·d-pl], k, f] over taps inside [0, L) with rows[…] >= 0.  (B, Lo, F)
+
+    shift_add with one group on the products of distinct steps only: ``Zu[u] = x_u @ Wr`` for the U distinct
+    steps x_u of x, and ``rows`` (B, L) maps each step to its u (-1 for an all-zero step, whose product is 0:
+    such taps are skipped like padding). Steps with equal bits share one product row, so windows with equal bits
+    sum the same numbers in the same order: equal outputs by construction."""
+    U, K, F = Zu.shape
+    B, L = rows.shape
+    z = np.zeros((B, l_out, F), dtype=Zu.dtype)
+    i = _taps(l_out, K, s, d, pl)
+    for k in range(K):
+        inside = (i[:, k] >= 0) & (i[:, k] < L)
+        u = np.where(inside[None, :], rows[:, np.clip(i[:, k], 0, L - 1)], -1)  # (B, Lo): the step's u, or -1
+        z[u >= 0] += Zu[u[u >= 0], k]
+    return z
 
 
 def spread(dz, groups, L, K, s, d, pl):
