@@ -213,3 +213,42 @@ def test_the_distinct_steps_forward_equals_the_reference_and_shares_identical_wi
     exact = kc.conv1d_forward(x, W, 1, 2, pl, l_out, workspace={})
     np.testing.assert_allclose(exact, rc.conv1d_forward(x, W, 1, 2, pl, l_out), rtol=1e-5 if dtype == np.float32
                                else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-12)  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", ["valid", "same", "causal"])
+@given(data=st.data())
+def test_spread_rows_matches_its_numpy_twin_and_is_shift_add_rows_adjoint(padding, dtype, data):
+    x, K, s, d, pl, l_out, seed = data.draw(repetitive_input(padding))
+    x = x.astype(dtype)
+    firsts, compact = kw.distinct_rows(x, *kw.row_ids(x))
+    rng = np.random.default_rng(seed)
+    dz = rng.normal(size=(x.shape[0], l_out, 3)).astype(dtype)
+    Uu = kc.spread_rows(dz, compact, K, s, d, pl, np.zeros((firsts.size, K, 3), dtype))
+    np.testing.assert_array_equal(Uu, rc.spread_rows(dz, compact, K, s, d, pl, firsts.size))
+    split = np.zeros_like(Uu)  # tap ranges, as the cores share them
+    kc.spread_rows(dz, compact, K, s, d, pl, split, 0, K // 2)
+    kc.spread_rows(dz, compact, K, s, d, pl, split, K // 2, K)
+    np.testing.assert_array_equal(split, Uu)
+    Zu = rng.normal(size=Uu.shape)
+    assert np.isclose(np.sum(kc.shift_add_rows(Zu, compact, s, d, pl, l_out) * dz), np.sum(Zu * Uu), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_training_forward_keeps_its_distinct_steps_for_the_weight_gradient(dtype):
+    """keep_cols (training): the backward on the same x sums dW over the distinct steps (spread_rows), and gives
+    the reference's gradients; another x, or a forward without keep_cols, gets the full product."""
+    rng = np.random.default_rng(8)
+    table = rng.normal(size=(7, 6)).astype(dtype)
+    x = table[_left_padded_ids(rng, 5, 30, 7)]
+    W, dz = rng.normal(size=(4, 6, 3)).astype(dtype), rng.normal(size=(5, 30, 3)).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for keep, other in ((True, False), (True, True), (False, False)):
+        ws = {}
+        kc.conv1d_forward(x, W, 1, 1, 3, 30, workspace=ws, keep_cols=keep)
+        xb = x.copy() if other else x
+        with mock.patch.object(kc, "spread_rows", wraps=kc.spread_rows) as spy:
+            dx, dW = kc.conv1d_backward(xb, W, dz, 1, 1, 3, workspace=ws)
+        assert spy.called == (keep and not other)
+        np.testing.assert_allclose(dW, rc.conv1d_backward_filter(x, dz, 4, 1, 1, 3), **tol)
+        np.testing.assert_allclose(dx, rc.conv1d_backward_data(dz, W, 30, 1, 1, 3), **tol)

@@ -220,6 +220,39 @@ def _shift_add_rows(Zu, rows, s, d, pl, z):  # pragma: no cover - compiled
     return z
 
 
+def spread_rows(dz, rows, K, s, d, pl, out, k0=0, k1=None):
+    """Uu[u,k,f] += Σ_{(b,t): rows[b, t·s+k·d-pl] = u} dz[b,t,f] for the taps k0 <= k < k1, (b,t) in row-major
+    order: shift_add_rows's adjoint (Uu (U, K, F) zeros or a running sum; Σ_u x_uᵀ Uu[u] is dWr)."""
+    k1 = K if k1 is None else k1
+    if out.shape[1:] != (K, dz.shape[2]) or out.dtype != dz.dtype or not 0 <= k0 <= k1 <= K:
+        raise ValueError(f"spread_rows: out {out.shape} {out.dtype} does not fit dz {dz.shape} {dz.dtype}, K={K}")
+    return _spread_rows(dz, rows, s, d, pl, out, k0, k1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _spread_rows(dz, rows, s, d, pl, Uu, k0, k1):  # pragma: no cover - compiled
+    """Input step by input step: the taps k0…k1-1 of row Uu[u] are one contiguous stretch, updated together
+    (scattered 1-tap updates waited on memory). Uu[u,k] still receives its terms in the order of (b, t): for a
+    fixed k, t grows with i."""
+    B, L = rows.shape
+    l_out, F = dz.shape[1], dz.shape[2]
+    for b in range(B):
+        for i in range(L):
+            u = rows[b, i]
+            if u < 0:
+                continue
+            for k in range(k0, k1):
+                num = i + pl - k * d
+                if num < 0:
+                    break  # num falls as k grows
+                t = num if s == 1 else num // s
+                if t * s == num and t < l_out:
+                    g, dzr = Uu[u, k], dz[b, t]
+                    for f in range(F):
+                        g[f] += dzr[f]
+    return Uu
+
+
 def spread(dz, groups, L, K, s, d, pl, out=None):
     """U[g,b,i,k,f] = dz[b,t,g·Fg+f] where t·s = i + pl - k·d for some 0 <= t < Lo, else 0.  (G, B, L, K, Fg)
 
@@ -394,9 +427,11 @@ def conv1d_forward(
     K, s, d, pl = W.shape[0], int(stride), int(dilation), int(pad_left)
     _check(x, W, int(groups), (x.shape[1] + pl - (K - 1) * d - 1) // s + 1 if l_out is None else l_out)
     x = np.ascontiguousarray(x)
+    if workspace is not None:
+        workspace.pop("distinct_of", None)
     ids = windows.row_ids(x)
     if method == "auto" and groups == 1:
-        z = _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace)
+        z = _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep_cols)
         if z is not None:
             return z
     z = _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols)
@@ -408,9 +443,12 @@ def conv1d_forward(
 DISTINCT_SHARE = 0.5
 
 
-def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace):
+def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep):
     """z = conv(x, W) with one product per distinct step (:func:`tinynn.kernels.reference.conv.shift_add_rows`),
-    or None when too many steps are distinct (or the ids cannot be trusted: a hash collision)."""
+    or None when too many steps are distinct (or the ids cannot be trusted: a hash collision).
+
+    ``keep`` (training): the distinct steps and their map stay in ``workspace`` for the weight gradient of the
+    next backward call on the same ``x`` object (:func:`_kept_distinct`)."""
     K, C, F = W.shape
     B, L, _ = x.shape
     if l_out is None:
@@ -434,7 +472,32 @@ def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace):
     z = np.zeros((B, l_out, F), dtype=x.dtype)
     _run_chunks(lambda _, b0, b1: shift_add_rows(Zu, compact[b0:b1], s, d, pl, l_out, out=z[b0:b1]),
                 _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
+    if keep and workspace is not None:
+        workspace["distinct"] = (xu, compact)
+        workspace["distinct_of"] = (x, (x.shape, K, s, d, pl, l_out))
     return z
+
+
+def _kept_distinct(ws: dict, x, geometry):
+    """(xu (U, C), compact (B, L)) of the forward on this very ``x`` and geometry (as :func:`_kept_cols`), else
+    None."""
+    record = ws.get("distinct_of")
+    if record is None or record[0] is not x or record[1] != geometry:
+        return None
+    return ws["distinct"]
+
+
+def _distinct_weight_gradient(xu, compact, dz, K, s, d, pl, ws):
+    """dW (K, C, F) = Σ_u x_uᵀ Uu[u] (one product over the U distinct steps instead of B·L), Uu from
+    :func:`spread_rows` with the taps shared between the cores (each sums its taps in the same order)."""
+    U, C = xu.shape
+    F = dz.shape[2]
+    Uu = _scratch(ws, "Uu", (U, K, F), dz.dtype)
+    Uu[...] = 0
+    with kernel_scope():
+        share(lambda _, k0, k1: spread_rows(dz, compact, K, s, d, pl, Uu, k0, k1), even_ranges(K, num_threads()))
+    dWr = blas.matmul_tn(xu, Uu.reshape(U, K * F))  # (C, K·F)
+    return _dw_from_shift(dWr[None], K)
 
 
 def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols):
@@ -597,8 +660,13 @@ def conv1d_backward(
     if dz.shape != (B, dz.shape[1], W.shape[2]):
         raise ValueError(f"conv1d: dz {dz.shape} does not match x {x.shape} and W {W.shape}")
     x = np.ascontiguousarray(x)
-    return _backward(x, W, dz, L, int(stride), int(dilation), int(pad_left), int(groups), method, need_dx, True,
-                     workspace)  # fmt: skip
+    s, d, pl, G = int(stride), int(dilation), int(pad_left), int(groups)
+    kept = None if workspace is None else _kept_distinct(workspace, x, (x.shape, W.shape[0], s, d, pl, dz.shape[1]))
+    if kept is not None and G == 1 and dz.dtype == x.dtype:
+        dW = _distinct_weight_gradient(*kept, np.ascontiguousarray(dz), W.shape[0], s, d, pl, workspace)
+        dx = _backward(x, W, dz, L, s, d, pl, G, method, True, False, workspace)[0] if need_dx else None
+        return dx, dW
+    return _backward(x, W, dz, L, s, d, pl, G, method, need_dx, True, workspace)
 
 
 def conv1d_backward_data(

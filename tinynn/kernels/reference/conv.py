@@ -39,6 +39,7 @@ __all__ = [
     "shift_add",
     "shift_add_rows",
     "spread",
+    "spread_rows",
 ]
 
 
@@ -183,6 +184,20 @@ def shift_add_rows(Zu, rows, s, d, pl, l_out):
         u = np.where(inside[None, :], rows[:, np.clip(i[:, k], 0, L - 1)], -1)  # (B, Lo): the step's u, or -1
         z[u >= 0] += Zu[u[u >= 0], k]
     return z
+
+
+def spread_rows(dz, rows, K, s, d, pl, U):
+    """Uu[u,k,f] = Σ_{(b,t): rows[b, t·s+k·d-pl] = u} dz[b,t,f], summed in the order of (b,t): shift_add_rows's
+    adjoint, the steps' gradient rows summed per distinct step (dW = Σ_u x_uᵀ Uu[u]).  (U, K, F)"""
+    B, L = rows.shape
+    _, l_out, F = dz.shape
+    Uu = np.zeros((U, K, F), dtype=dz.dtype)
+    i = _taps(l_out, K, s, d, pl)
+    for k in range(K):
+        inside = (i[:, k] >= 0) & (i[:, k] < L)
+        u = np.where(inside[None, :], rows[:, np.clip(i[:, k], 0, L - 1)], -1)  # (B, Lo)
+        np.add.at(Uu[:, k], u[u >= 0], dz[u >= 0])  # one row at a time, in the order of (b, t)
+    return Uu
 
 
 def spread(dz, groups, L, K, s, d, pl):
