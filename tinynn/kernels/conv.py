@@ -423,7 +423,14 @@ def conv1d_forward(
     the same ``x`` object, which then skips its own im2col (see :func:`_kept_cols`).
 
     Bit-identical input windows get bit-identical outputs (:mod:`tinynn.kernels.windows`): the GEMM's rounding
-    may depend on where a row falls in the matrix, and the exact ties of padded regions must survive."""
+    may depend on where a row falls in the matrix, and the exact ties of padded regions must survive.
+
+    Distinct steps (``method='auto'``, one group): when at most ``DISTINCT_SHARE`` of the steps are distinct
+    (repeated embedding ids, padding), the product runs on the U distinct steps only, ``Zu = x_u @ Wr``, and
+    ``z[b,t] = Σ_k Zu[u(b, t·s+k·d-pl), k]`` (:func:`shift_add_rows`; all-zero steps add nothing, like padding):
+    identical windows sum the same rows in the same order, so they are equal without the window pass. The
+    hashed step ids are first checked bit for bit (:func:`tinynn.kernels.windows.verify_ids`); with
+    ``keep_cols`` the groups are kept for the backward's weight gradient."""
     K, s, d, pl = W.shape[0], int(stride), int(dilation), int(pad_left)
     _check(x, W, int(groups), (x.shape[1] + pl - (K - 1) * d - 1) // s + 1 if l_out is None else l_out)
     x = np.ascontiguousarray(x)
