@@ -252,3 +252,27 @@ def test_a_training_forward_keeps_its_distinct_steps_for_the_weight_gradient(dty
         assert spy.called == (keep and not other)
         np.testing.assert_allclose(dW, rc.conv1d_backward_filter(x, dz, 4, 1, 1, 3), **tol)
         np.testing.assert_allclose(dx, rc.conv1d_backward_data(dz, W, 30, 1, 1, 3), **tol)
+
+
+def test_the_window_pass_is_skipped_only_when_no_two_windows_can_be_identical():
+    """All steps distinct and nonzero, every window with a tap inside x: no pass (nothing to share). A repeated
+    step, an all-zero step or a window lying wholly in the padding: the pass runs."""
+    rng = np.random.default_rng(9)
+
+    def runs_the_pass(x, K, d, padding):
+        pl, _, l_out = kc.conv_padding(x.shape[1], K, 1, d, padding)
+        W = rng.normal(size=(K, x.shape[2], 2))
+        with mock.patch.object(kw, "share_identical_windows", wraps=kw.share_identical_windows) as spy:
+            z = kc.conv1d_forward(x, W, 1, d, pl, l_out, method="im2col", workspace={})
+        np.testing.assert_allclose(z, rc.conv1d_forward(x, W, 1, d, pl, l_out), rtol=1e-12, atol=1e-12)
+        return spy.called
+
+    x = rng.normal(size=(3, 9, 4))
+    assert not runs_the_pass(x, 3, 1, "valid")
+    assert not runs_the_pass(x, 3, 2, "same")
+    repeated, zero = x.copy(), x.copy()
+    repeated[2, 5] = repeated[0, 1]
+    zero[1, 3] = 0.0
+    assert runs_the_pass(repeated, 3, 1, "valid")
+    assert runs_the_pass(zero, 3, 1, "valid")
+    assert runs_the_pass(rng.normal(size=(3, 1, 4)), 2, 3, "same")  # L=1, taps at -1 and 2: window 0 is all padding

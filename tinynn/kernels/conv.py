@@ -442,7 +442,21 @@ def conv1d_forward(
         if z is not None:
             return z
     z = _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols)
+    if _no_identical_windows(ids, K, s, d, pl, z.shape[1]):
+        return z
     return windows.share_identical_windows(z, x, K, s, d, pl, ids=ids)
+
+
+def _no_identical_windows(ids, K: int, s: int, d: int, pl: int, l_out: int) -> bool:
+    """True when no two windows can be identical, so the window pass has nothing to do: every step is distinct
+    (equal steps always get equal ids, so ``ids[r] = r`` for all r proves it) and none is all zeros, and every
+    window has a tap inside x (the key of such a window names a step no other window reads at that tap)."""
+    row_ids, zero_id = ids
+    B, L = row_ids.shape
+    if zero_id >= 0 or not np.array_equal(row_ids.reshape(-1), np.arange(B * L)):
+        return False
+    i = np.arange(l_out)[:, None] * s + np.arange(K)[None, :] * d - pl
+    return not bool(((i < 0) | (i >= L)).all(axis=1).any())
 
 
 #: The distinct-steps forward runs when at most this share of the steps is distinct (repeated embedding ids,
