@@ -241,17 +241,23 @@ def test_a_training_forward_keeps_its_distinct_steps_for_the_weight_gradient(dty
     rng = np.random.default_rng(8)
     table = rng.normal(size=(7, 6)).astype(dtype)
     x = table[_left_padded_ids(rng, 5, 30, 7)]
-    W, dz = rng.normal(size=(4, 6, 3)).astype(dtype), rng.normal(size=(5, 30, 3)).astype(dtype)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    for keep, other in ((True, False), (True, True), (False, False)):
-        ws = {}
-        kc.conv1d_forward(x, W, 1, 1, 3, 30, workspace=ws, keep_cols=keep)
-        xb = x.copy() if other else x
-        with mock.patch.object(kc, "spread_rows", wraps=kc.spread_rows) as spy:
-            dx, dW = kc.conv1d_backward(xb, W, dz, 1, 1, 3, workspace=ws)
-        assert spy.called == (keep and not other)
-        np.testing.assert_allclose(dW, rc.conv1d_backward_filter(x, dz, 4, 1, 1, 3), **tol)
-        np.testing.assert_allclose(dx, rc.conv1d_backward_data(dz, W, 30, 1, 1, 3), **tol)
+    for F in (3, 8):  # dx by the shift method (F < C: dW then runs as one task beside dx's chunks) or im2col
+        W, dz = rng.normal(size=(4, 6, F)).astype(dtype), rng.normal(size=(5, 30, F)).astype(dtype)
+        assert kc.choose_method(30, 30, 6, F, 1) == ("shift" if F == 3 else "im2col")
+        for keep, other, need_dx in ((True, False, True), (True, False, False), (True, True, True),
+                                     (False, False, True)):  # fmt: skip
+            ws = {}
+            kc.conv1d_forward(x, W, 1, 1, 3, 30, workspace=ws, keep_cols=keep)
+            xb = x.copy() if other else x
+            with mock.patch.object(kc, "spread_rows", wraps=kc.spread_rows) as spy:
+                dx, dW = kc.conv1d_backward(xb, W, dz, 1, 1, 3, need_dx=need_dx, workspace=ws)
+            assert spy.called == (keep and not other)
+            np.testing.assert_allclose(dW, rc.conv1d_backward_filter(x, dz, 4, 1, 1, 3), **tol)
+            if need_dx:
+                np.testing.assert_allclose(dx, rc.conv1d_backward_data(dz, W, 30, 1, 1, 3), **tol)
+            else:
+                assert dx is None
 
 
 def test_the_window_pass_is_skipped_only_when_no_two_windows_can_be_identical():

@@ -499,6 +499,33 @@ def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep):
     return z
 
 
+def _distinct_backward_shift(x, W, dz, s, d, pl, kept, ws):
+    """(dx, dW) with dW over the distinct steps as one task (spread_rows over all taps, then x_uᵀ Uu) that a core
+    takes first, while the cores pull the shift method's dx chunks (spread, U @ Wrᵀ): no core waits for the other
+    between the two, and dz is read once for Uu."""
+    K, C, F = W.shape
+    B, L, _ = x.shape
+    xu, compact = kept
+    U = xu.shape[0]
+    WrT = _w_shift(W, 1).transpose(0, 2, 1)  # (1, K·F, C)
+    dx = np.empty((B, L, C), dtype=dz.dtype)
+    Uu = _scratch(ws, "Uu", (U, K, F), dz.dtype)
+    dW_parts: list = []
+
+    def piece(worker, b0, b1):
+        if b0 < 0:  # the weight gradient
+            Uu[...] = 0
+            spread_rows(dz, compact, K, s, d, pl, Uu)
+            dW_parts.append(blas.matmul_tn(xu, Uu.reshape(U, K * F)))
+            return
+        n = b1 - b0
+        Us = spread(dz[b0:b1], 1, L, K, s, d, pl, _scratch(ws, f"U{worker}", (1, n, L, K, F), dz.dtype))
+        blas.grouped_matmul(Us.reshape(1, n * L, K * F), WrT, dx[b0:b1].reshape(1, n * L, C))
+
+    _run_chunks(piece, [(-1, -1), *_chunk_ranges(B, L * K * F * dz.itemsize, BACKWARD_CHUNK_BYTES)])
+    return dx, _dw_from_shift(dW_parts[0][None], K)
+
+
 def _kept_distinct(ws: dict, x, geometry):
     """(xu (U, C), compact (B, L)) of the forward on this very ``x`` and geometry (as :func:`_kept_cols`), else
     None."""
@@ -684,7 +711,10 @@ def conv1d_backward(
     s, d, pl, G = int(stride), int(dilation), int(pad_left), int(groups)
     kept = None if workspace is None else _kept_distinct(workspace, x, (x.shape, W.shape[0], s, d, pl, dz.shape[1]))
     if kept is not None and G == 1 and dz.dtype == x.dtype:
-        dW = _distinct_weight_gradient(*kept, np.ascontiguousarray(dz), W.shape[0], s, d, pl, workspace)
+        dz = np.ascontiguousarray(dz)
+        if need_dx and choose_method(L, dz.shape[1], x.shape[2], W.shape[2], s, method) == "shift":
+            return _distinct_backward_shift(x, W, dz, s, d, pl, kept, workspace)
+        dW = _distinct_weight_gradient(*kept, dz, W.shape[0], s, d, pl, workspace)
         dx = _backward(x, W, dz, L, s, d, pl, G, method, True, False, workspace)[0] if need_dx else None
         return dx, dW
     return _backward(x, W, dz, L, s, d, pl, G, method, need_dx, True, workspace)
