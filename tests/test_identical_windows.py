@@ -149,7 +149,13 @@ def test_distinct_rows_and_shift_add_rows_match_their_numpy_twins(padding, dtype
     x, K, s, d, pl, l_out, seed = case
     x = x.astype(dtype)
     ids, zero_id = kw.row_ids(x)
-    assert kw.verify_ids(x, ids, 0, ids.size)
+    assert kw.verify_ids(x, ids, 0, ids.size) and rw.verify_ids(x, ids, 0, ids.size)
+    if ids.size > 1:  # a wrong id: step 1 said to equal step 0 (true only if their bits are equal)
+        wrong = ids.copy().reshape(-1)
+        wrong[1] = 0
+        equal = np.array_equal(x.reshape(-1, x.shape[2])[1].view(np.uint8), x.reshape(-1, x.shape[2])[0].view(np.uint8))
+        assert kw.verify_ids(x, wrong, 0, ids.size) == rw.verify_ids(x, wrong, 0, ids.size) == equal
+        assert kw.verify_ids(x, wrong, 2, ids.size) and rw.verify_ids(x, wrong, 2, ids.size)  # outside the range
     firsts, compact = kw.distinct_rows(x, ids, zero_id)
     firsts_ref, compact_ref = rw.distinct_rows(x, *rw.row_ids(x))
     np.testing.assert_array_equal(firsts, firsts_ref)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["distinct_rows", "row_ids", "share_identical_windows", "window_ids"]
+__all__ = ["distinct_rows", "row_ids", "share_identical_windows", "verify_ids", "window_ids"]
 
 
 def _first_of_equal_rows(rows: np.ndarray) -> np.ndarray:
@@ -60,6 +60,14 @@ def distinct_rows(x: np.ndarray, ids: np.ndarray, zero_id: int) -> tuple[np.ndar
     nonzero = flat != zero_id
     compact[nonzero] = np.searchsorted(firsts, flat[nonzero])
     return firsts.astype(np.int64), compact.reshape(B, L)
+
+
+def verify_ids(x: np.ndarray, ids: np.ndarray, r0: int, r1: int) -> bool:
+    """Whether every step r in [r0, r1) of x (its B·L steps in row-major order) has the bits of step ids[r]: the
+    check that hashed ids group only equal steps."""
+    B, L, C = x.shape
+    bits = x.reshape(B * L, C).view(np.dtype(f"u{x.dtype.itemsize}"))
+    return bool(np.array_equal(bits[r0:r1], bits[ids.reshape(-1)[r0:r1]]))
 
 
 def window_ids(ids: np.ndarray, zero_id: int, K: int, s: int, d: int, pl: int, l_out: int) -> np.ndarray:
