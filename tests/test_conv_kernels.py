@@ -178,6 +178,28 @@ def test_conv_ops_float32_close_to_float64(method):
     assert rel_err(dx32.astype(np.float64), dx64) < 1e-6 and rel_err(dW32.astype(np.float64), dW64) < 1e-6
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding, K, d, chunk_bytes", [("valid", 3, 1, 4 << 20), ("same", 4, 2, 1),
+                                                        ("causal", 3, 3, 1), ("same", 5, 1, 4 << 20)])  # fmt: skip
+def test_an_inference_forward_with_many_channels_runs_one_product_per_tap(padding, K, d, chunk_bytes, dtype):
+    """'auto', stride 1, one group, C >= TAPS_MIN_CHANNELS and F > C (im2col territory), no columns to keep: one
+    product per tap into the same rows (kernels.conv._taps_forward), in batch chunks down to one sample; equal to
+    the reference; a training forward (keep_cols) keeps its im2col columns instead."""
+    rng = np.random.default_rng(4)
+    B, L, C, F = 5, 19, kc.TAPS_MIN_CHANNELS, kc.TAPS_MIN_CHANNELS + 7
+    x, W = rng.normal(size=(B, L, C)).astype(dtype), rng.normal(size=(K, C, F)).astype(dtype)
+    pl, _, l_out = kc.conv_padding(L, K, 1, d, padding)
+    assert kc.choose_method(L, l_out, C, F, 1) == "im2col"
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    with mock.patch.object(kc, "FORWARD_CHUNK_BYTES", chunk_bytes):
+        for keep in (False, True):
+            ws = {}
+            with mock.patch.object(kc, "im2col", wraps=kc.im2col) as spy:
+                z = kc.conv1d_forward(x, W, 1, d, pl, l_out, workspace=ws, keep_cols=keep)
+            assert spy.called == keep and ("kept_cols_of" in ws) == keep
+            assert rel_err(z, rc.conv1d_forward(x, W, 1, d, pl, l_out)) <= tol
+
+
 def test_auto_method_choice():
     assert kc.choose_method(500, 494, 128, 32, 1) == "shift"  # the benchmark's first conv: F < C, s = 1
     assert kc.choose_method(98, 92, 32, 32, 1) == "im2col"

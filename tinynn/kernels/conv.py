@@ -575,6 +575,9 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
 
         _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES))
         return z
+    if method == "auto" and not keep_cols and s == 1 and G == 1 and C >= TAPS_MIN_CHANNELS and F <= 2 * C:
+        ws.pop("kept_cols_of", None)
+        return _taps_forward(x, W, d, pl, l_out, ws)
     z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written below
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
     geometry = (x.shape, K, s, d, pl, l_out, G)
@@ -594,6 +597,47 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
     _run_chunks(im2col_piece, _chunk_ranges(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES))
     if keep:
         ws["kept_cols_of"] = (x, geometry)
+    return z
+
+
+#: An inference forward with stride 1, one group, at least this many channels and F <= 2·C, where 'auto' would
+#: pick im2col, runs one product per tap instead (:func:`_taps_forward`): no columns to copy, and each product's
+#: summed axis (C) is still long enough for BLAS to run near its best (with many more filters than channels the
+#: K passes over the output rows cost more than the columns saved).
+TAPS_MIN_CHANNELS = 64
+
+
+def _taps_forward(x, W, d, pl, l_out, ws):
+    """z = conv(x, W) for stride 1 and one group as K products into the same rows, no im2col:
+
+        xp = x padded (B, Lp, C) as rows r = b·Lp + i,   z'[r] = Σ_k xp[r + k·d] @ W[k]   (β = 1 after k = 0)
+        z[b, t] = z'[b·Lp + t]
+
+    A batch chunk computes the rows r whose taps stay inside its own samples (the rows t >= Lo of a sample mix
+    two samples and are dropped) into per-core scratch, then copies its samples' Lo valid rows to z."""
+    K, C, F = W.shape
+    B, L, _ = x.shape
+    reach = (K - 1) * d
+    Lp = max(L + pl, l_out + reach)  # steps per padded sample: all that the Lo windows read
+    if Lp == L:
+        xp = x
+    else:
+        xp = np.zeros((B, Lp, C), dtype=x.dtype)
+        xp[:, pl : pl + L] = x
+    rows = xp.reshape(B * Lp, C)
+    Wk = np.ascontiguousarray(W, dtype=x.dtype)
+    z = np.empty((B, l_out, F), dtype=x.dtype)
+
+    def piece(worker, b0, b1):
+        n = b1 - b0
+        r0, m = b0 * Lp, n * Lp - reach
+        zp = _scratch(ws, f"zt{worker}", (n * Lp, F), x.dtype)
+        blas.gemm(rows[r0 : r0 + m], Wk[0], zp[:m], False, False, 0.0)
+        for k in range(1, K):
+            blas.gemm(rows[r0 + k * d : r0 + k * d + m], Wk[k], zp[:m], False, False, 1.0)
+        z[b0:b1] = zp.reshape(n, Lp, F)[:, :l_out]
+
+    _run_chunks(piece, _chunk_ranges(B, Lp * F * x.itemsize, FORWARD_CHUNK_BYTES))
     return z
 
 
