@@ -192,11 +192,13 @@ def test_an_inference_forward_with_many_channels_runs_one_product_per_tap(paddin
     assert kc.choose_method(L, l_out, C, F, 1) == "im2col"
     tol = 1e-5 if dtype == np.float32 else 1e-12
     with mock.patch.object(kc, "FORWARD_CHUNK_BYTES", chunk_bytes):
-        for keep in (False, True):
+        for keep, budget in ((False, kc.KEEP_COLS_BYTES), (True, kc.KEEP_COLS_BYTES), (True, 1)):
             ws = {}
-            with mock.patch.object(kc, "im2col", wraps=kc.im2col) as spy:
+            kept = keep and budget > 1  # columns beyond the budget are not kept: nothing to copy them for
+            with mock.patch.object(kc, "im2col", wraps=kc.im2col) as spy, \
+                    mock.patch.object(kc, "KEEP_COLS_BYTES", budget):  # fmt: skip
                 z = kc.conv1d_forward(x, W, 1, d, pl, l_out, workspace=ws, keep_cols=keep)
-            assert spy.called == keep and ("kept_cols_of" in ws) == keep
+            assert spy.called == kept and ("kept_cols_of" in ws) == kept
             assert rel_err(z, rc.conv1d_forward(x, W, 1, d, pl, l_out)) <= tol
 
 

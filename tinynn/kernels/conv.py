@@ -575,13 +575,13 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
 
         _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES))
         return z
-    if method == "auto" and not keep_cols and s == 1 and G == 1 and C >= TAPS_MIN_CHANNELS and F <= 2 * C:
+    keep = keep_cols and G == 1 and B * l_out * K * C * x.itemsize <= KEEP_COLS_BYTES
+    if method == "auto" and not keep and s == 1 and G == 1 and C >= TAPS_MIN_CHANNELS and F <= 2 * C:
         ws.pop("kept_cols_of", None)
         return _taps_forward(x, W, d, pl, l_out, ws)
     z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written below
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
     geometry = (x.shape, K, s, d, pl, l_out, G)
-    keep = keep_cols and G == 1 and B * l_out * K * C * x.itemsize <= KEEP_COLS_BYTES
     ws.pop("kept_cols_of", None)
     kept = _scratch(ws, "kept_cols", (G, B, l_out, K, Cg), x.dtype) if keep else None
 
@@ -600,10 +600,11 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
     return z
 
 
-#: An inference forward with stride 1, one group, at least this many channels and F <= 2·C, where 'auto' would
-#: pick im2col, runs one product per tap instead (:func:`_taps_forward`): no columns to copy, and each product's
-#: summed axis (C) is still long enough for BLAS to run near its best (with many more filters than channels the
-#: K passes over the output rows cost more than the columns saved).
+#: A forward that keeps no columns (inference, or columns beyond ``KEEP_COLS_BYTES``) with stride 1, one group, at
+#: least this many channels and F <= 2·C, where 'auto' would pick im2col, runs one product per tap instead
+#: (:func:`_taps_forward`): no columns to copy, and each product's summed axis (C) is still long enough for BLAS
+#: to run near its best (with many more filters than channels the K passes over the output rows cost more than
+#: the columns saved).
 TAPS_MIN_CHANNELS = 64
 
 
