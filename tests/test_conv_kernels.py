@@ -75,7 +75,8 @@ def test_depthwise_direct_kernel_matches_reference(g, multiplier):
         return
     assert kc.choose_method(L, l_out, G, G * multiplier, s, "auto", G) == "depthwise"
     for chunk_bytes in (1, 1 << 22):
-        with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes):
+        with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes,
+                                 SEQUENTIAL_BYTES=0):
             z_ref = rc.conv1d_forward(x, W, s, d, pl, l_out, G)
             assert rel_err(kc.conv1d_forward(x, W, s, d, pl, l_out, G), z_ref) <= TOL
             dx, dW = kc.conv1d_backward(x, W, dz, s, d, pl, G)
@@ -98,7 +99,7 @@ def test_conv_ops_in_batch_chunks_with_reused_workspace(g, method, chunk_bytes):
     z_ref = rc.conv1d_forward(x, W, s, d, pl, l_out, G)
     dx_ref = rc.conv1d_backward_data(dz, W, L, s, d, pl, G)
     dW_ref = rc.conv1d_backward_filter(x, dz, g["K"], s, d, pl, G)
-    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes):
+    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes, SEQUENTIAL_BYTES=0):
         for _ in range(2):  # the second call runs on the buffers the first one left behind
             z = kc.conv1d_forward(x, W, s, d, pl, l_out, G, method, workspace=_WORKSPACE)
             dx, dW = kc.conv1d_backward(x, W, dz, s, d, pl, G, method, workspace=_WORKSPACE)
@@ -114,7 +115,7 @@ def test_kept_forward_columns_serve_the_backward_of_the_same_input_only(g, chunk
     x, W, dz = _arrays(g)
     s, d, pl, G, L, K, l_out = g["s"], g["d"], g["pl"], g["G"], g["L"], g["K"], g["l_out"]
     ws: dict = {}
-    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes):
+    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes, SEQUENTIAL_BYTES=0):
         z = kc.conv1d_forward(x, W, s, d, pl, l_out, G, "im2col", workspace=ws, keep_cols=True)
         assert rel_err(z, rc.conv1d_forward(x, W, s, d, pl, l_out, G)) <= TOL
         kept = G == 1  # grouped columns are chunked group-major, so only G = 1 keeps them
@@ -191,7 +192,7 @@ def test_an_inference_forward_with_many_channels_runs_one_product_per_tap(paddin
     pl, _, l_out = kc.conv_padding(L, K, 1, d, padding)
     assert kc.choose_method(L, l_out, C, F, 1) == "im2col"
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    with mock.patch.object(kc, "FORWARD_CHUNK_BYTES", chunk_bytes):
+    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, SEQUENTIAL_BYTES=0):
         for keep, budget in ((False, kc.KEEP_COLS_BYTES), (True, kc.KEEP_COLS_BYTES), (True, 1)):
             ws = {}
             kept = keep and budget > 1  # columns beyond the budget are not kept: nothing to copy them for
@@ -314,3 +315,10 @@ def test_max_pool_padding_never_wins():
     pl, _, l_out = kc.conv_padding(5, 4, 2, 1, "same")
     y, _ = kp.max_pool1d_forward(x, 4, 2, pl, l_out)
     assert np.all(y < 0)
+
+
+def test_small_passes_run_as_one_range_and_large_ones_in_chunks_for_the_cores():
+    assert kc._chunk_ranges(8, 1000, kc.FORWARD_CHUNK_BYTES) == [(0, 8)]  # 8 kB of scratch: no hand-off
+    ranges = kc._chunk_ranges(64, kc.SEQUENTIAL_BYTES, kc.FORWARD_CHUNK_BYTES)
+    assert len(ranges) >= min(64, 2 * kc.num_threads()) and ranges[0][0] == 0 and ranges[-1][1] == 64
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))

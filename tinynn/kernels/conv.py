@@ -392,10 +392,18 @@ BACKWARD_CHUNK_BYTES = 64 << 20
 KEEP_COLS_BYTES = 64 << 20
 
 
+#: Below this much scratch in all (a pass of some tens of microseconds) the batch is one range, run on the calling
+#: thread: handing work to the other core costs about as much.
+SEQUENTIAL_BYTES = 1 << 20
+
+
 def _chunk_ranges(B: int, bytes_per_sample: int, budget: int) -> list[tuple[int, int]]:
     """Batch ranges of about ``budget`` bytes of scratch each, and at least two per core when the batch allows
-    (the cores pull them: :func:`tinynn.kernels.parallel.share`)."""
-    n = max(-(-B * max(int(bytes_per_sample), 1) // budget), min(B, 2 * num_threads()))
+    (the cores pull them: :func:`tinynn.kernels.parallel.share`); one range for small passes."""
+    total = B * max(int(bytes_per_sample), 1)
+    if total < SEQUENTIAL_BYTES:
+        return [(0, B)]
+    n = max(-(-total // budget), min(B, 2 * num_threads()))
     return even_ranges(B, n)
 
 

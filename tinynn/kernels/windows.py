@@ -20,6 +20,8 @@ and, after the copy, bitwise the same outputs (``tests/test_identical_windows.py
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
@@ -218,8 +220,11 @@ def _compact_ids(ids, zero_id, compact, firsts):  # pragma: no cover - compiled
     return U
 
 
+@functools.lru_cache(maxsize=64)
 def _multipliers(width: int, seed: int) -> np.ndarray:
-    """Odd 64-bit multipliers, one per column (a fixed pseudo-random sequence, so hashes are reproducible)."""
+    """Odd 64-bit multipliers, one per column (a fixed pseudo-random sequence, so hashes are reproducible); cached
+    per width: making the generator cost more than hashing a small input. Never written to (left writable so that
+    the kernels keep one signature)."""
     return np.random.default_rng(seed).integers(0, 2**63, width, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
 
