@@ -288,3 +288,18 @@ def test_the_window_pass_is_skipped_only_when_no_two_windows_can_be_identical():
     assert runs_the_pass(repeated, 3, 1, "valid")
     assert runs_the_pass(zero, 3, 1, "valid")
     assert runs_the_pass(rng.normal(size=(3, 1, 4)), 2, 3, "same")  # L=1, taps at -1 and 2: window 0 is all padding
+
+
+def test_the_step_map_kernels_reject_maps_that_would_index_out_of_bounds():
+    """The numba loops index with the step map and the ids unchecked: the Python entries check them first."""
+    x = np.zeros((2, 5, 3))
+    Zu, dz = np.zeros((4, 2, 3)), np.zeros((2, 4, 3))
+    for bad in (np.full((2, 5), 4), np.full((2, 5), -2), np.zeros((2, 5), np.int32)):
+        with pytest.raises(ValueError, match="shift_add_rows"):
+            kc.shift_add_rows(Zu, bad, 1, 1, 0, 4)
+        with pytest.raises(ValueError, match="spread_rows"):
+            kc.spread_rows(dz, bad, 2, 1, 1, 0, np.zeros((4, 2, 3)))
+    with pytest.raises(ValueError, match="distinct_rows"):
+        kw.distinct_rows(x, np.full((2, 5), 10), -1)
+    with pytest.raises(ValueError, match="verify_ids"):
+        kw.verify_ids(x, np.full(10, -1), 0, 10)

@@ -184,10 +184,18 @@ def _shift_add(Z, s, d, pl, z):  # pragma: no cover - compiled
     return z
 
 
+def _check_rows(rows, U: int, who: str) -> None:
+    """The step map is (B, L) with entries in [-1, U): the numba loops index with it unchecked."""
+    if rows.ndim != 2 or rows.dtype != np.int64 or (rows.size and (rows.min() < -1 or rows.max() >= U)):
+        raise ValueError(f"{who}: the step map must be (B, L) int64 in [-1, {U}), got {rows.shape} {rows.dtype}"
+                         + (f" in [{rows.min()}, {rows.max()}]" if rows.size and rows.ndim == 2 else ""))
+
+
 def shift_add_rows(Zu, rows, s, d, pl, l_out, out=None):
     """z[b,t,f] = Σ_k Zu[rows[b, t·s+k·d-pl], k, f] over taps inside [0, L) with rows[…] >= 0.  (B, Lo, F)
 
-    Accumulates into ``out`` when given (pass zeros). The caller guarantees -1 <= rows < U."""
+    Accumulates into ``out`` when given (pass zeros)."""
+    _check_rows(rows, Zu.shape[0], "shift_add_rows")
     B = rows.shape[0]
     out = np.zeros((B, l_out, Zu.shape[2]), dtype=Zu.dtype) if out is None else _out(out, (B, l_out, Zu.shape[2]),
                                                                                        Zu.dtype)
@@ -224,6 +232,9 @@ def spread_rows(dz, rows, K, s, d, pl, out, k0=0, k1=None):
     """Uu[u,k,f] += Σ_{(b,t): rows[b, t·s+k·d-pl] = u} dz[b,t,f] for the taps k0 <= k < k1, (b,t) in row-major
     order: shift_add_rows's adjoint (Uu (U, K, F) zeros or a running sum; Σ_u x_uᵀ Uu[u] is dWr)."""
     k1 = K if k1 is None else k1
+    _check_rows(rows, out.shape[0], "spread_rows")
+    if rows.shape[0] != dz.shape[0]:
+        raise ValueError(f"spread_rows: step map {rows.shape} does not fit dz {dz.shape}")
     if out.shape[1:] != (K, dz.shape[2]) or out.dtype != dz.dtype or not 0 <= k0 <= k1 <= K:
         raise ValueError(f"spread_rows: out {out.shape} {out.dtype} does not fit dz {dz.shape} {dz.dtype}, K={K}")
     return _spread_rows(dz, rows, s, d, pl, out, k0, k1)

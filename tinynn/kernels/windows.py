@@ -257,6 +257,8 @@ def distinct_rows(x: np.ndarray, ids: np.ndarray, zero_id: int, verify: bool = T
     must not rely on the ids then). ``verify=False`` skips that check (the caller did it: :func:`verify_ids`)."""
     B, L = ids.shape
     flat = np.ascontiguousarray(ids, np.int64).reshape(B * L)
+    if x.shape[:2] != (B, L) or (flat.size and (flat.min() < 0 or flat.max() >= B * L)):
+        raise ValueError(f"distinct_rows: step ids {ids.shape} do not fit x {x.shape} (ids must be in [0, B·L))")
     if verify and not verify_ids(x, flat, 0, B * L):
         return None
     compact, firsts = np.empty(B * L, np.int64), np.empty(B * L, np.int64)
@@ -272,6 +274,9 @@ def verify_ids(x: np.ndarray, ids: np.ndarray, r0: int, r1: int) -> bool:
     flat = ids.reshape(-1)
     if flat.shape[0] != B * L or not 0 <= r0 <= r1 <= B * L:
         raise ValueError(f"verify_ids: {flat.shape[0]} ids for {B * L} steps, range [{r0}, {r1})")
+    part = flat[r0:r1]
+    if part.size and (part.min() < 0 or part.max() >= B * L):
+        raise ValueError(f"verify_ids: ids must be in [0, {B * L}), got [{part.min()}, {part.max()}]")
     return _unequal_to_first(rows.view(np.dtype(f"u{word}")), np.ascontiguousarray(flat, np.int64), r0, r1) == 0
 
 
