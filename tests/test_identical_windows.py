@@ -165,8 +165,10 @@ def test_distinct_rows_and_shift_add_rows_match_their_numpy_twins(padding, dtype
     np.testing.assert_array_equal(flat[firsts[compact[used]]], x[used])  # each step has the bits of its first
     assert not flat[compact.reshape(-1) < 0].any()  # -1: the all-(+0) steps, and only those
     Zu = np.random.default_rng(seed).normal(size=(firsts.size, K, 3)).astype(dtype)
-    np.testing.assert_array_equal(kc.shift_add_rows(Zu, compact, s, d, pl, l_out),
-                                  rc.shift_add_rows(Zu, compact, s, d, pl, l_out))
+    expected = rc.shift_add_rows(Zu, compact, s, d, pl, l_out)
+    np.testing.assert_array_equal(kc.shift_add_rows(Zu, compact, s, d, pl, l_out), expected)
+    garbage = np.full(expected.shape, np.nan, dtype)  # an out buffer's old contents are overwritten, not read
+    np.testing.assert_array_equal(kc.shift_add_rows(Zu, compact, s, d, pl, l_out, out=garbage), expected)
 
 
 def test_verify_ids_finds_a_hash_collision_and_the_convolution_then_takes_the_checked_path():

@@ -194,18 +194,18 @@ def _check_rows(rows, U: int, who: str) -> None:
 def shift_add_rows(Zu, rows, s, d, pl, l_out, out=None):
     """z[b,t,f] = Σ_k Zu[rows[b, t·s+k·d-pl], k, f] over taps inside [0, L) with rows[…] >= 0.  (B, Lo, F)
 
-    Accumulates into ``out`` when given (pass zeros)."""
+    Written into ``out`` when given (its contents are not read: no zeroing pass)."""
     _check_rows(rows, Zu.shape[0], "shift_add_rows")
     B = rows.shape[0]
-    out = np.zeros((B, l_out, Zu.shape[2]), dtype=Zu.dtype) if out is None else _out(out, (B, l_out, Zu.shape[2]),
+    out = np.empty((B, l_out, Zu.shape[2]), dtype=Zu.dtype) if out is None else _out(out, (B, l_out, Zu.shape[2]),
                                                                                        Zu.dtype)
     return _shift_add_rows(Zu, rows, s, d, pl, out)
 
 
 @numba.njit(cache=True, nogil=True)
 def _shift_add_rows(Zu, rows, s, d, pl, z):  # pragma: no cover - compiled
-    """Output step by output step, its taps summed in a small buffer in the order k = 0, 1, … and added to z
-    once (the rows of Zu are scattered: their reads, not the sums, take the time)."""
+    """Output step by output step, its taps summed in a small buffer from +0 in the order k = 0, 1, … and stored
+    in z (the rows of Zu are scattered: their reads, not the sums, take the time)."""
     B, L = rows.shape
     K, F = Zu.shape[1], Zu.shape[2]
     l_out = z.shape[1]
@@ -224,7 +224,7 @@ def _shift_add_rows(Zu, rows, s, d, pl, z):  # pragma: no cover - compiled
                             acc[f] += Zr[f]
             zr = z[b, t]
             for f in range(F):
-                zr[f] += acc[f]
+                zr[f] = acc[f]
     return z
 
 
@@ -509,7 +509,7 @@ def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep):
     xu = np.take(x.reshape(rows, C), firsts, axis=0)
     Zu = blas.matmul(xu, _w_shift(W, 1)[0], _scratch(ws, "Zu", (firsts.shape[0], K * F), x.dtype))
     Zu = Zu.reshape(-1, K, F)
-    z = np.zeros((B, l_out, F), dtype=x.dtype)
+    z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written
     _run_chunks(lambda _, b0, b1: shift_add_rows(Zu, compact[b0:b1], s, d, pl, l_out, out=z[b0:b1]),
                 _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
     if keep and workspace is not None:
