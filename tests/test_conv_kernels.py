@@ -75,7 +75,8 @@ def test_depthwise_direct_kernel_matches_reference(g, multiplier):
         return
     assert kc.choose_method(L, l_out, G, G * multiplier, s, "auto", G) == "depthwise"
     for chunk_bytes in (1, 1 << 22):
-        with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes):
+        with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes,
+                                 SEQUENTIAL_BYTES=0):
             z_ref = rc.conv1d_forward(x, W, s, d, pl, l_out, G)
             assert rel_err(kc.conv1d_forward(x, W, s, d, pl, l_out, G), z_ref) <= TOL
             dx, dW = kc.conv1d_backward(x, W, dz, s, d, pl, G)
@@ -98,7 +99,7 @@ def test_conv_ops_in_batch_chunks_with_reused_workspace(g, method, chunk_bytes):
     z_ref = rc.conv1d_forward(x, W, s, d, pl, l_out, G)
     dx_ref = rc.conv1d_backward_data(dz, W, L, s, d, pl, G)
     dW_ref = rc.conv1d_backward_filter(x, dz, g["K"], s, d, pl, G)
-    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes):
+    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes, SEQUENTIAL_BYTES=0):
         for _ in range(2):  # the second call runs on the buffers the first one left behind
             z = kc.conv1d_forward(x, W, s, d, pl, l_out, G, method, workspace=_WORKSPACE)
             dx, dW = kc.conv1d_backward(x, W, dz, s, d, pl, G, method, workspace=_WORKSPACE)
@@ -114,7 +115,7 @@ def test_kept_forward_columns_serve_the_backward_of_the_same_input_only(g, chunk
     x, W, dz = _arrays(g)
     s, d, pl, G, L, K, l_out = g["s"], g["d"], g["pl"], g["G"], g["L"], g["K"], g["l_out"]
     ws: dict = {}
-    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes):
+    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes, SEQUENTIAL_BYTES=0):
         z = kc.conv1d_forward(x, W, s, d, pl, l_out, G, "im2col", workspace=ws, keep_cols=True)
         assert rel_err(z, rc.conv1d_forward(x, W, s, d, pl, l_out, G)) <= TOL
         kept = G == 1  # grouped columns are chunked group-major, so only G = 1 keeps them
@@ -176,6 +177,30 @@ def test_conv_ops_float32_close_to_float64(method):
     assert z32.dtype == dx32.dtype == dW32.dtype == np.float32
     assert rel_err(z32.astype(np.float64), z64) < 1e-6
     assert rel_err(dx32.astype(np.float64), dx64) < 1e-6 and rel_err(dW32.astype(np.float64), dW64) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding, K, d, chunk_bytes", [("valid", 3, 1, 4 << 20), ("same", 4, 2, 1),
+                                                        ("causal", 3, 3, 1), ("same", 5, 1, 4 << 20)])  # fmt: skip
+def test_an_inference_forward_with_many_channels_runs_one_product_per_tap(padding, K, d, chunk_bytes, dtype):
+    """'auto', stride 1, one group, C >= TAPS_MIN_CHANNELS and F > C (im2col territory), no columns to keep: one
+    product per tap into the same rows (kernels.conv._taps_forward), in batch chunks down to one sample; equal to
+    the reference; a training forward (keep_cols) keeps its im2col columns instead."""
+    rng = np.random.default_rng(4)
+    B, L, C, F = 5, 19, kc.TAPS_MIN_CHANNELS, kc.TAPS_MIN_CHANNELS + 7
+    x, W = rng.normal(size=(B, L, C)).astype(dtype), rng.normal(size=(K, C, F)).astype(dtype)
+    pl, _, l_out = kc.conv_padding(L, K, 1, d, padding)
+    assert kc.choose_method(L, l_out, C, F, 1) == "im2col"
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, SEQUENTIAL_BYTES=0):
+        for keep, budget in ((False, kc.KEEP_COLS_BYTES), (True, kc.KEEP_COLS_BYTES), (True, 1)):
+            ws = {}
+            kept = keep and budget > 1  # columns beyond the budget are not kept: nothing to copy them for
+            with mock.patch.object(kc, "im2col", wraps=kc.im2col) as spy, \
+                    mock.patch.object(kc, "KEEP_COLS_BYTES", budget):  # fmt: skip
+                z = kc.conv1d_forward(x, W, 1, d, pl, l_out, workspace=ws, keep_cols=keep)
+            assert spy.called == kept and ("kept_cols_of" in ws) == kept
+            assert rel_err(z, rc.conv1d_forward(x, W, 1, d, pl, l_out)) <= tol
 
 
 def test_auto_method_choice():
@@ -290,3 +315,10 @@ def test_max_pool_padding_never_wins():
     pl, _, l_out = kc.conv_padding(5, 4, 2, 1, "same")
     y, _ = kp.max_pool1d_forward(x, 4, 2, pl, l_out)
     assert np.all(y < 0)
+
+
+def test_small_passes_run_as_one_range_and_large_ones_in_chunks_for_the_cores():
+    assert kc._chunk_ranges(8, 1000, kc.FORWARD_CHUNK_BYTES) == [(0, 8)]  # 8 kB of scratch: no hand-off
+    ranges = kc._chunk_ranges(64, kc.SEQUENTIAL_BYTES, kc.FORWARD_CHUNK_BYTES)
+    assert len(ranges) >= min(64, 2 * kc.num_threads()) and ranges[0][0] == 0 and ranges[-1][1] == 64
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))

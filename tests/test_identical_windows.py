@@ -14,6 +14,7 @@ from tinynn import config, layers
 from tinynn.kernels import blas
 from tinynn.kernels import conv as kc
 from tinynn.kernels import windows as kw
+from tinynn.kernels.reference import conv as rc
 from tinynn.kernels.reference import windows as rw
 
 
@@ -136,3 +137,171 @@ def test_a_hash_collision_never_gives_a_window_another_windows_output():
     expected = z.copy()
     expected[1, 0] = z[0, 0]
     np.testing.assert_array_equal(shared, expected)
+
+
+# --------------------------------------------------------------------------- the distinct-steps forward
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", ["valid", "same", "causal"])
+@given(data=st.data())
+@example(data=None)  # every step all zeros: no distinct step at all
+def test_distinct_rows_and_shift_add_rows_match_their_numpy_twins(padding, dtype, data):
+    case = data.draw(repetitive_input(padding)) if data is not None else (np.zeros((2, 6, 3)), 2, 1, 1, 0, 5, 0)
+    x, K, s, d, pl, l_out, seed = case
+    x = x.astype(dtype)
+    ids, zero_id = kw.row_ids(x)
+    assert kw.verify_ids(x, ids, 0, ids.size) and rw.verify_ids(x, ids, 0, ids.size)
+    if ids.size > 1:  # a wrong id: step 1 said to equal step 0 (true only if their bits are equal)
+        wrong = ids.copy().reshape(-1)
+        wrong[1] = 0
+        equal = np.array_equal(x.reshape(-1, x.shape[2])[1].view(np.uint8), x.reshape(-1, x.shape[2])[0].view(np.uint8))
+        assert kw.verify_ids(x, wrong, 0, ids.size) == rw.verify_ids(x, wrong, 0, ids.size) == equal
+        assert kw.verify_ids(x, wrong, 2, ids.size) and rw.verify_ids(x, wrong, 2, ids.size)  # outside the range
+    firsts, compact = kw.distinct_rows(x, ids, zero_id)
+    firsts_ref, compact_ref = rw.distinct_rows(x, *rw.row_ids(x))
+    np.testing.assert_array_equal(firsts, firsts_ref)
+    np.testing.assert_array_equal(compact, compact_ref)
+    flat = x.reshape(-1, x.shape[2])
+    used = compact >= 0
+    np.testing.assert_array_equal(flat[firsts[compact[used]]], x[used])  # each step has the bits of its first
+    assert not flat[compact.reshape(-1) < 0].any()  # -1: the all-(+0) steps, and only those
+    Zu = np.random.default_rng(seed).normal(size=(firsts.size, K, 3)).astype(dtype)
+    expected = rc.shift_add_rows(Zu, compact, s, d, pl, l_out)
+    np.testing.assert_array_equal(kc.shift_add_rows(Zu, compact, s, d, pl, l_out), expected)
+    garbage = np.full(expected.shape, np.nan, dtype)  # an out buffer's old contents are overwritten, not read
+    np.testing.assert_array_equal(kc.shift_add_rows(Zu, compact, s, d, pl, l_out, out=garbage), expected)
+
+
+def test_verify_ids_finds_a_hash_collision_and_the_convolution_then_takes_the_checked_path():
+    """With every row hashed alike, row_ids merges different steps; verify_ids says so, the distinct-steps forward
+    is not used and the output is still the convolution's (the window copy checks bits)."""
+
+    def same_hash_for_every_row(bits, m1, m2, hashes):
+        hashes[:] = 7
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(2, 3, 4))[:, rng.integers(0, 3, 40)]  # (2, 40, 4): 6 distinct steps, repeated
+    W = rng.normal(size=(3, 4, 5))
+    with mock.patch.object(kw, "_row_hashes", same_hash_for_every_row):
+        ids, _ = kw.row_ids(x)
+        assert not kw.verify_ids(x, ids, 0, ids.size)
+        with mock.patch.object(kc, "shift_add_rows", wraps=kc.shift_add_rows) as spy:
+            z = kc.conv1d_forward(x, W, workspace={})
+        assert not spy.called
+    np.testing.assert_allclose(z, rc.conv1d_forward(x, W), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", ["valid", "same", "causal"])
+def test_the_distinct_steps_forward_equals_the_reference_and_shares_identical_windows(padding, dtype):
+    """Left-padded embeddings (many repeated steps): the forward takes the distinct-steps path (one product per
+    distinct step), agrees with the reference, and identical windows get identical outputs even when the GEMM
+    rounds each row differently (the products of identical steps are one row, summed in one order)."""
+    rng = np.random.default_rng(7)
+    table = rng.normal(size=(6, 5)).astype(dtype)
+    table[0] = 0.0
+    x = table[_left_padded_ids(rng, 9, 24, 6)]
+    W = rng.normal(size=(3, 5, 4)).astype(dtype)
+    pl, _, l_out = kc.conv_padding(24, 3, 1, 2, padding)
+
+    real_matmul = blas.matmul
+
+    def position_dependent_matmul(a, b, out=None):
+        result = real_matmul(a, b, out)
+        result *= (1 + np.arange(result.shape[0]) * 2.0**-20).astype(result.dtype)[:, None]
+        return result
+
+    with mock.patch.object(kc, "shift_add_rows", wraps=kc.shift_add_rows) as spy, \
+            mock.patch.object(kc.blas, "matmul", position_dependent_matmul):  # fmt: skip
+        z = kc.conv1d_forward(x, W, 1, 2, pl, l_out, workspace={})
+    assert spy.called
+    rep = kw.window_ids(*kw.row_ids(x), 3, 1, 2, pl, l_out)
+    rows = z.reshape(-1, 4)
+    assert (rep != np.arange(rep.size)).sum() > 20
+    np.testing.assert_array_equal(rows, rows[rep])
+    exact = kc.conv1d_forward(x, W, 1, 2, pl, l_out, workspace={})
+    np.testing.assert_allclose(exact, rc.conv1d_forward(x, W, 1, 2, pl, l_out), rtol=1e-5 if dtype == np.float32
+                               else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-12)  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", ["valid", "same", "causal"])
+@given(data=st.data())
+def test_spread_rows_matches_its_numpy_twin_and_is_shift_add_rows_adjoint(padding, dtype, data):
+    x, K, s, d, pl, l_out, seed = data.draw(repetitive_input(padding))
+    x = x.astype(dtype)
+    firsts, compact = kw.distinct_rows(x, *kw.row_ids(x))
+    rng = np.random.default_rng(seed)
+    dz = rng.normal(size=(x.shape[0], l_out, 3)).astype(dtype)
+    Uu = kc.spread_rows(dz, compact, K, s, d, pl, np.zeros((firsts.size, K, 3), dtype))
+    np.testing.assert_array_equal(Uu, rc.spread_rows(dz, compact, K, s, d, pl, firsts.size))
+    split = np.zeros_like(Uu)  # tap ranges, as the cores share them
+    kc.spread_rows(dz, compact, K, s, d, pl, split, 0, K // 2)
+    kc.spread_rows(dz, compact, K, s, d, pl, split, K // 2, K)
+    np.testing.assert_array_equal(split, Uu)
+    Zu = rng.normal(size=Uu.shape)
+    assert np.isclose(np.sum(kc.shift_add_rows(Zu, compact, s, d, pl, l_out) * dz), np.sum(Zu * Uu), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_training_forward_keeps_its_distinct_steps_for_the_weight_gradient(dtype):
+    """keep_cols (training): the backward on the same x sums dW over the distinct steps (spread_rows), and gives
+    the reference's gradients; another x, or a forward without keep_cols, gets the full product."""
+    rng = np.random.default_rng(8)
+    table = rng.normal(size=(7, 6)).astype(dtype)
+    x = table[_left_padded_ids(rng, 5, 30, 7)]
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for F in (3, 8):  # dx by the shift method (F < C: dW then runs as one task beside dx's chunks) or im2col
+        W, dz = rng.normal(size=(4, 6, F)).astype(dtype), rng.normal(size=(5, 30, F)).astype(dtype)
+        assert kc.choose_method(30, 30, 6, F, 1) == ("shift" if F == 3 else "im2col")
+        for keep, other, need_dx in ((True, False, True), (True, False, False), (True, True, True),
+                                     (False, False, True)):  # fmt: skip
+            ws = {}
+            kc.conv1d_forward(x, W, 1, 1, 3, 30, workspace=ws, keep_cols=keep)
+            xb = x.copy() if other else x
+            with mock.patch.object(kc, "spread_rows", wraps=kc.spread_rows) as spy:
+                dx, dW = kc.conv1d_backward(xb, W, dz, 1, 1, 3, need_dx=need_dx, workspace=ws)
+            assert spy.called == (keep and not other)
+            np.testing.assert_allclose(dW, rc.conv1d_backward_filter(x, dz, 4, 1, 1, 3), **tol)
+            if need_dx:
+                np.testing.assert_allclose(dx, rc.conv1d_backward_data(dz, W, 30, 1, 1, 3), **tol)
+            else:
+                assert dx is None
+
+
+def test_the_window_pass_is_skipped_only_when_no_two_windows_can_be_identical():
+    """All steps distinct and nonzero, every window with a tap inside x: no pass (nothing to share). A repeated
+    step, an all-zero step or a window lying wholly in the padding: the pass runs."""
+    rng = np.random.default_rng(9)
+
+    def runs_the_pass(x, K, d, padding):
+        pl, _, l_out = kc.conv_padding(x.shape[1], K, 1, d, padding)
+        W = rng.normal(size=(K, x.shape[2], 2))
+        with mock.patch.object(kw, "share_identical_windows", wraps=kw.share_identical_windows) as spy:
+            z = kc.conv1d_forward(x, W, 1, d, pl, l_out, method="im2col", workspace={})
+        np.testing.assert_allclose(z, rc.conv1d_forward(x, W, 1, d, pl, l_out), rtol=1e-12, atol=1e-12)
+        return spy.called
+
+    x = rng.normal(size=(3, 9, 4))
+    assert not runs_the_pass(x, 3, 1, "valid")
+    assert not runs_the_pass(x, 3, 2, "same")
+    repeated, zero = x.copy(), x.copy()
+    repeated[2, 5] = repeated[0, 1]
+    zero[1, 3] = 0.0
+    assert runs_the_pass(repeated, 3, 1, "valid")
+    assert runs_the_pass(zero, 3, 1, "valid")
+    assert runs_the_pass(rng.normal(size=(3, 1, 4)), 2, 3, "same")  # L=1, taps at -1 and 2: window 0 is all padding
+
+
+def test_the_step_map_kernels_reject_maps_that_would_index_out_of_bounds():
+    """The numba loops index with the step map and the ids unchecked: the Python entries check them first."""
+    x = np.zeros((2, 5, 3))
+    Zu, dz = np.zeros((4, 2, 3)), np.zeros((2, 4, 3))
+    for bad in (np.full((2, 5), 4), np.full((2, 5), -2), np.zeros((2, 5), np.int32)):
+        with pytest.raises(ValueError, match="shift_add_rows"):
+            kc.shift_add_rows(Zu, bad, 1, 1, 0, 4)
+        with pytest.raises(ValueError, match="spread_rows"):
+            kc.spread_rows(dz, bad, 2, 1, 1, 0, np.zeros((4, 2, 3)))
+    with pytest.raises(ValueError, match="distinct_rows"):
+        kw.distinct_rows(x, np.full((2, 5), 10), -1)
+    with pytest.raises(ValueError, match="verify_ids"):
+        kw.verify_ids(x, np.full(10, -1), 0, 10)

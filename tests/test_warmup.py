@@ -229,3 +229,43 @@ def test_an_image_model_never_waits_for_a_compile_from_an_empty_cache(tmp_path):
     assert set(result["on_caller_thread"]) <= {"tinynn.kernels.denormals._swap_mode"}, result["on_caller_thread"]
     assert result["idle"] and result["after"] == [False] * 6  # the fast kernels now
     assert result["compiled_after"] == []
+
+
+_TEXT_CNN_FIRST_STEP = _FIRST_STEP_FROM_AN_EMPTY_CACHE.split("image_layers = [")[0] + '''
+rng = np.random.default_rng(0)
+lengths = rng.integers(5, 40, 8)
+ids = np.where(np.arange(40)[None, :] >= 40 - lengths[:, None], rng.integers(1, 20, (8, 40)), 0)  # left-padded
+ids[0] = np.arange(1, 41)  # the warm-up's sample: every step distinct (alone, it would not take the distinct path)
+conv_layers = [layers.Conv1D(6, 5, activation="relu"), layers.Conv1D(4, 3, padding="same")]
+model = models.Sequential([layers.Input((40,)), layers.Embedding(50, 8), conv_layers[0], layers.MaxPooling1D(2),
+                           conv_layers[1], layers.GlobalMaxPooling1D(), layers.Dense(1)])
+model.compile(optimizer="rmsprop", loss="mse")
+y = rng.normal(size=(8, 1)).astype("float32")
+model.train_on_batch(ids, y)
+first = [layer._reference for layer in conv_layers]
+on_caller_thread = [k for t, k in compiles if t == threading.current_thread().name]
+idle = warmup.wait_until_idle(timeout=900)
+before = len(compiles)
+model.train_on_batch(ids, y)
+model.predict(ids, verbose=0)
+print(json.dumps({"first": first, "after": [layer._reference for layer in conv_layers], "idle": idle,
+                  "on_caller_thread": on_caller_thread, "compiled_after": compiles[before:]}))
+'''
+
+
+def test_a_text_cnn_never_waits_for_a_conv_compile_from_an_empty_cache(tmp_path):
+    """As above for Embedding -> Conv1D -> MaxPooling1D -> Conv1D on left-padded ids, whose first convolution takes
+    the distinct-steps path (kernels.conv: shift_add_rows, spread_rows, the step-id check) in the real call but
+    not necessarily on the warm-up's one sample: the warm-ups compile that path too, so no convolution, window or
+    pooling kernel compiles on the calling thread, or at all once the warm-ups are done."""
+    root = str(pathlib.Path(warmup.__file__).resolve().parents[2])
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": root, "TINYNN_COMPILE": "background"}
+    done = subprocess.run([sys.executable, "-c", _TEXT_CNN_FIRST_STEP], env=env, capture_output=True, text=True,
+                          timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    conv_family = ("tinynn.kernels.conv.", "tinynn.kernels.windows.", "tinynn.kernels.pooling.")
+    assert result["first"] == [True] * 2  # the NumPy twins, no waiting
+    assert not [k for k in result["on_caller_thread"] if k.startswith(conv_family)], result["on_caller_thread"]
+    assert result["idle"] and result["after"] == [False] * 2  # the fast kernels now
+    assert not [k for _, k in result["compiled_after"] if k.startswith(conv_family)], result["compiled_after"]

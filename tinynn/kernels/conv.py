@@ -51,7 +51,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import blas, windows
+from . import blas, warmup, windows
 from .layout import merge_groups, split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share
 from .parallel import scratch as _scratch
@@ -182,6 +182,86 @@ def _shift_add(Z, s, d, pl, z):  # pragma: no cover - compiled
                         for f in range(Fg):
                             z[b, t, f0 + f] += Z[g, b, i, k, f]
     return z
+
+
+def _check_rows(rows, U: int, who: str) -> None:
+    """The step map is (B, L) with entries in [-1, U): the numba loops index with it unchecked."""
+    if rows.ndim != 2 or rows.dtype != np.int64 or (rows.size and (rows.min() < -1 or rows.max() >= U)):
+        raise ValueError(f"{who}: the step map must be (B, L) int64 in [-1, {U}), got {rows.shape} {rows.dtype}"
+                         + (f" in [{rows.min()}, {rows.max()}]" if rows.size and rows.ndim == 2 else ""))
+
+
+def shift_add_rows(Zu, rows, s, d, pl, l_out, out=None):
+    """z[b,t,f] = Σ_k Zu[rows[b, t·s+k·d-pl], k, f] over taps inside [0, L) with rows[…] >= 0.  (B, Lo, F)
+
+    Written into ``out`` when given (its contents are not read: no zeroing pass)."""
+    _check_rows(rows, Zu.shape[0], "shift_add_rows")
+    B = rows.shape[0]
+    out = np.empty((B, l_out, Zu.shape[2]), dtype=Zu.dtype) if out is None else _out(out, (B, l_out, Zu.shape[2]),
+                                                                                       Zu.dtype)
+    return _shift_add_rows(Zu, rows, s, d, pl, out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _shift_add_rows(Zu, rows, s, d, pl, z):  # pragma: no cover - compiled
+    """Output step by output step, its taps summed in a small buffer from +0 in the order k = 0, 1, … and stored
+    in z (the rows of Zu are scattered: their reads, not the sums, take the time)."""
+    B, L = rows.shape
+    K, F = Zu.shape[1], Zu.shape[2]
+    l_out = z.shape[1]
+    acc = np.zeros(F, Zu.dtype)
+    for b in range(B):
+        for t in range(l_out):
+            for f in range(F):
+                acc[f] = 0
+            for k in range(K):
+                i = t * s + k * d - pl
+                if 0 <= i < L:
+                    u = rows[b, i]
+                    if u >= 0:
+                        Zr = Zu[u, k]
+                        for f in range(F):
+                            acc[f] += Zr[f]
+            zr = z[b, t]
+            for f in range(F):
+                zr[f] = acc[f]
+    return z
+
+
+def spread_rows(dz, rows, K, s, d, pl, out, k0=0, k1=None):
+    """Uu[u,k,f] += Σ_{(b,t): rows[b, t·s+k·d-pl] = u} dz[b,t,f] for the taps k0 <= k < k1, (b,t) in row-major
+    order: shift_add_rows's adjoint (Uu (U, K, F) zeros or a running sum; Σ_u x_uᵀ Uu[u] is dWr)."""
+    k1 = K if k1 is None else k1
+    _check_rows(rows, out.shape[0], "spread_rows")
+    if rows.shape[0] != dz.shape[0]:
+        raise ValueError(f"spread_rows: step map {rows.shape} does not fit dz {dz.shape}")
+    if out.shape[1:] != (K, dz.shape[2]) or out.dtype != dz.dtype or not 0 <= k0 <= k1 <= K:
+        raise ValueError(f"spread_rows: out {out.shape} {out.dtype} does not fit dz {dz.shape} {dz.dtype}, K={K}")
+    return _spread_rows(dz, rows, s, d, pl, out, k0, k1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _spread_rows(dz, rows, s, d, pl, Uu, k0, k1):  # pragma: no cover - compiled
+    """Input step by input step: the taps k0…k1-1 of row Uu[u] are one contiguous stretch, updated together
+    (scattered 1-tap updates waited on memory). Uu[u,k] still receives its terms in the order of (b, t): for a
+    fixed k, t grows with i."""
+    B, L = rows.shape
+    l_out, F = dz.shape[1], dz.shape[2]
+    for b in range(B):
+        for i in range(L):
+            u = rows[b, i]
+            if u < 0:
+                continue
+            for k in range(k0, k1):
+                num = i + pl - k * d
+                if num < 0:
+                    break  # num falls as k grows
+                t = num if s == 1 else num // s
+                if t * s == num and t < l_out:
+                    g, dzr = Uu[u, k], dz[b, t]
+                    for f in range(F):
+                        g[f] += dzr[f]
+    return Uu
 
 
 def spread(dz, groups, L, K, s, d, pl, out=None):
@@ -323,10 +403,18 @@ BACKWARD_CHUNK_BYTES = 64 << 20
 KEEP_COLS_BYTES = 64 << 20
 
 
+#: Below this much scratch in all (a pass of some tens of microseconds) the batch is one range, run on the calling
+#: thread: handing work to the other core costs about as much.
+SEQUENTIAL_BYTES = 1 << 20
+
+
 def _chunk_ranges(B: int, bytes_per_sample: int, budget: int) -> list[tuple[int, int]]:
     """Batch ranges of about ``budget`` bytes of scratch each, and at least two per core when the batch allows
-    (the cores pull them: :func:`tinynn.kernels.parallel.share`)."""
-    n = max(-(-B * max(int(bytes_per_sample), 1) // budget), min(B, 2 * num_threads()))
+    (the cores pull them: :func:`tinynn.kernels.parallel.share`); one range for small passes."""
+    total = B * max(int(bytes_per_sample), 1)
+    if total < SEQUENTIAL_BYTES:
+        return [(0, B)]
+    n = max(-(-total // budget), min(B, 2 * num_threads()))
     return even_ranges(B, n)
 
 
@@ -354,9 +442,129 @@ def conv1d_forward(
     the same ``x`` object, which then skips its own im2col (see :func:`_kept_cols`).
 
     Bit-identical input windows get bit-identical outputs (:mod:`tinynn.kernels.windows`): the GEMM's rounding
-    may depend on where a row falls in the matrix, and the exact ties of padded regions must survive."""
+    may depend on where a row falls in the matrix, and the exact ties of padded regions must survive.
+
+    Distinct steps (``method='auto'``, one group): when at most ``DISTINCT_SHARE`` of the steps are distinct
+    (repeated embedding ids, padding), the product runs on the U distinct steps only, ``Zu = x_u @ Wr``, and
+    ``z[b,t] = Σ_k Zu[u(b, t·s+k·d-pl), k]`` (:func:`shift_add_rows`; all-zero steps add nothing, like padding):
+    identical windows sum the same rows in the same order, so they are equal without the window pass. The
+    hashed step ids are first checked bit for bit (:func:`tinynn.kernels.windows.verify_ids`); with
+    ``keep_cols`` the groups are kept for the backward's weight gradient."""
+    K, s, d, pl = W.shape[0], int(stride), int(dilation), int(pad_left)
+    _check(x, W, int(groups), (x.shape[1] + pl - (K - 1) * d - 1) // s + 1 if l_out is None else l_out)
+    x = np.ascontiguousarray(x)
+    if workspace is not None:
+        workspace.pop("distinct_of", None)
+    ids = windows.row_ids(x)
+    if method == "auto" and groups == 1:
+        z = _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep_cols)
+        if z is not None:
+            return z
     z = _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols)
-    return windows.share_identical_windows(z, x, W.shape[0], int(stride), int(dilation), int(pad_left))
+    if _no_identical_windows(ids, K, s, d, pl, z.shape[1]):
+        return z
+    return windows.share_identical_windows(z, x, K, s, d, pl, ids=ids)
+
+
+def _no_identical_windows(ids, K: int, s: int, d: int, pl: int, l_out: int) -> bool:
+    """True when no two windows can be identical, so the window pass has nothing to do: every step is distinct
+    (equal steps always get equal ids, so ``ids[r] = r`` for all r proves it) and none is all zeros, and every
+    window has a tap inside x (the key of such a window names a step no other window reads at that tap)."""
+    row_ids, zero_id = ids
+    B, L = row_ids.shape
+    if zero_id >= 0 or not np.array_equal(row_ids.reshape(-1), np.arange(B * L)):
+        return False
+    i = np.arange(l_out)[:, None] * s + np.arange(K)[None, :] * d - pl
+    return not bool(((i < 0) | (i >= L)).all(axis=1).any())
+
+
+#: The distinct-steps forward runs when at most this share of the steps is distinct (repeated embedding ids,
+#: padding): its product has U rows instead of B·L (or B·Lo), for one more pass over x (the ids' check).
+DISTINCT_SHARE = 0.5
+
+
+def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep):
+    """z = conv(x, W) with one product per distinct step (:func:`tinynn.kernels.reference.conv.shift_add_rows`),
+    or None when too many steps are distinct (or the ids cannot be trusted: a hash collision).
+
+    ``keep`` (training): the distinct steps and their map stay in ``workspace`` for the weight gradient of the
+    next backward call on the same ``x`` object (:func:`_kept_distinct`)."""
+    K, C, F = W.shape
+    B, L, _ = x.shape
+    if l_out is None:
+        l_out = (L + pl - (K - 1) * d - 1) // s + 1
+    row_ids, zero_id = ids
+    rows = B * L
+    firsts, compact = windows.distinct_rows(x, row_ids, zero_id, verify=False)
+    share_ = 1.0 if warmup._in_warmup() else DISTINCT_SHARE  # a warm-up's one sample compiles this path too
+    if firsts.shape[0] > share_ * min(rows, B * l_out):
+        return None
+    flat = row_ids.reshape(rows)
+    with kernel_scope():  # the check reads all of x once: both cores
+        trusted = all(share(lambda _, r0, r1: windows.verify_ids(x, flat, r0, r1), even_ranges(rows, num_threads())))
+    if not trusted:
+        return None
+    ws = {} if workspace is None else workspace
+    ws.pop("kept_cols_of", None)  # columns kept by an earlier forward no longer match the next backward
+    xu = np.take(x.reshape(rows, C), firsts, axis=0)
+    Zu = blas.matmul(xu, _w_shift(W, 1)[0], _scratch(ws, "Zu", (firsts.shape[0], K * F), x.dtype))
+    Zu = Zu.reshape(-1, K, F)
+    z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written
+    _run_chunks(lambda _, b0, b1: shift_add_rows(Zu, compact[b0:b1], s, d, pl, l_out, out=z[b0:b1]),
+                _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
+    if keep and workspace is not None:
+        workspace["distinct"] = (xu, compact)
+        workspace["distinct_of"] = (x, (x.shape, K, s, d, pl, l_out))
+    return z
+
+
+def _distinct_backward_shift(x, W, dz, s, d, pl, kept, ws):
+    """(dx, dW) with dW over the distinct steps as one task (spread_rows over all taps, then x_uᵀ Uu) that a core
+    takes first, while the cores pull the shift method's dx chunks (spread, U @ Wrᵀ): no core waits for the other
+    between the two, and dz is read once for Uu."""
+    K, C, F = W.shape
+    B, L, _ = x.shape
+    xu, compact = kept
+    U = xu.shape[0]
+    WrT = _w_shift(W, 1).transpose(0, 2, 1)  # (1, K·F, C)
+    dx = np.empty((B, L, C), dtype=dz.dtype)
+    Uu = _scratch(ws, "Uu", (U, K, F), dz.dtype)
+    dW_parts: list = []
+
+    def piece(worker, b0, b1):
+        if b0 < 0:  # the weight gradient
+            Uu[...] = 0
+            spread_rows(dz, compact, K, s, d, pl, Uu)
+            dW_parts.append(blas.matmul_tn(xu, Uu.reshape(U, K * F)))
+            return
+        n = b1 - b0
+        Us = spread(dz[b0:b1], 1, L, K, s, d, pl, _scratch(ws, f"U{worker}", (1, n, L, K, F), dz.dtype))
+        blas.grouped_matmul(Us.reshape(1, n * L, K * F), WrT, dx[b0:b1].reshape(1, n * L, C))
+
+    _run_chunks(piece, [(-1, -1), *_chunk_ranges(B, L * K * F * dz.itemsize, BACKWARD_CHUNK_BYTES)])
+    return dx, _dw_from_shift(dW_parts[0][None], K)
+
+
+def _kept_distinct(ws: dict, x, geometry):
+    """(xu (U, C), compact (B, L)) of the forward on this very ``x`` and geometry (as :func:`_kept_cols`), else
+    None."""
+    record = ws.get("distinct_of")
+    if record is None or record[0] is not x or record[1] != geometry:
+        return None
+    return ws["distinct"]
+
+
+def _distinct_weight_gradient(xu, compact, dz, K, s, d, pl, ws):
+    """dW (K, C, F) = Σ_u x_uᵀ Uu[u] (one product over the U distinct steps instead of B·L), Uu from
+    :func:`spread_rows` with the taps shared between the cores (each sums its taps in the same order)."""
+    U, C = xu.shape
+    F = dz.shape[2]
+    Uu = _scratch(ws, "Uu", (U, K, F), dz.dtype)
+    Uu[...] = 0
+    with kernel_scope():
+        share(lambda _, k0, k1: spread_rows(dz, compact, K, s, d, pl, Uu, k0, k1), even_ranges(K, num_threads()))
+    dWr = blas.matmul_tn(xu, Uu.reshape(U, K * F))  # (C, K·F)
+    return _dw_from_shift(dWr[None], K)
 
 
 def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols):
@@ -386,10 +594,13 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
 
         _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES))
         return z
+    keep = keep_cols and G == 1 and B * l_out * K * C * x.itemsize <= KEEP_COLS_BYTES
+    if method == "auto" and not keep and s == 1 and G == 1 and C >= TAPS_MIN_CHANNELS and F <= 2 * C:
+        ws.pop("kept_cols_of", None)
+        return _taps_forward(x, W, d, pl, l_out, ws)
     z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written below
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
     geometry = (x.shape, K, s, d, pl, l_out, G)
-    keep = keep_cols and G == 1 and B * l_out * K * C * x.itemsize <= KEEP_COLS_BYTES
     ws.pop("kept_cols_of", None)
     kept = _scratch(ws, "kept_cols", (G, B, l_out, K, Cg), x.dtype) if keep else None
 
@@ -405,6 +616,48 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
     _run_chunks(im2col_piece, _chunk_ranges(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES))
     if keep:
         ws["kept_cols_of"] = (x, geometry)
+    return z
+
+
+#: A forward that keeps no columns (inference, or columns beyond ``KEEP_COLS_BYTES``) with stride 1, one group, at
+#: least this many channels and F <= 2·C, where 'auto' would pick im2col, runs one product per tap instead
+#: (:func:`_taps_forward`): no columns to copy, and each product's summed axis (C) is still long enough for BLAS
+#: to run near its best (with many more filters than channels the K passes over the output rows cost more than
+#: the columns saved).
+TAPS_MIN_CHANNELS = 64
+
+
+def _taps_forward(x, W, d, pl, l_out, ws):
+    """z = conv(x, W) for stride 1 and one group as K products into the same rows, no im2col:
+
+        xp = x padded (B, Lp, C) as rows r = b·Lp + i,   z'[r] = Σ_k xp[r + k·d] @ W[k]   (β = 1 after k = 0)
+        z[b, t] = z'[b·Lp + t]
+
+    A batch chunk computes the rows r whose taps stay inside its own samples (the rows t >= Lo of a sample mix
+    two samples and are dropped) into per-core scratch, then copies its samples' Lo valid rows to z."""
+    K, C, F = W.shape
+    B, L, _ = x.shape
+    reach = (K - 1) * d
+    Lp = max(L + pl, l_out + reach)  # steps per padded sample: all that the Lo windows read
+    if Lp == L:
+        xp = x
+    else:
+        xp = np.zeros((B, Lp, C), dtype=x.dtype)
+        xp[:, pl : pl + L] = x
+    rows = xp.reshape(B * Lp, C)
+    Wk = np.ascontiguousarray(W, dtype=x.dtype)
+    z = np.empty((B, l_out, F), dtype=x.dtype)
+
+    def piece(worker, b0, b1):
+        n = b1 - b0
+        r0, m = b0 * Lp, n * Lp - reach
+        zp = _scratch(ws, f"zt{worker}", (n * Lp, F), x.dtype)
+        blas.gemm(rows[r0 : r0 + m], Wk[0], zp[:m], False, False, 0.0)
+        for k in range(1, K):
+            blas.gemm(rows[r0 + k * d : r0 + k * d + m], Wk[k], zp[:m], False, False, 1.0)
+        z[b0:b1] = zp.reshape(n, Lp, F)[:, :l_out]
+
+    _run_chunks(piece, _chunk_ranges(B, Lp * F * x.itemsize, FORWARD_CHUNK_BYTES))
     return z
 
 
@@ -519,8 +772,16 @@ def conv1d_backward(
     if dz.shape != (B, dz.shape[1], W.shape[2]):
         raise ValueError(f"conv1d: dz {dz.shape} does not match x {x.shape} and W {W.shape}")
     x = np.ascontiguousarray(x)
-    return _backward(x, W, dz, L, int(stride), int(dilation), int(pad_left), int(groups), method, need_dx, True,
-                     workspace)  # fmt: skip
+    s, d, pl, G = int(stride), int(dilation), int(pad_left), int(groups)
+    kept = None if workspace is None else _kept_distinct(workspace, x, (x.shape, W.shape[0], s, d, pl, dz.shape[1]))
+    if kept is not None and G == 1 and dz.dtype == x.dtype:
+        dz = np.ascontiguousarray(dz)
+        if need_dx and choose_method(L, dz.shape[1], x.shape[2], W.shape[2], s, method) == "shift":
+            return _distinct_backward_shift(x, W, dz, s, d, pl, kept, workspace)
+        dW = _distinct_weight_gradient(*kept, dz, W.shape[0], s, d, pl, workspace)
+        dx = _backward(x, W, dz, L, s, d, pl, G, method, True, False, workspace)[0] if need_dx else None
+        return dx, dW
+    return _backward(x, W, dz, L, s, d, pl, G, method, need_dx, True, workspace)
 
 
 def conv1d_backward_data(

@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ["scatter_chain"]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")  # IEEE division (x/0 = ±inf, as the twin): vectorised
 def _scatter_chain(out, idx, v, squared, c, scaled, D, divided, negate):  # pragma: no cover - compiled
     F = out.shape[1]
     for n in range(idx.shape[0]):

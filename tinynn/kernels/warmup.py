@@ -188,6 +188,7 @@ def _serve() -> None:
     except (AttributeError, OSError):
         pass
     config.set_compile("wait")
+    _local.warming = True  # kernels that take data-dependent paths compile them all in a warm-up (kernels.conv)
     for spec in pickle.loads(sys.stdin.buffer.read()):
         try:
             _run_spec(spec)

@@ -20,10 +20,12 @@ and, after the copy, bitwise the same outputs (``tests/test_identical_windows.py
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
-__all__ = ["row_ids", "share_identical_windows", "window_ids"]
+__all__ = ["distinct_rows", "row_ids", "share_identical_windows", "window_ids"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -187,8 +189,42 @@ def _copy_repeated_outputs(z, rep, x, K, s, d, pl):  # pragma: no cover - compil
     return failed
 
 
+@numba.njit(cache=True, nogil=True)
+def _unequal_to_first(bits, ids, r0, r1):  # pragma: no cover - compiled
+    """The number of rows r in [r0, r1) whose bits differ from those of row ids[r] (a hash collision in
+    :func:`_row_ids`). Independent iterations: the loads of far-apart rows overlap (a lookup-then-compare in
+    :func:`_row_ids` itself waited for each one)."""
+    bad = 0
+    for r in range(r0, r1):
+        j = ids[r]
+        if j != r and not _equal_rows(bits[r], bits[j]):
+            bad += 1
+    return bad
+
+
+@numba.njit(cache=True, nogil=True)
+def _compact_ids(ids, zero_id, compact, firsts):  # pragma: no cover - compiled
+    """compact[r] = the rank of row ids[r] among the distinct rows in order of first occurrence, -1 for the
+    all-zero row zero_id; firsts[u] = the first row of rank u. Returns the number of distinct (nonzero) rows."""
+    U = 0
+    for r in range(ids.shape[0]):
+        j = ids[r]
+        if j == zero_id:
+            compact[r] = -1
+        elif j == r:
+            compact[r] = U
+            firsts[U] = r
+            U += 1
+        else:
+            compact[r] = compact[j]
+    return U
+
+
+@functools.lru_cache(maxsize=64)
 def _multipliers(width: int, seed: int) -> np.ndarray:
-    """Odd 64-bit multipliers, one per column (a fixed pseudo-random sequence, so hashes are reproducible)."""
+    """Odd 64-bit multipliers, one per column (a fixed pseudo-random sequence, so hashes are reproducible); cached
+    per width: making the generator cost more than hashing a small input. Never written to (left writable so that
+    the kernels keep one signature)."""
     return np.random.default_rng(seed).integers(0, 2**63, width, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
 
@@ -215,6 +251,35 @@ def row_ids(x: np.ndarray) -> tuple[np.ndarray, int]:
     return ids.reshape(B, L), -1
 
 
+def distinct_rows(x: np.ndarray, ids: np.ndarray, zero_id: int, verify: bool = True):
+    """(firsts (U,), compact (B, L)) as :func:`tinynn.kernels.reference.windows.distinct_rows`, for ``(ids,
+    zero_id) = row_ids(x)``; None if some row's bits differ from its first row's (a hash collision: the caller
+    must not rely on the ids then). ``verify=False`` skips that check (the caller did it: :func:`verify_ids`)."""
+    B, L = ids.shape
+    flat = np.ascontiguousarray(ids, np.int64).reshape(B * L)
+    if x.shape[:2] != (B, L) or (flat.size and (flat.min() < 0 or flat.max() >= B * L)):
+        raise ValueError(f"distinct_rows: step ids {ids.shape} do not fit x {x.shape} (ids must be in [0, B·L))")
+    if verify and not verify_ids(x, flat, 0, B * L):
+        return None
+    compact, firsts = np.empty(B * L, np.int64), np.empty(B * L, np.int64)
+    U = _compact_ids(flat, np.int64(zero_id), compact, firsts)
+    return firsts[:U], compact.reshape(B, L)
+
+
+def verify_ids(x: np.ndarray, ids: np.ndarray, r0: int, r1: int) -> bool:
+    """Whether every step r in [r0, r1) of x (its B·L steps in row-major order) has the bits of step ids[r]."""
+    B, L, C = x.shape
+    rows = np.ascontiguousarray(x).reshape(B * L, C)
+    word = 8 if (C * x.dtype.itemsize) % 8 == 0 else x.dtype.itemsize
+    flat = ids.reshape(-1)
+    if flat.shape[0] != B * L or not 0 <= r0 <= r1 <= B * L:
+        raise ValueError(f"verify_ids: {flat.shape[0]} ids for {B * L} steps, range [{r0}, {r1})")
+    part = flat[r0:r1]
+    if part.size and (part.min() < 0 or part.max() >= B * L):
+        raise ValueError(f"verify_ids: ids must be in [0, {B * L}), got [{part.min()}, {part.max()}]")
+    return _unequal_to_first(rows.view(np.dtype(f"u{word}")), np.ascontiguousarray(flat, np.int64), r0, r1) == 0
+
+
 def window_ids(ids: np.ndarray, zero_id: int, K: int, s: int, d: int, pl: int, l_out: int) -> np.ndarray:
     """rep (B·Lo,), as :func:`tinynn.kernels.reference.windows.window_ids`."""
     B, L = ids.shape
@@ -229,12 +294,14 @@ def window_ids(ids: np.ndarray, zero_id: int, K: int, s: int, d: int, pl: int, l
                        np.empty(K, np.int64), rep)  # fmt: skip
 
 
-def share_identical_windows(z: np.ndarray, x: np.ndarray, K: int, s: int, d: int, pl: int) -> np.ndarray:
-    """z (B, Lo, F), C-contiguous, with every window's output replaced by that of the first identical window."""
+def share_identical_windows(z: np.ndarray, x: np.ndarray, K: int, s: int, d: int, pl: int,
+                            ids: tuple[np.ndarray, int] | None = None) -> np.ndarray:
+    """z (B, Lo, F), C-contiguous, with every window's output replaced by that of the first identical window.
+    ``ids``: ``row_ids(x)`` when the caller already has them."""
     B, l_out, F = z.shape
     if x.ndim != 3 or x.shape[0] != B or not z.flags.c_contiguous:
         raise ValueError(f"share_identical_windows: z {z.shape} does not fit x {x.shape} (or is not contiguous)")
-    ids, zero_id = row_ids(x)
+    ids, zero_id = row_ids(x) if ids is None else ids
     rep = window_ids(ids, zero_id, K, s, d, pl, l_out)
     bits = np.ascontiguousarray(x).view(np.dtype(f"u{x.dtype.itemsize}"))
     _copy_repeated_outputs(z.view(bits.dtype), rep, bits, int(K), int(s), int(d), int(pl))

@@ -17,7 +17,8 @@ module                 functions                                            fast
 ``pooling2d``          ``max_pool2d_*``, ``avg_pool2d_*``                   ``kernels.pooling2d``
 ``embedding``          ``embedding_forward``, ``scatter_add``               ``kernels.embedding``
 ``windows``            ``share_identical_windows`` (``row_ids``,          ``kernels.windows``
-                       ``window_ids``): identical conv windows, one output
+                       ``window_ids``): identical conv windows, one output;
+                       ``distinct_rows``: a conv's distinct steps
 ``sparse``             ``scatter_chain``, ``chain_values``: optimizer      ``kernels.sparse``
                        steps on an Embedding's per-occurrence rows
 ``recurrent``          ``simple_rnn_*``, ``lstm_*``, ``gru_*`` (BPTT)       ``kernels.recurrent``

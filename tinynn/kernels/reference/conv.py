@@ -37,7 +37,9 @@ __all__ = [
     "conv_padding",
     "im2col",
     "shift_add",
+    "shift_add_rows",
     "spread",
+    "spread_rows",
 ]
 
 
@@ -164,6 +166,38 @@ def shift_add(Z, s, d, pl, l_out):
         inside = (i[:, k] >= 0) & (i[:, k] < L)
         z[:, inside] += Z[:, :, i[inside, k], k].transpose(1, 2, 0, 3)
     return z.reshape(B, l_out, G * Fg)
+
+
+def shift_add_rows(Zu, rows, s, d, pl, l_out):
+    """z[b,t,f] = Σ_k Zu[rows[b, t·s+k·d-pl], k, f] over taps inside [0, L) with rows[…] >= 0.  (B, Lo, F)
+
+    shift_add with one group on the products of distinct steps only: ``Zu[u] = x_u @ Wr`` for the U distinct
+    steps x_u of x, and ``rows`` (B, L) maps each step to its u (-1 for an all-zero step, whose product is 0:
+    such taps are skipped like padding). Steps with equal bits share one product row, so windows with equal bits
+    sum the same numbers in the same order: equal outputs by construction."""
+    U, K, F = Zu.shape
+    B, L = rows.shape
+    z = np.zeros((B, l_out, F), dtype=Zu.dtype)
+    i = _taps(l_out, K, s, d, pl)
+    for k in range(K):
+        inside = (i[:, k] >= 0) & (i[:, k] < L)
+        u = np.where(inside[None, :], rows[:, np.clip(i[:, k], 0, L - 1)], -1)  # (B, Lo): the step's u, or -1
+        z[u >= 0] += Zu[u[u >= 0], k]
+    return z
+
+
+def spread_rows(dz, rows, K, s, d, pl, U):
+    """Uu[u,k,f] = Σ_{(b,t): rows[b, t·s+k·d-pl] = u} dz[b,t,f], summed in the order of (b,t): shift_add_rows's
+    adjoint, the steps' gradient rows summed per distinct step (dW = Σ_u x_uᵀ Uu[u]).  (U, K, F)"""
+    B, L = rows.shape
+    _, l_out, F = dz.shape
+    Uu = np.zeros((U, K, F), dtype=dz.dtype)
+    i = _taps(l_out, K, s, d, pl)
+    for k in range(K):
+        inside = (i[:, k] >= 0) & (i[:, k] < L)
+        u = np.where(inside[None, :], rows[:, np.clip(i[:, k], 0, L - 1)], -1)  # (B, Lo)
+        np.add.at(Uu[:, k], u[u >= 0], dz[u >= 0])  # one row at a time, in the order of (b, t)
+    return Uu
 
 
 def spread(dz, groups, L, K, s, d, pl):

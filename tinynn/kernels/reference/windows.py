@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["row_ids", "share_identical_windows", "window_ids"]
+__all__ = ["distinct_rows", "row_ids", "share_identical_windows", "verify_ids", "window_ids"]
 
 
 def _first_of_equal_rows(rows: np.ndarray) -> np.ndarray:
@@ -46,6 +46,28 @@ def row_ids(x: np.ndarray) -> tuple[np.ndarray, int]:
     ids = _first_of_equal_rows(flat)
     zero = np.flatnonzero(~np.any(flat.view(np.dtype(f"u{x.dtype.itemsize}")), axis=1))
     return ids.reshape(B, L), int(ids[zero[0]]) if zero.size else -1
+
+
+def distinct_rows(x: np.ndarray, ids: np.ndarray, zero_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(firsts (U,), compact (B, L)) for ``(ids, zero_id) = row_ids(x)``: the distinct steps of x other than the
+    all-(+0) one, in order of first occurrence (firsts[u] = b·L + i of the u-th), and compact[b,i] = the u of
+    step (b,i), -1 for an all-(+0) step. A convolution's products need only the U distinct steps:
+    ``Z[u] = x[firsts[u]] @ W`` (:func:`tinynn.kernels.reference.conv.shift_add_rows`)."""
+    B, L = ids.shape
+    flat = ids.reshape(B * L)
+    firsts = np.unique(flat[flat != zero_id])  # canonical ids are first occurrences: sorted = in order of occurrence
+    compact = np.full(B * L, -1, np.int64)
+    nonzero = flat != zero_id
+    compact[nonzero] = np.searchsorted(firsts, flat[nonzero])
+    return firsts.astype(np.int64), compact.reshape(B, L)
+
+
+def verify_ids(x: np.ndarray, ids: np.ndarray, r0: int, r1: int) -> bool:
+    """Whether every step r in [r0, r1) of x (its B·L steps in row-major order) has the bits of step ids[r]: the
+    check that hashed ids group only equal steps."""
+    B, L, C = x.shape
+    bits = x.reshape(B * L, C).view(np.dtype(f"u{x.dtype.itemsize}"))
+    return bool(np.array_equal(bits[r0:r1], bits[ids.reshape(-1)[r0:r1]]))
 
 
 def window_ids(ids: np.ndarray, zero_id: int, K: int, s: int, d: int, pl: int, l_out: int) -> np.ndarray:
