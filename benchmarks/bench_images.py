@@ -98,18 +98,22 @@ def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
 # --------------------------------------------------------------------------- tinynn
 class GemmRecorder:
     """Wraps the GEMM entry point of the image kernels (``blas.grouped_matmul``: records each product's shape and
-    time) and the GEMM-based kernels (Conv2D's forward / backward, SeparableConv2D's 1×1 products: their total time,
-    im2col, col2im and the Winograd transforms included)."""
+    time; the Winograd convolutions' 16 products per chunk of blocks run inside one numba loop, so
+    ``winograd.winograd_conv2d`` records their shapes only) and the GEMM-based kernels (Conv2D's forward /
+    backward, SeparableConv2D's 1×1 products: their total time, im2col, col2im and the Winograd transforms
+    included)."""
 
     KERNELS = ("conv2d_forward", "conv2d_backward", "conv2d_backward_fused", "pointwise_forward", "pointwise_backward")
 
     def __init__(self):
-        from tinynn.kernels import blas
+        from tinynn.kernels import blas, winograd
         from tinynn.kernels import conv2d as kc
 
         self.kc, self.blas = kc, blas
         self.originals = {name: getattr(kc, name) for name in self.KERNELS}
         self.grouped_matmul = blas.grouped_matmul
+        self.kw = winograd
+        self.winograd_conv2d = winograd.winograd_conv2d
         self.reset()
 
     def reset(self):
@@ -134,7 +138,15 @@ class GemmRecorder:
 
             return wrapper
 
+        wino = self.winograd_conv2d
+
+        def recorded_winograd(x, Wk, pads, out_hw, *args, **kwargs):  # its 16 products run inside one numba loop
+            tiles = x.shape[0] * (-(-out_hw[0] // 2)) * (-(-out_hw[1] // 2))
+            self.shapes.append((16, tiles, Wk.shape[2], Wk.shape[3], x.dtype.str))
+            return wino(x, Wk, pads, out_hw, *args, **kwargs)
+
         self.blas.grouped_matmul = timed_gemm
+        self.kw.winograd_conv2d = recorded_winograd
         for name in self.KERNELS:
             setattr(self.kc, name, timed(self.originals[name]))
         return self
@@ -143,6 +155,7 @@ class GemmRecorder:
         for name, fn in self.originals.items():
             setattr(self.kc, name, fn)
         self.blas.grouped_matmul = self.grouped_matmul
+        self.kw.winograd_conv2d = self.winograd_conv2d
 
     @staticmethod
     def numpy_seconds(shapes, repeats: int = 3) -> tuple[float, float]:

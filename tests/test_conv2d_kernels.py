@@ -255,6 +255,23 @@ def test_winograd_conv2d_matches_the_direct_reference(g, code, use_bias, chunk_b
             assert rel_err(db, dz_act.reshape(-1, dz_act.shape[-1]).sum(axis=0)) <= TOL
 
 
+@given(g=winograd_geometry(), step=st.integers(1, 7), split=st.floats(0, 1))
+def test_winograd_block_loop_matches_its_twin(g, step, split):
+    """The fused block loop (input transform, 16 BLAS products, output transform, ``step`` blocks at a time) run over
+    two block ranges equals its NumPy twin, reference.conv2d.winograd_conv2d_forward, and writes every output."""
+    x, Wk, _ = _conv_arrays(g)
+    pads, out = g["pads"], g["out"]
+    TH, TW = rc.winograd_tiles(out)
+    T, C, F = g["B"] * TH * TW, Wk.shape[2], Wk.shape[3]
+    U = rc.winograd_kernel_transform(Wk)
+    V, M = np.empty(16 * step * C), np.empty(16 * step * F)
+    z = np.full((g["B"], *out, F), np.nan)
+    middle = int(split * T)
+    for t0, t1 in ((0, middle), (middle, T)):
+        kw._winograd_blocks(x, U, pads[0], pads[1], TH, TW, t0, t1, step, V, M, np.zeros(F), -1, z)
+    assert rel_err(z, rc.winograd_conv2d_forward(x, Wk, pads, out)) <= TOL
+
+
 def test_winograd_is_chosen_for_wide_3x3_stride_1_convolutions_only():
     assert kc.uses_winograd((3, 3, 32, 64), (1, 1), (1, 1), 1)
     assert not kc.uses_winograd((3, 3, 3, 32), (1, 1), (1, 1), 1)  # a K = 3 GEMM: im2col is faster

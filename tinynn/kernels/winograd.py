@@ -28,8 +28,8 @@ import numpy as np
 
 from . import blas
 from .fastmath import RELU, activate_row
+from .parallel import kernel_scope, share_batch
 from .parallel import scratch as _scratch
-from .parallel import share_batch
 from .reference.conv2d import winograd_kernel_transform, winograd_tiles
 
 __all__ = ["input_transform", "output_transform", "winograd_conv2d", "winograd_conv2d_backward_data"]
@@ -128,6 +128,26 @@ def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compi
     return z
 
 
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _winograd_blocks(x, U, pt, pl, TH, TW, t0, t1, step, V, M, bias, code, z):  # pragma: no cover - compiled
+    """z for the blocks t0 .. t1-1, ``step`` blocks at a time: V <- Bᵀ d B (:func:`_input_transform`), M[ξ] = V[ξ] @
+    U[ξ] (16 single-threaded BLAS calls, :func:`tinynn.kernels.blas.gemm`), z <- act(Aᵀ m A + bias)
+    (:func:`_output_transform`). V and M are flat scratch buffers of at least 16·step·C and 16·step·F numbers.
+
+    One call per batch piece: the chunk loop runs here and not in Python, whose per-product overhead (16 calls a
+    chunk) would otherwise cost more than the products themselves on narrow channels."""
+    C, F = U.shape[1], U.shape[2]
+    for c0 in range(t0, t1, step):
+        n = min(t1, c0 + step) - c0
+        Vc = V[: 16 * n * C].reshape(16, n, C)
+        Mc = M[: 16 * n * F].reshape(16, n, F)
+        _input_transform(x, pt, pl, TH, TW, c0, Vc)
+        for xi in range(16):
+            blas.gemm(Vc[xi], U[xi], Mc[xi], False, False, 0.0)
+        _output_transform(Mc, c0, TH, TW, bias, code, z)
+    return z
+
+
 def input_transform(x: np.ndarray, pads, tiles) -> np.ndarray:
     """V (16, B·TH·TW, C): Bᵀ d B for every 4×4 tile (twin: ``reference.conv2d.winograd_input_transform``)."""
     B, _, _, C = x.shape
@@ -153,7 +173,7 @@ def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarra
     F = Wk.shape[3]
     x, ws = np.ascontiguousarray(x), {} if workspace is None else workspace
     TH, TW = winograd_tiles(out_hw)
-    U = winograd_kernel_transform(Wk)  # (16, C, F)
+    U = np.ascontiguousarray(winograd_kernel_transform(Wk), dtype=x.dtype)  # (16, C, F)
     code = -1 if activation is None else int(activation)
     b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     z = np.empty((B, *out_hw, F), dtype=x.dtype)
@@ -162,13 +182,12 @@ def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarra
     args = (int(pads[0]), int(pads[1]), TH, TW)
 
     def piece(k, b0, b1):
-        for t0 in range(b0 * per_image, b1 * per_image, step):
-            n = min(b1 * per_image, t0 + step) - t0
-            V = _input_transform(x, *args, t0, _scratch(ws, f"V{k}", (16, n, C), x.dtype))
-            M = blas.grouped_matmul(V, U, _scratch(ws, f"M{k}", (16, n, F), x.dtype))
-            _output_transform(M, t0, TH, TW, b, code, z)
+        n = min(step, (b1 - b0) * per_image)
+        V, M = _scratch(ws, f"V{k}", (16 * n * C,), x.dtype), _scratch(ws, f"M{k}", (16 * n * F,), x.dtype)
+        _winograd_blocks(x, U, *args, b0 * per_image, b1 * per_image, n, V, M, b, code, z)
 
-    share_batch(piece, B, B * per_image * 16 * C * F)
+    with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
+        share_batch(piece, B, B * per_image * 16 * C * F)
     return z
 
 
