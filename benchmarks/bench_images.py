@@ -97,10 +97,10 @@ def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
 
 # --------------------------------------------------------------------------- tinynn
 class GemmRecorder:
-    """Wraps the GEMM entry point of the image kernels (``blas.grouped_matmul``: records each product's shape and
-    time; the Winograd convolutions' 16 products per chunk of blocks run inside one numba loop, so
-    ``winograd.winograd_conv2d`` records their shapes only) and the GEMM-based kernels (Conv2D's forward /
-    backward, SeparableConv2D's 1×1 products: their total time, im2col, col2im and the Winograd transforms
+    """Wraps the GEMM entry points of the image kernels (``blas.grouped_matmul`` and ``grouped_matmul_tn``:
+    records each product's shape and time; the Winograd convolutions' 16 products per chunk of blocks run inside one
+    numba loop, so ``winograd.winograd_conv2d`` records their shapes only) and the GEMM-based kernels (Conv2D's
+    forward / backward, SeparableConv2D's 1×1 products: their total time, im2col, col2im and the Winograd transforms
     included)."""
 
     KERNELS = ("conv2d_forward", "conv2d_backward", "conv2d_backward_fused", "pointwise_forward", "pointwise_backward")
@@ -111,7 +111,7 @@ class GemmRecorder:
 
         self.kc, self.blas = kc, blas
         self.originals = {name: getattr(kc, name) for name in self.KERNELS}
-        self.grouped_matmul = blas.grouped_matmul
+        self.grouped_matmul, self.grouped_matmul_tn = blas.grouped_matmul, blas.grouped_matmul_tn
         self.kw = winograd
         self.winograd_conv2d = winograd.winograd_conv2d
         self.reset()
@@ -127,6 +127,15 @@ class GemmRecorder:
             result = gemm(a, b, out)
             self.gemm_s += time.perf_counter() - t0
             self.shapes.append((a.shape[0], a.shape[1], a.shape[2], b.shape[2], a.dtype.str))
+            return result
+
+        gemm_tn = self.grouped_matmul_tn
+
+        def timed_gemm_tn(a, b, out=None):  # aᵀ @ b: recorded as the (m, k) @ (k, n) product of the same size
+            t0 = time.perf_counter()
+            result = gemm_tn(a, b, out)
+            self.gemm_s += time.perf_counter() - t0
+            self.shapes.append((a.shape[0], a.shape[2], a.shape[1], b.shape[2], a.dtype.str))
             return result
 
         def timed(fn):
@@ -145,7 +154,7 @@ class GemmRecorder:
             self.shapes.append((16, tiles, Wk.shape[2], Wk.shape[3], x.dtype.str))
             return wino(x, Wk, pads, out_hw, *args, **kwargs)
 
-        self.blas.grouped_matmul = timed_gemm
+        self.blas.grouped_matmul, self.blas.grouped_matmul_tn = timed_gemm, timed_gemm_tn
         self.kw.winograd_conv2d = recorded_winograd
         for name in self.KERNELS:
             setattr(self.kc, name, timed(self.originals[name]))
@@ -154,7 +163,7 @@ class GemmRecorder:
     def __exit__(self, *exc):
         for name, fn in self.originals.items():
             setattr(self.kc, name, fn)
-        self.blas.grouped_matmul = self.grouped_matmul
+        self.blas.grouped_matmul, self.blas.grouped_matmul_tn = self.grouped_matmul, self.grouped_matmul_tn
         self.kw.winograd_conv2d = self.winograd_conv2d
 
     @staticmethod
