@@ -371,7 +371,11 @@ def pool_geometry(draw):
 
 @given(g=pool_geometry(), threads=st.sampled_from([1, 2]))
 @example(g=dict(B=2, H=5, W=4, C=3, pool=(3, 3), s=(1, 2), pads=(1, 1), out=(5, 2), ties=True, seed=0), threads=2)
+@example(g=dict(B=2, H=5, W=7, C=3, pool=(2, 2), s=(2, 2), pads=(0, 0), out=(2, 3), ties=True, seed=1), threads=2)
+@example(g=dict(B=2, H=4, W=7, C=2, pool=(3, 2), s=(3, 3), pads=(1, 0), out=(2, 3), ties=True, seed=2), threads=1)
 def test_pool2d_kernels_match_reference(g, threads):
+    """Max pooling's backward runs a one-pass kernel when the windows do not overlap (strides >= pool: the examples
+    with an odd size, gaps between windows and 'same' padding) and the general one otherwise."""
     rng = np.random.default_rng(g["seed"])
     x = rng.standard_normal((g["B"], g["H"], g["W"], g["C"]))
     if g["ties"]:
