@@ -99,9 +99,9 @@ def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
 class GemmRecorder:
     """Wraps the GEMM entry points of the image kernels (``blas.grouped_matmul`` and ``grouped_matmul_tn``:
     records each product's shape and time; the Winograd convolutions' 16 products per chunk of blocks run inside one
-    numba loop, so ``winograd.winograd_conv2d`` records their shapes only) and the GEMM-based kernels (Conv2D's
-    forward / backward, SeparableConv2D's 1×1 products: their total time, im2col, col2im and the Winograd transforms
-    included)."""
+    numba loop, so ``winograd.winograd_conv2d`` and ``winograd_conv2d_backward_filter`` record their shapes only)
+    and the GEMM-based kernels (Conv2D's forward / backward, SeparableConv2D's 1×1 products: their total time,
+    im2col, col2im and the Winograd transforms included)."""
 
     KERNELS = ("conv2d_forward", "conv2d_backward", "conv2d_backward_fused", "pointwise_forward", "pointwise_backward")
 
@@ -114,6 +114,7 @@ class GemmRecorder:
         self.grouped_matmul, self.grouped_matmul_tn = blas.grouped_matmul, blas.grouped_matmul_tn
         self.kw = winograd
         self.winograd_conv2d = winograd.winograd_conv2d
+        self.winograd_filter = winograd.winograd_conv2d_backward_filter
         self.reset()
 
     def reset(self):
@@ -154,8 +155,16 @@ class GemmRecorder:
             self.shapes.append((16, tiles, Wk.shape[2], Wk.shape[3], x.dtype.str))
             return wino(x, Wk, pads, out_hw, *args, **kwargs)
 
+        wino_filter = self.winograd_filter
+
+        def recorded_winograd_filter(x, dz, *args, **kwargs):  # ∂L/∂U[ξ] = V[ξ]ᵀ @ Y[ξ]: (C, tiles) @ (tiles, F)
+            tiles = x.shape[0] * (-(-dz.shape[1] // 2)) * (-(-dz.shape[2] // 2))
+            self.shapes.append((16, x.shape[3], tiles, dz.shape[3], x.dtype.str))
+            return wino_filter(x, dz, *args, **kwargs)
+
         self.blas.grouped_matmul, self.blas.grouped_matmul_tn = timed_gemm, timed_gemm_tn
         self.kw.winograd_conv2d = recorded_winograd
+        self.kw.winograd_conv2d_backward_filter = recorded_winograd_filter
         for name in self.KERNELS:
             setattr(self.kc, name, timed(self.originals[name]))
         return self
@@ -165,6 +174,7 @@ class GemmRecorder:
             setattr(self.kc, name, fn)
         self.blas.grouped_matmul, self.blas.grouped_matmul_tn = self.grouped_matmul, self.grouped_matmul_tn
         self.kw.winograd_conv2d = self.winograd_conv2d
+        self.kw.winograd_conv2d_backward_filter = self.winograd_filter
 
     @staticmethod
     def numpy_seconds(shapes, repeats: int = 3) -> tuple[float, float]:

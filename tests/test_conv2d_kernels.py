@@ -272,6 +272,29 @@ def test_winograd_block_loop_matches_its_twin(g, step, split):
     assert rel_err(z, rc.winograd_conv2d_forward(x, Wk, pads, out)) <= TOL
 
 
+@given(g=winograd_geometry(), step=st.integers(1, 7), split=st.floats(0, 1))
+@example(g=geometry(5, 7, (3, 3), (1, 1), (1, 1), "valid", Cg=3, Fg=2), step=2, split=0.5)  # odd Ho and Wo
+def test_winograd_filter_gradient_matches_its_twins(g, step, split):
+    """dWk through the transforms: the numba gradient transform and block loop (two block ranges, ``step`` blocks
+    at a time, β = 1 sums) equal their NumPy twins, and the twin equals the direct conv2d_backward_filter."""
+    x, Wk, dz = _conv_arrays(g)
+    pads, out = g["pads"], g["out"]
+    tiles = rc.winograd_tiles(out)
+    Y = kw.gradient_transform(dz, tiles)
+    assert rel_err(Y, rc.winograd_gradient_transform(dz, tiles)) <= TOL
+    T, C, F = Y.shape[1], x.shape[3], dz.shape[3]
+    dU = np.zeros((16, C, F))
+    middle = int(split * T)
+    for t0, t1 in ((0, middle), (middle, T)):
+        kw._winograd_filter_blocks(x, dz, pads[0], pads[1], *tiles, t0, t1, step, np.empty(16 * step * C),
+                                   np.empty(16 * step * F), dU)  # fmt: skip
+    V = rc.winograd_input_transform(x, pads, tiles)
+    assert rel_err(dU, V.transpose(0, 2, 1) @ rc.winograd_gradient_transform(dz, tiles)) <= TOL
+    dW_ref = rc.conv2d_backward_filter(x, dz, (3, 3), (1, 1), (1, 1), pads)
+    assert rel_err(rc.winograd_conv2d_backward_filter(x, dz, pads), dW_ref) <= TOL
+    assert rel_err(kw.winograd_conv2d_backward_filter(x, dz, pads), dW_ref) <= TOL
+
+
 def test_winograd_is_chosen_for_wide_3x3_stride_1_convolutions_only():
     assert kc.uses_winograd((3, 3, 32, 64), (1, 1), (1, 1), 1)
     assert not kc.uses_winograd((3, 3, 3, 32), (1, 1), (1, 1), 1)  # a K = 3 GEMM: im2col is faster

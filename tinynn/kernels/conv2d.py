@@ -298,12 +298,13 @@ def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx
         raise ValueError(f"conv2d: dz {dz.shape} does not match x {x.shape} and Wk {Wk.shape}")
     _, Ho, Wo, _ = dz.shape
     x, dz, ws, Fg = np.ascontiguousarray(x), np.ascontiguousarray(dz), {} if workspace is None else workspace, F // G
-    if need_dx and uses_winograd(Wk.shape, strides, dilation, G):  # dW by im2col, dx by Winograd
+    if uses_winograd(Wk.shape, strides, dilation, G):  # dW and dx by Winograd
         db = None
         if activation is not None:
             dz, db = _activation_gradients(y, dz, activation)
-        _, dW, _ = _backward(x, Wk, dz, None, None, strides, dilation, pads, groups, False, ws)
-        return winograd.winograd_conv2d_backward_data(dz, Wk, (H, W), pads, ws), dW, db
+        dW = winograd.winograd_conv2d_backward_filter(x, dz, pads, ws)
+        dx = winograd.winograd_conv2d_backward_data(dz, Wk, (H, W), pads, ws) if need_dx else None
+        return dx, dW, db
     K = KH * KW * Cg
     Wm = _w_im2col(Wk, G)
     WmT = np.ascontiguousarray(Wm.transpose(0, 2, 1))  # (G, Fg, K)

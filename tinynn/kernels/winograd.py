@@ -30,12 +30,21 @@ from . import blas
 from .fastmath import RELU, activate_row
 from .parallel import kernel_scope, share_batch
 from .parallel import scratch as _scratch
-from .reference.conv2d import winograd_kernel_transform, winograd_tiles
+from .reference.conv2d import winograd_filter_from_transformed, winograd_kernel_transform, winograd_tiles
 
-__all__ = ["input_transform", "output_transform", "winograd_conv2d", "winograd_conv2d_backward_data"]
+__all__ = [
+    "gradient_transform",
+    "input_transform",
+    "output_transform",
+    "winograd_conv2d",
+    "winograd_conv2d_backward_data",
+    "winograd_conv2d_backward_filter",
+]
 
 #: Scratch bytes (V and M of a chunk of blocks) per chunk.
 CHUNK_BYTES = 1 << 20
+#: Scratch bytes (V and Y) per chunk of the filter gradient.
+FILTER_CHUNK_BYTES = 1 << 19
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
@@ -148,6 +157,61 @@ def _winograd_blocks(x, U, pt, pl, TH, TW, t0, t1, step, V, M, bias, code, z):  
     return z
 
 
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _gradient_transform(dz, TH, TW, t0, Y):  # pragma: no cover - compiled
+    """Y (16, T, F) <- A g Aᵀ for the 2×2 output gradients g of blocks t0 .. t0+T-1 (0 past Ho, Wo)."""
+    B, Ho, Wo, F = dz.shape
+    T = Y.shape[1]
+    zero = np.zeros(F, dz.dtype)
+    per_image = TH * TW
+    for t in range(T):
+        tt = t0 + t
+        b = tt // per_image
+        ti = (tt - b * per_image) // TW
+        tj = tt - b * per_image - ti * TW
+        h, w = 2 * ti, 2 * tj
+        g00 = dz[b, h, w]
+        g01 = dz[b, h, w + 1] if w + 1 < Wo else zero
+        g10 = dz[b, h + 1, w] if h + 1 < Ho else zero
+        g11 = dz[b, h + 1, w + 1] if h + 1 < Ho and w + 1 < Wo else zero
+        # rows of A g: g0, g0 + g1, g0 - g1, -g1 (g0 = g00|g01, g1 = g10|g11), each times Aᵀ along the columns
+        for f in range(F):
+            Y[0, t, f], Y[1, t, f], Y[2, t, f], Y[3, t, f] = g00[f], g00[f] + g01[f], g00[f] - g01[f], -g01[f]
+        for f in range(F):
+            a, c = g00[f] + g10[f], g01[f] + g11[f]
+            Y[4, t, f], Y[5, t, f], Y[6, t, f], Y[7, t, f] = a, a + c, a - c, -c
+        for f in range(F):
+            a, c = g00[f] - g10[f], g01[f] - g11[f]
+            Y[8, t, f], Y[9, t, f], Y[10, t, f], Y[11, t, f] = a, a + c, a - c, -c
+        for f in range(F):
+            Y[12, t, f], Y[13, t, f], Y[14, t, f], Y[15, t, f] = -g10[f], -g10[f] - g11[f], g11[f] - g10[f], g11[f]
+    return Y
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _winograd_filter_blocks(x, dz, pt, pl, TH, TW, t0, t1, step, V, Y, dU):  # pragma: no cover - compiled
+    """dU (16, C, F) += Σ_t V[ξ, t]ᵀ Y[ξ, t] over the blocks t0 .. t1-1, ``step`` at a time: V <- Bᵀ d B
+    (:func:`_input_transform`), Y <- A g Aᵀ (:func:`_gradient_transform`), 16 single-threaded BLAS calls (β = 1).
+    V and Y are flat scratch buffers of at least 16·step·C and 16·step·F numbers."""
+    C, F = x.shape[3], dz.shape[3]
+    for c0 in range(t0, t1, step):
+        n = min(t1, c0 + step) - c0
+        Vc = V[: 16 * n * C].reshape(16, n, C)
+        Yc = Y[: 16 * n * F].reshape(16, n, F)
+        _input_transform(x, pt, pl, TH, TW, c0, Vc)
+        _gradient_transform(dz, TH, TW, c0, Yc)
+        for xi in range(16):
+            blas.gemm(Vc[xi], Yc[xi], dU[xi], True, False, 1.0)
+    return dU
+
+
+def gradient_transform(dz: np.ndarray, tiles) -> np.ndarray:
+    """Y (16, B·TH·TW, F): A g Aᵀ for every block's 2×2 output gradients (twin:
+    ``reference.conv2d.winograd_gradient_transform``)."""
+    Y = np.empty((16, dz.shape[0] * tiles[0] * tiles[1], dz.shape[3]), dtype=dz.dtype)
+    return _gradient_transform(np.ascontiguousarray(dz), int(tiles[0]), int(tiles[1]), 0, Y)
+
+
 def input_transform(x: np.ndarray, pads, tiles) -> np.ndarray:
     """V (16, B·TH·TW, C): Bᵀ d B for every 4×4 tile (twin: ``reference.conv2d.winograd_input_transform``)."""
     B, _, _, C = x.shape
@@ -199,3 +263,34 @@ def winograd_conv2d_backward_data(dz: np.ndarray, Wk: np.ndarray, in_hw, pads, w
     """
     Wrot = np.ascontiguousarray(Wk[::-1, ::-1].transpose(0, 1, 3, 2))
     return winograd_conv2d(dz, Wrot, (2 - pads[0], 2 - pads[1]), in_hw, workspace=workspace)
+
+
+def winograd_conv2d_backward_filter(x: np.ndarray, dz: np.ndarray, pads, workspace: dict | None = None) -> np.ndarray:
+    """dWk (3, 3, C, F) of z = conv(x, Wk) (3×3, stride 1, pads (pt, pl) before) for dz (B, Ho, Wo, F), with the
+    forward's tiles: ∂L/∂U[ξ] = Σ_t V[ξ, t]ᵀ Y[ξ, t] (V = Bᵀ d B, Y = A dz Aᵀ; 16 multiply-adds per block, channel
+    and filter where im2col needs 36), then dWk = Gᵀ (∂L/∂U) G. Each batch piece sums its own ∂L/∂U; the pieces'
+    sums are added in range order (the same bits on every run)."""
+    B, H, W, C = x.shape
+    _, Ho, Wo, F = dz.shape
+    if dz.shape[0] != B or not (0 <= pads[0] <= 2 and 0 <= pads[1] <= 2) or min(Ho, Wo) < 1:
+        raise ValueError(f"winograd_conv2d_backward_filter: x {x.shape}, dz {dz.shape} and pads {tuple(pads)} do not "
+                         "fit a 3×3 stride-1 convolution")  # fmt: skip
+    x, dz = np.ascontiguousarray(x), np.ascontiguousarray(dz, dtype=x.dtype)
+    ws = {} if workspace is None else workspace
+    TH, TW = winograd_tiles((Ho, Wo))
+    per_image = TH * TW
+    step = max(1, FILTER_CHUNK_BYTES // (16 * (C + F) * x.itemsize))
+    args = (int(pads[0]), int(pads[1]), TH, TW)
+
+    def piece(k, b0, b1):
+        n = min(step, (b1 - b0) * per_image)
+        V, Y = _scratch(ws, f"V{k}", (16 * n * C,), x.dtype), _scratch(ws, f"Y{k}", (16 * n * F,), x.dtype)
+        return _winograd_filter_blocks(x, dz, *args, b0 * per_image, b1 * per_image, n, V, Y,
+                                       np.zeros((16, C, F), x.dtype))  # fmt: skip
+
+    with kernel_scope():
+        parts = share_batch(piece, B, B * per_image * 16 * C * F)
+    dU = parts[0]
+    for other in parts[1:]:
+        dU += other
+    return winograd_filter_from_transformed(dU)
