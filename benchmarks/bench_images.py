@@ -132,9 +132,9 @@ class GemmRecorder:
 
         gemm_tn = self.grouped_matmul_tn
 
-        def timed_gemm_tn(a, b, out=None):  # aᵀ @ b: recorded as the (m, k) @ (k, n) product of the same size
+        def timed_gemm_tn(a, b, out=None, **kwargs):  # aᵀ @ b: recorded as the (m, k) @ (k, n) product of that size
             t0 = time.perf_counter()
-            result = gemm_tn(a, b, out)
+            result = gemm_tn(a, b, out, **kwargs)
             self.gemm_s += time.perf_counter() - t0
             self.shapes.append((a.shape[0], a.shape[2], a.shape[1], b.shape[2], a.dtype.str))
             return result

@@ -329,7 +329,7 @@ def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx
             dz_g = split_groups(dz_rows[None], G)  # (G, n, Fg)
             buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), dz.dtype)
             cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
-            dWm += blas.grouped_matmul_tn(cols, dz_g)  # colsᵀ read in place: no transposed copy
+            blas.grouped_matmul_tn(cols, dz_g, dWm, accumulate=True)  # dWm += colsᵀ @ dz_g, colsᵀ read in place
             if need_dx:
                 dcols = blas.grouped_matmul(dz_g, WmT, _scratch(ws, f"dcols{k}", (G, n, K), dz.dtype))
                 _col2im_rows(dcols.reshape(G, r1 - r0, Wo, KH, KW, Cg), strides[0], strides[1], dilation[0],
