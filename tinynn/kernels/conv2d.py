@@ -567,7 +567,7 @@ def pointwise_backward(u: np.ndarray, P: np.ndarray, dz: np.ndarray, y: np.ndarr
             _activation_gradient(y_rows[r0:r1], g, activation, grad, db)
             g = grad
         blas.grouped_matmul(g[None], PT[None], du[None, r0:r1])
-        return blas.grouped_matmul(rows[None, r0:r1].transpose(0, 2, 1), g[None])[0], db
+        return blas.grouped_matmul_tn(rows[None, r0:r1], g[None])[0], db  # uᵀ read in place, not copied
 
     partial = share_batch(piece, rows.shape[0], 2 * rows.size * F)
     dP, db = partial[0]
