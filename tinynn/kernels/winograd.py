@@ -9,12 +9,16 @@ channels for all blocks is one matrix product::
 
 That is 16 multiply-adds per block, channel and filter where the direct convolution (im2col) needs 4·9 = 36: 2.25×
 fewer FLOPs, for the price of the two transforms (additions only, numba, vectorised over the channels). The blocks
-run in chunks whose V and M stay in the cache (``CHUNK_BYTES``), images shared out over the cores with
-single-threaded BLAS calls (:func:`tinynn.kernels.parallel.share_batch`), as in :mod:`tinynn.kernels.conv2d`;
-the bias and activation are applied to each output while it is in the cache.
+run in chunks whose V and M stay in the cache (``CHUNK_BYTES``), images shared out over the cores
+(:func:`tinynn.kernels.parallel.share_batch`), as in :mod:`tinynn.kernels.conv2d`; one numba call per batch piece
+runs its chunk loop, the 16 products single-threaded BLAS calls from numba (:func:`tinynn.kernels.blas.gemm`); the
+bias and activation are applied to each output while it is in the cache.
 
 The same routine gives the input gradient of such a convolution: dx is the 3×3 correlation of dz, padded by
 (2 - pt, 2 - pl), with the kernel turned by 180° and its channel axes swapped (:func:`winograd_conv2d_backward_data`).
+The filter gradient uses the forward's tiles (:func:`winograd_conv2d_backward_filter`)::
+
+    dU[ξ] = V[ξ]ᵀ @ Y[ξ]      Y_t = A dz_t Aᵀ (the 2×2 output gradients of block t)      dWk = Gᵀ dU G
 
 Rounding: the transforms' coefficients are 0, ±1 and ±½ (exact in binary); the float64 results agree with the direct
 convolution to ~1e-15 relative, float32 to a few 1e-7 (tests/test_conv2d_kernels.py, and the parity cases against
