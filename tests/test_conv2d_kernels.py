@@ -255,44 +255,26 @@ def test_winograd_conv2d_matches_the_direct_reference(g, code, use_bias, chunk_b
             assert rel_err(db, dz_act.reshape(-1, dz_act.shape[-1]).sum(axis=0)) <= TOL
 
 
-@given(g=winograd_geometry(), step=st.integers(1, 7), split=st.floats(0, 1))
-def test_winograd_block_loop_matches_its_twin(g, step, split):
-    """The fused block loop (input transform, 16 BLAS products, output transform, ``step`` blocks at a time) run over
-    two block ranges equals its NumPy twin, reference.conv2d.winograd_conv2d_forward, and writes every output."""
-    x, Wk, _ = _conv_arrays(g)
-    pads, out = g["pads"], g["out"]
-    TH, TW = rc.winograd_tiles(out)
-    T, C, F = g["B"] * TH * TW, Wk.shape[2], Wk.shape[3]
-    U = rc.winograd_kernel_transform(Wk)
-    V, M = np.empty(16 * step * C), np.empty(16 * step * F)
-    z = np.full((g["B"], *out, F), np.nan)
-    middle = int(split * T)
-    for t0, t1 in ((0, middle), (middle, T)):
-        kw._winograd_blocks(x, U, pads[0], pads[1], TH, TW, t0, t1, step, V, M, np.zeros(F), -1, z)
-    assert rel_err(z, rc.winograd_conv2d_forward(x, Wk, pads, out)) <= TOL
-
-
-@given(g=winograd_geometry(), step=st.integers(1, 7), split=st.floats(0, 1))
-@example(g=geometry(5, 7, (3, 3), (1, 1), (1, 1), "valid", Cg=3, Fg=2), step=2, split=0.5)  # odd Ho and Wo
-def test_winograd_filter_gradient_matches_its_twins(g, step, split):
-    """dWk through the transforms: the numba gradient transform and block loop (two block ranges, ``step`` blocks
-    at a time, β = 1 sums) equal their NumPy twins, and the twin equals the direct conv2d_backward_filter."""
+@given(g=winograd_geometry(), chunk_bytes=st.sampled_from([1, 2000, 1 << 20]))
+@example(g=geometry(5, 7, (3, 3), (1, 1), (1, 1), "valid", Cg=3, Fg=2), chunk_bytes=2000)  # odd Ho and Wo
+def test_winograd_products_and_chunk_loops_match_their_twins(g, chunk_bytes):
+    """The 16 products in one numba call (plain, and transposed with β = 1) equal NumPy's; the forward and the filter
+    gradient, run in chunks of 1, a few or all blocks, equal their NumPy twins, the twin of dWk equals the direct
+    conv2d_backward_filter, and the numba gradient transform equals its twin."""
     x, Wk, dz = _conv_arrays(g)
     pads, out = g["pads"], g["out"]
     tiles = rc.winograd_tiles(out)
+    U, V = rc.winograd_kernel_transform(Wk), rc.winograd_input_transform(x, pads, tiles)
+    assert rel_err(kw._products(V, U, np.empty((16, V.shape[1], U.shape[2])), False, 0.0), V @ U) <= TOL
     Y = kw.gradient_transform(dz, tiles)
     assert rel_err(Y, rc.winograd_gradient_transform(dz, tiles)) <= TOL
-    T, C, F = Y.shape[1], x.shape[3], dz.shape[3]
-    dU = np.zeros((16, C, F))
-    middle = int(split * T)
-    for t0, t1 in ((0, middle), (middle, T)):
-        kw._winograd_filter_blocks(x, dz, pads[0], pads[1], *tiles, t0, t1, step, np.empty(16 * step * C),
-                                   np.empty(16 * step * F), dU)  # fmt: skip
-    V = rc.winograd_input_transform(x, pads, tiles)
-    assert rel_err(dU, V.transpose(0, 2, 1) @ rc.winograd_gradient_transform(dz, tiles)) <= TOL
+    dU0 = np.random.default_rng(g["seed"]).standard_normal(U.shape)
+    assert rel_err(kw._products(V, Y, dU0.copy(), True, 1.0), dU0 + V.transpose(0, 2, 1) @ Y) <= TOL
     dW_ref = rc.conv2d_backward_filter(x, dz, (3, 3), (1, 1), (1, 1), pads)
     assert rel_err(rc.winograd_conv2d_backward_filter(x, dz, pads), dW_ref) <= TOL
-    assert rel_err(kw.winograd_conv2d_backward_filter(x, dz, pads), dW_ref) <= TOL
+    with mock.patch.object(kw, "CHUNK_BYTES", chunk_bytes), mock.patch.object(kw, "FILTER_CHUNK_BYTES", chunk_bytes):
+        assert rel_err(kw.winograd_conv2d(x, Wk, pads, out), rc.winograd_conv2d_forward(x, Wk, pads, out)) <= TOL
+        assert rel_err(kw.winograd_conv2d_backward_filter(x, dz, pads), dW_ref) <= TOL
 
 
 def test_winograd_is_chosen_for_wide_3x3_stride_1_convolutions_only():

@@ -10,9 +10,9 @@ channels for all blocks is one matrix product::
 That is 16 multiply-adds per block, channel and filter where the direct convolution (im2col) needs 4·9 = 36: 2.25×
 fewer FLOPs, for the price of the two transforms (additions only, numba, vectorised over the channels). The blocks
 run in chunks whose V and M stay in the cache (``CHUNK_BYTES``), images shared out over the cores
-(:func:`tinynn.kernels.parallel.share_batch`), as in :mod:`tinynn.kernels.conv2d`; one numba call per batch piece
-runs its chunk loop, the 16 products single-threaded BLAS calls from numba (:func:`tinynn.kernels.blas.gemm`); the
-bias and activation are applied to each output while it is in the cache.
+(:func:`tinynn.kernels.parallel.share_batch`), as in :mod:`tinynn.kernels.conv2d`; per chunk three numba calls:
+the input transform, the 16 products (:func:`_products`: single-threaded BLAS calls from numba, one call from Python
+instead of 16), the output transform with the bias and activation applied while the output is in the cache.
 
 The same routine gives the input gradient of such a convolution: dx is the 3×3 correlation of dz, padded by
 (2 - pt, 2 - pl), with the kernel turned by 180° and its channel axes swapped (:func:`winograd_conv2d_backward_data`).
@@ -141,24 +141,14 @@ def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compi
     return z
 
 
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def _winograd_blocks(x, U, pt, pl, TH, TW, t0, t1, step, V, M, bias, code, z):  # pragma: no cover - compiled
-    """z for the blocks t0 .. t1-1, ``step`` blocks at a time: V <- Bᵀ d B (:func:`_input_transform`), M[ξ] = V[ξ] @
-    U[ξ] (16 single-threaded BLAS calls, :func:`tinynn.kernels.blas.gemm`), z <- act(Aᵀ m A + bias)
-    (:func:`_output_transform`). V and M are flat scratch buffers of at least 16·step·C and 16·step·F numbers.
-
-    One call per batch piece: the chunk loop runs here and not in Python, whose per-product overhead (16 calls a
-    chunk) would otherwise cost more than the products themselves on narrow channels."""
-    C, F = U.shape[1], U.shape[2]
-    for c0 in range(t0, t1, step):
-        n = min(t1, c0 + step) - c0
-        Vc = V[: 16 * n * C].reshape(16, n, C)
-        Mc = M[: 16 * n * F].reshape(16, n, F)
-        _input_transform(x, pt, pl, TH, TW, c0, Vc)
-        for xi in range(16):
-            blas.gemm(Vc[xi], U[xi], Mc[xi], False, False, 0.0)
-        _output_transform(Mc, c0, TH, TW, bias, code, z)
-    return z
+@numba.njit(cache=True, nogil=True)
+def _products(V, U, M, trans_v, beta):  # pragma: no cover - compiled
+    """M[ξ] = op(V[ξ]) @ U[ξ] + β·M[ξ] for the 16 positions ξ, op(V) = Vᵀ if ``trans_v``: 16 single-threaded BLAS
+    calls (:func:`tinynn.kernels.blas.gemm`) in one call from Python. (The transforms stay separate numba calls:
+    compiling them into one loop with the products cost seconds more of compile time than it saved in run time.)"""
+    for xi in range(V.shape[0]):
+        blas.gemm(V[xi], U[xi], M[xi], trans_v, False, beta)
+    return M
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
@@ -190,23 +180,6 @@ def _gradient_transform(dz, TH, TW, t0, Y):  # pragma: no cover - compiled
         for f in range(F):
             Y[12, t, f], Y[13, t, f], Y[14, t, f], Y[15, t, f] = -g10[f], -g10[f] - g11[f], g11[f] - g10[f], g11[f]
     return Y
-
-
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def _winograd_filter_blocks(x, dz, pt, pl, TH, TW, t0, t1, step, V, Y, dU):  # pragma: no cover - compiled
-    """dU (16, C, F) += Σ_t V[ξ, t]ᵀ Y[ξ, t] over the blocks t0 .. t1-1, ``step`` at a time: V <- Bᵀ d B
-    (:func:`_input_transform`), Y <- A g Aᵀ (:func:`_gradient_transform`), 16 single-threaded BLAS calls (β = 1).
-    V and Y are flat scratch buffers of at least 16·step·C and 16·step·F numbers."""
-    C, F = x.shape[3], dz.shape[3]
-    for c0 in range(t0, t1, step):
-        n = min(t1, c0 + step) - c0
-        Vc = V[: 16 * n * C].reshape(16, n, C)
-        Yc = Y[: 16 * n * F].reshape(16, n, F)
-        _input_transform(x, pt, pl, TH, TW, c0, Vc)
-        _gradient_transform(dz, TH, TW, c0, Yc)
-        for xi in range(16):
-            blas.gemm(Vc[xi], Yc[xi], dU[xi], True, False, 1.0)
-    return dU
 
 
 def gradient_transform(dz: np.ndarray, tiles) -> np.ndarray:
@@ -249,10 +222,12 @@ def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarra
     step = max(1, CHUNK_BYTES // (16 * (C + F) * x.itemsize))
     args = (int(pads[0]), int(pads[1]), TH, TW)
 
-    def piece(k, b0, b1):
-        n = min(step, (b1 - b0) * per_image)
-        V, M = _scratch(ws, f"V{k}", (16 * n * C,), x.dtype), _scratch(ws, f"M{k}", (16 * n * F,), x.dtype)
-        _winograd_blocks(x, U, *args, b0 * per_image, b1 * per_image, n, V, M, b, code, z)
+    def piece(k, b0, b1):  # V <- Bᵀ d B, M[ξ] = V[ξ] @ U[ξ], z <- act(Aᵀ m A + b), chunk by chunk
+        for t0 in range(b0 * per_image, b1 * per_image, step):
+            n = min(b1 * per_image, t0 + step) - t0
+            V = _input_transform(x, *args, t0, _scratch(ws, f"V{k}", (16, n, C), x.dtype))
+            M = _products(V, U, _scratch(ws, f"M{k}", (16, n, F), x.dtype), False, 0.0)
+            _output_transform(M, t0, TH, TW, b, code, z)
 
     with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
         share_batch(piece, B, B * per_image * 16 * C * F)
@@ -286,11 +261,14 @@ def winograd_conv2d_backward_filter(x: np.ndarray, dz: np.ndarray, pads, workspa
     step = max(1, FILTER_CHUNK_BYTES // (16 * (C + F) * x.itemsize))
     args = (int(pads[0]), int(pads[1]), TH, TW)
 
-    def piece(k, b0, b1):
-        n = min(step, (b1 - b0) * per_image)
-        V, Y = _scratch(ws, f"V{k}", (16 * n * C,), x.dtype), _scratch(ws, f"Y{k}", (16 * n * F,), x.dtype)
-        return _winograd_filter_blocks(x, dz, *args, b0 * per_image, b1 * per_image, n, V, Y,
-                                       np.zeros((16, C, F), x.dtype))  # fmt: skip
+    def piece(k, b0, b1):  # dU += V[ξ]ᵀ @ Y[ξ] over the piece's blocks, chunk by chunk
+        dU = np.zeros((16, C, F), x.dtype)
+        for t0 in range(b0 * per_image, b1 * per_image, step):
+            n = min(b1 * per_image, t0 + step) - t0
+            V = _input_transform(x, *args, t0, _scratch(ws, f"V{k}", (16, n, C), x.dtype))
+            Y = _gradient_transform(dz, TH, TW, t0, _scratch(ws, f"Y{k}", (16, n, F), x.dtype))
+            _products(V, Y, dU, True, 1.0)
+        return dU
 
     with kernel_scope():
         parts = share_batch(piece, B, B * per_image * 16 * C * F)
