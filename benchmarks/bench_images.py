@@ -98,8 +98,8 @@ def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
 # --------------------------------------------------------------------------- tinynn
 class GemmRecorder:
     """Wraps the GEMM entry points of the image kernels (``blas.grouped_matmul`` and ``grouped_matmul_tn``:
-    records each product's shape and time; the Winograd convolutions' 16 products per chunk of blocks run inside one
-    numba loop, so ``winograd.winograd_conv2d`` and ``winograd_conv2d_backward_filter`` record their shapes only)
+    records each product's shape and time; the Winograd convolutions' 16 products per chunk of blocks run in one numba
+    call, so ``winograd.winograd_conv2d`` and ``winograd_conv2d_backward_filter`` record their shapes only)
     and the GEMM-based kernels (Conv2D's forward / backward, SeparableConv2D's 1×1 products: their total time,
     im2col, col2im and the Winograd transforms included)."""
 
@@ -150,7 +150,7 @@ class GemmRecorder:
 
         wino = self.winograd_conv2d
 
-        def recorded_winograd(x, Wk, pads, out_hw, *args, **kwargs):  # its 16 products run inside one numba loop
+        def recorded_winograd(x, Wk, pads, out_hw, *args, **kwargs):  # its products run in numba (winograd._products)
             tiles = x.shape[0] * (-(-out_hw[0] // 2)) * (-(-out_hw[1] // 2))
             self.shapes.append((16, tiles, Wk.shape[2], Wk.shape[3], x.dtype.str))
             return wino(x, Wk, pads, out_hw, *args, **kwargs)
