@@ -292,13 +292,15 @@ def test_winograd_is_chosen_for_wide_3x3_stride_1_convolutions_only():
 
 
 @given(rows=st.integers(1, 40), K=st.integers(1, 6), F=st.integers(1, 6), threads=st.sampled_from([1, 2, 3]),
-       seed=st.integers(0, 2**16))
-def test_pointwise_products_match_numpy(rows, K, F, threads, seed):
-    """SeparableConv2D's 1×1 products on row pieces (one per thread) equal the plain matmuls of the reference path."""
+       chunk_bytes=st.sampled_from([64, 1 << 21]), seed=st.integers(0, 2**16))
+@example(rows=37, K=3, F=5, threads=2, chunk_bytes=64, seed=0)  # several chunks of rows in each piece
+def test_pointwise_products_match_numpy(rows, K, F, threads, chunk_bytes, seed):
+    """SeparableConv2D's 1×1 products on row pieces (one per thread; the backward in chunks of rows, dP summed over
+    them) equal the plain matmuls of the reference path."""
     rng = np.random.default_rng(seed)
     u, P, dz = rng.standard_normal((rows, 1, K)), rng.standard_normal((K, F)), rng.standard_normal((rows, 1, F))
     b = rng.standard_normal(F)
-    with mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+    with mock.patch.object(parallel, "PARALLEL_WORK", 0), mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         z = kc.pointwise_forward(u, P)
         du, dP = kc.pointwise_backward(u, P, dz)

@@ -559,15 +559,19 @@ def pointwise_backward(u: np.ndarray, P: np.ndarray, dz: np.ndarray, y: np.ndarr
     du = np.empty(rows.shape, dtype=dz.dtype)
     PT = np.ascontiguousarray(P.T, dtype=dz.dtype)
 
-    def piece(k, r0, r1):
-        g = dz_rows[r0:r1]
-        db = np.zeros(F, np.float64)
-        if activation is not None:
-            grad = np.empty(g.shape, dtype=g.dtype)
-            _activation_gradient(y_rows[r0:r1], g, activation, grad, db)
-            g = grad
-        blas.grouped_matmul(g[None], PT[None], du[None, r0:r1])
-        return blas.grouped_matmul_tn(rows[None, r0:r1], g[None])[0], db  # uᵀ read in place, not copied
+    dtype = np.result_type(rows.dtype, dz.dtype)
+
+    def piece(k, r0, r1):  # chunks of rows whose ∂L/∂z stays in the cache between its two products
+        dP, db = np.zeros((1, P.shape[0], F), dtype), np.zeros(F, np.float64)
+        for c0, c1 in _chunks(r0, r1, F * dz.itemsize):
+            g = dz_rows[c0:c1]
+            if activation is not None:
+                grad = np.empty(g.shape, dtype=g.dtype)
+                _activation_gradient(y_rows[c0:c1], g, activation, grad, db)
+                g = grad
+            blas.grouped_matmul(g[None], PT[None], du[None, c0:c1])
+            blas.grouped_matmul_tn(rows[None, c0:c1], g[None], dP, accumulate=True)  # uᵀ read in place, not copied
+        return dP[0], db
 
     partial = share_batch(piece, rows.shape[0], 2 * rows.size * F)
     dP, db = partial[0]
