@@ -96,19 +96,24 @@ def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
 
 # --------------------------------------------------------------------------- tinynn
 class GemmRecorder:
-    """Wraps the GEMM entry point of the image kernels (``blas.grouped_matmul``: records each product's shape and
-    time) and the GEMM-based kernels (Conv2D's forward / backward, SeparableConv2D's 1×1 products: their total time,
+    """Wraps the GEMM entry points of the image kernels (``blas.grouped_matmul`` and ``grouped_matmul_tn``:
+    records each product's shape and time; the Winograd convolutions' 16 products per chunk of blocks run in one numba
+    call, so ``winograd.winograd_conv2d`` and ``winograd_conv2d_backward_filter`` record their shapes only)
+    and the GEMM-based kernels (Conv2D's forward / backward, SeparableConv2D's 1×1 products: their total time,
     im2col, col2im and the Winograd transforms included)."""
 
     KERNELS = ("conv2d_forward", "conv2d_backward", "conv2d_backward_fused", "pointwise_forward", "pointwise_backward")
 
     def __init__(self):
-        from tinynn.kernels import blas
+        from tinynn.kernels import blas, winograd
         from tinynn.kernels import conv2d as kc
 
         self.kc, self.blas = kc, blas
         self.originals = {name: getattr(kc, name) for name in self.KERNELS}
-        self.grouped_matmul = blas.grouped_matmul
+        self.grouped_matmul, self.grouped_matmul_tn = blas.grouped_matmul, blas.grouped_matmul_tn
+        self.kw = winograd
+        self.winograd_conv2d = winograd.winograd_conv2d
+        self.winograd_filter = winograd.winograd_conv2d_backward_filter
         self.reset()
 
     def reset(self):
@@ -124,6 +129,15 @@ class GemmRecorder:
             self.shapes.append((a.shape[0], a.shape[1], a.shape[2], b.shape[2], a.dtype.str))
             return result
 
+        gemm_tn = self.grouped_matmul_tn
+
+        def timed_gemm_tn(a, b, out=None, **kwargs):  # aᵀ @ b: recorded as the (m, k) @ (k, n) product of that size
+            t0 = time.perf_counter()
+            result = gemm_tn(a, b, out, **kwargs)
+            self.gemm_s += time.perf_counter() - t0
+            self.shapes.append((a.shape[0], a.shape[2], a.shape[1], b.shape[2], a.dtype.str))
+            return result
+
         def timed(fn):
             def wrapper(*args, **kwargs):
                 t0 = time.perf_counter()
@@ -133,7 +147,23 @@ class GemmRecorder:
 
             return wrapper
 
-        self.blas.grouped_matmul = timed_gemm
+        wino = self.winograd_conv2d
+
+        def recorded_winograd(x, Wk, pads, out_hw, *args, **kwargs):  # its products run in numba (winograd._products)
+            tiles = x.shape[0] * (-(-out_hw[0] // 2)) * (-(-out_hw[1] // 2))
+            self.shapes.append((16, tiles, Wk.shape[2], Wk.shape[3], x.dtype.str))
+            return wino(x, Wk, pads, out_hw, *args, **kwargs)
+
+        wino_filter = self.winograd_filter
+
+        def recorded_winograd_filter(x, dz, *args, **kwargs):  # ∂L/∂U[ξ] = V[ξ]ᵀ @ Y[ξ]: (C, tiles) @ (tiles, F)
+            tiles = x.shape[0] * (-(-dz.shape[1] // 2)) * (-(-dz.shape[2] // 2))
+            self.shapes.append((16, x.shape[3], tiles, dz.shape[3], x.dtype.str))
+            return wino_filter(x, dz, *args, **kwargs)
+
+        self.blas.grouped_matmul, self.blas.grouped_matmul_tn = timed_gemm, timed_gemm_tn
+        self.kw.winograd_conv2d = recorded_winograd
+        self.kw.winograd_conv2d_backward_filter = recorded_winograd_filter
         for name in self.KERNELS:
             setattr(self.kc, name, timed(self.originals[name]))
         return self
@@ -141,7 +171,9 @@ class GemmRecorder:
     def __exit__(self, *exc):
         for name, fn in self.originals.items():
             setattr(self.kc, name, fn)
-        self.blas.grouped_matmul = self.grouped_matmul
+        self.blas.grouped_matmul, self.blas.grouped_matmul_tn = self.grouped_matmul, self.grouped_matmul_tn
+        self.kw.winograd_conv2d = self.winograd_conv2d
+        self.kw.winograd_conv2d_backward_filter = self.winograd_filter
 
     @staticmethod
     def numpy_seconds(shapes, repeats: int = 3) -> tuple[float, float]:

@@ -41,6 +41,22 @@ def test_gemm_on_views_transposes_and_accumulation(M, K, N, trans_a, trans_b, be
     np.testing.assert_array_equal(out_big, frame)  # nothing outside the block was written
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_grouped_matmul_tn_accumulates_into_out(dtype):
+    """grouped_matmul_tn(a, b, out, accumulate=True) adds aᵀ @ b to out group by group (the conv filter gradient's
+    running sum over chunks); without it, out is overwritten."""
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(2, 50, 7)).astype(dtype), rng.normal(size=(2, 50, 4)).astype(dtype)
+    start = rng.normal(size=(2, 7, 4)).astype(dtype)
+    want = start.astype(np.float64) + a.transpose(0, 2, 1).astype(np.float64) @ b.astype(np.float64)
+    out = start.copy()
+    assert blas.grouped_matmul_tn(a, b, out, accumulate=True) is out
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    assert np.max(np.abs(out - want)) <= tol * np.max(np.abs(want))
+    blas.grouped_matmul_tn(a, b, out)
+    assert np.max(np.abs(out - (want - start))) <= tol * np.max(np.abs(want))
+
+
 def test_gemm_rejects_misfit_shapes_and_strided_rows():
     a, b, out = np.ones((3, 4)), np.ones((5, 2)), np.zeros((3, 2))
     with pytest.raises(ValueError, match="shapes do not fit"):

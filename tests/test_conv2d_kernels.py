@@ -255,6 +255,28 @@ def test_winograd_conv2d_matches_the_direct_reference(g, code, use_bias, chunk_b
             assert rel_err(db, dz_act.reshape(-1, dz_act.shape[-1]).sum(axis=0)) <= TOL
 
 
+@given(g=winograd_geometry(), chunk_bytes=st.sampled_from([1, 2000, 1 << 20]))
+@example(g=geometry(5, 7, (3, 3), (1, 1), (1, 1), "valid", Cg=3, Fg=2), chunk_bytes=2000)  # odd Ho and Wo
+def test_winograd_products_and_chunk_loops_match_their_twins(g, chunk_bytes):
+    """The 16 products in one numba call (plain, and transposed with β = 1) equal NumPy's; the forward and the filter
+    gradient, run in chunks of 1, a few or all blocks, equal their NumPy twins, the twin of dWk equals the direct
+    conv2d_backward_filter, and the numba gradient transform equals its twin."""
+    x, Wk, dz = _conv_arrays(g)
+    pads, out = g["pads"], g["out"]
+    tiles = rc.winograd_tiles(out)
+    U, V = rc.winograd_kernel_transform(Wk), rc.winograd_input_transform(x, pads, tiles)
+    assert rel_err(kw._products(V, U, np.empty((16, V.shape[1], U.shape[2])), False, 0.0), V @ U) <= TOL
+    Y = kw.gradient_transform(dz, tiles)
+    assert rel_err(Y, rc.winograd_gradient_transform(dz, tiles)) <= TOL
+    dU0 = np.random.default_rng(g["seed"]).standard_normal(U.shape)
+    assert rel_err(kw._products(V, Y, dU0.copy(), True, 1.0), dU0 + V.transpose(0, 2, 1) @ Y) <= TOL
+    dW_ref = rc.conv2d_backward_filter(x, dz, (3, 3), (1, 1), (1, 1), pads)
+    assert rel_err(rc.winograd_conv2d_backward_filter(x, dz, pads), dW_ref) <= TOL
+    with mock.patch.object(kw, "CHUNK_BYTES", chunk_bytes), mock.patch.object(kw, "FILTER_CHUNK_BYTES", chunk_bytes):
+        assert rel_err(kw.winograd_conv2d(x, Wk, pads, out), rc.winograd_conv2d_forward(x, Wk, pads, out)) <= TOL
+        assert rel_err(kw.winograd_conv2d_backward_filter(x, dz, pads), dW_ref) <= TOL
+
+
 def test_winograd_is_chosen_for_wide_3x3_stride_1_convolutions_only():
     assert kc.uses_winograd((3, 3, 32, 64), (1, 1), (1, 1), 1)
     assert not kc.uses_winograd((3, 3, 3, 32), (1, 1), (1, 1), 1)  # a K = 3 GEMM: im2col is faster
@@ -270,13 +292,15 @@ def test_winograd_is_chosen_for_wide_3x3_stride_1_convolutions_only():
 
 
 @given(rows=st.integers(1, 40), K=st.integers(1, 6), F=st.integers(1, 6), threads=st.sampled_from([1, 2, 3]),
-       seed=st.integers(0, 2**16))
-def test_pointwise_products_match_numpy(rows, K, F, threads, seed):
-    """SeparableConv2D's 1×1 products on row pieces (one per thread) equal the plain matmuls of the reference path."""
+       chunk_bytes=st.sampled_from([64, 1 << 21]), seed=st.integers(0, 2**16))
+@example(rows=37, K=3, F=5, threads=2, chunk_bytes=64, seed=0)  # several chunks of rows in each piece
+def test_pointwise_products_match_numpy(rows, K, F, threads, chunk_bytes, seed):
+    """SeparableConv2D's 1×1 products on row pieces (one per thread; the backward in chunks of rows, dP summed over
+    them) equal the plain matmuls of the reference path."""
     rng = np.random.default_rng(seed)
     u, P, dz = rng.standard_normal((rows, 1, K)), rng.standard_normal((K, F)), rng.standard_normal((rows, 1, F))
     b = rng.standard_normal(F)
-    with mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+    with mock.patch.object(parallel, "PARALLEL_WORK", 0), mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         z = kc.pointwise_forward(u, P)
         du, dP = kc.pointwise_backward(u, P, dz)
@@ -354,7 +378,11 @@ def pool_geometry(draw):
 
 @given(g=pool_geometry(), threads=st.sampled_from([1, 2]))
 @example(g=dict(B=2, H=5, W=4, C=3, pool=(3, 3), s=(1, 2), pads=(1, 1), out=(5, 2), ties=True, seed=0), threads=2)
+@example(g=dict(B=2, H=5, W=7, C=3, pool=(2, 2), s=(2, 2), pads=(0, 0), out=(2, 3), ties=True, seed=1), threads=2)
+@example(g=dict(B=2, H=4, W=7, C=2, pool=(3, 2), s=(3, 3), pads=(1, 0), out=(2, 3), ties=True, seed=2), threads=1)
 def test_pool2d_kernels_match_reference(g, threads):
+    """Max pooling's backward runs a one-pass kernel when the windows do not overlap (strides >= pool: the examples
+    with an odd size, gaps between windows and 'same' padding) and the general one otherwise."""
     rng = np.random.default_rng(g["seed"])
     x = rng.standard_normal((g["B"], g["H"], g["W"], g["C"]))
     if g["ties"]:

@@ -27,6 +27,13 @@ __all__ = ["activation_gradient_rows", "bias_activation_backward", "bias_activat
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _forward(z, bias, code, y):  # pragma: no cover - compiled
     N, F = z.shape
+    if code == RELU and z.ctypes.data == y.ctypes.data:  # in place: one array, which LLVM vectorises (two arrays
+        for n in range(N):  # that overlap fail its runtime overlap check and run the scalar loop)
+            yn = y[n]
+            for f in range(F):
+                v = yn[f] + bias[f]
+                yn[f] = v if v > 0 else v * 0
+        return
     if code == RELU:  # the common case, as one vectorised select per row
         for n in range(N):
             zn, yn = z[n], y[n]

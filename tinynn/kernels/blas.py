@@ -187,11 +187,19 @@ def grouped_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) 
     return out
 
 
-def grouped_matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """aᵀ @ b for a (G, n, m) and b (G, n, p), summing over the long axis n (B·L or B·Lo): a weight gradient."""
+def grouped_matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
+                      accumulate: bool = False) -> np.ndarray:  # fmt: skip
+    """aᵀ @ b for a (G, n, m) and b (G, n, p), summing over the long axis n (B·L or B·Lo): a weight gradient.
+
+    ``accumulate``: ``out += aᵀ @ b`` (β = 1, one BLAS call per group on this thread: a running gradient summed
+    chunk by chunk) instead of ``out = aᵀ @ b``."""
     G = a.shape[0]
     if out is None:
         out = np.empty((G, a.shape[2], b.shape[2]), np.result_type(a, b))
     for g in range(G):
-        _product(a[g], b[g], out[g], True, False)
+        if accumulate:
+            with kernel_scope():
+                gemm(_rows_unit_stride(a[g], out.dtype), _rows_unit_stride(b[g], out.dtype), out[g], True, False, 1.0)
+        else:
+            _product(a[g], b[g], out[g], True, False)
     return out

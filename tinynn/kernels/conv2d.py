@@ -298,12 +298,13 @@ def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx
         raise ValueError(f"conv2d: dz {dz.shape} does not match x {x.shape} and Wk {Wk.shape}")
     _, Ho, Wo, _ = dz.shape
     x, dz, ws, Fg = np.ascontiguousarray(x), np.ascontiguousarray(dz), {} if workspace is None else workspace, F // G
-    if need_dx and uses_winograd(Wk.shape, strides, dilation, G):  # dW by im2col, dx by Winograd
+    if uses_winograd(Wk.shape, strides, dilation, G):  # dW and dx by Winograd
         db = None
         if activation is not None:
             dz, db = _activation_gradients(y, dz, activation)
-        _, dW, _ = _backward(x, Wk, dz, None, None, strides, dilation, pads, groups, False, ws)
-        return winograd.winograd_conv2d_backward_data(dz, Wk, (H, W), pads, ws), dW, db
+        dW = winograd.winograd_conv2d_backward_filter(x, dz, pads, ws)
+        dx = winograd.winograd_conv2d_backward_data(dz, Wk, (H, W), pads, ws) if need_dx else None
+        return dx, dW, db
     K = KH * KW * Cg
     Wm = _w_im2col(Wk, G)
     WmT = np.ascontiguousarray(Wm.transpose(0, 2, 1))  # (G, Fg, K)
@@ -328,7 +329,7 @@ def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx
             dz_g = split_groups(dz_rows[None], G)  # (G, n, Fg)
             buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), dz.dtype)
             cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
-            dWm += blas.grouped_matmul(cols.transpose(0, 2, 1), dz_g)
+            blas.grouped_matmul_tn(cols, dz_g, dWm, accumulate=True)  # dWm += colsᵀ @ dz_g, colsᵀ read in place
             if need_dx:
                 dcols = blas.grouped_matmul(dz_g, WmT, _scratch(ws, f"dcols{k}", (G, n, K), dz.dtype))
                 _col2im_rows(dcols.reshape(G, r1 - r0, Wo, KH, KW, Cg), strides[0], strides[1], dilation[0],
@@ -558,15 +559,19 @@ def pointwise_backward(u: np.ndarray, P: np.ndarray, dz: np.ndarray, y: np.ndarr
     du = np.empty(rows.shape, dtype=dz.dtype)
     PT = np.ascontiguousarray(P.T, dtype=dz.dtype)
 
-    def piece(k, r0, r1):
-        g = dz_rows[r0:r1]
-        db = np.zeros(F, np.float64)
-        if activation is not None:
-            grad = np.empty(g.shape, dtype=g.dtype)
-            _activation_gradient(y_rows[r0:r1], g, activation, grad, db)
-            g = grad
-        blas.grouped_matmul(g[None], PT[None], du[None, r0:r1])
-        return blas.grouped_matmul(rows[None, r0:r1].transpose(0, 2, 1), g[None])[0], db
+    dtype = np.result_type(rows.dtype, dz.dtype)
+
+    def piece(k, r0, r1):  # chunks of rows whose ∂L/∂z stays in the cache between its two products
+        dP, db = np.zeros((1, P.shape[0], F), dtype), np.zeros(F, np.float64)
+        for c0, c1 in _chunks(r0, r1, F * dz.itemsize):
+            g = dz_rows[c0:c1]
+            if activation is not None:
+                grad = np.empty(g.shape, dtype=g.dtype)
+                _activation_gradient(y_rows[c0:c1], g, activation, grad, db)
+                g = grad
+            blas.grouped_matmul(g[None], PT[None], du[None, c0:c1])
+            blas.grouped_matmul_tn(rows[None, c0:c1], g[None], dP, accumulate=True)  # uᵀ read in place, not copied
+        return dP[0], db
 
     partial = share_batch(piece, rows.shape[0], 2 * rows.size * F)
     dP, db = partial[0]

@@ -78,6 +78,41 @@ def _max_bwd(x, y, dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover - compil
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
+def _max_bwd_disjoint(x, y, dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover - compiled
+    """:func:`_max_bwd` for windows that do not overlap (SH >= PH, SW >= PW): every pixel of dx lies in one window
+    at most, so it is written once (dy where it is its window's first maximum, else 0) in one pass over x, without
+    zeroing dx first and without adding into it. ``routed[j, c]``: window (i, j) of the current row of windows has
+    sent channel c's gradient already (pixels are visited row-major, as the windows' taps are)."""
+    B, H, W, C = x.shape
+    _, Ho, Wo, _ = y.shape
+    routed = np.zeros((Wo, C), np.bool_)
+    zero = dx.dtype.type(0)
+    for b in range(B):
+        for h in range(H):
+            i, r = (h + pt) // SH, (h + pt) % SH
+            if i >= Ho or r >= PH:  # a row no window reads
+                row = dx[b, h].reshape(W * C)
+                for k in range(W * C):
+                    row[k] = zero
+                continue
+            if h == max(i * SH - pt, 0):  # the first real row of window row i
+                routed[:, :] = False
+            for w in range(W):
+                j, s = (w + pl) // SW, (w + pl) % SW
+                dv = dx[b, h, w]
+                if j >= Wo or s >= PW:
+                    for c in range(C):
+                        dv[c] = zero
+                    continue
+                xv, yv, gv, rt = x[b, h, w], y[b, i, j], dy[b, i, j], routed[j]
+                for c in range(C):
+                    hit = (not rt[c]) and xv[c] == yv[c]
+                    dv[c] = gv[c] if hit else zero
+                    rt[c] = rt[c] or hit
+    return dx
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
 def _avg_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
     B, H, W, C = x.shape
     _, Ho, Wo, _ = y.shape
@@ -160,7 +195,8 @@ def max_pool2d_backward(x, y, dy, pool, strides, pads) -> np.ndarray:
     _check(x.shape[1:3], pool, strides, pads, y.shape[1:3])
     x, y, dy = (np.ascontiguousarray(a, dtype=x.dtype) for a in (x, y, dy))
     dx = np.empty(x.shape, dtype=x.dtype)
-    return _run(_max_bwd, x.shape[0], x.size, ((x, y, dy), _geometry_args(pool, strides, pads), dx))
+    kernel = _max_bwd_disjoint if strides[0] >= pool[0] and strides[1] >= pool[1] else _max_bwd
+    return _run(kernel, x.shape[0], x.size, ((x, y, dy), _geometry_args(pool, strides, pads), dx))
 
 
 def avg_pool2d_forward(x, pool, strides, pads, out_hw) -> np.ndarray:

@@ -9,12 +9,16 @@ channels for all blocks is one matrix product::
 
 That is 16 multiply-adds per block, channel and filter where the direct convolution (im2col) needs 4·9 = 36: 2.25×
 fewer FLOPs, for the price of the two transforms (additions only, numba, vectorised over the channels). The blocks
-run in chunks whose V and M stay in the cache (``CHUNK_BYTES``), images shared out over the cores with
-single-threaded BLAS calls (:func:`tinynn.kernels.parallel.share_batch`), as in :mod:`tinynn.kernels.conv2d`;
-the bias and activation are applied to each output while it is in the cache.
+run in chunks whose V and M stay in the cache (``CHUNK_BYTES``), images shared out over the cores
+(:func:`tinynn.kernels.parallel.share_batch`), as in :mod:`tinynn.kernels.conv2d`; per chunk three numba calls:
+the input transform, the 16 products (:func:`_products`: single-threaded BLAS calls from numba, one call from Python
+instead of 16), the output transform with the bias and activation applied while the output is in the cache.
 
 The same routine gives the input gradient of such a convolution: dx is the 3×3 correlation of dz, padded by
 (2 - pt, 2 - pl), with the kernel turned by 180° and its channel axes swapped (:func:`winograd_conv2d_backward_data`).
+The filter gradient uses the forward's tiles (:func:`winograd_conv2d_backward_filter`)::
+
+    dU[ξ] = V[ξ]ᵀ @ Y[ξ]      Y_t = A dz_t Aᵀ (the 2×2 output gradients of block t)      dWk = Gᵀ dU G
 
 Rounding: the transforms' coefficients are 0, ±1 and ±½ (exact in binary); the float64 results agree with the direct
 convolution to ~1e-15 relative, float32 to a few 1e-7 (tests/test_conv2d_kernels.py, and the parity cases against
@@ -28,14 +32,23 @@ import numpy as np
 
 from . import blas
 from .fastmath import RELU, activate_row
+from .parallel import kernel_scope, share_batch
 from .parallel import scratch as _scratch
-from .parallel import share_batch
-from .reference.conv2d import winograd_kernel_transform, winograd_tiles
+from .reference.conv2d import winograd_filter_from_transformed, winograd_kernel_transform, winograd_tiles
 
-__all__ = ["input_transform", "output_transform", "winograd_conv2d", "winograd_conv2d_backward_data"]
+__all__ = [
+    "gradient_transform",
+    "input_transform",
+    "output_transform",
+    "winograd_conv2d",
+    "winograd_conv2d_backward_data",
+    "winograd_conv2d_backward_filter",
+]
 
 #: Scratch bytes (V and M of a chunk of blocks) per chunk.
 CHUNK_BYTES = 1 << 20
+#: Scratch bytes (V and Y) per chunk of the filter gradient.
+FILTER_CHUNK_BYTES = 1 << 19
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
@@ -128,6 +141,54 @@ def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compi
     return z
 
 
+@numba.njit(cache=True, nogil=True)
+def _products(V, U, M, trans_v, beta):  # pragma: no cover - compiled
+    """M[ξ] = op(V[ξ]) @ U[ξ] + β·M[ξ] for the 16 positions ξ, op(V) = Vᵀ if ``trans_v``: 16 single-threaded BLAS
+    calls (:func:`tinynn.kernels.blas.gemm`) in one call from Python. (The transforms stay separate numba calls:
+    compiling them into one loop with the products cost seconds more of compile time than it saved in run time.)"""
+    for xi in range(V.shape[0]):
+        blas.gemm(V[xi], U[xi], M[xi], trans_v, False, beta)
+    return M
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _gradient_transform(dz, TH, TW, t0, Y):  # pragma: no cover - compiled
+    """Y (16, T, F) <- A g Aᵀ for the 2×2 output gradients g of blocks t0 .. t0+T-1 (0 past Ho, Wo)."""
+    B, Ho, Wo, F = dz.shape
+    T = Y.shape[1]
+    zero = np.zeros(F, dz.dtype)
+    per_image = TH * TW
+    for t in range(T):
+        tt = t0 + t
+        b = tt // per_image
+        ti = (tt - b * per_image) // TW
+        tj = tt - b * per_image - ti * TW
+        h, w = 2 * ti, 2 * tj
+        g00 = dz[b, h, w]
+        g01 = dz[b, h, w + 1] if w + 1 < Wo else zero
+        g10 = dz[b, h + 1, w] if h + 1 < Ho else zero
+        g11 = dz[b, h + 1, w + 1] if h + 1 < Ho and w + 1 < Wo else zero
+        # rows of A g: g0, g0 + g1, g0 - g1, -g1 (g0 = g00|g01, g1 = g10|g11), each times Aᵀ along the columns
+        for f in range(F):
+            Y[0, t, f], Y[1, t, f], Y[2, t, f], Y[3, t, f] = g00[f], g00[f] + g01[f], g00[f] - g01[f], -g01[f]
+        for f in range(F):
+            a, c = g00[f] + g10[f], g01[f] + g11[f]
+            Y[4, t, f], Y[5, t, f], Y[6, t, f], Y[7, t, f] = a, a + c, a - c, -c
+        for f in range(F):
+            a, c = g00[f] - g10[f], g01[f] - g11[f]
+            Y[8, t, f], Y[9, t, f], Y[10, t, f], Y[11, t, f] = a, a + c, a - c, -c
+        for f in range(F):
+            Y[12, t, f], Y[13, t, f], Y[14, t, f], Y[15, t, f] = -g10[f], -g10[f] - g11[f], g11[f] - g10[f], g11[f]
+    return Y
+
+
+def gradient_transform(dz: np.ndarray, tiles) -> np.ndarray:
+    """Y (16, B·TH·TW, F): A g Aᵀ for every block's 2×2 output gradients (twin:
+    ``reference.conv2d.winograd_gradient_transform``)."""
+    Y = np.empty((16, dz.shape[0] * tiles[0] * tiles[1], dz.shape[3]), dtype=dz.dtype)
+    return _gradient_transform(np.ascontiguousarray(dz), int(tiles[0]), int(tiles[1]), 0, Y)
+
+
 def input_transform(x: np.ndarray, pads, tiles) -> np.ndarray:
     """V (16, B·TH·TW, C): Bᵀ d B for every 4×4 tile (twin: ``reference.conv2d.winograd_input_transform``)."""
     B, _, _, C = x.shape
@@ -153,7 +214,7 @@ def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarra
     F = Wk.shape[3]
     x, ws = np.ascontiguousarray(x), {} if workspace is None else workspace
     TH, TW = winograd_tiles(out_hw)
-    U = winograd_kernel_transform(Wk)  # (16, C, F)
+    U = np.ascontiguousarray(winograd_kernel_transform(Wk), dtype=x.dtype)  # (16, C, F)
     code = -1 if activation is None else int(activation)
     b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     z = np.empty((B, *out_hw, F), dtype=x.dtype)
@@ -161,14 +222,15 @@ def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarra
     step = max(1, CHUNK_BYTES // (16 * (C + F) * x.itemsize))
     args = (int(pads[0]), int(pads[1]), TH, TW)
 
-    def piece(k, b0, b1):
+    def piece(k, b0, b1):  # V <- Bᵀ d B, M[ξ] = V[ξ] @ U[ξ], z <- act(Aᵀ m A + b), chunk by chunk
         for t0 in range(b0 * per_image, b1 * per_image, step):
             n = min(b1 * per_image, t0 + step) - t0
             V = _input_transform(x, *args, t0, _scratch(ws, f"V{k}", (16, n, C), x.dtype))
-            M = blas.grouped_matmul(V, U, _scratch(ws, f"M{k}", (16, n, F), x.dtype))
+            M = _products(V, U, _scratch(ws, f"M{k}", (16, n, F), x.dtype), False, 0.0)
             _output_transform(M, t0, TH, TW, b, code, z)
 
-    share_batch(piece, B, B * per_image * 16 * C * F)
+    with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
+        share_batch(piece, B, B * per_image * 16 * C * F)
     return z
 
 
@@ -180,3 +242,37 @@ def winograd_conv2d_backward_data(dz: np.ndarray, Wk: np.ndarray, in_hw, pads, w
     """
     Wrot = np.ascontiguousarray(Wk[::-1, ::-1].transpose(0, 1, 3, 2))
     return winograd_conv2d(dz, Wrot, (2 - pads[0], 2 - pads[1]), in_hw, workspace=workspace)
+
+
+def winograd_conv2d_backward_filter(x: np.ndarray, dz: np.ndarray, pads, workspace: dict | None = None) -> np.ndarray:
+    """dWk (3, 3, C, F) of z = conv(x, Wk) (3×3, stride 1, pads (pt, pl) before) for dz (B, Ho, Wo, F), with the
+    forward's tiles: ∂L/∂U[ξ] = Σ_t V[ξ, t]ᵀ Y[ξ, t] (V = Bᵀ d B, Y = A dz Aᵀ; 16 multiply-adds per block, channel
+    and filter where im2col needs 36), then dWk = Gᵀ (∂L/∂U) G. Each batch piece sums its own ∂L/∂U; the pieces'
+    sums are added in range order (the same bits on every run)."""
+    B, H, W, C = x.shape
+    _, Ho, Wo, F = dz.shape
+    if dz.shape[0] != B or not (0 <= pads[0] <= 2 and 0 <= pads[1] <= 2) or min(Ho, Wo) < 1:
+        raise ValueError(f"winograd_conv2d_backward_filter: x {x.shape}, dz {dz.shape} and pads {tuple(pads)} do not "
+                         "fit a 3×3 stride-1 convolution")  # fmt: skip
+    x, dz = np.ascontiguousarray(x), np.ascontiguousarray(dz, dtype=x.dtype)
+    ws = {} if workspace is None else workspace
+    TH, TW = winograd_tiles((Ho, Wo))
+    per_image = TH * TW
+    step = max(1, FILTER_CHUNK_BYTES // (16 * (C + F) * x.itemsize))
+    args = (int(pads[0]), int(pads[1]), TH, TW)
+
+    def piece(k, b0, b1):  # dU += V[ξ]ᵀ @ Y[ξ] over the piece's blocks, chunk by chunk
+        dU = np.zeros((16, C, F), x.dtype)
+        for t0 in range(b0 * per_image, b1 * per_image, step):
+            n = min(b1 * per_image, t0 + step) - t0
+            V = _input_transform(x, *args, t0, _scratch(ws, f"V{k}", (16, n, C), x.dtype))
+            Y = _gradient_transform(dz, TH, TW, t0, _scratch(ws, f"Y{k}", (16, n, F), x.dtype))
+            _products(V, Y, dU, True, 1.0)
+        return dU
+
+    with kernel_scope():
+        parts = share_batch(piece, B, B * per_image * 16 * C * F)
+    dU = parts[0]
+    for other in parts[1:]:
+        dU += other
+    return winograd_filter_from_transformed(dU)

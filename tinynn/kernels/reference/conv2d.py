@@ -265,3 +265,33 @@ def winograd_conv2d_forward(x, Wk, pads, out_hw):
     tiles = winograd_tiles(out_hw)
     V, U = winograd_input_transform(x, pads, tiles), winograd_kernel_transform(Wk)
     return winograd_output_transform(V @ U, x.shape[0], out_hw)
+
+
+def winograd_gradient_transform(dz, tiles):
+    """Y[ξ = 4i + j, t, f] = (A g_t Aᵀ)[i, j] for the 2×2 output gradients g_t = dz[b, 2·ti + (0, 1), 2·tj + (0, 1), f]
+    of every block t (zeros past Ho, Wo: those outputs were dropped): (16, B·TH·TW, F). It is ∂L/∂m_t for the forward's
+    z_t = Aᵀ m_t A."""
+    B, Ho, Wo, F = dz.shape
+    TH, TW = tiles
+    g = np.zeros((B, 2 * TH, 2 * TW, F), dtype=dz.dtype)
+    g[:, :Ho, :Wo] = dz
+    g = g.reshape(B, TH, 2, TW, 2, F)
+    Y = np.einsum("ir,bhrwsf,js->ijbhwf", WINOGRAD_AT.T, g, WINOGRAD_AT.T)
+    return np.ascontiguousarray(Y.reshape(16, B * TH * TW, F).astype(dz.dtype))
+
+
+def winograd_filter_from_transformed(dU):
+    """dWk[p, q, c, f] = (Gᵀ dU[:, c, f] G)[p, q] for dU (16, C, F), ∂L/∂U of U = G Wk Gᵀ: (3, 3, C, F), summed in
+    float64."""
+    _, C, F = dU.shape
+    dW = np.einsum("ip,ijcf,jq->pqcf", WINOGRAD_G, dU.reshape(4, 4, C, F).astype(np.float64), WINOGRAD_G)
+    return np.ascontiguousarray(dW.astype(dU.dtype))
+
+
+def winograd_conv2d_backward_filter(x, dz, pads):
+    """conv2d_backward_filter for a 3×3 kernel, stride 1, no dilation, one group, through the transforms: with
+    V = Bᵀ d B (the forward's input transform) and Y = A dz Aᵀ, ∂L/∂U[ξ] = Σ_t V[ξ, t]ᵀ Y[ξ, t] = V[ξ]ᵀ @ Y[ξ],
+    and dWk = Gᵀ (∂L/∂U) G."""
+    tiles = winograd_tiles(dz.shape[1:3])
+    V, Y = winograd_input_transform(x, pads, tiles), winograd_gradient_transform(dz, tiles)
+    return winograd_filter_from_transformed(V.transpose(0, 2, 1) @ Y)
