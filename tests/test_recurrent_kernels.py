@@ -174,6 +174,50 @@ def test_gru_kernel_matches_reference(d, reset_after, act_name, rec_name, dtype)
     _assert_all_close(g1, g2, dtype, "backward")
 
 
+def _inference_inputs(d):
+    """x̃, W of ``d`` (drawn, or made here when ``d`` drew a precomputed xp)."""
+    if d["pair"] is not None:
+        return d["pair"]
+    n_in = 3
+    return d["rng"].normal(size=(d["T"], d["B"], n_in)), d["rng"].normal(0, 0.7, size=(n_in, 4 * d["u"]))
+
+
+def _check_lstm_inference(d, x, W, dtype):
+    """Inference (no gates kept, tanh/sigmoid): the numba loop ``_lstm_inference`` equals its twin
+    ``R.lstm_inference``, and the twin equals ``R.lstm_forward`` (the statement of the math) on xp = x̃ W."""
+    tanh, sigmoid = activations.get("tanh"), activations.get("sigmoid")
+    ours = [a.astype(dtype) if a is not None else None for a in (x, W, d["b"], d["U"], d["h0"], d["c0"])]
+    x1, W1, b1, U1, h01, c01 = ours
+    with _batch_pieces(d["pieces"]):
+        hs1, cs1, cache = K.lstm_forward(K.Projection(x1, W1, keep_gates=False), b1, U1, None, d["mask"], h01, c01,
+                                         tanh, sigmoid)
+    assert cache is None
+    x2, W2, b2, U2, h02, c02 = [a.astype("float64") if a is not None else None for a in ours]
+    hs2, cs2 = R.lstm_inference(x2, W2, b2, U2, d["mask"], h02, c02)
+    _assert_all_close([hs1, cs1], [hs2, cs2], dtype, "inference")
+    hs3, cs3, _ = R.lstm_forward(x2 @ W2, b2, U2, None, d["mask"], h02, c02, tanh, sigmoid)
+    _assert_all_close([hs2, cs2], [hs3, cs3], "float64", "twin")
+
+
+@given(loop_inputs(4), st.sampled_from(["float64", "float32"]))
+def test_lstm_inference_kernel_matches_its_twin(d, dtype):
+    _check_lstm_inference(d, *_inference_inputs(d), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("masked, pieces", [(False, 1), (True, 2), (True, 3)])
+def test_lstm_inference_kernel_masks_and_pieces(masked, pieces, dtype):
+    """Every branch of the inference loop, whatever hypothesis draws: masked columns, several batch pieces."""
+    rng = np.random.default_rng(7)
+    T, B, u = 6, 7, 5
+    d = dict(rng=rng, T=T, B=B, u=u, pieces=pieces, pair=None, mask=(rng.random((T, B)) > 0.4) if masked else None,
+             U=rng.normal(0, 0.6, size=(u, 4 * u)), b=rng.normal(size=4 * u), h0=rng.normal(size=(B, u)),
+             c0=rng.normal(size=(B, u)))
+    if masked:
+        assert not d["mask"].all() and d["mask"].any()
+    _check_lstm_inference(d, *_inference_inputs(d), dtype)
+
+
 def test_unknown_activation_runs_the_reference_path():
     """Activations without a numba implementation (e.g. softsign) go through the NumPy twin, same API."""
     rng = np.random.default_rng(0)

@@ -329,6 +329,69 @@ def _lstm_forward(xp, x, W, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
+def _lstm_inference(x, W, bias, U, mask, hs, cs, b0, b1):
+    """The LSTM forward without a backward to feed (inference), for φ = tanh, σ = sigmoid: twin
+    ``reference.recurrent.lstm_inference``. Rows b0:b1 of x, mask, hs, cs; hs[0], cs[0] hold h_0, c_0.
+
+    Feature-major: the states are kept transposed, hᵀ, cᵀ (u, B'), so the step's pre-activations
+    zᵀ = Wᵀ x̃_tᵀ + Uᵀ hᵀ + b (4u, B') hold each gate as one contiguous block and the gate math is a few long
+    flat loops (no per-row loops over short gate slices); hs[t+1], cs[t+1] get the transposed states. The same
+    arithmetic as ``_lstm_forward``'s fused path, so an inference call returns what a training call returns.
+    """
+    T = x.shape[0]
+    u = U.shape[0]
+    Bp = b1 - b0
+    G, n = 4 * u, u * Bp
+    zT = np.empty((G, Bp), x.dtype)
+    hT = np.empty((2, u, Bp), x.dtype)  # h_{t-1}ᵀ and h_tᵀ, alternating
+    cT = np.empty((2, u, Bp), x.dtype)
+    for b in range(Bp):
+        h0, c0 = hs[0, b0 + b], cs[0, b0 + b]
+        for j in range(u):
+            hT[0, j, b] = h0[j]
+            cT[0, j, b] = c0[j]
+    z = zT.reshape(G * Bp)
+    zi, zf, zg, zo = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]
+    for t in range(T):
+        h, c, hn, cn = hT[t % 2], cT[t % 2], hT[(t + 1) % 2], cT[(t + 1) % 2]
+        gemm(W, x[t, b0:b1], zT, True, True, 0.0)  # zᵀ = Wᵀ x̃_tᵀ
+        gemm(U, h, zT, True, False, 1.0)  # zᵀ += Uᵀ hᵀ
+        for j in range(G):
+            zr, bj = zT[j], bias[j]
+            for b in range(Bp):
+                zr[b] += bj
+        for k in range(2 * n):  # [i, f] = σ(z_i, z_f)
+            z[k] = sigmoid_fast(z[k])
+        for k in range(n):
+            zg[k] = tanh_fast(zg[k])  # g = φ(z_g)
+        for k in range(n):
+            zo[k] = sigmoid_fast(zo[k])  # o = σ(z_o)
+        cf, hnf, cnf = c.reshape(n), hn.reshape(n), cn.reshape(n)
+        for k in range(n):
+            cnf[k] = zf[k] * cf[k] + zi[k] * zg[k]  # c'_t = f c + i g
+        for k in range(n):
+            hnf[k] = zo[k] * tanh_fast(cnf[k])  # h'_t = o φ(c'_t)
+        m = mask[t, b0:b1]
+        masked = False
+        for b in range(Bp):
+            masked |= not m[b]
+        if masked:  # masked columns keep c and h
+            for j in range(u):
+                cr, cnr, hr, hnr = c[j], cn[j], h[j], hn[j]
+                for b in range(Bp):
+                    if not m[b]:
+                        cnr[b] = cr[b]
+                        hnr[b] = hr[b]
+        ht, ct = hs[t + 1], cs[t + 1]
+        for b in range(Bp):
+            hb, cb = ht[b0 + b], ct[b0 + b]
+            for j in range(u):
+                hb[j] = hn[j, b]
+            for j in range(u):
+                cb[j] = cn[j, b]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
 def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b1):
     """BPTT through the LSTM cell (equations in ``reference.recurrent.lstm_backward``).
 
@@ -709,6 +772,9 @@ def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
     cs = np.empty((T + 1, B, u), xp.dtype)
     hs[0], cs[0] = h0, c0
     bias = _bias(b_in, G, xp.dtype)
+    if not keep and rm is None and code == TANH and rcode == SIGMOID:  # inference with Keras's activations
+        _over_batch(lambda b0, b1: _lstm_inference(x, W, bias, U, mask_arr, hs, cs, b0, b1), hs[1:], u, 4)
+        return hs, cs, None
     _over_batch(lambda b0, b1: _lstm_forward(xp, x, W, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, hs,
                                              cs, b0, b1), hs[1:], u, 4)
     return hs, cs, _cache(xp, keep)
