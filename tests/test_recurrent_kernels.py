@@ -182,40 +182,60 @@ def _inference_inputs(d):
     return d["rng"].normal(size=(d["T"], d["B"], n_in)), d["rng"].normal(0, 0.7, size=(n_in, 4 * d["u"]))
 
 
-def _check_lstm_inference(d, x, W, dtype):
+def _check_lstm_inference(d, x, W, dtype, layout="time-major", sequence=True):
     """Inference (no gates kept, tanh/sigmoid): the numba loop ``_lstm_inference`` equals its twin
-    ``R.lstm_inference``, and the twin equals ``R.lstm_forward`` (the statement of the math) on xp = x̃ W."""
+    ``R.lstm_inference``, and the twin equals ``R.lstm_forward`` (the statement of the math) on xp = x̃ W.
+
+    ``layout``: x̃ handed over time-major (T, B, n_in), or batch-major (B, T, n_in) as a layer has it, forwards or
+    "reversed" (go_backwards: processing step t reads x[:, T-1-t]). ``sequence`` False: only the final states are
+    written, and only they (and the initial ones) are compared."""
     tanh, sigmoid = activations.get("tanh"), activations.get("sigmoid")
     ours = [a.astype(dtype) if a is not None else None for a in (x, W, d["b"], d["U"], d["h0"], d["c0"])]
     x1, W1, b1, U1, h01, c01 = ours
+    if layout == "time-major":
+        proj = K.Projection(x1, W1, keep_gates=False, sequence=sequence)
+    else:
+        reverse = layout == "reversed"
+        x_bm = np.ascontiguousarray((x1[::-1] if reverse else x1).transpose(1, 0, 2))
+        x_before = x_bm.copy()
+        proj = K.Projection(x_bm, W1, keep_gates=False, batch_major=True, reverse=reverse, sequence=sequence)
     with _batch_pieces(d["pieces"]):
-        hs1, cs1, cache = K.lstm_forward(K.Projection(x1, W1, keep_gates=False), b1, U1, None, d["mask"], h01, c01,
-                                         tanh, sigmoid)
+        hs1, cs1, cache = K.lstm_forward(proj, b1, U1, None, d["mask"], h01, c01, tanh, sigmoid)
     assert cache is None
+    if layout != "time-major":
+        np.testing.assert_array_equal(x_bm, x_before)  # the caller's array is only read
     x2, W2, b2, U2, h02, c02 = [a.astype("float64") if a is not None else None for a in ours]
     hs2, cs2 = R.lstm_inference(x2, W2, b2, U2, d["mask"], h02, c02)
-    _assert_all_close([hs1, cs1], [hs2, cs2], dtype, "inference")
+    steps = slice(None) if sequence else [0, d["T"]]
+    _assert_all_close([hs1[steps], cs1[steps]], [hs2[steps], cs2[steps]], dtype, "inference")
     hs3, cs3, _ = R.lstm_forward(x2 @ W2, b2, U2, None, d["mask"], h02, c02, tanh, sigmoid)
     _assert_all_close([hs2, cs2], [hs3, cs3], "float64", "twin")
 
 
-@given(loop_inputs(4), st.sampled_from(["float64", "float32"]))
-def test_lstm_inference_kernel_matches_its_twin(d, dtype):
-    _check_lstm_inference(d, *_inference_inputs(d), dtype)
+@given(loop_inputs(4), st.sampled_from(["float64", "float32"]), st.sampled_from(["time-major", "batch-major",
+                                                                                "reversed"]), st.booleans())
+def test_lstm_inference_kernel_matches_its_twin(d, dtype, layout, sequence):
+    _check_lstm_inference(d, *_inference_inputs(d), dtype, layout, sequence)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("masked, pieces", [(False, 1), (True, 2), (True, 3)])
-def test_lstm_inference_kernel_masks_and_pieces(masked, pieces, dtype):
-    """Every branch of the inference loop, whatever hypothesis draws: masked columns, several batch pieces."""
+@pytest.mark.parametrize("B, masked, pieces, layout, sequence", [(7, False, 1, "time-major", True),
+                                                                 (7, True, 2, "batch-major", True),
+                                                                 (7, True, 3, "reversed", False),
+                                                                 (7, False, 2, "reversed", True),
+                                                                 (1, True, 1, "batch-major", True),
+                                                                 (3, True, 3, "reversed", True)])
+def test_lstm_inference_kernel_masks_and_pieces(B, masked, pieces, layout, sequence, dtype):
+    """Every branch of the inference loop, whatever hypothesis draws: masked columns, several batch pieces, pieces
+    of one row (products as row vectors)."""
     rng = np.random.default_rng(7)
-    T, B, u = 6, 7, 5
+    T, u = 6, 5
     d = dict(rng=rng, T=T, B=B, u=u, pieces=pieces, pair=None, mask=(rng.random((T, B)) > 0.4) if masked else None,
              U=rng.normal(0, 0.6, size=(u, 4 * u)), b=rng.normal(size=4 * u), h0=rng.normal(size=(B, u)),
              c0=rng.normal(size=(B, u)))
     if masked:
         assert not d["mask"].all() and d["mask"].any()
-    _check_lstm_inference(d, *_inference_inputs(d), dtype)
+    _check_lstm_inference(d, *_inference_inputs(d), dtype, layout, sequence)
 
 
 def test_unknown_activation_runs_the_reference_path():

@@ -57,6 +57,7 @@ from .fastmath import (
     sigmoid_fast,
     tanh_fast,
 )
+from .layout import to_time_major
 from .parallel import kernel_scope, row_pieces, run_parallel
 from .reference import recurrent as ref
 
@@ -329,16 +330,20 @@ def _lstm_forward(xp, x, W, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _lstm_inference(x, W, bias, U, mask, hs, cs, b0, b1):
+def _lstm_inference(x, reverse, W, bias, U, mask, hs, cs, sequence, b0, b1):
     """The LSTM forward without a backward to feed (inference), for φ = tanh, σ = sigmoid: twin
     ``reference.recurrent.lstm_inference``. Rows b0:b1 of x, mask, hs, cs; hs[0], cs[0] hold h_0, c_0.
+
+    x (B, T, n_in) batch-major as the layer received it (no time-major copy; BLAS reads step t's rows x[:, t] with
+    a leading dimension of T·n_in); ``reverse``: step t reads x[:, T-1-t] (go_backwards). ``sequence`` False: only
+    the final states hs[T], cs[T] are written (hs[1:T], cs[1:T] are left as they are).
 
     Feature-major: the states are kept transposed, hᵀ, cᵀ (u, B'), so the step's pre-activations
     zᵀ = Wᵀ x̃_tᵀ + Uᵀ hᵀ + b (4u, B') hold each gate as one contiguous block and the gate math is a few long
     flat loops (no per-row loops over short gate slices); hs[t+1], cs[t+1] get the transposed states. The same
     arithmetic as ``_lstm_forward``'s fused path, so an inference call returns what a training call returns.
     """
-    T = x.shape[0]
+    T = x.shape[1]
     u = U.shape[0]
     Bp = b1 - b0
     G, n = 4 * u, u * Bp
@@ -351,15 +356,25 @@ def _lstm_inference(x, W, bias, U, mask, hs, cs, b0, b1):
             hT[0, j, b] = h0[j]
             cT[0, j, b] = c0[j]
     z = zT.reshape(G * Bp)
+    z_row = zT.reshape(Bp, G)  # the same memory as the row z when Bp = 1
     zi, zf, zg, zo = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]
     for t in range(T):
         h, c, hn, cn = hT[t % 2], cT[t % 2], hT[(t + 1) % 2], cT[(t + 1) % 2]
-        gemm(W, x[t, b0:b1], zT, True, True, 0.0)  # zᵀ = Wᵀ x̃_tᵀ
-        gemm(U, h, zT, True, False, 1.0)  # zᵀ += Uᵀ hᵀ
-        for j in range(G):
-            zr, bj = zT[j], bias[j]
-            for b in range(Bp):
-                zr[b] += bj
+        x_t = x[b0:b1, T - 1 - t if reverse else t]
+        if Bp == 1:  # zᵀ, hᵀ are single columns, laid out as the rows z, h: the row-vector products are faster
+            gemm(x_t, W, z_row, False, False, 0.0)  # z = x̃_t W
+            gemm(h.reshape(1, u), U, z_row, False, False, 1.0)  # z += h U
+        else:
+            gemm(W, x_t, zT, True, True, 0.0)  # zᵀ = Wᵀ x̃_tᵀ
+            gemm(U, h, zT, True, False, 1.0)  # zᵀ += Uᵀ hᵀ
+        if Bp == 1:
+            for j in range(G):
+                z[j] += bias[j]
+        else:
+            for j in range(G):
+                zr, bj = zT[j], bias[j]
+                for b in range(Bp):
+                    zr[b] += bj
         for k in range(2 * n):  # [i, f] = σ(z_i, z_f)
             z[k] = sigmoid_fast(z[k])
         for k in range(n):
@@ -382,6 +397,8 @@ def _lstm_inference(x, W, bias, U, mask, hs, cs, b0, b1):
                     if not m[b]:
                         cnr[b] = cr[b]
                         hnr[b] = hr[b]
+        if not sequence and t < T - 1:
+            continue
         ht, ct = hs[t + 1], cs[t + 1]
         for b in range(Bp):
             hb, cb = ht[b0 + b], ct[b0 + b]
@@ -690,18 +707,32 @@ def _bias(b_in, G, dtype):
 class Projection(NamedTuple):
     """The input side of a loop given as x̃ (T, B, n_in) and the kernel W (n_in, G·u) instead of xp = x̃ W: the
     loop forms each step's x̃_t W in that step's own rows (one pass over that memory instead of three).
-    ``keep_gates`` False (inference): one step's rows are reused, and no cache for a backward is returned."""
+    ``keep_gates`` False (inference): one step's rows are reused, and no cache for a backward is returned.
+    ``batch_major``: x is (B, T, n_in) as the layer received it, its steps run from T-1 down to 0 when ``reverse``
+    (go_backwards); the LSTM inference loop reads it so, the other loops get a time-major copy. ``sequence`` False:
+    only the final states are needed, and the LSTM inference loop writes no others (hs[1:T], cs[1:T] are then
+    undefined)."""
 
     x: np.ndarray
     W: np.ndarray
     keep_gates: bool = True
+    batch_major: bool = False
+    reverse: bool = False
+    sequence: bool = True
+
+
+def _time_major(xp) -> np.ndarray:
+    """The x̃ (T, B, n_in) of a :class:`Projection`, in processing order."""
+    if getattr(xp, "batch_major", False):
+        return to_time_major(xp.x, reverse=xp.reverse)
+    return xp[0]
 
 
 def _inputs(xp, G_u):
     """(xp, x, W, T) for the loops from ``xp``: the projections (consumed) or a :class:`Projection`."""
     if not isinstance(xp, tuple):
         return xp, np.zeros((0, 0, 0), xp.dtype), np.zeros((0, 0), xp.dtype), xp.shape[0]
-    x, W = xp[0], xp[1]
+    x, W = _time_major(xp), xp[1]
     keep = getattr(xp, "keep_gates", True)
     T, B, n_in = x.shape
     if W.shape != (n_in, G_u):
@@ -712,7 +743,7 @@ def _inputs(xp, G_u):
 
 def _projections(xp):
     """xp itself, or x̃ W for a :class:`Projection` (for the NumPy twins)."""
-    return xp[0] @ xp[1] if isinstance(xp, tuple) else xp
+    return _time_major(xp) @ xp[1] if isinstance(xp, tuple) else xp
 
 
 def _cache(xp, keep: bool):
@@ -764,6 +795,8 @@ def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
     if code is None or rcode is None:
         return ref.lstm_forward(_projections(xp), b_in, U, rm, mask, h0, c0, act, rec_act)
     keep = getattr(xp, "keep_gates", True)
+    if not keep and rm is None and code == TANH and rcode == SIGMOID:  # inference with Keras's activations
+        return _lstm_inference_forward(xp, b_in, U, mask, h0, c0)
     xp, x, W, T = _inputs(xp, 4 * np.shape(U)[0])
     B, G = xp.shape[1], xp.shape[2]
     u = G // 4
@@ -772,12 +805,36 @@ def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
     cs = np.empty((T + 1, B, u), xp.dtype)
     hs[0], cs[0] = h0, c0
     bias = _bias(b_in, G, xp.dtype)
-    if not keep and rm is None and code == TANH and rcode == SIGMOID:  # inference with Keras's activations
-        _over_batch(lambda b0, b1: _lstm_inference(x, W, bias, U, mask_arr, hs, cs, b0, b1), hs[1:], u, 4)
-        return hs, cs, None
     _over_batch(lambda b0, b1: _lstm_forward(xp, x, W, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, hs,
                                              cs, b0, b1), hs[1:], u, 4)
     return hs, cs, _cache(xp, keep)
+
+
+def _lstm_inference_forward(proj, b_in, U, mask, h0, c0):
+    """:func:`lstm_forward` for a :class:`Projection` without gates kept, tanh/sigmoid, no recurrent dropout: the
+    feature-major loop ``_lstm_inference`` on x̃ as given (batch-major or time-major)."""
+    x = proj.x
+    if proj.batch_major:
+        B, T, n_in = x.shape
+        reverse = bool(proj.reverse)
+    else:  # time-major: the loop reads it through a batch-major copy
+        T, B, n_in = x.shape
+        x, reverse = x.transpose(1, 0, 2), False
+    x = np.ascontiguousarray(x)
+    u = np.shape(U)[0]
+    G = 4 * u
+    if proj.W.shape != (n_in, G):
+        raise ValueError(f"recurrent kernel: W {proj.W.shape} does not fit x {x.shape} (expected {(n_in, G)})")
+    W = np.ascontiguousarray(proj.W, dtype=x.dtype)
+    U, _, mask_arr = _prepare(T, np.empty((0, B, G), x.dtype), U, None, mask, 4, h0, c0)
+    hs = np.empty((T + 1, B, u), x.dtype)
+    cs = np.empty((T + 1, B, u), x.dtype)
+    hs[0], cs[0] = h0, c0
+    bias = _bias(b_in, G, x.dtype)
+    sequence = bool(proj.sequence)
+    _over_batch(lambda b0, b1: _lstm_inference(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, b0, b1),
+                hs[1:], u, 4)
+    return hs, cs, None
 
 
 def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
