@@ -238,6 +238,31 @@ def test_lstm_inference_kernel_masks_and_pieces(B, masked, pieces, layout, seque
     _check_lstm_inference(d, *_inference_inputs(d), dtype, layout, sequence)
 
 
+@pytest.mark.parametrize("copy_rows", [1, 1 << 30])  # backward by a copy of Uᵀ / by U read transposed
+@pytest.mark.parametrize("dropout", [False, True])
+def test_backward_loops_multiply_by_u_transposed_either_way(copy_rows, dropout, monkeypatch):
+    """Both ways the backward loops can multiply δz by Uᵀ (``_u_for_backward``) give the reference's gradients, with
+    and without recurrent dropout (per-gate blocks), for every cell."""
+    monkeypatch.setattr(K, "_COPY_UT_ROWS", copy_rows)
+    for gates, check in ((1, test_simple_rnn_kernel_matches_reference), (4, test_lstm_kernel_matches_reference),
+                         (3, test_gru_kernel_matches_reference)):
+        rng = np.random.default_rng(gates)
+        T, B, u = 4, 5, 3
+        d = dict(T=T, B=B, u=u, rng=rng, mask=rng.random((T, B)) > 0.3, pieces=2, pair=None,
+                 rm=(rng.random((gates, B, u)) >= 0.4) / 0.6 if dropout else None,
+                 xp=rng.normal(size=(T, B, gates * u)), U=rng.normal(0, 0.6, size=(u, gates * u)),
+                 b=rng.normal(size=gates * u), h0=rng.normal(size=(B, u)), c0=rng.normal(size=(B, u)),
+                 dseq=rng.normal(size=(T, B, u)), dhT=rng.normal(size=(B, u)), dcT=rng.normal(size=(B, u)))
+        for dtype in ("float64", "float32"):
+            if gates == 3:
+                for reset_after in (False, True):
+                    check.hypothesis.inner_test(dict(d), reset_after, "tanh", "sigmoid", dtype)
+            elif gates == 4:
+                check.hypothesis.inner_test(dict(d), "tanh", "sigmoid", dtype)
+            else:
+                check.hypothesis.inner_test(dict(d), "tanh", dtype)
+
+
 def test_unknown_activation_runs_the_reference_path():
     """Activations without a numba implementation (e.g. softsign) go through the NumPy twin, same API."""
     rng = np.random.default_rng(0)

@@ -28,8 +28,8 @@ Masked steps, for every cell (``cell`` computes h', c' from step t's inputs)::
     δz_t = m_t ? (cell backward) : 0   δh_{t-1} = m_t ? (cell backward) : δh_t     (δc likewise)
 
 The per-step products h̃ U_k and δz U_kᵀ are one BLAS call each from numba (``blas.gemm``, on one thread),
-added straight into the step's rows of xp (U_kᵀ is read transposed, never copied); the gate math is loops
-over contiguous rows that LLVM vectorises (``fastmath``).
+added straight into the step's rows of xp (the backward multiplies by a contiguous copy of Uᵀ made once per
+call); the gate math is loops over contiguous rows that LLVM vectorises (``fastmath``).
 
 Batch rows never interact inside a recurrence, so a large loop runs as one piece of rows b0:b1 per core
 (``parallel.row_pieces``): every kernel takes its row range and each piece runs the whole time loop for its
@@ -91,17 +91,25 @@ def _recurrent_product(h, U, rm, hk, out, beta):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _recurrent_product_t(dz, U, rm, hk, out):
-    """``out = Σ_k (δz_k U_kᵀ) ⊙ r_k`` over the gate blocks k of ``U`` (u, G'·u) (without dropout ``out = δz Uᵀ``,
-    one GEMM; ``hk`` is scratch). Uᵀ is never formed: BLAS reads U transposed."""
+def _u_columns(Ur, trans, j0, j1):
+    """The columns j0:j1 of U given as ``Ur``: U itself (u, G·u) when ``trans``, else its transposed copy Uᵀ
+    (G·u, u), of which it returns the rows j0:j1 (then ``gemm(a, block, out, False, trans, ·)`` is a @ U_blockᵀ)."""
+    return Ur[:, j0:j1] if trans else Ur[j0:j1]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _recurrent_product_t(dz, Ur, trans, rm, hk, out):
+    """``out = Σ_k (δz_k U_kᵀ) ⊙ r_k`` over the gate blocks k (without dropout ``out = δz Uᵀ``, one GEMM; ``hk`` is
+    scratch). ``Ur``, ``trans``: U read transposed, or a contiguous copy of Uᵀ (``_u_columns``), which BLAS
+    multiplies faster when δz has more than a few rows."""
     if rm.shape[0] == 0:
-        gemm(dz, U, out, False, True, 0.0)
+        gemm(dz, Ur, out, False, trans, 0.0)
         return
     B, u = out.shape
     for b in range(B):
         _fill_row(out[b], 0)
-    for k in range(U.shape[1] // u):
-        gemm(dz[:, k * u:(k + 1) * u], U[:, k * u:(k + 1) * u], hk, False, True, 0.0)
+    for k in range(dz.shape[1] // u):
+        gemm(dz[:, k * u:(k + 1) * u], _u_columns(Ur, trans, k * u, (k + 1) * u), hk, False, trans, 0.0)
         for b in range(B):
             ob, hkb, rb = out[b], hk[b], rm[k, b]
             for j in range(u):
@@ -188,7 +196,7 @@ def _simple_rnn_forward(xp, x, W, bias, U, rm, mask, act, hs, b0, b1):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _simple_rnn_backward(a, U, rm, mask, act, dseq, dh, db, b0, b1):
+def _simple_rnn_backward(a, Ur, trans, rm, mask, act, dseq, dh, db, b0, b1):
     """δz_t = m_t ? δh_t ⊙ act'(a_t) : 0;  δh_{t-1} = m_t ? (δz_t Uᵀ) ⊙ r : δh_t.
 
     a[t] <- δz_t;  dh <- δh_0;  db += Σ_t δz_t.  Rows b0:b1 of a, mask, dseq; dh, db, rm are that piece's own.
@@ -210,7 +218,7 @@ def _simple_rnn_backward(a, U, rm, mask, act, dseq, dh, db, b0, b1):
                 dz[j] = dhb[j] * dactb[j]
         _zero_masked(m, a_t)
         _sum_rows_into(db, a_t)
-        _recurrent_product_t(a_t, U, rm, hk, dhp)
+        _recurrent_product_t(a_t, Ur, trans, rm, hk, dhp)
         _carry(m, dhp, dh)
         _copy_rows(dh, dhp)
 
@@ -409,7 +417,7 @@ def _lstm_inference(x, reverse, W, bias, U, mask, hs, cs, sequence, b0, b1):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b1):
+def _lstm_backward(gates, Ur, trans, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b1):
     """BPTT through the LSTM cell (equations in ``reference.recurrent.lstm_backward``).
 
     gates[t] <- δz_t = [δz_i, δz_f, δz_g, δz_o];  dh, dc <- δh_0, δc_0;  db += Σ_t δz_t.
@@ -432,7 +440,7 @@ def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b
         g_t, c_prev, c, m = gates[t, b0:b1], cs[t, b0:b1], cs[t + 1, b0:b1], mask[t, b0:b1]
         if fused:
             _lstm_backward_tanh_sigmoid(g_t, c_prev, c, m, dh, dc, db, scratch)
-            _recurrent_product_t(g_t, U, rm, hk, dhp)
+            _recurrent_product_t(g_t, Ur, trans, rm, hk, dhp)
             _carry(m, dhp, dh)
             _copy_rows(dh, dhp)
             continue
@@ -462,7 +470,7 @@ def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b
                 dcb[j] = dcbar * f_j  # δc_{t-1}
             for j in range(G):
                 db[j] += gb[j]
-        _recurrent_product_t(g_t, U, rm, hk, dhp)
+        _recurrent_product_t(g_t, Ur, trans, rm, hk, dhp)
         _carry(m, dhp, dh)
         _copy_rows(dh, dhp)
 
@@ -543,7 +551,7 @@ def _gru_forward(xp, x, W, bias, U, b_rec, rm, mask, act, rec_act, reset_after, 
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, dh, db, dbh, dHZ, b0, b1):
+def _gru_backward(gates, Ur, trans, rm, mask, act, rec_act, reset_after, hs, aux, dseq, dh, db, dbh, dHZ, b0, b1):
     """BPTT through the GRU cell (equations in ``reference.recurrent.gru_backward``).
 
     gates[t] ([z, r, ĥ]) <- δ of the input pre-activations [δa_z, δa_r, δa_h];  dh <- δh_0;  db += Σ_t δa_t;
@@ -606,10 +614,10 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
                     parked[j] = dact_r[j]
                     hh[j] = da_hb[j]
         if reset_after:
-            _recurrent_product_t(dhz, U, rm, hk, drh)
+            _recurrent_product_t(dhz, Ur, trans, rm, hk, drh)
             _add_rows(dhp, drh, u)
         else:
-            gemm(da_h, U[:, 2 * u:], drh, False, True, 0.0)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
+            gemm(da_h, _u_columns(Ur, trans, 2 * u, 3 * u), drh, False, trans, 0.0)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
             for b in range(B):
                 if not m[b]:
                     continue
@@ -625,12 +633,12 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
                     dhzb[j] = gb[j]
                     da_zrb[j] = gb[j]
             if use_rm:
-                _recurrent_product_t(dhz, U[:, :2 * u], rm, hk, drh)
+                _recurrent_product_t(dhz[:, :2 * u], Ur, trans, rm, hk, drh)
             else:
                 for b in range(B):
                     if not m[b]:
                         _fill_row(da_zr[b], 0)
-                gemm(da_zr, U[:, :2 * u], drh, False, True, 0.0)
+                gemm(da_zr, _u_columns(Ur, trans, 0, 2 * u), drh, False, trans, 0.0)
             _add_rows(dhp, drh, u)
         _sum_rows_into(db, g_t)
         _carry(m, dhp, dh)
@@ -672,6 +680,19 @@ def _prepare(T, xp, U, rm, mask, G, *states):
     rm_arr = np.zeros((0, B, u), xp.dtype) if rm is None else np.ascontiguousarray(rm, dtype=xp.dtype)
     mask_arr = np.ones((T, B), np.bool_) if mask is None else np.ascontiguousarray(mask, dtype=np.bool_)
     return np.ascontiguousarray(U, dtype=xp.dtype), rm_arr, mask_arr
+
+
+#: From this many batch rows on, the backward loops multiply δz by a contiguous copy of Uᵀ (made once per call)
+#: instead of reading U transposed: BLAS is faster with the copy for several rows, and a row or two cannot pay for it.
+_COPY_UT_ROWS = 4
+
+
+def _u_for_backward(U, B: int):
+    """``(Ur, trans)`` for the backward loops (``_u_columns``): U itself, read transposed, for a batch of a few rows;
+    else a contiguous copy of Uᵀ."""
+    if B < _COPY_UT_ROWS:
+        return U, True
+    return np.ascontiguousarray(U.T), False
 
 
 def _dseq(dseq, T, B, u, dtype):
@@ -776,12 +797,13 @@ def simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act):
     a = cache
     T, B, u = a.shape
     U, rm_arr, mask_arr = _prepare(T, a, U, rm, mask, 1, dhT, hs[0])
+    Ur, trans = _u_for_backward(U, B)
     dh = np.array(dhT, dtype=a.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, a.dtype)
 
     def piece(b0, b1):
         db = np.zeros(u, a.dtype)
-        _simple_rnn_backward(a, U, _piece(rm_arr, b0, b1), mask_arr, code, dseq, dh[b0:b1], db, b0, b1)
+        _simple_rnn_backward(a, Ur, trans, _piece(rm_arr, b0, b1), mask_arr, code, dseq, dh[b0:b1], db, b0, b1)
         return db
 
     db = sum(_over_batch(piece, a, u, 1))
@@ -846,13 +868,15 @@ def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
     T, B, G = gates.shape
     u = G // 4
     U, rm_arr, mask_arr = _prepare(T, gates, U, rm, mask, 4, dhT, dcT, hs[0], cs[0])
+    Ur, trans = _u_for_backward(U, B)
     dh = np.array(dhT, dtype=gates.dtype, copy=True)
     dc = np.array(dcT, dtype=gates.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, gates.dtype)
 
     def piece(b0, b1):
         db = np.zeros(G, gates.dtype)
-        _lstm_backward(gates, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, cs, dseq, dh[b0:b1], dc[b0:b1], db,
+        _lstm_backward(gates, Ur, trans, _piece(rm_arr, b0, b1), mask_arr, code, rcode, cs, dseq, dh[b0:b1],
+                       dc[b0:b1], db,
                        b0, b1)
         return db
 
@@ -892,6 +916,7 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
     T, B, G = gates.shape
     u = G // 3
     U, rm_arr, mask_arr = _prepare(T, gates, U, rm, mask, 3, dhT, hs[0])
+    Ur, trans = _u_for_backward(U, B)
     dh = np.array(dhT, dtype=gates.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, gates.dtype)
 
@@ -899,7 +924,8 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
 
     def piece(b0, b1):
         db, dbh = np.zeros(G, gates.dtype), np.zeros(u, gates.dtype)
-        _gru_backward(gates, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, bool(reset_after), hs, aux, dseq,
+        _gru_backward(gates, Ur, trans, _piece(rm_arr, b0, b1), mask_arr, code, rcode, bool(reset_after), hs, aux,
+                      dseq,
                       dh[b0:b1], db, dbh, dHZ, b0, b1)
         return np.concatenate([db, dbh])
 
