@@ -174,12 +174,22 @@ def test_gru_kernel_matches_reference(d, reset_after, act_name, rec_name, dtype)
     _assert_all_close(g1, g2, dtype, "backward")
 
 
-def _inference_inputs(d):
+def _inference_inputs(d, gates=4):
     """x̃, W of ``d`` (drawn, or made here when ``d`` drew a precomputed xp)."""
     if d["pair"] is not None:
         return d["pair"]
     n_in = 3
-    return d["rng"].normal(size=(d["T"], d["B"], n_in)), d["rng"].normal(0, 0.7, size=(n_in, 4 * d["u"]))
+    return d["rng"].normal(size=(d["T"], d["B"], n_in)), d["rng"].normal(0, 0.7, size=(n_in, gates * d["u"]))
+
+
+def _inference_projection(x1, W1, layout, sequence):
+    """The :class:`Projection` of x̃ (T, B, n_in) in ``layout`` (see ``_check_lstm_inference``), and the array the
+    loop reads (to check it is left as it was)."""
+    if layout == "time-major":
+        return K.Projection(x1, W1, keep_gates=False, sequence=sequence), x1
+    reverse = layout == "reversed"
+    x_bm = np.ascontiguousarray((x1[::-1] if reverse else x1).transpose(1, 0, 2))
+    return K.Projection(x_bm, W1, keep_gates=False, batch_major=True, reverse=reverse, sequence=sequence), x_bm
 
 
 def _check_lstm_inference(d, x, W, dtype, layout="time-major", sequence=True):
@@ -192,18 +202,12 @@ def _check_lstm_inference(d, x, W, dtype, layout="time-major", sequence=True):
     tanh, sigmoid = activations.get("tanh"), activations.get("sigmoid")
     ours = [a.astype(dtype) if a is not None else None for a in (x, W, d["b"], d["U"], d["h0"], d["c0"])]
     x1, W1, b1, U1, h01, c01 = ours
-    if layout == "time-major":
-        proj = K.Projection(x1, W1, keep_gates=False, sequence=sequence)
-    else:
-        reverse = layout == "reversed"
-        x_bm = np.ascontiguousarray((x1[::-1] if reverse else x1).transpose(1, 0, 2))
-        x_before = x_bm.copy()
-        proj = K.Projection(x_bm, W1, keep_gates=False, batch_major=True, reverse=reverse, sequence=sequence)
+    proj, read = _inference_projection(x1, W1, layout, sequence)
+    before = read.copy()
     with _batch_pieces(d["pieces"]):
         hs1, cs1, cache = K.lstm_forward(proj, b1, U1, None, d["mask"], h01, c01, tanh, sigmoid)
     assert cache is None
-    if layout != "time-major":
-        np.testing.assert_array_equal(x_bm, x_before)  # the caller's array is only read
+    np.testing.assert_array_equal(read, before)  # the caller's array is only read
     x2, W2, b2, U2, h02, c02 = [a.astype("float64") if a is not None else None for a in ours]
     hs2, cs2 = R.lstm_inference(x2, W2, b2, U2, d["mask"], h02, c02)
     steps = slice(None) if sequence else [0, d["T"]]
@@ -236,6 +240,48 @@ def test_lstm_inference_kernel_masks_and_pieces(B, masked, pieces, layout, seque
     if masked:
         assert not d["mask"].all() and d["mask"].any()
     _check_lstm_inference(d, *_inference_inputs(d), dtype, layout, sequence)
+
+
+def _check_gru_inference(d, x, W, b_rec, dtype, layout="time-major", sequence=True):
+    """The GRU's inference loop ``_gru_inference`` (reset_after, tanh/sigmoid) equals its twin ``R.gru_inference``,
+    and the twin equals ``R.gru_forward`` on xp = x̃ W (as ``_check_lstm_inference``)."""
+    tanh, sigmoid = activations.get("tanh"), activations.get("sigmoid")
+    ours = [a.astype(dtype) if a is not None else None for a in (x, W, d["b"], d["U"], b_rec, d["h0"])]
+    x1, W1, b1, U1, br1, h01 = ours
+    proj, read = _inference_projection(x1, W1, layout, sequence)
+    before = read.copy()
+    with _batch_pieces(d["pieces"]):
+        hs1, cache = K.gru_forward(proj, b1, U1, br1, None, d["mask"], h01, tanh, sigmoid, True)
+    assert cache is None
+    np.testing.assert_array_equal(read, before)
+    x2, W2, b2, U2, br2, h02 = [a.astype("float64") if a is not None else None for a in ours]
+    hs2 = R.gru_inference(x2, W2, b2, U2, br2, d["mask"], h02)
+    steps = slice(None) if sequence else [0, d["T"]]
+    _assert_all_close([hs1[steps]], [hs2[steps]], dtype, "inference")
+    hs3, _ = R.gru_forward(x2 @ W2, b2, U2, br2, None, d["mask"], h02, tanh, sigmoid, True)
+    _assert_all_close([hs2], [hs3], "float64", "twin")
+
+
+@given(loop_inputs(3), st.sampled_from(["float64", "float32"]), st.sampled_from(["time-major", "batch-major",
+                                                                                "reversed"]), st.booleans())
+def test_gru_inference_kernel_matches_its_twin(d, dtype, layout, sequence):
+    b_rec = d["rng"].normal(size=3 * d["u"])
+    _check_gru_inference(d, *_inference_inputs(d, 3), b_rec, dtype, layout, sequence)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("B, masked, pieces, layout, sequence", [(7, False, 1, "time-major", True),
+                                                                 (7, True, 2, "batch-major", True),
+                                                                 (7, True, 3, "reversed", False),
+                                                                 (1, True, 1, "batch-major", True),
+                                                                 (3, True, 3, "reversed", True)])
+def test_gru_inference_kernel_masks_and_pieces(B, masked, pieces, layout, sequence, dtype):
+    """Every branch of the GRU inference loop: masked columns, several batch pieces, pieces of one row."""
+    rng = np.random.default_rng(8)
+    T, u = 6, 5
+    d = dict(rng=rng, T=T, B=B, u=u, pieces=pieces, pair=None, mask=(rng.random((T, B)) > 0.4) if masked else None,
+             U=rng.normal(0, 0.6, size=(u, 3 * u)), b=rng.normal(size=3 * u), h0=rng.normal(size=(B, u)))
+    _check_gru_inference(d, *_inference_inputs(d, 3), rng.normal(size=3 * u), dtype, layout, sequence)
 
 
 @pytest.mark.parametrize("copy_rows", [1, 1 << 30])  # backward by a copy of Uᵀ / by U read transposed

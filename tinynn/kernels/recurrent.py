@@ -551,6 +551,86 @@ def _gru_forward(xp, x, W, bias, U, b_rec, rm, mask, act, rec_act, reset_after, 
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
+def _gru_inference(x, reverse, W, bias, U, b_rec, mask, hs, sequence, b0, b1):
+    """The GRU forward of inference (reset_after, φ = tanh, σ = sigmoid, no recurrent dropout): twin
+    ``reference.recurrent.gru_inference``; feature-major as ``_lstm_inference`` (x batch-major, ``reverse``,
+    ``sequence``, rows b0:b1; hs[0] holds h_0), with the arithmetic of ``_gru_forward``::
+
+        xpᵀ = Wᵀ x̃_tᵀ   hzᵀ = Uᵀ hᵀ   [zᵀ, rᵀ] = σ(xpᵀ_zr + ((hzᵀ_zr + b_rzr) + b_zr))
+        auxᵀ = hzᵀ_h + b_rh   ĥᵀ = φ(xpᵀ_h + (b_h + rᵀ ⊙ auxᵀ))   h'ᵀ = zᵀ ⊙ hᵀ + (1 - zᵀ) ⊙ ĥᵀ
+    """
+    T = x.shape[1]
+    u = U.shape[0]
+    Bp = b1 - b0
+    G, n = 3 * u, u * Bp
+    gT = np.empty((G, Bp), x.dtype)  # xpᵀ, turned in place into the pre-activations, then [zᵀ, rᵀ, ĥᵀ]
+    hzT = np.empty((G, Bp), x.dtype)
+    hT = np.empty((2, u, Bp), x.dtype)  # h_{t-1}ᵀ and h_tᵀ, alternating
+    for b in range(Bp):
+        h0 = hs[0, b0 + b]
+        for j in range(u):
+            hT[0, j, b] = h0[j]
+    g = gT.reshape(G * Bp)
+    zg, hh = g[:n], g[2 * n:]
+    g_row, hz_row = gT.reshape(Bp, G), hzT.reshape(Bp, G)  # the same memory as the rows g, hz when Bp = 1
+    for t in range(T):
+        h, hn = hT[t % 2], hT[(t + 1) % 2]
+        x_t = x[b0:b1, T - 1 - t if reverse else t]
+        if Bp == 1:  # single columns, laid out as rows: the row-vector products are faster
+            gemm(x_t, W, g_row, False, False, 0.0)  # xp = x̃_t W
+            gemm(h.reshape(1, u), U, hz_row, False, False, 0.0)  # hz = h U
+        else:
+            gemm(W, x_t, gT, True, True, 0.0)  # xpᵀ = Wᵀ x̃_tᵀ
+            gemm(U, h, hzT, True, False, 0.0)  # hzᵀ = Uᵀ hᵀ
+        if Bp == 1:  # the same sums as below, as flat loops
+            g1, hz1 = g_row[0], hz_row[0]
+            for j in range(2 * u):
+                g1[j] += hz1[j] + b_rec[j] + bias[j]
+        else:
+            for j in range(2 * u):  # a_z, a_r
+                gr, hzr, c = gT[j], hzT[j], b_rec[j]
+                bj = bias[j]
+                for b in range(Bp):
+                    gr[b] += hzr[b] + c + bj
+        for k in range(2 * n):
+            g[k] = sigmoid_fast(g[k])  # z, r
+        if Bp == 1:
+            g1, hz1 = g_row[0], hz_row[0]
+            r1, gh1, hzh1, brh1, bh1 = g1[u:2 * u], g1[2 * u:], hz1[2 * u:], b_rec[2 * u:], bias[2 * u:]
+            for j in range(u):
+                gh1[j] += bh1[j] + r1[j] * (hzh1[j] + brh1[j])
+        else:
+            for j in range(u):  # a_h = xp_h + b_h + r ⊙ (hz_h + b_rh)
+                gr, hzr, rr = gT[2 * u + j], hzT[2 * u + j], gT[u + j]
+                c, bj = b_rec[2 * u + j], bias[2 * u + j]
+                for b in range(Bp):
+                    gr[b] += bj + rr[b] * (hzr[b] + c)
+        for k in range(n):
+            hh[k] = tanh_fast(hh[k])  # ĥ = φ(a_h)
+        hf, hnf = h.reshape(n), hn.reshape(n)
+        for k in range(n):
+            z_k = zg[k]
+            hnf[k] = z_k * hf[k] + (type(z_k)(1.0) - z_k) * hh[k]  # h' = z h + (1 - z) ĥ
+        m = mask[t, b0:b1]
+        masked = False
+        for b in range(Bp):
+            masked |= not m[b]
+        if masked:  # masked columns keep h
+            for j in range(u):
+                hr, hnr = h[j], hn[j]
+                for b in range(Bp):
+                    if not m[b]:
+                        hnr[b] = hr[b]
+        if not sequence and t < T - 1:
+            continue
+        ht = hs[t + 1]
+        for b in range(Bp):
+            hb = ht[b0 + b]
+            for j in range(u):
+                hb[j] = hn[j, b]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
 def _gru_backward(gates, Ur, trans, rm, mask, act, rec_act, reset_after, hs, aux, dseq, dh, db, dbh, dHZ, b0, b1):
     """BPTT through the GRU cell (equations in ``reference.recurrent.gru_backward``).
 
@@ -832,22 +912,47 @@ def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
     return hs, cs, _cache(xp, keep)
 
 
-def _lstm_inference_forward(proj, b_in, U, mask, h0, c0):
-    """:func:`lstm_forward` for a :class:`Projection` without gates kept, tanh/sigmoid, no recurrent dropout: the
-    feature-major loop ``_lstm_inference`` on x̃ as given (batch-major or time-major)."""
+def _batch_major_inputs(proj, G_u):
+    """(x (B, T, n_in) C-contiguous, reverse, W, T, B) of a :class:`Projection` for the feature-major inference loops
+    (a time-major x̃ is read through a batch-major copy)."""
     x = proj.x
     if proj.batch_major:
         B, T, n_in = x.shape
         reverse = bool(proj.reverse)
-    else:  # time-major: the loop reads it through a batch-major copy
+    else:
         T, B, n_in = x.shape
         x, reverse = x.transpose(1, 0, 2), False
     x = np.ascontiguousarray(x)
+    if proj.W.shape != (n_in, G_u):
+        raise ValueError(f"recurrent kernel: W {proj.W.shape} does not fit x {x.shape} (expected {(n_in, G_u)})")
+    return x, reverse, np.ascontiguousarray(proj.W, dtype=x.dtype), T, B
+
+
+def _gru_inference_forward(proj, b_in, U, b_rec, mask, h0):
+    """:func:`gru_forward` for a :class:`Projection` without gates kept, reset_after, tanh/sigmoid, no recurrent
+    dropout: the feature-major loop ``_gru_inference``."""
+    u = np.shape(U)[0]
+    G = 3 * u
+    x, reverse, W, T, B = _batch_major_inputs(proj, G)
+    U, _, mask_arr = _prepare(T, np.empty((0, B, G), x.dtype), U, None, mask, 3, h0)
+    hs = np.empty((T + 1, B, u), x.dtype)
+    hs[0] = h0
+    bias = _bias(b_in, G, x.dtype)
+    b_rec = np.ascontiguousarray(b_rec, dtype=x.dtype)
+    if b_rec.shape != (G,):
+        raise ValueError(f"recurrent kernel: b_rec {b_rec.shape} does not fit U {U.shape} (expected {(G,)})")
+    sequence = bool(proj.sequence)
+    _over_batch(lambda b0, b1: _gru_inference(x, reverse, W, bias, U, b_rec, mask_arr, hs, sequence, b0, b1),
+                hs[1:], u, 3)
+    return hs, None
+
+
+def _lstm_inference_forward(proj, b_in, U, mask, h0, c0):
+    """:func:`lstm_forward` for a :class:`Projection` without gates kept, tanh/sigmoid, no recurrent dropout: the
+    feature-major loop ``_lstm_inference`` on x̃ as given (batch-major or time-major)."""
     u = np.shape(U)[0]
     G = 4 * u
-    if proj.W.shape != (n_in, G):
-        raise ValueError(f"recurrent kernel: W {proj.W.shape} does not fit x {x.shape} (expected {(n_in, G)})")
-    W = np.ascontiguousarray(proj.W, dtype=x.dtype)
+    x, reverse, W, T, B = _batch_major_inputs(proj, G)
     U, _, mask_arr = _prepare(T, np.empty((0, B, G), x.dtype), U, None, mask, 4, h0, c0)
     hs = np.empty((T + 1, B, u), x.dtype)
     cs = np.empty((T + 1, B, u), x.dtype)
@@ -892,6 +997,8 @@ def gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after):
     if code is None or rcode is None:
         return ref.gru_forward(_projections(xp), b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after)
     keep = getattr(xp, "keep_gates", True)
+    if not keep and rm is None and reset_after and code == TANH and rcode == SIGMOID:  # inference, Keras's defaults
+        return _gru_inference_forward(xp, b_in, U, b_rec, mask, h0)
     xp, x, W, T = _inputs(xp, 3 * np.shape(U)[0])
     B, G = xp.shape[1], xp.shape[2]
     u = G // 3

@@ -266,6 +266,34 @@ def gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after):
     return np.stack(hs), (np.stack(as_), np.stack(gs), np.stack(auxs))
 
 
+def gru_inference(x, W, b_in, U, b_rec, mask, h0):
+    r"""The GRU forward of inference (no gates kept) for reset_after and Keras's activations φ = tanh,
+    σ = sigmoid, in the feature-major layout of the numba loop ``_gru_inference`` (states hᵀ (u, B); each gate a
+    contiguous block of rows)::
+
+        xpᵀ = Wᵀ x̃_tᵀ + b_in      hzᵀ = Uᵀ hᵀ_{t-1} + b_rec
+        zᵀ, rᵀ = σ(xpᵀ[:u] + hzᵀ[:u]), σ(xpᵀ[u:2u] + hzᵀ[u:2u])      ĥᵀ = φ(xpᵀ[2u:] + rᵀ ⊙ hzᵀ[2u:])
+        h'ᵀ = zᵀ ⊙ hᵀ_{t-1} + (1 - zᵀ) ⊙ ĥᵀ        hᵀ_t = m_t ? h'ᵀ : hᵀ_{t-1}     (m_t masks columns)
+
+    — :func:`gru_forward` (reset_after) transposed, given x̃ (T, B, n_in) and W. Returns hs (T+1, B, u).
+    """
+    T, B, _ = x.shape
+    u = U.shape[0]
+    b = np.zeros(3 * u, x.dtype) if b_in is None else np.asarray(b_in, x.dtype)
+    m = _masks(mask, T, B)
+    hT = np.asarray(h0, x.dtype).T
+    hs = [hT.T]
+    for t in range(T):
+        xpT = W.T @ x[t].T + b[:, None]
+        hzT = U.T @ hT + np.asarray(b_rec, x.dtype)[:, None]
+        zT, rT = _sigmoid(xpT[:u] + hzT[:u]), _sigmoid(xpT[u:2 * u] + hzT[u:2 * u])
+        hhT = np.tanh(xpT[2 * u:] + rT * hzT[2 * u:])
+        h_newT = zT * hT + (1 - zT) * hhT
+        hT = np.where(m[t][None, :], h_newT, hT)
+        hs.append(hT.T)
+    return np.stack(hs)
+
+
 def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
     r"""BPTT for the GRU, from t = T-1 down to 0:
 
