@@ -338,6 +338,17 @@ def _lstm_forward(xp, x, W, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
+def _row_projections(x, W, b0, b1):
+    """For a piece of one row (b1 = b0 + 1): x̃ W of all its steps, (T, G·u), in one product (T rows at once instead
+    of T products of one row each, which are bound by reading W); else an empty array (unused)."""
+    if b1 - b0 != 1:
+        return np.empty((0, W.shape[1]), x.dtype)
+    xw = np.empty((x.shape[1], W.shape[1]), x.dtype)
+    gemm(x[b0], W, xw, False, False, 0.0)
+    return xw
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
 def _lstm_inference(x, reverse, W, bias, U, mask, hs, cs, sequence, b0, b1):
     """The LSTM forward without a backward to feed (inference), for φ = tanh, σ = sigmoid: twin
     ``reference.recurrent.lstm_inference``. Rows b0:b1 of x, mask, hs, cs; hs[0], cs[0] hold h_0, c_0.
@@ -365,12 +376,13 @@ def _lstm_inference(x, reverse, W, bias, U, mask, hs, cs, sequence, b0, b1):
             cT[0, j, b] = c0[j]
     z = zT.reshape(G * Bp)
     z_row = zT.reshape(Bp, G)  # the same memory as the row z when Bp = 1
+    xw = _row_projections(x, W, b0, b1)
     zi, zf, zg, zo = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]
     for t in range(T):
         h, c, hn, cn = hT[t % 2], cT[t % 2], hT[(t + 1) % 2], cT[(t + 1) % 2]
         x_t = x[b0:b1, T - 1 - t if reverse else t]
         if Bp == 1:  # zᵀ, hᵀ are single columns, laid out as the rows z, h: the row-vector products are faster
-            gemm(x_t, W, z_row, False, False, 0.0)  # z = x̃_t W
+            _copy_rows(z_row, xw[T - 1 - t if reverse else t:][:1])  # z = x̃_t W
             gemm(h.reshape(1, u), U, z_row, False, False, 1.0)  # z += h U
         else:
             gemm(W, x_t, zT, True, True, 0.0)  # zᵀ = Wᵀ x̃_tᵀ
@@ -573,11 +585,12 @@ def _gru_inference(x, reverse, W, bias, U, b_rec, mask, hs, sequence, b0, b1):
     g = gT.reshape(G * Bp)
     zg, hh = g[:n], g[2 * n:]
     g_row, hz_row = gT.reshape(Bp, G), hzT.reshape(Bp, G)  # the same memory as the rows g, hz when Bp = 1
+    xw = _row_projections(x, W, b0, b1)
     for t in range(T):
         h, hn = hT[t % 2], hT[(t + 1) % 2]
         x_t = x[b0:b1, T - 1 - t if reverse else t]
         if Bp == 1:  # single columns, laid out as rows: the row-vector products are faster
-            gemm(x_t, W, g_row, False, False, 0.0)  # xp = x̃_t W
+            _copy_rows(g_row, xw[T - 1 - t if reverse else t:][:1])  # xp = x̃_t W
             gemm(h.reshape(1, u), U, hz_row, False, False, 0.0)  # hz = h U
         else:
             gemm(W, x_t, gT, True, True, 0.0)  # xpᵀ = Wᵀ x̃_tᵀ
