@@ -91,17 +91,11 @@ def _recurrent_product(h, U, rm, hk, out, beta):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _u_columns(Ur, trans, j0, j1):
-    """The columns j0:j1 of U given as ``Ur``: U itself (u, G·u) when ``trans``, else its transposed copy Uᵀ
-    (G·u, u), of which it returns the rows j0:j1 (then ``gemm(a, block, out, False, trans, ·)`` is a @ U_blockᵀ)."""
-    return Ur[:, j0:j1] if trans else Ur[j0:j1]
-
-
-@numba.njit(error_model="numpy", cache=True, nogil=True)
 def _recurrent_product_t(dz, Ur, trans, rm, hk, out):
     """``out = Σ_k (δz_k U_kᵀ) ⊙ r_k`` over the gate blocks k (without dropout ``out = δz Uᵀ``, one GEMM; ``hk`` is
-    scratch). ``Ur``, ``trans``: U read transposed, or a contiguous copy of Uᵀ (``_u_columns``), which BLAS
-    multiplies faster when δz has more than a few rows."""
+    scratch). ``Ur``, ``trans``: U itself (u, G'·u), read transposed, or a contiguous copy of Uᵀ (G'·u, u), which
+    BLAS multiplies faster when δz has more than a few rows; the columns j0:j1 of U are then ``Ur[:, j0:j1]`` or
+    ``Ur[j0:j1]``, and ``gemm(a, block, out, False, trans, ·)`` is a @ U_blockᵀ either way."""
     if rm.shape[0] == 0:
         gemm(dz, Ur, out, False, trans, 0.0)
         return
@@ -109,7 +103,8 @@ def _recurrent_product_t(dz, Ur, trans, rm, hk, out):
     for b in range(B):
         _fill_row(out[b], 0)
     for k in range(dz.shape[1] // u):
-        gemm(dz[:, k * u:(k + 1) * u], _u_columns(Ur, trans, k * u, (k + 1) * u), hk, False, trans, 0.0)
+        U_k = Ur[:, k * u:(k + 1) * u] if trans else Ur[k * u:(k + 1) * u]
+        gemm(dz[:, k * u:(k + 1) * u], U_k, hk, False, trans, 0.0)
         for b in range(B):
             ob, hkb, rb = out[b], hk[b], rm[k, b]
             for j in range(u):
@@ -337,7 +332,16 @@ def _lstm_forward(xp, x, W, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1):
                     hnb[j] = hb[j]
 
 
-@numba.njit(error_model="numpy", cache=True, nogil=True)
+@numba.njit(error_model="numpy", cache=True, nogil=True, inline="always")
+def _products_as_elsewhere(zT):
+    """(True, False, zT) typed as the layers' other products pass them to ``gemm`` (runtime booleans, a strided
+    view), so that the inference loops' products reuse those ``gemm`` specialisations instead of compiling their
+    own (numba specialises on literal booleans and on memory layouts)."""
+    n = zT.shape[0]
+    return n >= 0, n < 0, zT[:, :]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True, inline="always")
 def _row_projections(x, W, b0, b1):
     """For a piece of one row (b1 = b0 + 1): x̃ W of all its steps, (T, G·u), in one product (T rows at once instead
     of T products of one row each, which are bound by reading W); else an empty array (unused)."""
@@ -377,6 +381,7 @@ def _lstm_inference(x, reverse, W, bias, U, mask, hs, cs, sequence, b0, b1):
     z = zT.reshape(G * Bp)
     z_row = zT.reshape(Bp, G)  # the same memory as the row z when Bp = 1
     xw = _row_projections(x, W, b0, b1)
+    yes, no, z_strided = _products_as_elsewhere(zT)
     zi, zf, zg, zo = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]
     for t in range(T):
         h, c, hn, cn = hT[t % 2], cT[t % 2], hT[(t + 1) % 2], cT[(t + 1) % 2]
@@ -385,8 +390,8 @@ def _lstm_inference(x, reverse, W, bias, U, mask, hs, cs, sequence, b0, b1):
             _copy_rows(z_row, xw[T - 1 - t if reverse else t:][:1])  # z = x̃_t W
             gemm(h.reshape(1, u), U, z_row, False, False, 1.0)  # z += h U
         else:
-            gemm(W, x_t, zT, True, True, 0.0)  # zᵀ = Wᵀ x̃_tᵀ
-            gemm(U, h, zT, True, False, 1.0)  # zᵀ += Uᵀ hᵀ
+            gemm(W, x_t, z_strided, yes, yes, 0.0)  # zᵀ = Wᵀ x̃_tᵀ
+            gemm(U, h, zT, yes, no, 1.0)  # zᵀ += Uᵀ hᵀ
         if Bp == 1:
             for j in range(G):
                 z[j] += bias[j]
@@ -586,6 +591,7 @@ def _gru_inference(x, reverse, W, bias, U, b_rec, mask, hs, sequence, b0, b1):
     zg, hh = g[:n], g[2 * n:]
     g_row, hz_row = gT.reshape(Bp, G), hzT.reshape(Bp, G)  # the same memory as the rows g, hz when Bp = 1
     xw = _row_projections(x, W, b0, b1)
+    yes, no, g_strided = _products_as_elsewhere(gT)
     for t in range(T):
         h, hn = hT[t % 2], hT[(t + 1) % 2]
         x_t = x[b0:b1, T - 1 - t if reverse else t]
@@ -593,8 +599,8 @@ def _gru_inference(x, reverse, W, bias, U, b_rec, mask, hs, sequence, b0, b1):
             _copy_rows(g_row, xw[T - 1 - t if reverse else t:][:1])  # xp = x̃_t W
             gemm(h.reshape(1, u), U, hz_row, False, False, 0.0)  # hz = h U
         else:
-            gemm(W, x_t, gT, True, True, 0.0)  # xpᵀ = Wᵀ x̃_tᵀ
-            gemm(U, h, hzT, True, False, 0.0)  # hzᵀ = Uᵀ hᵀ
+            gemm(W, x_t, g_strided, yes, yes, 0.0)  # xpᵀ = Wᵀ x̃_tᵀ
+            gemm(U, h, hzT, yes, no, 0.0)  # hzᵀ = Uᵀ hᵀ
         if Bp == 1:  # the same sums as below, as flat loops
             g1, hz1 = g_row[0], hz_row[0]
             for j in range(2 * u):
@@ -710,7 +716,8 @@ def _gru_backward(gates, Ur, trans, rm, mask, act, rec_act, reset_after, hs, aux
             _recurrent_product_t(dhz, Ur, trans, rm, hk, drh)
             _add_rows(dhp, drh, u)
         else:
-            gemm(da_h, _u_columns(Ur, trans, 2 * u, 3 * u), drh, False, trans, 0.0)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
+            U_h = Ur[:, 2 * u:] if trans else Ur[2 * u:]
+            gemm(da_h, U_h, drh, False, trans, 0.0)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
             for b in range(B):
                 if not m[b]:
                     continue
@@ -731,7 +738,8 @@ def _gru_backward(gates, Ur, trans, rm, mask, act, rec_act, reset_after, hs, aux
                 for b in range(B):
                     if not m[b]:
                         _fill_row(da_zr[b], 0)
-                gemm(da_zr, _u_columns(Ur, trans, 0, 2 * u), drh, False, trans, 0.0)
+                U_zr = Ur[:, :2 * u] if trans else Ur[:2 * u]
+                gemm(da_zr, U_zr, drh, False, trans, 0.0)
             _add_rows(dhp, drh, u)
         _sum_rows_into(db, g_t)
         _carry(m, dhp, dh)
@@ -781,8 +789,8 @@ _COPY_UT_ROWS = 4
 
 
 def _u_for_backward(U, B: int):
-    """``(Ur, trans)`` for the backward loops (``_u_columns``): U itself, read transposed, for a batch of a few rows;
-    else a contiguous copy of Uᵀ."""
+    """``(Ur, trans)`` for the backward loops (``_recurrent_product_t``): U itself, read transposed, for a batch of
+    a few rows; else a contiguous copy of Uᵀ."""
     if B < _COPY_UT_ROWS:
         return U, True
     return np.ascontiguousarray(U.T), False
