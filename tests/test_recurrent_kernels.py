@@ -174,6 +174,141 @@ def test_gru_kernel_matches_reference(d, reset_after, act_name, rec_name, dtype)
     _assert_all_close(g1, g2, dtype, "backward")
 
 
+def _inference_inputs(d, gates=4):
+    """x̃, W of ``d`` (drawn, or made here when ``d`` drew a precomputed xp)."""
+    if d["pair"] is not None:
+        return d["pair"]
+    n_in = 3
+    return d["rng"].normal(size=(d["T"], d["B"], n_in)), d["rng"].normal(0, 0.7, size=(n_in, gates * d["u"]))
+
+
+def _inference_projection(x1, W1, layout, sequence):
+    """The :class:`Projection` of x̃ (T, B, n_in) in ``layout`` (see ``_check_lstm_inference``), and the array the
+    loop reads (to check it is left as it was)."""
+    if layout == "time-major":
+        return K.Projection(x1, W1, keep_gates=False, sequence=sequence), x1
+    reverse = layout == "reversed"
+    x_bm = np.ascontiguousarray((x1[::-1] if reverse else x1).transpose(1, 0, 2))
+    return K.Projection(x_bm, W1, keep_gates=False, batch_major=True, reverse=reverse, sequence=sequence), x_bm
+
+
+def _check_lstm_inference(d, x, W, dtype, layout="time-major", sequence=True):
+    """Inference (no gates kept, tanh/sigmoid): the numba loop ``_lstm_inference`` equals its twin
+    ``R.lstm_inference``, and the twin equals ``R.lstm_forward`` (the statement of the math) on xp = x̃ W.
+
+    ``layout``: x̃ handed over time-major (T, B, n_in), or batch-major (B, T, n_in) as a layer has it, forwards or
+    "reversed" (go_backwards: processing step t reads x[:, T-1-t]). ``sequence`` False: only the final states are
+    written, and only they (and the initial ones) are compared."""
+    tanh, sigmoid = activations.get("tanh"), activations.get("sigmoid")
+    ours = [a.astype(dtype) if a is not None else None for a in (x, W, d["b"], d["U"], d["h0"], d["c0"])]
+    x1, W1, b1, U1, h01, c01 = ours
+    proj, read = _inference_projection(x1, W1, layout, sequence)
+    before = read.copy()
+    with _batch_pieces(d["pieces"]):
+        hs1, cs1, cache = K.lstm_forward(proj, b1, U1, None, d["mask"], h01, c01, tanh, sigmoid)
+    assert cache is None
+    np.testing.assert_array_equal(read, before)  # the caller's array is only read
+    x2, W2, b2, U2, h02, c02 = [a.astype("float64") if a is not None else None for a in ours]
+    hs2, cs2 = R.lstm_inference(x2, W2, b2, U2, d["mask"], h02, c02)
+    steps = slice(None) if sequence else [0, d["T"]]
+    _assert_all_close([hs1[steps], cs1[steps]], [hs2[steps], cs2[steps]], dtype, "inference")
+    hs3, cs3, _ = R.lstm_forward(x2 @ W2, b2, U2, None, d["mask"], h02, c02, tanh, sigmoid)
+    _assert_all_close([hs2, cs2], [hs3, cs3], "float64", "twin")
+
+
+@given(loop_inputs(4), st.sampled_from(["float64", "float32"]), st.sampled_from(["time-major", "batch-major",
+                                                                                "reversed"]), st.booleans())
+def test_lstm_inference_kernel_matches_its_twin(d, dtype, layout, sequence):
+    _check_lstm_inference(d, *_inference_inputs(d), dtype, layout, sequence)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("B, masked, pieces, layout, sequence", [(7, False, 1, "time-major", True),
+                                                                 (7, True, 2, "batch-major", True),
+                                                                 (7, True, 3, "reversed", False),
+                                                                 (7, False, 2, "reversed", True),
+                                                                 (1, True, 1, "batch-major", True),
+                                                                 (3, True, 3, "reversed", True)])
+def test_lstm_inference_kernel_masks_and_pieces(B, masked, pieces, layout, sequence, dtype):
+    """Every branch of the inference loop, whatever hypothesis draws: masked columns, several batch pieces, pieces
+    of one row (products as row vectors)."""
+    rng = np.random.default_rng(7)
+    T, u = 6, 5
+    d = dict(rng=rng, T=T, B=B, u=u, pieces=pieces, pair=None, mask=(rng.random((T, B)) > 0.4) if masked else None,
+             U=rng.normal(0, 0.6, size=(u, 4 * u)), b=rng.normal(size=4 * u), h0=rng.normal(size=(B, u)),
+             c0=rng.normal(size=(B, u)))
+    if masked:
+        assert not d["mask"].all() and d["mask"].any()
+    _check_lstm_inference(d, *_inference_inputs(d), dtype, layout, sequence)
+
+
+def _check_gru_inference(d, x, W, b_rec, dtype, layout="time-major", sequence=True):
+    """The GRU's inference loop ``_gru_inference`` (reset_after, tanh/sigmoid) equals its twin ``R.gru_inference``,
+    and the twin equals ``R.gru_forward`` on xp = x̃ W (as ``_check_lstm_inference``)."""
+    tanh, sigmoid = activations.get("tanh"), activations.get("sigmoid")
+    ours = [a.astype(dtype) if a is not None else None for a in (x, W, d["b"], d["U"], b_rec, d["h0"])]
+    x1, W1, b1, U1, br1, h01 = ours
+    proj, read = _inference_projection(x1, W1, layout, sequence)
+    before = read.copy()
+    with _batch_pieces(d["pieces"]):
+        hs1, cache = K.gru_forward(proj, b1, U1, br1, None, d["mask"], h01, tanh, sigmoid, True)
+    assert cache is None
+    np.testing.assert_array_equal(read, before)
+    x2, W2, b2, U2, br2, h02 = [a.astype("float64") if a is not None else None for a in ours]
+    hs2 = R.gru_inference(x2, W2, b2, U2, br2, d["mask"], h02)
+    steps = slice(None) if sequence else [0, d["T"]]
+    _assert_all_close([hs1[steps]], [hs2[steps]], dtype, "inference")
+    hs3, _ = R.gru_forward(x2 @ W2, b2, U2, br2, None, d["mask"], h02, tanh, sigmoid, True)
+    _assert_all_close([hs2], [hs3], "float64", "twin")
+
+
+@given(loop_inputs(3), st.sampled_from(["float64", "float32"]), st.sampled_from(["time-major", "batch-major",
+                                                                                "reversed"]), st.booleans())
+def test_gru_inference_kernel_matches_its_twin(d, dtype, layout, sequence):
+    b_rec = d["rng"].normal(size=3 * d["u"])
+    _check_gru_inference(d, *_inference_inputs(d, 3), b_rec, dtype, layout, sequence)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("B, masked, pieces, layout, sequence", [(7, False, 1, "time-major", True),
+                                                                 (7, True, 2, "batch-major", True),
+                                                                 (7, True, 3, "reversed", False),
+                                                                 (1, True, 1, "batch-major", True),
+                                                                 (3, True, 3, "reversed", True)])
+def test_gru_inference_kernel_masks_and_pieces(B, masked, pieces, layout, sequence, dtype):
+    """Every branch of the GRU inference loop: masked columns, several batch pieces, pieces of one row."""
+    rng = np.random.default_rng(8)
+    T, u = 6, 5
+    d = dict(rng=rng, T=T, B=B, u=u, pieces=pieces, pair=None, mask=(rng.random((T, B)) > 0.4) if masked else None,
+             U=rng.normal(0, 0.6, size=(u, 3 * u)), b=rng.normal(size=3 * u), h0=rng.normal(size=(B, u)))
+    _check_gru_inference(d, *_inference_inputs(d, 3), rng.normal(size=3 * u), dtype, layout, sequence)
+
+
+@pytest.mark.parametrize("copy_rows", [1, 1 << 30])  # backward by a copy of Uᵀ / by U read transposed
+@pytest.mark.parametrize("dropout", [False, True])
+def test_backward_loops_multiply_by_u_transposed_either_way(copy_rows, dropout, monkeypatch):
+    """Both ways the backward loops can multiply δz by Uᵀ (``_u_for_backward``) give the reference's gradients, with
+    and without recurrent dropout (per-gate blocks), for every cell."""
+    monkeypatch.setattr(K, "_COPY_UT_ROWS", copy_rows)
+    for gates, check in ((1, test_simple_rnn_kernel_matches_reference), (4, test_lstm_kernel_matches_reference),
+                         (3, test_gru_kernel_matches_reference)):
+        rng = np.random.default_rng(gates)
+        T, B, u = 4, 5, 3
+        d = dict(T=T, B=B, u=u, rng=rng, mask=rng.random((T, B)) > 0.3, pieces=2, pair=None,
+                 rm=(rng.random((gates, B, u)) >= 0.4) / 0.6 if dropout else None,
+                 xp=rng.normal(size=(T, B, gates * u)), U=rng.normal(0, 0.6, size=(u, gates * u)),
+                 b=rng.normal(size=gates * u), h0=rng.normal(size=(B, u)), c0=rng.normal(size=(B, u)),
+                 dseq=rng.normal(size=(T, B, u)), dhT=rng.normal(size=(B, u)), dcT=rng.normal(size=(B, u)))
+        for dtype in ("float64", "float32"):
+            if gates == 3:
+                for reset_after in (False, True):
+                    check.hypothesis.inner_test(dict(d), reset_after, "tanh", "sigmoid", dtype)
+            elif gates == 4:
+                check.hypothesis.inner_test(dict(d), "tanh", "sigmoid", dtype)
+            else:
+                check.hypothesis.inner_test(dict(d), "tanh", dtype)
+
+
 def test_unknown_activation_runs_the_reference_path():
     """Activations without a numba implementation (e.g. softsign) go through the NumPy twin, same API."""
     rng = np.random.default_rng(0)

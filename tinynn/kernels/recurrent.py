@@ -28,8 +28,8 @@ Masked steps, for every cell (``cell`` computes h', c' from step t's inputs)::
     δz_t = m_t ? (cell backward) : 0   δh_{t-1} = m_t ? (cell backward) : δh_t     (δc likewise)
 
 The per-step products h̃ U_k and δz U_kᵀ are one BLAS call each from numba (``blas.gemm``, on one thread),
-added straight into the step's rows of xp (U_kᵀ is read transposed, never copied); the gate math is loops
-over contiguous rows that LLVM vectorises (``fastmath``).
+added straight into the step's rows of xp (the backward multiplies by a contiguous copy of Uᵀ made once per
+call); the gate math is loops over contiguous rows that LLVM vectorises (``fastmath``).
 
 Batch rows never interact inside a recurrence, so a large loop runs as one piece of rows b0:b1 per core
 (``parallel.row_pieces``): every kernel takes its row range and each piece runs the whole time loop for its
@@ -57,6 +57,7 @@ from .fastmath import (
     sigmoid_fast,
     tanh_fast,
 )
+from .layout import to_time_major
 from .parallel import kernel_scope, row_pieces, run_parallel
 from .reference import recurrent as ref
 
@@ -90,17 +91,20 @@ def _recurrent_product(h, U, rm, hk, out, beta):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _recurrent_product_t(dz, U, rm, hk, out):
-    """``out = Σ_k (δz_k U_kᵀ) ⊙ r_k`` over the gate blocks k of ``U`` (u, G'·u) (without dropout ``out = δz Uᵀ``,
-    one GEMM; ``hk`` is scratch). Uᵀ is never formed: BLAS reads U transposed."""
+def _recurrent_product_t(dz, Ur, trans, rm, hk, out):
+    """``out = Σ_k (δz_k U_kᵀ) ⊙ r_k`` over the gate blocks k (without dropout ``out = δz Uᵀ``, one GEMM; ``hk`` is
+    scratch). ``Ur``, ``trans``: U itself (u, G'·u), read transposed, or a contiguous copy of Uᵀ (G'·u, u), which
+    BLAS multiplies faster when δz has more than a few rows; the columns j0:j1 of U are then ``Ur[:, j0:j1]`` or
+    ``Ur[j0:j1]``, and ``gemm(a, block, out, False, trans, ·)`` is a @ U_blockᵀ either way."""
     if rm.shape[0] == 0:
-        gemm(dz, U, out, False, True, 0.0)
+        gemm(dz, Ur, out, False, trans, 0.0)
         return
     B, u = out.shape
     for b in range(B):
         _fill_row(out[b], 0)
-    for k in range(U.shape[1] // u):
-        gemm(dz[:, k * u:(k + 1) * u], U[:, k * u:(k + 1) * u], hk, False, True, 0.0)
+    for k in range(dz.shape[1] // u):
+        U_k = Ur[:, k * u:(k + 1) * u] if trans else Ur[k * u:(k + 1) * u]
+        gemm(dz[:, k * u:(k + 1) * u], U_k, hk, False, trans, 0.0)
         for b in range(B):
             ob, hkb, rb = out[b], hk[b], rm[k, b]
             for j in range(u):
@@ -187,7 +191,7 @@ def _simple_rnn_forward(xp, x, W, bias, U, rm, mask, act, hs, b0, b1):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _simple_rnn_backward(a, U, rm, mask, act, dseq, dh, db, b0, b1):
+def _simple_rnn_backward(a, Ur, trans, rm, mask, act, dseq, dh, db, b0, b1):
     """δz_t = m_t ? δh_t ⊙ act'(a_t) : 0;  δh_{t-1} = m_t ? (δz_t Uᵀ) ⊙ r : δh_t.
 
     a[t] <- δz_t;  dh <- δh_0;  db += Σ_t δz_t.  Rows b0:b1 of a, mask, dseq; dh, db, rm are that piece's own.
@@ -209,7 +213,7 @@ def _simple_rnn_backward(a, U, rm, mask, act, dseq, dh, db, b0, b1):
                 dz[j] = dhb[j] * dactb[j]
         _zero_masked(m, a_t)
         _sum_rows_into(db, a_t)
-        _recurrent_product_t(a_t, U, rm, hk, dhp)
+        _recurrent_product_t(a_t, Ur, trans, rm, hk, dhp)
         _carry(m, dhp, dh)
         _copy_rows(dh, dhp)
 
@@ -328,8 +332,109 @@ def _lstm_forward(xp, x, W, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1):
                     hnb[j] = hb[j]
 
 
+@numba.njit(error_model="numpy", cache=True, nogil=True, inline="always")
+def _products_as_elsewhere(zT):
+    """(True, False, zT) typed as the layers' other products pass them to ``gemm`` (runtime booleans, a strided
+    view), so that the inference loops' products reuse those ``gemm`` specialisations instead of compiling their
+    own (numba specialises on literal booleans and on memory layouts)."""
+    n = zT.shape[0]
+    return n >= 0, n < 0, zT[:, :]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True, inline="always")
+def _row_projections(x, W, b0, b1):
+    """For a piece of one row (b1 = b0 + 1): x̃ W of all its steps, (T, G·u), in one product (T rows at once instead
+    of T products of one row each, which are bound by reading W); else an empty array (unused)."""
+    if b1 - b0 != 1:
+        return np.empty((0, W.shape[1]), x.dtype)
+    xw = np.empty((x.shape[1], W.shape[1]), x.dtype)
+    gemm(x[b0], W, xw, False, False, 0.0)
+    return xw
+
+
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b1):
+def _lstm_inference(x, reverse, W, bias, U, mask, hs, cs, sequence, b0, b1):
+    """The LSTM forward without a backward to feed (inference), for φ = tanh, σ = sigmoid: twin
+    ``reference.recurrent.lstm_inference``. Rows b0:b1 of x, mask, hs, cs; hs[0], cs[0] hold h_0, c_0.
+
+    x (B, T, n_in) batch-major as the layer received it (no time-major copy; BLAS reads step t's rows x[:, t] with
+    a leading dimension of T·n_in); ``reverse``: step t reads x[:, T-1-t] (go_backwards). ``sequence`` False: only
+    the final states hs[T], cs[T] are written (hs[1:T], cs[1:T] are left as they are).
+
+    Feature-major: the states are kept transposed, hᵀ, cᵀ (u, B'), so the step's pre-activations
+    zᵀ = Wᵀ x̃_tᵀ + Uᵀ hᵀ + b (4u, B') hold each gate as one contiguous block and the gate math is a few long
+    flat loops (no per-row loops over short gate slices); hs[t+1], cs[t+1] get the transposed states. The same
+    arithmetic as ``_lstm_forward``'s fused path, so an inference call returns what a training call returns.
+    """
+    T = x.shape[1]
+    u = U.shape[0]
+    Bp = b1 - b0
+    G, n = 4 * u, u * Bp
+    zT = np.empty((G, Bp), x.dtype)
+    hT = np.empty((2, u, Bp), x.dtype)  # h_{t-1}ᵀ and h_tᵀ, alternating
+    cT = np.empty((2, u, Bp), x.dtype)
+    for b in range(Bp):
+        h0, c0 = hs[0, b0 + b], cs[0, b0 + b]
+        for j in range(u):
+            hT[0, j, b] = h0[j]
+            cT[0, j, b] = c0[j]
+    z = zT.reshape(G * Bp)
+    z_row = zT.reshape(Bp, G)  # the same memory as the row z when Bp = 1
+    xw = _row_projections(x, W, b0, b1)
+    yes, no, z_strided = _products_as_elsewhere(zT)
+    zi, zf, zg, zo = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]
+    for t in range(T):
+        h, c, hn, cn = hT[t % 2], cT[t % 2], hT[(t + 1) % 2], cT[(t + 1) % 2]
+        x_t = x[b0:b1, T - 1 - t if reverse else t]
+        if Bp == 1:  # zᵀ, hᵀ are single columns, laid out as the rows z, h: the row-vector products are faster
+            _copy_rows(z_row, xw[T - 1 - t if reverse else t:][:1])  # z = x̃_t W
+            gemm(h.reshape(1, u), U, z_row, False, False, 1.0)  # z += h U
+        else:
+            gemm(W, x_t, z_strided, yes, yes, 0.0)  # zᵀ = Wᵀ x̃_tᵀ
+            gemm(U, h, zT, yes, no, 1.0)  # zᵀ += Uᵀ hᵀ
+        if Bp == 1:
+            for j in range(G):
+                z[j] += bias[j]
+        else:
+            for j in range(G):
+                zr, bj = zT[j], bias[j]
+                for b in range(Bp):
+                    zr[b] += bj
+        for k in range(2 * n):  # [i, f] = σ(z_i, z_f)
+            z[k] = sigmoid_fast(z[k])
+        for k in range(n):
+            zg[k] = tanh_fast(zg[k])  # g = φ(z_g)
+        for k in range(n):
+            zo[k] = sigmoid_fast(zo[k])  # o = σ(z_o)
+        cf, hnf, cnf = c.reshape(n), hn.reshape(n), cn.reshape(n)
+        for k in range(n):
+            cnf[k] = zf[k] * cf[k] + zi[k] * zg[k]  # c'_t = f c + i g
+        for k in range(n):
+            hnf[k] = zo[k] * tanh_fast(cnf[k])  # h'_t = o φ(c'_t)
+        m = mask[t, b0:b1]
+        masked = False
+        for b in range(Bp):
+            masked |= not m[b]
+        if masked:  # masked columns keep c and h
+            for j in range(u):
+                cr, cnr, hr, hnr = c[j], cn[j], h[j], hn[j]
+                for b in range(Bp):
+                    if not m[b]:
+                        cnr[b] = cr[b]
+                        hnr[b] = hr[b]
+        if not sequence and t < T - 1:
+            continue
+        ht, ct = hs[t + 1], cs[t + 1]
+        for b in range(Bp):
+            hb, cb = ht[b0 + b], ct[b0 + b]
+            for j in range(u):
+                hb[j] = hn[j, b]
+            for j in range(u):
+                cb[j] = cn[j, b]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _lstm_backward(gates, Ur, trans, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b1):
     """BPTT through the LSTM cell (equations in ``reference.recurrent.lstm_backward``).
 
     gates[t] <- δz_t = [δz_i, δz_f, δz_g, δz_o];  dh, dc <- δh_0, δc_0;  db += Σ_t δz_t.
@@ -352,7 +457,7 @@ def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b
         g_t, c_prev, c, m = gates[t, b0:b1], cs[t, b0:b1], cs[t + 1, b0:b1], mask[t, b0:b1]
         if fused:
             _lstm_backward_tanh_sigmoid(g_t, c_prev, c, m, dh, dc, db, scratch)
-            _recurrent_product_t(g_t, U, rm, hk, dhp)
+            _recurrent_product_t(g_t, Ur, trans, rm, hk, dhp)
             _carry(m, dhp, dh)
             _copy_rows(dh, dhp)
             continue
@@ -382,7 +487,7 @@ def _lstm_backward(gates, U, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b
                 dcb[j] = dcbar * f_j  # δc_{t-1}
             for j in range(G):
                 db[j] += gb[j]
-        _recurrent_product_t(g_t, U, rm, hk, dhp)
+        _recurrent_product_t(g_t, Ur, trans, rm, hk, dhp)
         _carry(m, dhp, dh)
         _copy_rows(dh, dhp)
 
@@ -463,7 +568,89 @@ def _gru_forward(xp, x, W, bias, U, b_rec, rm, mask, act, rec_act, reset_after, 
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, dh, db, dbh, dHZ, b0, b1):
+def _gru_inference(x, reverse, W, bias, U, b_rec, mask, hs, sequence, b0, b1):
+    """The GRU forward of inference (reset_after, φ = tanh, σ = sigmoid, no recurrent dropout): twin
+    ``reference.recurrent.gru_inference``; feature-major as ``_lstm_inference`` (x batch-major, ``reverse``,
+    ``sequence``, rows b0:b1; hs[0] holds h_0), with the arithmetic of ``_gru_forward``::
+
+        xpᵀ = Wᵀ x̃_tᵀ   hzᵀ = Uᵀ hᵀ   [zᵀ, rᵀ] = σ(xpᵀ_zr + ((hzᵀ_zr + b_rzr) + b_zr))
+        auxᵀ = hzᵀ_h + b_rh   ĥᵀ = φ(xpᵀ_h + (b_h + rᵀ ⊙ auxᵀ))   h'ᵀ = zᵀ ⊙ hᵀ + (1 - zᵀ) ⊙ ĥᵀ
+    """
+    T = x.shape[1]
+    u = U.shape[0]
+    Bp = b1 - b0
+    G, n = 3 * u, u * Bp
+    gT = np.empty((G, Bp), x.dtype)  # xpᵀ, turned in place into the pre-activations, then [zᵀ, rᵀ, ĥᵀ]
+    hzT = np.empty((G, Bp), x.dtype)
+    hT = np.empty((2, u, Bp), x.dtype)  # h_{t-1}ᵀ and h_tᵀ, alternating
+    for b in range(Bp):
+        h0 = hs[0, b0 + b]
+        for j in range(u):
+            hT[0, j, b] = h0[j]
+    g = gT.reshape(G * Bp)
+    zg, hh = g[:n], g[2 * n:]
+    g_row, hz_row = gT.reshape(Bp, G), hzT.reshape(Bp, G)  # the same memory as the rows g, hz when Bp = 1
+    xw = _row_projections(x, W, b0, b1)
+    yes, no, g_strided = _products_as_elsewhere(gT)
+    for t in range(T):
+        h, hn = hT[t % 2], hT[(t + 1) % 2]
+        x_t = x[b0:b1, T - 1 - t if reverse else t]
+        if Bp == 1:  # single columns, laid out as rows: the row-vector products are faster
+            _copy_rows(g_row, xw[T - 1 - t if reverse else t:][:1])  # xp = x̃_t W
+            gemm(h.reshape(1, u), U, hz_row, False, False, 0.0)  # hz = h U
+        else:
+            gemm(W, x_t, g_strided, yes, yes, 0.0)  # xpᵀ = Wᵀ x̃_tᵀ
+            gemm(U, h, hzT, yes, no, 0.0)  # hzᵀ = Uᵀ hᵀ
+        if Bp == 1:  # the same sums as below, as flat loops
+            g1, hz1 = g_row[0], hz_row[0]
+            for j in range(2 * u):
+                g1[j] += hz1[j] + b_rec[j] + bias[j]
+        else:
+            for j in range(2 * u):  # a_z, a_r
+                gr, hzr, c = gT[j], hzT[j], b_rec[j]
+                bj = bias[j]
+                for b in range(Bp):
+                    gr[b] += hzr[b] + c + bj
+        for k in range(2 * n):
+            g[k] = sigmoid_fast(g[k])  # z, r
+        if Bp == 1:
+            g1, hz1 = g_row[0], hz_row[0]
+            r1, gh1, hzh1, brh1, bh1 = g1[u:2 * u], g1[2 * u:], hz1[2 * u:], b_rec[2 * u:], bias[2 * u:]
+            for j in range(u):
+                gh1[j] += bh1[j] + r1[j] * (hzh1[j] + brh1[j])
+        else:
+            for j in range(u):  # a_h = xp_h + b_h + r ⊙ (hz_h + b_rh)
+                gr, hzr, rr = gT[2 * u + j], hzT[2 * u + j], gT[u + j]
+                c, bj = b_rec[2 * u + j], bias[2 * u + j]
+                for b in range(Bp):
+                    gr[b] += bj + rr[b] * (hzr[b] + c)
+        for k in range(n):
+            hh[k] = tanh_fast(hh[k])  # ĥ = φ(a_h)
+        hf, hnf = h.reshape(n), hn.reshape(n)
+        for k in range(n):
+            z_k = zg[k]
+            hnf[k] = z_k * hf[k] + (type(z_k)(1.0) - z_k) * hh[k]  # h' = z h + (1 - z) ĥ
+        m = mask[t, b0:b1]
+        masked = False
+        for b in range(Bp):
+            masked |= not m[b]
+        if masked:  # masked columns keep h
+            for j in range(u):
+                hr, hnr = h[j], hn[j]
+                for b in range(Bp):
+                    if not m[b]:
+                        hnr[b] = hr[b]
+        if not sequence and t < T - 1:
+            continue
+        ht = hs[t + 1]
+        for b in range(Bp):
+            hb = ht[b0 + b]
+            for j in range(u):
+                hb[j] = hn[j, b]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _gru_backward(gates, Ur, trans, rm, mask, act, rec_act, reset_after, hs, aux, dseq, dh, db, dbh, dHZ, b0, b1):
     """BPTT through the GRU cell (equations in ``reference.recurrent.gru_backward``).
 
     gates[t] ([z, r, ĥ]) <- δ of the input pre-activations [δa_z, δa_r, δa_h];  dh <- δh_0;  db += Σ_t δa_t;
@@ -526,10 +713,11 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
                     parked[j] = dact_r[j]
                     hh[j] = da_hb[j]
         if reset_after:
-            _recurrent_product_t(dhz, U, rm, hk, drh)
+            _recurrent_product_t(dhz, Ur, trans, rm, hk, drh)
             _add_rows(dhp, drh, u)
         else:
-            gemm(da_h, U[:, 2 * u:], drh, False, True, 0.0)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
+            U_h = Ur[:, 2 * u:] if trans else Ur[2 * u:]
+            gemm(da_h, U_h, drh, False, trans, 0.0)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
             for b in range(B):
                 if not m[b]:
                     continue
@@ -545,12 +733,13 @@ def _gru_backward(gates, U, rm, mask, act, rec_act, reset_after, hs, aux, dseq, 
                     dhzb[j] = gb[j]
                     da_zrb[j] = gb[j]
             if use_rm:
-                _recurrent_product_t(dhz, U[:, :2 * u], rm, hk, drh)
+                _recurrent_product_t(dhz[:, :2 * u], Ur, trans, rm, hk, drh)
             else:
                 for b in range(B):
                     if not m[b]:
                         _fill_row(da_zr[b], 0)
-                gemm(da_zr, U[:, :2 * u], drh, False, True, 0.0)
+                U_zr = Ur[:, :2 * u] if trans else Ur[:2 * u]
+                gemm(da_zr, U_zr, drh, False, trans, 0.0)
             _add_rows(dhp, drh, u)
         _sum_rows_into(db, g_t)
         _carry(m, dhp, dh)
@@ -594,6 +783,19 @@ def _prepare(T, xp, U, rm, mask, G, *states):
     return np.ascontiguousarray(U, dtype=xp.dtype), rm_arr, mask_arr
 
 
+#: From this many batch rows on, the backward loops multiply δz by a contiguous copy of Uᵀ (made once per call)
+#: instead of reading U transposed: BLAS is faster with the copy for several rows, and a row or two cannot pay for it.
+_COPY_UT_ROWS = 4
+
+
+def _u_for_backward(U, B: int):
+    """``(Ur, trans)`` for the backward loops (``_recurrent_product_t``): U itself, read transposed, for a batch of
+    a few rows; else a contiguous copy of Uᵀ."""
+    if B < _COPY_UT_ROWS:
+        return U, True
+    return np.ascontiguousarray(U.T), False
+
+
 def _dseq(dseq, T, B, u, dtype):
     if dseq is None:
         return np.zeros((0, B, u), dtype)
@@ -627,18 +829,32 @@ def _bias(b_in, G, dtype):
 class Projection(NamedTuple):
     """The input side of a loop given as x̃ (T, B, n_in) and the kernel W (n_in, G·u) instead of xp = x̃ W: the
     loop forms each step's x̃_t W in that step's own rows (one pass over that memory instead of three).
-    ``keep_gates`` False (inference): one step's rows are reused, and no cache for a backward is returned."""
+    ``keep_gates`` False (inference): one step's rows are reused, and no cache for a backward is returned.
+    ``batch_major``: x is (B, T, n_in) as the layer received it, its steps run from T-1 down to 0 when ``reverse``
+    (go_backwards); the LSTM inference loop reads it so, the other loops get a time-major copy. ``sequence`` False:
+    only the final states are needed, and the LSTM inference loop writes no others (hs[1:T], cs[1:T] are then
+    undefined)."""
 
     x: np.ndarray
     W: np.ndarray
     keep_gates: bool = True
+    batch_major: bool = False
+    reverse: bool = False
+    sequence: bool = True
+
+
+def _time_major(xp) -> np.ndarray:
+    """The x̃ (T, B, n_in) of a :class:`Projection`, in processing order."""
+    if getattr(xp, "batch_major", False):
+        return to_time_major(xp.x, reverse=xp.reverse)
+    return xp[0]
 
 
 def _inputs(xp, G_u):
     """(xp, x, W, T) for the loops from ``xp``: the projections (consumed) or a :class:`Projection`."""
     if not isinstance(xp, tuple):
         return xp, np.zeros((0, 0, 0), xp.dtype), np.zeros((0, 0), xp.dtype), xp.shape[0]
-    x, W = xp[0], xp[1]
+    x, W = _time_major(xp), xp[1]
     keep = getattr(xp, "keep_gates", True)
     T, B, n_in = x.shape
     if W.shape != (n_in, G_u):
@@ -649,7 +865,7 @@ def _inputs(xp, G_u):
 
 def _projections(xp):
     """xp itself, or x̃ W for a :class:`Projection` (for the NumPy twins)."""
-    return xp[0] @ xp[1] if isinstance(xp, tuple) else xp
+    return _time_major(xp) @ xp[1] if isinstance(xp, tuple) else xp
 
 
 def _cache(xp, keep: bool):
@@ -682,12 +898,13 @@ def simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act):
     a = cache
     T, B, u = a.shape
     U, rm_arr, mask_arr = _prepare(T, a, U, rm, mask, 1, dhT, hs[0])
+    Ur, trans = _u_for_backward(U, B)
     dh = np.array(dhT, dtype=a.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, a.dtype)
 
     def piece(b0, b1):
         db = np.zeros(u, a.dtype)
-        _simple_rnn_backward(a, U, _piece(rm_arr, b0, b1), mask_arr, code, dseq, dh[b0:b1], db, b0, b1)
+        _simple_rnn_backward(a, Ur, trans, _piece(rm_arr, b0, b1), mask_arr, code, dseq, dh[b0:b1], db, b0, b1)
         return db
 
     db = sum(_over_batch(piece, a, u, 1))
@@ -701,6 +918,8 @@ def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
     if code is None or rcode is None:
         return ref.lstm_forward(_projections(xp), b_in, U, rm, mask, h0, c0, act, rec_act)
     keep = getattr(xp, "keep_gates", True)
+    if not keep and rm is None and code == TANH and rcode == SIGMOID:  # inference with Keras's activations
+        return _lstm_inference_forward(xp, b_in, U, mask, h0, c0)
     xp, x, W, T = _inputs(xp, 4 * np.shape(U)[0])
     B, G = xp.shape[1], xp.shape[2]
     u = G // 4
@@ -714,6 +933,58 @@ def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
     return hs, cs, _cache(xp, keep)
 
 
+def _batch_major_inputs(proj, G_u):
+    """(x (B, T, n_in) C-contiguous, reverse, W, T, B) of a :class:`Projection` for the feature-major inference loops
+    (a time-major x̃ is read through a batch-major copy)."""
+    x = proj.x
+    if proj.batch_major:
+        B, T, n_in = x.shape
+        reverse = bool(proj.reverse)
+    else:
+        T, B, n_in = x.shape
+        x, reverse = x.transpose(1, 0, 2), False
+    x = np.ascontiguousarray(x)
+    if proj.W.shape != (n_in, G_u):
+        raise ValueError(f"recurrent kernel: W {proj.W.shape} does not fit x {x.shape} (expected {(n_in, G_u)})")
+    return x, reverse, np.ascontiguousarray(proj.W, dtype=x.dtype), T, B
+
+
+def _gru_inference_forward(proj, b_in, U, b_rec, mask, h0):
+    """:func:`gru_forward` for a :class:`Projection` without gates kept, reset_after, tanh/sigmoid, no recurrent
+    dropout: the feature-major loop ``_gru_inference``."""
+    u = np.shape(U)[0]
+    G = 3 * u
+    x, reverse, W, T, B = _batch_major_inputs(proj, G)
+    U, _, mask_arr = _prepare(T, np.empty((0, B, G), x.dtype), U, None, mask, 3, h0)
+    hs = np.empty((T + 1, B, u), x.dtype)
+    hs[0] = h0
+    bias = _bias(b_in, G, x.dtype)
+    b_rec = np.ascontiguousarray(b_rec, dtype=x.dtype)
+    if b_rec.shape != (G,):
+        raise ValueError(f"recurrent kernel: b_rec {b_rec.shape} does not fit U {U.shape} (expected {(G,)})")
+    sequence = bool(proj.sequence)
+    _over_batch(lambda b0, b1: _gru_inference(x, reverse, W, bias, U, b_rec, mask_arr, hs, sequence, b0, b1),
+                hs[1:], u, 3)
+    return hs, None
+
+
+def _lstm_inference_forward(proj, b_in, U, mask, h0, c0):
+    """:func:`lstm_forward` for a :class:`Projection` without gates kept, tanh/sigmoid, no recurrent dropout: the
+    feature-major loop ``_lstm_inference`` on x̃ as given (batch-major or time-major)."""
+    u = np.shape(U)[0]
+    G = 4 * u
+    x, reverse, W, T, B = _batch_major_inputs(proj, G)
+    U, _, mask_arr = _prepare(T, np.empty((0, B, G), x.dtype), U, None, mask, 4, h0, c0)
+    hs = np.empty((T + 1, B, u), x.dtype)
+    cs = np.empty((T + 1, B, u), x.dtype)
+    hs[0], cs[0] = h0, c0
+    bias = _bias(b_in, G, x.dtype)
+    sequence = bool(proj.sequence)
+    _over_batch(lambda b0, b1: _lstm_inference(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, b0, b1),
+                hs[1:], u, 4)
+    return hs, cs, None
+
+
 def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
     """Returns ``(dZ, dU, db_in, dh0, dc0)``: dZ (T, B, 4u) is δ of the gate pre-activations."""
     code, rcode = activation_code(act), activation_code(rec_act)
@@ -723,13 +994,15 @@ def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
     T, B, G = gates.shape
     u = G // 4
     U, rm_arr, mask_arr = _prepare(T, gates, U, rm, mask, 4, dhT, dcT, hs[0], cs[0])
+    Ur, trans = _u_for_backward(U, B)
     dh = np.array(dhT, dtype=gates.dtype, copy=True)
     dc = np.array(dcT, dtype=gates.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, gates.dtype)
 
     def piece(b0, b1):
         db = np.zeros(G, gates.dtype)
-        _lstm_backward(gates, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, cs, dseq, dh[b0:b1], dc[b0:b1], db,
+        _lstm_backward(gates, Ur, trans, _piece(rm_arr, b0, b1), mask_arr, code, rcode, cs, dseq, dh[b0:b1],
+                       dc[b0:b1], db,
                        b0, b1)
         return db
 
@@ -745,6 +1018,8 @@ def gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after):
     if code is None or rcode is None:
         return ref.gru_forward(_projections(xp), b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after)
     keep = getattr(xp, "keep_gates", True)
+    if not keep and rm is None and reset_after and code == TANH and rcode == SIGMOID:  # inference, Keras's defaults
+        return _gru_inference_forward(xp, b_in, U, b_rec, mask, h0)
     xp, x, W, T = _inputs(xp, 3 * np.shape(U)[0])
     B, G = xp.shape[1], xp.shape[2]
     u = G // 3
@@ -769,6 +1044,7 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
     T, B, G = gates.shape
     u = G // 3
     U, rm_arr, mask_arr = _prepare(T, gates, U, rm, mask, 3, dhT, hs[0])
+    Ur, trans = _u_for_backward(U, B)
     dh = np.array(dhT, dtype=gates.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, gates.dtype)
 
@@ -776,7 +1052,8 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
 
     def piece(b0, b1):
         db, dbh = np.zeros(G, gates.dtype), np.zeros(u, gates.dtype)
-        _gru_backward(gates, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, bool(reset_after), hs, aux, dseq,
+        _gru_backward(gates, Ur, trans, _piece(rm_arr, b0, b1), mask_arr, code, rcode, bool(reset_after), hs, aux,
+                      dseq,
                       dh[b0:b1], db, dbh, dHZ, b0, b1)
         return np.concatenate([db, dbh])
 

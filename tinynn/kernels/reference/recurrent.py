@@ -138,6 +138,42 @@ def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
     return np.stack(hs), np.stack(cs), (np.stack(zs), np.stack(gs))
 
 
+def lstm_inference(x, W, b_in, U, mask, h0, c0):
+    r"""The LSTM forward of inference (no gates kept) for Keras's activations φ = tanh, σ = sigmoid, in the
+    feature-major layout of the numba loop ``_lstm_inference``: the states are kept transposed, hᵀ, cᵀ (u, B), so
+    each gate is one contiguous block of rows of zᵀ (4u, B)::
+
+        zᵀ_t = Wᵀ x̃_tᵀ + Uᵀ hᵀ_{t-1} + b
+        iᵀ, fᵀ, gᵀ, oᵀ = σ(zᵀ_t[:u]), σ(zᵀ_t[u:2u]), φ(zᵀ_t[2u:3u]), σ(zᵀ_t[3u:])
+        c'ᵀ_t = fᵀ ⊙ cᵀ_{t-1} + iᵀ ⊙ gᵀ        h'ᵀ_t = oᵀ ⊙ φ(c'ᵀ_t)
+        cᵀ_t = m_t ? c'ᵀ_t : cᵀ_{t-1}          hᵀ_t = m_t ? h'ᵀ_t : hᵀ_{t-1}     (m_t masks columns)
+
+    — :func:`lstm_forward` transposed, given x̃ (T, B, n_in) and W instead of xp = x̃ W. Returns ``(hs, cs)``
+    (T+1, B, u) in the usual batch-major layout.
+    """
+    T, B, _ = x.shape
+    u = U.shape[0]
+    b = np.zeros(4 * u, x.dtype) if b_in is None else np.asarray(b_in, x.dtype)
+    m = _masks(mask, T, B)
+    hT, cT = np.asarray(h0, x.dtype).T, np.asarray(c0, x.dtype).T
+    hs, cs = [hT.T], [cT.T]
+    for t in range(T):
+        zT = W.T @ x[t].T + U.T @ hT + b[:, None]
+        iT, fT = _sigmoid(zT[:u]), _sigmoid(zT[u:2 * u])
+        gT, oT = np.tanh(zT[2 * u:3 * u]), _sigmoid(zT[3 * u:])
+        c_newT = fT * cT + iT * gT
+        h_newT = oT * np.tanh(c_newT)
+        keep = m[t][None, :]
+        cT, hT = np.where(keep, c_newT, cT), np.where(keep, h_newT, hT)
+        hs.append(hT.T)
+        cs.append(cT.T)
+    return np.stack(hs), np.stack(cs)
+
+
+def _sigmoid(z):
+    return 0.5 * np.tanh(0.5 * z) + 0.5  # = 1 / (1 + exp(-z)), without overflow
+
+
 def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
     r"""BPTT for the LSTM, from t = T-1 down to 0 (δh, δc reach the carried h_t, c_t):
 
@@ -228,6 +264,34 @@ def gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after):
         gs.append(np.concatenate([z, r, hh], axis=-1))
         auxs.append(aux)
     return np.stack(hs), (np.stack(as_), np.stack(gs), np.stack(auxs))
+
+
+def gru_inference(x, W, b_in, U, b_rec, mask, h0):
+    r"""The GRU forward of inference (no gates kept) for reset_after and Keras's activations φ = tanh,
+    σ = sigmoid, in the feature-major layout of the numba loop ``_gru_inference`` (states hᵀ (u, B); each gate a
+    contiguous block of rows)::
+
+        xpᵀ = Wᵀ x̃_tᵀ + b_in      hzᵀ = Uᵀ hᵀ_{t-1} + b_rec
+        zᵀ, rᵀ = σ(xpᵀ[:u] + hzᵀ[:u]), σ(xpᵀ[u:2u] + hzᵀ[u:2u])      ĥᵀ = φ(xpᵀ[2u:] + rᵀ ⊙ hzᵀ[2u:])
+        h'ᵀ = zᵀ ⊙ hᵀ_{t-1} + (1 - zᵀ) ⊙ ĥᵀ        hᵀ_t = m_t ? h'ᵀ : hᵀ_{t-1}     (m_t masks columns)
+
+    — :func:`gru_forward` (reset_after) transposed, given x̃ (T, B, n_in) and W. Returns hs (T+1, B, u).
+    """
+    T, B, _ = x.shape
+    u = U.shape[0]
+    b = np.zeros(3 * u, x.dtype) if b_in is None else np.asarray(b_in, x.dtype)
+    m = _masks(mask, T, B)
+    hT = np.asarray(h0, x.dtype).T
+    hs = [hT.T]
+    for t in range(T):
+        xpT = W.T @ x[t].T + b[:, None]
+        hzT = U.T @ hT + np.asarray(b_rec, x.dtype)[:, None]
+        zT, rT = _sigmoid(xpT[:u] + hzT[:u]), _sigmoid(xpT[u:2 * u] + hzT[u:2 * u])
+        hhT = np.tanh(xpT[2 * u:] + rT * hzT[2 * u:])
+        h_newT = zT * hT + (1 - zT) * hhT
+        hT = np.where(m[t][None, :], h_newT, hT)
+        hs.append(hT.T)
+    return np.stack(hs)
 
 
 def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):

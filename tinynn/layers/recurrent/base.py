@@ -360,10 +360,15 @@ class RecurrentLayer(Layer):
         mask = self._mask_array(mask)
         initial_state = self._check_initial_state(initial_state, B)
         k = kernels_for_mode(self, x, mask)
-        xt = k.to_time_major(x, reverse=self.go_backwards)  # (T, B, n_in) in processing order
         mask_t = None if mask is None else np.ascontiguousarray(mask.T[::-1] if self.go_backwards else mask.T)
         dm, rm = self._dropout_multipliers(B, n_in, training)
-        xp = self._project(k, xt, dm, training)
+        if not k.reference and not training:  # the fast loops read x as it is (no time-major copy)
+            xt = None
+            xp = fast_recurrent.Projection(x, self.kernel, keep_gates=False, batch_major=True,
+                                           reverse=self.go_backwards, sequence=self.return_sequences)
+        else:
+            xt = k.to_time_major(x, reverse=self.go_backwards)  # (T, B, n_in) in processing order
+            xp = self._project(k, xt, dm, training)
         if initial_state is not None:
             init = initial_state
         elif self.stateful:
@@ -381,7 +386,7 @@ class RecurrentLayer(Layer):
         if self.stateful:
             self.states = [f.copy() for f in finals]
         self._cache = {
-            "kernels": k, "xt": xt, "dm": dm, "rm": rm, "mask_t": mask_t, "out_mask": out_mask, "seqs": seqs,
+            "kernels": k, "x": x, "xt": xt, "dm": dm, "rm": rm, "mask_t": mask_t, "out_mask": out_mask, "seqs": seqs,
             "loop": cache, "has_initial_state": initial_state is not None,
             "rerun": None if cache is not None else (xp._replace(keep_gates=True), init),
         }
@@ -412,7 +417,8 @@ class RecurrentLayer(Layer):
             seqs, loop_cache = self._loop(k.loops, projection, c["rm"], c["mask_t"], init)
         dxp, rec_grads, d_init, db_in = self._loop_backward(k.loops, loop_cache, c["rm"], c["mask_t"], seqs, dseq,
                                                             d_final)
-        dW, dxt = self._project_backward(k, dxp, c["xt"], c["dm"])
+        xt = c["xt"] if c["xt"] is not None else k.to_time_major(c["x"], reverse=self.go_backwards)
+        dW, dxt = self._project_backward(k, dxp, xt, c["dm"])
         dx = None if dxt is None else k.to_batch_major(dxt, reverse=self.go_backwards)
         grads = [dW, rec_grads[0]]
         if self.use_bias:
