@@ -213,18 +213,22 @@ print(json.dumps({"first": first, "after": [layer._reference for layer in image_
 '''
 
 
+def _first_steps_in_a_fresh_process(script: str, cache_dir) -> dict:
+    """Run ``script`` in a fresh process with an empty numba cache (``cache_dir``), the default "background"
+    compile mode and the real compiling process; its last printed line is its JSON result."""
+    root = str(pathlib.Path(warmup.__file__).resolve().parents[2])
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir), "PYTHONPATH": root, "TINYNN_COMPILE": "background"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
 def test_an_image_model_never_waits_for_a_compile_from_an_empty_cache(tmp_path):
     """A fresh process, an empty numba cache, the default "background" mode and the real compiling process: the
     first train step of a Conv2D / SeparableConv2D / DepthwiseConv2D / pooling model runs every 2-D layer on its
     NumPy twins and compiles nothing on the calling thread (but the two-instruction FTZ switch of
     tinynn.kernels.denormals, compiled where first needed by design); once the warm-ups are done, every layer runs
     its fast kernels, loaded from the cache the other process filled (nothing compiles here)."""
-    root = str(pathlib.Path(warmup.__file__).resolve().parents[2])
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": root, "TINYNN_COMPILE": "background"}
-    done = subprocess.run([sys.executable, "-c", _FIRST_STEP_FROM_AN_EMPTY_CACHE], env=env, capture_output=True,
-                          text=True, timeout=1200)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _first_steps_in_a_fresh_process(_FIRST_STEP_FROM_AN_EMPTY_CACHE, tmp_path)
     assert result["first"] == [True] * 6  # the NumPy twins, no waiting
     assert set(result["on_caller_thread"]) <= {"tinynn.kernels.denormals._swap_mode"}, result["on_caller_thread"]
     assert result["idle"] and result["after"] == [False] * 6  # the fast kernels now
@@ -258,12 +262,7 @@ def test_a_text_cnn_never_waits_for_a_conv_compile_from_an_empty_cache(tmp_path)
     the distinct-steps path (kernels.conv: shift_add_rows, spread_rows, the step-id check) in the real call but
     not necessarily on the warm-up's one sample: the warm-ups compile that path too, so no convolution, window or
     pooling kernel compiles on the calling thread, or at all once the warm-ups are done."""
-    root = str(pathlib.Path(warmup.__file__).resolve().parents[2])
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": root, "TINYNN_COMPILE": "background"}
-    done = subprocess.run([sys.executable, "-c", _TEXT_CNN_FIRST_STEP], env=env, capture_output=True, text=True,
-                          timeout=1200)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _first_steps_in_a_fresh_process(_TEXT_CNN_FIRST_STEP, tmp_path)
     conv_family = ("tinynn.kernels.conv.", "tinynn.kernels.windows.", "tinynn.kernels.pooling.")
     assert result["first"] == [True] * 2  # the NumPy twins, no waiting
     assert not [k for k in result["on_caller_thread"] if k.startswith(conv_family)], result["on_caller_thread"]

@@ -51,6 +51,15 @@ CHUNK_BYTES = 1 << 20
 FILTER_CHUNK_BYTES = 1 << 19
 
 
+@numba.njit(error_model="numpy", cache=True, inline="always")
+def _block_position(tt, TH, TW):  # pragma: no cover - compiled
+    """(b, ti, tj) of block tt = (b·TH + ti)·TW + tj: its image and its row and column of 2×2 output tiles."""
+    per_image = TH * TW
+    b = tt // per_image
+    ti = (tt - b * per_image) // TW
+    return b, ti, tt - b * per_image - ti * TW
+
+
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _input_transform(x, pt, pl, TH, TW, t0, V):  # pragma: no cover - compiled
     """V (16, T, C) <- Bᵀ d B for the tiles of blocks t0 .. t0+T-1 (block t = (b·TH + ti)·TW + tj)."""
@@ -58,12 +67,9 @@ def _input_transform(x, pt, pl, TH, TW, t0, V):  # pragma: no cover - compiled
     T = V.shape[1]
     d = np.empty((4, 4, C), x.dtype)
     e = np.empty((4, 4, C), x.dtype)
-    per_image = TH * TW
     for t in range(T):
         tt = t0 + t
-        b = tt // per_image
-        ti = (tt - b * per_image) // TW
-        tj = tt - b * per_image - ti * TW
+        b, ti, tj = _block_position(tt, TH, TW)
         h0, w0 = 2 * ti - pt, 2 * tj - pl
         for r in range(4):
             h = h0 + r
@@ -102,12 +108,9 @@ def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compi
     _, T, F = M.shape
     _, Ho, Wo, _ = z.shape
     r = np.empty((2, 4, F), M.dtype)
-    per_image = TH * TW
     for t in range(T):
         tt = t0 + t
-        b = tt // per_image
-        ti = (tt - b * per_image) // TW
-        tj = tt - b * per_image - ti * TW
+        b, ti, tj = _block_position(tt, TH, TW)
         for j in range(4):  # r = Aᵀ m (along the rows)
             m0, m1, m2, m3 = M[j, t], M[4 + j, t], M[8 + j, t], M[12 + j, t]
             r0, r1 = r[0, j], r[1, j]
@@ -157,12 +160,9 @@ def _gradient_transform(dz, TH, TW, t0, Y):  # pragma: no cover - compiled
     B, Ho, Wo, F = dz.shape
     T = Y.shape[1]
     zero = np.zeros(F, dz.dtype)
-    per_image = TH * TW
     for t in range(T):
         tt = t0 + t
-        b = tt // per_image
-        ti = (tt - b * per_image) // TW
-        tj = tt - b * per_image - ti * TW
+        b, ti, tj = _block_position(tt, TH, TW)
         h, w = 2 * ti, 2 * tj
         g00 = dz[b, h, w]
         g01 = dz[b, h, w + 1] if w + 1 < Wo else zero
