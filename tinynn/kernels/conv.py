@@ -525,24 +525,20 @@ def _distinct_backward_shift(x, W, dz, s, d, pl, kept, ws):
     K, C, F = W.shape
     B, L, _ = x.shape
     xu, compact = kept
-    U = xu.shape[0]
     WrT = _w_shift(W, 1).transpose(0, 2, 1)  # (1, K·F, C)
     dx = np.empty((B, L, C), dtype=dz.dtype)
-    Uu = _scratch(ws, "Uu", (U, K, F), dz.dtype)
     dW_parts: list = []
 
     def piece(worker, b0, b1):
-        if b0 < 0:  # the weight gradient
-            Uu[...] = 0
-            spread_rows(dz, compact, K, s, d, pl, Uu)
-            dW_parts.append(blas.matmul_tn(xu, Uu.reshape(U, K * F)))
+        if b0 < 0:  # the weight gradient, on this core alone
+            dW_parts.append(_distinct_weight_gradient(xu, compact, dz, K, s, d, pl, ws, share_taps=False))
             return
         n = b1 - b0
         Us = spread(dz[b0:b1], 1, L, K, s, d, pl, _scratch(ws, f"U{worker}", (1, n, L, K, F), dz.dtype))
         blas.grouped_matmul(Us.reshape(1, n * L, K * F), WrT, dx[b0:b1].reshape(1, n * L, C))
 
     _run_chunks(piece, [(-1, -1), *_chunk_ranges(B, L * K * F * dz.itemsize, BACKWARD_CHUNK_BYTES)])
-    return dx, _dw_from_shift(dW_parts[0][None], K)
+    return dx, dW_parts[0]
 
 
 def _kept_distinct(ws: dict, x, geometry):
@@ -554,15 +550,19 @@ def _kept_distinct(ws: dict, x, geometry):
     return ws["distinct"]
 
 
-def _distinct_weight_gradient(xu, compact, dz, K, s, d, pl, ws):
+def _distinct_weight_gradient(xu, compact, dz, K, s, d, pl, ws, share_taps: bool = True):
     """dW (K, C, F) = Σ_u x_uᵀ Uu[u] (one product over the U distinct steps instead of B·L), Uu from
-    :func:`spread_rows` with the taps shared between the cores (each sums its taps in the same order)."""
+    :func:`spread_rows`, its taps shared between the cores (each sums its taps in the same order) or, with
+    ``share_taps`` False (a caller already running on one core), all on the calling thread."""
     U, C = xu.shape
     F = dz.shape[2]
     Uu = _scratch(ws, "Uu", (U, K, F), dz.dtype)
     Uu[...] = 0
-    with kernel_scope():
-        share(lambda _, k0, k1: spread_rows(dz, compact, K, s, d, pl, Uu, k0, k1), even_ranges(K, num_threads()))
+    if share_taps:
+        with kernel_scope():
+            share(lambda _, k0, k1: spread_rows(dz, compact, K, s, d, pl, Uu, k0, k1), even_ranges(K, num_threads()))
+    else:
+        spread_rows(dz, compact, K, s, d, pl, Uu)
     dWr = blas.matmul_tn(xu, Uu.reshape(U, K * F))  # (C, K·F)
     return _dw_from_shift(dWr[None], K)
 
