@@ -395,6 +395,7 @@ def test_embedding_scatter_add_matches_add_at(V, D, N, dtype, seed):
 def test_large_gemms_split_over_threads(threads, monkeypatch):
     """Products above blas._PARALLEL_WORK run in pieces on two threads (column blocks for aᵀ b): same result."""
     monkeypatch.setenv("TINYNN_NUM_THREADS", threads)
+    monkeypatch.setattr(blas, "_PARALLEL_WORK", 1 << 21)
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(3001, 48)), rng.normal(size=(48, 40))
     assert a.size * b.shape[1] >= blas._PARALLEL_WORK

@@ -17,9 +17,9 @@ splitting and how fine). :func:`scratch` gives a pulled range's task its per-wor
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -29,8 +29,107 @@ from . import cblas, denormals
 
 _local = threading.local()
 _lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
+_pool: _Pool | None = None
 _pool_size = 0
+
+
+#: How long (CPU clock ticks, ~0.4 ms) an idle worker keeps watching for the next piece before it sleeps, and a
+#: caller waits spinning for a piece it handed out before it sleeps (:mod:`.spinwait`).
+SPIN_CYCLES = 1_000_000
+_spin = None  # (spinwait.spin_while_equal, spinwait.set_then_spin) once compiled (sleeping waits until then)
+
+
+def _spinner():
+    """The busy-wait kernels if they are compiled for this process (else None: they are compiled or loaded in
+    the background meanwhile, and the waits sleep)."""
+    global _spin
+    if _spin is None:
+        from . import spinwait, warmup
+
+        cell = spinwait.new_cell()
+        if (warmup.kernel_ready(spinwait.spin_while_equal, cell, 0, 0)
+                and warmup.kernel_ready(spinwait.set_then_spin, cell, cell, 0, 0)):
+            _spin = (spinwait.spin_while_equal, spinwait.set_then_spin)
+    return _spin
+
+
+class _Job:
+    """One piece handed to a worker thread. ``finished`` (a one-element array) turns 1 when it is done, for a
+    caller spinning on it; ``done`` (a bare lock) is released then, for a caller sleeping on it."""
+
+    __slots__ = ("fn", "done", "finished", "value", "error")
+
+    def __init__(self, fn: Callable):
+        self.fn, self.value, self.error = fn, None, None
+        self.finished = np.zeros(1, np.int64)
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def result(self):
+        if not self.finished[0] and SPIN_CYCLES > 0:
+            spin = _spinner()
+            if spin is not None:
+                spin[0](self.finished, 0, SPIN_CYCLES)
+        self.done.acquire()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Pool:
+    """``workers`` daemon threads pulling :class:`_Job`\\ s from one queue.
+
+    A hand-off costs a few µs while the worker is awake, but waking a sleeping thread costs tens of µs on a
+    virtual machine (:mod:`.spinwait`), and concurrent.futures.ThreadPoolExecutor's futures add more. So an idle
+    worker spins (without the GIL) for :data:`SPIN_CYCLES` watching ``posted`` (the count of jobs submitted)
+    before it sleeps on the queue, and a caller spins as long on its job's ``finished`` cell before it sleeps
+    on the job's lock: the parallel regions of one layer call, a few to tens of µs apart, then find each other
+    awake (benchmarks/RESULTS.md)."""
+
+    def __init__(self, workers: int):
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.posted = np.zeros(1, np.int64)
+        for k in range(workers):
+            threading.Thread(target=self._serve, name=f"tinynn_{k}", daemon=True).start()
+
+    def _serve(self) -> None:
+        _mark_worker()
+        job = None
+        while True:
+            if job is None:
+                job = self.queue.get()
+            try:
+                job.value = _in_piece(job.fn)
+            except BaseException as err:  # handed to the caller by result()
+                job.error = err
+            job.done.release()
+            seen = int(self.posted[0])  # read before looking at the queue: a job put after it changes posted
+            try:
+                following = self.queue.get_nowait()
+            except queue.Empty:
+                following = None
+            spin = _spinner() if following is None and SPIN_CYCLES > 0 else None
+            if spin is None:
+                job.finished[0] = 1
+            else:  # mark it finished once the GIL is free for the caller, then watch for the next job
+                spin[1](job.finished, self.posted, seen, SPIN_CYCLES)
+            job = following
+
+    def submit(self, fn: Callable) -> _Job:
+        job = _Job(fn)
+        self.queue.put(job)
+        self.posted[0] += 1  # (a lost count between two submitting threads only makes a worker sleep sooner)
+        return job
+
+
+def _forget_pool() -> None:
+    """After ``fork`` the child has none of the parent's threads: start a new pool when one is next needed."""
+    global _pool, _pool_size, _lock
+    _pool, _pool_size, _lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 #: Below this much work (multiply-adds, or numbers touched) :func:`share_batch` runs a pass on the calling thread.
 PARALLEL_WORK = 1 << 21
@@ -49,11 +148,14 @@ def num_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _pool_for(workers: int) -> ThreadPoolExecutor:
+def _pool_for(workers: int) -> _Pool:
     global _pool, _pool_size
+    pool = _pool
+    if pool is not None and _pool_size == workers:
+        return pool
     with _lock:
-        if _pool is None or _pool_size != workers:
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tinynn", initializer=_mark_worker)
+        if _pool is None or _pool_size != workers:  # a changed count starts a new pool; the old threads idle on
+            _pool = _Pool(workers)                  # their queue (they hold nothing)
             _pool_size = workers
         return _pool
 
@@ -93,7 +195,7 @@ def run_parallel(*fns: Callable) -> list:
     if threads <= 1 or getattr(_local, "busy", False):
         return [fn() for fn in fns]
     pool = _pool_for(num_threads() - 1)
-    futures = [pool.submit(_in_piece, fn) for fn in fns[1:]]
+    futures = [pool.submit(fn) for fn in fns[1:]]
     first = _in_piece(fns[0])
     return [first] + [f.result() for f in futures]
 
