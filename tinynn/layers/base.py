@@ -448,7 +448,8 @@ class Layer:
         if _graph.any_symbolic(x):  # functional API: record a node (tinynn/graph.py)
             return _graph.call_symbolic(self, x, training=training or None, mask=mask)
         x = self.prepare_input(x)
-        self.ensure_built(batchless_shape(x))
+        if not self.built:
+            self.ensure_built(batchless_shape(x))
         self.check_input(x)
         return self.forward(x, training=training, mask=mask)
 
@@ -487,21 +488,20 @@ class Layer:
         self._check_array(x, self.input_spec, "input")
 
     def _check_array(self, x: np.ndarray, spec: InputSpec | None, what: str) -> None:
-        who = self.who
         if x.ndim >= 1 and x.shape[0] == 0:
-            raise ValueError(f"{who} received an empty batch ({what} shape {x.shape})")
+            raise ValueError(f"{self.who} received an empty batch ({what} shape {x.shape})")
         if spec is None:
             return
         if spec.ndim is not None and x.ndim != spec.ndim:
-            raise ValueError(f"{who} expects {what} of rank {spec.ndim}, got rank {x.ndim} with shape {x.shape}")
+            raise ValueError(f"{self.who} expects {what} of rank {spec.ndim}, got rank {x.ndim} with shape {x.shape}")
         if spec.min_ndim is not None and x.ndim < spec.min_ndim:
-            raise ValueError(f"{who} expects {what} of rank >= {spec.min_ndim}, got shape {x.shape}")
+            raise ValueError(f"{self.who} expects {what} of rank >= {spec.min_ndim}, got shape {x.shape}")
         for axis, size in spec.axes.items():
             if size is not None and x.shape[axis] != size:
                 expected = list(x.shape)
                 expected[axis] = size
                 raise ValueError(
-                    f"{who} expects {what} with axis {axis} of size {size} (e.g. shape {tuple(expected)}), "
+                    f"{self.who} expects {what} with axis {axis} of size {size} (e.g. shape {tuple(expected)}), "
                     f"got shape {x.shape}"
                 )
 
