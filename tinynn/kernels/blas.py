@@ -116,9 +116,10 @@ _PARALLEL_WORK = 1 << 23
 PARALLEL_WORK = 1 << 21
 #: Below this many multiply-adds a product is one ``np.matmul`` call (the same BLAS, less call overhead).
 _NUMPY_WORK = 1 << 18
-#: Pieces per thread for a split product: a few more than one, so a core that another process slows down
-#: hands the rest of the work to the other (pieces are pulled when a core is free).
-_PIECES_PER_THREAD = 2
+#: Pieces per thread for a split product: one (each piece pulled costs a GIL hand-off; with 2 per thread, meant to
+#: let a core that another process slows down hand work to the other, Dense's train step was 4-15% slower even
+#: on the shared machine: benchmarks/RESULTS.md).
+_PIECES_PER_THREAD = 1
 
 
 def _rows_unit_stride(x: np.ndarray, dtype) -> np.ndarray:
