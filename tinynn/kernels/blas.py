@@ -109,7 +109,7 @@ def gemm(a, b, out, trans_a, trans_b, beta):
 # --------------------------------------------------------------------------- Python entry points
 #: Products with at least this many multiply-adds are split over the cores. A parallel region costs some tens of
 #: µs (waking the other thread, handing the GIL back and forth), about what a product of 2^22 multiply-adds takes
-#: on one core; below 2^23 the split measured no faster than one core (benchmarks/RESULTS.md).
+#: on one core; below 2^23 the split measured no faster (benchmarks/RESULTS.md).
 _PARALLEL_WORK = 1 << 23
 #: The size from which a layer's products go through these entry points (and its fused bias + activation tail)
 #: rather than through NumPy's own calls.
@@ -117,8 +117,8 @@ PARALLEL_WORK = 1 << 21
 #: Below this many multiply-adds a product is one ``np.matmul`` call (the same BLAS, less call overhead).
 _NUMPY_WORK = 1 << 18
 #: Pieces per thread for a split product: one (each piece pulled costs a GIL hand-off; with 2 per thread, meant to
-#: let a core that another process slows down hand work to the other, Dense's train step was 4-15% slower even
-#: on the shared machine: benchmarks/RESULTS.md).
+#: let a core that another process slows down hand work to the other, Dense's train step was slower even on the
+#: shared machine: benchmarks/RESULTS.md).
 _PIECES_PER_THREAD = 1
 
 

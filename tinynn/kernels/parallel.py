@@ -79,8 +79,8 @@ class _Job:
 class _Pool:
     """``workers`` daemon threads pulling :class:`_Job`\\ s from one queue.
 
-    A hand-off costs a few µs while the worker is awake, but waking a sleeping thread costs tens of µs on a
-    virtual machine (:mod:`.spinwait`), and concurrent.futures.ThreadPoolExecutor's futures add more. So an idle
+    A hand-off is quick while the worker is awake, but waking a sleeping thread costs tens of µs on a virtual
+    machine (:mod:`.spinwait`), and concurrent.futures.ThreadPoolExecutor's futures add more. So an idle
     worker spins (without the GIL) for :data:`SPIN_CYCLES` watching ``posted`` (the count of jobs submitted)
     before it sleeps on the queue, and a caller spins as long on its job's ``finished`` cell before it sleeps
     on the job's lock: the parallel regions of one layer call, a few to tens of µs apart, then find each other

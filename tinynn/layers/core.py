@@ -107,9 +107,11 @@ class Dense(Layer):
         # only if the logits are asked for
         xw = np.empty((rows.shape[0], self.units), np.result_type(rows, self.kernel))
         y = np.empty_like(xw)
-        b = np.zeros(self.units, xw.dtype) if bias is None else bias
-        K_blas.matmul(rows, self.kernel, out=xw, epilogue=lambda i0, i1: K_bias_act.bias_activation_forward(
-            xw[i0:i1], b, code, out=y[i0:i1]))
+        b = np.zeros(self.units, xw.dtype) if bias is None else np.ascontiguousarray(bias, xw.dtype)
+        # the bare loop on each block (row slices of C-contiguous arrays; b (units,) by construction): the checked
+        # entry point's Python cost is paid per block on each core (benchmarks/RESULTS.md)
+        K_blas.matmul(rows, self.kernel, out=xw, epilogue=lambda i0, i1: K_bias_act.bias_activation_rows(
+            xw[i0:i1], b, code, y[i0:i1]))
         self._z, self._xw, self._b = None, xw, None if bias is None else np.array(bias)
         self._y = y.reshape(*x.shape[:-1], self.units)
         return self._y
