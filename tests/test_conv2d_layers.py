@@ -423,3 +423,40 @@ def test_first_layer_skips_dx_but_not_dw():
         assert layer.backward(dy) is None
         for a, b in zip(layer.gradients, full):
             np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: layers.Conv2D(4, 3, activation="relu"),  # fused activation: _backward_fused
+    lambda: layers.Conv2D(4, 3, activation="tanh"),  # bias/activation tail, then backward_from_logits
+    lambda: layers.SeparableConv2D(4, 3, activation="relu"),
+    lambda: layers.SeparableConv2D(4, 3),
+    lambda: layers.DepthwiseConv2D(3),
+    lambda: layers.MaxPooling2D(),
+])  # fmt: skip
+def test_fast_backward_releases_the_forward_cache_and_reference_keeps_it(make):
+    """Fast mode: after the backward the layer holds no activations (a model then keeps none between train steps)
+    and a second backward asks for a new forward; a new forward's backward gives the same gradients. Reference
+    mode keeps the cache (repeated backward calls stay allowed)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 7, 6, 3))
+    layer = make()
+    layer(x)
+    layer.set_weights([rng.normal(size=w.shape) for w in layer.get_weights()])
+    y = layer(x)
+    assert not layer._reference  # the fast kernels ran
+    dy = rng.normal(size=y.shape)
+    dx = layer.backward(dy)
+    grads = [g.copy() for g in layer.gradients]
+    cached = [a for a in ("_x", "_y", "_z", "_u") if getattr(layer, a, None) is not None]
+    assert cached == []
+    with pytest.raises(ValueError, match="already called after the last forward"):
+        layer.backward(dy)
+    layer(x)
+    np.testing.assert_array_equal(layer.backward(dy), dx)
+    for a, b in zip(layer.gradients, grads):
+        np.testing.assert_array_equal(a, b)
+    with config.kernels("reference"):
+        layer(x)
+        dx_ref = layer.backward(dy)
+        assert layer._x is not None
+        np.testing.assert_allclose(layer.backward(dy), dx_ref, rtol=0, atol=0)

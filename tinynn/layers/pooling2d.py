@@ -121,8 +121,9 @@ class MaxPooling2D(_Pool2DBase):
         self.gradients = []
         dy = self._last(dy)
         args = (self._x, self._y, dy, self.pool_size, self.strides, self._pads)
-        return self._from_last(R_pool2d.max_pool2d_backward(*args) if self._reference
-                               else K_pool2d.max_pool2d_backward(*args))  # fmt: skip
+        dx = R_pool2d.max_pool2d_backward(*args) if self._reference else K_pool2d.max_pool2d_backward(*args)
+        self._release("_x", "_y")
+        return self._from_last(dx)
 
 
 class AveragePooling2D(_Pool2DBase):
