@@ -243,18 +243,6 @@ def worker_tinynn(model: str, weights_path: str, repeats: int) -> dict:
     return result
 
 
-def _backward_ms(layer, a, g, repeats: int) -> float:
-    """Median ms of ``layer.backward(g)``, each call after its own untimed forward on ``a`` (a fast-mode backward
-    consumes its forward's cache)."""
-    times = []
-    for _ in range(repeats + 1):  # the first call is a warm-up
-        layer(a, training=True)
-        t0 = time.perf_counter()
-        layer.backward(g)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times[1:])
-
-
 def _breakdown(net, x, repeats: int) -> list[dict]:
     """Forward and backward ms of each layer on this batch's activations (the first layer skips dx, as in fit)."""
     acts = [x]
@@ -266,7 +254,9 @@ def _breakdown(net, x, repeats: int) -> list[dict]:
         layer, a = net.layers[i], acts[i]
         layer.input_gradient_needed = i > 0
         fwd = median_ms(lambda layer=layer, a=a: layer(a, training=True), repeats, warmup=1)
-        bwd = _backward_ms(layer, a, g, repeats)
+        # each backward after its own untimed forward (a fast-mode backward consumes its forward's cache)
+        bwd = median_ms(lambda layer=layer, g=g: layer.backward(g), repeats, warmup=1,
+                        setup=lambda layer=layer, a=a: layer(a, training=True))
         layer(a, training=True)
         g = layer.backward(g)
         rows.append({"layer": type(layer).__name__, "forward ms": round(fwd, 2), "backward ms": round(bwd, 2)})

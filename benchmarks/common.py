@@ -26,13 +26,19 @@ os.environ.setdefault("TINYNN_COMPILE", "wait")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def median_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, min_time: float = 0.0) -> float:
-    """Median wall time of ``fn()`` in milliseconds, after ``warmup`` untimed calls."""
+def median_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, min_time: float = 0.0,
+              setup: Callable[[], object] | None = None) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after ``warmup`` untimed calls; ``setup()``, if given, runs
+    untimed before every call (e.g. the forward a layer's backward consumes)."""
     for _ in range(warmup):
+        if setup is not None:
+            setup()
         fn()
     times = []
     start_all = time.perf_counter()
     while len(times) < repeats or time.perf_counter() - start_all < min_time:
+        if setup is not None:
+            setup()
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
