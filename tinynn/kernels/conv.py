@@ -48,6 +48,8 @@ twins of the index kernels below; ``tests/test_conv_kernels.py`` proves they agr
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
@@ -455,27 +457,44 @@ def conv1d_forward(
     x = np.ascontiguousarray(x)
     if workspace is not None:
         workspace.pop("distinct_of", None)
-    ids = windows.row_ids(x)
-    if method == "auto" and groups == 1:
-        z = _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep_cols)
+    if warmup._in_warmup():  # a warm-up's sample is a copy, never an Embedding's output: compile that path's kernel
+        windows.first_positions(np.zeros(1, np.int64))
+    ids = windows.lookup_row_ids(x, verify=_verify_ids_on_all_cores)
+    verified = ids is not None
+    if not verified:
+        ids = windows.row_ids(x)
+    all_distinct = _all_steps_distinct(ids)
+    if method == "auto" and groups == 1 and (not all_distinct or warmup._in_warmup()):
+        z = _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep_cols, verified)
         if z is not None:
             return z
     z = _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols)
-    if _no_identical_windows(ids, K, s, d, pl, z.shape[1]):
+    if all_distinct and _every_window_reads_x(x.shape[1], K, s, d, pl, int(z.shape[1])):
         return z
     return windows.share_identical_windows(z, x, K, s, d, pl, ids=ids)
 
 
-def _no_identical_windows(ids, K: int, s: int, d: int, pl: int, l_out: int) -> bool:
-    """True when no two windows can be identical, so the window pass has nothing to do: every step is distinct
-    (equal steps always get equal ids, so ``ids[r] = r`` for all r proves it) and none is all zeros, and every
-    window has a tap inside x (the key of such a window names a step no other window reads at that tap)."""
+def _all_steps_distinct(ids) -> bool:
+    """True when every step is distinct and none is all zeros: equal steps always get equal ids, so ``ids[r] = r``
+    for all r proves it (then no step repeats: the distinct-steps forward has nothing to save)."""
     row_ids, zero_id = ids
-    B, L = row_ids.shape
-    if zero_id >= 0 or not np.array_equal(row_ids.reshape(-1), np.arange(B * L)):
-        return False
+    return zero_id < 0 and bool(np.array_equal(row_ids.reshape(-1), np.arange(row_ids.size)))
+
+
+@functools.lru_cache(maxsize=256)
+def _every_window_reads_x(L: int, K: int, s: int, d: int, pl: int, l_out: int) -> bool:
+    """True when every window has a tap inside x: then, with all steps distinct, no two windows can be identical
+    (the key of a window names a step no other window reads at that tap) and the window pass has nothing to do.
+    (Cached per geometry: small batches call it once per forward.)"""
     i = np.arange(l_out)[:, None] * s + np.arange(K)[None, :] * d - pl
     return not bool(((i < 0) | (i >= L)).all(axis=1).any())
+
+
+def _verify_ids_on_all_cores(x, flat) -> bool:
+    """:func:`tinynn.kernels.windows.verify_ids` over all steps, shared between the cores (it reads all of x)."""
+    rows = flat.shape[0]
+    with kernel_scope():
+        return all(share(lambda _, r0, r1: windows.verify_ids(x, flat, r0, r1), even_ranges(rows, num_threads())))
 
 
 #: The distinct-steps forward runs when at most this share of the steps is distinct (repeated embedding ids,
@@ -483,9 +502,10 @@ def _no_identical_windows(ids, K: int, s: int, d: int, pl: int, l_out: int) -> b
 DISTINCT_SHARE = 0.5
 
 
-def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep):
+def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep, verified=False):
     """z = conv(x, W) with one product per distinct step (:func:`tinynn.kernels.reference.conv.shift_add_rows`),
-    or None when too many steps are distinct (or the ids cannot be trusted: a hash collision).
+    or None when too many steps are distinct (or the ids cannot be trusted: a hash collision). ``verified``: the
+    ids were already checked bit for bit (:func:`tinynn.kernels.windows.lookup_row_ids`).
 
     ``keep`` (training): the distinct steps and their map stay in ``workspace`` for the weight gradient of the
     next backward call on the same ``x`` object (:func:`_kept_distinct`)."""
@@ -499,10 +519,7 @@ def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep):
     share_ = 1.0 if warmup._in_warmup() else DISTINCT_SHARE  # a warm-up's one sample compiles this path too
     if firsts.shape[0] > share_ * min(rows, B * l_out):
         return None
-    flat = row_ids.reshape(rows)
-    with kernel_scope():  # the check reads all of x once: both cores
-        trusted = all(share(lambda _, r0, r1: windows.verify_ids(x, flat, r0, r1), even_ranges(rows, num_threads())))
-    if not trusted:
+    if not (verified or _verify_ids_on_all_cores(x, row_ids.reshape(rows))):  # the check reads all of x once
         return None
     ws = {} if workspace is None else workspace
     ws.pop("kept_cols_of", None)  # columns kept by an earlier forward no longer match the next backward

@@ -34,7 +34,9 @@ import warnings
 
 import numpy as np
 
+from .. import config
 from .. import initializers as _init
+from ..kernels import windows
 from ..kernels.reference.embedding import embedding_forward
 from ..sparse import IndexedSlices
 from .arguments import positive_int
@@ -101,7 +103,10 @@ class Embedding(Layer):
     def forward(self, x, training=False, mask=None):
         idx = np.where(x < 0, x + self.input_dim, x)
         self._idx = idx
-        return embedding_forward(self.embeddings, idx)
+        y = embedding_forward(self.embeddings, idx)
+        if config.kernel_mode() == "fast":  # a Conv1D reading y finds its equal steps from the ids
+            windows.note_lookup(y, idx)
+        return y
 
     def expected_mask_shape(self, x):
         return None  # an incoming mask is ignored (the output mask comes from the ids), as in Keras
