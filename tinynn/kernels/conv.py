@@ -54,6 +54,7 @@ import numba
 import numpy as np
 
 from . import blas, warmup, windows
+from .bias_activation import bias_activation_rows
 from .layout import merge_groups, split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share
 from .parallel import scratch as _scratch
@@ -431,8 +432,15 @@ def conv1d_forward(
     method: str = "auto",
     workspace: dict | None = None,
     keep_cols: bool = False,
+    bias: np.ndarray | None = None,
+    activation_code: int | None = None,
 ) -> np.ndarray:
-    """z (B, Lo, F) = conv(x (B, L, C), W (K, C/G, F)); no bias. ``l_out`` defaults to the valid length
+    """z (B, Lo, F) = conv(x (B, L, C), W (K, C/G, F)); no bias.
+
+    With an ``activation_code`` (:func:`tinynn.kernels.fastmath.activation_code`) it returns y = act(z + bias)
+    instead (``bias`` None: no bias), the tail applied by :func:`tinynn.kernels.bias_activation.bias_activation_rows`
+    to each batch chunk's rows right after they are computed, while they are in the cache: the same numbers as
+    that function on the whole z, one pass over the output fewer. ``l_out`` defaults to the valid length
     for the given left padding (``⌊(L + pl - eff)/s⌋ + 1``); pass it to add right padding. ``workspace``:
     an optional dict of scratch buffers reused from call to call (the result never aliases them).
 
@@ -459,19 +467,37 @@ def conv1d_forward(
         workspace.pop("distinct_of", None)
     if warmup._in_warmup():  # a warm-up's sample is a copy, never an Embedding's output: compile that path's kernel
         windows.first_positions(np.zeros(1, np.int64))
+    tail = _tail(bias, activation_code, x.dtype, W.shape[2])
     ids = windows.lookup_row_ids(x, verify=_verify_ids_on_all_cores)
     verified = ids is not None
     if not verified:
         ids = windows.row_ids(x)
     all_distinct = _all_steps_distinct(ids)
     if method == "auto" and groups == 1 and (not all_distinct or warmup._in_warmup()):
-        z = _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep_cols, verified)
+        z = _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep_cols, verified, tail)
         if z is not None:
             return z
-    z = _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols)
+    z = _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols, tail)
     if all_distinct and _every_window_reads_x(x.shape[1], K, s, d, pl, int(z.shape[1])):
         return z
     return windows.share_identical_windows(z, x, K, s, d, pl, ids=ids)
+
+
+def _tail(bias, code, dtype, F):
+    """``tail(src, dst)``: dst = act(src + bias) for blocks of rows (..., F), C-contiguous (dst may be src), or None
+    without an activation code. (The window pass after it copies whole output rows, which commutes with a
+    row-wise tail.)"""
+    if code is None:
+        return None
+    b = np.zeros(F, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
+    if b.shape != (F,):
+        raise ValueError(f"conv1d: bias {b.shape} does not fit {F} filters")
+    code = int(code)
+
+    def tail(src, dst):
+        bias_activation_rows(src.reshape(-1, F), b, code, dst.reshape(-1, F))
+
+    return tail
 
 
 def _all_steps_distinct(ids) -> bool:
@@ -502,7 +528,7 @@ def _verify_ids_on_all_cores(x, flat) -> bool:
 DISTINCT_SHARE = 0.5
 
 
-def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep, verified=False):
+def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep, verified=False, tail=None):
     """z = conv(x, W) with one product per distinct step (:func:`tinynn.kernels.reference.conv.shift_add_rows`),
     or None when too many steps are distinct (or the ids cannot be trusted: a hash collision). ``verified``: the
     ids were already checked bit for bit (:func:`tinynn.kernels.windows.lookup_row_ids`).
@@ -527,8 +553,12 @@ def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep, verified
     Zu = blas.matmul(xu, _w_shift(W, 1)[0], _scratch(ws, "Zu", (firsts.shape[0], K * F), x.dtype))
     Zu = Zu.reshape(-1, K, F)
     z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written
-    _run_chunks(lambda _, b0, b1: shift_add_rows(Zu, compact[b0:b1], s, d, pl, l_out, out=z[b0:b1]),
-                _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
+    def piece(_, b0, b1):
+        shift_add_rows(Zu, compact[b0:b1], s, d, pl, l_out, out=z[b0:b1])
+        if tail is not None:
+            tail(z[b0:b1], z[b0:b1])
+
+    _run_chunks(piece, _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
     if keep and workspace is not None:
         workspace["distinct"] = (xu, compact)
         workspace["distinct_of"] = (x, (x.shape, K, s, d, pl, l_out))
@@ -584,7 +614,7 @@ def _distinct_weight_gradient(xu, compact, dz, K, s, d, pl, ws, share_taps: bool
     return _dw_from_shift(dWr[None], K)
 
 
-def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols):
+def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols, tail=None):
     K, Cg, F = W.shape
     B, L, C = x.shape
     s, d, pl, G = int(stride), int(dilation), int(pad_left), int(groups)
@@ -596,8 +626,12 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
     if chosen == "depthwise":
         z = np.zeros((B, l_out, F), dtype=x.dtype)  # accumulated tap by tap
         W2 = np.ascontiguousarray(W.reshape(K, F), dtype=x.dtype)
-        _run_chunks(lambda _, b0, b1: _depthwise_fwd(x[b0:b1], W2, s, d, pl, z[b0:b1]),
-                    _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
+        def depthwise_piece(_, b0, b1):
+            _depthwise_fwd(x[b0:b1], W2, s, d, pl, z[b0:b1])
+            if tail is not None:
+                tail(z[b0:b1], z[b0:b1])
+
+        _run_chunks(depthwise_piece, _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
         return z
     if chosen == "shift":
         z = np.zeros((B, l_out, F), dtype=x.dtype)  # shift_add accumulates
@@ -608,13 +642,15 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
             Z = blas.grouped_matmul(split_groups(x[b0:b1], G), Wr,
                                     _scratch(ws, f"Z{worker}", (G, n * L, K * Fg), x.dtype))  # (G, n·L, K·Fg)
             shift_add(Z.reshape(G, n, L, K, Fg), s, d, pl, l_out, out=z[b0:b1])
+            if tail is not None:
+                tail(z[b0:b1], z[b0:b1])
 
         _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES))
         return z
     keep = keep_cols and G == 1 and B * l_out * K * C * x.itemsize <= KEEP_COLS_BYTES
     if method == "auto" and not keep and s == 1 and G == 1 and C >= TAPS_MIN_CHANNELS and F <= 2 * C:
         ws.pop("kept_cols_of", None)
-        return _taps_forward(x, W, d, pl, l_out, ws)
+        return _taps_forward(x, W, d, pl, l_out, ws, tail)
     z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written below
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
     geometry = (x.shape, K, s, d, pl, l_out, G)
@@ -629,6 +665,8 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
             blas.grouped_matmul(cols, Wm, z[b0:b1].reshape(1, n * l_out, F))
         else:
             z[b0:b1] = merge_groups(blas.grouped_matmul(cols, Wm), n, l_out)
+        if tail is not None:
+            tail(z[b0:b1], z[b0:b1])
 
     _run_chunks(im2col_piece, _chunk_ranges(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES))
     if keep:
@@ -644,7 +682,7 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
 TAPS_MIN_CHANNELS = 64
 
 
-def _taps_forward(x, W, d, pl, l_out, ws):
+def _taps_forward(x, W, d, pl, l_out, ws, tail=None):
     """z = conv(x, W) for stride 1 and one group as K products into the same rows, no im2col:
 
         xp = x padded (B, Lp, C) as rows r = b·Lp + i,   z'[r] = Σ_k xp[r + k·d] @ W[k]   (β = 1 after k = 0)
@@ -672,7 +710,12 @@ def _taps_forward(x, W, d, pl, l_out, ws):
         blas.gemm(rows[r0 : r0 + m], Wk[0], zp[:m], False, False, 0.0)
         for k in range(1, K):
             blas.gemm(rows[r0 + k * d : r0 + k * d + m], Wk[k], zp[:m], False, False, 1.0)
-        z[b0:b1] = zp.reshape(n, Lp, F)[:, :l_out]
+        if tail is None:
+            z[b0:b1] = zp.reshape(n, Lp, F)[:, :l_out]
+            return
+        zs = zp.reshape(n, Lp, F)
+        for j in range(n):  # each sample's valid rows, from the scratch the products left in the cache
+            tail(zs[j, :l_out], z[b0 + j])
 
     _run_chunks(piece, _chunk_ranges(B, Lp * F * x.itemsize, FORWARD_CHUNK_BYTES))
     return z
