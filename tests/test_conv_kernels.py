@@ -206,6 +206,26 @@ def test_an_inference_forward_with_many_channels_runs_one_product_per_tap(paddin
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", ["valid", "same", "causal"])
+def test_short_samples_with_many_channels_and_fewer_filters_run_one_product_per_tap(padding, dtype):
+    """'auto' in shift territory (F < C, stride 1, one group), C >= TAPS_MIN_CHANNELS: the products per tap when a
+    sample's x is at most TAPS_SHIFT_SAMPLE_BYTES, else the shift method; both equal to the reference."""
+    rng = np.random.default_rng(16)
+    B, L, K, d, C, F = 4, 17, 3, 2, kc.TAPS_MIN_CHANNELS, 5
+    x, W = rng.normal(size=(B, L, C)).astype(dtype), rng.normal(size=(K, C, F)).astype(dtype)
+    pl, _, l_out = kc.conv_padding(L, K, 1, d, padding)
+    assert kc.choose_method(L, l_out, C, F, 1) == "shift"
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for limit, taps_expected in ((L * C * x.itemsize, True), (L * C * x.itemsize - 1, False)):
+        with mock.patch.object(kc, "TAPS_SHIFT_SAMPLE_BYTES", limit), \
+                mock.patch.object(kc, "_taps_forward", wraps=kc._taps_forward) as taps:
+            for keep in (False, True):
+                z = kc.conv1d_forward(x, W, 1, d, pl, l_out, workspace={}, keep_cols=keep)
+                assert rel_err(z, rc.conv1d_forward(x, W, 1, d, pl, l_out)) <= tol
+        assert taps.call_count == (2 if taps_expected else 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("path", ["taps", "im2col", "shift", "depthwise", "groups", "distinct", "window pass"])
 def test_the_fused_bias_activation_tail_gives_the_bits_of_the_separate_pass(path, dtype):
     """conv1d_forward(..., bias, activation_code) = bias_activation_forward(conv1d_forward(...), bias, code) bit for

@@ -633,6 +633,9 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
 
         _run_chunks(depthwise_piece, _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
         return z
+    if (chosen == "shift" and method == "auto" and G == 1 and C >= TAPS_MIN_CHANNELS
+            and L * C * x.itemsize <= TAPS_SHIFT_SAMPLE_BYTES):
+        return _taps_forward(x, W, d, pl, l_out, ws, tail)
     if chosen == "shift":
         z = np.zeros((B, l_out, F), dtype=x.dtype)  # shift_add accumulates
         Wr = _w_shift(W, G)  # (G, Cg, K·Fg)
@@ -680,6 +683,11 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
 #: to run near its best (with many more filters than channels the K passes over the output rows cost more than
 #: the columns saved).
 TAPS_MIN_CHANNELS = 64
+#: Where 'auto' picks the shift method (F < C), the products per tap run instead when a sample's x is at most this
+#: many bytes: each tap's product reads the chunk's x again, which then still sits in the core's cache, and there
+#: is no (B, L, K·F) scratch to write and sum back. With larger samples the K reads of x cost more than the shift
+#: method's extra pass (measurements: benchmarks/RESULTS.md).
+TAPS_SHIFT_SAMPLE_BYTES = 64 << 10
 
 
 def _taps_forward(x, W, d, pl, l_out, ws, tail=None):
