@@ -459,7 +459,9 @@ def conv1d_forward(
     ``z[b,t] = Σ_k Zu[u(b, t·s+k·d-pl), k]`` (:func:`shift_add_rows`; all-zero steps add nothing, like padding):
     identical windows sum the same rows in the same order, so they are equal without the window pass. The
     hashed step ids are first checked bit for bit (:func:`tinynn.kernels.windows.verify_ids`); with
-    ``keep_cols`` the groups are kept for the backward's weight gradient."""
+    ``keep_cols`` the groups are kept for the backward's weight gradient. When ``x`` is an Embedding's output, the
+    step ids come from its lookup ids instead of hashing every step (:func:`tinynn.kernels.windows.lookup_row_ids`,
+    the same ids, also checked bit for bit)."""
     K, s, d, pl = W.shape[0], int(stride), int(dilation), int(pad_left)
     _check(x, W, int(groups), (x.shape[1] + pl - (K - 1) * d - 1) // s + 1 if l_out is None else l_out)
     x = np.ascontiguousarray(x)
