@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from tinynn.kernels import conv as kc
 from tinynn.kernels import pooling as kp
+from tinynn.kernels.bias_activation import bias_activation_forward
+from tinynn.kernels.fastmath import HARD_SIGMOID, LINEAR, RELU, SIGMOID, TANH
 from tinynn.kernels.reference import conv as rc
 from tinynn.kernels.reference import pooling as rp
 
@@ -201,6 +203,63 @@ def test_an_inference_forward_with_many_channels_runs_one_product_per_tap(paddin
                 z = kc.conv1d_forward(x, W, 1, d, pl, l_out, workspace=ws, keep_cols=keep)
             assert spy.called == kept and ("kept_cols_of" in ws) == kept
             assert rel_err(z, rc.conv1d_forward(x, W, 1, d, pl, l_out)) <= tol
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", ["valid", "same", "causal"])
+def test_short_samples_with_many_channels_and_fewer_filters_run_one_product_per_tap(padding, dtype):
+    """'auto' in shift territory (F < C, stride 1, one group), C >= TAPS_MIN_CHANNELS: the products per tap when a
+    sample's x is at most TAPS_SHIFT_SAMPLE_BYTES, else the shift method; both equal to the reference."""
+    rng = np.random.default_rng(16)
+    B, L, K, d, C, F = 4, 17, 3, 2, kc.TAPS_MIN_CHANNELS, 5
+    x, W = rng.normal(size=(B, L, C)).astype(dtype), rng.normal(size=(K, C, F)).astype(dtype)
+    pl, _, l_out = kc.conv_padding(L, K, 1, d, padding)
+    assert kc.choose_method(L, l_out, C, F, 1) == "shift"
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for limit, taps_expected in ((L * C * x.itemsize, True), (L * C * x.itemsize - 1, False)):
+        with mock.patch.object(kc, "TAPS_SHIFT_SAMPLE_BYTES", limit), \
+                mock.patch.object(kc, "_taps_forward", wraps=kc._taps_forward) as taps:
+            for keep in (False, True):
+                z = kc.conv1d_forward(x, W, 1, d, pl, l_out, workspace={}, keep_cols=keep)
+                assert rel_err(z, rc.conv1d_forward(x, W, 1, d, pl, l_out)) <= tol
+        assert taps.call_count == (2 if taps_expected else 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("path", ["taps", "im2col", "shift", "depthwise", "groups", "distinct", "window pass"])
+def test_the_fused_bias_activation_tail_gives_the_bits_of_the_separate_pass(path, dtype):
+    """conv1d_forward(..., bias, activation_code) = bias_activation_forward(conv1d_forward(...), bias, code) bit for
+    bit on every path (each batch chunk's rows get the tail right after they are computed; the window pass copies
+    whole rows after it), for every activation the kernels implement, with and without a bias."""
+    rng = np.random.default_rng(14)
+    B, L, K, s, d, pl, G, method = 6, 23, 3, 1, 1, 1, 1, "auto"
+    C, F = {"taps": (kc.TAPS_MIN_CHANNELS, 70), "im2col": (4, 9), "shift": (8, 3), "depthwise": (5, 10),
+            "groups": (6, 9), "distinct": (5, 4), "window pass": (5, 9)}[path]
+    if path == "im2col":
+        s = 2
+    G = {"depthwise": 5, "groups": 3}.get(path, 1)
+    x = rng.normal(size=(B, L, C)).astype(dtype)
+    if path == "distinct":  # a few distinct steps and all-zero padding: the distinct-steps forward
+        x = np.concatenate([np.zeros((1, C)), rng.normal(size=(3, C))]).astype(dtype)[rng.integers(0, 4, (B, L))]
+    if path == "window pass":  # repeated windows but too many distinct steps for the distinct-steps forward
+        x[3] = x[1]
+    l_out = (L + 2 * pl - (K - 1) * d - 1) // s + 1
+    W, b = rng.normal(size=(K, C // G, F)).astype(dtype), rng.normal(size=F).astype(dtype)
+    expected_method = {"taps": "im2col", "im2col": "im2col", "shift": "shift", "depthwise": "depthwise"}.get(path)
+    if expected_method:
+        assert kc.choose_method(L, l_out, C, F, s, method, G) == expected_method
+    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=1, SEQUENTIAL_BYTES=0), \
+            mock.patch.object(kc, "_taps_forward", wraps=kc._taps_forward) as taps, \
+            mock.patch.object(kc, "shift_add_rows", wraps=kc.shift_add_rows) as distinct, \
+            mock.patch.object(kc.windows, "share_identical_windows", wraps=kc.windows.share_identical_windows) as wp:
+        for code in (LINEAR, TANH, SIGMOID, RELU, HARD_SIGMOID):
+            for bias in (b, None):
+                y = kc.conv1d_forward(x, W, s, d, pl, l_out, G, method, workspace={}, bias=bias, activation_code=code)
+                z = kc.conv1d_forward(x, W, s, d, pl, l_out, G, method, workspace={})
+                np.testing.assert_array_equal(y, bias_activation_forward(z, bias, code))
+    assert taps.called == (path == "taps") and distinct.called == (path == "distinct")
+    if path in ("window pass", "distinct"):
+        assert wp.called == (path == "window pass")  # the distinct-steps forward needs no window pass
 
 
 def test_auto_method_choice():

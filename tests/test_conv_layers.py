@@ -307,3 +307,35 @@ def test_backward_rejects_an_upstream_gradient_of_another_shape(activation):
     expected = r"Layer 'c' \(Conv1D\): backward expects dy of shape \(2, 4, 3\).*got \(1, 4, 3\)"
     with pytest.raises(ValueError, match=expected):
         layer.backward(np.ones((1, *y.shape[1:])))  # would broadcast silently
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "hard_sigmoid", None, "sigmoid"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_a_conv1d_inference_call_runs_its_tail_fused_with_the_same_bits(activation, data_format):
+    """Fast mode, inference: Conv1D applies bias and activation to each chunk of the convolution's output (not
+    sigmoid, whose logits the losses read): the same bits as the separate tail; its logits are then known for
+    'linear' only (a clear error otherwise), and a training call keeps them as before."""
+    from unittest import mock
+
+    from tinynn.layers import conv as conv_layers
+
+    rng = np.random.default_rng(15)
+    layer = layers.Conv1D(5, 3, padding="same", activation=activation, data_format=data_format)
+    x = rng.normal(size=(3, 4, 11) if data_format == "channels_first" else (3, 11, 4)).astype(np.float32)
+    layer(x)
+    layer.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in layer.get_weights()])
+    with mock.patch.object(kc, "conv1d_forward", wraps=kc.conv1d_forward) as spy:
+        y = layer(x)
+    fused = activation != "sigmoid"
+    assert (spy.call_args.kwargs.get("activation_code") is not None) == fused
+    with mock.patch.object(conv_layers, "activation_code", return_value=None):  # the separate tail
+        y_separate = layer(x)
+    np.testing.assert_array_equal(y, y_separate)
+    layer(x)
+    if fused and activation is not None:
+        with pytest.raises(ValueError, match="fused"):
+            layer.logits  # noqa: B018
+    elif activation is None:
+        np.testing.assert_array_equal(layer.logits, y)  # linear: y is z + b
+    y_train = layer(x, training=True)
+    np.testing.assert_allclose(layer.activation(layer.logits), y_train, rtol=1e-6, atol=1e-6)

@@ -108,3 +108,27 @@ def test_gradient_is_indexed_slices_with_one_row_per_occurrence():
     np.testing.assert_array_equal(squares[4], 0)
     f32 = g.astype(np.float32)  # the optimizers cast; the rows and the fast dense form stay
     assert type(f32) is type(g) and np.asarray(f32).dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("split", [False, True])
+def test_the_numba_gather_gives_the_bits_of_its_numpy_twin(split, dtype):
+    """kernels.embedding.gather = reference embedding_forward (np.take) bit for bit, whole or with its rows split
+    between the cores; ids outside the table are refused before the numba loop runs."""
+    from unittest import mock
+
+    from tinynn.kernels import embedding as k_embedding
+    from tinynn.kernels.reference.embedding import embedding_forward
+
+    rng = np.random.default_rng(17)
+    W = rng.normal(size=(13, 6)).astype(dtype)
+    W[4] = -0.0
+    idx = rng.integers(0, 13, 101)
+    with mock.patch.object(k_embedding, "GATHER_SPLIT", 0 if split else 1 << 20), \
+            mock.patch.object(k_embedding, "_gather", wraps=k_embedding._gather) as loop:
+        y = k_embedding.gather(W, idx)
+    assert loop.called == split
+    np.testing.assert_array_equal(y.view(np.uint8), embedding_forward(W, idx).view(np.uint8))
+    for bad in (np.array([0, 13]), np.array([-1, 2])):
+        with pytest.raises(ValueError, match="gather"):
+            k_embedding.gather(W, bad)

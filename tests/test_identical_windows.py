@@ -305,3 +305,84 @@ def test_the_step_map_kernels_reject_maps_that_would_index_out_of_bounds():
         kw.distinct_rows(x, np.full((2, 5), 10), -1)
     with pytest.raises(ValueError, match="verify_ids"):
         kw.verify_ids(x, np.full(10, -1), 0, 10)
+
+
+# --------------------------------------------------------------------------- step ids from an Embedding's ids
+@given(data=st.data())
+@example(data=None)  # one id repeated everywhere
+def test_first_positions_matches_its_numpy_twin(data):
+    """The numba first-occurrence ranks of lookup ids equal the twin's (np.unique, re-ranked by first position)."""
+    if data is None:
+        idx = np.full((3, 7), 4)
+    else:
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+        idx = rng.integers(0, data.draw(st.integers(1, 30)), size=(data.draw(st.integers(1, 5)),
+                                                                   data.draw(st.integers(1, 20))))
+    compact, firsts = kw.first_positions(idx)
+    compact_ref, firsts_ref = rw.first_positions(idx)
+    np.testing.assert_array_equal(compact, compact_ref)
+    np.testing.assert_array_equal(firsts, firsts_ref)
+    np.testing.assert_array_equal(idx.reshape(-1)[firsts[compact]], idx.reshape(-1))  # each step's first occurrence
+    with pytest.raises(ValueError, match="first_positions"):
+        kw.first_positions(np.array([0, -1]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_step_ids_from_an_embeddings_ids_equal_the_hashed_ones(dtype):
+    """An Embedding output noted with its ids gets the canonical step ids of row_ids (the twin's) without hashing
+    every step, also when different ids have bitwise-equal rows (copied rows, several all-zero rows: one zero_id);
+    another array, or the noted one changed in place after the lookup, gets none (then the forward hashes)."""
+    rng = np.random.default_rng(11)
+    table = rng.normal(size=(12, 5)).astype(dtype)
+    table[3] = table[7]
+    table[[0, 9]] = 0.0
+    table[5] = -0.0  # equal to 0.0 in value, not in bits
+    ids = _left_padded_ids(rng, 4, 25, 12)
+    ids[1, -4:] = [3, 7, 9, 5]
+    x = layers.Embedding(12, 5, dtype=dtype)  # the layer notes its output in the fast kernel mode
+    x.ensure_built((None, 25))
+    x.set_weights([table])
+    y = x(ids)
+    got = kw.lookup_row_ids(y)
+    expected, zero_expected = rw.row_ids(y)
+    assert got is not None
+    np.testing.assert_array_equal(got[0], expected)
+    assert got[1] == zero_expected >= 0
+    assert kw.lookup_row_ids(y.copy()) is None
+    with config.kernels("reference"):
+        y_ref = x(ids)
+    assert kw.lookup_row_ids(y_ref) is None and kw.lookup_row_ids(y) is not None  # the reference mode notes nothing
+    y[1, 22] += 1.0  # a step changed after the lookup (its rows equal the step before it): the ids no longer hold
+    assert kw.lookup_row_ids(y) is None
+
+
+def test_embedding_then_conv1d_is_bitwise_the_same_with_or_without_the_lookup_ids():
+    """Embedding -> Conv1D on left-padded ids, with copied and all-zero table rows: predictions and three training
+    steps give the same bits whether the convolution takes its step ids from the Embedding's ids or hashes them."""
+    rng = np.random.default_rng(12)
+    ids = _left_padded_ids(rng, 16, 60, 50)
+    y = rng.normal(size=(16, 1)).astype(np.float32)
+
+    def run():
+        model = tn.Sequential([layers.Input((60,)), layers.Embedding(50, 8), layers.Conv1D(6, 5, activation="relu"),
+                               layers.MaxPooling1D(2), layers.Conv1D(4, 3, padding="same"),
+                               layers.GlobalMaxPooling1D(), layers.Dense(1)])
+        model.compile(optimizer="rmsprop", loss="mse")
+        rng_w = np.random.default_rng(13)
+        weights = [rng_w.normal(size=w.shape).astype(w.dtype) for w in model.get_weights()]
+        weights[0][[3, 11]], weights[0][[0, 9]] = weights[0][7], 0.0
+        model.set_weights(weights)
+        out = [model.predict_on_batch(ids)]
+        for _ in range(3):
+            model.train_on_batch(ids, y)
+        return out + model.get_weights()
+
+    with mock.patch.object(kw, "row_ids", wraps=kw.row_ids) as spy:
+        with_ids = run()
+        assert (16, 60, 8) not in [call.args[0].shape for call in spy.call_args_list]  # no step of y was hashed
+    with mock.patch.object(kw, "note_lookup", lambda y, ids: None), \
+            mock.patch.object(kw, "row_ids", wraps=kw.row_ids) as spy:
+        hashed = run()
+        assert (16, 60, 8) in [call.args[0].shape for call in spy.call_args_list]
+    for a, b in zip(with_ids, hashed):
+        np.testing.assert_array_equal(a, b)

@@ -48,10 +48,13 @@ twins of the index kernels below; ``tests/test_conv_kernels.py`` proves they agr
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
 from . import blas, warmup, windows
+from .bias_activation import bias_activation_rows
 from .layout import merge_groups, split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share
 from .parallel import scratch as _scratch
@@ -429,8 +432,15 @@ def conv1d_forward(
     method: str = "auto",
     workspace: dict | None = None,
     keep_cols: bool = False,
+    bias: np.ndarray | None = None,
+    activation_code: int | None = None,
 ) -> np.ndarray:
-    """z (B, Lo, F) = conv(x (B, L, C), W (K, C/G, F)); no bias. ``l_out`` defaults to the valid length
+    """z (B, Lo, F) = conv(x (B, L, C), W (K, C/G, F)); no bias.
+
+    With an ``activation_code`` (:func:`tinynn.kernels.fastmath.activation_code`) it returns y = act(z + bias)
+    instead (``bias`` None: no bias), the tail applied by :func:`tinynn.kernels.bias_activation.bias_activation_rows`
+    to each batch chunk's rows right after they are computed, while they are in the cache: the same numbers as
+    that function on the whole z, one pass over the output fewer. ``l_out`` defaults to the valid length
     for the given left padding (``⌊(L + pl - eff)/s⌋ + 1``); pass it to add right padding. ``workspace``:
     an optional dict of scratch buffers reused from call to call (the result never aliases them).
 
@@ -449,33 +459,70 @@ def conv1d_forward(
     ``z[b,t] = Σ_k Zu[u(b, t·s+k·d-pl), k]`` (:func:`shift_add_rows`; all-zero steps add nothing, like padding):
     identical windows sum the same rows in the same order, so they are equal without the window pass. The
     hashed step ids are first checked bit for bit (:func:`tinynn.kernels.windows.verify_ids`); with
-    ``keep_cols`` the groups are kept for the backward's weight gradient."""
+    ``keep_cols`` the groups are kept for the backward's weight gradient. When ``x`` is an Embedding's output, the
+    step ids come from its lookup ids instead of hashing every step (:func:`tinynn.kernels.windows.lookup_row_ids`,
+    the same ids, also checked bit for bit)."""
     K, s, d, pl = W.shape[0], int(stride), int(dilation), int(pad_left)
     _check(x, W, int(groups), (x.shape[1] + pl - (K - 1) * d - 1) // s + 1 if l_out is None else l_out)
     x = np.ascontiguousarray(x)
     if workspace is not None:
         workspace.pop("distinct_of", None)
-    ids = windows.row_ids(x)
-    if method == "auto" and groups == 1:
-        z = _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep_cols)
+    if warmup._in_warmup():  # a warm-up's sample is a copy, never an Embedding's output: compile that path's kernel
+        windows.first_positions(np.zeros(1, np.int64))
+    tail = _tail(bias, activation_code, x.dtype, W.shape[2])
+    ids = windows.lookup_row_ids(x, verify=_verify_ids_on_all_cores)
+    verified = ids is not None
+    if not verified:
+        ids = windows.row_ids(x)
+    all_distinct = _all_steps_distinct(ids)
+    if method == "auto" and groups == 1 and (not all_distinct or warmup._in_warmup()):
+        z = _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep_cols, verified, tail)
         if z is not None:
             return z
-    z = _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols)
-    if _no_identical_windows(ids, K, s, d, pl, z.shape[1]):
+    z = _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols, tail)
+    if all_distinct and _every_window_reads_x(x.shape[1], K, s, d, pl, int(z.shape[1])):
         return z
     return windows.share_identical_windows(z, x, K, s, d, pl, ids=ids)
 
 
-def _no_identical_windows(ids, K: int, s: int, d: int, pl: int, l_out: int) -> bool:
-    """True when no two windows can be identical, so the window pass has nothing to do: every step is distinct
-    (equal steps always get equal ids, so ``ids[r] = r`` for all r proves it) and none is all zeros, and every
-    window has a tap inside x (the key of such a window names a step no other window reads at that tap)."""
+def _tail(bias, code, dtype, F):
+    """``tail(src, dst)``: dst = act(src + bias) for blocks of rows (..., F), C-contiguous (dst may be src), or None
+    without an activation code. (The window pass after it copies whole output rows, which commutes with a
+    row-wise tail.)"""
+    if code is None:
+        return None
+    b = np.zeros(F, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
+    if b.shape != (F,):
+        raise ValueError(f"conv1d: bias {b.shape} does not fit {F} filters")
+    code = int(code)
+
+    def tail(src, dst):
+        bias_activation_rows(src.reshape(-1, F), b, code, dst.reshape(-1, F))
+
+    return tail
+
+
+def _all_steps_distinct(ids) -> bool:
+    """True when every step is distinct and none is all zeros: equal steps always get equal ids, so ``ids[r] = r``
+    for all r proves it (then no step repeats: the distinct-steps forward has nothing to save)."""
     row_ids, zero_id = ids
-    B, L = row_ids.shape
-    if zero_id >= 0 or not np.array_equal(row_ids.reshape(-1), np.arange(B * L)):
-        return False
+    return zero_id < 0 and bool(np.array_equal(row_ids.reshape(-1), np.arange(row_ids.size)))
+
+
+@functools.lru_cache(maxsize=256)
+def _every_window_reads_x(L: int, K: int, s: int, d: int, pl: int, l_out: int) -> bool:
+    """True when every window has a tap inside x: then, with all steps distinct, no two windows can be identical
+    (the key of a window names a step no other window reads at that tap) and the window pass has nothing to do.
+    (Cached per geometry: small batches call it once per forward.)"""
     i = np.arange(l_out)[:, None] * s + np.arange(K)[None, :] * d - pl
     return not bool(((i < 0) | (i >= L)).all(axis=1).any())
+
+
+def _verify_ids_on_all_cores(x, flat) -> bool:
+    """:func:`tinynn.kernels.windows.verify_ids` over all steps, shared between the cores (it reads all of x)."""
+    rows = flat.shape[0]
+    with kernel_scope():
+        return all(share(lambda _, r0, r1: windows.verify_ids(x, flat, r0, r1), even_ranges(rows, num_threads())))
 
 
 #: The distinct-steps forward runs when at most this share of the steps is distinct (repeated embedding ids,
@@ -483,9 +530,10 @@ def _no_identical_windows(ids, K: int, s: int, d: int, pl: int, l_out: int) -> b
 DISTINCT_SHARE = 0.5
 
 
-def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep):
+def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep, verified=False, tail=None):
     """z = conv(x, W) with one product per distinct step (:func:`tinynn.kernels.reference.conv.shift_add_rows`),
-    or None when too many steps are distinct (or the ids cannot be trusted: a hash collision).
+    or None when too many steps are distinct (or the ids cannot be trusted: a hash collision). ``verified``: the
+    ids were already checked bit for bit (:func:`tinynn.kernels.windows.lookup_row_ids`).
 
     ``keep`` (training): the distinct steps and their map stay in ``workspace`` for the weight gradient of the
     next backward call on the same ``x`` object (:func:`_kept_distinct`)."""
@@ -499,10 +547,7 @@ def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep):
     share_ = 1.0 if warmup._in_warmup() else DISTINCT_SHARE  # a warm-up's one sample compiles this path too
     if firsts.shape[0] > share_ * min(rows, B * l_out):
         return None
-    flat = row_ids.reshape(rows)
-    with kernel_scope():  # the check reads all of x once: both cores
-        trusted = all(share(lambda _, r0, r1: windows.verify_ids(x, flat, r0, r1), even_ranges(rows, num_threads())))
-    if not trusted:
+    if not (verified or _verify_ids_on_all_cores(x, row_ids.reshape(rows))):  # the check reads all of x once
         return None
     ws = {} if workspace is None else workspace
     ws.pop("kept_cols_of", None)  # columns kept by an earlier forward no longer match the next backward
@@ -510,8 +555,12 @@ def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep):
     Zu = blas.matmul(xu, _w_shift(W, 1)[0], _scratch(ws, "Zu", (firsts.shape[0], K * F), x.dtype))
     Zu = Zu.reshape(-1, K, F)
     z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written
-    _run_chunks(lambda _, b0, b1: shift_add_rows(Zu, compact[b0:b1], s, d, pl, l_out, out=z[b0:b1]),
-                _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
+    def piece(_, b0, b1):
+        shift_add_rows(Zu, compact[b0:b1], s, d, pl, l_out, out=z[b0:b1])
+        if tail is not None:
+            tail(z[b0:b1], z[b0:b1])
+
+    _run_chunks(piece, _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
     if keep and workspace is not None:
         workspace["distinct"] = (xu, compact)
         workspace["distinct_of"] = (x, (x.shape, K, s, d, pl, l_out))
@@ -567,7 +616,7 @@ def _distinct_weight_gradient(xu, compact, dz, K, s, d, pl, ws, share_taps: bool
     return _dw_from_shift(dWr[None], K)
 
 
-def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols):
+def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols, tail=None):
     K, Cg, F = W.shape
     B, L, C = x.shape
     s, d, pl, G = int(stride), int(dilation), int(pad_left), int(groups)
@@ -579,9 +628,16 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
     if chosen == "depthwise":
         z = np.zeros((B, l_out, F), dtype=x.dtype)  # accumulated tap by tap
         W2 = np.ascontiguousarray(W.reshape(K, F), dtype=x.dtype)
-        _run_chunks(lambda _, b0, b1: _depthwise_fwd(x[b0:b1], W2, s, d, pl, z[b0:b1]),
-                    _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
+        def depthwise_piece(_, b0, b1):
+            _depthwise_fwd(x[b0:b1], W2, s, d, pl, z[b0:b1])
+            if tail is not None:
+                tail(z[b0:b1], z[b0:b1])
+
+        _run_chunks(depthwise_piece, _chunk_ranges(B, l_out * F * x.itemsize, FORWARD_CHUNK_BYTES))
         return z
+    if (chosen == "shift" and method == "auto" and G == 1 and C >= TAPS_MIN_CHANNELS
+            and L * C * x.itemsize <= TAPS_SHIFT_SAMPLE_BYTES):
+        return _taps_forward(x, W, d, pl, l_out, ws, tail)
     if chosen == "shift":
         z = np.zeros((B, l_out, F), dtype=x.dtype)  # shift_add accumulates
         Wr = _w_shift(W, G)  # (G, Cg, K·Fg)
@@ -591,13 +647,15 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
             Z = blas.grouped_matmul(split_groups(x[b0:b1], G), Wr,
                                     _scratch(ws, f"Z{worker}", (G, n * L, K * Fg), x.dtype))  # (G, n·L, K·Fg)
             shift_add(Z.reshape(G, n, L, K, Fg), s, d, pl, l_out, out=z[b0:b1])
+            if tail is not None:
+                tail(z[b0:b1], z[b0:b1])
 
         _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES))
         return z
     keep = keep_cols and G == 1 and B * l_out * K * C * x.itemsize <= KEEP_COLS_BYTES
     if method == "auto" and not keep and s == 1 and G == 1 and C >= TAPS_MIN_CHANNELS and F <= 2 * C:
         ws.pop("kept_cols_of", None)
-        return _taps_forward(x, W, d, pl, l_out, ws)
+        return _taps_forward(x, W, d, pl, l_out, ws, tail)
     z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written below
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
     geometry = (x.shape, K, s, d, pl, l_out, G)
@@ -612,6 +670,8 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
             blas.grouped_matmul(cols, Wm, z[b0:b1].reshape(1, n * l_out, F))
         else:
             z[b0:b1] = merge_groups(blas.grouped_matmul(cols, Wm), n, l_out)
+        if tail is not None:
+            tail(z[b0:b1], z[b0:b1])
 
     _run_chunks(im2col_piece, _chunk_ranges(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES))
     if keep:
@@ -625,9 +685,14 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
 #: to run near its best (with many more filters than channels the K passes over the output rows cost more than
 #: the columns saved).
 TAPS_MIN_CHANNELS = 64
+#: Where 'auto' picks the shift method (F < C), the products per tap run instead when a sample's x is at most this
+#: many bytes: each tap's product reads the chunk's x again, which then still sits in the core's cache, and there
+#: is no (B, L, K·F) scratch to write and sum back. With larger samples the K reads of x cost more than the shift
+#: method's extra pass (measurements: benchmarks/RESULTS.md).
+TAPS_SHIFT_SAMPLE_BYTES = 64 << 10
 
 
-def _taps_forward(x, W, d, pl, l_out, ws):
+def _taps_forward(x, W, d, pl, l_out, ws, tail=None):
     """z = conv(x, W) for stride 1 and one group as K products into the same rows, no im2col:
 
         xp = x padded (B, Lp, C) as rows r = b·Lp + i,   z'[r] = Σ_k xp[r + k·d] @ W[k]   (β = 1 after k = 0)
@@ -655,7 +720,12 @@ def _taps_forward(x, W, d, pl, l_out, ws):
         blas.gemm(rows[r0 : r0 + m], Wk[0], zp[:m], False, False, 0.0)
         for k in range(1, K):
             blas.gemm(rows[r0 + k * d : r0 + k * d + m], Wk[k], zp[:m], False, False, 1.0)
-        z[b0:b1] = zp.reshape(n, Lp, F)[:, :l_out]
+        if tail is None:
+            z[b0:b1] = zp.reshape(n, Lp, F)[:, :l_out]
+            return
+        zs = zp.reshape(n, Lp, F)
+        for j in range(n):  # each sample's valid rows, from the scratch the products left in the cache
+            tail(zs[j, :l_out], z[b0 + j])
 
     _run_chunks(piece, _chunk_ranges(B, Lp * F * x.itemsize, FORWARD_CHUNK_BYTES))
     return z

@@ -21,11 +21,12 @@ and, after the copy, bitwise the same outputs (``tests/test_identical_windows.py
 from __future__ import annotations
 
 import functools
+import weakref
 
 import numba
 import numpy as np
 
-__all__ = ["distinct_rows", "row_ids", "share_identical_windows", "window_ids"]
+__all__ = ["distinct_rows", "lookup_row_ids", "note_lookup", "row_ids", "share_identical_windows", "window_ids"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -249,6 +250,76 @@ def row_ids(x: np.ndarray) -> tuple[np.ndarray, int]:
         if not bits[r].any():
             return ids.reshape(B, L), int(ids[r])
     return ids.reshape(B, L), -1
+
+
+# --------------------------------------------------------------------------- step ids from an Embedding's ids
+#: (weak reference to the last Embedding output noted, its ids (B, L)): see :func:`note_lookup`.
+_lookup: tuple = (None, None)
+
+
+def note_lookup(y: np.ndarray, ids: np.ndarray) -> None:
+    """Remember that ``y`` (B, L, C) = table[ids] with ``ids`` (B, L) integers (an Embedding's fast forward), so
+    that :func:`lookup_row_ids` can find y's equal steps from the ids instead of hashing every step. Only a weak
+    reference to y is kept, and only the last call's."""
+    global _lookup
+    if y.ndim == 3 and ids.shape == y.shape[:2]:
+        _lookup = (weakref.ref(y), ids)
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_positions(idx, table, compact, firsts):  # pragma: no cover - compiled
+    """compact[r] = the rank u of id idx[r] in order of first occurrence; firsts[u] = the position of the u-th
+    id's first occurrence. table (V,) filled with -1, V > max(idx). Returns U, the number of distinct ids."""
+    U = 0
+    for r in range(idx.shape[0]):
+        v = idx[r]
+        u = table[v]
+        if u < 0:
+            table[v] = U
+            firsts[U] = r
+            u = U
+            U += 1
+        compact[r] = u
+    return U
+
+
+def first_positions(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(compact (N,), firsts (U,)) as :func:`tinynn.kernels.reference.windows.first_positions`, for ids idx (N,)
+    >= 0."""
+    idx = np.ascontiguousarray(idx, np.int64).reshape(-1)
+    if idx.size and idx.min() < 0:
+        raise ValueError(f"first_positions: ids must be >= 0, got {idx.min()}")
+    V = int(idx.max()) + 1 if idx.size else 0
+    compact, firsts = np.empty(idx.shape[0], np.int64), np.empty(idx.shape[0], np.int64)
+    U = _first_positions(idx, np.full(V, -1, np.int64), compact, firsts)
+    return compact, firsts[:U]
+
+
+def lookup_row_ids(x: np.ndarray, verify=None) -> tuple[np.ndarray, int] | None:
+    """``row_ids(x)`` for x the last Embedding output noted (:func:`note_lookup`), else None.
+
+    Steps with equal lookup ids are equal, so only the first step of each id (U of them, e.g. ~10,000 among
+    M1's 64,000) is hashed, to merge different ids whose rows are bitwise equal (or all +0)::
+
+        u(r)  = the rank of ids[r] among the distinct ids (order of first occurrence), firsts[u] its first step
+        id'   = row_ids(x[firsts])                  over the U first steps
+        id[r] = firsts[id'[u(r)]],   zero_id = firsts[zero_id'] (or -1)
+
+    the canonical ids ("first step with the same bits") of :func:`row_ids`. They are then checked bit for bit
+    against every step (``verify(x, flat_ids)``, default :func:`verify_ids` on all steps; a step changed since
+    the lookup fails it): None if any step differs."""
+    ref, idx = _lookup
+    if ref is None or ref() is not x or idx.shape != x.shape[:2]:
+        return None
+    B, L, C = x.shape
+    compact, firsts = first_positions(idx)
+    if firsts.shape[0] == 0:
+        return None
+    first_ids, first_zero = row_ids(x.reshape(B * L, C)[firsts][None])
+    flat = firsts[first_ids.reshape(-1)][compact]
+    zero_id = int(firsts[first_zero]) if first_zero >= 0 else -1
+    trusted = verify(x, flat) if verify is not None else verify_ids(x, flat, 0, B * L)
+    return (flat.reshape(B, L), zero_id) if trusted else None
 
 
 def distinct_rows(x: np.ndarray, ids: np.ndarray, zero_id: int, verify: bool = True):

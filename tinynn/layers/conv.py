@@ -32,6 +32,7 @@ from .. import initializers as _init
 from ..kernels import blas as K_blas
 from ..kernels import conv as K_conv
 from ..kernels import warmup
+from ..kernels.fastmath import LINEAR, SIGMOID, activation_code
 from ..kernels.reference import conv as R_conv
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int, positive_int_tuple
@@ -255,8 +256,27 @@ class Conv1D(_Conv1DBase):
         x = self._to_last(x)
         pl, _, l_out = self._geometry(x.shape[1], x.shape)
         self._x, self._pl = x, pl
+        bias = self.bias if self.use_bias else None
+        code = None if training or self._reference else activation_code(self.activation)
+        if code is not None and code != SIGMOID:
+            # inference, fast mode: the bias and activation run on each batch chunk of the convolution's output
+            # while it is in the cache (the same numbers as _finish); sigmoid keeps its logits for the losses
+            (s,), (d,) = self.strides, self.dilation_rate
+            self._y = K_conv.conv1d_forward(x, self.kernel, s, d, pl, l_out, self.groups, workspace=self._ws,
+                                            bias=bias, activation_code=code)
+            self._z, self._z_bias = (self._y if code == LINEAR else None), None
+            return self._from_last(self._y)
         z = self._conv(x, self.kernel, pl, l_out, self.groups, keep_cols=training)
-        return self._finish(z, self.bias if self.use_bias else None)
+        return self._finish(z, bias)
+
+    @property
+    def logits(self) -> np.ndarray:
+        """z + b of the last forward call (:attr:`BiasActivationTail.logits`); an inference call in the fast mode
+        ran its activation fused with the convolution and keeps only y, whose logits are known for 'linear' only."""
+        if getattr(self, "_z", None) is None and getattr(self, "_y", None) is not None:
+            raise ValueError(f"{self.who}: the logits of the last call were not kept: it was an inference call whose "
+                             f"{self.activation.name!r} ran fused with the convolution (a training call keeps them)")
+        return BiasActivationTail.logits.fget(self)
 
     def backward_from_logits(self, dz, db=None):
         """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dW, db], returns dx."""

@@ -12,7 +12,8 @@ Backward: ids are not differentiable (``backward`` returns None); the table grad
 with ``get_weights()``: ``δW[v] = Σ_{n: i_n = v} δy_n`` (a scatter-add).
 
 Code: :func:`tinynn.kernels.reference.embedding.embedding_forward` and ``scatter_add`` (the reference, read
-first), :func:`tinynn.kernels.embedding.scatter_add` (the numba scatter-add of the 'fast' kernel mode).
+first), :func:`tinynn.kernels.embedding.gather` and ``scatter_add`` (the numba lookup, rows split between the cores,
+and scatter-add of the 'fast' kernel mode).
 
 Keras hands that gradient to its optimizer as ``tf.IndexedSlices`` with one row per occurrence, and the
 optimizers' squared-gradient terms (RMSprop, Adam, Adagrad…) square those rows before the duplicates are
@@ -34,7 +35,10 @@ import warnings
 
 import numpy as np
 
+from .. import config
 from .. import initializers as _init
+from ..kernels import embedding as K_embedding
+from ..kernels import windows
 from ..kernels.reference.embedding import embedding_forward
 from ..sparse import IndexedSlices
 from .arguments import positive_int
@@ -101,7 +105,11 @@ class Embedding(Layer):
     def forward(self, x, training=False, mask=None):
         idx = np.where(x < 0, x + self.input_dim, x)
         self._idx = idx
-        return embedding_forward(self.embeddings, idx)
+        if config.kernel_mode() == "reference" or not K_embedding.gather_ready(self.embeddings):
+            return embedding_forward(self.embeddings, idx)
+        y = K_embedding.gather(self.embeddings, idx.reshape(-1)).reshape(*idx.shape, self.output_dim)
+        windows.note_lookup(y, idx)  # a Conv1D reading y finds its equal steps from the ids
+        return y
 
     def expected_mask_shape(self, x):
         return None  # an incoming mask is ignored (the output mask comes from the ids), as in Keras

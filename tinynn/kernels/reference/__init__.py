@@ -18,7 +18,8 @@ module                 functions                                            fast
 ``embedding``          ``embedding_forward``, ``scatter_add``               ``kernels.embedding``
 ``windows``            ``share_identical_windows`` (``row_ids``,          ``kernels.windows``
                        ``window_ids``): identical conv windows, one output;
-                       ``distinct_rows``: a conv's distinct steps
+                       ``distinct_rows``: a conv's distinct steps;
+                       ``first_positions``: an Embedding's distinct ids
 ``sparse``             ``scatter_chain``, ``chain_values``: optimizer      ``kernels.sparse``
                        steps on an Embedding's per-occurrence rows
 ``recurrent``          ``simple_rnn_*``, ``lstm_*``, ``gru_*`` (BPTT)       ``kernels.recurrent``

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["distinct_rows", "row_ids", "share_identical_windows", "verify_ids", "window_ids"]
+__all__ = ["distinct_rows", "first_positions", "row_ids", "share_identical_windows", "verify_ids", "window_ids"]
 
 
 def _first_of_equal_rows(rows: np.ndarray) -> np.ndarray:
@@ -60,6 +60,19 @@ def distinct_rows(x: np.ndarray, ids: np.ndarray, zero_id: int) -> tuple[np.ndar
     nonzero = flat != zero_id
     compact[nonzero] = np.searchsorted(firsts, flat[nonzero])
     return firsts.astype(np.int64), compact.reshape(B, L)
+
+
+def first_positions(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(compact (N,), firsts (U,)) for integer ids idx (N,): firsts[u] = the position of the first occurrence of
+    the u-th distinct id (in order of first occurrence), compact[r] = the u of idx[r]. After an Embedding,
+    ``y = table[idx]``, steps of equal ids are equal, so ``row_ids(y)`` needs to look at the steps ``firsts`` only
+    (:func:`tinynn.kernels.windows.lookup_row_ids`)."""
+    idx = np.asarray(idx).reshape(-1)
+    _, first, inverse = np.unique(idx, return_index=True, return_inverse=True)  # by id value
+    order = np.argsort(first)  # value ranks -> ranks by first occurrence
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.shape[0])
+    return rank[inverse.reshape(-1)].astype(np.int64), first[order].astype(np.int64)
 
 
 def verify_ids(x: np.ndarray, ids: np.ndarray, r0: int, r1: int) -> bool:
