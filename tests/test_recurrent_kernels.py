@@ -6,6 +6,7 @@ themselves checked against Keras by the parity suite and against finite differen
 
 import contextlib
 import os
+import time
 
 import numpy as np
 import pytest
@@ -246,17 +247,19 @@ def test_lstm_inference_kernel_masks_and_pieces(B, masked, pieces, layout, seque
 def _unit_split(n: int):
     """Make the LSTM inference loop split the hidden units between ``n`` threads meeting at every step
     (``K._lstm_inference_units``), however small the loop and however busy the machine."""
-    saved = K._UNIT_SPLIT_UNITS, K._PARALLEL_LOOP_WORK, K._busy_machine, os.environ.get("TINYNN_NUM_THREADS")
-    K._UNIT_SPLIT_UNITS, K._PARALLEL_LOOP_WORK, K._busy_machine = 1, 0, lambda threads: False
+    saved = (K._UNIT_SPLIT_UNITS, K._PARALLEL_LOOP_WORK, K._busy_machine, K.UNIT_SPLIT_PAUSE,
+             os.environ.get("TINYNN_NUM_THREADS"))
+    K._UNIT_SPLIT_UNITS, K._PARALLEL_LOOP_WORK, K._busy_machine, K.UNIT_SPLIT_PAUSE = 1, 0, lambda threads: False, 0.0
+    K._unit_split_paused_until = 0.0
     os.environ["TINYNN_NUM_THREADS"] = str(n)
     try:
         yield
     finally:
-        K._UNIT_SPLIT_UNITS, K._PARALLEL_LOOP_WORK, K._busy_machine = saved[:3]
-        if saved[3] is None:
+        K._UNIT_SPLIT_UNITS, K._PARALLEL_LOOP_WORK, K._busy_machine, K.UNIT_SPLIT_PAUSE = saved[:4]
+        if saved[4] is None:
             os.environ.pop("TINYNN_NUM_THREADS")
         else:
-            os.environ["TINYNN_NUM_THREADS"] = saved[3]
+            os.environ["TINYNN_NUM_THREADS"] = saved[4]
 
 
 def _check_lstm_inference_units(d, x, W, dtype, threads, layout="time-major", sequence=True):
@@ -313,6 +316,23 @@ def test_lstm_inference_by_units_masks_threads_and_widths(B, u, masked, threads,
     _check_lstm_inference_units(d, *_inference_inputs(d), dtype, threads, layout, sequence)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_lstm_inference_by_units_that_stop_meeting(dtype, monkeypatch):
+    """Threads that give up waiting for each other (patience 0: at the first wait) stop at a common step; the loop
+    finishes as batch pieces from there, with the same results (twin, and bit for bit the training forward)."""
+    monkeypatch.setattr(K, "UNIT_SPLIT_PATIENCE", 0)
+    rng = np.random.default_rng(10)
+    stops = K._unit_split_stops
+    for B, u, threads, layout, sequence in [(6, 32, 2, "batch-major", True), (6, 32, 2, "reversed", False),
+                                            (1, 7, 3, "reversed", True), (4, 20, 3, "time-major", False)]:
+        T = 8
+        d = dict(rng=rng, T=T, B=B, u=u, pair=None, mask=rng.random((T, B)) > 0.3,
+                 U=rng.normal(0, 0.6 / np.sqrt(u), size=(u, 4 * u)), b=rng.normal(size=4 * u),
+                 h0=rng.normal(size=(B, u)), c0=rng.normal(size=(B, u)))
+        _check_lstm_inference_units(d, *_inference_inputs(d), dtype, threads, layout, sequence)
+    assert K._unit_split_stops > stops  # (which step they stop at depends on the threads' timing)
+
+
 def test_unit_split_is_chosen_only_with_free_cores(monkeypatch):
     """The unit-split loop runs only where its per-step meeting cannot stall: wide enough, more than one thread,
     not from inside a parallel piece (its core is taken), not on a machine busier than its cores."""
@@ -320,6 +340,7 @@ def test_unit_split_is_chosen_only_with_free_cores(monkeypatch):
 
     monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
     monkeypatch.setattr(K, "_busy_machine", lambda threads: False)
+    monkeypatch.setattr(K, "_unit_split_paused_until", 0.0)
     assert K._unit_threads(100, 64, 256) == 2
     assert K._unit_threads(100, 1, 128) == 2
     assert K._unit_threads(100, 64, 64) == 1  # narrow: batch pieces
@@ -329,6 +350,10 @@ def test_unit_split_is_chosen_only_with_free_cores(monkeypatch):
         assert K._unit_threads(100, 64, 256) == 1
     monkeypatch.setattr(K, "_busy_machine", lambda threads: True)
     assert K._unit_threads(100, 64, 256) == 1
+    monkeypatch.setattr(K, "_busy_machine", lambda threads: False)
+    monkeypatch.setattr(K, "_unit_split_paused_until", time.monotonic() + 60)  # a recent call stopped meeting
+    assert K._unit_threads(100, 64, 256) == 1
+    monkeypatch.setattr(K, "_unit_split_paused_until", 0.0)
     monkeypatch.setenv("TINYNN_NUM_THREADS", "1")
     monkeypatch.setattr(K, "_busy_machine", lambda threads: False)
     assert K._unit_threads(100, 64, 256) == 1

@@ -347,6 +347,8 @@ def test_wide_lstm_inference_parity(B, T, style, go_backwards, return_sequences,
 
     monkeypatch.setenv("TINYNN_NUM_THREADS", "2")  # two threads even on a machine with one core, however busy
     monkeypatch.setattr(fast_recurrent, "_busy_machine", lambda threads: False)
+    monkeypatch.setattr(fast_recurrent, "UNIT_SPLIT_PAUSE", 0.0)  # (threads that stopped meeting: no pause)
+    monkeypatch.setattr(fast_recurrent, "_unit_split_paused_until", 0.0)
     monkeypatch.setattr(fast_recurrent, "_PARALLEL_LOOP_WORK", 0)  # a batch of 1 over 6 steps is split too
     units = 128
     assert fast_recurrent._unit_threads(T, B, units) == 2

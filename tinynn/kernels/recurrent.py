@@ -41,6 +41,7 @@ arrays, plus a partial δb that the entry point sums (on 2 cores it nearly halve
 from __future__ import annotations
 
 import os
+import time
 from typing import NamedTuple
 
 import numba
@@ -62,7 +63,7 @@ from .fastmath import (
 from .layout import to_time_major
 from .parallel import in_piece, kernel_scope, num_threads, row_pieces, run_parallel
 from .reference import recurrent as ref
-from .spinwait import _load_acquire, _pause, _store_release
+from .spinwait import _clock, _load_acquire, _pause, _store_release
 
 __all__ = [
     "gru_backward",
@@ -302,10 +303,13 @@ def _lstm_forward(xp, x, W, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1):
     fused = act == TANH and rec_act == SIGMOID  # Keras's defaults: one loop per row, the same arithmetic
     project = x.shape[0] > 0
     every_step = xp.shape[0] == T  # else one step's rows, reused (inference keeps no gates)
+    at_once = project and every_step and xp.shape[1] == 1  # a batch of one row: x̃ W of every step in one product
+    if at_once:  # (T products of one row each are bound by reading W)
+        gemm(x.reshape(T, x.shape[2]), W, xp.reshape(T, G), False, False, 0.0)
     for t in range(T):
         h, c, z = hs[t, b0:b1], cs[t, b0:b1], xp[t if every_step else 0, b0:b1]
         hn, cn = hs[t + 1, b0:b1], cs[t + 1, b0:b1]
-        if project:
+        if project and not at_once:
             gemm(x[t, b0:b1], W, z, False, False, 0.0)  # xp_t = x̃_t W, this step only
         _recurrent_product(h, U, rm, hk, z, 1.0)  # z = xp_t + [h̃_k U_k]
         m = mask[t, b0:b1]
@@ -452,7 +456,43 @@ def _gate_columns_of(A, j0, j1):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _lstm_inference_units(x, reverse, W, bias, U, mask, hT, hs, cs, sequence, j0, j1, progress, me):
+def _meet(progress, me, t, patience):
+    """The per-step meeting of ``_lstm_inference_units`` before step t: wait until every other thread has published
+    t (or failed); returns -1, or the step s ≤ t at which the threads stop meeting (the stop cell, set here after
+    waiting ``patience`` clock ticks, or by another thread). Threads wait only at the same meeting (none can pass one
+    before everyone has reached it), so a thread that meets a set stop cell here is at most one step past it: its
+    buffers still hold the states of step s. A thread behind s (one that started late) runs on up to s."""
+    threads = progress.shape[0] - 1
+    stop_cell = progress[threads]
+    start = _clock()
+    for k in range(threads):
+        while k != me:
+            stop = _load_acquire(stop_cell)
+            if 0 <= stop <= t:  # (a thread behind the stop step, late to start, first catches up)
+                return stop
+            seen = _load_acquire(progress[k])
+            if seen >= t or seen < 0:
+                break
+            if _clock() - start > patience:
+                _store_release(stop_cell, t)
+                return t
+            _pause()
+    stop = _load_acquire(stop_cell)
+    return stop if stop <= t else -1
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _publish_state(hT_own, cT_own, h, c, j0):
+    """h[:, j0:j1] = hT_ownᵀ, c[:, j0:j1] = cT_ownᵀ: a thread's columns of the states it stops at."""
+    for b in range(h.shape[0]):
+        hb, cb = h[b], c[b]
+        for j in range(hT_own.shape[0]):
+            hb[j0 + j] = hT_own[j, b]
+            cb[j0 + j] = cT_own[j, b]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _lstm_inference_units(x, reverse, W, bias, U, mask, hT, hs, cs, sequence, j0, j1, progress, me, patience):
     """The LSTM inference loop of one thread that owns the hidden units j0:j1 for the whole batch: twin
     ``reference.recurrent.lstm_inference_units``. The threads split the 4u gate columns between them by units,
     each taking every gate's columns of its units, so each reads only its part of U (``Up`` (u, 4u'), u' = j1 - j0,
@@ -464,10 +504,13 @@ def _lstm_inference_units(x, reverse, W, bias, U, mask, hT, hs, cs, sequence, j0
 
     ``hT`` (2, u, B): hᵀ_{t-1} and hᵀ_t alternating, hT[0] = h_0ᵀ (every row, filled by the caller); hs[0], cs[0]
     hold h_0, c_0; this thread writes the columns j0:j1 of hs[t+1], cs[t+1] (only at t = T-1 unless ``sequence``).
-    Per-step barrier: ``progress`` (threads, 8) int64, one cache line per thread; after step t thread ``me``
-    publishes t+1 in progress[me, 0] (an atomic store, release) and before step t+1 it waits until every other
+    Per-step barrier (``_meet``): ``progress`` (threads + 1, 8) int64, one cache line per thread; after step t thread
+    ``me`` publishes t+1 in progress[me, 0] (an atomic store, release) and before step t+1 it waits until every other
     thread's cell has reached t+1 (atomic loads, acquire): hᵀ_t's rows are then all written, and nobody still reads
-    hᵀ_{t-1}, which step t+1 overwrites. A negative cell (a thread that failed) ends the waits."""
+    hᵀ_{t-1}, which step t+1 overwrites. A negative cell (a thread that failed) ends the waits. A thread that has
+    waited ``patience`` clock ticks at one meeting (another thread lost its core) writes that step s into the stop
+    cell progress[threads, 0]; every thread then writes its columns of the states h_s, c_s into hs[s], cs[s] and
+    returns, and the caller runs the steps from s on without meetings."""
     T = x.shape[1]
     B = x.shape[0]
     up = j1 - j0
@@ -488,12 +531,10 @@ def _lstm_inference_units(x, reverse, W, bias, U, mask, hT, hs, cs, sequence, j0
     zi, zf = z[:n], z[n:2 * n]  # this thread's units of each gate, one block of columns each
     zg, zo = z[2 * n:3 * n], z[3 * n:]
     for t in range(T):
-        for k in range(progress.shape[0]):  # the barrier: every thread has finished step t-1
-            while k != me:
-                seen = _load_acquire(progress[k])
-                if seen >= t or seen < 0:
-                    break
-                _pause()
+        stop = _meet(progress, me, t, patience)  # every thread has finished step t-1 (or they stop here)
+        if stop >= 0:
+            _publish_state(hT[stop % 2, j0:j1], cT[stop % 2], hs[stop], cs[stop], j0)
+            return
         h, hn = hT[t % 2], hT[(t + 1) % 2]
         c, cn = cT[t % 2], cT[(t + 1) % 2]
         if B == 1:  # zᵀ, hᵀ are single columns, laid out as the rows z, h: the row-vector products are faster
@@ -1116,13 +1157,14 @@ def _unit_threads(T: int, B: int, u: int) -> int:
     The threads wait for each other at every step, so only with a free core for each: never from inside a parallel
     piece (whose core is taken), only when numpy's BLAS can be held to one thread, and not while the machine is
     busier than its cores (load average above the thread count: a thread that loses its core for a time slice
-    would stall the others at every step, where batch pieces only finish later)."""
+    would stall the others at every step, where batch pieces only finish later), nor for ``UNIT_SPLIT_PAUSE``
+    seconds after a call whose threads stopped meeting (``_lstm_inference_split``)."""
     if u < _UNIT_SPLIT_UNITS or (B > _UNIT_SPLIT_ROWS and u < _UNIT_SPLIT_ALWAYS):
         return 1
     if T * B * u * 4 * u < _PARALLEL_LOOP_WORK or in_piece() or not cblas.can_limit_threads():
         return 1
     threads = min(num_threads(), u)
-    if threads > 1 and _busy_machine(threads):
+    if threads > 1 and (_busy_machine(threads) or time.monotonic() < _unit_split_paused_until):
         return 1
     return max(1, threads)
 
@@ -1145,15 +1187,21 @@ def _unit_bounds(u: int, parts: int) -> list[tuple[int, int]]:
 
 def _lstm_inference_split(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, threads):
     """The inference loop ``_lstm_inference_units`` on ``threads`` threads at once, each owning a range of hidden
-    units (their columns of W, U, b packed side by side), meeting at every step."""
-    B, u = x.shape[0], U.shape[0]
+    units (their columns of W, U, b packed side by side), meeting at every step. If they stop meeting at a step s
+    (one waited too long for another: the cores are shared), the steps from s on run as batch pieces
+    (``_lstm_inference``, the same arithmetic, so the same results)."""
+    global _unit_split_stops
+    B, T, u = x.shape[0], x.shape[1], U.shape[0]
     hT = np.empty((2, u, B), x.dtype)
     hT[0] = hs[0].T
-    progress = np.zeros((threads, 8), np.int64)
+    progress = np.zeros((threads + 1, 8), np.int64)
+    progress[threads, 0] = -1  # the stop cell: no stop
+    patience = UNIT_SPLIT_PATIENCE
 
     def run(me, j0, j1):
         try:
-            _lstm_inference_units(x, reverse, W, bias, U, mask_arr, hT, hs, cs, sequence, j0, j1, progress, me)
+            _lstm_inference_units(x, reverse, W, bias, U, mask_arr, hT, hs, cs, sequence, j0, j1, progress, me,
+                                  patience)
         except BaseException:
             progress[me, 0] = -1  # the others stop waiting for this thread
             raise
@@ -1161,6 +1209,26 @@ def _lstm_inference_split(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, th
     with kernel_scope():
         run_parallel(*[lambda me=me, j0=j0, j1=j1: run(me, j0, j1)
                        for me, (j0, j1) in enumerate(_unit_bounds(u, threads))])
+    s = int(progress[threads, 0])
+    if s < 0:
+        return
+    global _unit_split_paused_until
+    _unit_split_stops += 1
+    _unit_split_paused_until = time.monotonic() + UNIT_SPLIT_PAUSE
+    x_rest = np.ascontiguousarray(x[:, :T - s] if reverse else x[:, s:])
+    mask_rest = np.ascontiguousarray(mask_arr[s:])
+    _over_batch(lambda b0, b1: _lstm_inference(x_rest, reverse, W, bias, U, mask_rest, hs[s:], cs[s:], sequence, b0,
+                                               b1), hs[s + 1:], u, 4)
+
+
+#: How long (CPU clock ticks, ~0.4 ms) a thread of the unit-split loop waits at one meeting before the threads stop
+#: meeting and the rest of the loop runs as batch pieces: a thread that another process took the core from stalls
+#: the others for its time slice at every step. After such a stop the loops take batch pieces for
+#: ``UNIT_SPLIT_PAUSE`` seconds.
+UNIT_SPLIT_PATIENCE = 1_000_000
+UNIT_SPLIT_PAUSE = 2.0
+_unit_split_stops = 0  # how many calls stopped meeting (for tests)
+_unit_split_paused_until = 0.0
 
 
 def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
