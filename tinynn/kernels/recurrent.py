@@ -473,7 +473,7 @@ def _meet(progress, me, t, patience):
             seen = _load_acquire(progress[k])
             if seen >= t or seen < 0:
                 break
-            if _clock() - start > (patience if t > 1 else 10 * patience):  # (at the first, the threads' start)
+            if _clock() - start > (patience if t > 1 else 3 * patience):  # (at the first, the threads' start)
                 _store_release(stop_cell, t)
                 return t
             _pause()
@@ -1221,11 +1221,12 @@ def _lstm_inference_split(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, th
                                                b1), hs[s + 1:], u, 4)
 
 
-#: How long (CPU clock ticks, ~1 ms; ten times as long at the first meeting, which also waits for the other threads
+#: How long (CPU clock ticks, ~3 ms; three times as long at the first meeting, which also waits for the other threads
 #: to start) a thread of the unit-split loop waits at one meeting before the threads stop meeting and the rest of
 #: the loop runs as batch pieces: a thread that another process took the core from stalls the others for its time
-#: slice at every step. After such a stop the loops take batch pieces for ``UNIT_SPLIT_PAUSE`` seconds.
-UNIT_SPLIT_PATIENCE = 2_500_000
+#: slice at every step. (A single preemption is cheaper to wait out.) After such a stop the loops take batch pieces
+#: for ``UNIT_SPLIT_PAUSE`` seconds.
+UNIT_SPLIT_PATIENCE = 8_000_000
 UNIT_SPLIT_PAUSE = 0.25
 _unit_split_stops = 0  # how many calls stopped meeting (for tests)
 _unit_split_paused_until = 0.0
