@@ -50,6 +50,7 @@ ACT = "test_dense_parity.py::test_activation_layer_parity"
 RNN = "test_recurrent_parity.py::test_rnn_parity"
 BIDI = "test_recurrent_parity.py::test_bidirectional_parity"
 STATEFUL = "test_recurrent_parity.py::test_stateful_parity"
+WIDE = "test_recurrent_parity.py::test_wide_lstm_inference_parity"
 MERGE = "test_merge_parity.py::test_elementwise_merge_parity"
 GRAPH_SHARED = "test_graph_parity.py::test_two_input_two_output_model_with_shared_layer"
 GRAPH_VJP = "test_graph_parity.py::test_vjp_matches_keras_gradients"
@@ -88,6 +89,10 @@ MUTANTS: tuple[Mutant, ...] = (
            "zi, zf, zg, zo = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]",
            "zf, zi, zg, zo = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]",
            _t(RNN, BIDI), "the numba LSTM inference loop (feature-major, Keras's activations) reads f, i, c, o"),
+    Mutant("lstm_inference_units_gate_order", "tinynn/kernels/recurrent.py",
+           "zi, zf = z[:n], z[n:2 * n]  # this thread's units of each gate",
+           "zf, zi = z[:n], z[n:2 * n]  # this thread's units of each gate",
+           _t(WIDE), "the numba LSTM inference loop that splits the hidden units between threads reads f, i, c, o"),
     Mutant("lstm_gate_order_reference", REF_RNN,
            "i, f = rec_act(z[:, :u]), rec_act(z[:, u:2 * u])",
            "f, i = rec_act(z[:, :u]), rec_act(z[:, u:2 * u])",
@@ -120,6 +125,10 @@ MUTANTS: tuple[Mutant, ...] = (
            "cnr[b] = cr[b]",
            "cnr[b] = 0 * cr[b]",
            _t(RNN, BIDI), "a masked step of the numba LSTM inference loop zeroes the cell state (not carried)"),
+    Mutant("lstm_inference_units_masked_step_resets_cell", "tinynn/kernels/recurrent.py",
+           "cn_j[b] = c_j[b]",
+           "cn_j[b] = 0 * c_j[b]",
+           _t(WIDE), "a masked step of the unit-split LSTM inference loop zeroes the cell state (not carried)"),
     Mutant("lstm_masked_step_resets_cell_reference", REF_RNN,
            "cs.append(np.where(keep, c_new, c))",
            "cs.append(np.where(keep, c_new, 0 * c))",

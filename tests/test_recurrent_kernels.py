@@ -6,6 +6,7 @@ themselves checked against Keras by the parity suite and against finite differen
 
 import contextlib
 import os
+import time
 
 import numpy as np
 import pytest
@@ -240,6 +241,122 @@ def test_lstm_inference_kernel_masks_and_pieces(B, masked, pieces, layout, seque
     if masked:
         assert not d["mask"].all() and d["mask"].any()
     _check_lstm_inference(d, *_inference_inputs(d), dtype, layout, sequence)
+
+
+@contextlib.contextmanager
+def _unit_split(n: int):
+    """Make the LSTM inference loop split the hidden units between ``n`` threads meeting at every step
+    (``K._lstm_inference_units``), however small the loop and however busy the machine."""
+    saved = (K._UNIT_SPLIT_UNITS, K._PARALLEL_LOOP_WORK, K._busy_machine, K.UNIT_SPLIT_PAUSE,
+             os.environ.get("TINYNN_NUM_THREADS"))
+    K._UNIT_SPLIT_UNITS, K._PARALLEL_LOOP_WORK, K._busy_machine, K.UNIT_SPLIT_PAUSE = 1, 0, lambda threads: False, 0.0
+    K._unit_split_paused_until = 0.0
+    os.environ["TINYNN_NUM_THREADS"] = str(n)
+    try:
+        yield
+    finally:
+        K._UNIT_SPLIT_UNITS, K._PARALLEL_LOOP_WORK, K._busy_machine, K.UNIT_SPLIT_PAUSE = saved[:4]
+        if saved[4] is None:
+            os.environ.pop("TINYNN_NUM_THREADS")
+        else:
+            os.environ["TINYNN_NUM_THREADS"] = saved[4]
+
+
+def _check_lstm_inference_units(d, x, W, dtype, threads, layout="time-major", sequence=True):
+    """The unit-split inference loop (``threads`` threads, each owning a range of hidden units) equals its twin
+    ``R.lstm_inference_units`` on the same ranges; that twin equals ``R.lstm_inference``; and the loop returns bit for
+    bit what the fast training forward (gates kept) returns on the same inputs."""
+    tanh, sigmoid = activations.get("tanh"), activations.get("sigmoid")
+    ours = [a.astype(dtype) if a is not None else None for a in (x, W, d["b"], d["U"], d["h0"], d["c0"])]
+    x1, W1, b1, U1, h01, c01 = ours
+    proj, read = _inference_projection(x1, W1, layout, sequence)
+    before = read.copy()
+    threads = min(threads, d["u"])
+    with _unit_split(threads):
+        assert K._unit_threads(d["T"], d["B"], d["u"]) == threads
+        hs1, cs1, cache = K.lstm_forward(proj, b1, U1, None, d["mask"], h01, c01, tanh, sigmoid)
+    assert cache is None
+    np.testing.assert_array_equal(read, before)  # the caller's array is only read
+    x2, W2, b2, U2, h02, c02 = [a.astype("float64") if a is not None else None for a in ours]
+    bounds = K._unit_bounds(d["u"], threads)
+    assert len(bounds) == threads and all(j1 > j0 for j0, j1 in bounds)
+    hs2, cs2 = R.lstm_inference_units(x2, W2, b2, U2, d["mask"], h02, c02, bounds)
+    steps = slice(None) if sequence else [0, d["T"]]
+    _assert_all_close([hs1[steps], cs1[steps]], [hs2[steps], cs2[steps]], dtype, "inference by units")
+    hs3, cs3 = R.lstm_inference(x2, W2, b2, U2, d["mask"], h02, c02)
+    _assert_all_close([hs2, cs2], [hs3, cs3], "float64", "twin")
+    hs4, cs4, _ = K.lstm_forward(K.Projection(x1, W1), b1, U1, None, d["mask"], h01, c01, tanh, sigmoid)
+    np.testing.assert_array_equal(hs1[steps], hs4[steps])
+    np.testing.assert_array_equal(cs1[steps], cs4[steps])
+
+
+@given(loop_inputs(4), st.sampled_from(["float64", "float32"]), st.sampled_from(["time-major", "batch-major",
+                                                                                "reversed"]), st.booleans())
+def test_lstm_inference_by_units_matches_its_twin(d, dtype, layout, sequence):
+    _check_lstm_inference_units(d, *_inference_inputs(d), dtype, 1 + d["pieces"], layout, sequence)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("B, u, masked, threads, layout, sequence", [(7, 5, True, 2, "batch-major", True),
+                                                                     (7, 5, True, 3, "reversed", False),
+                                                                     (1, 6, True, 2, "batch-major", True),
+                                                                     (1, 3, False, 3, "reversed", True),
+                                                                     (5, 40, True, 2, "time-major", True),
+                                                                     (3, 144, False, 2, "reversed", False)])
+def test_lstm_inference_by_units_masks_threads_and_widths(B, u, masked, threads, layout, sequence, dtype):
+    """Every branch of the unit-split loop: masked columns, 2 and 3 threads (one unit each at u = 3), a batch of one
+    row (products as row vectors), ranges cut at multiples of 16 units (u = 40, 144)."""
+    rng = np.random.default_rng(9)
+    T = 6
+    d = dict(rng=rng, T=T, B=B, u=u, pair=None, mask=(rng.random((T, B)) > 0.4) if masked else None,
+             U=rng.normal(0, 0.6 / np.sqrt(u), size=(u, 4 * u)), b=rng.normal(size=4 * u), h0=rng.normal(size=(B, u)),
+             c0=rng.normal(size=(B, u)))
+    if masked:
+        assert not d["mask"].all() and d["mask"].any()
+    _check_lstm_inference_units(d, *_inference_inputs(d), dtype, threads, layout, sequence)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_lstm_inference_by_units_that_stop_meeting(dtype, monkeypatch):
+    """Threads that give up waiting for each other (patience 0: at the first wait) stop at a common step; the loop
+    finishes as batch pieces from there, with the same results (twin, and bit for bit the training forward)."""
+    monkeypatch.setattr(K, "UNIT_SPLIT_PATIENCE", 0)
+    rng = np.random.default_rng(10)
+    stops = K._unit_split_stops
+    for B, u, threads, layout, sequence in [(6, 32, 2, "batch-major", True), (6, 32, 2, "reversed", False),
+                                            (1, 7, 3, "reversed", True), (4, 20, 3, "time-major", False)]:
+        T = 8
+        d = dict(rng=rng, T=T, B=B, u=u, pair=None, mask=rng.random((T, B)) > 0.3,
+                 U=rng.normal(0, 0.6 / np.sqrt(u), size=(u, 4 * u)), b=rng.normal(size=4 * u),
+                 h0=rng.normal(size=(B, u)), c0=rng.normal(size=(B, u)))
+        _check_lstm_inference_units(d, *_inference_inputs(d), dtype, threads, layout, sequence)
+    assert K._unit_split_stops > stops  # (which step they stop at depends on the threads' timing)
+
+
+def test_unit_split_is_chosen_only_with_free_cores(monkeypatch):
+    """The unit-split loop runs only where its per-step meeting cannot stall: wide enough, more than one thread,
+    not from inside a parallel piece (its core is taken), not on a machine busier than its cores."""
+    from tinynn.kernels import parallel
+
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    monkeypatch.setattr(K, "_busy_machine", lambda threads: False)
+    monkeypatch.setattr(K, "_unit_split_paused_until", 0.0)
+    assert K._unit_threads(100, 64, 256) == 2
+    assert K._unit_threads(100, 1, 128) == 2
+    assert K._unit_threads(100, 64, 64) == 1  # narrow: batch pieces
+    assert K._unit_threads(100, 256, 256) == 1  # a large batch of moderate width: batch pieces
+    assert K._unit_threads(100, 256, 512) == 2
+    with parallel.sequential():
+        assert K._unit_threads(100, 64, 256) == 1
+    monkeypatch.setattr(K, "_busy_machine", lambda threads: True)
+    assert K._unit_threads(100, 64, 256) == 1
+    monkeypatch.setattr(K, "_busy_machine", lambda threads: False)
+    monkeypatch.setattr(K, "_unit_split_paused_until", time.monotonic() + 60)  # a recent call stopped meeting
+    assert K._unit_threads(100, 64, 256) == 1
+    monkeypatch.setattr(K, "_unit_split_paused_until", 0.0)
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "1")
+    monkeypatch.setattr(K, "_busy_machine", lambda threads: False)
+    assert K._unit_threads(100, 64, 256) == 1
 
 
 def _check_gru_inference(d, x, W, b_rec, dtype, layout="time-major", sequence=True):

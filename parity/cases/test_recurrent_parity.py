@@ -8,6 +8,7 @@ inside Bidirectional, with and without masks. Bidirectional also with a custom `
 """
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -331,3 +332,33 @@ def test_masking_parity(data, mask_value, dtype):
     keras_layer = bridge.keras_layer_for(layer)
     np.testing.assert_array_equal(layer.compute_mask(x, None),
                                   backend.numpy(keras_layer.compute_mask(backend.tensor(x))))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B, T, style, go_backwards, return_sequences, with_initial_state",
+                         [(8, 6, "holes", False, True, True), (8, 6, "post", True, False, False),
+                          (1, 6, "holes", True, True, False)])
+def test_wide_lstm_inference_parity(B, T, style, go_backwards, return_sequences, with_initial_state, dtype,
+                                    monkeypatch):
+    """LSTM(128) at inference, where the fast loop splits the hidden units between two threads that meet at every
+    step (``kernels.recurrent._lstm_inference_units``; the other cases are too small for it): outputs, states, dx
+    and every weight gradient against Keras, with masks, go_backwards and an initial state; batch 1 too."""
+    from tinynn.kernels import recurrent as fast_recurrent
+
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")  # two threads even on a machine with one core, however busy
+    monkeypatch.setattr(fast_recurrent, "_busy_machine", lambda threads: False)
+    monkeypatch.setattr(fast_recurrent, "UNIT_SPLIT_PAUSE", 0.0)  # (threads that stopped meeting: no pause)
+    monkeypatch.setattr(fast_recurrent, "_unit_split_paused_until", 0.0)
+    monkeypatch.setattr(fast_recurrent, "_PARALLEL_LOOP_WORK", 0)  # a batch of 1 over 6 steps is split too
+    units = 128
+    assert fast_recurrent._unit_threads(T, B, units) == 2
+    x, mask, seed, _ = sequence(B, T, 3, style, 17)
+    if style == "holes":
+        mask[:, 0] = False  # a masked first step: the initial state is carried
+    layer = layers.LSTM(units, return_sequences=return_sequences, return_state=True, go_backwards=go_backwards,
+                        dtype=dtype)
+    call_kwargs = {}
+    if with_initial_state:
+        rng = np.random.default_rng(seed + 1)
+        call_kwargs["initial_state"] = [rng.normal(size=(B, units)).astype(dtype) for _ in range(2)]
+    layer_parity(layer, x.astype(dtype), seed=seed, mask=mask, call_kwargs=call_kwargs).assert_ok()

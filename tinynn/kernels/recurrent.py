@@ -40,11 +40,14 @@ arrays, plus a partial δb that the entry point sums (on 2 cores it nearly halve
 
 from __future__ import annotations
 
+import os
+import time
 from typing import NamedTuple
 
 import numba
 import numpy as np
 
+from . import cblas, warmup
 from .blas import gemm, matmul_tn
 from .fastmath import (
     SIGMOID,
@@ -58,8 +61,9 @@ from .fastmath import (
     tanh_fast,
 )
 from .layout import to_time_major
-from .parallel import kernel_scope, row_pieces, run_parallel
+from .parallel import in_piece, kernel_scope, num_threads, row_pieces, run_parallel
 from .reference import recurrent as ref
+from .spinwait import _clock, _load_acquire, _pause, _store_release
 
 __all__ = [
     "gru_backward",
@@ -299,10 +303,13 @@ def _lstm_forward(xp, x, W, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1):
     fused = act == TANH and rec_act == SIGMOID  # Keras's defaults: one loop per row, the same arithmetic
     project = x.shape[0] > 0
     every_step = xp.shape[0] == T  # else one step's rows, reused (inference keeps no gates)
+    at_once = project and every_step and xp.shape[1] == 1  # a batch of one row: x̃ W of every step in one product
+    if at_once:  # (T products of one row each are bound by reading W)
+        gemm(x.reshape(T, x.shape[2]), W, xp.reshape(T, G), False, False, 0.0)
     for t in range(T):
         h, c, z = hs[t, b0:b1], cs[t, b0:b1], xp[t if every_step else 0, b0:b1]
         hn, cn = hs[t + 1, b0:b1], cs[t + 1, b0:b1]
-        if project:
+        if project and not at_once:
             gemm(x[t, b0:b1], W, z, False, False, 0.0)  # xp_t = x̃_t W, this step only
         _recurrent_product(h, U, rm, hk, z, 1.0)  # z = xp_t + [h̃_k U_k]
         m = mask[t, b0:b1]
@@ -431,6 +438,150 @@ def _lstm_inference(x, reverse, W, bias, U, mask, hs, cs, sequence, b0, b1):
                 hb[j] = hn[j, b]
             for j in range(u):
                 cb[j] = cn[j, b]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _gate_columns_of(A, j0, j1):
+    """The columns of the units j0:j1 of each of the 4 gate blocks of ``A`` (·, 4u), block after block: a contiguous
+    (·, 4(j1 - j0)) copy."""
+    u, up = A.shape[1] // 4, j1 - j0
+    out = np.empty((A.shape[0], 4 * up), A.dtype)
+    for r in range(A.shape[0]):
+        row, dst = A[r], out[r]
+        for k in range(4):
+            src, to = row[k * u + j0:k * u + j1], dst[k * up:(k + 1) * up]
+            for j in range(up):
+                to[j] = src[j]
+    return out
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _meet(progress, me, t, patience):
+    """The per-step meeting of ``_lstm_inference_units`` before step t: wait until every other thread has published
+    t (or failed); returns -1, or the step s ≤ t at which the threads stop meeting (the stop cell, set here after
+    waiting ``patience`` clock ticks, or by another thread). Threads wait only at the same meeting (none can pass one
+    before everyone has reached it), so a thread that meets a set stop cell here is at most one step past it: its
+    buffers still hold the states of step s. A thread behind s (one that started late) runs on up to s."""
+    threads = progress.shape[0] - 1
+    stop_cell = progress[threads]
+    start = _clock()
+    for k in range(threads):
+        while k != me:
+            stop = _load_acquire(stop_cell)
+            if 0 <= stop <= t:  # (a thread behind the stop step, late to start, first catches up)
+                return stop
+            seen = _load_acquire(progress[k])
+            if seen >= t or seen < 0:
+                break
+            if _clock() - start > (patience if t > 1 else 3 * patience):  # (at the first, the threads' start)
+                _store_release(stop_cell, t)
+                return t
+            _pause()
+    stop = _load_acquire(stop_cell)
+    return stop if stop <= t else -1
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _publish_state(hT_own, cT_own, h, c, j0):
+    """h[:, j0:j1] = hT_ownᵀ, c[:, j0:j1] = cT_ownᵀ: a thread's columns of the states it stops at."""
+    for b in range(h.shape[0]):
+        hb, cb = h[b], c[b]
+        for j in range(hT_own.shape[0]):
+            hb[j0 + j] = hT_own[j, b]
+            cb[j0 + j] = cT_own[j, b]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _lstm_inference_units(x, reverse, W, bias, U, mask, hT, hs, cs, sequence, j0, j1, progress, me, patience):
+    """The LSTM inference loop of one thread that owns the hidden units j0:j1 for the whole batch: twin
+    ``reference.recurrent.lstm_inference_units``. The threads split the 4u gate columns between them by units,
+    each taking every gate's columns of its units, so each reads only its part of U (``Up`` (u, 4u'), u' = j1 - j0,
+    the blocks [U_i, U_f, U_g, U_o] of its columns; ``Wp``, ``bp`` likewise) and its cell update needs nothing of
+    the others'. Per step (feature-major as ``_lstm_inference``, the same arithmetic)::
+
+        zᵀ = Wpᵀ x̃_tᵀ + Upᵀ hᵀ_{t-1} + bp    (4u', B)
+        c'ᵀ = fᵀ ⊙ cᵀ + iᵀ ⊙ gᵀ    h'ᵀ = oᵀ ⊙ φ(c'ᵀ)    → rows j0:j1 of hᵀ_t (shared), cᵀ (this thread's own)
+
+    ``hT`` (2, u, B): hᵀ_{t-1} and hᵀ_t alternating, hT[0] = h_0ᵀ (every row, filled by the caller); hs[0], cs[0]
+    hold h_0, c_0; this thread writes the columns j0:j1 of hs[t+1], cs[t+1] (only at t = T-1 unless ``sequence``).
+    Per-step barrier (``_meet``): ``progress`` (threads + 1, 8) int64, one cache line per thread; after step t thread
+    ``me`` publishes t+1 in progress[me, 0] (an atomic store, release) and before step t+1 it waits until every other
+    thread's cell has reached t+1 (atomic loads, acquire): hᵀ_t's rows are then all written, and nobody still reads
+    hᵀ_{t-1}, which step t+1 overwrites. A negative cell (a thread that failed) ends the waits. A thread that has
+    waited ``patience`` clock ticks at one meeting (another thread lost its core) writes that step s into the stop
+    cell progress[threads, 0]; every thread then writes its columns of the states h_s, c_s into hs[s], cs[s] and
+    returns, and the caller runs the steps from s on without meetings."""
+    T = x.shape[1]
+    B = x.shape[0]
+    up = j1 - j0
+    u = U.shape[0]
+    Wp, Up = _gate_columns_of(W, j0, j1), _gate_columns_of(U, j0, j1)  # this thread's columns, packed
+    bp = _gate_columns_of(bias.reshape(1, 4 * u), j0, j1)[0]
+    G, n = 4 * up, up * B
+    zT = np.empty((G, B), x.dtype)
+    cT = np.empty((2, up, B), x.dtype)
+    for b in range(B):
+        c0 = cs[0, b]
+        for j in range(up):
+            cT[0, j, b] = c0[j0 + j]
+    z = zT.reshape(G * B)
+    z_row = zT.reshape(B, G)  # the same memory as the row z when B = 1
+    xw = _row_projections(x, Wp, 0, B)  # B = 1: x̃ Wp of every step in one product
+    yes, no, z_strided = _products_as_elsewhere(zT)
+    zi, zf = z[:n], z[n:2 * n]  # this thread's units of each gate, one block of columns each
+    zg, zo = z[2 * n:3 * n], z[3 * n:]
+    for t in range(T):
+        stop = _meet(progress, me, t, patience)  # every thread has finished step t-1 (or they stop here)
+        if stop >= 0:
+            _publish_state(hT[stop % 2, j0:j1], cT[stop % 2], hs[stop], cs[stop], j0)
+            return
+        h, hn = hT[t % 2], hT[(t + 1) % 2]
+        c, cn = cT[t % 2], cT[(t + 1) % 2]
+        if B == 1:  # zᵀ, hᵀ are single columns, laid out as the rows z, h: the row-vector products are faster
+            _copy_rows(z_row, xw[T - 1 - t if reverse else t:][:1])  # z = x̃_t Wp
+            gemm(h.reshape(1, u), Up, z_row, False, False, 1.0)  # z += h Up
+        else:
+            gemm(Wp, x[:, T - 1 - t if reverse else t], z_strided, yes, yes, 0.0)  # zᵀ = Wpᵀ x̃_tᵀ
+            gemm(Up, h, zT, yes, no, 1.0)  # zᵀ += Upᵀ hᵀ
+        for j in range(G):
+            zr, bj = zT[j], bp[j]
+            for b in range(B):
+                zr[b] += bj
+        for k in range(2 * n):  # [i, f] = σ(z_i, z_f)
+            z[k] = sigmoid_fast(z[k])
+        for k in range(n):
+            zg[k] = tanh_fast(zg[k])  # g = φ(z_g)
+        for k in range(n):
+            zo[k] = sigmoid_fast(zo[k])  # o = σ(z_o)
+        cf, cnf = c.reshape(n), cn.reshape(n)
+        hnp = hn[j0:j1]
+        hnf = hnp.reshape(n)
+        for k in range(n):
+            cnf[k] = zf[k] * cf[k] + zi[k] * zg[k]  # c'_t = f c + i g
+        for k in range(n):
+            hnf[k] = zo[k] * tanh_fast(cnf[k])  # h'_t = o φ(c'_t)
+        m = mask[t]
+        masked = False
+        for b in range(B):
+            masked |= not m[b]
+        if masked:  # masked columns keep c and h
+            hp = h[j0:j1]
+            for j in range(up):
+                c_j, cn_j, h_j, hn_j = c[j], cn[j], hp[j], hnp[j]
+                for b in range(B):
+                    if not m[b]:
+                        cn_j[b] = c_j[b]
+                        hn_j[b] = h_j[b]
+        _store_release(progress[me], t + 1)
+        if not sequence and t < T - 1:
+            continue
+        ht, ct = hs[t + 1], cs[t + 1]
+        for b in range(B):
+            hb, cb = ht[b], ct[b]
+            for j in range(up):
+                hb[j0 + j] = hnp[j, b]
+            for j in range(up):
+                cb[j0 + j] = cn[j, b]
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
@@ -980,9 +1131,105 @@ def _lstm_inference_forward(proj, b_in, U, mask, h0, c0):
     hs[0], cs[0] = h0, c0
     bias = _bias(b_in, G, x.dtype)
     sequence = bool(proj.sequence)
+    threads = _unit_threads(T, B, u)
+    if threads > 1:
+        _lstm_inference_split(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, threads)
+        return hs, cs, None
+    if u >= _UNIT_SPLIT_UNITS and warmup._in_warmup():  # a warm-up's one sample compiles the unit-split loop too
+        _lstm_inference_split(x, reverse, W, bias, U, mask_arr, hs.copy(), cs.copy(), sequence, 1)
     _over_batch(lambda b0, b1: _lstm_inference(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, b0, b1),
                 hs[1:], u, 4)
     return hs, cs, None
+
+
+#: The LSTM inference loop splits the hidden units between the threads (each reading only its part of U, which then
+#: stays in its core's cache) from this many units on, for batches of up to ``_UNIT_SPLIT_ROWS`` rows (any batch
+#: from ``_UNIT_SPLIT_ALWAYS`` units on); otherwise the threads take the batch rows (``_over_batch``). Measurements in
+#: benchmarks/RESULTS.md.
+_UNIT_SPLIT_UNITS = 128
+_UNIT_SPLIT_ROWS = 128
+_UNIT_SPLIT_ALWAYS = 512
+
+
+def _unit_threads(T: int, B: int, u: int) -> int:
+    """How many threads split an inference loop's hidden units between them (1: the batch-row pieces instead).
+
+    The threads wait for each other at every step, so only with a free core for each: never from inside a parallel
+    piece (whose core is taken), only when numpy's BLAS can be held to one thread, and not while the machine is
+    busier than its cores (load average above the thread count: a thread that loses its core for a time slice
+    would stall the others at every step, where batch pieces only finish later), nor for ``UNIT_SPLIT_PAUSE``
+    seconds after a call whose threads stopped meeting (``_lstm_inference_split``)."""
+    if u < _UNIT_SPLIT_UNITS or (B > _UNIT_SPLIT_ROWS and u < _UNIT_SPLIT_ALWAYS):
+        return 1
+    if T * B * u * 4 * u < _PARALLEL_LOOP_WORK or in_piece() or not cblas.can_limit_threads():
+        return 1
+    threads = min(num_threads(), u)
+    if threads > 1 and (_busy_machine(threads) or time.monotonic() < _unit_split_paused_until):
+        return 1
+    return max(1, threads)
+
+
+def _busy_machine(threads: int) -> bool:
+    """Whether the 1-minute load average exceeds ``threads`` + 0.5 (this process's own busy threads count in it)."""
+    try:
+        return os.getloadavg()[0] > threads + 0.5
+    except (AttributeError, OSError):  # pragma: no cover - no load average on this platform
+        return False
+
+
+def _unit_bounds(u: int, parts: int) -> list[tuple[int, int]]:
+    """``range(u)`` in ``parts`` contiguous non-empty pieces, cut at multiples of 16 units when each gets at least 16
+    (the threads' columns of a float32 state row then start on separate 64-byte cache lines)."""
+    step = 16 if u >= 16 * parts else 1
+    cuts = [u * k // parts // step * step for k in range(parts)] + [u]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _lstm_inference_split(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, threads):
+    """The inference loop ``_lstm_inference_units`` on ``threads`` threads at once, each owning a range of hidden
+    units (their columns of W, U, b packed side by side), meeting at every step. If they stop meeting at a step s
+    (one waited too long for another: the cores are shared), the steps from s on run as batch pieces
+    (``_lstm_inference``, the same arithmetic, so the same results)."""
+    global _unit_split_stops
+    B, T, u = x.shape[0], x.shape[1], U.shape[0]
+    hT = np.empty((2, u, B), x.dtype)
+    hT[0] = hs[0].T
+    progress = np.zeros((threads + 1, 8), np.int64)
+    progress[threads, 0] = -1  # the stop cell: no stop
+    patience = UNIT_SPLIT_PATIENCE
+
+    def run(me, j0, j1):
+        try:
+            _lstm_inference_units(x, reverse, W, bias, U, mask_arr, hT, hs, cs, sequence, j0, j1, progress, me,
+                                  patience)
+        except BaseException:
+            progress[me, 0] = -1  # the others stop waiting for this thread
+            raise
+
+    with kernel_scope():
+        run_parallel(*[lambda me=me, j0=j0, j1=j1: run(me, j0, j1)
+                       for me, (j0, j1) in enumerate(_unit_bounds(u, threads))])
+    s = int(progress[threads, 0])
+    if s < 0:
+        return
+    global _unit_split_paused_until
+    _unit_split_stops += 1
+    _unit_split_paused_until = time.monotonic() + UNIT_SPLIT_PAUSE
+    x_rest = np.ascontiguousarray(x[:, :T - s] if reverse else x[:, s:])
+    mask_rest = np.ascontiguousarray(mask_arr[s:])
+    _over_batch(lambda b0, b1: _lstm_inference(x_rest, reverse, W, bias, U, mask_rest, hs[s:], cs[s:], sequence, b0,
+                                               b1), hs[s + 1:], u, 4)
+
+
+#: How long (CPU clock ticks, ~3 ms; three times as long at the first meeting, which also waits for the other threads
+#: to start) a thread of the unit-split loop waits at one meeting before the threads stop meeting and the rest of
+#: the loop runs as batch pieces: a thread that another process took the core from stalls the others for its time
+#: slice at every step. (A single preemption is cheaper to wait out.) After such a stop the loops take batch pieces
+#: for ``UNIT_SPLIT_PAUSE`` seconds.
+UNIT_SPLIT_PATIENCE = 8_000_000
+UNIT_SPLIT_PAUSE = 0.25
+_unit_split_stops = 0  # how many calls stopped meeting (for tests)
+_unit_split_paused_until = 0.0
 
 
 def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):

@@ -170,6 +170,40 @@ def lstm_inference(x, W, b_in, U, mask, h0, c0):
     return np.stack(hs), np.stack(cs)
 
 
+def lstm_inference_units(x, W, b_in, U, mask, h0, c0, bounds):
+    r""":func:`lstm_inference` with the hidden units split into ranges ``bounds`` [(j0, j1), ...], as the threads of
+    the numba loop ``_lstm_inference_units`` split them: the part of units j0:j1 takes the columns
+    ``cols = [k·u + j0 : k·u + j1 for the gates k = i, f, g, o]`` of W, U and b, and per step::
+
+        zᵀ_p = W[:, cols]ᵀ x̃_tᵀ + U[:, cols]ᵀ hᵀ_{t-1} + b[cols]      (4(j1 - j0), B): every part reads all of h
+        iᵀ, fᵀ, gᵀ, oᵀ = the four blocks of zᵀ_p through σ, σ, φ, σ
+        cᵀ_t[j0:j1] = fᵀ ⊙ cᵀ_{t-1}[j0:j1] + iᵀ ⊙ gᵀ     hᵀ_t[j0:j1] = oᵀ ⊙ φ(cᵀ_t[j0:j1])    (masked columns kept)
+
+    Each part's cell update needs only its own units; the parts meet once per step, where hᵀ_t is complete.
+    """
+    T, B, _ = x.shape
+    u = U.shape[0]
+    b = np.zeros(4 * u, x.dtype) if b_in is None else np.asarray(b_in, x.dtype)
+    m = _masks(mask, T, B)
+    hT, cT = np.asarray(h0, x.dtype).T, np.asarray(c0, x.dtype).T
+    hs, cs = [hT.T], [cT.T]
+    for t in range(T):
+        h_newT, c_newT = np.empty_like(hT), np.empty_like(cT)
+        for j0, j1 in bounds:
+            n = j1 - j0
+            cols = np.concatenate([np.arange(k * u + j0, k * u + j1) for k in range(4)])
+            zT = W[:, cols].T @ x[t].T + U[:, cols].T @ hT + b[cols][:, None]
+            iT, fT = _sigmoid(zT[:n]), _sigmoid(zT[n:2 * n])
+            gT, oT = np.tanh(zT[2 * n:3 * n]), _sigmoid(zT[3 * n:])
+            c_newT[j0:j1] = fT * cT[j0:j1] + iT * gT
+            h_newT[j0:j1] = oT * np.tanh(c_newT[j0:j1])
+        keep = m[t][None, :]
+        cT, hT = np.where(keep, c_newT, cT), np.where(keep, h_newT, hT)
+        hs.append(hT.T)
+        cs.append(cT.T)
+    return np.stack(hs), np.stack(cs)
+
+
 def _sigmoid(z):
     return 0.5 * np.tanh(0.5 * z) + 0.5  # = 1 / (1 + exp(-z)), without overflow
 
