@@ -1,6 +1,7 @@
 """tinynn's .npz format (tinynn.saving.npz): bit-identical round trips, optimizer state, no code execution on load."""
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -80,4 +81,23 @@ def test_not_a_model_file(tmp_path):
     path = tmp_path / "plain.npz"
     np.savez(path, a=np.zeros(3))
     with pytest.raises(ValueError, match=r"plain.npz. as a model file.*neither a config.json \(Keras\)"):
+        tn.load_model(path)
+
+
+@pytest.mark.parametrize("damage", [(b"'descr'", b"('descr'"), (b"'shape'", b"'''shape")])
+def test_a_header_numpy_cannot_tokenize_is_a_clear_error(tmp_path, damage):
+    """A .npy header that is not a Python literal makes numpy retry it with the tokenizer (as a header written by
+    Python 2), which raises ``tokenize.TokenError`` on an unclosed bracket or string; the load names the member."""
+    model, _, _ = trained_model()
+    path = tmp_path / "m.npz"
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    old, new = damage
+    members["__config__.npy"] = members["__config__.npy"].replace(old, new, 1)
+    with zipfile.ZipFile(path, "w") as archive:  # rewritten with the right sizes and CRCs: only the header is wrong
+        for name, content in members.items():
+            archive.writestr(name, content)
+    with pytest.raises(ValueError, match=r"m.npz' as a tinynn .npz model file: member '__config__.npy' has a damaged "
+                                         r"\.npy header \(TokenError"):
         tn.load_model(path)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import io
 import math
 import re
+import tokenize
+import warnings
 import zipfile
 from dataclasses import dataclass
 
@@ -95,12 +97,16 @@ def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Member:
                          "bytes, more than deflate can produce: damaged or forged")
     with archive.open(info) as fh:
         version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-        else:
+        if version not in ((1, 0), (2, 0)):
             raise ValueError(f"member {name!r} has .npy format version {version}, expected 1.0 or 2.0")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # numpy's note on headers written by Python 2
+                shape, fortran, dtype = read_header(fh)
+        except (tokenize.TokenError, SyntaxError, TypeError, KeyError, RecursionError) as err:
+            # numpy re-reads a header it cannot parse as a Python 2 one, with the tokenizer, which raises these
+            raise ValueError(f"member {name!r} has a damaged .npy header ({type(err).__name__}: {err})") from err
         header = fh.tell()
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         raise ValueError(f"member {name!r} has dtype {dtype}: only plain numeric arrays are read (never pickles)")
