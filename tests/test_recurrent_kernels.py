@@ -33,6 +33,7 @@ BOUNDED = ["tanh", "sigmoid", "hard_sigmoid"]
 # amplifies that like every other term (thorough found a linear-activation GRU whose gradients grew 10^4-fold
 # in 7 steps: δh_0 1.04e-12 from the twin measured against itself, 5.6e-13 against the largest gradient).
 TOL = {"float64": 1e-12, "float32": 1e-4}
+SAME_DTYPE_TOL = {"float64": 1e-12, "float32": 1e-6}  # two float32 loops of the same operations
 
 
 def rel_err(a, b, scale: float | None = None):
@@ -118,11 +119,11 @@ def _batch_pieces(n: int):
             os.environ["TINYNN_NUM_THREADS"] = saved_env
 
 
-def _assert_all_close(ours, ref, dtype, what):
+def _assert_all_close(ours, ref, dtype, what, tol=TOL):
     scale = max(float(np.max(np.abs(b))) if np.size(b) else 0.0 for b in ref)
     for k, (a, b) in enumerate(zip(ours, ref)):
         err = rel_err(a, b, scale)
-        assert err <= TOL[dtype], f"{what}[{k}]: relative error {err:.2e} > {TOL[dtype]:.0e}"
+        assert err <= tol[dtype], f"{what}[{k}]: relative error {err:.2e} > {tol[dtype]:.0e}"
 
 
 @given(loop_inputs(1), st.sampled_from(FAST), st.sampled_from(["float64", "float32"]))
@@ -264,8 +265,12 @@ def _unit_split(n: int):
 
 def _check_lstm_inference_units(d, x, W, dtype, threads, layout="time-major", sequence=True):
     """The unit-split inference loop (``threads`` threads, each owning a range of hidden units) equals its twin
-    ``R.lstm_inference_units`` on the same ranges; that twin equals ``R.lstm_inference``; and the loop returns bit for
-    bit what the fast training forward (gates kept) returns on the same inputs."""
+    ``R.lstm_inference_units`` on the same ranges; that twin equals ``R.lstm_inference``; and the loop returns what
+    the fast training forward (gates kept) returns on the same inputs, to the last few bits: the two loops make the
+    same operations in the same order, but the inference loop's products are zᵀ = Uᵀ hᵀ (the batch as BLAS's N)
+    where training's are z = h U (the batch as M), and whether OpenBLAS rounds those alike depends on its CPU
+    kernel (equal with its SkylakeX and Sandybridge kernels, ~1 ulp apart in the last batch column with its
+    Haswell and Zen kernels)."""
     tanh, sigmoid = activations.get("tanh"), activations.get("sigmoid")
     ours = [a.astype(dtype) if a is not None else None for a in (x, W, d["b"], d["U"], d["h0"], d["c0"])]
     x1, W1, b1, U1, h01, c01 = ours
@@ -286,8 +291,8 @@ def _check_lstm_inference_units(d, x, W, dtype, threads, layout="time-major", se
     hs3, cs3 = R.lstm_inference(x2, W2, b2, U2, d["mask"], h02, c02)
     _assert_all_close([hs2, cs2], [hs3, cs3], "float64", "twin")
     hs4, cs4, _ = K.lstm_forward(K.Projection(x1, W1), b1, U1, None, d["mask"], h01, c01, tanh, sigmoid)
-    np.testing.assert_array_equal(hs1[steps], hs4[steps])
-    np.testing.assert_array_equal(cs1[steps], cs4[steps])
+    _assert_all_close([hs1[steps], cs1[steps]], [hs4[steps], cs4[steps]], dtype, "inference vs training forward",
+                      SAME_DTYPE_TOL)
 
 
 @given(loop_inputs(4), st.sampled_from(["float64", "float32"]), st.sampled_from(["time-major", "batch-major",
@@ -319,7 +324,7 @@ def test_lstm_inference_by_units_masks_threads_and_widths(B, u, masked, threads,
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_lstm_inference_by_units_that_stop_meeting(dtype, monkeypatch):
     """Threads that give up waiting for each other (patience 0: at the first wait) stop at a common step; the loop
-    finishes as batch pieces from there, with the same results (twin, and bit for bit the training forward)."""
+    finishes as batch pieces from there, with the same results (twin, and the training forward)."""
     monkeypatch.setattr(K, "UNIT_SPLIT_PATIENCE", 0)
     rng = np.random.default_rng(10)
     stops = K._unit_split_stops

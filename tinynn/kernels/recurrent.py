@@ -371,7 +371,9 @@ def _lstm_inference(x, reverse, W, bias, U, mask, hs, cs, sequence, b0, b1):
     Feature-major: the states are kept transposed, hᵀ, cᵀ (u, B'), so the step's pre-activations
     zᵀ = Wᵀ x̃_tᵀ + Uᵀ hᵀ + b (4u, B') hold each gate as one contiguous block and the gate math is a few long
     flat loops (no per-row loops over short gate slices); hs[t+1], cs[t+1] get the transposed states. The same
-    arithmetic as ``_lstm_forward``'s fused path, so an inference call returns what a training call returns.
+    arithmetic as ``_lstm_forward``'s fused path, so an inference call returns what a training call returns (up to
+    BLAS's rounding: the products here have the batch as N, there as M, which OpenBLAS rounds alike on some CPU
+    kernels only).
     """
     T = x.shape[1]
     u = U.shape[0]
