@@ -9,7 +9,7 @@ channels for all blocks is one matrix product::
 
 That is 16 multiply-adds per block, channel and filter where the direct convolution (im2col) needs 4·9 = 36: 2.25×
 fewer FLOPs, for the price of the two transforms (additions only, numba, vectorised over the channels). The blocks
-run in chunks whose V and M stay in the cache (``CHUNK_BYTES``), images shared out over the cores
+run in chunks of a few MiB of V and M (``CHUNK_BYTES``: fewer, longer products), images shared out over the cores
 (:func:`tinynn.kernels.parallel.share_batch`), as in :mod:`tinynn.kernels.conv2d`; per chunk three numba calls:
 the input transform, the 16 products (:func:`_products`: single-threaded BLAS calls from numba, one call from Python
 instead of 16), the output transform with the bias and activation applied while the output is in the cache.
@@ -45,10 +45,13 @@ __all__ = [
     "winograd_conv2d_backward_filter",
 ]
 
-#: Scratch bytes (V and M of a chunk of blocks) per chunk.
-CHUNK_BYTES = 1 << 20
-#: Scratch bytes (V and Y) per chunk of the filter gradient.
-FILTER_CHUNK_BYTES = 1 << 19
+#: Scratch bytes (V and M of a chunk of blocks) per chunk. Larger than the per-core L2 cache on purpose: the 16
+#: products of a chunk are tall, thin GEMMs (K = C), whose per-call cost (packing U, the call itself) is paid once
+#: per chunk, so fewer, longer products win over keeping V and M in L2 (they stay in L3); the sweep from 128 KiB
+#: to 32 MiB on M7's convolutions is in benchmarks/RESULTS.md.
+CHUNK_BYTES = 1 << 22
+#: Scratch bytes (V and Y) per chunk of the filter gradient (the same trade-off: K = the chunk's blocks).
+FILTER_CHUNK_BYTES = 1 << 22
 
 
 @numba.njit(error_model="numpy", cache=True, inline="always")
