@@ -9,8 +9,10 @@ the layer anyway), so a forward pass writes nothing but y — inference pays not
 bookkeeping. Every inner loop runs over the C channels of one pixel (contiguous, vectorised by LLVM); the
 comparisons are branch-free selects, and the backward's "already routed" flags are uint8 combined with ``&`` and
 ``|=`` (Python's short-circuit ``and``/``or`` on booleans compiled to branches that kept LLVM from vectorising the
-channel loop: the backward ran about twice as long, benchmarks/RESULTS.md). The batch is shared out over the cores
-(:func:`tinynn.kernels.parallel.share_batch`).
+channel loop: the backward ran about twice as long, benchmarks/RESULTS.md). The forward's common case, a whole 2×2
+window, keeps the running max in a register for one loop over the channels (the general loop re-reads and re-writes
+y[b, i, j] for every pixel, which LLVM cannot keep in registers since y might alias x: more than twice as slow).
+The batch is shared out over the cores (:func:`tinynn.kernels.parallel.share_batch`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ def _max_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
             for j in range(Wo):
                 w0, w1 = _window(j, SW, PW, pl, W)
                 yv = y[b, i, j]
+                if h1 - h0 == 2 and w1 - w0 == 2:  # a whole 2×2 window: one loop, the running max in a register
+                    p00, p01, p10, p11 = x[b, h0, w0], x[b, h0, w0 + 1], x[b, h0 + 1, w0], x[b, h0 + 1, w0 + 1]
+                    for c in range(C):
+                        m = p00[c]  # the same comparisons in the same (row-major) order as the loops below
+                        v = p01[c]
+                        m = v if v > m else m
+                        v = p10[c]
+                        m = v if v > m else m
+                        v = p11[c]
+                        yv[c] = v if v > m else m
+                    continue
                 first = x[b, h0, w0]
                 for c in range(C):
                     yv[c] = first[c]
