@@ -7,8 +7,12 @@ in row-major order (TF's MaxPoolGrad), average pooling divides by the number of 
 Max pooling keeps no argmax: the backward finds each window's first maximum again from x and y (both kept by
 the layer anyway), so a forward pass writes nothing but y — inference pays nothing for the backward's
 bookkeeping. Every inner loop runs over the C channels of one pixel (contiguous, vectorised by LLVM); the
-comparisons are branch-free selects. The batch is shared out over the cores
-(:func:`tinynn.kernels.parallel.share_batch`).
+comparisons are branch-free selects, and the backward's "already routed" flags are uint8 combined with ``&`` and
+``|=`` (Python's short-circuit ``and``/``or`` on booleans compiled to branches that kept LLVM from vectorising the
+channel loop: the backward ran about twice as long, benchmarks/RESULTS.md). The forward's common case, a whole 2×2
+window, keeps the running max in a register for one loop over the channels (the general loop re-reads and re-writes
+y[b, i, j] for every pixel, which LLVM cannot keep in registers since y might alias x: more than twice as slow).
+The batch is shared out over the cores (:func:`tinynn.kernels.parallel.share_batch`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,17 @@ def _max_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
             for j in range(Wo):
                 w0, w1 = _window(j, SW, PW, pl, W)
                 yv = y[b, i, j]
+                if h1 - h0 == 2 and w1 - w0 == 2:  # a whole 2×2 window: one loop, the running max in a register
+                    p00, p01, p10, p11 = x[b, h0, w0], x[b, h0, w0 + 1], x[b, h0 + 1, w0], x[b, h0 + 1, w0 + 1]
+                    for c in range(C):
+                        m = p00[c]  # the same comparisons in the same (row-major) order as the loops below
+                        v = p01[c]
+                        m = v if v > m else m
+                        v = p10[c]
+                        m = v if v > m else m
+                        v = p11[c]
+                        yv[c] = v if v > m else m
+                    continue
                 first = x[b, h0, w0]
                 for c in range(C):
                     yv[c] = first[c]
@@ -55,7 +70,7 @@ def _max_bwd(x, y, dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover - compil
     """dx <- 0 (one sample at a time), then each window's dy added at its first pixel equal to y (row-major)."""
     B, H, W, C = x.shape
     _, Ho, Wo, _ = y.shape
-    routed = np.zeros(C, np.bool_)
+    routed = np.zeros(C, np.uint8)
     for b in range(B):
         dxb = dx[b].reshape(H * W * C)
         for k in range(H * W * C):
@@ -66,14 +81,14 @@ def _max_bwd(x, y, dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover - compil
                 w0, w1 = _window(j, SW, PW, pl, W)
                 yv, gv = y[b, i, j], dy[b, i, j]
                 for c in range(C):
-                    routed[c] = False
+                    routed[c] = 0
                 for h in range(h0, h1):
                     for w in range(w0, w1):
                         xv, dv = x[b, h, w], dx[b, h, w]
                         for c in range(C):
-                            hit = (not routed[c]) and xv[c] == yv[c]
+                            hit = (xv[c] == yv[c]) & (routed[c] == 0)
                             dv[c] += gv[c] if hit else gv[c] * 0
-                            routed[c] = routed[c] or hit
+                            routed[c] |= hit
     return dx
 
 
@@ -85,7 +100,7 @@ def _max_bwd_disjoint(x, y, dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover
     sent channel c's gradient already (pixels are visited row-major, as the windows' taps are)."""
     B, H, W, C = x.shape
     _, Ho, Wo, _ = y.shape
-    routed = np.zeros((Wo, C), np.bool_)
+    routed = np.zeros((Wo, C), np.uint8)
     zero = dx.dtype.type(0)
     for b in range(B):
         for h in range(H):
@@ -96,7 +111,7 @@ def _max_bwd_disjoint(x, y, dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover
                     row[k] = zero
                 continue
             if h == max(i * SH - pt, 0):  # the first real row of window row i
-                routed[:, :] = False
+                routed[:, :] = 0
             for w in range(W):
                 j, s = (w + pl) // SW, (w + pl) % SW
                 dv = dx[b, h, w]
@@ -106,9 +121,9 @@ def _max_bwd_disjoint(x, y, dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover
                     continue
                 xv, yv, gv, rt = x[b, h, w], y[b, i, j], dy[b, i, j], routed[j]
                 for c in range(C):
-                    hit = (not rt[c]) and xv[c] == yv[c]
+                    hit = (xv[c] == yv[c]) & (rt[c] == 0)
                     dv[c] = gv[c] if hit else zero
-                    rt[c] = rt[c] or hit
+                    rt[c] |= hit
     return dx
 
 

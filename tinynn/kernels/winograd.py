@@ -9,7 +9,7 @@ channels for all blocks is one matrix product::
 
 That is 16 multiply-adds per block, channel and filter where the direct convolution (im2col) needs 4·9 = 36: 2.25×
 fewer FLOPs, for the price of the two transforms (additions only, numba, vectorised over the channels). The blocks
-run in chunks whose V and M stay in the cache (``CHUNK_BYTES``), images shared out over the cores
+run in chunks of a few MiB of V and M (``CHUNK_BYTES``: fewer, longer products), images shared out over the cores
 (:func:`tinynn.kernels.parallel.share_batch`), as in :mod:`tinynn.kernels.conv2d`; per chunk three numba calls:
 the input transform, the 16 products (:func:`_products`: single-threaded BLAS calls from numba, one call from Python
 instead of 16), the output transform with the bias and activation applied while the output is in the cache.
@@ -45,10 +45,13 @@ __all__ = [
     "winograd_conv2d_backward_filter",
 ]
 
-#: Scratch bytes (V and M of a chunk of blocks) per chunk.
-CHUNK_BYTES = 1 << 20
-#: Scratch bytes (V and Y) per chunk of the filter gradient.
-FILTER_CHUNK_BYTES = 1 << 19
+#: Scratch bytes (V and M of a chunk of blocks) per chunk. Larger than the per-core L2 cache on purpose: the 16
+#: products of a chunk are tall, thin GEMMs (K = C), whose per-call cost (packing U, the call itself) is paid once
+#: per chunk, so fewer, longer products win over keeping V and M in L2 (they stay in L3); the sweep from 128 KiB
+#: to 32 MiB on M7's convolutions is in benchmarks/RESULTS.md.
+CHUNK_BYTES = 1 << 22
+#: Scratch bytes (V and Y) per chunk of the filter gradient (the same trade-off: K = the chunk's blocks).
+FILTER_CHUNK_BYTES = 1 << 22
 
 
 @numba.njit(error_model="numpy", cache=True, inline="always")
@@ -62,85 +65,113 @@ def _block_position(tt, TH, TW):  # pragma: no cover - compiled
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _input_transform(x, pt, pl, TH, TW, t0, V):  # pragma: no cover - compiled
-    """V (16, T, C) <- Bᵀ d B for the tiles of blocks t0 .. t0+T-1 (block t = (b·TH + ti)·TW + tj)."""
+    """V (16, T, C) <- Bᵀ d B for the tiles of blocks t0 .. t0+T-1 (block t = (b·TH + ti)·TW + tj).
+
+    A run of blocks in one row of blocks (b, ti) reads the 4 input rows 2ti - pt .. 2ti - pt + 3: they are copied
+    once into P (4, Wp·C), the row of Wp = 2·TW + 2 padded columns (column w of x at w + pl, zeros elsewhere), and
+    e = Bᵀ P is formed for the whole run in four flat loops (neighbouring blocks share two columns: each column is
+    transformed once). Per block only the column step V = e B remains, four loops over C."""
     B, H, W, C = x.shape
     T = V.shape[1]
-    d = np.empty((4, 4, C), x.dtype)
-    e = np.empty((4, 4, C), x.dtype)
-    for t in range(T):
-        tt = t0 + t
-        b, ti, tj = _block_position(tt, TH, TW)
-        h0, w0 = 2 * ti - pt, 2 * tj - pl
+    Wp = 2 * TW + 2
+    P = np.zeros((4, Wp * C), x.dtype)  # its padding columns stay 0: only [pl, pl + w_hi) is ever written
+    E = np.empty((4, Wp * C), x.dtype)
+    x_rows = x.reshape(B, H, W * C)
+    w_hi = min(W, Wp - pl)  # the columns of x the blocks read: 0 .. w_hi-1
+    t = 0
+    while t < T:
+        b, ti, tj0 = _block_position(t0 + t, TH, TW)
+        tj1 = min(TW, tj0 + T - t)  # the run: blocks tj0 .. tj1-1 of this row
         for r in range(4):
-            h = h0 + r
-            for s in range(4):
-                w = w0 + s
-                dv = d[r, s]
-                if 0 <= h < H and 0 <= w < W:
-                    xv = x[b, h, w]
-                    for c in range(C):
-                        dv[c] = xv[c]
-                else:
-                    for c in range(C):
-                        dv[c] = 0
-        for s in range(4):  # e = Bᵀ d (along the rows)
-            d0, d1, d2, d3 = d[0, s], d[1, s], d[2, s], d[3, s]
-            e0, e1, e2, e3 = e[0, s], e[1, s], e[2, s], e[3, s]
-            for c in range(C):
-                e0[c] = d0[c] - d2[c]
-                e1[c] = d1[c] + d2[c]
-                e2[c] = d2[c] - d1[c]
-                e3[c] = d1[c] - d3[c]
-        for i in range(4):  # V = e B (along the columns)
-            e0, e1, e2, e3 = e[i, 0], e[i, 1], e[i, 2], e[i, 3]
-            v0, v1, v2, v3 = V[4 * i, t], V[4 * i + 1, t], V[4 * i + 2, t], V[4 * i + 3, t]
-            for c in range(C):
-                v0[c] = e0[c] - e2[c]
-                v1[c] = e1[c] + e2[c]
-                v2[c] = e2[c] - e1[c]
-                v3[c] = e1[c] - e3[c]
+            h = 2 * ti - pt + r
+            row = P[r, pl * C : (pl + w_hi) * C]
+            if 0 <= h < H:
+                src = x_rows[b, h, : w_hi * C]
+                for k in range(row.shape[0]):
+                    row[k] = src[k]
+            else:
+                for k in range(row.shape[0]):
+                    row[k] = 0
+        c0, c1 = 2 * tj0 * C, (2 * tj1 + 2) * C  # the columns the run reads
+        p0, p1, p2, p3 = P[0, c0:c1], P[1, c0:c1], P[2, c0:c1], P[3, c0:c1]
+        e0, e1, e2, e3 = E[0, c0:c1], E[1, c0:c1], E[2, c0:c1], E[3, c0:c1]
+        for k in range(p0.shape[0]):  # e = Bᵀ d (along the rows)
+            e0[k] = p0[k] - p2[k]
+            e1[k] = p1[k] + p2[k]
+            e2[k] = p2[k] - p1[k]
+            e3[k] = p1[k] - p3[k]
+        for tj in range(tj0, tj1):  # V = e B (along the columns)
+            o, a = t + tj - tj0, 2 * tj * C
+            for i in range(4):
+                q0, q1 = E[i, a : a + C], E[i, a + C : a + 2 * C]
+                q2, q3 = E[i, a + 2 * C : a + 3 * C], E[i, a + 3 * C : a + 4 * C]
+                v0, v1, v2, v3 = V[4 * i, o], V[4 * i + 1, o], V[4 * i + 2, o], V[4 * i + 3, o]
+                for c in range(C):
+                    v0[c] = q0[c] - q2[c]
+                    v1[c] = q1[c] + q2[c]
+                    v2[c] = q2[c] - q1[c]
+                    v3[c] = q1[c] - q3[c]
+        t += tj1 - tj0
     return V
+
+
+#: Blocks per step of the output transform's first stage (its rows r stay in the L1 cache).
+_OUT_STEP = 16
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compiled
-    """z[b, 2ti + i, 2tj + j] <- act((Aᵀ m A)[i, j] + bias) for blocks t0 .. t0+T-1 (code < 0: no bias, no act)."""
+    """z[b, 2ti + i, 2tj + j] <- act((Aᵀ m A)[i, j] + bias) for blocks t0 .. t0+T-1 (code < 0: no bias, no act).
+
+    r = Aᵀ m runs over ``_OUT_STEP`` consecutive blocks at once (M[ξ, t0:t1] is contiguous: flat loops), then each
+    block's four outputs r A, with the bias and ReLU in the same loop."""
     _, T, F = M.shape
     _, Ho, Wo, _ = z.shape
-    r = np.empty((2, 4, F), M.dtype)
-    for t in range(T):
-        tt = t0 + t
-        b, ti, tj = _block_position(tt, TH, TW)
+    S = _OUT_STEP
+    r = np.empty((8, S, F), M.dtype)  # r[4i + j] = (Aᵀ m)[i, j]
+    for s0 in range(0, T, S):
+        s1 = min(T, s0 + S)
+        n = (s1 - s0) * F
         for j in range(4):  # r = Aᵀ m (along the rows)
-            m0, m1, m2, m3 = M[j, t], M[4 + j, t], M[8 + j, t], M[12 + j, t]
-            r0, r1 = r[0, j], r[1, j]
-            for f in range(F):
-                r0[f] = m0[f] + m1[f] + m2[f]
-                r1[f] = m1[f] - m2[f] - m3[f]
-        for i in range(2):  # z = r A (along the columns)
-            h = 2 * ti + i
-            if h >= Ho:
-                continue
-            q0, q1, q2, q3 = r[i, 0], r[i, 1], r[i, 2], r[i, 3]
-            for jj in range(2):
-                w = 2 * tj + jj
-                if w >= Wo:
+            m0, m1 = M[j, s0:s1].reshape(n), M[4 + j, s0:s1].reshape(n)
+            m2, m3 = M[8 + j, s0:s1].reshape(n), M[12 + j, s0:s1].reshape(n)
+            ra, rb = r[j].reshape(S * F)[:n], r[4 + j].reshape(S * F)[:n]
+            for k in range(n):
+                ra[k] = m0[k] + m1[k] + m2[k]
+                rb[k] = m1[k] - m2[k] - m3[k]
+        for t in range(s0, s1):  # z = r A (along the columns)
+            b, ti, tj = _block_position(t0 + t, TH, TW)
+            o = t - s0
+            for i in range(2):
+                h = 2 * ti + i
+                if h >= Ho:
                     continue
-                out = z[b, h, w]
-                if jj == 0:
-                    for f in range(F):
-                        out[f] = q0[f] + q1[f] + q2[f]
-                else:
-                    for f in range(F):
-                        out[f] = q1[f] - q2[f] - q3[f]
-                if code == RELU:
-                    for f in range(F):
-                        v = out[f] + bias[f]
-                        out[f] = v if v > 0 else v * 0
-                elif code >= 0:
-                    for f in range(F):
-                        out[f] += bias[f]
-                    activate_row(out, code)
+                q0, q1, q2, q3 = r[4 * i, o], r[4 * i + 1, o], r[4 * i + 2, o], r[4 * i + 3, o]
+                for jj in range(2):
+                    w = 2 * tj + jj
+                    if w >= Wo:
+                        continue
+                    out = z[b, h, w]
+                    if code == RELU:
+                        if jj == 0:
+                            for f in range(F):
+                                v = q0[f] + q1[f] + q2[f] + bias[f]
+                                out[f] = v if v > 0 else v * 0
+                        else:
+                            for f in range(F):
+                                v = q1[f] - q2[f] - q3[f] + bias[f]
+                                out[f] = v if v > 0 else v * 0
+                        continue
+                    if jj == 0:
+                        for f in range(F):
+                            out[f] = q0[f] + q1[f] + q2[f]
+                    else:
+                        for f in range(F):
+                            out[f] = q1[f] - q2[f] - q3[f]
+                    if code >= 0:
+                        for f in range(F):
+                            out[f] += bias[f]
+                        activate_row(out, code)
     return z
 
 
