@@ -38,10 +38,11 @@ from contextlib import contextmanager
 import numpy as np
 from llvmlite import binding as _llvm
 
-__all__ = ["SGEMM", "DGEMM", "can_limit_threads", "library", "single_threaded"]
+__all__ = ["SGEMM", "DGEMM", "SGEMV", "DGEMV", "can_limit_threads", "library", "single_threaded"]
 
 #: The symbol names the kernels call (see the module docstring for the signature).
 SGEMM, DGEMM = "tinynn_cblas_sgemm", "tinynn_cblas_dgemm"
+SGEMV, DGEMV = "tinynn_cblas_sgemv", "tinynn_cblas_dgemv"
 
 _ILP64 = (("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"), ("cblas_sgemm64_", "cblas_dgemm64_"))
 _LP64 = (("scipy_cblas_sgemm", "scipy_cblas_dgemm"), ("cblas_sgemm", "cblas_dgemm"))
@@ -93,6 +94,9 @@ def _bind() -> dict:
                 s_addr, d_addr = _address(lib, s_name), _address(lib, d_name)
                 if s_addr and d_addr:
                     found.update(path=path, sizes=sizes, s_addr=s_addr, d_addr=d_addr)
+                    if sizes == "int64":  # the same library's gemv, named alike (sgemm -> sgemv)
+                        found["sv_addr"] = _address(lib, s_name.replace("gemm", "gemv"))
+                        found["dv_addr"] = _address(lib, d_name.replace("gemm", "gemv"))
                     break
             if found["path"]:
                 break
@@ -119,13 +123,26 @@ def _bind() -> dict:
             s_fn, d_fn = cblas_adapters.numpy_dot_adapters()
         _llvm.add_symbol(SGEMM, s_fn.address)
         _llvm.add_symbol(DGEMM, d_fn.address)
+    if found.get("sv_addr") and found.get("dv_addr"):
+        _llvm.add_symbol(SGEMV, found["sv_addr"])
+        _llvm.add_symbol(DGEMV, found["dv_addr"])
+        found["gemv"] = "cblas"
+    else:  # adapters that forward to the gemm symbols registered above (so cached kernels always link)
+        from . import cblas_adapters
+
+        sv_fn, dv_fn = cblas_adapters.gemv_adapters()
+        _llvm.add_symbol(SGEMV, sv_fn.address)
+        _llvm.add_symbol(DGEMV, dv_fn.address)
+        found["gemv"] = "gemm adapter"
     return found
 
 
 def library() -> dict:
-    """``{'path': file or None, 'sizes': 'int64' | 'int32' | None (np.dot adapter), 'threads': bool}``."""
+    """``{'path': file or None, 'sizes': 'int64' | 'int32' | None (np.dot adapter), 'threads': bool,
+    'gemv': 'cblas' | 'gemm adapter'}``."""
     found = _bind()
-    return {"path": found["path"], "sizes": found["sizes"], "threads": found["threads"] is not None}
+    return {"path": found["path"], "sizes": found["sizes"], "threads": found["threads"] is not None,
+            "gemv": found["gemv"]}
 
 
 def can_limit_threads() -> bool:
