@@ -7,7 +7,10 @@ Inside numba (the recurrent loops call it at every step)::
 calls numpy's own BLAS (:mod:`tinynn.kernels.cblas`) once, whatever the sizes: a, b and out may be row slices
 or column blocks of larger C-contiguous arrays (their row strides are passed as leading dimensions), a
 transposed operand is not copied, and β = 1 adds the product into ``out`` (a step's input projection, a
-running gradient). The only requirement is a unit stride along each row.
+running gradient). The only requirement is a unit stride along each row. A product with one row or one column
+(M = 1 or N = 1: a recurrent step at batch 1, a Dense(1) head) goes to BLAS's ``?gemv`` instead, with the one
+row or column of an operand passed as a vector whose increment is its row stride: OpenBLAS's ``?gemm`` packs the
+whole other operand even then, and took 3-5× as long as ``?gemv`` on AVX2 machines (benchmarks/RESULTS.md).
 
 From Python, ``matmul`` (a @ b), ``matmul_nt`` (a @ bᵀ) and ``matmul_tn`` (aᵀ @ b, the weight gradients, whose
 summed axis is the B·T rows of a layer) split a large product into independent pieces — row blocks of the

@@ -5,6 +5,7 @@ r"""numpy's own BLAS, bound for the numba kernels, and held to one thread while 
 
     tinynn_cblas_sgemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)   (int64 sizes)
     tinynn_cblas_dgemm(...)                                                                  (the same in float64)
+    tinynn_cblas_sgemv(order, trans, M, N, alpha, A, lda, x, incx, beta, y, incy)          (and dgemv: M = 1 / N = 1)
 
 so a kernel can multiply row slices and column blocks in place (leading dimensions), transpose either operand
 and accumulate (``C = α op(A) op(B) + β C``) without copies, and numba's cached machine code finds the symbols
@@ -13,7 +14,10 @@ calls) means one library, one thread setting, and no ``scipy.linalg`` import at 
 
 Where numpy's BLAS has 32-bit sizes (``cblas_sgemm`` of a system OpenBLAS or MKL), a small numba adapter with the
 int64 signature forwards to it; where no CBLAS can be found at all, an adapter computes the product with numba's
-``np.dot`` (slower, same results). :func:`library` says which binding is in use.
+``np.dot`` (slower, same results). The gemv symbols are the same library's ``?gemv`` when it is a 64-bit-size
+CBLAS, and otherwise an adapter that forwards to the gemm symbol (x and y as one-column matrices whose leading
+dimensions are their increments), so cached kernels link everywhere. :func:`library` says which binding is in
+use.
 
 **Threads.** OpenBLAS runs a product on every core once M·N·K > 65536·4, and its threads meet at a spinning
 barrier: on cores shared with other processes a 64×64 @ 64×256 product then took 16 ms instead of 0.03 ms
