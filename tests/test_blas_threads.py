@@ -41,6 +41,43 @@ def test_gemm_on_views_transposes_and_accumulation(M, K, N, trans_a, trans_b, be
     np.testing.assert_array_equal(out_big, frame)  # nothing outside the block was written
 
 
+@given(shape=st.sampled_from(["M1", "N1", "both"]), K=st.integers(0, 40), other=st.integers(1, 40),
+       trans_a=st.booleans(), trans_b=st.booleans(), beta=st.sampled_from([0.0, 1.0]), views=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+@example(shape="M1", K=128, other=512, trans_a=True, trans_b=False, beta=0.0, views=True, dtype=np.float32, seed=0)
+@example(shape="N1", K=33, other=17, trans_a=True, trans_b=True, beta=1.0, views=True, dtype=np.float64, seed=1)
+@example(shape="both", K=9, other=1, trans_a=True, trans_b=True, beta=1.0, views=True, dtype=np.float64, seed=2)
+def test_gemm_with_one_row_or_one_column_goes_through_gemv_right(shape, K, other, trans_a, trans_b, beta, views,
+                                                                 dtype, seed):  # fmt: skip
+    """M = 1 or N = 1 (the gemv path of blas.gemm) in every transpose layout, on row slices and column blocks of
+    larger arrays (a vector with a row stride as its increment), β = 0 over a NaN-filled output, against NumPy."""
+    M, N = {"M1": (1, other), "N1": (other, 1), "both": (1, 1)}[shape]
+    rng = np.random.default_rng(seed)
+
+    def operand(rows, cols):
+        if not views:
+            return rng.normal(size=(rows, cols)).astype(dtype)
+        big = rng.normal(size=(rows + 3, cols + 5)).astype(dtype)
+        return big[2:2 + rows, 3:3 + cols]
+
+    a = operand(K, M) if trans_a else operand(M, K)
+    b = operand(N, K) if trans_b else operand(K, N)
+    out_big = rng.normal(size=(M + 2, N + 4)).astype(dtype)
+    out = out_big[1:1 + M, 2:2 + N]
+    if beta == 0:
+        out[...] = np.nan  # β = 0 ignores what was there
+    before, frame = out.astype(np.float64), out_big.copy()
+    want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    if beta != 0:
+        want = want + beta * before
+    blas.gemm(a, b, out, trans_a, trans_b, beta)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    assert np.all(np.isfinite(out))
+    assert np.max(np.abs(out - want)) <= tol * max(1.0, np.max(np.abs(want)))
+    frame[1:1 + M, 2:2 + N] = out
+    np.testing.assert_array_equal(out_big, frame)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_grouped_matmul_tn_accumulates_into_out(dtype):
     """grouped_matmul_tn(a, b, out, accumulate=True) adds aᵀ @ b to out group by group (the conv filter gradient's
@@ -164,6 +201,28 @@ def test_numpy_dot_adapter_computes_the_cblas_product(dtype):
               a.ctypes.data_as(ptr), 9, b.ctypes.data_as(ptr), 9, 0.5, c.ctypes.data_as(ptr), 8)
     want = 2.0 * a.astype(np.float64) @ b.T.astype(np.float64) + 0.5 * before
     np.testing.assert_allclose(c, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans", [False, True])
+def test_gemv_adapter_computes_the_cblas_product_through_gemm(dtype, trans):
+    """The gemv stand-in (no CBLAS gemv found: forwards to the registered gemm symbol), called through its C entry
+    point with strided x and y (increments 3 and 2) and a leading dimension longer than a row."""
+    sgemv, dgemv = cblas_adapters.gemv_adapters()
+    fn = sgemv if dtype == np.float32 else dgemv
+    rng = np.random.default_rng(1)
+    big_a = rng.normal(size=(5, 9)).astype(dtype)
+    a = big_a[:, :7]  # A (5, 7), lda = 9
+    rows, cols = (7, 5) if trans else (5, 7)
+    x_big, y_big = rng.normal(size=3 * cols).astype(dtype), rng.normal(size=2 * rows).astype(dtype)
+    x, before, gaps = x_big[::3], y_big[::2].astype(np.float64), y_big[1::2].copy()
+    ptr = ctypes.POINTER(ctypes.c_float if dtype == np.float32 else ctypes.c_double)
+    fn.ctypes(cblas_adapters.ROW_MAJOR, cblas_adapters.TRANS if trans else cblas_adapters.NO_TRANS, 5, 7, 2.0,
+              big_a.ctypes.data_as(ptr), 9, x_big.ctypes.data_as(ptr), 3, 0.5, y_big.ctypes.data_as(ptr), 2)
+    op_a = (a.T if trans else a).astype(np.float64)
+    want = 2.0 * op_a @ x.astype(np.float64) + 0.5 * before
+    np.testing.assert_allclose(y_big[::2], want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+    np.testing.assert_array_equal(y_big[1::2], gaps)  # nothing between y's elements was written
 
 
 def _subnormal_product() -> float:

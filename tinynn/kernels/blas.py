@@ -7,7 +7,10 @@ Inside numba (the recurrent loops call it at every step)::
 calls numpy's own BLAS (:mod:`tinynn.kernels.cblas`) once, whatever the sizes: a, b and out may be row slices
 or column blocks of larger C-contiguous arrays (their row strides are passed as leading dimensions), a
 transposed operand is not copied, and β = 1 adds the product into ``out`` (a step's input projection, a
-running gradient). The only requirement is a unit stride along each row.
+running gradient). The only requirement is a unit stride along each row. A product with one row or one column
+(M = 1 or N = 1: a recurrent step at batch 1, a Dense(1) head) goes to BLAS's ``?gemv`` instead, with the one
+row or column of an operand passed as a vector whose increment is its row stride: OpenBLAS's ``?gemm`` packs the
+whole other operand even then, and took 3-5× as long as ``?gemv`` on AVX2 machines (benchmarks/RESULTS.md).
 
 From Python, ``matmul`` (a @ b), ``matmul_nt`` (a @ bᵀ) and ``matmul_tn`` (aᵀ @ b, the weight gradients, whose
 summed axis is the B·T rows of a layer) split a large product into independent pieces — row blocks of the
@@ -44,6 +47,15 @@ _SGEMM = types.ExternalFunction(cblas.SGEMM, _signature(types.float32))
 _DGEMM = types.ExternalFunction(cblas.DGEMM, _signature(types.float64))
 
 
+def _gemv_signature(dtype):
+    p, n = types.CPointer(dtype), types.int64
+    return types.void(types.int32, types.int32, n, n, dtype, p, n, p, n, dtype, p, n)
+
+
+_SGEMV = types.ExternalFunction(cblas.SGEMV, _gemv_signature(types.float32))
+_DGEMV = types.ExternalFunction(cblas.DGEMV, _gemv_signature(types.float64))
+
+
 def _cblas_gemm(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc):
     """CBLAS ?gemm, row-major, α = 1 (numba only: resolved by dtype below)."""
     raise NotImplementedError
@@ -61,6 +73,27 @@ def _cblas_gemm_impl(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc):
     def impl(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc):
         fn(np.int32(_ROW_MAJOR), np.int32(ta), np.int32(tb), M, N, K, cast(1.0), a.ctypes, lda, b.ctypes, ldb,
            cast(beta), c.ctypes, ldc)
+
+    return impl
+
+
+def _cblas_gemv(t, m, n, a, lda, x, incx, beta, y, incy):
+    """CBLAS ?gemv, row-major, α = 1: y = op(A) x + β y with A (m, n) at ``a`` (numba only, by dtype below)."""
+    raise NotImplementedError
+
+
+@overload(_cblas_gemv)
+def _cblas_gemv_impl(t, m, n, a, lda, x, incx, beta, y, incy):
+    if y.dtype == types.float32:
+        fn, cast = _SGEMV, np.float32
+    elif y.dtype == types.float64:
+        fn, cast = _DGEMV, np.float64
+    else:
+        return None
+
+    def impl(t, m, n, a, lda, x, incx, beta, y, incy):
+        fn(np.int32(_ROW_MAJOR), np.int32(t), m, n, cast(1.0), a.ctypes, lda, x.ctypes, incx, cast(beta), y.ctypes,
+           incy)
 
     return impl
 
@@ -102,6 +135,25 @@ def gemm(a, b, out, trans_a, trans_b, beta):
     lda, ldb, ldc = _leading_dimension(a), _leading_dimension(b), _leading_dimension(out)
     if lda < 0 or ldb < 0 or ldc < 0:
         raise ValueError("blas.gemm: every row must be unit-stride")
+    if M == 1 or N == 1:
+        if beta == 0:  # y = 0 first: BLAS's own β = 0 may leave a NaN of the uninitialised output (0·NaN)
+            for i in range(M):
+                row = out[i]
+                for j in range(N):
+                    row[j] = 0
+        if M == 1:  # out[0, :] = op(b)ᵀ x, x = op(a)'s one row (a column of a when trans_a: stride lda)
+            incx = lda if trans_a else 1
+            if trans_b:  # b (N, K): y = b x
+                _cblas_gemv(_NO_TRANS, N, K, b, ldb, a, incx, beta, out, 1)
+            else:  # b (K, N): y = bᵀ x
+                _cblas_gemv(_TRANS, K, N, b, ldb, a, incx, beta, out, 1)
+        else:  # out[:, 0] (stride ldc) = op(a) x, x = op(b)'s one column (a column of b unless trans_b)
+            incx = 1 if trans_b else ldb
+            if trans_a:  # a (K, M): y = aᵀ x
+                _cblas_gemv(_TRANS, K, M, a, lda, b, incx, beta, out, ldc)
+            else:  # a (M, K): y = a x
+                _cblas_gemv(_NO_TRANS, M, K, a, lda, b, incx, beta, out, ldc)
+        return
     _cblas_gemm(_TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, M, N, K, a, lda, b, ldb, beta,
                 out, ldc)
 

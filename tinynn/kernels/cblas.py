@@ -5,6 +5,7 @@ r"""numpy's own BLAS, bound for the numba kernels, and held to one thread while 
 
     tinynn_cblas_sgemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)   (int64 sizes)
     tinynn_cblas_dgemm(...)                                                                  (the same in float64)
+    tinynn_cblas_sgemv(order, trans, M, N, alpha, A, lda, x, incx, beta, y, incy)          (and dgemv: M = 1 / N = 1)
 
 so a kernel can multiply row slices and column blocks in place (leading dimensions), transpose either operand
 and accumulate (``C = α op(A) op(B) + β C``) without copies, and numba's cached machine code finds the symbols
@@ -13,7 +14,10 @@ calls) means one library, one thread setting, and no ``scipy.linalg`` import at 
 
 Where numpy's BLAS has 32-bit sizes (``cblas_sgemm`` of a system OpenBLAS or MKL), a small numba adapter with the
 int64 signature forwards to it; where no CBLAS can be found at all, an adapter computes the product with numba's
-``np.dot`` (slower, same results). :func:`library` says which binding is in use.
+``np.dot`` (slower, same results). The gemv symbols are the same library's ``?gemv`` when it is a 64-bit-size
+CBLAS, and otherwise an adapter that forwards to the gemm symbol (x and y as one-column matrices whose leading
+dimensions are their increments), so cached kernels link everywhere. :func:`library` says which binding is in
+use.
 
 **Threads.** OpenBLAS runs a product on every core once M·N·K > 65536·4, and its threads meet at a spinning
 barrier: on cores shared with other processes a 64×64 @ 64×256 product then took 16 ms instead of 0.03 ms
@@ -38,10 +42,11 @@ from contextlib import contextmanager
 import numpy as np
 from llvmlite import binding as _llvm
 
-__all__ = ["SGEMM", "DGEMM", "can_limit_threads", "library", "single_threaded"]
+__all__ = ["SGEMM", "DGEMM", "SGEMV", "DGEMV", "can_limit_threads", "library", "single_threaded"]
 
 #: The symbol names the kernels call (see the module docstring for the signature).
 SGEMM, DGEMM = "tinynn_cblas_sgemm", "tinynn_cblas_dgemm"
+SGEMV, DGEMV = "tinynn_cblas_sgemv", "tinynn_cblas_dgemv"
 
 _ILP64 = (("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"), ("cblas_sgemm64_", "cblas_dgemm64_"))
 _LP64 = (("scipy_cblas_sgemm", "scipy_cblas_dgemm"), ("cblas_sgemm", "cblas_dgemm"))
@@ -93,6 +98,9 @@ def _bind() -> dict:
                 s_addr, d_addr = _address(lib, s_name), _address(lib, d_name)
                 if s_addr and d_addr:
                     found.update(path=path, sizes=sizes, s_addr=s_addr, d_addr=d_addr)
+                    if sizes == "int64":  # the same library's gemv, named alike (sgemm -> sgemv)
+                        found["sv_addr"] = _address(lib, s_name.replace("gemm", "gemv"))
+                        found["dv_addr"] = _address(lib, d_name.replace("gemm", "gemv"))
                     break
             if found["path"]:
                 break
@@ -119,13 +127,26 @@ def _bind() -> dict:
             s_fn, d_fn = cblas_adapters.numpy_dot_adapters()
         _llvm.add_symbol(SGEMM, s_fn.address)
         _llvm.add_symbol(DGEMM, d_fn.address)
+    if found.get("sv_addr") and found.get("dv_addr"):
+        _llvm.add_symbol(SGEMV, found["sv_addr"])
+        _llvm.add_symbol(DGEMV, found["dv_addr"])
+        found["gemv"] = "cblas"
+    else:  # adapters that forward to the gemm symbols registered above (so cached kernels always link)
+        from . import cblas_adapters
+
+        sv_fn, dv_fn = cblas_adapters.gemv_adapters()
+        _llvm.add_symbol(SGEMV, sv_fn.address)
+        _llvm.add_symbol(DGEMV, dv_fn.address)
+        found["gemv"] = "gemm adapter"
     return found
 
 
 def library() -> dict:
-    """``{'path': file or None, 'sizes': 'int64' | 'int32' | None (np.dot adapter), 'threads': bool}``."""
+    """``{'path': file or None, 'sizes': 'int64' | 'int32' | None (np.dot adapter), 'threads': bool,
+    'gemv': 'cblas' | 'gemm adapter'}``."""
     found = _bind()
-    return {"path": found["path"], "sizes": found["sizes"], "threads": found["threads"] is not None}
+    return {"path": found["path"], "sizes": found["sizes"], "threads": found["threads"] is not None,
+            "gemv": found["gemv"]}
 
 
 def can_limit_threads() -> bool:

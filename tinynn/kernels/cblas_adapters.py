@@ -80,3 +80,36 @@ def numpy_dot_adapters():
         _dot_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
 
     return sgemm, dgemm
+
+
+# --------------------------------------------------------------------------- gemv through gemm
+#: The gemm symbols of :mod:`tinynn.kernels.cblas` (registered before the gemv adapters are compiled).
+_SGEMM_NAME, _DGEMM_NAME = "tinynn_cblas_sgemm", "tinynn_cblas_dgemm"
+
+
+def _gemv_signature(dtype):
+    p, n = types.CPointer(dtype), types.int64
+    return types.void(types.int32, types.int32, n, n, dtype, p, n, p, n, dtype, p, n)
+
+
+_S_GEMM = types.ExternalFunction(_SGEMM_NAME, _signature(types.float32, types.int64))
+_D_GEMM = types.ExternalFunction(_DGEMM_NAME, _signature(types.float64, types.int64))
+
+
+def gemv_adapters():
+    """(sgemv, dgemv) cfuncs with the int64 CBLAS ``?gemv`` signature, computed by the registered gemm symbol.
+
+    ``y = α op(A) x + β y`` with A (m, n) row-major is the gemm ``Y = α op(A) X + β Y`` with X an (op(A)'s
+    columns, 1) matrix of leading dimension incx and Y an (op(A)'s rows, 1) matrix of leading dimension incy."""
+
+    @numba.cfunc(_gemv_signature(types.float32), cache=True)
+    def sgemv(order, ta, m, n, alpha, A, lda, X, incx, beta, Y, incy):  # pragma: no cover - compiled
+        rows, cols = (n, m) if ta == TRANS else (m, n)
+        _S_GEMM(order, ta, np.int32(NO_TRANS), rows, np.int64(1), cols, alpha, A, lda, X, incx, beta, Y, incy)
+
+    @numba.cfunc(_gemv_signature(types.float64), cache=True)
+    def dgemv(order, ta, m, n, alpha, A, lda, X, incx, beta, Y, incy):  # pragma: no cover - compiled
+        rows, cols = (n, m) if ta == TRANS else (m, n)
+        _D_GEMM(order, ta, np.int32(NO_TRANS), rows, np.int64(1), cols, alpha, A, lda, X, incx, beta, Y, incy)
+
+    return sgemv, dgemv
