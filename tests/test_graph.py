@@ -272,3 +272,30 @@ def test_shared_stateful_layer_keeps_the_states_of_its_last_call_after_training(
     rnn.reset_state()
     model.predict(x, batch_size=2)
     assert all(np.allclose(s, t) for s, t in zip(after_training, rnn.states))
+
+
+class _Widening(layers.Layer):
+    """Returns (batch, 4) on its first calls, then (batch, 5) once ``wide`` is set (a layer with a bug)."""
+
+    wide = False
+
+    def build(self, input_shape):
+        pass
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 4)
+
+    def forward(self, x, training=False, mask=None):
+        return np.zeros((x.shape[0], 5 if self.wide else 4), x.dtype)
+
+
+def test_sequential_chain_checks_an_inner_input_again_when_its_shape_changes():
+    # the chain skips an inner layer's checks only for a repeat of an input it accepted; a new shape is checked
+    widen = _Widening()
+    model = tn.Sequential([layers.Input(shape=(3,)), widen, layers.Dense(2)])
+    x = np.ones((6, 3), np.float32)
+    first = model.predict_on_batch(x)
+    np.testing.assert_array_equal(model.predict_on_batch(x), first)
+    widen.wide = True
+    with pytest.raises(ValueError, match=r"Layer 'dense.*\(Dense\).*5"):
+        model.predict_on_batch(x)

@@ -509,6 +509,10 @@ class Graph:
                                  for k, st in enumerate(self.steps))
                          and self.steps[-1].out == self.output_slots[0])
         self._chain_layers = [st.layer for st in self.steps]
+        # per chain layer: (shape, dtype, input_spec, layer dtype) of an input it accepted before, if its input
+        # handling is the base Layer's (see _forward_chain); None until then
+        self._chain_accepted: list = [None] * len(self.steps)
+        self._chain_plain: list | None = None
         seen = set()
         self.weight_layers = []
         for st in self.steps:
@@ -584,9 +588,29 @@ class Graph:
         return run
 
     def _forward_chain(self, x, training: bool, mask, want_logits) -> Run:
+        """Sequential's loop. A layer whose ``__call__`` / ``prepare_input`` / ``check_input`` / ``compute_mask``
+        are the base Layer's, given an array of the same shape and dtype as an input it accepted before (its
+        ``input_spec`` unchanged) and no mask, is not converted and checked again: those checks depend on nothing
+        else, so they would pass again; its ``forward`` is called with the input marked as checked."""
         run = Run(self.n_slots, training)
         run.values[self.input_slots[0]], run.masks[self.input_slots[0]] = x, mask
-        for layer in self._chain_layers:
+        plain = self._chain_plain
+        if plain is None:
+            plain = self._chain_plain = [_plain_input_handling(layer) for layer in self._chain_layers]
+        accepted = self._chain_accepted
+        for k, layer in enumerate(self._chain_layers):
+            if mask is None and plain[k] and type(x) is np.ndarray:
+                seen = accepted[k]
+                if (seen is not None and x.shape == seen[0] and x.dtype == seen[1] and layer.input_spec is seen[2]
+                        and layer.dtype is seen[3]):
+                    layer._checked_input = x
+                    x = layer.forward(x, training=training, mask=None)
+                    continue
+                y = layer(x, training=training, mask=None)
+                if x.dtype == layer.dtype:  # taken as is (prepare_input made no copy) and checked
+                    accepted[k] = (x.shape, x.dtype, layer.input_spec, layer.dtype)
+                x = y
+                continue
             y = layer(x, training=training, mask=mask)
             mask = layer.compute_mask(x, mask)
             x = y
@@ -795,3 +819,15 @@ def all_layers(layers: Iterable) -> list:
         out.append(obj)
         todo.extend(sublayers(obj))
     return out
+
+
+def _plain_input_handling(layer) -> bool:
+    """True when ``layer`` converts, checks and masks its input as the base Layer does (so a repeat of an
+    accepted input's shape and dtype passes the checks again, and no mask in gives no mask out)."""
+    from .layers.base import Layer
+
+    cls = type(layer)
+    return (isinstance(layer, Layer) and not cls.takes_list_input and cls.__call__ is Layer.__call__
+            and cls.prepare_input is Layer.prepare_input and cls._prepare_array is Layer._prepare_array
+            and cls.check_input is Layer.check_input and cls._check_array is Layer._check_array
+            and cls.compute_mask is Layer.compute_mask)

@@ -673,8 +673,9 @@ class Sequential(Model):
     def _check_model_input(self, x, what: str = "input"):
         if not self._layers:
             raise ValueError(f"Sequential {self.name!r} has no layers")
-        label = f"Sequential {self.name!r} predict input" if what.startswith("predict") else f"{what} x"
-        x = data_utils.as_array(x, label if what != "input" else f"Sequential {self.name!r} input")
+        if type(x) is not np.ndarray or x.dtype == object or x.ndim == 0:  # an array passes as_array unchanged
+            label = f"Sequential {self.name!r} predict input" if what.startswith("predict") else f"{what} x"
+            x = data_utils.as_array(x, label if what != "input" else f"Sequential {self.name!r} input")
         if x.shape[0] == 0:
             raise ValueError(f"Sequential {self.name!r}: received an empty batch (input shape {x.shape})")
         if self.input_layer is not None:

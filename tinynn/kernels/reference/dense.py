@@ -21,7 +21,10 @@ def dense_forward(x, W, b, act):
     """(z, y): z = x W + b (b None: no bias), y = act(z)."""
     z = x @ W
     if b is not None:
-        z = z + b
+        if b.dtype == z.dtype:
+            z += b  # in place on the fresh product (the same sums)
+        else:
+            z = z + b
     return z, act(z)
 
 
