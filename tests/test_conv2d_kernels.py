@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from pooling_inputs import pool_input
 
 from tinynn.kernels import conv2d as kc
 from tinynn.kernels import parallel
@@ -373,28 +374,29 @@ def pool_geometry(draw):
     pt, Ho = rc.conv_output_size(H, PH, SH, 1, padding)
     pl, Wo = rc.conv_output_size(W, PW, SW, 1, padding)
     return dict(B=draw(st.integers(1, 3)), H=H, W=W, C=draw(st.integers(1, 4)), pool=(PH, PW), s=(SH, SW),
-                pads=(pt, pl), out=(Ho, Wo), ties=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))  # fmt: skip
+                pads=(pt, pl), out=(Ho, Wo), values=draw(st.sampled_from(["normal", "ties", "nans"])),
+                seed=draw(st.integers(0, 2**16)))  # fmt: skip
 
 
 @given(g=pool_geometry(), threads=st.sampled_from([1, 2]))
-@example(g=dict(B=2, H=5, W=4, C=3, pool=(3, 3), s=(1, 2), pads=(1, 1), out=(5, 2), ties=True, seed=0), threads=2)
-@example(g=dict(B=2, H=5, W=7, C=3, pool=(2, 2), s=(2, 2), pads=(0, 0), out=(2, 3), ties=True, seed=1), threads=2)
-@example(g=dict(B=2, H=4, W=7, C=2, pool=(3, 2), s=(3, 3), pads=(1, 0), out=(2, 3), ties=True, seed=2), threads=1)
+@example(g=dict(B=2, H=5, W=4, C=3, pool=(3, 3), s=(1, 2), pads=(1, 1), out=(5, 2), values="ties", seed=0), threads=2)
+@example(g=dict(B=2, H=5, W=7, C=3, pool=(2, 2), s=(2, 2), pads=(0, 0), out=(2, 3), values="ties", seed=1), threads=2)
+@example(g=dict(B=2, H=4, W=7, C=2, pool=(3, 2), s=(3, 3), pads=(1, 0), out=(2, 3), values="ties", seed=2), threads=1)
+@example(g=dict(B=2, H=5, W=4, C=3, pool=(3, 3), s=(1, 2), pads=(1, 1), out=(5, 2), values="nans", seed=4), threads=2)
+@example(g=dict(B=2, H=5, W=7, C=3, pool=(2, 2), s=(2, 2), pads=(0, 0), out=(2, 3), values="nans", seed=5), threads=1)
 def test_pool2d_kernels_match_reference(g, threads):
     """Max pooling's backward runs a one-pass kernel when the windows do not overlap (strides >= pool: the examples
     with an odd size, gaps between windows and 'same' padding) and the general one otherwise."""
     rng = np.random.default_rng(g["seed"])
-    x = rng.standard_normal((g["B"], g["H"], g["W"], g["C"]))
-    if g["ties"]:
-        x = np.round(x)  # many equal values: the first maximum (row-major) must win, in both versions
+    xm, x = pool_input(rng, (g["B"], g["H"], g["W"], g["C"]), g["values"])  # the first maximum in row-major order
     args = (g["pool"], g["s"], g["pads"], g["out"])
     with mock.patch.object(parallel, "PARALLEL_WORK", 0), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
-        y = kp.max_pool2d_forward(x, *args)
-        np.testing.assert_array_equal(y, rp.max_pool2d_forward(x, *args))
+        y = kp.max_pool2d_forward(xm, *args)
+        np.testing.assert_array_equal(y, rp.max_pool2d_forward(xm, *args))
         dy = rng.standard_normal(y.shape)
-        dx = kp.max_pool2d_backward(x, y, dy, *args[:3])
-        assert rel_err(dx, rp.max_pool2d_backward(x, y, dy, *args[:3])) <= TOL
+        dx = kp.max_pool2d_backward(xm, y, dy, *args[:3])
+        assert rel_err(dx, rp.max_pool2d_backward(xm, y, dy, *args[:3])) <= TOL
         a = kp.avg_pool2d_forward(x, *args)
         assert rel_err(a, rp.avg_pool2d_forward(x, *args)) <= TOL
         da = kp.avg_pool2d_backward(dy, (g["H"], g["W"]), *args[:3])

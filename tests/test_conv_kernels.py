@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from pooling_inputs import pool_input
 
 from tinynn.kernels import conv as kc
 from tinynn.kernels import pooling as kp
@@ -313,18 +314,17 @@ def pool_geometry(draw):
     L = (P if padding == "valid" else 1) + draw(st.integers(0, 10))
     pl, _, l_out = kc.conv_padding(L, P, S, 1, padding)
     return dict(B=draw(st.integers(1, 3)), L=L, C=draw(st.integers(1, 4)), P=P, S=S, pl=pl, l_out=l_out,
-                ties=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))  # fmt: skip
+                values=draw(st.sampled_from(["normal", "ties", "nans"])), seed=draw(st.integers(0, 2**16)))  # fmt: skip
 
 
 @given(g=pool_geometry())
+@example(g=dict(B=2, L=9, C=3, P=3, S=2, pl=0, l_out=4, values="nans", seed=3))
 def test_pool_kernels_match_reference(g):
     rng = np.random.default_rng(g["seed"])
-    x = rng.standard_normal((g["B"], g["L"], g["C"]))
-    if g["ties"]:
-        x = np.round(x)  # many equal values: the first maximum must win, in both versions
+    xm, x = pool_input(rng, (g["B"], g["L"], g["C"]), g["values"])
     args = (g["P"], g["S"], g["pl"], g["l_out"])
-    y, a = kp.max_pool1d_forward(x, *args)
-    y_ref, a_ref = rp.max_pool1d_forward(x, *args)
+    y, a = kp.max_pool1d_forward(xm, *args)
+    y_ref, a_ref = rp.max_pool1d_forward(xm, *args)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(a, a_ref)
     dy = rng.standard_normal(y.shape)

@@ -60,7 +60,8 @@ def _max_fwd(x, P, S, pl, y, a):  # pragma: no cover - compiled
                 xi = xb[i]
                 for c in range(C):
                     v = xi[c]
-                    better = v > yt[c]  # strict: the first maximum wins
+                    better = (v > yt[c]) | ((v != v) & (yt[c] == yt[c]))  # strict: the first maximum wins;
+                    # a NaN beats every number (the first NaN wins), as NumPy's max and argmax
                     yt[c] = v if better else yt[c]
                     at[c] = i if better else at[c]
     return y, a

@@ -2,7 +2,8 @@ r"""2-D max and average pooling kernels (channels-last) in numba, forward and ba
 
 The math and symbols are those of :mod:`tinynn.kernels.reference.pooling2d` (read it first): window (i, j) holds
 the real pixels ``R_i × C_j``, max pooling pads with -∞ and routes a window's gradient to its first maximal pixel
-in row-major order (TF's MaxPoolGrad), average pooling divides by the number of real pixels ``n_ij``.
+in row-major order (TF's MaxPoolGrad), average pooling divides by the number of real pixels ``n_ij``. A NaN
+pixel is the largest value: it makes its window's max NaN and takes the window's gradient (as NumPy's max/argmax).
 
 Max pooling keeps no argmax: the backward finds each window's first maximum again from x and y (both kept by
 the layer anyway), so a forward pass writes nothing but y — inference pays nothing for the backward's
@@ -32,6 +33,12 @@ def _window(i, S, P, pad, size):  # pragma: no cover - compiled
     return max(lo, 0), min(lo + P, size)
 
 
+@numba.njit(cache=True, nogil=True)
+def _is_max(v, m):  # pragma: no cover - compiled
+    """v is the window's max m: equal, or both NaN (a NaN window max is its first NaN pixel)."""
+    return (v == m) | ((v != v) & (m != m))
+
+
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _max_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
     B, H, W, C = x.shape
@@ -47,11 +54,11 @@ def _max_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
                     for c in range(C):
                         m = p00[c]  # the same comparisons in the same (row-major) order as the loops below
                         v = p01[c]
-                        m = v if v > m else m
+                        m = v if (v > m) | (v != v) else m
                         v = p10[c]
-                        m = v if v > m else m
+                        m = v if (v > m) | (v != v) else m
                         v = p11[c]
-                        yv[c] = v if v > m else m
+                        yv[c] = v if (v > m) | (v != v) else m
                     continue
                 first = x[b, h0, w0]
                 for c in range(C):
@@ -61,7 +68,7 @@ def _max_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
                         xv = x[b, h, w]
                         for c in range(C):
                             v = xv[c]
-                            yv[c] = v if v > yv[c] else yv[c]
+                            yv[c] = v if (v > yv[c]) | (v != v) else yv[c]
     return y
 
 
@@ -86,7 +93,7 @@ def _max_bwd(x, y, dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover - compil
                     for w in range(w0, w1):
                         xv, dv = x[b, h, w], dx[b, h, w]
                         for c in range(C):
-                            hit = (xv[c] == yv[c]) & (routed[c] == 0)
+                            hit = _is_max(xv[c], yv[c]) & (routed[c] == 0)
                             dv[c] += gv[c] if hit else gv[c] * 0
                             routed[c] |= hit
     return dx
@@ -121,7 +128,7 @@ def _max_bwd_disjoint(x, y, dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover
                     continue
                 xv, yv, gv, rt = x[b, h, w], y[b, i, j], dy[b, i, j], routed[j]
                 for c in range(C):
-                    hit = (xv[c] == yv[c]) & (rt[c] == 0)
+                    hit = _is_max(xv[c], yv[c]) & (rt[c] == 0)
                     dv[c] = gv[c] if hit else zero
                     rt[c] |= hit
     return dx

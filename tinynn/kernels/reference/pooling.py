@@ -10,6 +10,10 @@ Max (padding acts as -∞; TF's MaxPoolGrad routes a window's whole gradient to 
     y[b,t,c]   = max_{i ∈ W_t} x[b,i,c],     a[b,t,c] = the first i ∈ W_t reaching the max
     dx[b,i,c]  = Σ_{t: a[b,t,c] = i} dy[b,t,c]
 
+A NaN step counts as the largest value: y is NaN and a is its first NaN step (NumPy's max and argmax; PyTorch's max
+pooling gives the same NaN max but routes the gradient to the last NaN). TensorFlow's MaxPool kernel skips NaN
+instead (a window of NaNs gives -3.4e38).
+
 Average ('same' divides by the number of real steps, as TF does)::
 
     n_t        = |W_t|

@@ -12,6 +12,11 @@ row-major order (the smallest tap index p·PW + q)::
     y[b,i,j,c]  = max_{(h,w) ∈ R_i × C_j} x[b,h,w,c]
     dx[b,h,w,c] = Σ_{(i,j): (h,w) is the first maximum of window (i,j)} dy[b,i,j,c]
 
+A NaN pixel counts as the largest value: its window's max is NaN and the window's gradient goes to its first NaN
+pixel (NumPy's max and argmax; PyTorch's max pooling gives the same NaN max but routes the gradient to the last
+NaN). TensorFlow's MaxPool kernel skips NaN instead (a window of NaNs gives -3.4e38), so a NaN input is the one
+place tinynn differs from Keras-TF here.
+
 Average ('same' divides by the number of real pixels, as TF does)::
 
     n_ij        = |R_i| · |C_j|
@@ -53,7 +58,8 @@ def max_pool2d_backward(x, y, dy, pool, strides, pads):
     routed = np.zeros(y.shape, dtype=bool)  # has window (b, i, j, c) sent its gradient already?
     for p in range(pool[0]):
         for q in range(pool[1]):
-            first = (tap(xp, p, q, out_hw, strides, _ONE) == y) & ~routed
+            t = tap(xp, p, q, out_hw, strides, _ONE)
+            first = ((t == y) | (np.isnan(t) & np.isnan(y))) & ~routed  # a NaN max: its first NaN pixel
             tap(dxp, p, q, out_hw, strides, _ONE)[...] += np.where(first, dy, 0)
             routed |= first
     return dxp[:, pt : pt + H, pl : pl + W]
