@@ -317,6 +317,19 @@ def pool_geometry(draw):
                 values=draw(st.sampled_from(["normal", "ties", "nans"])), seed=draw(st.integers(0, 2**16)))  # fmt: skip
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_values_on_batch_pieces(dtype):
+    """Large enough to run on batch pieces (share_batch): the values of the argmax kernel, bit for bit, also with
+    ties, in odd-sized pieces and with 'same' padding."""
+    rng = np.random.default_rng(3)
+    x = np.round(rng.standard_normal((37, 301, 64)) * 2).astype(dtype)
+    for P, S, padding in ((3, 3, "valid"), (4, 2, "same"), (5, 1, "valid")):
+        pl, _, l_out = kc.conv_padding(x.shape[1], P, S, 1, padding)
+        y = kp.max_pool1d_values(x, P, S, pl, l_out)
+        np.testing.assert_array_equal(y, kp.max_pool1d_forward(x, P, S, pl, l_out)[0])
+        np.testing.assert_array_equal(y, rp.max_pool1d_values(x, P, S, pl, l_out))
+
+
 @given(g=pool_geometry())
 @example(g=dict(B=2, L=9, C=3, P=3, S=2, pl=0, l_out=4, values="nans", seed=3))
 def test_pool_kernels_match_reference(g):
@@ -327,6 +340,8 @@ def test_pool_kernels_match_reference(g):
     y_ref, a_ref = rp.max_pool1d_forward(xm, *args)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(a, a_ref)
+    np.testing.assert_array_equal(kp.max_pool1d_values(x, *args), y)  # inference: the values alone, same bits
+    np.testing.assert_array_equal(rp.max_pool1d_values(x, *args), y_ref)
     dy = rng.standard_normal(y.shape)
     assert rel_err(kp.max_pool1d_backward(dy, a, g["L"]), rp.max_pool1d_backward(dy, a, g["L"])) <= TOL
     assert rel_err(kp.avg_pool1d_forward(x, *args), rp.avg_pool1d_forward(x, *args)) <= TOL

@@ -339,3 +339,21 @@ def test_a_conv1d_inference_call_runs_its_tail_fused_with_the_same_bits(activati
         np.testing.assert_array_equal(layer.logits, y)  # linear: y is z + b
     y_train = layer(x, training=True)
     np.testing.assert_allclose(layer.activation(layer.logits), y_train, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_max_pooling_backward_after_an_inference_call(fmt):
+    """An inference call keeps no argmax steps; a backward after it finds them from that call's input: the same
+    gradient as after a training call, also when calls of other shapes and modes come in between."""
+    rng = np.random.default_rng(0)
+    pool = layers.MaxPooling1D(3, strides=2, padding="same", data_format=fmt)
+    for shape in ((4, 11, 5), (2, 7, 3), (4, 11, 5)):
+        x = np.round(rng.standard_normal(shape) * 2)  # ties: the first maximum must get the gradient
+        if fmt == "channels_first":
+            x = x.transpose(0, 2, 1).copy()
+        pool(rng.standard_normal((3, 9, 6)), training=True)  # leaves argmax steps of another input behind
+        y = pool(x)
+        dy = rng.standard_normal(y.shape)
+        dx = pool.backward(dy)
+        np.testing.assert_array_equal(pool(x, training=True), y)
+        np.testing.assert_array_equal(pool.backward(dy), dx)

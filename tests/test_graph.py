@@ -299,3 +299,38 @@ def test_sequential_chain_checks_an_inner_input_again_when_its_shape_changes():
     widen.wide = True
     with pytest.raises(ValueError, match=r"Layer 'dense.*\(Dense\).*5"):
         model.predict_on_batch(x)
+
+
+def test_sequential_predict_on_batch_skips_only_repeated_model_input_checks():
+    """A repeat of an accepted input's shape (after the batch axis) and dtype skips the model-input checks: the
+    same outputs as the checked path, at any batch size; anything else is still checked in full."""
+    rng = np.random.default_rng(0)
+    model = tn.Sequential([layers.Input(shape=(5,)), layers.Dense(4, activation="relu"), layers.Dense(3)])
+    general = tn.trainer.Trainer.predict_on_batch  # the checked path
+    for n in (7, 2, 7, 1):  # the batch size changes between calls
+        x = rng.normal(size=(n, 5)).astype(np.float32)
+        np.testing.assert_array_equal(model.predict_on_batch(x), general(model, x))
+    assert model._predict_accepted is not None
+    with pytest.raises(ValueError, match=r"expects input of shape \(batch, 5\).*got \(3, 6\)"):
+        model.predict_on_batch(np.zeros((3, 6), np.float32))
+    with pytest.raises(ValueError, match="empty batch"):
+        model.predict_on_batch(np.zeros((0, 5), np.float32))
+    with pytest.raises(ValueError, match="batch axis"):
+        model.predict_on_batch(np.zeros((), np.float32))  # 0-d: its shape[1:] is () like a 1-d array's
+    with pytest.raises(ValueError, match="expects input of shape"):
+        model.predict_on_batch(np.zeros((3, 5, 1), np.float32))
+    x = rng.normal(size=(4, 5))  # float64 and a nested list: converted as before
+    np.testing.assert_array_equal(model.predict_on_batch(x), general(model, x))
+    np.testing.assert_array_equal(model.predict_on_batch(x.tolist()), general(model, x.tolist()))
+    model.add(layers.Dense(2))  # a new graph: checked again, then the new output
+    assert model.predict_on_batch(x).shape == (4, 2)
+
+
+def test_sequential_predict_on_batch_without_input_layer_checks_each_new_shape():
+    """Built from the first batch (no Input): a batch of another feature shape is not a repeat; it fails in the
+    first layer's own check as on the checked path."""
+    model = tn.Sequential([layers.Dense(3)])
+    model.predict_on_batch(np.ones((2, 4), np.float32))
+    model.predict_on_batch(np.ones((5, 4), np.float32))
+    with pytest.raises(ValueError, match="Dense"):
+        model.predict_on_batch(np.ones((2, 6), np.float32))

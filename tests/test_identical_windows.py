@@ -66,6 +66,24 @@ def test_numba_ids_match_the_numpy_twin(padding, dtype, data):
     np.testing.assert_array_equal(same_bits, rep[:, None] == rep[None, :])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_ids_of_a_large_input_hashed_in_pieces_match_the_numpy_twin(dtype):
+    """Enough words to hash the rows in one piece per core (``PARALLEL_HASH_WORDS``): repeats within and across the
+    pieces, runs, all-zero steps and -0.0 (bits differ from +0.0) give the twin's ids."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(64, 240, 10)).astype(dtype)
+    assert x.size * x.itemsize // 8 >= kw.PARALLEL_HASH_WORDS
+    x[:, :7] = 0  # left padding: one run of zero steps per sample
+    x[40, 100:] = x[2, 100:]  # the end of a late sample repeats an early one (another piece)
+    x[30, 50:60] = x[30, 49]  # a run
+    x[5, 3] = -0.0
+    ids, zero_id = kw.row_ids(x)
+    ids_ref, zero_ref = rw.row_ids(x)
+    np.testing.assert_array_equal(ids, ids_ref)
+    assert zero_id == zero_ref >= 0
+    assert len(np.unique(ids)) < ids.size
+
+
 def _position_dependent(grouped_matmul):
     """A GEMM that rounds each row differently (as some BLAS micro-kernels do for rows at different positions):
     row r of the result is scaled by 1 + r·2⁻²⁰."""

@@ -26,11 +26,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .parallel import kernel_entry
+from .parallel import kernel_entry, share_batch
 
 __all__ = [
     "avg_pool1d_backward", "avg_pool1d_forward", "global_avg_pool1d_backward", "global_avg_pool1d_forward",
     "global_max_pool1d_backward", "global_max_pool1d_forward", "max_pool1d_backward", "max_pool1d_forward",
+    "max_pool1d_values",
 ]
 
 
@@ -65,6 +66,27 @@ def _max_fwd(x, P, S, pl, y, a):  # pragma: no cover - compiled
                     yt[c] = v if better else yt[c]
                     at[c] = i if better else at[c]
     return y, a
+
+
+@numba.njit(cache=True, nogil=True)
+def _max_values(x, P, S, pl, y):  # pragma: no cover - compiled
+    """y of :func:`_max_fwd` without the argmax (inference): the same select, so the same bits."""
+    B, L, C = x.shape
+    l_out = y.shape[1]
+    for b in range(B):
+        xb, yb = x[b], y[b]
+        for t in range(l_out):
+            lo = max(t * S - pl, 0)
+            hi = min(t * S - pl + P, L)
+            yt, first = yb[t], xb[lo]
+            for c in range(C):
+                yt[c] = first[c]
+            for i in range(lo + 1, hi):
+                xi = xb[i]
+                for c in range(C):
+                    v = xi[c]
+                    yt[c] = v if v > yt[c] else yt[c]
+    return y
 
 
 @numba.njit(cache=True, nogil=True)
@@ -129,6 +151,18 @@ def max_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int
     B, _, C = x.shape
     y, a = np.empty((B, l_out, C), dtype=x.dtype), np.empty((B, l_out, C), dtype=np.int64)
     return _max_fwd(np.ascontiguousarray(x), int(pool_size), int(stride), int(pad_left), y, a)
+
+
+def max_pool1d_values(x: np.ndarray, pool_size: int, stride: int, pad_left: int, l_out: int) -> np.ndarray:
+    """y (B, Lo, C) of :func:`max_pool1d_forward` alone (no argmax steps: an inference call), the batch shared out
+    over the cores (:func:`tinynn.kernels.parallel.share_batch`)."""
+    _check(x.shape[1], pool_size, stride, pad_left, l_out)
+    B, _, C = x.shape
+    x = np.ascontiguousarray(x)
+    y = np.empty((B, l_out, C), dtype=x.dtype)
+    P, S, pl = int(pool_size), int(stride), int(pad_left)
+    share_batch(lambda _, b0, b1: _max_values(x[b0:b1], P, S, pl, y[b0:b1]), B, 4 * x.size, blas=False)
+    return y
 
 
 @kernel_entry

@@ -26,6 +26,8 @@ import weakref
 import numba
 import numpy as np
 
+from .parallel import row_pieces, run_parallel
+
 __all__ = ["distinct_rows", "lookup_row_ids", "note_lookup", "row_ids", "share_identical_windows", "window_ids"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -74,33 +76,38 @@ def _row_hashes(bits, m1, m2, hashes):  # pragma: no cover - compiled
             u = (v ^ (v >> np.uint64(32))) * m1[w]  # the fold makes every bit of v change u's high half
             a1 += u
             a2 += (u ^ (u >> np.uint64(29))) ^ m2[w]  # a second, non-linear sum
-        hashes[r, 0] = _mix(a1)
-        hashes[r, 1] = _mix(_mix(a2) ^ a1)
+        hashes[r, 0] = _mix(a1)  # mixed: its low bits pick the slot
+        hashes[r, 1] = a2  # only compared: finalising it too cost a quarter of the loop
 
 
 @numba.njit(cache=True, nogil=True)
-def _row_ids(bits, hashes, table, ids):  # pragma: no cover - compiled
+def _row_ids(bits, hashes, keys, rows, ids):  # pragma: no cover - compiled
     """ids[r] = the first row with the same bits: a row equal to the one before it (compared exactly: runs, as
-    in padding) takes its id, any other the id of the first row with the same 128-bit hash. table (size × 3,
-    a power of two, column 0 filled with -1) holds row, h1, h2."""
+    in padding) takes its id, any other the id of the first row with the same 128-bit hash. The table is two
+    arrays of a power-of-two size (at least 4 slots per row: short probes): keys (zeros: empty) holds h1 | 1 and
+    rows the row of that slot, whose hashes are compared in full only when the key matches; the probe loop reads
+    8 bytes per slot (a row, h1, h2 per slot took half as long again: the slots are read at random)."""
     R = bits.shape[0]
-    mask = table.shape[0] - 1
+    mask = keys.shape[0] - 1
     for r in range(R):
         if r > 0 and _equal_rows(bits[r], bits[r - 1]):
             ids[r] = ids[r - 1]
             continue
-        h1, h2 = np.int64(hashes[r, 0]), np.int64(hashes[r, 1])
-        slot = h1 & mask
+        h1, h2 = hashes[r, 0], hashes[r, 1]
+        key = h1 | np.uint64(1)
+        slot = np.int64(h1 >> np.uint64(1)) & mask
         while True:
-            if table[slot, 0] < 0:
-                table[slot, 0] = r
-                table[slot, 1] = h1
-                table[slot, 2] = h2
+            k = keys[slot]
+            if k == 0:
+                keys[slot] = key
+                rows[slot] = r
                 ids[r] = r
                 break
-            if table[slot, 1] == h1 and table[slot, 2] == h2:
-                ids[r] = table[slot, 0]
-                break
+            if k == key:
+                j = rows[slot]
+                if hashes[j, 0] == h1 and hashes[j, 1] == h2:
+                    ids[r] = j
+                    break
             slot = (slot + 1) & mask
     return ids
 
@@ -229,8 +236,13 @@ def _multipliers(width: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 2**63, width, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
 
+#: Inputs of at least this many 64-bit (or narrower) words hash their rows in one piece per core.
+PARALLEL_HASH_WORDS = 1 << 16
+
+
 def row_ids(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """(id (B, L), zero_id), as :func:`tinynn.kernels.reference.windows.row_ids`."""
+    """(id (B, L), zero_id), as :func:`tinynn.kernels.reference.windows.row_ids`; the rows are hashed in pieces on
+    the cores (:func:`tinynn.kernels.parallel.row_pieces`), the table filled in row order on the calling thread."""
     B, L, C = x.shape
     rows = np.ascontiguousarray(x).reshape(B * L, C)
     word = 8 if (C * x.dtype.itemsize) % 8 == 0 else x.dtype.itemsize  # 64-bit words hash twice as fast
@@ -239,10 +251,10 @@ def row_ids(x: np.ndarray) -> tuple[np.ndarray, int]:
         raise ValueError(f"row_ids: {B * L} steps are too many for the hash table")
     m1, m2 = _multipliers(bits.shape[1], 1), _multipliers(bits.shape[1], 2)
     hashes = np.empty((B * L, 2), np.uint64)
-    _row_hashes(bits, m1, m2, hashes)
-    table = np.empty((_table_size(B * L), 3), np.int64)
-    table[:, 0] = -1
-    ids = _row_ids(bits, hashes, table, np.empty(B * L, np.int64))
+    run_parallel(*[lambda r0=r0, r1=r1: _row_hashes(bits[r0:r1], m1, m2, hashes[r0:r1])
+                   for r0, r1 in row_pieces(B * L, bits.size, PARALLEL_HASH_WORDS)])
+    size = _table_size(2 * B * L)
+    ids = _row_ids(bits, hashes, np.zeros(size, np.uint64), np.empty(size, np.int64), np.empty(B * L, np.int64))
     # a row of +0.0 (read by padding taps): its hashes are known; the first row with them that is all zero
     zero_hashes = np.empty((1, 2), np.uint64)
     _row_hashes(np.zeros((1, bits.shape[1]), bits.dtype), m1, m2, zero_hashes)

@@ -109,12 +109,20 @@ class MaxPooling1D(_Pool1DBase):
         self._kernels = K_pool if _fast(self, x, mask) else R_pool
         x = self._to_last(x)
         pl, l_out = self._geometry(x.shape[1], x.shape)
-        y, self._a = self._kernels.max_pool1d_forward(x, self.pool_size[0], self.strides[0], pl, l_out)
+        P, S = self.pool_size[0], self.strides[0]
+        if training:
+            y, self._a = self._kernels.max_pool1d_forward(x, P, S, pl, l_out)
+            self._x = None
+        else:  # no argmax steps: a backward after an inference call finds them from x (see backward)
+            y, self._a = self._kernels.max_pool1d_values(x, P, S, pl, l_out), None
+            self._x, self._window = x, (P, S, pl, l_out)
         self._length = x.shape[1]
         return self._from_last(y)
 
     def backward(self, dy):
         self.gradients = []
+        if self._a is None:  # the forward was an inference call
+            self._a = self._kernels.max_pool1d_forward(self._x, *self._window)[1]
         return self._from_last(self._kernels.max_pool1d_backward(self._to_last(dy), self._a, self._length))
 
 

@@ -37,6 +37,7 @@ import numpy as np
 __all__ = [
     "avg_pool1d_backward", "avg_pool1d_forward", "global_avg_pool1d_backward", "global_avg_pool1d_forward",
     "global_max_pool1d_backward", "global_max_pool1d_forward", "max_pool1d_backward", "max_pool1d_forward",
+    "max_pool1d_values",
 ]
 
 
@@ -55,6 +56,11 @@ def max_pool1d_forward(x, pool_size, stride, pad_left, l_out):
         y[:, t] = x[:, lo:hi].max(axis=1)
         a[:, t] = lo + x[:, lo:hi].argmax(axis=1)  # argmax returns the first maximum
     return y, a
+
+
+def max_pool1d_values(x, pool_size, stride, pad_left, l_out):
+    """y (B, Lo, C) of :func:`max_pool1d_forward` without the argmax steps (inference)."""
+    return max_pool1d_forward(x, pool_size, stride, pad_left, l_out)[0]
 
 
 def max_pool1d_backward(dy, a, length):
