@@ -119,6 +119,44 @@ def test_fused_bias_activation_matches_reference(g, code, use_bias, chunk_bytes)
     assert rel_err(db, dz_ref.reshape(-1, dz_ref.shape[-1]).sum(axis=0)) <= TOL
 
 
+@given(g=conv_geometry(), code=st.sampled_from([None, "linear", "relu", "tanh", "sigmoid"]), use_bias=st.booleans(),
+       chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.sampled_from([1, 2, 3]))
+@example(g=SEED_GEOMETRY, code="relu", use_bias=True, chunk_bytes=1, threads=2)
+@example(g=geometry(9, 8, (3, 3), (1, 1), (1, 1), "same", Cg=2, Fg=3), code="relu", use_bias=True, chunk_bytes=1 << 22,
+         threads=2)
+def test_conv2d_forward_pooled_matches_reference(g, code, use_bias, chunk_bytes, threads):
+    """conv2d_forward_pooled (the mean over the output pixels of act(z + b), never written out) against the mean
+    of the reference convolution with NumPy's bias and activation; in chunks (down to one row, across images) and
+    pieces, groups and Winograd's shapes (which pool conv2d_forward's output) included."""
+    from tinynn import activations
+    from tinynn.kernels.fastmath import activation_code
+
+    x, Wk, _ = _conv_arrays(g)
+    s, d, pads = _geo(g)
+    b = np.random.default_rng(g["seed"] + 3).standard_normal(Wk.shape[3]) if use_bias else None
+    z = rc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"])
+    y_ref = z if code is None else activations.get(code)(z + (0 if b is None else b))
+    act = None if code is None else activation_code(activations.get(code))
+    with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        for _ in range(2):  # the second call on the first one's buffers
+            p = kc.conv2d_forward_pooled(x, Wk, s, d, pads, g["out"], g["G"], _WORKSPACE, bias=b, activation=act)
+            assert rel_err(p, y_ref.mean(axis=(1, 2))) <= TOL
+
+
+def test_conv2d_forward_pooled_on_winograd_shapes():
+    """A 3×3 stride-1 one-group convolution wide enough for Winograd: pooled in pieces of its output."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 7, 6, 32))
+    Wk = rng.standard_normal((3, 3, 32, 33))
+    b = rng.standard_normal(33)
+    assert kc.uses_winograd(Wk.shape, (1, 1), (1, 1), 1)
+    ref = np.maximum(rc.conv2d_forward(x, Wk, pads=(1, 1), out_hw=(7, 6)) + b, 0).mean(axis=(1, 2))
+    with mock.patch.object(parallel, "PARALLEL_WORK", 0), mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": "2"}):
+        p = kc.conv2d_forward_pooled(x, Wk, pads=(1, 1), out_hw=(7, 6), bias=b, activation=RELU)
+    assert rel_err(p, ref) <= TOL
+
+
 _WORKSPACE: dict = {}  # shared by every example: buffers get reused across calls and reallocated on new shapes
 
 

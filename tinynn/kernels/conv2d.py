@@ -40,9 +40,10 @@ import numpy as np
 
 from . import blas, winograd
 from .bias_activation import activation_gradient_rows, bias_activation_rows
+from .fastmath import RELU, activate_row
 from .layout import split_groups
+from .parallel import kernel_scope, share_batch
 from .parallel import scratch as _scratch
-from .parallel import share_batch
 from .reference.conv2d import conv_output_size
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "conv2d_backward",
     "conv2d_backward_fused",
     "conv2d_forward",
+    "conv2d_forward_pooled",
     "conv_output_size",
     "depthwise_conv2d_backward",
     "depthwise_conv2d_forward",
@@ -208,9 +210,14 @@ def _dw_from_im2col(dWm: np.ndarray, kernel_hw) -> np.ndarray:
     return np.ascontiguousarray(dWm.transpose(1, 0, 2)).reshape(KH, KW, KKC // (KH * KW), G * Fg)
 
 
+def _chunk_rows(bytes_per_item: int) -> int:
+    """Items per chunk of about ``CHUNK_BYTES`` of scratch (at least one)."""
+    return max(1, CHUNK_BYTES // max(int(bytes_per_item), 1))
+
+
 def _chunks(start: int, stop: int, bytes_per_item: int) -> list[tuple[int, int]]:
     """Ranges [c0, c1) of about ``CHUNK_BYTES`` of scratch each (at least one item)."""
-    step = max(1, CHUNK_BYTES // max(int(bytes_per_item), 1))
+    step = _chunk_rows(bytes_per_item)
     return [(c0, min(stop, c0 + step)) for c0 in range(start, stop, step)]
 
 
@@ -252,23 +259,129 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
     z = np.empty((B, Ho, Wo, F), dtype=x.dtype)
     z_rows = z.reshape(B * Ho * Wo, F)
     args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho)
-    if activation is not None:
-        b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    b = np.zeros(F, x.dtype) if bias is None or activation is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    code = -1 if activation is None else int(activation)
+    step = _chunk_rows(Wo * K * x.itemsize)
+    no_sums = np.empty((0, F), np.float64)
 
     def piece(k, b0, b1):
+        if G == 1:  # every chunk in one numba call
+            cols = _scratch(ws, f"cols{k}", (min(step, (b1 - b0) * Ho) * Wo * K,), x.dtype)
+            _forward_rows(x, Wm[0], b, code, *args, Wo, b0 * Ho, b1 * Ho, step, cols, cols, z_rows, no_sums)
+            return
         for r0, r1 in _chunks(b0 * Ho, b1 * Ho, Wo * K * x.itemsize):
             n = (r1 - r0) * Wo  # output pixels in this chunk
             buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), x.dtype)
             cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
-            if G == 1:
-                blas.grouped_matmul(cols, Wm, z_rows[None, r0 * Wo : r1 * Wo])
-            else:
-                z_rows[r0 * Wo : r1 * Wo] = blas.grouped_matmul(cols, Wm).transpose(1, 0, 2).reshape(n, F)
+            z_rows[r0 * Wo : r1 * Wo] = blas.grouped_matmul(cols, Wm).transpose(1, 0, 2).reshape(n, F)
             if activation is not None:
-                _bias_activation(z_rows[r0 * Wo : r1 * Wo], b, activation)
+                _bias_activation(z_rows[r0 * Wo : r1 * Wo], b, code)
 
-    share_batch(piece, B, B * Ho * Wo * K * F)
+    with kernel_scope():
+        share_batch(piece, B, B * Ho * Wo * K * F)
     return z
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _pool_rows(z, bias, code, r0, Ho, Wo, sums):  # pragma: no cover - compiled
+    """sums[b] += Σ_n act(z[n] + bias) (float64) over the pixels n of z (R·Wo, F): the output rows r0 .. r0+R-1
+    (row r = b·Ho + i: a chunk may cross into the next image). code < 0: z as it is (no bias, no activation).
+    z is left as act(z + bias) except for ReLU (then as it was)."""
+    N, F = z.shape
+    for n in range(N):
+        zn, s = z[n], sums[(r0 + n // Wo) // Ho]
+        if code == RELU:  # one vectorised select and add per row
+            for f in range(F):
+                v = zn[f] + bias[f]
+                s[f] += v if v > 0 else v * 0
+            continue
+        if code >= 0:
+            for f in range(F):
+                zn[f] += bias[f]
+            activate_row(zn, code)
+        for f in range(F):
+            s[f] += zn[f]
+    return sums
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _forward_rows(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo, r_start, r_stop, step, cols, zbuf, z,
+                  sums):  # pragma: no cover - compiled
+    """One group's forward over the output rows r_start .. r_stop-1, ``step`` rows per chunk, in one call: per chunk
+    the columns (:func:`_im2col_rows`, into the flat scratch ``cols``), one BLAS product with Wm (K, F), then
+    either (``sums`` has rows) the chunk pooled into sums by :func:`_pool_rows` from the flat scratch ``zbuf``, or
+    its rows of z (B·Ho·Wo, F) written and act(z + bias) applied in place (code < 0: neither)."""
+    C = x.shape[3]
+    K, F = Wm.shape
+    for r0 in range(r_start, r_stop, step):
+        R = min(step, r_stop - r0)
+        n = R * Wo
+        chunk = cols[: n * K]
+        _im2col_rows(x, KH, KW, sh, sw, dh, dw, pt, pl, Ho, r0, chunk.reshape((1, R, Wo, KH, KW, C)))
+        if sums.shape[0] > 0:
+            zc = zbuf[: n * F].reshape((n, F))
+            blas.gemm(chunk.reshape((n, K)), Wm, zc, False, False, 0.0)
+            _pool_rows(zc, bias, code, r0, Ho, Wo, sums)
+        else:
+            zc = z[r0 * Wo : r0 * Wo + n]
+            blas.gemm(chunk.reshape((n, K)), Wm, zc, False, False, 0.0)
+            if code >= 0:
+                bias_activation_rows(zc, bias, code, zc)
+    return sums
+
+
+def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,
+                          workspace: dict | None = None, bias: np.ndarray | None = None,
+                          activation: int | None = None) -> np.ndarray:  # fmt: skip
+    """p (B, F) = (1 / (Ho·Wo)) Σ_{i,j} y[b,i,j] for y = act(conv(x, Wk) + bias) (``activation`` None: y = z), the
+    global average pooling of :func:`conv2d_forward`'s output without writing that output out: each chunk's product
+    goes to a scratch buffer and is pooled while it is in the cache (sums in float64, images shared out over the
+    cores as in :func:`conv2d_forward`; a piece owns its images' sums). Winograd's shapes run :func:`conv2d_forward`
+    and pool its output in the same pieces."""
+    KH, KW, Cg, F = Wk.shape
+    B, H, W, C = x.shape
+    G = int(groups)
+    if out_hw is None:
+        out_hw = ((H + pads[0] - (KH - 1) * dilation[0] - 1) // strides[0] + 1,
+                  (W + pads[1] - (KW - 1) * dilation[1] - 1) // strides[1] + 1)  # fmt: skip
+    Ho, Wo = out_hw
+    _check(x, Wk, G, out_hw)
+    if bias is not None and np.shape(bias) != (F,):
+        raise ValueError(f"conv2d: bias {np.shape(bias)} does not fit {F} filters")
+    x, ws = np.ascontiguousarray(x), {} if workspace is None else workspace
+    code = -1 if activation is None else int(activation)
+    b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    sums = np.zeros((B, F), np.float64)
+    if uses_winograd(Wk.shape, strides, dilation, G):
+        z_rows = conv2d_forward(x, Wk, strides, dilation, pads, out_hw, G, ws, bias, activation).reshape(-1, F)
+
+        def pool(k, b0, b1):
+            _pool_rows(z_rows[b0 * Ho * Wo : b1 * Ho * Wo], b, -1, b0 * Ho, Ho, Wo, sums)
+
+        share_batch(pool, B, z_rows.size, blas=False)
+        return (sums / (Ho * Wo)).astype(x.dtype)
+    Wm = _w_im2col(Wk, G)
+    K = KH * KW * Cg
+    args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho)
+    step = _chunk_rows(Wo * K * x.itemsize)
+    no_z = np.empty((0, F), x.dtype)
+
+    def piece(k, b0, b1):
+        if G == 1:  # every chunk in one numba call
+            n = min(step, (b1 - b0) * Ho) * Wo
+            cols, zc = _scratch(ws, f"cols{k}", (n * K,), x.dtype), _scratch(ws, f"z{k}", (n * F,), x.dtype)
+            _forward_rows(x, Wm[0], b, code, *args, Wo, b0 * Ho, b1 * Ho, step, cols, zc, no_z, sums)
+            return
+        for r0, r1 in _chunks(b0 * Ho, b1 * Ho, Wo * K * x.itemsize):
+            n = (r1 - r0) * Wo
+            buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), x.dtype)
+            cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
+            zc = np.ascontiguousarray(blas.grouped_matmul(cols, Wm).transpose(1, 0, 2)).reshape(n, F)
+            _pool_rows(zc, b, code, r0, Ho, Wo, sums)
+
+    with kernel_scope():
+        share_batch(piece, B, B * Ho * Wo * K * F)
+    return (sums / (Ho * Wo)).astype(x.dtype)
 
 
 def conv2d_backward(x, Wk, dz, strides=(1, 1), dilation=(1, 1), pads=(0, 0), groups=1, need_dx: bool = True,
