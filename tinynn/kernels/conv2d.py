@@ -16,10 +16,12 @@ The math, symbols and padding rule are those of :mod:`tinynn.kernels.reference.c
 With one group, Wm is a free reshape of Keras's (KH, KW, Cg, F) kernel. The output rows run in chunks (a few
 rows of one image; a chunk may cross into the next image) whose columns stay in the cache between the im2col that
 writes them and the GEMM that reads them (``CHUNK_BYTES``), on scratch buffers an optional ``workspace`` dict keeps
-from call to call; the bias and activation are applied to each chunk's output right after its GEMM; whole images
-are shared out over the cores
-(:func:`tinynn.kernels.parallel.share_batch`: small runs of images each core pulls when it is free), each
-chunk's GEMM a single BLAS call. The backward builds each
+from call to call; the bias and activation are applied to each chunk's output right after its GEMM. The forward
+shares runs of output rows out over the cores (:func:`_share_rows`: a batch of one image splits too; a core pulls
+the next run when it is free), each piece's chunks one numba call (:func:`_forward_rows`: im2col, one BLAS call,
+the epilogue); the backward shares whole images (:func:`tinynn.kernels.parallel.share_batch`). In predict, a
+global average pooling after the convolution is taken chunk by chunk in the cache
+(:func:`conv2d_forward_pooled`: the output is never written out). The backward builds each
 chunk's columns again: in cache that costs next to nothing, while keeping the forward's columns for it cost more
 than it saved (measured on M7's second conv, one core: forward 51 -> 89 ms with the columns written out for the
 backward, backward 120 vs 125 ms).
@@ -38,11 +40,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import blas, winograd
+from . import blas, cblas, parallel, winograd
 from .bias_activation import activation_gradient_rows, bias_activation_rows
 from .fastmath import RELU, activate_row
 from .layout import split_groups
-from .parallel import kernel_scope, share_batch
+from .parallel import even_ranges, kernel_scope, num_threads, share, share_batch
 from .parallel import scratch as _scratch
 from .reference.conv2d import conv_output_size
 
@@ -221,6 +223,24 @@ def _chunks(start: int, stop: int, bytes_per_item: int) -> list[tuple[int, int]]
     return [(c0, min(stop, c0 + step)) for c0 in range(start, stop, step)]
 
 
+#: Fewest multiply-adds per piece when :func:`_share_rows` splits a forward's output rows over the cores.
+PIECE_WORK = 1 << 21
+
+
+def _share_rows(task, rows: int, work: float) -> list:
+    """``task(worker, r0, r1)`` over ranges of the output rows ``range(rows)`` (r = b·Ho + i), pulled by the cores;
+    the results in range order. Like :func:`tinynn.kernels.parallel.share_batch`, but the ranges may cut an image,
+    so that a batch of one still splits: per thread up to ``PIECES_PER_THREAD`` ranges of ``PIECE_WORK`` or more.
+    The ranges depend only on ``rows``, ``work``, the thread count and the BLAS found (sums added in range order
+    give the same bits on every run)."""
+    workers = num_threads()
+    if work < parallel.PARALLEL_WORK or workers <= 1 or not cblas.can_limit_threads() or rows < 2:
+        return [task(0, 0, rows)]
+    per_thread = max(1, min(parallel.PIECES_PER_THREAD, int(work // (workers * max(PIECE_WORK, 1)))))
+    with kernel_scope():
+        return share(task, even_ranges(rows, workers * per_thread))
+
+
 def _check(x, Wk, groups, out_hw):
     if x.ndim != 4 or Wk.ndim != 4:
         raise ValueError(f"conv2d: x must be (B, H, W, C) and Wk (KH, KW, C/groups, F), got {x.shape} and {Wk.shape}")
@@ -264,12 +284,12 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
     step = _chunk_rows(Wo * K * x.itemsize)
     no_sums = np.empty((0, F), np.float64)
 
-    def piece(k, b0, b1):
+    def piece(k, r_start, r_stop):
         if G == 1:  # every chunk in one numba call
-            cols = _scratch(ws, f"cols{k}", (min(step, (b1 - b0) * Ho) * Wo * K,), x.dtype)
-            _forward_rows(x, Wm[0], b, code, *args, Wo, b0 * Ho, b1 * Ho, step, cols, cols, z_rows, no_sums)
+            cols = _scratch(ws, f"cols{k}", (min(step, r_stop - r_start) * Wo * K,), x.dtype)
+            _forward_rows(x, Wm[0], b, code, *args, Wo, r_start, r_stop, step, cols, cols, z_rows, 0, no_sums)
             return
-        for r0, r1 in _chunks(b0 * Ho, b1 * Ho, Wo * K * x.itemsize):
+        for r0, r1 in _chunks(r_start, r_stop, Wo * K * x.itemsize):
             n = (r1 - r0) * Wo  # output pixels in this chunk
             buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), x.dtype)
             cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
@@ -277,19 +297,18 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
             if activation is not None:
                 _bias_activation(z_rows[r0 * Wo : r1 * Wo], b, code)
 
-    with kernel_scope():
-        share_batch(piece, B, B * Ho * Wo * K * F)
+    _share_rows(piece, B * Ho, B * Ho * Wo * K * F)
     return z
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _pool_rows(z, bias, code, r0, Ho, Wo, sums):  # pragma: no cover - compiled
-    """sums[b] += Σ_n act(z[n] + bias) (float64) over the pixels n of z (R·Wo, F): the output rows r0 .. r0+R-1
-    (row r = b·Ho + i: a chunk may cross into the next image). code < 0: z as it is (no bias, no activation).
-    z is left as act(z + bias) except for ReLU (then as it was)."""
+def _pool_rows(z, bias, code, r0, Ho, Wo, b0, sums):  # pragma: no cover - compiled
+    """sums[b - b0] += Σ_n act(z[n] + bias) (float64) over the pixels n of z (R·Wo, F): the output rows
+    r0 .. r0+R-1 (row r = b·Ho + i: a chunk may cross into the next image). code < 0: z as it is (no bias, no
+    activation). z is left as act(z + bias) except for ReLU (then as it was)."""
     N, F = z.shape
     for n in range(N):
-        zn, s = z[n], sums[(r0 + n // Wo) // Ho]
+        zn, s = z[n], sums[(r0 + n // Wo) // Ho - b0]
         if code == RELU:  # one vectorised select and add per row
             for f in range(F):
                 v = zn[f] + bias[f]
@@ -306,10 +325,11 @@ def _pool_rows(z, bias, code, r0, Ho, Wo, sums):  # pragma: no cover - compiled
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _forward_rows(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo, r_start, r_stop, step, cols, zbuf, z,
-                  sums):  # pragma: no cover - compiled
+                  b0, sums):  # pragma: no cover - compiled
     """One group's forward over the output rows r_start .. r_stop-1, ``step`` rows per chunk, in one call: per chunk
     the columns (:func:`_im2col_rows`, into the flat scratch ``cols``), one BLAS product with Wm (K, F), then
-    either (``sums`` has rows) the chunk pooled into sums by :func:`_pool_rows` from the flat scratch ``zbuf``, or
+    either (``sums`` has rows) the chunk pooled into sums (row b - b0 for image b) by :func:`_pool_rows` from the
+    flat scratch ``zbuf``, or
     its rows of z (B·Ho·Wo, F) written and act(z + bias) applied in place (code < 0: neither)."""
     C = x.shape[3]
     K, F = Wm.shape
@@ -321,7 +341,7 @@ def _forward_rows(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo, r_s
         if sums.shape[0] > 0:
             zc = zbuf[: n * F].reshape((n, F))
             blas.gemm(chunk.reshape((n, K)), Wm, zc, False, False, 0.0)
-            _pool_rows(zc, bias, code, r0, Ho, Wo, sums)
+            _pool_rows(zc, bias, code, r0, Ho, Wo, b0, sums)
         else:
             zc = z[r0 * Wo : r0 * Wo + n]
             blas.gemm(chunk.reshape((n, K)), Wm, zc, False, False, 0.0)
@@ -335,9 +355,9 @@ def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), o
                           activation: int | None = None) -> np.ndarray:  # fmt: skip
     """p (B, F) = (1 / (Ho·Wo)) Σ_{i,j} y[b,i,j] for y = act(conv(x, Wk) + bias) (``activation`` None: y = z), the
     global average pooling of :func:`conv2d_forward`'s output without writing that output out: each chunk's product
-    goes to a scratch buffer and is pooled while it is in the cache (sums in float64, images shared out over the
-    cores as in :func:`conv2d_forward`; a piece owns its images' sums). Winograd's shapes run :func:`conv2d_forward`
-    and pool its output in the same pieces."""
+    goes to a scratch buffer and is pooled while it is in the cache (sums in float64; output rows shared out over
+    the cores as in :func:`conv2d_forward`, each piece summing the images its rows reach, the pieces' sums added in
+    range order). Winograd's shapes run :func:`conv2d_forward` and pool its output image by image."""
     KH, KW, Cg, F = Wk.shape
     B, H, W, C = x.shape
     G = int(groups)
@@ -356,7 +376,7 @@ def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), o
         z_rows = conv2d_forward(x, Wk, strides, dilation, pads, out_hw, G, ws, bias, activation).reshape(-1, F)
 
         def pool(k, b0, b1):
-            _pool_rows(z_rows[b0 * Ho * Wo : b1 * Ho * Wo], b, -1, b0 * Ho, Ho, Wo, sums)
+            _pool_rows(z_rows[b0 * Ho * Wo : b1 * Ho * Wo], b, -1, b0 * Ho, Ho, Wo, 0, sums)
 
         share_batch(pool, B, z_rows.size, blas=False)
         return (sums / (Ho * Wo)).astype(x.dtype)
@@ -366,21 +386,24 @@ def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), o
     step = _chunk_rows(Wo * K * x.itemsize)
     no_z = np.empty((0, F), x.dtype)
 
-    def piece(k, b0, b1):
+    def piece(k, r_start, r_stop):  # -> (b0, the sums of images b0 .. : the images the rows reach)
+        b0 = r_start // Ho
+        part = np.zeros(((r_stop - 1) // Ho + 1 - b0, F), np.float64)
         if G == 1:  # every chunk in one numba call
-            n = min(step, (b1 - b0) * Ho) * Wo
+            n = min(step, r_stop - r_start) * Wo
             cols, zc = _scratch(ws, f"cols{k}", (n * K,), x.dtype), _scratch(ws, f"z{k}", (n * F,), x.dtype)
-            _forward_rows(x, Wm[0], b, code, *args, Wo, b0 * Ho, b1 * Ho, step, cols, zc, no_z, sums)
-            return
-        for r0, r1 in _chunks(b0 * Ho, b1 * Ho, Wo * K * x.itemsize):
+            _forward_rows(x, Wm[0], b, code, *args, Wo, r_start, r_stop, step, cols, zc, no_z, b0, part)
+            return b0, part
+        for r0, r1 in _chunks(r_start, r_stop, Wo * K * x.itemsize):
             n = (r1 - r0) * Wo
             buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), x.dtype)
             cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
             zc = np.ascontiguousarray(blas.grouped_matmul(cols, Wm).transpose(1, 0, 2)).reshape(n, F)
-            _pool_rows(zc, b, code, r0, Ho, Wo, sums)
+            _pool_rows(zc, b, code, r0, Ho, Wo, b0, part)
+        return b0, part
 
-    with kernel_scope():
-        share_batch(piece, B, B * Ho * Wo * K * F)
+    for b0, part in _share_rows(piece, B * Ho, B * Ho * Wo * K * F):  # in range order: the same bits every run
+        sums[b0 : b0 + len(part)] += part
     return (sums / (Ho * Wo)).astype(x.dtype)
 
 
