@@ -463,3 +463,34 @@ def test_same_pooling_excludes_the_padding():
     np.testing.assert_allclose(y[0, :, :, 0], [[(1 + 2 + 4 + 5) / 4, (3 + 6) / 2], [(7 + 8) / 2, 9]])
     m = kp.max_pool2d_forward(-x, (2, 2), (2, 2), (pt, pt), (Ho, Ho))
     np.testing.assert_array_equal(m[0, :, :, 0], [[-1, -3], [-7, -9]])
+
+
+def test_forward_row_pieces_cover_every_row_once_in_range_order_on_one_thread_blas(monkeypatch):
+    """_share_rows: per thread up to PIECES_PER_THREAD ranges of PIECE_WORK or more, covering range(rows) once,
+    results in range order (a batch of one splits as soon as the work pays for two pieces); one call on one thread
+    below PARALLEL_WORK or with one core; numpy's BLAS held to one thread in every piece (also the lone one)."""
+    from tinynn.kernels import cblas
+
+    get = cblas._bind()["threads"][0] if cblas.can_limit_threads() else None
+    seen = []
+
+    def task(k, r0, r1):
+        seen.append((k, r0, r1, None if get is None else get()))
+        return r0
+
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    work = 2 * kc.PIECE_WORK  # enough for one piece per thread
+    assert work >= parallel.PARALLEL_WORK
+    if get is not None:
+        assert kc._share_rows(task, 18, work) == [0, 9]
+        assert sorted(r[1:3] for r in seen) == [(0, 9), (9, 18)] and {r[0] for r in seen} <= {0, 1}
+        seen.clear()
+        starts = kc._share_rows(task, 37, 1e12)  # many pieces: PIECES_PER_THREAD per thread
+        assert len(starts) == 2 * parallel.PIECES_PER_THREAD and starts == sorted(starts)
+        assert sorted(i for _, a, b, _ in seen for i in range(a, b)) == list(range(37))
+        assert {r[3] for r in seen} == {1}
+    seen.clear()
+    assert kc._share_rows(task, 18, parallel.PARALLEL_WORK - 1) == [0] and seen[0][:3] == (0, 0, 18)
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "1")
+    assert kc._share_rows(task, 18, 1e12) == [0]
+    assert all(r[3] in (None, 1) for r in seen)

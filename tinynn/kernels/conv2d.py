@@ -234,10 +234,10 @@ def _share_rows(task, rows: int, work: float) -> list:
     The ranges depend only on ``rows``, ``work``, the thread count and the BLAS found (sums added in range order
     give the same bits on every run)."""
     workers = num_threads()
-    if work < parallel.PARALLEL_WORK or workers <= 1 or not cblas.can_limit_threads() or rows < 2:
-        return [task(0, 0, rows)]
-    per_thread = max(1, min(parallel.PIECES_PER_THREAD, int(work // (workers * max(PIECE_WORK, 1)))))
-    with kernel_scope():
+    with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
+        if work < parallel.PARALLEL_WORK or workers <= 1 or not cblas.can_limit_threads() or rows < 2:
+            return [task(0, 0, rows)]
+        per_thread = max(1, min(parallel.PIECES_PER_THREAD, int(work // (workers * max(PIECE_WORK, 1)))))
         return share(task, even_ranges(rows, workers * per_thread))
 
 
