@@ -467,8 +467,9 @@ def test_same_pooling_excludes_the_padding():
 
 def test_forward_row_pieces_cover_every_row_once_in_range_order_on_one_thread_blas(monkeypatch):
     """_share_rows: per thread up to PIECES_PER_THREAD ranges of PIECE_WORK or more, covering range(rows) once,
-    results in range order (a batch of one splits as soon as the work pays for two pieces); one call on one thread
-    below PARALLEL_WORK or with one core; numpy's BLAS held to one thread in every piece (also the lone one)."""
+    results in range order (rows of one image split as soon as the work fills a piece per thread); one call on one
+    thread below that, below PARALLEL_WORK or with one core; numpy's BLAS held to one thread in every piece (also
+    the lone one)."""
     from tinynn.kernels import cblas
 
     get = cblas._bind()["threads"][0] if cblas.can_limit_threads() else None
@@ -491,6 +492,7 @@ def test_forward_row_pieces_cover_every_row_once_in_range_order_on_one_thread_bl
         assert {r[3] for r in seen} == {1}
     seen.clear()
     assert kc._share_rows(task, 18, parallel.PARALLEL_WORK - 1) == [0] and seen[0][:3] == (0, 0, 18)
+    assert kc._share_rows(task, 18, work - 1) == [0]  # less than a piece per thread
     monkeypatch.setenv("TINYNN_NUM_THREADS", "1")
     assert kc._share_rows(task, 18, 1e12) == [0]
     assert all(r[3] in (None, 1) for r in seen)

@@ -17,8 +17,8 @@ With one group, Wm is a free reshape of Keras's (KH, KW, Cg, F) kernel. The outp
 rows of one image; a chunk may cross into the next image) whose columns stay in the cache between the im2col that
 writes them and the GEMM that reads them (``CHUNK_BYTES``), on scratch buffers an optional ``workspace`` dict keeps
 from call to call; the bias and activation are applied to each chunk's output right after its GEMM. The forward
-shares runs of output rows out over the cores (:func:`_share_rows`: a batch of one image splits too; a core pulls
-the next run when it is free), each piece's chunks one numba call (:func:`_forward_rows`: im2col, one BLAS call,
+shares runs of output rows out over the cores (:func:`_share_rows`: runs may cut an image; a core pulls the next
+run when it is free), each piece's chunks one numba call (:func:`_forward_rows`: im2col, one BLAS call,
 the epilogue); the backward shares whole images (:func:`tinynn.kernels.parallel.share_batch`). In predict, a
 global average pooling after the convolution is taken chunk by chunk in the cache
 (:func:`conv2d_forward_pooled`: the output is never written out). The backward builds each
@@ -223,21 +223,25 @@ def _chunks(start: int, stop: int, bytes_per_item: int) -> list[tuple[int, int]]
     return [(c0, min(stop, c0 + step)) for c0 in range(start, stop, step)]
 
 
-#: Fewest multiply-adds per piece when :func:`_share_rows` splits a forward's output rows over the cores.
-PIECE_WORK = 1 << 21
+#: Fewest multiply-adds per piece when :func:`_share_rows` splits a forward's output rows over the cores (the
+#: threshold of :mod:`tinynn.kernels.blas`'s split products). A batch of one image of 2^22.5 (the grid's 128 filters
+#: on 16 channels, 18×18 outputs) split in two ran 4× slower on the shared machine (a 2nd thread that is not
+#: scheduled is waited for): benchmarks/RESULTS.md.
+PIECE_WORK = 1 << 23
 
 
 def _share_rows(task, rows: int, work: float) -> list:
     """``task(worker, r0, r1)`` over ranges of the output rows ``range(rows)`` (r = b·Ho + i), pulled by the cores;
     the results in range order. Like :func:`tinynn.kernels.parallel.share_batch`, but the ranges may cut an image,
-    so that a batch of one still splits: per thread up to ``PIECES_PER_THREAD`` ranges of ``PIECE_WORK`` or more.
+    so that a small batch splits too: per thread up to ``PIECES_PER_THREAD`` ranges of ``PIECE_WORK`` or more (one
+    range on the calling thread when there is not that much work for every thread).
     The ranges depend only on ``rows``, ``work``, the thread count and the BLAS found (sums added in range order
     give the same bits on every run)."""
     workers = num_threads()
     with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
-        if work < parallel.PARALLEL_WORK or workers <= 1 or not cblas.can_limit_threads() or rows < 2:
+        per_thread = min(parallel.PIECES_PER_THREAD, int(work // (workers * max(PIECE_WORK, 1))))
+        if work < parallel.PARALLEL_WORK or workers <= 1 or not cblas.can_limit_threads() or per_thread < 1:
             return [task(0, 0, rows)]
-        per_thread = max(1, min(parallel.PIECES_PER_THREAD, int(work // (workers * max(PIECE_WORK, 1)))))
         return share(task, even_ranges(rows, workers * per_thread))
 
 
