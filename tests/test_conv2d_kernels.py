@@ -108,7 +108,8 @@ def test_fused_bias_activation_matches_reference(g, code, use_bias, chunk_bytes)
     b = np.random.default_rng(g["seed"] + 2).standard_normal(Wk.shape[3]) if use_bias else None
     zb = rc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"]) + (0 if b is None else b)
     y_ref = act(zb)
-    with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes):
+    with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), \
+            mock.patch.object(kc, "FORWARD_CHUNK_BYTES", chunk_bytes):  # fmt: skip
         y = kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"], bias=b, activation=activation_code(act))
         dx, dW, db = kc.conv2d_backward_fused(x, Wk, y, dy, activation_code(act), s, d, pads, g["G"])
     dz_ref = act.backward(zb, y, dy)  # from the kernel's y: a saturated tanh's 1 - y² is ill-conditioned
@@ -140,6 +141,7 @@ def test_conv2d_forward_pooled_matches_reference(g, code, use_bias, chunk_bytes,
     y_ref = z if code is None else activations.get(code)(z + (0 if b is None else b))
     act = None if code is None else activation_code(activations.get(code))
     with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+            mock.patch.object(kc, "FORWARD_CHUNK_BYTES", chunk_bytes), \
             mock.patch.object(kc, "PIECE_WORK", piece_work), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         for _ in range(2):  # the second call on the first one's buffers
@@ -175,6 +177,7 @@ def test_conv2d_in_chunks_and_pieces_on_reused_workspace(g, chunk_bytes, threads
     dx_ref = rc.conv2d_backward_data(dz, Wk, (g["H"], g["W"]), s, d, pads, g["G"])
     dW_ref = rc.conv2d_backward_filter(x, dz, g["K"], s, d, pads, g["G"])
     with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+            mock.patch.object(kc, "FORWARD_CHUNK_BYTES", chunk_bytes), \
             mock.patch.object(kc, "PIECE_WORK", 1), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         for _ in range(2):  # the second call runs on the buffers the first one left behind
