@@ -109,7 +109,8 @@ def test_fused_bias_activation_matches_reference(g, code, use_bias, chunk_bytes)
     b = np.random.default_rng(g["seed"] + 2).standard_normal(Wk.shape[3]) if use_bias else None
     zb = rc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"]) + (0 if b is None else b)
     y_ref = act(zb)
-    with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes):
+    with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), \
+            mock.patch.object(kc, "FORWARD_CHUNK_BYTES", chunk_bytes):  # fmt: skip
         y = kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"], bias=b, activation=activation_code(act))
         dx, dW, db = kc.conv2d_backward_fused(x, Wk, y, dy, activation_code(act), s, d, pads, g["G"])
     dz_ref = act.backward(zb, y, dy)  # from the kernel's y: a saturated tanh's 1 - y² is ill-conditioned
@@ -120,20 +121,65 @@ def test_fused_bias_activation_matches_reference(g, code, use_bias, chunk_bytes)
     assert rel_err(db, dz_ref.reshape(-1, dz_ref.shape[-1]).sum(axis=0)) <= TOL
 
 
+@given(g=conv_geometry(), code=st.sampled_from([None, "linear", "relu", "tanh", "sigmoid"]), use_bias=st.booleans(),
+       chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.sampled_from([1, 2, 3]),
+       piece_work=st.sampled_from([1, 1 << 40]))
+@example(g=SEED_GEOMETRY, code="relu", use_bias=True, chunk_bytes=1, threads=2, piece_work=1)
+@example(g=geometry(9, 8, (3, 3), (1, 1), (1, 1), "same", B=1, Cg=2, Fg=3), code="relu", use_bias=True,
+         chunk_bytes=1 << 22, threads=2, piece_work=1)
+def test_conv2d_forward_pooled_matches_reference(g, code, use_bias, chunk_bytes, threads, piece_work):
+    """conv2d_forward_pooled (the mean over the output pixels of act(z + b), never written out) against the mean
+    of the reference convolution with NumPy's bias and activation; in chunks (down to one row, across images) and
+    pieces of output rows (``piece_work`` 1: down to a row, an image's sums split over pieces; a batch of one
+    split), groups included."""
+    from tinynn import activations
+    from tinynn.kernels.fastmath import activation_code
+
+    x, Wk, _ = _conv_arrays(g)
+    s, d, pads = _geo(g)
+    b = np.random.default_rng(g["seed"] + 3).standard_normal(Wk.shape[3]) if use_bias else None
+    z = rc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"])
+    y_ref = z if code is None else activations.get(code)(z + (0 if b is None else b))
+    act = None if code is None else activation_code(activations.get(code))
+    with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+            mock.patch.object(kc, "FORWARD_CHUNK_BYTES", chunk_bytes), \
+            mock.patch.object(kc, "PIECE_WORK", piece_work), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        for _ in range(2):  # the second call on the first one's buffers
+            p = kc.conv2d_forward_pooled(x, Wk, s, d, pads, g["out"], g["G"], _WORKSPACE, bias=b, activation=act)
+            assert rel_err(p, y_ref.mean(axis=(1, 2))) <= TOL
+
+
+def test_conv2d_forward_pooled_on_winograd_shapes():
+    """A 3×3 stride-1 one-group convolution wide enough for Winograd: pooled in pieces of its output."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 7, 6, 32))
+    Wk = rng.standard_normal((3, 3, 32, 33))
+    b = rng.standard_normal(33)
+    assert kc.uses_winograd(Wk.shape, (1, 1), (1, 1), 1)
+    ref = np.maximum(rc.conv2d_forward(x, Wk, pads=(1, 1), out_hw=(7, 6)) + b, 0).mean(axis=(1, 2))
+    with mock.patch.object(parallel, "PARALLEL_WORK", 0), mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": "2"}):
+        p = kc.conv2d_forward_pooled(x, Wk, pads=(1, 1), out_hw=(7, 6), bias=b, activation=RELU)
+    assert rel_err(p, ref) <= TOL
+
+
 _WORKSPACE: dict = {}  # shared by every example: buffers get reused across calls and reallocated on new shapes
 
 
 @given(g=conv_geometry(), chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.sampled_from([1, 2, 3]))
 @example(g=SEED_GEOMETRY, chunk_bytes=1, threads=2)
 def test_conv2d_in_chunks_and_pieces_on_reused_workspace(g, chunk_bytes, threads):
-    """Output rows split in chunks (down to one row, across image boundaries) and images in pieces (one per thread),
-    on scratch buffers reused across calls and shapes."""
+    """Output rows split in chunks (down to one row, across image boundaries), the forward's rows in pieces (down to
+    one row: ``PIECE_WORK`` 1) and the backward's images in pieces, on scratch buffers reused across calls and
+    shapes."""
     x, Wk, dz = _conv_arrays(g)
     s, d, pads = _geo(g)
     z_ref = rc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"])
     dx_ref = rc.conv2d_backward_data(dz, Wk, (g["H"], g["W"]), s, d, pads, g["G"])
     dW_ref = rc.conv2d_backward_filter(x, dz, g["K"], s, d, pads, g["G"])
     with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+            mock.patch.object(kc, "FORWARD_CHUNK_BYTES", chunk_bytes), \
+            mock.patch.object(kc, "PIECE_WORK", 1), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         for _ in range(2):  # the second call runs on the buffers the first one left behind
             z = kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"], workspace=_WORKSPACE)
@@ -422,3 +468,36 @@ def test_same_pooling_excludes_the_padding():
     np.testing.assert_allclose(y[0, :, :, 0], [[(1 + 2 + 4 + 5) / 4, (3 + 6) / 2], [(7 + 8) / 2, 9]])
     m = kp.max_pool2d_forward(-x, (2, 2), (2, 2), (pt, pt), (Ho, Ho))
     np.testing.assert_array_equal(m[0, :, :, 0], [[-1, -3], [-7, -9]])
+
+
+def test_forward_row_pieces_cover_every_row_once_in_range_order_on_one_thread_blas(monkeypatch):
+    """_share_rows: per thread up to PIECES_PER_THREAD ranges of PIECE_WORK or more, covering range(rows) once,
+    results in range order (rows of one image split as soon as the work fills a piece per thread); one call on one
+    thread below that, below PARALLEL_WORK or with one core; numpy's BLAS held to one thread in every piece (also
+    the lone one)."""
+    from tinynn.kernels import cblas
+
+    get = cblas._bind()["threads"][0] if cblas.can_limit_threads() else None
+    seen = []
+
+    def task(k, r0, r1):
+        seen.append((k, r0, r1, None if get is None else get()))
+        return r0
+
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    work = 2 * kc.PIECE_WORK  # enough for one piece per thread
+    assert work >= parallel.PARALLEL_WORK
+    if get is not None:
+        assert kc._share_rows(task, 18, work) == [0, 9]
+        assert sorted(r[1:3] for r in seen) == [(0, 9), (9, 18)] and {r[0] for r in seen} <= {0, 1}
+        seen.clear()
+        starts = kc._share_rows(task, 37, 1e12)  # many pieces: PIECES_PER_THREAD per thread
+        assert len(starts) == 2 * parallel.PIECES_PER_THREAD and starts == sorted(starts)
+        assert sorted(i for _, a, b, _ in seen for i in range(a, b)) == list(range(37))
+        assert {r[3] for r in seen} == {1}
+    seen.clear()
+    assert kc._share_rows(task, 18, parallel.PARALLEL_WORK - 1) == [0] and seen[0][:3] == (0, 0, 18)
+    assert kc._share_rows(task, 18, work - 1) == [0]  # less than a piece per thread
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "1")
+    assert kc._share_rows(task, 18, 1e12) == [0]
+    assert all(r[3] in (None, 1) for r in seen)

@@ -460,3 +460,63 @@ def test_fast_backward_releases_the_forward_cache_and_reference_keeps_it(make):
         dx_ref = layer.backward(dy)
         assert layer._x is not None
         np.testing.assert_allclose(layer.backward(dy), dx_ref, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "linear"])
+def test_predict_pools_conv2d_in_one_pass_as_the_two_layers_do(data_format, keepdims, activation, monkeypatch):
+    """predict / predict_on_batch run Conv2D -> GlobalAveragePooling2D as one pass (Conv2D.forward_pooled: the conv
+    output is never written out) and give what the two layers give one after the other (model(x), which does not
+    fuse) in float64; a backward after the fused predict asks for a forward instead of using a stale one."""
+    shape = (5, 9, 8, 3) if data_format == "channels_last" else (5, 3, 9, 8)
+    x = np.random.default_rng(7).normal(size=shape)
+    f64 = {"dtype": "float64"}
+    net = tn.Sequential([
+        layers.Input(shape=shape[1:]), layers.Conv2D(4, 3, activation=activation, data_format=data_format, **f64),
+        layers.GlobalAveragePooling2D(data_format=data_format, keepdims=keepdims, **f64), layers.Dense(2, **f64),
+    ])  # fmt: skip
+    conv, pool = net.layers[0], net.layers[1]
+    assert conv.pools_with(pool)
+    expected = net(x)  # the layers one by one
+    calls = []
+    real = kc.conv2d_forward_pooled
+    monkeypatch.setattr(kc, "conv2d_forward_pooled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    np.testing.assert_allclose(net.predict_on_batch(x), expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(net.predict(x, batch_size=2), expected, rtol=1e-12, atol=1e-14)
+    assert len(calls) == 4  # one per batch: the fused pass ran
+    with pytest.raises(ValueError, match="forward"):
+        conv.backward(np.ones((5, 7, 6, 4) if data_format == "channels_last" else (5, 4, 7, 6)))
+    with pytest.raises(ValueError, match="forward"):
+        pool.backward(np.ones(expected.shape[:1] + pool.compute_output_shape(conv.compute_output_shape(shape))[1:]))
+
+
+def test_predict_fuses_only_what_forward_pooled_takes(monkeypatch):
+    """No fused pass for a GlobalAveragePooling2D of the other data_format, a grouped convolution, Winograd's
+    shapes, the reference kernel mode, or training; the results are the layers' own."""
+    calls = []
+    real = kc.conv2d_forward_pooled
+    monkeypatch.setattr(kc, "conv2d_forward_pooled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(8)
+
+    def model(conv, pool, channels=4):
+        return tn.Sequential([layers.Input(shape=(8, 8, channels)), conv, pool, layers.Dense(1, dtype="float64")])
+
+    x = rng.normal(size=(2, 8, 8, 4))
+    f64 = {"dtype": "float64"}
+    other = model(layers.Conv2D(4, 3, **f64), layers.GlobalAveragePooling2D(data_format="channels_first", **f64))
+    assert not other.layers[0].pools_with(other.layers[1])
+    grouped = model(layers.Conv2D(4, 3, groups=2, activation="relu", **f64), layers.GlobalAveragePooling2D(**f64))
+    wide = model(layers.Conv2D(32, 3, activation="relu", **f64), layers.GlobalAveragePooling2D(**f64), channels=32)
+    for net, xs in ((other, x), (grouped, x), (wide, rng.normal(size=(2, 8, 8, 32)))):
+        np.testing.assert_allclose(net.predict_on_batch(xs), net(xs), rtol=1e-12, atol=1e-14)
+    assert calls == []
+    plain = model(layers.Conv2D(4, 3, activation="relu", **f64), layers.GlobalAveragePooling2D(**f64))
+    with config.kernels("reference"):
+        ref = plain.predict_on_batch(x)
+    assert calls == []
+    np.testing.assert_allclose(plain.predict_on_batch(x), ref, rtol=1e-12, atol=1e-14)
+    assert calls == [1]
+    plain.compile(optimizer="sgd", loss="mse")
+    plain.train_on_batch(x, np.zeros((2, 1)))  # training: the layers one by one, backward included
+    assert calls == [1]

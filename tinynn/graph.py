@@ -513,6 +513,7 @@ class Graph:
         # handling is the base Layer's (see _forward_chain); None until then
         self._chain_accepted: list = [None] * len(self.steps)
         self._chain_plain: list | None = None
+        self._chain_pooled: list | None = None  # see _pooled_pairs
         seen = set()
         self.weight_layers = []
         for st in self.steps:
@@ -530,13 +531,16 @@ class Graph:
     # --------------------------------------------------------------------------------- forward
     @kernel_entry  # BLAS on one thread per core, subnormals flushed (tinynn.kernels.parallel.kernel_scope)
     def forward(self, xs: Sequence[np.ndarray], training: bool, masks: Sequence | None = None,
-                want_logits: Iterable[int] = (), keep: bool = True) -> Run:
+                want_logits: Iterable[int] = (), keep: bool = True, fuse: bool = False) -> Run:
         """Run every step on the input arrays ``xs`` (one per model input); returns the :class:`Run`.
 
         ``keep`` False (training, predict): a chain keeps only its output (the layers cache what backward needs).
+        ``fuse`` (predict: no backward follows): a chain may run a layer and the next one as one call (a Conv2D and
+        the GlobalAveragePooling2D after it: ``Conv2D.forward_pooled``); neither keeps a forward for a backward.
         """
         if self.is_chain and not keep:
-            return self._forward_chain(xs[0], training, None if masks is None else masks[0], want_logits)
+            return self._forward_chain(xs[0], training, None if masks is None else masks[0], want_logits,
+                                       fuse and not training)  # fmt: skip
         run = Run(self.n_slots, training)
         values, out_masks = run.values, run.masks
         for k, s in enumerate(self.input_slots):
@@ -587,7 +591,15 @@ class Graph:
                 run.snapshots[st.index] = capture_state(layer)
         return run
 
-    def _forward_chain(self, x, training: bool, mask, want_logits) -> Run:
+    def _pooled_pairs(self) -> list[bool]:
+        """Per chain layer: whether it and the next one may run as one in predict (``Conv2D.forward_pooled``)."""
+        if self._chain_pooled is None:
+            layers = self._chain_layers
+            self._chain_pooled = [hasattr(layer, "forward_pooled") and k + 1 < len(layers)
+                                  and layer.pools_with(layers[k + 1]) for k, layer in enumerate(layers)]  # fmt: skip
+        return self._chain_pooled
+
+    def _forward_chain(self, x, training: bool, mask, want_logits, fuse: bool = False) -> Run:
         """Sequential's loop. A layer whose ``__call__`` / ``prepare_input`` / ``check_input`` / ``compute_mask``
         are the base Layer's, given an array of the same shape and dtype as an input it accepted before (its
         ``input_spec`` unchanged) and no mask, is not converted and checked again: those checks depend on nothing
@@ -598,7 +610,16 @@ class Graph:
         if plain is None:
             plain = self._chain_plain = [_plain_input_handling(layer) for layer in self._chain_layers]
         accepted = self._chain_accepted
+        pooled = self._pooled_pairs() if fuse else None
+        skip = -1
         for k, layer in enumerate(self._chain_layers):
+            if k == skip:
+                continue
+            if pooled is not None and pooled[k] and mask is None:
+                y = layer.forward_pooled(x, self._chain_layers[k + 1])
+                if y is not None:  # the next layer's output
+                    x, skip = y, k + 1
+                    continue
             if mask is None and plain[k] and type(x) is np.ndarray:
                 seen = accepted[k]
                 if (seen is not None and x.shape == seen[0] and x.dtype == seen[1] and layer.input_spec is seen[2]

@@ -321,10 +321,12 @@ class Model(Trainer, Layer):
         outs = self._forward_flat(xs, training, mask)
         return outs[0] if len(outs) == 1 else outs
 
-    def _forward_flat(self, xs: list, training: bool, mask=None) -> list:
+    def _forward_flat(self, xs: list, training: bool, mask=None, fuse: bool = False) -> list:
+        """The outputs for the input arrays ``xs``; ``fuse`` (predict) lets the graph run some layer pairs as one
+        (:meth:`tinynn.graph.Graph.forward`)."""
         graph = self._ensure_graph_for(xs)
         masks = None if mask is None else (list(mask) if isinstance(mask, (list, tuple)) else [mask])
-        run = graph.forward(xs, bool(training), masks, keep=False)
+        run = graph.forward(xs, bool(training), masks, keep=False, fuse=fuse)
         self._run = run
         self._output_masks = [run.masks[s] for s in graph.output_slots]
         return [run.values[s] for s in graph.output_slots]

@@ -509,7 +509,7 @@ class Trainer:
             batches = ([a[i:i + batch_size] for a in xs] for i in range(0, n, batch_size))
         per_output = None
         for xb in batches:
-            outs = self._forward_flat(xb, False)
+            outs = self._forward_flat(xb, False, fuse=True)
             if per_output is None:
                 per_output = [[] for _ in outs]
             for acc, o in zip(per_output, outs):
@@ -519,7 +519,8 @@ class Trainer:
         return self._pack([np.concatenate(parts, axis=0) for parts in per_output], kind="predict")
 
     def predict_on_batch(self, x):
-        return self._pack(self._forward_flat(self._input_arrays_for(x, "predict_on_batch"), False), kind="predict")
+        return self._pack(self._forward_flat(self._input_arrays_for(x, "predict_on_batch"), False, fuse=True),
+                          kind="predict")
 
 
 

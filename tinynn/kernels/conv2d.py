@@ -16,10 +16,12 @@ The math, symbols and padding rule are those of :mod:`tinynn.kernels.reference.c
 With one group, Wm is a free reshape of Keras's (KH, KW, Cg, F) kernel. The output rows run in chunks (a few
 rows of one image; a chunk may cross into the next image) whose columns stay in the cache between the im2col that
 writes them and the GEMM that reads them (``CHUNK_BYTES``), on scratch buffers an optional ``workspace`` dict keeps
-from call to call; the bias and activation are applied to each chunk's output right after its GEMM; whole images
-are shared out over the cores
-(:func:`tinynn.kernels.parallel.share_batch`: small runs of images each core pulls when it is free), each
-chunk's GEMM a single BLAS call. The backward builds each
+from call to call; the bias and activation are applied to each chunk's output right after its GEMM. The forward
+shares runs of output rows out over the cores (:func:`_share_rows`: runs may cut an image; a core pulls the next
+run when it is free), each piece's chunks one numba call (:func:`_forward_rows`: im2col, one BLAS call,
+the epilogue); the backward shares whole images (:func:`tinynn.kernels.parallel.share_batch`). In predict, a
+global average pooling after the convolution is taken chunk by chunk in the cache
+(:func:`conv2d_forward_pooled`: the output is never written out). The backward builds each
 chunk's columns again: in cache that costs next to nothing, while keeping the forward's columns for it cost more
 than it saved (measured on M7's second conv, one core: forward 51 -> 89 ms with the columns written out for the
 backward, backward 120 vs 125 ms).
@@ -38,11 +40,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import blas, winograd
+from . import blas, cblas, parallel, winograd
 from .bias_activation import activation_gradient_rows, bias_activation_rows
+from .fastmath import RELU, activate_row
 from .layout import split_groups
+from .parallel import even_ranges, kernel_scope, num_threads, share, share_batch
 from .parallel import scratch as _scratch
-from .parallel import share_batch
 from .reference.conv2d import conv_output_size
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "conv2d_backward",
     "conv2d_backward_fused",
     "conv2d_forward",
+    "conv2d_forward_pooled",
     "conv_output_size",
     "depthwise_conv2d_backward",
     "depthwise_conv2d_forward",
@@ -61,6 +65,11 @@ __all__ = [
 #: Scratch bytes (im2col columns) per batch chunk: small enough to stay in the per-core L2 cache between the
 #: im2col that writes them and the GEMM that reads them.
 CHUNK_BYTES = 2 << 20
+#: The same for the forward (:func:`conv2d_forward`, :func:`conv2d_forward_pooled`): half the L2 cache, so that a
+#: chunk's columns and its output both stay in it. One core, ms, 2 MiB -> 512 KiB: the grid's Conv2D on 16 channels,
+#: 20×20 images, batch 64, 32 filters 3.80 -> 3.58, 64: 6.18 -> 5.99, 256: 21.9 -> 20.4; M7's conv2d (3 -> 32)
+#: 40.6 both (load 5).
+FORWARD_CHUNK_BYTES = 512 << 10
 #: 3×3, stride-1, undilated, one-group convolutions with at least this many input and output channels run the
 #: forward and the input gradient with Winograd's F(2×2, 3×3) (:mod:`tinynn.kernels.winograd`: 2.25× fewer FLOPs).
 #: Measured on one core on M7's convolutions, forward / input gradient in ms, im2col vs Winograd: 32 -> 64 channels
@@ -208,10 +217,37 @@ def _dw_from_im2col(dWm: np.ndarray, kernel_hw) -> np.ndarray:
     return np.ascontiguousarray(dWm.transpose(1, 0, 2)).reshape(KH, KW, KKC // (KH * KW), G * Fg)
 
 
-def _chunks(start: int, stop: int, bytes_per_item: int) -> list[tuple[int, int]]:
-    """Ranges [c0, c1) of about ``CHUNK_BYTES`` of scratch each (at least one item)."""
-    step = max(1, CHUNK_BYTES // max(int(bytes_per_item), 1))
+def _chunk_rows(bytes_per_item: int, chunk_bytes: int | None = None) -> int:
+    """Items per chunk of about ``chunk_bytes`` (default ``CHUNK_BYTES``) of scratch (at least one)."""
+    return max(1, (CHUNK_BYTES if chunk_bytes is None else chunk_bytes) // max(int(bytes_per_item), 1))
+
+
+def _chunks(start: int, stop: int, bytes_per_item: int, chunk_bytes: int | None = None) -> list[tuple[int, int]]:
+    """Ranges [c0, c1) of about ``chunk_bytes`` (default ``CHUNK_BYTES``) of scratch each (at least one item)."""
+    step = _chunk_rows(bytes_per_item, chunk_bytes)
     return [(c0, min(stop, c0 + step)) for c0 in range(start, stop, step)]
+
+
+#: Fewest multiply-adds per piece when :func:`_share_rows` splits a forward's output rows over the cores (the
+#: threshold of :mod:`tinynn.kernels.blas`'s split products). A batch of one image of 2^22.5 (the grid's 128 filters
+#: on 16 channels, 18×18 outputs) split in two ran 4× slower on the shared machine (a 2nd thread that is not
+#: scheduled is waited for): benchmarks/RESULTS.md.
+PIECE_WORK = 1 << 23
+
+
+def _share_rows(task, rows: int, work: float) -> list:
+    """``task(worker, r0, r1)`` over ranges of the output rows ``range(rows)`` (r = b·Ho + i), pulled by the cores;
+    the results in range order. Like :func:`tinynn.kernels.parallel.share_batch`, but the ranges may cut an image,
+    so that a small batch splits too: per thread up to ``PIECES_PER_THREAD`` ranges of ``PIECE_WORK`` or more (one
+    range on the calling thread when there is not that much work for every thread).
+    The ranges depend only on ``rows``, ``work``, the thread count and the BLAS found (sums added in range order
+    give the same bits on every run)."""
+    workers = num_threads()
+    with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
+        per_thread = min(parallel.PIECES_PER_THREAD, int(work // (workers * max(PIECE_WORK, 1))))
+        if work < parallel.PARALLEL_WORK or workers <= 1 or not cblas.can_limit_threads() or per_thread < 1:
+            return [task(0, 0, rows)]
+        return share(task, even_ranges(rows, workers * per_thread))
 
 
 def _check(x, Wk, groups, out_hw):
@@ -252,23 +288,132 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
     z = np.empty((B, Ho, Wo, F), dtype=x.dtype)
     z_rows = z.reshape(B * Ho * Wo, F)
     args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho)
-    if activation is not None:
-        b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    b = np.zeros(F, x.dtype) if bias is None or activation is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    code = -1 if activation is None else int(activation)
+    step = _chunk_rows(Wo * K * x.itemsize, FORWARD_CHUNK_BYTES)
+    no_sums = np.empty((0, F), np.float64)
 
-    def piece(k, b0, b1):
-        for r0, r1 in _chunks(b0 * Ho, b1 * Ho, Wo * K * x.itemsize):
+    def piece(k, r_start, r_stop):
+        if G == 1:  # every chunk in one numba call
+            cols = _scratch(ws, f"cols{k}", (min(step, r_stop - r_start) * Wo * K,), x.dtype)
+            _forward_rows(x, Wm[0], b, code, *args, Wo, r_start, r_stop, step, cols, cols, z_rows, 0, no_sums)
+            return
+        for r0, r1 in _chunks(r_start, r_stop, Wo * K * x.itemsize, FORWARD_CHUNK_BYTES):
             n = (r1 - r0) * Wo  # output pixels in this chunk
             buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), x.dtype)
             cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
-            if G == 1:
-                blas.grouped_matmul(cols, Wm, z_rows[None, r0 * Wo : r1 * Wo])
-            else:
-                z_rows[r0 * Wo : r1 * Wo] = blas.grouped_matmul(cols, Wm).transpose(1, 0, 2).reshape(n, F)
+            z_rows[r0 * Wo : r1 * Wo] = blas.grouped_matmul(cols, Wm).transpose(1, 0, 2).reshape(n, F)
             if activation is not None:
-                _bias_activation(z_rows[r0 * Wo : r1 * Wo], b, activation)
+                _bias_activation(z_rows[r0 * Wo : r1 * Wo], b, code)
 
-    share_batch(piece, B, B * Ho * Wo * K * F)
+    _share_rows(piece, B * Ho, B * Ho * Wo * K * F)
     return z
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _pool_rows(z, bias, code, r0, Ho, Wo, b0, sums):  # pragma: no cover - compiled
+    """sums[b - b0] += Σ_n act(z[n] + bias) (float64) over the pixels n of z (R·Wo, F): the output rows
+    r0 .. r0+R-1 (row r = b·Ho + i: a chunk may cross into the next image). code < 0: z as it is (no bias, no
+    activation). z is left as act(z + bias) except for ReLU (then as it was)."""
+    N, F = z.shape
+    for n in range(N):
+        zn, s = z[n], sums[(r0 + n // Wo) // Ho - b0]
+        if code == RELU:  # one vectorised select and add per row
+            for f in range(F):
+                v = zn[f] + bias[f]
+                s[f] += v if v > 0 else v * 0
+            continue
+        if code >= 0:
+            for f in range(F):
+                zn[f] += bias[f]
+            activate_row(zn, code)
+        for f in range(F):
+            s[f] += zn[f]
+    return sums
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _forward_rows(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo, r_start, r_stop, step, cols, zbuf, z,
+                  b0, sums):  # pragma: no cover - compiled
+    """One group's forward over the output rows r_start .. r_stop-1, ``step`` rows per chunk, in one call: per chunk
+    the columns (:func:`_im2col_rows`, into the flat scratch ``cols``), one BLAS product with Wm (K, F), then
+    either (``sums`` has rows) the chunk pooled into sums (row b - b0 for image b) by :func:`_pool_rows` from the
+    flat scratch ``zbuf``, or
+    its rows of z (B·Ho·Wo, F) written and act(z + bias) applied in place (code < 0: neither)."""
+    C = x.shape[3]
+    K, F = Wm.shape
+    for r0 in range(r_start, r_stop, step):
+        R = min(step, r_stop - r0)
+        n = R * Wo
+        chunk = cols[: n * K]
+        _im2col_rows(x, KH, KW, sh, sw, dh, dw, pt, pl, Ho, r0, chunk.reshape((1, R, Wo, KH, KW, C)))
+        if sums.shape[0] > 0:
+            zc = zbuf[: n * F].reshape((n, F))
+            blas.gemm(chunk.reshape((n, K)), Wm, zc, False, False, 0.0)
+            _pool_rows(zc, bias, code, r0, Ho, Wo, b0, sums)
+        else:
+            zc = z[r0 * Wo : r0 * Wo + n]
+            blas.gemm(chunk.reshape((n, K)), Wm, zc, False, False, 0.0)
+            if code >= 0:
+                bias_activation_rows(zc, bias, code, zc)
+    return sums
+
+
+def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,
+                          workspace: dict | None = None, bias: np.ndarray | None = None,
+                          activation: int | None = None) -> np.ndarray:  # fmt: skip
+    """p (B, F) = (1 / (Ho·Wo)) Σ_{i,j} y[b,i,j] for y = act(conv(x, Wk) + bias) (``activation`` None: y = z), the
+    global average pooling of :func:`conv2d_forward`'s output without writing that output out: each chunk's product
+    goes to a scratch buffer and is pooled while it is in the cache (sums in float64; output rows shared out over
+    the cores as in :func:`conv2d_forward`, each piece summing the images its rows reach, the pieces' sums added in
+    range order). Winograd's shapes run :func:`conv2d_forward` and pool its output image by image."""
+    KH, KW, Cg, F = Wk.shape
+    B, H, W, C = x.shape
+    G = int(groups)
+    if out_hw is None:
+        out_hw = ((H + pads[0] - (KH - 1) * dilation[0] - 1) // strides[0] + 1,
+                  (W + pads[1] - (KW - 1) * dilation[1] - 1) // strides[1] + 1)  # fmt: skip
+    Ho, Wo = out_hw
+    _check(x, Wk, G, out_hw)
+    if bias is not None and np.shape(bias) != (F,):
+        raise ValueError(f"conv2d: bias {np.shape(bias)} does not fit {F} filters")
+    x, ws = np.ascontiguousarray(x), {} if workspace is None else workspace
+    code = -1 if activation is None else int(activation)
+    b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    sums = np.zeros((B, F), np.float64)
+    if uses_winograd(Wk.shape, strides, dilation, G):
+        z_rows = conv2d_forward(x, Wk, strides, dilation, pads, out_hw, G, ws, bias, activation).reshape(-1, F)
+
+        def pool(k, b0, b1):
+            _pool_rows(z_rows[b0 * Ho * Wo : b1 * Ho * Wo], b, -1, b0 * Ho, Ho, Wo, 0, sums)
+
+        share_batch(pool, B, z_rows.size, blas=False)
+        return (sums / (Ho * Wo)).astype(x.dtype)
+    Wm = _w_im2col(Wk, G)
+    K = KH * KW * Cg
+    args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho)
+    step = _chunk_rows(Wo * K * x.itemsize, FORWARD_CHUNK_BYTES)
+    no_z = np.empty((0, F), x.dtype)
+
+    def piece(k, r_start, r_stop):  # -> (b0, the sums of images b0 .. : the images the rows reach)
+        b0 = r_start // Ho
+        part = np.zeros(((r_stop - 1) // Ho + 1 - b0, F), np.float64)
+        if G == 1:  # every chunk in one numba call
+            n = min(step, r_stop - r_start) * Wo
+            cols, zc = _scratch(ws, f"cols{k}", (n * K,), x.dtype), _scratch(ws, f"z{k}", (n * F,), x.dtype)
+            _forward_rows(x, Wm[0], b, code, *args, Wo, r_start, r_stop, step, cols, zc, no_z, b0, part)
+            return b0, part
+        for r0, r1 in _chunks(r_start, r_stop, Wo * K * x.itemsize, FORWARD_CHUNK_BYTES):
+            n = (r1 - r0) * Wo
+            buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), x.dtype)
+            cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
+            zc = np.ascontiguousarray(blas.grouped_matmul(cols, Wm).transpose(1, 0, 2)).reshape(n, F)
+            _pool_rows(zc, b, code, r0, Ho, Wo, b0, part)
+        return b0, part
+
+    for b0, part in _share_rows(piece, B * Ho, B * Ho * Wo * K * F):  # in range order: the same bits every run
+        sums[b0 : b0 + len(part)] += part
+    return (sums / (Ho * Wo)).astype(x.dtype)
 
 
 def conv2d_backward(x, Wk, dz, strides=(1, 1), dilation=(1, 1), pads=(0, 0), groups=1, need_dx: bool = True,
