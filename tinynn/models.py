@@ -676,7 +676,7 @@ class Sequential(Model):
         graph, seen = self._graph, self.__dict__.get("_predict_accepted")
         if (type(x) is np.ndarray and seen is not None and seen[0] is graph and seen[1] is self.input_layer
                 and x.ndim and x.shape[0] and x.shape[1:] == seen[2] and x.dtype == seen[3]):
-            run = graph.forward([x], False, keep=False)  # _forward_flat's steps, on the graph known to exist
+            run = graph.forward([x], False, keep=False, fuse=True)  # _forward_flat's steps, on the known graph
             self._run = run
             slots = graph.output_slots
             self._output_masks = [run.masks[s] for s in slots]
