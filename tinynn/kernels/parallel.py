@@ -36,6 +36,10 @@ _pool_size = 0
 #: How long (CPU clock ticks, ~0.4 ms) an idle worker keeps watching for the next piece before it sleeps, and a
 #: caller waits spinning for a piece it handed out before it sleeps (:mod:`.spinwait`).
 SPIN_CYCLES = 1_000_000
+#: How often (clock ticks, ~20 µs) a spinning thread offers its core to another thread (``sched_yield``): when
+#: another process holds the other core, the scheduler puts the two threads of a split on one core, and a spin
+#: that never yields holds the core its partner needs (:mod:`.spinwait`; 0: never yield).
+YIELD_CYCLES = 50_000
 _spin = None  # (spinwait.spin_while_equal, spinwait.set_then_spin) once compiled (sleeping waits until then)
 
 
@@ -47,8 +51,8 @@ def _spinner():
         from . import spinwait, warmup
 
         cell = spinwait.new_cell()
-        if (warmup.kernel_ready(spinwait.spin_while_equal, cell, 0, 0)
-                and warmup.kernel_ready(spinwait.set_then_spin, cell, cell, 0, 0)):
+        if (warmup.kernel_ready(spinwait.spin_while_equal, cell, 0, 0, 0)
+                and warmup.kernel_ready(spinwait.set_then_spin, cell, cell, 0, 0, 0)):
             _spin = (spinwait.spin_while_equal, spinwait.set_then_spin)
     return _spin
 
@@ -69,7 +73,7 @@ class _Job:
         if not self.finished[0] and SPIN_CYCLES > 0:
             spin = _spinner()
             if spin is not None:
-                spin[0](self.finished, 0, SPIN_CYCLES)
+                spin[0](self.finished, 0, SPIN_CYCLES, YIELD_CYCLES)
         self.done.acquire()
         if self.error is not None:
             raise self.error
@@ -112,7 +116,7 @@ class _Pool:
             if spin is None:
                 job.finished[0] = 1
             else:  # mark it finished once the GIL is free for the caller, then watch for the next job
-                spin[1](job.finished, self.posted, seen, SPIN_CYCLES)
+                spin[1](job.finished, self.posted, seen, SPIN_CYCLES, YIELD_CYCLES)
             job = following
 
     def submit(self, fn: Callable) -> _Job:
@@ -264,32 +268,89 @@ def in_piece() -> bool:
     return bool(getattr(_local, "busy", False))
 
 
+class _Claims:
+    """The ranges of one :func:`share` call and who has them: ``next`` (the first range nobody has claimed) and
+    ``outstanding`` (ranges the pool's threads have claimed and not finished), both changed under ``lock``.
+
+    The caller claims ranges like the pool's threads do, and once none is left it waits only for the ``outstanding``
+    ones: a helper job the pool has not started yet (its core busy with another process) finds nothing left when it
+    does start, and nobody waits for it. The helper that finishes the last outstanding range after the last claim
+    sets ``finished`` (for a caller spinning on it) and releases ``done`` (for a caller sleeping on it)."""
+
+    __slots__ = ("task", "ranges", "results", "lock", "next", "outstanding", "finished", "done", "error")
+
+    def __init__(self, task: Callable[[int, int, int], object], ranges: list[tuple[int, int]]):
+        self.task, self.ranges = task, ranges
+        self.results: list = [None] * len(ranges)
+        self.lock = threading.Lock()
+        self.next, self.outstanding, self.error = 0, 0, None
+        self.finished = np.zeros(1, np.int64)
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def _claim(self, helper: bool) -> int:
+        with self.lock:
+            i = self.next
+            if i >= len(self.ranges):
+                return -1
+            self.next = i + 1
+            self.outstanding += helper
+            return i
+
+    def help(self, worker: int) -> None:
+        """A pool thread's job: claim and run ranges until none is left."""
+        while (i := self._claim(True)) >= 0:
+            try:
+                self.results[i] = self.task(worker, *self.ranges[i])
+            except BaseException as err:  # handed to the caller; nobody claims anything after it
+                self.error = err
+            with self.lock:
+                if self.error is not None:
+                    self.next = len(self.ranges)
+                self.outstanding -= 1
+                last = self.outstanding == 0 and self.next >= len(self.ranges)
+            if last:
+                self.finished[0] = 1
+                self.done.release()
+
+    def run(self) -> list:
+        """The caller's share: claim and run ranges as worker 0, then wait for the ranges the helpers hold."""
+        try:
+            while (i := self._claim(False)) >= 0:
+                self.results[i] = self.task(0, *self.ranges[i])
+        finally:
+            with self.lock:
+                self.next = len(self.ranges)  # (after an error: nobody starts another range)
+                waiting = self.outstanding > 0
+            if waiting:  # a helper is inside a range (it writes into the caller's arrays): wait for it to end
+                if not self.finished[0] and SPIN_CYCLES > 0:
+                    spin = _spinner()
+                    if spin is not None:
+                        spin[0](self.finished, 0, SPIN_CYCLES, YIELD_CYCLES)
+                self.done.acquire()
+        if self.error is not None:
+            raise self.error
+        return self.results
+
+
 def share(task: Callable[[int, int, int], object], ranges: list[tuple[int, int]]) -> list:
     """``task(worker, start, stop)`` for every range; the results in the order of ``ranges``.
 
-    Each free core pulls the next range when it is done with one (unlike :func:`run_parallel`'s fixed shares),
-    so a core slowed down by another process on the machine takes fewer ranges and the other does not wait
-    for it at the end. ``worker`` (0, 1, ...) names the thread, for per-thread scratch buffers and partial
-    sums. Sequential (worker 0) when there is one core or when called from inside a parallel piece.
+    The calling thread and the pool's threads claim the ranges one at a time from a shared counter
+    (:class:`_Claims`), so a core slowed down by another process on the machine takes fewer ranges and the other
+    does not wait for it at the end; the caller runs every range that no pool thread has started, and never waits
+    for a pool thread that has not started. ``worker`` (0 for the caller, 1, ... for the pool's threads) names the
+    thread, for per-thread scratch buffers and partial sums. Sequential (worker 0) when there is one core or when
+    called from inside a parallel piece.
     """
     workers = min(num_threads(), len(ranges))
     if workers <= 1 or in_piece():
         return [task(0, i0, i1) for i0, i1 in ranges]
-    results: list = [None] * len(ranges)
-    position = [0]
-    lock = threading.Lock()
-
-    def worker(k: int) -> None:
-        while True:
-            with lock:
-                i = position[0]
-                position[0] = i + 1
-            if i >= len(ranges):
-                return
-            results[i] = task(k, *ranges[i])
-
-    run_parallel(*[lambda k=k: worker(k) for k in range(workers)])
-    return results
+    claims = _Claims(task, ranges)
+    pool = _pool_for(num_threads() - 1)
+    for k in range(1, workers):
+        pool.submit(lambda k=k: claims.help(k))
+    return _in_piece(claims.run)
 
 
 def even_ranges(length: int, pieces: int) -> list[tuple[int, int]]:
