@@ -11,7 +11,8 @@ Each point is the grid's model (benchmarks/grid.py: LAYER → head → Dense(1),
 * ``new``: parallel.share as it is now (claims; the caller never waits for a job the pool has not started);
 * ``newK`` / ``oldK``: the same with K pieces per thread for blas's split products;
 * a suffix ``-sN``: the busy-waits of the pool and the caller last N clock ticks (``parallel.SPIN_CYCLES``; 0:
-  sleeping waits only); ``-yN``: they yield the core every N ticks (``parallel.YIELD_CYCLES``; 0: never).
+  sleeping waits only); ``-yN``: they yield the core every N ticks (``parallel.YIELD_CYCLES``; 0: never);
+  ``-c0``/``-c1``: a pool thread on the caller's core takes no range or does (``parallel.SKIP_ON_CALLERS_CORE``).
 
 Prints the median wall ms of predict_on_batch and train_on_batch per configuration, and the load average.
 """
@@ -58,7 +59,7 @@ def _old_share(task, ranges):
     return results
 
 
-_SPIN, _YIELD = parallel.SPIN_CYCLES, parallel.YIELD_CYCLES
+_SPIN, _YIELD, _SKIP = parallel.SPIN_CYCLES, parallel.YIELD_CYCLES, parallel.SKIP_ON_CALLERS_CORE
 
 
 def configure(name: str) -> None:
@@ -68,6 +69,7 @@ def configure(name: str) -> None:
     settings = {o[0]: int(float(o[1:])) for o in options}
     parallel.SPIN_CYCLES = settings.get("s", _SPIN)
     parallel.YIELD_CYCLES = settings.get("y", _YIELD)
+    parallel.SKIP_ON_CALLERS_CORE = bool(settings.get("c", _SKIP))
     os.environ["TINYNN_NUM_THREADS"] = "1" if base == "one" else "2"
     fn = _old_share if base.startswith("old") else _NEW_SHARE
     for module in (blas, conv, parallel):

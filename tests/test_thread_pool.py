@@ -147,6 +147,7 @@ def test_the_caller_waits_for_a_range_a_pool_thread_holds(monkeypatch):
     """A range the pool's thread has claimed is finished before share returns (it writes into the caller's
     arrays), however long it takes; the caller takes the ranges left meanwhile."""
     monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "SKIP_ON_CALLERS_CORE", False)  # the helper takes ranges even on the caller's core
     helper_in, caller_ranges = threading.Event(), []
     out = np.zeros(8)
 
@@ -170,6 +171,7 @@ def test_an_error_in_a_range_reaches_the_caller_after_the_held_ranges_end(who, m
     """An exception raised in a range (on the caller or a pool thread) is raised by share, after every range a
     pool thread holds has ended; the pool keeps working after it."""
     monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "SKIP_ON_CALLERS_CORE", False)
     helper_in, finished, caller_ranges = threading.Event(), [], []
 
     def task(worker, i0, i1):
@@ -191,3 +193,22 @@ def test_an_error_in_a_range_reaches_the_caller_after_the_held_ranges_end(who, m
     if who == "caller":
         assert finished  # the helper's range ended before share raised
     assert parallel.share(lambda k, a, b: a, parallel.even_ranges(6, 3)) == [0, 2, 4]
+
+
+def test_a_pool_thread_on_the_callers_core_takes_no_range(monkeypatch):
+    """When the pool's thread runs on the core of the caller it would help (here: every thread reports core 0), it
+    takes no range and says so (its job's value), and the caller runs them all; without the rule it takes some."""
+    if parallel._current_cpu is None:
+        pytest.skip("no sched_getcpu")
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "_current_cpu", lambda: 0)
+    calls, lock = [], threading.Lock()
+    ranges = parallel.even_ranges(30, 10)
+    for _ in range(5):
+        assert parallel.share(_recording_task(calls, lock), ranges) == [list(range(a, b)) for a, b in ranges]
+    assert {w for w, *_ in calls} == {0} and len(calls) == 5 * len(ranges)
+    claims = parallel._Claims(lambda k, a, b: a, ranges)
+    assert claims.help(1) is parallel._ON_CALLERS_CORE and claims.next == 0
+    monkeypatch.setattr(parallel, "SKIP_ON_CALLERS_CORE", False)
+    claims = parallel._Claims(lambda k, a, b: a, ranges)
+    assert claims.help(1) is None and claims.results == [a for a, _ in ranges]  # it ran every range

@@ -112,7 +112,8 @@ class _Pool:
                 following = self.queue.get_nowait()
             except queue.Empty:
                 following = None
-            spin = _spinner() if following is None and SPIN_CYCLES > 0 else None
+            # (a job that found itself on its caller's core does not spin there either: the caller needs the core)
+            spin = _spinner() if following is None and SPIN_CYCLES > 0 and job.value is not _ON_CALLERS_CORE else None
             if spin is None:
                 job.finished[0] = 1
             else:  # mark it finished once the GIL is free for the caller, then watch for the next job
@@ -268,6 +269,26 @@ def in_piece() -> bool:
     return bool(getattr(_local, "busy", False))
 
 
+def _cpu_reader() -> Callable[[], int] | None:
+    """``sched_getcpu`` (the core the calling thread runs on now), or None where libc has none."""
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None).sched_getcpu
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return None
+    fn.restype, fn.argtypes = ctypes.c_int, []
+    return fn if fn() >= 0 else None
+
+
+_current_cpu = _cpu_reader()
+#: A pool thread that finds itself on the core of the :func:`share` caller it would help takes no range: the two
+#: would only take turns on that core (the scheduler puts them together when another process holds the other
+#: core), so the caller runs the ranges alone, as fast and without the switches (benchmarks/RESULTS.md).
+SKIP_ON_CALLERS_CORE = True
+_ON_CALLERS_CORE = object()  # what a pool thread's job returns when it ran nothing for that reason
+
+
 class _Claims:
     """The ranges of one :func:`share` call and who has them: ``next`` (the first range nobody has claimed) and
     ``outstanding`` (ranges the pool's threads have claimed and not finished), both changed under ``lock``.
@@ -277,10 +298,11 @@ class _Claims:
     does start, and nobody waits for it. The helper that finishes the last outstanding range after the last claim
     sets ``finished`` (for a caller spinning on it) and releases ``done`` (for a caller sleeping on it)."""
 
-    __slots__ = ("task", "ranges", "results", "lock", "next", "outstanding", "finished", "done", "error")
+    __slots__ = ("task", "ranges", "results", "lock", "next", "outstanding", "finished", "done", "error", "cpu")
 
     def __init__(self, task: Callable[[int, int, int], object], ranges: list[tuple[int, int]]):
         self.task, self.ranges = task, ranges
+        self.cpu = _current_cpu() if _current_cpu is not None and SKIP_ON_CALLERS_CORE else -1
         self.results: list = [None] * len(ranges)
         self.lock = threading.Lock()
         self.next, self.outstanding, self.error = 0, 0, None
@@ -297,9 +319,13 @@ class _Claims:
             self.outstanding += helper
             return i
 
-    def help(self, worker: int) -> None:
-        """A pool thread's job: claim and run ranges until none is left."""
-        while (i := self._claim(True)) >= 0:
+    def help(self, worker: int) -> object:
+        """A pool thread's job: claim and run ranges until none is left (none while it runs on the caller's core)."""
+        while True:
+            if self.cpu >= 0 and _current_cpu() == self.cpu:
+                return _ON_CALLERS_CORE
+            if (i := self._claim(True)) < 0:
+                return None
             try:
                 self.results[i] = self.task(worker, *self.ranges[i])
             except BaseException as err:  # handed to the caller; nobody claims anything after it
@@ -338,8 +364,10 @@ def share(task: Callable[[int, int, int], object], ranges: list[tuple[int, int]]
 
     The calling thread and the pool's threads claim the ranges one at a time from a shared counter
     (:class:`_Claims`), so a core slowed down by another process on the machine takes fewer ranges and the other
-    does not wait for it at the end; the caller runs every range that no pool thread has started, and never waits
-    for a pool thread that has not started. ``worker`` (0 for the caller, 1, ... for the pool's threads) names the
+    does not wait for it at the end; the caller runs every range that no pool thread has started, never waits
+    for a pool thread that has not started, and a pool thread that finds itself on the caller's own core takes no
+    range (:data:`SKIP_ON_CALLERS_CORE`). So a busy second core costs next to nothing and an idle one shares the
+    work. ``worker`` (0 for the caller, 1, ... for the pool's threads) names the
     thread, for per-thread scratch buffers and partial sums. Sequential (worker 0) when there is one core or when
     called from inside a parallel piece.
     """
