@@ -7,7 +7,8 @@ every core the same way. Each piece runs single-threaded inside (BLAS is held to
 than one piece per core.
 
 Three ways to hand out work: :func:`run_parallel` (fixed pieces, one per core: the two directions of a
-Bidirectional layer, the batch halves of a recurrent loop); :func:`share` (ranges the cores pull when free);
+Bidirectional layer, the batch halves of a recurrent loop); :func:`share` (ranges the cores claim when free; the
+caller runs whatever a pool thread that has not started, or that shares the caller's own core, leaves);
 :func:`share_batch` (the batch policy on top of :func:`share` that the image kernels use: whether a pass is worth
 splitting and how fine). :func:`scratch` gives a pulled range's task its per-worker buffers.
 
