@@ -12,7 +12,9 @@ Each point is the grid's model (benchmarks/grid.py: LAYER → head → Dense(1),
 * ``newK`` / ``oldK``: the same with K pieces per thread for blas's split products;
 * a suffix ``-sN``: the busy-waits of the pool and the caller last N clock ticks (``parallel.SPIN_CYCLES``; 0:
   sleeping waits only); ``-yN``: they yield the core every N ticks (``parallel.YIELD_CYCLES``; 0: never);
-  ``-c0``/``-c1``: a pool thread on the caller's core takes no range or does (``parallel.SKIP_ON_CALLERS_CORE``).
+  ``-c0``/``-c1``: whether a pool thread on the caller's core stands aside in short calls
+  (``parallel.SKIP_ON_CALLERS_CORE``); ``-wN``: calls below 2^N multiply-adds count as short
+  (``parallel.STAND_ASIDE_WORK``).
 
 Prints the median wall ms of predict_on_batch and train_on_batch per configuration, and the load average.
 """
@@ -37,7 +39,7 @@ _NEW_SHARE = parallel.share
 _PIECES = blas._PIECES_PER_THREAD
 
 
-def _old_share(task, ranges):
+def _old_share(task, ranges, work=None):
     """parallel.share as on main before this branch (run_parallel: the caller waits for every pool job)."""
     workers = min(parallel.num_threads(), len(ranges))
     if workers <= 1 or parallel.in_piece():
@@ -60,6 +62,7 @@ def _old_share(task, ranges):
 
 
 _SPIN, _YIELD, _SKIP = parallel.SPIN_CYCLES, parallel.YIELD_CYCLES, parallel.SKIP_ON_CALLERS_CORE
+_ASIDE = parallel.STAND_ASIDE_WORK
 
 
 def configure(name: str) -> None:
@@ -70,6 +73,7 @@ def configure(name: str) -> None:
     parallel.SPIN_CYCLES = settings.get("s", _SPIN)
     parallel.YIELD_CYCLES = settings.get("y", _YIELD)
     parallel.SKIP_ON_CALLERS_CORE = bool(settings.get("c", _SKIP))
+    parallel.STAND_ASIDE_WORK = 2 ** settings["w"] if "w" in settings else _ASIDE
     os.environ["TINYNN_NUM_THREADS"] = "1" if base == "one" else "2"
     fn = _old_share if base.startswith("old") else _NEW_SHARE
     for module in (blas, conv, parallel):

@@ -195,9 +195,10 @@ def test_an_error_in_a_range_reaches_the_caller_after_the_held_ranges_end(who, m
     assert parallel.share(lambda k, a, b: a, parallel.even_ranges(6, 3)) == [0, 2, 4]
 
 
-def test_a_pool_thread_on_the_callers_core_takes_no_range(monkeypatch):
-    """When the pool's thread runs on the core of the caller it would help (here: every thread reports core 0), it
-    takes no range and says so (its job's value), and the caller runs them all; without the rule it takes some."""
+def test_a_pool_thread_on_the_callers_core_takes_no_range_in_a_short_call(monkeypatch):
+    """When the pool's thread runs on the core of the caller it would help (here: every thread reports core 0) and
+    the call's work is below STAND_ASIDE_WORK, it takes no range and says so (its job's value), and the caller runs
+    them all; in a long call, in a call of unknown work, or without the rule, it takes ranges."""
     if parallel._current_cpu is None:
         pytest.skip("no sched_getcpu")
     monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
@@ -205,10 +206,19 @@ def test_a_pool_thread_on_the_callers_core_takes_no_range(monkeypatch):
     calls, lock = [], threading.Lock()
     ranges = parallel.even_ranges(30, 10)
     for _ in range(5):
-        assert parallel.share(_recording_task(calls, lock), ranges) == [list(range(a, b)) for a, b in ranges]
+        got = parallel.share(_recording_task(calls, lock), ranges, work=parallel.STAND_ASIDE_WORK - 1)
+        assert got == [list(range(a, b)) for a, b in ranges]
     assert {w for w, *_ in calls} == {0} and len(calls) == 5 * len(ranges)
-    claims = parallel._Claims(lambda k, a, b: a, ranges)
+    claims = parallel._Claims(lambda k, a, b: a, ranges, short=True)
     assert claims.help(1) is parallel._ON_CALLERS_CORE and claims.next == 0
-    monkeypatch.setattr(parallel, "SKIP_ON_CALLERS_CORE", False)
-    claims = parallel._Claims(lambda k, a, b: a, ranges)
-    assert claims.help(1) is None and claims.results == [a for a, _ in ranges]  # it ran every range
+    for short, skip in [(False, True), (True, False)]:
+        monkeypatch.setattr(parallel, "SKIP_ON_CALLERS_CORE", skip)
+        claims = parallel._Claims(lambda k, a, b: a, ranges, short=short)
+        assert claims.help(1) is None and claims.results == [a for a, _ in ranges]  # it ran every range
+    monkeypatch.setattr(parallel, "SKIP_ON_CALLERS_CORE", True)
+    created = []
+    real = parallel._Claims
+    monkeypatch.setattr(parallel, "_Claims", lambda *a: created.append(real(*a)) or created[-1])
+    for work in (None, parallel.STAND_ASIDE_WORK):
+        parallel.share(lambda k, a, b: a, ranges, work)
+    assert [c.cpu for c in created] == [-1, -1]  # no standing aside in long or unknown calls

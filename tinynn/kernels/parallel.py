@@ -8,7 +8,7 @@ than one piece per core.
 
 Three ways to hand out work: :func:`run_parallel` (fixed pieces, one per core: the two directions of a
 Bidirectional layer, the batch halves of a recurrent loop); :func:`share` (ranges the cores claim when free; the
-caller runs whatever a pool thread that has not started, or that shares the caller's own core, leaves);
+caller runs whatever a pool thread that has not started, or that shares the caller's core in a short call, leaves);
 :func:`share_batch` (the batch policy on top of :func:`share` that the image kernels use: whether a pass is worth
 splitting and how fine). :func:`scratch` gives a pulled range's task its per-worker buffers.
 
@@ -283,10 +283,14 @@ def _cpu_reader() -> Callable[[], int] | None:
 
 
 _current_cpu = _cpu_reader()
-#: A pool thread that finds itself on the core of the :func:`share` caller it would help takes no range: the two
-#: would only take turns on that core (the scheduler puts them together when another process holds the other
-#: core), so the caller runs the ranges alone, as fast and without the switches (benchmarks/RESULTS.md).
+#: A pool thread that finds itself on the core of the :func:`share` caller it would help takes no range when the
+#: call is short (``work`` below :data:`STAND_ASIDE_WORK`): the two would only take turns on that core (the
+#: scheduler puts them together when other processes hold the cores), and the caller alone is as fast, without the
+#: switches. A longer call (several scheduler time slices) gains from a second runnable thread even on one core: it
+#: gets a larger share of cores that other processes also use (measurements: benchmarks/RESULTS.md).
 SKIP_ON_CALLERS_CORE = True
+#: Multiply-adds (about 3 ms on one core) from which a pool thread helps even on the caller's core.
+STAND_ASIDE_WORK = 1 << 27
 _ON_CALLERS_CORE = object()  # what a pool thread's job returns when it ran nothing for that reason
 
 
@@ -301,9 +305,9 @@ class _Claims:
 
     __slots__ = ("task", "ranges", "results", "lock", "next", "outstanding", "finished", "done", "error", "cpu")
 
-    def __init__(self, task: Callable[[int, int, int], object], ranges: list[tuple[int, int]]):
+    def __init__(self, task: Callable[[int, int, int], object], ranges: list[tuple[int, int]], short: bool = False):
         self.task, self.ranges = task, ranges
-        self.cpu = _current_cpu() if _current_cpu is not None and SKIP_ON_CALLERS_CORE else -1
+        self.cpu = _current_cpu() if short and _current_cpu is not None and SKIP_ON_CALLERS_CORE else -1
         self.results: list = [None] * len(ranges)
         self.lock = threading.Lock()
         self.next, self.outstanding, self.error = 0, 0, None
@@ -321,7 +325,8 @@ class _Claims:
             return i
 
     def help(self, worker: int) -> object:
-        """A pool thread's job: claim and run ranges until none is left (none while it runs on the caller's core)."""
+        """A pool thread's job: claim and run ranges until none is left (none while it runs on the caller's core in a
+        short call)."""
         while True:
             if self.cpu >= 0 and _current_cpu() == self.cpu:
                 return _ON_CALLERS_CORE
@@ -360,22 +365,22 @@ class _Claims:
         return self.results
 
 
-def share(task: Callable[[int, int, int], object], ranges: list[tuple[int, int]]) -> list:
+def share(task: Callable[[int, int, int], object], ranges: list[tuple[int, int]], work: float | None = None) -> list:
     """``task(worker, start, stop)`` for every range; the results in the order of ``ranges``.
 
     The calling thread and the pool's threads claim the ranges one at a time from a shared counter
     (:class:`_Claims`), so a core slowed down by another process on the machine takes fewer ranges and the other
-    does not wait for it at the end; the caller runs every range that no pool thread has started, never waits
-    for a pool thread that has not started, and a pool thread that finds itself on the caller's own core takes no
-    range (:data:`SKIP_ON_CALLERS_CORE`). So a busy second core costs next to nothing and an idle one shares the
-    work. ``worker`` (0 for the caller, 1, ... for the pool's threads) names the
-    thread, for per-thread scratch buffers and partial sums. Sequential (worker 0) when there is one core or when
-    called from inside a parallel piece.
+    does not wait for it at the end; the caller runs every range that no pool thread has started and never waits
+    for a pool thread that has not started; when the call's ``work`` (multiply-adds) is given and small, a pool
+    thread that finds itself on the caller's own core takes no range (:data:`SKIP_ON_CALLERS_CORE`). So a busy
+    second core costs next to nothing and an idle one shares the work. ``worker`` (0 for the caller, 1, ... for the
+    pool's threads) names the thread, for per-thread scratch buffers and partial sums. Sequential (worker 0) when
+    there is one core or when called from inside a parallel piece.
     """
     workers = min(num_threads(), len(ranges))
     if workers <= 1 or in_piece():
         return [task(0, i0, i1) for i0, i1 in ranges]
-    claims = _Claims(task, ranges)
+    claims = _Claims(task, ranges, work is not None and work < STAND_ASIDE_WORK)
     pool = _pool_for(num_threads() - 1)
     for k in range(1, workers):
         pool.submit(lambda k=k: claims.help(k))
