@@ -261,3 +261,59 @@ def test_worker_threads_flush_subnormals(monkeypatch):
     parallel.run_parallel(lambda: piece(0), lambda: piece(1))
     assert seen[1][0].startswith("tinynn") and seen[1][1]  # the pool's thread: on for good
     assert seen[0] == (threading.current_thread().name, False)  # the caller's thread: only inside kernel scopes
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(37, 19, 23), (200, 64, 48), (9, 130, 7)])
+def test_split_products_have_the_same_bits_whoever_runs_the_pieces(shape, dtype, monkeypatch):
+    """matmul (with and without an epilogue), matmul_nt and matmul_tn split into k pieces per thread over 2-3
+    threads: the same bits on every run, whichever thread claims which piece — the pool's thread some, or the
+    caller all of them while the pool is busy elsewhere — since each output block is one BLAS call of the same
+    shape whoever runs it; and NumPy's product within the float tolerance. (The bits may differ between
+    different splits: a row at a block's edge can take another path through BLAS's kernels.)"""
+    monkeypatch.setattr(blas, "_PARALLEL_WORK", 0)
+    monkeypatch.setattr(blas, "_NUMPY_WORK", 0)
+    M, K, N = shape
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(M, K)).astype(dtype), rng.normal(size=(K, N)).astype(dtype)
+    bt, at = np.ascontiguousarray(b.T), np.ascontiguousarray(a.T)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    tol = 1e-10 if dtype == np.float64 else 1e-5
+
+    def products():
+        out = np.empty((M, N), dtype)
+
+        def epilogue(i0, i1):  # runs on the rows just written, by whoever wrote them
+            out[i0:i1] += dtype(0.25)
+
+        got = (blas.matmul(a, b), blas.matmul(a, b, out=out, epilogue=epilogue), blas.matmul_nt(a, bt),
+               blas.matmul_tn(at, b))
+        for product, plus in zip(got, (0, 0.25, 0, 0)):
+            np.testing.assert_allclose(product, exact + plus, rtol=tol, atol=tol * np.max(np.abs(exact)))
+        return got
+
+    for threads, pieces in [("3", 1), ("3", 2), ("2", 1), ("2", 2), ("2", 4)]:
+        monkeypatch.setenv("TINYNN_NUM_THREADS", threads)
+        monkeypatch.setattr(blas, "_PIECES_PER_THREAD", pieces)
+        want = products()
+        runs = [products() for _ in range(4)]
+        if threads == "2":
+            release, ended, job = _block_the_pool(monkeypatch)  # the caller claims every piece
+            try:
+                runs.append(products())
+                assert not ended.is_set()
+            finally:
+                release.set()
+            job.result()
+        for run in runs:
+            for got, expected in zip(run, want):
+                np.testing.assert_array_equal(got, expected)
+
+
+def _block_the_pool(monkeypatch):
+    """Occupy the pool's one thread (TINYNN_NUM_THREADS=2) until the returned event is set."""
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    started, release, ended = threading.Event(), threading.Event(), threading.Event()
+    job = parallel._pool_for(1).submit(lambda: started.set() or release.wait(30) or ended.set())
+    assert started.wait(30)
+    return release, ended, job

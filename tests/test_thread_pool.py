@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from tinynn.kernels import parallel, spinwait
@@ -75,3 +76,149 @@ def test_a_forked_child_starts_its_own_pool(monkeypatch):
     _, status = os.waitpid(pid, 0)
     assert os.read(read, 2) == b"ok" and status == 0
     os.close(read)
+
+
+@pytest.mark.parametrize("yield_cycles", [0, 1, 50])
+def test_spin_while_equal_with_yields_matches_its_twin(yield_cycles):
+    """Offering the core every few ticks (reads) changes nothing in what the wait returns: a cell that differs at
+    once, an equal one after the bounded wait, and the flag that set_then_spin raises."""
+    for start, value in [(0, 0), (4, 1)]:
+        cell = spinwait.new_cell(start)
+        got = spinwait.spin_while_equal(cell, value, 5000, yield_cycles)
+        assert got == spinwait_ref.spin_while_equal(cell, value, 500, yield_cycles) == start
+    flag = spinwait.new_cell(0)
+    assert spinwait.set_then_spin(flag, spinwait.new_cell(3), 3, 5000, yield_cycles) == 3 and flag[0] == 1
+
+
+def _recording_task(calls, lock):
+    def task(worker, i0, i1):
+        with lock:
+            calls.append((worker, i0, i1, threading.current_thread().name))
+        return list(range(i0, i1))
+
+    return task
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3", "4"])
+@pytest.mark.parametrize(("length", "pieces"), [(1, 1), (7, 2), (50, 7), (64, 16), (5, 5)])
+def test_share_runs_every_range_once_and_returns_results_in_order(threads, length, pieces, monkeypatch):
+    """Whatever the thread count and the number of ranges: each range runs exactly once, by worker 0 (the caller)
+    or a pool thread (1 .. threads-1), and the results come back in range order."""
+    monkeypatch.setenv("TINYNN_NUM_THREADS", threads)
+    ranges = parallel.even_ranges(length, pieces)
+    for _ in range(5):
+        calls, lock = [], threading.Lock()
+        assert parallel.share(_recording_task(calls, lock), ranges) == [list(range(a, b)) for a, b in ranges]
+        assert sorted((a, b) for _, a, b, _ in calls) == ranges
+        assert {w for w, *_ in calls} <= set(range(min(int(threads), len(ranges))))
+        caller = threading.current_thread().name
+        assert all((w == 0) == (name == caller) for w, _, _, name in calls)
+
+
+def _block_the_pool(monkeypatch):
+    """Occupy the pool's one thread (TINYNN_NUM_THREADS=2) until the returned event is set."""
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    started, release, ended = threading.Event(), threading.Event(), threading.Event()
+    pool = parallel._pool_for(1)
+    job = pool.submit(lambda: started.set() or release.wait(30) or ended.set())
+    assert started.wait(30)
+    return release, ended, job
+
+
+def test_the_caller_runs_the_ranges_of_a_pool_thread_that_has_not_started(monkeypatch):
+    """With the pool's thread busy elsewhere, share returns without waiting for it: the caller claimed every range
+    itself (worker 0), and the helper job, when it runs later, finds nothing left to run."""
+    release, ended, job = _block_the_pool(monkeypatch)
+    try:
+        calls, lock = [], threading.Lock()
+        ranges = parallel.even_ranges(40, 6)
+        assert parallel.share(_recording_task(calls, lock), ranges) == [list(range(a, b)) for a, b in ranges]
+        assert not ended.is_set()  # share did not wait for the pool's thread
+        assert [(w, a, b) for w, a, b, _ in calls] == [(0, a, b) for a, b in ranges]  # all on the caller, in order
+    finally:
+        release.set()
+    job.result()
+    follow = parallel._pool_for(1).submit(lambda: None)  # queued behind the stale helper job: runs after it
+    follow.result()
+    assert len(calls) == len(ranges)  # the stale helper job ran nothing
+
+
+def test_the_caller_waits_for_a_range_a_pool_thread_holds(monkeypatch):
+    """A range the pool's thread has claimed is finished before share returns (it writes into the caller's
+    arrays), however long it takes; the caller takes the ranges left meanwhile."""
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "SKIP_ON_CALLERS_CORE", False)  # the helper takes ranges even on the caller's core
+    helper_in, caller_ranges = threading.Event(), []
+    out = np.zeros(8)
+
+    def task(worker, i0, i1):
+        if worker == 0 and not caller_ranges:
+            caller_ranges.append(i0)
+            assert helper_in.wait(30)  # the helper holds a range before the caller goes on
+        elif worker != 0:
+            helper_in.set()
+            time.sleep(0.05)
+        out[i0:i1] = worker + 1
+        return worker
+
+    workers = parallel.share(task, parallel.even_ranges(8, 8))
+    assert np.all(out > 0) and 0 in workers and 1 in workers
+    assert out.tolist() == [w + 1 for w in workers]
+
+
+@pytest.mark.parametrize("who", ["caller", "helper"])
+def test_an_error_in_a_range_reaches_the_caller_after_the_held_ranges_end(who, monkeypatch):
+    """An exception raised in a range (on the caller or a pool thread) is raised by share, after every range a
+    pool thread holds has ended; the pool keeps working after it."""
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "SKIP_ON_CALLERS_CORE", False)
+    helper_in, finished, caller_ranges = threading.Event(), [], []
+
+    def task(worker, i0, i1):
+        if worker == 0 and not caller_ranges:
+            caller_ranges.append(i0)
+            assert helper_in.wait(30)
+            if who == "caller":
+                raise KeyError("range")
+        elif worker != 0:
+            helper_in.set()
+            if who == "helper":
+                raise KeyError("range")
+            time.sleep(0.05)
+            finished.append(i0)
+        return i0
+
+    with pytest.raises(KeyError, match="range"):
+        parallel.share(task, parallel.even_ranges(6, 6))
+    if who == "caller":
+        assert finished  # the helper's range ended before share raised
+    assert parallel.share(lambda k, a, b: a, parallel.even_ranges(6, 3)) == [0, 2, 4]
+
+
+def test_a_pool_thread_on_the_callers_core_takes_no_range_in_a_short_call(monkeypatch):
+    """When the pool's thread runs on the core of the caller it would help (here: every thread reports core 0) and
+    the call's work is below STAND_ASIDE_WORK, it takes no range and says so (its job's value), and the caller runs
+    them all; in a long call, in a call of unknown work, or without the rule, it takes ranges."""
+    if parallel._current_cpu is None:
+        pytest.skip("no sched_getcpu")
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "_current_cpu", lambda: 0)
+    calls, lock = [], threading.Lock()
+    ranges = parallel.even_ranges(30, 10)
+    for _ in range(5):
+        got = parallel.share(_recording_task(calls, lock), ranges, work=parallel.STAND_ASIDE_WORK - 1)
+        assert got == [list(range(a, b)) for a, b in ranges]
+    assert {w for w, *_ in calls} == {0} and len(calls) == 5 * len(ranges)
+    claims = parallel._Claims(lambda k, a, b: a, ranges, short=True)
+    assert claims.help(1) is parallel._ON_CALLERS_CORE and claims.next == 0
+    for short, skip in [(False, True), (True, False)]:
+        monkeypatch.setattr(parallel, "SKIP_ON_CALLERS_CORE", skip)
+        claims = parallel._Claims(lambda k, a, b: a, ranges, short=short)
+        assert claims.help(1) is None and claims.results == [a for a, _ in ranges]  # it ran every range
+    monkeypatch.setattr(parallel, "SKIP_ON_CALLERS_CORE", True)
+    created = []
+    real = parallel._Claims
+    monkeypatch.setattr(parallel, "_Claims", lambda *a: created.append(real(*a)) or created[-1])
+    for work in (None, parallel.STAND_ASIDE_WORK):
+        parallel.share(lambda k, a, b: a, ranges, work)
+    assert [c.cpu for c in created] == [-1, -1]  # no standing aside in long or unknown calls

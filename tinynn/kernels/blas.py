@@ -188,7 +188,7 @@ def _split(length: int, work: float, run_block) -> None:
         if work < _PARALLEL_WORK or in_piece() or not cblas.can_limit_threads() or length < 2:
             run_block(0, length)
             return
-        share(lambda _, i0, i1: run_block(i0, i1), even_ranges(length, num_threads() * _PIECES_PER_THREAD))
+        share(lambda _, i0, i1: run_block(i0, i1), even_ranges(length, num_threads() * _PIECES_PER_THREAD), work)
 
 
 def _product(a, b, out, trans_a: bool, trans_b: bool, epilogue=None) -> np.ndarray:

@@ -673,7 +673,8 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
         if tail is not None:
             tail(z[b0:b1], z[b0:b1])
 
-    _run_chunks(im2col_piece, _chunk_ranges(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES))
+    _run_chunks(im2col_piece, _chunk_ranges(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES),
+                B * l_out * K * C * F / G)
     if keep:
         ws["kept_cols_of"] = (x, geometry)
     return z
@@ -727,14 +728,15 @@ def _taps_forward(x, W, d, pl, l_out, ws, tail=None):
         for j in range(n):  # each sample's valid rows, from the scratch the products left in the cache
             tail(zs[j, :l_out], z[b0 + j])
 
-    _run_chunks(piece, _chunk_ranges(B, Lp * F * x.itemsize, FORWARD_CHUNK_BYTES))
+    _run_chunks(piece, _chunk_ranges(B, Lp * F * x.itemsize, FORWARD_CHUNK_BYTES), B * Lp * K * C * F)
     return z
 
 
-def _run_chunks(piece, ranges) -> list:
-    """``piece(worker, b0, b1)`` over the batch ranges, pulled by the cores, BLAS on one thread each."""
+def _run_chunks(piece, ranges, work: float | None = None) -> list:
+    """``piece(worker, b0, b1)`` over the batch ranges, pulled by the cores, BLAS on one thread each (``work``:
+    the pass's multiply-adds, when known: :func:`tinynn.kernels.parallel.share`)."""
     with kernel_scope():
-        return share(piece, ranges)
+        return share(piece, ranges, work)
 
 
 def _sum_in_order(parts: list) -> np.ndarray:

@@ -7,7 +7,8 @@ every core the same way. Each piece runs single-threaded inside (BLAS is held to
 than one piece per core.
 
 Three ways to hand out work: :func:`run_parallel` (fixed pieces, one per core: the two directions of a
-Bidirectional layer, the batch halves of a recurrent loop); :func:`share` (ranges the cores pull when free);
+Bidirectional layer, the batch halves of a recurrent loop); :func:`share` (ranges the cores claim when free; the
+caller runs whatever a pool thread that has not started, or that shares the caller's core in a short call, leaves);
 :func:`share_batch` (the batch policy on top of :func:`share` that the image kernels use: whether a pass is worth
 splitting and how fine). :func:`scratch` gives a pulled range's task its per-worker buffers.
 
@@ -36,6 +37,10 @@ _pool_size = 0
 #: How long (CPU clock ticks, ~0.4 ms) an idle worker keeps watching for the next piece before it sleeps, and a
 #: caller waits spinning for a piece it handed out before it sleeps (:mod:`.spinwait`).
 SPIN_CYCLES = 1_000_000
+#: How often (clock ticks, ~20 µs) a spinning thread offers its core to another thread (``sched_yield``): when
+#: another process holds the other core, the scheduler puts the two threads of a split on one core, and a spin
+#: that never yields holds the core its partner needs (:mod:`.spinwait`; 0: never yield).
+YIELD_CYCLES = 50_000
 _spin = None  # (spinwait.spin_while_equal, spinwait.set_then_spin) once compiled (sleeping waits until then)
 
 
@@ -47,8 +52,8 @@ def _spinner():
         from . import spinwait, warmup
 
         cell = spinwait.new_cell()
-        if (warmup.kernel_ready(spinwait.spin_while_equal, cell, 0, 0)
-                and warmup.kernel_ready(spinwait.set_then_spin, cell, cell, 0, 0)):
+        if (warmup.kernel_ready(spinwait.spin_while_equal, cell, 0, 0, 0)
+                and warmup.kernel_ready(spinwait.set_then_spin, cell, cell, 0, 0, 0)):
             _spin = (spinwait.spin_while_equal, spinwait.set_then_spin)
     return _spin
 
@@ -69,7 +74,7 @@ class _Job:
         if not self.finished[0] and SPIN_CYCLES > 0:
             spin = _spinner()
             if spin is not None:
-                spin[0](self.finished, 0, SPIN_CYCLES)
+                spin[0](self.finished, 0, SPIN_CYCLES, YIELD_CYCLES)
         self.done.acquire()
         if self.error is not None:
             raise self.error
@@ -108,11 +113,12 @@ class _Pool:
                 following = self.queue.get_nowait()
             except queue.Empty:
                 following = None
-            spin = _spinner() if following is None and SPIN_CYCLES > 0 else None
+            # (a job that found itself on its caller's core does not spin there either: the caller needs the core)
+            spin = _spinner() if following is None and SPIN_CYCLES > 0 and job.value is not _ON_CALLERS_CORE else None
             if spin is None:
                 job.finished[0] = 1
             else:  # mark it finished once the GIL is free for the caller, then watch for the next job
-                spin[1](job.finished, self.posted, seen, SPIN_CYCLES)
+                spin[1](job.finished, self.posted, seen, SPIN_CYCLES, YIELD_CYCLES)
             job = following
 
     def submit(self, fn: Callable) -> _Job:
@@ -264,32 +270,121 @@ def in_piece() -> bool:
     return bool(getattr(_local, "busy", False))
 
 
-def share(task: Callable[[int, int, int], object], ranges: list[tuple[int, int]]) -> list:
+def _cpu_reader() -> Callable[[], int] | None:
+    """``sched_getcpu`` (the core the calling thread runs on now), or None where libc has none."""
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None).sched_getcpu
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return None
+    fn.restype, fn.argtypes = ctypes.c_int, []
+    return fn if fn() >= 0 else None
+
+
+_current_cpu = _cpu_reader()
+#: A pool thread that finds itself on the core of the :func:`share` caller it would help takes no range when the
+#: call is short (``work`` below :data:`STAND_ASIDE_WORK`): the two would only take turns on that core (the
+#: scheduler puts them together when other processes hold the cores), and the caller alone is as fast, without the
+#: switches. A longer call (several scheduler time slices) gains from a second runnable thread even on one core: it
+#: gets a larger share of cores that other processes also use (measurements: benchmarks/RESULTS.md).
+SKIP_ON_CALLERS_CORE = True
+#: Multiply-adds (about 3 ms on one core) from which a pool thread helps even on the caller's core.
+STAND_ASIDE_WORK = 1 << 27
+_ON_CALLERS_CORE = object()  # what a pool thread's job returns when it ran nothing for that reason
+
+
+class _Claims:
+    """The ranges of one :func:`share` call and who has them: ``next`` (the first range nobody has claimed) and
+    ``outstanding`` (ranges the pool's threads have claimed and not finished), both changed under ``lock``.
+
+    The caller claims ranges like the pool's threads do, and once none is left it waits only for the ``outstanding``
+    ones: a helper job the pool has not started yet (its core busy with another process) finds nothing left when it
+    does start, and nobody waits for it. The helper that finishes the last outstanding range after the last claim
+    sets ``finished`` (for a caller spinning on it) and releases ``done`` (for a caller sleeping on it)."""
+
+    __slots__ = ("task", "ranges", "results", "lock", "next", "outstanding", "finished", "done", "error", "cpu")
+
+    def __init__(self, task: Callable[[int, int, int], object], ranges: list[tuple[int, int]], short: bool = False):
+        self.task, self.ranges = task, ranges
+        self.cpu = _current_cpu() if short and _current_cpu is not None and SKIP_ON_CALLERS_CORE else -1
+        self.results: list = [None] * len(ranges)
+        self.lock = threading.Lock()
+        self.next, self.outstanding, self.error = 0, 0, None
+        self.finished = np.zeros(1, np.int64)
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def _claim(self, helper: bool) -> int:
+        with self.lock:
+            i = self.next
+            if i >= len(self.ranges):
+                return -1
+            self.next = i + 1
+            self.outstanding += helper
+            return i
+
+    def help(self, worker: int) -> object:
+        """A pool thread's job: claim and run ranges until none is left (none while it runs on the caller's core in a
+        short call)."""
+        while True:
+            if self.cpu >= 0 and _current_cpu() == self.cpu:
+                return _ON_CALLERS_CORE
+            if (i := self._claim(True)) < 0:
+                return None
+            try:
+                self.results[i] = self.task(worker, *self.ranges[i])
+            except BaseException as err:  # handed to the caller; nobody claims anything after it
+                self.error = err
+            with self.lock:
+                if self.error is not None:
+                    self.next = len(self.ranges)
+                self.outstanding -= 1
+                last = self.outstanding == 0 and self.next >= len(self.ranges)
+            if last:
+                self.finished[0] = 1
+                self.done.release()
+
+    def run(self) -> list:
+        """The caller's share: claim and run ranges as worker 0, then wait for the ranges the helpers hold."""
+        try:
+            while (i := self._claim(False)) >= 0:
+                self.results[i] = self.task(0, *self.ranges[i])
+        finally:
+            with self.lock:
+                self.next = len(self.ranges)  # (after an error: nobody starts another range)
+                waiting = self.outstanding > 0
+            if waiting:  # a helper is inside a range (it writes into the caller's arrays): wait for it to end
+                if not self.finished[0] and SPIN_CYCLES > 0:
+                    spin = _spinner()
+                    if spin is not None:
+                        spin[0](self.finished, 0, SPIN_CYCLES, YIELD_CYCLES)
+                self.done.acquire()
+        if self.error is not None:
+            raise self.error
+        return self.results
+
+
+def share(task: Callable[[int, int, int], object], ranges: list[tuple[int, int]], work: float | None = None) -> list:
     """``task(worker, start, stop)`` for every range; the results in the order of ``ranges``.
 
-    Each free core pulls the next range when it is done with one (unlike :func:`run_parallel`'s fixed shares),
-    so a core slowed down by another process on the machine takes fewer ranges and the other does not wait
-    for it at the end. ``worker`` (0, 1, ...) names the thread, for per-thread scratch buffers and partial
-    sums. Sequential (worker 0) when there is one core or when called from inside a parallel piece.
+    The calling thread and the pool's threads claim the ranges one at a time from a shared counter
+    (:class:`_Claims`), so a core slowed down by another process on the machine takes fewer ranges and the other
+    does not wait for it at the end; the caller runs every range that no pool thread has started and never waits
+    for a pool thread that has not started; when the call's ``work`` (multiply-adds) is given and small, a pool
+    thread that finds itself on the caller's own core takes no range (:data:`SKIP_ON_CALLERS_CORE`). So a busy
+    second core costs next to nothing and an idle one shares the work. ``worker`` (0 for the caller, 1, ... for the
+    pool's threads) names the thread, for per-thread scratch buffers and partial sums. Sequential (worker 0) when
+    there is one core or when called from inside a parallel piece.
     """
     workers = min(num_threads(), len(ranges))
     if workers <= 1 or in_piece():
         return [task(0, i0, i1) for i0, i1 in ranges]
-    results: list = [None] * len(ranges)
-    position = [0]
-    lock = threading.Lock()
-
-    def worker(k: int) -> None:
-        while True:
-            with lock:
-                i = position[0]
-                position[0] = i + 1
-            if i >= len(ranges):
-                return
-            results[i] = task(k, *ranges[i])
-
-    run_parallel(*[lambda k=k: worker(k) for k in range(workers)])
-    return results
+    claims = _Claims(task, ranges, work is not None and work < STAND_ASIDE_WORK)
+    pool = _pool_for(num_threads() - 1)
+    for k in range(1, workers):
+        pool.submit(lambda k=k: claims.help(k))
+    return _in_piece(claims.run)
 
 
 def even_ranges(length: int, pieces: int) -> list[tuple[int, int]]:

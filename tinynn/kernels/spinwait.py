@@ -5,14 +5,21 @@ core has gone idle — the host must schedule that virtual core again — and a 
 worker's wake-up, then the caller's). That is as long as a small product takes. So the pool of
 :mod:`tinynn.kernels.parallel` *spins* for a short while before it sleeps: ::
 
-    spin_while_equal(cell, value, cycles)   waits while cell[0] == value, at most ``cycles`` CPU clock ticks;
-                                            returns cell[0]
+    spin_while_equal(cell, value, cycles, yield_cycles)   waits while cell[0] == value, at most ``cycles`` CPU
+                                                          clock ticks; returns cell[0]
 
 ``cell`` is a one-element int64 array another thread writes to (from Python); the read is an atomic load
 (acquire), so the compiler cannot hoist it out of the loop, and the loop pauses (x86 ``pause``) between reads.
 The GIL is released while it spins (``nogil``), so the other thread can run Python meanwhile. Reading the
 clock uses LLVM's ``readcyclecounter`` (the TSC on x86-64; elsewhere it may read 0, and the wait then ends after
 ``cycles`` reads).
+
+Every ``yield_cycles`` ticks (0: never) the spinning thread offers its core to another thread waiting for it
+(``sched_yield``, about 1 µs when there is none). When the machine's other core is taken by another process, the
+scheduler tends to put tinynn's two threads on the same core, and a thread spinning for the other then holds the
+core its partner needs to finish: a split product lost up to a third against one thread that way
+(benchmarks/RESULTS.md). Yielding keeps the spin's quick hand-off on an idle machine and gives the core back on a
+busy one.
 
 NumPy twin: :func:`tinynn.kernels.reference.spinwait.spin_while_equal` (the same wait, a plain Python loop).
 """
@@ -61,12 +68,17 @@ def _pause(typingctx):
     return types.void(), codegen
 
 
+_sched_yield = types.ExternalFunction("sched_yield", types.int32())
+
+
 @numba.njit(cache=True, nogil=True)
-def spin_while_equal(cell, value, cycles):  # pragma: no cover - compiled
-    """Wait while ``cell[0] == value``, for at most ``cycles`` clock ticks (or reads, where the clock reads 0);
-    returns the last value read."""
+def spin_while_equal(cell, value, cycles, yield_cycles=0):  # pragma: no cover - compiled
+    """Wait while ``cell[0] == value``, for at most ``cycles`` clock ticks (or reads, where the clock reads 0),
+    offering the core to other threads every ``yield_cycles`` ticks (reads) when that is positive; returns the
+    last value read."""
     start = _clock()
     reads = 0
+    next_yield = yield_cycles
     while True:
         current = _load_acquire(cell)
         if current != value:
@@ -75,7 +87,11 @@ def spin_while_equal(cell, value, cycles):  # pragma: no cover - compiled
         elapsed = _clock() - start
         if elapsed >= cycles or (elapsed == 0 and reads >= cycles):
             return current
-        _pause()
+        if yield_cycles > 0 and (elapsed if elapsed > 0 else reads) >= next_yield:
+            _sched_yield()
+            next_yield += yield_cycles
+        else:
+            _pause()
 
 
 def new_cell(value: int = 0) -> np.ndarray:
@@ -94,8 +110,8 @@ def _store_release(typingctx, cell, value):
 
 
 @numba.njit(cache=True, nogil=True)
-def set_then_spin(flag, cell, value, cycles):  # pragma: no cover - compiled
+def set_then_spin(flag, cell, value, cycles, yield_cycles=0):  # pragma: no cover - compiled
     """``flag[0] = 1`` (after the GIL is released, so a thread spinning on ``flag`` finds the GIL free when it
-    wakes), then :func:`spin_while_equal` ``(cell, value, cycles)``."""
+    wakes), then :func:`spin_while_equal` ``(cell, value, cycles, yield_cycles)``."""
     _store_release(flag, 1)
-    return spin_while_equal(cell, value, cycles)
+    return spin_while_equal(cell, value, cycles, yield_cycles)
