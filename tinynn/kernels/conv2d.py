@@ -247,7 +247,7 @@ def _share_rows(task, rows: int, work: float) -> list:
         per_thread = min(parallel.PIECES_PER_THREAD, int(work // (workers * max(PIECE_WORK, 1))))
         if work < parallel.PARALLEL_WORK or workers <= 1 or not cblas.can_limit_threads() or per_thread < 1:
             return [task(0, 0, rows)]
-        return share(task, even_ranges(rows, workers * per_thread))
+        return share(task, even_ranges(rows, workers * per_thread), work)
 
 
 def _check(x, Wk, groups, out_hw):
