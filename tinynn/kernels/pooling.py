@@ -85,7 +85,7 @@ def _max_values(x, P, S, pl, y):  # pragma: no cover - compiled
                 xi = xb[i]
                 for c in range(C):
                     v = xi[c]
-                    yt[c] = v if v > yt[c] else yt[c]
+                    yt[c] = v if (v > yt[c]) | (v != v) else yt[c]  # a NaN stays, as in _max_fwd
     return y
 
 
