@@ -40,6 +40,7 @@ import numpy as np
 
 from . import blas, winograd
 from .bias_activation import activation_gradient_rows, bias_activation_rows
+from .jitcache import load_without_refresh
 from .layout import split_groups
 from .parallel import scratch as _scratch
 from .parallel import share_batch
@@ -581,3 +582,6 @@ def pointwise_backward(u: np.ndarray, P: np.ndarray, dz: np.ndarray, y: np.ndarr
     if activation is None:
         return du.reshape(u.shape), dP
     return du.reshape(u.shape), dP, db.astype(dz.dtype)
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

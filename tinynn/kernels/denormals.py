@@ -31,6 +31,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .jitcache import load_without_refresh
+
 __all__ = ["enable_in_this_thread", "flush_to_zero", "mode_is_on", "supported"]
 
 _FTZ_DAZ = 0x8040  # MXCSR bits 15 (flush to zero) and 6 (denormals are zero)
@@ -128,3 +130,6 @@ def _read_mode():  # pragma: no cover - compiled
 def mode_is_on() -> bool:
     """Whether FTZ and DAZ are on in this thread now."""
     return supported() and (_read_mode() & _FTZ_DAZ) == _FTZ_DAZ
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

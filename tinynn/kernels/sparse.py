@@ -12,6 +12,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .jitcache import load_without_refresh
+
 __all__ = ["scatter_chain"]
 
 
@@ -52,3 +54,6 @@ def scatter_chain(out: np.ndarray, idx: np.ndarray, v: np.ndarray, squared: bool
     D_rows = out if D is None else np.ascontiguousarray(D, dtype=out.dtype)  # never read when D is None
     return _scatter_chain(out, idx, v, bool(squared), dtype(0 if c is None else c), c is not None, D_rows,
                           D is not None, bool(negate))  # fmt: skip
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

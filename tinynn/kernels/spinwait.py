@@ -27,6 +27,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .jitcache import load_without_refresh
+
 __all__ = ["new_cell", "set_then_spin", "spin_while_equal"]
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
@@ -99,3 +101,6 @@ def set_then_spin(flag, cell, value, cycles):  # pragma: no cover - compiled
     wakes), then :func:`spin_while_equal` ``(cell, value, cycles)``."""
     _store_release(flag, 1)
     return spin_while_equal(cell, value, cycles)
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)
