@@ -86,6 +86,47 @@ def test_a_layer_whose_kernels_load_from_the_cache_is_fast_from_its_first_call(b
     assert fast_calls
 
 
+def test_a_layer_fed_only_model_inputs_warms_up_without_its_input_gradient(background, monkeypatch):
+    """Training never asks the first layer of a model for its input gradient, so its warm-up skips that backward
+    (its kernels would be loaded or compiled for nothing); a layer that also reads another layer's output in some
+    model keeps it. The training step's numbers do not depend on the warm-ups."""
+    from tinynn import models
+
+    need_dx = {}
+    real_warm_up = warmup._warm_up
+
+    def recording(layer, x, mask):
+        run, spec = real_warm_up(layer, x, mask)
+        need_dx[layer.name] = spec[5]
+        return run, spec
+
+    monkeypatch.setattr(warmup, "_warm_up", recording)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 64)).astype(np.float32)  # large enough for the fast path (see above)
+    y = rng.normal(size=(512, 64)).astype(np.float32)
+
+    def model():
+        first = layers.Dense(64, activation="relu", name="first")
+        net = models.Sequential([layers.Input((64,)), first, layers.Dense(64, name="second")])
+        net.compile(optimizer="sgd", loss="mse")
+        return net, first
+
+    net, first = model()
+    assert not warmup.needs_input_gradient(first) and warmup.needs_input_gradient(net.layers[1])
+    with _wait():
+        expected = model()[0]
+        expected.set_weights(net.get_weights())
+        expected_loss = expected.train_on_batch(x, y)
+    assert net.train_on_batch(x, y) == expected_loss
+    assert warmup.wait_until_idle(timeout=120)
+    assert need_dx == {"first": False, "second": True}
+    assert all(np.array_equal(a, b) for a, b in zip(net.get_weights(), expected.get_weights()))
+
+    inputs = layers.Input((64,))
+    models.Model(inputs, first(layers.Dense(64)(inputs)))  # the same layer behind another one: dx needed there
+    assert warmup.needs_input_gradient(first)
+
+
 class _wait:
     """The "wait" compile mode inside the block."""
 
