@@ -218,7 +218,7 @@ def _cache_is_fresh() -> bool:
     from . import denormals
 
     try:
-        folder = pathlib.Path(denormals._swap_mode._cache._cache_path)
+        folder = pathlib.Path(denormals._read_mode._cache._cache_path)
     except AttributeError:
         return False
     return not any(not p.name.startswith("denormals.") for p in folder.glob("*.nbi"))
