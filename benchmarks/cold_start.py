@@ -21,9 +21,13 @@ import sys
 import tempfile
 import time
 
+KEEP_BYTECODE = False  # --pyc: drop PYTHONDONTWRITEBYTECODE in the workers (as benchmarks/common.run_worker does)
+
 
 def _python(root: str, args: list[str], env_extra: dict) -> str:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env_extra}
+    if KEEP_BYTECODE:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("PYTHONPATH", None)  # run.py's workers put their own checkout first
     out = subprocess.run([sys.executable, *args], cwd=os.path.join(root, "benchmarks"), env=env,
                          capture_output=True, text=True)  # fmt: skip
@@ -74,7 +78,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--empty", action="store_true", help="a fresh numba cache for every run")
     p.add_argument("--json", help="write every time here")
+    p.add_argument("--pyc", action="store_true", help="let the workers write and use Python's bytecode cache")
     args = p.parse_args(argv)
+    global KEEP_BYTECODE
+    KEEP_BYTECODE = args.pyc
     names = [os.path.basename(os.path.normpath(c)) for c in args.checkouts]
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
