@@ -85,7 +85,10 @@ class WorkerError(RuntimeError):
 def run_worker(script: str, args: list[str], env_extra: dict | None = None, what: str | None = None) -> dict:
     """Run ``python benchmarks/<script> *args`` in a fresh process (its own memory peak, its own threads) with
     ``env_extra`` added to the environment; the last line the worker prints is its JSON result."""
-    env = {**os.environ, **(env_extra or {})}
+    # Python's bytecode cache as on any machine that did not turn it off: tinynn, run from its source folder, would
+    # otherwise compile its ~100 modules in every worker (~0.2 s of CPU per cold start), while Keras's and PyTorch's
+    # installed packages come with theirs
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | (env_extra or {})
     out = subprocess.run([sys.executable, os.path.join(HERE, script), *args], env=env, capture_output=True,
                          text=True, cwd=HERE)  # fmt: skip
     if out.returncode != 0:

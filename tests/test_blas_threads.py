@@ -243,6 +243,23 @@ def test_kernel_scope_flushes_subnormals_and_restores_the_thread():
 
 
 @pytest.mark.skipif(not denormals.supported(), reason="the modes live in x86-64's MXCSR")
+def test_swap_mode_turns_the_modes_on_and_restores_the_mode_bits():
+    """The IR-built switch against numba's own read of MXCSR (the status flags, bits 0-5, are sticky: any float
+    operation in between may set them, so only the other bits are compared)."""
+    status = 0x3F
+    before = denormals._read_mode()
+    old = denormals._swap_mode(-1)
+    try:
+        assert old & ~status == before & ~status and not old & 0x8040
+        assert denormals._read_mode() & ~status == (before | 0x8040) & ~status
+        assert _subnormal_product() == 0.0
+    finally:
+        previous = denormals._swap_mode(old)
+    assert previous & 0x8040 == 0x8040
+    assert denormals._read_mode() & ~status == before & ~status and _subnormal_product() != 0.0
+
+
+@pytest.mark.skipif(not denormals.supported(), reason="the modes live in x86-64's MXCSR")
 def test_reference_mode_scope_runs_no_numba_and_keeps_subnormals():
     from tinynn import config
 

@@ -58,6 +58,29 @@ def test_fast_and_reference_scatter_agree_bitwise():
     assert np.array_equal(out["fast"], out["reference"])
 
 
+@pytest.mark.parametrize("chain", [False, True])
+def test_the_scatter_runs_the_numpy_twin_while_its_kernel_is_not_ready(monkeypatch, chain):
+    """In the background compile mode a kernel still compiling is not waited for: the twin gives the same bits."""
+    from tinynn.kernels import embedding as fast_embedding
+    from tinynn.kernels import sparse as fast_sparse
+
+    rng = np.random.default_rng(1)
+    idx = rng.integers(0, 6, 300)
+    g = IndexedSlices(rng.normal(size=(300, 4)).astype(np.float32), idx, (6, 4))
+    w0 = rng.normal(size=(6, 4)).astype(np.float32)
+
+    def step(w):
+        return assign_sub(w, scale(square(g), np.float32(0.5))) if chain else assign_add(w, g)
+
+    expected = step(w0.copy())  # the kernels (the suite runs in "wait" mode: always ready)
+    kernel = fast_sparse if chain else fast_embedding
+    asked = []
+    monkeypatch.setattr(kernel, "ready", lambda w: asked.append(w.shape) or False)
+    monkeypatch.setattr(fast_sparse, "scatter_chain", lambda *a, **k: pytest.fail("kernel called"))
+    monkeypatch.setattr(fast_embedding, "scatter_add", lambda *a, **k: pytest.fail("kernel called"))
+    assert np.array_equal(step(w0.copy()), expected) and asked == [(6, 4)]
+
+
 def test_rmsprop_accumulates_per_occurrence_squares_for_slices():
     values = np.array([[1.0, 2.0], [3.0, -1.0]])
     w = np.zeros((3, 2))

@@ -498,6 +498,9 @@ class Graph:
         self.producer = {s: step for step in self.steps for s in step.outs}
         for st in self.steps:
             st.data_only = all(a in self.input_slots for a in st.args) and not st.states
+            # the layer's background warm-up skips its input gradient only if no graph ever needs it
+            # (tinynn.kernels.warmup.needs_input_gradient)
+            st.layer.warmup_reads_only_data = st.data_only and getattr(st.layer, "warmup_reads_only_data", True)
         self._reversed_steps = self.steps[::-1]
         last = {id(st.layer): st.index for st in self.steps if st.shared}
         self._last_shared_steps = sorted(last.values())

@@ -110,9 +110,10 @@ def _scatter(w: np.ndarray, g: IndexedSlices, negate: bool) -> np.ndarray:
     """``w[i_n] += ±t_n`` for n = 0, 1, … in place, t the rows after g's chain: the fused numba kernel for 2-D
     tables in the 'fast' kernel mode, the NumPy twin (``np.add.at``) otherwise; the same numbers either way."""
     fast = config.kernel_mode() == "fast" and w.ndim == 2 and g._rows.ndim == 2
-    if fast and not g.pending and not negate:
+    plain = not g.pending and not negate
+    if fast and plain and fast_embedding.ready(w):  # ready: not while it compiles in the background
         fast_embedding.scatter_add(w, g.indices, g._rows)
-    elif fast:
+    elif fast and not plain and fast_sparse.ready(w):
         fast_sparse.scatter_chain(w, g.indices, g._rows, *g._chain, negate=negate)
     else:
         reference_sparse.scatter_chain(w, g.indices, g._rows, *g._chain, negate=negate)

@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 from .fastmath import RELU, activate_row, derivative_row
+from .jitcache import load_without_refresh
 from .parallel import kernel_entry
 
 __all__ = ["activation_gradient_rows", "bias_activation_backward", "bias_activation_forward", "bias_activation_rows"]
@@ -107,3 +108,6 @@ def bias_activation_backward(y: np.ndarray, dy: np.ndarray, code: int, bias_sum:
     db = np.empty(F, y.dtype)
     _backward(_rows(y, y.dtype), _rows(dy, y.dtype), code, bool(bias_sum), dz.reshape(-1, F), db)
     return dz, (db if bias_sum else None)
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

@@ -31,6 +31,7 @@ from numba import types
 from numba.extending import overload
 
 from . import cblas
+from .jitcache import load_without_refresh
 from .parallel import even_ranges, in_piece, kernel_scope, num_threads, share
 
 __all__ = ["gemm", "grouped_matmul", "grouped_matmul_tn", "matmul", "matmul_nt", "matmul_tn"]
@@ -261,3 +262,6 @@ def grouped_matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = Non
         else:
             _product(a[g], b[g], out[g], True, False)
     return out
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

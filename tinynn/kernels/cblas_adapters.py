@@ -17,6 +17,8 @@ import numba
 import numpy as np
 from numba import types
 
+from .jitcache import load_without_refresh
+
 SGEMM_LP64, DGEMM_LP64 = "tinynn_cblas_sgemm_lp64", "tinynn_cblas_dgemm_lp64"
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
@@ -113,3 +115,6 @@ def gemv_adapters():
         _D_GEMM(order, ta, np.int32(NO_TRANS), rows, np.int64(1), cols, alpha, A, lda, X, incx, beta, Y, incy)
 
     return sgemv, dgemv
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

@@ -55,6 +55,7 @@ import numpy as np
 
 from . import blas, warmup, windows
 from .bias_activation import bias_activation_rows
+from .jitcache import load_without_refresh
 from .layout import merge_groups, split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share
 from .parallel import scratch as _scratch
@@ -896,3 +897,6 @@ def conv1d_backward_filter(
     x = np.ascontiguousarray(x)
     return _backward(x, W_shape, dz, L, int(stride), int(dilation), int(pad_left), int(groups), method, False, True,
                      workspace)[1]  # fmt: skip
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

@@ -43,6 +43,7 @@ import numpy as np
 from . import blas, cblas, parallel, winograd
 from .bias_activation import activation_gradient_rows, bias_activation_rows
 from .fastmath import RELU, activate_row
+from .jitcache import load_without_refresh
 from .layout import split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share, share_batch
 from .parallel import scratch as _scratch
@@ -726,3 +727,6 @@ def pointwise_backward(u: np.ndarray, P: np.ndarray, dz: np.ndarray, y: np.ndarr
     if activation is None:
         return du.reshape(u.shape), dP
     return du.reshape(u.shape), dP, db.astype(dz.dtype)
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

@@ -10,8 +10,11 @@ thread's previous mode afterwards, so NumPy code outside the fast kernels (the r
 the user's own) keeps IEEE subnormals. tinynn's worker threads (:mod:`tinynn.kernels.parallel`) run only
 kernels and keep the modes on.
 
-:func:`_swap_mode` is compiled where it is first needed, also in the background compile mode
-(:mod:`tinynn.kernels.warmup`): it is tiny, and the NumPy twins that run meanwhile need the modes as much.
+:func:`_swap_mode` is built where it is first needed, also in the background compile mode
+(:mod:`tinynn.kernels.warmup`): the NumPy twins that run meanwhile need the modes as much. It is two
+instructions, so it is written in LLVM IR and JIT-compiled by numba's code generator directly (~10 ms): a numba
+function would need numba's compiler, whose first use in a process costs ~0.5 s of CPU (its target
+initialisation), on the calling thread, with an empty cache.
 
 The numbers change only where a result would have been subnormal: it becomes 0 (an absolute change below
 1.2e-38 in float32, 2.3e-308 in float64). The mode lives in the MXCSR register (x86-64 only; elsewhere these
@@ -20,6 +23,7 @@ functions do nothing).
 
 from __future__ import annotations
 
+import ctypes
 import platform
 import threading
 from collections.abc import Iterator
@@ -30,6 +34,8 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from .jitcache import load_without_refresh
 
 __all__ = ["enable_in_this_thread", "flush_to_zero", "mode_is_on", "supported"]
 
@@ -61,27 +67,50 @@ def _stmxcsr(typingctx):
     return types.int64(), codegen
 
 
-@intrinsic
-def _ldmxcsr(typingctx, value):
-    def codegen(context, builder, signature, args):
-        ptr = cgutils.alloca_once(builder, ir.IntType(32))
-        builder.store(builder.trunc(args[0], ir.IntType(32)), ptr)
-        _mxcsr_call(builder, "llvm.x86.sse.ldmxcsr", ptr)
-        return context.get_dummy_value()
+def _swap_mode_ir() -> ir.Module:
+    """``int64 tinynn_swap_mode(int64 on)``: turn FTZ/DAZ on (``on`` < 0) or restore the mode bits of ``on``
+    (keeping the current status flags); returns the register as it was::
 
-    return types.void(types.int64), codegen
+        old = stmxcsr();  ldmxcsr(on < 0 ? old | FTZ_DAZ : (on & ~STATUS) | (old & STATUS));  return old
+    """
+    i32, i64, i8p = ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
+    module = ir.Module(name="tinynn_denormals")
+    access = ir.FunctionType(ir.VoidType(), [i8p])
+    stmxcsr = ir.Function(module, access, "llvm.x86.sse.stmxcsr")
+    ldmxcsr = ir.Function(module, access, "llvm.x86.sse.ldmxcsr")
+    fn = ir.Function(module, ir.FunctionType(i64, [i64]), "tinynn_swap_mode")
+    b = ir.IRBuilder(fn.append_basic_block())
+    on = fn.args[0]
+    cell = b.alloca(i32)
+    b.call(stmxcsr, [b.bitcast(cell, i8p)])
+    old = b.zext(b.load(cell), i64)
+    turn_on = b.or_(old, ir.Constant(i64, _FTZ_DAZ))
+    restore = b.or_(b.and_(on, ir.Constant(i64, ~_STATUS)), b.and_(old, ir.Constant(i64, _STATUS)))
+    b.store(b.trunc(b.select(b.icmp_signed("<", on, ir.Constant(i64, 0)), turn_on, restore), i32), cell)
+    b.call(ldmxcsr, [b.bitcast(cell, i8p)])
+    b.ret(old)
+    return module
 
 
-@numba.njit(cache=True, nogil=True)
-def _swap_mode(on):  # pragma: no cover - compiled
-    """Turn FTZ/DAZ on (``on`` = -1) or restore the mode bits of ``on`` (keeping the current status flags);
-    returns the register as it was."""
-    old = _stmxcsr()
-    if on < 0:
-        _ldmxcsr(old | _FTZ_DAZ)
-    else:
-        _ldmxcsr((on & ~_STATUS) | (old & _STATUS))
-    return old
+_built: list = []  # [the compiled library (kept alive), the ctypes function]
+_build_lock = threading.Lock()
+
+
+def _swap_mode(on: int) -> int:
+    """:func:`_swap_mode_ir`, built on first use."""
+    if not _built:
+        with _build_lock:
+            if not _built:
+                from numba.core.compiler_lock import global_compiler_lock
+                from numba.core.registry import cpu_target
+
+                with global_compiler_lock:  # numba's code generator is not thread-safe
+                    library = cpu_target.target_context.codegen().create_library("tinynn_denormals")
+                    library.add_ir_module(_swap_mode_ir())
+                    library.finalize()
+                    address = library.get_pointer_to_function("tinynn_swap_mode")
+                _built.extend([library, ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(address)])
+    return _built[1](on)
 
 
 _local = threading.local()
@@ -128,3 +157,6 @@ def _read_mode():  # pragma: no cover - compiled
 def mode_is_on() -> bool:
     """Whether FTZ and DAZ are on in this thread now."""
     return supported() and (_read_mode() & _FTZ_DAZ) == _FTZ_DAZ
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

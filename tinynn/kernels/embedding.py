@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from . import warmup
+from .jitcache import load_without_refresh
 from .parallel import even_ranges, kernel_entry, kernel_scope, num_threads, share
 
 __all__ = ["gather", "gather_ready", "ready", "scatter_add"]
@@ -88,3 +89,6 @@ def ready(grad: np.ndarray) -> bool:
     """Whether the numba scatter-add can run on this table now (compiled, or still compiling in the background:
     :func:`tinynn.kernels.warmup.kernel_ready`)."""
     return warmup.kernel_ready(_scatter_add, grad, _NO_IDS, np.zeros((0, grad.shape[1]), grad.dtype))
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

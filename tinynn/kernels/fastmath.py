@@ -34,6 +34,7 @@ from numba import types
 from numba.extending import overload
 
 from .. import activations as _activations
+from .jitcache import load_without_refresh
 
 LINEAR, TANH, SIGMOID, RELU, HARD_SIGMOID = 0, 1, 2, 3, 4
 _CODES = {"linear": LINEAR, "tanh": TANH, "sigmoid": SIGMOID, "relu": RELU, "hard_sigmoid": HARD_SIGMOID}
@@ -192,3 +193,6 @@ def derivative(d, a, j0, j1, code):
     """``d[:, j0:j1] = act'(·)`` written from the activation's output ``a[:, j0:j1]``."""
     for b in range(a.shape[0]):
         derivative_row(d[b, j0:j1], a[b, j0:j1], code)
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

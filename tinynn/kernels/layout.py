@@ -14,6 +14,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .jitcache import load_without_refresh
+
 __all__ = ["merge_groups", "split_groups", "to_batch_major", "to_time_major"]
 
 
@@ -90,3 +92,6 @@ def merge_groups(a_g: np.ndarray, B: int, T: int) -> np.ndarray:
     if G == 1:
         return a_g.reshape(B, T, n)
     return np.ascontiguousarray(a_g.transpose(1, 0, 2)).reshape(B, T, G * n)
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

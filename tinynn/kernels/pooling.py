@@ -26,6 +26,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .jitcache import load_without_refresh
 from .parallel import kernel_entry, share_batch
 
 __all__ = [
@@ -285,3 +286,6 @@ def global_avg_pool1d_backward(dy: np.ndarray, length: int) -> np.ndarray:
     dx = np.empty((dy.shape[0], int(length), dy.shape[1]), dy.dtype)
     _global_avg_bwd(dy, dx)
     return dx
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .jitcache import load_without_refresh
 from .parallel import share_batch
 
 __all__ = ["avg_pool2d_backward", "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward"]
@@ -237,3 +238,6 @@ def avg_pool2d_backward(dy, in_hw, pool, strides, pads) -> np.ndarray:
     dy = np.ascontiguousarray(dy)
     dx = np.empty((dy.shape[0], *in_hw, dy.shape[3]), dtype=dy.dtype)
     return _run(_avg_bwd, dy.shape[0], dx.size, ((dy,), _geometry_args(pool, strides, pads), dx))
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

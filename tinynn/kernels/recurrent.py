@@ -60,6 +60,7 @@ from .fastmath import (
     sigmoid_fast,
     tanh_fast,
 )
+from .jitcache import load_without_refresh
 from .layout import to_time_major
 from .parallel import in_piece, kernel_scope, num_threads, row_pieces, run_parallel
 from .reference import recurrent as ref
@@ -1317,3 +1318,6 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
         dU[:, 2 * u:] = matmul_tn(aux.reshape(T * B, u), gates[..., 2 * u:].reshape(T * B, u))
         db_rec = np.zeros(G, gates.dtype)
     return gates, dU, db, db_rec, dh
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

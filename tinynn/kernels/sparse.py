@@ -12,7 +12,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["scatter_chain"]
+from . import warmup
+from .jitcache import load_without_refresh
+
+__all__ = ["ready", "scatter_chain"]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")  # IEEE division (x/0 = ±inf, as the twin): vectorised
@@ -52,3 +55,16 @@ def scatter_chain(out: np.ndarray, idx: np.ndarray, v: np.ndarray, squared: bool
     D_rows = out if D is None else np.ascontiguousarray(D, dtype=out.dtype)  # never read when D is None
     return _scatter_chain(out, idx, v, bool(squared), dtype(0 if c is None else c), c is not None, D_rows,
                           D is not None, bool(negate))  # fmt: skip
+
+
+_NO_IDS = np.zeros(0, np.int64)
+
+
+def ready(out: np.ndarray) -> bool:
+    """Whether the numba chain can run on the table ``out`` now (compiled, or still compiling in the background:
+    :func:`tinynn.kernels.warmup.kernel_ready`); the NumPy twin gives the same bits meanwhile."""
+    rows, zero = np.zeros((0, out.shape[1]), out.dtype), out.dtype.type(0)
+    return warmup.kernel_ready(_scatter_chain, out, _NO_IDS, rows, False, zero, False, out, False, False)
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

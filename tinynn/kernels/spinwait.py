@@ -34,6 +34,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .jitcache import load_without_refresh
+
 __all__ = ["new_cell", "set_then_spin", "spin_while_equal"]
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
@@ -115,3 +117,6 @@ def set_then_spin(flag, cell, value, cycles, yield_cycles=0):  # pragma: no cove
     wakes), then :func:`spin_while_equal` ``(cell, value, cycles, yield_cycles)``."""
     _store_release(flag, 1)
     return spin_while_equal(cell, value, cycles, yield_cycles)
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

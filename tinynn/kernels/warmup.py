@@ -218,7 +218,7 @@ def _cache_is_fresh() -> bool:
     from . import denormals
 
     try:
-        folder = pathlib.Path(denormals._swap_mode._cache._cache_path)
+        folder = pathlib.Path(denormals._read_mode._cache._cache_path)
     except AttributeError:
         return False
     return not any(not p.name.startswith("denormals.") for p in folder.glob("*.nbi"))
@@ -276,7 +276,18 @@ def _layer_key(layer, signature) -> tuple | None:
         return None
     cfg.pop("name", None)
     return (type(layer).__name__, json.dumps(cfg, sort_keys=True, default=str), signature,
-            bool(getattr(layer, "input_gradient_needed", True)))
+            needs_input_gradient(layer))
+
+
+def needs_input_gradient(layer) -> bool:
+    """Whether the warm-up of ``layer`` runs its backward with the input gradient. Not when a model feeds the layer
+    only its own inputs in every graph it belongs to (``warmup_reads_only_data``, set by :class:`tinynn.graph.Graph`):
+    training then skips that gradient (``input_gradient_needed`` is False during the backward only), and loading or
+    compiling its kernels would be wasted. Should a backward want it after all, its kernels load (or compile) where
+    it is called."""
+    if getattr(layer, "warmup_reads_only_data", False):
+        return False
+    return bool(getattr(layer, "input_gradient_needed", True))
 
 
 def _first(a, n):
@@ -308,7 +319,7 @@ def _warm_up(layer, x, mask):
     cls, cfg = type(layer), layer.get_config()
     n = int(getattr(layer, "batch_size", None) or 1) if getattr(layer, "stateful", False) else 1
     xs, ms = _first(x, n), _first(mask, n)
-    need_dx = bool(getattr(layer, "input_gradient_needed", True))
+    need_dx = needs_input_gradient(layer)
     return (lambda: _run_layer(cls, cfg, xs, ms, need_dx)), ("layer", cls.__name__, cfg, xs, ms, need_dx)
 
 

@@ -26,6 +26,7 @@ import weakref
 import numba
 import numpy as np
 
+from .jitcache import load_without_refresh
 from .parallel import row_pieces, run_parallel
 
 __all__ = ["distinct_rows", "lookup_row_ids", "note_lookup", "row_ids", "share_identical_windows", "window_ids"]
@@ -389,3 +390,6 @@ def share_identical_windows(z: np.ndarray, x: np.ndarray, K: int, s: int, d: int
     bits = np.ascontiguousarray(x).view(np.dtype(f"u{x.dtype.itemsize}"))
     _copy_repeated_outputs(z.view(bits.dtype), rep, bits, int(K), int(s), int(d), int(pl))
     return z
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

@@ -32,6 +32,7 @@ import numpy as np
 
 from . import blas
 from .fastmath import RELU, activate_row
+from .jitcache import load_without_refresh
 from .parallel import kernel_scope, share_batch
 from .parallel import scratch as _scratch
 from .reference.conv2d import winograd_filter_from_transformed, winograd_kernel_transform, winograd_tiles
@@ -307,3 +308,6 @@ def winograd_conv2d_backward_filter(x: np.ndarray, dz: np.ndarray, pads, workspa
     for other in parts[1:]:
         dU += other
     return winograd_filter_from_transformed(dU)
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)
