@@ -676,11 +676,7 @@ class Sequential(Model):
         graph, seen = self._graph, self.__dict__.get("_predict_accepted")
         if (type(x) is np.ndarray and seen is not None and seen[0] is graph and seen[1] is self.input_layer
                 and x.ndim and x.shape[0] and x.shape[1:] == seen[2] and x.dtype == seen[3]):
-            run = graph.forward([x], False, keep=False, fuse=True)  # _forward_flat's steps, on the known graph
-            self._run = run
-            slots = graph.output_slots
-            self._output_masks = [run.masks[s] for s in slots]
-            return run.values[slots[0]] if len(slots) == 1 else tuple(run.values[s] for s in slots)
+            return self._pack(self._forward_flat([x], False, fuse=True), kind="predict")
         out = super().predict_on_batch(x)
         if type(x) is np.ndarray and x.dtype != object and x.ndim:  # taken as is and checked
             self._predict_accepted = (self._graph, self.input_layer, x.shape[1:], x.dtype)
