@@ -262,6 +262,22 @@ def _check(x, Wk, groups, out_hw):
 
 
 # --------------------------------------------------------------------------- Conv2D
+def _forward_arguments(x, Wk, strides, dilation, pads, out_hw, groups, workspace, bias):
+    """(x contiguous, the scratch dict, G, (Ho, Wo)) for :func:`conv2d_forward` and :func:`conv2d_forward_pooled`,
+    after the checks they share (:func:`_check`, the bias's shape). ``out_hw`` None: the size with the given
+    top/left padding and none after."""
+    KH, KW, _, F = Wk.shape
+    _, H, W, _ = x.shape
+    G = int(groups)
+    if out_hw is None:
+        out_hw = ((H + pads[0] - (KH - 1) * dilation[0] - 1) // strides[0] + 1,
+                  (W + pads[1] - (KW - 1) * dilation[1] - 1) // strides[1] + 1)  # fmt: skip
+    _check(x, Wk, G, out_hw)
+    if bias is not None and np.shape(bias) != (F,):
+        raise ValueError(f"conv2d: bias {np.shape(bias)} does not fit {F} filters")
+    return np.ascontiguousarray(x), {} if workspace is None else workspace, G, out_hw
+
+
 def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,
                    workspace: dict | None = None, bias: np.ndarray | None = None,
                    activation: int | None = None) -> np.ndarray:  # fmt: skip
@@ -272,16 +288,9 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
     ``activation`` (a :func:`tinynn.kernels.fastmath.activation_code`): returns y = act(z + bias) instead, each
     chunk's bias and activation applied while the chunk is still in the cache (``bias`` None: no bias)."""
     KH, KW, Cg, F = Wk.shape
-    B, H, W, C = x.shape
-    G = int(groups)
-    if out_hw is None:
-        out_hw = ((H + pads[0] - (KH - 1) * dilation[0] - 1) // strides[0] + 1,
-                  (W + pads[1] - (KW - 1) * dilation[1] - 1) // strides[1] + 1)  # fmt: skip
+    B = x.shape[0]
+    x, ws, G, out_hw = _forward_arguments(x, Wk, strides, dilation, pads, out_hw, groups, workspace, bias)
     Ho, Wo = out_hw
-    _check(x, Wk, G, out_hw)
-    x, ws = np.ascontiguousarray(x), {} if workspace is None else workspace
-    if bias is not None and np.shape(bias) != (F,):
-        raise ValueError(f"conv2d: bias {np.shape(bias)} does not fit {F} filters")
     if uses_winograd(Wk.shape, strides, dilation, G):
         return winograd.winograd_conv2d(x, Wk, pads, out_hw, bias, activation, ws)
     Wm = _w_im2col(Wk, G)
@@ -369,16 +378,9 @@ def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), o
     the cores as in :func:`conv2d_forward`, each piece summing the images its rows reach, the pieces' sums added in
     range order). Winograd's shapes run :func:`conv2d_forward` and pool its output image by image."""
     KH, KW, Cg, F = Wk.shape
-    B, H, W, C = x.shape
-    G = int(groups)
-    if out_hw is None:
-        out_hw = ((H + pads[0] - (KH - 1) * dilation[0] - 1) // strides[0] + 1,
-                  (W + pads[1] - (KW - 1) * dilation[1] - 1) // strides[1] + 1)  # fmt: skip
+    B = x.shape[0]
+    x, ws, G, out_hw = _forward_arguments(x, Wk, strides, dilation, pads, out_hw, groups, workspace, bias)
     Ho, Wo = out_hw
-    _check(x, Wk, G, out_hw)
-    if bias is not None and np.shape(bias) != (F,):
-        raise ValueError(f"conv2d: bias {np.shape(bias)} does not fit {F} filters")
-    x, ws = np.ascontiguousarray(x), {} if workspace is None else workspace
     code = -1 if activation is None else int(activation)
     b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     sums = np.zeros((B, F), np.float64)
