@@ -58,6 +58,25 @@ def _spinner():
     return _spin
 
 
+def _new_signal() -> tuple[np.ndarray, threading.Lock]:
+    """(finished, done) for work handed to another thread: ``finished`` (a one-element array) turns 1 when the work
+    is done, for a waiter spinning on it; ``done`` (a lock, held until then) is released then, for a waiter
+    sleeping on it."""
+    done = threading.Lock()
+    done.acquire()
+    return np.zeros(1, np.int64), done
+
+
+def _wait(finished: np.ndarray, done: threading.Lock) -> None:
+    """Wait for a :func:`_new_signal` pair: spin (without the GIL) up to :data:`SPIN_CYCLES` on ``finished``, then
+    sleep on ``done``."""
+    if not finished[0] and SPIN_CYCLES > 0:
+        spin = _spinner()
+        if spin is not None:
+            spin[0](finished, 0, SPIN_CYCLES, YIELD_CYCLES)
+    done.acquire()
+
+
 class _Job:
     """One piece handed to a worker thread. ``finished`` (a one-element array) turns 1 when it is done, for a
     caller spinning on it; ``done`` (a bare lock) is released then, for a caller sleeping on it."""
@@ -66,16 +85,10 @@ class _Job:
 
     def __init__(self, fn: Callable):
         self.fn, self.value, self.error = fn, None, None
-        self.finished = np.zeros(1, np.int64)
-        self.done = threading.Lock()
-        self.done.acquire()
+        self.finished, self.done = _new_signal()
 
     def result(self):
-        if not self.finished[0] and SPIN_CYCLES > 0:
-            spin = _spinner()
-            if spin is not None:
-                spin[0](self.finished, 0, SPIN_CYCLES, YIELD_CYCLES)
-        self.done.acquire()
+        _wait(self.finished, self.done)
         if self.error is not None:
             raise self.error
         return self.value
@@ -311,9 +324,7 @@ class _Claims:
         self.results: list = [None] * len(ranges)
         self.lock = threading.Lock()
         self.next, self.outstanding, self.error = 0, 0, None
-        self.finished = np.zeros(1, np.int64)
-        self.done = threading.Lock()
-        self.done.acquire()
+        self.finished, self.done = _new_signal()
 
     def _claim(self, helper: bool) -> int:
         with self.lock:
@@ -355,11 +366,7 @@ class _Claims:
                 self.next = len(self.ranges)  # (after an error: nobody starts another range)
                 waiting = self.outstanding > 0
             if waiting:  # a helper is inside a range (it writes into the caller's arrays): wait for it to end
-                if not self.finished[0] and SPIN_CYCLES > 0:
-                    spin = _spinner()
-                    if spin is not None:
-                        spin[0](self.finished, 0, SPIN_CYCLES, YIELD_CYCLES)
-                self.done.acquire()
+                _wait(self.finished, self.done)
         if self.error is not None:
             raise self.error
         return self.results
