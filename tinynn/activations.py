@@ -32,7 +32,7 @@ import numpy as np
 
 from .lazy import LazyModule
 
-special = LazyModule("scipy.special")  # expit, erfc: imported when first used
+special = LazyModule("scipy.special")  # erfc (gelu): imported when first used
 
 ArrayFn = Callable[..., np.ndarray]
 
@@ -65,8 +65,11 @@ def _cast(value, like: np.ndarray):
     return np.asarray(value, dtype=like.dtype)
 
 
-def _sigmoid(z):
-    return special.expit(z)
+def expit(z: np.ndarray) -> np.ndarray:
+    """σ(z) = 1 / (1 + e^-z) with no overflow: with e = e^-|z|, σ = 1 / (1 + e) for z ≥ 0 and e / (1 + e) for
+    z < 0 (the two branches of scipy.special.expit, here in NumPy so that a sigmoid does not import scipy)."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1, e) / (1 + e)
 
 
 def _softmax(z, axis=-1):
@@ -96,13 +99,13 @@ def _gelu_backward(z, a, da):
 
 
 def _swish_backward(z, a, da):
-    s = special.expit(z)
+    s = expit(z)
     return da * (s * (1.0 + z * (1.0 - s)))
 
 
 linear = ActivationFunction("linear", lambda z: z, lambda z, a, da: da)
 relu = ActivationFunction("relu", lambda z: np.maximum(z, _cast(0, z)), lambda z, a, da: da * (z > 0))
-sigmoid = ActivationFunction("sigmoid", _sigmoid, lambda z, a, da: da * a * (1.0 - a))
+sigmoid = ActivationFunction("sigmoid", expit, lambda z, a, da: da * a * (1.0 - a))
 hard_sigmoid = ActivationFunction(
     "hard_sigmoid",
     lambda z: np.clip(z / _cast(6, z) + _cast(0.5, z), 0, 1).astype(z.dtype),
@@ -120,13 +123,13 @@ selu = ActivationFunction(
     lambda z, a, da: da * np.where(z > 0, SELU_SCALE, SELU_SCALE * SELU_ALPHA * np.exp(z)).astype(da.dtype),
 )
 softplus = ActivationFunction(
-    "softplus", lambda z: np.logaddexp(_cast(0, z), z), lambda z, a, da: da * special.expit(z)
+    "softplus", lambda z: np.logaddexp(_cast(0, z), z), lambda z, a, da: da * expit(z)
 )
 softsign = ActivationFunction(
     "softsign", lambda z: z / (1.0 + np.abs(z)), lambda z, a, da: da / np.square(1.0 + np.abs(z))
 )
-swish = ActivationFunction("swish", lambda z: z * special.expit(z), _swish_backward)
-silu = ActivationFunction("silu", lambda z: z * special.expit(z), _swish_backward)
+swish = ActivationFunction("swish", lambda z: z * expit(z), _swish_backward)
+silu = ActivationFunction("silu", lambda z: z * expit(z), _swish_backward)
 leaky_relu = ActivationFunction(
     "leaky_relu",
     lambda z: np.where(z > 0, z, _cast(LEAKY_RELU_SLOPE, z) * z),

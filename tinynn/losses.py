@@ -38,9 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import config
-from .lazy import LazyModule
-
-special = LazyModule("scipy.special")  # expit: imported when first used
+from .activations import expit
 
 EPSILON = config.EPSILON
 
@@ -221,7 +219,7 @@ class BinaryCrossentropy(_SmoothedCrossentropy):
         y = self._smooth(y_true)
         values = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
         c = z.dtype.type(z.shape[-1])
-        return np.mean(values, axis=-1), (special.expit(z) - y) / c
+        return np.mean(values, axis=-1), (expit(z) - y) / c
 
 
 class CategoricalCrossentropy(_SmoothedCrossentropy):
