@@ -76,11 +76,14 @@ def geometry(H, W, K, s, d, padding, B=2, G=1, Cg=3, Fg=4, M=1, seed=1):
 # The seed models' layers (3x3 valid, stride 1, one group) and a same-padded strided grouped one, pinned.
 SEED_GEOMETRY = geometry(9, 8, (3, 3), (1, 1), (1, 1), "valid")
 SAME_STRIDED = geometry(7, 6, (3, 2), (2, 3), (1, 1), "same", G=2, Cg=2, Fg=3, M=2, seed=2)
+# 1x1, stride 1, one group: the forward reads its columns straight from x (a Dense layer on every pixel)
+POINTWISE = geometry(5, 3, (1, 1), (1, 1), (1, 1), "valid", B=3, Cg=5, Fg=4, seed=3)
 
 
 @given(g=conv_geometry())
 @example(g=SEED_GEOMETRY)
 @example(g=SAME_STRIDED)
+@example(g=POINTWISE)
 def test_conv2d_matches_reference(g):
     x, Wk, dz = _conv_arrays(g)
     s, d, pads = _geo(g)
@@ -97,6 +100,7 @@ def test_conv2d_matches_reference(g):
 @given(g=conv_geometry(), code=st.sampled_from(["linear", "relu", "tanh", "sigmoid", "hard_sigmoid"]),
        use_bias=st.booleans(), chunk_bytes=st.sampled_from([1, 1 << 22]))
 @example(g=SEED_GEOMETRY, code="relu", use_bias=True, chunk_bytes=1)
+@example(g=POINTWISE, code="tanh", use_bias=True, chunk_bytes=1)
 def test_fused_bias_activation_matches_reference(g, code, use_bias, chunk_bytes):
     """conv2d_forward with a fused bias + activation, and conv2d_backward_fused (dz = act'(y) ⊙ dy and db per chunk),
     against the reference convolution with NumPy's bias, activation and derivative."""
@@ -125,6 +129,8 @@ def test_fused_bias_activation_matches_reference(g, code, use_bias, chunk_bytes)
        chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.sampled_from([1, 2, 3]),
        piece_work=st.sampled_from([1, 1 << 40]))
 @example(g=SEED_GEOMETRY, code="relu", use_bias=True, chunk_bytes=1, threads=2, piece_work=1)
+@example(g=POINTWISE, code="relu", use_bias=True, chunk_bytes=300, threads=2, piece_work=1)  # chunks cross images
+@example(g=POINTWISE, code="linear", use_bias=False, chunk_bytes=1 << 22, threads=1, piece_work=1 << 40)
 @example(g=geometry(9, 8, (3, 3), (1, 1), (1, 1), "same", B=1, Cg=2, Fg=3), code="relu", use_bias=True,
          chunk_bytes=1 << 22, threads=2, piece_work=1)
 def test_conv2d_forward_pooled_matches_reference(g, code, use_bias, chunk_bytes, threads, piece_work):
@@ -168,6 +174,7 @@ _WORKSPACE: dict = {}  # shared by every example: buffers get reused across call
 
 @given(g=conv_geometry(), chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.sampled_from([1, 2, 3]))
 @example(g=SEED_GEOMETRY, chunk_bytes=1, threads=2)
+@example(g=POINTWISE, chunk_bytes=300, threads=2)
 def test_conv2d_in_chunks_and_pieces_on_reused_workspace(g, chunk_bytes, threads):
     """Output rows split in chunks (down to one row, across image boundaries), the forward's rows in pieces (down to
     one row: ``PIECE_WORK`` 1) and the backward's images in pieces, on scratch buffers reused across calls and

@@ -357,3 +357,98 @@ def test_max_pooling_backward_after_an_inference_call(fmt):
         dx = pool.backward(dy)
         np.testing.assert_array_equal(pool(x, training=True), y)
         np.testing.assert_array_equal(pool.backward(dy), dx)
+
+
+@pytest.mark.parametrize(("conv", "shape"), [
+    (dict(filters=4, kernel_size=3, activation="relu"), (5, 9, 3)),
+    (dict(filters=3, kernel_size=4, strides=2, padding="same", activation="tanh"), (4, 10, 2)),
+    (dict(filters=2, kernel_size=3, padding="causal", dilation_rate=2, activation="linear", use_bias=False),
+     (3, 8, 5)),
+    (dict(filters=3, kernel_size=2, activation="sigmoid", data_format="channels_first"), (4, 2, 7)),
+])  # fmt: skip
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_predict_pools_conv1d_in_one_pass_as_the_two_layers_do(conv, shape, keepdims, monkeypatch):
+    """predict / predict_on_batch run Conv1D -> GlobalAveragePooling1D as one pass (Conv1D.forward_pooled: the
+    convolution as a K×1 2-D one, pooled chunk by chunk, the (B, Lo, F) output never written out; forced into
+    chunks of one step and pieces of a few here) and give what the reference mode's two layers give, for each
+    padding, strides, dilation and data format; a backward after it asks for a forward."""
+    import tinynn as tn
+    from tinynn import config
+    from tinynn.kernels import conv2d, parallel
+
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "PARALLEL_WORK", 0)
+    monkeypatch.setattr(conv2d, "PIECE_WORK", 1)
+    monkeypatch.setattr(conv2d, "FORWARD_CHUNK_BYTES", 1)
+    f64 = {"dtype": "float64"}
+    fmt = conv.get("data_format", "channels_last")
+    net = tn.Sequential([layers.Input(shape=shape[1:]), layers.Conv1D(**conv, bias_initializer="random_normal", **f64),
+                         layers.GlobalAveragePooling1D(data_format=fmt, keepdims=keepdims, **f64),
+                         layers.Dense(2, **f64)])  # fmt: skip
+    layer, pool = net.layers[0], net.layers[1]
+    assert layer.pools_with(pool)
+    x = np.random.default_rng(14).normal(size=shape)
+    with config.kernels("reference"):
+        expected = net.predict_on_batch(x)
+    calls = []
+    real = conv2d.conv2d_forward_pooled
+    monkeypatch.setattr(conv2d, "conv2d_forward_pooled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    np.testing.assert_allclose(net.predict_on_batch(x), expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(net.predict(x, batch_size=2), expected, rtol=1e-12, atol=1e-14)
+    assert len(calls) == 1 + -(-shape[0] // 2)  # one per batch: the fused pass ran
+    with pytest.raises(ValueError, match="forward"):
+        layer.backward(np.ones(layer.compute_output_shape(shape)))
+
+
+def test_conv1d_pools_only_what_forward_pooled_takes(monkeypatch):
+    """No fused pass for a grouped convolution, no activation code (softmax), a GlobalAveragePooling1D of the other
+    data format, a masked input, the reference kernel mode, or training; the results are the layers' own."""
+    import tinynn as tn
+    from tinynn import config
+    from tinynn.kernels import conv2d
+
+    calls = []
+    real = conv2d.conv2d_forward_pooled
+    monkeypatch.setattr(conv2d, "conv2d_forward_pooled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    f64 = {"dtype": "float64"}
+    x = np.random.default_rng(15).normal(size=(3, 9, 4))
+
+    def model(conv, pool=None):
+        return tn.Sequential([layers.Input(shape=(9, 4)), conv, pool or layers.GlobalAveragePooling1D(**f64)])
+
+    grouped = model(layers.Conv1D(4, 3, groups=2, activation="relu", **f64))
+    softmax = model(layers.Conv1D(4, 3, activation="softmax", **f64))
+    other = model(layers.Conv1D(4, 3, **f64), layers.GlobalAveragePooling1D(data_format="channels_first", **f64))
+    assert not other.layers[0].pools_with(other.layers[1])
+    ids = np.array([[1, 2, 0, 0, 0, 0], [3, 1, 2, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
+    masked = tn.Sequential([layers.Input(shape=(6,)), layers.Embedding(4, 4, mask_zero=True, **f64),
+                            layers.Conv1D(4, 3, activation="relu", **f64), layers.GlobalAveragePooling1D(**f64)])
+    for net, xs in ((grouped, x), (softmax, x), (other, x), (masked, ids)):
+        got = net.predict_on_batch(xs)
+        with config.kernels("reference"):
+            np.testing.assert_allclose(got, net.predict_on_batch(xs), rtol=1e-12, atol=1e-14)
+    assert calls == []
+    plain = model(layers.Conv1D(4, 3, activation="relu", **f64))
+    plain.compile(optimizer="sgd", loss="mse")
+    plain.train_on_batch(x, np.zeros((3, 4)))  # training: the layers one by one, backward included
+    assert calls == []
+    plain.predict_on_batch(x)
+    assert calls == [1]
+
+
+def test_the_pooled_kernel_readiness_check_asks_for_the_signature_the_fused_pass_runs(monkeypatch):
+    """In background compile mode Conv1D.forward_pooled waits for the kernel compiled from sample arguments
+    (conv2d.forward_pooled_ready): they must have the numba types of the real call, or the background would
+    compile a specialisation nobody runs."""
+    import numba
+
+    from tinynn.kernels import conv2d
+
+    real, seen = conv2d._forward_rows, []
+    monkeypatch.setattr(conv2d, "_forward_rows", lambda *a: seen.append(tuple(map(numba.typeof, a))) or real(*a))
+    for dtype in ("float32", "float64"):
+        seen.clear()
+        x = np.random.default_rng(16).normal(size=(8, 20, 6)).astype(dtype)
+        conv = layers.Conv1D(5, 3, padding="same", activation="relu", dtype=dtype)
+        assert conv.forward_pooled(x, layers.GlobalAveragePooling1D(dtype=dtype)) is not None
+        assert seen and set(seen) == {tuple(map(numba.typeof, conv2d._forward_rows_sample(dtype)))}

@@ -40,7 +40,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import blas, cblas, parallel, winograd
+from . import blas, cblas, parallel, warmup, winograd
 from .bias_activation import activation_gradient_rows, bias_activation_rows
 from .fastmath import RELU, activate_row
 from .jitcache import load_without_refresh
@@ -278,6 +278,19 @@ def _forward_arguments(x, Wk, strides, dilation, pads, out_hw, groups, workspace
     return np.ascontiguousarray(x), {} if workspace is None else workspace, G, out_hw
 
 
+def _grouped_products(x, Wm, args, Wo, r_start, r_stop, ws, k):
+    """(r0, z chunk (n, F)) for the chunks of output rows r_start .. r_stop-1 of a grouped convolution (G > 1):
+    each chunk's columns (G, n, K) by :func:`_im2col_rows` into the piece's scratch ``cols{k}``, then the G
+    products cols[g] @ Wm[g] side by side, z[:, g·F/G : (g+1)·F/G] (n = rows · Wo output pixels)."""
+    G, K, Fg = Wm.shape
+    KH, KW = args[0], args[1]
+    for r0, r1 in _chunks(r_start, r_stop, Wo * K * x.itemsize, FORWARD_CHUNK_BYTES):
+        n = (r1 - r0) * Wo
+        buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, x.shape[3] // G), x.dtype)
+        cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
+        yield r0, np.ascontiguousarray(blas.grouped_matmul(cols, Wm).transpose(1, 0, 2)).reshape(n, G * Fg)
+
+
 def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,
                    workspace: dict | None = None, bias: np.ndarray | None = None,
                    activation: int | None = None) -> np.ndarray:  # fmt: skip
@@ -308,13 +321,10 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
             cols = _scratch(ws, f"cols{k}", (min(step, r_stop - r_start) * Wo * K,), x.dtype)
             _forward_rows(x, Wm[0], b, code, *args, Wo, r_start, r_stop, step, cols, cols, z_rows, 0, no_sums)
             return
-        for r0, r1 in _chunks(r_start, r_stop, Wo * K * x.itemsize, FORWARD_CHUNK_BYTES):
-            n = (r1 - r0) * Wo  # output pixels in this chunk
-            buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), x.dtype)
-            cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
-            z_rows[r0 * Wo : r1 * Wo] = blas.grouped_matmul(cols, Wm).transpose(1, 0, 2).reshape(n, F)
+        for r0, zc in _grouped_products(x, Wm, args, Wo, r_start, r_stop, ws, k):
+            z_rows[r0 * Wo : r0 * Wo + len(zc)] = zc
             if activation is not None:
-                _bias_activation(z_rows[r0 * Wo : r1 * Wo], b, code)
+                _bias_activation(z_rows[r0 * Wo : r0 * Wo + len(zc)], b, code)
 
     _share_rows(piece, B * Ho, B * Ho * Wo * K * F)
     return z
@@ -324,21 +334,29 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
 def _pool_rows(z, bias, code, r0, Ho, Wo, b0, sums):  # pragma: no cover - compiled
     """sums[b - b0] += Σ_n act(z[n] + bias) (float64) over the pixels n of z (R·Wo, F): the output rows
     r0 .. r0+R-1 (row r = b·Ho + i: a chunk may cross into the next image). code < 0: z as it is (no bias, no
-    activation). z is left as act(z + bias) except for ReLU (then as it was)."""
+    activation). z is left as act(z + bias) except for ReLU (then as it was).
+
+    The pixels go image by image: those of image b are n < ((b + 1)·Ho - r0)·Wo, two divisions per image rather
+    than per pixel (with few channels they cost more than the pixel's own sums)."""
     N, F = z.shape
-    for n in range(N):
-        zn, s = z[n], sums[(r0 + n // Wo) // Ho - b0]
-        if code == RELU:  # one vectorised select and add per row
+    n = 0
+    while n < N:
+        b = (r0 + n // Wo) // Ho
+        s, end = sums[b - b0], min(N, ((b + 1) * Ho - r0) * Wo)
+        for m in range(n, end):
+            zn = z[m]
+            if code == RELU:  # one vectorised select and add per row
+                for f in range(F):
+                    v = zn[f] + bias[f]
+                    s[f] += v if v > 0 else v * 0
+                continue
+            if code >= 0:
+                for f in range(F):
+                    zn[f] += bias[f]
+                activate_row(zn, code)
             for f in range(F):
-                v = zn[f] + bias[f]
-                s[f] += v if v > 0 else v * 0
-            continue
-        if code >= 0:
-            for f in range(F):
-                zn[f] += bias[f]
-            activate_row(zn, code)
-        for f in range(F):
-            s[f] += zn[f]
+                s[f] += zn[f]
+        n = end
     return sums
 
 
@@ -349,21 +367,30 @@ def _forward_rows(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo, r_s
     the columns (:func:`_im2col_rows`, into the flat scratch ``cols``), one BLAS product with Wm (K, F), then
     either (``sums`` has rows) the chunk pooled into sums (row b - b0 for image b) by :func:`_pool_rows` from the
     flat scratch ``zbuf``, or
-    its rows of z (B·Ho·Wo, F) written and act(z + bias) applied in place (code < 0: neither)."""
-    C = x.shape[3]
+    its rows of z (B·Ho·Wo, F) written and act(z + bias) applied in place (code < 0: neither).
+
+    A pointwise convolution (1×1, stride 1, no padding, Ho = H, Wo = W: a Dense layer on every pixel) has its
+    columns in x already: the chunk's pixels x.reshape(B·H·W, C)[r0·Wo : r0·Wo + n] are the product's rows."""
+    B, H, W, C = x.shape
     K, F = Wm.shape
+    pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and H == Ho and W == Wo
+    pixels = x.reshape((B * H * W, C))
     for r0 in range(r_start, r_stop, step):
         R = min(step, r_stop - r0)
         n = R * Wo
-        chunk = cols[: n * K]
-        _im2col_rows(x, KH, KW, sh, sw, dh, dw, pt, pl, Ho, r0, chunk.reshape((1, R, Wo, KH, KW, C)))
+        if pointwise:
+            a = pixels[r0 * Wo : r0 * Wo + n]
+        else:
+            chunk = cols[: n * K]
+            _im2col_rows(x, KH, KW, sh, sw, dh, dw, pt, pl, Ho, r0, chunk.reshape((1, R, Wo, KH, KW, C)))
+            a = chunk.reshape((n, K))
         if sums.shape[0] > 0:
             zc = zbuf[: n * F].reshape((n, F))
-            blas.gemm(chunk.reshape((n, K)), Wm, zc, False, False, 0.0)
+            blas.gemm(a, Wm, zc, False, False, 0.0)
             _pool_rows(zc, bias, code, r0, Ho, Wo, b0, sums)
         else:
             zc = z[r0 * Wo : r0 * Wo + n]
-            blas.gemm(chunk.reshape((n, K)), Wm, zc, False, False, 0.0)
+            blas.gemm(a, Wm, zc, False, False, 0.0)
             if code >= 0:
                 bias_activation_rows(zc, bias, code, zc)
     return sums
@@ -406,17 +433,29 @@ def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), o
             cols, zc = _scratch(ws, f"cols{k}", (n * K,), x.dtype), _scratch(ws, f"z{k}", (n * F,), x.dtype)
             _forward_rows(x, Wm[0], b, code, *args, Wo, r_start, r_stop, step, cols, zc, no_z, b0, part)
             return b0, part
-        for r0, r1 in _chunks(r_start, r_stop, Wo * K * x.itemsize, FORWARD_CHUNK_BYTES):
-            n = (r1 - r0) * Wo
-            buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), x.dtype)
-            cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
-            zc = np.ascontiguousarray(blas.grouped_matmul(cols, Wm).transpose(1, 0, 2)).reshape(n, F)
+        for r0, zc in _grouped_products(x, Wm, args, Wo, r_start, r_stop, ws, k):
             _pool_rows(zc, b, code, r0, Ho, Wo, b0, part)
         return b0, part
 
     for b0, part in _share_rows(piece, B * Ho, B * Ho * Wo * K * F):  # in range order: the same bits every run
         sums[b0 : b0 + len(part)] += part
     return (sums / (Ho * Wo)).astype(x.dtype)
+
+
+def forward_pooled_ready(dtype) -> bool:
+    """Whether :func:`conv2d_forward_pooled`'s numba kernel (one group, im2col) is compiled for ``dtype``; if not, it
+    is compiled (or loaded) in the background and False is returned meanwhile
+    (:func:`tinynn.kernels.warmup.kernel_ready`; always True in "wait" compile mode). For the layers that run
+    their inference as a pooled 1-D convolution (Conv1D)."""
+    return warmup.kernel_ready(_forward_rows, *_forward_rows_sample(dtype))
+
+
+def _forward_rows_sample(dtype) -> tuple:
+    """Arguments of :func:`_forward_rows` with the numba types :func:`conv2d_forward_pooled` passes for ``dtype``."""
+    d = np.dtype(dtype)
+    v, m = np.empty(1, d), np.empty((1, 1), d)
+    return (np.empty((1, 1, 1, 1), d), m, v, 0, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, v, v, m, 0,
+            np.empty((1, 1), np.float64))  # fmt: skip
 
 
 def conv2d_backward(x, Wk, dz, strides=(1, 1), dilation=(1, 1), pads=(0, 0), groups=1, need_dx: bool = True,

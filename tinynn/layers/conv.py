@@ -31,12 +31,13 @@ from .. import activations, config
 from .. import initializers as _init
 from ..kernels import blas as K_blas
 from ..kernels import conv as K_conv
+from ..kernels import conv2d as K_conv2d
 from ..kernels import warmup
 from ..kernels.fastmath import LINEAR, SIGMOID, activation_code
 from ..kernels.reference import conv as R_conv
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int, positive_int_tuple
-from .base import InputSpec, Layer, format_shape
+from .base import InputSpec, Layer, batchless_shape, format_shape
 from .bias_activation import BiasActivationTail
 
 
@@ -268,6 +269,46 @@ class Conv1D(_Conv1DBase):
             return self._from_last(self._y)
         z = self._conv(x, self.kernel, pl, l_out, self.groups, keep_cols=training)
         return self._finish(z, bias)
+
+    def pools_with(self, layer) -> bool:
+        """Whether ``layer`` (the next one) is a GlobalAveragePooling1D that :meth:`forward_pooled` can take on."""
+        from .pooling import GlobalAveragePooling1D
+
+        return (type(layer) is GlobalAveragePooling1D and layer.data_format == self.data_format
+                and layer.dtype == self.dtype)  # fmt: skip
+
+    def forward_pooled(self, x, pool) -> np.ndarray | None:
+        """Inference only: ``pool(self(x))`` for ``pool`` a GlobalAveragePooling1D (:meth:`pools_with`), without the
+        (B, Lo, F) output::
+
+            p[b, f] = (1 / Lo) Σ_t act(z + b)[b, t, f]
+
+        This is the convolution as a 2-D one of an L×1 image with a K×1 kernel (strides (s, 1), dilation (d, 1),
+        padding (pl, 0)), each chunk of output steps pooled while it is in the cache
+        (:func:`tinynn.kernels.conv2d.conv2d_forward_pooled`). Neither layer keeps a forward to run a backward from.
+        None (nothing done: call the two layers) unless the fast kernels run a one-group convolution with a numba
+        activation."""
+        x = self.prepare_input(x)
+        if not self.built:
+            self.ensure_built(batchless_shape(x))
+        self.check_input(x)
+        code = activation_code(self.activation)
+        if code is None or self.groups != 1 or config.kernel_mode() == "reference":
+            return None
+        self._choose_kernels(x, None)
+        if self._reference or not K_conv2d.forward_pooled_ready(x.dtype):
+            return None
+        x = np.ascontiguousarray(self._to_last(x))
+        pl, _, l_out = self._geometry(x.shape[1], x.shape)
+        self._x = None
+        self._forward_record = pool._forward_record = None  # a backward now raises (no forward to run it from)
+        (s,), (d,) = self.strides, self.dilation_rate
+        p = K_conv2d.conv2d_forward_pooled(x[:, :, None, :], self.kernel[:, None], (s, 1), (d, 1), (pl, 0),
+                                           (l_out, 1), 1, workspace=self._ws,
+                                           bias=self.bias if self.use_bias else None, activation=code)  # fmt: skip
+        if pool.keepdims:
+            return p[:, None, :] if self.data_format == "channels_last" else p[:, :, None]
+        return p
 
     @property
     def logits(self) -> np.ndarray:
