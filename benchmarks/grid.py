@@ -18,9 +18,10 @@ of a few hundred ms rather than seconds). The grid is sparse: a centre point
 Each framework runs every point in its own process (so each peak RSS is its own; tinynn never imports
 TensorFlow), one framework after the other for the same point, so a row's numbers are seconds apart: train
 step (``train_on_batch`` / a PyTorch step) and predict (``predict_on_batch`` / a no-grad forward), the median
-of up to ``--repeats`` calls after warm-up. PyTorch runs with its default thread count and with one thread
-and the faster is kept (its spinning thread pool suffers most when the cores are shared). Ratios are
-(faster of Keras, PyTorch) ÷ tinynn: above 1 means tinynn is faster.
+of ``--repeats`` calls after warm-up, or of more while they add up to under ``MIN_TIMED_S`` (so that a
+sub-millisecond call's median is taken over tens of calls, for every framework alike). PyTorch runs with its
+default thread count and with one thread and the faster is kept (its spinning thread pool suffers most when the
+cores are shared). Ratios are (faster of Keras, PyTorch) ÷ tinynn: above 1 means tinynn is faster.
 
 *sgemm fraction*: the time numpy's own BLAS takes for the matrix products of the step (the same shapes, each
 timed alone, the faster of one thread and numpy's default threads) divided by tinynn's time for the whole step —
@@ -233,8 +234,14 @@ def _data(case: Case, width: int, length: int, batch: int):
     return x, y
 
 
+#: the timed calls of a point go on until they add up to this many seconds (up to ``MAX_CALLS`` calls)
+MIN_TIMED_S = 0.3
+MAX_CALLS = 200
+
+
 def _timed(train: Callable, predict: Callable, repeats: int, budget_s: float) -> dict:
-    """First calls, then medians of up to ``repeats`` calls each (at least 3, fewer when a call is slow)."""
+    """First calls, then medians of ``repeats`` calls each, or of more while they take under ``MIN_TIMED_S`` in all
+    (up to ``MAX_CALLS``); at least 3, fewer than ``repeats`` when a call is slow (``budget_s``)."""
     t0 = time.perf_counter()
     train()
     first_train = time.perf_counter() - t0
@@ -244,13 +251,20 @@ def _timed(train: Callable, predict: Callable, repeats: int, budget_s: float) ->
         fn()  # warm-up
         times = []
         start = time.perf_counter()
-        while len(times) < 3 or (len(times) < repeats and time.perf_counter() - start < budget_s):
+        while len(times) < 3 or _more_calls(len(times), time.perf_counter() - start, repeats, budget_s):
             t = time.perf_counter()
             fn()
             times.append((time.perf_counter() - t) * 1e3)
         out[name] = statistics.median(times)
         out[f"{name}_runs"] = len(times)
     return out
+
+
+def _more_calls(calls: int, elapsed_s: float, repeats: int, budget_s: float) -> bool:
+    """Whether :func:`_timed` times another call after ``calls`` calls that took ``elapsed_s`` seconds."""
+    if elapsed_s >= budget_s:
+        return False
+    return calls < repeats or (elapsed_s < MIN_TIMED_S and calls < MAX_CALLS)
 
 
 def numpy_gemm_ms(shapes: list[Gemm]) -> float:

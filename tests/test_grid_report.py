@@ -160,3 +160,14 @@ def test_the_committed_record_is_the_results_section(grid):
     table = grid.markdown_table(grid.table_rows(record))
     results = (BENCH / "RESULTS.md").read_text()
     assert table in results
+
+
+def test_timed_calls_run_to_the_repeats_then_to_the_minimum_time(grid):
+    """A point's timed calls: at least ``repeats``; more while they add up to under MIN_TIMED_S, up to MAX_CALLS;
+    none past the budget (a slow call stops at 3, checked by _timed itself)."""
+    more, short = grid._more_calls, grid.MIN_TIMED_S / 10
+    assert more(6, 0.0, 7, 4.0) and more(6, 1.0, 7, 4.0)
+    assert more(7, short, 7, 4.0) and more(grid.MAX_CALLS - 1, short, 7, 4.0)
+    assert not more(grid.MAX_CALLS, short, 7, 4.0)
+    assert not more(7, grid.MIN_TIMED_S, 7, 4.0)
+    assert not more(2, 4.0, 7, 4.0)
