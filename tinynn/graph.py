@@ -538,8 +538,8 @@ class Graph:
         """Run every step on the input arrays ``xs`` (one per model input); returns the :class:`Run`.
 
         ``keep`` False (training, predict): a chain keeps only its output (the layers cache what backward needs).
-        ``fuse`` (predict: no backward follows): a chain may run a layer and the next one as one call (a Conv2D and
-        the GlobalAveragePooling2D after it: ``Conv2D.forward_pooled``); neither keeps a forward for a backward.
+        ``fuse`` (predict: no backward follows): a chain may run a layer and the next one as one call (a Conv2D or
+        Conv1D and the global average pooling after it: ``forward_pooled``); neither keeps a forward for a backward.
         """
         if self.is_chain and not keep:
             return self._forward_chain(xs[0], training, None if masks is None else masks[0], want_logits,
@@ -595,7 +595,7 @@ class Graph:
         return run
 
     def _pooled_pairs(self) -> list[bool]:
-        """Per chain layer: whether it and the next one may run as one in predict (``Conv2D.forward_pooled``)."""
+        """Per chain layer: whether it and the next one may run as one in predict (its ``forward_pooled``)."""
         if self._chain_pooled is None:
             layers = self._chain_layers
             self._chain_pooled = [hasattr(layer, "forward_pooled") and k + 1 < len(layers)

@@ -219,10 +219,7 @@ def _checked_forward(fn):
         if self._in_forward:
             return fn(self, x, training=training, mask=mask, **kwargs)
         if x is not self._checked_input or x is None:  # a direct call: check as layer(x) does
-            x = self.prepare_input(x)
-            if not self.built:
-                self.ensure_built(batchless_shape(x))
-            self.check_input(x)
+            x = self.accept_input(x)
         self._checked_input = None
         if mask is not None:
             self.check_mask(mask, x)
@@ -447,11 +444,16 @@ class Layer:
     def __call__(self, x, training: bool = False, mask=None):
         if _graph.any_symbolic(x):  # functional API: record a node (tinynn/graph.py)
             return _graph.call_symbolic(self, x, training=training or None, mask=mask)
+        return self.forward(self.accept_input(x), training=training, mask=mask)
+
+    def accept_input(self, x):
+        """``x`` as :meth:`forward` takes it: converted (:meth:`prepare_input`), the layer built on its shape if it
+        was not yet, and checked (:meth:`check_input`); what ``__call__`` does before ``forward``."""
         x = self.prepare_input(x)
         if not self.built:
             self.ensure_built(batchless_shape(x))
         self.check_input(x)
-        return self.forward(x, training=training, mask=mask)
+        return x
 
     def prepare_input(self, x) -> np.ndarray | list[np.ndarray]:
         """Convert to an array of the layer's float dtype (a copy only when a cast is needed); a layer with

@@ -37,7 +37,7 @@ from ..kernels.fastmath import LINEAR, SIGMOID, activation_code
 from ..kernels.reference import conv as R_conv
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int, positive_int_tuple
-from .base import InputSpec, Layer, batchless_shape, format_shape
+from .base import InputSpec, Layer, format_shape
 from .bias_activation import BiasActivationTail
 
 
@@ -288,10 +288,7 @@ class Conv1D(_Conv1DBase):
         (:func:`tinynn.kernels.conv2d.conv2d_forward_pooled`). Neither layer keeps a forward to run a backward from.
         None (nothing done: call the two layers) unless the fast kernels run a one-group convolution with a numba
         activation."""
-        x = self.prepare_input(x)
-        if not self.built:
-            self.ensure_built(batchless_shape(x))
-        self.check_input(x)
+        x = self.accept_input(x)
         code = activation_code(self.activation)
         if code is None or self.groups != 1 or config.kernel_mode() == "reference":
             return None
@@ -306,9 +303,7 @@ class Conv1D(_Conv1DBase):
         p = K_conv2d.conv2d_forward_pooled(x[:, :, None, :], self.kernel[:, None], (s, 1), (d, 1), (pl, 0),
                                            (l_out, 1), 1, workspace=self._ws,
                                            bias=self.bias if self.use_bias else None, activation=code)  # fmt: skip
-        if pool.keepdims:
-            return p[:, None, :] if self.data_format == "channels_last" else p[:, :, None]
-        return p
+        return pool._restore(p)  # with the steps axis when keepdims
 
     @property
     def logits(self) -> np.ndarray:

@@ -32,7 +32,7 @@ from ..kernels.fastmath import activation_code
 from ..kernels.reference import conv2d as R_conv2d
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int, positive_int_tuple
-from .base import InputSpec, Layer, batchless_shape, format_shape
+from .base import InputSpec, Layer, format_shape
 from .bias_activation import BiasActivationTail
 
 
@@ -283,10 +283,7 @@ class Conv2D(_Conv2DBase):
         pooled while it is in the cache (:func:`tinynn.kernels.conv2d.conv2d_forward_pooled`). Neither layer keeps
         a forward to run a backward from. None (nothing done: call the two layers) unless the fast kernels run the
         convolution by im2col (one group, no Winograd) with a numba activation."""
-        x = self.prepare_input(x)
-        if not self.built:
-            self.ensure_built(batchless_shape(x))
-        self.check_input(x)
+        x = self.accept_input(x)
         code = activation_code(self.activation)
         if (code is None or self.groups != 1 or config.kernel_mode() == "reference"
                 or K_conv2d.uses_winograd(self.kernel.shape, self.strides, self.dilation_rate, self.groups)):
@@ -299,9 +296,7 @@ class Conv2D(_Conv2DBase):
         p = K_conv2d.conv2d_forward_pooled(x, self.kernel, self.strides, self.dilation_rate, self._pads,
                                            self._out_hw, 1, workspace=self._ws,
                                            bias=self.bias if self.use_bias else None, activation=code)  # fmt: skip
-        if pool.keepdims:
-            return p[:, None, None, :] if self.data_format == "channels_last" else p[:, :, None, None]
-        return p
+        return np.expand_dims(p, pool._spatial_axes) if pool.keepdims else p
 
     def _backward_fused(self, dy):
         """dz = act'(y) ⊙ dy, db = Σ dz and the conv backward, chunk by chunk in one kernel (dy channels-last)."""

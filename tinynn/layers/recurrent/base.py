@@ -45,7 +45,7 @@ from ...kernels.reference import layout as reference_layout
 from ...kernels.reference import recurrent as reference_recurrent
 from ...utils import make_rng
 from ..arguments import positive_int, rate
-from ..base import InputSpec, Layer, batchless_shape, format_shape
+from ..base import InputSpec, Layer, format_shape
 
 
 class _Kernels:
@@ -253,10 +253,7 @@ class RecurrentLayer(Layer):
     def __call__(self, x, training: bool = False, mask=None, initial_state=None):
         if graph.any_symbolic(x, initial_state):  # functional API (tinynn/graph.py)
             return graph.call_symbolic(self, x, training=training or None, mask=mask, initial_state=initial_state)
-        x = self.prepare_input(x)
-        self.ensure_built(batchless_shape(x))
-        self.check_input(x)
-        return self.forward(x, training=training, mask=mask, initial_state=initial_state)
+        return self.forward(self.accept_input(x), training=training, mask=mask, initial_state=initial_state)
 
     def prepare_input(self, x) -> np.ndarray:
         x = super().prepare_input(x)

@@ -30,7 +30,7 @@ import numpy as np
 from ... import config, graph
 from ...kernels.parallel import run_parallel
 from ..arguments import one_of
-from ..base import Layer, batchless_shape, input_gradient_needed
+from ..base import Layer, input_gradient_needed
 from .base import RecurrentLayer
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -163,10 +163,7 @@ class Bidirectional(Layer):
     def __call__(self, x, training: bool = False, mask=None, initial_state=None):
         if graph.any_symbolic(x, initial_state):  # functional API (tinynn/graph.py)
             return graph.call_symbolic(self, x, training=training or None, mask=mask, initial_state=initial_state)
-        x = self.prepare_input(x)
-        self.ensure_built(batchless_shape(x))
-        self.check_input(x)
-        return self.forward(x, training=training, mask=mask, initial_state=initial_state)
+        return self.forward(self.accept_input(x), training=training, mask=mask, initial_state=initial_state)
 
     def prepare_input(self, x) -> np.ndarray:
         x = super().prepare_input(x)
