@@ -396,3 +396,30 @@ def test_small_passes_run_as_one_range_and_large_ones_in_chunks_for_the_cores():
     ranges = kc._chunk_ranges(64, kc.SEQUENTIAL_BYTES, kc.FORWARD_CHUNK_BYTES)
     assert len(ranges) >= min(64, 2 * kc.num_threads()) and ranges[0][0] == 0 and ranges[-1][1] == 64
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+
+
+def test_a_pass_with_little_scratch_but_much_work_is_split():
+    """Few filters write little scratch for many multiply-adds: the work alone decides then."""
+    small_scratch = kc.SEQUENTIAL_BYTES // 64 - 1
+    assert kc._chunk_ranges(64, small_scratch, kc.FORWARD_CHUNK_BYTES, kc.SEQUENTIAL_WORK - 1) == [(0, 64)]
+    ranges = kc._chunk_ranges(64, small_scratch, kc.FORWARD_CHUNK_BYTES, kc.SEQUENTIAL_WORK)
+    assert len(ranges) == min(64, 2 * kc.num_threads()) and ranges[0][0] == 0 and ranges[-1][1] == 64
+
+
+@pytest.mark.parametrize("C", [64, 128])
+def test_a_few_filter_convolution_hands_its_batch_to_the_cores(C, monkeypatch):
+    """Conv1D(32, 5) on (64, 100, C) float32 in inference (products per tap into the output rows): under 1 MB of
+    scratch, but 2^26+ multiply-adds. It gives the cores several batch ranges, and equals the reference (float32
+    tolerance)."""
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    seen = []
+    real_share = kc.share
+    monkeypatch.setattr(kc, "share", lambda task, ranges, work=None: seen.append(len(ranges))
+                        or real_share(task, ranges, work))
+    rng = np.random.default_rng(7)
+    B, L, K, F = 64, 100, 5, 32
+    x, W = rng.standard_normal((B, L, C)).astype(np.float32), rng.standard_normal((K, C, F)).astype(np.float32)
+    assert B * L * F * 4 < kc.SEQUENTIAL_BYTES <= B * L * K * C * 4  # (taps' scratch < 1 MB < im2col's columns)
+    z = kc.conv1d_forward(x, W)
+    ref = rc.conv1d_forward(x.astype(np.float64), W.astype(np.float64)).astype(np.float32)
+    assert seen == [4] and rel_err(z, ref) <= 1e-5

@@ -48,6 +48,28 @@ def test_a_kernel_that_needs_compiling_is_not_ready_until_compiled(background):
     assert warmup.kernel_ready(kernel, 1.0) and kernel(1.0) == 3.0
 
 
+def test_a_kernel_found_compiled_is_not_typed_again_but_new_argument_types_are(background, monkeypatch):
+    """kernel_ready remembers a yes per argument types (numba.typeof costs µs per argument on every call); an array
+    of another dtype, rank, layout or writeability, or a scalar of another class, is asked about afresh."""
+    namespace: dict = {}
+    exec("def g(a, s):\n    return a.sum() * s\n", namespace)  # noqa: S102 - a throwaway kernel for the test
+    kernel = numba.njit(namespace["g"])
+    a = np.ones((3, 4), np.float32)
+    kernel(a, 2)
+    typed = []
+    real_typeof = numba.typeof
+    monkeypatch.setattr(numba, "typeof", lambda v: typed.append(v) or real_typeof(v))
+    assert warmup.kernel_ready(kernel, a, 2) and len(typed) == 2
+    assert warmup.kernel_ready(kernel, np.zeros((5, 6), np.float32), 7) and len(typed) == 2  # remembered
+    read_only = a.copy()
+    read_only.flags.writeable = False
+    for other in [(a.astype(np.float64), 2), (a[0], 2), (a.T, 2), (read_only, 2), (a, 2.0)]:
+        del typed[:]
+        assert not warmup.kernel_ready(kernel, *other) and len(typed) == 2  # not compiled for these types
+    assert warmup.wait_until_idle(timeout=120)
+    assert warmup.kernel_ready(kernel, a.T, 2)  # compiled in the background meanwhile
+
+
 def test_a_layer_runs_its_numpy_twins_while_compiling_then_the_fast_kernels(background, monkeypatch):
     """The warm-up meets a compile, so the first calls run the reference path (no fast BLAS call); the
     numbers equal the fast path's; after the warm-up the fast kernels run."""

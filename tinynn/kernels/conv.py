@@ -408,15 +408,21 @@ KEEP_COLS_BYTES = 64 << 20
 
 
 #: Below this much scratch in all (a pass of some tens of microseconds) the batch is one range, run on the calling
-#: thread: handing work to the other core costs about as much.
+#: thread: handing work to the other core costs about as much...
 SEQUENTIAL_BYTES = 1 << 20
+#: ...unless the pass's products reach this many multiply-adds (about a millisecond on one core): a pass with few
+#: filters writes little scratch for much work (Conv1D(32, 5) on 64 channels, batch 64 × 100 steps: 0.8 MB for 2^26
+#: multiply-adds), and split it ran 1.2× faster at 2^25 and 1.5× at 2^26, 0.8× at 2^23 (benchmarks/RESULTS.md).
+SEQUENTIAL_WORK = 1 << 25
 
 
-def _chunk_ranges(B: int, bytes_per_sample: int, budget: int) -> list[tuple[int, int]]:
+def _chunk_ranges(B: int, bytes_per_sample: int, budget: int, work: float = 0) -> list[tuple[int, int]]:
     """Batch ranges of about ``budget`` bytes of scratch each, and at least two per core when the batch allows
-    (the cores pull them: :func:`tinynn.kernels.parallel.share`); one range for small passes."""
+    (the cores pull them: :func:`tinynn.kernels.parallel.share`); one range for small passes: less than
+    ``SEQUENTIAL_BYTES`` of scratch and less than ``SEQUENTIAL_WORK`` multiply-adds (``work``, the pass's
+    products)."""
     total = B * max(int(bytes_per_sample), 1)
-    if total < SEQUENTIAL_BYTES:
+    if total < SEQUENTIAL_BYTES and work < SEQUENTIAL_WORK:
         return [(0, B)]
     n = max(-(-total // budget), min(B, 2 * num_threads()))
     return even_ranges(B, n)
@@ -587,7 +593,7 @@ def _distinct_backward_shift(x, W, dz, s, d, pl, kept, ws):
         Us = spread(dz[b0:b1], 1, L, K, s, d, pl, _scratch(ws, f"U{worker}", (1, n, L, K, F), dz.dtype))
         blas.grouped_matmul(Us.reshape(1, n * L, K * F), WrT, dx[b0:b1].reshape(1, n * L, C))
 
-    _run_chunks(piece, [(-1, -1), *_chunk_ranges(B, L * K * F * dz.itemsize, BACKWARD_CHUNK_BYTES)])
+    _run_chunks(piece, [(-1, -1), *_chunk_ranges(B, L * K * F * dz.itemsize, BACKWARD_CHUNK_BYTES, B * L * K * F * C)])
     return dx, dW_parts[0]
 
 
@@ -651,7 +657,7 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
             if tail is not None:
                 tail(z[b0:b1], z[b0:b1])
 
-        _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES))
+        _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * x.itemsize, FORWARD_CHUNK_BYTES, B * L * C * K * Fg))
         return z
     keep = keep_cols and G == 1 and B * l_out * K * C * x.itemsize <= KEEP_COLS_BYTES
     if method == "auto" and not keep and s == 1 and G == 1 and C >= TAPS_MIN_CHANNELS and F <= 2 * C:
@@ -674,8 +680,8 @@ def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, wor
         if tail is not None:
             tail(z[b0:b1], z[b0:b1])
 
-    _run_chunks(im2col_piece, _chunk_ranges(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES),
-                B * l_out * K * C * F / G)
+    work = B * l_out * K * C * F / G
+    _run_chunks(im2col_piece, _chunk_ranges(B, l_out * K * C * x.itemsize, FORWARD_CHUNK_BYTES, work), work)
     if keep:
         ws["kept_cols_of"] = (x, geometry)
     return z
@@ -729,7 +735,8 @@ def _taps_forward(x, W, d, pl, l_out, ws, tail=None):
         for j in range(n):  # each sample's valid rows, from the scratch the products left in the cache
             tail(zs[j, :l_out], z[b0 + j])
 
-    _run_chunks(piece, _chunk_ranges(B, Lp * F * x.itemsize, FORWARD_CHUNK_BYTES), B * Lp * K * C * F)
+    work = B * Lp * K * C * F
+    _run_chunks(piece, _chunk_ranges(B, Lp * F * x.itemsize, FORWARD_CHUNK_BYTES, work), work)
     return z
 
 
@@ -797,7 +804,8 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
                 dx[b0:b1] = merge_groups(blas.grouped_matmul(U, WrT), n, L)
             return blas.grouped_matmul_tn(split_groups(x[b0:b1], G), U) if need_dW else None
 
-        parts = _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * item, BACKWARD_CHUNK_BYTES))
+        parts = _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * item, BACKWARD_CHUNK_BYTES,
+                                                       (int(need_dx) + int(need_dW)) * B * L * K * Fg * Cg * G))
         return dx, (_dw_from_shift(_sum_in_order(parts), K) if need_dW else None)
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
     dx = np.zeros((B, L, C), dtype=dz.dtype) if need_dx else None
@@ -821,7 +829,8 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
             col2im(dcols.reshape(G, n, l_out, K, Cg), L, s, d, pl, out=dx[b0:b1])
         return part if need_dW else None
 
-    parts = _run_chunks(im2col_piece, _chunk_ranges(B, 2 * l_out * K * C * item, BACKWARD_CHUNK_BYTES))
+    parts = _run_chunks(im2col_piece, _chunk_ranges(B, 2 * l_out * K * C * item, BACKWARD_CHUNK_BYTES,
+                                                    (int(need_dx) + int(need_dW)) * B * l_out * K * Cg * F))
     if need_dW:
         dWm = _sum_in_order(parts)
     return dx, (None if dWm is None else _dw_from_im2col(dWm, K, Cg))

@@ -348,15 +348,32 @@ def fast_ready(layer, x, mask=None) -> bool:
 
 
 # ----------------------------------------------------------------------------- single kernels
+_compiled_for: set = set()  # (id(dispatcher), _type_key(args)) that kernel_ready found compiled
+
+
+def _type_key(args: tuple) -> tuple:
+    """What numba's types of ``args`` depend on, read cheaply: an array's class, dtype, rank, layout, and whether
+    it is writeable and aligned; a scalar's class (the callers pass small ints, which numba types by class).
+    ``numba.typeof`` takes some µs per argument (its Python path), which a kernel with twenty arguments asked
+    on every call paid hundreds of times over."""
+    return tuple((type(a), a.dtype.str, a.ndim, a.flags.c_contiguous, a.flags.f_contiguous, a.flags.writeable,
+                  a.flags.aligned) if isinstance(a, np.ndarray) else type(a) for a in args)  # fmt: skip
+
+
 def kernel_ready(dispatcher, *args) -> bool:
     """Whether the numba function ``dispatcher`` is compiled for these arguments; if not, its signature is
-    compiled (or loaded from the cache) in the background and False is returned meanwhile."""
+    compiled (or loaded from the cache) in the background and False is returned meanwhile. A yes is remembered
+    per argument types (:func:`_type_key`): compiled code never goes away."""
     if config.compile_mode() == "wait" or _in_warmup():
+        return True
+    key = (id(dispatcher), _type_key(args))
+    if key in _compiled_for:
         return True
     import numba
 
     signature = tuple(numba.typeof(a) for a in args)
     if signature in dispatcher.overloads:
+        _compiled_for.add(key)
         return True
     spec = ("kernel", dispatcher.py_func.__module__, dispatcher.py_func.__name__, args)
     task = _submit((id(dispatcher), signature), lambda: dispatcher.compile(signature), spec)
