@@ -296,7 +296,7 @@ class Conv2D(_Conv2DBase):
         p = K_conv2d.conv2d_forward_pooled(x, self.kernel, self.strides, self.dilation_rate, self._pads,
                                            self._out_hw, 1, workspace=self._ws,
                                            bias=self.bias if self.use_bias else None, activation=code)  # fmt: skip
-        return np.expand_dims(p, pool._spatial_axes) if pool.keepdims else p
+        return pool._restore(p)  # with the spatial axes when keepdims
 
     def _backward_fused(self, dy):
         """dz = act'(y) ⊙ dy, db = Σ dz and the conv backward, chunk by chunk in one kernel (dy channels-last)."""

@@ -189,6 +189,10 @@ class _GlobalPool2DBase(ImageLayer):
         broadcasting."""
         return dy if self.keepdims else np.expand_dims(dy, self._spatial_axes)
 
+    def _restore(self, y: np.ndarray) -> np.ndarray:
+        """The pooled (B, C) as this layer's output (with the two spatial axes when keepdims)."""
+        return np.expand_dims(y, self._spatial_axes) if self.keepdims else y
+
 
 class GlobalMaxPooling2D(_GlobalPool2DBase):
     r"""``GlobalMaxPooling2D(data_format=None, keepdims=False)``: max over the rows and columns.
