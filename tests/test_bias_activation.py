@@ -75,6 +75,34 @@ def test_relu_is_exact_and_its_bias_gradient_is_summed_in_float64():
     assert np.all(db == exact.astype(np.float32))  # one rounding at the end
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_relu_kernel_treats_nan_and_infinities_as_numpys_maximum(dtype):
+    """relu in each kernel that applies it (the fused tail out of place and in place, activate_row, the pooled
+    convolution's sums, Winograd's output transform) gives np.maximum(v, 0): NaN stays NaN, -inf gives 0, inf stays
+    inf (the reference relu is np.maximum; the kernels' former ``v if v > 0 else v * 0`` turned -inf into NaN)."""
+    from tinynn.kernels import conv2d, fastmath, winograd
+
+    relu = activation_code(activations.relu)
+    special = np.array([np.nan, -np.inf, np.inf, -2.0, -0.0, 0.0, 3.0, -1e-30], dtype)
+    z = np.tile(special, (3, 1))
+    bias = np.zeros(z.shape[1], dtype)
+    want = np.maximum(z, 0)
+    np.testing.assert_array_equal(K.bias_activation_forward(z, bias, relu), want)
+    inplace = z.copy()
+    K.bias_activation_rows(inplace, bias, relu, inplace)
+    np.testing.assert_array_equal(inplace, want)
+    row = special.copy()
+    fastmath.activate_row(row, relu)
+    np.testing.assert_array_equal(row, want[0])
+    sums = np.zeros((1, z.shape[1]))
+    conv2d._pool_rows(z.copy(), bias, relu, 0, 3, 1, 0, sums)  # one image of 3 × 1 pixels
+    np.testing.assert_array_equal(sums[0], want.astype(np.float64).sum(axis=0))
+    # Winograd: a zero image and kernel, so every output pixel is relu(bias) (F = 8 filters, one per special value)
+    out = winograd.winograd_conv2d(np.zeros((1, 4, 4, 1), dtype), np.zeros((3, 3, 1, 8), dtype), (0, 0), (2, 2),
+                                   bias=special, activation=relu)
+    np.testing.assert_array_equal(out.reshape(4, 8), np.tile(want[0], (4, 1)))
+
+
 def test_bad_shapes_raise_clear_errors():
     relu = activation_code(activations.relu)
     with pytest.raises(ValueError, match=r"bias \(2,\) does not fit z \(4, 3\)"):

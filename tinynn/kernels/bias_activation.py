@@ -18,7 +18,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .fastmath import RELU, activate_row, derivative_row
+from .fastmath import RELU, activate_row, derivative_row, relu_fast
 from .jitcache import load_without_refresh
 from .parallel import kernel_entry
 
@@ -33,14 +33,14 @@ def _forward(z, bias, code, y):  # pragma: no cover - compiled
             yn = y[n]
             for f in range(F):
                 v = yn[f] + bias[f]
-                yn[f] = v if v > 0 else v * 0
+                yn[f] = relu_fast(v)
         return
     if code == RELU:  # the common case, as one vectorised select per row
         for n in range(N):
             zn, yn = z[n], y[n]
             for f in range(F):
                 v = zn[f] + bias[f]
-                yn[f] = v if v > 0 else v * 0
+                yn[f] = relu_fast(v)
         return
     for n in range(N):
         zn, yn = z[n], y[n]

@@ -75,6 +75,25 @@ def sigmoid_fast(x):
     return 0.5 * np.tanh(0.5 * x) + 0.5
 
 
+def relu_fast(x):
+    """``max(x, 0)`` as NumPy's ``maximum`` gives it: NaN stays NaN, -inf gives 0; in Python it is that. Compiled,
+    one compare and select (``0 if x < 0 else x``), which LLVM vectorises; the earlier ``x if x > 0 else x * 0``
+    took a multiply more and gave NaN for -inf."""
+    return np.maximum(x, 0)
+
+
+@overload(relu_fast)
+def _relu_fast_impl(x):
+    if isinstance(x, types.Float):
+        zero = np.float32(0.0) if x.bitwidth == 32 else 0.0
+
+        def impl(x):
+            return zero if x < 0 else x
+
+        return impl
+    return None
+
+
 @overload(tanh_fast)
 def _tanh_fast_impl(x):
     if isinstance(x, types.Float) and x.bitwidth == 32:
@@ -149,8 +168,7 @@ def activate_row(v, code):
             v[j] = sigmoid_fast(v[j])
     elif code == RELU:
         for j in range(n):
-            x = v[j]
-            v[j] = x if x > 0 else x * 0
+            v[j] = relu_fast(v[j])
     elif code == HARD_SIGMOID:
         for j in range(n):
             x = v[j] / type(v[j])(6.0) + type(v[j])(0.5)

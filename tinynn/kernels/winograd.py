@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from . import blas
-from .fastmath import RELU, activate_row
+from .fastmath import RELU, activate_row, relu_fast
 from .jitcache import load_without_refresh
 from .parallel import kernel_scope, share_batch
 from .parallel import scratch as _scratch
@@ -157,11 +157,11 @@ def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compi
                         if jj == 0:
                             for f in range(F):
                                 v = q0[f] + q1[f] + q2[f] + bias[f]
-                                out[f] = v if v > 0 else v * 0
+                                out[f] = relu_fast(v)
                         else:
                             for f in range(F):
                                 v = q1[f] - q2[f] - q3[f] + bias[f]
-                                out[f] = v if v > 0 else v * 0
+                                out[f] = relu_fast(v)
                         continue
                     if jj == 0:
                         for f in range(F):
