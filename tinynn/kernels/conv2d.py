@@ -42,7 +42,7 @@ import numpy as np
 
 from . import blas, cblas, parallel, warmup, winograd
 from .bias_activation import activation_gradient_rows, bias_activation_rows
-from .fastmath import RELU, activate_row
+from .fastmath import RELU, activate_row, relu_fast
 from .jitcache import load_without_refresh
 from .layout import split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share, share_batch
@@ -236,16 +236,17 @@ def _chunks(start: int, stop: int, bytes_per_item: int, chunk_bytes: int | None 
 PIECE_WORK = 1 << 23
 
 
-def _share_rows(task, rows: int, work: float) -> list:
+def _share_rows(task, rows: int, work: float, pieces_per_thread: int | None = None) -> list:
     """``task(worker, r0, r1)`` over ranges of the output rows ``range(rows)`` (r = b·Ho + i), pulled by the cores;
     the results in range order. Like :func:`tinynn.kernels.parallel.share_batch`, but the ranges may cut an image,
-    so that a small batch splits too: per thread up to ``PIECES_PER_THREAD`` ranges of ``PIECE_WORK`` or more (one
-    range on the calling thread when there is not that much work for every thread).
+    so that a small batch splits too: per thread up to ``pieces_per_thread`` (default ``PIECES_PER_THREAD``) ranges
+    of ``PIECE_WORK`` or more (one range on the calling thread when there is not that much work for every thread).
     The ranges depend only on ``rows``, ``work``, the thread count and the BLAS found (sums added in range order
     give the same bits on every run)."""
     workers = num_threads()
     with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
-        per_thread = min(parallel.PIECES_PER_THREAD, int(work // (workers * max(PIECE_WORK, 1))))
+        most = parallel.PIECES_PER_THREAD if pieces_per_thread is None else pieces_per_thread
+        per_thread = min(most, int(work // (workers * max(PIECE_WORK, 1))))
         if work < parallel.PARALLEL_WORK or workers <= 1 or not cblas.can_limit_threads() or per_thread < 1:
             return [task(0, 0, rows)]
         return share(task, even_ranges(rows, workers * per_thread), work)
@@ -348,7 +349,7 @@ def _pool_rows(z, bias, code, r0, Ho, Wo, b0, sums):  # pragma: no cover - compi
             if code == RELU:  # one vectorised select and add per row
                 for f in range(F):
                     v = zn[f] + bias[f]
-                    s[f] += v if v > 0 else v * 0
+                    s[f] += relu_fast(v)
                 continue
             if code >= 0:
                 for f in range(F):
@@ -398,12 +399,16 @@ def _forward_rows(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo, r_s
 
 def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,
                           workspace: dict | None = None, bias: np.ndarray | None = None,
-                          activation: int | None = None) -> np.ndarray:  # fmt: skip
+                          activation: int | None = None,
+                          pieces_per_thread: int | None = None) -> np.ndarray:  # fmt: skip
     """p (B, F) = (1 / (Ho·Wo)) Σ_{i,j} y[b,i,j] for y = act(conv(x, Wk) + bias) (``activation`` None: y = z), the
     global average pooling of :func:`conv2d_forward`'s output without writing that output out: each chunk's product
     goes to a scratch buffer and is pooled while it is in the cache (sums in float64; output rows shared out over
     the cores as in :func:`conv2d_forward`, each piece summing the images its rows reach, the pieces' sums added in
-    range order). Winograd's shapes run :func:`conv2d_forward` and pool its output image by image."""
+    range order). Winograd's shapes run :func:`conv2d_forward` and pool its output image by image.
+
+    ``pieces_per_thread``: at most this many ranges of output rows per thread (default
+    ``parallel.PIECES_PER_THREAD``; Dense on a sequence, a pointwise convolution, passes 1, as its products do)."""
     KH, KW, Cg, F = Wk.shape
     B = x.shape[0]
     x, ws, G, out_hw = _forward_arguments(x, Wk, strides, dilation, pads, out_hw, groups, workspace, bias)
@@ -437,7 +442,8 @@ def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), o
             _pool_rows(zc, b, code, r0, Ho, Wo, b0, part)
         return b0, part
 
-    for b0, part in _share_rows(piece, B * Ho, B * Ho * Wo * K * F):  # in range order: the same bits every run
+    # in range order: the same bits every run
+    for b0, part in _share_rows(piece, B * Ho, B * Ho * Wo * K * F, pieces_per_thread):
         sums[b0 : b0 + len(part)] += part
     return (sums / (Ho * Wo)).astype(x.dtype)
 

@@ -16,6 +16,11 @@ from ..utils import make_rng
 from .arguments import one_of, positive_int
 from .base import InputSpec, Layer, format_shape
 
+#: The size of Dense's (B, T, units) output from which, in predict, Dense -> GlobalAveragePooling1D runs as one pass
+#: (:meth:`Dense.forward_pooled`). Smaller outputs stay in the caches between the two layers, and there the two
+#: layers' own passes were as fast or faster (benchmarks/RESULTS.md).
+POOLED_OUTPUT_BYTES = 2 << 20
+
 
 class Dense(Layer):
     r"""Fully connected layer on the last axis.
@@ -58,6 +63,7 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _init.get(kernel_initializer)
         self.bias_initializer = _init.get(bias_initializer)
+        self._ws: dict = {}  # reusable scratch buffers of forward_pooled's kernel (tinynn.kernels.conv2d)
 
     def build(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:
@@ -115,6 +121,41 @@ class Dense(Layer):
         self._z, self._xw, self._b = None, xw, None if bias is None else np.array(bias)
         self._y = y.reshape(*x.shape[:-1], self.units)
         return self._y
+
+    def pools_with(self, layer) -> bool:
+        """Whether ``layer`` (the next one) is a GlobalAveragePooling1D that :meth:`forward_pooled` can take on: it
+        averages over the steps of this layer's (B, T, units) output (channels_last) in this layer's dtype."""
+        from .pooling import GlobalAveragePooling1D
+
+        return (type(layer) is GlobalAveragePooling1D and layer.data_format == "channels_last"
+                and layer.dtype == self.dtype)  # fmt: skip
+
+    def forward_pooled(self, x, pool) -> np.ndarray | None:
+        """Inference only: ``pool(self(x))`` for x (B, T, n_in) and ``pool`` a GlobalAveragePooling1D
+        (:meth:`pools_with`), without the (B, T, units) output::
+
+            p[b, u] = (1 / T) Σ_t act(x[b, t] @ W + b)[u]
+
+        This is a pointwise (1×1) convolution of a T×1 image, each chunk of steps' product pooled while it is in
+        the cache (:func:`tinynn.kernels.conv2d.conv2d_forward_pooled`). Neither layer keeps a forward to run a
+        backward from. None (nothing done: call the two layers) unless the fast kernels run, the activation is one
+        the fused tail computes exactly (linear, relu: :meth:`_fused_code`) and the output it skips would have
+        :data:`POOLED_OUTPUT_BYTES` or more."""
+        from ..kernels import conv2d as K_conv2d
+
+        x = self.accept_input(x)
+        code = self._fused_code()
+        if (x.ndim != 3 or code is None or config.kernel_mode() != "fast"
+                or x.shape[0] * x.shape[1] * self.units * x.itemsize < POOLED_OUTPUT_BYTES
+                or not K_conv2d.forward_pooled_ready(x.dtype)):  # fmt: skip
+            return None
+        x = np.ascontiguousarray(x)
+        self._x = self._xw = self._z = self._y = None
+        self._forward_record = pool._forward_record = None  # a backward now raises (no forward to run it from)
+        p = K_conv2d.conv2d_forward_pooled(x[:, :, None, :], self.kernel[None, None], workspace=self._ws,
+                                           bias=self.bias if self.use_bias else None, activation=code,
+                                           pieces_per_thread=K_blas._PIECES_PER_THREAD)  # fmt: skip
+        return pool._restore(p)  # with the steps axis when keepdims
 
     def backward(self, dy):
         if self._fast and self._xw is not None:
