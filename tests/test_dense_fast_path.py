@@ -57,7 +57,7 @@ def test_predict_pools_dense_on_a_sequence_in_one_pass_as_the_two_layers_do(acti
     from tinynn.layers import core
 
     monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
-    monkeypatch.setattr(core, "POOLED_OUTPUT_BYTES", 0)
+    monkeypatch.setattr(core, "POOLED_MIN_ROWS", 0)
     monkeypatch.setattr(parallel, "PARALLEL_WORK", 0)
     monkeypatch.setattr(conv2d, "PIECE_WORK", 1)
     monkeypatch.setattr(conv2d, "FORWARD_CHUNK_BYTES", 1)
@@ -84,7 +84,7 @@ def test_predict_pools_dense_on_a_sequence_in_one_pass_as_the_two_layers_do(acti
 def test_dense_pools_only_what_forward_pooled_takes(monkeypatch):
     """No fused pass for an activation the fused tail leaves to NumPy (tanh), a GlobalAveragePooling1D over the other
     axis (channels_first), a masked input, the reference kernel mode, training, or an output under
-    POOLED_OUTPUT_BYTES; the results are the layers' own."""
+    POOLED_MIN_ROWS rows; the results are the layers' own."""
     import tinynn as tn
     from tinynn.kernels import conv2d
     from tinynn.layers import core
@@ -109,8 +109,8 @@ def test_dense_pools_only_what_forward_pooled_takes(monkeypatch):
         got = net.predict_on_batch(xs)
         with config.kernels("reference"):
             np.testing.assert_allclose(got, net.predict_on_batch(xs), rtol=1e-12, atol=1e-14)
-    assert calls == []  # small: 3·9·5 float64s are under POOLED_OUTPUT_BYTES
-    monkeypatch.setattr(core, "POOLED_OUTPUT_BYTES", 0)
+    assert calls == []  # small: 3·9 rows are under POOLED_MIN_ROWS
+    monkeypatch.setattr(core, "POOLED_MIN_ROWS", 0)
     for net, xs in ((tanh, x), (other, x), (masked, ids)):
         net.predict_on_batch(xs)
     assert calls == []
@@ -130,7 +130,7 @@ def test_dense_forward_pooled_runs_the_kernel_signature_its_readiness_check_asks
     from tinynn.kernels import conv2d
     from tinynn.layers import core
 
-    monkeypatch.setattr(core, "POOLED_OUTPUT_BYTES", 0)
+    monkeypatch.setattr(core, "POOLED_MIN_ROWS", 0)
     real, seen = conv2d._forward_rows, []
     monkeypatch.setattr(conv2d, "_forward_rows", lambda *a: seen.append(tuple(map(numba.typeof, a))) or real(*a))
     for dtype in ("float32", "float64"):

@@ -16,10 +16,10 @@ from ..utils import make_rng
 from .arguments import one_of, positive_int
 from .base import InputSpec, Layer, format_shape
 
-#: The size of Dense's (B, T, units) output from which, in predict, Dense -> GlobalAveragePooling1D runs as one pass
-#: (:meth:`Dense.forward_pooled`). Smaller outputs stay in the caches between the two layers, and there the two
-#: layers' own passes were as fast or faster (benchmarks/RESULTS.md).
-POOLED_OUTPUT_BYTES = 2 << 20
+#: The rows (B·T) from which, in predict, Dense -> GlobalAveragePooling1D runs as one pass
+#: (:meth:`Dense.forward_pooled`). With fewer (one sequence of 100 steps) the two layers' own calls cost less Python
+#: than the fused pass (benchmarks/RESULTS.md).
+POOLED_MIN_ROWS = 1 << 10
 
 
 class Dense(Layer):
@@ -139,14 +139,14 @@ class Dense(Layer):
         This is a pointwise (1×1) convolution of a T×1 image, each chunk of steps' product pooled while it is in
         the cache (:func:`tinynn.kernels.conv2d.conv2d_forward_pooled`). Neither layer keeps a forward to run a
         backward from. None (nothing done: call the two layers) unless the fast kernels run, the activation is one
-        the fused tail computes exactly (linear, relu: :meth:`_fused_code`) and the output it skips would have
-        :data:`POOLED_OUTPUT_BYTES` or more."""
+        the fused tail computes exactly (linear, relu: :meth:`_fused_code`) and x has :data:`POOLED_MIN_ROWS` rows
+        (B·T) or more."""
         from ..kernels import conv2d as K_conv2d
 
         x = self.accept_input(x)
         code = self._fused_code()
         if (x.ndim != 3 or code is None or config.kernel_mode() != "fast"
-                or x.shape[0] * x.shape[1] * self.units * x.itemsize < POOLED_OUTPUT_BYTES
+                or x.shape[0] * x.shape[1] < POOLED_MIN_ROWS
                 or not K_conv2d.forward_pooled_ready(x.dtype)):  # fmt: skip
             return None
         x = np.ascontiguousarray(x)
