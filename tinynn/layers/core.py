@@ -42,7 +42,8 @@ class Dense(Layer):
     Code, reference first: :func:`tinynn.kernels.reference.dense.dense_forward` / ``dense_backward`` (the
     'reference' kernel mode); fast: the products in single-threaded BLAS pieces on the cores
     (:mod:`tinynn.kernels.blas`) and, for linear and relu, the bias and activation in one pass each way
-    (:mod:`tinynn.kernels.bias_activation`).
+    (:mod:`tinynn.kernels.bias_activation`); in predict, on a sequence followed by GlobalAveragePooling1D, the two
+    layers as one pass (:meth:`forward_pooled`).
     """
 
     supports_masking = True
