@@ -61,6 +61,39 @@ def test_fused_forward_and_backward_match_the_numpy_passes(shape, name, dtype, u
         assert db is None
 
 
+@given(
+    shape=st.tuples(st.integers(1, 5), st.integers(2, 7), st.integers(1, 9)),
+    name=st.sampled_from(FUSED),
+    dtype=st.sampled_from(["float64", "float32"]),
+    use_bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_the_backward_of_a_mean_over_the_steps_reads_its_gradient_once(shape, name, dtype, use_bias, seed):
+    """bias_activation_backward with dy broadcast along the steps (a read-only view with stride 0, as
+    GlobalAveragePooling1D.backward_broadcast hands it over) runs _backward_broadcast: the same bits as with dy
+    written out, and the NumPy passes' result (which broadcast the view as it is) within the tolerance."""
+    rng = np.random.default_rng(seed)
+    act = activations.get(name)
+    z = (3 * rng.normal(size=shape)).astype(dtype)
+    y = K.bias_activation_forward(z, None, activation_code(act))
+    g = rng.normal(size=(shape[0], shape[2])).astype(dtype)
+    dy = np.broadcast_to(g[:, None, :], shape)
+    assert dy.strides[1] == 0
+    calls = []
+    real = K._backward_broadcast
+    K._backward_broadcast = lambda *a: calls.append(1) or real(*a)
+    try:
+        dz, db = K.bias_activation_backward(y, dy, activation_code(act), bias_sum=use_bias)
+    finally:
+        K._backward_broadcast = real
+    assert calls == [1]
+    dz_full, db_full = K.bias_activation_backward(y, np.ascontiguousarray(dy), activation_code(act), use_bias)
+    assert np.array_equal(dz, dz_full)
+    assert (db is None and db_full is None) or np.array_equal(db, db_full)
+    dz_ref, _ = R.bias_activation_backward(z, y, dy, act)
+    assert rel_err(dz, dz_ref) <= TOL[dtype]
+
+
 def test_relu_is_exact_and_its_bias_gradient_is_summed_in_float64():
     rng = np.random.default_rng(0)
     z = rng.normal(size=(3000, 4)).astype(np.float32)

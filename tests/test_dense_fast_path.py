@@ -139,3 +139,45 @@ def test_dense_forward_pooled_runs_the_kernel_signature_its_readiness_check_asks
         dense = layers.Dense(5, activation="relu", dtype=dtype)
         assert dense.forward_pooled(x, layers.GlobalAveragePooling1D(dtype=dtype)) is not None
         assert seen and set(seen) == {tuple(map(numba.typeof, conv2d._forward_rows_sample(dtype)))}
+
+
+@pytest.mark.parametrize(("activation", "use_bias", "dtype"), [
+    ("relu", True, "float64"), ("linear", False, "float32"), ("relu", True, "float32"), ("tanh", True, "float64"),
+])  # fmt: skip
+def test_training_through_mean_pooling_gives_dense_its_gradient_without_the_broadcast(activation, use_bias, dtype,
+                                                                                      monkeypatch):
+    """In a training step of Dense -> GlobalAveragePooling1D, the pooling hands Dense dy / T as a broadcast view
+    (backward_broadcast) and the fused activation gradient reads it per sequence (bias_activation's
+    _backward_broadcast, for linear and relu): the weights after an SGD step are bit for bit those of the same
+    model with the pair's hand-over switched off, and the broadcast kernel ran."""
+    import tinynn as tn
+
+    monkeypatch.setattr(blas, "PARALLEL_WORK", 0)  # Dense's fast path on a small layer
+    calls = []
+    real = bias_activation._backward_broadcast
+    monkeypatch.setattr(bias_activation, "_backward_broadcast", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(24)
+    x, y = rng.normal(size=(6, 11, 5)).astype(dtype), rng.normal(size=(6, 1)).astype(dtype)
+
+    def model():
+        net = tn.Sequential([layers.Input(shape=(11, 5)),
+                             layers.Dense(7, activation=activation, use_bias=use_bias, dtype=dtype,
+                                          kernel_initializer=tn.initializers.RandomNormal(seed=3),
+                                          bias_initializer=tn.initializers.RandomNormal(seed=4)),
+                             layers.GlobalAveragePooling1D(dtype=dtype),
+                             layers.Dense(1, dtype=dtype, kernel_initializer=tn.initializers.RandomNormal(seed=5))])
+        net.compile(optimizer=tn.optimizers.SGD(0.1), loss="mse")
+        return net
+
+    fused, plain = model(), model()
+    plain.train_on_batch(x, y)  # builds the graph
+    plain._graph._chain_pooled = [False] * len(plain.layers)
+    before = [w.copy() for w in plain.get_weights()]
+    fused.set_weights(before)
+    calls.clear()
+    for net in (fused, plain):
+        net.train_on_batch(x, y)
+    for a, b in zip(fused.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not any(np.array_equal(a, b) for a, b in zip(fused.get_weights()[:1], before[:1]))  # it trained
+    assert len(calls) == (1 if activation in ("relu", "linear") else 0)

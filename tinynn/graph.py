@@ -595,7 +595,8 @@ class Graph:
         return run
 
     def _pooled_pairs(self) -> list[bool]:
-        """Per chain layer: whether it and the next one may run as one in predict (its ``forward_pooled``)."""
+        """Per chain layer: whether it and the next one may run as one in predict (its ``forward_pooled``); in
+        training, such a pair's pooling hands a layer with ``accepts_broadcast_dy`` its dx as a broadcast view."""
         if self._chain_pooled is None:
             layers = self._chain_layers
             self._chain_pooled = [hasattr(layer, "forward_pooled") and k + 1 < len(layers)
@@ -655,6 +656,7 @@ class Graph:
         first = steps[0].layer
         if not need_input:
             first.input_gradient_needed = False
+        pooled = self._pooled_pairs()
         try:
             for k in range(len(steps) - 1, -1, -1):
                 layer = steps[k].layer
@@ -662,6 +664,8 @@ class Graph:
                     dy = layer.backward_from_logits(dz)
                 elif dy is None:
                     break
+                elif k > 0 and pooled[k - 1] and getattr(steps[k - 1].layer, "accepts_broadcast_dy", False):
+                    dy = layer.backward_broadcast(dy)  # the pooling's dx as a broadcast view, for the layer below
                 else:
                     dy = layer.backward(dy)
                 reached = k

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from . import warmup
 from .fastmath import RELU, activate_row, derivative_row, relu_fast
 from .jitcache import load_without_refresh
 from .parallel import kernel_entry
@@ -69,6 +70,31 @@ def _backward(y, dy, code, use_bias, dz, db):  # pragma: no cover - compiled
         db[f] = acc[f]
 
 
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _backward_broadcast(y, g, code, use_bias, dz, db):  # pragma: no cover - compiled
+    """:func:`_backward` for dy[b, t] = g[b] at every step t (the gradient of a mean over the steps): y, dz
+    (B, T, F), g (B, F); each row's operations are _backward's, so the bits are the same, without reading T
+    copies of g."""
+    B, T, F = y.shape
+    acc = np.zeros(F, np.float64)
+    for b in range(B):
+        gb = g[b]
+        for t in range(T):
+            dzn, yn = dz[b, t], y[b, t]
+            if code == RELU:
+                for f in range(F):
+                    dzn[f] = gb[f] if yn[f] > 0 else gb[f] * 0
+            else:
+                derivative_row(dzn, yn, code)
+                for f in range(F):
+                    dzn[f] *= gb[f]
+            if use_bias:
+                for f in range(F):
+                    acc[f] += dzn[f]
+    for f in range(F):
+        db[f] = acc[f]
+
+
 #: The two loops, for kernels that apply the tail to pieces of their own output while a piece is in the cache (the
 #: image kernels): ``bias_activation_rows(z, bias, code, y)`` writes y = act(z + bias) for z, y (N, F) (y may be z:
 #: in place); ``activation_gradient_rows(y, dy, code, use_bias, dz, db)`` writes dz = act'(y) ⊙ dy and db = Σ_n dz.
@@ -106,6 +132,12 @@ def bias_activation_backward(y: np.ndarray, dy: np.ndarray, code: int, bias_sum:
     F = y.shape[-1]
     dz = np.empty(y.shape, y.dtype)
     db = np.empty(F, y.dtype)
+    if dy.ndim == 3 and dy.strides[1] == 0 and dy.shape[1] > 1:  # dy[b, t] = dy[b, 0]: a mean's gradient, a view
+        g = np.ascontiguousarray(dy[:, 0], y.dtype)
+        y3 = np.ascontiguousarray(y)
+        if warmup.kernel_ready(_backward_broadcast, y3, g, code, bool(bias_sum), dz, db):
+            _backward_broadcast(y3, g, code, bool(bias_sum), dz, db)
+            return dz, (db if bias_sum else None)
     _backward(_rows(y, y.dtype), _rows(dy, y.dtype), code, bool(bias_sum), dz.reshape(-1, F), db)
     return dz, (db if bias_sum else None)
 

@@ -47,6 +47,7 @@ class Dense(Layer):
     """
 
     supports_masking = True
+    accepts_broadcast_dy = True  # a dy broadcast along the steps (GlobalAveragePooling1D.backward_broadcast)
     _config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer")
 
     def __init__(

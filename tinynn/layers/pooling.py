@@ -241,9 +241,20 @@ class GlobalAveragePooling1D(_GlobalPool1DBase):
     """
 
     supports_masking = True
+    _broadcast_dx = False  # see backward_broadcast
 
     def compute_mask(self, x, mask):
         return None
+
+    def backward_broadcast(self, dy):
+        """:meth:`backward`, but without a mask and in the fast kernel mode dx is a read-only broadcast view of
+        dy / T (stride 0 along the steps) instead of a (B, T, C) array: for a layer below that takes it as it is
+        (Dense's fused activation gradient: ``accepts_broadcast_dy``), which then never reads T copies of dy."""
+        self._broadcast_dx = True
+        try:
+            return self.backward(dy)
+        finally:
+            self._broadcast_dx = False
 
     def forward(self, x, training=False, mask=None):
         axis = self._time_axis
@@ -265,6 +276,10 @@ class GlobalAveragePooling1D(_GlobalPool1DBase):
     def backward(self, dy):
         self.gradients = []
         if self._m is None:
+            if self._broadcast_dx and self._kernels is K_pool and self.data_format == "channels_last":
+                g = np.ascontiguousarray(self._squeeze(dy))
+                g = g / g.dtype.type(self._steps)  # dy / T, as the kernel divides
+                return np.broadcast_to(g[:, None, :], (g.shape[0], self._steps, g.shape[1]))
             return self._from_last(self._kernels.global_avg_pool1d_backward(self._squeeze(dy), self._steps))
         dy = self._keep(dy)
         with np.errstate(invalid="ignore", divide="ignore"):
