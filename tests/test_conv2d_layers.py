@@ -4,6 +4,7 @@ raised before any numba kernel runs."""
 
 import numpy as np
 import pytest
+from spies import count_calls
 
 import tinynn as tn
 from tinynn import config, layers
@@ -479,9 +480,7 @@ def test_predict_pools_conv2d_in_one_pass_as_the_two_layers_do(data_format, keep
     conv, pool = net.layers[0], net.layers[1]
     assert conv.pools_with(pool)
     expected = net(x)  # the layers one by one
-    calls = []
-    real = kc.conv2d_forward_pooled
-    monkeypatch.setattr(kc, "conv2d_forward_pooled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = count_calls(monkeypatch, kc, "conv2d_forward_pooled")
     np.testing.assert_allclose(net.predict_on_batch(x), expected, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(net.predict(x, batch_size=2), expected, rtol=1e-12, atol=1e-14)
     assert len(calls) == 4  # one per batch: the fused pass ran
@@ -494,9 +493,7 @@ def test_predict_pools_conv2d_in_one_pass_as_the_two_layers_do(data_format, keep
 def test_predict_fuses_only_what_forward_pooled_takes(monkeypatch):
     """No fused pass for a GlobalAveragePooling2D of the other data_format, a grouped convolution, Winograd's
     shapes, the reference kernel mode, or training; the results are the layers' own."""
-    calls = []
-    real = kc.conv2d_forward_pooled
-    monkeypatch.setattr(kc, "conv2d_forward_pooled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = count_calls(monkeypatch, kc, "conv2d_forward_pooled")
     rng = np.random.default_rng(8)
 
     def model(conv, pool, channels=4):

@@ -3,6 +3,7 @@ channels_first, configs, and clear ValueErrors for bad input raised before any n
 
 import numpy as np
 import pytest
+from spies import count_calls
 
 from tinynn import layers
 from tinynn.gradcheck import check_layer
@@ -390,9 +391,7 @@ def test_predict_pools_conv1d_in_one_pass_as_the_two_layers_do(conv, shape, keep
     x = np.random.default_rng(14).normal(size=shape)
     with config.kernels("reference"):
         expected = net.predict_on_batch(x)
-    calls = []
-    real = conv2d.conv2d_forward_pooled
-    monkeypatch.setattr(conv2d, "conv2d_forward_pooled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = count_calls(monkeypatch, conv2d, "conv2d_forward_pooled")
     np.testing.assert_allclose(net.predict_on_batch(x), expected, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(net.predict(x, batch_size=2), expected, rtol=1e-12, atol=1e-14)
     assert len(calls) == 1 + -(-shape[0] // 2)  # one per batch: the fused pass ran
@@ -407,9 +406,7 @@ def test_conv1d_pools_only_what_forward_pooled_takes(monkeypatch):
     from tinynn import config
     from tinynn.kernels import conv2d
 
-    calls = []
-    real = conv2d.conv2d_forward_pooled
-    monkeypatch.setattr(conv2d, "conv2d_forward_pooled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = count_calls(monkeypatch, conv2d, "conv2d_forward_pooled")
     f64 = {"dtype": "float64"}
     x = np.random.default_rng(15).normal(size=(3, 9, 4))
 

@@ -3,6 +3,7 @@
 
 import numpy as np
 import pytest
+from spies import count_calls
 
 from tinynn import config, layers
 from tinynn.kernels import bias_activation, blas
@@ -71,9 +72,7 @@ def test_predict_pools_dense_on_a_sequence_in_one_pass_as_the_two_layers_do(acti
     x = np.random.default_rng(21).normal(size=(5, 7, 5))
     with config.kernels("reference"):
         expected = net.predict_on_batch(x)
-    calls = []
-    real = conv2d.conv2d_forward_pooled
-    monkeypatch.setattr(conv2d, "conv2d_forward_pooled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = count_calls(monkeypatch, conv2d, "conv2d_forward_pooled")
     np.testing.assert_allclose(net.predict_on_batch(x), expected, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(net.predict(x, batch_size=2), expected, rtol=1e-12, atol=1e-14)
     assert len(calls) == 1 + 3  # one per batch: the fused pass ran
@@ -89,9 +88,7 @@ def test_dense_pools_only_what_forward_pooled_takes(monkeypatch):
     from tinynn.kernels import conv2d
     from tinynn.layers import core
 
-    calls = []
-    real = conv2d.conv2d_forward_pooled
-    monkeypatch.setattr(conv2d, "conv2d_forward_pooled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = count_calls(monkeypatch, conv2d, "conv2d_forward_pooled")
     f64 = {"dtype": "float64"}
     x = np.random.default_rng(22).normal(size=(3, 9, 4))
 
@@ -153,9 +150,7 @@ def test_training_through_mean_pooling_gives_dense_its_gradient_without_the_broa
     import tinynn as tn
 
     monkeypatch.setattr(blas, "PARALLEL_WORK", 0)  # Dense's fast path on a small layer
-    calls = []
-    real = bias_activation._backward_broadcast
-    monkeypatch.setattr(bias_activation, "_backward_broadcast", lambda *a: calls.append(1) or real(*a))
+    calls = count_calls(monkeypatch, bias_activation, "_backward_broadcast")
     rng = np.random.default_rng(24)
     x, y = rng.normal(size=(6, 11, 5)).astype(dtype), rng.normal(size=(6, 1)).astype(dtype)
 

@@ -11,6 +11,7 @@ import sys
 import numba
 import numpy as np
 import pytest
+from spies import count_calls
 
 from tinynn import config, layers
 from tinynn.kernels import blas, warmup
@@ -102,9 +103,7 @@ def test_a_layer_runs_its_numpy_twins_while_compiling_then_the_fast_kernels(back
         real_run(*args)
 
     monkeypatch.setattr(warmup, "_run_layer", run_needing_a_compile)
-    fast_calls = []
-    real_matmul = blas.matmul
-    monkeypatch.setattr(blas, "matmul", lambda *a, **k: fast_calls.append(1) or real_matmul(*a, **k))
+    fast_calls = count_calls(monkeypatch, blas, "matmul")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(512, 64)).astype(np.float32)  # large enough for the fast path (small Dense layers use NumPy)
     layer = layers.Dense(64, activation="relu", bias_initializer="random_normal", dtype="float32")
@@ -121,9 +120,7 @@ def test_a_layer_whose_kernels_load_from_the_cache_is_fast_from_its_first_call(b
     x = np.ones((512, 64), np.float32)
     with _wait():
         layer(x)  # compiled (or loaded) here, in this process
-    fast_calls = []
-    real_matmul = blas.matmul
-    monkeypatch.setattr(blas, "matmul", lambda *a, **k: fast_calls.append(1) or real_matmul(*a, **k))
+    fast_calls = count_calls(monkeypatch, blas, "matmul")
     other = layers.Dense(64, dtype="float32")  # a new layer: its warm-up only loads, so the caller waits for it
     other(x)
     assert fast_calls
