@@ -74,7 +74,8 @@ def _backward(y, dy, code, use_bias, dz, db):  # pragma: no cover - compiled
 def _backward_broadcast(y, g, code, use_bias, dz, db):  # pragma: no cover - compiled
     """:func:`_backward` for dy[b, t] = g[b] at every step t (the gradient of a mean over the steps): y, dz
     (B, T, F), g (B, F); each row's operations are _backward's, so the bits are the same, without reading T
-    copies of g."""
+    copies of g. (The row body is _backward's written out again: sharing it, as an inline helper or by running
+    _backward as this loop with T = 1, made _backward slower: benchmarks/RESULTS.md.)"""
     B, T, F = y.shape
     acc = np.zeros(F, np.float64)
     for b in range(B):
