@@ -91,6 +91,35 @@ def test_the_backward_of_a_mean_over_the_steps_reads_its_gradient_once(shape, na
     assert rel_err(dz, dz_ref) <= TOL[dtype]
 
 
+@given(
+    images=st.integers(1, 4),
+    pixels=st.integers(1, 7),
+    F=st.integers(1, 9),
+    span=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+    name=st.sampled_from(FUSED),
+    dtype=st.sampled_from(["float64", "float32"]),
+    seed=st.integers(0, 2**16),
+)
+@example(images=3, pixels=5, F=4, span=(0.1, 0.8), name="relu", dtype="float32", seed=0)  # starts and ends inside
+def test_a_chunk_of_a_pooled_gradient_reads_one_row_per_image(images, pixels, F, span, name, dtype, seed):
+    """activation_gradient_broadcast_rows on the rows p0 .. p0 + N - 1 of images of ``pixels`` rows each (a chunk of
+    an image kernel, which may start and end inside an image), with dy[n] = g[(p0 + n) // pixels]: dz and db bit for
+    bit those of activation_gradient_rows on dy written out."""
+    rng = np.random.default_rng(seed)
+    code = activation_code(activations.get(name))
+    total = images * pixels
+    p0 = min(int(span[0] * total), total - 1)
+    N = max(1, int(span[1] * (total - p0)))
+    y = K.bias_activation_forward((3 * rng.normal(size=(N, F))).astype(dtype), None, code)
+    g = rng.normal(size=(images, F)).astype(dtype)
+    dy = g[(p0 + np.arange(N)) // pixels]
+    dz, db = np.empty_like(y), np.empty(F, np.float64)
+    K.activation_gradient_broadcast_rows(y, g, p0, pixels, code, True, dz, db)
+    dz_full, db_full = np.empty_like(y), np.empty(F, np.float64)
+    K.activation_gradient_rows(y, dy, code, True, dz_full, db_full)
+    assert np.array_equal(dz, dz_full) and np.array_equal(db, db_full)
+
+
 def test_relu_is_exact_and_its_bias_gradient_is_summed_in_float64():
     rng = np.random.default_rng(0)
     z = rng.normal(size=(3000, 4)).astype(np.float32)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from pooling_inputs import pool_input
+from spies import count_calls
 
 from tinynn.kernels import conv2d as kc
 from tinynn.kernels import parallel
@@ -508,3 +509,75 @@ def test_forward_row_pieces_cover_every_row_once_in_range_order_on_one_thread_bl
     monkeypatch.setenv("TINYNN_NUM_THREADS", "1")
     assert kc._share_rows(task, 18, 1e12) == [0]
     assert all(r[3] in (None, 1) for r in seen)
+
+
+@st.composite
+def im2col_or_winograd(draw):
+    """(winograd, geometry): any geometry for im2col, a 3×3 stride-1 one for Winograd (switched on for it)."""
+    winograd = draw(st.booleans())
+    return winograd, draw(winograd_geometry() if winograd else conv_geometry())
+
+
+@given(case=im2col_or_winograd(), code=st.sampled_from(["linear", "relu", "tanh", "sigmoid"]),
+       dtype=st.sampled_from(["float64", "float32"]), chunk_bytes=st.sampled_from([1, 300, 1 << 22]),
+       threads=st.sampled_from([1, 2]))
+@example(case=(False, POINTWISE), code="relu", dtype="float32", chunk_bytes=300, threads=2)  # chunks cross images
+@example(case=(False, SEED_GEOMETRY), code="tanh", dtype="float64", chunk_bytes=1, threads=2)
+@example(case=(False, geometry(3, 3, (3, 3), (1, 1), (1, 1), "valid")), code="relu", dtype="float64",
+         chunk_bytes=1, threads=1)  # one output pixel: dy is taken as it is
+@example(case=(True, geometry(9, 8, (3, 3), (1, 1), (1, 1), "same", Cg=5, Fg=4)), code="relu", dtype="float32",
+         chunk_bytes=1, threads=2)
+def test_the_backward_of_a_mean_over_the_pixels_reads_its_gradient_once_per_image(case, code, dtype, chunk_bytes,
+                                                                                  threads):
+    """conv2d_backward_fused given dy as the gradient of a global average pooling, a view of one row per image
+    (strides 0 along both image axes, as GlobalAveragePooling2D.backward_broadcast hands it over): each chunk's
+    activation gradient reads that row (activation_gradient_broadcast_rows), and dx, dW and db are bit for bit those
+    of the same call with dy written out. In chunks down to one output row (across images), on 1 or 2 threads, by
+    im2col or by Winograd."""
+    from tinynn import activations
+    from tinynn.kernels.fastmath import activation_code
+
+    winograd, g = case
+    x, Wk, _ = _conv_arrays(g, dtype)
+    s, d, pads = _geo(g)
+    act = activation_code(activations.get(code))
+    rng = np.random.default_rng(g["seed"] + 5)
+    y = kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"], bias=rng.standard_normal(Wk.shape[3]).astype(dtype),
+                          activation=act)  # fmt: skip
+    row = rng.standard_normal((g["B"], 1, 1, Wk.shape[3])).astype(dtype)
+    dy = np.broadcast_to(row, y.shape)
+    spread = y.shape[1] * y.shape[2] > 1  # one pixel: nothing to gain, dy is taken as it is
+    with pytest.MonkeyPatch.context() as patch:  # (hypothesis: no function-scoped monkeypatch fixture)
+        calls = count_calls(patch, kc, "activation_gradient_broadcast_rows")
+        for name, value in (("CHUNK_BYTES", chunk_bytes), ("WINOGRAD_MIN_CHANNELS", 1 if winograd else 1 << 30)):
+            patch.setattr(kc, name, value)
+        patch.setattr(kw, "CHUNK_BYTES", chunk_bytes)
+        patch.setattr(parallel, "PARALLEL_WORK", 0)
+        patch.setenv("TINYNN_NUM_THREADS", str(threads))
+        assert kc.uses_winograd(Wk.shape, s, d, g["G"]) == winograd
+        viewed = kc.conv2d_backward_fused(x, Wk, y, dy, act, s, d, pads, g["G"])
+        ran = len(calls)
+        written = kc.conv2d_backward_fused(x, Wk, y, np.ascontiguousarray(dy), act, s, d, pads, g["G"])
+    assert (ran > 0) == spread and len(calls) == ran
+    for a, b in zip(viewed, written):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_pooled_gradient_is_written_out_while_its_kernel_compiles(monkeypatch):
+    """Until activation_gradient_broadcast_rows is compiled for the call's types (compiled in the background
+    meanwhile: warmup.kernel_ready says no), conv2d_backward_fused writes the broadcast dy out and runs as before."""
+    from tinynn.kernels import warmup
+
+    real = warmup.kernel_ready
+    monkeypatch.setattr(warmup, "kernel_ready", lambda fn, *a: fn is not kc.activation_gradient_broadcast_rows
+                        and real(fn, *a))  # fmt: skip
+    calls = count_calls(monkeypatch, kc, "activation_gradient_broadcast_rows")
+    x, Wk, _ = _conv_arrays(SEED_GEOMETRY)
+    s, d, pads = _geo(SEED_GEOMETRY)
+    y = kc.conv2d_forward(x, Wk, s, d, pads, SEED_GEOMETRY["out"], activation=RELU)
+    dy = np.broadcast_to(np.arange(1.0, 1 + Wk.shape[3])[None, None, None], y.shape)
+    viewed = kc.conv2d_backward_fused(x, Wk, y, dy, RELU, s, d, pads)
+    written = kc.conv2d_backward_fused(x, Wk, y, np.ascontiguousarray(dy), RELU, s, d, pads)
+    assert not calls
+    for a, b in zip(viewed, written):
+        np.testing.assert_array_equal(a, b)

@@ -4,12 +4,15 @@ raised before any numba kernel runs."""
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from spies import count_calls
 
 import tinynn as tn
 from tinynn import config, layers
 from tinynn.gradcheck import check_layer
 from tinynn.kernels import conv2d as kc
+from tinynn.kernels import pooling as kp1
 from tinynn.kernels import pooling2d as kp
 
 GRADCHECK_TOL = 1e-6
@@ -38,6 +41,7 @@ POOL_CASES = [
     (lambda: layers.GlobalMaxPooling2D(), (2, 4, 3, 3)),
     (lambda: layers.GlobalMaxPooling2D(keepdims=True, data_format="channels_first"), (2, 3, 4, 3)),
     (lambda: layers.GlobalAveragePooling2D(), (2, 4, 3, 3)),
+    (lambda: layers.GlobalAveragePooling2D(keepdims=True), (3, 1, 5, 2)),
     (lambda: layers.GlobalAveragePooling2D(keepdims=True, data_format="channels_first"), (2, 3, 4, 3)),
     (lambda: layers.ZeroPadding2D(((1, 2), (0, 3))), (2, 3, 4, 2)),
     (lambda: layers.ZeroPadding2D(1, data_format="channels_first"), (2, 2, 3, 4)),
@@ -83,7 +87,7 @@ def test_fast_and_reference_modes_agree_and_reference_runs_no_numba(make, shape,
         layer.set_weights([np.random.default_rng(1).standard_normal(w.shape) for w in layer.get_weights()])
         with config.kernels(mode), monkeypatch.context() as patch:
             if mode == "reference":
-                for module in (kc, kp):
+                for module in (kc, kp, kp1):
                     for name in module.__all__:
                         patch.setattr(module, name, _boom)
             y = layer(x, training=True)
@@ -148,6 +152,22 @@ def test_channels_first_equals_transposed_channels_last(make):
     np.testing.assert_allclose(dx_first, dx_last.transpose(to_first), rtol=1e-12, atol=1e-14)
     for a, b in zip(first.gradients, last.gradients):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 40), st.integers(1, 40), st.integers(1, 9)),
+       dtype=st.sampled_from(["float32", "float64"]), keepdims=st.booleans(), seed=st.integers(0, 2**16))
+def test_global_average_pooling2d_fast_mean_is_within_the_rounding_of_a_sum(shape, dtype, keepdims, seed):
+    """GlobalAveragePooling2D's fast mode (channels_last: the numba mean over the steps of (B, H·W, C), n = H·W
+    numbers added one after the other, then one division) is within the rounding bound of such a sum of the exact
+    mean: |ŷ - y| <= (n - 1)·u·mean|x| + u·|y| (u the unit roundoff), as NumPy's mean (reference mode) is."""
+    x = (10 * np.random.default_rng(seed).standard_normal(shape)).astype(dtype)
+    layer = layers.GlobalAveragePooling2D(keepdims=keepdims, dtype=dtype)
+    y = layer(x)
+    assert layer._fast
+    exact = x.astype(np.float64).mean(axis=(1, 2), keepdims=keepdims)
+    u, n = np.finfo(dtype).eps / 2, shape[1] * shape[2]
+    bound = (n - 1) * u * np.abs(x.astype(np.float64)).mean(axis=(1, 2), keepdims=keepdims) + u * np.abs(exact)
+    assert np.all(np.abs(y - exact) <= bound)
 
 
 def test_weight_layouts_are_keras():

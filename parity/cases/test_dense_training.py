@@ -111,31 +111,3 @@ def test_model_checkpoint_saves_what_keras_saves(tmp_path, save_best_only):
     report = training_parity(model, x, y, epochs=6, batch_size=8, validation_split=0.25, callbacks=[checkpoint])
     report.assert_ok()
     assert any(c.what.startswith("final checkpoint[0]") for c in report.checks), "the saved weights were not compared"
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("fast_dense", [False, True])
-def test_dense_on_steps_then_mean_pooling_trains_like_keras(dtype, fast_dense, monkeypatch):
-    """Dense(relu) on every step → GlobalAveragePooling1D → Dense(softmax). The pooling hands Dense its gradient as
-    a broadcast view (GlobalAveragePooling1D.backward_broadcast); with ``fast_dense`` (forced on this small layer)
-    Dense's fused activation gradient reads it once per sequence (bias_activation._backward_broadcast)."""
-    from tinynn.kernels import bias_activation, blas
-
-    calls = []
-    if fast_dense:
-        monkeypatch.setattr(blas, "PARALLEL_WORK", 0)
-        real = bias_activation._backward_broadcast
-        monkeypatch.setattr(bias_activation, "_backward_broadcast", lambda *a: calls.append(1) or real(*a))
-    rng = np.random.default_rng(31)
-    x = rng.normal(size=(45, 12, 5)).astype(dtype)
-    y = rng.integers(0, 3, 45)
-    model = tn.Sequential([
-        layers.Dense(6, activation="relu", input_shape=(12, 5), dtype=dtype),
-        layers.GlobalAveragePooling1D(dtype=dtype),
-        layers.Dense(3, activation="softmax", dtype=dtype),
-    ])
-    model.set_weights([rng.normal(0, 0.5, w.shape) for w in model.get_weights()])  # non-zero biases too
-    model.compile(optimizer=optimizers.Adam(learning_rate=0.01), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
-    assert bool(calls) == fast_dense

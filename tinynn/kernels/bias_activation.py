@@ -23,7 +23,13 @@ from .fastmath import RELU, activate_row, derivative_row, relu_fast
 from .jitcache import load_without_refresh
 from .parallel import kernel_entry
 
-__all__ = ["activation_gradient_rows", "bias_activation_backward", "bias_activation_forward", "bias_activation_rows"]
+__all__ = [
+    "activation_gradient_broadcast_rows",
+    "activation_gradient_rows",
+    "bias_activation_backward",
+    "bias_activation_forward",
+    "bias_activation_rows",
+]
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
@@ -71,17 +77,21 @@ def _backward(y, dy, code, use_bias, dz, db):  # pragma: no cover - compiled
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _backward_broadcast(y, g, code, use_bias, dz, db):  # pragma: no cover - compiled
-    """:func:`_backward` for dy[b, t] = g[b] at every step t (the gradient of a mean over the steps): y, dz
-    (B, T, F), g (B, F); each row's operations are _backward's, so the bits are the same, without reading T
-    copies of g. (The row body is _backward's written out again: sharing it, as an inline helper or by running
-    _backward as this loop with T = 1, made _backward slower: benchmarks/RESULTS.md.)"""
-    B, T, F = y.shape
+def _backward_broadcast(y, g, p0, P, code, use_bias, dz, db):  # pragma: no cover - compiled
+    """:func:`_backward` for dy[n] = g[(p0 + n) // P]: the gradient of a mean over each image's (or sequence's) P
+    positions, which is the same row g[b] at every position of image b. y, dz (N, F) are the rows of positions
+    p0 .. p0 + N - 1 (a chunk may start and end inside an image), g (B, F). Each row's operations are _backward's,
+    in the same order, so the bits are the same, without reading P copies of g. (The row body is _backward's
+    written out again: sharing it, as an inline helper or by running _backward as this loop with P = 1, made
+    _backward slower: benchmarks/RESULTS.md.)"""
+    N, F = y.shape
     acc = np.zeros(F, np.float64)
-    for b in range(B):
-        gb = g[b]
-        for t in range(T):
-            dzn, yn = dz[b, t], y[b, t]
+    n = 0
+    while n < N:  # image by image: two divisions per image rather than per row
+        b = (p0 + n) // P
+        gb, end = g[b], min(N, (b + 1) * P - p0)
+        for m in range(n, end):
+            dzn, yn = dz[m], y[m]
             if code == RELU:
                 for f in range(F):
                     dzn[f] = gb[f] if yn[f] > 0 else gb[f] * 0
@@ -92,15 +102,19 @@ def _backward_broadcast(y, g, code, use_bias, dz, db):  # pragma: no cover - com
             if use_bias:
                 for f in range(F):
                     acc[f] += dzn[f]
+        n = end
     for f in range(F):
         db[f] = acc[f]
 
 
 #: The two loops, for kernels that apply the tail to pieces of their own output while a piece is in the cache (the
 #: image kernels): ``bias_activation_rows(z, bias, code, y)`` writes y = act(z + bias) for z, y (N, F) (y may be z:
-#: in place); ``activation_gradient_rows(y, dy, code, use_bias, dz, db)`` writes dz = act'(y) ⊙ dy and db = Σ_n dz.
+#: in place); ``activation_gradient_rows(y, dy, code, use_bias, dz, db)`` writes dz = act'(y) ⊙ dy and db = Σ_n dz;
+#: ``activation_gradient_broadcast_rows(y, g, p0, P, code, use_bias, dz, db)`` does the same for the gradient of a
+#: global average pooling, dy[n] = g[(p0 + n) // P], read from g (B, F) without writing dy out.
 bias_activation_rows = _forward
 activation_gradient_rows = _backward
+activation_gradient_broadcast_rows = _backward_broadcast
 
 
 def _rows(a: np.ndarray, dtype) -> np.ndarray:
@@ -134,10 +148,10 @@ def bias_activation_backward(y: np.ndarray, dy: np.ndarray, code: int, bias_sum:
     dz = np.empty(y.shape, y.dtype)
     db = np.empty(F, y.dtype)
     if dy.ndim == 3 and dy.strides[1] == 0 and dy.shape[1] > 1:  # dy[b, t] = dy[b, 0]: a mean's gradient, a view
-        g = np.ascontiguousarray(dy[:, 0], y.dtype)
-        y3 = np.ascontiguousarray(y)
-        if warmup.kernel_ready(_backward_broadcast, y3, g, code, bool(bias_sum), dz, db):
-            _backward_broadcast(y3, g, code, bool(bias_sum), dz, db)
+        g, T = np.ascontiguousarray(dy[:, 0], y.dtype), y.shape[1]
+        y_rows, dz_rows = _rows(y, y.dtype), dz.reshape(-1, F)
+        if warmup.kernel_ready(_backward_broadcast, y_rows, g, 0, T, code, bool(bias_sum), dz_rows, db):
+            _backward_broadcast(y_rows, g, 0, T, code, bool(bias_sum), dz_rows, db)
             return dz, (db if bias_sum else None)
     _backward(_rows(y, y.dtype), _rows(dy, y.dtype), code, bool(bias_sum), dz.reshape(-1, F), db)
     return dz, (db if bias_sum else None)

@@ -42,7 +42,7 @@ import numpy as np
 
 from .. import config
 from . import blas, cblas, parallel, warmup, winograd
-from .bias_activation import activation_gradient_rows, bias_activation_rows
+from .bias_activation import activation_gradient_broadcast_rows, activation_gradient_rows, bias_activation_rows
 from .fastmath import RELU, activate_row, relu_fast
 from .jitcache import load_without_refresh
 from .layout import split_groups
@@ -484,7 +484,12 @@ def conv2d_backward(x, Wk, dz, strides=(1, 1), dilation=(1, 1), pads=(0, 0), gro
 def conv2d_backward_fused(x, Wk, y, dy, activation: int, strides=(1, 1), dilation=(1, 1), pads=(0, 0), groups=1,
                           need_dx: bool = True, workspace: dict | None = None):  # fmt: skip
     """(dx or None, dWk, db) for y = act(conv(x, Wk) + b) and dy = ∂L/∂y: each chunk's dz = act'(y) ⊙ dy is formed
-    in the cache right before its GEMMs, and db = Σ dz is summed in float64 on the way."""
+    in the cache right before its GEMMs, and db = Σ dz is summed in float64 on the way.
+
+    dy may be the gradient of a global average pooling as a view (strides 0 along both image axes:
+    ``GlobalAveragePooling2D.backward_broadcast``): each chunk then reads the row g[b] = dy[b, 0, 0] of its images
+    (:func:`tinynn.kernels.bias_activation.activation_gradient_broadcast_rows`, the same bits) instead of Ho·Wo
+    copies of it written out."""
     if y.shape != dy.shape:
         raise ValueError(f"conv2d: y {y.shape} and dy {dy.shape} differ")
     return _backward(x, Wk, dy, np.ascontiguousarray(y, dtype=dy.dtype), int(activation), strides, dilation, pads,
@@ -500,11 +505,14 @@ def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx
     if dz.shape != (B, dz.shape[1], dz.shape[2], F):
         raise ValueError(f"conv2d: dz {dz.shape} does not match x {x.shape} and Wk {Wk.shape}")
     _, Ho, Wo, _ = dz.shape
-    x, dz, ws, Fg = np.ascontiguousarray(x), np.ascontiguousarray(dz), {} if workspace is None else workspace, F // G
+    g = None if activation is None else _pooled_gradient(dz, y, activation)  # (B, F): dz[b, i, j] = g[b]
+    x, ws, Fg = np.ascontiguousarray(x), {} if workspace is None else workspace, F // G
+    if g is None:
+        dz = np.ascontiguousarray(dz)
     if uses_winograd(Wk.shape, strides, dilation, G):  # dW and dx by Winograd
         db = None
         if activation is not None:
-            dz, db = _activation_gradients(y, dz, activation)
+            dz, db = _activation_gradients(y, dz, activation, g)
         dW = winograd.winograd_conv2d_backward_filter(x, dz, pads, ws)
         dx = winograd.winograd_conv2d_backward_data(dz, Wk, (H, W), pads, ws) if need_dx else None
         return dx, dW, db
@@ -515,7 +523,7 @@ def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx
     rows = B * Ho * Wo
 
     args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho)
-    dz_all = dz.reshape(B * Ho * Wo, F)
+    dz_all = dz.reshape(B * Ho * Wo, F) if g is None else None
     y_all = None if y is None else y.reshape(B * Ho * Wo, F)
 
     def piece(k, b0, b1):
@@ -524,11 +532,15 @@ def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx
         zeroed = np.zeros(B, np.int64)  # rows of each image of dx zeroed so far (see _col2im_rows)
         for r0, r1 in _chunks(b0 * Ho, b1 * Ho, Wo * K * dz.itemsize):
             n = (r1 - r0) * Wo
-            dz_rows = dz_all[r0 * Wo : r1 * Wo]
             if activation is not None:  # dz = act'(y) ⊙ dy for this chunk, db += Σ dz
                 grad = _scratch(ws, f"dz{k}", (n, F), dz.dtype)
-                _activation_gradient(y_all[r0 * Wo : r1 * Wo], dz_rows, activation, grad, db)
+                if g is None:
+                    _activation_gradient(y_all[r0 * Wo : r1 * Wo], dz_all[r0 * Wo : r1 * Wo], activation, grad, db)
+                else:
+                    _activation_gradient_broadcast(y_all[r0 * Wo : r1 * Wo], g, r0 * Wo, Ho * Wo, activation, grad, db)
                 dz_rows = grad
+            else:
+                dz_rows = dz_all[r0 * Wo : r1 * Wo]
             dz_g = split_groups(dz_rows[None], G)  # (G, n, Fg)
             buf = _scratch(ws, f"cols{k}", (G, r1 - r0, Wo, KH, KW, Cg), dz.dtype)
             cols = _im2col_rows(x, *args, r0, buf).reshape(G, n, K)
@@ -547,16 +559,23 @@ def _backward(x, Wk, dz, y, activation, strides, dilation, pads, groups, need_dx
     return dx, _dw_from_im2col(dWm, (KH, KW)), (db.astype(dz.dtype) if activation is not None else None)
 
 
-def _activation_gradients(y: np.ndarray, dy: np.ndarray, code: int) -> tuple[np.ndarray, np.ndarray]:
-    """(dz = act'(y) ⊙ dy, db = Σ dz over every axis but the last) for whole arrays, rows split over the cores."""
+def _activation_gradients(y: np.ndarray, dy: np.ndarray, code: int,
+                          g: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(dz = act'(y) ⊙ dy, db = Σ dz over every axis but the last) for whole arrays (B, Ho, Wo, F), rows split over
+    the cores; with ``g`` (B, F), dy is a view of g[b] at every pixel of image b and only g is read."""
     F = y.shape[-1]
-    y_rows, dy_rows = y.reshape(-1, F), dy.reshape(-1, F)
+    y_rows = y.reshape(-1, F)
+    dy_rows = dy.reshape(-1, F) if g is None else None
+    pixels = y.shape[1] * y.shape[2]
     dz = np.empty(dy.shape, dtype=dy.dtype)
     dz_rows = dz.reshape(-1, F)
 
     def piece(k, r0, r1):
         db = np.zeros(F, np.float64)
-        _activation_gradient(y_rows[r0:r1], dy_rows[r0:r1], code, dz_rows[r0:r1], db)
+        if g is None:
+            _activation_gradient(y_rows[r0:r1], dy_rows[r0:r1], code, dz_rows[r0:r1], db)
+        else:
+            _activation_gradient_broadcast(y_rows[r0:r1], g, r0, pixels, code, dz_rows[r0:r1], db)
         return db
 
     db = sum(share_batch(piece, y_rows.shape[0], y.size, blas=False))
@@ -574,6 +593,30 @@ def _activation_gradient(y: np.ndarray, dy: np.ndarray, code: int, dz: np.ndarra
     part = np.empty(db.shape, np.float64)
     activation_gradient_rows(y, dy, code, True, dz, part)
     db += part
+
+
+def _activation_gradient_broadcast(y: np.ndarray, g: np.ndarray, p0: int, pixels: int, code: int, dz: np.ndarray,
+                                   db: np.ndarray) -> None:  # fmt: skip
+    """:func:`_activation_gradient` for dy[n] = g[(p0 + n) // pixels]: the rows of y, dz are the pixels p0, p0 + 1,
+    ... of images of ``pixels`` pixels, whose upstream gradient is the same row g[b] at every pixel of image b
+    (:func:`tinynn.kernels.bias_activation.activation_gradient_broadcast_rows`)."""
+    part = np.empty(db.shape, np.float64)
+    activation_gradient_broadcast_rows(y, g, p0, pixels, code, True, dz, part)
+    db += part
+
+
+def _pooled_gradient(dy: np.ndarray, y: np.ndarray, code: int) -> np.ndarray | None:
+    """g (B, F) when dy (B, Ho, Wo, F) is a view with the same row g[b] = dy[b, 0, 0] at every pixel of image b
+    (strides 0 along both image axes: the gradient of a global average pooling, as
+    ``GlobalAveragePooling2D.backward_broadcast`` hands it over) and the kernel that reads it is compiled (else it
+    is compiled in the background meanwhile: :func:`tinynn.kernels.warmup.kernel_ready`); None otherwise."""
+    if dy.ndim != 4 or dy.strides[1] != 0 or dy.strides[2] != 0 or dy.shape[1] * dy.shape[2] < 2:
+        return None
+    g = np.ascontiguousarray(dy[:, 0, 0], y.dtype)
+    F = y.shape[-1]
+    rows = y.reshape(-1, F)
+    sample = (rows, g, 0, 1, int(code), True, np.empty((1, F), y.dtype), np.empty(F, np.float64))
+    return g if warmup.kernel_ready(activation_gradient_broadcast_rows, *sample) else None
 
 
 # --------------------------------------------------------------------------- depthwise

@@ -203,6 +203,9 @@ class Conv1D(_Conv1DBase):
     """
 
     _allow_causal = True
+    #: a dy broadcast along the steps (GlobalAveragePooling1D.backward_broadcast): the activation gradient reads one
+    #: row per sequence (tinynn.kernels.bias_activation.bias_activation_backward)
+    accepts_broadcast_dy = True
     _config_keys = (
         "filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups",
         "activation", "use_bias", "kernel_initializer", "bias_initializer",

@@ -13,7 +13,9 @@ for columns): max pooling pads with -∞, average pooling divides by the number 
 excluded).
 
 Code, reference first: :mod:`tinynn.kernels.reference.pooling2d` (the 'reference' kernel mode), fast:
-:mod:`tinynn.kernels.pooling2d`. The global poolings are NumPy reductions in both modes.
+:mod:`tinynn.kernels.pooling2d`. The global poolings are NumPy reductions, but for GlobalAveragePooling2D on
+channels-last inputs in fast mode: the numba mean over the steps of :mod:`tinynn.kernels.pooling` on
+(B, H·W, C).
 
 Masks: none of these layers supports masking (Keras drops the mask).
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import config
+from ..kernels import pooling as K_pool
 from ..kernels import pooling2d as K_pool2d
 from ..kernels import warmup
 from ..kernels.reference import conv2d as R_conv2d
@@ -225,12 +228,31 @@ class GlobalAveragePooling2D(_GlobalPool2DBase):
     Backward::  dx[b,h,w,c] = dy[b,c] / (H·W)
     """
 
+    _fast = False  # the last forward ran the numba mean (fast mode, channels_last)
+    _broadcast_dx = False  # see backward_broadcast
+
     def forward(self, x, training=False, mask=None):
         self._in_shape = x.shape
+        self._fast = (self.data_format == "channels_last" and config.kernel_mode() == "fast"
+                      and warmup.fast_ready(self, x))  # fmt: skip
+        if self._fast:
+            B, H, W, C = x.shape
+            return self._restore(K_pool.global_avg_pool1d_forward(x.reshape(B, H * W, C)))
         return x.mean(axis=self._spatial_axes, keepdims=self.keepdims)
+
+    def backward_broadcast(self, dy):
+        """:meth:`backward`, but after a fast-mode forward dx is a read-only broadcast view of dy / (H·W) (strides 0
+        along both image axes) instead of a (B, H, W, C) array: for a layer below that takes it as it is (Conv2D's
+        fused backward: ``accepts_broadcast_dy``), which then never reads H·W copies of dy."""
+        self._broadcast_dx = True
+        try:
+            return self.backward(dy)
+        finally:
+            self._broadcast_dx = False
 
     def backward(self, dy):
         self.gradients = []
         dy = self._keep(dy)
         H, W = (self._in_shape[a] for a in self._spatial_axes)
-        return np.broadcast_to(dy / dy.dtype.type(H * W), self._in_shape).copy()
+        dx = np.broadcast_to(dy / dy.dtype.type(H * W), self._in_shape)
+        return dx if self._broadcast_dx and self._fast else dx.copy()
