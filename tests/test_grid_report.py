@@ -171,3 +171,27 @@ def test_timed_calls_run_to_the_repeats_then_to_the_minimum_time(grid):
     assert not more(grid.MAX_CALLS, short, 7, 4.0)
     assert not more(7, grid.MIN_TIMED_S, 7, 4.0)
     assert not more(2, 4.0, 7, 4.0)
+
+
+def test_each_framework_keeps_its_fastest_round_and_the_frameworks_take_turns(grid, monkeypatch):
+    """measure_point with rounds: the frameworks' processes alternate (tinynn, Keras, PyTorch twice, then again),
+    and each framework keeps its fastest train step and its fastest predict over its processes; a failed process is
+    skipped, and a framework whose processes all fail reports the error."""
+    order, times = [], iter([5.0, 9.0, 7.0, 8.0, 4.0, 9.5, 6.0])
+
+    def spawn(args):
+        order.append(args[0] + ("/1" if len(args) == 7 else ""))
+        if args[0] == "keras" and len(order) > 4:
+            return {"error": "out of memory"}
+        t = next(times)
+        return {"train": t, "predict": 10 - t, "rss": 1.0, "numpy_gemm_train": t / 2}
+
+    monkeypatch.setattr(grid, "_spawn", spawn)
+    monkeypatch.setattr(grid, "has", lambda module: True)
+    row = grid.measure_point("Dense", 32, 50, 1, 3, rounds=2)
+    assert order == ["tinynn", "keras", "torch", "torch/1"] * 2
+    assert (row["tinynn"]["train"], row["tinynn"]["predict"], row["tinynn"]["rounds"]) == (4.0, 5.0, 2)
+    assert row["tinynn"]["numpy_gemm_train"] == 2.0
+    assert (row["keras"]["train"], row["keras"]["predict"], row["keras"]["rounds"]) == (9.0, 1.0, 1)
+    assert (row["torch"]["train"], row["torch"]["predict"], row["torch"]["rounds"]) == (6.0, 0.5, 4)
+    assert grid.best_of([{"error": "a"}, {"error": "b"}]) == {"error": "a"}
