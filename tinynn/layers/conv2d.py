@@ -89,10 +89,6 @@ class _Conv2DBase(ImageLayer, BiasActivationTail):
     into the convolution kernel: ``_fused``)."""
 
     def _dy_last(self, dy: np.ndarray) -> np.ndarray:
-        last = self._to_last(dy)
-        if (self._fused is not None and last.dtype == self.dtype and last.strides[1] == 0
-                and last.strides[2] == 0):  # fmt: skip
-            return last  # a mean's gradient as a view: the fused backward reads one row per image
         return self._last(dy)
 
     def __init__(self, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias, **kwargs):
@@ -213,6 +209,13 @@ class Conv2D(_Conv2DBase):
         "filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups",
         "activation", "use_bias", "kernel_initializer", "bias_initializer",
     )  # fmt: skip
+
+    def _dy_last(self, dy: np.ndarray) -> np.ndarray:
+        last = self._to_last(dy)
+        if (self._fused is not None and last.dtype == self.dtype and last.strides[1] == 0
+                and last.strides[2] == 0):  # fmt: skip
+            return last  # a mean's gradient as a view: the fused backward reads one row per image
+        return self._last(dy)
 
     def __init__(
         self,
