@@ -224,7 +224,25 @@ class GlobalMaxPooling1D(_GlobalPool1DBase):
         return self._from_last(dx)
 
 
-class GlobalAveragePooling1D(_GlobalPool1DBase):
+class BroadcastGradient:
+    """``backward_broadcast`` for a global average pooling, whose gradient dy / P (P the steps or pixels pooled) is
+    the same row at every position of a sample: the Sequential chain's backward calls it instead of ``backward``
+    when the layer below has ``accepts_broadcast_dy`` (Dense, Conv1D, Conv2D). The layer's ``backward`` returns
+    dx as a read-only broadcast view (strides 0 along the pooled axes) while ``_broadcast_dx`` is set, where its
+    last forward allows (fast mode, channels_last, no mask), so the layer below never reads P copies of dy; the
+    call still goes through the protocol's checks of dy."""
+
+    _broadcast_dx = False
+
+    def backward_broadcast(self, dy):
+        self._broadcast_dx = True
+        try:
+            return self.backward(dy)
+        finally:
+            self._broadcast_dx = False
+
+
+class GlobalAveragePooling1D(BroadcastGradient, _GlobalPool1DBase):
     r"""``GlobalAveragePooling1D(data_format=None, keepdims=False)``: mean over the steps axis; with a
     boolean mask m (B, T) the masked mean (masked steps excluded; a fully masked row gives 0/0 = NaN,
     as in Keras). Outputs no mask.
@@ -241,20 +259,9 @@ class GlobalAveragePooling1D(_GlobalPool1DBase):
     """
 
     supports_masking = True
-    _broadcast_dx = False  # see backward_broadcast
 
     def compute_mask(self, x, mask):
         return None
-
-    def backward_broadcast(self, dy):
-        """:meth:`backward`, but without a mask and in the fast kernel mode dx is a read-only broadcast view of
-        dy / T (stride 0 along the steps) instead of a (B, T, C) array: for a layer below that takes it as it is
-        (Dense's fused activation gradient: ``accepts_broadcast_dy``), which then never reads T copies of dy."""
-        self._broadcast_dx = True
-        try:
-            return self.backward(dy)
-        finally:
-            self._broadcast_dx = False
 
     def forward(self, x, training=False, mask=None):
         axis = self._time_axis

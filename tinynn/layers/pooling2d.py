@@ -34,6 +34,7 @@ from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int_tuple
 from .base import InputSpec, format_shape
 from .conv2d import ImageLayer
+from .pooling import BroadcastGradient
 
 
 class _Pool2DBase(ImageLayer):
@@ -220,7 +221,7 @@ class GlobalMaxPooling2D(_GlobalPool2DBase):
         return self._share * self._keep(dy)
 
 
-class GlobalAveragePooling2D(_GlobalPool2DBase):
+class GlobalAveragePooling2D(BroadcastGradient, _GlobalPool2DBase):
     r"""``GlobalAveragePooling2D(data_format=None, keepdims=False)``: mean over the rows and columns.
 
     Forward::  y[b,c] = Σ_{h,w} x[b,h,w,c] / (H·W)
@@ -229,7 +230,6 @@ class GlobalAveragePooling2D(_GlobalPool2DBase):
     """
 
     _fast = False  # the last forward ran the numba mean (fast mode, channels_last)
-    _broadcast_dx = False  # see backward_broadcast
 
     def forward(self, x, training=False, mask=None):
         self._in_shape = x.shape
@@ -239,16 +239,6 @@ class GlobalAveragePooling2D(_GlobalPool2DBase):
             B, H, W, C = x.shape
             return self._restore(K_pool.global_avg_pool1d_forward(x.reshape(B, H * W, C)))
         return x.mean(axis=self._spatial_axes, keepdims=self.keepdims)
-
-    def backward_broadcast(self, dy):
-        """:meth:`backward`, but after a fast-mode forward dx is a read-only broadcast view of dy / (H·W) (strides 0
-        along both image axes) instead of a (B, H, W, C) array: for a layer below that takes it as it is (Conv2D's
-        fused backward: ``accepts_broadcast_dy``), which then never reads H·W copies of dy."""
-        self._broadcast_dx = True
-        try:
-            return self.backward(dy)
-        finally:
-            self._broadcast_dx = False
 
     def backward(self, dy):
         self.gradients = []
