@@ -235,22 +235,67 @@ def _chunks(start: int, stop: int, bytes_per_item: int, chunk_bytes: int | None 
 #: on 16 channels, 18×18 outputs) split in two ran 4× slower on the shared machine (a 2nd thread that is not
 #: scheduled is waited for): benchmarks/RESULTS.md.
 PIECE_WORK = 1 << 23
+#: The same when the ranges are handed out inside numba (:mod:`tinynn.kernels.handoff`: a few µs, no GIL): one range
+#: per thread from HANDOFF_MIN_WORK multiply-adds per thread, more ranges from HANDOFF_PIECE_WORK each. One process,
+#: predict µs, Python hand-off / handoff (2^21 pieces) / handoff (2^20): Dense(32) on (64, 100, 32) 287 / 176 / 175;
+#: Conv1D(128, 5) on one (100, 64) sequence 132 / 135 / 103; Conv2D(128, 3) on one 20×20×16 image 179 / 129 / 139.
+HANDOFF_MIN_WORK = 1 << 20
+HANDOFF_PIECE_WORK = 1 << 21
 
 
-def _share_rows(task, rows: int, work: float, pieces_per_thread: int | None = None) -> list:
+def _share_rows(task, rows: int, work: float, pieces_per_thread: int | None = None, native=None) -> list:
     """``task(worker, r0, r1)`` over ranges of the output rows ``range(rows)`` (r = b·Ho + i), pulled by the cores;
     the results in range order. Like :func:`tinynn.kernels.parallel.share_batch`, but the ranges may cut an image,
     so that a small batch splits too: per thread up to ``pieces_per_thread`` (default ``PIECES_PER_THREAD``) ranges
     of ``PIECE_WORK`` or more (one range on the calling thread when there is not that much work for every thread).
     The ranges depend only on ``rows``, ``work``, the thread count and the BLAS found (sums added in range order
-    give the same bits on every run)."""
+    give the same bits on every run).
+
+    ``native`` (from :func:`_native`): (ready(), run(ranges, workers)), the ranges handed out inside numba
+    (:mod:`tinynn.kernels.handoff`, from ``HANDOFF_MIN_WORK`` per thread) when ready() says it can take them now;
+    run returns the results in range order, or None (then :func:`tinynn.kernels.parallel.share` runs them)."""
     workers = num_threads()
     with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
-        most = parallel.PIECES_PER_THREAD if pieces_per_thread is None else pieces_per_thread
-        per_thread = min(most, int(work // (workers * max(PIECE_WORK, 1))))
-        if work < parallel.PARALLEL_WORK or workers <= 1 or not cblas.can_limit_threads() or per_thread < 1:
+        if work < parallel.PARALLEL_WORK or workers <= 1 or not cblas.can_limit_threads():
             return [task(0, 0, rows)]
-        return share(task, even_ranges(rows, workers * per_thread), work)
+        most = parallel.PIECES_PER_THREAD if pieces_per_thread is None else pieces_per_thread
+        if native is not None and not parallel.in_piece() and native[0]():
+            # one range per thread from HANDOFF_MIN_WORK each, more from HANDOFF_PIECE_WORK each
+            per_thread = min(most, max(int(work // (workers * HANDOFF_PIECE_WORK)),
+                                       int(work >= workers * HANDOFF_MIN_WORK)))  # fmt: skip
+            ranges = even_ranges(rows, workers * per_thread) if per_thread >= 1 else [(0, rows)]
+            if len(ranges) > 1 and (done := native[1](ranges, workers)) is not None:
+                return done
+        else:
+            per_thread = min(most, int(work // (workers * max(PIECE_WORK, 1))))
+            ranges = even_ranges(rows, workers * per_thread) if per_thread >= 1 else [(0, rows)]
+        if len(ranges) == 1:
+            return [task(0, 0, rows)]
+        return share(task, ranges, work)
+
+
+#: Whether one-group im2col forwards hand their row ranges to the pool's threads inside numba
+#: (:mod:`tinynn.kernels.handoff`) once its kernels are compiled; False: through Python (:func:`parallel.share`).
+HANDOFF = True
+_handoff_module = None
+
+
+def _native(dtype, run):
+    """(ready, ``run``) for :func:`_share_rows` while the hand-off is on (:data:`HANDOFF`), else None. ready() says
+    whether :mod:`tinynn.kernels.handoff` can take a job of ``dtype`` now (asked only when a pass splits: it may
+    start compiling). In a layer's warm-up this compiles (or loads) the hand-off's kernels instead and returns None:
+    the layer's later passes then find them ready."""
+    global _handoff_module
+    if not HANDOFF:
+        return None
+    if _handoff_module is None:
+        from . import handoff
+
+        _handoff_module = handoff
+    if warmup._in_warmup():
+        _handoff_module.warm(dtype)
+        return None
+    return (lambda: _handoff_module.ready(dtype)), run
 
 
 def _check(x, Wk, groups, out_hw):
@@ -328,7 +373,9 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
             if activation is not None:
                 _bias_activation(z_rows[r0 * Wo : r0 * Wo + len(zc)], b, code)
 
-    _share_rows(piece, B * Ho, B * Ho * Wo * K * F)
+    native = None if G != 1 else _native(x.dtype, lambda ranges, workers: _handoff_module.forward_rows(
+        x, Wm[0], b, code, args, Wo, step, ranges, z_rows, F, ws, workers, B * Ho * Wo * K * F))  # fmt: skip
+    _share_rows(piece, B * Ho, B * Ho * Wo * K * F, None, native)
     return z
 
 
@@ -443,8 +490,10 @@ def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), o
             _pool_rows(zc, b, code, r0, Ho, Wo, b0, part)
         return b0, part
 
+    native = None if G != 1 else _native(x.dtype, lambda ranges, workers: _handoff_module.forward_rows(
+        x, Wm[0], b, code, args, Wo, step, ranges, None, F, ws, workers, B * Ho * Wo * K * F))  # fmt: skip
     # in range order: the same bits every run
-    for b0, part in _share_rows(piece, B * Ho, B * Ho * Wo * K * F, pieces_per_thread):
+    for b0, part in _share_rows(piece, B * Ho, B * Ho * Wo * K * F, pieces_per_thread, native):
         sums[b0 : b0 + len(part)] += part
     return (sums / (Ho * Wo)).astype(x.dtype)
 
@@ -457,8 +506,10 @@ def forward_pooled_ready(dtype) -> bool:
     d = np.dtype(dtype)
     if d in _pooled_ready:
         return True
+    if config.compile_mode() == "wait" or warmup._in_warmup():  # (those say yes without looking)
+        return True
     ready = warmup.kernel_ready(_forward_rows, *_forward_rows_sample(d))
-    if ready and config.compile_mode() != "wait" and not warmup._in_warmup():  # (those say yes without looking)
+    if ready:
         _pooled_ready.add(d)  # compiled code never goes away; keying 22 sample arguments cost ~12 µs per predict
     return ready
 

@@ -43,6 +43,7 @@ SPIN_CYCLES = 1_000_000
 #: that never yields holds the core its partner needs (:mod:`.spinwait`; 0: never yield).
 YIELD_CYCLES = 50_000
 _spin = None  # (spinwait.spin_while_equal, spinwait.set_then_spin) once compiled (sleeping waits until then)
+_handoff = None  # the module tinynn.kernels.handoff once its serve is compiled (the idle spin then watches its box)
 
 
 def _spinner():
@@ -57,6 +58,23 @@ def _spinner():
                 and warmup.kernel_ready(spinwait.set_then_spin, cell, cell, 0, 0, 0)):
             _spin = (spinwait.spin_while_equal, spinwait.set_then_spin)
     return _spin
+
+
+def _server():
+    """:mod:`.handoff` once its :func:`~.handoff.serve` is compiled for this process, else None (it is compiled or
+    loaded in the background meanwhile)."""
+    global _handoff
+    if _handoff is None and _spinner() is not None:
+        from . import handoff
+
+        if handoff.serve_ready():
+            _handoff = handoff
+    return _handoff
+
+
+def serving() -> bool:
+    """Whether the pool's idle threads watch :mod:`.handoff`'s box (so a job posted there finds them)."""
+    return _server() is not None
 
 
 def _new_signal() -> tuple[np.ndarray, threading.Lock]:
@@ -129,8 +147,11 @@ class _Pool:
                 following = None
             # (a job that found itself on its caller's core does not spin there either: the caller needs the core)
             spin = _spinner() if following is None and SPIN_CYCLES > 0 and job.value is not _ON_CALLERS_CORE else None
+            handoff = None if spin is None else _server()
             if spin is None:
                 job.finished[0] = 1
+            elif handoff is not None:  # the same, watching the hand-off box as well (jobs posted from numba)
+                handoff.serve(job.finished, self.posted, seen, handoff.box(), SPIN_CYCLES, YIELD_CYCLES)
             else:  # mark it finished once the GIL is free for the caller, then watch for the next job
                 spin[1](job.finished, self.posted, seen, SPIN_CYCLES, YIELD_CYCLES)
             job = following
