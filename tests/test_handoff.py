@@ -240,3 +240,52 @@ def test_a_forked_child_gets_an_empty_box(monkeypatch):
     _, status = os.waitpid(pid, 0)
     assert os.read(read, 2) == b"ok" and status == 0
     os.close(read)
+
+
+_COMPILES_BY_THREAD = r'''
+import json, os, threading
+from numba.core import event
+seen = []
+
+
+class Recorder(event.Listener):
+    def on_start(self, e):
+        seen.append((threading.current_thread().name, e.data["dispatcher"].py_func.__name__))
+
+    def on_end(self, e):
+        pass
+
+
+event.register("numba:compile", Recorder())
+import numpy as np
+from tinynn.kernels import conv2d, handoff
+from tinynn.kernels.fastmath import RELU
+
+x = np.random.default_rng(0).random((100, 64, 1, 32)).astype(np.float32)
+Wk = np.random.default_rng(1).random((1, 1, 32, 32)).astype(np.float32)
+for _ in range(50):
+    conv2d.conv2d_forward_pooled(x, Wk, bias=np.zeros(32, np.float32), activation=RELU)
+print(json.dumps({"compiles": seen, "pool_ranges": int(handoff.box()[handoff.POOL_RANGES])}))
+'''
+
+
+def test_no_kernel_compiles_on_a_pool_thread(tmp_path):
+    """A fresh process, an empty numba cache, "wait" mode: every kernel of the hand-off (serve, run_rows and what
+    they call) compiles on the calling thread, none on a pool thread, where a compile still running when the
+    process ends makes LLVM abort. (The pool thread then takes ranges.)"""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    root = str(pathlib.Path(handoff.__file__).resolve().parents[2])
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": root, "TINYNN_COMPILE": "wait",
+           "TINYNN_NUM_THREADS": "2"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", _COMPILES_BY_THREAD], env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    names = {name for _, name in result["compiles"]}
+    assert {"serve", "run_rows", "_forward_rows"} <= names
+    assert [c for c in result["compiles"] if c[0].startswith("tinynn_")] == []
+    assert result["pool_ranges"] > 0

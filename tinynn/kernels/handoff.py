@@ -28,6 +28,10 @@ scheduled costs nothing: the caller then runs every range (:mod:`tinynn.kernels.
 thread through its queue meanwhile). A failure inside a range is recorded (``box[ERROR]``) and the caller reruns
 the pass in Python, which raises it with its message.
 
+numba's disk cache checks only a kernel's own file, and :func:`serve` and :func:`run_rows` embed
+:func:`~tinynn.kernels.conv2d._forward_rows`: after editing ``conv2d.py`` clear the caches (``__pycache__/*.nbi``,
+``*.nbc``), or these run the old code (or fail in numba's boxing).
+
 NumPy twin: the ranges one after the other (:func:`tinynn.kernels.reference.conv2d.conv2d_forward` computes the
 same numbers); this module only decides which thread runs a range.
 """
@@ -45,6 +49,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .. import config
+from . import parallel, warmup
 from .conv2d import _forward_rows
 from .jitcache import load_without_refresh
 from .spinwait import _clock, _pause, _sched_yield
@@ -301,9 +306,11 @@ def _serve_sample() -> tuple:
 
 
 def serve_ready() -> bool:
-    """Whether :func:`serve` is compiled (if not it is compiled or loaded in the background, and False returned)."""
-    from . import warmup
-
+    """Whether :func:`serve` is compiled: in "wait" mode and in a warm-up it is compiled (or loaded) here and now;
+    otherwise, if it is not, it is compiled or loaded in the background and False returned."""
+    if config.compile_mode() == "wait" or warmup._in_warmup():
+        serve.compile(tuple(numba.typeof(a) for a in _serve_sample()))
+        return True
     return warmup.kernel_ready(serve, *_serve_sample())
 
 
@@ -320,8 +327,6 @@ def ready(dtype) -> bool:
     d = np.dtype(dtype)
     if d in _ready:
         return True
-    from . import parallel, warmup
-
     if config.compile_mode() == "wait" or warmup._in_warmup():  # run_rows compiles when called
         return parallel.serving()
     ok = parallel.serving() and warmup.kernel_ready(run_rows, *_run_rows_sample(d))
@@ -350,11 +355,11 @@ def forward_rows(x, Wm, bias, code: int, args: tuple, Wo: int, step: int, ranges
         _box_lock.release()
 
 
-def _plan(ranges: list[tuple[int, int]], Ho: int, F: int) -> tuple:
-    """(ranges as an (n, 2) array, offsets, [(b0, first, end) of each range's sums in parts]): range i pools into
-    rows offsets[i] .. offsets[i+1]-1 of parts, one per image it reaches (b0 = its first image). Kept per
-    (ranges, Ho, F): a model's passes repeat the same few."""
-    key = (tuple(ranges), Ho, F)
+def _plan(ranges: list[tuple[int, int]], Ho: int, F: int, numbers: tuple) -> tuple:
+    """(ranges as an (n, 2) array, offsets, [(b0, first, end) of each range's sums in parts], ``numbers`` as an
+    int64 array): range i pools into rows offsets[i] .. offsets[i+1]-1 of parts, one per image it reaches (b0: its
+    first image). Kept per call shape: a model's passes repeat the same few."""
+    key = (tuple(ranges), F, numbers)
     plan = _plans.get(key)
     if plan is None:
         r = np.array(ranges, np.int64)
@@ -363,7 +368,7 @@ def _plan(ranges: list[tuple[int, int]], Ho: int, F: int) -> tuple:
         views = [(int(r0) // Ho, int(offsets[i]) * F, int(offsets[i + 1]) * F) for i, (r0, _) in enumerate(ranges)]
         if len(_plans) >= 64:
             _plans.clear()
-        plan = _plans[key] = (r, offsets, views)
+        plan = _plans[key] = (r, offsets, views, np.array(numbers, np.int64))
     return plan
 
 
@@ -371,10 +376,8 @@ _plans: dict = {}
 
 
 def _post(x, Wm, bias, code, args, Wo, step, ranges, z, F, ws, workers, work):
-    from . import parallel
-
     Ho, pooled = args[8], z is None
-    r, offsets, views = _plan(ranges, Ho, F)
+    r, offsets, views, a = _plan(ranges, Ho, F, (code, *args, Wo, step))
     n = min(step, max(r1 - r0 for r0, r1 in ranges)) * Wo
     pointwise = args[:8] == (1, 1, 1, 1, 1, 1, 0, 0) and x.shape[1:3] == (Ho, Wo)
     cols = parallel.scratch(ws, "handoff_cols", (workers, 1 if pointwise else n * Wm.shape[0]), x.dtype)
@@ -387,8 +390,8 @@ def _post(x, Wm, bias, code, args, Wo, step, ranges, z, F, ws, workers, work):
         for _ in range(workers - 1 - int(_box[SERVING])):
             pool.submit(_nothing)
     stand_aside = parallel.SKIP_ON_CALLERS_CORE and work < parallel.STAND_ASIDE_WORK
-    failed = run_rows(_box, next(_job_ids), x, Wm, bias, np.array((code, *args, Wo, step), np.int64), cols, zbuf, z,
-                      r, parts, offsets, workers, parallel.YIELD_CYCLES, stand_aside)  # fmt: skip
+    failed = run_rows(_box, next(_job_ids), x, Wm, bias, a, cols, zbuf, z, r, parts, offsets, workers,
+                      parallel.YIELD_CYCLES, stand_aside)  # fmt: skip
     if failed:
         return None
     if not pooled:

@@ -60,21 +60,18 @@ def _spinner():
     return _spin
 
 
-def _server():
-    """:mod:`.handoff` once its :func:`~.handoff.serve` is compiled for this process, else None (it is compiled or
-    loaded in the background meanwhile)."""
+def serving() -> bool:
+    """Whether the pool's idle threads watch :mod:`.handoff`'s box (so a job posted there finds them): once its
+    :func:`~.handoff.serve` is compiled. Asked by the threads that post jobs, never by a pool thread: compiling in a
+    pool thread could still be under way when the process ends, and LLVM aborts when its globals are torn down
+    under a running compile."""
     global _handoff
     if _handoff is None and _spinner() is not None:
         from . import handoff
 
         if handoff.serve_ready():
             _handoff = handoff
-    return _handoff
-
-
-def serving() -> bool:
-    """Whether the pool's idle threads watch :mod:`.handoff`'s box (so a job posted there finds them)."""
-    return _server() is not None
+    return _handoff is not None
 
 
 def _new_signal() -> tuple[np.ndarray, threading.Lock]:
@@ -147,7 +144,7 @@ class _Pool:
                 following = None
             # (a job that found itself on its caller's core does not spin there either: the caller needs the core)
             spin = _spinner() if following is None and SPIN_CYCLES > 0 and job.value is not _ON_CALLERS_CORE else None
-            handoff = None if spin is None else _server()
+            handoff = None if spin is None else _handoff  # (set by serving(), once serve is compiled)
             if spin is None:
                 job.finished[0] = 1
             elif handoff is not None:  # the same, watching the hand-off box as well (jobs posted from numba)
