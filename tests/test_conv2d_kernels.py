@@ -128,19 +128,17 @@ def test_fused_bias_activation_matches_reference(g, code, use_bias, chunk_bytes)
 
 @given(g=conv_geometry(), code=st.sampled_from([None, "linear", "relu", "tanh", "sigmoid"]), use_bias=st.booleans(),
        chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.sampled_from([1, 2, 3]),
-       piece_work=st.sampled_from([1, 1 << 40]), handoff=st.booleans())
-@example(g=SEED_GEOMETRY, code="relu", use_bias=True, chunk_bytes=1, threads=2, piece_work=1, handoff=False)
-@example(g=POINTWISE, code="relu", use_bias=True, chunk_bytes=300, threads=2, piece_work=1,
-         handoff=True)  # chunks cross images  # fmt: skip
-@example(g=POINTWISE, code="linear", use_bias=False, chunk_bytes=1 << 22, threads=1, piece_work=1 << 40,
-         handoff=True)  # fmt: skip
+       piece_work=st.sampled_from([1, 1 << 40]))
+@example(g=SEED_GEOMETRY, code="relu", use_bias=True, chunk_bytes=1, threads=2, piece_work=1)
+@example(g=POINTWISE, code="relu", use_bias=True, chunk_bytes=300, threads=2, piece_work=1)  # chunks cross images
+@example(g=POINTWISE, code="linear", use_bias=False, chunk_bytes=1 << 22, threads=1, piece_work=1 << 40)
 @example(g=geometry(9, 8, (3, 3), (1, 1), (1, 1), "same", B=1, Cg=2, Fg=3), code="relu", use_bias=True,
-         chunk_bytes=1 << 22, threads=2, piece_work=1, handoff=False)
-def test_conv2d_forward_pooled_matches_reference(g, code, use_bias, chunk_bytes, threads, piece_work, handoff):
+         chunk_bytes=1 << 22, threads=2, piece_work=1)
+def test_conv2d_forward_pooled_matches_reference(g, code, use_bias, chunk_bytes, threads, piece_work):
     """conv2d_forward_pooled (the mean over the output pixels of act(z + b), never written out) against the mean
     of the reference convolution with NumPy's bias and activation; in chunks (down to one row, across images) and
     pieces of output rows (``piece_work`` 1: down to a row, an image's sums split over pieces; a batch of one
-    split), groups included; the pieces handed out through Python or inside numba (``handoff``)."""
+    split), groups included. (float64: the pieces go through Python; inside numba: tests/test_handoff.py.)"""
     from tinynn import activations
     from tinynn.kernels.fastmath import activation_code
 
@@ -152,9 +150,7 @@ def test_conv2d_forward_pooled_matches_reference(g, code, use_bias, chunk_bytes,
     act = None if code is None else activation_code(activations.get(code))
     with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), mock.patch.object(parallel, "PARALLEL_WORK", 0), \
             mock.patch.object(kc, "FORWARD_CHUNK_BYTES", chunk_bytes), \
-            mock.patch.object(kc, "PIECE_WORK", piece_work), mock.patch.object(kc, "HANDOFF", handoff), \
-            mock.patch.object(kc, "HANDOFF_PIECE_WORK", piece_work), \
-            mock.patch.object(kc, "HANDOFF_MIN_WORK", 0 if piece_work == 1 else piece_work), \
+            mock.patch.object(kc, "PIECE_WORK", piece_work), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         for _ in range(2):  # the second call on the first one's buffers
             p = kc.conv2d_forward_pooled(x, Wk, s, d, pads, g["out"], g["G"], _WORKSPACE, bias=b, activation=act)
@@ -177,14 +173,13 @@ def test_conv2d_forward_pooled_on_winograd_shapes():
 _WORKSPACE: dict = {}  # shared by every example: buffers get reused across calls and reallocated on new shapes
 
 
-@given(g=conv_geometry(), chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.sampled_from([1, 2, 3]),
-       handoff=st.booleans())
-@example(g=SEED_GEOMETRY, chunk_bytes=1, threads=2, handoff=False)
-@example(g=POINTWISE, chunk_bytes=300, threads=2, handoff=True)
-def test_conv2d_in_chunks_and_pieces_on_reused_workspace(g, chunk_bytes, threads, handoff):
+@given(g=conv_geometry(), chunk_bytes=st.sampled_from([1, 300, 1 << 22]), threads=st.sampled_from([1, 2, 3]))
+@example(g=SEED_GEOMETRY, chunk_bytes=1, threads=2)
+@example(g=POINTWISE, chunk_bytes=300, threads=2)
+def test_conv2d_in_chunks_and_pieces_on_reused_workspace(g, chunk_bytes, threads):
     """Output rows split in chunks (down to one row, across image boundaries), the forward's rows in pieces (down to
-    one row: ``PIECE_WORK`` 1; handed out through Python or inside numba: ``handoff``) and the backward's images in
-    pieces, on scratch buffers reused across calls and shapes."""
+    one row: ``PIECE_WORK`` 1) and the backward's images in pieces, on scratch buffers reused across calls and
+    shapes."""
     x, Wk, dz = _conv_arrays(g)
     s, d, pads = _geo(g)
     z_ref = rc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"])
@@ -192,8 +187,7 @@ def test_conv2d_in_chunks_and_pieces_on_reused_workspace(g, chunk_bytes, threads
     dW_ref = rc.conv2d_backward_filter(x, dz, g["K"], s, d, pads, g["G"])
     with mock.patch.object(kc, "CHUNK_BYTES", chunk_bytes), mock.patch.object(parallel, "PARALLEL_WORK", 0), \
             mock.patch.object(kc, "FORWARD_CHUNK_BYTES", chunk_bytes), \
-            mock.patch.object(kc, "PIECE_WORK", 1), mock.patch.object(kc, "HANDOFF", handoff), \
-            mock.patch.object(kc, "HANDOFF_PIECE_WORK", 1), mock.patch.object(kc, "HANDOFF_MIN_WORK", 0), \
+            mock.patch.object(kc, "PIECE_WORK", 1), \
             mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
         for _ in range(2):  # the second call runs on the buffers the first one left behind
             z = kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"], workspace=_WORKSPACE)

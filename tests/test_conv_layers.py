@@ -380,8 +380,6 @@ def test_predict_pools_conv1d_in_one_pass_as_the_two_layers_do(conv, shape, keep
     monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
     monkeypatch.setattr(parallel, "PARALLEL_WORK", 0)
     monkeypatch.setattr(conv2d, "PIECE_WORK", 1)
-    monkeypatch.setattr(conv2d, "HANDOFF_PIECE_WORK", 1)  # (the ranges handed out inside numba: tests/test_handoff.py)
-    monkeypatch.setattr(conv2d, "HANDOFF_MIN_WORK", 0)
     monkeypatch.setattr(conv2d, "FORWARD_CHUNK_BYTES", 1)
     f64 = {"dtype": "float64"}
     fmt = conv.get("data_format", "channels_last")

@@ -61,8 +61,6 @@ def test_predict_pools_dense_on_a_sequence_in_one_pass_as_the_two_layers_do(acti
     monkeypatch.setattr(core, "POOLED_MIN_ROWS", 0)
     monkeypatch.setattr(parallel, "PARALLEL_WORK", 0)
     monkeypatch.setattr(conv2d, "PIECE_WORK", 1)
-    monkeypatch.setattr(conv2d, "HANDOFF_PIECE_WORK", 1)  # (the ranges handed out inside numba: tests/test_handoff.py)
-    monkeypatch.setattr(conv2d, "HANDOFF_MIN_WORK", 0)
     monkeypatch.setattr(conv2d, "FORWARD_CHUNK_BYTES", 1)
     f64 = {"dtype": "float64"}
     net = tn.Sequential([layers.Input(shape=(7, 5)),

@@ -58,9 +58,9 @@ _sched_getcpu = types.ExternalFunction("sched_getcpu", types.int32())
 
 __all__ = ["ERROR", "SERVING", "new_box", "run_rows", "serve"]
 
-# The mailbox's slots. JOB, ACTIVE, NEXT, ERROR, SERVING are changed atomically; the job's fields (DTYPE on) are
+# The mailbox's slots. JOB, ACTIVE, NEXT, ERROR, SERVING are changed atomically; the job's fields (X on) are
 # written by the caller while no job is open.
-JOB, ACTIVE, NEXT, ERROR, SERVING, WORKERS, DTYPE, CALLER_CPU = 0, 1, 2, 3, 4, 5, 6, 7
+JOB, ACTIVE, NEXT, ERROR, SERVING, WORKERS, CALLER_CPU = 0, 1, 2, 3, 4, 5, 7
 X, X_SHAPE, WM, WM_SHAPE, BIAS = 8, 9, 13, 14, 16  # X_SHAPE: B, H, W, C; WM_SHAPE: K, F
 ARGS = 17  # code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo, step: _forward_rows's integer arguments
 COLS, COLS_SIZE, ZBUF, ZBUF_SIZE, Z, Z_ROWS, RANGES, N_RANGES, PARTS, OFFSETS = range(29, 39)
@@ -131,7 +131,7 @@ def _address(typingctx, array):
     return types.int64(array), codegen
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _run_range(i, x, Wm, bias, a, cols, zbuf, z, ranges, parts, offsets):  # pragma: no cover - compiled
     """Range i of the job: output rows ranges[i] of z (``parts`` empty), or their pooled sums into the rows
     offsets[i] .. offsets[i+1]-1 of ``parts`` (the images b0 = ranges[i, 0] // Ho on)."""
@@ -146,7 +146,7 @@ def _run_range(i, x, Wm, bias, a, cols, zbuf, z, ranges, parts, offsets):  # pra
                       cols, zbuf, z, 0, parts.reshape((0, F)))  # fmt: skip
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _claim_and_run(box, x, Wm, bias, a, cols, zbuf, z, ranges, parts, offsets, pool):  # pragma: no cover
     """Claim ranges (box[NEXT]++) and run them until none is left (``pool``: this is a pool thread, counted in
     box[POOL_RANGES]); a failure sets box[ERROR] and ends the claiming (the ranges left are claimed by nobody: the
@@ -166,7 +166,7 @@ def _claim_and_run(box, x, Wm, bias, a, cols, zbuf, z, ranges, parts, offsets, p
             return
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _join(box, worker, like):  # pragma: no cover - compiled
     """A pool thread's part of the open job, for its dtype (``like``: an empty array of it): rebuild the arrays
     from the box's addresses, with this thread's own scratch (row ``worker`` of the job's cols and zbuf)."""
@@ -213,10 +213,7 @@ def serve(flag, posted, seen, box, cycles, yield_cycles):  # pragma: no cover - 
                 aside = box[CALLER_CPU] >= 0 and _sched_getcpu() == box[CALLER_CPU]
                 worker = -1 if aside else _fetch_add(box, JOINED, 1) + 1  # its scratch row (the caller has row 0)
                 if 0 < worker < box[WORKERS]:
-                    if box[DTYPE] == 0:
-                        _join(box, worker, np.empty(0, np.float32))
-                    else:
-                        _join(box, worker, np.empty(0, np.float64))
+                    _join(box, worker, np.empty(0, np.float32))
             _fetch_add(box, ACTIVE, -1)
             if aside:  # on the caller's core: leave the core to it and sleep (a thread woken up later is placed
                 break  # on a free core, where it can help)
@@ -253,7 +250,6 @@ def run_rows(box, job, x, Wm, bias, a, cols, zbuf, z, ranges, parts, offsets, wo
     box[Z], box[Z_ROWS] = _address(z), z.shape[0]
     box[RANGES], box[N_RANGES], box[OFFSETS] = _address(ranges), ranges.shape[0], _address(offsets)
     box[PARTS] = _address(parts) if parts.size > 0 else 0
-    box[DTYPE] = 0 if x.itemsize == 4 else 1
     box[WORKERS] = workers
     box[CALLER_CPU] = _sched_getcpu() if stand_aside else -1
     _store(box, ERROR, 0)
@@ -272,6 +268,10 @@ def run_rows(box, job, x, Wm, bias, a, cols, zbuf, z, ranges, parts, offsets, wo
     return _load(box, ERROR)
 
 
+#: The dtypes jobs are posted for. numba links a kernel's callees into it, so every dtype serve takes is another copy
+#: of _forward_rows compiled into it (float32 and float64: 11 s of CPU for M7's first run); float64 passes (parity
+#: checks, not speed) hand their ranges out through Python.
+DTYPES = (np.dtype(np.float32),)
 _box = new_box()
 _box_lock = threading.Lock()
 _job_ids = itertools.count(1)
@@ -316,17 +316,23 @@ def serve_ready() -> bool:
 
 def warm(dtype) -> None:
     """Compile (or load from numba's cache) :func:`run_rows` for ``dtype`` and :func:`serve`: a layer's warm-up
-    (:mod:`tinynn.kernels.warmup`) calls this, so that its later passes find them ready."""
+    (:mod:`tinynn.kernels.warmup`) calls this, so that its later passes find them ready (nothing for a dtype the
+    hand-off does not take)."""
+    if np.dtype(dtype) not in DTYPES:
+        return
     for fn, sample in ((run_rows, _run_rows_sample(dtype)), (serve, _serve_sample())):
         fn.compile(tuple(numba.typeof(a) for a in sample))
 
 
 def ready(dtype) -> bool:
-    """Whether a caller can post jobs of ``dtype``: :func:`run_rows` is compiled for it and the pool's threads
-    watch the box (:func:`serve` is compiled). If not, what is missing compiles in the background meanwhile."""
+    """Whether a caller can post jobs of ``dtype``: float32 (:data:`DTYPES`), :func:`run_rows` is compiled and the
+    pool's threads watch the box (:func:`serve` is compiled). If not, what is missing compiles in the background
+    meanwhile."""
     d = np.dtype(dtype)
     if d in _ready:
         return True
+    if d not in DTYPES:
+        return False
     if config.compile_mode() == "wait" or warmup._in_warmup():  # run_rows compiles when called
         return parallel.serving()
     ok = parallel.serving() and warmup.kernel_ready(run_rows, *_run_rows_sample(d))
