@@ -290,3 +290,24 @@ def test_no_kernel_compiles_on_a_pool_thread(tmp_path):
     assert {"serve", "run_rows", "_forward_rows"} <= names
     assert [c for c in result["compiles"] if c[0].startswith("tinynn_")] == []
     assert result["pool_ranges"] > 0
+
+
+def test_a_pooled_pass_has_the_same_bits_whoever_runs_its_ranges(monkeypatch):
+    """The ranges are cut for the hand-off whether it is compiled yet, takes the job or finds the box taken, so the
+    sums of an image split between two ranges (33 images of 64 rows in two ranges), added in range order, have the
+    same bits in all three cases."""
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    x, Wk, b, ref = _pointwise_job(rows=33 * 64)
+    posted = []
+    real = handoff.forward_rows
+    monkeypatch.setattr(handoff, "forward_rows", lambda *a, **k: posted.append(real(*a, **k)) or posted[-1])
+    taken = kc.conv2d_forward_pooled(x, Wk, workspace={}, bias=b, activation=RELU)
+    assert len(posted) == 1 and posted[0] is not None  # the hand-off ran it
+    with handoff._box_lock:  # the box taken: the same ranges through Python
+        busy = kc.conv2d_forward_pooled(x, Wk, workspace={}, bias=b, activation=RELU)
+    assert len(posted) == 2 and posted[1] is None
+    monkeypatch.setattr(handoff, "ready", lambda dtype: False)  # not compiled yet: through Python
+    compiling = kc.conv2d_forward_pooled(x, Wk, workspace={}, bias=b, activation=RELU)
+    assert len(posted) == 2
+    assert np.array_equal(taken, busy) and np.array_equal(taken, compiling)
+    assert np.max(np.abs(taken - ref)) <= 1e-5 * np.max(np.abs(ref))

@@ -251,26 +251,29 @@ def _share_rows(task, rows: int, work: float, pieces_per_thread: int | None = No
     The ranges depend only on ``rows``, ``work``, the thread count and the BLAS found (sums added in range order
     give the same bits on every run).
 
-    ``native`` (from :func:`_native`): (ready(), run(ranges, workers)), the ranges handed out inside numba
-    (:mod:`tinynn.kernels.handoff`, from ``HANDOFF_MIN_WORK`` per thread) when ready() says it can take them now;
-    run returns the results in range order, or None (then :func:`tinynn.kernels.parallel.share` runs them)."""
+    ``native`` (from :func:`_native`: the pass's dtype is one the hand-off takes): (ready(), run(ranges,
+    workers)); the ranges are then cut for :mod:`tinynn.kernels.handoff` (from ``HANDOFF_MIN_WORK`` per thread)
+    and handed out inside numba when ready() says it can take them now; run returns the results in range order,
+    or None (then :func:`tinynn.kernels.parallel.share` runs the same ranges)."""
     workers = num_threads()
     with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
         if work < parallel.PARALLEL_WORK or workers <= 1 or not cblas.can_limit_threads():
             return [task(0, 0, rows)]
         most = parallel.PIECES_PER_THREAD if pieces_per_thread is None else pieces_per_thread
-        if native is not None and not parallel.in_piece() and native[0]():
-            # one range per thread from HANDOFF_MIN_WORK each, more from HANDOFF_PIECE_WORK each
+        if native is None:
+            per_thread = min(most, int(work // (workers * max(PIECE_WORK, 1))))
+        else:  # one range per thread from HANDOFF_MIN_WORK each, more from HANDOFF_PIECE_WORK each
             per_thread = min(most, max(int(work // (workers * HANDOFF_PIECE_WORK)),
                                        int(work >= workers * HANDOFF_MIN_WORK)))  # fmt: skip
-            ranges = even_ranges(rows, workers * per_thread) if per_thread >= 1 else [(0, rows)]
-            if len(ranges) > 1 and (done := native[1](ranges, workers)) is not None:
-                return done
-        else:
-            per_thread = min(most, int(work // (workers * max(PIECE_WORK, 1))))
-            ranges = even_ranges(rows, workers * per_thread) if per_thread >= 1 else [(0, rows)]
-        if len(ranges) == 1:
+        if per_thread < 1 or rows < 2:
             return [task(0, 0, rows)]
+        ranges = even_ranges(rows, workers * per_thread)
+        # the same ranges whoever runs them (a pooled pass's sums, added in range order, then have the same bits
+        # whether the hand-off is compiled yet, takes the job or finds the box taken)
+        if native is not None and not parallel.in_piece() and native[0]():
+            done = native[1](ranges, workers)
+            if done is not None:
+                return done
         return share(task, ranges, work)
 
 
@@ -281,7 +284,8 @@ _handoff_module = None
 
 
 def _native(dtype, run):
-    """(ready, ``run``) for :func:`_share_rows` while the hand-off is on (:data:`HANDOFF`), else None. ready() says
+    """(ready, ``run``) for :func:`_share_rows` while the hand-off is on (:data:`HANDOFF`) for ``dtype``, else None.
+    ready() says
     whether :mod:`tinynn.kernels.handoff` can take a job of ``dtype`` now (asked only when a pass splits: it may
     start compiling). In a layer's warm-up this compiles (or loads) the hand-off's kernels instead and returns None:
     the layer's later passes then find them ready."""
@@ -292,6 +296,8 @@ def _native(dtype, run):
         from . import handoff
 
         _handoff_module = handoff
+    if np.dtype(dtype) not in _handoff_module.DTYPES:
+        return None
     if warmup._in_warmup():
         _handoff_module.warm(dtype)
         return None
