@@ -3,13 +3,13 @@ the pool's threads inside numba. The ranges are the ones tinynn.kernels.parallel
 Python, so the results are compared with that route bit for bit, and with the NumPy reference within 1e-12."""
 
 import os
-import signal
 import threading
 import time
 from unittest import mock
 
 import numpy as np
 import pytest
+from forking import in_forked_child
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -225,22 +225,14 @@ def test_a_forked_child_gets_an_empty_box(monkeypatch):
     monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
     x, Wk, b, ref = _pointwise_job()
     kc.conv2d_forward_pooled(x, Wk, workspace={}, bias=b, activation=RELU)  # the parent's threads serve
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        signal.alarm(30)
-        try:
-            box = handoff.box()
-            empty = box[handoff.SERVING] == 0 and box[handoff.JOB] == 0 and box[handoff.ACTIVE] == 0
-            p = kc.conv2d_forward_pooled(x, Wk, workspace={}, bias=b, activation=RELU)
-            right = np.max(np.abs(p - ref)) <= 1e-5 * np.max(np.abs(ref))
-            os.write(write, b"ok" if empty and right else b"no")
-        finally:
-            os._exit(0)
-    os.close(write)
-    _, status = os.waitpid(pid, 0)
-    assert os.read(read, 2) == b"ok" and status == 0
-    os.close(read)
+
+    def child() -> bool:
+        box = handoff.box()
+        empty = box[handoff.SERVING] == 0 and box[handoff.JOB] == 0 and box[handoff.ACTIVE] == 0
+        p = kc.conv2d_forward_pooled(x, Wk, workspace={}, bias=b, activation=RELU)
+        return bool(empty and np.max(np.abs(p - ref)) <= 1e-5 * np.max(np.abs(ref)))
+
+    assert in_forked_child(child)
 
 
 _COMPILES_BY_THREAD = r'''

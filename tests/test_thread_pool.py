@@ -2,12 +2,12 @@
 (tinynn.kernels.spinwait, with its NumPy twin in tinynn.kernels.reference.spinwait)."""
 
 import os
-import signal
 import threading
 import time
 
 import numpy as np
 import pytest
+from forking import in_forked_child
 
 from tinynn.kernels import parallel, spinwait
 from tinynn.kernels.reference import spinwait as spinwait_ref
@@ -64,18 +64,7 @@ def test_a_forked_child_starts_its_own_pool(monkeypatch):
     of waiting forever on the parent's."""
     monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
     assert parallel.run_parallel(lambda: 1, lambda: 2) == [1, 2]  # the parent's pool exists
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        signal.alarm(30)  # a child stuck waiting on the parent's threads dies instead of hanging the test
-        try:
-            os.write(write, b"ok" if parallel.run_parallel(lambda: 1, lambda: 2) == [1, 2] else b"no")
-        finally:
-            os._exit(0)
-    os.close(write)
-    _, status = os.waitpid(pid, 0)
-    assert os.read(read, 2) == b"ok" and status == 0
-    os.close(read)
+    assert in_forked_child(lambda: parallel.run_parallel(lambda: 1, lambda: 2) == [1, 2])
 
 
 @pytest.mark.parametrize("yield_cycles", [0, 1, 50])

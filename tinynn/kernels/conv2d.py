@@ -283,25 +283,30 @@ HANDOFF = True
 _handoff_module = None
 
 
-def _native(dtype, run):
-    """(ready, ``run``) for :func:`_share_rows` while the hand-off is on (:data:`HANDOFF`) for ``dtype``, else None.
-    ready() says
-    whether :mod:`tinynn.kernels.handoff` can take a job of ``dtype`` now (asked only when a pass splits: it may
-    start compiling). In a layer's warm-up this compiles (or loads) the hand-off's kernels instead and returns None:
-    the layer's later passes then find them ready."""
+def _native(G, x, Wm, bias, code, args, Wo, step, z, ws):
+    """(ready, run) for :func:`_share_rows`: an im2col forward's row ranges handed out by :mod:`tinynn.kernels.handoff`
+    (``handoff.forward_rows`` with :func:`_forward_rows`'s arguments: into z (B·Ho·Wo, F), or pooled when z is None)
+    while the hand-off is on (:data:`HANDOFF`) for one group (Wm (1, K, F)) and x's dtype; else None. ready() says
+    whether the hand-off can take the job now (asked only when a pass splits: it may start compiling). In a layer's
+    warm-up this compiles (or loads) the hand-off's kernels instead and returns None: the layer's later passes then
+    find them ready."""
     global _handoff_module
-    if not HANDOFF:
+    if not HANDOFF or G != 1:
         return None
     if _handoff_module is None:
         from . import handoff
 
         _handoff_module = handoff
-    if np.dtype(dtype) not in _handoff_module.DTYPES:
+    handoff, dtype = _handoff_module, x.dtype
+    if dtype not in handoff.DTYPES:
         return None
     if warmup._in_warmup():
-        _handoff_module.warm(dtype)
+        handoff.warm(dtype)
         return None
-    return (lambda: _handoff_module.ready(dtype)), run
+    _, K, F = Wm.shape
+    work = x.shape[0] * args[8] * Wo * K * F  # B·Ho·Wo·K·F multiply-adds
+    return (lambda: handoff.ready(dtype)), (lambda ranges, workers: handoff.forward_rows(
+        x, Wm[0], bias, code, args, Wo, step, ranges, z, F, ws, workers, work))  # fmt: skip
 
 
 def _check(x, Wk, groups, out_hw):
@@ -379,9 +384,7 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
             if activation is not None:
                 _bias_activation(z_rows[r0 * Wo : r0 * Wo + len(zc)], b, code)
 
-    native = None if G != 1 else _native(x.dtype, lambda ranges, workers: _handoff_module.forward_rows(
-        x, Wm[0], b, code, args, Wo, step, ranges, z_rows, F, ws, workers, B * Ho * Wo * K * F))  # fmt: skip
-    _share_rows(piece, B * Ho, B * Ho * Wo * K * F, None, native)
+    _share_rows(piece, B * Ho, B * Ho * Wo * K * F, None, _native(G, x, Wm, b, code, args, Wo, step, z_rows, ws))
     return z
 
 
@@ -496,8 +499,7 @@ def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), o
             _pool_rows(zc, b, code, r0, Ho, Wo, b0, part)
         return b0, part
 
-    native = None if G != 1 else _native(x.dtype, lambda ranges, workers: _handoff_module.forward_rows(
-        x, Wm[0], b, code, args, Wo, step, ranges, None, F, ws, workers, B * Ho * Wo * K * F))  # fmt: skip
+    native = _native(G, x, Wm, b, code, args, Wo, step, None, ws)
     # in range order: the same bits every run
     for b0, part in _share_rows(piece, B * Ho, B * Ho * Wo * K * F, pieces_per_thread, native):
         sums[b0 : b0 + len(part)] += part

@@ -137,13 +137,11 @@ def _run_range(i, x, Wm, bias, a, cols, zbuf, z, ranges, parts, offsets):  # pra
     offsets[i] .. offsets[i+1]-1 of ``parts`` (the images b0 = ranges[i, 0] // Ho on)."""
     F = Wm.shape[1]
     r0, r1, Ho = ranges[i, 0], ranges[i, 1], a[9]
-    if parts.size > 0:
-        sums = parts[offsets[i] * F : offsets[i + 1] * F].reshape((offsets[i + 1] - offsets[i], F))
-        _forward_rows(x, Wm, bias, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], Ho, a[10], r0, r1, a[11],
-                      cols, zbuf, z, r0 // Ho, sums)  # fmt: skip
-    else:
-        _forward_rows(x, Wm, bias, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], Ho, a[10], r0, r1, a[11],
-                      cols, zbuf, z, 0, parts.reshape((0, F)))  # fmt: skip
+    pooled = parts.size > 0
+    rows = offsets[i + 1] - offsets[i] if pooled else 0
+    sums = parts[offsets[i] * F : offsets[i] * F + rows * F].reshape((rows, F))
+    _forward_rows(x, Wm, bias, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], Ho, a[10], r0, r1, a[11],
+                  cols, zbuf, z, r0 // Ho if pooled else 0, sums)  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -384,9 +382,8 @@ _plans: dict = {}
 def _post(x, Wm, bias, code, args, Wo, step, ranges, z, F, ws, workers, work):
     Ho, pooled = args[8], z is None
     r, offsets, views, a = _plan(ranges, Ho, F, (code, *args, Wo, step))
-    n = min(step, max(r1 - r0 for r0, r1 in ranges)) * Wo
-    pointwise = args[:8] == (1, 1, 1, 1, 1, 1, 0, 0) and x.shape[1:3] == (Ho, Wo)
-    cols = parallel.scratch(ws, "handoff_cols", (workers, 1 if pointwise else n * Wm.shape[0]), x.dtype)
+    n = min(step, max(r1 - r0 for r0, r1 in ranges)) * Wo  # a chunk's output pixels, as the Python route's
+    cols = parallel.scratch(ws, "handoff_cols", (workers, n * Wm.shape[0]), x.dtype)
     zbuf = parallel.scratch(ws, "handoff_z", (workers, n * F if pooled else 1), x.dtype)
     parts = np.zeros(int(offsets[-1]) * F if pooled else 0, np.float64)
     if pooled:
