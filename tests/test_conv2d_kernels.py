@@ -193,7 +193,8 @@ def test_conv2d_in_chunks_and_pieces_on_reused_workspace(g, chunk_bytes, threads
             z = kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"], workspace=_WORKSPACE)
             dx, dW = kc.conv2d_backward(x, Wk, dz, s, d, pads, g["G"], workspace=_WORKSPACE)
             assert rel_err(z, z_ref) <= TOL and rel_err(dx, dx_ref) <= TOL and rel_err(dW, dW_ref) <= TOL
-    assert not any(np.shares_memory(a, buf) for a in (z, dx, dW) for buf in _WORKSPACE.values())
+    buffers = [buf for buf in _WORKSPACE.values() if isinstance(buf, np.ndarray)]  # (a pooled pass keeps its plan)
+    assert not any(np.shares_memory(a, buf) for a in (z, dx, dW) for buf in buffers)
 
 
 @given(g=conv_geometry())

@@ -56,6 +56,11 @@ _THREADS = (
     ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
     ("openblas_get_num_threads", "openblas_set_num_threads"),
 )
+_CORENAME = ("scipy_openblas_get_corename64_", "openblas_get_corename64_", "scipy_openblas_get_corename",
+             "openblas_get_corename")
+#: OpenBLAS's cores whose sgemm has small-matrix kernels (no packing) for m·n·k ≤ 100³
+#: (``kernel/x86_64/sgemm_small_kernel_permit_skylakex.c``): its AVX-512 cores.
+_SMALL_SGEMM_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 
 
 def _candidate_paths() -> list[str]:
@@ -112,6 +117,12 @@ def _bind() -> dict:
                     set_.restype, set_.argtypes = None, [ctypes.c_int]
                     found["threads"] = (get, set_)
                     break
+            for name in _CORENAME:
+                if hasattr(lib, name):
+                    fn = getattr(lib, name)
+                    fn.restype, fn.argtypes = ctypes.c_char_p, []
+                    found["core"] = (fn() or b"").decode(errors="replace")
+                    break
             break
     if found["sizes"] == "int64":
         _llvm.add_symbol(SGEMM, found["s_addr"])
@@ -146,7 +157,17 @@ def library() -> dict:
     'gemv': 'cblas' | 'gemm adapter'}``."""
     found = _bind()
     return {"path": found["path"], "sizes": found["sizes"], "threads": found["threads"] is not None,
-            "gemv": found["gemv"]}
+            "gemv": found["gemv"], "core": found.get("core")}
+
+
+@functools.cache
+def small_sgemm_work() -> int:
+    """m·n·k up to which numpy's BLAS runs a float32 product (no transposes) with small-matrix kernels that skip
+    packing the operands: 100³ for an OpenBLAS on one of :data:`_SMALL_SGEMM_CORES`, else 0 (not known). For
+    thin products (K·N of a few thousand) those kernels are the faster ones (benchmarks/RESULTS.md), so the
+    convolution forwards cut their chunks to fit (:func:`tinynn.kernels.conv2d.forward_step`)."""
+    core = (_bind().get("core") or "").lower()
+    return 100**3 if core in _SMALL_SGEMM_CORES else 0
 
 
 def can_limit_threads() -> bool:

@@ -72,6 +72,9 @@ CHUNK_BYTES = 2 << 20
 #: 20×20 images, batch 64, 32 filters 3.80 -> 3.58, 64: 6.18 -> 5.99, 256: 21.9 -> 20.4; M7's conv2d (3 -> 32)
 #: 40.6 both (load 5).
 FORWARD_CHUNK_BYTES = 512 << 10
+#: Fewest output pixels per chunk when :func:`forward_step` fits a float32 chunk's product to the BLAS's small-matrix
+#: kernels (fewer rows per product cost more in calls than the kernels save).
+SMALL_CHUNK_MIN_PIXELS = 32
 #: 3×3, stride-1, undilated, one-group convolutions with at least this many input and output channels run the
 #: forward and the input gradient with Winograd's F(2×2, 3×3) (:mod:`tinynn.kernels.winograd`: 2.25× fewer FLOPs).
 #: Measured on one core on M7's convolutions, forward / input gradient in ms, im2col vs Winograd: 32 -> 64 channels
@@ -224,6 +227,21 @@ def _chunk_rows(bytes_per_item: int, chunk_bytes: int | None = None) -> int:
     return max(1, (CHUNK_BYTES if chunk_bytes is None else chunk_bytes) // max(int(bytes_per_item), 1))
 
 
+def forward_step(Wo: int, K: int, F: int, dtype) -> int:
+    """Output rows per chunk of an im2col forward (rows of Wo pixels, K columns, F filters): about
+    ``FORWARD_CHUNK_BYTES`` of columns, and in float32 no more than the BLAS runs with its small-matrix kernels
+    (``n·K·F ≤`` :func:`tinynn.kernels.cblas.small_sgemm_work` for the chunk's n pixels) when that still leaves
+    ``SMALL_CHUNK_MIN_PIXELS`` or more. One core, GMAC/s, ReLU forward pooled, chunks of the old size / of the
+    small-matrix size: Dense(32) 24 / 31, Conv2D(32, 3×3) on 16 channels 30 / 41 (benchmarks/RESULTS.md)."""
+    itemsize = np.dtype(dtype).itemsize
+    rows = _chunk_rows(Wo * K * itemsize, FORWARD_CHUNK_BYTES)
+    small = cblas.small_sgemm_work() if itemsize == 4 else 0
+    fit = small // max(Wo * K * F, 1)
+    if fit * Wo >= SMALL_CHUNK_MIN_PIXELS:
+        rows = min(rows, fit)
+    return rows
+
+
 def _chunks(start: int, stop: int, bytes_per_item: int, chunk_bytes: int | None = None) -> list[tuple[int, int]]:
     """Ranges [c0, c1) of about ``chunk_bytes`` (default ``CHUNK_BYTES``) of scratch each (at least one item)."""
     step = _chunk_rows(bytes_per_item, chunk_bytes)
@@ -283,13 +301,13 @@ HANDOFF = True
 _handoff_module = None
 
 
-def _native(G, x, Wm, bias, code, args, Wo, step, z, ws):
+def _native(G, x, Wm, bias, code, args, Wo, step, z, ws, keep=None):
     """(ready, run) for :func:`_share_rows`: an im2col forward's row ranges handed out by :mod:`tinynn.kernels.handoff`
     (``handoff.forward_rows`` with :func:`_forward_rows`'s arguments: into z (B·Ho·Wo, F), or pooled when z is None)
     while the hand-off is on (:data:`HANDOFF`) for one group (Wm (1, K, F)) and x's dtype; else None. ready() says
     whether the hand-off can take the job now (asked only when a pass splits: it may start compiling). In a layer's
     warm-up this compiles (or loads) the hand-off's kernels instead and returns None: the layer's later passes then
-    find them ready."""
+    find them ready. ``keep(job)``: called with the hand-off's :class:`~tinynn.kernels.handoff.Job` when it ran."""
     global _handoff_module
     if not HANDOFF or G != 1:
         return None
@@ -306,7 +324,7 @@ def _native(G, x, Wm, bias, code, args, Wo, step, z, ws):
     _, K, F = Wm.shape
     work = x.shape[0] * args[8] * Wo * K * F  # B·Ho·Wo·K·F multiply-adds
     return (lambda: handoff.ready(dtype)), (lambda ranges, workers: handoff.forward_rows(
-        x, Wm[0], bias, code, args, Wo, step, ranges, z, F, ws, workers, work))  # fmt: skip
+        x, Wm[0], bias, code, args, Wo, step, ranges, z, F, ws, workers, work, keep))  # fmt: skip
 
 
 def _check(x, Wk, groups, out_hw):
@@ -371,7 +389,7 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
     args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho)
     b = np.zeros(F, x.dtype) if bias is None or activation is None else np.ascontiguousarray(bias, dtype=x.dtype)
     code = -1 if activation is None else int(activation)
-    step = _chunk_rows(Wo * K * x.itemsize, FORWARD_CHUNK_BYTES)
+    step = forward_step(Wo, K, F, x.dtype)
     no_sums = np.empty((0, F), np.float64)
 
     def piece(k, r_start, r_stop):
@@ -395,25 +413,39 @@ def _pool_rows(z, bias, code, r0, Ho, Wo, b0, sums):  # pragma: no cover - compi
     activation). z is left as act(z + bias) except for ReLU (then as it was).
 
     The pixels go image by image: those of image b are n < ((b + 1)·Ho - r0)·Wo, two divisions per image rather
-    than per pixel (with few channels they cost more than the pixel's own sums)."""
+    than per pixel (with few channels they cost more than the pixel's own sums). Four pixels at a time are added
+    to sums[b - b0] as (a₀ + a₁) + (a₂ + a₃) (float64): one load and store of the sums per four pixels."""
     N, F = z.shape
     n = 0
     while n < N:
         b = (r0 + n // Wo) // Ho
         s, end = sums[b - b0], min(N, ((b + 1) * Ho - r0) * Wo)
-        for m in range(n, end):
-            zn = z[m]
-            if code == RELU:  # one vectorised select and add per row
-                for f in range(F):
-                    v = zn[f] + bias[f]
-                    s[f] += relu_fast(v)
-                continue
-            if code >= 0:
+        if code >= 0 and code != RELU:
+            for m in range(n, end):
+                zn = z[m]
                 for f in range(F):
                     zn[f] += bias[f]
                 activate_row(zn, code)
-            for f in range(F):
-                s[f] += zn[f]
+        m = n
+        while m + 4 <= end:
+            z0, z1, z2, z3 = z[m], z[m + 1], z[m + 2], z[m + 3]
+            if code == RELU:  # vectorised selects and adds
+                for f in range(F):
+                    c = bias[f]
+                    s[f] += ((np.float64(relu_fast(z0[f] + c)) + np.float64(relu_fast(z1[f] + c)))
+                             + (np.float64(relu_fast(z2[f] + c)) + np.float64(relu_fast(z3[f] + c))))
+            else:
+                for f in range(F):
+                    s[f] += (np.float64(z0[f]) + np.float64(z1[f])) + (np.float64(z2[f]) + np.float64(z3[f]))
+            m += 4
+        for rest in range(m, end):
+            zn = z[rest]
+            if code == RELU:
+                for f in range(F):
+                    s[f] += relu_fast(zn[f] + bias[f])
+            else:
+                for f in range(F):
+                    s[f] += zn[f]
         n = end
     return sums
 
@@ -468,6 +500,13 @@ def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), o
     ``parallel.PIECES_PER_THREAD``; Dense on a sequence, a pointwise convolution, passes 1, as its products do)."""
     KH, KW, Cg, F = Wk.shape
     B = x.shape[0]
+    key = None if workspace is None else _pooled_key(x, Wk, strides, dilation, pads, out_hw, groups, bias,
+                                                      activation, pieces_per_thread)  # fmt: skip
+    again = None if workspace is None else workspace.get("pooled_job")
+    if again is not None and again[0] == key:
+        p = _pooled_again(again, x, Wk, bias)
+        if p is not None:
+            return p
     x, ws, G, out_hw = _forward_arguments(x, Wk, strides, dilation, pads, out_hw, groups, workspace, bias)
     Ho, Wo = out_hw
     code = -1 if activation is None else int(activation)
@@ -484,7 +523,7 @@ def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), o
     Wm = _w_im2col(Wk, G)
     K = KH * KW * Cg
     args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho)
-    step = _chunk_rows(Wo * K * x.itemsize, FORWARD_CHUNK_BYTES)
+    step = forward_step(Wo, K, F, x.dtype)
     no_z = np.empty((0, F), x.dtype)
 
     def piece(k, r_start, r_stop):  # -> (b0, the sums of images b0 .. : the images the rows reach)
@@ -494,16 +533,62 @@ def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), o
             n = min(step, r_stop - r_start) * Wo
             cols, zc = _scratch(ws, f"cols{k}", (n * K,), x.dtype), _scratch(ws, f"z{k}", (n * F,), x.dtype)
             _forward_rows(x, Wm[0], b, code, *args, Wo, r_start, r_stop, step, cols, zc, no_z, b0, part)
+            if r_stop - r_start == B * Ho and workspace is not None:  # one range, this thread: kept for next time
+                workspace["pooled_job"] = (key, None, Ho * Wo, K, (code, args, Wo, step, cols, zc, no_z))
             return b0, part
         for r0, zc in _grouped_products(x, Wm, args, Wo, r_start, r_stop, ws, k):
             _pool_rows(zc, b, code, r0, Ho, Wo, b0, part)
         return b0, part
 
-    native = _native(G, x, Wm, b, code, args, Wo, step, None, ws)
+    def keep(job):  # the next pass of this shape posts the same job again (_pooled_again)
+        if workspace is not None:
+            workspace["pooled_job"] = (key, job, Ho * Wo, K, None)
+
+    native = _native(G, x, Wm, b, code, args, Wo, step, None, ws, keep)
     # in range order: the same bits every run
     for b0, part in _share_rows(piece, B * Ho, B * Ho * Wo * K * F, pieces_per_thread, native):
         sums[b0 : b0 + len(part)] += part
     return (sums / (Ho * Wo)).astype(x.dtype)
+
+
+def _pooled_key(x, Wk, strides, dilation, pads, out_hw, groups, bias, activation, pieces_per_thread) -> tuple:
+    """What decides :func:`conv2d_forward_pooled`'s pass besides the arrays' values: their shapes and dtype, the
+    convolution's numbers, the threads and the module's thresholds."""
+    return (x.shape, x.dtype, Wk.shape, tuple(strides), tuple(dilation), tuple(pads),
+            None if out_hw is None else tuple(out_hw), groups, activation, None if bias is None else np.shape(bias),
+            pieces_per_thread, num_threads(), HANDOFF, FORWARD_CHUNK_BYTES, SMALL_CHUNK_MIN_PIXELS, PIECE_WORK,
+            HANDOFF_MIN_WORK, HANDOFF_PIECE_WORK, parallel.PARALLEL_WORK, parallel.PIECES_PER_THREAD)  # fmt: skip
+
+
+def _pooled_again(again: tuple, x, Wk, bias) -> np.ndarray | None:
+    """:func:`conv2d_forward_pooled` for a pass of the shape its last pass had (``again``: (key, the hand-off's
+    job, Ho·Wo, K, local) kept by that pass), without working out its plan again: the same job posted again, or
+    (``local``: the pass was one range run on this thread) the same one :func:`_forward_rows` call; the sums then
+    added in range order as that pass did, so the same bits. None when the hand-off cannot take the job now
+    (inside a parallel piece, the box taken): the pass then runs its full route."""
+    _, job, pixels, K, local = again
+    F = Wk.shape[3]
+    x = np.ascontiguousarray(x)
+    b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    if local is not None:
+        code, args, Wo, step, cols, zc, no_z = local
+        part = np.zeros((x.shape[0], F), np.float64)
+        with kernel_scope():
+            _forward_rows(x, Wk.reshape(K, F), b, code, *args, Wo, 0, x.shape[0] * args[8], step, cols, zc, no_z,
+                          0, part)  # fmt: skip
+        pieces = [(0, part)]
+    else:
+        if parallel.in_piece() or not _handoff_module.ready(x.dtype):
+            return None
+        with kernel_scope():
+            parts = _handoff_module.run_job(job, x, Wk.reshape(K, F), b)
+        if parts is None:
+            return None
+        pieces = _handoff_module.pooled_sums(job, parts)
+    sums = np.zeros((x.shape[0], F), np.float64)
+    for b0, part in pieces:
+        sums[b0 : b0 + len(part)] += part
+    return (sums / pixels).astype(x.dtype)
 
 
 def forward_pooled_ready(dtype) -> bool:

@@ -340,7 +340,8 @@ def ready(dtype) -> bool:
 
 
 def forward_rows(x, Wm, bias, code: int, args: tuple, Wo: int, step: int, ranges: list[tuple[int, int]],
-                 z: np.ndarray | None, F: int, ws: dict, workers: int, work: float = 0.0) -> list | None:
+                 z: np.ndarray | None, F: int, ws: dict, workers: int, work: float = 0.0,
+                 keep=None) -> list | None:  # fmt: skip
     """:func:`tinynn.kernels.conv2d._forward_rows` over ``ranges`` of output rows, claimed by this thread and the
     pool's threads in :func:`serve`: into z (B·Ho·Wo, F) when given, else each range's pooled sums. Returns, in
     range order, (b0, the range's sums of images b0, ...) (z given: (0, None)), or None when the box is taken
@@ -348,15 +349,70 @@ def forward_rows(x, Wm, bias, code: int, args: tuple, Wo: int, step: int, ranges
 
     ``args``: (KH, KW, sh, sw, dh, dw, pt, pl, Ho), as :func:`_forward_rows` takes them; ``workers``: the threads
     that may take part (this one and the pool's); ``work``: the pass's multiply-adds (below
-    :data:`tinynn.kernels.parallel.STAND_ASIDE_WORK` a pool thread on this thread's core stands aside)."""
-    if not (x.flags.writeable and Wm.flags.writeable and bias.flags.writeable):  # (run_rows's compiled types)
+    :data:`tinynn.kernels.parallel.STAND_ASIDE_WORK` a pool thread on this thread's core stands aside);
+    ``keep(job)``: called with the :class:`Job` when it ran (a caller that repeats the pass posts it again with
+    :func:`run_job`)."""
+    job = prepare(x, Wm, code, args, Wo, step, ranges, z is None, F, ws, workers, work)
+    parts = run_job(job, x, Wm, bias, z)
+    if parts is None:
+        return None
+    if keep is not None:
+        keep(job)
+    return [(0, None)] * len(ranges) if z is not None else pooled_sums(job, parts)
+
+
+class Job:
+    """A pass's hand-off for one call shape, as :func:`prepare` lays it out and :func:`run_job` posts it: the
+    ranges (an (n, 2) array), where each range's pooled sums go (``offsets``; ``views``: (b0, first, end) of
+    each range's sums in the parts), :func:`_forward_rows`'s integer arguments (``numbers``), the per-thread
+    scratch (``cols``, ``zbuf``: one row per thread), and who may take part."""
+
+    __slots__ = ("ranges", "offsets", "views", "numbers", "cols", "zbuf", "no_z", "n_parts", "F", "workers",
+                 "stand_aside")  # fmt: skip
+
+
+def prepare(x, Wm, code: int, args: tuple, Wo: int, step: int, ranges: list[tuple[int, int]], pooled: bool,
+            F: int, ws: dict, workers: int, work: float) -> Job:  # fmt: skip
+    """The :class:`Job` of :func:`forward_rows`'s pass (its arguments; ``pooled``: no z, each range's sums)."""
+    job = Job()
+    job.ranges, job.offsets, job.views, job.numbers = _plan(ranges, args[8], F, (code, *args, Wo, step))
+    n = min(step, max(r1 - r0 for r0, r1 in ranges)) * Wo  # a chunk's output pixels, as the Python route's
+    job.cols = parallel.scratch(ws, "handoff_cols", (workers, n * Wm.shape[0]), x.dtype)
+    job.zbuf = parallel.scratch(ws, "handoff_z", (workers, n * F if pooled else 1), x.dtype)
+    job.no_z = np.empty((0, F), x.dtype)
+    job.n_parts = int(job.offsets[-1]) * F if pooled else 0
+    job.F, job.workers = F, workers
+    job.stand_aside = parallel.SKIP_ON_CALLERS_CORE and work < parallel.STAND_ASIDE_WORK
+    return job
+
+
+def run_job(job: Job, x, Wm, bias, z: np.ndarray | None = None) -> np.ndarray | None:
+    """Post ``job`` for x, Wm, bias (into z when given, else pooled) and run it (:func:`run_rows`): the ranges'
+    pooled sums (float64, flat; empty when z is given), or None when the box is taken by another thread, an
+    array is read-only (not :func:`run_rows`'s compiled types) or a range failed."""
+    if not (x.flags.writeable and Wm.flags.writeable and bias.flags.writeable):
         return None
     if not _box_lock.acquire(blocking=False):
         return None
     try:
-        return _post(x, Wm, bias, code, args, Wo, step, ranges, z, F, ws, workers, work)
+        parts = np.zeros(job.n_parts, np.float64)
+        workers = job.workers
+        if _box[SERVING] < workers - 1:  # a pool thread that sleeps: wake it through the queue (it joins if it can)
+            pool = parallel._pool_for(workers - 1)
+            for _ in range(workers - 1 - int(_box[SERVING])):
+                pool.submit(_nothing)
+        failed = run_rows(_box, next(_job_ids), x, Wm, bias, job.numbers, job.cols, job.zbuf,
+                          job.no_z if z is None else z, job.ranges, parts, job.offsets, workers,
+                          parallel.YIELD_CYCLES, job.stand_aside)  # fmt: skip
+        return None if failed else parts
     finally:
         _box_lock.release()
+
+
+def pooled_sums(job: Job, parts: np.ndarray) -> list:
+    """(b0, the sums of images b0, ... (rows, F)) of each range of ``job``, in range order, from its ``parts``."""
+    F = job.F
+    return [(b0, parts[p0:p1].reshape(-1, F)) for b0, p0, p1 in job.views]
 
 
 def _plan(ranges: list[tuple[int, int]], Ho: int, F: int, numbers: tuple) -> tuple:
@@ -377,29 +433,6 @@ def _plan(ranges: list[tuple[int, int]], Ho: int, F: int, numbers: tuple) -> tup
 
 
 _plans: dict = {}
-
-
-def _post(x, Wm, bias, code, args, Wo, step, ranges, z, F, ws, workers, work):
-    Ho, pooled = args[8], z is None
-    r, offsets, views, a = _plan(ranges, Ho, F, (code, *args, Wo, step))
-    n = min(step, max(r1 - r0 for r0, r1 in ranges)) * Wo  # a chunk's output pixels, as the Python route's
-    cols = parallel.scratch(ws, "handoff_cols", (workers, n * Wm.shape[0]), x.dtype)
-    zbuf = parallel.scratch(ws, "handoff_z", (workers, n * F if pooled else 1), x.dtype)
-    parts = np.zeros(int(offsets[-1]) * F if pooled else 0, np.float64)
-    if pooled:
-        z = np.empty((0, F), x.dtype)
-    if _box[SERVING] < workers - 1:  # a pool thread that sleeps: wake it through the queue (it joins if it can)
-        pool = parallel._pool_for(workers - 1)
-        for _ in range(workers - 1 - int(_box[SERVING])):
-            pool.submit(_nothing)
-    stand_aside = parallel.SKIP_ON_CALLERS_CORE and work < parallel.STAND_ASIDE_WORK
-    failed = run_rows(_box, next(_job_ids), x, Wm, bias, a, cols, zbuf, z, r, parts, offsets, workers,
-                      parallel.YIELD_CYCLES, stand_aside)  # fmt: skip
-    if failed:
-        return None
-    if not pooled:
-        return [(0, None)] * len(ranges)
-    return [(b0, parts[p0:p1].reshape(-1, F)) for b0, p0, p1 in views]
 
 
 def _nothing() -> None:

@@ -17,9 +17,10 @@ from .arguments import one_of, positive_int
 from .base import InputSpec, Layer, format_shape
 
 #: The rows (B·T) from which, in predict, Dense -> GlobalAveragePooling1D runs as one pass
-#: (:meth:`Dense.forward_pooled`). With fewer (one sequence of 100 steps) the two layers' own calls cost less Python
-#: than the fused pass (benchmarks/RESULTS.md).
-POOLED_MIN_ROWS = 1 << 10
+#: (:meth:`Dense.forward_pooled`). A repeated pass runs its kept plan (:func:`tinynn.kernels.conv2d.
+#: conv2d_forward_pooled`), so from one sequence of 64 steps on it costs less than the two layers' own calls
+#: (benchmarks/RESULTS.md).
+POOLED_MIN_ROWS = 1 << 6
 
 
 class Dense(Layer):
