@@ -34,6 +34,13 @@ def _close(p, ref):
     return np.max(np.abs(p - ref)) <= F32_TOL * np.max(np.abs(ref))
 
 
+def _hand_off_even_small_passes(monkeypatch, threads: str) -> None:
+    """``threads`` threads, and a pass of any size split into ranges for the hand-off."""
+    monkeypatch.setenv("TINYNN_NUM_THREADS", threads)
+    monkeypatch.setattr(parallel, "PARALLEL_WORK", 0)
+    monkeypatch.setattr(kc, "HANDOFF_MIN_WORK", 0)
+
+
 # (threads, split): one range on the calling thread, or ranges handed to the pool's threads (the hand-off's job)
 ROUTES = {"one range": ("1", False), "hand-off": ("2", True)}
 
@@ -42,10 +49,10 @@ ROUTES = {"one range": ("1", False), "hand-off": ("2", True)}
 @pytest.mark.parametrize("act", [RELU, TANH])
 def test_a_repeated_pass_runs_its_kept_plan_with_the_same_bits_on_new_values(monkeypatch, route, act):
     threads, split = ROUTES[route]
-    monkeypatch.setenv("TINYNN_NUM_THREADS", threads)
     if split:
-        monkeypatch.setattr(parallel, "PARALLEL_WORK", 0)
-        monkeypatch.setattr(kc, "HANDOFF_MIN_WORK", 0)
+        _hand_off_even_small_passes(monkeypatch, threads)
+    else:
+        monkeypatch.setenv("TINYNN_NUM_THREADS", threads)
     x, Wk, b = _case()
     x2 = np.random.default_rng(9).standard_normal(x.shape).astype(x.dtype)  # same shape, new values
     ws: dict = {}
@@ -64,9 +71,7 @@ def test_a_repeated_pass_runs_its_kept_plan_with_the_same_bits_on_new_values(mon
 
 
 def test_a_change_to_what_decides_the_plan_plans_again(monkeypatch):
-    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
-    monkeypatch.setattr(parallel, "PARALLEL_WORK", 0)
-    monkeypatch.setattr(kc, "HANDOFF_MIN_WORK", 0)
+    _hand_off_even_small_passes(monkeypatch, "2")
     x, Wk, b = _case()
     ws: dict = {}
     planned = count_calls(monkeypatch, kc, "_share_rows")
@@ -95,9 +100,7 @@ def test_a_change_to_what_decides_the_plan_plans_again(monkeypatch):
 
 
 def test_a_kept_job_that_cannot_be_posted_runs_the_full_route_with_the_same_bits(monkeypatch):
-    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
-    monkeypatch.setattr(parallel, "PARALLEL_WORK", 0)
-    monkeypatch.setattr(kc, "HANDOFF_MIN_WORK", 0)
+    _hand_off_even_small_passes(monkeypatch, "2")
     x, Wk, b = _case()
     ws: dict = {}
     first = kc.conv2d_forward_pooled(x, Wk, workspace=ws, bias=b, activation=RELU)
