@@ -34,7 +34,7 @@ from . import cblas
 from .jitcache import load_without_refresh
 from .parallel import even_ranges, in_piece, kernel_scope, num_threads, share
 
-__all__ = ["gemm", "grouped_matmul", "grouped_matmul_tn", "matmul", "matmul_nt", "matmul_tn"]
+__all__ = ["gemm", "gemm_small", "grouped_matmul", "grouped_matmul_tn", "matmul", "matmul_nt", "matmul_tn"]
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
@@ -157,6 +157,66 @@ def gemm(a, b, out, trans_a, trans_b, beta):
         return
     _cblas_gemm(_TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, M, N, K, a, lda, b, ldb, beta,
                 out, ldc)
+
+
+#: :func:`gemm_small` cuts ``out``'s columns into blocks of at least this many, else its rows into blocks of at least
+#: ``_SMALL_MIN_ROWS``: thinner blocks ran slower than one product (benchmarks/RESULTS.md).
+_SMALL_MIN_COLS = 64
+_SMALL_MIN_ROWS = 8
+_WHOLE, _COLUMNS, _ROWS = 0, 1, 2
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def small_blocks(M, N, K, small):
+    """How :func:`gemm_small` cuts an (M, N) = (M, K) @ (K, N) product: ``(_WHOLE, M)`` (one call), ``(_COLUMNS,
+    step)`` (blocks of ``step`` columns, the last one shorter) or ``(_ROWS, step)`` (blocks of ``step`` rows).
+    Columns when blocks of ≤ ``small`` multiply-adds keep at least ``_SMALL_MIN_COLS`` of them, else rows when they
+    keep at least ``_SMALL_MIN_ROWS``; even blocks, in multiples of 16 columns or 8 rows."""
+    if small <= 0 or M * N * K <= small or M <= 1 or N <= 1:
+        return _WHOLE, M
+    fit = small // (M * K)
+    if fit >= _SMALL_MIN_COLS:
+        step = fit // 16 * 16
+        blocks = (N + step - 1) // step
+        return _COLUMNS, ((N + blocks - 1) // blocks + 15) // 16 * 16
+    fit = small // (N * K)
+    if fit < _SMALL_MIN_ROWS:
+        return _WHOLE, M
+    step = fit // 16 * 16 if fit >= 16 else _SMALL_MIN_ROWS
+    blocks = (M + step - 1) // step
+    return _ROWS, ((M + blocks - 1) // blocks + 7) // 8 * 8
+
+
+@numba.njit(inline="always")
+def gemm_small(a, b, out, trans_a, trans_b, beta, small):
+    """``out = op(a) @ op(b) + β·out`` as :func:`gemm`, in blocks of at most ``small`` multiply-adds each when the
+    whole product has more (:func:`small_blocks`; ``small`` ≤ 0: one call). A block is ``out``'s columns j0:j1 with
+    ``op(b)``'s, or ``out``'s rows i0:i1 with ``op(a)``'s: every element of ``out`` is still one whole sum over K.
+    With ``small`` = :func:`tinynn.kernels.cblas.small_sgemm_work` numpy's OpenBLAS runs each block with its
+    small-matrix kernels, which skip packing the operands: the recurrent loops' per-step products (a few dozen rows
+    by a few hundred columns) ran 1.1-1.9× faster so (benchmarks/RESULTS.md).
+
+    Inlined into the caller only to hand ``_gemm_blocks`` strided views and runtime booleans, whatever the caller's
+    layouts and literals: one compiled specialisation per dtype serves every loop."""
+    _gemm_blocks(a[:, :], b[:, :], out[:, :], small >= -1 and trans_a, small >= -1 and trans_b, beta, small)
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _gemm_blocks(a, b, out, trans_a, trans_b, beta, small):
+    """:func:`gemm_small` itself."""
+    M, N = out.shape
+    K = a.shape[0] if trans_a else a.shape[1]
+    how, step = small_blocks(M, N, K, small)
+    if how == _COLUMNS:
+        for j0 in range(0, N, step):
+            j1 = min(N, j0 + step)
+            gemm(a, b[j0:j1] if trans_b else b[:, j0:j1], out[:, j0:j1], trans_a, trans_b, beta)
+    elif how == _ROWS:
+        for i0 in range(0, M, step):
+            i1 = min(M, i0 + step)
+            gemm(a[:, i0:i1] if trans_a else a[i0:i1], b, out[i0:i1], trans_a, trans_b, beta)
+    else:
+        gemm(a, b, out, trans_a, trans_b, beta)
 
 
 # --------------------------------------------------------------------------- Python entry points

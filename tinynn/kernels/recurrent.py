@@ -48,7 +48,7 @@ import numba
 import numpy as np
 
 from . import cblas, warmup
-from .blas import gemm, matmul_tn
+from .blas import gemm, gemm_small, matmul_tn
 from .fastmath import (
     SIGMOID,
     TANH,
@@ -80,11 +80,11 @@ __all__ = [
 # Every loop below runs from 0 over 1-D slices of rows (``zi = z[b, :u]``): with 2-D indexing or offsets
 # like ``z[b, u + j]`` numba's negative-index wraparound stays in the loop and LLVM vectorises it much worse.
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _recurrent_product(h, U, rm, hk, out, beta):
+def _recurrent_product(h, U, rm, hk, out, beta, small):
     """``out = [h̃_k U_k]_k + β·out`` for the gate blocks k of ``U`` (u, G'·u): one GEMM without dropout, else
     one per block on h̃_k = h ⊙ r_k (``hk`` is scratch). ``out`` may be a column block of the step's rows."""
     if rm.shape[0] == 0:
-        gemm(h, U, out, False, False, beta)
+        gemm_small(h, U, out, False, False, beta, small)
         return
     B, u = h.shape
     for k in range(U.shape[1] // u):
@@ -92,24 +92,24 @@ def _recurrent_product(h, U, rm, hk, out, beta):
             hb, hkb, rb = h[b], hk[b], rm[k, b]
             for j in range(u):
                 hkb[j] = hb[j] * rb[j]
-        gemm(hk, U[:, k * u:(k + 1) * u], out[:, k * u:(k + 1) * u], False, False, beta)
+        gemm_small(hk, U[:, k * u:(k + 1) * u], out[:, k * u:(k + 1) * u], False, False, beta, small)
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _recurrent_product_t(dz, Ur, trans, rm, hk, out):
+def _recurrent_product_t(dz, Ur, trans, rm, hk, out, small):
     """``out = Σ_k (δz_k U_kᵀ) ⊙ r_k`` over the gate blocks k (without dropout ``out = δz Uᵀ``, one GEMM; ``hk`` is
     scratch). ``Ur``, ``trans``: U itself (u, G'·u), read transposed, or a contiguous copy of Uᵀ (G'·u, u), which
     BLAS multiplies faster when δz has more than a few rows; the columns j0:j1 of U are then ``Ur[:, j0:j1]`` or
     ``Ur[j0:j1]``, and ``gemm(a, block, out, False, trans, ·)`` is a @ U_blockᵀ either way."""
     if rm.shape[0] == 0:
-        gemm(dz, Ur, out, False, trans, 0.0)
+        gemm_small(dz, Ur, out, False, trans, 0.0, small)
         return
     B, u = out.shape
     for b in range(B):
         _fill_row(out[b], 0)
     for k in range(dz.shape[1] // u):
         U_k = Ur[:, k * u:(k + 1) * u] if trans else Ur[k * u:(k + 1) * u]
-        gemm(dz[:, k * u:(k + 1) * u], U_k, hk, False, trans, 0.0)
+        gemm_small(dz[:, k * u:(k + 1) * u], U_k, hk, False, trans, 0.0, small)
         for b in range(B):
             ob, hkb, rb = out[b], hk[b], rm[k, b]
             for j in range(u):
@@ -177,7 +177,7 @@ def _zero_masked(mask_t, d):
 
 # --------------------------------------------------------------------------- SimpleRNN
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _simple_rnn_forward(xp, x, W, bias, U, rm, mask, act, hs, b0, b1):
+def _simple_rnn_forward(xp, x, W, bias, U, rm, mask, act, hs, b0, b1, small):
     """a_t = act(xp_t + b + h̃_{t-1} U);  h_t = m_t ? a_t : h_{t-1}.  xp[t] <- a_t.  Rows b0:b1 only."""
     T, u = hs.shape[0] - 1, hs.shape[2]
     B = b1 - b0
@@ -187,8 +187,8 @@ def _simple_rnn_forward(xp, x, W, bias, U, rm, mask, act, hs, b0, b1):
     for t in range(T):
         h, hn, a = hs[t, b0:b1], hs[t + 1, b0:b1], xp[t if every_step else 0, b0:b1]
         if project:
-            gemm(x[t, b0:b1], W, a, False, False, 0.0)  # xp_t = x̃_t W, this step only
-        _recurrent_product(h, U, rm, hk, a, 1.0)  # a = xp_t + h̃ U
+            gemm_small(x[t, b0:b1], W, a, False, False, 0.0, small)  # xp_t = x̃_t W, this step only
+        _recurrent_product(h, U, rm, hk, a, 1.0, small)  # a = xp_t + h̃ U
         _add_bias(a, bias)
         activate(a, 0, u, act)
         _copy_rows(hn, a)
@@ -196,7 +196,7 @@ def _simple_rnn_forward(xp, x, W, bias, U, rm, mask, act, hs, b0, b1):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _simple_rnn_backward(a, Ur, trans, rm, mask, act, dseq, dh, db, b0, b1):
+def _simple_rnn_backward(a, Ur, trans, rm, mask, act, dseq, dh, db, b0, b1, small):
     """δz_t = m_t ? δh_t ⊙ act'(a_t) : 0;  δh_{t-1} = m_t ? (δz_t Uᵀ) ⊙ r : δh_t.
 
     a[t] <- δz_t;  dh <- δh_0;  db += Σ_t δz_t.  Rows b0:b1 of a, mask, dseq; dh, db, rm are that piece's own.
@@ -218,7 +218,7 @@ def _simple_rnn_backward(a, Ur, trans, rm, mask, act, dseq, dh, db, b0, b1):
                 dz[j] = dhb[j] * dactb[j]
         _zero_masked(m, a_t)
         _sum_rows_into(db, a_t)
-        _recurrent_product_t(a_t, Ur, trans, rm, hk, dhp)
+        _recurrent_product_t(a_t, Ur, trans, rm, hk, dhp, small)
         _carry(m, dhp, dh)
         _copy_rows(dh, dhp)
 
@@ -291,7 +291,7 @@ def _lstm_backward_tanh_sigmoid(g_t, c_prev, c, m, dh, dc, db, scratch):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _lstm_forward(xp, x, W, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1):
+def _lstm_forward(xp, x, W, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1, small):
     """z = xp_t + b + [h̃_k U_k]; i,f,o = σ(z_i,f,o), g = φ(z_g); c' = f c + i g; h' = o φ(c'). xp[t] <- [i,f,g,o].
 
     Rows b0:b1 only (``rm`` is that piece's own).
@@ -311,8 +311,8 @@ def _lstm_forward(xp, x, W, bias, U, rm, mask, act, rec_act, hs, cs, b0, b1):
         h, c, z = hs[t, b0:b1], cs[t, b0:b1], xp[t if every_step else 0, b0:b1]
         hn, cn = hs[t + 1, b0:b1], cs[t + 1, b0:b1]
         if project and not at_once:
-            gemm(x[t, b0:b1], W, z, False, False, 0.0)  # xp_t = x̃_t W, this step only
-        _recurrent_product(h, U, rm, hk, z, 1.0)  # z = xp_t + [h̃_k U_k]
+            gemm_small(x[t, b0:b1], W, z, False, False, 0.0, small)  # xp_t = x̃_t W, this step only
+        _recurrent_product(h, U, rm, hk, z, 1.0, small)  # z = xp_t + [h̃_k U_k]
         m = mask[t, b0:b1]
         if fused:
             _lstm_gates_tanh_sigmoid(z, c, h, cn, hn, m, bias)
@@ -361,7 +361,7 @@ def _row_projections(x, W, b0, b1):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _lstm_inference(x, reverse, W, bias, U, mask, hs, cs, sequence, b0, b1):
+def _lstm_inference(x, reverse, W, bias, U, mask, hs, cs, sequence, b0, b1, small):
     """The LSTM forward without a backward to feed (inference), for φ = tanh, σ = sigmoid: twin
     ``reference.recurrent.lstm_inference``. Rows b0:b1 of x, mask, hs, cs; hs[0], cs[0] hold h_0, c_0.
 
@@ -400,8 +400,8 @@ def _lstm_inference(x, reverse, W, bias, U, mask, hs, cs, sequence, b0, b1):
             _copy_rows(z_row, xw[T - 1 - t if reverse else t:][:1])  # z = x̃_t W
             gemm(h.reshape(1, u), U, z_row, False, False, 1.0)  # z += h U
         else:
-            gemm(W, x_t, z_strided, yes, yes, 0.0)  # zᵀ = Wᵀ x̃_tᵀ
-            gemm(U, h, zT, yes, no, 1.0)  # zᵀ += Uᵀ hᵀ
+            gemm_small(W, x_t, z_strided, yes, yes, 0.0, small)  # zᵀ = Wᵀ x̃_tᵀ
+            gemm_small(U, h, zT, yes, no, 1.0, small)  # zᵀ += Uᵀ hᵀ
         if Bp == 1:
             for j in range(G):
                 z[j] += bias[j]
@@ -495,7 +495,7 @@ def _publish_state(hT_own, cT_own, h, c, j0):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _lstm_inference_units(x, reverse, W, bias, U, mask, hT, hs, cs, sequence, j0, j1, progress, me, patience):
+def _lstm_inference_units(x, reverse, W, bias, U, mask, hT, hs, cs, sequence, j0, j1, progress, me, patience, small):
     """The LSTM inference loop of one thread that owns the hidden units j0:j1 for the whole batch: twin
     ``reference.recurrent.lstm_inference_units``. The threads split the 4u gate columns between them by units,
     each taking every gate's columns of its units, so each reads only its part of U (``Up`` (u, 4u'), u' = j1 - j0,
@@ -544,8 +544,8 @@ def _lstm_inference_units(x, reverse, W, bias, U, mask, hT, hs, cs, sequence, j0
             _copy_rows(z_row, xw[T - 1 - t if reverse else t:][:1])  # z = x̃_t Wp
             gemm(h.reshape(1, u), Up, z_row, False, False, 1.0)  # z += h Up
         else:
-            gemm(Wp, x[:, T - 1 - t if reverse else t], z_strided, yes, yes, 0.0)  # zᵀ = Wpᵀ x̃_tᵀ
-            gemm(Up, h, zT, yes, no, 1.0)  # zᵀ += Upᵀ hᵀ
+            gemm_small(Wp, x[:, T - 1 - t if reverse else t], z_strided, yes, yes, 0.0, small)  # zᵀ = Wpᵀ x̃_tᵀ
+            gemm_small(Up, h, zT, yes, no, 1.0, small)  # zᵀ += Upᵀ hᵀ
         for j in range(G):
             zr, bj = zT[j], bp[j]
             for b in range(B):
@@ -588,7 +588,7 @@ def _lstm_inference_units(x, reverse, W, bias, U, mask, hT, hs, cs, sequence, j0
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _lstm_backward(gates, Ur, trans, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b1):
+def _lstm_backward(gates, Ur, trans, rm, mask, act, rec_act, cs, dseq, dh, dc, db, b0, b1, small):
     """BPTT through the LSTM cell (equations in ``reference.recurrent.lstm_backward``).
 
     gates[t] <- δz_t = [δz_i, δz_f, δz_g, δz_o];  dh, dc <- δh_0, δc_0;  db += Σ_t δz_t.
@@ -611,7 +611,7 @@ def _lstm_backward(gates, Ur, trans, rm, mask, act, rec_act, cs, dseq, dh, dc, d
         g_t, c_prev, c, m = gates[t, b0:b1], cs[t, b0:b1], cs[t + 1, b0:b1], mask[t, b0:b1]
         if fused:
             _lstm_backward_tanh_sigmoid(g_t, c_prev, c, m, dh, dc, db, scratch)
-            _recurrent_product_t(g_t, Ur, trans, rm, hk, dhp)
+            _recurrent_product_t(g_t, Ur, trans, rm, hk, dhp, small)
             _carry(m, dhp, dh)
             _copy_rows(dh, dhp)
             continue
@@ -641,7 +641,7 @@ def _lstm_backward(gates, Ur, trans, rm, mask, act, rec_act, cs, dseq, dh, dc, d
                 dcb[j] = dcbar * f_j  # δc_{t-1}
             for j in range(G):
                 db[j] += gb[j]
-        _recurrent_product_t(g_t, Ur, trans, rm, hk, dhp)
+        _recurrent_product_t(g_t, Ur, trans, rm, hk, dhp, small)
         _carry(m, dhp, dh)
         _copy_rows(dh, dhp)
 
@@ -661,7 +661,7 @@ def _gru_update(gates, h, hn, m, u):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _gru_forward(xp, x, W, bias, U, b_rec, rm, mask, act, rec_act, reset_after, hs, aux, b0, b1):
+def _gru_forward(xp, x, W, bias, U, b_rec, rm, mask, act, rec_act, reset_after, hs, aux, b0, b1, small):
     """GRU step (equations in ``reference.recurrent.gru_forward``; xp_t + b_in). xp[t] <- gates [z, r, ĥ].
 
     aux[t] <- reset_after: hz_h = h̃_h U_h + b_rh (needed for δr);  else r ⊙ h̃_h (the input of U_h).
@@ -682,9 +682,9 @@ def _gru_forward(xp, x, W, bias, U, b_rec, rm, mask, act, rec_act, reset_after, 
         k = t if every_step else 0
         h, g_t, aux_t, hn, m = hs[t, b0:b1], xp[k, b0:b1], aux[k, b0:b1], hs[t + 1, b0:b1], mask[t, b0:b1]
         if project:
-            gemm(x[t, b0:b1], W, g_t, False, False, 0.0)  # xp_t = x̃_t W, this step only
+            gemm_small(x[t, b0:b1], W, g_t, False, False, 0.0, small)  # xp_t = x̃_t W, this step only
         if reset_after:
-            _recurrent_product(h, U, rm, hk, hz, 0.0)  # hz = [h̃_k U_k]
+            _recurrent_product(h, U, rm, hk, hz, 0.0, small)  # hz = [h̃_k U_k]
             for b in range(B):
                 gb, hzb, auxb = g_t[b], hz[b], aux_t[b]
                 for j in range(2 * u):
@@ -699,7 +699,7 @@ def _gru_forward(xp, x, W, bias, U, b_rec, rm, mask, act, rec_act, reset_after, 
                 activate_row(hh, act)  # ĥ = φ(a_h)
                 _gru_update(gb, h[b], hn[b], m[b], u)
         else:
-            _recurrent_product(h, U[:, :2 * u], rm, hk, g_t[:, :2 * u], 1.0)  # g_t[:, :2u] += [h̃_z U_z, h̃_r U_r]
+            _recurrent_product(h, U[:, :2 * u], rm, hk, g_t[:, :2 * u], 1.0, small)  # g_t[:, :2u] += [h̃_z U_z, h̃_r U_r]
             for b in range(B):
                 gb, hb, auxb, rhb = g_t[b], h[b], aux_t[b], rh[b]
                 for j in range(2 * u):
@@ -711,7 +711,7 @@ def _gru_forward(xp, x, W, bias, U, b_rec, rm, mask, act, rec_act, reset_after, 
                     v = r[j] * (hb[j] * rmh[j])  # r ⊙ h̃_h
                     auxb[j] = v
                     rhb[j] = v
-            gemm(rh, U[:, 2 * u:], g_t[:, 2 * u:], False, False, 1.0)  # g_t[:, 2u:] += (r ⊙ h̃_h) U_h
+            gemm_small(rh, U[:, 2 * u:], g_t[:, 2 * u:], False, False, 1.0, small)  # g_t[:, 2u:] += (r ⊙ h̃_h) U_h
             for b in range(B):
                 gb = g_t[b]
                 hh, b_h = gb[2 * u:], bias[2 * u:]
@@ -722,7 +722,7 @@ def _gru_forward(xp, x, W, bias, U, b_rec, rm, mask, act, rec_act, reset_after, 
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _gru_inference(x, reverse, W, bias, U, b_rec, mask, hs, sequence, b0, b1):
+def _gru_inference(x, reverse, W, bias, U, b_rec, mask, hs, sequence, b0, b1, small):
     """The GRU forward of inference (reset_after, φ = tanh, σ = sigmoid, no recurrent dropout): twin
     ``reference.recurrent.gru_inference``; feature-major as ``_lstm_inference`` (x batch-major, ``reverse``,
     ``sequence``, rows b0:b1; hs[0] holds h_0), with the arithmetic of ``_gru_forward``::
@@ -753,8 +753,8 @@ def _gru_inference(x, reverse, W, bias, U, b_rec, mask, hs, sequence, b0, b1):
             _copy_rows(g_row, xw[T - 1 - t if reverse else t:][:1])  # xp = x̃_t W
             gemm(h.reshape(1, u), U, hz_row, False, False, 0.0)  # hz = h U
         else:
-            gemm(W, x_t, g_strided, yes, yes, 0.0)  # xpᵀ = Wᵀ x̃_tᵀ
-            gemm(U, h, hzT, yes, no, 0.0)  # hzᵀ = Uᵀ hᵀ
+            gemm_small(W, x_t, g_strided, yes, yes, 0.0, small)  # xpᵀ = Wᵀ x̃_tᵀ
+            gemm_small(U, h, hzT, yes, no, 0.0, small)  # hzᵀ = Uᵀ hᵀ
         if Bp == 1:  # the same sums as below, as flat loops
             g1, hz1 = g_row[0], hz_row[0]
             for j in range(2 * u):
@@ -804,7 +804,8 @@ def _gru_inference(x, reverse, W, bias, U, b_rec, mask, hs, sequence, b0, b1):
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _gru_backward(gates, Ur, trans, rm, mask, act, rec_act, reset_after, hs, aux, dseq, dh, db, dbh, dHZ, b0, b1):
+def _gru_backward(gates, Ur, trans, rm, mask, act, rec_act, reset_after, hs, aux, dseq, dh, db, dbh, dHZ, b0, b1,
+                  small):
     """BPTT through the GRU cell (equations in ``reference.recurrent.gru_backward``).
 
     gates[t] ([z, r, ĥ]) <- δ of the input pre-activations [δa_z, δa_r, δa_h];  dh <- δh_0;  db += Σ_t δa_t;
@@ -867,11 +868,11 @@ def _gru_backward(gates, Ur, trans, rm, mask, act, rec_act, reset_after, hs, aux
                     parked[j] = dact_r[j]
                     hh[j] = da_hb[j]
         if reset_after:
-            _recurrent_product_t(dhz, Ur, trans, rm, hk, drh)
+            _recurrent_product_t(dhz, Ur, trans, rm, hk, drh, small)
             _add_rows(dhp, drh, u)
         else:
             U_h = Ur[:, 2 * u:] if trans else Ur[2 * u:]
-            gemm(da_h, U_h, drh, False, trans, 0.0)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
+            gemm_small(da_h, U_h, drh, False, trans, 0.0, small)  # δ(r ⊙ h̃_h) = δa_h U_hᵀ
             for b in range(B):
                 if not m[b]:
                     continue
@@ -887,13 +888,13 @@ def _gru_backward(gates, Ur, trans, rm, mask, act, rec_act, reset_after, hs, aux
                     dhzb[j] = gb[j]
                     da_zrb[j] = gb[j]
             if use_rm:
-                _recurrent_product_t(dhz[:, :2 * u], Ur, trans, rm, hk, drh)
+                _recurrent_product_t(dhz[:, :2 * u], Ur, trans, rm, hk, drh, small)
             else:
                 for b in range(B):
                     if not m[b]:
                         _fill_row(da_zr[b], 0)
                 U_zr = Ur[:, :2 * u] if trans else Ur[:2 * u]
-                gemm(da_zr, U_zr, drh, False, trans, 0.0)
+                gemm_small(da_zr, U_zr, drh, False, trans, 0.0, small)
             _add_rows(dhp, drh, u)
         _sum_rows_into(db, g_t)
         _carry(m, dhp, dh)
@@ -914,6 +915,12 @@ def _over_batch(run_piece, steps, u, G):
     pieces = row_pieces(B, T * B * u * G * u, _PARALLEL_LOOP_WORK)
     with kernel_scope():  # BLAS on one thread per core, subnormals flushed
         return run_parallel(*[lambda b0=b0, b1=b1: run_piece(b0, b1) for b0, b1 in pieces])
+
+
+def _small_work(dtype) -> int:
+    """The ``small`` of the loops' per-step products (``blas.gemm_small``): :func:`cblas.small_sgemm_work` in float32,
+    else 0 (one BLAS call per product)."""
+    return cblas.small_sgemm_work() if np.dtype(dtype) == np.float32 else 0
 
 
 def _piece(rm_arr, b0, b1):
@@ -1039,8 +1046,9 @@ def simple_rnn_forward(xp, b_in, U, rm, mask, h0, act):
     hs = np.empty((T + 1, B, u), xp.dtype)
     hs[0] = h0
     bias = _bias(b_in, u, xp.dtype)
+    small = _small_work(xp.dtype)
     _over_batch(lambda b0, b1: _simple_rnn_forward(xp, x, W, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, hs, b0,
-                                                   b1), hs[1:], u, 1)
+                                                   b1, small), hs[1:], u, 1)
     return hs, _cache(xp, keep)
 
 
@@ -1055,10 +1063,11 @@ def simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act):
     Ur, trans = _u_for_backward(U, B)
     dh = np.array(dhT, dtype=a.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, a.dtype)
+    small = _small_work(a.dtype)
 
     def piece(b0, b1):
         db = np.zeros(u, a.dtype)
-        _simple_rnn_backward(a, Ur, trans, _piece(rm_arr, b0, b1), mask_arr, code, dseq, dh[b0:b1], db, b0, b1)
+        _simple_rnn_backward(a, Ur, trans, _piece(rm_arr, b0, b1), mask_arr, code, dseq, dh[b0:b1], db, b0, b1, small)
         return db
 
     db = sum(_over_batch(piece, a, u, 1))
@@ -1082,8 +1091,9 @@ def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
     cs = np.empty((T + 1, B, u), xp.dtype)
     hs[0], cs[0] = h0, c0
     bias = _bias(b_in, G, xp.dtype)
+    small = _small_work(xp.dtype)
     _over_batch(lambda b0, b1: _lstm_forward(xp, x, W, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, hs,
-                                             cs, b0, b1), hs[1:], u, 4)
+                                             cs, b0, b1, small), hs[1:], u, 4)
     return hs, cs, _cache(xp, keep)
 
 
@@ -1116,8 +1126,8 @@ def _gru_inference_forward(proj, b_in, U, b_rec, mask, h0):
     b_rec = np.ascontiguousarray(b_rec, dtype=x.dtype)
     if b_rec.shape != (G,):
         raise ValueError(f"recurrent kernel: b_rec {b_rec.shape} does not fit U {U.shape} (expected {(G,)})")
-    sequence = bool(proj.sequence)
-    _over_batch(lambda b0, b1: _gru_inference(x, reverse, W, bias, U, b_rec, mask_arr, hs, sequence, b0, b1),
+    sequence, small = bool(proj.sequence), _small_work(x.dtype)
+    _over_batch(lambda b0, b1: _gru_inference(x, reverse, W, bias, U, b_rec, mask_arr, hs, sequence, b0, b1, small),
                 hs[1:], u, 3)
     return hs, None
 
@@ -1140,7 +1150,8 @@ def _lstm_inference_forward(proj, b_in, U, mask, h0, c0):
         return hs, cs, None
     if u >= _UNIT_SPLIT_UNITS and warmup._in_warmup():  # a warm-up's one sample compiles the unit-split loop too
         _lstm_inference_split(x, reverse, W, bias, U, mask_arr, hs.copy(), cs.copy(), sequence, 1)
-    _over_batch(lambda b0, b1: _lstm_inference(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, b0, b1),
+    small = _small_work(x.dtype)
+    _over_batch(lambda b0, b1: _lstm_inference(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, b0, b1, small),
                 hs[1:], u, 4)
     return hs, cs, None
 
@@ -1199,12 +1210,12 @@ def _lstm_inference_split(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, th
     hT[0] = hs[0].T
     progress = np.zeros((threads + 1, 8), np.int64)
     progress[threads, 0] = -1  # the stop cell: no stop
-    patience = UNIT_SPLIT_PATIENCE
+    patience, small = UNIT_SPLIT_PATIENCE, _small_work(x.dtype)
 
     def run(me, j0, j1):
         try:
             _lstm_inference_units(x, reverse, W, bias, U, mask_arr, hT, hs, cs, sequence, j0, j1, progress, me,
-                                  patience)
+                                  patience, small)
         except BaseException:
             progress[me, 0] = -1  # the others stop waiting for this thread
             raise
@@ -1221,7 +1232,7 @@ def _lstm_inference_split(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, th
     x_rest = np.ascontiguousarray(x[:, :T - s] if reverse else x[:, s:])
     mask_rest = np.ascontiguousarray(mask_arr[s:])
     _over_batch(lambda b0, b1: _lstm_inference(x_rest, reverse, W, bias, U, mask_rest, hs[s:], cs[s:], sequence, b0,
-                                               b1), hs[s + 1:], u, 4)
+                                               b1, small), hs[s + 1:], u, 4)
 
 
 #: How long (CPU clock ticks, ~3 ms; three times as long at the first meeting, which also waits for the other threads
@@ -1248,12 +1259,12 @@ def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
     dh = np.array(dhT, dtype=gates.dtype, copy=True)
     dc = np.array(dcT, dtype=gates.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, gates.dtype)
+    small = _small_work(gates.dtype)
 
     def piece(b0, b1):
         db = np.zeros(G, gates.dtype)
         _lstm_backward(gates, Ur, trans, _piece(rm_arr, b0, b1), mask_arr, code, rcode, cs, dseq, dh[b0:b1],
-                       dc[b0:b1], db,
-                       b0, b1)
+                       dc[b0:b1], db, b0, b1, small)
         return db
 
     db = sum(_over_batch(piece, gates, u, 4))
@@ -1279,8 +1290,9 @@ def gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after):
     aux = np.empty((xp.shape[0], B, u), xp.dtype)
     b_rec = np.ascontiguousarray(b_rec, dtype=xp.dtype)
     bias = _bias(b_in, G, xp.dtype)
+    small = _small_work(xp.dtype)
     _over_batch(lambda b0, b1: _gru_forward(xp, x, W, bias, U, b_rec, _piece(rm_arr, b0, b1), mask_arr, code, rcode,
-                                            bool(reset_after), hs, aux, b0, b1), hs[1:], u, 3)
+                                            bool(reset_after), hs, aux, b0, b1, small), hs[1:], u, 3)
     return hs, (xp, aux) if keep else None
 
 
@@ -1299,12 +1311,12 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
     dseq = _dseq(dseq, T, B, u, gates.dtype)
 
     dHZ = np.empty((T, B, G) if reset_after else (0, 0, G), gates.dtype)  # δ of hz = h̃ U + b_rh
+    small = _small_work(gates.dtype)
 
     def piece(b0, b1):
         db, dbh = np.zeros(G, gates.dtype), np.zeros(u, gates.dtype)
         _gru_backward(gates, Ur, trans, _piece(rm_arr, b0, b1), mask_arr, code, rcode, bool(reset_after), hs, aux,
-                      dseq,
-                      dh[b0:b1], db, dbh, dHZ, b0, b1)
+                      dseq, dh[b0:b1], db, dbh, dHZ, b0, b1, small)
         return np.concatenate([db, dbh])
 
     sums = sum(_over_batch(piece, gates, u, 3))

@@ -1,0 +1,215 @@
+"""Products cut into blocks for BLAS's small-matrix kernels (``blas.gemm_small``), alone and inside the recurrent
+loops: the blocks cover the product, each fits the limit, and every loop gives its twin's results with them."""
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from tinynn import activations
+from tinynn.kernels import blas
+from tinynn.kernels import recurrent as K
+from tinynn.kernels.reference import recurrent as R
+
+WHOLE, COLUMNS, ROWS = blas._WHOLE, blas._COLUMNS, blas._ROWS
+
+
+def _blocks(M: int, N: int, K_: int, small: int) -> list[tuple[int, int, int, int]]:
+    """The (i0, i1, j0, j1) blocks of ``out`` that ``small_blocks``'s plan gives."""
+    how, step = blas.small_blocks(M, N, K_, small)
+    if how == COLUMNS:
+        return [(0, M, j0, min(N, j0 + step)) for j0 in range(0, N, step)]
+    if how == ROWS:
+        return [(i0, min(M, i0 + step), 0, N) for i0 in range(0, M, step)]
+    return [(0, M, 0, N)]
+
+
+@given(M=st.integers(1, 600), N=st.integers(1, 2100), K_=st.integers(1, 600),
+       small=st.sampled_from([0, 4096, 100_000, 100**3]))
+@example(M=64, N=512, K_=128, small=100**3)  # an LSTM(128) training step of 64 rows: columns
+@example(M=512, N=64, K_=256, small=100**3)  # the unit-split inference step of LSTM(256): rows
+@example(M=32, N=2048, K_=512, small=100**3)  # LSTM(512): nothing fits, one call
+def test_the_blocks_cover_the_product_and_each_fits_the_limit(M, N, K_, small):
+    how, step = blas.small_blocks(M, N, K_, small)
+    blocks = _blocks(M, N, K_, small)
+    covered = np.zeros((M, N), np.int64)
+    for i0, i1, j0, j1 in blocks:
+        assert i1 > i0 and j1 > j0
+        covered[i0:i1, j0:j1] += 1
+    assert (covered == 1).all()
+    if how == WHOLE:
+        assert small <= 0 or M * N * K_ <= small or M == 1 or N == 1 or small // (M * K_) < blas._SMALL_MIN_COLS
+        return
+    assert M * N * K_ > small
+    for i0, i1, j0, j1 in blocks:
+        assert (i1 - i0) * (j1 - j0) * K_ <= small
+    if how == COLUMNS:  # the widest block that fits has ≥ _SMALL_MIN_COLS columns; evening keeps over half of it
+        assert step % 16 == 0 and small // (M * K_) >= blas._SMALL_MIN_COLS and step >= blas._SMALL_MIN_COLS // 2
+    else:
+        assert step % 8 == 0 and step >= blas._SMALL_MIN_ROWS
+        assert small // (M * K_) < blas._SMALL_MIN_COLS  # columns would have been too thin
+    assert len(blocks) == -(-max(M if how == ROWS else N, 1) // step)
+    sizes = [(i1 - i0) if how == ROWS else (j1 - j0) for i0, i1, j0, j1 in blocks]
+    assert max(sizes) - min(sizes) < step  # even blocks: only the last may be shorter
+
+
+@pytest.mark.parametrize("route, M, N, K_, small", [
+    (WHOLE, 24, 40, 30, 0), (WHOLE, 24, 40, 30, 24 * 40 * 30), (COLUMNS, 9, 300, 20, 9 * 20 * 80),
+    (ROWS, 70, 50, 20, 50 * 20 * 9), (WHOLE, 70, 50, 20, 50 * 20 * 7)])
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_small_computes_the_product_on_every_route(route, M, N, K_, small, trans_a, trans_b, beta, dtype):
+    """out = op(a) op(b) + β out on row slices / column blocks of larger arrays, each route of ``small_blocks``,
+    against NumPy in float64; nothing outside ``out`` is written."""
+    assert blas.small_blocks(M, N, K_, small)[0] == route
+    rng = np.random.default_rng(M * N + K_)
+
+    def operand(rows, cols):
+        big = rng.normal(size=(rows + 3, cols + 5)).astype(dtype)
+        return big[2:2 + rows, 3:3 + cols]
+
+    a = operand(K_, M) if trans_a else operand(M, K_)
+    b = operand(N, K_) if trans_b else operand(K_, N)
+    out_big = rng.normal(size=(M + 2, N + 4)).astype(dtype)
+    out = out_big[1:1 + M, 2:2 + N]
+    frame = out_big.copy()
+    want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    want += beta * out.astype(np.float64)
+    blas.gemm_small(a, b, out, trans_a, trans_b, beta, small)
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    assert np.max(np.abs(out - want)) <= tol * np.max(np.abs(want))
+    frame[1:1 + M, 2:2 + N] = out
+    np.testing.assert_array_equal(out_big, frame)
+
+
+# --------------------------------------------------------------------------- inside the recurrent loops
+TOL = {"float64": 1e-12, "float32": 1e-4}  # as tests/test_recurrent_kernels.py (the float32 bound explained there)
+SAME = 1e-6  # float32 loops with and without blocks: the same sums, BLAS kernels of different blocking
+GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3, "GRU reset_after": 3}
+
+
+def _step_products(kind: str, B: int, u: int, dropout: bool) -> list[tuple[int, int, int]]:
+    """(M, N, K) of each per-step product of a training loop's forward and backward on B rows (x̃_t W aside)."""
+    if dropout or kind == "SimpleRNN":  # one product per gate block, both ways
+        return [(B, u, u)]
+    G = GATES[kind] * u
+    if kind == "GRU":  # [h̃ U_z, h̃ U_r], (r ⊙ h̃) U_h; δa_h U_hᵀ, δa_zr U_zrᵀ
+        return [(B, 2 * u, u), (B, u, u), (B, u, 2 * u)]
+    return [(B, G, u), (B, u, G)]
+
+
+def _limit(products) -> int:
+    """A ``small`` that cuts every product: each (M, N, K) is cut for min(64 M K, 8 N K) ≤ small < M N K."""
+    low = max(min(blas._SMALL_MIN_COLS * M * K, blas._SMALL_MIN_ROWS * N * K) for M, N, K in products)
+    high = min(M * N * K for M, N, K in products)
+    assert low < high
+    return (low + high) // 2
+
+
+def _err(ours, ref) -> float:
+    scale = max(float(np.max(np.abs(r))) for r in ref)
+    return max(float(np.max(np.abs(np.asarray(a, np.float64) - r))) for a, r in zip(ours, ref)) / scale
+
+
+def _inputs(gates: int, B: int, u: int, T=5, n_in=6, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((T, B)) > 0.25
+    mask[:, 0] = True
+    return dict(x=rng.normal(size=(T, B, n_in)), W=rng.normal(0, 0.5, size=(n_in, gates * u)),
+                U=rng.normal(0, 0.6 / np.sqrt(u), size=(u, gates * u)), b=rng.normal(size=gates * u),
+                b_rec=rng.normal(size=gates * u), h0=rng.normal(size=(B, u)), c0=rng.normal(size=(B, u)),
+                dseq=rng.normal(size=(T, B, u)), dhT=rng.normal(size=(B, u)), dcT=rng.normal(size=(B, u)),
+                mask=mask, rm=(rng.random((gates, B, u)) >= 0.3) / 0.7)
+
+
+def _forced(monkeypatch, small: int) -> None:
+    monkeypatch.setattr(K, "_small_work", lambda dtype: small if np.dtype(dtype) == np.float32 else 0)
+
+
+def _cast(d: dict, dtype: str) -> dict:
+    return {k: v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v for k, v in d.items()}
+
+
+def _train(kind: str, d: dict, dropout: bool, fast: bool):
+    """Forward and backward of one loop on ``d``: the fast kernels (x̃ W formed inside the loop) or the twins."""
+    lib = K if fast else R
+    tanh, sigmoid = activations.get("tanh"), activations.get("sigmoid")
+    rm = d["rm"] if dropout else None
+    xp = K.Projection(d["x"], d["W"]) if fast else d["x"] @ d["W"]
+    if kind == "SimpleRNN":
+        hs, cache = lib.simple_rnn_forward(xp, d["b"], d["U"], rm, d["mask"], d["h0"], tanh)
+        return [hs, *lib.simple_rnn_backward(cache, d["U"], rm, d["mask"], hs, d["dseq"], d["dhT"], tanh)]
+    if kind == "LSTM":
+        hs, cs, cache = lib.lstm_forward(xp, d["b"], d["U"], rm, d["mask"], d["h0"], d["c0"], tanh, sigmoid)
+        return [hs, cs, *lib.lstm_backward(cache, d["U"], rm, d["mask"], hs, cs, d["dseq"], d["dhT"], d["dcT"], tanh,
+                                           sigmoid)]
+    reset_after = kind == "GRU reset_after"
+    b_rec = d["b_rec"] if reset_after else np.zeros_like(d["b_rec"])
+    hs, cache = lib.gru_forward(xp, d["b"], d["U"], b_rec, rm, d["mask"], d["h0"], tanh, sigmoid, reset_after)
+    return [hs, *lib.gru_backward(cache, d["U"], rm, d["mask"], hs, d["dseq"], d["dhT"], tanh, sigmoid,
+                                  reset_after)]
+
+
+@pytest.mark.parametrize("kind", list(GATES))
+@pytest.mark.parametrize("dropout", [False, True])
+@pytest.mark.parametrize("u, route", [(24, ROWS), (96, COLUMNS)])
+def test_training_loops_in_blocks_match_their_twins(kind, dropout, u, route, monkeypatch):
+    """Forward and backward of each loop (one batch piece of B rows) with every per-step product in blocks (h̃ U
+    and δz Uᵀ, per gate block under recurrent dropout): against the float64 twin, and against the same float32
+    loop with one product each. u = 24 cuts them into rows, u = 96 (some of them) into columns."""
+    B = 20
+    products = _step_products(kind, B, u, dropout)
+    small = _limit(products)
+    routes = {blas.small_blocks(M, N, K_, small)[0] for M, N, K_ in products}
+    assert WHOLE not in routes and route in routes
+    monkeypatch.setattr(K, "_PARALLEL_LOOP_WORK", 1 << 62)  # one piece: the loop's products have B rows
+    d = _inputs(GATES[kind], B, u)
+    ref = _train(kind, d, dropout, fast=False)
+    _forced(monkeypatch, 0)
+    whole = _train(kind, _cast(d, "float32"), dropout, fast=True)
+    _forced(monkeypatch, small)
+    blocks = _train(kind, _cast(d, "float32"), dropout, fast=True)
+    assert _err(blocks, ref) <= TOL["float32"]
+    assert _err(blocks, [np.asarray(w, np.float64) for w in whole]) <= SAME
+    assert _err(_train(kind, d, dropout, fast=True), ref) <= TOL["float64"]  # float64 products are never cut
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "LSTM by units", "GRU"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_inference_loops_in_blocks_match_their_twins(kind, reverse, monkeypatch):
+    """The feature-major inference loops (zᵀ = Wᵀ x̃_tᵀ + Uᵀ hᵀ, cut into row blocks of zᵀ), on batch pieces or split
+    by units between 2 threads: against their float64 twins and the same loop with one product each."""
+    gates, B, u = (3 if kind == "GRU" else 4), 12, 32
+    G = gates * u // (2 if kind == "LSTM by units" else 1)  # a thread's gate rows
+    small = 16 * B * u
+    assert blas.small_blocks(G, B, u, small) == (ROWS, 16)
+    d = _inputs(gates, B, u)
+    tanh, sigmoid = activations.get("tanh"), activations.get("sigmoid")
+    x_bm = np.ascontiguousarray((d["x"][::-1] if reverse else d["x"]).transpose(1, 0, 2))
+    monkeypatch.setattr(K, "_PARALLEL_LOOP_WORK", 1 << 62)
+    if kind == "LSTM by units":
+        monkeypatch.setattr(K, "_UNIT_SPLIT_UNITS", 1)
+        monkeypatch.setattr(K, "_PARALLEL_LOOP_WORK", 0)
+        monkeypatch.setattr(K, "_busy_machine", lambda threads: False)
+        monkeypatch.setattr(K, "_unit_split_paused_until", 0.0)
+        monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+        assert K._unit_threads(5, B, u) == 2
+
+    def run(dtype):
+        c = _cast(d, dtype)
+        proj = K.Projection(x_bm.astype(dtype), c["W"], keep_gates=False, batch_major=True, reverse=reverse)
+        if kind == "GRU":
+            return [K.gru_forward(proj, c["b"], c["U"], c["b_rec"], None, d["mask"], c["h0"], tanh, sigmoid, True)[0]]
+        return list(K.lstm_forward(proj, c["b"], c["U"], None, d["mask"], c["h0"], c["c0"], tanh, sigmoid)[:2])
+
+    if kind == "GRU":
+        ref = [R.gru_inference(d["x"], d["W"], d["b"], d["U"], d["b_rec"], d["mask"], d["h0"])]
+    else:
+        ref = list(R.lstm_inference(d["x"], d["W"], d["b"], d["U"], d["mask"], d["h0"], d["c0"]))
+    _forced(monkeypatch, 0)
+    whole = run("float32")
+    _forced(monkeypatch, small)
+    blocks = run("float32")
+    assert _err(blocks, ref) <= TOL["float32"]
+    assert _err(blocks, [np.asarray(w, np.float64) for w in whole]) <= SAME
