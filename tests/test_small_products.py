@@ -14,9 +14,9 @@ from tinynn.kernels.reference import recurrent as R
 WHOLE, COLUMNS, ROWS = blas._WHOLE, blas._COLUMNS, blas._ROWS
 
 
-def _blocks(M: int, N: int, K_: int, small: int) -> list[tuple[int, int, int, int]]:
+def _blocks(M: int, N: int, K_: int, small: int, trans_b: bool) -> list[tuple[int, int, int, int]]:
     """The (i0, i1, j0, j1) blocks of ``out`` that ``small_blocks``'s plan gives."""
-    how, step = blas.small_blocks(M, N, K_, small)
+    how, step = blas.small_blocks(M, N, K_, small, trans_b)
     if how == COLUMNS:
         return [(0, M, j0, min(N, j0 + step)) for j0 in range(0, N, step)]
     if how == ROWS:
@@ -25,13 +25,14 @@ def _blocks(M: int, N: int, K_: int, small: int) -> list[tuple[int, int, int, in
 
 
 @given(M=st.integers(1, 600), N=st.integers(1, 2100), K_=st.integers(1, 600),
-       small=st.sampled_from([0, 4096, 100_000, 100**3]))
-@example(M=64, N=512, K_=128, small=100**3)  # an LSTM(128) training step of 64 rows: columns
-@example(M=512, N=64, K_=256, small=100**3)  # the unit-split inference step of LSTM(256): rows
-@example(M=32, N=2048, K_=512, small=100**3)  # LSTM(512): nothing fits, one call
-def test_the_blocks_cover_the_product_and_each_fits_the_limit(M, N, K_, small):
-    how, step = blas.small_blocks(M, N, K_, small)
-    blocks = _blocks(M, N, K_, small)
+       small=st.sampled_from([0, 4096, 100_000, 100**3]), trans_b=st.booleans())
+@example(M=64, N=512, K_=128, small=100**3, trans_b=False)  # an LSTM(128) training step of 64 rows: columns
+@example(M=512, N=64, K_=256, small=100**3, trans_b=False)  # the unit-split inference step of LSTM(256): rows
+@example(M=512, N=64, K_=256, small=100**3, trans_b=True)  # the same as a @ bᵀ: whole
+@example(M=32, N=2048, K_=512, small=100**3, trans_b=False)  # LSTM(512): nothing fits, one call
+def test_the_blocks_cover_the_product_and_each_fits_the_limit(M, N, K_, small, trans_b):
+    how, step = blas.small_blocks(M, N, K_, small, trans_b)
+    blocks = _blocks(M, N, K_, small, trans_b)
     covered = np.zeros((M, N), np.int64)
     for i0, i1, j0, j1 in blocks:
         assert i1 > i0 and j1 > j0
@@ -40,6 +41,7 @@ def test_the_blocks_cover_the_product_and_each_fits_the_limit(M, N, K_, small):
     if how == WHOLE:
         assert small <= 0 or M * N * K_ <= small or M == 1 or N == 1 or small // (M * K_) < blas._SMALL_MIN_COLS
         return
+    assert not (trans_b and how == ROWS)
     assert M * N * K_ > small
     for i0, i1, j0, j1 in blocks:
         assert (i1 - i0) * (j1 - j0) * K_ <= small
@@ -61,8 +63,8 @@ def test_the_blocks_cover_the_product_and_each_fits_the_limit(M, N, K_, small):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gemm_small_computes_the_product_on_every_route(route, M, N, K_, small, trans_a, trans_b, beta, dtype):
     """out = op(a) op(b) + β out on row slices / column blocks of larger arrays, each route of ``small_blocks``,
-    against NumPy in float64; nothing outside ``out`` is written."""
-    assert blas.small_blocks(M, N, K_, small)[0] == route
+    against NumPy in float64; nothing outside ``out`` is written. (a @ bᵀ takes no row blocks.)"""
+    assert blas.small_blocks(M, N, K_, small, trans_b)[0] == (WHOLE if route == ROWS and trans_b else route)
     rng = np.random.default_rng(M * N + K_)
 
     def operand(rows, cols):
@@ -81,6 +83,36 @@ def test_gemm_small_computes_the_product_on_every_route(route, M, N, K_, small, 
     assert np.max(np.abs(out - want)) <= tol * np.max(np.abs(want))
     frame[1:1 + M, 2:2 + N] = out
     np.testing.assert_array_equal(out_big, frame)
+
+
+@pytest.mark.parametrize("product", ["matmul", "matmul with epilogue", "matmul_nt", "matmul_tn"])
+@pytest.mark.parametrize("split", [False, True])
+def test_split_products_in_blocks_match_numpy(product, split, monkeypatch):
+    """``blas.matmul*`` (the layers' products) with each piece of output rows cut for the small-matrix kernels, on
+    one thread or split over two: a @ b and aᵀ @ b in row blocks, a @ bᵀ whole (``small_blocks`` takes no row
+    blocks for it); against NumPy in float64."""
+    small = 16_000
+    monkeypatch.setattr(blas.cblas, "small_sgemm_work", lambda: small)
+    monkeypatch.setattr(blas, "_NUMPY_WORK", 0)
+    monkeypatch.setattr(blas, "_PARALLEL_WORK", 0 if split else 1 << 62)
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    rng = np.random.default_rng(3)
+    M, K_, N = 150, 24, 40
+    trans_a, trans_b = product == "matmul_tn", product == "matmul_nt"
+    a = rng.normal(size=(K_, M) if trans_a else (M, K_)).astype(np.float32)
+    b = rng.normal(size=(N, K_) if trans_b else (K_, N)).astype(np.float32)
+    expect = WHOLE if trans_b else ROWS
+    assert blas.small_blocks(M // (2 if split else 1), N, K_, small, trans_b)[0] == expect
+    want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    seen = []
+    if product == "matmul with epilogue":
+        out = np.empty((M, N), np.float32)
+        got = blas.matmul(a, b, out, epilogue=lambda i0, i1: seen.append((i0, i1)))
+        assert sorted(seen)[0][0] == 0 and sum(i1 - i0 for i0, i1 in seen) == M
+    else:
+        got = {"matmul": blas.matmul, "matmul_nt": blas.matmul_nt, "matmul_tn": blas.matmul_tn}[
+            product.split()[0]](a, b)
+    assert np.max(np.abs(got - want)) <= 2e-6 * np.max(np.abs(want))
 
 
 # --------------------------------------------------------------------------- inside the recurrent loops
@@ -161,7 +193,7 @@ def test_training_loops_in_blocks_match_their_twins(kind, dropout, u, route, mon
     B = 20
     products = _step_products(kind, B, u, dropout)
     small = _limit(products)
-    routes = {blas.small_blocks(M, N, K_, small)[0] for M, N, K_ in products}
+    routes = {blas.small_blocks(M, N, K_, small, False)[0] for M, N, K_ in products}  # δz by a copy of Uᵀ
     assert WHOLE not in routes and route in routes
     monkeypatch.setattr(K, "_PARALLEL_LOOP_WORK", 1 << 62)  # one piece: the loop's products have B rows
     d = _inputs(GATES[kind], B, u)
@@ -183,7 +215,7 @@ def test_inference_loops_in_blocks_match_their_twins(kind, reverse, monkeypatch)
     gates, B, u = (3 if kind == "GRU" else 4), 12, 32
     G = gates * u // (2 if kind == "LSTM by units" else 1)  # a thread's gate rows
     small = 16 * B * u
-    assert blas.small_blocks(G, B, u, small) == (ROWS, 16)
+    assert blas.small_blocks(G, B, u, small, False) == (ROWS, 16)
     d = _inputs(gates, B, u)
     tanh, sigmoid = activations.get("tanh"), activations.get("sigmoid")
     x_bm = np.ascontiguousarray((d["x"][::-1] if reverse else d["x"]).transpose(1, 0, 2))

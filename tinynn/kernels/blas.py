@@ -167,11 +167,12 @@ _WHOLE, _COLUMNS, _ROWS = 0, 1, 2
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def small_blocks(M, N, K, small):
+def small_blocks(M, N, K, small, trans_b):
     """How :func:`gemm_small` cuts an (M, N) = (M, K) @ (K, N) product: ``(_WHOLE, M)`` (one call), ``(_COLUMNS,
     step)`` (blocks of ``step`` columns, the last one shorter) or ``(_ROWS, step)`` (blocks of ``step`` rows).
     Columns when blocks of ≤ ``small`` multiply-adds keep at least ``_SMALL_MIN_COLS`` of them, else rows when they
-    keep at least ``_SMALL_MIN_ROWS``; even blocks, in multiples of 16 columns or 8 rows."""
+    keep at least ``_SMALL_MIN_ROWS`` and b is not read transposed (a @ bᵀ in row blocks ran 1.1-4× slower than
+    whole); even blocks, in multiples of 16 columns or 8 rows."""
     if small <= 0 or M * N * K <= small or M <= 1 or N <= 1:
         return _WHOLE, M
     fit = small // (M * K)
@@ -180,7 +181,7 @@ def small_blocks(M, N, K, small):
         blocks = (N + step - 1) // step
         return _COLUMNS, ((N + blocks - 1) // blocks + 15) // 16 * 16
     fit = small // (N * K)
-    if fit < _SMALL_MIN_ROWS:
+    if fit < _SMALL_MIN_ROWS or trans_b:
         return _WHOLE, M
     step = fit // 16 * 16 if fit >= 16 else _SMALL_MIN_ROWS
     blocks = (M + step - 1) // step
@@ -206,7 +207,7 @@ def _gemm_blocks(a, b, out, trans_a, trans_b, beta, small):
     """:func:`gemm_small` itself."""
     M, N = out.shape
     K = a.shape[0] if trans_a else a.shape[1]
-    how, step = small_blocks(M, N, K, small)
+    how, step = small_blocks(M, N, K, small, trans_b)
     if how == _COLUMNS:
         for j0 in range(0, N, step):
             j1 = min(N, j0 + step)
@@ -266,9 +267,10 @@ def _product(a, b, out, trans_a: bool, trans_b: bool, epilogue=None) -> np.ndarr
             return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
     if not trans_a or N < 2 * M or epilogue is not None:  # row blocks of the output (op(a)'s rows)
         a_rows = (lambda i0, i1: a[:, i0:i1]) if trans_a else (lambda i0, i1: a[i0:i1])
+        small = cblas.small_sgemm_work() if dtype == np.float32 else 0
 
         def rows(i0, i1):
-            gemm(a_rows(i0, i1), b, out[i0:i1], trans_a, trans_b, 0.0)
+            _gemm_blocks(a_rows(i0, i1), b, out[i0:i1], trans_a, trans_b, 0.0, small)
             if epilogue is not None:
                 epilogue(i0, i1)
 
