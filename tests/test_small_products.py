@@ -11,7 +11,7 @@ from tinynn.kernels import blas
 from tinynn.kernels import recurrent as K
 from tinynn.kernels.reference import recurrent as R
 
-WHOLE, COLUMNS, ROWS = blas._WHOLE, blas._COLUMNS, blas._ROWS
+WHOLE, COLUMNS, ROWS = blas.WHOLE, blas.COLUMNS, blas.ROWS
 
 
 def _blocks(M: int, N: int, K_: int, small: int, trans_b: bool) -> list[tuple[int, int, int, int]]:
@@ -113,6 +113,38 @@ def test_split_products_in_blocks_match_numpy(product, split, monkeypatch):
         got = {"matmul": blas.matmul, "matmul_nt": blas.matmul_nt, "matmul_tn": blas.matmul_tn}[
             product.split()[0]](a, b)
     assert np.max(np.abs(got - want)) <= 2e-6 * np.max(np.abs(want))
+
+
+@pytest.mark.parametrize("padding, d", [("valid", 1), ("same", 2)])
+def test_conv1d_products_per_tap_in_row_blocks_match_the_reference(padding, d, monkeypatch):
+    """A Conv1D inference forward by one product per tap (``conv._taps_forward``) with its rows in blocks for the
+    small-matrix kernels, all K taps of a block at once (``conv._taps_products``): equal to the reference, and to
+    the same forward in one block, in float32; float64 makes one block."""
+    from unittest import mock
+
+    from tinynn.kernels import conv as kc
+    from tinynn.kernels.reference import conv as rc
+
+    rng = np.random.default_rng(5)
+    B, L, K_, C, F = 5, 40, 3, kc.TAPS_MIN_CHANNELS, kc.TAPS_MIN_CHANNELS + 7
+    small = 16 * F * C
+    pl, _, l_out = kc.conv_padding(L, K_, 1, d, padding)
+    x64, W64 = rng.normal(size=(B, L, C)), rng.normal(size=(K_, C, F))
+    want = rc.conv1d_forward(x64, W64, 1, d, pl, l_out)
+    got = {}
+    for dtype, limit in ((np.float32, 0), (np.float32, small), (np.float64, small)):
+        monkeypatch.setattr(kc.cblas, "small_sgemm_work", lambda limit=limit: limit)
+        with mock.patch.object(kc, "_taps_products", wraps=kc._taps_products) as spy:
+            z = kc.conv1d_forward(x64.astype(dtype), W64.astype(dtype), 1, d, pl, l_out, workspace={},
+                                  keep_cols=False)
+        (_, _, _, r0, m, _, step), _ = spy.call_args
+        assert spy.call_count == 1 and r0 == 0
+        cut = dtype == np.float32 and limit > 0
+        assert step == (16 if cut else m) and blas.small_blocks(m, F, C, small, False) == (ROWS, 16)
+        rel = float(np.max(np.abs(z - want)) / np.max(np.abs(want)))
+        assert rel <= (1e-5 if dtype == np.float32 else 1e-12)
+        got[(dtype, limit)] = z
+    assert float(np.max(np.abs(got[(np.float32, small)] - got[(np.float32, 0)]))) <= 1e-6 * float(np.max(np.abs(want)))
 
 
 # --------------------------------------------------------------------------- inside the recurrent loops

@@ -163,29 +163,29 @@ def gemm(a, b, out, trans_a, trans_b, beta):
 #: ``_SMALL_MIN_ROWS``: thinner blocks ran slower than one product (benchmarks/RESULTS.md).
 _SMALL_MIN_COLS = 64
 _SMALL_MIN_ROWS = 8
-_WHOLE, _COLUMNS, _ROWS = 0, 1, 2
+WHOLE, COLUMNS, ROWS = 0, 1, 2
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def small_blocks(M, N, K, small, trans_b):
-    """How :func:`gemm_small` cuts an (M, N) = (M, K) @ (K, N) product: ``(_WHOLE, M)`` (one call), ``(_COLUMNS,
-    step)`` (blocks of ``step`` columns, the last one shorter) or ``(_ROWS, step)`` (blocks of ``step`` rows).
+    """How :func:`gemm_small` cuts an (M, N) = (M, K) @ (K, N) product: ``(WHOLE, M)`` (one call), ``(COLUMNS,
+    step)`` (blocks of ``step`` columns, the last one shorter) or ``(ROWS, step)`` (blocks of ``step`` rows).
     Columns when blocks of ≤ ``small`` multiply-adds keep at least ``_SMALL_MIN_COLS`` of them, else rows when they
     keep at least ``_SMALL_MIN_ROWS`` and b is not read transposed (a @ bᵀ in row blocks ran 1.1-4× slower than
     whole); even blocks, in multiples of 16 columns or 8 rows."""
     if small <= 0 or M * N * K <= small or M <= 1 or N <= 1:
-        return _WHOLE, M
+        return WHOLE, M
     fit = small // (M * K)
     if fit >= _SMALL_MIN_COLS:
         step = fit // 16 * 16
         blocks = (N + step - 1) // step
-        return _COLUMNS, ((N + blocks - 1) // blocks + 15) // 16 * 16
+        return COLUMNS, ((N + blocks - 1) // blocks + 15) // 16 * 16
     fit = small // (N * K)
     if fit < _SMALL_MIN_ROWS or trans_b:
-        return _WHOLE, M
+        return WHOLE, M
     step = fit // 16 * 16 if fit >= 16 else _SMALL_MIN_ROWS
     blocks = (M + step - 1) // step
-    return _ROWS, ((M + blocks - 1) // blocks + 7) // 8 * 8
+    return ROWS, ((M + blocks - 1) // blocks + 7) // 8 * 8
 
 
 @numba.njit(inline="always")
@@ -208,11 +208,11 @@ def _gemm_blocks(a, b, out, trans_a, trans_b, beta, small):
     M, N = out.shape
     K = a.shape[0] if trans_a else a.shape[1]
     how, step = small_blocks(M, N, K, small, trans_b)
-    if how == _COLUMNS:
+    if how == COLUMNS:
         for j0 in range(0, N, step):
             j1 = min(N, j0 + step)
             gemm(a, b[j0:j1] if trans_b else b[:, j0:j1], out[:, j0:j1], trans_a, trans_b, beta)
-    elif how == _ROWS:
+    elif how == ROWS:
         for i0 in range(0, M, step):
             i1 = min(M, i0 + step)
             gemm(a[:, i0:i1] if trans_a else a[i0:i1], b, out[i0:i1], trans_a, trans_b, beta)

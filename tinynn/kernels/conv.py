@@ -53,7 +53,7 @@ import functools
 import numba
 import numpy as np
 
-from . import blas, warmup, windows
+from . import blas, cblas, warmup, windows
 from .bias_activation import bias_activation_rows
 from .jitcache import load_without_refresh
 from .layout import merge_groups, split_groups
@@ -700,6 +700,19 @@ TAPS_MIN_CHANNELS = 64
 TAPS_SHIFT_SAMPLE_BYTES = 64 << 10
 
 
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _taps_products(rows, Wk, zp, r0, m, d, step):
+    """zp[:m] = Σ_k rows[r0 + k·d : r0 + k·d + m] @ Wk[k] (β = 1 after k = 0), in blocks of ``step`` rows of zp, all
+    K taps of a block while its rows are in the cache (each row's sum still runs k = 0, 1, ..., K-1). ``step`` from
+    :func:`tinynn.kernels.blas.small_blocks`: products OpenBLAS's small-matrix kernels take (``m``: one block)."""
+    for i0 in range(0, m, step):
+        i1 = min(m, i0 + step)
+        out = zp[i0:i1]
+        blas.gemm(rows[r0 + i0:r0 + i1], Wk[0], out, False, False, 0.0)
+        for k in range(1, Wk.shape[0]):
+            blas.gemm(rows[r0 + k * d + i0:r0 + k * d + i1], Wk[k], out, False, False, 1.0)
+
+
 def _taps_forward(x, W, d, pl, l_out, ws, tail=None):
     """z = conv(x, W) for stride 1 and one group as K products into the same rows, no im2col:
 
@@ -720,14 +733,14 @@ def _taps_forward(x, W, d, pl, l_out, ws, tail=None):
     rows = xp.reshape(B * Lp, C)
     Wk = np.ascontiguousarray(W, dtype=x.dtype)
     z = np.empty((B, l_out, F), dtype=x.dtype)
+    small = cblas.small_sgemm_work() if x.dtype == np.float32 else 0
 
     def piece(worker, b0, b1):
         n = b1 - b0
         r0, m = b0 * Lp, n * Lp - reach
         zp = _scratch(ws, f"zt{worker}", (n * Lp, F), x.dtype)
-        blas.gemm(rows[r0 : r0 + m], Wk[0], zp[:m], False, False, 0.0)
-        for k in range(1, K):
-            blas.gemm(rows[r0 + k * d : r0 + k * d + m], Wk[k], zp[:m], False, False, 1.0)
+        how, step = blas.small_blocks(m, F, C, small, False)
+        _taps_products(rows, Wk, zp, r0, m, d, step if how == blas.ROWS else max(m, 1))
         if tail is None:
             z[b0:b1] = zp.reshape(n, Lp, F)[:, :l_out]
             return
