@@ -204,10 +204,12 @@ def gemm_small(a, b, out, trans_a, trans_b, beta, small):
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _gemm_blocks(a, b, out, trans_a, trans_b, beta, small):
-    """:func:`gemm_small` itself."""
+    """:func:`gemm_small` itself (called from Python too: :func:`matmul`'s pieces). Its products get strided views,
+    so that they share one ``gemm`` specialisation whatever the layouts it was called with."""
     M, N = out.shape
     K = a.shape[0] if trans_a else a.shape[1]
     how, step = small_blocks(M, N, K, small, trans_b)
+    a, b, out = a[:, :], b[:, :], out[:, :]
     if how == COLUMNS:
         for j0 in range(0, N, step):
             j1 = min(N, j0 + step)
