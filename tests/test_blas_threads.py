@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from product_operands import operands_on_views
 
 from tinynn.kernels import blas, cblas, cblas_adapters, denormals, parallel
 
@@ -20,18 +21,7 @@ from tinynn.kernels import blas, cblas, cblas_adapters, denormals, parallel
 @example(M=7, K=9, N=11, trans_a=True, trans_b=True, beta=-0.5, views=True, dtype=np.float32, seed=1)
 def test_gemm_on_views_transposes_and_accumulation(M, K, N, trans_a, trans_b, beta, views, dtype, seed):
     """out = op(a) op(b) + β out on column blocks / row slices of larger arrays, against NumPy in float64."""
-    rng = np.random.default_rng(seed)
-
-    def operand(rows, cols):
-        if not views:
-            return rng.normal(size=(rows, cols)).astype(dtype)
-        big = rng.normal(size=(rows + 3, cols + 5)).astype(dtype)
-        return big[2:2 + rows, 3:3 + cols]  # unit stride along rows, a longer row stride
-
-    a = operand(K, M) if trans_a else operand(M, K)
-    b = operand(N, K) if trans_b else operand(K, N)
-    out_big = rng.normal(size=(M + 2, N + 4)).astype(dtype)
-    out = out_big[1:1 + M, 2:2 + N]
+    a, b, out_big, out = operands_on_views(np.random.default_rng(seed), M, K, N, trans_a, trans_b, dtype, views)
     before, frame = out.astype(np.float64), out_big.copy()
     want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64) + beta * before
     blas.gemm(a, b, out, trans_a, trans_b, beta)
@@ -52,18 +42,7 @@ def test_gemm_with_one_row_or_one_column_goes_through_gemv_right(shape, K, other
     """M = 1 or N = 1 (the gemv path of blas.gemm) in every transpose layout, on row slices and column blocks of
     larger arrays (a vector with a row stride as its increment), β = 0 over a NaN-filled output, against NumPy."""
     M, N = {"M1": (1, other), "N1": (other, 1), "both": (1, 1)}[shape]
-    rng = np.random.default_rng(seed)
-
-    def operand(rows, cols):
-        if not views:
-            return rng.normal(size=(rows, cols)).astype(dtype)
-        big = rng.normal(size=(rows + 3, cols + 5)).astype(dtype)
-        return big[2:2 + rows, 3:3 + cols]
-
-    a = operand(K, M) if trans_a else operand(M, K)
-    b = operand(N, K) if trans_b else operand(K, N)
-    out_big = rng.normal(size=(M + 2, N + 4)).astype(dtype)
-    out = out_big[1:1 + M, 2:2 + N]
+    a, b, out_big, out = operands_on_views(np.random.default_rng(seed), M, K, N, trans_a, trans_b, dtype, views)
     if beta == 0:
         out[...] = np.nan  # β = 0 ignores what was there
     before, frame = out.astype(np.float64), out_big.copy()
