@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from product_operands import operands_on_views
 
 from tinynn import activations
 from tinynn.kernels import blas
@@ -65,16 +66,7 @@ def test_gemm_small_computes_the_product_on_every_route(route, M, N, K_, small, 
     """out = op(a) op(b) + β out on row slices / column blocks of larger arrays, each route of ``small_blocks``,
     against NumPy in float64; nothing outside ``out`` is written. (a @ bᵀ takes no row blocks.)"""
     assert blas.small_blocks(M, N, K_, small, trans_b)[0] == (WHOLE if route == ROWS and trans_b else route)
-    rng = np.random.default_rng(M * N + K_)
-
-    def operand(rows, cols):
-        big = rng.normal(size=(rows + 3, cols + 5)).astype(dtype)
-        return big[2:2 + rows, 3:3 + cols]
-
-    a = operand(K_, M) if trans_a else operand(M, K_)
-    b = operand(N, K_) if trans_b else operand(K_, N)
-    out_big = rng.normal(size=(M + 2, N + 4)).astype(dtype)
-    out = out_big[1:1 + M, 2:2 + N]
+    a, b, out_big, out = operands_on_views(np.random.default_rng(M * N + K_), M, K_, N, trans_a, trans_b, dtype)
     frame = out_big.copy()
     want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
     want += beta * out.astype(np.float64)
@@ -188,7 +180,7 @@ def _inputs(gates: int, B: int, u: int, T=5, n_in=6, seed=0):
 
 
 def _forced(monkeypatch, small: int) -> None:
-    monkeypatch.setattr(K, "_small_work", lambda dtype: small if np.dtype(dtype) == np.float32 else 0)
+    monkeypatch.setattr(K.cblas, "small_sgemm_work", lambda: small)
 
 
 def _cast(d: dict, dtype: str) -> dict:

@@ -269,7 +269,7 @@ def _product(a, b, out, trans_a: bool, trans_b: bool, epilogue=None) -> np.ndarr
             return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
     if not trans_a or N < 2 * M or epilogue is not None:  # row blocks of the output (op(a)'s rows)
         a_rows = (lambda i0, i1: a[:, i0:i1]) if trans_a else (lambda i0, i1: a[i0:i1])
-        small = cblas.small_sgemm_work() if dtype == np.float32 else 0
+        small = cblas.small_gemm_work(dtype)
 
         def rows(i0, i1):
             _gemm_blocks(a_rows(i0, i1), b, out[i0:i1], trans_a, trans_b, 0.0, small)

@@ -170,6 +170,12 @@ def small_sgemm_work() -> int:
     return 100**3 if core in _SMALL_SGEMM_CORES else 0
 
 
+def small_gemm_work(dtype) -> int:
+    """The limit of :func:`small_sgemm_work` for products in ``dtype``: it in float32, else 0 (none known). The
+    ``small`` of :func:`tinynn.kernels.blas.gemm_small` and the convolutions' chunks."""
+    return small_sgemm_work() if np.dtype(dtype) == np.float32 else 0
+
+
 def can_limit_threads() -> bool:
     """True when :func:`single_threaded` can hold numpy's BLAS to one thread (an OpenBLAS)."""
     return _bind()["threads"] is not None

@@ -733,7 +733,7 @@ def _taps_forward(x, W, d, pl, l_out, ws, tail=None):
     rows = xp.reshape(B * Lp, C)
     Wk = np.ascontiguousarray(W, dtype=x.dtype)
     z = np.empty((B, l_out, F), dtype=x.dtype)
-    small = cblas.small_sgemm_work() if x.dtype == np.float32 else 0
+    small = cblas.small_gemm_work(x.dtype)
 
     def piece(worker, b0, b1):
         n = b1 - b0

@@ -235,7 +235,7 @@ def forward_step(Wo: int, K: int, F: int, dtype) -> int:
     small-matrix size: Dense(32) 24 / 31, Conv2D(32, 3×3) on 16 channels 30 / 41 (benchmarks/RESULTS.md)."""
     itemsize = np.dtype(dtype).itemsize
     rows = _chunk_rows(Wo * K * itemsize, FORWARD_CHUNK_BYTES)
-    small = cblas.small_sgemm_work() if itemsize == 4 else 0
+    small = cblas.small_gemm_work(dtype)
     fit = small // max(Wo * K * F, 1)
     if fit * Wo >= SMALL_CHUNK_MIN_PIXELS:
         rows = min(rows, fit)

@@ -917,12 +917,6 @@ def _over_batch(run_piece, steps, u, G):
         return run_parallel(*[lambda b0=b0, b1=b1: run_piece(b0, b1) for b0, b1 in pieces])
 
 
-def _small_work(dtype) -> int:
-    """The ``small`` of the loops' per-step products (``blas.gemm_small``): :func:`cblas.small_sgemm_work` in float32,
-    else 0 (one BLAS call per product)."""
-    return cblas.small_sgemm_work() if np.dtype(dtype) == np.float32 else 0
-
-
 def _piece(rm_arr, b0, b1):
     """The recurrent-dropout multipliers of rows b0:b1 (a small contiguous copy; the kernels index it from 0)."""
     return np.ascontiguousarray(rm_arr[:, b0:b1])
@@ -1046,7 +1040,7 @@ def simple_rnn_forward(xp, b_in, U, rm, mask, h0, act):
     hs = np.empty((T + 1, B, u), xp.dtype)
     hs[0] = h0
     bias = _bias(b_in, u, xp.dtype)
-    small = _small_work(xp.dtype)
+    small = cblas.small_gemm_work(xp.dtype)
     _over_batch(lambda b0, b1: _simple_rnn_forward(xp, x, W, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, hs, b0,
                                                    b1, small), hs[1:], u, 1)
     return hs, _cache(xp, keep)
@@ -1063,7 +1057,7 @@ def simple_rnn_backward(cache, U, rm, mask, hs, dseq, dhT, act):
     Ur, trans = _u_for_backward(U, B)
     dh = np.array(dhT, dtype=a.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, a.dtype)
-    small = _small_work(a.dtype)
+    small = cblas.small_gemm_work(a.dtype)
 
     def piece(b0, b1):
         db = np.zeros(u, a.dtype)
@@ -1091,7 +1085,7 @@ def lstm_forward(xp, b_in, U, rm, mask, h0, c0, act, rec_act):
     cs = np.empty((T + 1, B, u), xp.dtype)
     hs[0], cs[0] = h0, c0
     bias = _bias(b_in, G, xp.dtype)
-    small = _small_work(xp.dtype)
+    small = cblas.small_gemm_work(xp.dtype)
     _over_batch(lambda b0, b1: _lstm_forward(xp, x, W, bias, U, _piece(rm_arr, b0, b1), mask_arr, code, rcode, hs,
                                              cs, b0, b1, small), hs[1:], u, 4)
     return hs, cs, _cache(xp, keep)
@@ -1126,7 +1120,7 @@ def _gru_inference_forward(proj, b_in, U, b_rec, mask, h0):
     b_rec = np.ascontiguousarray(b_rec, dtype=x.dtype)
     if b_rec.shape != (G,):
         raise ValueError(f"recurrent kernel: b_rec {b_rec.shape} does not fit U {U.shape} (expected {(G,)})")
-    sequence, small = bool(proj.sequence), _small_work(x.dtype)
+    sequence, small = bool(proj.sequence), cblas.small_gemm_work(x.dtype)
     _over_batch(lambda b0, b1: _gru_inference(x, reverse, W, bias, U, b_rec, mask_arr, hs, sequence, b0, b1, small),
                 hs[1:], u, 3)
     return hs, None
@@ -1150,7 +1144,7 @@ def _lstm_inference_forward(proj, b_in, U, mask, h0, c0):
         return hs, cs, None
     if u >= _UNIT_SPLIT_UNITS and warmup._in_warmup():  # a warm-up's one sample compiles the unit-split loop too
         _lstm_inference_split(x, reverse, W, bias, U, mask_arr, hs.copy(), cs.copy(), sequence, 1)
-    small = _small_work(x.dtype)
+    small = cblas.small_gemm_work(x.dtype)
     _over_batch(lambda b0, b1: _lstm_inference(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, b0, b1, small),
                 hs[1:], u, 4)
     return hs, cs, None
@@ -1210,7 +1204,7 @@ def _lstm_inference_split(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, th
     hT[0] = hs[0].T
     progress = np.zeros((threads + 1, 8), np.int64)
     progress[threads, 0] = -1  # the stop cell: no stop
-    patience, small = UNIT_SPLIT_PATIENCE, _small_work(x.dtype)
+    patience, small = UNIT_SPLIT_PATIENCE, cblas.small_gemm_work(x.dtype)
 
     def run(me, j0, j1):
         try:
@@ -1259,7 +1253,7 @@ def lstm_backward(cache, U, rm, mask, hs, cs, dseq, dhT, dcT, act, rec_act):
     dh = np.array(dhT, dtype=gates.dtype, copy=True)
     dc = np.array(dcT, dtype=gates.dtype, copy=True)
     dseq = _dseq(dseq, T, B, u, gates.dtype)
-    small = _small_work(gates.dtype)
+    small = cblas.small_gemm_work(gates.dtype)
 
     def piece(b0, b1):
         db = np.zeros(G, gates.dtype)
@@ -1290,7 +1284,7 @@ def gru_forward(xp, b_in, U, b_rec, rm, mask, h0, act, rec_act, reset_after):
     aux = np.empty((xp.shape[0], B, u), xp.dtype)
     b_rec = np.ascontiguousarray(b_rec, dtype=xp.dtype)
     bias = _bias(b_in, G, xp.dtype)
-    small = _small_work(xp.dtype)
+    small = cblas.small_gemm_work(xp.dtype)
     _over_batch(lambda b0, b1: _gru_forward(xp, x, W, bias, U, b_rec, _piece(rm_arr, b0, b1), mask_arr, code, rcode,
                                             bool(reset_after), hs, aux, b0, b1, small), hs[1:], u, 3)
     return hs, (xp, aux) if keep else None
@@ -1311,7 +1305,7 @@ def gru_backward(cache, U, rm, mask, hs, dseq, dhT, act, rec_act, reset_after):
     dseq = _dseq(dseq, T, B, u, gates.dtype)
 
     dHZ = np.empty((T, B, G) if reset_after else (0, 0, G), gates.dtype)  # δ of hz = h̃ U + b_rh
-    small = _small_work(gates.dtype)
+    small = cblas.small_gemm_work(gates.dtype)
 
     def piece(b0, b1):
         db, dbh = np.zeros(G, gates.dtype), np.zeros(u, gates.dtype)
