@@ -211,3 +211,65 @@ def test_a_pool_thread_on_the_callers_core_takes_no_range_in_a_short_call(monkey
     for work in (None, parallel.STAND_ASIDE_WORK):
         parallel.share(lambda k, a, b: a, ranges, work)
     assert [c.cpu for c in created] == [-1, -1]  # no standing aside in long or unknown calls
+
+
+def _returns_within(seconds: float, fn):
+    """fn()'s value, or a test failure if it has not returned after ``seconds`` (instead of hanging the run)."""
+    box = []
+    runner = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    runner.start()
+    runner.join(seconds)
+    assert not runner.is_alive(), f"still waiting after {seconds} s"
+    return box[0]
+
+
+def test_a_job_no_pool_thread_starts_is_run_by_its_caller(monkeypatch):
+    """A pool whose threads are gone (here: a pool of none): run_parallel takes its piece back after TAKE_BACK_AFTER
+    and runs it on the calling thread, and the next call starts a new pool. A pool thread that later finds a job its
+    caller took back skips it: every piece runs once."""
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    empty = parallel._Pool(0)
+    monkeypatch.setattr(parallel, "_pool", empty)
+    monkeypatch.setattr(parallel, "_pool_size", 1)
+    runs = []
+    got = _returns_within(30, lambda: parallel.run_parallel(lambda: runs.append(0) or 0,
+                                                            lambda: runs.append(threading.current_thread().name) or 1))
+    assert got == [0, 1] and len(runs) == 2
+    assert not runs[1].startswith("tinynn")  # the caller ran the second piece itself
+    assert parallel._pool is not empty  # dropped: no thread of it is alive
+    assert _returns_within(30, lambda: parallel.run_parallel(lambda: 0, lambda: threading.current_thread().name))[1] \
+        .startswith("tinynn")  # a new pool with a thread serves the next call
+    late = threading.Thread(target=empty._serve, daemon=True)  # a thread that finds the taken-back job in the queue
+    late.start()
+    marker = empty.submit(lambda: "ran")
+    assert _returns_within(30, marker.result) == "ran"
+    assert len(runs) == 2  # the taken-back piece did not run again
+
+
+def test_a_pool_thread_lives_on_after_an_error_outside_its_jobs(monkeypatch):
+    """An exception in a pool thread's idle spin (here: the busy-wait lookup fails in the pool's threads) is reported
+    through threading.excepthook and does not end the thread: the job it already took from the queue still runs, and
+    later calls find the thread serving."""
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "_pool", None)
+    monkeypatch.setattr(parallel, "_pool_size", 0)
+    monkeypatch.setattr(parallel, "TAKE_BACK_AFTER", 30.0)  # a lost job would hang (caught below), not be taken back
+    spinner, reported = parallel._spinner, []
+
+    def failing_in_the_pool():
+        if threading.current_thread().name.startswith("tinynn"):
+            raise RuntimeError("idle spin")
+        return spinner()
+
+    monkeypatch.setattr(parallel, "_spinner", failing_in_the_pool)
+    monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.exc_value))
+
+    def calls():
+        name = threading.current_thread
+        return [parallel.run_parallel(lambda i=i: i, lambda i=i: (i, name().name)) for i in range(20)]
+
+    got = _returns_within(60, calls)
+    assert [g[0] for g in got] == list(range(20)) and all(g[1][0] == g[0] for g in got)
+    assert all(g[1][1].startswith("tinynn") for g in got)  # every second piece ran on the pool's thread
+    assert reported and all(isinstance(e, RuntimeError) for e in reported)
+    assert parallel._pool.alive()

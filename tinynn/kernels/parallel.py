@@ -83,28 +83,52 @@ def _new_signal() -> tuple[np.ndarray, threading.Lock]:
     return np.zeros(1, np.int64), done
 
 
-def _wait(finished: np.ndarray, done: threading.Lock) -> None:
+def _wait(finished: np.ndarray, done: threading.Lock, timeout: float = -1) -> bool:
     """Wait for a :func:`_new_signal` pair: spin (without the GIL) up to :data:`SPIN_CYCLES` on ``finished``, then
-    sleep on ``done``."""
+    sleep on ``done`` (at most ``timeout`` seconds when given). True once the work is done."""
     if not finished[0] and SPIN_CYCLES > 0:
         spin = _spinner()
         if spin is not None:
             spin[0](finished, 0, SPIN_CYCLES, YIELD_CYCLES)
-    done.acquire()
+    return done.acquire(timeout=timeout)
+
+
+#: Seconds a caller waits for a pool thread to start the piece it handed over before it takes the piece back and
+#: runs it itself (a pool thread that is late, busy with another caller's piece, or gone: none can leave the caller
+#: waiting for ever).
+TAKE_BACK_AFTER = 0.05
 
 
 class _Job:
     """One piece handed to a worker thread. ``finished`` (a one-element array) turns 1 when it is done, for a
     caller spinning on it; ``done`` (a bare lock) is released then, for a caller sleeping on it."""
 
-    __slots__ = ("fn", "done", "finished", "value", "error")
+    __slots__ = ("fn", "done", "finished", "value", "error", "taken")
 
     def __init__(self, fn: Callable):
         self.fn, self.value, self.error = fn, None, None
         self.finished, self.done = _new_signal()
+        self.taken = threading.Lock()  # held by whoever runs fn: a pool thread or, taking it back, the caller
+
+    def take(self) -> bool:
+        """Claim the job (True once, for the one thread that then runs it)."""
+        return self.taken.acquire(blocking=False)
+
+    def run(self) -> None:
+        try:
+            self.value = _in_piece(self.fn)
+        except BaseException as err:  # handed to the caller by result()
+            self.error = err
 
     def result(self):
-        _wait(self.finished, self.done)
+        """The job's value (or its error, raised), once it ran; the caller runs it itself if no pool thread has
+        started it within :data:`TAKE_BACK_AFTER` seconds."""
+        if not _wait(self.finished, self.done, TAKE_BACK_AFTER):
+            if self.take():
+                self.run()
+                _drop_pool_without_threads()
+            else:  # a pool thread is running it
+                self.done.acquire()
         if self.error is not None:
             raise self.error
         return self.value
@@ -123,35 +147,51 @@ class _Pool:
     def __init__(self, workers: int):
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.posted = np.zeros(1, np.int64)
-        for k in range(workers):
-            threading.Thread(target=self._serve, name=f"tinynn_{k}", daemon=True).start()
+        self.threads = [threading.Thread(target=self._serve, name=f"tinynn_{k}", daemon=True) for k in range(workers)]
+        for thread in self.threads:
+            thread.start()
+
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self.threads)
 
     def _serve(self) -> None:
+        """Run the queue's jobs for good. Nothing a job or the idle spin raises ends the thread: a job's error goes
+        to its caller, any other is reported (``threading.excepthook``) and the thread goes on, keeping the next
+        job it already took from the queue."""
         _mark_worker()
         job = None
         while True:
             if job is None:
                 job = self.queue.get()
-            try:
-                job.value = _in_piece(job.fn)
-            except BaseException as err:  # handed to the caller by result()
-                job.error = err
+            if not job.take():  # its caller took it back and ran it
+                job = None
+                continue
+            job.run()
             job.done.release()
             seen = int(self.posted[0])  # read before looking at the queue: a job put after it changes posted
             try:
                 following = self.queue.get_nowait()
             except queue.Empty:
                 following = None
-            # (a job that found itself on its caller's core does not spin there either: the caller needs the core)
-            spin = _spinner() if following is None and SPIN_CYCLES > 0 and job.value is not _ON_CALLERS_CORE else None
-            handoff = None if spin is None else _handoff  # (set by serving(), once serve is compiled)
-            if spin is None:
+            try:
+                self._idle(job, following is None, seen)
+            except BaseException as err:  # noqa: BLE001 - reported; the thread must live on
                 job.finished[0] = 1
-            elif handoff is not None:  # the same, watching the hand-off box as well (jobs posted from numba)
-                handoff.serve(job.finished, self.posted, seen, handoff.box(), SPIN_CYCLES, YIELD_CYCLES)
-            else:  # mark it finished once the GIL is free for the caller, then watch for the next job
-                spin[1](job.finished, self.posted, seen, SPIN_CYCLES, YIELD_CYCLES)
+                threading.excepthook(threading.ExceptHookArgs((type(err), err, err.__traceback__,
+                                                               threading.current_thread())))
             job = following
+
+    def _idle(self, job: _Job, queue_empty: bool, seen: int) -> None:
+        """Mark ``job`` finished; with an empty queue, first spin (without the GIL) watching for the next job."""
+        # (a job that found itself on its caller's core does not spin there either: the caller needs the core)
+        spin = _spinner() if queue_empty and SPIN_CYCLES > 0 and job.value is not _ON_CALLERS_CORE else None
+        handoff = None if spin is None else _handoff  # (set by serving(), once serve is compiled)
+        if spin is None:
+            job.finished[0] = 1
+        elif handoff is not None:  # the same, watching the hand-off box as well (jobs posted from numba)
+            handoff.serve(job.finished, self.posted, seen, handoff.box(), SPIN_CYCLES, YIELD_CYCLES)
+        else:  # mark it finished once the GIL is free for the caller, then watch for the next job
+            spin[1](job.finished, self.posted, seen, SPIN_CYCLES, YIELD_CYCLES)
 
     def submit(self, fn: Callable) -> _Job:
         job = _Job(fn)
@@ -164,6 +204,14 @@ def _forget_pool() -> None:
     """After ``fork`` the child has none of the parent's threads: start a new pool when one is next needed."""
     global _pool, _pool_size, _lock
     _pool, _pool_size, _lock = None, 0, threading.Lock()
+
+
+def _drop_pool_without_threads() -> None:
+    """Start a new pool at the next call if no thread of the current one is alive."""
+    global _pool, _pool_size
+    with _lock:
+        if _pool is not None and not _pool.alive():
+            _pool, _pool_size = None, 0
 
 
 if hasattr(os, "register_at_fork"):
