@@ -305,3 +305,36 @@ def test_a_pooled_pass_has_the_same_bits_whoever_runs_its_ranges(monkeypatch):
     assert len(posted) == 2
     assert np.array_equal(taken, busy) and np.array_equal(taken, compiling)
     assert np.max(np.abs(taken - ref)) <= 1e-5 * np.max(np.abs(ref))
+
+
+@pytest.mark.parametrize("ready", [True, False])
+def test_a_pass_too_short_for_python_splits_through_the_handoff_only(ready, monkeypatch):
+    """Between ``workers · HANDOFF_MIN_WORK`` and ``parallel.PARALLEL_WORK`` multiply-adds a pass splits into one range
+    per thread when the hand-off can take them; when it cannot, the calling thread runs the same ranges in turn (no
+    hand-off through Python, which costs more than such a pass gains), so the results have the same bits. Below that
+    work, or without the hand-off, it is one range."""
+    from tinynn.kernels import cblas
+
+    if not cblas.can_limit_threads():
+        pytest.skip("numpy's BLAS cannot be held to one thread: every pass is one range")
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    monkeypatch.setattr(kc, "share", lambda *a, **k: pytest.fail("a short pass went through parallel.share"))
+    work = 2 * kc.HANDOFF_MIN_WORK
+    assert work < parallel.PARALLEL_WORK  # the band this test is about exists
+    calls, handed = [], []
+
+    def task(worker, r0, r1):
+        calls.append((worker, r0, r1))
+        return r0
+
+    native = (lambda: ready), (lambda ranges, workers: handed.append((ranges, workers)) or [r0 for r0, _ in ranges])
+    got = kc._share_rows(task, 10, work, native=native)
+    assert got == [0, 5]
+    if ready:
+        assert handed == [([(0, 5), (5, 10)], 2)] and calls == []
+    else:
+        assert handed == [] and calls == [(0, 0, 5), (0, 5, 10)]
+    calls.clear()
+    assert kc._share_rows(task, 10, work - 1, native=native) == [0] and calls == [(0, 0, 10)]
+    calls.clear()
+    assert kc._share_rows(task, 10, work) == [0] and calls == [(0, 0, 10)]  # the Python route starts higher

@@ -254,10 +254,9 @@ def _chunks(start: int, stop: int, bytes_per_item: int, chunk_bytes: int | None 
 #: scheduled is waited for): benchmarks/RESULTS.md.
 PIECE_WORK = 1 << 23
 #: The same when the ranges are handed out inside numba (:mod:`tinynn.kernels.handoff`: a few µs, no GIL): one range
-#: per thread from HANDOFF_MIN_WORK multiply-adds per thread, more ranges from HANDOFF_PIECE_WORK each. One process,
-#: predict µs, Python hand-off / handoff (2^21 pieces) / handoff (2^20): Dense(32) on (64, 100, 32) 287 / 176 / 175;
-#: Conv1D(128, 5) on one (100, 64) sequence 132 / 135 / 103; Conv2D(128, 3) on one 20×20×16 image 179 / 129 / 139.
-HANDOFF_MIN_WORK = 1 << 20
+#: per thread from HANDOFF_MIN_WORK multiply-adds per thread, more ranges from HANDOFF_PIECE_WORK each (measured
+#: from 2^18 to 2^21 in benchmarks/RESULTS.md: Dense(128) and Conv1D(32-64) on one sequence split from 2^18).
+HANDOFF_MIN_WORK = 1 << 18
 HANDOFF_PIECE_WORK = 1 << 21
 
 
@@ -272,10 +271,12 @@ def _share_rows(task, rows: int, work: float, pieces_per_thread: int | None = No
     ``native`` (from :func:`_native`: the pass's dtype is one the hand-off takes): (ready(), run(ranges,
     workers)); the ranges are then cut for :mod:`tinynn.kernels.handoff` (from ``HANDOFF_MIN_WORK`` per thread)
     and handed out inside numba when ready() says it can take them now; run returns the results in range order,
-    or None (then :func:`tinynn.kernels.parallel.share` runs the same ranges)."""
+    or None (then :func:`tinynn.kernels.parallel.share` runs the same ranges, or the calling thread runs them in
+    turn when the pass is below ``parallel.PARALLEL_WORK``)."""
     workers = num_threads()
     with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
-        if work < parallel.PARALLEL_WORK or workers <= 1 or not cblas.can_limit_threads():
+        least = parallel.PARALLEL_WORK if native is None else workers * HANDOFF_MIN_WORK
+        if work < least or workers <= 1 or not cblas.can_limit_threads():
             return [task(0, 0, rows)]
         most = parallel.PIECES_PER_THREAD if pieces_per_thread is None else pieces_per_thread
         if native is None:
@@ -292,6 +293,8 @@ def _share_rows(task, rows: int, work: float, pieces_per_thread: int | None = No
             done = native[1](ranges, workers)
             if done is not None:
                 return done
+        if work < parallel.PARALLEL_WORK:  # too short for a hand-off through Python: the same ranges, in turn
+            return [task(0, r0, r1) for r0, r1 in ranges]
         return share(task, ranges, work)
 
 
