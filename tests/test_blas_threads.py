@@ -313,3 +313,47 @@ def _block_the_pool(monkeypatch):
     job = parallel._pool_for(1).submit(lambda: started.set() or release.wait(30) or ended.set())
     assert started.wait(30)
     return release, ended, job
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", ["2", "3"])
+def test_a_long_summed_axis_splits_into_partial_sums_added_in_range_order(threads, dtype, monkeypatch):
+    """matmul_tn with K ≥ max(SUMMED_SPLIT_MIN, SUMMED_SPLIT_RATIO · max(M, N)) cuts K into one range per thread:
+    the result is bit for bit range 0's product plus each other range's, added in range order (whoever runs them:
+    also with the pool busy elsewhere, the caller running them all), and NumPy's float64 product within the float
+    tolerance. A shorter K (or a wider output) is cut into blocks of the output instead."""
+    monkeypatch.setattr(blas, "_PARALLEL_WORK", 0)
+    monkeypatch.setattr(blas, "_NUMPY_WORK", 0)
+    monkeypatch.setattr(blas, "SUMMED_SPLIT_MIN", 64)
+    monkeypatch.setenv("TINYNN_NUM_THREADS", threads)
+    rng = np.random.default_rng(11)
+    K, M, N = 301, 9, 13  # K ≥ 4 · 13
+    a, b = rng.normal(size=(K, M)).astype(dtype), rng.normal(size=(K, N)).astype(dtype)
+    seen = []
+    real_share = blas.share
+    monkeypatch.setattr(blas, "share", lambda task, ranges, work=None: seen.append(ranges) or real_share(task, ranges,
+                                                                                                         work))
+    got = blas.matmul_tn(a, b)
+    ranges = parallel.even_ranges(K, int(threads))
+    assert seen == [ranges]
+    want = np.empty((M, N), dtype)
+    blas.gemm(a[: ranges[0][1]], b[: ranges[0][1]], want, True, False, 0.0)
+    for k0, k1 in ranges[1:]:
+        part = np.empty((M, N), dtype)
+        blas.gemm(a[k0:k1], b[k0:k1], part, True, False, 0.0)
+        want += part
+    np.testing.assert_array_equal(got, want)
+    exact = a.T.astype(np.float64) @ b.astype(np.float64)
+    tol = 1e-10 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, exact, rtol=tol, atol=tol * np.abs(exact).max())
+    if threads == "2":
+        release, ended, job = _block_the_pool(monkeypatch)
+        try:
+            np.testing.assert_array_equal(blas.matmul_tn(a, b), want)
+            assert not ended.is_set()
+        finally:
+            release.set()
+        job.result()
+    seen.clear()
+    blas.matmul_tn(a[: 4 * N - 1], b[: 4 * N - 1])  # K below 4 · max(M, N): blocks of the output's rows
+    assert seen == [parallel.even_ranges(M, int(threads))]

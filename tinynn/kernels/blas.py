@@ -13,8 +13,9 @@ row or column of an operand passed as a vector whose increment is its row stride
 whole other operand even then, and took 3-5× as long as ``?gemv`` on AVX2 machines (benchmarks/RESULTS.md).
 
 From Python, ``matmul`` (a @ b), ``matmul_nt`` (a @ bᵀ) and ``matmul_tn`` (aᵀ @ b, the weight gradients, whose
-summed axis is the B·T rows of a layer) split a large product into independent pieces — row blocks of the
-output, or column blocks for ``matmul_tn`` so that no partial sums need adding — and run them on the cores
+summed axis is the B·T rows of a layer) split a large product into pieces — row blocks of the output, column
+blocks for a wide ``matmul_tn``, or, for a ``matmul_tn`` whose summed axis is long next to its output, ranges of
+that axis whose partial sums are added in range order (``SUMMED_SPLIT_MIN``) — and run them on the cores
 (:mod:`tinynn.kernels.parallel`), each piece one BLAS call on one thread (``cblas.single_threaded``: OpenBLAS's
 own threads meet at a barrier that is very slow on shared cores). ``grouped_matmul`` / ``grouped_matmul_tn``
 do the same for the convolutions' (G, m, k) @ (G, k, n) products, one group after another.
@@ -255,6 +256,40 @@ def _split(length: int, work: float, run_block) -> None:
         share(lambda _, i0, i1: run_block(i0, i1), even_ranges(length, num_threads() * _PIECES_PER_THREAD), work)
 
 
+#: aᵀ @ b (a weight gradient) splits its summed axis K over the cores, one range each, when K is at least this and at
+#: least ``SUMMED_SPLIT_RATIO`` · max(M, N): each core then runs the whole M × N output at its full width over half
+#: the rows, and adding the partial sums is cheap next to the products (M·N numbers per extra core against M·N·K/2
+#: multiply-adds). Below that, blocks of the output (no partial sums) measured faster (benchmarks/RESULTS.md).
+SUMMED_SPLIT_MIN = 4096
+SUMMED_SPLIT_RATIO = 4
+
+
+def _summed_split(a, b, out, trans_b: bool, work: float) -> bool:
+    """``out = aᵀ op(b)`` with a's rows (the summed axis) cut into ranges pulled by the cores: range 0's product
+    written into ``out``, each other range's into a buffer of its own, then added to ``out`` in range order, so the
+    bits depend only on the ranges (the thread count), not on which core ran which range. False (nothing done) when
+    the product is too short or too wide for that, or does not split (one core, inside a parallel piece)."""
+    K, (M, N) = a.shape[0], out.shape
+    if (K < max(SUMMED_SPLIT_MIN, SUMMED_SPLIT_RATIO * max(M, N)) or work < _PARALLEL_WORK or in_piece()
+            or not cblas.can_limit_threads()):  # fmt: skip
+        return False
+    ranges = even_ranges(K, num_threads() * _PIECES_PER_THREAD)
+    if len(ranges) < 2:
+        return False
+    parts = np.empty((len(ranges) - 1, M, N), out.dtype)
+    index = {k0: i for i, (k0, _) in enumerate(ranges)}
+
+    def rows(_, k0, k1):
+        i = index[k0]
+        gemm(a[k0:k1], b[:, k0:k1] if trans_b else b[k0:k1], out if i == 0 else parts[i - 1], True, trans_b, 0.0)
+
+    with kernel_scope():
+        share(rows, ranges, work)
+        for part in parts:
+            out += part
+    return True
+
+
 def _product(a, b, out, trans_a: bool, trans_b: bool, epilogue=None) -> np.ndarray:
     dtype = np.result_type(a, b)
     a, b = _rows_unit_stride(a, dtype), _rows_unit_stride(b, dtype)
@@ -267,6 +302,8 @@ def _product(a, b, out, trans_a: bool, trans_b: bool, epilogue=None) -> np.ndarr
     if work < _NUMPY_WORK and epilogue is None:  # small: NumPy's call costs less than a numba dispatch
         with kernel_scope():
             return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+    if trans_a and epilogue is None and _summed_split(a, b, out, trans_b, work):
+        return out
     if not trans_a or N < 2 * M or epilogue is not None:  # row blocks of the output (op(a)'s rows)
         a_rows = (lambda i0, i1: a[:, i0:i1]) if trans_a else (lambda i0, i1: a[i0:i1])
         small = cblas.small_gemm_work(dtype)
