@@ -260,7 +260,7 @@ def _split(length: int, work: float, run_block) -> None:
 #: least ``SUMMED_SPLIT_RATIO`` · max(M, N): each core then runs the whole M × N output at its full width over half
 #: the rows, and adding the partial sums is cheap next to the products (M·N numbers per extra core against M·N·K/2
 #: multiply-adds). Below that, blocks of the output (no partial sums) measured faster (benchmarks/RESULTS.md).
-SUMMED_SPLIT_MIN = 4096
+SUMMED_SPLIT_MIN = 3072
 SUMMED_SPLIT_RATIO = 4
 
 
