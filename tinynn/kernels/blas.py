@@ -281,7 +281,8 @@ def _summed_split(a, b, out, trans_b: bool, work: float) -> bool:
 
     def rows(_, k0, k1):
         i = index[k0]
-        gemm(a[k0:k1], b[:, k0:k1] if trans_b else b[k0:k1], out if i == 0 else parts[i - 1], True, trans_b, 0.0)
+        _gemm_blocks(a[k0:k1], b[:, k0:k1] if trans_b else b[k0:k1], out if i == 0 else parts[i - 1], True, trans_b,
+                     0.0, 0)  # (one call: the specialisations the row pieces below compile)
 
     with kernel_scope():
         share(rows, ranges, work)
