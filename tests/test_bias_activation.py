@@ -168,3 +168,35 @@ def test_bad_shapes_raise_clear_errors():
         K.bias_activation_forward(np.zeros((4, 3)), np.zeros(2), relu)
     with pytest.raises(ValueError, match=r"dy \(4, 2\) does not match y \(4, 3\)"):
         K.bias_activation_backward(np.zeros((4, 3)), np.zeros((4, 2)), relu)
+
+
+@pytest.mark.parametrize("broadcast", [False, True])
+@pytest.mark.parametrize("name", ["relu", "tanh"])
+def test_large_tails_run_in_row_ranges_on_the_cores_with_the_same_numbers(name, broadcast, monkeypatch):
+    """From parallel.PARALLEL_WORK numbers the forward and backward run in row ranges pulled by the cores (here: a
+    threshold of 0 and 2-3 threads, so even this small case splits): y and dz are the one-range numbers bit for bit,
+    and db (the ranges' float64 partial sums added in range order, rounded once) the one-range db and the float64
+    sum of dz within float32 rounding."""
+    from tinynn.kernels import parallel
+
+    rng = np.random.default_rng(3)
+    B, T, F = 5, 7, 6
+    z = (3 * rng.normal(size=(B, T, F))).astype(np.float32)
+    bias = rng.normal(size=F).astype(np.float32)
+    g = rng.normal(size=(B, 1, F)).astype(np.float32)
+    dy = np.broadcast_to(g, (B, T, F)) if broadcast else rng.normal(size=(B, T, F)).astype(np.float32)
+    code = activation_code(activations.get(name))
+    y1 = K.bias_activation_forward(z, bias, code)
+    dz1, db1 = K.bias_activation_backward(y1, dy, code)
+    monkeypatch.setattr(parallel, "PARALLEL_WORK", 0)
+    pieces, real = [], K.share_batch
+    monkeypatch.setattr(K, "share_batch", lambda *a, **k: (lambda out: pieces.append(len(out)) or out)(real(*a, **k)))
+    for threads in ("2", "3"):
+        monkeypatch.setenv("TINYNN_NUM_THREADS", threads)
+        y = K.bias_activation_forward(z, bias, code)
+        dz, db = K.bias_activation_backward(y, dy, code)
+        np.testing.assert_array_equal(y, y1)
+        np.testing.assert_array_equal(dz, dz1)
+        exact = dz1.reshape(-1, F).astype(np.float64).sum(axis=0)
+        assert rel_err(db, exact) <= 2e-7 and rel_err(db, db1) <= 2e-7
+    assert len(pieces) == 4 and min(pieces) > 1  # every pass split into ranges

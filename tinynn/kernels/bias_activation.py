@@ -8,6 +8,10 @@ the output y::
     forward:   y = act(z + b)   (z + b is not stored: the layer forms its logits on request)
     backward:  dz = act'(y) ⊙ dy;   db[f] = Σ_n dz[n, f]   (accumulated in float64, rounded once)
 
+From ``parallel.PARALLEL_WORK`` numbers on, the rows run in ranges that the cores pull
+(:func:`~tinynn.kernels.parallel.share_batch`); the backward's db is then the ranges' float64 partial sums added
+in range order, rounded once (the bits depend on the thread count only).
+
 NumPy makes two or three passes over memory each way (``z += b``, ``act(z)``; ``z > 0``, ``⊙``, ``sum``): the
 readable version is :mod:`tinynn.kernels.reference.bias_activation`, which ``tests/test_bias_activation.py``
 compares these with.
@@ -21,7 +25,7 @@ import numpy as np
 from . import warmup
 from .fastmath import RELU, activate_row, derivative_row, relu_fast
 from .jitcache import load_without_refresh
-from .parallel import kernel_entry
+from .parallel import kernel_entry, share_batch
 
 __all__ = [
     "activation_gradient_broadcast_rows",
@@ -134,8 +138,17 @@ def bias_activation_forward(z: np.ndarray, bias: np.ndarray | None, code: int, o
         out = np.empty(z.shape, z.dtype)
     elif out.shape != z.shape or out.dtype != z.dtype or not out.flags.c_contiguous:
         raise ValueError(f"bias_activation_forward: out {out.shape} {out.dtype} does not fit z {z.shape} {z.dtype}")
-    _forward(_rows(z, z.dtype), b, code, out.reshape(-1, F))
+    rows, y = _rows(z, z.dtype), out.reshape(-1, F)
+    share_batch(lambda _, r0, r1: _forward(rows[r0:r1], b, code, y[r0:r1]), rows.shape[0], rows.size, blas=False)
     return out
+
+
+def _sum_in_order(parts: list, dtype) -> np.ndarray:
+    """Σ of the row ranges' float64 partial sums, in range order, rounded once to ``dtype``."""
+    total = parts[0].copy()
+    for part in parts[1:]:
+        total += part
+    return total.astype(dtype)
 
 
 @kernel_entry
@@ -146,14 +159,24 @@ def bias_activation_backward(y: np.ndarray, dy: np.ndarray, code: int, bias_sum:
         raise ValueError(f"bias_activation_backward: dy {dy.shape} does not match y {y.shape}")
     F = y.shape[-1]
     dz = np.empty(y.shape, y.dtype)
-    db = np.empty(F, y.dtype)
+    y_rows, dz_rows, use_bias = _rows(y, y.dtype), dz.reshape(-1, F), bool(bias_sum)
+    N = y_rows.shape[0]
+
+    def ranges(kernel, *args):  # kernel(y, ·, args..., dz, db) on row ranges; db: Σ dz, float64 partials in order
+        def piece(_, r0, r1):
+            part = np.empty(F, np.float64)
+            kernel(*args(r0, r1), code, use_bias, dz_rows[r0:r1], part)
+            return part
+
+        return _sum_in_order(share_batch(piece, N, y_rows.size, blas=False), y.dtype)
+
     if dy.ndim == 3 and dy.strides[1] == 0 and dy.shape[1] > 1:  # dy[b, t] = dy[b, 0]: a mean's gradient, a view
         g, T = np.ascontiguousarray(dy[:, 0], y.dtype), y.shape[1]
-        y_rows, dz_rows = _rows(y, y.dtype), dz.reshape(-1, F)
-        if warmup.kernel_ready(_backward_broadcast, y_rows, g, 0, T, code, bool(bias_sum), dz_rows, db):
-            _backward_broadcast(y_rows, g, 0, T, code, bool(bias_sum), dz_rows, db)
+        if warmup.kernel_ready(_backward_broadcast, y_rows, g, 0, T, code, use_bias, dz_rows, np.empty(F, np.float64)):
+            db = ranges(_backward_broadcast, lambda r0, r1: (y_rows[r0:r1], g, r0, T))
             return dz, (db if bias_sum else None)
-    _backward(_rows(y, y.dtype), _rows(dy, y.dtype), code, bool(bias_sum), dz.reshape(-1, F), db)
+    dy_rows = _rows(dy, y.dtype)
+    db = ranges(_backward, lambda r0, r1: (y_rows[r0:r1], dy_rows[r0:r1]))
     return dz, (db if bias_sum else None)
 
 
