@@ -162,7 +162,7 @@ def bias_activation_backward(y: np.ndarray, dy: np.ndarray, code: int, bias_sum:
     y_rows, dz_rows, use_bias = _rows(y, y.dtype), dz.reshape(-1, F), bool(bias_sum)
     N = y_rows.shape[0]
 
-    def ranges(kernel, *args):  # kernel(y, ·, args..., dz, db) on row ranges; db: Σ dz, float64 partials in order
+    def ranges(kernel, args):  # kernel(*args(r0, r1), code, use_bias, dz, db) on row ranges; db: Σ dz in order
         def piece(_, r0, r1):
             part = np.empty(F, np.float64)
             kernel(*args(r0, r1), code, use_bias, dz_rows[r0:r1], part)
