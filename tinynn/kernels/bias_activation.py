@@ -25,7 +25,7 @@ import numpy as np
 from . import warmup
 from .fastmath import RELU, activate_row, derivative_row, relu_fast
 from .jitcache import load_without_refresh
-from .parallel import kernel_entry, share_batch
+from .parallel import kernel_entry, share_batch, sum_in_order
 
 __all__ = [
     "activation_gradient_broadcast_rows",
@@ -143,14 +143,6 @@ def bias_activation_forward(z: np.ndarray, bias: np.ndarray | None, code: int, o
     return out
 
 
-def _sum_in_order(parts: list, dtype) -> np.ndarray:
-    """Σ of the row ranges' float64 partial sums, in range order, rounded once to ``dtype``."""
-    total = parts[0].copy()
-    for part in parts[1:]:
-        total += part
-    return total.astype(dtype)
-
-
 @kernel_entry
 def bias_activation_backward(y: np.ndarray, dy: np.ndarray, code: int, bias_sum: bool = True):
     """(dz, db): dz = act'(y) ⊙ dy (y's shape and dtype), db = Σ over every axis but the last (None if
@@ -168,7 +160,7 @@ def bias_activation_backward(y: np.ndarray, dy: np.ndarray, code: int, bias_sum:
             kernel(*args(r0, r1), code, use_bias, dz_rows[r0:r1], part)
             return part
 
-        return _sum_in_order(share_batch(piece, N, y_rows.size, blas=False), y.dtype)
+        return sum_in_order(share_batch(piece, N, y_rows.size, blas=False)).astype(y.dtype)  # (rounded once)
 
     if dy.ndim == 3 and dy.strides[1] == 0 and dy.shape[1] > 1:  # dy[b, t] = dy[b, 0]: a mean's gradient, a view
         g, T = np.ascontiguousarray(dy[:, 0], y.dtype), y.shape[1]

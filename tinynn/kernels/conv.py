@@ -57,7 +57,7 @@ from . import blas, cblas, warmup, windows
 from .bias_activation import bias_activation_rows
 from .jitcache import load_without_refresh
 from .layout import merge_groups, split_groups
-from .parallel import even_ranges, kernel_scope, num_threads, share
+from .parallel import even_ranges, kernel_scope, num_threads, share, sum_in_order
 from .parallel import scratch as _scratch
 from .reference.conv import conv_padding
 
@@ -760,15 +760,6 @@ def _run_chunks(piece, ranges, work: float | None = None) -> list:
         return share(piece, ranges, work)
 
 
-def _sum_in_order(parts: list) -> np.ndarray:
-    """Σ of the chunks' partial weight gradients in batch order: the same order whichever core ran a chunk, so
-    a result never depends on the scheduling."""
-    total = parts[0].copy()
-    for part in parts[1:]:
-        total += part
-    return total
-
-
 def _kept_cols(ws: dict, x, geometry) -> np.ndarray | None:
     """The forward's columns (G, B·Lo, K·Cg) if they were kept for this very ``x`` and geometry, else None.
 
@@ -802,7 +793,7 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
             return dW2
 
         parts = _run_chunks(depthwise_piece, _chunk_ranges(B, l_out * F * item, BACKWARD_CHUNK_BYTES))
-        return dx, (_sum_in_order(parts).reshape(K, 1, F) if need_dW else None)
+        return dx, (sum_in_order(parts).reshape(K, 1, F) if need_dW else None)
     if chosen == "shift":
         WrT = _w_shift(W, G).transpose(0, 2, 1)  # (G, K·Fg, Cg)
         dx = np.empty((B, L, C), dtype=dz.dtype) if need_dx else None
@@ -819,7 +810,7 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
 
         parts = _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * item, BACKWARD_CHUNK_BYTES,
                                                        (int(need_dx) + int(need_dW)) * B * L * K * Fg * Cg * G))
-        return dx, (_dw_from_shift(_sum_in_order(parts), K) if need_dW else None)
+        return dx, (_dw_from_shift(sum_in_order(parts), K) if need_dW else None)
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
     dx = np.zeros((B, L, C), dtype=dz.dtype) if need_dx else None
     dWm = None
@@ -845,7 +836,7 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
     parts = _run_chunks(im2col_piece, _chunk_ranges(B, 2 * l_out * K * C * item, BACKWARD_CHUNK_BYTES,
                                                     (int(need_dx) + int(need_dW)) * B * l_out * K * Cg * F))
     if need_dW:
-        dWm = _sum_in_order(parts)
+        dWm = sum_in_order(parts)
     return dx, (None if dWm is None else _dw_from_im2col(dWm, K, Cg))
 
 

@@ -461,6 +461,15 @@ def share(task: Callable[[int, int, int], object], ranges: list[tuple[int, int]]
     return _in_piece(claims.run)
 
 
+def sum_in_order(parts: list) -> np.ndarray:
+    """Σ of the partial sums that :func:`share` / :func:`share_batch` return, added in range order: the same order
+    whichever core ran a range, so the result never depends on the scheduling (``parts[0]`` is not changed)."""
+    total = parts[0].copy()
+    for part in parts[1:]:
+        total += part
+    return total
+
+
 def even_ranges(length: int, pieces: int) -> list[tuple[int, int]]:
     """``range(length)`` cut into ``pieces`` contiguous, non-empty ranges of nearly equal size."""
     pieces = max(1, min(pieces, length))
