@@ -423,3 +423,104 @@ def test_a_few_filter_convolution_hands_its_batch_to_the_cores(C, monkeypatch):
     z = kc.conv1d_forward(x, W)
     ref = rc.conv1d_forward(x.astype(np.float64), W.astype(np.float64)).astype(np.float32)
     assert seen == [4] and rel_err(z, ref) <= 1e-5
+
+
+def _act_and_derivative(code, z):
+    """(act(z), act'(z) as a function of y) in NumPy, for the codes the 2-D fused backward reads."""
+    if code == RELU:
+        return np.maximum(z, 0), lambda y: (y > 0).astype(y.dtype)
+    if code == TANH:
+        return np.tanh(z), lambda y: 1 - y * y
+    return z, np.ones_like
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("code", [RELU, TANH, LINEAR])
+@pytest.mark.parametrize("padding, K, s, d", [("valid", 5, 1, 1), ("same", 4, 2, 1), ("causal", 3, 1, 2)])
+@pytest.mark.parametrize("broadcast_dy", [False, True])
+def test_a_long_training_pass_runs_by_the_2d_kernels_with_the_reference_numbers(padding, K, s, d, code, dtype,
+                                                                                broadcast_dy, monkeypatch):
+    """From FUSED_MIN_ROWS output steps (lowered here to reach the path at a small size) a one-group training
+    forward (keep_cols) runs as the 2-D convolution of an L×1 image with the bias and activation fused, and
+    conv1d_backward_fused by the 2-D fused backward: y, dx, dW and db agree with the NumPy references (float64 1e-12,
+    float32 1e-5 relative), for a full dy and for a global average pooling's broadcast view. Below the threshold
+    both run this module's pair, with the same numbers up to rounding."""
+    from tinynn.kernels import conv2d as k2
+
+    rng = np.random.default_rng(K + s + d + code)
+    B, L, C, F = 5, 17, 6, kc.FUSED_MIN_FILTERS + 1
+    pl, _, l_out = kc.conv_padding(L, K, s, d, padding)
+    x = rng.standard_normal((B, L, C)).astype(dtype)
+    W = (rng.standard_normal((K, C, F)) * 0.5).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype)
+    dy = rng.standard_normal((B, 1 if broadcast_dy else l_out, F)).astype(dtype)
+    if broadcast_dy:
+        dy = np.broadcast_to(dy, (B, l_out, F))
+    y64, act_prime = _act_and_derivative(code, rc.conv1d_forward(x.astype(np.float64), W.astype(np.float64), s, d,
+                                                                 pl, l_out, 1) + b)  # fmt: skip
+    dz64 = act_prime(y64) * dy
+    expected = (y64, rc.conv1d_backward_data(dz64, W.astype(np.float64), L, s, d, pl, 1),
+                rc.conv1d_backward_filter(x.astype(np.float64), dz64, K, s, d, pl, 1), dz64.sum(axis=(0, 1)))
+    tol = TOL if dtype == np.float64 else 1e-5
+    for min_rows, by_2d in ((1, True), (B * l_out + 1, False)):
+        monkeypatch.setattr(kc, "FUSED_MIN_ROWS", min_rows)
+        assert kc.trains_by_conv2d(W, dtype, B * l_out) == by_2d
+        ws: dict = {}
+        fused_2d = k2.conv2d_backward_fused
+        with mock.patch.object(k2, "conv2d_forward", wraps=k2.conv2d_forward) as forward_2d, \
+                mock.patch.object(k2, "conv2d_backward_fused", wraps=fused_2d) as backward_2d:  # fmt: skip
+            y = kc.conv1d_forward(x, W, s, d, pl, l_out, workspace=ws, keep_cols=True, bias=b, activation_code=code)
+            dx, dW, db = kc.conv1d_backward_fused(x, W, y, dy, code, s, d, pl, 1, need_dx=True, workspace=ws)
+            no_dx, dW_only, _ = kc.conv1d_backward_fused(x, W, y, dy, code, s, d, pl, 1, need_dx=False, workspace=ws)
+        assert forward_2d.called == by_2d and backward_2d.called == by_2d
+        assert ("kept_cols_of" in ws) != by_2d  # the 2-D pair keeps no columns
+        assert no_dx is None and np.array_equal(dW_only, dW)
+        for ours, ref in zip((y, dx, dW, db), expected):
+            assert ours.shape == ref.shape
+            assert float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref))) <= tol
+
+
+def test_the_2d_training_pair_keeps_identical_windows_identical_and_its_limits(monkeypatch):
+    """On the 2-D path too, bit-identical input windows get bit-identical outputs (the window pass runs after it:
+    max poolings resolve their exact ties by position); inference forwards and passes beyond the limits keep this
+    module's kernels."""
+    from tinynn.kernels import conv2d as k2
+
+    monkeypatch.setattr(kc, "FUSED_MIN_ROWS", 1)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 23, 5)).astype(np.float32)
+    x[3] = x[1]  # repeated windows, too many distinct steps for the distinct-steps forward
+    F = kc.FUSED_MIN_FILTERS
+    W, b = rng.standard_normal((3, 5, F)).astype(np.float32), rng.standard_normal(F).astype(np.float32)
+    with mock.patch.object(k2, "conv2d_forward", wraps=k2.conv2d_forward) as forward_2d, \
+            mock.patch.object(kc.windows, "share_identical_windows",
+                              wraps=kc.windows.share_identical_windows) as window_pass:  # fmt: skip
+        y = kc.conv1d_forward(x, W, 1, 1, 1, 23, workspace={}, keep_cols=True, bias=b, activation_code=RELU)
+        assert forward_2d.call_count == 1 and window_pass.called
+        np.testing.assert_array_equal(y[3], y[1])
+        kc.conv1d_forward(x, W, 1, 1, 1, 23, workspace={}, bias=b, activation_code=RELU)  # inference
+        assert forward_2d.call_count == 1
+    rows = 1 << 20
+    assert kc.trains_by_conv2d(np.zeros((5, 64, 256), np.float32), np.float32, rows)
+    assert not kc.trains_by_conv2d(np.zeros((5, 64, kc.FUSED_MAX_FILTERS + 1), np.float32), np.float32, rows)
+    too_wide = kc.CONV2D_MAX_WEIGHT_BYTES // (5 * 256 * 4) + 1  # channels whose (K·C × F) matrix passes the limit
+    assert not kc.trains_by_conv2d(np.zeros((5, too_wide, 256), np.float32), np.float32, rows)
+    assert not kc.trains_by_conv2d(np.zeros((5, 64, kc.FUSED_MIN_FILTERS - 1), np.float32), np.float32, rows)
+    monkeypatch.undo()
+    rows = kc.FUSED_MIN_ROWS
+    assert kc.trains_by_conv2d(np.zeros((5, 64, 128), np.float32), np.float32, rows)
+    assert not kc.trains_by_conv2d(np.zeros((5, 64, 128), np.float32), np.float32, rows - 1)
+    # a layer's warm-up runs one sample: it compiles the long passes' 2-D kernels too, and returns its own paths'
+    from tinynn.kernels import warmup
+
+    dy = rng.standard_normal((6, 23, F)).astype(np.float32)
+    monkeypatch.setattr(warmup._local, "warming", True, raising=False)
+    with mock.patch.object(k2, "conv2d_forward", wraps=k2.conv2d_forward) as forward_2d, \
+            mock.patch.object(k2, "conv2d_backward_fused", wraps=k2.conv2d_backward_fused) as backward_2d:  # fmt: skip
+        y_warm = kc.conv1d_forward(x, W, 1, 1, 1, 23, workspace={}, keep_cols=True, bias=b, activation_code=RELU)
+        grads = kc.conv1d_backward_fused(x, W, y_warm, dy, RELU, 1, 1, 1, 1, need_dx=True, workspace={})
+        assert forward_2d.call_count == 1 and backward_2d.call_count == 1
+    monkeypatch.setattr(warmup._local, "warming", False)
+    y = kc.conv1d_forward(x, W, 1, 1, 1, 23, keep_cols=True, bias=b, activation_code=RELU)
+    for ours, theirs in zip((y_warm, *grads), (y, *kc.conv1d_backward_fused(x, W, y_warm, dy, RELU, 1, 1, 1, 1))):
+        assert float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs))) <= 1e-5  # other paths, float32 rounding

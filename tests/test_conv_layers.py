@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from spies import count_calls
 
-from tinynn import layers
+from tinynn import config, layers
 from tinynn.gradcheck import check_layer
 from tinynn.kernels import conv as kc
 from tinynn.kernels import pooling as kp
@@ -295,6 +295,11 @@ def test_logits_are_the_pre_activation_of_the_last_forward_call(make, shape):
     linear(x)
     linear.set_weights(layer.get_weights())
     y = layer(x, training=True)
+    if type(layer) is layers.Conv1D and layer.activation.name not in ("linear", "sigmoid"):
+        with pytest.raises(ValueError, match="'(tanh|relu)' ran fused with the convolution"):
+            layer.logits  # noqa: B018 - fast mode: the activation ran inside the kernel, only y is kept
+        with config.kernels("reference"):
+            y = layer(x, training=True)
     for w in layer.weights:
         w += 1.0  # an optimizer step (in place) after the forward pass must not change its logits
     np.testing.assert_allclose(layer.logits, linear(x), rtol=1e-13, atol=1e-13)
@@ -315,7 +320,7 @@ def test_backward_rejects_an_upstream_gradient_of_another_shape(activation):
 def test_a_conv1d_inference_call_runs_its_tail_fused_with_the_same_bits(activation, data_format):
     """Fast mode, inference: Conv1D applies bias and activation to each chunk of the convolution's output (not
     sigmoid, whose logits the losses read): the same bits as the separate tail; its logits are then known for
-    'linear' only (a clear error otherwise), and a training call keeps them as before."""
+    'linear' only (a clear error otherwise). A training call fuses the same way, with the same bits."""
     from unittest import mock
 
     from tinynn.layers import conv as conv_layers
@@ -338,8 +343,13 @@ def test_a_conv1d_inference_call_runs_its_tail_fused_with_the_same_bits(activati
             layer.logits  # noqa: B018
     elif activation is None:
         np.testing.assert_array_equal(layer.logits, y)  # linear: y is z + b
-    y_train = layer(x, training=True)
-    np.testing.assert_allclose(layer.activation(layer.logits), y_train, rtol=1e-6, atol=1e-6)
+    y_train = layer(x, training=True)  # a training call fuses the same way (its backward reads y)
+    np.testing.assert_array_equal(y_train, y)
+    if fused and activation is not None:
+        with pytest.raises(ValueError, match="fused"):
+            layer.logits  # noqa: B018
+    else:
+        np.testing.assert_allclose(layer.activation(layer.logits), y_train, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])

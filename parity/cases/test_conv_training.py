@@ -7,6 +7,8 @@ import pytest
 import tinynn as tn
 from parity.training import training_parity
 from tinynn import layers, optimizers
+from tinynn.kernels import conv as conv_kernels
+from tinynn.kernels import conv2d as conv2d_kernels
 
 
 def _randomize(model, seed):
@@ -100,3 +102,34 @@ def test_text_cnn_with_embedding_rmsprop_trains_like_keras():
     x, y = _int_data()
     model = _embedding_text_cnn("float64", optimizers.RMSprop(learning_rate=0.01))
     training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_long_conv1d_training_passes_by_the_2d_kernels_train_like_keras(dtype, monkeypatch):
+    """Conv1D's training passes over FUSED_MIN_ROWS output steps or more run by the 2-D kernels (the forward with
+    its bias and activation fused, the backward's dz formed chunk by chunk): the threshold is lowered here so that
+    this small model (64 filters: the fewest the path takes) takes it in both convolutions. Left-padded inputs with
+    'same' padding give identical windows, whose exact ties the max pooling resolves by position; the second
+    convolution takes the global average pooling's gradient as a broadcast view."""
+    monkeypatch.setattr(conv_kernels, "FUSED_MIN_ROWS", 1)
+    calls = []
+    real = conv2d_kernels.conv2d_backward_fused
+    monkeypatch.setattr(conv2d_kernels, "conv2d_backward_fused", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(11)
+    n, length = 40, 30
+    x = rng.normal(size=(n, length, 2)).astype(dtype)
+    for i, start in enumerate(rng.integers(0, 20, n)):
+        x[i, :start] = 0.0  # left padding
+    assert np.mean(x == 0) > 0.25
+    y = (rng.random((n, 1)) > 0.5) * 1.0
+    model = tn.Sequential([
+        layers.Conv1D(64, 5, padding="same", activation="relu", input_shape=(length, 2), dtype=dtype),
+        layers.MaxPooling1D(3, dtype=dtype),
+        layers.Conv1D(64, 3, activation="tanh", dtype=dtype),
+        layers.GlobalAveragePooling1D(dtype=dtype),
+        layers.Dense(1, activation="sigmoid", dtype=dtype),
+    ])  # fmt: skip
+    _randomize(model, 2)
+    model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01), loss="binary_crossentropy", metrics=["acc"])
+    training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
+    assert len(calls) >= 2 * 3 * 4  # both convolutions, every batch of every epoch

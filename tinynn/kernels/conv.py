@@ -53,8 +53,8 @@ import functools
 import numba
 import numpy as np
 
-from . import blas, cblas, warmup, windows
-from .bias_activation import bias_activation_rows
+from . import blas, cblas, conv2d, warmup, windows
+from .bias_activation import bias_activation_backward, bias_activation_rows
 from .jitcache import load_without_refresh
 from .layout import merge_groups, split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share, sum_in_order
@@ -64,6 +64,7 @@ from .reference.conv import conv_padding
 __all__ = [
     "conv1d_backward",
     "conv1d_backward_data",
+    "conv1d_backward_fused",
     "conv1d_backward_filter",
     "conv1d_forward",
     "conv_padding",
@@ -456,7 +457,9 @@ def conv1d_forward(
 
     ``keep_cols`` (training): when the im2col method runs with one group and the columns fit in
     ``KEEP_COLS_BYTES``, they are kept in ``workspace`` for the weight gradient of the next backward call on
-    the same ``x`` object, which then skips its own im2col (see :func:`_kept_cols`).
+    the same ``x`` object, which then skips its own im2col (see :func:`_kept_cols`). A long training pass
+    (:func:`trains_by_conv2d`) runs as a 2-D convolution instead and keeps nothing: its backward
+    (:func:`conv1d_backward_fused`) forms its columns chunk by chunk.
 
     Bit-identical input windows get bit-identical outputs (:mod:`tinynn.kernels.windows`): the GEMM's rounding
     may depend on where a row falls in the matrix, and the exact ties of padded regions must survive.
@@ -470,12 +473,16 @@ def conv1d_forward(
     step ids come from its lookup ids instead of hashing every step (:func:`tinynn.kernels.windows.lookup_row_ids`,
     the same ids, also checked bit for bit)."""
     K, s, d, pl = W.shape[0], int(stride), int(dilation), int(pad_left)
-    _check(x, W, int(groups), (x.shape[1] + pl - (K - 1) * d - 1) // s + 1 if l_out is None else l_out)
+    l_out = (x.shape[1] + pl - (K - 1) * d - 1) // s + 1 if l_out is None else int(l_out)
+    _check(x, W, int(groups), l_out)
     x = np.ascontiguousarray(x)
     if workspace is not None:
         workspace.pop("distinct_of", None)
+    long_pass = method == "auto" and groups == 1 and keep_cols
     if warmup._in_warmup():  # a warm-up's sample is a copy, never an Embedding's output: compile that path's kernel
         windows.first_positions(np.zeros(1, np.int64))
+        if long_pass and trains_by_conv2d(W, x.dtype, FUSED_MIN_ROWS):  # and the long passes' (one sample is short)
+            _conv2d_forward(x, W, s, d, pl, l_out, {}, bias, activation_code)
     tail = _tail(bias, activation_code, x.dtype, W.shape[2])
     ids = windows.lookup_row_ids(x, verify=_verify_ids_on_all_cores)
     verified = ids is not None
@@ -486,10 +493,48 @@ def conv1d_forward(
         z = _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep_cols, verified, tail)
         if z is not None:
             return z
-    z = _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols, tail)
+    if long_pass and trains_by_conv2d(W, x.dtype, x.shape[0] * l_out):
+        z = _conv2d_forward(x, W, s, d, pl, l_out, workspace, bias, activation_code)
+    else:
+        z = _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols, tail)
     if all_distinct and _every_window_reads_x(x.shape[1], K, s, d, pl, int(z.shape[1])):
         return z
     return windows.share_identical_windows(z, x, K, s, d, pl, ids=ids)
+
+
+#: A training forward (``keep_cols``) of a one-group convolution over at least ``FUSED_MIN_ROWS`` output steps
+#: (B·Lo), with ``FUSED_MIN_FILTERS`` to ``FUSED_MAX_FILTERS`` filters and an im2col weight matrix (K·C × F) of at
+#: most ``CONV2D_MAX_WEIGHT_BYTES``, runs as the 2-D convolution of an L×1 image (:func:`_conv2d_forward`), and its
+#: fused backward by the 2-D kernel (:func:`conv1d_backward_fused`): each row range in one numba call (columns,
+#: product and tail per chunk of the cache's size), dz formed chunk by chunk in the cache, the weight gradient summed
+#: per core. Shorter or wider passes keep this module's pair (columns kept for one weight-gradient product over all
+#: rows), which won or tied there; with fewer filters the two tied, and the 2-D kernels' compile (about 9 CPU
+#: seconds from an empty cache) would fall on models that need them nowhere else (benchmarks/RESULTS.md).
+FUSED_MIN_ROWS = 4096
+FUSED_MIN_FILTERS = 64
+FUSED_MAX_FILTERS = 256
+CONV2D_MAX_WEIGHT_BYTES = 1 << 20
+
+
+def trains_by_conv2d(W: np.ndarray, dtype, rows: int) -> bool:
+    """Whether a one-group training pass over ``rows`` output steps runs by the 2-D kernels (see
+    :data:`FUSED_MIN_ROWS`); W is (K, C, F)."""
+    K, C, F = W.shape
+    return (rows >= FUSED_MIN_ROWS and FUSED_MIN_FILTERS <= F <= FUSED_MAX_FILTERS
+            and K * C * F * np.dtype(dtype).itemsize <= CONV2D_MAX_WEIGHT_BYTES)  # fmt: skip
+
+
+def _conv2d_forward(x, W, s, d, pl, l_out, workspace, bias, code):
+    """conv(x, W) (and with ``code``, act(z + bias)) as :func:`tinynn.kernels.conv2d.conv2d_forward` of the image
+    x[:, :, None, :] (B, L, 1, C) with the kernel W[:, None] (K, 1, C, F): strides (s, 1), dilation (d, 1),
+    padding (pl, 0), output (Lo, 1). One group; keeps no columns (a backward makes its own)."""
+    ws = {} if workspace is None else workspace
+    ws.pop("kept_cols_of", None)  # columns an earlier forward kept no longer match the next backward
+    sub = ws.setdefault("conv2d", {})
+    B, F = x.shape[0], W.shape[2]
+    z = conv2d.conv2d_forward(x[:, :, None, :], W[:, None], (s, 1), (d, 1), (pl, 0), (l_out, 1), 1, workspace=sub,
+                              bias=bias, activation=code)  # fmt: skip
+    return z.reshape(B, l_out, F)
 
 
 def _tail(bias, code, dtype, F):
@@ -868,6 +913,53 @@ def conv1d_backward(
         dx = _backward(x, W, dz, L, s, d, pl, G, method, True, False, workspace)[0] if need_dx else None
         return dx, dW
     return _backward(x, W, dz, L, s, d, pl, G, method, need_dx, True, workspace)
+
+
+def conv1d_backward_fused(
+    x: np.ndarray,
+    W: np.ndarray,
+    y: np.ndarray,
+    dy: np.ndarray,
+    activation: int,
+    stride: int = 1,
+    dilation: int = 1,
+    pad_left: int = 0,
+    groups: int = 1,
+    need_dx: bool = True,
+    workspace: dict | None = None,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(dx or None, dW, db) for y = act(conv(x, W) + b) (B, Lo, F) and dy = ∂L/∂y, ``activation`` a
+    :func:`tinynn.kernels.fastmath.activation_code`::
+
+        dz = act'(y) ⊙ dy,   db[f] = Σ_b Σ_t dz[b,t,f],   (dx, dW) = conv1d_backward(x, W, dz)
+
+    dy may be a global average pooling's gradient as a view (stride 0 along the steps). After a training forward
+    that ran as a 2-D convolution (:func:`trains_by_conv2d`) this is
+    :func:`tinynn.kernels.conv2d.conv2d_backward_fused` on the same views; otherwise dz and db come from
+    :func:`tinynn.kernels.bias_activation.bias_activation_backward` and the rest from :func:`conv1d_backward`."""
+    B, L, _ = x.shape
+    K, _, F = W.shape
+    if y.shape != dy.shape or y.shape[0] != B or y.shape[2] != F:
+        raise ValueError(f"conv1d: y {y.shape} and dy {dy.shape} do not fit x {x.shape} and W {W.shape}")
+    s, d, pl, G = int(stride), int(dilation), int(pad_left), int(groups)
+    x = np.ascontiguousarray(x)
+    ws = {} if workspace is None else workspace
+    l_out = y.shape[1]
+    distinct = _kept_distinct(ws, x, (x.shape, K, s, d, pl, l_out)) is not None
+
+    def by_conv2d(workspace):
+        dx, dW, db = conv2d.conv2d_backward_fused(x[:, :, None, :], W[:, None], y[:, :, None, :], dy[:, :, None, :],
+                                                  int(activation), (s, 1), (d, 1), (pl, 0), 1, need_dx=need_dx,
+                                                  workspace=workspace)  # fmt: skip
+        return (None if dx is None else dx.reshape(x.shape)), dW.reshape(W.shape), db
+
+    if G == 1 and not distinct and trains_by_conv2d(W, x.dtype, B * l_out):
+        return by_conv2d(ws.setdefault("conv2d", {}))
+    if G == 1 and warmup._in_warmup() and trains_by_conv2d(W, x.dtype, FUSED_MIN_ROWS):
+        by_conv2d({})  # a warm-up's one sample compiles the long passes' kernels too
+    dz, db = bias_activation_backward(y, dy, int(activation), True)
+    dx, dW = conv1d_backward(x, W, dz, s, d, pl, G, need_dx=need_dx, workspace=workspace)
+    return dx, dW, db
 
 
 def conv1d_backward_data(

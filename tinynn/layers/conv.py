@@ -261,14 +261,18 @@ class Conv1D(_Conv1DBase):
         pl, _, l_out = self._geometry(x.shape[1], x.shape)
         self._x, self._pl = x, pl
         bias = self.bias if self.use_bias else None
-        code = None if training or self._reference else activation_code(self.activation)
+        code = None if self._reference else activation_code(self.activation)
+        self._fused = None
         if code is not None and code != SIGMOID:
-            # inference, fast mode: the bias and activation run on each batch chunk of the convolution's output
-            # while it is in the cache (the same numbers as _finish); sigmoid keeps its logits for the losses
+            # fast mode: the bias and activation run on each batch chunk of the convolution's output while it is
+            # in the cache (the same numbers as _finish); sigmoid keeps its logits for the losses. A training call
+            # keeps y for the fused backward (act'(y) ⊙ dy and the convolution's gradients: _backward_fused).
             (s,), (d,) = self.strides, self.dilation_rate
             self._y = K_conv.conv1d_forward(x, self.kernel, s, d, pl, l_out, self.groups, workspace=self._ws,
-                                            bias=bias, activation_code=code)
+                                            keep_cols=training, bias=bias, activation_code=code)
             self._z, self._z_bias = (self._y if code == LINEAR else None), None
+            if training:
+                self._fused = code
             return self._from_last(self._y)
         z = self._conv(x, self.kernel, pl, l_out, self.groups, keep_cols=training)
         return self._finish(z, bias)
@@ -310,11 +314,12 @@ class Conv1D(_Conv1DBase):
 
     @property
     def logits(self) -> np.ndarray:
-        """z + b of the last forward call (:attr:`BiasActivationTail.logits`); an inference call in the fast mode
-        ran its activation fused with the convolution and keeps only y, whose logits are known for 'linear' only."""
+        """z + b of the last forward call (:attr:`BiasActivationTail.logits`); a fast-mode call ran its numba
+        activation (all but sigmoid) fused with the convolution and keeps only y, whose logits are known for
+        'linear' only (the reference kernel mode keeps them)."""
         if getattr(self, "_z", None) is None and getattr(self, "_y", None) is not None:
-            raise ValueError(f"{self.who}: the logits of the last call were not kept: it was an inference call whose "
-                             f"{self.activation.name!r} ran fused with the convolution (a training call keeps them)")
+            raise ValueError(f"{self.who}: the logits of the last forward call were not kept: its "
+                             f"{self.activation.name!r} ran fused with the convolution (they are kept for 'sigmoid')")
         return BiasActivationTail.logits.fget(self)
 
     def backward_from_logits(self, dz, db=None):
@@ -322,6 +327,17 @@ class Conv1D(_Conv1DBase):
         dz = self._dz(dz)
         dx, dW = self._conv_backward(self._x, self.kernel, dz, self.groups)
         self.gradients = [dW, self._bias_gradient(dz, db)] if self.use_bias else [dW]
+        return self._dx(dx)
+
+    def _backward_fused(self, dy):
+        """dz = act'(y) ⊙ dy, db = Σ dz and the convolution's gradients after a fused training forward (dy
+        channels-last): :func:`tinynn.kernels.conv.conv1d_backward_fused`."""
+        (s,), (d,) = self.strides, self.dilation_rate
+        dx, dW, db = K_conv.conv1d_backward_fused(
+            self._x, self.kernel, self._y, np.asarray(dy, dtype=self.dtype), self._fused, s, d, self._pl, self.groups,
+            need_dx=self.input_gradient_needed, workspace=self._ws,
+        )  # fmt: skip
+        self.gradients = [dW, db.astype(self.dtype, copy=False)] if self.use_bias else [dW]
         return self._dx(dx)
 
 
