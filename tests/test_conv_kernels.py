@@ -524,3 +524,41 @@ def test_the_2d_training_pair_keeps_identical_windows_identical_and_its_limits(m
     y = kc.conv1d_forward(x, W, 1, 1, 1, 23, keep_cols=True, bias=b, activation_code=RELU)
     for ours, theirs in zip((y_warm, *grads), (y, *kc.conv1d_backward_fused(x, W, y_warm, dy, RELU, 1, 1, 1, 1))):
         assert float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs))) <= 1e-5  # other paths, float32 rounding
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding, K, s, d", [("valid", 5, 1, 1), ("same", 4, 2, 1), ("causal", 3, 1, 2)])
+def test_a_convolution_of_lookups_from_the_table_gives_the_bits_of_the_formed_lookups(padding, K, s, d, dtype):
+    """conv1d_forward_lookup(table, ids, ...) = conv1d_forward(table[ids], ...) bit for bit (the Embedding's output
+    noted, as a layer call does), with every tail code and without a bias: repeated ids, an all-zero row and two ids
+    whose rows are bitwise equal (they merge); None when too many steps are distinct (the caller forms the lookups)."""
+    rng = np.random.default_rng(K + s + d)
+    V, C, F, B, L = 40, 6, 5, 4, 30
+    table = rng.standard_normal((V, C)).astype(dtype)
+    table[0] = 0.0
+    table[7] = table[11]
+    ids = rng.integers(0, 12, (B, L))
+    ids[:, :8] = 0  # left padding
+    pl, _, l_out = kc.conv_padding(L, K, s, d, padding)
+    W, b = rng.standard_normal((K, C, F)).astype(dtype), rng.standard_normal(F).astype(dtype)
+    x = table[ids]
+    for code in (LINEAR, TANH, RELU, HARD_SIGMOID, None):
+        for bias in (b, None):
+            ours = kc.conv1d_forward_lookup(table, ids, W, s, d, pl, l_out, {}, bias, code)
+            kc.windows.note_lookup(x, ids)
+            theirs = kc.conv1d_forward(x, W, s, d, pl, l_out, workspace={}, bias=bias, activation_code=code)
+            np.testing.assert_array_equal(ours, theirs)
+    assert rel_err(ours.astype(np.float64), rc.conv1d_forward(x.astype(np.float64), W.astype(np.float64), s, d, pl,
+                                                              l_out, 1)) <= (TOL if dtype == np.float64 else 1e-5)
+    all_distinct = rng.permutation(V)[: B * 10].reshape(B, 10)
+    assert kc.conv1d_forward_lookup(table, all_distinct, W, 1, 1, 0, 10 - K + 1) is None
+
+
+def test_a_convolution_of_lookups_rejects_bad_input_before_any_kernel():
+    table, W = np.zeros((10, 3), np.float32), np.zeros((2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 10\), got \[0, 10\]"):
+        kc.conv1d_forward_lookup(table, np.array([[0, 10, 1]]), W, 1, 1, 0, 2)
+    with pytest.raises(ValueError, match="do not fit W"):
+        kc.conv1d_forward_lookup(table[:, :2], np.array([[0, 1, 1]]), W, 1, 1, 0, 2)
+    with pytest.raises(ValueError, match="do not fit W"):
+        kc.conv1d_forward_lookup(table.astype(np.float64), np.array([[0, 1, 1]]), W, 1, 1, 0, 2)

@@ -459,3 +459,86 @@ def test_the_pooled_kernel_readiness_check_asks_for_the_signature_the_fused_pass
         conv = layers.Conv1D(5, 3, padding="same", activation="relu", dtype=dtype)
         assert conv.forward_pooled(x, layers.GlobalAveragePooling1D(dtype=dtype)) is not None
         assert seen and set(seen) == {tuple(map(numba.typeof, conv2d._forward_rows_sample(dtype)))}
+
+
+@pytest.mark.parametrize("padding, strides, dilation", [("valid", 1, 1), ("same", 2, 1), ("causal", 1, 2)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_runs_an_embedding_and_the_conv1d_after_it_from_the_table(padding, strides, dilation, dtype,
+                                                                          monkeypatch):
+    """predict / predict_on_batch run Embedding -> Conv1D as one pass (Embedding.forward_into, Conv1D.forward_lookup:
+    the convolution's distinct steps read from the table, the (B, L, C) lookup never formed): the same bits as the
+    two layers one by one, and the reference mode's numbers; bad ids raise the Embedding's own error; a backward
+    after it asks for a forward."""
+    import tinynn as tn
+    from tinynn import config
+
+    rng = np.random.default_rng(21)
+    ids = rng.integers(0, 9, (5, 40))
+    ids[:, :12] = 0  # padding: repeated all-equal steps
+    net = tn.Sequential([layers.Input(shape=(40,)), layers.Embedding(30, 6, dtype=dtype),
+                         layers.Conv1D(4, 3, strides=strides, dilation_rate=dilation, padding=padding,
+                                       activation="relu", bias_initializer="random_normal", dtype=dtype),
+                         layers.MaxPooling1D(2, dtype=dtype), layers.GlobalMaxPooling1D(dtype=dtype)])  # fmt: skip
+    embedding, conv = net.layers[0], net.layers[1]
+    assert embedding.feeds(conv)
+    calls = count_calls(monkeypatch, kc, "conv1d_forward_lookup")
+    fused = net.predict_on_batch(ids)
+    assert calls == [1]
+    assert np.array_equal(net.predict(ids, batch_size=2), np.concatenate([net.predict_on_batch(ids[k:k + 2])
+                                                                           for k in range(0, 5, 2)]))  # fmt: skip
+    one_by_one = conv(embedding(ids))
+    for layer in net.layers[2:]:
+        one_by_one = layer(one_by_one)
+    np.testing.assert_array_equal(fused, one_by_one)
+    with config.kernels("reference"):
+        expected = net.predict_on_batch(ids)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(fused, expected, rtol=tol, atol=tol)
+    net.predict_on_batch(ids)
+    with pytest.raises(ValueError, match="forward"):
+        conv.backward(np.ones(conv.compute_output_shape((5, 40, 6)), dtype))
+    with pytest.raises(ValueError, match=r"id 30 is out of range"):
+        net.predict_on_batch(np.where(ids == 1, 30, ids))
+
+
+def test_an_embedding_feeds_only_what_forward_lookup_takes(monkeypatch):
+    """No fused pass after an Embedding with mask_zero, into a grouped or channels_first Conv1D, a sigmoid one, a
+    Conv1D that pools with the layer after it, in training, in the reference mode, or when most steps are
+    distinct (then the kernel declines and the two layers run); the results are the layers' own."""
+    import tinynn as tn
+    from tinynn import config
+
+    calls = count_calls(monkeypatch, kc, "conv1d_forward_lookup")
+    rng = np.random.default_rng(22)
+    ids = rng.integers(0, 5, (3, 12))
+
+    def model(*rest, mask_zero=False):
+        return tn.Sequential([layers.Input(shape=(12,)), layers.Embedding(50, 4, mask_zero=mask_zero), *rest,
+                              layers.Flatten()])
+
+    cases = [model(layers.Conv1D(4, 3, activation="relu"), mask_zero=True),
+             model(layers.Conv1D(4, 3, groups=2, activation="relu")),
+             model(layers.Conv1D(4, 3, activation="relu", data_format="channels_first")),
+             model(layers.Conv1D(4, 3, activation="sigmoid")),
+             model(layers.Conv1D(4, 3, activation="relu"), layers.GlobalAveragePooling1D())]
+    assert not cases[0].layers[0].feeds(cases[0].layers[1])
+    assert not cases[1].layers[0].feeds(cases[1].layers[1]) and not cases[2].layers[0].feeds(cases[2].layers[1])
+    assert not cases[3].layers[1].forward_lookup(cases[3].layers[0].embeddings, ids)
+    for net in cases:
+        got = net.predict_on_batch(ids)
+        with config.kernels("reference"):
+            np.testing.assert_allclose(got, net.predict_on_batch(ids), rtol=1e-5, atol=1e-6)
+    assert calls == []
+    plain = model(layers.Conv1D(4, 3, activation="relu"))
+    plain.compile(optimizer="sgd", loss="mse")
+    plain.train_on_batch(ids, np.zeros((3, 40), np.float32))  # training: the layers one by one
+    with config.kernels("reference"):
+        plain.predict_on_batch(ids)
+    assert calls == []
+    distinct = rng.permutation(50)[:36].reshape(3, 12)  # every step distinct: the kernel declines
+    got = plain.predict_on_batch(distinct)
+    assert calls == [1]
+    with config.kernels("reference"):
+        np.testing.assert_allclose(got, plain.predict_on_batch(distinct), rtol=1e-5, atol=1e-6)
+    plain.predict_on_batch(ids)
+    assert calls == [1, 1]

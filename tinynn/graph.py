@@ -517,6 +517,7 @@ class Graph:
         self._chain_accepted: list = [None] * len(self.steps)
         self._chain_plain: list | None = None
         self._chain_pooled: list | None = None  # see _pooled_pairs
+        self._chain_feeds: list | None = None  # see _feeding_pairs
         seen = set()
         self.weight_layers = []
         for st in self.steps:
@@ -603,6 +604,15 @@ class Graph:
                                   and layer.pools_with(layers[k + 1]) for k, layer in enumerate(layers)]  # fmt: skip
         return self._chain_pooled
 
+    def _feeding_pairs(self) -> list[bool]:
+        """Per chain layer: whether in predict it may hand its work to the next one (its ``forward_into``: an
+        Embedding and the Conv1D after it), unless that one pools with the layer after it."""
+        if self._chain_feeds is None:
+            layers, pooled = self._chain_layers, self._pooled_pairs()
+            self._chain_feeds = [hasattr(layer, "forward_into") and k + 1 < len(layers) and not pooled[k + 1]
+                                 and layer.feeds(layers[k + 1]) for k, layer in enumerate(layers)]  # fmt: skip
+        return self._chain_feeds
+
     def _forward_chain(self, x, training: bool, mask, want_logits, fuse: bool = False) -> Run:
         """Sequential's loop. A layer whose ``__call__`` / ``prepare_input`` / ``check_input`` / ``compute_mask``
         are the base Layer's, given an array of the same shape and dtype as an input it accepted before (its
@@ -615,12 +625,18 @@ class Graph:
             plain = self._chain_plain = [_plain_input_handling(layer) for layer in self._chain_layers]
         accepted = self._chain_accepted
         pooled = self._pooled_pairs() if fuse else None
+        feeds = self._feeding_pairs() if fuse else None
         skip = -1
         for k, layer in enumerate(self._chain_layers):
             if k == skip:
                 continue
             if pooled is not None and pooled[k] and mask is None:
                 y = layer.forward_pooled(x, self._chain_layers[k + 1])
+                if y is not None:  # the next layer's output
+                    x, skip = y, k + 1
+                    continue
+            if feeds is not None and feeds[k] and mask is None:
+                y = layer.forward_into(x, self._chain_layers[k + 1])
                 if y is not None:  # the next layer's output
                     x, skip = y, k + 1
                     continue

@@ -2,6 +2,7 @@
 (Keras's IndexedSlices densified) and the mask_zero mask."""
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -84,3 +85,32 @@ def test_optimizer_steps_on_embedding_match_keras(vocab, optimizer, dtype, seed)
             keras_opt.apply(grads, variables)
     check = compare("embeddings after 2 steps", layer.embeddings, keras_layer.get_weights()[0], dtype)
     assert_checks([check])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_an_embedding_into_conv1d_predicts_like_keras(dtype, monkeypatch):
+    """predict runs Embedding -> Conv1D as one pass from the table (Embedding.forward_into,
+    conv1d_forward_lookup: counted here): the seeds' text convnet at a small size, on left-padded ids, against
+    Keras's predict with the same weights (1e-10 relative in float64, 1e-5 in float32)."""
+    import tinynn as tn
+    from tinynn.kernels import conv as conv_kernels
+
+    calls = []
+    real = conv_kernels.conv1d_forward_lookup
+    monkeypatch.setattr(conv_kernels, "conv1d_forward_lookup", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(8)
+    ids = rng.integers(1, 40, (24, 60))
+    for i, start in enumerate(rng.integers(10, 55, 24)):
+        ids[i, :start] = 0  # left padding
+    model = tn.Sequential([
+        layers.Input(shape=(60,)), layers.Embedding(40, 8, dtype=dtype),
+        layers.Conv1D(6, 7, padding="same", activation="relu", dtype=dtype), layers.MaxPooling1D(5, dtype=dtype),
+        layers.Conv1D(4, 3, activation="relu", dtype=dtype), layers.GlobalMaxPooling1D(dtype=dtype),
+        layers.Dense(1, activation="sigmoid", dtype=dtype),
+    ])  # fmt: skip
+    model.set_weights([rng.normal(0, 0.4, w.shape) for w in model.get_weights()])  # non-zero biases too
+    ours = model.predict(ids, batch_size=8)
+    assert len(calls) == 3
+    theirs = bridge.to_keras(model).predict(ids, batch_size=8, verbose=0)
+    tol = 1e-10 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(ours, theirs, rtol=tol, atol=tol)

@@ -67,6 +67,7 @@ __all__ = [
     "conv1d_backward_fused",
     "conv1d_backward_filter",
     "conv1d_forward",
+    "conv1d_forward_lookup",
     "conv_padding",
 ]
 
@@ -537,6 +538,56 @@ def _conv2d_forward(x, W, s, d, pl, l_out, workspace, bias, code):
     return z.reshape(B, l_out, F)
 
 
+def conv1d_forward_lookup(
+    table: np.ndarray,
+    ids: np.ndarray,
+    W: np.ndarray,
+    stride: int,
+    dilation: int,
+    pad_left: int,
+    l_out: int,
+    workspace: dict | None = None,
+    bias: np.ndarray | None = None,
+    activation_code: int | None = None,
+) -> np.ndarray | None:
+    """:func:`conv1d_forward` of x = table[ids] (one group, inference) without forming x: table (V, C) an
+    Embedding's weights, ids (B, L) in [0, V). The steps of x with equal ids are equal, so the distinct-steps
+    forward runs as it would on x (the same numbers, bit for bit), with its U distinct steps taken from the
+    table::
+
+        u(r) = the rank of ids[r] among the distinct ids (order of first occurrence), firsts[u] its first step
+        id'  = row_ids(table[ids[firsts]])        distinct ids whose rows are bitwise equal (or all +0) merge
+        x_u  = table[ids[firsts[u]]],   z = conv(x, W) from x_u @ Wr (:func:`_distinct_rows_forward`)
+
+    No pass over B·L·C numbers: neither the lookup nor the check of the ids against x
+    (:func:`tinynn.kernels.windows.lookup_row_ids`) that a Conv1D reading an Embedding's output runs. None when
+    more than ``DISTINCT_SHARE`` of the steps are distinct (then the caller forms x and calls
+    :func:`conv1d_forward`)."""
+    K, C, F = W.shape
+    if table.ndim != 2 or table.shape[1] != C or ids.ndim != 2 or table.dtype != W.dtype:
+        raise ValueError(f"conv1d_forward_lookup: table {table.shape} {table.dtype} and ids {ids.shape} do not fit "
+                         f"W {W.shape} {W.dtype}")  # fmt: skip
+    B, L = ids.shape
+    s, d, pl, l_out = int(stride), int(dilation), int(pad_left), int(l_out)
+    carrier = np.broadcast_to(np.zeros(1, table.dtype), (B, L, C))  # x's shape and dtype, no memory
+    _check(carrier, W, 1, l_out)
+    idx = np.ascontiguousarray(ids, np.int64).reshape(-1)
+    if idx.size and (idx.min() < 0 or idx.max() >= table.shape[0]):
+        raise ValueError(f"conv1d_forward_lookup: ids must be in [0, {table.shape[0]}), got "
+                         f"[{idx.min()}, {idx.max()}]")  # fmt: skip
+    if idx.size == 0:
+        return None
+    compact, firsts = windows.first_positions(idx)
+    first_ids, first_zero = windows.row_ids(np.take(table, idx[firsts], axis=0)[None])
+    flat = firsts[first_ids.reshape(-1)][compact]
+    step_ids = (flat.reshape(B, L), int(firsts[first_zero]) if first_zero >= 0 else -1)
+    if workspace is not None:
+        workspace.pop("distinct_of", None)
+    return _distinct_rows_forward(carrier, W, s, d, pl, l_out, step_ids, workspace, False, True,
+                                  _tail(bias, activation_code, table.dtype, F),
+                                  lambda positions: np.take(table, idx[positions], axis=0))  # fmt: skip
+
+
 def _tail(bias, code, dtype, F):
     """``tail(src, dst)``: dst = act(src + bias) for blocks of rows (..., F), C-contiguous (dst may be src), or None
     without an activation code. (The window pass after it copies whole output rows, which commutes with a
@@ -582,13 +633,15 @@ def _verify_ids_on_all_cores(x, flat) -> bool:
 DISTINCT_SHARE = 0.5
 
 
-def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep, verified=False, tail=None):
+def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep, verified=False, tail=None, rows_at=None):
     """z = conv(x, W) with one product per distinct step (:func:`tinynn.kernels.reference.conv.shift_add_rows`),
     or None when too many steps are distinct (or the ids cannot be trusted: a hash collision). ``verified``: the
     ids were already checked bit for bit (:func:`tinynn.kernels.windows.lookup_row_ids`).
 
     ``keep`` (training): the distinct steps and their map stay in ``workspace`` for the weight gradient of the
-    next backward call on the same ``x`` object (:func:`_kept_distinct`)."""
+    next backward call on the same ``x`` object (:func:`_kept_distinct`). ``rows_at(positions)``: the steps at
+    these flat positions (U, C), when x is only a carrier of its shape and dtype (:func:`conv1d_forward_lookup`;
+    then ``verified``)."""
     K, C, F = W.shape
     B, L, _ = x.shape
     if l_out is None:
@@ -603,7 +656,7 @@ def _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep, verified
         return None
     ws = {} if workspace is None else workspace
     ws.pop("kept_cols_of", None)  # columns kept by an earlier forward no longer match the next backward
-    xu = np.take(x.reshape(rows, C), firsts, axis=0)
+    xu = np.take(x.reshape(rows, C), firsts, axis=0) if rows_at is None else rows_at(firsts)
     Zu = blas.matmul(xu, _w_shift(W, 1)[0], _scratch(ws, "Zu", (firsts.shape[0], K * F), x.dtype))
     Zu = Zu.reshape(-1, K, F)
     z = np.empty((B, l_out, F), dtype=x.dtype)  # every row is written

@@ -312,6 +312,31 @@ class Conv1D(_Conv1DBase):
                                            bias=self.bias if self.use_bias else None, activation=code)  # fmt: skip
         return pool._restore(p)  # with the steps axis when keepdims
 
+    def forward_lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
+        """Inference only: ``self(table[ids])`` for an Embedding's table (V, C) and ids (B, L) in [0, V) (its
+        :meth:`~tinynn.layers.Embedding.forward_into`), without the (B, L, C) lookup
+        (:func:`tinynn.kernels.conv.conv1d_forward_lookup`: the distinct ids' rows from the table, the same numbers
+        bit for bit). None (nothing done: call the two layers) unless the fast kernels run a built, channels-last,
+        one-group convolution with a numba activation (not sigmoid) and few enough of the steps are distinct. The
+        layer keeps no forward to run a backward from."""
+        code = activation_code(self.activation)
+        if (not self.built or code is None or code == SIGMOID or self.groups != 1 or ids.ndim != 2
+                or self.data_format != "channels_last" or config.kernel_mode() == "reference"
+                or table.dtype != self.dtype or table.shape[1] != self.kernel.shape[1]):  # fmt: skip
+            return None
+        B, L = ids.shape
+        self._choose_kernels(np.take(table, ids[:1], axis=0), None)  # a one-sample lookup: the warm-up's signature
+        if self._reference:
+            return None
+        pl, _, l_out = self._geometry(L, (B, L, table.shape[1]))
+        (s,), (d,) = self.strides, self.dilation_rate
+        y = K_conv.conv1d_forward_lookup(table, ids, self.kernel, s, d, pl, l_out, workspace=self._ws,
+                                         bias=self.bias if self.use_bias else None, activation_code=code)
+        if y is not None:
+            self._x, self._fused, self._forward_record = None, None, None
+            self._y, self._z, self._z_bias = y, (y if code == LINEAR else None), None
+        return y
+
     @property
     def logits(self) -> np.ndarray:
         """z + b of the last forward call (:attr:`BiasActivationTail.logits`); a fast-mode call ran its numba

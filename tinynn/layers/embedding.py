@@ -111,6 +111,27 @@ class Embedding(Layer):
         windows.note_lookup(y, idx)  # a Conv1D reading y finds its equal steps from the ids
         return y
 
+    def feeds(self, layer) -> bool:
+        """Whether ``layer`` (the next one) is a Conv1D that :meth:`forward_into` can hand the lookups to."""
+        from .conv import Conv1D
+
+        return (not self.mask_zero and type(layer) is Conv1D and layer.data_format == "channels_last"
+                and layer.groups == 1 and layer.dtype == self.dtype)  # fmt: skip
+
+    def forward_into(self, x, layer) -> np.ndarray | None:
+        """Inference only: ``layer(self(x))`` for ``layer`` a Conv1D (:meth:`feeds`) that reads the table and the
+        ids directly (:meth:`tinynn.layers.Conv1D.forward_lookup`), never forming the (B, L, output_dim) lookup;
+        None (nothing done: call the two layers) where that convolution does not apply. Neither layer keeps a
+        forward to run a backward from."""
+        x = self.accept_input(x)  # bad ids raise here, as in a call
+        if config.kernel_mode() == "reference" or x.ndim != 2:
+            return None
+        idx = np.where(x < 0, x + self.input_dim, x)
+        y = layer.forward_lookup(self.embeddings, idx)
+        if y is not None:
+            self._idx, self._forward_record = None, None
+        return y
+
     def expected_mask_shape(self, x):
         return None  # an incoming mask is ignored (the output mask comes from the ids), as in Keras
 
