@@ -74,7 +74,7 @@ class BiasActivationTail(Layer):
         """The pre-activation z + b of the last forward call (in data_format), which the models' cross-entropy
         shortcut reads after a final sigmoid. A layer that fused its activation into the convolution kernel (fast
         mode; every numba activation but sigmoid) keeps only its output, so there it is known for 'linear' alone."""
-        if self._fused is not None:
+        if getattr(self, "_z", None) is None and getattr(self, "_y", None) is not None:  # only y was kept
             if self.activation.name == "linear":
                 return self._from_last(self._y)
             raise ValueError(f"{self.who}: the logits of the last forward call were not kept: its "

@@ -312,6 +312,13 @@ class Conv1D(_Conv1DBase):
                                            bias=self.bias if self.use_bias else None, activation=code)  # fmt: skip
         return pool._restore(p)  # with the steps axis when keepdims
 
+    def reads_lookups(self, dtype) -> bool:
+        """Whether :meth:`forward_lookup` can take an Embedding's table of this dtype: a channels-last, one-group
+        convolution of that dtype whose activation the kernels fuse (every numba one but sigmoid)."""
+        code = activation_code(self.activation)
+        return (code is not None and code != SIGMOID and self.groups == 1 and self.data_format == "channels_last"
+                and np.dtype(dtype) == self.dtype)  # fmt: skip
+
     def forward_lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
         """Inference only: ``self(table[ids])`` for an Embedding's table (V, C) and ids (B, L) in [0, V) (its
         :meth:`~tinynn.layers.Embedding.forward_into`), without the (B, L, C) lookup
@@ -319,11 +326,10 @@ class Conv1D(_Conv1DBase):
         bit for bit). None (nothing done: call the two layers) unless the fast kernels run a built, channels-last,
         one-group convolution with a numba activation (not sigmoid) and few enough of the steps are distinct. The
         layer keeps no forward to run a backward from."""
-        code = activation_code(self.activation)
-        if (not self.built or code is None or code == SIGMOID or self.groups != 1 or ids.ndim != 2
-                or self.data_format != "channels_last" or config.kernel_mode() == "reference"
-                or table.dtype != self.dtype or table.shape[1] != self.kernel.shape[1]):  # fmt: skip
+        if (not self.built or not self.reads_lookups(table.dtype) or ids.ndim != 2
+                or config.kernel_mode() == "reference" or table.shape[1] != self.kernel.shape[1]):  # fmt: skip
             return None
+        code = activation_code(self.activation)
         B, L = ids.shape
         self._choose_kernels(np.take(table, ids[:1], axis=0), None)  # a one-sample lookup: the warm-up's signature
         if self._reference:
@@ -336,16 +342,6 @@ class Conv1D(_Conv1DBase):
             self._x, self._fused, self._forward_record = None, None, None
             self._y, self._z, self._z_bias = y, (y if code == LINEAR else None), None
         return y
-
-    @property
-    def logits(self) -> np.ndarray:
-        """z + b of the last forward call (:attr:`BiasActivationTail.logits`); a fast-mode call ran its numba
-        activation (all but sigmoid) fused with the convolution and keeps only y, whose logits are known for
-        'linear' only (the reference kernel mode keeps them)."""
-        if getattr(self, "_z", None) is None and getattr(self, "_y", None) is not None:
-            raise ValueError(f"{self.who}: the logits of the last forward call were not kept: its "
-                             f"{self.activation.name!r} ran fused with the convolution (they are kept for 'sigmoid')")
-        return BiasActivationTail.logits.fget(self)
 
     def backward_from_logits(self, dz, db=None):
         """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dW, db], returns dx."""
@@ -362,7 +358,7 @@ class Conv1D(_Conv1DBase):
             self._x, self.kernel, self._y, np.asarray(dy, dtype=self.dtype), self._fused, s, d, self._pl, self.groups,
             need_dx=self.input_gradient_needed, workspace=self._ws,
         )  # fmt: skip
-        self.gradients = [dW, db.astype(self.dtype, copy=False)] if self.use_bias else [dW]
+        self.gradients = [dW, db] if self.use_bias else [dW]
         return self._dx(dx)
 
 

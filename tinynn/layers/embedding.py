@@ -112,11 +112,11 @@ class Embedding(Layer):
         return y
 
     def feeds(self, layer) -> bool:
-        """Whether ``layer`` (the next one) is a Conv1D that :meth:`forward_into` can hand the lookups to."""
+        """Whether ``layer`` (the next one) is a Conv1D that :meth:`forward_into` can hand the lookups to
+        (:meth:`tinynn.layers.Conv1D.reads_lookups`)."""
         from .conv import Conv1D
 
-        return (not self.mask_zero and type(layer) is Conv1D and layer.data_format == "channels_last"
-                and layer.groups == 1 and layer.dtype == self.dtype)  # fmt: skip
+        return not self.mask_zero and type(layer) is Conv1D and layer.reads_lookups(self.dtype)
 
     def forward_into(self, x, layer) -> np.ndarray | None:
         """Inference only: ``layer(self(x))`` for ``layer`` a Conv1D (:meth:`feeds`) that reads the table and the
