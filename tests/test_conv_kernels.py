@@ -79,7 +79,7 @@ def test_depthwise_direct_kernel_matches_reference(g, multiplier):
     assert kc.choose_method(L, l_out, G, G * multiplier, s, "auto", G) == "depthwise"
     for chunk_bytes in (1, 1 << 22):
         with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes,
-                                 SEQUENTIAL_BYTES=0):
+                                 DX_CHUNK_BYTES=chunk_bytes, SEQUENTIAL_BYTES=0):
             z_ref = rc.conv1d_forward(x, W, s, d, pl, l_out, G)
             assert rel_err(kc.conv1d_forward(x, W, s, d, pl, l_out, G), z_ref) <= TOL
             dx, dW = kc.conv1d_backward(x, W, dz, s, d, pl, G)
@@ -102,7 +102,8 @@ def test_conv_ops_in_batch_chunks_with_reused_workspace(g, method, chunk_bytes):
     z_ref = rc.conv1d_forward(x, W, s, d, pl, l_out, G)
     dx_ref = rc.conv1d_backward_data(dz, W, L, s, d, pl, G)
     dW_ref = rc.conv1d_backward_filter(x, dz, g["K"], s, d, pl, G)
-    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes, SEQUENTIAL_BYTES=0):
+    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes,
+                                 DX_CHUNK_BYTES=chunk_bytes, SEQUENTIAL_BYTES=0):
         for _ in range(2):  # the second call runs on the buffers the first one left behind
             z = kc.conv1d_forward(x, W, s, d, pl, l_out, G, method, workspace=_WORKSPACE)
             dx, dW = kc.conv1d_backward(x, W, dz, s, d, pl, G, method, workspace=_WORKSPACE)
@@ -118,7 +119,8 @@ def test_kept_forward_columns_serve_the_backward_of_the_same_input_only(g, chunk
     x, W, dz = _arrays(g)
     s, d, pl, G, L, K, l_out = g["s"], g["d"], g["pl"], g["G"], g["L"], g["K"], g["l_out"]
     ws: dict = {}
-    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes, SEQUENTIAL_BYTES=0):
+    with mock.patch.multiple(kc, FORWARD_CHUNK_BYTES=chunk_bytes, BACKWARD_CHUNK_BYTES=chunk_bytes,
+                                 DX_CHUNK_BYTES=chunk_bytes, SEQUENTIAL_BYTES=0):
         z = kc.conv1d_forward(x, W, s, d, pl, l_out, G, "im2col", workspace=ws, keep_cols=True)
         assert rel_err(z, rc.conv1d_forward(x, W, s, d, pl, l_out, G)) <= TOL
         kept = G == 1  # grouped columns are chunked group-major, so only G = 1 keeps them

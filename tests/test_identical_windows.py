@@ -2,6 +2,7 @@
 GEMM does with rows at different positions: the numba hash tables agree with the NumPy twin (sorting), the rule
 holds in both kernel modes and both conv methods, and nothing but repeated windows changes."""
 
+import itertools
 from unittest import mock
 
 import numpy as np
@@ -263,12 +264,14 @@ def test_spread_rows_matches_its_numpy_twin_and_is_shift_add_rows_adjoint(paddin
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_training_forward_keeps_its_distinct_steps_for_the_weight_gradient(dtype):
     """keep_cols (training): the backward on the same x sums dW over the distinct steps (spread_rows), and gives
-    the reference's gradients; another x, or a forward without keep_cols, gets the full product."""
+    the reference's gradients; another x, or a forward without keep_cols, gets the full product. dx's chunks
+    (``DX_CHUNK_BYTES``) as the defaults make them and down to one sample each."""
     rng = np.random.default_rng(8)
     table = rng.normal(size=(7, 6)).astype(dtype)
     x = table[_left_padded_ids(rng, 5, 30, 7)]
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    for F in (3, 8):  # dx by the shift method (F < C: dW then runs as one task beside dx's chunks) or im2col
+    for F, dx_chunk in itertools.product((3, 8), (kc.DX_CHUNK_BYTES, 1)):  # dx by the shift method (F < C: dW
+        # then runs as one task beside dx's chunks) or im2col
         W, dz = rng.normal(size=(4, 6, F)).astype(dtype), rng.normal(size=(5, 30, F)).astype(dtype)
         assert kc.choose_method(30, 30, 6, F, 1) == ("shift" if F == 3 else "im2col")
         for keep, other, need_dx in ((True, False, True), (True, False, False), (True, True, True),
@@ -276,7 +279,9 @@ def test_a_training_forward_keeps_its_distinct_steps_for_the_weight_gradient(dty
             ws = {}
             kc.conv1d_forward(x, W, 1, 1, 3, 30, workspace=ws, keep_cols=keep)
             xb = x.copy() if other else x
-            with mock.patch.object(kc, "spread_rows", wraps=kc.spread_rows) as spy:
+            with mock.patch.object(kc, "spread_rows", wraps=kc.spread_rows) as spy, \
+                    mock.patch.multiple(kc, DX_CHUNK_BYTES=dx_chunk, SEQUENTIAL_BYTES=0 if dx_chunk == 1 else
+                                        kc.SEQUENTIAL_BYTES):
                 dx, dW = kc.conv1d_backward(xb, W, dz, 1, 1, 3, need_dx=need_dx, workspace=ws)
             assert spy.called == (keep and not other)
             np.testing.assert_allclose(dW, rc.conv1d_backward_filter(x, dz, 4, 1, 1, 3), **tol)

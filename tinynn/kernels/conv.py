@@ -405,6 +405,12 @@ def _check(x, W, groups, l_out):
 #: one big one on a loaded machine; chunks still cap its scratch memory (measurements: benchmarks/RESULTS.md).
 FORWARD_CHUNK_BYTES = 4 << 20
 BACKWARD_CHUNK_BYTES = 64 << 20
+#: The same for a backward's chunks that form only dx (the weight gradient comes from the distinct steps, or is not
+#: asked for): no per-chunk reduction to lengthen, so chunks small enough that their scratch stays in the cache and
+#: that the cores share out evenly, also around the one core that computes the weight gradient meanwhile. M1's first
+#: Conv1D backward (dx over 128 × 500 steps, dW over the distinct steps), ms: 64 MiB 35-39, 4 MiB 27-31, 2 MiB
+#: 26-29 (benchmarks/RESULTS.md).
+DX_CHUNK_BYTES = 2 << 20
 #: The largest im2col columns a training forward keeps for the backward's weight gradient (``keep_cols``).
 KEEP_COLS_BYTES = 64 << 20
 
@@ -691,7 +697,7 @@ def _distinct_backward_shift(x, W, dz, s, d, pl, kept, ws):
         Us = spread(dz[b0:b1], 1, L, K, s, d, pl, _scratch(ws, f"U{worker}", (1, n, L, K, F), dz.dtype))
         blas.grouped_matmul(Us.reshape(1, n * L, K * F), WrT, dx[b0:b1].reshape(1, n * L, C))
 
-    _run_chunks(piece, [(-1, -1), *_chunk_ranges(B, L * K * F * dz.itemsize, BACKWARD_CHUNK_BYTES, B * L * K * F * C)])
+    _run_chunks(piece, [(-1, -1), *_chunk_ranges(B, L * K * F * dz.itemsize, DX_CHUNK_BYTES, B * L * K * F * C)])
     return dx, dW_parts[0]
 
 
@@ -870,6 +876,12 @@ def _kept_cols(ws: dict, x, geometry) -> np.ndarray | None:
     return ws["kept_cols"][: B * l_out * K * C].reshape(G, B * l_out, K * C // G)
 
 
+def _budget(need_dW: bool) -> int:
+    """Scratch bytes per chunk of a backward: ``BACKWARD_CHUNK_BYTES`` when its chunks add weight gradients, else
+    (dx alone) ``DX_CHUNK_BYTES``."""
+    return BACKWARD_CHUNK_BYTES if need_dW else DX_CHUNK_BYTES
+
+
 def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace):
     """The shared backward pass: (dx or None, dW or None), batch chunks pulled by the cores; each core sums
     its chunks' weight gradients into its own partial sum, added at the end."""
@@ -890,7 +902,7 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
                            dx[b0:b1] if need_dx else no_x, dW2)
             return dW2
 
-        parts = _run_chunks(depthwise_piece, _chunk_ranges(B, l_out * F * item, BACKWARD_CHUNK_BYTES))
+        parts = _run_chunks(depthwise_piece, _chunk_ranges(B, l_out * F * item, _budget(need_dW)))
         return dx, (sum_in_order(parts).reshape(K, 1, F) if need_dW else None)
     if chosen == "shift":
         WrT = _w_shift(W, G).transpose(0, 2, 1)  # (G, K·Fg, Cg)
@@ -906,7 +918,7 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
                 dx[b0:b1] = merge_groups(blas.grouped_matmul(U, WrT), n, L)
             return blas.grouped_matmul_tn(split_groups(x[b0:b1], G), U) if need_dW else None
 
-        parts = _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * item, BACKWARD_CHUNK_BYTES,
+        parts = _run_chunks(shift_piece, _chunk_ranges(B, L * K * F * item, _budget(need_dW),
                                                        (int(need_dx) + int(need_dW)) * B * L * K * Fg * Cg * G))
         return dx, (_dw_from_shift(sum_in_order(parts), K) if need_dW else None)
     Wm = _w_im2col(W, G)  # (G, K·Cg, Fg)
@@ -931,7 +943,7 @@ def _backward(x, W, dz, length, s, d, pl, G, method, need_dx, need_dW, workspace
             col2im(dcols.reshape(G, n, l_out, K, Cg), L, s, d, pl, out=dx[b0:b1])
         return part if need_dW else None
 
-    parts = _run_chunks(im2col_piece, _chunk_ranges(B, 2 * l_out * K * C * item, BACKWARD_CHUNK_BYTES,
+    parts = _run_chunks(im2col_piece, _chunk_ranges(B, 2 * l_out * K * C * item, _budget(need_dW),
                                                     (int(need_dx) + int(need_dW)) * B * l_out * K * Cg * F))
     if need_dW:
         dWm = sum_in_order(parts)
