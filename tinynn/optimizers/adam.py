@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels import optimizer_steps
 from ..sparse import densify, square
 from .base import LR_0_001, LearningRate, Optimizer, tf_cast, weak
 
@@ -63,6 +64,10 @@ class Adam(Optimizer):
         one = dt.type(1)
         alpha = lr * np.sqrt(one - beta_2_power) / (one - beta_1_power)
         m, v = slots["momentum"], slots["velocity"]
+        if not self.amsgrad and optimizer_steps.fits(w, g, m, v):  # the lines below in one pass
+            if optimizer_steps.adam(w, g, m, v, weak(1 - self.beta_1, dt), weak(1 - self.beta_2, dt), alpha,
+                                    weak(self.epsilon, dt)):  # fmt: skip
+                return
         m += (densify(g) - m) * weak(1 - self.beta_1, dt)  # ops.subtract densifies IndexedSlices
         v += (densify(square(g)) - v) * weak(1 - self.beta_2, dt)  # squared per occurrence, then summed
         if self.amsgrad:

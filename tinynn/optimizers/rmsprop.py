@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels import optimizer_steps
 from ..sparse import assign_sub, densify, divide, scale, square
 from .base import LR_0_001, LearningRate, Optimizer, weak
 
@@ -69,6 +70,9 @@ class RMSprop(Optimizer):
         dt = w.dtype
         rho, one_minus_rho, eps = weak(self.rho, dt), weak(1 - self.rho, dt), weak(self.epsilon, dt)
         v = slots["velocity"]
+        if not self.centered and not self.momentum > 0 and optimizer_steps.fits(w, g, v):
+            if optimizer_steps.rmsprop(w, g, v, rho, one_minus_rho, eps, lr):  # these lines in one pass
+                return
         v[...] = rho * v + densify(scale(one_minus_rho, square(g)))
         if self.centered:
             a = slots["average_gradient"]

@@ -26,6 +26,9 @@ module                 functions                                            fast
 ``layout``             ``to_time_major``, ``to_batch_major``                ``kernels.layout``
 =====================  ===================================================  =================================
 
+The optimizers' fused dense steps (``kernels.optimizer_steps``: RMSprop, Adam) have no module here: their NumPy
+twin is the optimizer's own ``update_step`` (:mod:`tinynn.optimizers`), which the reference mode runs.
+
 ``tinynn.config.set_kernels("reference")`` (or ``with tinynn.config.kernels("reference"): ...``) makes every
 layer compute through these functions only: no numba, no threads, no fused special cases, so a debugger can step
 through them inside ``fit``, and ``backward`` may be called repeatedly after one ``forward``. Both modes
