@@ -581,17 +581,18 @@ def conv1d_forward_lookup(
     if idx.size and (idx.min() < 0 or idx.max() >= table.shape[0]):
         raise ValueError(f"conv1d_forward_lookup: ids must be in [0, {table.shape[0]}), got "
                          f"[{idx.min()}, {idx.max()}]")  # fmt: skip
-    if idx.size == 0:
+
+    def rows_at(positions):  # the steps x[positions] = table[ids[positions]]
+        return np.take(table, idx[positions], axis=0)
+
+    found = windows.step_ids_from_lookups(idx, rows_at)
+    if found is None:
         return None
-    compact, firsts = windows.first_positions(idx)
-    first_ids, first_zero = windows.row_ids(np.take(table, idx[firsts], axis=0)[None])
-    flat = firsts[first_ids.reshape(-1)][compact]
-    step_ids = (flat.reshape(B, L), int(firsts[first_zero]) if first_zero >= 0 else -1)
+    flat, zero_id = found
     if workspace is not None:
         workspace.pop("distinct_of", None)
-    return _distinct_rows_forward(carrier, W, s, d, pl, l_out, step_ids, workspace, False, True,
-                                  _tail(bias, activation_code, table.dtype, F),
-                                  lambda positions: np.take(table, idx[positions], axis=0))  # fmt: skip
+    return _distinct_rows_forward(carrier, W, s, d, pl, l_out, (flat.reshape(B, L), zero_id), workspace, False, True,
+                                  _tail(bias, activation_code, table.dtype, F), rows_at)  # fmt: skip
 
 
 def _tail(bias, code, dtype, F):

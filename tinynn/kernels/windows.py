@@ -29,7 +29,8 @@ import numpy as np
 from .jitcache import load_without_refresh
 from .parallel import row_pieces, run_parallel
 
-__all__ = ["distinct_rows", "lookup_row_ids", "note_lookup", "row_ids", "share_identical_windows", "window_ids"]
+__all__ = ["distinct_rows", "lookup_row_ids", "note_lookup", "row_ids", "share_identical_windows",
+           "step_ids_from_lookups", "window_ids"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -325,14 +326,23 @@ def lookup_row_ids(x: np.ndarray, verify=None) -> tuple[np.ndarray, int] | None:
     if ref is None or ref() is not x or idx.shape != x.shape[:2]:
         return None
     B, L, C = x.shape
+    ids = step_ids_from_lookups(idx, lambda firsts: x.reshape(B * L, C)[firsts])
+    if ids is None:
+        return None
+    flat, zero_id = ids
+    trusted = verify(x, flat) if verify is not None else verify_ids(x, flat, 0, B * L)
+    return (flat.reshape(B, L), zero_id) if trusted else None
+
+
+def step_ids_from_lookups(idx: np.ndarray, first_rows) -> tuple[np.ndarray, int] | None:
+    """(flat (N,), zero_id): the canonical step ids of the lookups table[idx] (the formulas of
+    :func:`lookup_row_ids`), hashing only ``first_rows(firsts)`` (U, C), the rows of each distinct id's first
+    step; None for no steps. Unchecked against the steps themselves (:func:`lookup_row_ids` checks them)."""
     compact, firsts = first_positions(idx)
     if firsts.shape[0] == 0:
         return None
-    first_ids, first_zero = row_ids(x.reshape(B * L, C)[firsts][None])
-    flat = firsts[first_ids.reshape(-1)][compact]
-    zero_id = int(firsts[first_zero]) if first_zero >= 0 else -1
-    trusted = verify(x, flat) if verify is not None else verify_ids(x, flat, 0, B * L)
-    return (flat.reshape(B, L), zero_id) if trusted else None
+    first_ids, first_zero = row_ids(first_rows(firsts)[None])
+    return firsts[first_ids.reshape(-1)][compact], (int(firsts[first_zero]) if first_zero >= 0 else -1)
 
 
 def distinct_rows(x: np.ndarray, ids: np.ndarray, zero_id: int, verify: bool = True):

@@ -102,8 +102,12 @@ class Embedding(Layer):
                 )
         return x.astype(np.int64)
 
+    def _wrapped(self, x: np.ndarray) -> np.ndarray:
+        """The ids with negative ones wrapped around (i + input_dim where i < 0)."""
+        return np.where(x < 0, x + self.input_dim, x)
+
     def forward(self, x, training=False, mask=None):
-        idx = np.where(x < 0, x + self.input_dim, x)
+        idx = self._wrapped(x)
         self._idx = idx
         if config.kernel_mode() == "reference" or not K_embedding.gather_ready(self.embeddings):
             return embedding_forward(self.embeddings, idx)
@@ -126,7 +130,7 @@ class Embedding(Layer):
         x = self.accept_input(x)  # bad ids raise here, as in a call
         if config.kernel_mode() == "reference" or x.ndim != 2:
             return None
-        idx = np.where(x < 0, x + self.input_dim, x)
+        idx = self._wrapped(x)
         y = layer.forward_lookup(self.embeddings, idx)
         if y is not None:
             self._idx, self._forward_record = None, None
