@@ -258,3 +258,24 @@ def test_keras_tf_channels_first_bias_bug(shape, filters, kernel_size):
     np.testing.assert_allclose(ours, by_definition, rtol=1e-12, atol=1e-12)
     keras_err = np.abs(keras_y - by_definition).max()
     assert keras_err > 0.1 * np.abs(b).max(), f"Keras on TensorFlow computes this case correctly now ({keras_err})"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("padding,activation,training", [("valid", "relu", True), ("same", "tanh", False),
+                                                         ("causal", None, True), ("same", "sigmoid", True)])
+def test_winograd_conv1d_parity(padding, activation, training, dtype, monkeypatch):
+    """Conv1D(64, 5) on 64 channels over 16 × 70 steps: the fast kernels run Winograd's F(2, 3) + F(2, 2) here
+    (forward and both gradients, counted), at a size where it runs without lowered thresholds; against Keras at the
+    usual tolerances. An odd output length too ('causal' on 69 steps)."""
+    from tinynn.kernels import winograd1d
+
+    calls = []
+    for name in ("winograd_conv1d", "winograd_conv1d_backward_filter"):
+        real = getattr(winograd1d, name)
+        monkeypatch.setattr(winograd1d, name, lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
+    length = 69 if padding == "causal" else 70
+    layer = layers.Conv1D(64, 5, padding=padding, activation=activation, dtype=dtype)
+    x = _input(3, (16, length, 64), dtype)
+    assert winograd1d.applies((5, 64, 64), 1, 1, 1, dtype, 16 * (length - 4 if padding == "valid" else length))
+    layer_parity(layer, x, seed=4, training=training).assert_ok()
+    assert len(calls) >= 3  # the forward (twice: build and compare), dW, and dx by the forward on dz

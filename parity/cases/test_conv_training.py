@@ -133,3 +133,36 @@ def test_long_conv1d_training_passes_by_the_2d_kernels_train_like_keras(dtype, m
     model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01), loss="binary_crossentropy", metrics=["acc"])
     training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
     assert len(calls) >= 2 * 3 * 4  # both convolutions, every batch of every epoch
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_winograd_conv1d_training_trains_like_keras(dtype, monkeypatch):
+    """Five-tap, stride-1 Conv1Ds with enough channels, filters and steps run Winograd's F(2, 3) + F(2, 2) (forward,
+    dW and dx; the thresholds are lowered here so that this small model takes it in both convolutions, counted).
+    Left-padded inputs give repeated all-zero steps and identical windows (their outputs shared by position
+    afterwards); the second convolution gets the global average pooling's gradient and passes dx back through the
+    max pooling."""
+    from tinynn.kernels import winograd1d
+
+    for name in ("MIN_CHANNELS", "MIN_FILTERS", "MIN_ROWS"):
+        monkeypatch.setattr(winograd1d, name, 1)
+    calls = []
+    real = winograd1d.winograd_conv1d_backward_filter
+    monkeypatch.setattr(winograd1d, "winograd_conv1d_backward_filter", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(12)
+    n, length = 40, 31
+    x = rng.normal(size=(n, length, 3)).astype(dtype)
+    for i, start in enumerate(rng.integers(0, 20, n)):
+        x[i, :start] = 0.0  # left padding
+    y = (rng.random((n, 1)) > 0.5) * 1.0
+    model = tn.Sequential([
+        layers.Conv1D(6, 5, padding="causal", activation="relu", input_shape=(length, 3), dtype=dtype),
+        layers.MaxPooling1D(3, dtype=dtype),
+        layers.Conv1D(5, 5, padding="same", activation="tanh", dtype=dtype),
+        layers.GlobalAveragePooling1D(dtype=dtype),
+        layers.Dense(1, activation="sigmoid", dtype=dtype),
+    ])  # fmt: skip
+    _randomize(model, 3)
+    model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01), loss="binary_crossentropy", metrics=["acc"])
+    training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
+    assert len(calls) >= 3 * 4  # every batch of every epoch, the second convolution at least

@@ -53,7 +53,7 @@ import functools
 import numba
 import numpy as np
 
-from . import blas, cblas, conv2d, warmup, windows
+from . import blas, cblas, conv2d, warmup, windows, winograd1d
 from .bias_activation import bias_activation_backward, bias_activation_rows
 from .jitcache import load_without_refresh
 from .layout import merge_groups, split_groups
@@ -490,6 +490,8 @@ def conv1d_forward(
         windows.first_positions(np.zeros(1, np.int64))
         if long_pass and trains_by_conv2d(W, x.dtype, FUSED_MIN_ROWS):  # and the long passes' (one sample is short)
             _conv2d_forward(x, W, s, d, pl, l_out, {}, bias, activation_code)
+        if method == "auto" and winograd1d.applies(W.shape, s, d, groups, x.dtype):  # and Winograd's
+            winograd1d.winograd_conv1d(x, W, pl, l_out, bias, activation_code)
     tail = _tail(bias, activation_code, x.dtype, W.shape[2])
     ids = windows.lookup_row_ids(x, verify=_verify_ids_on_all_cores)
     verified = ids is not None
@@ -500,7 +502,9 @@ def conv1d_forward(
         z = _distinct_rows_forward(x, W, s, d, pl, l_out, ids, workspace, keep_cols, verified, tail)
         if z is not None:
             return z
-    if long_pass and trains_by_conv2d(W, x.dtype, x.shape[0] * l_out):
+    if method == "auto" and winograd1d.applies(W.shape, s, d, groups, x.dtype, x.shape[0] * l_out):
+        z = _winograd_forward(x, W, pl, l_out, workspace, bias, activation_code)
+    elif long_pass and trains_by_conv2d(W, x.dtype, x.shape[0] * l_out):
         z = _conv2d_forward(x, W, s, d, pl, l_out, workspace, bias, activation_code)
     else:
         z = _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols, tail)
@@ -726,6 +730,22 @@ def _distinct_weight_gradient(xu, compact, dz, K, s, d, pl, ws, share_taps: bool
         spread_rows(dz, compact, K, s, d, pl, Uu)
     dWr = blas.matmul_tn(xu, Uu.reshape(U, K * F))  # (C, K·F)
     return _dw_from_shift(dWr[None], K)
+
+
+def _winograd_forward(x, W, pl, l_out, workspace, bias, code):
+    """conv(x, W) (and with ``code``, act(z + bias)) by :func:`tinynn.kernels.winograd1d.winograd_conv1d`; keeps no
+    columns (the backward's Winograd filter gradient transforms x again)."""
+    ws = {} if workspace is None else workspace
+    ws.pop("kept_cols_of", None)  # columns an earlier forward kept no longer match the next backward
+    return winograd1d.winograd_conv1d(x, W, pl, l_out, bias, code, ws.setdefault("winograd1d", {}))
+
+
+def _winograd_backward(x, W, dz, pl, need_dx, workspace):
+    """(dx or None, dW) of a convolution :func:`tinynn.kernels.winograd1d.applies` to, by Winograd."""
+    ws = ({} if workspace is None else workspace).setdefault("winograd1d", {})
+    dW = winograd1d.winograd_conv1d_backward_filter(x, dz, pl, ws)
+    dx = winograd1d.winograd_conv1d_backward_data(dz, W, x.shape[1], pl, ws) if need_dx else None
+    return dx, dW
 
 
 def _conv1d_forward(x, W, stride, dilation, pad_left, l_out, groups, method, workspace, keep_cols, tail=None):
@@ -978,6 +998,11 @@ def conv1d_backward(
         dW = _distinct_weight_gradient(*kept, dz, W.shape[0], s, d, pl, workspace)
         dx = _backward(x, W, dz, L, s, d, pl, G, method, True, False, workspace)[0] if need_dx else None
         return dx, dW
+    if method == "auto" and winograd1d.applies(W.shape, s, d, G, x.dtype):
+        if B * dz.shape[1] >= winograd1d.MIN_ROWS:
+            return _winograd_backward(x, W, np.ascontiguousarray(dz, dtype=x.dtype), pl, need_dx, workspace)
+        if warmup._in_warmup():  # a warm-up's one sample compiles Winograd's backward kernels too
+            _winograd_backward(x, W, np.ascontiguousarray(dz, dtype=x.dtype), pl, need_dx, {})
     return _backward(x, W, dz, L, s, d, pl, G, method, need_dx, True, workspace)
 
 
@@ -1019,6 +1044,10 @@ def conv1d_backward_fused(
                                                   workspace=workspace)  # fmt: skip
         return (None if dx is None else dx.reshape(x.shape)), dW.reshape(W.shape), db
 
+    if not distinct and winograd1d.applies(W.shape, s, d, G, x.dtype, B * l_out):
+        dz, db = bias_activation_backward(y, dy, int(activation), True)
+        dx, dW = _winograd_backward(x, W, dz, pl, need_dx, ws)
+        return dx, dW, db
     if G == 1 and not distinct and trains_by_conv2d(W, x.dtype, B * l_out):
         return by_conv2d(ws.setdefault("conv2d", {}))
     if G == 1 and warmup._in_warmup() and trains_by_conv2d(W, x.dtype, FUSED_MIN_ROWS):

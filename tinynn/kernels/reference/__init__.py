@@ -8,8 +8,9 @@ module                 functions                                            fast
 =====================  ===================================================  =================================
 ``dense``              ``dense_forward``, ``dense_backward``                (the same: NumPy's BLAS matmul)
 ``bias_activation``    ``bias_activation_forward``, ``_backward``           ``kernels.bias_activation``
-``conv``               ``conv1d_forward``, ``conv1d_backward_data``,        ``kernels.conv``
-                       ``conv1d_backward_filter``, ``conv_padding``
+``conv``               ``conv1d_forward``, ``conv1d_backward_data``,        ``kernels.conv``,
+                       ``conv1d_backward_filter``, ``conv_padding``,        ``kernels.winograd1d``
+                       ``winograd1d_*`` transforms
 ``pooling``            ``max_pool1d_*``, ``avg_pool1d_*``                   ``kernels.pooling``
 ``conv2d``             ``conv2d_forward``, ``conv2d_backward_data``,        ``kernels.conv2d``,
                        ``conv2d_backward_filter``, ``depthwise_conv2d_*``,  ``kernels.winograd``

@@ -40,6 +40,15 @@ __all__ = [
     "shift_add_rows",
     "spread",
     "spread_rows",
+    "winograd1d_conv1d_backward_filter",
+    "winograd1d_conv1d_forward",
+    "winograd1d_filter_from_transformed",
+    "winograd1d_gradient_transform",
+    "winograd1d_input_transform",
+    "winograd1d_kernel_transform",
+    "winograd1d_output_transform",
+    "winograd1d_padded",
+    "winograd1d_pairs",
 ]
 
 
@@ -210,3 +219,98 @@ def spread(dz, groups, L, K, s, d, pl):
         inside = (i[:, k] >= 0) & (i[:, k] < L)
         U[:, :, i[inside, k], k] = dz_g[:, :, inside]
     return U
+
+
+# --------------------------------------------------------------------------- Winograd F(2, 3) + F(2, 2)
+# The fast path computes stride-1, undilated, one-group convolutions with 5 taps by Winograd's minimal filtering
+# algorithms (tinynn.kernels.winograd1d): each pair of outputs t (steps 2j, 2j + 1 of sample b) is the sum of taps
+# 0-2 by F(2, 3), which reads the input steps 2j + (0..3), and of taps 3-4 by F(2, 2), which reads 2j + (3..5). For
+# one filter that is Aᵀ [(G w) ⊙ (Bᵀ d_t)], summed over the channels, with the seven positions of both algorithms
+# stacked (d_t = xp[b, 2j + (0..5)]). Every coefficient of Bᵀ and Aᵀ is 0 or ±1 and of G 0, ±½ or 1 (exact in
+# binary); F(2, 5) in one piece (points 0, ±1, ±2) needs 6 positions instead of 7 but rounds 2-4× worse in float32
+# than the direct sum, over Keras's parity tolerance (benchmarks/RESULTS.md). Per pair that is 7 multiplications
+# per (channel, filter) where the direct sum needs 10, and for each position ξ the sum over channels for all pairs is
+# one product (pairs × C) @ (C × F). These are the transforms in NumPy, written with the numba kernels' operations
+# in the same order; tests/test_winograd1d.py proves the kernels equal to them and the whole algorithm equal to
+# conv1d_forward and its gradients.
+WINOGRAD1D_BT = np.array([[1, 0, -1, 0, 0, 0], [0, 1, 1, 0, 0, 0], [0, -1, 1, 0, 0, 0], [0, 1, 0, -1, 0, 0],
+                          [0, 0, 0, 1, -1, 0], [0, 0, 0, 0, 1, 0], [0, 0, 0, 0, -1, 1]], dtype=np.float64)  # fmt: skip
+WINOGRAD1D_G = np.array([[1, 0, 0, 0, 0], [0.5, 0.5, 0.5, 0, 0], [0.5, -0.5, 0.5, 0, 0], [0, 0, 1, 0, 0],
+                         [0, 0, 0, 1, 0], [0, 0, 0, 1, 1], [0, 0, 0, 0, 1]], dtype=np.float64)  # fmt: skip
+WINOGRAD1D_AT = np.array([[1, 1, 1, 0, 1, 1, 0], [0, 1, -1, -1, 0, 1, 1]], dtype=np.float64)
+#: Transform positions per pair (4 of F(2, 3) and 3 of F(2, 2)).
+WINOGRAD1D_POSITIONS = 7
+
+
+def winograd1d_pairs(l_out: int) -> int:
+    """T: the output pairs covering Lo steps (the last one may stick out)."""
+    return -(-int(l_out) // 2)
+
+
+def winograd1d_padded(x, pad_left: int, l_out: int):
+    """xp (B, 2T + 4, C): x at steps pl .. pl + L - 1, zeros elsewhere (steps of x past 2T + 4 - pl are never read)."""
+    B, L, C = x.shape
+    Lp = 2 * winograd1d_pairs(l_out) + 4
+    xp = np.zeros((B, Lp, C), dtype=x.dtype)
+    n = min(L, Lp - pad_left)
+    xp[:, pad_left : pad_left + n] = x[:, :n]
+    return xp
+
+
+def winograd1d_kernel_transform(W):
+    """U[ξ, c, f] = Σ_k G[ξ, k] W[k, c, f] for a (5, C, F) kernel: (7, C, F)."""
+    K, C, F = W.shape
+    U = WINOGRAD1D_G @ W.astype(np.float64).reshape(K, C * F)
+    return np.ascontiguousarray(U.reshape(WINOGRAD1D_POSITIONS, C, F).astype(W.dtype))
+
+
+def winograd1d_input_transform(xp):
+    """V[ξ, t, c] = (Bᵀ d_t)[ξ] for the six steps d_t = xp[b, 2j + (0..5)] of every pair t = b·T + j: (7, B·T, C)."""
+    B, Lp, C = xp.shape
+    T = (Lp - 4) // 2
+    d0, d1, d2, d3, d4, d5 = (xp[:, k : k + 2 * T : 2].reshape(B * T, C) for k in range(6))
+    V = np.stack([d0 - d2, d1 + d2, d2 - d1, d1 - d3, d3 - d4, d4, d5 - d4])
+    return np.ascontiguousarray(V)
+
+
+def winograd1d_output_transform(M, batch: int, l_out: int):
+    """z[b, 2j + i, f] = (Aᵀ m_t)[i] for the seven products m_t = M[:, t, f] of every pair (the step past Lo dropped):
+    (B, Lo, F)."""
+    m0, m1, m2, m3, m4, m5, m6 = M
+    y0 = (m0 + m1 + m2) + (m4 + m5)
+    y1 = (m1 - m2 - m3) + (m5 + m6)
+    T = M.shape[1] // batch
+    z = np.stack([y0, y1], axis=1).reshape(batch, T, 2, -1).reshape(batch, 2 * T, -1)
+    return np.ascontiguousarray(z[:, :l_out])
+
+
+def winograd1d_gradient_transform(dz, pairs: int):
+    """Y[ξ, t, f] = (A g_t)[ξ] for the output gradients g_t = dz[b, 2j + (0, 1), f] of every pair (0 past Lo): it is
+    ∂L/∂m_t for the forward's z_t = Aᵀ m_t. (7, B·T, F)."""
+    B, Lo, F = dz.shape
+    g = np.zeros((B, 2 * pairs, F), dtype=dz.dtype)
+    g[:, :Lo] = dz
+    g0, g1 = g[:, 0::2].reshape(B * pairs, F), g[:, 1::2].reshape(B * pairs, F)
+    return np.ascontiguousarray(np.stack([g0, g0 + g1, g0 - g1, -g1, g0, g0 + g1, g1]))
+
+
+def winograd1d_filter_from_transformed(dU):
+    """dW[k, c, f] = Σ_ξ G[ξ, k] dU[ξ, c, f] for dU = ∂L/∂U (7, C, F), summed in float64: (5, C, F)."""
+    _, C, F = dU.shape
+    dW = WINOGRAD1D_G.T @ dU.astype(np.float64).reshape(WINOGRAD1D_POSITIONS, C * F)
+    return np.ascontiguousarray(dW.reshape(5, C, F).astype(dU.dtype))
+
+
+def winograd1d_conv1d_forward(x, W, pad_left, l_out):
+    """conv1d_forward for 5 taps, stride 1, no dilation, one group, through the three transforms."""
+    V = winograd1d_input_transform(winograd1d_padded(x, pad_left, l_out))
+    return winograd1d_output_transform(V @ winograd1d_kernel_transform(W), x.shape[0], l_out)
+
+
+def winograd1d_conv1d_backward_filter(x, dz, pad_left):
+    """conv1d_backward_filter for 5 taps, stride 1, no dilation, one group, through the transforms: with V = Bᵀ d
+    (the forward's input transform) and Y = A dz, ∂L/∂U[ξ] = V[ξ]ᵀ @ Y[ξ], and dW = Gᵀ (∂L/∂U)."""
+    l_out = dz.shape[1]
+    V = winograd1d_input_transform(winograd1d_padded(x, pad_left, l_out))
+    Y = winograd1d_gradient_transform(dz, winograd1d_pairs(l_out))
+    return winograd1d_filter_from_transformed(V.transpose(0, 2, 1) @ Y)

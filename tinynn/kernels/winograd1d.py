@@ -1,0 +1,277 @@
+r"""Stride-1, undilated, one-group Conv1D with 5 taps by Winograd's minimal filtering algorithms, numba + BLAS.
+
+The math (read it first): :mod:`tinynn.kernels.reference.conv`, section "Winograd F(2, 3) + F(2, 2)". Every pair t of
+outputs (steps 2j, 2j + 1 of sample b) is taps 0-2 by F(2, 3) plus taps 3-4 by F(2, 2), which together read the six
+input steps d_t = xp[b, 2j .. 2j + 5]; with U = G W (7 numbers per channel and filter) and V_t = Bᵀ d_t (7 per
+channel), the pair is Aᵀ [Σ_c U ⊙ V_t], and for each of the 7 positions ξ the sum over channels for all pairs is one
+matrix product::
+
+    M[ξ] = V[ξ] @ U[ξ]        V (7, pairs, C), U (7, C, F), M (7, pairs, F)
+
+That is 7 multiply-adds per pair, channel and filter where im2col needs 2·5 = 10: 1.43× fewer FLOPs, for the two
+transforms (additions only, numba, vectorised over the channels). The pairs run in chunks of about ``CHUNK_BYTES`` of
+V and M, samples shared out over the cores (:func:`tinynn.kernels.parallel.share_batch`); per chunk three numba
+calls: the input transform, the 7 products (:func:`tinynn.kernels.winograd._products`, single-threaded BLAS), the
+output transform with the bias and activation applied while the output is in the cache.
+
+The filter gradient uses the forward's input transform::
+
+    dU[ξ] = V[ξ]ᵀ @ Y[ξ]      Y_t = A g_t (g_t: the pair's two output gradients)      dW = Gᵀ dU
+
+and the input gradient is the same forward run on dz, padded by 4 - pl, with the kernel reversed along its taps and
+its channel axes swapped (:func:`winograd_conv1d_backward_data`).
+
+Rounding: Bᵀ and Aᵀ hold 0 and ±1, G 0, ±½ and 1 (exact in binary); the float64 results agree with the direct
+convolution to ~1e-15 relative, float32 to a few 1e-7 (tests/test_winograd1d.py, and the parity cases against Keras).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .fastmath import RELU, activate_row, relu_fast
+from .jitcache import load_without_refresh
+from .parallel import kernel_scope, share_batch
+from .parallel import scratch as _scratch
+from .reference.conv import WINOGRAD1D_POSITIONS as POSITIONS
+from .reference.conv import winograd1d_filter_from_transformed, winograd1d_kernel_transform, winograd1d_pairs
+from .winograd import _products
+
+__all__ = [
+    "applies",
+    "gradient_transform",
+    "input_transform",
+    "output_transform",
+    "winograd_conv1d",
+    "winograd_conv1d_backward_data",
+    "winograd_conv1d_backward_filter",
+]
+
+#: Scratch bytes (V and M of a chunk of pairs) per chunk of the forward: the chunk's seven products are
+#: (pairs × C) @ (C × F); V and M stay in the per-core L2 cache between the transforms and the products.
+CHUNK_BYTES = 512 << 10
+#: Scratch bytes (V and Y) per chunk of the filter gradient: its products V[ξ]ᵀ @ Y[ξ] sum over the chunk's pairs into
+#: the running ∂L/∂U (7 × C × F, read and written once per chunk), so longer chunks pay that traffic fewer times.
+FILTER_CHUNK_BYTES = 4 << 20
+#: The forward (and the gradients) of a 5-tap, stride-1, undilated, one-group Conv1D run by Winograd with at least this
+#: many input channels and filters: each product's summed axis is C, too short for BLAS to run near its rate below it,
+#: and with few filters the transforms cost more than the products save (benchmarks/RESULTS.md).
+MIN_CHANNELS = 64
+MIN_FILTERS = 64
+#: ...and a transformed kernel U (7 × C × F numbers) of at most this many bytes, half the per-core L2 cache: every
+#: chunk's products read all of U. Two threads, ms, forward / filter gradient, im2col → Winograd: 64 → 128 channels
+#: 2.73 → 2.52 / 3.80 → 3.31 (U 229 KiB); 128 → 128: 5.67 → 4.73 / 6.61 → 5.88 (458 KiB); 64 → 256: 5.50 → 5.12
+#: / 6.73 → 6.86 (458 KiB); 128 → 256: 11.2 → 17.7 / 14.5 → 21.3 (917 KiB) (benchmarks/RESULTS.md).
+KERNEL_BYTES = 512 << 10
+#: ...and over at least this many output steps (B·Lo): on one short sample the transforms and the padded copy cost
+#: more than the products save.
+MIN_ROWS = 1024
+
+
+def applies(kernel_shape, stride: int, dilation: int, groups: int, dtype, rows: int = MIN_ROWS) -> bool:
+    """Whether a Conv1D of this kernel shape (K, C/G, F) and ``dtype`` over ``rows`` output steps (B·Lo) runs by
+    Winograd (:data:`MIN_CHANNELS`, :data:`MIN_FILTERS`, :data:`KERNEL_BYTES`, :data:`MIN_ROWS`)."""
+    K, Cg, F = kernel_shape
+    return (K == 5 and int(stride) == 1 and int(dilation) == 1 and int(groups) == 1 and Cg >= MIN_CHANNELS
+            and F >= MIN_FILTERS and POSITIONS * Cg * F * np.dtype(dtype).itemsize <= KERNEL_BYTES
+            and rows >= MIN_ROWS)  # fmt: skip
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _input_transform(xp, t0, V):  # pragma: no cover - compiled
+    """V (7, n, C) <- Bᵀ d_t for the pairs t0 .. t0 + n - 1 (pair t = b·T + j reads xp[b, 2j .. 2j + 5])."""
+    B, Lp, C = xp.shape
+    T = (Lp - 4) // 2
+    for o in range(V.shape[1]):
+        t = t0 + o
+        b = t // T
+        s = 2 * (t - b * T)
+        for c in range(C):
+            d0, d1, d2 = xp[b, s, c], xp[b, s + 1, c], xp[b, s + 2, c]
+            d3, d4, d5 = xp[b, s + 3, c], xp[b, s + 4, c], xp[b, s + 5, c]
+            V[0, o, c] = d0 - d2
+            V[1, o, c] = d1 + d2
+            V[2, o, c] = d2 - d1
+            V[3, o, c] = d1 - d3
+            V[4, o, c] = d3 - d4
+            V[5, o, c] = d4
+            V[6, o, c] = d5 - d4
+    return V
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _output_transform(M, t0, bias, code, z):  # pragma: no cover - compiled
+    """z[b, 2j + i] <- act((Aᵀ m_t)[i] + bias) for the pairs t0 .. t0 + n - 1 (code < 0: no bias, no activation; the
+    step past Lo is dropped)."""
+    _, n, F = M.shape
+    B, Lo, _ = z.shape
+    T = (Lo + 1) // 2
+    for o in range(n):
+        t = t0 + o
+        b = t // T
+        s = 2 * (t - b * T)
+        for f in range(F):
+            z[b, s, f] = (M[0, o, f] + M[1, o, f] + M[2, o, f]) + (M[4, o, f] + M[5, o, f])
+        if s + 1 < Lo:
+            for f in range(F):
+                z[b, s + 1, f] = (M[1, o, f] - M[2, o, f] - M[3, o, f]) + (M[5, o, f] + M[6, o, f])
+        if code < 0:
+            continue
+        for i in range(min(2, Lo - s)):
+            if code == RELU:
+                for f in range(F):
+                    z[b, s + i, f] = relu_fast(z[b, s + i, f] + bias[f])
+            else:
+                for f in range(F):
+                    z[b, s + i, f] += bias[f]
+                activate_row(z[b, s + i], code)
+    return z
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _gradient_transform(dz, t0, Y):  # pragma: no cover - compiled
+    """Y (7, n, F) <- A g_t for the output gradients g_t = (dz[b, 2j], dz[b, 2j + 1]) of pairs t0 .. t0 + n - 1 (0 past
+    Lo)."""
+    B, Lo, F = dz.shape
+    T = (Lo + 1) // 2
+    for o in range(Y.shape[1]):
+        t = t0 + o
+        b = t // T
+        s = 2 * (t - b * T)
+        if s + 1 < Lo:
+            for f in range(F):
+                g0, g1 = dz[b, s, f], dz[b, s + 1, f]
+                Y[0, o, f] = g0
+                Y[1, o, f] = g0 + g1
+                Y[2, o, f] = g0 - g1
+                Y[3, o, f] = -g1
+                Y[4, o, f] = g0
+                Y[5, o, f] = g0 + g1
+                Y[6, o, f] = g1
+        else:  # the pair's second step is past Lo: g1 = 0
+            for f in range(F):
+                g0 = dz[b, s, f]
+                Y[0, o, f] = g0
+                Y[1, o, f] = g0
+                Y[2, o, f] = g0
+                Y[3, o, f] = 0
+                Y[4, o, f] = g0
+                Y[5, o, f] = g0
+                Y[6, o, f] = 0
+    return Y
+
+
+def _padded(x: np.ndarray, pad_left: int, l_out: int) -> np.ndarray:
+    """x itself when it is already the (B, 2T + 4, C) input the pairs read, else a padded copy
+    (:func:`tinynn.kernels.reference.conv.winograd1d_padded`)."""
+    Lp = 2 * winograd1d_pairs(l_out) + 4
+    if pad_left == 0 and x.shape[1] == Lp:
+        return np.ascontiguousarray(x)
+    B, L, C = x.shape
+    xp = np.zeros((B, Lp, C), dtype=x.dtype)
+    n = min(L, Lp - pad_left)
+    xp[:, pad_left : pad_left + n] = x[:, :n]
+    return xp
+
+
+def input_transform(xp: np.ndarray) -> np.ndarray:
+    """V (7, B·T, C) for a padded input (twin: ``reference.conv.winograd1d_input_transform``)."""
+    B, Lp, C = xp.shape
+    V = np.empty((POSITIONS, B * ((Lp - 4) // 2), C), dtype=xp.dtype)
+    return _input_transform(np.ascontiguousarray(xp), 0, V)
+
+
+def output_transform(M: np.ndarray, batch: int, l_out: int) -> np.ndarray:
+    """z (B, Lo, F) = Aᵀ m for every pair (twin: ``reference.conv.winograd1d_output_transform``)."""
+    z = np.empty((batch, l_out, M.shape[2]), dtype=M.dtype)
+    return _output_transform(np.ascontiguousarray(M), 0, np.zeros(M.shape[2], M.dtype), -1, z)
+
+
+def gradient_transform(dz: np.ndarray) -> np.ndarray:
+    """Y (7, B·T, F) = A g for every pair (twin: ``reference.conv.winograd1d_gradient_transform``)."""
+    B, Lo, F = dz.shape
+    Y = np.empty((POSITIONS, B * winograd1d_pairs(Lo), F), dtype=dz.dtype)
+    return _gradient_transform(np.ascontiguousarray(dz), 0, Y)
+
+
+def _check(x: np.ndarray, W: np.ndarray, pad_left: int, l_out: int, who: str) -> None:
+    if x.ndim != 3 or W.ndim != 3 or W.shape[:2] != (5, x.shape[2]) or l_out < 1 or not 0 <= pad_left <= 4:
+        raise ValueError(f"{who}: needs x (B, L, C), a (5, C, F) kernel, pad_left in [0, 4] and a non-empty output; "
+                         f"got x {x.shape}, kernel {W.shape}, pad_left {pad_left}, output length {l_out}")  # fmt: skip
+
+
+def winograd_conv1d(x: np.ndarray, W: np.ndarray, pad_left: int, l_out: int, bias: np.ndarray | None = None,
+                    activation: int | None = None, workspace: dict | None = None) -> np.ndarray:  # fmt: skip
+    """z (B, Lo, F) = conv(x, W) for a (5, C, F) kernel, stride 1, no dilation, one group, ``pad_left`` zeros before x
+    (and as many after as the Lo outputs read); with ``activation`` (a :func:`tinynn.kernels.fastmath.activation_code`)
+    act(z + bias) instead."""
+    pad_left, l_out = int(pad_left), int(l_out)
+    _check(x, W, pad_left, l_out, "winograd_conv1d")
+    B, _, C = x.shape
+    F = W.shape[2]
+    xp, ws = _padded(x, pad_left, l_out), {} if workspace is None else workspace
+    T = winograd1d_pairs(l_out)
+    U = np.ascontiguousarray(winograd1d_kernel_transform(W), dtype=x.dtype)  # (7, C, F)
+    code = -1 if activation is None else int(activation)
+    b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    z = np.empty((B, l_out, F), dtype=x.dtype)
+    step = max(1, CHUNK_BYTES // (POSITIONS * (C + F) * x.itemsize))
+
+    def piece(worker, b0, b1):  # V <- Bᵀ d, M[ξ] = V[ξ] @ U[ξ], z <- act(Aᵀ m + b), chunk by chunk
+        for t0 in range(b0 * T, b1 * T, step):
+            n = min(b1 * T, t0 + step) - t0
+            V = _input_transform(xp, t0, _scratch(ws, f"V{worker}", (POSITIONS, n, C), x.dtype))
+            M = _products(V, U, _scratch(ws, f"M{worker}", (POSITIONS, n, F), x.dtype), False, 0.0)
+            _output_transform(M, t0, b, code, z)
+
+    with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
+        share_batch(piece, B, B * T * POSITIONS * C * F)
+    return z
+
+
+def winograd_conv1d_backward_data(dz: np.ndarray, W: np.ndarray, length: int, pad_left: int,
+                                  workspace: dict | None = None) -> np.ndarray:  # fmt: skip
+    """dx (B, L, C) of z = conv(x, W) (5 taps, stride 1, ``pad_left`` zeros before x): the same Winograd forward on dz,
+    padded by 4 - pl, with ``Wrot[k, f, c] = W[4 - k, c, f]``::
+
+        dx[b, i, c] = Σ_k Σ_f dz[b, i + pl - k, f] · W[k, c, f]
+    """
+    Wrot = np.ascontiguousarray(W[::-1].transpose(0, 2, 1))
+    return winograd_conv1d(dz, Wrot, 4 - int(pad_left), int(length), workspace=workspace)
+
+
+def winograd_conv1d_backward_filter(x: np.ndarray, dz: np.ndarray, pad_left: int,
+                                    workspace: dict | None = None) -> np.ndarray:  # fmt: skip
+    """dW (5, C, F) of z = conv(x, W) (5 taps, stride 1, ``pad_left`` zeros before x) for dz (B, Lo, F), with the
+    forward's input transform: ∂L/∂U[ξ] = Σ_t V[ξ, t]ᵀ Y[ξ, t] (V = Bᵀ d, Y = A g), then dW = Gᵀ (∂L/∂U). Each
+    batch piece sums its own ∂L/∂U; the pieces' sums are added in range order (the same bits on every run)."""
+    pad_left = int(pad_left)
+    B, _, C = x.shape
+    _, l_out, F = dz.shape
+    _check(x, np.empty((5, C, F), x.dtype), pad_left, l_out, "winograd_conv1d_backward_filter")
+    if dz.shape[0] != B:
+        raise ValueError(f"winograd_conv1d_backward_filter: dz {dz.shape} does not match x {x.shape}")
+    xp, dz = _padded(x, pad_left, l_out), np.ascontiguousarray(dz, dtype=x.dtype)
+    ws = {} if workspace is None else workspace
+    T = winograd1d_pairs(l_out)
+    step = max(1, FILTER_CHUNK_BYTES // (POSITIONS * (C + F) * x.itemsize))
+
+    def piece(worker, b0, b1):  # dU += V[ξ]ᵀ @ Y[ξ] over the piece's pairs, chunk by chunk
+        dU = np.zeros((POSITIONS, C, F), x.dtype)
+        for t0 in range(b0 * T, b1 * T, step):
+            n = min(b1 * T, t0 + step) - t0
+            V = _input_transform(xp, t0, _scratch(ws, f"V{worker}", (POSITIONS, n, C), x.dtype))
+            Y = _gradient_transform(dz, t0, _scratch(ws, f"Y{worker}", (POSITIONS, n, F), x.dtype))
+            _products(V, Y, dU, True, 1.0)
+        return dU
+
+    with kernel_scope():
+        parts = share_batch(piece, B, B * T * POSITIONS * C * F)
+    dU = parts[0]
+    for other in parts[1:]:
+        dU += other
+    return winograd1d_filter_from_transformed(dU)
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)
