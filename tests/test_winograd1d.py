@@ -120,6 +120,62 @@ def test_fast_entry_points_equal_the_reference(g, code, use_bias, chunk_bytes, t
         assert rel_err(dx, rc.conv1d_backward_data(dz_act, W64, L, 1, 1, pl)) <= tol
         assert rel_err(dW, rc.conv1d_backward_filter(x64, dz_act, 5, 1, 1, pl)) <= tol
         assert rel_err(db, dz_act.reshape(-1, g["F"]).sum(axis=0)) <= tol
+        # without dx: dz formed chunk by chunk (winograd_conv1d_backward_filter_fused), from dy or from the rows of
+        # a global average pooling's gradient (a view with stride 0 along the steps)
+        pooled = np.broadcast_to(dz[:, :1], dz.shape)
+        fused, real_fused = [], kw.winograd_conv1d_backward_filter_fused
+        for dy in (dz, pooled):
+            dz_act = act.backward(zb, y.astype(np.float64), dy.astype(np.float64))
+            with mock.patch.object(kw, "winograd_conv1d_backward_filter_fused",
+                                   lambda *a, **k: fused.append(1) or real_fused(*a, **k)):  # fmt: skip
+                none, dW, db = kc.conv1d_backward_fused(x, W, y, dy, activation_code(act), 1, 1, pl, need_dx=False)
+            assert none is None and len(fused) == (1 if dy is dz else 2)
+            assert rel_err(dW, rc.conv1d_backward_filter(x64, dz_act, 5, 1, 1, pl)) <= tol
+            assert rel_err(db, dz_act.reshape(-1, g["F"]).sum(axis=0)) <= tol
+
+
+@given(g=geometry(), code=st.sampled_from([None, "relu", "tanh"]), use_bias=st.booleans(),
+       chunk_bytes=st.sampled_from([1, 2000, 1 << 20]), threads=st.sampled_from([1, 2]),
+       dtype=st.sampled_from([np.float64, np.float32]))  # fmt: skip
+@example(g=dict(B=3, L=8, C=2, F=3, pl=0, lo=4, seed=6), code="relu", use_bias=True, chunk_bytes=1, threads=2,
+         dtype=np.float32)  # fmt: skip
+def test_the_pooled_forward_is_the_mean_of_the_forward(g, code, use_bias, chunk_bytes, threads, dtype):
+    """winograd_conv1d_pooled = (1 / Lo) Σ_t act(conv(x, W) + b) of the direct reference, in chunks of one pair to
+    all of them (a chunk may end inside a sample), on one and two threads."""
+    x, W, _ = _arrays(g, dtype)
+    rng = np.random.default_rng(g["seed"] + 2)
+    b = rng.standard_normal(g["F"]).astype(dtype) if use_bias else None
+    zb = rc.conv1d_forward(x.astype(np.float64), W.astype(np.float64), 1, 1, g["pl"], g["lo"])
+    zb = zb + (0 if b is None or code is None else b)
+    y = zb if code is None else activations.get(code)(zb)
+    with mock.patch.object(kw, "CHUNK_BYTES", chunk_bytes), mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        p = kw.winograd_conv1d_pooled(x, W, g["pl"], g["lo"], b,
+                                     None if code is None else activation_code(activations.get(code)))
+    assert p.dtype == dtype and p.shape == (g["B"], g["F"])
+    # a mean may cancel: its error is measured against the size of the steps it averages
+    err = np.abs(p.astype(np.float64) - y.mean(axis=1)).max() / max(np.abs(y).max(), 1e-300)
+    assert err <= (TOL if dtype == np.float64 else TOL32)
+
+
+def test_conv1d_and_global_average_pooling_predict_through_the_pooled_winograd():
+    """A Sequential's Conv1D(128, 5) -> GlobalAveragePooling1D on 64 channels predicts through winograd_conv1d_pooled
+    (counted) and gives the two layers' own answer; with 64 filters the pooled im2col chunks run instead."""
+    import tinynn as tn
+    from tinynn import layers
+
+    x = np.random.default_rng(0).standard_normal((16, 70, 64)).astype(np.float32)
+    real = kw.winograd_conv1d_pooled
+    for filters, expected in ((128, [1]), (64, [])):
+        model = tn.Sequential([layers.Input((70, 64)), layers.Conv1D(filters, 5, activation="relu"),
+                               layers.GlobalAveragePooling1D()])  # fmt: skip
+        calls = []
+        counted = (lambda *a, _calls=calls, **k: _calls.append(1) or real(*a, **k))  # noqa: E731
+        with mock.patch.object(kw, "winograd_conv1d_pooled", counted):
+            pooled = model.predict_on_batch(x)
+        conv, pool = model.layers
+        assert calls == expected
+        assert rel_err(pooled, pool(conv(x)).astype(np.float64)) <= TOL32
 
 
 def test_winograd_is_chosen_for_wide_five_tap_convolutions_over_enough_steps_only():

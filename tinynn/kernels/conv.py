@@ -1045,6 +1045,10 @@ def conv1d_backward_fused(
         return (None if dx is None else dx.reshape(x.shape)), dW.reshape(W.shape), db
 
     if not distinct and winograd1d.applies(W.shape, s, d, G, x.dtype, B * l_out):
+        if not need_dx:  # dz formed chunk by chunk next to the filter gradient's transforms
+            dW, db = winograd1d.winograd_conv1d_backward_filter_fused(x, y, dy, int(activation), pl,
+                                                                      ws.setdefault("winograd1d", {}))  # fmt: skip
+            return None, dW, db
         dz, db = bias_activation_backward(y, dy, int(activation), True)
         dx, dW = _winograd_backward(x, W, dz, pl, need_dx, ws)
         return dx, dW, db

@@ -30,6 +30,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from . import warmup
+from .bias_activation import activation_gradient_broadcast_rows, activation_gradient_rows
+from .conv2d import _pool_rows, _pooled_gradient
 from .fastmath import RELU, activate_row, relu_fast
 from .jitcache import load_without_refresh
 from .parallel import kernel_scope, share_batch
@@ -43,9 +46,12 @@ __all__ = [
     "gradient_transform",
     "input_transform",
     "output_transform",
+    "pooled_ready",
     "winograd_conv1d",
     "winograd_conv1d_backward_data",
     "winograd_conv1d_backward_filter",
+    "winograd_conv1d_backward_filter_fused",
+    "winograd_conv1d_pooled",
 ]
 
 #: Scratch bytes (V and M of a chunk of pairs) per chunk of the forward: the chunk's seven products are
@@ -64,6 +70,11 @@ MIN_FILTERS = 64
 #: 2.73 → 2.52 / 3.80 → 3.31 (U 229 KiB); 128 → 128: 5.67 → 4.73 / 6.61 → 5.88 (458 KiB); 64 → 256: 5.50 → 5.12
 #: / 6.73 → 6.86 (458 KiB); 128 → 256: 11.2 → 17.7 / 14.5 → 21.3 (917 KiB) (benchmarks/RESULTS.md).
 KERNEL_BYTES = 512 << 10
+#: A forward pooled by a global average pooling (:func:`winograd_conv1d_pooled`) runs by Winograd from this many
+#: filters: below it the pooled im2col chunks, cut to OpenBLAS's small-matrix kernels, are faster. Grid's Conv1D
+#: predict (64 channels, batch 64 × 100 steps, two threads, one process, min / median of 6 rounds, ms, im2col →
+#: Winograd): 64 filters 1.52 / 1.57 → 1.74 / 1.91; 128: 3.09 / 3.18 → 2.70 / 3.11; 256: 5.83 / 5.90 → 5.27 / 5.61.
+POOLED_MIN_FILTERS = 128
 #: ...and over at least this many output steps (B·Lo): on one short sample the transforms and the padded copy cost
 #: more than the products save.
 MIN_ROWS = 1024
@@ -101,47 +112,49 @@ def _input_transform(xp, t0, V):  # pragma: no cover - compiled
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _output_transform(M, t0, bias, code, z):  # pragma: no cover - compiled
-    """z[b, 2j + i] <- act((Aᵀ m_t)[i] + bias) for the pairs t0 .. t0 + n - 1 (code < 0: no bias, no activation; the
-    step past Lo is dropped)."""
+def _output_transform(M, t0, Lo, r0, bias, code, z):  # pragma: no cover - compiled
+    """Rows (b·Lo + 2j + i) - r0 of z (rows, F) <- act((Aᵀ m_t)[i] + bias) for the pairs t0 .. t0 + n - 1 (pair t =
+    b·T + j; code < 0: no bias, no activation; the step past Lo is dropped). z holds the rows from r0 on: all of
+    them (r0 = 0) or a chunk's."""
     _, n, F = M.shape
-    B, Lo, _ = z.shape
     T = (Lo + 1) // 2
     for o in range(n):
         t = t0 + o
         b = t // T
         s = 2 * (t - b * T)
+        r = b * Lo + s - r0
         for f in range(F):
-            z[b, s, f] = (M[0, o, f] + M[1, o, f] + M[2, o, f]) + (M[4, o, f] + M[5, o, f])
+            z[r, f] = (M[0, o, f] + M[1, o, f] + M[2, o, f]) + (M[4, o, f] + M[5, o, f])
         if s + 1 < Lo:
             for f in range(F):
-                z[b, s + 1, f] = (M[1, o, f] - M[2, o, f] - M[3, o, f]) + (M[5, o, f] + M[6, o, f])
+                z[r + 1, f] = (M[1, o, f] - M[2, o, f] - M[3, o, f]) + (M[5, o, f] + M[6, o, f])
         if code < 0:
             continue
         for i in range(min(2, Lo - s)):
             if code == RELU:
                 for f in range(F):
-                    z[b, s + i, f] = relu_fast(z[b, s + i, f] + bias[f])
+                    z[r + i, f] = relu_fast(z[r + i, f] + bias[f])
             else:
                 for f in range(F):
-                    z[b, s + i, f] += bias[f]
-                activate_row(z[b, s + i], code)
+                    z[r + i, f] += bias[f]
+                activate_row(z[r + i], code)
     return z
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _gradient_transform(dz, t0, Y):  # pragma: no cover - compiled
-    """Y (7, n, F) <- A g_t for the output gradients g_t = (dz[b, 2j], dz[b, 2j + 1]) of pairs t0 .. t0 + n - 1 (0 past
-    Lo)."""
-    B, Lo, F = dz.shape
+def _gradient_transform(dz, Lo, r0, t0, Y):  # pragma: no cover - compiled
+    """Y (7, n, F) <- A g_t for the output gradients g_t = (dz[b·Lo + 2j - r0], dz[b·Lo + 2j + 1 - r0]) of pairs
+    t0 .. t0 + n - 1 (0 past Lo); dz (rows, F) holds the output rows from r0 on: all of them (r0 = 0) or a chunk's."""
+    F = dz.shape[1]
     T = (Lo + 1) // 2
     for o in range(Y.shape[1]):
         t = t0 + o
         b = t // T
         s = 2 * (t - b * T)
+        r = b * Lo + s - r0
         if s + 1 < Lo:
             for f in range(F):
-                g0, g1 = dz[b, s, f], dz[b, s + 1, f]
+                g0, g1 = dz[r, f], dz[r + 1, f]
                 Y[0, o, f] = g0
                 Y[1, o, f] = g0 + g1
                 Y[2, o, f] = g0 - g1
@@ -151,7 +164,7 @@ def _gradient_transform(dz, t0, Y):  # pragma: no cover - compiled
                 Y[6, o, f] = g1
         else:  # the pair's second step is past Lo: g1 = 0
             for f in range(F):
-                g0 = dz[b, s, f]
+                g0 = dz[r, f]
                 Y[0, o, f] = g0
                 Y[1, o, f] = g0
                 Y[2, o, f] = g0
@@ -184,15 +197,16 @@ def input_transform(xp: np.ndarray) -> np.ndarray:
 
 def output_transform(M: np.ndarray, batch: int, l_out: int) -> np.ndarray:
     """z (B, Lo, F) = Aᵀ m for every pair (twin: ``reference.conv.winograd1d_output_transform``)."""
-    z = np.empty((batch, l_out, M.shape[2]), dtype=M.dtype)
-    return _output_transform(np.ascontiguousarray(M), 0, np.zeros(M.shape[2], M.dtype), -1, z)
+    z = np.empty((batch * l_out, M.shape[2]), dtype=M.dtype)
+    _output_transform(np.ascontiguousarray(M), 0, l_out, 0, np.zeros(M.shape[2], M.dtype), -1, z)
+    return z.reshape(batch, l_out, M.shape[2])
 
 
 def gradient_transform(dz: np.ndarray) -> np.ndarray:
     """Y (7, B·T, F) = A g for every pair (twin: ``reference.conv.winograd1d_gradient_transform``)."""
     B, Lo, F = dz.shape
     Y = np.empty((POSITIONS, B * winograd1d_pairs(Lo), F), dtype=dz.dtype)
-    return _gradient_transform(np.ascontiguousarray(dz), 0, Y)
+    return _gradient_transform(np.ascontiguousarray(dz).reshape(B * Lo, F), Lo, 0, 0, Y)
 
 
 def _check(x: np.ndarray, W: np.ndarray, pad_left: int, l_out: int, who: str) -> None:
@@ -206,8 +220,39 @@ def winograd_conv1d(x: np.ndarray, W: np.ndarray, pad_left: int, l_out: int, bia
     """z (B, Lo, F) = conv(x, W) for a (5, C, F) kernel, stride 1, no dilation, one group, ``pad_left`` zeros before x
     (and as many after as the Lo outputs read); with ``activation`` (a :func:`tinynn.kernels.fastmath.activation_code`)
     act(z + bias) instead."""
+    z = np.empty((x.shape[0], int(l_out), W.shape[-1]), dtype=x.dtype)
+    z_rows = z.reshape(-1, W.shape[-1])
+
+    def finish(t0, M, r0, r1, b, code, worker):  # the chunk's rows of z, while M is in the cache
+        _output_transform(M, t0, int(l_out), 0, b, code, z_rows)
+
+    _forward(x, W, pad_left, l_out, bias, activation, workspace, finish, "winograd_conv1d")
+    return z
+
+
+def winograd_conv1d_pooled(x: np.ndarray, W: np.ndarray, pad_left: int, l_out: int, bias: np.ndarray | None = None,
+                           activation: int | None = None, workspace: dict | None = None) -> np.ndarray:  # fmt: skip
+    """p (B, F) = (1 / Lo) Σ_t y[b, t] for y = :func:`winograd_conv1d`'s output, without writing y out: each chunk's
+    rows go to a scratch buffer and are pooled while they are in the cache, with the bias and activation
+    (:func:`tinynn.kernels.conv2d._pool_rows`: sums in float64; each batch piece sums its own samples)."""
+    F, Lo = W.shape[-1], int(l_out)
+    sums = np.zeros((x.shape[0], F), np.float64)
+
+    def finish(t0, M, r0, r1, b, code, worker):
+        zc = _scratch(ws, f"z{worker}", (r1 - r0, F), x.dtype)
+        _output_transform(M, t0, Lo, r0, b, -1, zc)
+        _pool_rows(zc, b, code, r0, Lo, 1, 0, sums)  # each piece's samples are its own: no two write a row
+
+    ws = {} if workspace is None else workspace
+    _forward(x, W, pad_left, l_out, bias, activation, ws, finish, "winograd_conv1d_pooled")
+    return (sums / Lo).astype(x.dtype)
+
+
+def _forward(x, W, pad_left, l_out, bias, activation, workspace, finish, who) -> None:
+    """The forward's chunks (batch pieces shared out over the cores): V <- Bᵀ d, M[ξ] = V[ξ] @ U[ξ], then
+    ``finish(t0, M, r0, r1, bias, code, worker)`` with the chunk's pairs from t0 and output rows r0 .. r1 - 1."""
     pad_left, l_out = int(pad_left), int(l_out)
-    _check(x, W, pad_left, l_out, "winograd_conv1d")
+    _check(x, W, pad_left, l_out, who)
     B, _, C = x.shape
     F = W.shape[2]
     xp, ws = _padded(x, pad_left, l_out), {} if workspace is None else workspace
@@ -215,19 +260,40 @@ def winograd_conv1d(x: np.ndarray, W: np.ndarray, pad_left: int, l_out: int, bia
     U = np.ascontiguousarray(winograd1d_kernel_transform(W), dtype=x.dtype)  # (7, C, F)
     code = -1 if activation is None else int(activation)
     b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    z = np.empty((B, l_out, F), dtype=x.dtype)
     step = max(1, CHUNK_BYTES // (POSITIONS * (C + F) * x.itemsize))
 
-    def piece(worker, b0, b1):  # V <- Bᵀ d, M[ξ] = V[ξ] @ U[ξ], z <- act(Aᵀ m + b), chunk by chunk
+    def row(t):  # the first output row of pair t
+        return (t // T) * l_out + 2 * (t % T)
+
+    def piece(worker, b0, b1):
         for t0 in range(b0 * T, b1 * T, step):
-            n = min(b1 * T, t0 + step) - t0
-            V = _input_transform(xp, t0, _scratch(ws, f"V{worker}", (POSITIONS, n, C), x.dtype))
-            M = _products(V, U, _scratch(ws, f"M{worker}", (POSITIONS, n, F), x.dtype), False, 0.0)
-            _output_transform(M, t0, b, code, z)
+            t1 = min(b1 * T, t0 + step)
+            V = _input_transform(xp, t0, _scratch(ws, f"V{worker}", (POSITIONS, t1 - t0, C), x.dtype))
+            M = _products(V, U, _scratch(ws, f"M{worker}", (POSITIONS, t1 - t0, F), x.dtype), False, 0.0)
+            finish(t0, M, row(t0), row(t1), b, code, worker)
 
     with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
         share_batch(piece, B, B * T * POSITIONS * C * F)
-    return z
+
+
+def pooled_ready(dtype) -> bool:
+    """Whether :func:`winograd_conv1d_pooled`'s numba kernels are compiled for ``dtype``; if not, they are compiled
+    (or loaded) in the background and False is returned meanwhile (:func:`tinynn.kernels.warmup.kernel_ready`;
+    always True in "wait" compile mode)."""
+    d = np.dtype(dtype)
+    if d in _pooled_ready:
+        return True
+    v3, m2, v1 = np.empty((1, 1, 1), d), np.empty((1, 1), d), np.empty(1, d)
+    samples = ((_input_transform, (v3, 0, v3)), (_products, (v3, v3, v3, False, 0.0)),
+               (_output_transform, (v3, 0, 1, 0, v1, 0, m2)),
+               (_pool_rows, (m2, v1, 0, 0, 1, 1, 0, np.empty((1, 1), np.float64))))  # fmt: skip
+    ready = all([warmup.kernel_ready(kernel, *args) for kernel, args in samples])  # every one asked for
+    if ready:
+        _pooled_ready.add(d)
+    return ready
+
+
+_pooled_ready: set = set()  # dtypes pooled_ready found compiled
 
 
 def winograd_conv1d_backward_data(dz: np.ndarray, W: np.ndarray, length: int, pad_left: int,
@@ -246,32 +312,71 @@ def winograd_conv1d_backward_filter(x: np.ndarray, dz: np.ndarray, pad_left: int
     """dW (5, C, F) of z = conv(x, W) (5 taps, stride 1, ``pad_left`` zeros before x) for dz (B, Lo, F), with the
     forward's input transform: ∂L/∂U[ξ] = Σ_t V[ξ, t]ᵀ Y[ξ, t] (V = Bᵀ d, Y = A g), then dW = Gᵀ (∂L/∂U). Each
     batch piece sums its own ∂L/∂U; the pieces' sums are added in range order (the same bits on every run)."""
+    return _filter_gradient(x, dz, pad_left, workspace, None, None, None)[0]
+
+
+def winograd_conv1d_backward_filter_fused(x: np.ndarray, y: np.ndarray, dy: np.ndarray, activation: int,
+                                          pad_left: int, workspace: dict | None = None):  # fmt: skip
+    """(dW, db) for y = act(conv(x, W) + b) and dy = ∂L/∂y: :func:`winograd_conv1d_backward_filter` of
+    dz = act'(y) ⊙ dy, with each chunk's rows of dz formed in the cache right before its gradient transform and
+    db = Σ dz summed in float64 on the way (:func:`tinynn.kernels.bias_activation.activation_gradient_rows`). dy may
+    be a global average pooling's gradient as a view (stride 0 along the steps): each chunk then reads the row
+    g[b] = dy[b, 0] of its samples (:func:`tinynn.kernels.bias_activation.activation_gradient_broadcast_rows`)."""
+    if y.shape != dy.shape or y.ndim != 3:
+        raise ValueError(f"winograd_conv1d_backward_filter_fused: y {y.shape} and dy {dy.shape} differ")
+    y = np.ascontiguousarray(y, dtype=x.dtype)
+    g = _pooled_gradient(dy[:, :, None, :], y[:, :, None, :], int(activation))
+    if g is None:
+        dy = np.ascontiguousarray(dy, dtype=x.dtype)
+    return _filter_gradient(x, dy, pad_left, workspace, y, int(activation), g)
+
+
+def _filter_gradient(x, dz, pad_left, workspace, y, code, g):
+    """(dW, db or None); with ``y`` and ``code``, dz is ∂L/∂y (or, with ``g`` (B, F), its rows g[b])."""
     pad_left = int(pad_left)
     B, _, C = x.shape
     _, l_out, F = dz.shape
     _check(x, np.empty((5, C, F), x.dtype), pad_left, l_out, "winograd_conv1d_backward_filter")
     if dz.shape[0] != B:
         raise ValueError(f"winograd_conv1d_backward_filter: dz {dz.shape} does not match x {x.shape}")
-    xp, dz = _padded(x, pad_left, l_out), np.ascontiguousarray(dz, dtype=x.dtype)
-    ws = {} if workspace is None else workspace
+    xp, ws = _padded(x, pad_left, l_out), {} if workspace is None else workspace
+    rows = None if g is not None else np.ascontiguousarray(dz, dtype=x.dtype).reshape(B * l_out, F)
+    y_rows = None if y is None else y.reshape(B * l_out, F)
     T = winograd1d_pairs(l_out)
     step = max(1, FILTER_CHUNK_BYTES // (POSITIONS * (C + F) * x.itemsize))
 
+    def row(t):  # the first output row of pair t
+        return (t // T) * l_out + 2 * (t % T)
+
     def piece(worker, b0, b1):  # dU += V[ξ]ᵀ @ Y[ξ] over the piece's pairs, chunk by chunk
         dU = np.zeros((POSITIONS, C, F), x.dtype)
+        db = np.zeros(F, np.float64)
         for t0 in range(b0 * T, b1 * T, step):
-            n = min(b1 * T, t0 + step) - t0
-            V = _input_transform(xp, t0, _scratch(ws, f"V{worker}", (POSITIONS, n, C), x.dtype))
-            Y = _gradient_transform(dz, t0, _scratch(ws, f"Y{worker}", (POSITIONS, n, F), x.dtype))
+            t1 = min(b1 * T, t0 + step)
+            r0, r1 = row(t0), row(t1)
+            if y is None:
+                dz_rows, start = rows, 0
+            else:  # this chunk's dz = act'(y) ⊙ dy, while it is in the cache
+                dz_rows, start = _scratch(ws, f"dz{worker}", (r1 - r0, F), x.dtype), r0
+                part = np.empty(F, np.float64)
+                if g is None:
+                    activation_gradient_rows(y_rows[r0:r1], rows[r0:r1], code, True, dz_rows, part)
+                else:
+                    activation_gradient_broadcast_rows(y_rows[r0:r1], g, r0, l_out, code, True, dz_rows, part)
+                db += part
+            V = _input_transform(xp, t0, _scratch(ws, f"V{worker}", (POSITIONS, t1 - t0, C), x.dtype))
+            Y = _gradient_transform(dz_rows, l_out, start, t0, _scratch(ws, f"Y{worker}", (POSITIONS, t1 - t0, F),
+                                                                         x.dtype))  # fmt: skip
             _products(V, Y, dU, True, 1.0)
-        return dU
+        return dU, db
 
     with kernel_scope():
         parts = share_batch(piece, B, B * T * POSITIONS * C * F)
-    dU = parts[0]
-    for other in parts[1:]:
-        dU += other
-    return winograd1d_filter_from_transformed(dU)
+    dU, db = parts[0]
+    for other_dU, other_db in parts[1:]:
+        dU += other_dU
+        db += other_db
+    return winograd1d_filter_from_transformed(dU), (None if y is None else db.astype(x.dtype))
 
 
 load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)

@@ -33,6 +33,7 @@ from ..kernels import blas as K_blas
 from ..kernels import conv as K_conv
 from ..kernels import conv2d as K_conv2d
 from ..kernels import warmup
+from ..kernels import winograd1d as K_winograd1d
 from ..kernels.fastmath import LINEAR, SIGMOID, activation_code
 from ..kernels.reference import conv as R_conv
 from .arguments import data_format as standardize_data_format
@@ -292,7 +293,10 @@ class Conv1D(_Conv1DBase):
 
         This is the convolution as a 2-D one of an L×1 image with a K×1 kernel (strides (s, 1), dilation (d, 1),
         padding (pl, 0)), each chunk of output steps pooled while it is in the cache
-        (:func:`tinynn.kernels.conv2d.conv2d_forward_pooled`). Neither layer keeps a forward to run a backward from.
+        (:func:`tinynn.kernels.conv2d.conv2d_forward_pooled`), or, where Winograd runs this convolution
+        (:func:`tinynn.kernels.winograd1d.applies`), its chunks pooled the same way
+        (:func:`tinynn.kernels.winograd1d.winograd_conv1d_pooled`). Neither layer keeps a forward to run a backward
+        from.
         None (nothing done: call the two layers) unless the fast kernels run a one-group convolution with a numba
         activation."""
         x = self.accept_input(x)
@@ -300,16 +304,24 @@ class Conv1D(_Conv1DBase):
         if code is None or self.groups != 1 or config.kernel_mode() == "reference":
             return None
         self._choose_kernels(x, None)
-        if self._reference or not K_conv2d.forward_pooled_ready(x.dtype):
+        if self._reference:
             return None
         x = np.ascontiguousarray(self._to_last(x))
         pl, _, l_out = self._geometry(x.shape[1], x.shape)
+        (s,), (d,) = self.strides, self.dilation_rate
+        bias = self.bias if self.use_bias else None
+        winograd = K_winograd1d.applies(self.kernel.shape, s, d, self.groups, x.dtype, x.shape[0] * l_out)
+        if winograd and self.filters >= K_winograd1d.POOLED_MIN_FILTERS and K_winograd1d.pooled_ready(x.dtype):
+            self._x = None
+            self._forward_record = pool._forward_record = None
+            p = K_winograd1d.winograd_conv1d_pooled(x, self.kernel, pl, l_out, bias, code, self._ws)
+            return pool._restore(p)
+        if not K_conv2d.forward_pooled_ready(x.dtype):
+            return None
         self._x = None
         self._forward_record = pool._forward_record = None  # a backward now raises (no forward to run it from)
-        (s,), (d,) = self.strides, self.dilation_rate
         p = K_conv2d.conv2d_forward_pooled(x[:, :, None, :], self.kernel[:, None], (s, 1), (d, 1), (pl, 0),
-                                           (l_out, 1), 1, workspace=self._ws,
-                                           bias=self.bias if self.use_bias else None, activation=code)  # fmt: skip
+                                           (l_out, 1), 1, workspace=self._ws, bias=bias, activation=code)  # fmt: skip
         return pool._restore(p)  # with the steps axis when keepdims
 
     def reads_lookups(self, dtype) -> bool:
