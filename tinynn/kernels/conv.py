@@ -1052,6 +1052,8 @@ def conv1d_backward_fused(
         dz, db = bias_activation_backward(y, dy, int(activation), True)
         dx, dW = _winograd_backward(x, W, dz, pl, need_dx, ws)
         return dx, dW, db
+    if not distinct and warmup._in_warmup() and winograd1d.applies(W.shape, s, d, G, x.dtype) and not need_dx:
+        winograd1d.winograd_conv1d_backward_filter_fused(x, y, dy, int(activation), pl, {})  # compile it too
     if G == 1 and not distinct and trains_by_conv2d(W, x.dtype, B * l_out):
         return by_conv2d(ws.setdefault("conv2d", {}))
     if G == 1 and warmup._in_warmup() and trains_by_conv2d(W, x.dtype, FUSED_MIN_ROWS):

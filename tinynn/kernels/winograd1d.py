@@ -66,18 +66,16 @@ FILTER_CHUNK_BYTES = 4 << 20
 MIN_CHANNELS = 64
 MIN_FILTERS = 64
 #: ...and a transformed kernel U (7 × C × F numbers) of at most this many bytes, half the per-core L2 cache: every
-#: chunk's products read all of U. Two threads, ms, forward / filter gradient, im2col → Winograd: 64 → 128 channels
-#: 2.73 → 2.52 / 3.80 → 3.31 (U 229 KiB); 128 → 128: 5.67 → 4.73 / 6.61 → 5.88 (458 KiB); 64 → 256: 5.50 → 5.12
-#: / 6.73 → 6.86 (458 KiB); 128 → 256: 11.2 → 17.7 / 14.5 → 21.3 (917 KiB) (benchmarks/RESULTS.md).
+#: chunk's products read all of U, and with a larger U Winograd ran up to 1.6× slower than im2col
+#: (benchmarks/RESULTS.md).
 KERNEL_BYTES = 512 << 10
-#: A forward pooled by a global average pooling (:func:`winograd_conv1d_pooled`) runs by Winograd from this many
-#: filters: below it the pooled im2col chunks, cut to OpenBLAS's small-matrix kernels, are faster. Grid's Conv1D
-#: predict (64 channels, batch 64 × 100 steps, two threads, one process, min / median of 6 rounds, ms, im2col →
-#: Winograd): 64 filters 1.52 / 1.57 → 1.74 / 1.91; 128: 3.09 / 3.18 → 2.70 / 3.11; 256: 5.83 / 5.90 → 5.27 / 5.61.
-POOLED_MIN_FILTERS = 128
 #: ...and over at least this many output steps (B·Lo): on one short sample the transforms and the padded copy cost
 #: more than the products save.
 MIN_ROWS = 1024
+#: A forward pooled by a global average pooling (:func:`winograd_conv1d_pooled`) runs by Winograd from this many
+#: filters: below it the pooled im2col chunks, cut to OpenBLAS's small-matrix kernels, were faster
+#: (benchmarks/RESULTS.md).
+POOLED_MIN_FILTERS = 128
 
 
 def applies(kernel_shape, stride: int, dilation: int, groups: int, dtype, rows: int = MIN_ROWS) -> bool:
