@@ -206,3 +206,27 @@ def test_bad_shapes_are_refused_before_any_kernel_runs():
         kw.winograd_conv1d(x, np.zeros((5, 3, 4)), 5, 6)
     with pytest.raises(ValueError, match="dz \\(3, 6, 4\\) does not match x \\(2, 10, 3\\)"):
         kw.winograd_conv1d_backward_filter(x, np.zeros((3, 6, 4)), 0)
+
+
+def test_the_transforms_are_the_stated_matrices():
+    """The twins' formulas are Bᵀ d, G W, Aᵀ m and A g with the matrices reference.conv states (WINOGRAD1D_BT,
+    WINOGRAD1D_G, WINOGRAD1D_AT), and those matrices are F(2, 3) on steps 0-3 plus F(2, 2) on steps 3-5 (with W, the
+    direct sum of the five taps)."""
+    rng = np.random.default_rng(0)
+    exact = dict(rtol=1e-15, atol=1e-15)  # the same sums, maybe in another order
+    xp = rng.standard_normal((4, 6, 3))  # four samples of six steps: one pair each (Lp = 6), three channels
+    assert np.allclose(rc.winograd1d_input_transform(xp), np.einsum("ar,trc->atc", rc.WINOGRAD1D_BT, xp), rtol=0,
+                       atol=0)  # fmt: skip
+    W = rng.standard_normal((5, 3, 2))
+    assert np.allclose(rc.winograd1d_kernel_transform(W), np.einsum("ak,kcf->acf", rc.WINOGRAD1D_G, W), **exact)
+    M = rng.standard_normal((7, 4, 2))
+    assert np.allclose(rc.winograd1d_output_transform(M, 4, 2).transpose(1, 0, 2),
+                       np.einsum("ia,atf->itf", rc.WINOGRAD1D_AT, M), **exact)  # fmt: skip
+    g = rng.standard_normal((4, 2, 2))
+    assert np.allclose(rc.winograd1d_gradient_transform(g, 1), np.einsum("ai,tif->atf", rc.WINOGRAD1D_AT.T, g), **exact)
+    # Aᵀ [(G w) ⊙ (Bᵀ d)] is the correlation of the six steps with the five taps, for each of the two outputs
+    w = rng.standard_normal(5)
+    for t in range(4):
+        steps = xp[t, :, 0]
+        y = rc.WINOGRAD1D_AT @ ((rc.WINOGRAD1D_G @ w) * (rc.WINOGRAD1D_BT @ steps))
+        assert np.allclose(y, [steps[0:5] @ w, steps[1:6] @ w], rtol=1e-14, atol=1e-14)
