@@ -38,7 +38,12 @@ from .jitcache import load_without_refresh
 from .parallel import kernel_scope, share_batch
 from .parallel import scratch as _scratch
 from .reference.conv import WINOGRAD1D_POSITIONS as POSITIONS
-from .reference.conv import winograd1d_filter_from_transformed, winograd1d_kernel_transform, winograd1d_pairs
+from .reference.conv import (
+    winograd1d_filter_from_transformed,
+    winograd1d_kernel_transform,
+    winograd1d_padded,
+    winograd1d_pairs,
+)
 from .winograd import _products
 
 __all__ = [
@@ -176,14 +181,14 @@ def _gradient_transform(dz, Lo, r0, t0, Y):  # pragma: no cover - compiled
 def _padded(x: np.ndarray, pad_left: int, l_out: int) -> np.ndarray:
     """x itself when it is already the (B, 2T + 4, C) input the pairs read, else a padded copy
     (:func:`tinynn.kernels.reference.conv.winograd1d_padded`)."""
-    Lp = 2 * winograd1d_pairs(l_out) + 4
-    if pad_left == 0 and x.shape[1] == Lp:
+    if pad_left == 0 and x.shape[1] == 2 * winograd1d_pairs(l_out) + 4:
         return np.ascontiguousarray(x)
-    B, L, C = x.shape
-    xp = np.zeros((B, Lp, C), dtype=x.dtype)
-    n = min(L, Lp - pad_left)
-    xp[:, pad_left : pad_left + n] = x[:, :n]
-    return xp
+    return winograd1d_padded(x, pad_left, l_out)
+
+
+def _first_row(t: int, T: int, l_out: int) -> int:
+    """The first output row b·Lo + 2j of pair t = b·T + j."""
+    return (t // T) * l_out + 2 * (t % T)
 
 
 def input_transform(xp: np.ndarray) -> np.ndarray:
@@ -260,15 +265,12 @@ def _forward(x, W, pad_left, l_out, bias, activation, workspace, finish, who) ->
     b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     step = max(1, CHUNK_BYTES // (POSITIONS * (C + F) * x.itemsize))
 
-    def row(t):  # the first output row of pair t
-        return (t // T) * l_out + 2 * (t % T)
-
     def piece(worker, b0, b1):
         for t0 in range(b0 * T, b1 * T, step):
             t1 = min(b1 * T, t0 + step)
             V = _input_transform(xp, t0, _scratch(ws, f"V{worker}", (POSITIONS, t1 - t0, C), x.dtype))
             M = _products(V, U, _scratch(ws, f"M{worker}", (POSITIONS, t1 - t0, F), x.dtype), False, 0.0)
-            finish(t0, M, row(t0), row(t1), b, code, worker)
+            finish(t0, M, _first_row(t0, T, l_out), _first_row(t1, T, l_out), b, code, worker)
 
     with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
         share_batch(piece, B, B * T * POSITIONS * C * F)
@@ -343,15 +345,12 @@ def _filter_gradient(x, dz, pad_left, workspace, y, code, g):
     T = winograd1d_pairs(l_out)
     step = max(1, FILTER_CHUNK_BYTES // (POSITIONS * (C + F) * x.itemsize))
 
-    def row(t):  # the first output row of pair t
-        return (t // T) * l_out + 2 * (t % T)
-
     def piece(worker, b0, b1):  # dU += V[ξ]ᵀ @ Y[ξ] over the piece's pairs, chunk by chunk
         dU = np.zeros((POSITIONS, C, F), x.dtype)
         db = np.zeros(F, np.float64)
         for t0 in range(b0 * T, b1 * T, step):
             t1 = min(b1 * T, t0 + step)
-            r0, r1 = row(t0), row(t1)
+            r0, r1 = _first_row(t0, T, l_out), _first_row(t1, T, l_out)
             if y is None:
                 dz_rows, start = rows, 0
             else:  # this chunk's dz = act'(y) ⊙ dy, while it is in the cache
