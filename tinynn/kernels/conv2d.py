@@ -41,7 +41,7 @@ import numba
 import numpy as np
 
 from .. import config
-from . import blas, cblas, parallel, warmup, winograd
+from . import blas, cblas, parallel, warmup, winograd, winograd_width
 from .bias_activation import activation_gradient_broadcast_rows, activation_gradient_rows, bias_activation_rows
 from .fastmath import RELU, activate_row, relu_fast
 from .jitcache import load_without_refresh
@@ -385,6 +385,11 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
     Ho, Wo = out_hw
     if uses_winograd(Wk.shape, strides, dilation, G):
         return winograd.winograd_conv2d(x, Wk, pads, out_hw, bias, activation, ws)
+    if winograd_width.applies(Wk.shape, strides, dilation, G, x.dtype, B * Ho * Wo) and winograd_width.ready(
+            x.dtype):  # fmt: skip
+        return winograd_width.winograd_width_conv2d(x, Wk, pads, out_hw, bias, activation, ws)
+    if warmup._in_warmup() and winograd_width.applies(Wk.shape, strides, dilation, G, x.dtype):
+        winograd_width.winograd_width_conv2d(x, Wk, pads, out_hw, bias, activation)  # compile it (one sample is short)
     Wm = _w_im2col(Wk, G)
     K = KH * KW * Cg
     z = np.empty((B, Ho, Wo, F), dtype=x.dtype)
@@ -497,12 +502,20 @@ def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), o
     global average pooling of :func:`conv2d_forward`'s output without writing that output out: each chunk's product
     goes to a scratch buffer and is pooled while it is in the cache (sums in float64; output rows shared out over
     the cores as in :func:`conv2d_forward`, each piece summing the images its rows reach, the pieces' sums added in
-    range order). Winograd's shapes run :func:`conv2d_forward` and pool its output image by image.
+    range order). Winograd's shapes run :func:`conv2d_forward` and pool its output image by image; those of
+    :func:`tinynn.kernels.winograd_width.applies` pool each chunk of its output rows
+    (:func:`tinynn.kernels.winograd_width.winograd_width_conv2d_pooled`).
 
     ``pieces_per_thread``: at most this many ranges of output rows per thread (default
     ``parallel.PIECES_PER_THREAD``; Dense on a sequence, a pointwise convolution, passes 1, as its products do)."""
     KH, KW, Cg, F = Wk.shape
     B = x.shape[0]
+    if (winograd_width.applies(Wk.shape, strides, dilation, groups, x.dtype)
+            and not uses_winograd(Wk.shape, strides, dilation, groups)):  # fmt: skip
+        x, ws, G, out_hw = _forward_arguments(x, Wk, strides, dilation, pads, out_hw, groups, workspace, bias)
+        pixels = B * out_hw[0] * out_hw[1]
+        if winograd_width.applies(Wk.shape, strides, dilation, G, x.dtype, pixels) and winograd_width.ready(x.dtype):
+            return winograd_width.winograd_width_conv2d_pooled(x, Wk, pads, out_hw, bias, activation, ws)
     key = None if workspace is None else _pooled_key(x, Wk, strides, dilation, pads, out_hw, groups, bias,
                                                       activation, pieces_per_thread)  # fmt: skip
     again = None if workspace is None else workspace.get("pooled_job")

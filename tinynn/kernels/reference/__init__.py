@@ -13,8 +13,9 @@ module                 functions                                            fast
                        ``winograd1d_*`` transforms
 ``pooling``            ``max_pool1d_*``, ``avg_pool1d_*``                   ``kernels.pooling``
 ``conv2d``             ``conv2d_forward``, ``conv2d_backward_data``,        ``kernels.conv2d``,
-                       ``conv2d_backward_filter``, ``depthwise_conv2d_*``,  ``kernels.winograd``
-                       ``winograd_*`` transforms, ``conv_output_size``
+                       ``conv2d_backward_filter``, ``depthwise_conv2d_*``,  ``kernels.winograd``,
+                       ``winograd_*`` and ``winograd_width_*`` transforms,  ``kernels.winograd_width``
+                       ``conv_output_size``
 ``pooling2d``          ``max_pool2d_*``, ``avg_pool2d_*``                   ``kernels.pooling2d``
 ``embedding``          ``embedding_forward``, ``scatter_add``               ``kernels.embedding``
 ``windows``            ``share_identical_windows`` (``row_ids``,          ``kernels.windows``

@@ -46,6 +46,12 @@ __all__ = [
     "depthwise_conv2d_backward_filter",
     "depthwise_conv2d_forward",
     "im2col",
+    "winograd_width_forward",
+    "winograd_width_input_transform",
+    "winograd_width_kernel_transform",
+    "winograd_width_output_transform",
+    "winograd_width_padded",
+    "winograd_width_pairs",
 ]
 
 
@@ -295,3 +301,65 @@ def winograd_conv2d_backward_filter(x, dz, pads):
     tiles = winograd_tiles(dz.shape[1:3])
     V, Y = winograd_input_transform(x, pads, tiles), winograd_gradient_transform(dz, tiles)
     return winograd_filter_from_transformed(V.transpose(0, 2, 1) @ Y)
+
+
+# --------------------------------------------------------------------------- Winograd F(2, 3) along the width
+# With few input channels (under conv2d.WINOGRAD_MIN_CHANNELS) the products of F(2×2, 3×3) sum over C numbers only,
+# too few for BLAS to run near its rate. The fast path then runs F(2, 3) along the width alone
+# (tinynn.kernels.winograd_width): each pair of outputs t = (b, i, j), pixels (i, 2j) and (i, 2j + 1), reads the
+# columns 2j .. 2j + 3 of the input rows i .. i + KH - 1, and with the KH kernel rows and the C channels as one summed
+# axis of KH·C numbers, the pair is Aᵀ [(G w) ⊙ (Bᵀ d_t)] along the columns (the 1-D F(2, 3) of
+# tinynn.kernels.reference.conv's Winograd section: every coefficient 0, ±1 or ±½). Per pair that is 4·KH·C
+# multiply-adds per filter where im2col needs 2·3·KH·C, and for each position ξ the sum over (kh, c) for all pairs
+# is one product (pairs × KH·C) @ (KH·C × F). tests/test_winograd_width.py proves the numba transforms equal to these
+# and the algorithm equal to conv2d_forward.
+def winograd_width_pairs(out_hw) -> int:
+    """TW: the pairs of output columns covering Wo (the last one may stick out)."""
+    return -(-int(out_hw[1]) // 2)
+
+
+def winograd_width_padded(x, pads, out_hw, KH: int):
+    """xp (B, Ho + KH - 1, 2·TW + 2, C): x at rows pt .., columns pl .., zeros elsewhere (what the pairs read)."""
+    B, H, W, C = x.shape
+    (pt, pl), (Ho, _) = pads, out_hw
+    Hp, Wp = Ho + KH - 1, 2 * winograd_width_pairs(out_hw) + 2
+    xp = np.zeros((B, Hp, Wp, C), dtype=x.dtype)
+    rows, cols = min(H, Hp - pt), min(W, Wp - pl)
+    xp[:, pt : pt + rows, pl : pl + cols] = x[:, :rows, :cols]
+    return xp
+
+
+def winograd_width_kernel_transform(Wk):
+    """U[ξ, (kh, c), f] for a (KH, 3, C, F) kernel: W0, (W0 + W1 + W2)/2, (W0 - W1 + W2)/2, W2 with Wq = Wk[:, q]
+    as a (KH·C, F) matrix, formed in float64: (4, KH·C, F) in Wk's dtype."""
+    KH, _, C, F = Wk.shape
+    w0, w1, w2 = (Wk[:, q].astype(np.float64).reshape(KH * C, F) for q in range(3))
+    U = np.stack([w0, (w0 + w1 + w2) / 2, (w0 - w1 + w2) / 2, w2])
+    return np.ascontiguousarray(U.astype(Wk.dtype))
+
+
+def winograd_width_input_transform(xp, KH: int):
+    """V[ξ, t, (kh, c)] for the columns d_q = xp[b, i + kh, 2j + q] (q = 0..3) of every pair t = (b·Ho + i)·TW + j:
+    d0 - d2, d1 + d2, d2 - d1, d1 - d3. (4, B·Ho·TW, KH·C)."""
+    B, Hp, Wp, C = xp.shape
+    Ho, TW = Hp - KH + 1, (Wp - 2) // 2
+    rows = np.stack([xp[:, kh : kh + Ho] for kh in range(KH)], axis=3)  # (B, Ho, Wp, KH, C)
+    d0, d1, d2, d3 = (rows[:, :, q : q + 2 * TW : 2].reshape(B * Ho * TW, KH * C) for q in range(4))
+    return np.ascontiguousarray(np.stack([d0 - d2, d1 + d2, d2 - d1, d1 - d3]))
+
+
+def winograd_width_output_transform(M, batch: int, out_hw):
+    """z[b, i, 2j + m, f] = (Aᵀ m_t)[m]: M0 + M1 + M2 and M1 - M2 - M3 for every pair (the column past Wo dropped):
+    (B, Ho, Wo, F)."""
+    Ho, Wo = out_hw
+    m0, m1, m2, m3 = M
+    z = np.stack([m0 + m1 + m2, m1 - m2 - m3], axis=1)  # (pairs, 2, F)
+    z = z.reshape(batch, Ho, 2 * winograd_width_pairs(out_hw), M.shape[2])
+    return np.ascontiguousarray(z[:, :, :Wo])
+
+
+def winograd_width_forward(x, Wk, pads, out_hw):
+    """conv2d_forward for a (KH, 3, C, F) kernel, stride 1, no dilation, one group, through the three transforms."""
+    KH = Wk.shape[0]
+    V = winograd_width_input_transform(winograd_width_padded(x, pads, out_hw, KH), KH)
+    return winograd_width_output_transform(V @ winograd_width_kernel_transform(Wk), x.shape[0], out_hw)
