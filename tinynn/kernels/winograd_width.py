@@ -97,16 +97,16 @@ def _input_transform(xp, KH, r0, r1, V):  # pragma: no cover - compiled
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
-def _output_transform(M, r0, r1, Wo, p0, bias, code, z):  # pragma: no cover - compiled
-    """Pixels r·Wo + 2j + m - p0 of z (pixels, F) <- act((Aᵀ m_t)[m] + bias) for the pairs of the output rows
-    r0 .. r1 - 1 (code < 0: no bias, no activation; the column past Wo is dropped). z holds the pixels from p0 on."""
+def _output_transform(M, r0, r1, Wo, bias, code, z):  # pragma: no cover - compiled
+    """Pixels r·Wo + 2j + m of z (pixels, F) <- act((Aᵀ m_t)[m] + bias) for the pairs of the output rows r0 .. r1 - 1
+    (code < 0: no bias, no activation; the column past Wo is dropped)."""
     _, n, F = M.shape
     TW = n // (r1 - r0)
     o = 0
     for r in range(r0, r1):
         for j in range(TW):
             w = 2 * j
-            p = r * Wo + w - p0
+            p = r * Wo + w
             for f in range(F):
                 z[p, f] = M[0, o, f] + M[1, o, f] + M[2, o, f]
             if w + 1 < Wo:
@@ -148,7 +148,7 @@ def output_transform(M: np.ndarray, batch: int, out_hw) -> np.ndarray:
     """z (B, Ho, Wo, F) = Aᵀ m for every pair (twin: ``reference.conv2d.winograd_width_output_transform``)."""
     Ho, Wo = int(out_hw[0]), int(out_hw[1])
     z = np.empty((batch * Ho * Wo, M.shape[2]), dtype=M.dtype)
-    _output_transform(np.ascontiguousarray(M), 0, batch * Ho, Wo, 0, np.zeros(M.shape[2], M.dtype), -1, z)
+    _output_transform(np.ascontiguousarray(M), 0, batch * Ho, Wo, np.zeros(M.shape[2], M.dtype), -1, z)
     return z.reshape(batch, Ho, Wo, M.shape[2])
 
 
@@ -222,7 +222,7 @@ def _rows(xp, U, bias, code, KH, Ho, Wo, r_start, r_stop, step, V, M, z, b0, sum
         if sums.shape[0] > 0:
             _output_pooled(Mc, r0, r1, Ho, Wo, bias, code, b0, sums, pair)
         else:
-            _output_transform(Mc, r0, r1, Wo, 0, bias, code, z)
+            _output_transform(Mc, r0, r1, Wo, bias, code, z)
     return sums
 
 
