@@ -226,6 +226,19 @@ def _rows(xp, U, bias, code, KH, Ho, Wo, r_start, r_stop, step, V, M, z, b0, sum
     return sums
 
 
+def _transformed_kernel(Wk: np.ndarray, dtype, ws: dict) -> np.ndarray:
+    """U = G W (:func:`tinynn.kernels.reference.conv2d.winograd_width_kernel_transform`) in ``dtype``, kept in the
+    workspace with a copy of the kernel it came from: a later pass whose kernel is bit for bit the same (every
+    prediction, and a training step's forward and backward) reuses it (comparing costs a few µs; forming U in
+    float64 tens)."""
+    kept = ws.get("ww_kernel")
+    if kept is not None and kept[0].shape == Wk.shape and kept[1].dtype == dtype and np.array_equal(kept[0], Wk):
+        return kept[1]
+    U = np.ascontiguousarray(winograd_width_kernel_transform(Wk), dtype=dtype)
+    ws["ww_kernel"] = (np.array(Wk, copy=True), U)
+    return U
+
+
 def _forward(x, Wk, pads, out_hw, bias, activation, workspace, z, who) -> list:
     """:func:`_rows` over ranges of the output rows shared out over the cores (:func:`conv2d._share_rows`), into
     z (pixels, F) when given, else pooled: the ranges' (b0, sums of images b0 ..) in range order."""
@@ -238,7 +251,7 @@ def _forward(x, Wk, pads, out_hw, bias, activation, workspace, z, who) -> list:
     Ho, Wo = out_hw
     xp, ws = _padded(x, pads, out_hw, KH), {} if workspace is None else workspace
     TW = winograd_width_pairs(out_hw)
-    U = np.ascontiguousarray(winograd_width_kernel_transform(Wk), dtype=x.dtype)  # (4, KH·C, F)
+    U = _transformed_kernel(Wk, x.dtype, ws)  # (4, KH·C, F)
     code = -1 if activation is None else int(activation)
     b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     step = max(1, CHUNK_BYTES // (4 * TW * (KH * C + F) * x.itemsize))  # output rows per chunk
