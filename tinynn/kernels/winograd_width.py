@@ -228,9 +228,8 @@ def _rows(xp, U, bias, code, KH, Ho, Wo, r_start, r_stop, step, V, M, z, b0, sum
 
 def _transformed_kernel(Wk: np.ndarray, dtype, ws: dict) -> np.ndarray:
     """U = G W (:func:`tinynn.kernels.reference.conv2d.winograd_width_kernel_transform`) in ``dtype``, kept in the
-    workspace with a copy of the kernel it came from: a later pass whose kernel is bit for bit the same (every
-    prediction, and a training step's forward and backward) reuses it (comparing costs a few µs; forming U in
-    float64 tens)."""
+    workspace with a copy of the kernel it came from: a later pass whose kernel is bit for bit the same (predictions
+    between weight updates) reuses it (comparing costs a few µs; forming U in float64 tens)."""
     kept = ws.get("ww_kernel")
     if kept is not None and kept[0].shape == Wk.shape and kept[1].dtype == dtype and np.array_equal(kept[0], Wk):
         return kept[1]
@@ -315,7 +314,7 @@ def ready(dtype) -> bool:
     return ready
 
 
-_ready: set = set()  # dtypes pooled_ready found compiled
+_ready: set = set()  # dtypes ready() found compiled
 
 
 load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)
