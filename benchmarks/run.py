@@ -251,7 +251,11 @@ def measure(model: str, repeats: int) -> dict:
             return result
         for turn in range(PROCESSES):
             if turn > 0:
-                _keep_fastest(ours, steady(model, "tinynn", weights, repeats, empty_cache))
+                try:
+                    _keep_fastest(ours, steady(model, "tinynn", weights, repeats, empty_cache))
+                except Exception as err:  # noqa: BLE001 - reported in the table, as a first process's failure is
+                    result["tinynn"] = {"error": str(err).splitlines()[0] if str(err) else repr(err)}
+                    return result
             if keras_ok and "error" not in result.get("keras", {}):
                 try:
                     theirs = steady(model, "keras", weights, repeats)

@@ -173,3 +173,35 @@ def test_winograd_conv1d_training_trains_like_keras(dtype, monkeypatch):
     model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01), loss="binary_crossentropy", metrics=["acc"])
     training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
     assert min(calls.values()) >= 3 * 4  # every batch of every epoch, both convolutions
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_winograd_width_conv2d_training_trains_like_keras(dtype, monkeypatch):
+    """3×3, stride-1 Conv2Ds run Winograd's F(2, 3) along the width in their forward (the thresholds lowered here
+    so that this small model takes it in both convolutions, counted; the backward is im2col's), 'same' with an odd
+    output width and 'valid' with an even one. Images with zero columns on the left (as padded images have) give
+    tied zeros in the max pooling after the first convolution's ReLU; the second convolution gets the global average
+    pooling's gradient."""
+    from tinynn.kernels import winograd_width
+
+    for name in ("MIN_CHANNELS", "MIN_FILTERS", "MIN_WORK"):
+        monkeypatch.setattr(winograd_width, name, 1)
+    calls = []
+    real = winograd_width.winograd_width_conv2d
+    monkeypatch.setattr(winograd_width, "winograd_width_conv2d", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 9, 11, 3)).astype(dtype)
+    for i, start in enumerate(rng.integers(0, 6, 40)):
+        x[i, :, :start] = 0.0  # zero columns on the left
+    y = (rng.random((40, 1)) > 0.5) * 1.0
+    model = tn.Sequential([
+        layers.Conv2D(6, 3, padding="same", activation="relu", input_shape=(9, 11, 3), dtype=dtype),
+        layers.MaxPooling2D(2, dtype=dtype),
+        layers.Conv2D(5, 3, activation="tanh", dtype=dtype),
+        layers.GlobalAveragePooling2D(dtype=dtype),
+        layers.Dense(1, activation="sigmoid", dtype=dtype),
+    ])  # fmt: skip
+    _randomize(model, 4)
+    model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01), loss="binary_crossentropy", metrics=["acc"])
+    training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
+    assert len(calls) >= 2 * 3 * 4  # both convolutions, every batch of every epoch
