@@ -25,6 +25,14 @@ def _left_padded_binary_data(seed, length, channels, dtype, n=40):
     return x, (rng.random((n, 1)) > 0.5) * 1.0
 
 
+def _fits_like_keras(model, x, y, seed):
+    """Random weights (``seed``), RMSprop(0.01) on binary cross-entropy, 3 epochs of batches of 8 with a fifth held out
+    for validation: tinynn's fit against Keras's from the same weights."""
+    _randomize(model, seed)
+    model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01), loss="binary_crossentropy", metrics=["acc"])
+    training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
+
+
 def _timeseries_model(dtype):
     """Seed 002: Conv1D(16, 5, relu, input_shape=(50, 1)) -> MaxPooling1D(4) -> Flatten -> Dense(1, sigmoid)."""
     return tn.Sequential([
@@ -134,9 +142,7 @@ def test_long_conv1d_training_passes_by_the_2d_kernels_train_like_keras(dtype, m
         layers.GlobalAveragePooling1D(dtype=dtype),
         layers.Dense(1, activation="sigmoid", dtype=dtype),
     ])  # fmt: skip
-    _randomize(model, 2)
-    model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01), loss="binary_crossentropy", metrics=["acc"])
-    training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
+    _fits_like_keras(model, x, y, seed=2)
     assert len(calls) >= 2 * 3 * 4  # both convolutions, every batch of every epoch
 
 
@@ -169,9 +175,7 @@ def test_winograd_conv1d_training_trains_like_keras(dtype, monkeypatch):
         layers.GlobalAveragePooling1D(dtype=dtype),
         layers.Dense(1, activation="sigmoid", dtype=dtype),
     ])  # fmt: skip
-    _randomize(model, 3)
-    model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01), loss="binary_crossentropy", metrics=["acc"])
-    training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
+    _fits_like_keras(model, x, y, seed=3)
     assert min(calls.values()) >= 3 * 4  # every batch of every epoch, both convolutions
 
 
@@ -201,7 +205,5 @@ def test_winograd_width_conv2d_training_trains_like_keras(dtype, monkeypatch):
         layers.GlobalAveragePooling2D(dtype=dtype),
         layers.Dense(1, activation="sigmoid", dtype=dtype),
     ])  # fmt: skip
-    _randomize(model, 4)
-    model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01), loss="binary_crossentropy", metrics=["acc"])
-    training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
+    _fits_like_keras(model, x, y, seed=4)
     assert len(calls) >= 2 * 3 * 4  # both convolutions, every batch of every epoch

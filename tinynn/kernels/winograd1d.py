@@ -31,9 +31,8 @@ import numba
 import numpy as np
 
 from . import warmup
-from .bias_activation import activation_gradient_broadcast_rows, activation_gradient_rows
+from .bias_activation import activation_gradient_broadcast_rows, activation_gradient_rows, bias_activation_rows
 from .conv2d import _pool_rows, _pooled_gradient
-from .fastmath import RELU, activate_row, relu_fast
 from .jitcache import load_without_refresh
 from .parallel import kernel_scope, share_batch
 from .parallel import scratch as _scratch
@@ -116,11 +115,13 @@ def _input_transform(xp, t0, V):  # pragma: no cover - compiled
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _output_transform(M, t0, Lo, r0, bias, code, z):  # pragma: no cover - compiled
-    """Rows (b·Lo + 2j + i) - r0 of z (rows, F) <- act((Aᵀ m_t)[i] + bias) for the pairs t0 .. t0 + n - 1 (pair t =
-    b·T + j; code < 0: no bias, no activation; the step past Lo is dropped). z holds the rows from r0 on: all of
-    them (r0 = 0) or a chunk's."""
+    """Rows (b·Lo + 2j + i) - r0 of z (rows, F) <- (Aᵀ m_t)[i] for the pairs t0 .. t0 + n - 1 (pair t = b·T + j; the
+    step past Lo is dropped), then act(z + bias) over those rows, one contiguous block
+    (:func:`tinynn.kernels.bias_activation.bias_activation_rows`, while they are in the cache; code < 0: neither).
+    z holds the rows from r0 on: all of them (r0 = 0) or a chunk's."""
     _, n, F = M.shape
     T = (Lo + 1) // 2
+    first = end = 0
     for o in range(n):
         t = t0 + o
         b = t // T
@@ -131,16 +132,12 @@ def _output_transform(M, t0, Lo, r0, bias, code, z):  # pragma: no cover - compi
         if s + 1 < Lo:
             for f in range(F):
                 z[r + 1, f] = (M[1, o, f] - M[2, o, f] - M[3, o, f]) + (M[5, o, f] + M[6, o, f])
-        if code < 0:
-            continue
-        for i in range(min(2, Lo - s)):
-            if code == RELU:
-                for f in range(F):
-                    z[r + i, f] = relu_fast(z[r + i, f] + bias[f])
-            else:
-                for f in range(F):
-                    z[r + i, f] += bias[f]
-                activate_row(z[r + i], code)
+        if o == 0:
+            first = r
+        end = r + min(2, Lo - s)
+    if code >= 0 and n > 0:
+        rows = z[first:end]
+        bias_activation_rows(rows, bias, code, rows)
     return z
 
 

@@ -27,6 +27,7 @@ import numba
 import numpy as np
 
 from . import blas, warmup
+from .bias_activation import bias_activation_rows
 from .fastmath import RELU, activate_row, relu_fast
 from .jitcache import load_without_refresh
 from .parallel import kernel_scope
@@ -98,8 +99,9 @@ def _input_transform(xp, KH, r0, r1, V):  # pragma: no cover - compiled
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _output_transform(M, r0, r1, Wo, bias, code, z):  # pragma: no cover - compiled
-    """Pixels r·Wo + 2j + m of z (pixels, F) <- act((Aᵀ m_t)[m] + bias) for the pairs of the output rows r0 .. r1 - 1
-    (code < 0: no bias, no activation; the column past Wo is dropped)."""
+    """Pixels r·Wo + 2j + m of z (pixels, F) <- (Aᵀ m_t)[m] for the pairs of the output rows r0 .. r1 - 1 (the column
+    past Wo is dropped), then act(z + bias) over those rows' pixels (:func:`tinynn.kernels.bias_activation.
+    bias_activation_rows`, while they are in the cache; code < 0: neither)."""
     _, n, F = M.shape
     TW = n // (r1 - r0)
     o = 0
@@ -113,16 +115,9 @@ def _output_transform(M, r0, r1, Wo, bias, code, z):  # pragma: no cover - compi
                 for f in range(F):
                     z[p + 1, f] = M[1, o, f] - M[2, o, f] - M[3, o, f]
             o += 1
-            if code < 0:
-                continue
-            for m in range(min(2, Wo - w)):
-                if code == RELU:
-                    for f in range(F):
-                        z[p + m, f] = relu_fast(z[p + m, f] + bias[f])
-                else:
-                    for f in range(F):
-                        z[p + m, f] += bias[f]
-                    activate_row(z[p + m], code)
+    if code >= 0:
+        rows = z[r0 * Wo : r1 * Wo]
+        bias_activation_rows(rows, bias, code, rows)
     return z
 
 
