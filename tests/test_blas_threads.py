@@ -357,3 +357,65 @@ def test_a_long_summed_axis_splits_into_partial_sums_added_in_range_order(thread
     seen.clear()
     blas.matmul_tn(a[: 4 * N - 1], b[: 4 * N - 1])  # K below 4 · max(M, N): blocks of the output's rows
     assert seen == [parallel.even_ranges(M, int(threads))]
+
+
+@given(part=st.sampled_from([blas.OUT_ROWS, blas.OUT_COLUMNS, blas.SUMMED_RANGE]), trans_a=st.booleans(),
+       trans_b=st.booleans(), beta=st.sampled_from([0.0, 1.0]), small=st.sampled_from([0, 64]),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16), data=st.data())
+def test_gemm_piece_runs_its_slice_of_the_product(part, trans_a, trans_b, beta, small, dtype, seed, data):
+    """blas._gemm_piece(a, b, out, ..., part, i0, i1), cutting the piece from the whole arrays: OUT_ROWS writes
+    out[i0:i1] = op(a)[i0:i1] op(b) (+ β out), OUT_COLUMNS out[:, i0:i1] = op(a) op(b)[:, i0:i1], SUMMED_RANGE
+    out = op(a)[:, i0:i1] op(b)[i0:i1]; nothing else of out is touched. Against NumPy in float64."""
+    M, K, N = 11, 13, 17
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(K, M) if trans_a else (M, K)).astype(dtype)
+    b = rng.normal(size=(N, K) if trans_b else (K, N)).astype(dtype)
+    out = rng.normal(size=(M, N)).astype(dtype)
+    op_a, op_b = (a.T if trans_a else a).astype(np.float64), (b.T if trans_b else b).astype(np.float64)
+    length = {blas.OUT_ROWS: M, blas.OUT_COLUMNS: N, blas.SUMMED_RANGE: K}[part]
+    i0 = data.draw(st.integers(0, length - 1))
+    i1 = data.draw(st.integers(i0 + 1, length))
+    want = out.astype(np.float64)
+    if part == blas.OUT_ROWS:
+        want[i0:i1] = op_a[i0:i1] @ op_b + beta * want[i0:i1]
+    elif part == blas.OUT_COLUMNS:
+        want[:, i0:i1] = op_a @ op_b[:, i0:i1] + beta * want[:, i0:i1]
+    else:
+        want = op_a[:, i0:i1] @ op_b[i0:i1] + beta * want
+    blas._gemm_piece(a, b, out, trans_a, trans_b, beta, small, part, i0, i1)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    assert np.max(np.abs(out - want)) <= tol * np.max(np.abs(want))
+
+
+@pytest.mark.parametrize("product", ["matmul", "matmul_nt", "matmul_tn rows", "matmul_tn columns",
+                                     "matmul_tn summed"])
+def test_a_full_batch_split_over_the_cores_compiles_nothing_a_one_sample_call_did_not(product, monkeypatch):
+    """A layer's warm-up runs its products on one sample, in one piece; the full batch's products are split over
+    the cores. The pieces must find the warm-up's compiled code (else numba compiles a specialisation in the middle
+    of a train step): each split kind (rows of the output, with a transposed a too; its columns; ranges of the
+    summed axis) runs on the full arrays after a one-sample call, and no new specialisation appears."""
+    monkeypatch.setattr(blas, "_PARALLEL_WORK", 0)
+    monkeypatch.setattr(blas, "_NUMPY_WORK", 0)
+    monkeypatch.setattr(blas, "SUMMED_SPLIT_MIN", 64)
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    rng = np.random.default_rng(3)
+    n, m = {"matmul_tn columns": (48, 8), "matmul_tn summed": (400, 16)}.get(product, (48, 40))
+    x, w = rng.normal(size=(n, m)).astype(np.float32), rng.normal(size=(m, 2 * m + 8)).astype(np.float32)
+    call = {"matmul": lambda x: blas.matmul(x, w),
+            "matmul_nt": lambda x: blas.matmul_nt(x, np.ascontiguousarray(w.T)),
+            "matmul_tn rows": lambda x: blas.matmul_tn(x, x[:, :4].copy()),
+            "matmul_tn columns": lambda x: blas.matmul_tn(x, x @ w),
+            "matmul_tn summed": lambda x: blas.matmul_tn(x, x[:, :4].copy())}[product]
+    call(x[:1].copy())  # as the warm-up: one sample
+    before = {f: len(f.signatures) for f in (blas._gemm_piece, blas._gemm_blocks, blas.gemm)}
+    split = []
+    real_share = blas.share
+    monkeypatch.setattr(blas, "share", lambda task, ranges, work=None: split.append(ranges) or real_share(task, ranges,
+                                                                                                          work))
+    got = call(x)
+    assert split and len(split[0]) == 2  # the full batch did split
+    assert {f: len(f.signatures) for f in before} == before
+    x64 = x.astype(np.float64)
+    want = {"matmul": x64 @ w, "matmul_nt": x64 @ w, "matmul_tn rows": x64.T @ x64[:, :4],
+            "matmul_tn columns": x64.T @ (x64 @ w), "matmul_tn summed": x64.T @ x64[:, :4]}[product]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.max(np.abs(want)))

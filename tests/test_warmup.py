@@ -193,6 +193,23 @@ def test_the_compiling_process_fills_the_cache(tmp_path):
     assert any("_scatter_add" in p.name for p in tmp_path.rglob("*.nbi"))
 
 
+def test_a_layer_warm_up_also_fills_the_cache_with_the_pools_busy_wait_kernels(tmp_path):
+    """A warm-up runs every kernel on its own thread, never waiting on the pool; it compiles the pool's busy-wait
+    kernels too, so that a first run whose steps all ran on the NumPy twins leaves them in the cache (else the next
+    run would compile them during its first steps)."""
+    from tinynn.kernels import embedding
+
+    xs = np.random.default_rng(0).normal(size=(1, 5)).astype(np.float32)
+    spec = ("layer", "Dense", layers.Dense(3).get_config(), xs, None, True)
+    root = str(pathlib.Path(embedding.__file__).resolve().parents[2])
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": root, "TINYNN_COMPILE": "wait"}
+    done = subprocess.run([sys.executable, "-c", "from tinynn.kernels import warmup; warmup._serve()"],
+                          input=pickle.dumps([spec]), env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cached = {p.name.split("-")[0] for p in tmp_path.rglob("*.nbi")}
+    assert {"spinwait.spin_while_equal", "spinwait.set_then_spin"} <= cached, cached
+
+
 class _Spy:
     """A kernel module whose attribute reads are recorded (which fast kernels a layer called)."""
 

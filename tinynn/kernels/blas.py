@@ -205,8 +205,8 @@ def gemm_small(a, b, out, trans_a, trans_b, beta, small):
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _gemm_blocks(a, b, out, trans_a, trans_b, beta, small):
-    """:func:`gemm_small` itself (called from Python too: :func:`matmul`'s pieces). Its products get strided views,
-    so that they share one ``gemm`` specialisation whatever the layouts it was called with."""
+    """:func:`gemm_small` itself (:func:`_gemm_piece` runs the Python entry points' pieces through it). Its products
+    get strided views, so that they share one ``gemm`` specialisation whatever the layouts it was called with."""
     M, N = out.shape
     K = a.shape[0] if trans_a else a.shape[1]
     how, step = small_blocks(M, N, K, small, trans_b)
@@ -221,6 +221,36 @@ def _gemm_blocks(a, b, out, trans_a, trans_b, beta, small):
             gemm(a[:, i0:i1] if trans_a else a[i0:i1], b, out[i0:i1], trans_a, trans_b, beta)
     else:
         gemm(a, b, out, trans_a, trans_b, beta)
+
+
+#: Which part of a product :func:`_gemm_piece` runs: rows i0:i1 of ``out``, its columns i0:i1, or the range i0:i1 of
+#: the summed axis K (the whole of ``out``).
+OUT_ROWS, OUT_COLUMNS, SUMMED_RANGE = 0, 1, 2
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _gemm_piece(a, b, out, trans_a, trans_b, beta, small, part, i0, i1):
+    """One piece of ``out = op(a) @ op(b) + β·out`` (:func:`gemm_small` on it), cut here from the whole arrays:
+
+        OUT_ROWS      out[i0:i1]     = op(a)[i0:i1] @ op(b)
+        OUT_COLUMNS   out[:, i0:i1]  = op(a) @ op(b)[:, i0:i1]
+        SUMMED_RANGE  out            = op(a)[:, i0:i1] @ op(b)[i0:i1]
+
+    The Python entry points hand every piece over this way rather than as a slice: numba compiles one
+    specialisation per layout of its arguments, and a slice's layout ('C' for the whole array, 'A' for a column
+    block) depends on the batch size and the thread count. A layer's warm-up (:mod:`tinynn.kernels.warmup`) runs on
+    one sample, in one piece; cutting the pieces inside numba, the full batch's pieces find the warm-up's
+    specialisation instead of compiling another one in the middle of a train step."""
+    if part == OUT_ROWS:
+        a_part = a[:, i0:i1] if trans_a else a[i0:i1]
+        gemm_small(a_part, b, out[i0:i1], trans_a, trans_b, beta, small)
+    elif part == OUT_COLUMNS:
+        b_part = b[i0:i1] if trans_b else b[:, i0:i1]
+        gemm_small(a, b_part, out[:, i0:i1], trans_a, trans_b, beta, small)
+    else:
+        a_part = a[i0:i1] if trans_a else a[:, i0:i1]
+        b_part = b[:, i0:i1] if trans_b else b[i0:i1]
+        gemm_small(a_part, b_part, out, trans_a, trans_b, beta, small)
 
 
 # --------------------------------------------------------------------------- Python entry points
@@ -281,8 +311,7 @@ def _summed_split(a, b, out, trans_b: bool, work: float) -> bool:
 
     def rows(_, k0, k1):
         i = index[k0]
-        _gemm_blocks(a[k0:k1], b[:, k0:k1] if trans_b else b[k0:k1], out if i == 0 else parts[i - 1], True, trans_b,
-                     0.0, 0)  # (one call: the specialisations the row pieces below compile)
+        _gemm_piece(a, b, out if i == 0 else parts[i - 1], True, trans_b, 0.0, 0, SUMMED_RANGE, k0, k1)
 
     with kernel_scope():
         share(rows, ranges, work)
@@ -306,17 +335,16 @@ def _product(a, b, out, trans_a: bool, trans_b: bool, epilogue=None) -> np.ndarr
     if trans_a and epilogue is None and _summed_split(a, b, out, trans_b, work):
         return out
     if not trans_a or N < 2 * M or epilogue is not None:  # row blocks of the output (op(a)'s rows)
-        a_rows = (lambda i0, i1: a[:, i0:i1]) if trans_a else (lambda i0, i1: a[i0:i1])
         small = cblas.small_gemm_work(dtype)
 
         def rows(i0, i1):
-            _gemm_blocks(a_rows(i0, i1), b, out[i0:i1], trans_a, trans_b, 0.0, small)
+            _gemm_piece(a, b, out, trans_a, trans_b, 0.0, small, OUT_ROWS, i0, i1)
             if epilogue is not None:
                 epilogue(i0, i1)
 
         _split(M, work, rows)
     else:  # column blocks: aᵀ @ b with a long summed axis, no partial sums to add
-        _split(N, work, lambda j0, j1: gemm(a, b[:, j0:j1], out[:, j0:j1], trans_a, trans_b, 0.0))
+        _split(N, work, lambda j0, j1: _gemm_piece(a, b, out, trans_a, trans_b, 0.0, 0, OUT_COLUMNS, j0, j1))
     return out
 
 

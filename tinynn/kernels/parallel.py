@@ -51,13 +51,30 @@ def _spinner():
     the background meanwhile, and the waits sleep)."""
     global _spin
     if _spin is None:
-        from . import spinwait, warmup
+        from . import warmup
 
-        cell = spinwait.new_cell()
-        if (warmup.kernel_ready(spinwait.spin_while_equal, cell, 0, 0, 0)
-                and warmup.kernel_ready(spinwait.set_then_spin, cell, cell, 0, 0, 0)):
-            _spin = (spinwait.spin_while_equal, spinwait.set_then_spin)
+        samples = _spin_samples()
+        if all(warmup.kernel_ready(kernel, *sample) for kernel, sample in samples):
+            _spin = tuple(kernel for kernel, _ in samples)
     return _spin
+
+
+def _spin_samples() -> tuple:
+    from . import spinwait
+
+    cell = spinwait.new_cell()
+    return (spinwait.spin_while_equal, (cell, 0, 0, 0)), (spinwait.set_then_spin, (cell, cell, 0, 0, 0))
+
+
+def warm_spinners() -> None:
+    """Compile (or load from numba's cache) the busy-wait kernels. A layer's warm-up (:mod:`.warmup`) calls this:
+    warm-ups run every kernel on their own thread and never wait on the pool, so without it a first run whose steps
+    all ran on the NumPy twins (one ``train_on_batch``) would leave them uncompiled, and the next run would compile
+    them while its first steps split work over the cores."""
+    import numba
+
+    for kernel, sample in _spin_samples():
+        kernel.compile(tuple(numba.typeof(a) for a in sample))
 
 
 def serving() -> bool:

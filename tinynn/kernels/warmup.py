@@ -312,6 +312,15 @@ def _run_layer(cls, cfg, xs, ms, need_dx) -> None:
     clone.input_gradient_needed = need_dx
     clone.backward(_ones_like(y))
     clone(xs, training=False, **kwargs)
+    global _spinners_warm
+    if not _spinners_warm:
+        from .parallel import warm_spinners
+
+        warm_spinners()
+        _spinners_warm = True
+
+
+_spinners_warm = False  # parallel.warm_spinners ran in this process
 
 
 def _warm_up(layer, x, mask):
