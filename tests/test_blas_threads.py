@@ -360,12 +360,14 @@ def test_a_long_summed_axis_splits_into_partial_sums_added_in_range_order(thread
 
 
 @given(part=st.sampled_from([blas.OUT_ROWS, blas.OUT_COLUMNS, blas.SUMMED_RANGE]), trans_a=st.booleans(),
-       trans_b=st.booleans(), beta=st.sampled_from([0.0, 1.0]), small=st.sampled_from([0, 64]),
+       trans_b=st.booleans(), beta=st.sampled_from([0.0, 1.0]), small=st.sampled_from([0, 1500]),
        dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16), data=st.data())
 def test_gemm_piece_runs_its_slice_of_the_product(part, trans_a, trans_b, beta, small, dtype, seed, data):
     """blas._gemm_piece(a, b, out, ..., part, i0, i1), cutting the piece from the whole arrays: OUT_ROWS writes
     out[i0:i1] = op(a)[i0:i1] op(b) (+ β out), OUT_COLUMNS out[:, i0:i1] = op(a) op(b)[:, i0:i1], SUMMED_RANGE
-    out = op(a)[:, i0:i1] op(b)[i0:i1]; nothing else of out is touched. Against NumPy in float64."""
+    out = op(a)[:, i0:i1] op(b)[i0:i1]; nothing else of out is touched; in one product (small = 0) or in blocks of
+    rows for the small-matrix kernels (small = 1500 multiply-adds: gemm_small's row blocks of 8 where op(b) is not
+    transposed and the piece has 14 columns or fewer). Against NumPy in float64."""
     M, K, N = 11, 13, 17
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(K, M) if trans_a else (M, K)).astype(dtype)
