@@ -4,10 +4,10 @@
 
 Each run is ``run.py``'s cold-start worker of that checkout (``run.worker_cold_start``, default background compile
 mode), run from this script so that it also reports its CPU time (all threads) at the end of the step. *warm*: every
-checkout gets its own numba cache folder, filled the way ``run.py`` fills it (two steady-state workers in "wait"
-mode); the first cold start after that is reported apart (``after steady``: it may still compile what only the
-background warm-ups need), then ``--repeats`` runs per checkout alternate. *empty* (``--empty``): a fresh cache
-folder for every run. Prints the medians and the load average; ``--json`` also writes every time.
+checkout gets its own numba cache folder, filled the way ``run.py`` fills it: by a new user's first run (one
+cold start on the empty folder, reported apart as ``first run``); then ``--repeats`` runs per checkout alternate, each
+a second run. *empty* (``--empty``): a fresh cache folder for every run. Prints the medians and the load average;
+``--json`` also writes every time.
 """
 
 from __future__ import annotations
@@ -61,13 +61,6 @@ def cold_start(root: str, model: str, cache: str) -> tuple[float, float]:
     return done["t_done"] - t0, done["cpu"]
 
 
-def fill_like_run(root: str, model: str, cache: str, weights: str) -> None:
-    """The two steady-state workers run.py's measure() runs before its cold starts (they fill the cache)."""
-    code = ("import sys, run\nfor _ in range(2):\n"
-            f"    run.steady({model!r}, 'tinynn', {weights!r}, 2, {{'NUMBA_CACHE_DIR': {cache!r}}})\n")
-    _python(root, ["-c", code], {})
-
-
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--worker"]:
         print(json.dumps(worker(argv[1])))
@@ -90,8 +83,7 @@ def main(argv: list[str]) -> int:
             first = {}
             if not args.empty:
                 for root, cache, name in zip(args.checkouts, caches, names):
-                    fill_like_run(root, model, cache, os.path.join(tmp, "w.npz"))
-                    first[name] = cold_start(root, model, cache)[0]
+                    first[name] = cold_start(root, model, cache)[0]  # a new user's first run fills the cache
             times: dict = {name: [] for name in names}
             cpus: dict = {name: [] for name in names}
             loads = [os.getloadavg()[0]]
@@ -102,10 +94,10 @@ def main(argv: list[str]) -> int:
                     times[name].append(wall)
                     cpus[name].append(cpu)
                 loads.append(os.getloadavg()[0])
-            results[model] = {"times": times, "cpu": cpus, "after_steady": first, "load": loads}
+            results[model] = {"times": times, "cpu": cpus, "first_run": first, "load": loads}
             cells = "  ".join(f"{n} {statistics.median(t):.2f} s ({', '.join(f'{v:.2f}' for v in t)}; "
                               f"CPU {statistics.median(cpus[n]):.2f})"
-                              + (f" [after steady {first[n]:.2f}]" if n in first else "") for n, t in times.items())
+                              + (f" [first run {first[n]:.2f}]" if n in first else "") for n, t in times.items())
             print(f"{model} {'empty' if args.empty else 'warm'}: {cells}  load {min(loads):.1f}-{max(loads):.1f}",
                   flush=True)
     if args.json:
