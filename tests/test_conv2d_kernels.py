@@ -461,6 +461,74 @@ def test_pool2d_kernels_match_reference(g, threads):
     assert np.isclose(dx.sum(), dy.sum(), rtol=1e-12, atol=1e-12)
 
 
+@st.composite
+def disjoint_pool_geometry(draw):
+    """A max pooling whose windows do not overlap (strides >= pool; equal or with gaps), both paddings, odd sizes."""
+    PH, PW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    SH, SW = PH + draw(st.integers(0, 1)), PW + draw(st.integers(0, 1))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    H, W = _axis(draw, PH, 1, padding), _axis(draw, PW, 1, padding)
+    pt, Ho = rc.conv_output_size(H, PH, SH, 1, padding)
+    pl, Wo = rc.conv_output_size(W, PW, SW, 1, padding)
+    return dict(B=draw(st.integers(1, 3)), H=H, W=W, C=draw(st.integers(1, 4)), pool=(PH, PW), s=(SH, SW),
+                pads=(pt, pl), out=(Ho, Wo), values=draw(st.sampled_from(["normal", "ties", "nans"])),
+                seed=draw(st.integers(0, 2**16)))  # fmt: skip
+
+
+ACTIVATIONS = ("linear", "tanh", "sigmoid", "relu", "hard_sigmoid")
+
+
+@given(g=disjoint_pool_geometry(), activation=st.sampled_from(ACTIVATIONS), dtype=st.sampled_from(["f8", "f4"]),
+       in_place=st.booleans(), threads=st.sampled_from([1, 2]))  # fmt: skip
+@example(g=dict(B=2, H=5, W=7, C=3, pool=(2, 2), s=(2, 2), pads=(0, 0), out=(2, 3), values="ties", seed=1),
+         activation="relu", dtype="f4", in_place=True, threads=2)  # fmt: skip
+@example(g=dict(B=2, H=4, W=7, C=2, pool=(3, 2), s=(3, 3), pads=(1, 0), out=(2, 3), values="nans", seed=2),
+         activation="tanh", dtype="f8", in_place=False, threads=1)  # fmt: skip
+@example(g=dict(B=3, H=5, W=3, C=4, pool=(2, 1), s=(2, 2), pads=(0, 0), out=(3, 2), values="normal", seed=3),
+         activation="hard_sigmoid", dtype="f4", in_place=True, threads=2)  # fmt: skip
+def test_max_pool_backward_to_logits_matches_its_twin(g, activation, dtype, in_place, threads):
+    """The pair kernel of MaxPooling2D.backward_through: dz = act'(a) ⊙ dx, db = Σ dz, for a = act(z) the pooled
+    input, in one pass (over a itself when in_place). dz has the two-pass twin's bits (every activation the
+    kernels fuse, ties, NaN, rows and columns no window reads); db is summed in another order (1e-12 relative in
+    float64, float32's rounding of it)."""
+    from tinynn import activations
+    from tinynn.kernels.fastmath import activation_code
+
+    rng = np.random.default_rng(g["seed"])
+    xm, _ = pool_input(rng, (g["B"], g["H"], g["W"], g["C"]), g["values"])
+    a = activations.get(activation)(xm).astype(dtype)  # an activation's output, as the layer below hands it
+    args = (g["pool"], g["s"], g["pads"])
+    y = rp.max_pool2d_forward(a, *args, g["out"])
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dz_ref, db_ref = rp.max_pool2d_backward_to_logits(a, y, dy, *args, activation)
+    a_in = a.copy()
+    with mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        dz, db = kp.max_pool2d_backward_to_logits(a_in, y, dy, *args, activation_code(activations.get(activation)),
+                                                  in_place=in_place)  # fmt: skip
+    np.testing.assert_array_equal(dz, dz_ref)
+    assert (dz is a_in) == in_place
+    assert in_place or np.array_equal(a_in, a, equal_nan=True)  # not in place: a is left as it was
+    assert db.dtype == db_ref.dtype == a.dtype
+    tol = 1e-12 if dtype == "f8" else 1e-6
+    finite = np.isfinite(db_ref)
+    np.testing.assert_array_equal(np.isfinite(db), finite)
+    np.testing.assert_allclose(db[finite], db_ref[finite], rtol=tol, atol=tol * np.abs(dz).sum())
+
+
+def test_max_pool_backward_to_logits_refuses_overlapping_windows_and_a_read_only_a():
+    a = np.zeros((1, 4, 4, 2))
+    y = np.zeros((1, 3, 3, 2))
+    with pytest.raises(ValueError, match="windows overlap"):
+        kp.max_pool2d_backward_to_logits(a, y, y, (2, 2), (1, 1), (0, 0), RELU)
+    y2 = np.zeros((1, 2, 2, 2))
+    a.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        kp.max_pool2d_backward_to_logits(a, y2, y2, (2, 2), (2, 2), (0, 0), RELU, in_place=True)
+    with pytest.raises(ValueError, match="do not fit"):
+        kp.max_pool2d_backward_to_logits(a, y2, np.zeros((1, 2, 3, 2)), (2, 2), (2, 2), (0, 0), RELU)
+
+
 def test_max_pool_routes_ties_to_the_first_pixel_in_row_major_order():
     x = np.array([[0.0, 5.0], [5.0, 5.0]]).reshape(1, 2, 2, 1)
     y = rp.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1))

@@ -537,3 +537,114 @@ def test_predict_fuses_only_what_forward_pooled_takes(monkeypatch):
     plain.compile(optimizer="sgd", loss="mse")
     plain.train_on_batch(x, np.zeros((2, 1)))  # training: the layers one by one, backward included
     assert calls == [1]
+
+
+def _pair_model(conv, pool, shape):
+    return tn.Sequential([layers.Input(shape=shape), conv, pool, layers.Flatten(dtype=conv.dtype),
+                          layers.Dense(3, dtype=conv.dtype)])  # fmt: skip
+
+
+def _forward_backward(net, x, dy):
+    """(dx, every layer's gradients) of one forward and backward through the model's layer protocol."""
+    net.forward(x, training=True)
+    dx = net.backward(dy)
+    return dx, [g.copy() for layer in net.layers for g in layer.gradients]
+
+
+PAIR_CASES = [
+    (lambda: layers.Conv2D(4, 3, activation="relu"), lambda: layers.MaxPooling2D(), (3, 9, 8, 2)),
+    (lambda: layers.Conv2D(3, (2, 3), activation="tanh", use_bias=False), lambda: layers.MaxPooling2D((3, 2), 3,
+                                                                                                     "same"),
+     (2, 8, 9, 3)),  # fmt: skip
+    (lambda: layers.Conv2D(33, 3, activation="linear"), lambda: layers.MaxPooling2D(2), (2, 7, 6, 32)),  # Winograd
+    (lambda: layers.SeparableConv2D(5, 3, activation="hard_sigmoid"), lambda: layers.MaxPooling2D((2, 1)),
+     (2, 7, 6, 3)),
+    (lambda: layers.Conv2D(2, 2, strides=2, activation="relu"), lambda: layers.MaxPooling2D(2, 3), (2, 17, 16, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("make_conv, make_pool, shape", PAIR_CASES)
+def test_max_pooling_and_the_conv_below_run_their_backward_as_one_pass(make_conv, make_pool, shape, dtype,
+                                                                      monkeypatch):  # fmt: skip
+    """In a Sequential's backward, a MaxPooling2D above a Conv2D-family layer that fused its activation runs both
+    backward passes as one (MaxPooling2D.backward_through: dz written over the conv's output, no dx of the
+    pooling): the same bits as the two layers one after the other (every gradient and the input's), in training
+    and through the model's layer protocol, with relu zeros as ties."""
+    rng = np.random.default_rng(11)
+    conv, pool = make_conv(), make_pool()
+    conv.dtype = pool.dtype = dtype
+    net = _pair_model(conv, pool, shape[1:])
+    net.set_weights([rng.normal(0, 0.5, w.shape) for w in net.get_weights()])  # non-zero biases too
+    x = rng.normal(size=shape).astype(dtype)
+    dy = rng.normal(size=(shape[0], 3)).astype(dtype)
+    calls = count_calls(monkeypatch, type(pool), "backward_through")
+    dx, grads = _forward_backward(net, x, dy)
+    assert calls == [1]
+    monkeypatch.setattr(type(pool), "fuses_backward_with", lambda self, below: False)
+    dx_two, grads_two = _forward_backward(net, x, dy)
+    assert calls == [1]
+    np.testing.assert_array_equal(dx, dx_two)
+    for g, g_two in zip(grads, grads_two, strict=True):
+        np.testing.assert_array_equal(g, g_two)
+    assert conv._y is None and pool._x is None  # both caches released
+
+
+def test_train_steps_with_the_one_pass_pair_are_the_two_layers_steps(monkeypatch):
+    """train_on_batch (the first layer skipping its dx) with the pair, against the same model without it: the same
+    losses and weights, bit for bit, over three steps."""
+    rng = np.random.default_rng(12)
+    nets = []
+    for _ in range(2):
+        net = _pair_model(layers.Conv2D(6, 3, activation="relu"), layers.MaxPooling2D(2), (10, 9, 3))
+        net.compile(optimizer=tn.optimizers.RMSprop(1e-3), loss="mse")
+        nets.append(net)
+    nets[1].set_weights([rng.normal(0, 0.5, w.shape) for w in nets[0].get_weights()])
+    nets[0].set_weights(nets[1].get_weights())
+    x, y = rng.random((4, 10, 9, 3)), rng.normal(size=(4, 3))
+    calls = count_calls(monkeypatch, layers.MaxPooling2D, "backward_through")
+    fuses = layers.MaxPooling2D.fuses_backward_with
+    for step in range(3):
+        loss = nets[0].train_on_batch(x, y)
+        assert len(calls) == step + 1
+        monkeypatch.setattr(layers.MaxPooling2D, "fuses_backward_with", lambda self, below: False)
+        assert nets[1].train_on_batch(x, y) == loss
+        monkeypatch.setattr(layers.MaxPooling2D, "fuses_backward_with", fuses)
+    for w, w_two in zip(nets[0].get_weights(), nets[1].get_weights(), strict=True):
+        np.testing.assert_array_equal(w, w_two)
+
+
+def test_the_one_pass_pair_runs_only_where_nothing_else_reads_the_conv_output(monkeypatch):
+    """No pair (the layers one by one, the same results) when the conv output is a model output the caller holds
+    (a functional model's run keeps every tensor), the windows overlap, the kernels run in reference mode, the
+    activation is not fused into the conv (sigmoid keeps its logits; DepthwiseConv2D fuses none) or the layers are
+    channels_first."""
+    calls = count_calls(monkeypatch, layers.MaxPooling2D, "backward_through")
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(2, 8, 8, 3))
+    inp = layers.Input(shape=(8, 8, 3))
+    a = layers.Conv2D(4, 3, activation="relu", dtype="float64")(inp)
+    out = layers.Flatten(dtype="float64")(layers.MaxPooling2D(dtype="float64")(a))
+    both = tn.Model(inp, [a, out])
+    a_value, out_value = both.forward(x, training=True)
+    kept = a_value.copy()
+    both.backward([np.ones_like(a_value), np.ones_like(out_value)])
+    np.testing.assert_array_equal(a_value, kept)  # the caller's array is not written over
+    f64 = {"dtype": "float64"}
+    for net in (_pair_model(layers.Conv2D(4, 3, activation="relu", **f64), layers.MaxPooling2D(2, 1, **f64),
+                            (8, 8, 3)),
+                _pair_model(layers.Conv2D(4, 3, activation="sigmoid", **f64), layers.MaxPooling2D(**f64), (8, 8, 3)),
+                _pair_model(layers.DepthwiseConv2D(2, activation="relu", **f64), layers.MaxPooling2D(**f64), (8, 8, 3)),
+                _pair_model(layers.Conv2D(4, 3, activation="relu", data_format="channels_first", **f64),
+                            layers.MaxPooling2D(data_format="channels_first", **f64), (3, 8, 8))):  # fmt: skip
+        xs = x if net.layers[0].data_format == "channels_last" else x.transpose(0, 3, 1, 2)
+        _forward_backward(net, xs, np.ones((2, 3)))
+    net = _pair_model(layers.Conv2D(4, 3, activation="relu", **f64), layers.MaxPooling2D(**f64), (8, 8, 3))
+    with config.kernels("reference"):
+        dx_ref, grads_ref = _forward_backward(net, x, np.ones((2, 3)))
+    assert calls == []
+    dx, grads = _forward_backward(net, x, np.ones((2, 3)))
+    assert calls == [1]
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-14)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-12, atol=1e-14)

@@ -210,6 +210,30 @@ def test_a_layer_warm_up_also_fills_the_cache_with_the_pools_busy_wait_kernels(t
     assert {"spinwait.spin_while_equal", "spinwait.set_then_spin"} <= cached, cached
 
 
+def test_a_max_pooling_warm_up_also_compiles_the_kernel_it_shares_with_the_conv_below(tmp_path):
+    """MaxPooling2D.backward_through's kernel runs when the pooling and the conv below it are both fast, which no
+    single layer's warm-up would reach: the pooling's warm-up compiles it (``warm_up_also``), with the numba types
+    of the real call (the ones ``backward_to_logits_ready`` asks about), so a first run leaves it in the cache."""
+    import numba
+
+    from tinynn.kernels import pooling2d
+
+    xs = np.random.default_rng(0).normal(size=(1, 6, 6, 3)).astype(np.float32)
+    spec = ("layer", "MaxPooling2D", layers.MaxPooling2D(2).get_config(), xs, None, True)
+    root = str(pathlib.Path(pooling2d.__file__).resolve().parents[2])
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": root, "TINYNN_COMPILE": "wait"}
+    done = subprocess.run([sys.executable, "-c", "from tinynn.kernels import warmup; warmup._serve()"],
+                          input=pickle.dumps([spec]), env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any(p.name.startswith("pooling2d._max_bwd_disjoint_act") for p in tmp_path.rglob("*.nbi"))
+    samples = {tuple(map(numba.typeof, pooling2d._backward_to_logits_sample(d))) for d in (np.float32, np.float64)}
+    for dtype in (np.float32, np.float64):
+        a = np.random.default_rng(1).random((2, 4, 4, 3)).astype(dtype)
+        y = pooling2d.max_pool2d_forward(a, (2, 2), (2, 2), (0, 0), (2, 2))
+        pooling2d.max_pool2d_backward_to_logits(a, y, np.ones_like(y), (2, 2), (2, 2), (0, 0), 3, in_place=True)
+    assert set(pooling2d._max_bwd_disjoint_act.overloads) <= samples
+
+
 class _Spy:
     """A kernel module whose attribute reads are recorded (which fast kernels a layer called)."""
 

@@ -456,14 +456,17 @@ class Run:
     """What one forward pass left for the backward pass: the arrays and masks of every slot, the per-node
     snapshots of shared layers, the logits of outputs whose loss reads them."""
 
-    __slots__ = ("values", "masks", "snapshots", "logits", "training")
+    __slots__ = ("values", "masks", "snapshots", "logits", "training", "private")
 
-    def __init__(self, n_slots: int, training: bool):
+    def __init__(self, n_slots: int, training: bool, private: bool = False):
         self.values: list = [None] * n_slots
         self.masks: list = [None] * n_slots
         self.snapshots: dict = {}
         self.logits: dict = {}
         self.training = training
+        #: a chain's run that kept only its input and output: no array between two layers left the model, so the
+        #: backward may write over one that its layers no longer need (:meth:`Graph._backward_chain`)
+        self.private = private
 
 
 class Graph:
@@ -618,7 +621,7 @@ class Graph:
         are the base Layer's, given an array of the same shape and dtype as an input it accepted before (its
         ``input_spec`` unchanged) and no mask, is not converted and checked again: those checks depend on nothing
         else, so they would pass again; its ``forward`` is called with the input marked as checked."""
-        run = Run(self.n_slots, training)
+        run = Run(self.n_slots, training, private=True)
         run.values[self.input_slots[0]], run.masks[self.input_slots[0]] = x, mask
         plain = self._chain_plain
         if plain is None:
@@ -661,9 +664,11 @@ class Graph:
             run.logits[index] = self.steps[index].layer.logits
         return run
 
-    def _backward_chain(self, seeds: dict, logit_seeds: dict | None, need_input: bool) -> list:
+    def _backward_chain(self, seeds: dict, logit_seeds: dict | None, need_input: bool, private: bool) -> list:
         """Sequential's loop: each layer's backward on the previous one's dx; the first layer skips its dx unless
-        the input's gradient is wanted; a layer returning None (integer input) ends the pass."""
+        the input's gradient is wanted; a layer returning None (integer input) ends the pass. For a ``private`` run
+        (:attr:`Run.private`) a layer with ``backward_through`` (a max pooling) may run its backward and the layer
+        below's as one (:meth:`tinynn.layers.pooling2d.MaxPooling2D.backward_through`)."""
         steps = self.steps
         last = steps[-1]
         dz = logit_seeds.get(last.index) if logit_seeds else None
@@ -673,8 +678,12 @@ class Graph:
         if not need_input:
             first.input_gradient_needed = False
         pooled = self._pooled_pairs()
+        through = [hasattr(st.layer, "backward_through") for st in steps] if private else None
+        skip = -1
         try:
             for k in range(len(steps) - 1, -1, -1):
+                if k == skip:
+                    continue
                 layer = steps[k].layer
                 if k == len(steps) - 1 and dz is not None:
                     dy = layer.backward_from_logits(dz)
@@ -682,6 +691,9 @@ class Graph:
                     break
                 elif k > 0 and pooled[k - 1] and getattr(steps[k - 1].layer, "accepts_broadcast_dy", False):
                     dy = layer.backward_broadcast(dy)  # the pooling's dx as a broadcast view, for the layer below
+                elif k > 0 and private and through[k] and layer.fuses_backward_with(steps[k - 1].layer):
+                    dy = layer.backward_through(dy, steps[k - 1].layer)  # the layer below's dx: both are done
+                    skip = k = k - 1
                 else:
                     dy = layer.backward(dy)
                 reached = k
@@ -711,7 +723,7 @@ class Graph:
         """
         if self.is_chain and only_steps is None and weight_gradients and len(seeds) + len(logit_seeds or ()) == 1 \
                 and all(s == self.output_slots[0] for s in seeds):
-            return self._backward_chain(seeds, logit_seeds, bool(grad_slots))
+            return self._backward_chain(seeds, logit_seeds, bool(grad_slots), run.private)
         grads: list = [None] * self.n_slots
         for s, g in seeds.items():
             _accumulate(grads, s, g)

@@ -14,6 +14,10 @@ channel loop: the backward ran about twice as long, benchmarks/RESULTS.md). The 
 window, keeps the running max in a register for one loop over the channels (the general loop re-reads and re-writes
 y[b, i, j] for every pixel, which LLVM cannot keep in registers since y might alias x: more than twice as slow).
 The batch is shared out over the cores (:func:`tinynn.kernels.parallel.share_batch`).
+
+:func:`max_pool2d_backward_to_logits` is the backward of a max pooling and the activation gradient of the layer
+below it in one pass (``MaxPooling2D.backward_through``): for a = act(z) that layer's output, dz = act'(a) ⊙ dx and
+db = Σ dz, written over a, without the pooling's dx.
 """
 
 from __future__ import annotations
@@ -21,10 +25,19 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .. import config
+from . import warmup
+from .fastmath import RELU, derivative_row
 from .jitcache import load_without_refresh
-from .parallel import share_batch
+from .parallel import share_batch, sum_in_order
 
-__all__ = ["avg_pool2d_backward", "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward"]
+__all__ = [
+    "avg_pool2d_backward",
+    "avg_pool2d_forward",
+    "max_pool2d_backward",
+    "max_pool2d_backward_to_logits",
+    "max_pool2d_forward",
+]
 
 
 
@@ -136,6 +149,51 @@ def _max_bwd_disjoint(x, y, dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
+def _max_bwd_disjoint_act(x, y, dy, PH, PW, SH, SW, pt, pl, code, dz, db):  # pragma: no cover - compiled
+    """:func:`_max_bwd_disjoint` and then the layer below's activation gradient in the same pass: x = a = act(z) is
+    that layer's output, and each pixel's dz = act'(a) ⊙ dx is written where dx would be (dz may be x itself: each
+    pixel is read before it is written), db = Σ dz in float64 in pixel order. The arithmetic is the two passes'
+    (``dx`` exactly 0 off the maxima, then ``tinynn.kernels.bias_activation.activation_gradient_rows``), so the
+    bits of dz are theirs."""
+    B, H, W, C = x.shape
+    _, Ho, Wo, _ = y.shape
+    routed = np.zeros((Wo, C), np.uint8)
+    g = np.empty(C, dz.dtype)  # this pixel's dx
+    d = np.empty(C, dz.dtype)  # act'(a) of this pixel
+    zero = dz.dtype.type(0)
+    acc = np.zeros(C, np.float64)
+    for b in range(B):
+        for h in range(H):
+            i, r = (h + pt) // SH, (h + pt) % SH
+            row_read = i < Ho and r < PH
+            if row_read and h == max(i * SH - pt, 0):  # the first real row of window row i
+                routed[:, :] = 0
+            for w in range(W):
+                j, s = (w + pl) // SW, (w + pl) % SW
+                av, dv = x[b, h, w], dz[b, h, w]
+                if row_read and j < Wo and s < PW:
+                    yv, gv, rt = y[b, i, j], dy[b, i, j], routed[j]
+                    for c in range(C):
+                        hit = _is_max(av[c], yv[c]) & (rt[c] == 0)
+                        g[c] = gv[c] if hit else zero
+                        rt[c] |= hit
+                else:  # a pixel no window reads
+                    for c in range(C):
+                        g[c] = zero
+                if code == RELU:
+                    for c in range(C):
+                        dv[c] = g[c] if av[c] > 0 else g[c] * 0
+                else:
+                    derivative_row(d, av, code)
+                    for c in range(C):
+                        dv[c] = d[c] * g[c]
+                for c in range(C):
+                    acc[c] += dv[c]
+    for c in range(C):
+        db[c] = acc[c]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
 def _avg_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
     B, H, W, C = x.shape
     _, Ho, Wo, _ = y.shape
@@ -220,6 +278,58 @@ def max_pool2d_backward(x, y, dy, pool, strides, pads) -> np.ndarray:
     dx = np.empty(x.shape, dtype=x.dtype)
     kernel = _max_bwd_disjoint if strides[0] >= pool[0] and strides[1] >= pool[1] else _max_bwd
     return _run(kernel, x.shape[0], x.size, ((x, y, dy), _geometry_args(pool, strides, pads), dx))
+
+
+def max_pool2d_backward_to_logits(a, y, dy, pool, strides, pads, code: int,
+                                  in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(dz, db) for a max pooling of a = act(z), the output of the layer below (activation ``code``, written from
+    its output: ``fastmath.derivative_row``): dz = act'(a) ⊙ dx with dx the pooling's gradient, db = Σ dz over every
+    axis but the channels, in one pass without dx. Windows must not overlap (strides >= pool). ``in_place``: dz is
+    written over a (which the caller no longer needs), so the pair's backward allocates nothing of a's size."""
+    if y.shape != dy.shape or y.ndim != 4 or a.ndim != 4 or a.shape[0] != y.shape[0] or a.shape[3] != y.shape[3]:
+        raise ValueError(f"max_pool2d_backward_to_logits: a {a.shape}, y {y.shape} and dy {dy.shape} do not fit")
+    _check(a.shape[1:3], pool, strides, pads, y.shape[1:3])
+    if strides[0] < pool[0] or strides[1] < pool[1]:
+        raise ValueError(f"max_pool2d_backward_to_logits: windows overlap (pool {tuple(pool)}, strides "
+                         f"{tuple(strides)}); it needs strides >= pool")
+    if in_place and not (a.flags.c_contiguous and a.flags.writeable):
+        raise ValueError("max_pool2d_backward_to_logits: in_place needs a C-contiguous, writeable a")
+    y, dy = (np.ascontiguousarray(v, dtype=a.dtype) for v in (y, dy))
+    a = np.ascontiguousarray(a)
+    dz = a if in_place else np.empty(a.shape, dtype=a.dtype)
+    args = _geometry_args(pool, strides, pads)
+    C = a.shape[3]
+
+    def piece(_, b0, b1):
+        db = np.empty(C, np.float64)
+        _max_bwd_disjoint_act(a[b0:b1], y[b0:b1], dy[b0:b1], *args, int(code), dz[b0:b1], db)
+        return db
+
+    db = sum_in_order(share_batch(piece, a.shape[0], 4 * a.size, blas=False))
+    return dz, db.astype(a.dtype)
+
+
+def backward_to_logits_ready(dtype) -> bool:
+    """Whether :func:`max_pool2d_backward_to_logits`'s numba kernel is compiled for ``dtype``; if not, it is compiled
+    (or loaded) in the background and False is returned meanwhile (:func:`tinynn.kernels.warmup.kernel_ready`;
+    always True in "wait" compile mode). A MaxPooling2D's warm-up compiles it (``warm_up_also``)."""
+    d = np.dtype(dtype)
+    if d in _to_logits_ready:
+        return True
+    ready = warmup.kernel_ready(_max_bwd_disjoint_act, *_backward_to_logits_sample(d))
+    if ready and config.compile_mode() != "wait" and not warmup._in_warmup():
+        _to_logits_ready.add(d)  # compiled code never goes away
+    return ready
+
+
+_to_logits_ready: set = set()  # dtypes backward_to_logits_ready found compiled
+
+
+def _backward_to_logits_sample(dtype) -> tuple:
+    """Arguments of :func:`_max_bwd_disjoint_act` with the numba types :func:`max_pool2d_backward_to_logits` passes
+    for ``dtype``."""
+    a = np.empty((1, 1, 1, 1), np.dtype(dtype))
+    return (a, a, a, 1, 1, 1, 1, 0, 0, 0, a, np.empty(1, np.float64))
 
 
 def avg_pool2d_forward(x, pool, strides, pads, out_hw) -> np.ndarray:

@@ -309,6 +309,9 @@ def _run_layer(cls, cfg, xs, ms, need_dx) -> None:
     clone = cls.from_config(cfg)
     kwargs = {} if ms is None else {"mask": ms}
     y = clone(xs, training=True, **kwargs)
+    also = getattr(clone, "warm_up_also", None)  # kernels the layer runs together with a neighbour
+    if also is not None:
+        also()
     clone.input_gradient_needed = need_dx
     clone.backward(_ones_like(y))
     clone(xs, training=False, **kwargs)

@@ -32,8 +32,8 @@ from ..kernels.reference import conv2d as R_conv2d
 from ..kernels.reference import pooling2d as R_pool2d
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int_tuple
-from .base import InputSpec, format_shape
-from .conv2d import ImageLayer
+from .base import InputSpec, LayerCallError, format_shape
+from .conv2d import ImageLayer, _Conv2DBase
 from .pooling import BroadcastGradient
 
 
@@ -128,6 +128,43 @@ class MaxPooling2D(_Pool2DBase):
         dx = R_pool2d.max_pool2d_backward(*args) if self._reference else K_pool2d.max_pool2d_backward(*args)
         self._release("_x", "_y")
         return self._from_last(dx)
+
+    def fuses_backward_with(self, below) -> bool:
+        """Whether :meth:`backward_through` may run this pooling's backward together with ``below``'s: both ran
+        their last forward on the fast kernels, channels-last, ``below`` is a Conv2D-family layer that fused its
+        activation into its kernel (so its backward needs only its output a = act(z) and dz), a is this pooling's
+        input (the same array), and the windows do not overlap."""
+        return (isinstance(below, _Conv2DBase) and below._fused is not None and not below._reference
+                and not self._reference and self._x is not None and self._x is getattr(below, "_y", None)
+                and self.data_format == "channels_last" and below.data_format == "channels_last"
+                and self.strides[0] >= self.pool_size[0] and self.strides[1] >= self.pool_size[1]
+                and K_pool2d.backward_to_logits_ready(self._x.dtype))  # fmt: skip
+
+    def warm_up_also(self) -> None:
+        """In a warm-up (:mod:`tinynn.kernels.warmup`), after the training forward: compile the kernel of
+        :meth:`backward_through` too (the activation code is an argument: one compile serves them all)."""
+        if not self._reference and self.strides[0] >= self.pool_size[0] and self.strides[1] >= self.pool_size[1]:
+            K_pool2d.max_pool2d_backward_to_logits(self._x.copy(), self._y, np.ones_like(self._y), self.pool_size,
+                                                   self.strides, self._pads, 0, in_place=True)  # fmt: skip
+
+    def backward_through(self, dy, below):
+        """dx of the layer ``below`` this pooling (:meth:`fuses_backward_with`) for dy = ∂L/∂y, the two backward
+        passes as one: with a = act(z) below's output (this pooling's x) and dx the pooling's gradient above,
+
+            dz = act'(a) ⊙ dx,   db = Σ_{b,h,w} dz
+
+        in one pass over a that writes dz over a (neither layer reads a again), then below's backward from dz
+        (``backward_from_logits``). The pooling's dx, the size of a, is never formed: the step's peak memory is
+        that much lower, and one pass over it is saved."""
+        record = self._forward_record
+        if record is None or record.consumed:
+            raise LayerCallError(self._call_order_message(record))
+        dy = self._last(record.upstream(self, dy))
+        self.gradients = []
+        dz, db = K_pool2d.max_pool2d_backward_to_logits(self._x, self._y, dy, self.pool_size, self.strides,
+                                                        self._pads, below._fused, in_place=True)  # fmt: skip
+        self._release("_x", "_y")
+        return below.backward_from_logits(dz, db if below.use_bias else None)
 
 
 class AveragePooling2D(_Pool2DBase):

@@ -17,6 +17,11 @@ pixel (NumPy's max and argmax; PyTorch's max pooling gives the same NaN max but 
 NaN). TensorFlow's MaxPool kernel skips NaN instead (a window of NaNs gives -3.4e38), so a NaN input is the one
 place tinynn differs from Keras-TF here.
 
+Max pooling above a layer with a = act(z) as its output (x = a), the two backward passes as one (the layer
+below's activation gradient, act' written from a; :func:`max_pool2d_backward_to_logits`)::
+
+    dz[b,h,w,c] = act'(a[b,h,w,c]) · dx[b,h,w,c],   db[c] = Σ_{b,h,w} dz[b,h,w,c]
+
 Average ('same' divides by the number of real pixels, as TF does)::
 
     n_ij        = |R_i| · |C_j|
@@ -32,9 +37,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .bias_activation import derivative_from_output
 from .conv2d import pad_input, tap
 
-__all__ = ["avg_pool2d_backward", "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward"]
+__all__ = [
+    "avg_pool2d_backward",
+    "avg_pool2d_forward",
+    "max_pool2d_backward",
+    "max_pool2d_backward_to_logits",
+    "max_pool2d_forward",
+]
 
 _ONE = (1, 1)
 
@@ -63,6 +75,14 @@ def max_pool2d_backward(x, y, dy, pool, strides, pads):
             tap(dxp, p, q, out_hw, strides, _ONE)[...] += np.where(first, dy, 0)
             routed |= first
     return dxp[:, pt : pt + H, pl : pl + W]
+
+
+def max_pool2d_backward_to_logits(a, y, dy, pool, strides, pads, activation: str):
+    """(dz, db) for a max pooling of a = act(z), the output of the layer below: the pooling's dx, then that
+    layer's dz = act'(a) ⊙ dx (act' written from a) and db = Σ dz over every axis but the channels (in float64)."""
+    dx = max_pool2d_backward(a, y, dy, pool, strides, pads)
+    dz = derivative_from_output(a, activation) * dx
+    return dz, dz.reshape(-1, dz.shape[-1]).sum(axis=0, dtype=np.float64).astype(a.dtype)
 
 
 def _window_sizes(in_hw, pool, strides, pads, out_hw):
