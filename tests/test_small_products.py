@@ -269,3 +269,56 @@ def test_inference_loops_in_blocks_match_their_twins(kind, reverse, monkeypatch)
     blocks = run("float32")
     assert _err(blocks, ref) <= TOL["float32"]
     assert _err(blocks, [np.asarray(w, np.float64) for w in whole]) <= SAME
+
+
+@pytest.mark.parametrize("vendor, capped", [("GenuineIntel", True), ("AuthenticAMD", False), ("", False)])
+def test_small_blocks_stop_above_the_intel_cap_only(vendor, capped, monkeypatch):
+    """small_gemm_work: float32 products are cut for the small-matrix kernels up to small_blocks_up_to()
+    multiply-adds of the whole product on an Intel CPU, at any size elsewhere (and a product of unknown size is
+    cut); float64 ones never."""
+    from tinynn.kernels import cblas
+
+    monkeypatch.setattr(cblas, "small_sgemm_work", lambda: 100**3)
+    monkeypatch.setattr(cblas, "cpu_vendor", lambda: vendor)
+    cap = cblas.INTEL_SMALL_BLOCKS_UP_TO
+    assert cblas.small_blocks_up_to() == (cap if capped else 0)
+    assert cblas.small_gemm_work(np.float32, cap) == 100**3
+    assert cblas.small_gemm_work(np.float32, 0) == 100**3
+    assert cblas.small_gemm_work(np.float32, cap + 1) == (0 if capped else 100**3)
+    assert cblas.small_gemm_work(np.float64, 1) == 0
+
+
+def test_cpu_vendor_reads_proc_cpuinfo():
+    from tinynn.kernels import cblas
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            expected = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("vendor_id")), "")
+    except OSError:
+        expected = ""
+    assert cblas.cpu_vendor() == expected
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "LSTM by units", "GRU"])
+def test_inference_loops_ask_for_blocks_with_one_cores_step_product(kind, monkeypatch):
+    """The inference loops hand small_gemm_work the multiply-adds of one core's share of a step's recurrent product
+    (G·u·B over the cores, or the unit split's 4u/threads gate rows), so that the Intel cap can apply."""
+    gates, B, u = (3 if kind == "GRU" else 4), 12, 32
+    asked = []
+    real = K.cblas.small_gemm_work
+    monkeypatch.setattr(K.cblas, "small_gemm_work", lambda dtype, work=0: asked.append(work) or real(dtype, work))
+    monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
+    if kind == "LSTM by units":
+        monkeypatch.setattr(K, "_UNIT_SPLIT_UNITS", 1)
+        monkeypatch.setattr(K, "_PARALLEL_LOOP_WORK", 0)
+        monkeypatch.setattr(K, "_busy_machine", lambda threads: False)
+        monkeypatch.setattr(K, "_unit_split_paused_until", 0.0)
+        assert K._unit_threads(5, B, u) == 2
+    d = _cast(_inputs(gates, B, u), "float32")
+    tanh, sigmoid = activations.get("tanh"), activations.get("sigmoid")
+    proj = K.Projection(np.ascontiguousarray(d["x"].transpose(1, 0, 2)), d["W"], keep_gates=False, batch_major=True)
+    if kind == "GRU":
+        K.gru_forward(proj, d["b"], d["U"], d["b_rec"], None, d["mask"], d["h0"], tanh, sigmoid, True)
+    else:
+        K.lstm_forward(proj, d["b"], d["U"], None, d["mask"], d["h0"], d["c0"], tanh, sigmoid)
+    assert asked == [gates * u * u * B // 2]

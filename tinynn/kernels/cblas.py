@@ -170,10 +170,42 @@ def small_sgemm_work() -> int:
     return 100**3 if core in _SMALL_SGEMM_CORES else 0
 
 
-def small_gemm_work(dtype) -> int:
+def small_gemm_work(dtype, product_work: int = 0) -> int:
     """The limit of :func:`small_sgemm_work` for products in ``dtype``: it in float32, else 0 (none known). The
-    ``small`` of :func:`tinynn.kernels.blas.gemm_small` and the convolutions' chunks."""
-    return small_sgemm_work() if np.dtype(dtype) == np.float32 else 0
+    ``small`` of :func:`tinynn.kernels.blas.gemm_small` and the convolutions' chunks.
+
+    ``product_work``: the multiply-adds of the whole product the caller will cut into blocks (0: not known). Above
+    :func:`small_blocks_up_to` it gets 0 (one call, OpenBLAS's packed kernels)."""
+    if np.dtype(dtype) != np.float32:
+        return 0
+    cap = small_blocks_up_to()
+    return 0 if cap and product_work > cap else small_sgemm_work()
+
+
+#: On Intel's AVX-512 cores (two 512-bit FMA units per core) OpenBLAS's packed sgemm outruns its small-matrix
+#: kernels on products this large: the recurrent inference loops' per-step products at 512 units ran 1.2-1.6× faster
+#: as one call, while up to 256 units the blocks stay ahead (benchmarks/RESULTS.md). On AMD's Zen 4 (512-bit
+#: operations on 256-bit units) the blocks won at 512 units too, so no limit there.
+INTEL_SMALL_BLOCKS_UP_TO = 1 << 24
+
+
+def small_blocks_up_to() -> int:
+    """The product size (multiply-adds) up to which cutting a float32 product into small-kernel blocks pays: 0 for
+    any size, else :data:`INTEL_SMALL_BLOCKS_UP_TO` on an Intel CPU (``vendor_id`` of /proc/cpuinfo)."""
+    return INTEL_SMALL_BLOCKS_UP_TO if cpu_vendor() == "GenuineIntel" else 0
+
+
+@functools.cache
+def cpu_vendor() -> str:
+    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``, ...) from /proc/cpuinfo; "" where unknown."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def can_limit_threads() -> bool:

@@ -1120,7 +1120,7 @@ def _gru_inference_forward(proj, b_in, U, b_rec, mask, h0):
     b_rec = np.ascontiguousarray(b_rec, dtype=x.dtype)
     if b_rec.shape != (G,):
         raise ValueError(f"recurrent kernel: b_rec {b_rec.shape} does not fit U {U.shape} (expected {(G,)})")
-    sequence, small = bool(proj.sequence), cblas.small_gemm_work(x.dtype)
+    sequence, small = bool(proj.sequence), cblas.small_gemm_work(x.dtype, _step_work(G, u, B))
     _over_batch(lambda b0, b1: _gru_inference(x, reverse, W, bias, U, b_rec, mask_arr, hs, sequence, b0, b1, small),
                 hs[1:], u, 3)
     return hs, None
@@ -1144,7 +1144,7 @@ def _lstm_inference_forward(proj, b_in, U, mask, h0, c0):
         return hs, cs, None
     if u >= _UNIT_SPLIT_UNITS and warmup._in_warmup():  # a warm-up's one sample compiles the unit-split loop too
         _lstm_inference_split(x, reverse, W, bias, U, mask_arr, hs.copy(), cs.copy(), sequence, 1)
-    small = cblas.small_gemm_work(x.dtype)
+    small = cblas.small_gemm_work(x.dtype, _step_work(G, u, B))
     _over_batch(lambda b0, b1: _lstm_inference(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, b0, b1, small),
                 hs[1:], u, 4)
     return hs, cs, None
@@ -1157,6 +1157,12 @@ def _lstm_inference_forward(proj, b_in, U, mask, h0, c0):
 _UNIT_SPLIT_UNITS = 128
 _UNIT_SPLIT_ROWS = 128
 _UNIT_SPLIT_ALWAYS = 512
+
+
+def _step_work(G: int, u: int, B: int, threads: int | None = None) -> int:
+    """Multiply-adds of one core's share of an inference step's recurrent product (B rows, u by G), for
+    :func:`tinynn.kernels.cblas.small_gemm_work`."""
+    return G * u * B // max(1, num_threads() if threads is None else threads)
 
 
 def _unit_threads(T: int, B: int, u: int) -> int:
@@ -1204,7 +1210,7 @@ def _lstm_inference_split(x, reverse, W, bias, U, mask_arr, hs, cs, sequence, th
     hT[0] = hs[0].T
     progress = np.zeros((threads + 1, 8), np.int64)
     progress[threads, 0] = -1  # the stop cell: no stop
-    patience, small = UNIT_SPLIT_PATIENCE, cblas.small_gemm_work(x.dtype)
+    patience, small = UNIT_SPLIT_PATIENCE, cblas.small_gemm_work(x.dtype, _step_work(4 * u, u, B, threads))
 
     def run(me, j0, j1):
         try:
