@@ -421,9 +421,14 @@ def test_kernel_wrappers_reject_inconsistent_shapes():
 
 # --------------------------------------------------------------------------- pooling
 @st.composite
-def pool_geometry(draw):
+def pool_geometry(draw, disjoint: bool = False):
+    """Any legal pooling geometry (pool 1-4, strides 1-3), or with ``disjoint`` one whose windows do not overlap
+    (strides equal to the pool or one more: gaps between windows); both paddings, odd sizes."""
     PH, PW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    SH, SW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    if disjoint:
+        SH, SW = PH + draw(st.integers(0, 1)), PW + draw(st.integers(0, 1))
+    else:
+        SH, SW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     padding = draw(st.sampled_from(["valid", "same"]))
     H, W = _axis(draw, PH, 1, padding), _axis(draw, PW, 1, padding)
     pt, Ho = rc.conv_output_size(H, PH, SH, 1, padding)
@@ -461,24 +466,10 @@ def test_pool2d_kernels_match_reference(g, threads):
     assert np.isclose(dx.sum(), dy.sum(), rtol=1e-12, atol=1e-12)
 
 
-@st.composite
-def disjoint_pool_geometry(draw):
-    """A max pooling whose windows do not overlap (strides >= pool; equal or with gaps), both paddings, odd sizes."""
-    PH, PW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    SH, SW = PH + draw(st.integers(0, 1)), PW + draw(st.integers(0, 1))
-    padding = draw(st.sampled_from(["valid", "same"]))
-    H, W = _axis(draw, PH, 1, padding), _axis(draw, PW, 1, padding)
-    pt, Ho = rc.conv_output_size(H, PH, SH, 1, padding)
-    pl, Wo = rc.conv_output_size(W, PW, SW, 1, padding)
-    return dict(B=draw(st.integers(1, 3)), H=H, W=W, C=draw(st.integers(1, 4)), pool=(PH, PW), s=(SH, SW),
-                pads=(pt, pl), out=(Ho, Wo), values=draw(st.sampled_from(["normal", "ties", "nans"])),
-                seed=draw(st.integers(0, 2**16)))  # fmt: skip
-
-
 ACTIVATIONS = ("linear", "tanh", "sigmoid", "relu", "hard_sigmoid")
 
 
-@given(g=disjoint_pool_geometry(), activation=st.sampled_from(ACTIVATIONS), dtype=st.sampled_from(["f8", "f4"]),
+@given(g=pool_geometry(disjoint=True), activation=st.sampled_from(ACTIVATIONS), dtype=st.sampled_from(["f8", "f4"]),
        in_place=st.booleans(), threads=st.sampled_from([1, 2]))  # fmt: skip
 @example(g=dict(B=2, H=5, W=7, C=3, pool=(2, 2), s=(2, 2), pads=(0, 0), out=(2, 3), values="ties", seed=1),
          activation="relu", dtype="f4", in_place=True, threads=2)  # fmt: skip

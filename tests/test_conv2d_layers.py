@@ -648,3 +648,19 @@ def test_the_one_pass_pair_runs_only_where_nothing_else_reads_the_conv_output(mo
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-14)
     for g, g_ref in zip(grads, grads_ref, strict=True):
         np.testing.assert_allclose(g, g_ref, rtol=1e-12, atol=1e-14)
+
+
+def test_the_one_pass_pair_checks_dy_and_the_call_order_as_backward_does():
+    """MaxPooling2D.backward_through takes the protocol's checks of a backward before any kernel runs: a dy of
+    another shape is refused naming the pooling, and a second backward after the pair consumed the forward asks for
+    a new forward."""
+    f64 = {"dtype": "float64"}
+    net = _pair_model(layers.Conv2D(4, 3, activation="relu", **f64), layers.MaxPooling2D(**f64), (8, 8, 3))
+    conv, pool = net.layers[0], net.layers[1]
+    net.forward(np.random.default_rng(14).normal(size=(2, 8, 8, 3)), training=True)
+    assert pool.fuses_backward_with(conv)
+    with pytest.raises(ValueError, match=f"{pool.name}.*backward expects.*shape"):
+        pool.backward_through(np.ones((2, 4, 4, 4)), conv)
+    pool.backward_through(np.ones((2, 3, 3, 4)), conv)
+    with pytest.raises(ValueError, match="already called after the last forward"):
+        pool.backward_through(np.ones((2, 3, 3, 4)), conv)

@@ -179,17 +179,21 @@ class _wait:
         config.set_compile(self.previous)
 
 
-def test_the_compiling_process_fills_the_cache(tmp_path):
-    """The other process's side: a kernel spec compiled there lands in numba's cache folder."""
-    from tinynn.kernels import embedding
-
-    args = (np.zeros((2, 3)), np.zeros(0, np.int64), np.zeros((0, 3)))
-    spec = ("kernel", "tinynn.kernels.embedding", "_scatter_add", args)
-    root = str(pathlib.Path(embedding.__file__).resolve().parents[2])
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": root, "TINYNN_COMPILE": "wait"}
+def _serve_in_another_process(spec, cache) -> None:
+    """Run the compiling process's loop (``warmup._serve``) on ``spec`` in a fresh interpreter whose numba cache
+    folder is ``cache``."""
+    root = str(pathlib.Path(warmup.__file__).resolve().parents[2])
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": root, "TINYNN_COMPILE": "wait"}
     done = subprocess.run([sys.executable, "-c", "from tinynn.kernels import warmup; warmup._serve()"],
                           input=pickle.dumps([spec]), env=env, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_compiling_process_fills_the_cache(tmp_path):
+    """The other process's side: a kernel spec compiled there lands in numba's cache folder."""
+    args = (np.zeros((2, 3)), np.zeros(0, np.int64), np.zeros((0, 3)))
+    spec = ("kernel", "tinynn.kernels.embedding", "_scatter_add", args)
+    _serve_in_another_process(spec, tmp_path)
     assert any("_scatter_add" in p.name for p in tmp_path.rglob("*.nbi"))
 
 
@@ -197,15 +201,9 @@ def test_a_layer_warm_up_also_fills_the_cache_with_the_pools_busy_wait_kernels(t
     """A warm-up runs every kernel on its own thread, never waiting on the pool; it compiles the pool's busy-wait
     kernels too, so that a first run whose steps all ran on the NumPy twins leaves them in the cache (else the next
     run would compile them during its first steps)."""
-    from tinynn.kernels import embedding
-
     xs = np.random.default_rng(0).normal(size=(1, 5)).astype(np.float32)
     spec = ("layer", "Dense", layers.Dense(3).get_config(), xs, None, True)
-    root = str(pathlib.Path(embedding.__file__).resolve().parents[2])
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": root, "TINYNN_COMPILE": "wait"}
-    done = subprocess.run([sys.executable, "-c", "from tinynn.kernels import warmup; warmup._serve()"],
-                          input=pickle.dumps([spec]), env=env, capture_output=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    _serve_in_another_process(spec, tmp_path)
     cached = {p.name.split("-")[0] for p in tmp_path.rglob("*.nbi")}
     assert {"spinwait.spin_while_equal", "spinwait.set_then_spin"} <= cached, cached
 
@@ -214,17 +212,11 @@ def test_a_max_pooling_warm_up_also_compiles_the_kernel_it_shares_with_the_conv_
     """MaxPooling2D.backward_through's kernel runs when the pooling and the conv below it are both fast, which no
     single layer's warm-up would reach: the pooling's warm-up compiles it (``warm_up_also``), with the numba types
     of the real call (the ones ``backward_to_logits_ready`` asks about), so a first run leaves it in the cache."""
-    import numba
-
     from tinynn.kernels import pooling2d
 
     xs = np.random.default_rng(0).normal(size=(1, 6, 6, 3)).astype(np.float32)
     spec = ("layer", "MaxPooling2D", layers.MaxPooling2D(2).get_config(), xs, None, True)
-    root = str(pathlib.Path(pooling2d.__file__).resolve().parents[2])
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": root, "TINYNN_COMPILE": "wait"}
-    done = subprocess.run([sys.executable, "-c", "from tinynn.kernels import warmup; warmup._serve()"],
-                          input=pickle.dumps([spec]), env=env, capture_output=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    _serve_in_another_process(spec, tmp_path)
     assert any(p.name.startswith("pooling2d._max_bwd_disjoint_act") for p in tmp_path.rglob("*.nbi"))
     samples = {tuple(map(numba.typeof, pooling2d._backward_to_logits_sample(d))) for d in (np.float32, np.float64)}
     for dtype in (np.float32, np.float64):

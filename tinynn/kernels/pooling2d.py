@@ -269,6 +269,12 @@ def max_pool2d_forward(x, pool, strides, pads, out_hw) -> np.ndarray:
     return _run(_max_fwd, x.shape[0], x.size, ((x,), _geometry_args(pool, strides, pads), y))
 
 
+def disjoint_windows(pool, strides) -> bool:
+    """Whether no two pooling windows overlap (strides >= pool along both axes): every pixel is in one window at
+    most, which the one-pass backward kernels need."""
+    return strides[0] >= pool[0] and strides[1] >= pool[1]
+
+
 def max_pool2d_backward(x, y, dy, pool, strides, pads) -> np.ndarray:
     """dx (B, H, W, C): each window's dy at its first maximal pixel (row-major)."""
     if y.shape != dy.shape or y.ndim != 4 or x.ndim != 4 or x.shape[0] != y.shape[0] or x.shape[3] != y.shape[3]:
@@ -276,7 +282,7 @@ def max_pool2d_backward(x, y, dy, pool, strides, pads) -> np.ndarray:
     _check(x.shape[1:3], pool, strides, pads, y.shape[1:3])
     x, y, dy = (np.ascontiguousarray(a, dtype=x.dtype) for a in (x, y, dy))
     dx = np.empty(x.shape, dtype=x.dtype)
-    kernel = _max_bwd_disjoint if strides[0] >= pool[0] and strides[1] >= pool[1] else _max_bwd
+    kernel = _max_bwd_disjoint if disjoint_windows(pool, strides) else _max_bwd
     return _run(kernel, x.shape[0], x.size, ((x, y, dy), _geometry_args(pool, strides, pads), dx))
 
 
@@ -289,7 +295,7 @@ def max_pool2d_backward_to_logits(a, y, dy, pool, strides, pads, code: int,
     if y.shape != dy.shape or y.ndim != 4 or a.ndim != 4 or a.shape[0] != y.shape[0] or a.shape[3] != y.shape[3]:
         raise ValueError(f"max_pool2d_backward_to_logits: a {a.shape}, y {y.shape} and dy {dy.shape} do not fit")
     _check(a.shape[1:3], pool, strides, pads, y.shape[1:3])
-    if strides[0] < pool[0] or strides[1] < pool[1]:
+    if not disjoint_windows(pool, strides):
         raise ValueError(f"max_pool2d_backward_to_logits: windows overlap (pool {tuple(pool)}, strides "
                          f"{tuple(strides)}); it needs strides >= pool")
     if in_place and not (a.flags.c_contiguous and a.flags.writeable):

@@ -243,10 +243,7 @@ def _checked_backward(fn):
     def backward(self, dy, *args, **kwargs):
         if self._in_backward:
             return fn(self, dy, *args, **kwargs)
-        record = self._forward_record
-        if record is None or record.consumed:
-            raise LayerCallError(self._call_order_message(record))
-        dy = record.upstream(self, dy)
+        record, dy = self._checked_upstream(dy)
         self._in_backward = True
         try:
             dx = fn(self, dy, *args, **kwargs)
@@ -552,6 +549,14 @@ class Layer:
         """Called by a backward that used up its forward's cache: a further backward needs a new forward."""
         if self._forward_record is not None:
             self._forward_record.consumed = True
+
+    def _checked_upstream(self, dy) -> tuple[_ForwardRecord, object]:
+        """(the last forward's record, dy as the backward expects it): the protocol's checks before a backward (a
+        forward to run it from, not yet consumed; dy of the output's shape and dtype)."""
+        record = self._forward_record
+        if record is None or record.consumed:
+            raise LayerCallError(self._call_order_message(record))
+        return record, record.upstream(self, dy)
 
     def _call_order_message(self, record: _ForwardRecord | None) -> str:
         if record is None:

@@ -32,7 +32,7 @@ from ..kernels.reference import conv2d as R_conv2d
 from ..kernels.reference import pooling2d as R_pool2d
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int_tuple
-from .base import InputSpec, LayerCallError, format_shape
+from .base import InputSpec, format_shape
 from .conv2d import ImageLayer, _Conv2DBase
 from .pooling import BroadcastGradient
 
@@ -137,13 +137,13 @@ class MaxPooling2D(_Pool2DBase):
         return (isinstance(below, _Conv2DBase) and below._fused is not None and not below._reference
                 and not self._reference and self._x is not None and self._x is getattr(below, "_y", None)
                 and self.data_format == "channels_last" and below.data_format == "channels_last"
-                and self.strides[0] >= self.pool_size[0] and self.strides[1] >= self.pool_size[1]
+                and K_pool2d.disjoint_windows(self.pool_size, self.strides)
                 and K_pool2d.backward_to_logits_ready(self._x.dtype))  # fmt: skip
 
     def warm_up_also(self) -> None:
         """In a warm-up (:mod:`tinynn.kernels.warmup`), after the training forward: compile the kernel of
         :meth:`backward_through` too (the activation code is an argument: one compile serves them all)."""
-        if not self._reference and self.strides[0] >= self.pool_size[0] and self.strides[1] >= self.pool_size[1]:
+        if not self._reference and K_pool2d.disjoint_windows(self.pool_size, self.strides):
             K_pool2d.max_pool2d_backward_to_logits(self._x.copy(), self._y, np.ones_like(self._y), self.pool_size,
                                                    self.strides, self._pads, 0, in_place=True)  # fmt: skip
 
@@ -156,10 +156,7 @@ class MaxPooling2D(_Pool2DBase):
         in one pass over a that writes dz over a (neither layer reads a again), then below's backward from dz
         (``backward_from_logits``). The pooling's dx, the size of a, is never formed: the step's peak memory is
         that much lower, and one pass over it is saved."""
-        record = self._forward_record
-        if record is None or record.consumed:
-            raise LayerCallError(self._call_order_message(record))
-        dy = self._last(record.upstream(self, dy))
+        dy = self._last(self._checked_upstream(dy)[1])
         self.gradients = []
         dz, db = K_pool2d.max_pool2d_backward_to_logits(self._x, self._y, dy, self.pool_size, self.strides,
                                                         self._pads, below._fused, in_place=True)  # fmt: skip
