@@ -43,7 +43,7 @@ import numpy as np
 from .. import config
 from . import blas, cblas, parallel, warmup, winograd, winograd_width
 from .bias_activation import activation_gradient_broadcast_rows, activation_gradient_rows, bias_activation_rows
-from .fastmath import RELU, activate_row, relu_fast
+from .fastmath import LINEAR, RELU, activate_row
 from .jitcache import load_without_refresh
 from .layout import split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share, share_batch
@@ -418,44 +418,56 @@ def conv2d_forward(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=N
 def _pool_rows(z, bias, code, r0, Ho, Wo, b0, sums):  # pragma: no cover - compiled
     """sums[b - b0] += Σ_n act(z[n] + bias) (float64) over the pixels n of z (R·Wo, F): the output rows
     r0 .. r0+R-1 (row r = b·Ho + i: a chunk may cross into the next image). code < 0: z as it is (no bias, no
-    activation). z is left as act(z + bias) except for ReLU (then as it was).
+    activation). z is left as act(z + bias) for the activations other than linear and ReLU (else as it was).
 
     The pixels go image by image: those of image b are n < ((b + 1)·Ho - r0)·Wo, two divisions per image rather
-    than per pixel (with few channels they cost more than the pixel's own sums). Four pixels at a time are added
-    to sums[b - b0] as (a₀ + a₁) + (a₂ + a₃) (float64): one load and store of the sums per four pixels."""
+    than per pixel (with few channels they cost more than the pixel's own sums). Each image's pixels are summed by
+    one loop of their own (:func:`_add_rows`): with the choice of activation inside the pixel loop LLVM did not
+    vectorise the sums over the channels (3-4× slower, benchmarks/RESULTS.md)."""
     N, F = z.shape
+    unbiased = np.zeros(F, z.dtype)
+    floor = z.dtype.type(0) if code == RELU else z.dtype.type(-np.inf)  # max(v, -inf) = v, NaN stays NaN
     n = 0
     while n < N:
         b = (r0 + n // Wo) // Ho
         s, end = sums[b - b0], min(N, ((b + 1) * Ho - r0) * Wo)
-        if code >= 0 and code != RELU:
-            for m in range(n, end):
-                zn = z[m]
-                for f in range(F):
-                    zn[f] += bias[f]
-                activate_row(zn, code)
-        m = n
-        while m + 4 <= end:
-            z0, z1, z2, z3 = z[m], z[m + 1], z[m + 2], z[m + 3]
-            if code == RELU:  # vectorised selects and adds
-                for f in range(F):
-                    c = bias[f]
-                    s[f] += ((np.float64(relu_fast(z0[f] + c)) + np.float64(relu_fast(z1[f] + c)))
-                             + (np.float64(relu_fast(z2[f] + c)) + np.float64(relu_fast(z3[f] + c))))
-            else:
-                for f in range(F):
-                    s[f] += (np.float64(z0[f]) + np.float64(z1[f])) + (np.float64(z2[f]) + np.float64(z3[f]))
-            m += 4
-        for rest in range(m, end):
-            zn = z[rest]
-            if code == RELU:
-                for f in range(F):
-                    s[f] += relu_fast(zn[f] + bias[f])
-            else:
-                for f in range(F):
-                    s[f] += zn[f]
+        if code == RELU or code == LINEAR:
+            _add_rows(z, bias, floor, n, end, s)
+        else:
+            if code >= 0:
+                for m in range(n, end):
+                    zn = z[m]
+                    for f in range(F):
+                        zn[f] += bias[f]
+                    activate_row(zn, code)
+            _add_rows(z, unbiased, floor, n, end, s)
         n = end
     return sums
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _add_rows(z, bias, floor, n, end, s):  # pragma: no cover - compiled
+    """s += Σ_{m = n .. end-1} max(z[m] + bias, floor) (float64; z + bias in z's dtype; floor 0: ReLU, -inf: none),
+    four rows at a time as (a₀ + a₁) + (a₂ + a₃): one load and store of s per four rows (vectorised selects and
+    adds)."""
+    F = z.shape[1]
+    m = n
+    while m + 4 <= end:
+        z0, z1, z2, z3 = z[m], z[m + 1], z[m + 2], z[m + 3]
+        for f in range(F):
+            c = bias[f]
+            a0, a1, a2, a3 = z0[f] + c, z1[f] + c, z2[f] + c, z3[f] + c
+            a0 = floor if a0 < floor else a0
+            a1 = floor if a1 < floor else a1
+            a2 = floor if a2 < floor else a2
+            a3 = floor if a3 < floor else a3
+            s[f] += (np.float64(a0) + np.float64(a1)) + (np.float64(a2) + np.float64(a3))
+        m += 4
+    for rest in range(m, end):
+        zn = z[rest]
+        for f in range(F):
+            a = zn[f] + bias[f]
+            s[f] += floor if a < floor else a
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)

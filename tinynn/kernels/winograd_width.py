@@ -28,7 +28,7 @@ import numpy as np
 
 from . import blas, warmup
 from .bias_activation import bias_activation_rows
-from .fastmath import RELU, activate_row, relu_fast
+from .fastmath import LINEAR, RELU, activate_row
 from .jitcache import load_without_refresh
 from .parallel import kernel_scope
 from .parallel import scratch as _scratch
@@ -159,41 +159,60 @@ def _check(x: np.ndarray, Wk: np.ndarray, pads, out_hw, who: str) -> None:
 def _output_pooled(M, r0, r1, Ho, Wo, bias, code, b0, sums, pair):  # pragma: no cover - compiled
     """sums[b - b0] += act((Aᵀ m_t)[m] + bias) (float64) for both pixels m of every pair of the output rows
     r0 .. r1 - 1 (row r = b·Ho + i: image b; the column past Wo left out; code < 0: Aᵀ m_t as it is). ``pair``: a
-    (2, F) scratch. The output rows never reach memory: each pair's two pixels go straight into the sums."""
+    (2, F) scratch. The output rows never reach memory: each pair's two pixels go straight into the sums. Linear,
+    ReLU and no activation run a loop of their own (:func:`_add_pairs`): with the choice of activation inside the
+    pair loop LLVM did not vectorise the sums over the filters (benchmarks/RESULTS.md)."""
     _, n, F = M.shape
     TW = n // (r1 - r0)
+    if code < 0 or code == LINEAR or code == RELU:
+        floor = M.dtype.type(0) if code == RELU else M.dtype.type(-np.inf)  # max(v, -inf) = v, NaN stays NaN
+        _add_pairs(M, r0, r1, Ho, Wo, bias if code >= 0 else np.zeros(F, M.dtype), floor, b0, sums)
+        return sums
+    p0, p1 = pair[0], pair[1]
     o = 0
     for r in range(r0, r1):
         s = sums[r // Ho - b0]
         for j in range(TW):
             m0, m1, m2, m3 = M[0, o], M[1, o], M[2, o], M[3, o]
-            both = 2 * j + 1 < Wo
             o += 1
-            if code == RELU:  # vectorised selects and adds
-                if both:
-                    for f in range(F):
-                        c = bias[f]
-                        s[f] += (np.float64(relu_fast(m0[f] + m1[f] + m2[f] + c))
-                                 + np.float64(relu_fast(m1[f] - m2[f] - m3[f] + c)))
-                else:
-                    for f in range(F):
-                        s[f] += relu_fast(m0[f] + m1[f] + m2[f] + bias[f])
-                continue
-            p0, p1 = pair[0], pair[1]
             for f in range(F):
-                p0[f], p1[f] = m0[f] + m1[f] + m2[f], m1[f] - m2[f] - m3[f]
-            if code >= 0:
-                for f in range(F):
-                    p0[f] += bias[f]
-                    p1[f] += bias[f]
-                activate_row(p0, code)
-                activate_row(p1, code)
-            if both:
+                p0[f], p1[f] = m0[f] + m1[f] + m2[f] + bias[f], m1[f] - m2[f] - m3[f] + bias[f]
+            activate_row(p0, code)
+            activate_row(p1, code)
+            if 2 * j + 1 < Wo:
                 for f in range(F):
                     s[f] += np.float64(p0[f]) + np.float64(p1[f])
             else:
                 for f in range(F):
                     s[f] += p0[f]
+    return sums
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _add_pairs(M, r0, r1, Ho, Wo, bias, floor, b0, sums):  # pragma: no cover - compiled
+    """:func:`_output_pooled` for act(v) = max(v, floor) (floor 0: ReLU; -inf: linear, and with a zero bias no
+    activation): the full pairs of a row in one loop, the row's last pair, when Wo is odd, with its first pixel
+    only."""
+    _, n, F = M.shape
+    TW = n // (r1 - r0)
+    full = Wo // 2
+    o = 0
+    for r in range(r0, r1):
+        s = sums[r // Ho - b0]
+        for j in range(full):
+            m0, m1, m2, m3 = M[0, o + j], M[1, o + j], M[2, o + j], M[3, o + j]
+            for f in range(F):
+                c = bias[f]
+                a0, a1 = m0[f] + m1[f] + m2[f] + c, m1[f] - m2[f] - m3[f] + c
+                a0 = floor if a0 < floor else a0
+                a1 = floor if a1 < floor else a1
+                s[f] += np.float64(a0) + np.float64(a1)
+        if full < TW:
+            m0, m1, m2 = M[0, o + full], M[1, o + full], M[2, o + full]
+            for f in range(F):
+                a0 = m0[f] + m1[f] + m2[f] + bias[f]
+                s[f] += floor if a0 < floor else a0
+        o += TW
     return sums
 
 

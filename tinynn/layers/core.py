@@ -8,6 +8,7 @@ from .. import activations, config, graph
 from .. import initializers as _init
 from ..kernels import bias_activation as K_bias_act
 from ..kernels import blas as K_blas
+from ..kernels import softmax as K_softmax
 from ..kernels import warmup
 from ..kernels.fastmath import LINEAR, RELU, activation_code
 from ..kernels.parallel import kernel_entry, kernel_scope
@@ -89,10 +90,14 @@ class Dense(Layer):
         bias = self.bias if self.use_bias else None
         self._x, self._xw, self._b = x, None, None
         if not self._fast:
-            self._z, self._y = dense_forward(x, self.kernel, bias, self.activation)
+            self._z, self._y = dense_forward(x, self.kernel, bias, self._activate)
             return self._y
         with kernel_scope():
             return self._fast_forward(x, bias)
+
+    def _activate(self, z):
+        """act(z); a softmax over short rows by its kernel (:func:`tinynn.kernels.softmax.apply`)."""
+        return K_softmax.apply(self.activation, z)
 
     def _fused_code(self):
         """The activation code the fused bias+activation kernel runs for this layer: linear and relu only, which
@@ -110,7 +115,7 @@ class Dense(Layer):
             if bias is not None:
                 xw += bias
             self._z = xw.reshape(*x.shape[:-1], self.units)
-            self._y = self.activation(self._z)
+            self._y = self._activate(self._z)
             return self._y
         # y = act(x W + b), each block of rows right after its product (still in cache); z = x W + b is formed
         # only if the logits are asked for
@@ -206,7 +211,7 @@ class Activation(Layer):
         self.activation = activations.get(activation)
 
     def forward(self, x, training=False, mask=None):
-        self._x, self._y = x, self.activation(x)
+        self._x, self._y = x, K_softmax.apply(self.activation, x)
         return self._y
 
     def backward(self, dy):
