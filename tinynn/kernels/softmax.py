@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import activations, config
 from . import warmup
+from .jitcache import load_without_refresh
 
 __all__ = ["MAX_ROW", "apply", "ready", "softmax"]
 
@@ -106,3 +107,6 @@ def apply(activation, z: np.ndarray) -> np.ndarray:
             and config.kernel_mode() == "fast" and ready(z.dtype)):  # fmt: skip
         return _softmax_rows(z)
     return activation(z)
+
+
+load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)
