@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from product_operands import operands_on_views
 
 from tinynn import activations
-from tinynn.kernels import blas
+from tinynn.kernels import blas, parallel
 from tinynn.kernels import recurrent as K
 from tinynn.kernels.reference import recurrent as R
 
@@ -299,11 +299,13 @@ def test_cpu_vendor_reads_proc_cpuinfo():
     assert cblas.cpu_vendor() == expected
 
 
-@pytest.mark.parametrize("kind", ["LSTM", "LSTM by units", "GRU"])
+@pytest.mark.parametrize("kind", ["LSTM", "LSTM by units", "GRU", "LSTM in a piece", "GRU in a piece"])
 def test_inference_loops_ask_for_blocks_with_one_cores_step_product(kind, monkeypatch):
     """The inference loops hand small_gemm_work the multiply-adds of one core's share of a step's recurrent product
-    (G·u·B over the cores, or the unit split's 4u/threads gate rows), so that the Intel cap can apply."""
-    gates, B, u = (3 if kind == "GRU" else 4), 12, 32
+    (G·u·B over the cores, or the unit split's 4u/threads gate rows; inside a parallel piece, as a Bidirectional's
+    directions run, the whole G·u·B: the loop runs on that core alone), so that the Intel cap can apply."""
+    gates, B, u = (3 if kind.startswith("GRU") else 4), 12, 32
+    in_piece = kind.endswith("in a piece")
     asked = []
     real = K.cblas.small_gemm_work
     monkeypatch.setattr(K.cblas, "small_gemm_work", lambda dtype, work=0: asked.append(work) or real(dtype, work))
@@ -317,8 +319,14 @@ def test_inference_loops_ask_for_blocks_with_one_cores_step_product(kind, monkey
     d = _cast(_inputs(gates, B, u), "float32")
     tanh, sigmoid = activations.get("tanh"), activations.get("sigmoid")
     proj = K.Projection(np.ascontiguousarray(d["x"].transpose(1, 0, 2)), d["W"], keep_gates=False, batch_major=True)
-    if kind == "GRU":
-        K.gru_forward(proj, d["b"], d["U"], d["b_rec"], None, d["mask"], d["h0"], tanh, sigmoid, True)
+
+    def forward():
+        if kind.startswith("GRU"):
+            return K.gru_forward(proj, d["b"], d["U"], d["b_rec"], None, d["mask"], d["h0"], tanh, sigmoid, True)
+        return K.lstm_forward(proj, d["b"], d["U"], None, d["mask"], d["h0"], d["c0"], tanh, sigmoid)
+
+    if in_piece:  # as Bidirectional runs its two directions: each a piece of run_parallel
+        parallel.run_parallel(forward, lambda: None)
     else:
-        K.lstm_forward(proj, d["b"], d["U"], None, d["mask"], d["h0"], d["c0"], tanh, sigmoid)
-    assert asked == [gates * u * u * B // 2]
+        forward()
+    assert asked == [gates * u * u * B // (1 if in_piece else 2)]

@@ -1161,8 +1161,11 @@ _UNIT_SPLIT_ALWAYS = 512
 
 def _step_work(G: int, u: int, B: int, threads: int | None = None) -> int:
     """Multiply-adds of one core's share of an inference step's recurrent product (B rows, u by G), for
-    :func:`tinynn.kernels.cblas.small_gemm_work`."""
-    return G * u * B // max(1, num_threads() if threads is None else threads)
+    :func:`tinynn.kernels.cblas.small_gemm_work`. ``threads`` None: the batch pieces' count, one inside a parallel
+    piece (a Bidirectional's direction: the loop runs whole on its core, :func:`_over_batch`)."""
+    if threads is None:
+        threads = 1 if in_piece() else num_threads()
+    return G * u * B // max(1, threads)
 
 
 def _unit_threads(T: int, B: int, u: int) -> int:
