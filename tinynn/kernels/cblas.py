@@ -184,8 +184,8 @@ def small_gemm_work(dtype, product_work: int = 0) -> int:
 
 #: On Intel's AVX-512 cores (two 512-bit FMA units per core) OpenBLAS's packed sgemm outruns its small-matrix
 #: kernels on products larger than this: the recurrent inference loops' per-step products at 512 units ran 1.2-1.6×
-#: faster as one call, and one core's 2²⁴ (LSTM(256) on 128 rows, or on 64 as a Bidirectional's direction)
-#: 1.1-1.3×, while up to 2²³ the blocks stay ahead or even (benchmarks/RESULTS.md). On AMD's Zen 4 (512-bit
+#: faster as one call, and so did one core's 2²⁴ (LSTM(256) on 128 rows, or on 64 as a Bidirectional's direction),
+#: while up to 2²³ the blocks stay ahead or even (benchmarks/RESULTS.md). On AMD's Zen 4 (512-bit
 #: operations on 256-bit units) the blocks won at 512 units too, so no limit there.
 INTEL_SMALL_BLOCKS_UP_TO = 1 << 23
 

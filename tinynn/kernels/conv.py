@@ -212,8 +212,7 @@ def shift_add_rows(Zu, rows, s, d, pl, l_out, out=None):
 def _shift_add_rows(Zu, rows, s, d, pl, z):  # pragma: no cover - compiled
     """Output step by output step, its taps summed in a small buffer from +0 in the order k = 0, 1, … and stored
     in z (the rows of Zu are scattered: their reads, not the sums, take the time). Zu (C-contiguous) is read
-    through its flat view: a view ``Zu[u, k]`` per tap made the pass 2.2× slower, 4× when Zu fits the cache
-    (benchmarks/RESULTS.md)."""
+    through its flat view: a view ``Zu[u, k]`` per tap made the pass several times slower (benchmarks/RESULTS.md)."""
     B, L = rows.shape
     K, F = Zu.shape[1], Zu.shape[2]
     l_out = z.shape[1]

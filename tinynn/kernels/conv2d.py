@@ -423,7 +423,7 @@ def _pool_rows(z, bias, code, r0, Ho, Wo, b0, sums):  # pragma: no cover - compi
     The pixels go image by image: those of image b are n < ((b + 1)·Ho - r0)·Wo, two divisions per image rather
     than per pixel (with few channels they cost more than the pixel's own sums). Each image's pixels are summed by
     one loop of their own (:func:`_add_rows`): with the choice of activation inside the pixel loop LLVM did not
-    vectorise the sums over the channels (3-4× slower, benchmarks/RESULTS.md)."""
+    vectorise the sums over the channels (benchmarks/RESULTS.md)."""
     N, F = z.shape
     unbiased = np.zeros(F, z.dtype)
     floor = z.dtype.type(0) if code == RELU else z.dtype.type(-np.inf)  # max(v, -inf) = v, NaN stays NaN

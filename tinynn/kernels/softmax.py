@@ -5,9 +5,10 @@ Symbols: z (N, n) the rows (any leading axes flattened), y (N, n)::
     m_i = max_j z_ij        e_ij = exp(z_ij - m_i)        y_ij = e_ij / Σ_j e_ij
 
 NumPy's version (:func:`tinynn.activations.softmax`, the NumPy twin; ``tests/test_softmax.py`` compares the two)
-reduces along the last axis twice, and NumPy's reductions over short rows cost ~50 ns per row (a (128, 10) batch:
-8 µs for the max alone, a third of a small classifier's predict). Here the max and the shift are one numba pass,
-``exp`` NumPy's own (vectorised) over the whole array, and the sums and the division a second numba pass.
+reduces along the last axis twice, and NumPy's reductions over short rows pay a fixed cost per row that outweighs
+a short row's own work (a third of a small classifier's predict, benchmarks/RESULTS.md). Here the max and the
+shift are one numba pass, ``exp`` NumPy's own (vectorised) over the whole array, and the sums and the division a
+second numba pass.
 
 The max propagates NaN as NumPy's does (a row with a NaN is all NaN); a row of -inf gives NaN (-inf - -inf), as in
 NumPy. Each row's sum is added left to right in the dtype, where NumPy adds pairwise: the results agree to a few
@@ -26,7 +27,7 @@ from .jitcache import load_without_refresh
 __all__ = ["MAX_ROW", "apply", "ready", "softmax"]
 
 #: The longest rows this module takes; longer ones run NumPy's softmax (its reductions along a long row are
-#: vectorised, these loops are not: at 1,000 columns NumPy was 1.7× faster, benchmarks/RESULTS.md).
+#: vectorised, these loops are not: at 1,000 columns NumPy was the faster, benchmarks/RESULTS.md).
 MAX_ROW = 64
 
 
