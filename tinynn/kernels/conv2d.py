@@ -40,7 +40,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .. import config
 from . import blas, cblas, parallel, warmup, winograd, winograd_width
 from .bias_activation import activation_gradient_broadcast_rows, activation_gradient_rows, bias_activation_rows
 from .fastmath import LINEAR, RELU, activate_row
@@ -624,15 +623,7 @@ def forward_pooled_ready(dtype) -> bool:
     is compiled (or loaded) in the background and False is returned meanwhile
     (:func:`tinynn.kernels.warmup.kernel_ready`; always True in "wait" compile mode). For the layers that run
     their inference as a pooled 1-D convolution (Conv1D)."""
-    d = np.dtype(dtype)
-    if d in _pooled_ready:
-        return True
-    if config.compile_mode() == "wait" or warmup._in_warmup():  # (those say yes without looking)
-        return True
-    ready = warmup.kernel_ready(_forward_rows, *_forward_rows_sample(d))
-    if ready:
-        _pooled_ready.add(d)  # compiled code never goes away; keying 22 sample arguments cost ~12 µs per predict
-    return ready
+    return warmup.kernels_ready(_pooled_ready, dtype, lambda d: [(_forward_rows, _forward_rows_sample(d))])
 
 
 _pooled_ready: set = set()  # dtypes forward_pooled_ready found compiled

@@ -25,7 +25,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .. import config
 from . import warmup
 from .fastmath import RELU, derivative_row
 from .jitcache import load_without_refresh
@@ -319,13 +318,8 @@ def backward_to_logits_ready(dtype) -> bool:
     """Whether :func:`max_pool2d_backward_to_logits`'s numba kernel is compiled for ``dtype``; if not, it is compiled
     (or loaded) in the background and False is returned meanwhile (:func:`tinynn.kernels.warmup.kernel_ready`;
     always True in "wait" compile mode). A MaxPooling2D's warm-up compiles it (``warm_up_also``)."""
-    d = np.dtype(dtype)
-    if d in _to_logits_ready:
-        return True
-    ready = warmup.kernel_ready(_max_bwd_disjoint_act, *_backward_to_logits_sample(d))
-    if ready and config.compile_mode() != "wait" and not warmup._in_warmup():
-        _to_logits_ready.add(d)  # compiled code never goes away
-    return ready
+    return warmup.kernels_ready(_to_logits_ready, dtype,
+                                lambda d: [(_max_bwd_disjoint_act, _backward_to_logits_sample(d))])
 
 
 _to_logits_ready: set = set()  # dtypes backward_to_logits_ready found compiled

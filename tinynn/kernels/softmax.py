@@ -89,16 +89,13 @@ _ready: set = set()  # dtypes whose two kernels are compiled
 def ready(dtype) -> bool:
     """Whether both kernels are compiled for ``dtype``; if not, they are compiled (or loaded) in the background and
     False is returned meanwhile (:func:`tinynn.kernels.warmup.kernel_ready`; always True in "wait" compile mode)."""
-    d = np.dtype(dtype)
-    if d in _ready:
-        return True
-    if config.compile_mode() == "wait" or warmup._in_warmup():  # (those say yes without looking)
-        return True
-    m = np.empty((1, 1), d)
-    if warmup.kernel_ready(_shift_by_row_max, m, m) and warmup.kernel_ready(_divide_by_row_sum, m):
-        _ready.add(d)  # compiled code never goes away
-        return True
-    return False
+    return warmup.kernels_ready(_ready, dtype, _samples)
+
+
+def _samples(dtype) -> list:
+    """The kernels with arguments of the numba types :func:`apply` passes for ``dtype``."""
+    m = np.empty((1, 1), dtype)
+    return [(_shift_by_row_max, (m, m)), (_divide_by_row_sum, (m,))]
 
 
 def apply(activation, z: np.ndarray) -> np.ndarray:

@@ -396,6 +396,23 @@ def kernel_ready(dispatcher, *args) -> bool:
     return task.finished or _wait_while_loading(task)
 
 
+def kernels_ready(known: set, dtype, samples) -> bool:
+    """Whether every numba kernel in ``samples(d)`` — pairs (dispatcher, sample arguments with the numba types the
+    caller passes for dtype d) — is compiled for ``dtype`` (:func:`kernel_ready` each, all asked at once, so that
+    what is missing compiles in the background together). A yes found by looking is remembered in ``known``, the
+    caller's set of dtypes (compiled code never goes away, and keying the sample arguments costs µs per call); the
+    yes of "wait" compile mode or a warm-up, given without looking, is not."""
+    d = np.dtype(dtype)
+    if d in known:
+        return True
+    if config.compile_mode() == "wait" or _in_warmup():
+        return True
+    if all([kernel_ready(dispatcher, *args) for dispatcher, args in samples(d)]):
+        known.add(d)
+        return True
+    return False
+
+
 # ----------------------------------------------------------------------------- inspection
 def pending() -> int:
     """How many warm-ups are queued or running."""

@@ -277,17 +277,15 @@ def pooled_ready(dtype) -> bool:
     """Whether :func:`winograd_conv1d_pooled`'s numba kernels are compiled for ``dtype``; if not, they are compiled
     (or loaded) in the background and False is returned meanwhile (:func:`tinynn.kernels.warmup.kernel_ready`;
     always True in "wait" compile mode)."""
-    d = np.dtype(dtype)
-    if d in _pooled_ready:
-        return True
+    return warmup.kernels_ready(_pooled_ready, dtype, _pooled_samples)
+
+
+def _pooled_samples(d) -> list:
+    """The kernels of :func:`winograd_conv1d_pooled` with arguments of the numba types it passes for dtype ``d``."""
     v3, m2, v1 = np.empty((1, 1, 1), d), np.empty((1, 1), d), np.empty(1, d)
-    samples = ((_input_transform, (v3, 0, v3)), (_products, (v3, v3, v3, False, 0.0)),
-               (_output_transform, (v3, 0, 1, 0, v1, 0, m2)),
-               (_pool_rows, (m2, v1, 0, 0, 1, 1, 0, np.empty((1, 1), np.float64))))  # fmt: skip
-    ready = all([warmup.kernel_ready(kernel, *args) for kernel, args in samples])  # every one asked for
-    if ready:
-        _pooled_ready.add(d)
-    return ready
+    return [(_input_transform, (v3, 0, v3)), (_products, (v3, v3, v3, False, 0.0)),
+            (_output_transform, (v3, 0, 1, 0, v1, 0, m2)),
+            (_pool_rows, (m2, v1, 0, 0, 1, 1, 0, np.empty((1, 1), np.float64)))]  # fmt: skip
 
 
 _pooled_ready: set = set()  # dtypes pooled_ready found compiled

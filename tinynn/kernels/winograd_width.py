@@ -317,15 +317,14 @@ def ready(dtype) -> bool:
     """Whether :func:`_rows` (the forward's one kernel, pooled or not) is compiled for ``dtype``; if not, it is
     compiled (or loaded) in the background and False is returned meanwhile (:func:`tinynn.kernels.warmup.kernel_ready`;
     always True in "wait" compile mode)."""
-    d = np.dtype(dtype)
-    if d in _ready:
-        return True
+    return warmup.kernels_ready(_ready, dtype, _samples)
+
+
+def _samples(d) -> list:
+    """:func:`_rows` with arguments of the numba types :func:`_forward` passes for dtype ``d``."""
     v4, v1, m2 = np.empty((1, 1, 1, 1), d), np.empty(1, d), np.empty((1, 1), d)
-    ready = warmup.kernel_ready(_rows, v4, np.empty((1, 1, 1), d), v1, 0, 3, 1, 1, 0, 1, 1, v1, v1, m2, 0,
-                                np.empty((1, 1), np.float64), m2)  # fmt: skip
-    if ready:
-        _ready.add(d)
-    return ready
+    return [(_rows, (v4, np.empty((1, 1, 1), d), v1, 0, 3, 1, 1, 0, 1, 1, v1, v1, m2, 0,
+                     np.empty((1, 1), np.float64), m2))]  # fmt: skip
 
 
 _ready: set = set()  # dtypes ready() found compiled
