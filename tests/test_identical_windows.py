@@ -247,11 +247,12 @@ def test_the_distinct_steps_forward_equals_the_reference_and_shares_identical_wi
 @given(data=st.data())
 def test_spread_rows_matches_its_numpy_twin_and_is_shift_add_rows_adjoint(padding, dtype, data):
     x, K, s, d, pl, l_out, seed = data.draw(repetitive_input(padding))
+    F = data.draw(st.sampled_from([3, 16, 37]), label="F")  # the vectorised adds' remainder only, body, both
     x = x.astype(dtype)
     firsts, compact = kw.distinct_rows(x, *kw.row_ids(x))
     rng = np.random.default_rng(seed)
-    dz = rng.normal(size=(x.shape[0], l_out, 3)).astype(dtype)
-    Uu = kc.spread_rows(dz, compact, K, s, d, pl, np.zeros((firsts.size, K, 3), dtype))
+    dz = rng.normal(size=(x.shape[0], l_out, F)).astype(dtype)
+    Uu = kc.spread_rows(dz, compact, K, s, d, pl, np.zeros((firsts.size, K, F), dtype))
     np.testing.assert_array_equal(Uu, rc.spread_rows(dz, compact, K, s, d, pl, firsts.size))
     split = np.zeros_like(Uu)  # tap ranges, as the cores share them
     kc.spread_rows(dz, compact, K, s, d, pl, split, 0, K // 2)

@@ -10,9 +10,15 @@ rounding of a row hit 3000 times depends on that order by far more than the 1e-5
 summed step instead gives ~1e-4 relative errors. TF runs its CPU scatters in occurrence order only with op
 determinism (with several threads it splits the occurrences and the result varies from run to run), so these
 tests enable it around the Keras side (:func:`parity.cases.determinism.tf_op_determinism`).
+
+Rows of 6 numbers go through the sparse ops one by one; rows of 16 (64 bytes and more in either dtype) take
+RMSprop's fused row-sparse step (:func:`tinynn.kernels.optimizer_steps.rmsprop_rows`) where it applies, which the
+test checks it did.
 """
 
 from __future__ import annotations
+
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -22,6 +28,7 @@ from parity import backend
 from parity.harness import compare
 from parity.training import keras_floatx, keras_optimizer_for, tinynn_floatx
 from tinynn import optimizers
+from tinynn.kernels import optimizer_steps
 from tinynn.sparse import IndexedSlices
 
 from .determinism import tf_op_determinism
@@ -31,7 +38,9 @@ pytestmark = pytest.mark.skipif(
     reason="tf.IndexedSlices reach Keras's optimizers on TensorFlow only (JAX and torch give dense gradients: "
            "docs/parity.md, 'An Embedding's gradient is dense on JAX and torch')")
 
-VOCAB, DIM, OCCURRENCES, STEPS = 40, 6, 4000, 3
+VOCAB, OCCURRENCES, STEPS = 40, 4000, 3
+#: Cases that take the fused row-sparse step on rows wide enough (no momentum; global_clipnorm densifies g).
+FUSED_ROWS = {"RMSprop", "RMSprop clipnorm", "RMSprop clipvalue", "RMSprop weight_decay"}
 
 CASES = {
     "SGD": lambda: optimizers.SGD(learning_rate=0.01),
@@ -49,22 +58,23 @@ CASES = {
 }
 
 
-def _slices(rng, dtype):
+def _slices(rng, dtype, dim):
     """ids: 0 three times in four (equal gradient rows, plus a little noise on a few), the rest random."""
     ids = rng.integers(1, VOCAB, OCCURRENCES)
     padded = rng.random(OCCURRENCES) < 0.75
     ids[padded] = 0
-    values = rng.normal(size=(OCCURRENCES, DIM)) * 0.01
-    values[padded] = rng.normal(size=DIM) * 0.01
+    values = rng.normal(size=(OCCURRENCES, dim)) * 0.01
+    values[padded] = rng.normal(size=dim) * 0.01
     values[padded & (rng.random(OCCURRENCES) < 0.05)] *= 1.5
     return ids, values.astype(dtype)
 
 
+@pytest.mark.parametrize("dim", [6, 16])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_optimizer_on_indexed_slices_matches_keras(case, dtype):
+def test_optimizer_on_indexed_slices_matches_keras(case, dtype, dim):
     rng = np.random.default_rng(sorted(CASES).index(case))
-    w0 = (1.0 + rng.normal(size=(VOCAB, DIM)) * 0.1).astype(dtype)  # |w| ~ 1: a float32 ulp is 1.2e-7
+    w0 = (1.0 + rng.normal(size=(VOCAB, dim)) * 0.1).astype(dtype)  # |w| ~ 1: a float32 ulp is 1.2e-7
     with tinynn_floatx(dtype):
         opt = CASES[case]()
     with keras_floatx(dtype):
@@ -73,13 +83,15 @@ def test_optimizer_on_indexed_slices_matches_keras(case, dtype):
 
     var = keras.Variable(w0, dtype=dtype)
     w = w0.copy()
-    with tf_op_determinism():
+    with tf_op_determinism(), mock.patch.object(optimizer_steps, "rmsprop_rows",
+                                                 wraps=optimizer_steps.rmsprop_rows) as fused:  # fmt: skip
         for step in range(STEPS):
-            ids, values = _slices(rng, dtype)
-            opt.apply([IndexedSlices(values, ids, (VOCAB, DIM))], [w])
-            keras_opt.apply([tf.IndexedSlices(tf.constant(values), tf.constant(ids), (VOCAB, DIM))], [var])
+            ids, values = _slices(rng, dtype, dim)
+            opt.apply([IndexedSlices(values, ids, (VOCAB, dim))], [w])
+            keras_opt.apply([tf.IndexedSlices(tf.constant(values), tf.constant(ids), (VOCAB, dim))], [var])
             check = compare(f"{case} table after step {step + 1}", w, var.numpy(), dtype)
             assert check.passed, str(check)
+    assert fused.call_count == (STEPS if case in FUSED_ROWS and dim == 16 else 0)
     slots = {key.rsplit("_", 1)[0]: value for key, value in opt.get_state().items()
              if key not in ("iterations", "learning_rate")}  # fmt: skip
     keras_slots = {v.name: v.numpy() for v in keras_opt.variables if v.name not in ("iteration", "learning_rate")}

@@ -244,18 +244,24 @@ def spread_rows(dz, rows, K, s, d, pl, out, k0=0, k1=None):
     _check_rows(rows, out.shape[0], "spread_rows")
     if rows.shape[0] != dz.shape[0]:
         raise ValueError(f"spread_rows: step map {rows.shape} does not fit dz {dz.shape}")
-    if out.shape[1:] != (K, dz.shape[2]) or out.dtype != dz.dtype or not 0 <= k0 <= k1 <= K:
-        raise ValueError(f"spread_rows: out {out.shape} {out.dtype} does not fit dz {dz.shape} {dz.dtype}, K={K}")
-    return _spread_rows(dz, rows, s, d, pl, out, k0, k1)
+    if (out.shape[1:] != (K, dz.shape[2]) or out.dtype != dz.dtype or not out.flags.c_contiguous
+            or not 0 <= k0 <= k1 <= K):  # fmt: skip
+        raise ValueError(f"spread_rows: out {out.shape} {out.dtype} (C-contiguous: {out.flags.c_contiguous}) does "
+                         f"not fit dz {dz.shape} {dz.dtype}, K={K}")  # fmt: skip
+    return _spread_rows(np.ascontiguousarray(dz), rows, s, d, pl, out, k0, k1)
 
 
 @numba.njit(cache=True, nogil=True)
 def _spread_rows(dz, rows, s, d, pl, Uu, k0, k1):  # pragma: no cover - compiled
     """Input step by input step: the taps k0…k1-1 of row Uu[u] are one contiguous stretch, updated together
     (scattered 1-tap updates waited on memory). Uu[u,k] still receives its terms in the order of (b, t): for a
-    fixed k, t grows with i."""
+    fixed k, t grows with i. Uu and dz are read through their flat views at unsigned offsets: a view per tap cost
+    more than its adds, and a signed offset (numba wraps negative indices) kept LLVM from vectorising the adds."""
     B, L = rows.shape
     l_out, F = dz.shape[1], dz.shape[2]
+    K = Uu.shape[1]
+    Uf, dzf = Uu.reshape(-1), dz.reshape(-1)
+    width = np.uint64(F)
     for b in range(B):
         for i in range(L):
             u = rows[b, i]
@@ -267,9 +273,9 @@ def _spread_rows(dz, rows, s, d, pl, Uu, k0, k1):  # pragma: no cover - compiled
                     break  # num falls as k grows
                 t = num if s == 1 else num // s
                 if t * s == num and t < l_out:
-                    g, dzr = Uu[u, k], dz[b, t]
-                    for f in range(F):
-                        g[f] += dzr[f]
+                    o, q = np.uint64((u * K + k) * F), np.uint64((b * l_out + t) * F)
+                    for f in range(width):
+                        Uf[o + f] += dzf[q + f]
     return Uu
 
 

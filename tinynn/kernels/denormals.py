@@ -37,7 +37,7 @@ from numba.extending import intrinsic
 
 from .jitcache import load_without_refresh
 
-__all__ = ["enable_in_this_thread", "flush_to_zero", "mode_is_on", "supported"]
+__all__ = ["enable_in_this_thread", "flush_to_zero", "keep_subnormals", "mode_is_on", "supported"]
 
 _FTZ_DAZ = 0x8040  # MXCSR bits 15 (flush to zero) and 6 (denormals are zero)
 _STATUS = 0x3F  # MXCSR's sticky exception flags
@@ -140,6 +140,21 @@ def flush_to_zero() -> Iterator[None]:
     finally:
         if entered:
             exit_flush_to_zero()
+
+
+@contextmanager
+def keep_subnormals() -> Iterator[None]:
+    """Inside the block this thread keeps IEEE subnormals (the modes off), whatever it ran with before: for a
+    kernel that must round as NumPy does also on a worker thread (the optimizers' steps)."""
+    if not _SUPPORTED:
+        yield
+        return
+    saved = _swap_mode(-1)
+    _swap_mode(saved & ~_FTZ_DAZ)
+    try:
+        yield
+    finally:
+        _swap_mode(saved)
 
 
 def enable_in_this_thread() -> None:

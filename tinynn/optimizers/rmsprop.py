@@ -73,6 +73,9 @@ class RMSprop(Optimizer):
         if not self.centered and not self.momentum > 0 and optimizer_steps.fits(w, g, v):
             if optimizer_steps.rmsprop(w, g, v, rho, one_minus_rho, eps, lr):  # these lines in one pass
                 return
+        if not self.centered and not self.momentum > 0 and optimizer_steps.fits_rows(w, g, v):
+            if optimizer_steps.rmsprop_rows(w, g, v, rho, one_minus_rho, eps, lr):  # per table row, in one pass
+                return
         v[...] = rho * v + densify(scale(one_minus_rho, square(g)))
         if self.centered:
             a = slots["average_gradient"]
