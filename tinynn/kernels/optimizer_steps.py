@@ -35,8 +35,8 @@ import numpy as np
 
 from .. import config
 from . import denormals, warmup
-from .parallel import num_threads, share
 from .jitcache import load_without_refresh
+from .parallel import num_threads, share
 
 __all__ = ["adam", "fits", "fits_rows", "rmsprop", "rmsprop_rows"]
 
@@ -155,8 +155,9 @@ ROWS_MIN_BYTES = 64
 
 def fits_rows(w: np.ndarray, g, v: np.ndarray) -> bool:
     """Whether :func:`rmsprop_rows` may update the table ``w`` (V, F) and its velocity ``v`` from ``g``: the 'fast'
-    kernel mode, rows of at least :data:`ROWS_MIN_BYTES`, ``g`` an :class:`tinynn.sparse.IndexedSlices` with no op recorded on it and rows (N, F) of w's
-    dtype, w and v contiguous (V, F) float32/float64 arrays, w writeable. Otherwise the optimizer runs its twin."""
+    kernel mode, ``g`` an :class:`tinynn.sparse.IndexedSlices` with no op recorded on it and rows (N, F) of w's
+    dtype, w and v contiguous (V, F) float32/float64 arrays, w writeable, rows of at least :data:`ROWS_MIN_BYTES`.
+    Otherwise the optimizer runs its twin."""
     from ..sparse import IndexedSlices  # the package's sparse module imports the kernels
 
     if config.kernel_mode() != "fast" or not isinstance(g, IndexedSlices) or g.pending:
