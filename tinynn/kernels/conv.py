@@ -595,8 +595,13 @@ def conv1d_forward_lookup(
         raise ValueError(f"conv1d_forward_lookup: ids must be in [0, {table.shape[0]}), got "
                          f"[{idx.min()}, {idx.max()}]")  # fmt: skip
 
-    def rows_at(positions):  # the steps x[positions] = table[ids[positions]]
-        return np.take(table, idx[positions], axis=0)
+    taken: dict = {}
+
+    def rows_at(positions):  # the steps x[positions] = table[ids[positions]]; the hashed rows again: the same array
+        if "rows" in taken and np.array_equal(taken["positions"], positions):
+            return taken["rows"]
+        taken.update(positions=positions, rows=np.take(table, idx[positions], axis=0))
+        return taken["rows"]
 
     found = windows.step_ids_from_lookups(idx, rows_at)
     if found is None:
