@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pooling_inputs import pool_input
 
 from tinynn.kernels import conv as kc
+from tinynn.kernels import parallel
 from tinynn.kernels import pooling as kp
 from tinynn.kernels.bias_activation import bias_activation_forward
 from tinynn.kernels.fastmath import HARD_SIGMOID, LINEAR, RELU, SIGMOID, TANH
@@ -330,6 +331,27 @@ def test_max_pool_values_on_batch_pieces(dtype):
         y = kp.max_pool1d_values(x, P, S, pl, l_out)
         np.testing.assert_array_equal(y, kp.max_pool1d_forward(x, P, S, pl, l_out)[0])
         np.testing.assert_array_equal(y, rp.max_pool1d_values(x, P, S, pl, l_out))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_training_kernels_on_batch_pieces(dtype):
+    """The training forward (values and argmax steps) and backward, large enough for batch pieces: the twin's bits
+    with ties and 'same' padding; an argmax step outside x in the last sample is still refused."""
+    rng = np.random.default_rng(4)
+    x = np.round(rng.standard_normal((37, 301, 64)) * 2).astype(dtype)
+    assert 4 * x.size >= parallel.PARALLEL_WORK
+    for P, S, padding in ((3, 3, "valid"), (4, 2, "same"), (5, 1, "valid")):
+        pl, _, l_out = kc.conv_padding(x.shape[1], P, S, 1, padding)
+        y, a = kp.max_pool1d_forward(x, P, S, pl, l_out)
+        y_ref, a_ref = rp.max_pool1d_forward(x, P, S, pl, l_out)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(a, a_ref)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        np.testing.assert_array_equal(kp.max_pool1d_backward(dy, a, x.shape[1]),
+                                      rp.max_pool1d_backward(dy, a, x.shape[1]))  # fmt: skip
+    a[-1, -1, -1] = x.shape[1]
+    with pytest.raises(ValueError, match="argmax steps outside"):
+        kp.max_pool1d_backward(dy, a, x.shape[1])
 
 
 @given(g=pool_geometry())

@@ -147,11 +147,14 @@ def _avg_bwd(dy, P, S, pl, dx):  # pragma: no cover - compiled
 # --------------------------------------------------------------------------- public (checked) entry points
 @kernel_entry
 def max_pool1d_forward(x: np.ndarray, pool_size: int, stride: int, pad_left: int, l_out: int):
-    """(y (B, Lo, C), a (B, Lo, C) int64 argmax steps) for x (B, L, C)."""
+    """(y (B, Lo, C), a (B, Lo, C) int64 argmax steps) for x (B, L, C), the batch shared out over the cores."""
     _check(x.shape[1], pool_size, stride, pad_left, l_out)
     B, _, C = x.shape
+    x = np.ascontiguousarray(x)
     y, a = np.empty((B, l_out, C), dtype=x.dtype), np.empty((B, l_out, C), dtype=np.int64)
-    return _max_fwd(np.ascontiguousarray(x), int(pool_size), int(stride), int(pad_left), y, a)
+    P, S, pl = int(pool_size), int(stride), int(pad_left)
+    share_batch(lambda _, b0, b1: _max_fwd(x[b0:b1], P, S, pl, y[b0:b1], a[b0:b1]), B, 4 * x.size, blas=False)
+    return y, a
 
 
 def max_pool1d_values(x: np.ndarray, pool_size: int, stride: int, pad_left: int, l_out: int) -> np.ndarray:
@@ -172,7 +175,10 @@ def max_pool1d_backward(dy: np.ndarray, a: np.ndarray, length: int) -> np.ndarra
     if dy.shape != a.shape or dy.ndim != 3:
         raise ValueError(f"max_pool1d_backward: dy {dy.shape} and argmax {a.shape} do not fit L={length}")
     dx = np.empty((dy.shape[0], int(length), dy.shape[2]), dtype=dy.dtype)
-    if not _max_bwd(np.ascontiguousarray(dy), np.ascontiguousarray(a, dtype=np.int64), dx):
+    dy, a = np.ascontiguousarray(dy), np.ascontiguousarray(a, dtype=np.int64)
+    routed = share_batch(lambda _, b0, b1: _max_bwd(dy[b0:b1], a[b0:b1], dx[b0:b1]), dy.shape[0], 4 * dx.size,
+                         blas=False)  # fmt: skip
+    if not all(routed):
         raise ValueError(f"max_pool1d_backward: argmax steps outside [0, {length}) for dy {dy.shape}")
     return dx
 
