@@ -578,6 +578,66 @@ def test_a_convolution_of_lookups_from_the_table_gives_the_bits_of_the_formed_lo
     assert kc.conv1d_forward_lookup(table, all_distinct, W, 1, 1, 0, 10 - K + 1) is None
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding, K, s, d", [("valid", 5, 1, 1), ("same", 4, 2, 1), ("causal", 3, 1, 2)])
+@pytest.mark.parametrize("F", [5, 9])  # stride 1 and fewer filters than channels: the shift method's dx; else im2col
+def test_the_backward_of_a_convolution_of_lookups_gives_the_bits_of_the_formed_lookups(padding, K, s, d, F, dtype):
+    """A training conv1d_forward_lookup (keep) and conv1d_backward_lookup give the bits of conv1d_forward on the
+    formed lookups (noted, keep_cols) and conv1d_backward_fused: y, dx, dW and db, with and without dx, for every
+    fused activation, a random upstream gradient and a non-zero bias."""
+    rng = np.random.default_rng(K + s + d + F)
+    V, C, B, L = 40, 6, 4, 30
+    table = rng.standard_normal((V, C)).astype(dtype)
+    table[0] = 0.0
+    table[7] = table[11]
+    ids = rng.integers(0, 12, (B, L))
+    ids[:, :8] = 0
+    pl, _, l_out = kc.conv_padding(L, K, s, d, padding)
+    W, b = rng.standard_normal((K, C, F)).astype(dtype), rng.standard_normal(F).astype(dtype)
+    x = table[ids]
+    shift_calls = []
+    real_shift = kc._distinct_backward_shift
+    with mock.patch.object(kc, "_distinct_backward_shift", lambda *a: shift_calls.append(1) or real_shift(*a)):
+        for code in (LINEAR, TANH, RELU, HARD_SIGMOID):
+            for need_dx in (True, False):
+                ws_ours, ws_theirs = {}, {}
+                y = kc.conv1d_forward_lookup(table, ids, W, s, d, pl, l_out, ws_ours, b, code, keep=True)
+                kc.windows.note_lookup(x, ids)
+                y_theirs = kc.conv1d_forward(x, W, s, d, pl, l_out, workspace=ws_theirs, keep_cols=True, bias=b,
+                                             activation_code=code)  # fmt: skip
+                np.testing.assert_array_equal(y, y_theirs)
+                dy = rng.standard_normal(y.shape).astype(dtype)
+                ours = kc.conv1d_backward_lookup(W, y, dy, code, s, d, pl, need_dx, ws_ours)
+                theirs = kc.conv1d_backward_fused(x, W, y_theirs, dy, code, s, d, pl, need_dx=need_dx,
+                                                  workspace=ws_theirs)  # fmt: skip
+                assert (ours[0] is None) == (theirs[0] is None) == (not need_dx)
+                for a, e in zip(ours, theirs):
+                    if e is not None:
+                        np.testing.assert_array_equal(a, e)
+    assert bool(shift_calls) == (kc.choose_method(L, l_out, C, F, s) == "shift")
+
+
+def test_the_backward_of_a_convolution_of_lookups_needs_its_forward():
+    """conv1d_backward_lookup refuses a workspace without a training forward of that geometry (none yet, an
+    inference forward, another geometry) before any kernel runs."""
+    rng = np.random.default_rng(9)
+    table, W = rng.standard_normal((10, 3)), rng.standard_normal((2, 3, 4))
+    ids = np.zeros((2, 6), np.int64)
+    y, dy = np.zeros((2, 5, 4)), np.ones((2, 5, 4))
+    for ws in ({}, {"distinct_of": None}):
+        with pytest.raises(ValueError, match="no training forward on an Embedding's ids"):
+            kc.conv1d_backward_lookup(W, y, dy, RELU, 1, 1, 0, True, ws)
+    inference = {}
+    kc.conv1d_forward_lookup(table, ids, W, 1, 1, 0, 5, inference, None, RELU)
+    with pytest.raises(ValueError, match="no training forward"):
+        kc.conv1d_backward_lookup(W, y, dy, RELU, 1, 1, 0, True, inference)
+    trained = {}
+    kc.conv1d_forward_lookup(table, ids, W, 1, 1, 0, 5, trained, None, RELU, keep=True)
+    with pytest.raises(ValueError, match="strides 2"):
+        kc.conv1d_backward_lookup(W, y, dy, RELU, 2, 1, 0, True, trained)
+    kc.conv1d_backward_lookup(W, y, dy, RELU, 1, 1, 0, True, trained)
+
+
 def test_a_convolution_of_lookups_rejects_bad_input_before_any_kernel():
     table, W = np.zeros((10, 3), np.float32), np.zeros((2, 3, 4), np.float32)
     with pytest.raises(ValueError, match=r"ids must be in \[0, 10\), got \[0, 10\]"):

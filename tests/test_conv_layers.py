@@ -501,9 +501,62 @@ def test_predict_runs_an_embedding_and_the_conv1d_after_it_from_the_table(paddin
         net.predict_on_batch(np.where(ids == 1, 30, ids))
 
 
+@pytest.mark.parametrize("padding, strides, filters", [("valid", 1, 4), ("same", 2, 4), ("causal", 1, 9)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_runs_an_embedding_and_the_conv1d_after_it_from_the_table(padding, strides, filters, dtype,
+                                                                           monkeypatch):
+    """train_on_batch runs Embedding -> Conv1D as one pair in the forward (the lookups never formed) and in the
+    backward (conv1d_backward_lookup): the weights and optimizer slots after three steps have the bits of the two
+    layers run one by one (the pair's hand-over switched off), and the reference mode's numbers within the dtype's
+    tolerance; each layer's backward after the pair's forward checks its dy as after its own call."""
+    import tinynn as tn
+    from tinynn import config, optimizers
+    from tinynn.layers import Embedding
+
+    rng = np.random.default_rng(23)
+    ids = rng.integers(0, 9, (6, 40))
+    ids[:, :12] = 0  # padding: repeated all-equal steps
+    target = rng.normal(size=(6, 1)).astype(dtype)
+
+    def trained(feeding: bool, mode: str = "fast"):
+        net = tn.Sequential([layers.Input(shape=(40,)), layers.Embedding(30, 12, dtype=dtype),
+                             layers.Conv1D(filters, 3, strides=strides, padding=padding, activation="relu",
+                                           bias_initializer="random_normal", dtype=dtype),
+                             layers.MaxPooling1D(2, dtype=dtype), layers.GlobalMaxPooling1D(dtype=dtype),
+                             layers.Dense(1, dtype=dtype)])  # fmt: skip
+        net.set_weights([np.random.default_rng(24).normal(size=w.shape).astype(dtype) for w in net.get_weights()])
+        net.compile(optimizer=optimizers.RMSprop(learning_rate=0.01), loss="mse")
+        with monkeypatch.context() as patch, config.kernels(mode):
+            if not feeding:
+                patch.setattr(Embedding, "feeds", lambda self, layer: False)
+            for _ in range(3):
+                net.train_on_batch(ids, target)
+        return net
+
+    calls = count_calls(monkeypatch, kc, "conv1d_backward_lookup")
+    fused = trained(True)
+    assert calls == [1, 1, 1]
+    one_by_one = trained(False)
+    assert calls == [1, 1, 1]
+    for a, b in zip(fused.get_weights(), one_by_one.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    slots, other_slots = fused.optimizer.get_state(), one_by_one.optimizer.get_state()
+    assert slots.keys() == other_slots.keys()
+    for key in slots:
+        np.testing.assert_array_equal(slots[key], other_slots[key])
+    tol = 1e-10 if dtype == "float64" else 1e-4
+    for a, b in zip(fused.get_weights(), trained(False, "reference").get_weights()):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    embedding, conv = fused.layers[0], fused.layers[1]  # after a paired training step, each backward checks dy
+    with pytest.raises(ValueError, match=r"Conv1D.*\(6, 40, 12\)"):
+        conv.backward(np.ones((6, 40, 12), dtype))
+    with pytest.raises(ValueError, match=r"Embedding.*\(6, 40, 11\)"):
+        embedding.backward(np.ones((6, 40, 11), dtype))
+
+
 def test_an_embedding_feeds_only_what_forward_lookup_takes(monkeypatch):
     """No fused pass after an Embedding with mask_zero, into a grouped or channels_first Conv1D, a sigmoid one, a
-    Conv1D that pools with the layer after it, in training, in the reference mode, or when most steps are
+    Conv1D that pools with the layer after it, in the reference mode (training too), or when most steps are
     distinct (then the kernel declines and the two layers run); the results are the layers' own."""
     import tinynn as tn
     from tinynn import config
@@ -531,8 +584,8 @@ def test_an_embedding_feeds_only_what_forward_lookup_takes(monkeypatch):
     assert calls == []
     plain = model(layers.Conv1D(4, 3, activation="relu"))
     plain.compile(optimizer="sgd", loss="mse")
-    plain.train_on_batch(ids, np.zeros((3, 40), np.float32))  # training: the layers one by one
     with config.kernels("reference"):
+        plain.train_on_batch(ids, np.zeros((3, 40), np.float32))  # the reference mode: the layers one by one
         plain.predict_on_batch(ids)
     assert calls == []
     distinct = rng.permutation(50)[:36].reshape(3, 12)  # every step distinct: the kernel declines

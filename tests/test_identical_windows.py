@@ -382,7 +382,8 @@ def test_step_ids_from_an_embeddings_ids_equal_the_hashed_ones(dtype):
 
 def test_embedding_then_conv1d_is_bitwise_the_same_with_or_without_the_lookup_ids():
     """Embedding -> Conv1D on left-padded ids, with copied and all-zero table rows: predictions and three training
-    steps give the same bits whether the convolution takes its step ids from the Embedding's ids or hashes them."""
+    steps give the same bits whether the convolution takes its step ids from the Embedding's ids (the pair run as
+    one: Embedding.forward_into) or the layers run one by one and it hashes them."""
     rng = np.random.default_rng(12)
     ids = _left_padded_ids(rng, 16, 60, 50)
     y = rng.normal(size=(16, 1)).astype(np.float32)
@@ -405,7 +406,8 @@ def test_embedding_then_conv1d_is_bitwise_the_same_with_or_without_the_lookup_id
         with_ids = run()
         assert (16, 60, 8) not in [call.args[0].shape for call in spy.call_args_list]  # no step of y was hashed
     with mock.patch.object(kw, "note_lookup", lambda y, ids: None), \
-            mock.patch.object(kw, "row_ids", wraps=kw.row_ids) as spy:
+            mock.patch.object(layers.Embedding, "feeds", lambda self, layer: False), \
+            mock.patch.object(kw, "row_ids", wraps=kw.row_ids) as spy:  # the layers one by one, y hashed
         hashed = run()
         assert (16, 60, 8) in [call.args[0].shape for call in spy.call_args_list]
     for a, b in zip(with_ids, hashed):

@@ -608,8 +608,8 @@ class Graph:
         return self._chain_pooled
 
     def _feeding_pairs(self) -> list[bool]:
-        """Per chain layer: whether in predict it may hand its work to the next one (its ``forward_into``: an
-        Embedding and the Conv1D after it), unless that one pools with the layer after it."""
+        """Per chain layer: whether in predict and training it may hand its work to the next one (its
+        ``forward_into``: an Embedding and the Conv1D after it), unless that one pools with the layer after it."""
         if self._chain_feeds is None:
             layers, pooled = self._chain_layers, self._pooled_pairs()
             self._chain_feeds = [hasattr(layer, "forward_into") and k + 1 < len(layers) and not pooled[k + 1]
@@ -628,7 +628,7 @@ class Graph:
             plain = self._chain_plain = [_plain_input_handling(layer) for layer in self._chain_layers]
         accepted = self._chain_accepted
         pooled = self._pooled_pairs() if fuse else None
-        feeds = self._feeding_pairs() if fuse else None
+        feeds = self._feeding_pairs() if fuse or training else None  # training: both layers keep their backward
         skip = -1
         for k, layer in enumerate(self._chain_layers):
             if k == skip:
@@ -639,7 +639,7 @@ class Graph:
                     x, skip = y, k + 1
                     continue
             if feeds is not None and feeds[k] and mask is None:
-                y = layer.forward_into(x, self._chain_layers[k + 1])
+                y = layer.forward_into(x, self._chain_layers[k + 1], training=training)
                 if y is not None:  # the next layer's output
                     x, skip = y, k + 1
                     continue

@@ -106,19 +106,33 @@ def _int_data(n=40):
     return rng.integers(0, 30, size=(n, 40)), (rng.random((n, 1)) > 0.5) * 1.0
 
 
+def _count_lookup_backwards(monkeypatch) -> list:
+    """The training steps whose Embedding -> Conv1D pair ran as one (the lookups never formed: its backward is
+    conv1d_backward_lookup)."""
+    calls = []
+    real = conv_kernels.conv1d_backward_lookup
+    monkeypatch.setattr(conv_kernels, "conv1d_backward_lookup", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_text_cnn_with_embedding_trains_like_keras(dtype):
-    """The seed text convnet end to end: Embedding(vocab, 8) on int sequences -> the conv body above."""
+def test_text_cnn_with_embedding_trains_like_keras(dtype, monkeypatch):
+    """The seed text convnet end to end: Embedding(vocab, 8) on int sequences -> the conv body above (in the fast
+    mode the Embedding and the first Conv1D run as one pair, forward and backward)."""
     x, y = _int_data()
     model = _embedding_text_cnn(dtype, optimizers.SGD(learning_rate=0.05, momentum=0.9))
+    calls = _count_lookup_backwards(monkeypatch)
     training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
+    assert len(calls) == 3 * 4  # 32 training samples in batches of 8, three epochs
 
 
-def test_text_cnn_with_embedding_rmsprop_trains_like_keras():
+def test_text_cnn_with_embedding_rmsprop_trains_like_keras(monkeypatch):
     """RMSprop squares the Embedding gradient per id occurrence, as Keras's IndexedSlices path does."""
     x, y = _int_data()
     model = _embedding_text_cnn("float64", optimizers.RMSprop(learning_rate=0.01))
+    calls = _count_lookup_backwards(monkeypatch)
     training_parity(model, x, y, epochs=3, batch_size=8, validation_split=0.2).assert_ok()
+    assert len(calls) == 3 * 4
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -568,8 +568,9 @@ def conv1d_forward_lookup(
     workspace: dict | None = None,
     bias: np.ndarray | None = None,
     activation_code: int | None = None,
+    keep: bool = False,
 ) -> np.ndarray | None:
-    """:func:`conv1d_forward` of x = table[ids] (one group, inference) without forming x: table (V, C) an
+    """:func:`conv1d_forward` of x = table[ids] (one group) without forming x: table (V, C) an
     Embedding's weights, ids (B, L) in [0, V). The steps of x with equal ids are equal, so the distinct-steps
     forward runs as it would on x (the same numbers, bit for bit), with its U distinct steps taken from the
     table::
@@ -581,7 +582,8 @@ def conv1d_forward_lookup(
     No pass over B·L·C numbers: neither the lookup nor the check of the ids against x
     (:func:`tinynn.kernels.windows.lookup_row_ids`) that a Conv1D reading an Embedding's output runs. None when
     more than ``DISTINCT_SHARE`` of the steps are distinct (then the caller forms x and calls
-    :func:`conv1d_forward`)."""
+    :func:`conv1d_forward`). ``keep`` (training): the distinct steps stay in ``workspace`` for
+    :func:`conv1d_backward_lookup`, which needs no x either."""
     K, C, F = W.shape
     if table.ndim != 2 or table.shape[1] != C or ids.ndim != 2 or table.dtype != W.dtype:
         raise ValueError(f"conv1d_forward_lookup: table {table.shape} {table.dtype} and ids {ids.shape} do not fit "
@@ -609,8 +611,47 @@ def conv1d_forward_lookup(
     flat, zero_id = found
     if workspace is not None:
         workspace.pop("distinct_of", None)
-    return _distinct_rows_forward(carrier, W, s, d, pl, l_out, (flat.reshape(B, L), zero_id), workspace, False, True,
+    return _distinct_rows_forward(carrier, W, s, d, pl, l_out, (flat.reshape(B, L), zero_id), workspace, keep, True,
                                   _tail(bias, activation_code, table.dtype, F), rows_at)  # fmt: skip
+
+
+def conv1d_backward_lookup(
+    W: np.ndarray,
+    y: np.ndarray,
+    dy: np.ndarray,
+    activation: int,
+    stride: int,
+    dilation: int,
+    pad_left: int,
+    need_dx: bool,
+    workspace: dict,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(dx (B, L, C) or None, dW, db) after a training :func:`conv1d_forward_lookup` (``keep``) on ``workspace``,
+    y = act(conv(table[ids], W) + b) and dy = ∂L/∂y: what :func:`conv1d_backward_fused` does after a distinct-steps
+    forward on the formed x, the same numbers, without x::
+
+        dz = act'(y) ⊙ dy,   db[f] = Σ_b Σ_t dz[b,t,f]
+        dW = Σ_u x_uᵀ Uu[u]  (the kept distinct steps x_u),   dx = the shift or im2col adjoint of dz and W
+
+    Raises a ValueError when the workspace holds no such forward of this geometry (a later forward replaced it)."""
+    record = workspace.get("distinct_of")
+    K = W.shape[0]
+    s, d, pl = int(stride), int(dilation), int(pad_left)
+    carrier = None if record is None else record[0]
+    if (carrier is None or carrier.strides[:2] != (0, 0) or y.shape != dy.shape
+            or record[1] != (carrier.shape, K, s, d, pl, y.shape[1]) or y.shape[0] != carrier.shape[0]):  # fmt: skip
+        raise ValueError(f"conv1d_backward_lookup: no training forward on an Embedding's ids with W {W.shape}, "
+                         f"strides {s}, dilation {d}, padding {pl} and output {y.shape} in this workspace")  # fmt: skip
+    kept = workspace["distinct"]
+    B, L, C = carrier.shape
+    dz, db = bias_activation_backward(y, dy, int(activation), True)
+    dz = np.ascontiguousarray(dz)
+    if need_dx and choose_method(L, dz.shape[1], C, W.shape[2], s, "auto") == "shift":
+        dx, dW = _distinct_backward_shift(carrier, W, dz, s, d, pl, kept, workspace)  # reads x's shape alone
+        return dx, dW, db
+    dW = _distinct_weight_gradient(*kept, dz, K, s, d, pl, workspace)
+    dx = _backward(None, W, dz, L, s, d, pl, 1, "auto", True, False, workspace)[0] if need_dx else None
+    return dx, dW, db
 
 
 def _tail(bias, code, dtype, F):

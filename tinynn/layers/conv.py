@@ -38,7 +38,7 @@ from ..kernels.fastmath import LINEAR, SIGMOID, activation_code
 from ..kernels.reference import conv as R_conv
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int, positive_int_tuple
-from .base import InputSpec, Layer, format_shape
+from .base import InputSpec, Layer, _ForwardRecord, format_shape
 from .bias_activation import BiasActivationTail
 
 
@@ -256,6 +256,9 @@ class Conv1D(_Conv1DBase):
     def compute_output_shape(self, input_shape):
         return self._output_shape(input_shape, self.filters)
 
+    #: the last forward ran on an Embedding's table and ids (:meth:`forward_lookup` in training): no x was formed
+    _on_lookups = False
+
     def forward(self, x, training=False, mask=None):
         self._choose_kernels(x, mask)
         x = self._to_last(x)
@@ -263,7 +266,7 @@ class Conv1D(_Conv1DBase):
         self._x, self._pl = x, pl
         bias = self.bias if self.use_bias else None
         code = None if self._reference else activation_code(self.activation)
-        self._fused = None
+        self._fused, self._on_lookups = None, False
         if code is not None and code != SIGMOID:
             # fast mode: the bias and activation run on each batch chunk of the convolution's output while it is
             # in the cache (the same numbers as _finish); sigmoid keeps its logits for the losses. A training call
@@ -331,13 +334,14 @@ class Conv1D(_Conv1DBase):
         return (code is not None and code != SIGMOID and self.groups == 1 and self.data_format == "channels_last"
                 and np.dtype(dtype) == self.dtype)  # fmt: skip
 
-    def forward_lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
-        """Inference only: ``self(table[ids])`` for an Embedding's table (V, C) and ids (B, L) in [0, V) (its
+    def forward_lookup(self, table: np.ndarray, ids: np.ndarray, training: bool = False) -> np.ndarray | None:
+        """``self(table[ids])`` for an Embedding's table (V, C) and ids (B, L) in [0, V) (its
         :meth:`~tinynn.layers.Embedding.forward_into`), without the (B, L, C) lookup
         (:func:`tinynn.kernels.conv.conv1d_forward_lookup`: the distinct ids' rows from the table, the same numbers
         bit for bit). None (nothing done: call the two layers) unless the fast kernels run a built, channels-last,
-        one-group convolution with a numba activation (not sigmoid) and few enough of the steps are distinct. The
-        layer keeps no forward to run a backward from."""
+        one-group convolution with a numba activation (not sigmoid) and few enough of the steps are distinct.
+        Inference keeps no forward to run a backward from; a training call keeps the distinct steps, and its
+        backward (:func:`tinynn.kernels.conv.conv1d_backward_lookup`) gives the numbers of the two layers' calls."""
         if (not self.built or not self.reads_lookups(table.dtype) or ids.ndim != 2
                 or config.kernel_mode() == "reference" or table.shape[1] != self.kernel.shape[1]):  # fmt: skip
             return None
@@ -349,10 +353,17 @@ class Conv1D(_Conv1DBase):
         pl, _, l_out = self._geometry(L, (B, L, table.shape[1]))
         (s,), (d,) = self.strides, self.dilation_rate
         y = K_conv.conv1d_forward_lookup(table, ids, self.kernel, s, d, pl, l_out, workspace=self._ws,
-                                         bias=self.bias if self.use_bias else None, activation_code=code)
-        if y is not None:
-            self._x, self._fused, self._forward_record = None, None, None
-            self._y, self._z, self._z_bias = y, (y if code == LINEAR else None), None
+                                         bias=self.bias if self.use_bias else None, activation_code=code,
+                                         keep=training)  # fmt: skip
+        if y is None:
+            return None
+        self._y, self._z, self._z_bias = y, (y if code == LINEAR else None), None
+        if training:
+            self._x, self._pl, self._fused, self._on_lookups = None, pl, code, True
+            x_like = np.broadcast_to(np.zeros(1, table.dtype), (B, L, table.shape[1]))
+            self._forward_record = _ForwardRecord(y, x_like)  # dy of y's shape, dx of x's (the protocol's checks)
+        else:
+            self._x, self._fused, self._forward_record, self._on_lookups = None, None, None, False
         return y
 
     def backward_from_logits(self, dz, db=None):
@@ -366,6 +377,12 @@ class Conv1D(_Conv1DBase):
         """dz = act'(y) ⊙ dy, db = Σ dz and the convolution's gradients after a fused training forward (dy
         channels-last): :func:`tinynn.kernels.conv.conv1d_backward_fused`."""
         (s,), (d,) = self.strides, self.dilation_rate
+        if self._on_lookups:
+            dx, dW, db = K_conv.conv1d_backward_lookup(self.kernel, self._y, np.asarray(dy, dtype=self.dtype),
+                                                       self._fused, s, d, self._pl, self.input_gradient_needed,
+                                                       self._ws)  # fmt: skip
+            self.gradients = [dW, db] if self.use_bias else [dW]
+            return self._dx(dx)
         dx, dW, db = K_conv.conv1d_backward_fused(
             self._x, self.kernel, self._y, np.asarray(dy, dtype=self.dtype), self._fused, s, d, self._pl, self.groups,
             need_dx=self.input_gradient_needed, workspace=self._ws,

@@ -42,7 +42,7 @@ from ..kernels import windows
 from ..kernels.reference.embedding import embedding_forward
 from ..sparse import IndexedSlices
 from .arguments import positive_int
-from .base import InputSpec, Layer
+from .base import InputSpec, Layer, _ForwardRecord
 
 
 class Embedding(Layer):
@@ -122,17 +122,24 @@ class Embedding(Layer):
 
         return not self.mask_zero and type(layer) is Conv1D and layer.reads_lookups(self.dtype)
 
-    def forward_into(self, x, layer) -> np.ndarray | None:
-        """Inference only: ``layer(self(x))`` for ``layer`` a Conv1D (:meth:`feeds`) that reads the table and the
-        ids directly (:meth:`tinynn.layers.Conv1D.forward_lookup`), never forming the (B, L, output_dim) lookup;
-        None (nothing done: call the two layers) where that convolution does not apply. Neither layer keeps a
-        forward to run a backward from."""
+    def forward_into(self, x, layer, training: bool = False) -> np.ndarray | None:
+        """``layer(self(x))`` for ``layer`` a Conv1D (:meth:`feeds`) that reads the table and the ids directly
+        (:meth:`tinynn.layers.Conv1D.forward_lookup`), never forming the (B, L, output_dim) lookup; None (nothing
+        done: call the two layers) where that convolution does not apply. Inference: neither layer keeps a forward
+        to run a backward from. Training: both do, and their backward calls give the numbers of the two calls'
+        (this layer's gradient rows are the Conv1D's dx, one per id occurrence, as always)."""
         x = self.accept_input(x)  # bad ids raise here, as in a call
         if config.kernel_mode() == "reference" or x.ndim != 2:
             return None
         idx = self._wrapped(x)
-        y = layer.forward_lookup(self.embeddings, idx)
-        if y is not None:
+        y = layer.forward_lookup(self.embeddings, idx, training=training)
+        if y is None:
+            return None
+        if training:
+            self._idx = idx
+            lookups = np.broadcast_to(np.zeros(1, self.dtype), (*idx.shape, self.output_dim))  # shape and dtype
+            self._forward_record = _ForwardRecord(lookups, x)
+        else:
             self._idx, self._forward_record = None, None
         return y
 
