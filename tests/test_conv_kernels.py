@@ -635,6 +635,10 @@ def test_the_backward_of_a_convolution_of_lookups_needs_its_forward():
     kc.conv1d_forward_lookup(table, ids, W, 1, 1, 0, 5, trained, None, RELU, keep=True)
     with pytest.raises(ValueError, match="strides 2"):
         kc.conv1d_backward_lookup(W, y, dy, RELU, 2, 1, 0, True, trained)
+    with pytest.raises(ValueError, match=r"W \(2, 3, 5\)"):
+        kc.conv1d_backward_lookup(np.zeros((2, 3, 5)), y, dy, RELU, 1, 1, 0, True, trained)
+    with pytest.raises(ValueError, match="no training forward"):
+        kc.conv1d_backward_lookup(W, y, dy.astype(np.float32), RELU, 1, 1, 0, True, trained)
     kc.conv1d_backward_lookup(W, y, dy, RELU, 1, 1, 0, True, trained)
 
 

@@ -638,8 +638,9 @@ def conv1d_backward_lookup(
     K = W.shape[0]
     s, d, pl = int(stride), int(dilation), int(pad_left)
     carrier = None if record is None else record[0]
-    if (carrier is None or carrier.strides[:2] != (0, 0) or y.shape != dy.shape
-            or record[1] != (carrier.shape, K, s, d, pl, y.shape[1]) or y.shape[0] != carrier.shape[0]):  # fmt: skip
+    if (carrier is None or carrier.strides[:2] != (0, 0) or y.shape != dy.shape or y.shape[0] != carrier.shape[0]
+            or record[1] != (carrier.shape, K, s, d, pl, y.shape[1]) or W.shape[1] != carrier.shape[2]
+            or y.shape[2] != W.shape[2] or not y.dtype == dy.dtype == W.dtype == carrier.dtype):  # fmt: skip
         raise ValueError(f"conv1d_backward_lookup: no training forward on an Embedding's ids with W {W.shape}, "
                          f"strides {s}, dilation {d}, padding {pl} and output {y.shape} in this workspace")  # fmt: skip
     kept = workspace["distinct"]
