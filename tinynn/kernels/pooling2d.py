@@ -54,34 +54,40 @@ def _is_max(v, m):  # pragma: no cover - compiled
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _max_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
+    """x and y read and written through their flat views at unsigned offsets (pixel views and signed offsets cost
+    more than the comparisons: benchmarks/RESULTS.md)."""
     B, H, W, C = x.shape
     _, Ho, Wo, _ = y.shape
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    width = np.uint64(C)
+    row, col = np.uint64(W * C), np.uint64(C)
     for b in range(B):
         for i in range(Ho):
             h0, h1 = _window(i, SH, PH, pt, H)
             for j in range(Wo):
                 w0, w1 = _window(j, SW, PW, pl, W)
-                yv = y[b, i, j]
+                o = np.uint64(((b * Ho + i) * Wo + j) * C)
+                p00 = np.uint64(((b * H + h0) * W + w0) * C)
                 if h1 - h0 == 2 and w1 - w0 == 2:  # a whole 2×2 window: one loop, the running max in a register
-                    p00, p01, p10, p11 = x[b, h0, w0], x[b, h0, w0 + 1], x[b, h0 + 1, w0], x[b, h0 + 1, w0 + 1]
-                    for c in range(C):
-                        m = p00[c]  # the same comparisons in the same (row-major) order as the loops below
-                        v = p01[c]
+                    p01, p10 = p00 + col, p00 + row
+                    p11 = p10 + col
+                    for c in range(width):
+                        m = xf[p00 + c]  # the same comparisons in the same (row-major) order as the loops below
+                        v = xf[p01 + c]
                         m = v if (v > m) | (v != v) else m
-                        v = p10[c]
+                        v = xf[p10 + c]
                         m = v if (v > m) | (v != v) else m
-                        v = p11[c]
-                        yv[c] = v if (v > m) | (v != v) else m
+                        v = xf[p11 + c]
+                        yf[o + c] = v if (v > m) | (v != v) else m
                     continue
-                first = x[b, h0, w0]
-                for c in range(C):
-                    yv[c] = first[c]
+                for c in range(width):
+                    yf[o + c] = xf[p00 + c]
                 for h in range(h0, h1):
                     for w in range(w0, w1):
-                        xv = x[b, h, w]
-                        for c in range(C):
-                            v = xv[c]
-                            yv[c] = v if (v > yv[c]) | (v != v) else yv[c]
+                        q = np.uint64(((b * H + h) * W + w) * C)
+                        for c in range(width):
+                            v = xf[q + c]
+                            yf[o + c] = v if (v > yf[o + c]) | (v != v) else yf[o + c]
     return y
 
 
@@ -116,34 +122,34 @@ def _max_bwd(x, y, dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover - compil
 def _max_bwd_disjoint(x, y, dy, PH, PW, SH, SW, pt, pl, dx):  # pragma: no cover - compiled
     """:func:`_max_bwd` for windows that do not overlap (SH >= PH, SW >= PW): every pixel of dx lies in one window
     at most, so it is written once (dy where it is its window's first maximum, else 0) in one pass over x, without
-    zeroing dx first and without adding into it. ``routed[j, c]``: window (i, j) of the current row of windows has
-    sent channel c's gradient already (pixels are visited row-major, as the windows' taps are)."""
+    zeroing dx first and without adding into it. ``routed[j·C + c]``: window (i, j) of the current row of windows has
+    sent channel c's gradient already (pixels are visited row-major, as the windows' taps are). The arrays are read
+    through their flat views at unsigned offsets, as in :func:`_max_fwd`."""
     B, H, W, C = x.shape
     _, Ho, Wo, _ = y.shape
-    routed = np.zeros((Wo, C), np.uint8)
+    routed = np.zeros(Wo * C, np.uint8)
     zero = dx.dtype.type(0)
+    xf, yf, gf, df = x.reshape(-1), y.reshape(-1), dy.reshape(-1), dx.reshape(-1)
+    width = np.uint64(C)
     for b in range(B):
         for h in range(H):
             i, r = (h + pt) // SH, (h + pt) % SH
-            if i >= Ho or r >= PH:  # a row no window reads
-                row = dx[b, h].reshape(W * C)
-                for k in range(W * C):
-                    row[k] = zero
-                continue
-            if h == max(i * SH - pt, 0):  # the first real row of window row i
-                routed[:, :] = 0
+            row_read = i < Ho and r < PH
+            if row_read and h == max(i * SH - pt, 0):  # the first real row of window row i
+                for k in range(Wo * C):
+                    routed[k] = 0
             for w in range(W):
                 j, s = (w + pl) // SW, (w + pl) % SW
-                dv = dx[b, h, w]
-                if j >= Wo or s >= PW:
-                    for c in range(C):
-                        dv[c] = zero
+                o = np.uint64(((b * H + h) * W + w) * C)
+                if not (row_read and j < Wo and s < PW):  # a pixel no window reads
+                    for c in range(width):
+                        df[o + c] = zero
                     continue
-                xv, yv, gv, rt = x[b, h, w], y[b, i, j], dy[b, i, j], routed[j]
-                for c in range(C):
-                    hit = _is_max(xv[c], yv[c]) & (rt[c] == 0)
-                    dv[c] = gv[c] if hit else zero
-                    rt[c] |= hit
+                oy, orr = np.uint64(((b * Ho + i) * Wo + j) * C), np.uint64(j * C)
+                for c in range(width):
+                    hit = _is_max(xf[o + c], yf[oy + c]) & (routed[orr + c] == 0)
+                    df[o + c] = gf[oy + c] if hit else zero
+                    routed[orr + c] |= hit
     return dx
 
 
@@ -153,41 +159,44 @@ def _max_bwd_disjoint_act(x, y, dy, PH, PW, SH, SW, pt, pl, code, dz, db):  # pr
     that layer's output, and each pixel's dz = act'(a) ⊙ dx is written where dx would be (dz may be x itself: each
     pixel is read before it is written), db = Σ dz in float64 in pixel order. The arithmetic is the two passes'
     (``dx`` exactly 0 off the maxima, then ``tinynn.kernels.bias_activation.activation_gradient_rows``), so the
-    bits of dz are theirs."""
+    bits of dz are theirs. Flat views at unsigned offsets, as in :func:`_max_fwd`."""
     B, H, W, C = x.shape
     _, Ho, Wo, _ = y.shape
-    routed = np.zeros((Wo, C), np.uint8)
+    routed = np.zeros(Wo * C, np.uint8)
     g = np.empty(C, dz.dtype)  # this pixel's dx
     d = np.empty(C, dz.dtype)  # act'(a) of this pixel
     zero = dz.dtype.type(0)
     acc = np.zeros(C, np.float64)
+    xf, yf, gf, zf = x.reshape(-1), y.reshape(-1), dy.reshape(-1), dz.reshape(-1)
+    width = np.uint64(C)
     for b in range(B):
         for h in range(H):
             i, r = (h + pt) // SH, (h + pt) % SH
             row_read = i < Ho and r < PH
             if row_read and h == max(i * SH - pt, 0):  # the first real row of window row i
-                routed[:, :] = 0
+                for k in range(Wo * C):
+                    routed[k] = 0
             for w in range(W):
                 j, s = (w + pl) // SW, (w + pl) % SW
-                av, dv = x[b, h, w], dz[b, h, w]
+                o = np.uint64(((b * H + h) * W + w) * C)
                 if row_read and j < Wo and s < PW:
-                    yv, gv, rt = y[b, i, j], dy[b, i, j], routed[j]
-                    for c in range(C):
-                        hit = _is_max(av[c], yv[c]) & (rt[c] == 0)
-                        g[c] = gv[c] if hit else zero
-                        rt[c] |= hit
+                    oy, orr = np.uint64(((b * Ho + i) * Wo + j) * C), np.uint64(j * C)
+                    for c in range(width):
+                        hit = _is_max(xf[o + c], yf[oy + c]) & (routed[orr + c] == 0)
+                        g[c] = gf[oy + c] if hit else zero
+                        routed[orr + c] |= hit
                 else:  # a pixel no window reads
-                    for c in range(C):
+                    for c in range(width):
                         g[c] = zero
                 if code == RELU:
-                    for c in range(C):
-                        dv[c] = g[c] if av[c] > 0 else g[c] * 0
+                    for c in range(width):
+                        zf[o + c] = g[c] if xf[o + c] > 0 else g[c] * 0
                 else:
-                    derivative_row(d, av, code)
-                    for c in range(C):
-                        dv[c] = d[c] * g[c]
-                for c in range(C):
-                    acc[c] += dv[c]
+                    derivative_row(d, xf[o:o + width], code)
+                    for c in range(width):
+                        zf[o + c] = d[c] * g[c]
+                for c in range(width):
+                    acc[c] += zf[o + c]
     for c in range(C):
         db[c] = acc[c]
 
