@@ -237,7 +237,7 @@ def winograd_tiles(out_hw) -> tuple[int, int]:
 
 
 #: ``np.einsum``'s order for G · X · Gᵀ: G with X first, then the result with the other G (two BLAS-backed
-#: contractions; without it einsum sums all three at once in one nested loop, 1.4-3× slower from 32 channels).
+#: contractions; without it einsum sums all three at once in one nested loop, slower: benchmarks/RESULTS.md).
 _PAIRWISE = ["einsum_path", (0, 1), (0, 1)]
 
 
