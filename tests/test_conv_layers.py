@@ -595,3 +595,8 @@ def test_an_embedding_feeds_only_what_forward_lookup_takes(monkeypatch):
         np.testing.assert_allclose(got, plain.predict_on_batch(distinct), rtol=1e-5, atol=1e-6)
     plain.predict_on_batch(ids)
     assert calls == [1, 1]
+    backward_calls = count_calls(monkeypatch, kc, "conv1d_backward_lookup")
+    before = [w.copy() for w in plain.get_weights()]
+    plain.train_on_batch(distinct, np.ones((3, 40), np.float32))  # training: the kernel declines, the layers run
+    assert calls == [1, 1, 1] and backward_calls == []
+    assert not all(np.array_equal(a, b) for a, b in zip(before, plain.get_weights()))
