@@ -235,10 +235,13 @@ def test_row_sparse_rmsprop_while_compiling_leaves_the_step_to_the_twin():
     rng = np.random.default_rng(5)
     start = rng.normal(size=(30, 16)).astype(np.float32)
     steps = _row_gradients(rng, np.float32, 30, 16, 200, 0.5)
-    runs = []
+    runs, grouped = [], []
     for ready in (True, False):
-        with mock.patch.object(optimizer_steps.warmup, "kernel_ready", return_value=ready):
+        with mock.patch.object(optimizer_steps.warmup, "kernels_ready", return_value=ready), \
+                mock.patch.object(optimizer_steps, "_group_by_row", wraps=optimizer_steps._group_by_row) as spy:
             runs.append(_row_steps(opt.RMSprop, np.float32, "fast", start, steps)[:2])
+        grouped.append(spy.call_count)
+    assert grouped == [len(steps), 0]  # the kernels ran while ready only
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
 
@@ -256,3 +259,22 @@ def test_row_ranges_cover_every_row_once_with_about_equal_work(pieces):
     cost = [2 * (starts[b] - starts[a]) + (b - a) for a, b in ranges]
     biggest_row = 2 * 500 + 1
     assert max(cost) <= (2 * len(ids) + 300) / pieces + biggest_row  # a cut falls between rows only
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_sparse_readiness_asks_for_the_signatures_the_step_runs(dtype, monkeypatch):
+    """In background compile mode rmsprop_rows waits for the kernels compiled from sample arguments
+    (``_rows_samples``): they must have the numba types of the real calls, or the background would compile
+    specialisations nobody runs."""
+    import numba
+
+    samples = {kernel: tuple(map(numba.typeof, args)) for kernel, args in optimizer_steps._rows_samples(dtype)}
+    seen = []
+    for name in ("_group_by_row", "_rmsprop_rows"):
+        real = getattr(optimizer_steps, name)
+        monkeypatch.setattr(optimizer_steps, name,
+                            lambda *a, real=real: seen.append((real, tuple(map(numba.typeof, a)))) or real(*a))
+    table = np.ones((8, 16), dtype)
+    g = IndexedSlices(np.ones((5, 16), dtype), np.array([1, 1, 5, 0, 7]), table.shape)
+    assert optimizer_steps.rmsprop_rows(table, g, np.zeros_like(table), 0.9, 0.1, 1e-7, 0.001)
+    assert len(seen) == 2 and all(samples[kernel] == types for kernel, types in seen)

@@ -184,6 +184,15 @@ def _row_ranges(starts: np.ndarray, pieces: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+_ROWS_READY: set = set()  # dtypes whose row-sparse kernels are compiled
+
+
+def _rows_samples(d) -> list:
+    """The row-sparse step's kernels with arguments of the numba types :func:`rmsprop_rows` passes for dtype ``d``."""
+    table, ids, t = np.empty((1, 1), d), np.empty(1, np.int64), np.dtype(d).type(0)
+    return [(_group_by_row, (ids, 1)), (_rmsprop_rows, (table, table, table, ids, ids, 0, 0, t, t, t, t))]
+
+
 def rmsprop_rows(w: np.ndarray, g, v: np.ndarray, rho, one_minus_rho, epsilon, lr) -> bool:
     """RMSprop's row-sparse step (module docstring) in place, if its kernels are ready (else False, nothing done:
     the caller runs the twin). Call only where :func:`fits_rows`; the ids are checked to lie in the table here."""
@@ -195,8 +204,7 @@ def rmsprop_rows(w: np.ndarray, g, v: np.ndarray, rho, one_minus_rho, epsilon, l
     t = w.dtype.type
     rows = np.ascontiguousarray(g._rows)
     scalars = (t(rho), t(one_minus_rho), t(epsilon), t(lr))
-    if not all([warmup.kernel_ready(_group_by_row, ids, V),  # both asked: they compile together
-                warmup.kernel_ready(_rmsprop_rows, w, v, rows, ids, ids, 0, 0, *scalars)]):
+    if not warmup.kernels_ready(_ROWS_READY, w.dtype, _rows_samples):
         return False
     starts, order = _group_by_row(ids, V)
 

@@ -70,11 +70,11 @@ class RMSprop(Optimizer):
         dt = w.dtype
         rho, one_minus_rho, eps = weak(self.rho, dt), weak(1 - self.rho, dt), weak(self.epsilon, dt)
         v = slots["velocity"]
-        if not self.centered and not self.momentum > 0 and optimizer_steps.fits(w, g, v):
-            if optimizer_steps.rmsprop(w, g, v, rho, one_minus_rho, eps, lr):  # these lines in one pass
+        if not self.centered and not self.momentum > 0:  # these lines in one pass: over w, or per table row
+            if optimizer_steps.fits(w, g, v) and optimizer_steps.rmsprop(w, g, v, rho, one_minus_rho, eps, lr):
                 return
-        if not self.centered and not self.momentum > 0 and optimizer_steps.fits_rows(w, g, v):
-            if optimizer_steps.rmsprop_rows(w, g, v, rho, one_minus_rho, eps, lr):  # per table row, in one pass
+            if optimizer_steps.fits_rows(w, g, v) and optimizer_steps.rmsprop_rows(w, g, v, rho, one_minus_rho, eps,
+                                                                                   lr):  # fmt: skip
                 return
         v[...] = rho * v + densify(scale(one_minus_rho, square(g)))
         if self.centered:
