@@ -643,15 +643,9 @@ def conv1d_backward_lookup(
             or y.shape[2] != W.shape[2] or not y.dtype == dy.dtype == W.dtype == carrier.dtype):  # fmt: skip
         raise ValueError(f"conv1d_backward_lookup: no training forward on an Embedding's ids with W {W.shape}, "
                          f"strides {s}, dilation {d}, padding {pl} and output {y.shape} in this workspace")  # fmt: skip
-    kept = workspace["distinct"]
-    B, L, C = carrier.shape
     dz, db = bias_activation_backward(y, dy, int(activation), True)
-    dz = np.ascontiguousarray(dz)
-    if need_dx and choose_method(L, dz.shape[1], C, W.shape[2], s, "auto") == "shift":
-        dx, dW = _distinct_backward_shift(carrier, W, dz, s, d, pl, kept, workspace)  # reads x's shape alone
-        return dx, dW, db
-    dW = _distinct_weight_gradient(*kept, dz, K, s, d, pl, workspace)
-    dx = _backward(None, W, dz, L, s, d, pl, 1, "auto", True, False, workspace)[0] if need_dx else None
+    dx, dW = _distinct_backward(carrier, W, np.ascontiguousarray(dz), s, d, pl, "auto", workspace["distinct"],
+                                workspace, need_dx)  # fmt: skip
     return dx, dW, db
 
 
@@ -760,6 +754,17 @@ def _distinct_backward_shift(x, W, dz, s, d, pl, kept, ws):
 
     _run_chunks(piece, [(-1, -1), *_chunk_ranges(B, L * K * F * dz.itemsize, DX_CHUNK_BYTES, B * L * K * F * C)])
     return dx, dW_parts[0]
+
+
+def _distinct_backward(x, W, dz, s, d, pl, method, kept, ws, need_dx):
+    """(dx or None, dW) of one group after a distinct-steps forward that ``kept`` (x_u, u): dW over the distinct
+    steps; dx by the shift method's chunks beside that task, or by :func:`_backward`. Only x's shape is read (x may
+    be the shape-only carrier of :func:`conv1d_forward_lookup`)."""
+    L, C = x.shape[1], x.shape[2]
+    if need_dx and choose_method(L, dz.shape[1], C, W.shape[2], s, method) == "shift":
+        return _distinct_backward_shift(x, W, dz, s, d, pl, kept, ws)
+    dW = _distinct_weight_gradient(*kept, dz, W.shape[0], s, d, pl, ws)
+    return (_backward(None, W, dz, L, s, d, pl, 1, method, True, False, ws)[0] if need_dx else None), dW
 
 
 def _kept_distinct(ws: dict, x, geometry):
@@ -1048,12 +1053,7 @@ def conv1d_backward(
     s, d, pl, G = int(stride), int(dilation), int(pad_left), int(groups)
     kept = None if workspace is None else _kept_distinct(workspace, x, (x.shape, W.shape[0], s, d, pl, dz.shape[1]))
     if kept is not None and G == 1 and dz.dtype == x.dtype:
-        dz = np.ascontiguousarray(dz)
-        if need_dx and choose_method(L, dz.shape[1], x.shape[2], W.shape[2], s, method) == "shift":
-            return _distinct_backward_shift(x, W, dz, s, d, pl, kept, workspace)
-        dW = _distinct_weight_gradient(*kept, dz, W.shape[0], s, d, pl, workspace)
-        dx = _backward(x, W, dz, L, s, d, pl, G, method, True, False, workspace)[0] if need_dx else None
-        return dx, dW
+        return _distinct_backward(x, W, np.ascontiguousarray(dz), s, d, pl, method, kept, workspace, need_dx)
     if method == "auto" and winograd1d.applies(W.shape, s, d, G, x.dtype):
         if B * dz.shape[1] >= winograd1d.MIN_ROWS:
             return _winograd_backward(x, W, np.ascontiguousarray(dz, dtype=x.dtype), pl, need_dx, workspace)

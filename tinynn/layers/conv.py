@@ -360,7 +360,7 @@ class Conv1D(_Conv1DBase):
         self._y, self._z, self._z_bias = y, (y if code == LINEAR else None), None
         if training:
             self._x, self._pl, self._fused, self._on_lookups = None, pl, code, True
-            x_like = np.broadcast_to(np.zeros(1, table.dtype), (B, L, table.shape[1]))
+            x_like = self._ws["distinct_of"][0]  # the kernel's shape-only stand-in for x (B, L, C)
             self._forward_record = _ForwardRecord(y, x_like)  # dy of y's shape, dx of x's (the protocol's checks)
         else:
             self._x, self._fused, self._forward_record, self._on_lookups = None, None, None, False
