@@ -6,7 +6,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from pooling_inputs import pool_input
 from spies import count_calls
@@ -15,7 +15,7 @@ from tinynn.kernels import conv2d as kc
 from tinynn.kernels import parallel
 from tinynn.kernels import pooling2d as kp
 from tinynn.kernels import winograd as kw
-from tinynn.kernels.fastmath import RELU
+from tinynn.kernels.fastmath import LINEAR, RELU
 from tinynn.kernels.reference import conv2d as rc
 from tinynn.kernels.reference import pooling2d as rp
 
@@ -309,6 +309,124 @@ def test_winograd_conv2d_matches_the_direct_reference(g, code, use_bias, chunk_b
             assert rel_err(dx, rc.conv2d_backward_data(dz_act, Wk, hw, s, d, pads)) <= TOL
             assert rel_err(dW, rc.conv2d_backward_filter(x, dz_act, (3, 3), s, d, pads)) <= TOL
             assert rel_err(db, dz_act.reshape(-1, dz_act.shape[-1]).sum(axis=0)) <= TOL
+
+
+def _max_pooled_pair(x, Wk, g, b, code):
+    """(the fused kernel's p, the max pooling kernel on winograd_conv2d's output): what the two layers compute."""
+    pooled = (g["out"][0] // 2, g["out"][1] // 2)
+    p = kw.winograd_conv2d_max_pooled(x, Wk, g["pads"], g["out"], b, code)
+    z = kw.winograd_conv2d(x, Wk, g["pads"], g["out"], np.zeros(Wk.shape[3], x.dtype) if b is None else b, code)
+    return p, kp.max_pool2d_forward(z, (2, 2), (2, 2), (0, 0), pooled), z, pooled
+
+
+@given(g=winograd_geometry(), filters=st.sampled_from([1, 3, 16, 37]), relu=st.booleans(), use_bias=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), chunk_bytes=st.sampled_from([1, 2000, 1 << 20]),
+       threads=st.sampled_from([1, 2]))
+@example(g=geometry(5, 7, (3, 3), (1, 1), (1, 1), "valid", B=3, Cg=3), filters=37, relu=True, use_bias=True,
+         dtype=np.float32, chunk_bytes=2000, threads=2)  # odd Ho and Wo: the last row and column of blocks skipped
+@example(g=geometry(8, 9, (3, 3), (1, 1), (1, 1), "same", B=2, Cg=4), filters=16, relu=False, use_bias=True,
+         dtype=np.float64, chunk_bytes=1 << 20, threads=2)  # fmt: skip
+def test_winograd_max_pooled_gives_the_bits_of_the_pooled_convolution(g, filters, relu, use_bias, dtype, chunk_bytes,
+                                                                    threads):  # fmt: skip
+    """A 2×2, stride-2 max pooling taken block by block in Winograd's output transform gives the bits of the max
+    pooling kernel on the convolution's output (linear and ReLU, with and without bias, both dtypes, in chunks of
+    one, a few or all blocks, on one or two threads; 16 and 37 filters reach the vectorised loop's body), and in
+    float64 the reference max pooling of the direct reference convolution."""
+    g = dict(g, Fg=filters)
+    if min(g["out"]) < 2:
+        with pytest.raises(ValueError, match="no whole 2×2 window"):
+            kw.winograd_conv2d_max_pooled(*_conv_arrays(g)[:2], g["pads"], g["out"], None, RELU)
+        return
+    x, Wk, _ = _conv_arrays(g, dtype)
+    b = np.random.default_rng(g["seed"] + 1).standard_normal(filters).astype(dtype) if use_bias else None
+    code = RELU if relu else LINEAR
+    with mock.patch.object(kw, "CHUNK_BYTES", chunk_bytes), mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        p, pooled_z, z, pooled = _max_pooled_pair(x, Wk, g, b, code)
+    assert p.dtype == dtype and p.shape == (g["B"], *pooled, filters)
+    assert np.array_equal(p.view(np.uint8), pooled_z.view(np.uint8))
+    if dtype == np.float64:
+        z_ref = rc.conv2d_forward(x, Wk, (1, 1), (1, 1), g["pads"], g["out"]) + (0 if b is None else b)
+        y_ref = np.maximum(z_ref, 0) if relu else z_ref
+        assert rel_err(p, rp.max_pool2d_forward(y_ref, (2, 2), (2, 2), (0, 0), pooled)) <= TOL
+
+
+def test_winograd_max_pooled_keeps_nan_windows_as_the_pooling_does():
+    """A NaN pixel in the input reaches the outputs it is in (NaN windows next to windows of ReLU's zeros and of
+    negative linear outputs): the same bits as the max pooling kernel on the convolution's output."""
+    g = geometry(10, 9, (3, 3), (1, 1), (1, 1), "same", B=2, Cg=3, Fg=16)
+    x, Wk, _ = _conv_arrays(g, np.float32)
+    x[0, 4, 4, 1] = np.nan
+    b = np.random.default_rng(5).standard_normal(16).astype(np.float32)
+    for code in (RELU, LINEAR):
+        p, pooled_z, _, _ = _max_pooled_pair(x, Wk, g, b, code)
+        assert np.isnan(p).any() and not np.isnan(p).all()
+        assert (p == 0).any() == (code == RELU) and (p < 0).any() == (code == LINEAR)
+        assert np.array_equal(p.view(np.uint32), pooled_z.view(np.uint32))
+
+
+@given(g=conv_geometry(), filters=st.sampled_from([1, 3, 16, 37]), relu=st.booleans(), use_bias=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), chunk_bytes=st.sampled_from([1, 4000, 1 << 20]),
+       threads=st.sampled_from([1, 2]))
+@example(g=geometry(9, 8, (3, 3), (1, 1), (1, 1), "valid", B=3, Cg=3), filters=37, relu=True, use_bias=True,
+         dtype=np.float32, chunk_bytes=4000, threads=2)  # odd Ho: each image's last output row formed, not read
+@example(g=geometry(7, 10, (2, 3), (2, 1), (1, 1), "same", B=2, Cg=4), filters=16, relu=False, use_bias=True,
+         dtype=np.float64, chunk_bytes=1 << 20, threads=2)  # fmt: skip
+@example(g=geometry(13, 8, (3, 3), (1, 1), (1, 1), "valid", B=2, Cg=3), filters=37, relu=True, use_bias=True,
+         dtype=np.float32, chunk_bytes=4000, threads=1)  # chunks of 3 rows of p, cut at each image's end
+@example(g=geometry(12, 9, (2, 2), (1, 1), (2, 1), "same", B=2, Cg=2), filters=16, relu=False, use_bias=False,
+         dtype=np.float64, chunk_bytes=1 << 20, threads=1)  # a whole image's 6 rows of p per chunk
+def test_im2col_max_pooled_gives_the_pooled_convolution(g, filters, relu, use_bias, dtype, chunk_bytes, threads):
+    """One-group im2col convolutions of any geometry (1-4 channels: no Winograd), their 2×2 max pooling taken chunk
+    by chunk of output rows (chunks of one or more rows of p, rows of p shared over two threads): the max pooling
+    kernel on conv2d_forward's output (in its own chunks, on one thread) up to the products' rounding (BLAS may
+    round a row differently in a product of another height: float64 1e-12, float32 1e-6 norm-wise), and in float64
+    the reference pooling of the reference convolution."""
+    g = dict(g, G=1, Fg=filters)
+    assume(min(g["out"]) >= 2)
+    x, Wk, _ = _conv_arrays(g, dtype)
+    s, d, pads, out = g["s"], g["d"], g["pads"], g["out"]
+    b = np.random.default_rng(g["seed"] + 1).standard_normal(Wk.shape[3]).astype(dtype) if use_bias else None
+    code = RELU if relu else LINEAR
+    with mock.patch.object(kc, "FORWARD_CHUNK_BYTES", chunk_bytes), mock.patch.object(kc, "PIECE_WORK", 0), \
+            mock.patch.object(kc, "SMALL_CHUNK_MIN_PIXELS", 1 << 30), mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        p = kc.conv2d_forward_max_pooled(x, Wk, s, d, pads, out, bias=b, activation=code)
+    y = kc.conv2d_forward(x, Wk, s, d, pads, out, bias=b, activation=code)
+    pooled = (out[0] // 2, out[1] // 2)
+    y_pooled = kp.max_pool2d_forward(y, (2, 2), (2, 2), (0, 0), pooled)
+    assert p.dtype == dtype
+    assert rel_err(p.astype(np.float64), y_pooled.astype(np.float64)) <= (TOL if dtype == np.float64 else 1e-6)
+    if dtype == np.float64:
+        z_ref = rc.conv2d_forward(x, Wk, s, d, pads, out) + (0 if b is None else b)
+        y_ref = np.maximum(z_ref, 0) if relu else z_ref
+        assert rel_err(p, rp.max_pool2d_forward(y_ref, (2, 2), (2, 2), (0, 0), pooled)) <= TOL
+
+
+def test_max_pooled_leaves_to_the_two_layers_what_it_does_not_take():
+    """None (nothing done) for a grouped convolution, one F(2, 3) along the width runs, and an output without a
+    whole 2×2 window; an activation other than linear or ReLU raises."""
+    from tinynn.kernels import winograd_width
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 7, 6, 4))
+    assert kc.conv2d_forward_max_pooled(x, rng.standard_normal((3, 3, 2, 4)), groups=2) is None
+    assert kc.conv2d_forward_max_pooled(x[:, :4, :3], rng.standard_normal((3, 3, 4, 4))) is None  # 2×1 output
+    with mock.patch.object(winograd_width, "MIN_CHANNELS", 1), mock.patch.object(winograd_width, "MIN_WORK", 1):
+        assert winograd_width.applies((3, 3, 4, 16), (1, 1), (1, 1), 1, x.dtype, 2 * 5 * 4)
+        assert kc.conv2d_forward_max_pooled(x, rng.standard_normal((3, 3, 4, 16))) is None
+    with pytest.raises(ValueError, match="not linear or ReLU"):
+        kc.conv2d_forward_max_pooled(x, rng.standard_normal((3, 3, 4, 4)), activation=1)
+
+
+def test_winograd_max_pooled_refuses_what_it_does_not_compute():
+    g = geometry(6, 6, (3, 3), (1, 1), (1, 1), "valid", Cg=2, Fg=3)
+    x, Wk, _ = _conv_arrays(g)
+    for code in (None, 1):  # no code (the unbiased z), tanh
+        with pytest.raises(ValueError, match="not linear or ReLU"):
+            kw.winograd_conv2d_max_pooled(x, Wk, g["pads"], g["out"], None, code)
+    with pytest.raises(ValueError, match="needs a \\(3, 3, 2, F\\) kernel"):
+        kw.winograd_conv2d_max_pooled(x, Wk[:2], g["pads"], g["out"], None, RELU)
 
 
 @given(g=winograd_geometry(), chunk_bytes=st.sampled_from([1, 2000, 1 << 20]))

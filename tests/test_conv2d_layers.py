@@ -2,6 +2,8 @@
 weight layouts, configs, the reference/fast switch, Flatten/Dropout on images, and clear ValueErrors for bad input
 raised before any numba kernel runs."""
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -537,6 +539,118 @@ def test_predict_fuses_only_what_forward_pooled_takes(monkeypatch):
     plain.compile(optimizer="sgd", loss="mse")
     plain.train_on_batch(x, np.zeros((2, 1)))  # training: the layers one by one, backward included
     assert calls == [1]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("channels,activation,use_bias,padding,hw", [
+    (32, "relu", True, "valid", (11, 10)), (32, "relu", False, "same", (9, 12)), (32, "linear", True, "same", (8, 7)),
+    (5, "relu", True, "valid", (11, 10)), (5, "linear", False, "same", (9, 12)),
+])  # fmt: skip
+def test_predict_runs_conv2d_and_its_max_pooling_as_one_pass(dtype, channels, activation, use_bias, padding, hw,
+                                                             monkeypatch):  # fmt: skip
+    """predict / predict_on_batch take a Conv2D and the 2×2 max pooling after it in one pass (Conv2D.forward_into:
+    the convolution's output is never written): Winograd's (32 channels in) with the bits of the layers one after the
+    other (model(x)), im2col's (5 channels) within the products' rounding; a backward after it asks for a forward;
+    training runs the layers one by one."""
+    from tinynn.kernels import winograd as kw
+
+    x = np.random.default_rng(9).normal(size=(3, *hw, channels)).astype(dtype)
+    net = tn.Sequential([
+        layers.Input(shape=x.shape[1:]), layers.Conv2D(40, 3, activation=activation, use_bias=use_bias,
+                                                       padding=padding, bias_initializer="random_normal",
+                                                       dtype=dtype),
+        layers.MaxPooling2D(2, dtype=dtype), layers.Flatten(dtype=dtype), layers.Dense(2, dtype=dtype),
+    ])  # fmt: skip
+    conv, pool = net.layers[0], net.layers[1]
+    winograd = kc.uses_winograd(conv.kernel.shape, (1, 1), (1, 1), 1)
+    assert conv.feeds(pool) and winograd == (channels >= 32)
+    expected = net(x)  # the layers one by one
+    by_batches = np.concatenate([net(x[:2]), net(x[2:])])  # a batch of one may take other BLAS kernels
+    calls = count_calls(monkeypatch, kc, "conv2d_forward_max_pooled")
+    blocks = count_calls(monkeypatch, kw, "winograd_conv2d_max_pooled")
+    if winograd:
+        same = np.testing.assert_array_equal
+    else:
+        same = functools.partial(np.testing.assert_allclose, rtol=1e-6 if dtype == "float32" else 1e-12, atol=0)
+    same(net.predict_on_batch(x), expected)
+    same(net.predict(x, batch_size=2), by_batches)
+    assert len(calls) == 3 and len(blocks) == (3 if winograd else 0)  # one per batch
+    with pytest.raises(ValueError, match="forward"):
+        conv.backward(np.ones(conv.compute_output_shape(x.shape), dtype))
+    net.compile(optimizer="sgd", loss="mse")
+    net.train_on_batch(x, np.zeros((3, 2), dtype))
+    assert len(calls) == 3
+
+
+def test_predict_runs_conv2d_and_max_pooling_one_by_one_where_the_pair_does_not_apply(monkeypatch):
+    """No one-pass pair for another activation, a pooling of other windows, strides or padding, channels_first, a
+    grouped convolution (the kernels decline it), or the reference kernel mode; the results are the layers' own."""
+    calls = count_calls(monkeypatch, kc, "conv2d_forward_max_pooled")
+    rng = np.random.default_rng(10)
+    f64 = {"dtype": "float64"}
+
+    def model(conv, pool, channels=32, data_format="channels_last"):
+        shape = (9, 8, channels) if data_format == "channels_last" else (channels, 9, 8)
+        net = tn.Sequential([layers.Input(shape=shape), conv, pool, layers.Flatten(**f64), layers.Dense(1, **f64)])
+        return net, rng.normal(size=(2, *shape))
+
+    cases = [
+        (layers.Conv2D(32, 3, activation="tanh", **f64), layers.MaxPooling2D(2, **f64)),
+        (layers.Conv2D(32, 3, activation="relu", **f64), layers.MaxPooling2D(2, strides=1, **f64)),
+        (layers.Conv2D(32, 3, activation="relu", **f64), layers.MaxPooling2D(2, padding="same", **f64)),
+        (layers.Conv2D(32, 3, activation="relu", **f64), layers.MaxPooling2D(3, **f64)),
+        (layers.Conv2D(32, 3, activation="relu", **f64), layers.AveragePooling2D(2, **f64)),
+    ]
+    for conv, pool in cases:
+        net, x = model(conv, pool)
+        assert not conv.feeds(pool)
+        np.testing.assert_array_equal(net.predict_on_batch(x), net(x))
+    first, x = model(layers.Conv2D(32, 3, activation="relu", data_format="channels_first", **f64),
+                     layers.MaxPooling2D(2, data_format="channels_first", **f64), data_format="channels_first")
+    assert not first.layers[0].feeds(first.layers[1])
+    np.testing.assert_array_equal(first.predict_on_batch(x), first(x))
+    assert calls == []
+    grouped, x = model(layers.Conv2D(32, 3, groups=2, activation="relu", **f64), layers.MaxPooling2D(2, **f64))
+    assert grouped.layers[0].feeds(grouped.layers[1])  # the kernels decline it in the call
+    np.testing.assert_array_equal(grouped.predict_on_batch(x), grouped(x))
+    assert calls == [1]
+    plain, x = model(layers.Conv2D(32, 3, activation="relu", **f64), layers.MaxPooling2D(2, **f64))
+    with config.kernels("reference"):
+        ref = plain.predict_on_batch(x)
+    assert calls == [1]
+    np.testing.assert_allclose(plain.predict_on_batch(x), ref, rtol=1e-12, atol=1e-14)
+    assert calls == [1, 1]
+
+
+def test_the_max_pooled_readiness_check_asks_for_the_signatures_the_pair_runs(monkeypatch):
+    """In background compile mode Conv2D.forward_into runs the pair only once its two kernels, compiled from sample
+    arguments (conv2d.max_pooled_ready), are there: the samples must have the numba types of the real calls
+    (im2col's and Winograd's), or the background would compile specialisations nobody runs. While they are not
+    there, the layers run one by one."""
+    import numba
+
+    from tinynn.kernels import winograd as kw
+
+    seen: dict = {}
+
+    def spy(owner, name):
+        real = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda *a: seen.setdefault(name, set()).add(tuple(map(numba.typeof, a)))
+                            or real(*a))  # fmt: skip
+
+    spy(kc, "_forward_rows_max")
+    spy(kw, "_output_transform_max")
+    for dtype in ("float32", "float64"):
+        seen.clear()
+        for channels in (32, 5):  # Winograd, im2col
+            x = np.random.default_rng(17).normal(size=(2, 9, 8, channels)).astype(dtype)
+            conv, pool = layers.Conv2D(32, 3, activation="relu", dtype=dtype), layers.MaxPooling2D(dtype=dtype)
+            assert conv.forward_into(x, pool) is not None
+            with monkeypatch.context() as still_compiling:
+                still_compiling.setattr(kc, "max_pooled_ready", lambda d: False)
+                assert conv.forward_into(x, pool) is None
+        rows, blocks = (tuple(map(numba.typeof, args)) for _, args in kc._max_pooled_samples(dtype))
+        assert seen == {"_forward_rows_max": {rows}, "_output_transform_max": {blocks}}
 
 
 def _pair_model(conv, pool, shape):

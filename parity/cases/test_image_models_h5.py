@@ -167,8 +167,14 @@ def _keras_module(which: str):
 
 @pytest.mark.parametrize("which, suffix", [("keras", ".h5"), ("tf_keras", ".h5"), ("keras", ".keras")])
 @pytest.mark.parametrize("name", sorted(SEED_MODELS))
-def test_seed_convnet_file_round_trip(tmp_path, name, which, suffix):
-    """(and the same through Keras 3's own .keras archive)"""
+def test_seed_convnet_file_round_trip(tmp_path, name, which, suffix, monkeypatch):
+    """(and the same through Keras 3's own .keras archive). The MNIST and cats-vs-dogs convnets' predict runs their
+    Winograd convolutions (32 channels and more in) and the max pooling after each in one pass
+    (Conv2D.forward_into): counted."""
+    from tinynn.kernels import winograd
+
+    pairs, real = [], winograd.winograd_conv2d_max_pooled
+    monkeypatch.setattr(winograd, "winograd_conv2d_max_pooled", lambda *a, **k: pairs.append(1) or real(*a, **k))
     module = _keras_module(which)
     km, x = _keras_model(module, name)
     ref = backend.numpy(km(x, training=False))
@@ -182,6 +188,7 @@ def test_seed_convnet_file_round_trip(tmp_path, name, which, suffix):
                                  "float32"))
     recorder.note_report(report, "layer")
     report.assert_ok()
+    assert len(pairs) == {"mnist_convnet": 1, "cats_and_dogs_convnet": 3, "separable_stack": 0}[name]
 
     model.save(tmp_path / f"tinynn{suffix}")
     back = module.models.load_model(tmp_path / f"tinynn{suffix}")

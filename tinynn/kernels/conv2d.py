@@ -54,6 +54,7 @@ __all__ = [
     "conv2d_backward",
     "conv2d_backward_fused",
     "conv2d_forward",
+    "conv2d_forward_max_pooled",
     "conv2d_forward_pooled",
     "conv_output_size",
     "depthwise_conv2d_backward",
@@ -503,6 +504,108 @@ def _forward_rows(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo, r_s
             if code >= 0:
                 bias_activation_rows(zc, bias, code, zc)
     return sums
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _forward_rows_max(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo, q_start, q_stop, step, cols, zbuf,
+                      p):  # pragma: no cover - compiled
+    """Rows q_start .. q_stop-1 (q = b·Hp + i) of p (B, Hp, Wp, F), the 2×2, stride-2, unpadded max pooling of
+    y = act(conv(x) + bias): per chunk of up to ``step`` rows of p inside one image, the columns of the 2·n output
+    rows it pools (:func:`_im2col_rows`), one BLAS product with Wm (K, F) and act(z + bias) in place
+    (:func:`tinynn.kernels.bias_activation.bias_activation_rows`), as :func:`_forward_rows` forms y, then each
+    window's maximum with :func:`tinynn.kernels.pooling2d._max_fwd`'s comparisons in its row-major order (a NaN
+    wins, the first one kept). A last odd output row or column (no whole window) is formed and not read."""
+    C = x.shape[3]
+    K, F = Wm.shape
+    _, Hp, Wp, _ = p.shape
+    q = q_start
+    while q < q_stop:
+        b = q // Hp
+        i0 = q - b * Hp
+        n = min(step, q_stop - q, Hp - i0)
+        R = 2 * n
+        m = R * Wo
+        chunk = cols[: m * K]
+        _im2col_rows(x, KH, KW, sh, sw, dh, dw, pt, pl, Ho, b * Ho + 2 * i0, chunk.reshape((1, R, Wo, KH, KW, C)))
+        zc = zbuf[: m * F].reshape((m, F))
+        blas.gemm(chunk.reshape((m, K)), Wm, zc, False, False, 0.0)
+        bias_activation_rows(zc, bias, code, zc)
+        for k in range(n):
+            top = 2 * k * Wo
+            for j in range(Wp):
+                y00, y01 = zc[top + 2 * j], zc[top + 2 * j + 1]
+                y10, y11 = zc[top + Wo + 2 * j], zc[top + Wo + 2 * j + 1]
+                out = p[b, i0 + k, j]
+                for f in range(F):
+                    mx = y00[f]
+                    v = y01[f]
+                    mx = v if (v > mx) | (v != v) else mx
+                    v = y10[f]
+                    mx = v if (v > mx) | (v != v) else mx
+                    v = y11[f]
+                    out[f] = v if (v > mx) | (v != v) else mx
+        q += n
+    return p
+
+
+def conv2d_forward_max_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,
+                              workspace: dict | None = None, bias: np.ndarray | None = None,
+                              activation: int = RELU) -> np.ndarray | None:  # fmt: skip
+    """p (B, Ho // 2, Wo // 2, F): the 2×2, stride-2, unpadded max pooling of y = act(conv(x, Wk) + bias)
+    (``activation`` linear or ReLU; ``bias`` None: zeros), without writing y out:
+    ``max_pool2d_forward(conv2d_forward(..., bias, activation), (2, 2), (2, 2), (0, 0), ...)``. Winograd's shapes take
+    each window as one block of its outputs (:func:`tinynn.kernels.winograd.winograd_conv2d_max_pooled`: the same
+    chunks, so the same bits); one-group im2col pools each chunk of output rows while it is in the cache
+    (:func:`_forward_rows_max`; rows of p shared out over the cores): the same numbers up to the products' rounding
+    (its chunks have other heights, and BLAS may round a row differently in a product of another height). None
+    (nothing done) for the other passes (grouped, F(2, 3) along the width) and an output without a whole window."""
+    KH, KW, Cg, F = Wk.shape
+    B = x.shape[0]
+    if activation not in (LINEAR, RELU):
+        raise ValueError(f"conv2d_forward_max_pooled: activation code {activation} is not linear or ReLU")
+    x, ws, G, out_hw = _forward_arguments(x, Wk, strides, dilation, pads, out_hw, groups, workspace, bias)
+    Ho, Wo = out_hw
+    if min(Ho, Wo) < 2:
+        return None
+    b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    if uses_winograd(Wk.shape, strides, dilation, G):
+        return winograd.winograd_conv2d_max_pooled(x, Wk, pads, out_hw, b, activation, ws)
+    if G != 1 or (winograd_width.applies(Wk.shape, strides, dilation, G, x.dtype, B * Ho * Wo)
+                  and winograd_width.ready(x.dtype)):  # fmt: skip
+        return None
+    K = KH * KW * Cg
+    Wm = _w_im2col(Wk, 1)[0]
+    p = np.empty((B, Ho // 2, Wo // 2, F), dtype=x.dtype)
+    args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho, Wo)
+    step = max(1, forward_step(Wo, K, F, x.dtype) // 2)
+
+    def piece(k, q_start, q_stop):
+        n = min(step, q_stop - q_start) * 2 * Wo
+        cols, zc = _scratch(ws, f"cols{k}", (n * K,), x.dtype), _scratch(ws, f"z{k}", (n * F,), x.dtype)
+        _forward_rows_max(x, Wm, b, int(activation), *args, q_start, q_stop, step, cols, zc, p)
+
+    _share_rows(piece, B * (Ho // 2), B * Ho * Wo * K * F)
+    return p
+
+
+def max_pooled_ready(dtype) -> bool:
+    """Whether :func:`conv2d_forward_max_pooled`'s own kernels (:func:`_forward_rows_max` and Winograd's
+    ``_output_transform_max``) are compiled for ``dtype``; if not, they are compiled (or loaded) in the background
+    and False is returned meanwhile (:func:`tinynn.kernels.warmup.kernels_ready`; always True in "wait" compile
+    mode)."""
+    return warmup.kernels_ready(_max_pooled_ready, dtype, _max_pooled_samples)
+
+
+_max_pooled_ready: set = set()  # dtypes max_pooled_ready found compiled
+
+
+def _max_pooled_samples(dtype) -> list:
+    """(kernel, arguments with the numba types :func:`conv2d_forward_max_pooled` passes for ``dtype``) of its two
+    kernels."""
+    d = np.dtype(dtype)
+    v, m = np.empty(1, d), np.empty((1, 1), d)
+    rows = (np.empty((1, 1, 1, 1), d), m, v, 0, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, v, v, np.empty((1, 1, 1, 1), d))
+    return [(_forward_rows_max, rows), (winograd._output_transform_max, winograd._max_sample(d))]
 
 
 def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,

@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from . import blas
-from .fastmath import RELU, activate_row, relu_fast
+from .fastmath import LINEAR, RELU, activate_row, relu_fast
 from .jitcache import load_without_refresh
 from .parallel import kernel_scope, share_batch
 from .parallel import scratch as _scratch
@@ -44,15 +44,17 @@ __all__ = [
     "winograd_conv2d",
     "winograd_conv2d_backward_data",
     "winograd_conv2d_backward_filter",
+    "winograd_conv2d_max_pooled",
 ]
 
-#: Scratch bytes (V and M of a chunk of blocks) per chunk. Larger than the per-core L2 cache on purpose: the 16
-#: products of a chunk are tall, thin GEMMs (K = C), whose per-call cost (packing U, the call itself) is paid once
-#: per chunk, so fewer, longer products win over keeping V and M in L2 (they stay in L3); the sweep from 128 KiB
-#: to 32 MiB on M7's convolutions is in benchmarks/RESULTS.md.
-CHUNK_BYTES = 1 << 22
+#: Scratch bytes (V and M of a chunk of blocks) per chunk. The 16 products of a chunk are tall, thin GEMMs (K = C),
+#: whose per-call cost (packing U, the call itself) is paid once per chunk, so a chunk is as long as the per-core L2
+#: cache holds (2 MiB on the benchmark host's Xeon): longer ones, kept in L3, won on one core of a 512 KiB-L2 host,
+#: but with both cores working their traffic costs more than the calls they save (the sweeps on M7's convolutions,
+#: one and two cores, are in benchmarks/RESULTS.md).
+CHUNK_BYTES = 1 << 21
 #: Scratch bytes (V and Y) per chunk of the filter gradient (the same trade-off: K = the chunk's blocks).
-FILTER_CHUNK_BYTES = 1 << 22
+FILTER_CHUNK_BYTES = 1 << 21
 
 
 @numba.njit(error_model="numpy", cache=True, inline="always")
@@ -176,6 +178,53 @@ def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compi
     return z
 
 
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _output_transform_max(M, t0, TH, TW, bias, code, p):  # pragma: no cover - compiled
+    """p[b, ti, tj] <- max of the block's four outputs act((Aᵀ m A)[i, j] + bias) for the blocks t0 .. t0+T-1 that
+    lie inside p (B, Hp, Wp, F) (code: ReLU, else linear): block (ti, tj) is the
+    2×2 pooling window (ti, tj) of a stride-2, unpadded max pooling, and the outputs are compared in the window's
+    row-major order with :func:`tinynn.kernels.pooling2d._max_fwd`'s test (a NaN wins, the first one kept), so p
+    has the bits of that pooling of :func:`_output_transform`'s z. Blocks of a last odd output row or column (no
+    whole window) are skipped. r = Aᵀ m as in :func:`_output_transform`."""
+    _, T, F = M.shape
+    _, Hp, Wp, _ = p.shape
+    S = _OUT_STEP
+    r = np.empty((8, S, F), M.dtype)
+    c = bias
+    floor = M.dtype.type(0) if code == RELU else M.dtype.type(-np.inf)
+    for s0 in range(0, T, S):
+        s1 = min(T, s0 + S)
+        n = (s1 - s0) * F
+        for j in range(4):  # r = Aᵀ m (along the rows)
+            m0, m1 = M[j, s0:s1].reshape(n), M[4 + j, s0:s1].reshape(n)
+            m2, m3 = M[8 + j, s0:s1].reshape(n), M[12 + j, s0:s1].reshape(n)
+            ra, rb = r[j].reshape(S * F)[:n], r[4 + j].reshape(S * F)[:n]
+            for k in range(n):
+                ra[k] = m0[k] + m1[k] + m2[k]
+                rb[k] = m1[k] - m2[k] - m3[k]
+        for t in range(s0, s1):
+            b, ti, tj = _block_position(t0 + t, TH, TW)
+            if ti >= Hp or tj >= Wp:
+                continue
+            o = t - s0
+            q0, q1, q2, q3 = r[0, o], r[1, o], r[2, o], r[3, o]
+            u0, u1, u2, u3 = r[4, o], r[5, o], r[6, o], r[7, o]
+            out = p[b, ti, tj]
+            for f in range(F):
+                m = q0[f] + q1[f] + q2[f] + c[f]  # z[2ti, 2tj], then (2ti, 2tj+1), (2ti+1, 2tj), (2ti+1, 2tj+1)
+                m = floor if m < floor else m
+                v = q1[f] - q2[f] - q3[f] + c[f]
+                v = floor if v < floor else v
+                m = v if (v > m) | (v != v) else m
+                v = u0[f] + u1[f] + u2[f] + c[f]
+                v = floor if v < floor else v
+                m = v if (v > m) | (v != v) else m
+                v = u1[f] - u2[f] - u3[f] + c[f]
+                v = floor if v < floor else v
+                out[f] = v if (v > m) | (v != v) else m
+    return p
+
+
 @numba.njit(cache=True, nogil=True)
 def _products(V, U, M, trans_v, beta):  # pragma: no cover - compiled
     """M[ξ] = op(V[ξ]) @ U[ξ] + β·M[ξ] for the 16 positions ξ, op(V) = Vᵀ if ``trans_v``: 16 single-threaded BLAS
@@ -239,6 +288,33 @@ def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarra
                     activation: int | None = None, workspace: dict | None = None) -> np.ndarray:  # fmt: skip
     """z (B, Ho, Wo, F) = conv(x, Wk) for a (3, 3, C, F) kernel, stride 1, no dilation, one group; with
     ``activation`` (a :func:`tinynn.kernels.fastmath.activation_code`) act(z + bias) instead."""
+    z = np.empty((x.shape[0], *out_hw, Wk.shape[3]), dtype=x.dtype)
+    return _winograd_pass(x, Wk, pads, out_hw, bias, activation, workspace, _output_transform, z)
+
+
+def winograd_conv2d_max_pooled(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarray | None = None,
+                               activation: int | None = None, workspace: dict | None = None) -> np.ndarray:  # fmt: skip
+    """p (B, Ho // 2, Wo // 2, F): a 2×2, stride-2, unpadded max pooling of :func:`winograd_conv2d`'s output, each
+    pooling window being one 2×2 block of outputs (:func:`_output_transform_max`): the (B, Ho, Wo, F) output is
+    never written. The same numbers as ``max_pool2d_forward(winograd_conv2d(...), (2, 2), (2, 2), (0, 0), ...)``.
+    ``activation``: linear or ReLU (the others raise; a missing bias is zeros, as the fused layers pass it)."""
+    if activation is None or int(activation) not in (LINEAR, RELU):
+        raise ValueError(f"winograd_conv2d_max_pooled: activation code {activation} is not linear or ReLU")
+    if min(out_hw) < 2:
+        raise ValueError(f"winograd_conv2d_max_pooled: a {tuple(out_hw)} output has no whole 2×2 window")
+    p = np.empty((x.shape[0], out_hw[0] // 2, out_hw[1] // 2, Wk.shape[3]), dtype=x.dtype)
+    return _winograd_pass(x, Wk, pads, out_hw, bias, activation, workspace, _output_transform_max, p)
+
+
+def _max_sample(dtype) -> tuple:
+    """Arguments of :func:`_output_transform_max` with the numba types :func:`winograd_conv2d_max_pooled` passes."""
+    d = np.dtype(dtype)
+    return (np.empty((16, 1, 1), d), 0, 1, 1, np.empty(1, d), 0, np.empty((1, 1, 1, 1), d))
+
+
+def _winograd_pass(x, Wk, pads, out_hw, bias, activation, workspace, output_transform, out) -> np.ndarray:
+    """The forward's chunks: V <- Bᵀ d B, M[ξ] = V[ξ] @ U[ξ], then ``output_transform(M, t0, TH, TW, b, code,
+    out)`` (:func:`_output_transform` or :func:`_output_transform_max`), images shared out over the cores."""
     B, H, W, C = x.shape
     if Wk.shape[:3] != (3, 3, C) or min(out_hw) < 1 or not (0 <= pads[0] <= 2 and 0 <= pads[1] <= 2):
         raise ValueError(f"winograd_conv2d: needs a (3, 3, {C}, F) kernel, pads in [0, 2] and a non-empty output; got "
@@ -249,21 +325,20 @@ def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarra
     U = np.ascontiguousarray(winograd_kernel_transform(Wk), dtype=x.dtype)  # (16, C, F)
     code = -1 if activation is None else int(activation)
     b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    z = np.empty((B, *out_hw, F), dtype=x.dtype)
     per_image = TH * TW
     step = max(1, CHUNK_BYTES // (16 * (C + F) * x.itemsize))
     args = (int(pads[0]), int(pads[1]), TH, TW)
 
-    def piece(k, b0, b1):  # V <- Bᵀ d B, M[ξ] = V[ξ] @ U[ξ], z <- act(Aᵀ m A + b), chunk by chunk
+    def piece(k, b0, b1):  # V <- Bᵀ d B, M[ξ] = V[ξ] @ U[ξ], out <- the output transform, chunk by chunk
         for t0 in range(b0 * per_image, b1 * per_image, step):
             n = min(b1 * per_image, t0 + step) - t0
             V = _input_transform(x, *args, t0, _scratch(ws, f"V{k}", (16, n, C), x.dtype))
             M = _products(V, U, _scratch(ws, f"M{k}", (16, n, F), x.dtype), False, 0.0)
-            _output_transform(M, t0, TH, TW, b, code, z)
+            output_transform(M, t0, TH, TW, b, code, out)
 
     with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
         share_batch(piece, B, B * per_image * 16 * C * F)
-    return z
+    return out
 
 
 def winograd_conv2d_backward_data(dz: np.ndarray, Wk: np.ndarray, in_hw, pads, workspace: dict | None = None):

@@ -28,7 +28,7 @@ from .. import activations, config
 from .. import initializers as _init
 from ..kernels import conv2d as K_conv2d
 from ..kernels import warmup
-from ..kernels.fastmath import activation_code
+from ..kernels.fastmath import LINEAR, RELU, activation_code
 from ..kernels.reference import conv2d as R_conv2d
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int, positive_int_tuple
@@ -307,6 +307,38 @@ class Conv2D(_Conv2DBase):
                                            self._out_hw, 1, workspace=self._ws,
                                            bias=self.bias if self.use_bias else None, activation=code)  # fmt: skip
         return pool._restore(p)  # with the spatial axes when keepdims
+
+    def feeds(self, layer) -> bool:
+        """Whether ``layer`` (the next one) is a 2×2, stride-2, unpadded MaxPooling2D that :meth:`forward_into` may
+        take on: both channels-last in the same dtype, this layer with a linear or ReLU activation (whether the
+        kernels take the convolution, which depends on the input's channels, is asked in the call)."""
+        from .pooling2d import MaxPooling2D
+
+        return (type(layer) is MaxPooling2D and layer.pool_size == (2, 2) and layer.strides == (2, 2)
+                and layer.padding == "valid" and layer.data_format == self.data_format == "channels_last"
+                and layer.dtype == self.dtype and activation_code(self.activation) in (LINEAR, RELU))  # fmt: skip
+
+    def forward_into(self, x, pool, training: bool = False) -> np.ndarray | None:
+        """Inference only: ``pool(self(x))`` for ``pool`` the MaxPooling2D of :meth:`feeds`, without writing out the
+        (B, Ho, Wo, F) output: Winograd forms each pooling window as one block of its outputs, im2col pools each
+        chunk of output rows while it is in the cache (:func:`tinynn.kernels.conv2d.conv2d_forward_max_pooled`:
+        Winograd's the bits of the two layers' calls, im2col's those numbers up to the products' rounding). Neither
+        layer keeps a forward to run a backward from. None (nothing
+        done: call the two layers) in training, in reference mode, while the kernels compile, for a grouped
+        convolution or one by F(2, 3) along the width, and for an output without a whole window."""
+        if training or config.kernel_mode() == "reference" or not K_conv2d.max_pooled_ready(self.dtype):
+            return None
+        x = self._prepare(self.accept_input(x))
+        if self._reference:
+            return None
+        p = K_conv2d.conv2d_forward_max_pooled(x, self.kernel, self.strides, self.dilation_rate, self._pads,
+                                               self._out_hw, self.groups, self._ws,
+                                               self.bias if self.use_bias else None,
+                                               activation_code(self.activation))  # fmt: skip
+        if p is not None:
+            self._x = None
+            self._forward_record = pool._forward_record = None  # a backward now raises (no forward to run it from)
+        return p
 
     def _backward_fused(self, dy):
         """dz = act'(y) ⊙ dy, db = Σ dz and the conv backward, chunk by chunk in one kernel (dy channels-last)."""
