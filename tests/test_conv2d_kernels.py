@@ -263,6 +263,61 @@ def test_depthwise_matches_reference(g, threads):
     assert rel_err(dx_ref, rc.conv2d_backward_data(du, W_grouped, (g["H"], g["W"]), s, d, pads, groups=C)) <= TOL
 
 
+@given(g=conv_geometry(depthwise=True), filters=st.sampled_from([1, 3, 16, 37]),
+       code=st.sampled_from(["relu", "linear", "tanh"]), use_bias=st.booleans(), max_pooled=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), threads=st.sampled_from([1, 2]))
+@example(g=geometry(9, 8, (3, 3), (1, 1), (1, 1), "valid", B=3, Cg=4), filters=37, code="relu", use_bias=True,
+         max_pooled=True, dtype=np.float32, threads=2)  # odd Ho: each image's last output row formed, not read
+@example(g=geometry(8, 10, (3, 2), (2, 1), (1, 1), "same", B=2, Cg=3, M=2), filters=16, code="tanh",
+         use_bias=False, max_pooled=False, dtype=np.float64, threads=2)  # fmt: skip
+@example(g=geometry(10, 9, (3, 3), (1, 1), (1, 1), "same", B=2, Cg=5), filters=3, code="linear", use_bias=True,
+         max_pooled=True, dtype=np.float64, threads=1)  # fmt: skip
+def test_separable_forward_image_by_image_matches_its_two_passes(g, filters, code, use_bias, max_pooled, dtype,
+                                                                 threads):  # fmt: skip
+    """A depthwise-separable forward image by image (each image's u in the cache, never written out): the numbers
+    of depthwise_conv2d_forward then pointwise_forward with the bias and activation (up to the products' rounding:
+    float64 1e-12, float32 1e-6 norm-wise) and in float64 the reference; with ``max_pooled``, the bits of the max
+    pooling kernel on its own unpooled output; images shared over two threads."""
+    from tinynn import activations
+    from tinynn.kernels.fastmath import activation_code
+
+    rng = np.random.default_rng(g["seed"])
+    C, M = g["Cg"], g["M"]
+    x = rng.standard_normal((g["B"], g["H"], g["W"], C)).astype(dtype)
+    D = rng.standard_normal((*g["K"], C, M)).astype(dtype)
+    P = rng.standard_normal((C * M, filters)).astype(dtype)
+    b = rng.standard_normal(filters).astype(dtype) if use_bias else None
+    s, d, pads, out = g["s"], g["d"], g["pads"], g["out"]
+    act = activations.get(code)
+    if max_pooled and min(out) < 2:
+        with pytest.raises(ValueError, match="no whole 2×2 window"):
+            kc.separable_conv2d_forward(x, D, P, s, d, pads, out, b, activation_code(act), max_pooled=True)
+        return
+    with mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        y = kc.separable_conv2d_forward(x, D, P, s, d, pads, out, b, activation_code(act))
+        p = kc.separable_conv2d_forward(x, D, P, s, d, pads, out, b, activation_code(act), max_pooled=max_pooled)
+    two_passes = kc.pointwise_forward(kc.depthwise_conv2d_forward(x, D, s, d, pads, out), P, b, activation_code(act))
+    assert y.dtype == dtype and y.shape == two_passes.shape
+    assert rel_err(y.astype(np.float64), two_passes.astype(np.float64)) <= (TOL if dtype == np.float64 else 1e-6)
+    if dtype == np.float64:
+        z_ref = rc.depthwise_conv2d_forward(x, D, s, d, pads, out) @ P + (0 if b is None else b)
+        assert rel_err(y, act(z_ref)) <= TOL
+    if max_pooled:
+        pooled = kp.max_pool2d_forward(y, (2, 2), (2, 2), (0, 0), (out[0] // 2, out[1] // 2))
+        assert np.array_equal(p.view(np.uint8), pooled.view(np.uint8))
+    else:
+        assert np.array_equal(p.view(np.uint8), y.view(np.uint8))
+
+
+def test_separable_forward_refuses_a_pointwise_kernel_that_does_not_fit():
+    x, D = np.zeros((1, 5, 5, 3)), np.zeros((3, 3, 3, 2))
+    with pytest.raises(ValueError, match="do not fit 6 depthwise channels"):
+        kc.separable_conv2d_forward(x, D, np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="do not fit 6 depthwise channels"):
+        kc.separable_conv2d_forward(x, D, np.zeros((6, 4)), bias=np.zeros(3))
+
+
 @st.composite
 def winograd_geometry(draw):
     """3×3, stride 1: any size from the shortest legal input, both paddings, 1-5 channels and filters."""

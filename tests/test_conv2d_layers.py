@@ -623,10 +623,10 @@ def test_predict_runs_conv2d_and_max_pooling_one_by_one_where_the_pair_does_not_
 
 
 def test_the_max_pooled_readiness_check_asks_for_the_signatures_the_pair_runs(monkeypatch):
-    """In background compile mode Conv2D.forward_into runs the pair only once its two kernels, compiled from sample
-    arguments (conv2d.max_pooled_ready), are there: the samples must have the numba types of the real calls
-    (im2col's and Winograd's), or the background would compile specialisations nobody runs. While they are not
-    there, the layers run one by one."""
+    """In background compile mode Conv2D.forward_into runs the pair only once the kernel its path runs, compiled from
+    sample arguments (conv2d.max_pooled_ready: Winograd's or im2col's), is there: the samples must have
+    the numba types of the real calls (im2col's and Winograd's), or the background would compile specialisations
+    nobody runs. While they are not there, the layers run one by one."""
     import numba
 
     from tinynn.kernels import winograd as kw
@@ -647,10 +647,77 @@ def test_the_max_pooled_readiness_check_asks_for_the_signatures_the_pair_runs(mo
             conv, pool = layers.Conv2D(32, 3, activation="relu", dtype=dtype), layers.MaxPooling2D(dtype=dtype)
             assert conv.forward_into(x, pool) is not None
             with monkeypatch.context() as still_compiling:
-                still_compiling.setattr(kc, "max_pooled_ready", lambda d: False)
+                still_compiling.setattr(kc, "max_pooled_ready", lambda d, by_winograd: False)
                 assert conv.forward_into(x, pool) is None
-        rows, blocks = (tuple(map(numba.typeof, args)) for _, args in kc._max_pooled_samples(dtype))
-        assert seen == {"_forward_rows_max": {rows}, "_output_transform_max": {blocks}}
+        rows, blocks = kc._forward_rows_max_sample(dtype), kw._max_sample(dtype)
+        assert seen == {"_forward_rows_max": {tuple(map(numba.typeof, rows))},
+                        "_output_transform_max": {tuple(map(numba.typeof, blocks))}}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_runs_separable_conv2d_image_by_image_and_with_its_max_pooling(dtype, monkeypatch):
+    """Out of training SeparableConv2D runs image by image, each image's depthwise output used in the cache and not
+    kept (kernels.conv2d.separable_conv2d_forward), and predict takes a 2×2 max pooling after it in the same pass:
+    the layers' training forward and the reference mode's numbers (float32 1e-6, float64 1e-12 relative)."""
+    x = np.random.default_rng(11).normal(size=(3, 12, 11, 6)).astype(dtype)
+    net = tn.Sequential([
+        layers.Input(shape=x.shape[1:]),
+        layers.SeparableConv2D(16, 3, activation="relu", bias_initializer="random_normal", dtype=dtype),
+        layers.MaxPooling2D(2, dtype=dtype),
+        layers.SeparableConv2D(12, 3, padding="same", depth_multiplier=2, activation="tanh", dtype=dtype),
+        layers.GlobalAveragePooling2D(dtype=dtype), layers.Dense(2, dtype=dtype),
+    ])  # fmt: skip
+    assert net.layers[0].feeds(net.layers[1]) and not net.layers[2].feeds(net.layers[3])
+    tol = {"rtol": 1e-6 if dtype == "float32" else 1e-12, "atol": 0}
+    h = x
+    for layer in net.layers:
+        h = layer.forward(h, training=True)
+    with config.kernels("reference"):
+        ref = net.predict_on_batch(x)
+    calls = count_calls(monkeypatch, kc, "separable_conv2d_forward")
+    ours = net.predict_on_batch(x)
+    assert len(calls) == 2  # the pair, then the second layer on its own
+    np.testing.assert_allclose(ours, h, **tol)
+    np.testing.assert_allclose(ours, ref, rtol=1e-5 if dtype == "float32" else 1e-12, atol=0)
+
+
+def test_a_backward_after_an_inference_forward_forms_the_depthwise_output_again():
+    """A SeparableConv2D forward out of training keeps no depthwise output u; a backward after it (as a gradient
+    with respect to the input asks) forms u again from x: the gradients of a training forward's backward."""
+    rng = np.random.default_rng(12)
+    x, dy = rng.normal(size=(2, 9, 8, 4)), rng.normal(size=(2, 7, 6, 5))
+    layer = layers.SeparableConv2D(5, 3, activation="relu", bias_initializer="random_normal", dtype="float64")
+    layer(x)
+    layer.forward(x, training=True)
+    dx = layer.backward(dy)
+    grads = [g.copy() for g in layer.gradients]
+    layer.forward(x, training=False)
+    assert layer._u is None
+    np.testing.assert_allclose(layer.backward(dy), dx, rtol=1e-12, atol=0)
+    for ours, theirs in zip(layer.gradients, grads):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=0)
+
+
+def test_the_separable_readiness_check_asks_for_the_signature_the_forward_runs(monkeypatch):
+    """separable_ready compiles _separable_images from sample arguments: they must have the numba types of the
+    real calls (plain and pooled, both dtypes), or the background would compile a specialisation nobody runs; while
+    it is not compiled, the layer runs its two passes."""
+    import numba
+
+    real, seen = kc._separable_images, set()
+    monkeypatch.setattr(kc, "_separable_images", lambda *a: seen.add(tuple(map(numba.typeof, a))) or real(*a))
+    for dtype in ("float32", "float64"):
+        seen.clear()
+        x = np.random.default_rng(13).normal(size=(2, 9, 8, 3)).astype(dtype)
+        layer, pool = layers.SeparableConv2D(4, 3, activation="relu", dtype=dtype), layers.MaxPooling2D(dtype=dtype)
+        layer(x)
+        layer.forward(x, training=False)
+        assert layer._u is None and layer.forward_into(x, pool) is not None
+        assert seen == {tuple(map(numba.typeof, kc._separable_sample(dtype)))}
+        with monkeypatch.context() as still_compiling:
+            still_compiling.setattr(kc, "separable_ready", lambda d: False)
+            layer.forward(x, training=False)
+            assert layer._u is not None and layer.forward_into(x, pool) is None
 
 
 def _pair_model(conv, pool, shape):

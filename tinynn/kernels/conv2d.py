@@ -62,6 +62,7 @@ __all__ = [
     "im2col",
     "pointwise_backward",
     "pointwise_forward",
+    "separable_conv2d_forward",
 ]
 
 #: Scratch bytes (im2col columns) per batch chunk: small enough to stay in the per-core L2 cache between the
@@ -517,7 +518,7 @@ def _forward_rows_max(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo,
     wins, the first one kept). A last odd output row or column (no whole window) is formed and not read."""
     C = x.shape[3]
     K, F = Wm.shape
-    _, Hp, Wp, _ = p.shape
+    Hp = p.shape[1]
     q = q_start
     while q < q_stop:
         b = q // Hp
@@ -530,22 +531,31 @@ def _forward_rows_max(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo,
         zc = zbuf[: m * F].reshape((m, F))
         blas.gemm(chunk.reshape((m, K)), Wm, zc, False, False, 0.0)
         bias_activation_rows(zc, bias, code, zc)
-        for k in range(n):
-            top = 2 * k * Wo
-            for j in range(Wp):
-                y00, y01 = zc[top + 2 * j], zc[top + 2 * j + 1]
-                y10, y11 = zc[top + Wo + 2 * j], zc[top + Wo + 2 * j + 1]
-                out = p[b, i0 + k, j]
-                for f in range(F):
-                    mx = y00[f]
-                    v = y01[f]
-                    mx = v if (v > mx) | (v != v) else mx
-                    v = y10[f]
-                    mx = v if (v > mx) | (v != v) else mx
-                    v = y11[f]
-                    out[f] = v if (v > mx) | (v != v) else mx
+        _max_pool_pairs(zc, Wo, p[b, i0 : i0 + n])
         q += n
     return p
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _max_pool_pairs(y, Wo, q):  # pragma: no cover - compiled
+    """q (n, Wp, F) <- the 2×2, stride-2 max pooling of the 2·n output rows of Wo pixels in y (2·n·Wo, F): q[k, j] is
+    the maximum of the pixels (2k, 2j), (2k, 2j + 1), (2k + 1, 2j), (2k + 1, 2j + 1), compared in that (row-major)
+    order with :func:`tinynn.kernels.pooling2d._max_fwd`'s test (a NaN wins, the first one kept)."""
+    n, Wp, F = q.shape
+    for k in range(n):
+        top = 2 * k * Wo
+        for j in range(Wp):
+            y00, y01 = y[top + 2 * j], y[top + 2 * j + 1]
+            y10, y11 = y[top + Wo + 2 * j], y[top + Wo + 2 * j + 1]
+            out = q[k, j]
+            for f in range(F):
+                mx = y00[f]
+                v = y01[f]
+                mx = v if (v > mx) | (v != v) else mx
+                v = y10[f]
+                mx = v if (v > mx) | (v != v) else mx
+                v = y11[f]
+                out[f] = v if (v > mx) | (v != v) else mx
 
 
 def conv2d_forward_max_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,
@@ -588,24 +598,26 @@ def conv2d_forward_max_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0
     return p
 
 
-def max_pooled_ready(dtype) -> bool:
-    """Whether :func:`conv2d_forward_max_pooled`'s own kernels (:func:`_forward_rows_max` and Winograd's
-    ``_output_transform_max``) are compiled for ``dtype``; if not, they are compiled (or loaded) in the background
-    and False is returned meanwhile (:func:`tinynn.kernels.warmup.kernels_ready`; always True in "wait" compile
-    mode)."""
-    return warmup.kernels_ready(_max_pooled_ready, dtype, _max_pooled_samples)
+def max_pooled_ready(dtype, by_winograd: bool) -> bool:
+    """Whether the kernel :func:`conv2d_forward_max_pooled` runs for a convolution (``by_winograd``:
+    :func:`uses_winograd` says so: Winograd's ``_output_transform_max``, else :func:`_forward_rows_max`) is compiled
+    for ``dtype``; if not, it is compiled (or loaded) in the background and False is returned meanwhile
+    (:func:`tinynn.kernels.warmup.kernels_ready`; always True in "wait" compile mode)."""
+    if by_winograd:
+        return warmup.kernels_ready(_max_pooled_winograd, dtype,
+                                    lambda d: [(winograd._output_transform_max, winograd._max_sample(d))])  # fmt: skip
+    return warmup.kernels_ready(_max_pooled_im2col, dtype, lambda d: [(_forward_rows_max, _forward_rows_max_sample(d))])
 
 
-_max_pooled_ready: set = set()  # dtypes max_pooled_ready found compiled
+_max_pooled_winograd: set = set()  # dtypes max_pooled_ready found compiled, Winograd's kernel
+_max_pooled_im2col: set = set()  # the same, im2col's
 
 
-def _max_pooled_samples(dtype) -> list:
-    """(kernel, arguments with the numba types :func:`conv2d_forward_max_pooled` passes for ``dtype``) of its two
-    kernels."""
+def _forward_rows_max_sample(dtype) -> tuple:
+    """Arguments of :func:`_forward_rows_max` with the numba types :func:`conv2d_forward_max_pooled` passes."""
     d = np.dtype(dtype)
-    v, m = np.empty(1, d), np.empty((1, 1), d)
-    rows = (np.empty((1, 1, 1, 1), d), m, v, 0, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, v, v, np.empty((1, 1, 1, 1), d))
-    return [(_forward_rows_max, rows), (winograd._output_transform_max, winograd._max_sample(d))]
+    v, image = np.empty(1, d), np.empty((1, 1, 1, 1), d)
+    return (image, np.empty((1, 1), d), v, 0, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, v, v, image)
 
 
 def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,
@@ -1014,6 +1026,89 @@ def depthwise_conv2d_forward(x, D, strides=(1, 1), dilation=(1, 1), pads=(0, 0),
     args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
     share_batch(lambda k, b0, b1: _dw_forward(x[b0:b1], Df, Dt, *args, u[b0:b1]), B, u.size * KH * KW, blas=False)
     return u
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _separable_images(x, D, Dt, P, bias, code, sh, sw, dh, dw, pt, pl, b_start, b_stop, u, z, y,
+                      p):  # pragma: no cover - compiled
+    """Images b_start .. b_stop-1 of a depthwise-separable convolution, each image's depthwise output formed in the
+    scratch u (1, Ho, Wo, C·M) (:func:`_dw_forward`) and multiplied by P (C·M, F) while it is in the cache, then
+    act(· + bias) (:func:`tinynn.kernels.bias_activation.bias_activation_rows`) written to y[b], or (p has images:
+    p (B, Ho // 2, Wo // 2, F)) formed in the scratch z (Ho·Wo, F) and its 2×2 max pooling written to p[b]
+    (:func:`_max_pool_pairs`)."""
+    _, Ho, Wo, CM = u.shape
+    F = P.shape[1]
+    rows = u.reshape((Ho * Wo, CM))
+    for b in range(b_start, b_stop):
+        _dw_forward(x[b : b + 1], D, Dt, sh, sw, dh, dw, pt, pl, u)
+        out = z if p.shape[0] > 0 else y[b].reshape((Ho * Wo, F))
+        blas.gemm(rows, P, out, False, False, 0.0)
+        bias_activation_rows(out, bias, code, out)
+        if p.shape[0] > 0:
+            _max_pool_pairs(out, Wo, p[b])
+    return y
+
+
+def separable_conv2d_forward(x, D, P, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None,
+                             bias: np.ndarray | None = None, activation: int = LINEAR, max_pooled: bool = False,
+                             workspace: dict | None = None) -> np.ndarray:  # fmt: skip
+    """y (B, Ho, Wo, F) = act(u P + bias) for u = :func:`depthwise_conv2d_forward` (x, D) (P (C·M, F), ``bias`` None:
+    zeros, ``activation`` a :func:`tinynn.kernels.fastmath.activation_code`), image by image, each image's u used
+    while it is in the cache and never written out (:func:`_separable_images`; images shared out over the cores);
+    ``max_pooled``: instead y's 2×2, stride-2, unpadded max pooling p (B, Ho // 2, Wo // 2, F), y never written
+    either. u has the bits of :func:`depthwise_conv2d_forward`'s; the product, one image's rows at a time, the
+    numbers of :func:`pointwise_forward` up to its rounding (BLAS may round a row differently in a product of
+    another height)."""
+    KH, KW, C, M = D.shape
+    B, H, W, _ = x.shape
+    if out_hw is None:
+        out_hw = ((H + pads[0] - (KH - 1) * dilation[0] - 1) // strides[0] + 1,
+                  (W + pads[1] - (KW - 1) * dilation[1] - 1) // strides[1] + 1)  # fmt: skip
+    _depthwise_check(x, D, out_hw)
+    Ho, Wo = out_hw
+    F = P.shape[-1]
+    if P.shape != (C * M, F) or (bias is not None and np.shape(bias) != (F,)):
+        raise ValueError(f"separable_conv2d: P {P.shape} and bias {np.shape(bias)} do not fit {C * M} depthwise "
+                         "channels")  # fmt: skip
+    if max_pooled and min(Ho, Wo) < 2:
+        raise ValueError(f"separable_conv2d: a {tuple(out_hw)} output has no whole 2×2 window")
+    x, ws = np.ascontiguousarray(x), {} if workspace is None else workspace
+    Df = np.ascontiguousarray(D, dtype=x.dtype).reshape(KH, KW, C * M)
+    Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))
+    Pc = np.ascontiguousarray(P, dtype=x.dtype)
+    b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    if max_pooled:
+        y, p = np.empty((0, Ho, Wo, F), x.dtype), np.empty((B, Ho // 2, Wo // 2, F), x.dtype)
+    else:
+        y, p = np.empty((B, Ho, Wo, F), x.dtype), np.empty((0, 1, 1, F), x.dtype)
+    args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
+
+    def piece(k, b0, b1):
+        u = _scratch(ws, f"sep_u{k}", (1, Ho, Wo, C * M), x.dtype)
+        z = _scratch(ws, f"sep_z{k}", (Ho * Wo if max_pooled else 0, F), x.dtype)
+        _separable_images(x, Df, Dt, Pc, b, int(activation), *args, b0, b1, u, z, y, p)
+
+    with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
+        share_batch(piece, B, B * Ho * Wo * C * M * (KH * KW + F))
+    return p if max_pooled else y
+
+
+def separable_ready(dtype) -> bool:
+    """Whether :func:`separable_conv2d_forward`'s kernel is compiled for ``dtype``; if not, it is compiled (or
+    loaded) in the background and False is returned meanwhile (:func:`tinynn.kernels.warmup.kernels_ready`; always
+    True in "wait" compile mode)."""
+    return warmup.kernels_ready(_separable_ready, dtype, lambda d: [(_separable_images, _separable_sample(d))])
+
+
+_separable_ready: set = set()  # dtypes separable_ready found compiled
+
+
+def _separable_sample(dtype) -> tuple:
+    """Arguments of :func:`_separable_images` with the numba types :func:`separable_conv2d_forward` passes."""
+    d = np.dtype(dtype)
+    image, m = np.empty((1, 1, 1, 1), d), np.empty((1, 1), d)
+    return (image, np.empty((1, 1, 1), d), np.empty((1, 1, 1), d), m, np.empty(1, d), 0, 1, 1, 1, 1, 0, 0, 0, 1,
+            image, m, image, image)  # fmt: skip
 
 
 def depthwise_conv2d_backward(x, D, du, strides=(1, 1), dilation=(1, 1), pads=(0, 0), need_dx: bool = True):

@@ -174,6 +174,16 @@ class _Conv2DBase(ImageLayer, BiasActivationTail):
 
 
 
+def _max_pools_after(conv, layer) -> bool:
+    """Whether ``layer`` is a 2×2, stride-2, unpadded MaxPooling2D that the Conv2D-family layer ``conv`` can take
+    on in its ``forward_into``: both channels-last in the same dtype, ``conv`` with a linear or ReLU activation."""
+    from .pooling2d import MaxPooling2D
+
+    return (type(layer) is MaxPooling2D and layer.pool_size == (2, 2) and layer.strides == (2, 2)
+            and layer.padding == "valid" and layer.data_format == conv.data_format == "channels_last"
+            and layer.dtype == conv.dtype and activation_code(conv.activation) in (LINEAR, RELU))  # fmt: skip
+
+
 #: what a Conv2D-family forward caches for its backward (released after a fast-mode backward)
 _CONV_CACHE = ("_x", "_y", "_z", "_z_bias")
 
@@ -312,11 +322,7 @@ class Conv2D(_Conv2DBase):
         """Whether ``layer`` (the next one) is a 2×2, stride-2, unpadded MaxPooling2D that :meth:`forward_into` may
         take on: both channels-last in the same dtype, this layer with a linear or ReLU activation (whether the
         kernels take the convolution, which depends on the input's channels, is asked in the call)."""
-        from .pooling2d import MaxPooling2D
-
-        return (type(layer) is MaxPooling2D and layer.pool_size == (2, 2) and layer.strides == (2, 2)
-                and layer.padding == "valid" and layer.data_format == self.data_format == "channels_last"
-                and layer.dtype == self.dtype and activation_code(self.activation) in (LINEAR, RELU))  # fmt: skip
+        return _max_pools_after(self, layer)
 
     def forward_into(self, x, pool, training: bool = False) -> np.ndarray | None:
         """Inference only: ``pool(self(x))`` for ``pool`` the MaxPooling2D of :meth:`feeds`, without writing out the
@@ -326,9 +332,13 @@ class Conv2D(_Conv2DBase):
         layer keeps a forward to run a backward from. None (nothing
         done: call the two layers) in training, in reference mode, while the kernels compile, for a grouped
         convolution or one by F(2, 3) along the width, and for an output without a whole window."""
-        if training or config.kernel_mode() == "reference" or not K_conv2d.max_pooled_ready(self.dtype):
+        if training or config.kernel_mode() == "reference":
             return None
-        x = self._prepare(self.accept_input(x))
+        x = self.accept_input(x)
+        by_winograd = K_conv2d.uses_winograd(self.kernel.shape, self.strides, self.dilation_rate, self.groups)
+        if not K_conv2d.max_pooled_ready(self.dtype, by_winograd):
+            return None
+        x = self._prepare(x)
         if self._reference:
             return None
         p = K_conv2d.conv2d_forward_max_pooled(x, self.kernel, self.strides, self.dilation_rate, self._pads,
@@ -339,6 +349,15 @@ class Conv2D(_Conv2DBase):
             self._x = None
             self._forward_record = pool._forward_record = None  # a backward now raises (no forward to run it from)
         return p
+
+    def warm_up_also(self) -> None:
+        """In a warm-up (:mod:`tinynn.kernels.warmup`), after the training forward: compile the kernel of
+        :meth:`forward_into`'s one pass with a max pooling too (a linear or ReLU layer, channels-last)."""
+        if (self._fused in (LINEAR, RELU) and not self._reference and self.data_format == "channels_last"
+                and min(self._out_hw) >= 2):  # fmt: skip
+            K_conv2d.conv2d_forward_max_pooled(self._x, self.kernel, self.strides, self.dilation_rate, self._pads,
+                                               self._out_hw, self.groups, bias=self.bias if self.use_bias else None,
+                                               activation=self._fused)  # fmt: skip
 
     def _backward_fused(self, dy):
         """dz = act'(y) ⊙ dy, db = Σ dz and the conv backward, chunk by chunk in one kernel (dy channels-last)."""
@@ -525,26 +544,66 @@ class SeparableConv2D(_DepthwiseMixin, _Conv2DBase):
 
     def forward(self, x, training=False, mask=None):
         """u = depthwise(x; D), z = u P + b, y = act(z). Fast mode: the bias and a numba activation run inside the
-        1×1 product's pieces (except sigmoid, whose logits the models' loss shortcut reads: that one keeps z)."""
+        1×1 product's pieces (except sigmoid, whose logits the models' loss shortcut reads: that one keeps z); out of
+        training, image by image with each image's u used while it is in the cache and not kept
+        (:func:`tinynn.kernels.conv2d.separable_conv2d_forward`: a backward forms u again)."""
         x = self._prepare(x)
-        u = self._depthwise(x, self.depthwise_kernel)
-        self._u = u
         P = self.pointwise_kernel[0, 0]
         bias = self.bias if self.use_bias else None
         self._fused = None
+        code = None if self._reference else activation_code(self.activation)
+        fused = code is not None and self.activation.name != "sigmoid"
+        if fused and not training and K_conv2d.separable_ready(self.dtype):
+            self._u, self._z, self._z_bias, self._fused = None, None, None, code
+            self._y = K_conv2d.separable_conv2d_forward(x, self.depthwise_kernel, P, *self._geometry_args(), bias,
+                                                        code, workspace=self._ws)  # fmt: skip
+            return self._from_last(self._y)
+        u = self._u = self._depthwise(x, self.depthwise_kernel)
         if self._reference:
             return self._finish((u.reshape(-1, u.shape[-1]) @ P).reshape(*u.shape[:3], self.filters), bias)
-        code = activation_code(self.activation)
-        if code is None or self.activation.name == "sigmoid":
+        if not fused:
             return self._finish(K_conv2d.pointwise_forward(u, P), bias)
         self._y = K_conv2d.pointwise_forward(u, P, bias, code)
         self._z = self._z_bias = None
         self._fused = code
         return self._from_last(self._y)
 
+    def _geometry_args(self) -> tuple:
+        return (self.strides, self.dilation_rate, self._pads, self._out_hw)
+
+    def _depthwise_output(self) -> np.ndarray:
+        """u of the last forward (formed again from x when that forward did not keep it)."""
+        if self._u is None:
+            self._u = self._depthwise(self._x, self.depthwise_kernel)
+        return self._u
+
+    def feeds(self, layer) -> bool:
+        """Whether ``layer`` (the next one) is a 2×2, stride-2, unpadded MaxPooling2D that :meth:`forward_into` can
+        take on (both channels-last in the same dtype, this layer with a linear or ReLU activation)."""
+        return _max_pools_after(self, layer)
+
+    def forward_into(self, x, pool, training: bool = False) -> np.ndarray | None:
+        """Inference only: ``pool(self(x))`` for ``pool`` the MaxPooling2D of :meth:`feeds`, image by image, neither
+        u nor y written out (:func:`tinynn.kernels.conv2d.separable_conv2d_forward` with ``max_pooled``). Neither
+        layer keeps a forward to run a backward from. None (nothing done: call the two layers) in training, in
+        reference mode, while the kernel compiles, or for an output without a whole window."""
+        if training or config.kernel_mode() == "reference" or not K_conv2d.separable_ready(self.dtype):
+            return None
+        x = self._prepare(self.accept_input(x))
+        if self._reference or min(self._out_hw) < 2:
+            return None
+        p = K_conv2d.separable_conv2d_forward(x, self.depthwise_kernel, self.pointwise_kernel[0, 0],
+                                              *self._geometry_args(), self.bias if self.use_bias else None,
+                                              activation_code(self.activation), max_pooled=True,
+                                              workspace=self._ws)  # fmt: skip
+        self._x = self._u = None
+        self._forward_record = pool._forward_record = None  # a backward now raises (no forward to run it from)
+        return p
+
     def _backward_fused(self, dy):
         """dz = act'(y) ⊙ dy and db inside the 1×1 product's backward pieces, then the depthwise backward."""
-        du, dP, db = K_conv2d.pointwise_backward(self._u, self.pointwise_kernel[0, 0], dy, self._y, self._fused)
+        du, dP, db = K_conv2d.pointwise_backward(self._depthwise_output(), self.pointwise_kernel[0, 0], dy, self._y,
+                                                 self._fused)  # fmt: skip
         dx, dD = self._depthwise_backward(self.depthwise_kernel, du)
         self.gradients = [dD, dP[None, None], db] if self.use_bias else [dD, dP[None, None]]
         self._release(*_CONV_CACHE, "_u")
@@ -554,11 +613,12 @@ class SeparableConv2D(_DepthwiseMixin, _Conv2DBase):
         """Backward pass from dL/dz (in data_format; ``db`` = Σ dz if already known): fills [dD, dP, db], returns dx."""
         dz = self._dz(dz)
         P = self.pointwise_kernel[0, 0]
+        u = self._depthwise_output()
         if self._reference:
-            u_rows, dz_rows = self._u.reshape(-1, P.shape[0]), dz.reshape(-1, self.filters)
-            du, dP = (dz_rows @ P.T).reshape(self._u.shape), u_rows.T @ dz_rows
+            u_rows, dz_rows = u.reshape(-1, P.shape[0]), dz.reshape(-1, self.filters)
+            du, dP = (dz_rows @ P.T).reshape(u.shape), u_rows.T @ dz_rows
         else:
-            du, dP = K_conv2d.pointwise_backward(self._u, P, dz)
+            du, dP = K_conv2d.pointwise_backward(u, P, dz)
         dP = dP[None, None]
         dx, dD = self._depthwise_backward(self.depthwise_kernel, du)
         grads = [dD, dP]
