@@ -467,7 +467,8 @@ def test_max_pooled_leaves_to_the_two_layers_what_it_does_not_take():
     x = rng.standard_normal((2, 7, 6, 4))
     assert kc.conv2d_forward_max_pooled(x, rng.standard_normal((3, 3, 2, 4)), groups=2) is None
     assert kc.conv2d_forward_max_pooled(x[:, :4, :3], rng.standard_normal((3, 3, 4, 4))) is None  # 2×1 output
-    with mock.patch.object(winograd_width, "MIN_CHANNELS", 1), mock.patch.object(winograd_width, "MIN_WORK", 1):
+    with mock.patch.object(winograd_width, "MIN_CHANNELS", 1), mock.patch.object(winograd_width, "MIN_WORK", 1), \
+            mock.patch.object(winograd_width, "INTEL_MIN_FILTERS", 16):  # fmt: skip
         assert winograd_width.applies((3, 3, 4, 16), (1, 1), (1, 1), 1, x.dtype, 2 * 5 * 4)
         assert kc.conv2d_forward_max_pooled(x, rng.standard_normal((3, 3, 4, 16))) is None
     with pytest.raises(ValueError, match="not linear or ReLU"):

@@ -21,6 +21,13 @@ TOL = 1e-12  # float64, norm-wise relative (max |ours - ref| / max |ref|)
 TOL32 = 2e-6  # float32 against the float64 direct convolution
 
 
+@pytest.fixture(autouse=True)
+def other_cpus_rule(monkeypatch):
+    """The tests below use the filter threshold of the CPUs other than Intel's (16) on any host; the Intel rule
+    has its own test (test_an_intel_cpu_takes_64_filters_or_more)."""
+    monkeypatch.setattr(kw, "INTEL_MIN_FILTERS", kw.MIN_FILTERS)
+
+
 def rel_err(ours, ref, scale=None):
     """max |ours - ref| / max |scale| (default: ref). An activation's output is measured against its input z's size
     (|act'| <= 1 for the ones drawn here: the convolution's rounding of z is what reaches y)."""
@@ -93,6 +100,7 @@ def test_conv2d_forward_and_its_pooled_form_take_it(g, code, use_bias, chunk_byt
     plain, pooled = [], []
     real_plain, real_pooled = kw.winograd_width_conv2d, kw.winograd_width_conv2d_pooled
     with mock.patch.object(kw, "MIN_CHANNELS", 1), mock.patch.object(kw, "MIN_FILTERS", 1), \
+            mock.patch.object(kw, "INTEL_MIN_FILTERS", 1), \
             mock.patch.object(kw, "MIN_WORK", 1), mock.patch.object(kw, "CHUNK_BYTES", chunk_bytes), \
             mock.patch.object(kw, "winograd_width_conv2d", lambda *a, **k: plain.append(1) or real_plain(*a, **k)), \
             mock.patch.object(kw, "winograd_width_conv2d_pooled",
@@ -167,6 +175,19 @@ def test_winograd_width_is_chosen_for_3x3_stride_1_convolutions_with_few_channel
     assert not kw.applies((5, 5, 16, 32), (1, 1), (1, 1), 1, f32, 1 << 16)
     # 32 channels in and out: F(2×2, 3×3) takes it first (conv2d.uses_winograd)
     assert kc.uses_winograd((3, 3, 32, 32), (1, 1), (1, 1), 1)
+
+
+def test_an_intel_cpu_takes_64_filters_or_more(monkeypatch):
+    """On an Intel CPU im2col keeps 16-63 filters (its small-matrix chunks ran them faster there); elsewhere 16."""
+    from tinynn.kernels import cblas
+
+    monkeypatch.undo()  # the real INTEL_MIN_FILTERS
+    f32, pixels = np.float32, 256 * 18 * 18
+    for vendor, takes_32 in (("GenuineIntel", False), ("AuthenticAMD", True), ("", True)):
+        monkeypatch.setattr(cblas, "cpu_vendor", lambda vendor=vendor: vendor)
+        assert kw.applies((3, 3, 16, 32), (1, 1), (1, 1), 1, f32, pixels) is takes_32
+        assert kw.applies((3, 3, 16, 64), (1, 1), (1, 1), 1, f32, pixels)
+        assert kw.applies((3, 3, 16, 16), (1, 1), (1, 1), 1, f32, pixels) is takes_32
 
 
 def test_bad_shapes_are_refused_before_any_kernel_runs():

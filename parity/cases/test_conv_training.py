@@ -202,7 +202,7 @@ def test_winograd_width_conv2d_training_trains_like_keras(dtype, monkeypatch):
     pooling's gradient."""
     from tinynn.kernels import winograd_width
 
-    for name in ("MIN_CHANNELS", "MIN_FILTERS", "MIN_WORK"):
+    for name in ("MIN_CHANNELS", "MIN_FILTERS", "INTEL_MIN_FILTERS", "MIN_WORK"):
         monkeypatch.setattr(winograd_width, name, 1)
     calls = []
     real = winograd_width.winograd_width_conv2d

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import blas, warmup
+from . import blas, cblas, warmup
 from .bias_activation import bias_activation_rows
 from .fastmath import LINEAR, RELU, activate_row
 from .jitcache import load_without_refresh
@@ -55,6 +55,10 @@ CHUNK_BYTES = 512 << 10
 #: benchmarks/RESULTS.md.
 MIN_CHANNELS = 12
 MIN_FILTERS = 16
+#: On an Intel CPU (AVX-512 Xeon) im2col's small-matrix chunks ran 16-32 filters faster than this algorithm (the
+#: grid's Conv2D(32) on 16 channels: predict 1.07-1.23 ms against 1.32-1.44, train 3.75-4.23 against 4.03-4.50);
+#: from 64 filters this one won or tied (benchmarks/RESULTS.md).
+INTEL_MIN_FILTERS = 64
 KERNEL_BYTES = 512 << 10
 MIN_WORK = 1 << 26
 #: At most this many row ranges per thread (each is one numba call handed out through Python).
@@ -63,12 +67,18 @@ PIECES_PER_THREAD = 2
 
 def applies(kernel_shape, strides, dilation, groups: int, dtype, pixels: int | None = None) -> bool:
     """Whether a Conv2D of this kernel shape (KH, KW, C/G, F) and ``dtype`` over ``pixels`` output pixels (None: the
-    kernel's shape alone) runs by F(2, 3) along the width (:data:`MIN_CHANNELS`, :data:`MIN_FILTERS`,
+    kernel's shape alone) runs by F(2, 3) along the width (:data:`MIN_CHANNELS`, :func:`min_filters`,
     :data:`KERNEL_BYTES`, :data:`MIN_WORK`); the caller has already given F(2×2, 3×3) its shapes."""
     KH, KW, Cg, F = kernel_shape
     return ((KH, KW) == (3, 3) and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1) and int(groups) == 1
-            and Cg >= MIN_CHANNELS and F >= MIN_FILTERS and 4 * KH * Cg * F * np.dtype(dtype).itemsize <= KERNEL_BYTES
+            and Cg >= MIN_CHANNELS and F >= min_filters() and 4 * KH * Cg * F * np.dtype(dtype).itemsize <= KERNEL_BYTES
             and (pixels is None or pixels * KH * KW * Cg * F >= MIN_WORK))  # fmt: skip
+
+
+def min_filters() -> int:
+    """The fewest filters :func:`applies` takes: :data:`INTEL_MIN_FILTERS` on an Intel CPU (``vendor_id`` of
+    /proc/cpuinfo), else :data:`MIN_FILTERS`."""
+    return INTEL_MIN_FILTERS if cblas.cpu_vendor() == "GenuineIntel" else MIN_FILTERS
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
