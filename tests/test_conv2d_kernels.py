@@ -310,6 +310,57 @@ def test_separable_forward_image_by_image_matches_its_two_passes(g, filters, cod
         assert np.array_equal(p.view(np.uint8), y.view(np.uint8))
 
 
+@given(g=conv_geometry(depthwise=True), filters=st.sampled_from([1, 3, 16, 37]),
+       code=st.sampled_from([None, "relu", "linear", "tanh"]), need_dx=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), threads=st.sampled_from([1, 2]))
+@example(g=geometry(9, 8, (3, 3), (1, 1), (1, 1), "valid", B=3, Cg=4), filters=37, code="relu", need_dx=True,
+         dtype=np.float32, threads=2)  # fmt: skip
+@example(g=geometry(8, 10, (3, 2), (2, 1), (1, 1), "same", B=2, Cg=3, M=2), filters=16, code=None, need_dx=True,
+         dtype=np.float64, threads=2)  # fmt: skip
+def test_separable_backward_image_by_image_matches_its_two_passes(g, filters, code, need_dx, dtype, threads):
+    """The backward of a depthwise-separable convolution image by image (du never written out): dx, dD, dP and db
+    of pointwise_backward then depthwise_conv2d_backward (float64 1e-12, float32 1e-5 norm-wise: dP and dD sum in
+    another order) and in float64 the reference's; from ∂L/∂y with an activation (db formed) or from ∂L/∂z (no
+    db); without dx; images shared over two threads."""
+    from tinynn import activations
+    from tinynn.kernels.fastmath import activation_code
+
+    rng = np.random.default_rng(g["seed"])
+    C, M = g["Cg"], g["M"]
+    x = rng.standard_normal((g["B"], g["H"], g["W"], C)).astype(dtype)
+    D = rng.standard_normal((*g["K"], C, M)).astype(dtype)
+    P = rng.standard_normal((C * M, filters)).astype(dtype)
+    dy = rng.standard_normal((g["B"], *g["out"], filters)).astype(dtype)
+    s, d, pads, out = g["s"], g["d"], g["pads"], g["out"]
+    u = kc.depthwise_conv2d_forward(x, D, s, d, pads, out)
+    act = None if code is None else activation_code(activations.get(code))
+    y = None if code is None else kc.pointwise_forward(u, P, rng.standard_normal(filters).astype(dtype), act)
+    with mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        dx, dD, dP, db = kc.separable_conv2d_backward(x, D, P, u, dy, y, act, s, d, pads, need_dx=need_dx)
+    if code is None:
+        du, dP_two = kc.pointwise_backward(u, P, dy)
+        db_two, dz = None, dy
+    else:
+        du, dP_two, db_two = kc.pointwise_backward(u, P, dy, y, act)
+        dz = activations.get(code).backward(y, y, dy).astype(dtype)  # relu reads z > 0: y > 0 is the same
+    dx_two, dD_two = kc.depthwise_conv2d_backward(x, D, du, s, d, pads, need_dx=need_dx)
+    tol = TOL if dtype == np.float64 else 1e-5
+    f64 = (lambda a: a.astype(np.float64))  # noqa: E731
+    assert (dx is None) == (not need_dx) and (db is None) == (code is None)
+    for ours, two in ((dx, dx_two), (dD, dD_two), (dP, dP_two), (db, db_two)):
+        if ours is not None:
+            assert ours.dtype == dtype and rel_err(f64(ours), f64(two)) <= tol
+    if dtype == np.float64:
+        du_ref = dz @ P.T
+        assert rel_err(dP, np.einsum("bhwk,bhwf->kf", u, dz)) <= TOL
+        assert rel_err(dD, rc.depthwise_conv2d_backward_filter(x, du_ref, g["K"], M, s, d, pads)) <= TOL
+        if need_dx:
+            assert rel_err(dx, rc.depthwise_conv2d_backward_data(du_ref, D, (g["H"], g["W"]), s, d, pads)) <= TOL
+        if code is not None:
+            assert rel_err(db, dz.sum(axis=(0, 1, 2))) <= TOL
+
+
 def test_separable_forward_refuses_a_pointwise_kernel_that_does_not_fit():
     x, D = np.zeros((1, 5, 5, 3)), np.zeros((3, 3, 3, 2))
     with pytest.raises(ValueError, match="do not fit 6 depthwise channels"):

@@ -744,6 +744,42 @@ PAIR_CASES = [
 ]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_separable_conv2d_trains_through_its_image_by_image_backward(dtype, monkeypatch):
+    """A train step's SeparableConv2D backward runs image by image (kernels.conv2d.separable_conv2d_backward, du
+    never written out; counted): from ∂L/∂y (its own fused backward) and from ∂L/∂z (a max pooling's one-pass
+    backward above it). Its gradients are those of the two passes it replaces (the 1×1 product's backward, then
+    the depthwise one) within float32 1e-5 / float64 1e-12 relative, and the samples it is compiled from in the
+    background have the numba types of the real calls."""
+    import numba
+
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(3, 12, 11, 4)).astype(dtype)
+    net = tn.Sequential([
+        layers.Input(shape=x.shape[1:]),
+        layers.SeparableConv2D(8, 3, activation="relu", bias_initializer="random_normal", dtype=dtype),
+        layers.MaxPooling2D(2, dtype=dtype),
+        layers.SeparableConv2D(6, 3, padding="same", depth_multiplier=2, activation="tanh", dtype=dtype),
+        layers.GlobalAveragePooling2D(dtype=dtype), layers.Dense(2, dtype=dtype),
+    ])  # fmt: skip
+    dy = rng.normal(size=(3, 2)).astype(dtype)
+    real, seen = kc._separable_backward_images, set()
+    monkeypatch.setattr(kc, "_separable_backward_images", lambda *a: seen.add(tuple(map(numba.typeof, a)))
+                        or real(*a))  # fmt: skip
+    calls = count_calls(monkeypatch, kc, "separable_conv2d_backward")
+    dx, grads = _forward_backward(net, x, dy)
+    assert len(calls) == 2
+    assert seen == {tuple(map(numba.typeof, kc._separable_backward_sample(dtype)))}
+    monkeypatch.setattr(kc, "separable_backward_ready", lambda d: False)
+    dx_two, grads_two = _forward_backward(net, x, dy)
+    assert len(calls) == 2
+    tol = {"rtol": 1e-5 if dtype == "float32" else 1e-12, "atol": 0}
+    np.testing.assert_allclose(dx, dx_two, **tol)
+    for ours, two in zip(grads, grads_two, strict=True):
+        scale = np.abs(two).max()
+        np.testing.assert_allclose(ours / scale, two / scale, rtol=0, atol=tol["rtol"])
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("make_conv, make_pool, shape", PAIR_CASES)
 def test_max_pooling_and_the_conv_below_run_their_backward_as_one_pass(make_conv, make_pool, shape, dtype,

@@ -62,6 +62,7 @@ __all__ = [
     "im2col",
     "pointwise_backward",
     "pointwise_forward",
+    "separable_conv2d_backward",
     "separable_conv2d_forward",
 ]
 
@@ -1091,6 +1092,103 @@ def separable_conv2d_forward(x, D, P, strides=(1, 1), dilation=(1, 1), pads=(0, 
     with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
         share_batch(piece, B, B * Ho * Wo * C * M * (KH * KW + F))
     return p if max_pooled else y
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _separable_backward_images(x, D, Dt, PT, u, y, dy, code, sh, sw, dh, dw, pt, pl, b_start, b_stop, need_dx, g,
+                               du, dx, dP, db, acc):  # pragma: no cover - compiled
+    """The backward of images b_start .. b_stop-1 of y = act(u P + bias), u = the depthwise convolution of x (u
+    (B, Ho, Wo, C·M) kept by the forward, PT = Pᵀ (F, C·M)), one image at a time with its gradients in the cache:
+    g = act'(y[b]) ⊙ dy[b] in the scratch g (Ho·Wo, F) and db += Σ g (float64, row after row: the order of the
+    pooling's one-pass backward, :func:`tinynn.kernels.pooling2d.max_pool2d_backward_to_logits`; ``code`` < 0: dy is
+    ∂L/∂z already, g = dy[b], db left to the caller), du = g Pᵀ in the scratch du (Ho·Wo, C·M), dP += u[b]ᵀ g, then
+    the depthwise backward of that du (:func:`_dw_backward`: dx[b] if ``need_dx``, acc += the per-column
+    products)."""
+    _, Ho, Wo, CM = u.shape
+    F = PT.shape[0]
+    unused = np.empty(F, np.float64)
+    du_image = du.reshape((1, Ho, Wo, CM))
+    for b in range(b_start, b_stop):
+        if code >= 0:
+            activation_gradient_rows(y[b].reshape((Ho * Wo, F)), dy[b].reshape((Ho * Wo, F)), code, False, g, unused)
+            for n in range(Ho * Wo):
+                gn = g[n]
+                for f in range(F):
+                    db[f] += gn[f]
+            gb = g
+        else:
+            gb = dy[b].reshape((Ho * Wo, F))
+        blas.gemm(gb, PT, du, False, False, 0.0)
+        blas.gemm(u[b].reshape((Ho * Wo, CM)), gb, dP, True, False, 1.0)
+        _dw_backward(x[b : b + 1], D, Dt, du_image, sh, sw, dh, dw, pt, pl, need_dx, dx[b : b + 1] if need_dx else dx,
+                     acc)  # fmt: skip
+    return dP
+
+
+def separable_conv2d_backward(x, D, P, u, dy, y: np.ndarray | None = None, activation: int | None = None,
+                              strides=(1, 1), dilation=(1, 1), pads=(0, 0), need_dx: bool = True,
+                              workspace: dict | None = None):  # fmt: skip
+    """(dx (B, H, W, C) or None, dD (KH, KW, C, M), dP (C·M, F), db (F,) or None) of y = act(u P + bias) with u the
+    depthwise convolution of x by D (kept by the training forward): with
+    ``activation`` (and y), dy is ∂L/∂y and db = Σ ∂L/∂z (float64 sums); without, dy is ∂L/∂z and db None. Image by
+    image (:func:`_separable_backward_images`; images shared out over the cores, the pieces' dP, db and dD sums
+    added in range order): du = ∂L/∂u is never written out. dD accumulates in float64 as in
+    :func:`depthwise_conv2d_backward`."""
+    KH, KW, C, M = D.shape
+    B, H, W, _ = x.shape
+    _, Ho, Wo, CM = u.shape
+    F = P.shape[-1]
+    _depthwise_check(x, D, (Ho, Wo))
+    if u.shape != (B, Ho, Wo, C * M) or P.shape != (C * M, F) or dy.shape != (B, Ho, Wo, F) or (
+            activation is not None and (y is None or y.shape != dy.shape)):  # fmt: skip
+        raise ValueError(f"separable_conv2d_backward: x {x.shape}, D {D.shape}, P {P.shape}, u {u.shape}, dy "
+                         f"{dy.shape} and y {None if y is None else y.shape} do not fit")  # fmt: skip
+    x, u = np.ascontiguousarray(x), np.ascontiguousarray(u)
+    dy = np.ascontiguousarray(dy, dtype=x.dtype)
+    y = dy if activation is None else np.ascontiguousarray(y, dtype=x.dtype)
+    ws = {} if workspace is None else workspace
+    Df = np.ascontiguousarray(D, dtype=x.dtype).reshape(KH, KW, CM)
+    Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))
+    PT = np.ascontiguousarray(P.T, dtype=x.dtype)
+    dx = np.empty((B, H, W, C), dtype=x.dtype) if need_dx else np.empty((0, H, W, C), x.dtype)
+    code = -1 if activation is None else int(activation)
+    args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
+
+    def piece(k, b0, b1):
+        g = _scratch(ws, f"sep_g{k}", (Ho * Wo if code >= 0 else 0, F), x.dtype)
+        du = _scratch(ws, f"sep_du{k}", (Ho * Wo, CM), x.dtype)
+        dP, db = np.zeros((CM, F), x.dtype), np.zeros(F, np.float64)
+        acc = np.zeros((KH, KW, Wo * CM), np.float64)
+        _separable_backward_images(x, Df, Dt, PT, u, y, dy, code, *args, b0, b1, need_dx, g, du, dx, dP, db, acc)
+        return dP, db, acc
+
+    with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
+        parts = share_batch(piece, B, B * Ho * Wo * CM * (2 * F + 2 * KH * KW))
+    dP, db, acc = parts[0]
+    for other_dP, other_db, other_acc in parts[1:]:
+        dP += other_dP
+        db += other_db
+        acc += other_acc
+    dD = acc.reshape(KH, KW, Wo, C, M).sum(axis=2).astype(x.dtype)
+    return (dx if need_dx else None), dD, dP, (None if activation is None else db.astype(x.dtype))
+
+
+def separable_backward_ready(dtype) -> bool:
+    """Whether :func:`separable_conv2d_backward`'s kernel is compiled for ``dtype`` (as :func:`separable_ready`)."""
+    return warmup.kernels_ready(_separable_backward_ready, dtype,
+                                lambda d: [(_separable_backward_images, _separable_backward_sample(d))])  # fmt: skip
+
+
+_separable_backward_ready: set = set()  # dtypes separable_backward_ready found compiled
+
+
+def _separable_backward_sample(dtype) -> tuple:
+    """Arguments of :func:`_separable_backward_images` with the numba types :func:`separable_conv2d_backward`
+    passes."""
+    d = np.dtype(dtype)
+    image, m, m3 = np.empty((1, 1, 1, 1), d), np.empty((1, 1), d), np.empty((1, 1, 1), d)
+    return (image, m3, m3, m, image, image, image, 0, 1, 1, 1, 1, 0, 0, 0, 1, True, m, m, image, m, np.empty(1),
+            np.empty((1, 1, 1)))  # fmt: skip
 
 
 def separable_ready(dtype) -> bool:

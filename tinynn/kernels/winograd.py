@@ -180,17 +180,16 @@ def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compi
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _output_transform_max(M, t0, TH, TW, bias, code, p):  # pragma: no cover - compiled
-    """p[b, ti, tj] <- max of the block's four outputs act((Aᵀ m A)[i, j] + bias) for the blocks t0 .. t0+T-1 that
-    lie inside p (B, Hp, Wp, F) (code: ReLU, else linear): block (ti, tj) is the
-    2×2 pooling window (ti, tj) of a stride-2, unpadded max pooling, and the outputs are compared in the window's
-    row-major order with :func:`tinynn.kernels.pooling2d._max_fwd`'s test (a NaN wins, the first one kept), so p
-    has the bits of that pooling of :func:`_output_transform`'s z. Blocks of a last odd output row or column (no
-    whole window) are skipped. r = Aᵀ m as in :func:`_output_transform`."""
+    """p[b, ti, tj] <- the maximum of the block's four outputs act((Aᵀ m A)[i, j] + bias) for the blocks
+    t0 .. t0+T-1 that lie inside p (B, Hp, Wp, F) (code: ReLU, else linear). Block (ti, tj) is window (ti, tj) of a
+    2×2, stride-2, unpadded max pooling; its outputs are compared in the window's row-major order with
+    :func:`tinynn.kernels.pooling2d._max_fwd`'s test (a NaN wins, the first one kept), so p has the bits of that
+    pooling of :func:`_output_transform`'s z. Blocks of a last odd output row or column (no whole window) are
+    skipped. r = Aᵀ m as in :func:`_output_transform`."""
     _, T, F = M.shape
     _, Hp, Wp, _ = p.shape
     S = _OUT_STEP
     r = np.empty((8, S, F), M.dtype)
-    c = bias
     floor = M.dtype.type(0) if code == RELU else M.dtype.type(-np.inf)
     for s0 in range(0, T, S):
         s1 = min(T, s0 + S)
@@ -211,15 +210,15 @@ def _output_transform_max(M, t0, TH, TW, bias, code, p):  # pragma: no cover - c
             u0, u1, u2, u3 = r[4, o], r[5, o], r[6, o], r[7, o]
             out = p[b, ti, tj]
             for f in range(F):
-                m = q0[f] + q1[f] + q2[f] + c[f]  # z[2ti, 2tj], then (2ti, 2tj+1), (2ti+1, 2tj), (2ti+1, 2tj+1)
+                m = q0[f] + q1[f] + q2[f] + bias[f]  # z[2ti, 2tj], then (2ti, 2tj+1), (2ti+1, 2tj), (2ti+1, 2tj+1)
                 m = floor if m < floor else m
-                v = q1[f] - q2[f] - q3[f] + c[f]
+                v = q1[f] - q2[f] - q3[f] + bias[f]
                 v = floor if v < floor else v
                 m = v if (v > m) | (v != v) else m
-                v = u0[f] + u1[f] + u2[f] + c[f]
+                v = u0[f] + u1[f] + u2[f] + bias[f]
                 v = floor if v < floor else v
                 m = v if (v > m) | (v != v) else m
-                v = u1[f] - u2[f] - u3[f] + c[f]
+                v = u1[f] - u2[f] - u3[f] + bias[f]
                 v = floor if v < floor else v
                 out[f] = v if (v > m) | (v != v) else m
     return p

@@ -55,9 +55,8 @@ CHUNK_BYTES = 512 << 10
 #: benchmarks/RESULTS.md.
 MIN_CHANNELS = 12
 MIN_FILTERS = 16
-#: On an Intel CPU (AVX-512 Xeon) im2col's small-matrix chunks ran 16-32 filters faster than this algorithm (the
-#: grid's Conv2D(32) on 16 channels: predict 1.07-1.23 ms against 1.32-1.44, train 3.75-4.23 against 4.03-4.50);
-#: from 64 filters this one won or tied (benchmarks/RESULTS.md).
+#: The fewest filters on an Intel CPU (the AVX-512 Xeon), where im2col's small-matrix chunks ran 16-48 filters
+#: faster than this algorithm and from 64 filters this one won or tied (benchmarks/RESULTS.md).
 INTEL_MIN_FILTERS = 64
 KERNEL_BYTES = 512 << 10
 MIN_WORK = 1 << 26

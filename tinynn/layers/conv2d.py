@@ -601,10 +601,17 @@ class SeparableConv2D(_DepthwiseMixin, _Conv2DBase):
         return p
 
     def _backward_fused(self, dy):
-        """dz = act'(y) ⊙ dy and db inside the 1×1 product's backward pieces, then the depthwise backward."""
-        du, dP, db = K_conv2d.pointwise_backward(self._depthwise_output(), self.pointwise_kernel[0, 0], dy, self._y,
-                                                 self._fused)  # fmt: skip
-        dx, dD = self._depthwise_backward(self.depthwise_kernel, du)
+        """dz = act'(y) ⊙ dy and db inside the 1×1 product's backward pieces, then the depthwise backward; image by
+        image when its kernel is compiled (:func:`tinynn.kernels.conv2d.separable_conv2d_backward`: du never
+        written out)."""
+        u, P = self._depthwise_output(), self.pointwise_kernel[0, 0]
+        if K_conv2d.separable_backward_ready(self.dtype):
+            dx, dD, dP, db = K_conv2d.separable_conv2d_backward(
+                self._x, self.depthwise_kernel, P, u, dy, self._y, self._fused, self.strides, self.dilation_rate,
+                self._pads, need_dx=self.input_gradient_needed, workspace=self._ws)  # fmt: skip
+        else:
+            du, dP, db = K_conv2d.pointwise_backward(u, P, dy, self._y, self._fused)
+            dx, dD = self._depthwise_backward(self.depthwise_kernel, du)
         self.gradients = [dD, dP[None, None], db] if self.use_bias else [dD, dP[None, None]]
         self._release(*_CONV_CACHE, "_u")
         return self._dx(dx)
@@ -617,10 +624,15 @@ class SeparableConv2D(_DepthwiseMixin, _Conv2DBase):
         if self._reference:
             u_rows, dz_rows = u.reshape(-1, P.shape[0]), dz.reshape(-1, self.filters)
             du, dP = (dz_rows @ P.T).reshape(u.shape), u_rows.T @ dz_rows
+            dx, dD = self._depthwise_backward(self.depthwise_kernel, du)
+        elif K_conv2d.separable_backward_ready(self.dtype):  # image by image, du never written out
+            dx, dD, dP, _ = K_conv2d.separable_conv2d_backward(
+                self._x, self.depthwise_kernel, P, u, dz, None, None, self.strides, self.dilation_rate, self._pads,
+                need_dx=self.input_gradient_needed, workspace=self._ws)  # fmt: skip
         else:
             du, dP = K_conv2d.pointwise_backward(u, P, dz)
+            dx, dD = self._depthwise_backward(self.depthwise_kernel, du)
         dP = dP[None, None]
-        dx, dD = self._depthwise_backward(self.depthwise_kernel, du)
         grads = [dD, dP]
         if self.use_bias:
             grads.append(self._bias_gradient(dz, db))
