@@ -654,19 +654,26 @@ def test_the_max_pooled_readiness_check_asks_for_the_signatures_the_pair_runs(mo
                         "_output_transform_max": {tuple(map(numba.typeof, blocks))}}
 
 
+def _separable_stack(x: np.ndarray, filters: tuple[int, int]):
+    """SeparableConv2D(relu) -> MaxPooling2D(2) -> SeparableConv2D(tanh, same, depth_multiplier 2) ->
+    GlobalAveragePooling2D -> Dense(2) on x's shape and dtype (random biases)."""
+    dtype = x.dtype.name
+    return tn.Sequential([
+        layers.Input(shape=x.shape[1:]),
+        layers.SeparableConv2D(filters[0], 3, activation="relu", bias_initializer="random_normal", dtype=dtype),
+        layers.MaxPooling2D(2, dtype=dtype),
+        layers.SeparableConv2D(filters[1], 3, padding="same", depth_multiplier=2, activation="tanh", dtype=dtype),
+        layers.GlobalAveragePooling2D(dtype=dtype), layers.Dense(2, dtype=dtype),
+    ])  # fmt: skip
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_predict_runs_separable_conv2d_image_by_image_and_with_its_max_pooling(dtype, monkeypatch):
     """Out of training SeparableConv2D runs image by image, each image's depthwise output used in the cache and not
     kept (kernels.conv2d.separable_conv2d_forward), and predict takes a 2×2 max pooling after it in the same pass:
     the layers' training forward and the reference mode's numbers (float32 1e-6, float64 1e-12 relative)."""
     x = np.random.default_rng(11).normal(size=(3, 12, 11, 6)).astype(dtype)
-    net = tn.Sequential([
-        layers.Input(shape=x.shape[1:]),
-        layers.SeparableConv2D(16, 3, activation="relu", bias_initializer="random_normal", dtype=dtype),
-        layers.MaxPooling2D(2, dtype=dtype),
-        layers.SeparableConv2D(12, 3, padding="same", depth_multiplier=2, activation="tanh", dtype=dtype),
-        layers.GlobalAveragePooling2D(dtype=dtype), layers.Dense(2, dtype=dtype),
-    ])  # fmt: skip
+    net = _separable_stack(x, (16, 12))
     assert net.layers[0].feeds(net.layers[1]) and not net.layers[2].feeds(net.layers[3])
     tol = {"rtol": 1e-6 if dtype == "float32" else 1e-12, "atol": 0}
     h = x
@@ -755,13 +762,7 @@ def test_separable_conv2d_trains_through_its_image_by_image_backward(dtype, monk
 
     rng = np.random.default_rng(14)
     x = rng.normal(size=(3, 12, 11, 4)).astype(dtype)
-    net = tn.Sequential([
-        layers.Input(shape=x.shape[1:]),
-        layers.SeparableConv2D(8, 3, activation="relu", bias_initializer="random_normal", dtype=dtype),
-        layers.MaxPooling2D(2, dtype=dtype),
-        layers.SeparableConv2D(6, 3, padding="same", depth_multiplier=2, activation="tanh", dtype=dtype),
-        layers.GlobalAveragePooling2D(dtype=dtype), layers.Dense(2, dtype=dtype),
-    ])  # fmt: skip
+    net = _separable_stack(x, (8, 6))
     dy = rng.normal(size=(3, 2)).astype(dtype)
     real, seen = kc._separable_backward_images, set()
     monkeypatch.setattr(kc, "_separable_backward_images", lambda *a: seen.add(tuple(map(numba.typeof, a)))

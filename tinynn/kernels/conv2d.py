@@ -1011,15 +1011,23 @@ def _depthwise_check(x, D, out_hw):
         raise ValueError(f"depthwise_conv2d: empty output {tuple(out_hw)} for x {x.shape}")
 
 
-def depthwise_conv2d_forward(x, D, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None) -> np.ndarray:
-    """u (B, Ho, Wo, C·M) for x (B, H, W, C) and D (KH, KW, C, M); no bias."""
-    KH, KW, C, M = D.shape
-    B, H, W, _ = x.shape
+def _depthwise_output_size(x, D, strides, dilation, pads, out_hw) -> tuple[int, int]:
+    """(Ho, Wo) of a depthwise convolution of x by D (``out_hw`` None: the size with the given top/left padding and
+    none after), checked (:func:`_depthwise_check`)."""
+    KH, KW = D.shape[:2]
+    _, H, W, _ = x.shape
     if out_hw is None:
         out_hw = ((H + pads[0] - (KH - 1) * dilation[0] - 1) // strides[0] + 1,
                   (W + pads[1] - (KW - 1) * dilation[1] - 1) // strides[1] + 1)  # fmt: skip
     _depthwise_check(x, D, out_hw)
-    Ho, Wo = out_hw
+    return tuple(out_hw)
+
+
+def depthwise_conv2d_forward(x, D, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None) -> np.ndarray:
+    """u (B, Ho, Wo, C·M) for x (B, H, W, C) and D (KH, KW, C, M); no bias."""
+    KH, KW, C, M = D.shape
+    B = x.shape[0]
+    Ho, Wo = out_hw = _depthwise_output_size(x, D, strides, dilation, pads, out_hw)
     x = np.ascontiguousarray(x)
     Df = np.ascontiguousarray(D, dtype=x.dtype).reshape(KH, KW, C * M)
     Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))  # Dt[p, q, j·C + c] = D[p, q, c] (flat path, M = 1)
@@ -1061,12 +1069,8 @@ def separable_conv2d_forward(x, D, P, strides=(1, 1), dilation=(1, 1), pads=(0, 
     numbers of :func:`pointwise_forward` up to its rounding (BLAS may round a row differently in a product of
     another height)."""
     KH, KW, C, M = D.shape
-    B, H, W, _ = x.shape
-    if out_hw is None:
-        out_hw = ((H + pads[0] - (KH - 1) * dilation[0] - 1) // strides[0] + 1,
-                  (W + pads[1] - (KW - 1) * dilation[1] - 1) // strides[1] + 1)  # fmt: skip
-    _depthwise_check(x, D, out_hw)
-    Ho, Wo = out_hw
+    B = x.shape[0]
+    Ho, Wo = out_hw = _depthwise_output_size(x, D, strides, dilation, pads, out_hw)
     F = P.shape[-1]
     if P.shape != (C * M, F) or (bias is not None and np.shape(bias) != (F,)):
         raise ValueError(f"separable_conv2d: P {P.shape} and bias {np.shape(bias)} do not fit {C * M} depthwise "

@@ -122,6 +122,22 @@ def _input_transform(x, pt, pl, TH, TW, t0, V):  # pragma: no cover - compiled
 _OUT_STEP = 16
 
 
+@numba.njit(error_model="numpy", cache=True, nogil=True, inline="always")
+def _a_transpose_m(M, s0, s1, r):  # pragma: no cover - compiled
+    """r[4i + j, :s1 - s0] <- (Aᵀ m)[i, j] for the blocks s0 .. s1-1 of M (16, T, F): M[ξ, s0:s1] is contiguous, so
+    each of the eight is one flat loop over the blocks' F numbers."""
+    F = M.shape[2]
+    n = (s1 - s0) * F
+    S = r.shape[1]
+    for j in range(4):
+        m0, m1 = M[j, s0:s1].reshape(n), M[4 + j, s0:s1].reshape(n)
+        m2, m3 = M[8 + j, s0:s1].reshape(n), M[12 + j, s0:s1].reshape(n)
+        ra, rb = r[j].reshape(S * F)[:n], r[4 + j].reshape(S * F)[:n]
+        for k in range(n):
+            ra[k] = m0[k] + m1[k] + m2[k]
+            rb[k] = m1[k] - m2[k] - m3[k]
+
+
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compiled
     """z[b, 2ti + i, 2tj + j] <- act((Aᵀ m A)[i, j] + bias) for blocks t0 .. t0+T-1 (code < 0: no bias, no act).
@@ -134,14 +150,7 @@ def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compi
     r = np.empty((8, S, F), M.dtype)  # r[4i + j] = (Aᵀ m)[i, j]
     for s0 in range(0, T, S):
         s1 = min(T, s0 + S)
-        n = (s1 - s0) * F
-        for j in range(4):  # r = Aᵀ m (along the rows)
-            m0, m1 = M[j, s0:s1].reshape(n), M[4 + j, s0:s1].reshape(n)
-            m2, m3 = M[8 + j, s0:s1].reshape(n), M[12 + j, s0:s1].reshape(n)
-            ra, rb = r[j].reshape(S * F)[:n], r[4 + j].reshape(S * F)[:n]
-            for k in range(n):
-                ra[k] = m0[k] + m1[k] + m2[k]
-                rb[k] = m1[k] - m2[k] - m3[k]
+        _a_transpose_m(M, s0, s1, r)
         for t in range(s0, s1):  # z = r A (along the columns)
             b, ti, tj = _block_position(t0 + t, TH, TW)
             o = t - s0
@@ -193,14 +202,7 @@ def _output_transform_max(M, t0, TH, TW, bias, code, p):  # pragma: no cover - c
     floor = M.dtype.type(0) if code == RELU else M.dtype.type(-np.inf)
     for s0 in range(0, T, S):
         s1 = min(T, s0 + S)
-        n = (s1 - s0) * F
-        for j in range(4):  # r = Aᵀ m (along the rows)
-            m0, m1 = M[j, s0:s1].reshape(n), M[4 + j, s0:s1].reshape(n)
-            m2, m3 = M[8 + j, s0:s1].reshape(n), M[12 + j, s0:s1].reshape(n)
-            ra, rb = r[j].reshape(S * F)[:n], r[4 + j].reshape(S * F)[:n]
-            for k in range(n):
-                ra[k] = m0[k] + m1[k] + m2[k]
-                rb[k] = m1[k] - m2[k] - m3[k]
+        _a_transpose_m(M, s0, s1, r)
         for t in range(s0, s1):
             b, ti, tj = _block_position(t0 + t, TH, TW)
             if ti >= Hp or tj >= Wp:
