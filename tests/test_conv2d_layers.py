@@ -620,6 +620,11 @@ def test_predict_runs_conv2d_and_max_pooling_one_by_one_where_the_pair_does_not_
     assert calls == [1]
     np.testing.assert_allclose(plain.predict_on_batch(x), ref, rtol=1e-12, atol=1e-14)
     assert calls == [1, 1]
+    plain.layers[0].activation = tn.activations.get("tanh")  # after the model chose its pairs: asked again
+    with config.kernels("reference"):
+        ref = plain.predict_on_batch(x)
+    np.testing.assert_allclose(plain.predict_on_batch(x), ref, rtol=1e-12, atol=1e-14)
+    assert calls == [1, 1]
 
 
 def test_the_max_pooled_readiness_check_asks_for_the_signatures_the_pair_runs(monkeypatch):

@@ -332,7 +332,8 @@ class Conv2D(_Conv2DBase):
         layer keeps a forward to run a backward from. None (nothing
         done: call the two layers) in training, in reference mode, while the kernels compile, for a grouped
         convolution or one by F(2, 3) along the width, and for an output without a whole window."""
-        if training or config.kernel_mode() == "reference":
+        # the pairing asked again: the layers' settings may have changed since the chain chose its pairs
+        if training or config.kernel_mode() == "reference" or not _max_pools_after(self, pool):
             return None
         x = self.accept_input(x)
         by_winograd = K_conv2d.uses_winograd(self.kernel.shape, self.strides, self.dilation_rate, self.groups)
@@ -587,7 +588,8 @@ class SeparableConv2D(_DepthwiseMixin, _Conv2DBase):
         u nor y written out (:func:`tinynn.kernels.conv2d.separable_conv2d_forward` with ``max_pooled``). Neither
         layer keeps a forward to run a backward from. None (nothing done: call the two layers) in training, in
         reference mode, while the kernel compiles, or for an output without a whole window."""
-        if training or config.kernel_mode() == "reference" or not K_conv2d.separable_ready(self.dtype):
+        if (training or config.kernel_mode() == "reference" or not _max_pools_after(self, pool)
+                or not K_conv2d.separable_ready(self.dtype)):  # fmt: skip
             return None
         x = self._prepare(self.accept_input(x))
         if self._reference or min(self._out_hw) < 2:
