@@ -173,7 +173,6 @@ class _Conv2DBase(ImageLayer, BiasActivationTail):
         return dz.reshape(-1, dz.shape[-1]).sum(axis=0, dtype=np.float64).astype(self.dtype)
 
 
-
 def _max_pools_after(conv, layer) -> bool:
     """Whether ``layer`` is a 2×2, stride-2, unpadded MaxPooling2D that the Conv2D-family layer ``conv`` can take
     on in its ``forward_into``: both channels-last in the same dtype, ``conv`` with a linear or ReLU activation."""
@@ -329,9 +328,9 @@ class Conv2D(_Conv2DBase):
         (B, Ho, Wo, F) output: Winograd forms each pooling window as one block of its outputs, im2col pools each
         chunk of output rows while it is in the cache (:func:`tinynn.kernels.conv2d.conv2d_forward_max_pooled`:
         Winograd's the bits of the two layers' calls, im2col's those numbers up to the products' rounding). Neither
-        layer keeps a forward to run a backward from. None (nothing
-        done: call the two layers) in training, in reference mode, while the kernels compile, for a grouped
-        convolution or one by F(2, 3) along the width, and for an output without a whole window."""
+        layer keeps a forward to run a backward from. None (nothing done: call the two layers) in training, in
+        reference mode, while the kernels compile, for a grouped convolution or one by F(2, 3) along the width, and
+        for an output without a whole window."""
         # the pairing asked again: the layers' settings may have changed since the chain chose its pairs
         if training or config.kernel_mode() == "reference" or not _max_pools_after(self, pool):
             return None
