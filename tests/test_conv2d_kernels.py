@@ -369,6 +369,19 @@ def test_separable_forward_refuses_a_pointwise_kernel_that_does_not_fit():
         kc.separable_conv2d_forward(x, D, np.zeros((6, 4)), bias=np.zeros(3))
 
 
+def test_separable_backward_refuses_arrays_that_do_not_fit_before_its_kernel():
+    """u, dy or y of another shape than x, D and P give (1, 3, 3, 6) and (1, 3, 3, 4): a ValueError naming them."""
+    x, D, P = np.zeros((1, 5, 5, 3)), np.zeros((3, 3, 3, 2)), np.zeros((6, 4))
+    u, dy = np.zeros((1, 3, 3, 6)), np.zeros((1, 3, 3, 4))
+    bad = [(np.zeros((1, 3, 3, 5)), dy, None), (u, np.zeros((1, 3, 2, 4)), None), (u, np.zeros((2, 3, 3, 4)), None),
+           (u, dy, np.zeros((1, 3, 3, 3)))]  # fmt: skip
+    for u_, dy_, y_ in bad:
+        with pytest.raises(ValueError, match="separable_conv2d_backward: .* do not fit"):
+            kc.separable_conv2d_backward(x, D, P, u_, dy_, y_ if y_ is not None else dy_, RELU)
+    with pytest.raises(ValueError, match="separable_conv2d_backward: .* do not fit"):
+        kc.separable_conv2d_backward(x, D, P, u, dy, None, RELU)  # an activation needs y
+
+
 @st.composite
 def winograd_geometry(draw):
     """3×3, stride 1: any size from the shortest legal input, both paddings, 1-5 channels and filters."""

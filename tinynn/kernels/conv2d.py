@@ -47,6 +47,7 @@ from .jitcache import load_without_refresh
 from .layout import split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share, share_batch
 from .parallel import scratch as _scratch
+from .pooling2d import window_max
 from .reference.conv2d import conv_output_size
 
 __all__ = [
@@ -515,8 +516,8 @@ def _forward_rows_max(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo,
     y = act(conv(x) + bias): per chunk of up to ``step`` rows of p inside one image, the columns of the 2·n output
     rows it pools (:func:`_im2col_rows`), one BLAS product with Wm (K, F) and act(z + bias) in place
     (:func:`tinynn.kernels.bias_activation.bias_activation_rows`), as :func:`_forward_rows` forms y, then each
-    window's maximum with :func:`tinynn.kernels.pooling2d._max_fwd`'s comparisons in its row-major order (a NaN
-    wins, the first one kept). A last odd output row or column (no whole window) is formed and not read."""
+    window's maximum (:func:`_max_pool_pairs`). A last odd output row or column (no whole window) is formed and not
+    read."""
     C = x.shape[3]
     K, F = Wm.shape
     Hp = p.shape[1]
@@ -541,7 +542,7 @@ def _forward_rows_max(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo,
 def _max_pool_pairs(y, Wo, q):  # pragma: no cover - compiled
     """q (n, Wp, F) <- the 2×2, stride-2 max pooling of the 2·n output rows of Wo pixels in y (2·n·Wo, F): q[k, j] is
     the maximum of the pixels (2k, 2j), (2k, 2j + 1), (2k + 1, 2j), (2k + 1, 2j + 1), compared in that (row-major)
-    order with :func:`tinynn.kernels.pooling2d._max_fwd`'s test (a NaN wins, the first one kept)."""
+    order by the max pooling's rule (:func:`tinynn.kernels.pooling2d.window_max`)."""
     n, Wp, F = q.shape
     for k in range(n):
         top = 2 * k * Wo
@@ -550,13 +551,7 @@ def _max_pool_pairs(y, Wo, q):  # pragma: no cover - compiled
             y10, y11 = y[top + Wo + 2 * j], y[top + Wo + 2 * j + 1]
             out = q[k, j]
             for f in range(F):
-                mx = y00[f]
-                v = y01[f]
-                mx = v if (v > mx) | (v != v) else mx
-                v = y10[f]
-                mx = v if (v > mx) | (v != v) else mx
-                v = y11[f]
-                out[f] = v if (v > mx) | (v != v) else mx
+                out[f] = window_max(window_max(window_max(y00[f], y01[f]), y10[f]), y11[f])
 
 
 def conv2d_forward_max_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,
@@ -1023,16 +1018,30 @@ def _depthwise_output_size(x, D, strides, dilation, pads, out_hw) -> tuple[int, 
     return tuple(out_hw)
 
 
+def _depthwise_operands(D, dtype, Wo: int, strides, dilation, pads) -> tuple:
+    """(Df, Dt, geometry) the depthwise kernels take: D (KH, KW, C, M) as Df (KH, KW, C·M) in ``dtype``, Dt[p, q] =
+    Df[p, q] tiled Wo times (Dt[p, q, j·C + c] = D[p, q, c]: the flat path's, stride 1 along the width and M = 1),
+    and (sh, sw, dh, dw, pt, pl) as ints."""
+    KH, KW, C, M = D.shape
+    Df = np.ascontiguousarray(D, dtype=dtype).reshape(KH, KW, C * M)
+    Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))
+    return Df, Dt, (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
+
+
+def _depthwise_filter_gradient(acc: np.ndarray, D_shape, Wo: int, dtype) -> np.ndarray:
+    """dD (KH, KW, C, M) from the kernels' per-column float64 sums acc (KH, KW, Wo·C·M)."""
+    KH, KW, C, M = D_shape
+    return acc.reshape(KH, KW, Wo, C, M).sum(axis=2).astype(dtype)
+
+
 def depthwise_conv2d_forward(x, D, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None) -> np.ndarray:
     """u (B, Ho, Wo, C·M) for x (B, H, W, C) and D (KH, KW, C, M); no bias."""
     KH, KW, C, M = D.shape
     B = x.shape[0]
     Ho, Wo = out_hw = _depthwise_output_size(x, D, strides, dilation, pads, out_hw)
     x = np.ascontiguousarray(x)
-    Df = np.ascontiguousarray(D, dtype=x.dtype).reshape(KH, KW, C * M)
-    Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))  # Dt[p, q, j·C + c] = D[p, q, c] (flat path, M = 1)
+    Df, Dt, args = _depthwise_operands(D, x.dtype, Wo, strides, dilation, pads)
     u = np.empty((B, Ho, Wo, C * M), dtype=x.dtype)
-    args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
     share_batch(lambda k, b0, b1: _dw_forward(x[b0:b1], Df, Dt, *args, u[b0:b1]), B, u.size * KH * KW, blas=False)
     return u
 
@@ -1078,15 +1087,13 @@ def separable_conv2d_forward(x, D, P, strides=(1, 1), dilation=(1, 1), pads=(0, 
     if max_pooled and min(Ho, Wo) < 2:
         raise ValueError(f"separable_conv2d: a {tuple(out_hw)} output has no whole 2×2 window")
     x, ws = np.ascontiguousarray(x), {} if workspace is None else workspace
-    Df = np.ascontiguousarray(D, dtype=x.dtype).reshape(KH, KW, C * M)
-    Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))
+    Df, Dt, args = _depthwise_operands(D, x.dtype, Wo, strides, dilation, pads)
     Pc = np.ascontiguousarray(P, dtype=x.dtype)
     b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     if max_pooled:
         y, p = np.empty((0, Ho, Wo, F), x.dtype), np.empty((B, Ho // 2, Wo // 2, F), x.dtype)
     else:
         y, p = np.empty((B, Ho, Wo, F), x.dtype), np.empty((0, 1, 1, F), x.dtype)
-    args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
 
     def piece(k, b0, b1):
         u = _scratch(ws, f"sep_u{k}", (1, Ho, Wo, C * M), x.dtype)
@@ -1151,12 +1158,10 @@ def separable_conv2d_backward(x, D, P, u, dy, y: np.ndarray | None = None, activ
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     y = dy if activation is None else np.ascontiguousarray(y, dtype=x.dtype)
     ws = {} if workspace is None else workspace
-    Df = np.ascontiguousarray(D, dtype=x.dtype).reshape(KH, KW, CM)
-    Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))
+    Df, Dt, args = _depthwise_operands(D, x.dtype, Wo, strides, dilation, pads)
     PT = np.ascontiguousarray(P.T, dtype=x.dtype)
     dx = np.empty((B, H, W, C), dtype=x.dtype) if need_dx else np.empty((0, H, W, C), x.dtype)
     code = -1 if activation is None else int(activation)
-    args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
 
     def piece(k, b0, b1):
         g = _scratch(ws, f"sep_g{k}", (Ho * Wo if code >= 0 else 0, F), x.dtype)
@@ -1173,7 +1178,7 @@ def separable_conv2d_backward(x, D, P, u, dy, y: np.ndarray | None = None, activ
         dP += other_dP
         db += other_db
         acc += other_acc
-    dD = acc.reshape(KH, KW, Wo, C, M).sum(axis=2).astype(x.dtype)
+    dD = _depthwise_filter_gradient(acc, D.shape, Wo, x.dtype)
     return (dx if need_dx else None), dD, dP, (None if activation is None else db.astype(x.dtype))
 
 
@@ -1222,17 +1227,16 @@ def depthwise_conv2d_backward(x, D, du, strides=(1, 1), dilation=(1, 1), pads=(0
         raise ValueError(f"depthwise_conv2d: du {du.shape} does not match x {x.shape} and D {D.shape}")
     Ho, Wo = du.shape[1:3]
     x, du = np.ascontiguousarray(x), np.ascontiguousarray(du)
-    Df = np.ascontiguousarray(D, dtype=x.dtype).reshape(KH, KW, C * M)
-    Dt = np.ascontiguousarray(np.tile(Df, (1, 1, Wo)))
+    Df, Dt, args = _depthwise_operands(D, x.dtype, Wo, strides, dilation, pads)
     dx = np.empty((B, H, W, C), dtype=du.dtype) if need_dx else np.empty((0, H, W, C), du.dtype)
-    args = (int(strides[0]), int(strides[1]), int(dilation[0]), int(dilation[1]), int(pads[0]), int(pads[1]))
+
     def piece(k, b0, b1):
         acc = np.zeros((KH, KW, Wo * C * M), np.float64)
         _dw_backward(x[b0:b1], Df, Dt, du[b0:b1], *args, need_dx, dx[b0:b1] if need_dx else dx, acc)
         return acc
 
     acc = sum(share_batch(piece, B, 2 * du.size * KH * KW, blas=False))
-    dD = acc.reshape(KH, KW, Wo, C, M).sum(axis=2).astype(x.dtype)
+    dD = _depthwise_filter_gradient(acc, D.shape, Wo, x.dtype)
     return (dx if need_dx else None), dD
 
 

@@ -52,6 +52,13 @@ def _is_max(v, m):  # pragma: no cover - compiled
     return (v == m) | ((v != v) & (m != m))
 
 
+@numba.njit(cache=True, inline="always")
+def window_max(m, v):  # pragma: no cover - compiled
+    """The running maximum m of a pooling window after its next pixel v (row-major order): v if it is larger or NaN
+    (a NaN window's maximum is its first NaN pixel), else m. Every max pooling kernel compares with this."""
+    return v if (v > m) | (v != v) else m
+
+
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _max_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
     """x and y read and written through their flat views at unsigned offsets (pixel views and signed offsets cost
@@ -71,14 +78,9 @@ def _max_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
                 if h1 - h0 == 2 and w1 - w0 == 2:  # a whole 2×2 window: one loop, the running max in a register
                     p01, p10 = p00 + col, p00 + row
                     p11 = p10 + col
-                    for c in range(width):
-                        m = xf[p00 + c]  # the same comparisons in the same (row-major) order as the loops below
-                        v = xf[p01 + c]
-                        m = v if (v > m) | (v != v) else m
-                        v = xf[p10 + c]
-                        m = v if (v > m) | (v != v) else m
-                        v = xf[p11 + c]
-                        yf[o + c] = v if (v > m) | (v != v) else m
+                    for c in range(width):  # the same comparisons in the same (row-major) order as the loops below
+                        yf[o + c] = window_max(window_max(window_max(xf[p00 + c], xf[p01 + c]), xf[p10 + c]),
+                                               xf[p11 + c])  # fmt: skip
                     continue
                 for c in range(width):
                     yf[o + c] = xf[p00 + c]
@@ -86,8 +88,7 @@ def _max_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
                     for w in range(w0, w1):
                         q = np.uint64(((b * H + h) * W + w) * C)
                         for c in range(width):
-                            v = xf[q + c]
-                            yf[o + c] = v if (v > yf[o + c]) | (v != v) else yf[o + c]
+                            yf[o + c] = window_max(yf[o + c], xf[q + c])
     return y
 
 

@@ -35,6 +35,7 @@ from .fastmath import LINEAR, RELU, activate_row, relu_fast
 from .jitcache import load_without_refresh
 from .parallel import kernel_scope, share_batch
 from .parallel import scratch as _scratch
+from .pooling2d import window_max
 from .reference.conv2d import winograd_filter_from_transformed, winograd_kernel_transform, winograd_tiles
 
 __all__ = [
@@ -192,7 +193,7 @@ def _output_transform_max(M, t0, TH, TW, bias, code, p):  # pragma: no cover - c
     """p[b, ti, tj] <- the maximum of the block's four outputs act((Aᵀ m A)[i, j] + bias) for the blocks
     t0 .. t0+T-1 that lie inside p (B, Hp, Wp, F) (code: ReLU, else linear). Block (ti, tj) is window (ti, tj) of a
     2×2, stride-2, unpadded max pooling; its outputs are compared in the window's row-major order with
-    :func:`tinynn.kernels.pooling2d._max_fwd`'s test (a NaN wins, the first one kept), so p has the bits of that
+    :func:`tinynn.kernels.pooling2d.window_max` (the max pooling's rule), so p has the bits of that
     pooling of :func:`_output_transform`'s z. Blocks of a last odd output row or column (no whole window) are
     skipped. r = Aᵀ m as in :func:`_output_transform`."""
     _, T, F = M.shape
@@ -215,14 +216,11 @@ def _output_transform_max(M, t0, TH, TW, bias, code, p):  # pragma: no cover - c
                 m = q0[f] + q1[f] + q2[f] + bias[f]  # z[2ti, 2tj], then (2ti, 2tj+1), (2ti+1, 2tj), (2ti+1, 2tj+1)
                 m = floor if m < floor else m
                 v = q1[f] - q2[f] - q3[f] + bias[f]
-                v = floor if v < floor else v
-                m = v if (v > m) | (v != v) else m
+                m = window_max(m, floor if v < floor else v)
                 v = u0[f] + u1[f] + u2[f] + bias[f]
-                v = floor if v < floor else v
-                m = v if (v > m) | (v != v) else m
+                m = window_max(m, floor if v < floor else v)
                 v = u1[f] - u2[f] - u3[f] + bias[f]
-                v = floor if v < floor else v
-                out[f] = v if (v > m) | (v != v) else m
+                out[f] = window_max(m, floor if v < floor else v)
     return p
 
 
