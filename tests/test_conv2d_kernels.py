@@ -571,6 +571,38 @@ def test_winograd_products_and_chunk_loops_match_their_twins(g, chunk_bytes):
         assert rel_err(kw.winograd_conv2d_backward_filter(x, dz, pads), dW_ref) <= TOL
 
 
+@given(C=st.integers(1, 40), F=st.integers(1, 40), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16))
+@example(C=16, F=8, dtype=np.float32, seed=0)  # C·F = 128: one whole step of _kernel_transform
+@example(C=17, F=16, dtype=np.float64, seed=1)  # 272: two whole steps and part of a third
+def test_winograd_kernel_transforms_match_their_twins(C, F, dtype, seed):
+    """The numba kernel transform U = G Wk Gᵀ (plain, and of the input gradient's turned kernel) and its adjoint
+    dWk = Gᵀ dU G equal their NumPy twins (float64 to TOL, float32 to its rounding), across _KERNEL_STEP's steps."""
+    rng = np.random.default_rng(seed)
+    Wk = rng.standard_normal((3, 3, C, F)).astype(dtype)
+    dU = rng.standard_normal((16, C, F)).astype(dtype)
+    tol = TOL if dtype == np.float64 else 1e-6
+    Wrot = np.ascontiguousarray(Wk[::-1, ::-1].transpose(0, 1, 3, 2))
+    assert rel_err(kw.kernel_transform(Wk, dtype), rc.winograd_kernel_transform(Wk)) <= tol
+    assert rel_err(kw.kernel_transform(Wk, dtype, rotate=True), rc.winograd_kernel_transform(Wrot)) <= tol
+    assert rel_err(kw.filter_from_transformed(dU), rc.winograd_filter_from_transformed(dU)) <= tol
+    Wk_before = Wk.copy()
+    kw.kernel_transform(Wk[:, :, :, ::-1], dtype)  # a strided view is read as its values, the caller's array kept
+    assert np.array_equal(Wk, Wk_before)
+    assert rel_err(kw.kernel_transform(Wk[:, :, :, ::-1], dtype),
+                   rc.winograd_kernel_transform(np.ascontiguousarray(Wk[:, :, :, ::-1]))) <= tol
+
+
+def test_winograd_refuses_a_kernel_that_does_not_fit_before_transforming_it():
+    x = np.zeros((1, 5, 5, 2), np.float32)
+    for Wk in (np.zeros((3, 3, 3, 4), np.float32), np.zeros((2, 3, 2, 4), np.float32), np.zeros((3, 3, 2), np.float32)):
+        with pytest.raises(ValueError, match="needs a \\(3, 3, 2, F\\) kernel"):
+            kw.winograd_conv2d(x, Wk, (0, 0), (3, 3))
+    with pytest.raises(ValueError, match="backward_data: needs a \\(3, 3, C, 4\\) kernel"):
+        kw.winograd_conv2d_backward_data(np.zeros((1, 3, 3, 4), np.float32), np.zeros((3, 3, 2, 5), np.float32), (5, 5),
+                                         (0, 0))
+
+
 def test_winograd_is_chosen_for_wide_3x3_stride_1_convolutions_only():
     assert kc.uses_winograd((3, 3, 32, 64), (1, 1), (1, 1), 1)
     assert not kc.uses_winograd((3, 3, 3, 32), (1, 1), (1, 1), 1)  # a K = 3 GEMM: im2col is faster

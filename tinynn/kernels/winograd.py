@@ -36,11 +36,13 @@ from .jitcache import load_without_refresh
 from .parallel import kernel_scope, share_batch
 from .parallel import scratch as _scratch
 from .pooling2d import window_max
-from .reference.conv2d import winograd_filter_from_transformed, winograd_kernel_transform, winograd_tiles
+from .reference.conv2d import winograd_tiles
 
 __all__ = [
+    "filter_from_transformed",
     "gradient_transform",
     "input_transform",
+    "kernel_transform",
     "output_transform",
     "winograd_conv2d",
     "winograd_conv2d_backward_data",
@@ -117,6 +119,87 @@ def _input_transform(x, pt, pl, TH, TW, t0, V):  # pragma: no cover - compiled
                     v3[c] = q1[c] - q3[c]
         t += tj1 - tj0
     return V
+
+
+@numba.njit(error_model="numpy", cache=True, inline="always")
+def _g_rows(a0, a1, a2):  # pragma: no cover - compiled
+    """G (a0, a1, a2)ᵀ: G's rows are (1, 0, 0), ½(1, 1, 1), ½(1, -1, 1), (0, 0, 1)."""
+    return a0, 0.5 * (a0 + a1 + a2), 0.5 * (a0 - a1 + a2), a2
+
+
+@numba.njit(error_model="numpy", cache=True, inline="always")
+def _gt_rows(a0, a1, a2, a3):  # pragma: no cover - compiled
+    """Gᵀ (a0, a1, a2, a3)ᵀ, in the order of the sums Gᵀ's rows spell: (a0 + ½a1) + ½a2, ½a1 - ½a2, (½a1 + ½a2) + a3."""
+    return (a0 + 0.5 * a1) + 0.5 * a2, 0.5 * a1 - 0.5 * a2, (0.5 * a1 + 0.5 * a2) + a3
+
+
+#: Kernels per step of :func:`_kernel_transform`: its 9 input and 16 output rows lie C·F numbers apart (a multiple
+#: of 4 KiB: the same L1 cache set), so a step copies its part of each row in, one row at a time, and out again.
+_KERNEL_STEP = 128
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _kernel_transform(w, U):  # pragma: no cover - compiled
+    """U[(4i + j)·n + k] <- (G w_k Gᵀ)[i, j] for each of the n = C·F kernels w_k[p, q] = w[(3p + q)·n + k] of a
+    (3, 3, C, F) kernel read flat, in float64, rounded to U's dtype once: t = G w_k along p, then t Gᵀ along q;
+    ``_KERNEL_STEP`` kernels at a time through the buffers a (9, step) and u (16, step)."""
+    n = w.shape[0] // 9
+    S = _KERNEL_STEP
+    a = np.empty((9, S), np.float64)
+    u = np.empty((16, S), np.float64)
+    for k0 in range(0, n, S):
+        m = min(S, n - k0)
+        for r in range(9):
+            for k in range(m):
+                a[r, k] = w[r * n + k0 + k]
+        for k in range(m):
+            t00, t10, t20, t30 = _g_rows(a[0, k], a[3, k], a[6, k])  # column q = 0 of G w_k
+            t01, t11, t21, t31 = _g_rows(a[1, k], a[4, k], a[7, k])
+            t02, t12, t22, t32 = _g_rows(a[2, k], a[5, k], a[8, k])
+            u[0, k], u[1, k], u[2, k], u[3, k] = _g_rows(t00, t01, t02)
+            u[4, k], u[5, k], u[6, k], u[7, k] = _g_rows(t10, t11, t12)
+            u[8, k], u[9, k], u[10, k], u[11, k] = _g_rows(t20, t21, t22)
+            u[12, k], u[13, k], u[14, k], u[15, k] = _g_rows(t30, t31, t32)
+        for r in range(16):
+            for k in range(m):
+                U[r * n + k0 + k] = u[r, k]
+    return U
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _filter_from_transformed(dU, dW):  # pragma: no cover - compiled
+    """dW[(3p + q)·n + k] <- (Gᵀ dU_k G)[p, q] for each of the n = C·F columns dU_k[i, j] = dU[(4i + j)·n + k] (flat),
+    in float64: h = Gᵀ dU_k along i, then h G along j."""
+    n = dU.shape[0] // 16
+    f64 = np.float64
+    for k in range(n):
+        h00, h10, h20 = _gt_rows(f64(dU[k]), f64(dU[4 * n + k]), f64(dU[8 * n + k]), f64(dU[12 * n + k]))
+        h01, h11, h21 = _gt_rows(f64(dU[n + k]), f64(dU[5 * n + k]), f64(dU[9 * n + k]), f64(dU[13 * n + k]))
+        h02, h12, h22 = _gt_rows(f64(dU[2 * n + k]), f64(dU[6 * n + k]), f64(dU[10 * n + k]), f64(dU[14 * n + k]))
+        h03, h13, h23 = _gt_rows(f64(dU[3 * n + k]), f64(dU[7 * n + k]), f64(dU[11 * n + k]), f64(dU[15 * n + k]))
+        dW[k], dW[n + k], dW[2 * n + k] = _gt_rows(h00, h01, h02, h03)
+        dW[3 * n + k], dW[4 * n + k], dW[5 * n + k] = _gt_rows(h10, h11, h12, h13)
+        dW[6 * n + k], dW[7 * n + k], dW[8 * n + k] = _gt_rows(h20, h21, h22, h23)
+    return dW
+
+
+def kernel_transform(Wk: np.ndarray, dtype, rotate: bool = False) -> np.ndarray:
+    """U (16, C, F) = G Wk Gᵀ of a (3, 3, C, F) kernel in ``dtype`` (twin:
+    ``reference.conv2d.winograd_kernel_transform``); ``rotate``: U (16, F, C) of the input gradient's kernel, Wk
+    turned by 180° with its channel axes swapped (:func:`winograd_conv2d_backward_data`)."""
+    if rotate:
+        Wk = Wk[::-1, ::-1].transpose(0, 1, 3, 2)
+    _, _, C, F = Wk.shape
+    U = np.empty(16 * C * F, dtype=dtype)
+    return _kernel_transform(np.ascontiguousarray(Wk).reshape(-1), U).reshape(16, C, F)
+
+
+def filter_from_transformed(dU: np.ndarray) -> np.ndarray:
+    """dWk (3, 3, C, F) = Gᵀ dU G for dU (16, C, F), in dU's dtype, summed in float64 (twin:
+    ``reference.conv2d.winograd_filter_from_transformed``)."""
+    _, C, F = dU.shape
+    dW = np.empty(9 * C * F, dtype=dU.dtype)
+    return _filter_from_transformed(np.ascontiguousarray(dU).reshape(-1), dW).reshape(3, 3, C, F)
 
 
 #: Blocks per step of the output transform's first stage (its rows r stay in the L1 cache).
@@ -287,8 +370,10 @@ def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarra
                     activation: int | None = None, workspace: dict | None = None) -> np.ndarray:  # fmt: skip
     """z (B, Ho, Wo, F) = conv(x, Wk) for a (3, 3, C, F) kernel, stride 1, no dilation, one group; with
     ``activation`` (a :func:`tinynn.kernels.fastmath.activation_code`) act(z + bias) instead."""
+    _check_kernel(x, Wk)
     z = np.empty((x.shape[0], *out_hw, Wk.shape[3]), dtype=x.dtype)
-    return _winograd_pass(x, Wk, pads, out_hw, bias, activation, workspace, _output_transform, z)
+    return _winograd_pass(x, kernel_transform(Wk, x.dtype), pads, out_hw, bias, activation, workspace,
+                          _output_transform, z)
 
 
 def winograd_conv2d_max_pooled(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarray | None = None,
@@ -301,8 +386,10 @@ def winograd_conv2d_max_pooled(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias
         raise ValueError(f"winograd_conv2d_max_pooled: activation code {activation} is not linear or ReLU")
     if min(out_hw) < 2:
         raise ValueError(f"winograd_conv2d_max_pooled: a {tuple(out_hw)} output has no whole 2×2 window")
+    _check_kernel(x, Wk)
     p = np.empty((x.shape[0], out_hw[0] // 2, out_hw[1] // 2, Wk.shape[3]), dtype=x.dtype)
-    return _winograd_pass(x, Wk, pads, out_hw, bias, activation, workspace, _output_transform_max, p)
+    return _winograd_pass(x, kernel_transform(Wk, x.dtype), pads, out_hw, bias, activation, workspace,
+                          _output_transform_max, p)
 
 
 def _max_sample(dtype) -> tuple:
@@ -311,17 +398,23 @@ def _max_sample(dtype) -> tuple:
     return (np.empty((16, 1, 1), d), 0, 1, 1, np.empty(1, d), 0, np.empty((1, 1, 1, 1), d))
 
 
-def _winograd_pass(x, Wk, pads, out_hw, bias, activation, workspace, output_transform, out) -> np.ndarray:
-    """The forward's chunks: V <- Bᵀ d B, M[ξ] = V[ξ] @ U[ξ], then ``output_transform(M, t0, TH, TW, b, code,
-    out)`` (:func:`_output_transform` or :func:`_output_transform_max`), images shared out over the cores."""
+def _check_kernel(x, Wk) -> None:
+    """A (3, 3, C, F) kernel for x (B, H, W, C), checked before :func:`kernel_transform` reads it."""
+    if Wk.ndim != 4 or Wk.shape[:3] != (3, 3, x.shape[-1]):
+        raise ValueError(f"winograd_conv2d: needs a (3, 3, {x.shape[-1]}, F) kernel; got kernel {Wk.shape}")
+
+
+def _winograd_pass(x, U, pads, out_hw, bias, activation, workspace, output_transform, out) -> np.ndarray:
+    """The forward's chunks for the transformed kernel U (16, C, F) (:func:`kernel_transform`): V <- Bᵀ d B,
+    M[ξ] = V[ξ] @ U[ξ], then ``output_transform(M, t0, TH, TW, b, code, out)`` (:func:`_output_transform` or
+    :func:`_output_transform_max`), images shared out over the cores."""
     B, H, W, C = x.shape
-    if Wk.shape[:3] != (3, 3, C) or min(out_hw) < 1 or not (0 <= pads[0] <= 2 and 0 <= pads[1] <= 2):
+    if U.shape[:2] != (16, C) or min(out_hw) < 1 or not (0 <= pads[0] <= 2 and 0 <= pads[1] <= 2):
         raise ValueError(f"winograd_conv2d: needs a (3, 3, {C}, F) kernel, pads in [0, 2] and a non-empty output; got "
-                         f"kernel {Wk.shape}, pads {tuple(pads)}, output {tuple(out_hw)}")
-    F = Wk.shape[3]
+                         f"a transformed kernel {U.shape}, pads {tuple(pads)}, output {tuple(out_hw)}")
+    F = U.shape[2]
     x, ws = np.ascontiguousarray(x), {} if workspace is None else workspace
     TH, TW = winograd_tiles(out_hw)
-    U = np.ascontiguousarray(winograd_kernel_transform(Wk), dtype=x.dtype)  # (16, C, F)
     code = -1 if activation is None else int(activation)
     b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     per_image = TH * TW
@@ -346,8 +439,11 @@ def winograd_conv2d_backward_data(dz: np.ndarray, Wk: np.ndarray, in_hw, pads, w
 
         dx[b,h,w,c] = Σ_{p,q,f} dz[b, h + pt - p, w + pl - q, f] · Wk[p,q,c,f]
     """
-    Wrot = np.ascontiguousarray(Wk[::-1, ::-1].transpose(0, 1, 3, 2))
-    return winograd_conv2d(dz, Wrot, (2 - pads[0], 2 - pads[1]), in_hw, workspace=workspace)
+    if Wk.ndim != 4 or Wk.shape[:2] != (3, 3) or Wk.shape[3] != dz.shape[-1]:
+        raise ValueError(f"winograd_conv2d_backward_data: needs a (3, 3, C, {dz.shape[-1]}) kernel; got {Wk.shape}")
+    dx = np.empty((dz.shape[0], *in_hw, Wk.shape[2]), dtype=dz.dtype)
+    return _winograd_pass(dz, kernel_transform(Wk, dz.dtype, rotate=True), (2 - pads[0], 2 - pads[1]), in_hw, None,
+                          None, workspace, _output_transform, dx)
 
 
 def winograd_conv2d_backward_filter(x: np.ndarray, dz: np.ndarray, pads, workspace: dict | None = None) -> np.ndarray:
@@ -381,7 +477,7 @@ def winograd_conv2d_backward_filter(x: np.ndarray, dz: np.ndarray, pads, workspa
     dU = parts[0]
     for other in parts[1:]:
         dU += other
-    return winograd_filter_from_transformed(dU)
+    return filter_from_transformed(dU)
 
 
 load_without_refresh(globals())  # cached kernels load without refreshing numba (tinynn.kernels.jitcache)
