@@ -42,8 +42,10 @@ __all__ = [
     "filter_from_transformed",
     "gradient_transform",
     "input_transform",
+    "kept_transform",
     "kernel_transform",
     "output_transform",
+    "turned_kernel_transform",
     "winograd_conv2d",
     "winograd_conv2d_backward_data",
     "winograd_conv2d_backward_filter",
@@ -121,85 +123,73 @@ def _input_transform(x, pt, pl, TH, TW, t0, V):  # pragma: no cover - compiled
     return V
 
 
-@numba.njit(error_model="numpy", cache=True, inline="always")
-def _g_rows(a0, a1, a2):  # pragma: no cover - compiled
-    """G (a0, a1, a2)ᵀ: G's rows are (1, 0, 0), ½(1, 1, 1), ½(1, -1, 1), (0, 0, 1)."""
-    return a0, 0.5 * (a0 + a1 + a2), 0.5 * (a0 - a1 + a2), a2
+def _g_rows(a: np.ndarray) -> np.ndarray:
+    """G a along a's first axis (3 → 4), in a's dtype: G's rows are (1, 0, 0), ½(1, 1, 1), ½(1, -1, 1), (0, 0, 1),
+    summed left to right."""
+    out = np.empty((4, *a.shape[1:]), a.dtype)
+    out[0], out[3] = a[0], a[2]
+    np.add(a[0], a[1], out=out[1])
+    out[1] += a[2]
+    out[1] *= 0.5
+    np.subtract(a[0], a[1], out=out[2])
+    out[2] += a[2]
+    out[2] *= 0.5
+    return out
 
 
-@numba.njit(error_model="numpy", cache=True, inline="always")
-def _gt_rows(a0, a1, a2, a3):  # pragma: no cover - compiled
-    """Gᵀ (a0, a1, a2, a3)ᵀ, in the order of the sums Gᵀ's rows spell: (a0 + ½a1) + ½a2, ½a1 - ½a2, (½a1 + ½a2) + a3."""
-    return (a0 + 0.5 * a1) + 0.5 * a2, 0.5 * a1 - 0.5 * a2, (0.5 * a1 + 0.5 * a2) + a3
+def _gt_rows(a: np.ndarray) -> np.ndarray:
+    """Gᵀ a along a's first axis (4 → 3), in the order of the sums Gᵀ's rows spell: (a0 + ½a1) + ½a2,
+    ½a1 - ½a2, (½a1 + ½a2) + a3."""
+    half1, half2 = 0.5 * a[1], 0.5 * a[2]
+    out = np.empty((3, *a.shape[1:]), a.dtype)
+    np.add(a[0], half1, out=out[0])
+    out[0] += half2
+    np.subtract(half1, half2, out=out[1])
+    np.add(half1, half2, out=out[2])
+    out[2] += a[3]
+    return out
 
 
-#: Kernels per step of :func:`_kernel_transform`: its 9 input and 16 output rows lie C·F numbers apart (a multiple
-#: of 4 KiB: the same L1 cache set), so a step copies its part of each row in, one row at a time, and out again.
-_KERNEL_STEP = 128
+def kernel_transform(Wk: np.ndarray, dtype) -> np.ndarray:
+    """U (16, C, F) = G Wk Gᵀ of a (3, 3, C, F) kernel, summed in float64 and rounded to ``dtype`` once (twin:
+    ``reference.conv2d.winograd_kernel_transform``): t = G Wk along p, then U = t Gᵀ along q, in whole-array
+    NumPy steps (no BLAS: numpy's BLAS threads, once woken, spin on the cores the next kernel runs on)."""
+    _, _, C, F = Wk.shape
+    t = _g_rows(np.asarray(Wk, dtype=np.float64))  # t[i, q] = (G Wk)[i, q]
+    u = _g_rows(t.transpose(1, 0, 2, 3))  # u[j, i] = (t Gᵀ)[i, j]
+    return np.ascontiguousarray(u.transpose(1, 0, 2, 3), dtype=dtype).reshape(16, C, F)
 
 
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def _kernel_transform(w, U):  # pragma: no cover - compiled
-    """U[(4i + j)·n + k] <- (G w_k Gᵀ)[i, j] for each of the n = C·F kernels w_k[p, q] = w[(3p + q)·n + k] of a
-    (3, 3, C, F) kernel read flat, in float64, rounded to U's dtype once: t = G w_k along p, then t Gᵀ along q;
-    ``_KERNEL_STEP`` kernels at a time through the buffers a (9, step) and u (16, step)."""
-    n = w.shape[0] // 9
-    S = _KERNEL_STEP
-    a = np.empty((9, S), np.float64)
-    u = np.empty((16, S), np.float64)
-    for k0 in range(0, n, S):
-        m = min(S, n - k0)
-        for r in range(9):
-            for k in range(m):
-                a[r, k] = w[r * n + k0 + k]
-        for k in range(m):
-            t00, t10, t20, t30 = _g_rows(a[0, k], a[3, k], a[6, k])  # column q = 0 of G w_k
-            t01, t11, t21, t31 = _g_rows(a[1, k], a[4, k], a[7, k])
-            t02, t12, t22, t32 = _g_rows(a[2, k], a[5, k], a[8, k])
-            u[0, k], u[1, k], u[2, k], u[3, k] = _g_rows(t00, t01, t02)
-            u[4, k], u[5, k], u[6, k], u[7, k] = _g_rows(t10, t11, t12)
-            u[8, k], u[9, k], u[10, k], u[11, k] = _g_rows(t20, t21, t22)
-            u[12, k], u[13, k], u[14, k], u[15, k] = _g_rows(t30, t31, t32)
-        for r in range(16):
-            for k in range(m):
-                U[r * n + k0 + k] = u[r, k]
+#: ξ = 4i + j → 4σ(i) + σ(j), σ = (3, 1, 2, 0): G's columns in reverse order are G's rows in the order σ.
+_TURNED = np.array([4 * si + sj for si in (3, 1, 2, 0) for sj in (3, 1, 2, 0)])
+
+
+def turned_kernel_transform(U: np.ndarray) -> np.ndarray:
+    """U' (16, F, C) of the input gradient's kernel Wrot[p, q, f, c] = Wk[2 - p, 2 - q, c, f] from U = G Wk Gᵀ
+    (16, C, F): G[i, 2 - p] = G[σ(i), p], so U'[4i + j] = U[4σ(i) + σ(j)]ᵀ — a copy of U's planes, no arithmetic
+    (the sums run in another order than in G Wrot Gᵀ: the same numbers up to float64 rounding)."""
+    return np.ascontiguousarray(U[_TURNED].transpose(0, 2, 1))
+
+
+def kept_transform(ws: dict, key: str, Wk: np.ndarray, dtype, transform) -> np.ndarray:
+    """``transform(Wk, dtype)``, kept in the workspace under ``key`` with a copy of the kernel it came from: a later
+    pass whose kernel is bit for bit the same (predictions between weight updates, a training step's backward
+    after its forward) reuses it (comparing costs a few µs per 10⁵ numbers)."""
+    kept = ws.get(key)
+    if kept is not None and kept[0].shape == Wk.shape and kept[1].dtype == dtype and np.array_equal(kept[0], Wk):
+        return kept[1]
+    U = transform(Wk, dtype)
+    ws[key] = (np.array(Wk, copy=True), U)
     return U
 
 
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def _filter_from_transformed(dU, dW):  # pragma: no cover - compiled
-    """dW[(3p + q)·n + k] <- (Gᵀ dU_k G)[p, q] for each of the n = C·F columns dU_k[i, j] = dU[(4i + j)·n + k] (flat),
-    in float64: h = Gᵀ dU_k along i, then h G along j."""
-    n = dU.shape[0] // 16
-    f64 = np.float64
-    for k in range(n):
-        h00, h10, h20 = _gt_rows(f64(dU[k]), f64(dU[4 * n + k]), f64(dU[8 * n + k]), f64(dU[12 * n + k]))
-        h01, h11, h21 = _gt_rows(f64(dU[n + k]), f64(dU[5 * n + k]), f64(dU[9 * n + k]), f64(dU[13 * n + k]))
-        h02, h12, h22 = _gt_rows(f64(dU[2 * n + k]), f64(dU[6 * n + k]), f64(dU[10 * n + k]), f64(dU[14 * n + k]))
-        h03, h13, h23 = _gt_rows(f64(dU[3 * n + k]), f64(dU[7 * n + k]), f64(dU[11 * n + k]), f64(dU[15 * n + k]))
-        dW[k], dW[n + k], dW[2 * n + k] = _gt_rows(h00, h01, h02, h03)
-        dW[3 * n + k], dW[4 * n + k], dW[5 * n + k] = _gt_rows(h10, h11, h12, h13)
-        dW[6 * n + k], dW[7 * n + k], dW[8 * n + k] = _gt_rows(h20, h21, h22, h23)
-    return dW
-
-
-def kernel_transform(Wk: np.ndarray, dtype, rotate: bool = False) -> np.ndarray:
-    """U (16, C, F) = G Wk Gᵀ of a (3, 3, C, F) kernel in ``dtype`` (twin:
-    ``reference.conv2d.winograd_kernel_transform``); ``rotate``: U (16, F, C) of the input gradient's kernel, Wk
-    turned by 180° with its channel axes swapped (:func:`winograd_conv2d_backward_data`)."""
-    if rotate:
-        Wk = Wk[::-1, ::-1].transpose(0, 1, 3, 2)
-    _, _, C, F = Wk.shape
-    U = np.empty(16 * C * F, dtype=dtype)
-    return _kernel_transform(np.ascontiguousarray(Wk).reshape(-1), U).reshape(16, C, F)
-
-
 def filter_from_transformed(dU: np.ndarray) -> np.ndarray:
-    """dWk (3, 3, C, F) = Gᵀ dU G for dU (16, C, F), in dU's dtype, summed in float64 (twin:
-    ``reference.conv2d.winograd_filter_from_transformed``)."""
+    """dWk (3, 3, C, F) = Gᵀ dU G for dU (16, C, F) (∂L/∂U of U = G Wk Gᵀ), summed in float64, in dU's dtype (twin:
+    ``reference.conv2d.winograd_filter_from_transformed``): h = Gᵀ dU along i, then h G along j."""
     _, C, F = dU.shape
-    dW = np.empty(9 * C * F, dtype=dU.dtype)
-    return _filter_from_transformed(np.ascontiguousarray(dU).reshape(-1), dW).reshape(3, 3, C, F)
+    h = _gt_rows(dU.reshape(4, 4, C, F).astype(np.float64))  # h[p, j]
+    d = _gt_rows(h.transpose(1, 0, 2, 3))  # d[q, p]
+    return np.ascontiguousarray(d.transpose(1, 0, 2, 3), dtype=dU.dtype)
 
 
 #: Blocks per step of the output transform's first stage (its rows r stay in the L1 cache).
@@ -371,9 +361,10 @@ def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarra
     """z (B, Ho, Wo, F) = conv(x, Wk) for a (3, 3, C, F) kernel, stride 1, no dilation, one group; with
     ``activation`` (a :func:`tinynn.kernels.fastmath.activation_code`) act(z + bias) instead."""
     _check_kernel(x, Wk)
+    ws = {} if workspace is None else workspace
     z = np.empty((x.shape[0], *out_hw, Wk.shape[3]), dtype=x.dtype)
-    return _winograd_pass(x, kernel_transform(Wk, x.dtype), pads, out_hw, bias, activation, workspace,
-                          _output_transform, z)
+    U = kept_transform(ws, "wg_kernel", Wk, x.dtype, kernel_transform)
+    return _winograd_pass(x, U, pads, out_hw, bias, activation, ws, _output_transform, z)
 
 
 def winograd_conv2d_max_pooled(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarray | None = None,
@@ -387,9 +378,10 @@ def winograd_conv2d_max_pooled(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias
     if min(out_hw) < 2:
         raise ValueError(f"winograd_conv2d_max_pooled: a {tuple(out_hw)} output has no whole 2×2 window")
     _check_kernel(x, Wk)
+    ws = {} if workspace is None else workspace
     p = np.empty((x.shape[0], out_hw[0] // 2, out_hw[1] // 2, Wk.shape[3]), dtype=x.dtype)
-    return _winograd_pass(x, kernel_transform(Wk, x.dtype), pads, out_hw, bias, activation, workspace,
-                          _output_transform_max, p)
+    U = kept_transform(ws, "wg_kernel", Wk, x.dtype, kernel_transform)
+    return _winograd_pass(x, U, pads, out_hw, bias, activation, ws, _output_transform_max, p)
 
 
 def _max_sample(dtype) -> tuple:
@@ -441,9 +433,11 @@ def winograd_conv2d_backward_data(dz: np.ndarray, Wk: np.ndarray, in_hw, pads, w
     """
     if Wk.ndim != 4 or Wk.shape[:2] != (3, 3) or Wk.shape[3] != dz.shape[-1]:
         raise ValueError(f"winograd_conv2d_backward_data: needs a (3, 3, C, {dz.shape[-1]}) kernel; got {Wk.shape}")
+    ws = {} if workspace is None else workspace
     dx = np.empty((dz.shape[0], *in_hw, Wk.shape[2]), dtype=dz.dtype)
-    return _winograd_pass(dz, kernel_transform(Wk, dz.dtype, rotate=True), (2 - pads[0], 2 - pads[1]), in_hw, None,
-                          None, workspace, _output_transform, dx)
+    U = kept_transform(ws, "wg_kernel", Wk, dz.dtype, kernel_transform)  # the forward's, when it ran with this Wk
+    return _winograd_pass(dz, turned_kernel_transform(U), (2 - pads[0], 2 - pads[1]), in_hw, None, None, ws,
+                          _output_transform, dx)
 
 
 def winograd_conv2d_backward_filter(x: np.ndarray, dz: np.ndarray, pads, workspace: dict | None = None) -> np.ndarray:

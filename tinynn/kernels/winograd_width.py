@@ -33,6 +33,7 @@ from .jitcache import load_without_refresh
 from .parallel import kernel_scope
 from .parallel import scratch as _scratch
 from .reference.conv2d import winograd_width_kernel_transform, winograd_width_padded, winograd_width_pairs
+from .winograd import kept_transform
 
 __all__ = [
     "applies",
@@ -249,16 +250,9 @@ def _rows(xp, U, bias, code, KH, Ho, Wo, r_start, r_stop, step, V, M, z, b0, sum
     return sums
 
 
-def _transformed_kernel(Wk: np.ndarray, dtype, ws: dict) -> np.ndarray:
-    """U = G W (:func:`tinynn.kernels.reference.conv2d.winograd_width_kernel_transform`) in ``dtype``, kept in the
-    workspace with a copy of the kernel it came from: a later pass whose kernel is bit for bit the same (predictions
-    between weight updates) reuses it (comparing costs a few µs; forming U in float64 tens)."""
-    kept = ws.get("ww_kernel")
-    if kept is not None and kept[0].shape == Wk.shape and kept[1].dtype == dtype and np.array_equal(kept[0], Wk):
-        return kept[1]
-    U = np.ascontiguousarray(winograd_width_kernel_transform(Wk), dtype=dtype)
-    ws["ww_kernel"] = (np.array(Wk, copy=True), U)
-    return U
+def _kernel_transform(Wk: np.ndarray, dtype) -> np.ndarray:
+    """U = G W (:func:`tinynn.kernels.reference.conv2d.winograd_width_kernel_transform`) in ``dtype``."""
+    return np.ascontiguousarray(winograd_width_kernel_transform(Wk), dtype=dtype)
 
 
 def _forward(x, Wk, pads, out_hw, bias, activation, workspace, z, who) -> list:
@@ -273,7 +267,7 @@ def _forward(x, Wk, pads, out_hw, bias, activation, workspace, z, who) -> list:
     Ho, Wo = out_hw
     xp, ws = _padded(x, pads, out_hw, KH), {} if workspace is None else workspace
     TW = winograd_width_pairs(out_hw)
-    U = _transformed_kernel(Wk, x.dtype, ws)  # (4, KH·C, F)
+    U = kept_transform(ws, "ww_kernel", Wk, x.dtype, _kernel_transform)  # (4, KH·C, F)
     code = -1 if activation is None else int(activation)
     b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     step = max(1, CHUNK_BYTES // (4 * TW * (KH * C + F) * x.itemsize))  # output rows per chunk
