@@ -240,6 +240,8 @@ def test_index_kernels_match_numpy_twins_and_are_adjoint(g):
 @given(g=conv_geometry(depthwise=True), threads=st.sampled_from([1, 2]))
 @example(g={**SEED_GEOMETRY, "M": 1}, threads=2)
 @example(g=geometry(7, 6, (3, 2), (2, 1), (2, 3), "same", M=2), threads=1)  # strides and dilation together
+@example(g=geometry(40, 9, (3, 3), (1, 1), (1, 1), "valid"), threads=2)  # 38 output rows: two DW_ROWS runs and a rest
+@example(g=geometry(37, 5, (3, 3), (1, 1), (1, 1), "same", M=2), threads=1)  # the same on the per-pixel path
 def test_depthwise_matches_reference(g, threads):
     rng = np.random.default_rng(g["seed"])
     C, M = g["Cg"], g["M"]
@@ -261,6 +263,22 @@ def test_depthwise_matches_reference(g, threads):
     W_grouped = D.reshape(*g["K"], 1, C * M)
     assert rel_err(u_ref, rc.conv2d_forward(x, W_grouped, s, d, pads, g["out"], groups=C)) <= TOL
     assert rel_err(dx_ref, rc.conv2d_backward_data(du, W_grouped, (g["H"], g["W"]), s, d, pads, groups=C)) <= TOL
+
+
+@pytest.mark.parametrize("M", [1, 2])
+def test_depthwise_filter_gradient_in_float32_sums_runs_of_rows_to_float32_rounding(M):
+    """The depthwise backward sums each run of up to DW_ROWS output rows in float32 before its float64 sums: on 70
+    output rows (five runs) of a 72×72 image, dD is within float32 rounding of the float64 reference on the same
+    numbers, in both of the kernel's loops (M = 1: the flat one)."""
+    assert kc.DW_ROWS < 70
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 72, 72, 6)).astype(np.float32)
+    D = rng.standard_normal((3, 3, 6, M)).astype(np.float32)
+    du = rng.standard_normal((2, 70, 70, 6 * M)).astype(np.float32)
+    dD_ref = rc.depthwise_conv2d_backward_filter(x.astype(np.float64), du.astype(np.float64), (3, 3), M, (1, 1),
+                                                 (1, 1), (0, 0))  # fmt: skip
+    _, dD = kc.depthwise_conv2d_backward(x, D, du, need_dx=False)
+    assert dD.dtype == np.float32 and rel_err(dD.astype(np.float64), dD_ref) <= 1e-6
 
 
 @given(g=conv_geometry(depthwise=True), filters=st.sampled_from([1, 3, 16, 37]),

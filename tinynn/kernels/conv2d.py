@@ -939,10 +939,19 @@ def _dw_forward(x, D, Dt, sh, sw, dh, dw, pt, pl, u):  # pragma: no cover - comp
     return u
 
 
+#: Output rows of an image whose products :func:`_dw_backward` sums in the data's own dtype before adding them to its
+#: float64 sums: a float32 sum of at most this many terms per column (relative error ≲ 16·2⁻²⁴ ≈ 1e-6) runs at
+#: float32's vector width, and halved dD's time on M8's layers against float64 sums of every product
+#: (benchmarks/RESULTS.md).
+DW_ROWS = 16
+
+
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _dw_backward(x, D, Dt, du, sh, sw, dh, dw, pt, pl, need_dx, dx, acc):  # pragma: no cover - compiled
     """dx (B, H, W, C) <- 0 then the scatter of du · D (if need_dx); acc (KH, KW, Wo·C·M) float64 += the per-column
-    products x · du (summed over columns by the caller into dD; the flat path keeps one accumulator per column)."""
+    products x · du (summed over columns by the caller into dD; the flat path keeps one accumulator per column).
+    The products of up to ``DW_ROWS`` output rows of one image are summed in x's dtype (``part``), then added to
+    acc."""
     B, H, W, C = x.shape
     _, Ho, Wo, CM = du.shape
     KH, KW = D.shape[0], D.shape[1]
@@ -950,12 +959,18 @@ def _dw_backward(x, D, Dt, du, sh, sw, dh, dw, pt, pl, need_dx, dx, acc):  # pra
     flat = sw == 1 and M == 1
     x_rows = x.reshape(B, H, W * C)
     dx_rows = dx.reshape(dx.shape[0], H, W * C)
+    part = np.zeros(acc.shape, x.dtype)
+    acc_flat, part_flat = acc.reshape(acc.size), part.reshape(part.size)
     for b in range(B):
         if need_dx:
             zero = dx_rows[b].reshape(H * W * C)
             for k in range(H * W * C):
                 zero[k] = 0
         for i in range(Ho):
+            if i % DW_ROWS == 0 and i > 0:  # the last DW_ROWS rows' sums into acc
+                for k in range(acc_flat.shape[0]):
+                    acc_flat[k] += part_flat[k]
+                    part_flat[k] = 0
             du_row = du[b, i].reshape(Wo * CM)
             for p in range(KH):
                 h = i * sh + p * dh - pt
@@ -969,7 +984,7 @@ def _dw_backward(x, D, Dt, du, sh, sw, dh, dw, pt, pl, need_dx, dx, acc):  # pra
                     j1 = min(Wo, (W - 1 - off) // sw + 1) if W - 1 - off >= 0 else 0
                     if j1 <= j0:
                         continue
-                    a = acc[p, q]
+                    a = part[p, q]
                     if flat:
                         src = x_rows[b, h, (j0 + off) * C : (j1 + off) * C]
                         g = du_row[j0 * C : j1 * C]
@@ -996,6 +1011,9 @@ def _dw_backward(x, D, Dt, du, sh, sw, dh, dw, pt, pl, need_dx, dx, acc):  # pra
                                     s += gv[c * M + m] * dpq[c * M + m]
                                 if need_dx:
                                     dx[b, h, w, c] += s
+        for k in range(acc_flat.shape[0]):  # the image's last rows
+            acc_flat[k] += part_flat[k]
+            part_flat[k] = 0
     return dx
 
 
