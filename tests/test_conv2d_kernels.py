@@ -242,6 +242,8 @@ def test_index_kernels_match_numpy_twins_and_are_adjoint(g):
 @example(g=geometry(7, 6, (3, 2), (2, 1), (2, 3), "same", M=2), threads=1)  # strides and dilation together
 @example(g=geometry(40, 9, (3, 3), (1, 1), (1, 1), "valid"), threads=2)  # 38 output rows: two DW_ROWS runs and a rest
 @example(g=geometry(37, 5, (3, 3), (1, 1), (1, 1), "same", M=2), threads=1)  # the same on the per-pixel path
+@example(g=geometry(12, 11, (3, 3), (1, 1), (2, 2), "same"), threads=1)  # 3×3 rows: all nine taps inside, and edges
+@example(g=geometry(9, 13, (3, 3), (2, 1), (1, 1), "same"), threads=2)  # ... at a stride of 2 down the rows
 def test_depthwise_matches_reference(g, threads):
     rng = np.random.default_rng(g["seed"])
     C, M = g["Cg"], g["M"]
