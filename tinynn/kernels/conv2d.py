@@ -934,9 +934,14 @@ def _dw_forward(x, D, Dt, sh, sw, dh, dw, pt, pl, u):  # pragma: no cover - comp
                     j1 = min(Wo, (W - 1 - off) // sw + 1) if W - 1 - off >= 0 else 0
                     if j1 <= j0:
                         continue
-                    if flat:
-                        _dw_flat_tap(x_rows[b, h], Dt[p, q], u_row, off, C, j0, min(j1, lo))
-                        _dw_flat_tap(x_rows[b, h], Dt[p, q], u_row, off, C, max(j0, hi), j1)
+                    if flat:  # the columns left of lo, then those from hi (all of them when lo = hi = 0)
+                        for e0, e1 in ((j0, min(j1, lo)), (max(j0, hi), j1)):
+                            if e1 > e0:
+                                src = x_rows[b, h, (e0 + off) * C : (e1 + off) * C]
+                                dst = u_row[e0 * C : e1 * C]
+                                d = Dt[p, q, e0 * C : e1 * C]
+                                for k in range(src.shape[0]):
+                                    dst[k] += src[k] * d[k]
                     else:
                         dpq = D[p, q]
                         for j in range(j0, j1):
@@ -947,18 +952,6 @@ def _dw_forward(x, D, Dt, sh, sw, dh, dw, pt, pl, u):  # pragma: no cover - comp
                                 for m in range(M):
                                     uv[c * M + m] += xc * dpq[c * M + m]
     return u
-
-
-@numba.njit(error_model="numpy", cache=True, nogil=True, inline="always")
-def _dw_flat_tap(x_row, dt, u_row, off, C, j0, j1):  # pragma: no cover - compiled
-    """u_row[j·C + c] += x_row[(j + off)·C + c] · dt[j·C + c] for the columns j0 .. j1-1 (none if j1 <= j0)."""
-    if j1 <= j0:
-        return
-    src = x_row[(j0 + off) * C : (j1 + off) * C]
-    dst = u_row[j0 * C : j1 * C]
-    d = dt[j0 * C : j1 * C]
-    for k in range(src.shape[0]):
-        dst[k] += src[k] * d[k]
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True, inline="always")
@@ -1016,10 +1009,6 @@ def _dw_backward(x, D, Dt, du, sh, sw, dh, dw, pt, pl, need_dx, dx, acc):  # pra
             for k in range(H * W * C):
                 zero[k] = 0
         for i in range(Ho):
-            if i % DW_ROWS == 0 and i > 0:  # the last DW_ROWS rows' sums into acc
-                for k in range(acc_flat.shape[0]):
-                    acc_flat[k] += part_flat[k]
-                    part_flat[k] = 0
             du_row = du[b, i].reshape(Wo * CM)
             for p in range(KH):
                 h = i * sh + p * dh - pt
@@ -1060,9 +1049,10 @@ def _dw_backward(x, D, Dt, du, sh, sw, dh, dw, pt, pl, need_dx, dx, acc):  # pra
                                     s += gv[c * M + m] * dpq[c * M + m]
                                 if need_dx:
                                     dx[b, h, w, c] += s
-        for k in range(acc_flat.shape[0]):  # the image's last rows
-            acc_flat[k] += part_flat[k]
-            part_flat[k] = 0
+            if i % DW_ROWS == DW_ROWS - 1 or i == Ho - 1:  # a run's (or the image's last) sums into acc
+                for k in range(acc_flat.shape[0]):
+                    acc_flat[k] += part_flat[k]
+                    part_flat[k] = 0
     return dx
 
 
