@@ -612,28 +612,36 @@ def test_winograd_kernel_transforms_match_their_twins(C, F, dtype, seed):
     assert np.array_equal(Wk, Wk_before)
 
 
-def test_the_kept_winograd_kernel_follows_the_kernel(monkeypatch):
-    """U is kept in the workspace with a copy of its kernel: a forward with the same kernel and the input gradient
-    after it reuse it (the same array: the transform runs once), a kernel changed in place (as an optimizer step
-    changes it) or a new kernel of another shape gets a new U, and every pass equals the reference of the kernel
-    it was given."""
+@pytest.mark.parametrize("form", ["F(2x2, 3x3)", "F(2, 3) along the width"])
+def test_the_kept_winograd_kernel_follows_the_kernel(monkeypatch, form):
+    """U is kept in the workspace with a copy of its kernel (winograd.kept_transform, for both Winograd forms): a
+    forward with the same kernel reuses it (the same array: no transform), and so does F(2×2, 3×3)'s input gradient
+    after it; a kernel changed in place (as an optimizer step changes it) or a new kernel of another shape gets a new
+    U, and every pass equals the reference of the kernel it was given."""
+    from tinynn.kernels import winograd_width as kww
+
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 6, 7, 3))
     Wk = rng.standard_normal((3, 3, 3, 4))
-    dz = rng.standard_normal((2, 4, 5, 4))
     ws = {}
+    wide = form != "F(2x2, 3x3)"
+    key, module, name = ("ww_kernel", kww, "_kernel_transform") if wide else ("wg_kernel", kw, "kernel_transform")
+    pads, out = ((1, 1), (6, 7)) if wide else ((0, 0), (4, 5))
 
     def check(kernel):
-        y = kw.winograd_conv2d(x, kernel, (0, 0), (4, 5), workspace=ws)
-        assert rel_err(y, rc.conv2d_forward(x, kernel, (1, 1), (1, 1), (0, 0), (4, 5))) <= TOL
-        return ws["wg_kernel"][1]
+        run = kww.winograd_width_conv2d if wide else kw.winograd_conv2d
+        y = run(x, kernel, pads, out, workspace=ws)
+        assert rel_err(y, rc.conv2d_forward(x, kernel, (1, 1), (1, 1), pads, out)) <= TOL
+        return ws[key][1]
 
     U = check(Wk)
-    transforms = count_calls(monkeypatch, kw, "kernel_transform")
-    assert check(Wk) is U
-    dx = kw.winograd_conv2d_backward_data(dz, Wk, (6, 7), (0, 0), ws)
-    assert ws["wg_kernel"][1] is U and transforms == []
-    assert rel_err(dx, rc.conv2d_backward_data(dz, Wk, (6, 7), (1, 1), (1, 1), (0, 0))) <= TOL
+    transforms = count_calls(monkeypatch, module, name)
+    assert check(Wk) is U and transforms == []
+    if not wide:
+        dz = rng.standard_normal((2, 4, 5, 4))
+        dx = kw.winograd_conv2d_backward_data(dz, Wk, (6, 7), (0, 0), ws)
+        assert ws[key][1] is U and transforms == []
+        assert rel_err(dx, rc.conv2d_backward_data(dz, Wk, (6, 7), (1, 1), (1, 1), (0, 0))) <= TOL
     Wk[1, 2, 0, 3] += 0.5  # in place
     assert check(Wk) is not U and transforms == [1]
     check(rng.standard_normal((3, 3, 3, 5)))

@@ -115,27 +115,6 @@ def test_conv2d_forward_and_its_pooled_form_take_it(g, code, use_bias, chunk_byt
     assert p.dtype == dtype and rel_err(p, y_ref.mean(axis=(1, 2)), scale=zb) <= tol
 
 
-def test_the_kept_transformed_kernel_follows_the_kernel():
-    """U is kept in the workspace with a copy of its kernel: a pass with the same kernel reuses it (the same
-    array), a kernel changed in place (as an optimizer step changes it) or a new kernel of another shape gets a new
-    U, and every pass equals the reference convolution of the kernel it was given."""
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((2, 6, 7, 3))
-    Wk = rng.standard_normal((3, 3, 3, 4))
-    ws = {}
-
-    def check(kernel):
-        y = kw.winograd_width_conv2d(x, kernel, (1, 1), (6, 7), workspace=ws)
-        assert rel_err(y, rc.conv2d_forward(x, kernel, (1, 1), (1, 1), (1, 1), (6, 7))) <= TOL
-        return ws["ww_kernel"][1]
-
-    U = check(Wk)
-    assert check(Wk) is U
-    Wk[1, 2, 0, 3] += 0.5  # in place
-    assert check(Wk) is not U
-    check(rng.standard_normal((3, 3, 3, 5)))
-
-
 def test_conv2d_and_global_average_pooling_predict_through_it():
     """A Sequential's Conv2D(32, 3, relu) -> GlobalAveragePooling2D on 16 channels predicts 64 images through
     winograd_width_conv2d_pooled (counted) and 8 images through the pooled im2col chunks (below MIN_WORK); both equal
