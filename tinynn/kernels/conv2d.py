@@ -1200,8 +1200,7 @@ def separable_conv2d_backward(x, D, P, u, dy, y: np.ndarray | None = None, activ
     depthwise convolution of x by D (kept by the training forward): with
     ``activation`` (and y), dy is ∂L/∂y and db = Σ ∂L/∂z (float64 sums); without, dy is ∂L/∂z and db None. Image by
     image (:func:`_separable_backward_images`; images shared out over the cores, the pieces' dP, db and dD sums
-    added in range order): du = ∂L/∂u is never written out. dD accumulates in float64 as in
-    :func:`depthwise_conv2d_backward`."""
+    added in range order): du = ∂L/∂u is never written out. dD is summed as in :func:`depthwise_conv2d_backward`."""
     KH, KW, C, M = D.shape
     B, H, W, _ = x.shape
     _, Ho, Wo, CM = u.shape
@@ -1276,7 +1275,8 @@ def _separable_sample(dtype) -> tuple:
 
 
 def depthwise_conv2d_backward(x, D, du, strides=(1, 1), dilation=(1, 1), pads=(0, 0), need_dx: bool = True):
-    """(dx (B, H, W, C) or None, dD (KH, KW, C, M)) for du (B, Ho, Wo, C·M). dD is accumulated in float64."""
+    """(dx (B, H, W, C) or None, dD (KH, KW, C, M)) for du (B, Ho, Wo, C·M). dD's products are summed per column in
+    x's dtype over runs of up to ``DW_ROWS`` output rows of an image, those sums in float64 (:func:`_dw_backward`)."""
     KH, KW, C, M = D.shape
     B, H, W, _ = x.shape
     _depthwise_check(x, D, du.shape[1:3] if du.ndim == 4 else (0, 0))
