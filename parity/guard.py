@@ -17,6 +17,9 @@ from collections import defaultdict
 LAYER_RUNS: dict[str, set[str]] = defaultdict(set)  # node id -> layer classes compared by layer_parity
 OUTCOMES: dict[str, str] = {}  # node id -> passed / failed / skipped
 CURRENT: list[str] = [""]
+#: The flag pytest-xdist's workers get (``config.workerinput``) when every parity case runs on one worker
+#: (``--dist loadfile``: ``parity/cases/conftest.py`` makes the directory one file), as the guard needs.
+XDIST_TOGETHER = "parity_cases_together"
 
 
 def nested_layers(config) -> set[str]:
