@@ -14,7 +14,8 @@ Each point is the grid's model (benchmarks/grid.py: LAYER → head → Dense(1),
   sleeping waits only); ``-yN``: they yield the core every N ticks (``parallel.YIELD_CYCLES``; 0: never);
   ``-c0``/``-c1``: whether a pool thread on the caller's core stands aside in short calls
   (``parallel.SKIP_ON_CALLERS_CORE``); ``-wN``: calls below 2^N multiply-adds count as short
-  (``parallel.STAND_ASIDE_WORK``).
+  (``parallel.STAND_ASIDE_WORK``); ``-hN``: the hand-off inside numba splits a pass from 2^N multiply-adds per
+  thread (``conv2d.HANDOFF_MIN_WORK``).
 
 Prints the median wall ms of predict_on_batch and train_on_batch per configuration, and the load average.
 """
@@ -33,7 +34,7 @@ import grid  # noqa: E402 - puts this checkout's tinynn first on sys.path
 
 os.environ.setdefault("TINYNN_COMPILE", "wait")
 
-from tinynn.kernels import blas, conv, parallel  # noqa: E402
+from tinynn.kernels import blas, conv, conv2d, parallel  # noqa: E402
 
 _NEW_SHARE = parallel.share
 _PIECES = blas._PIECES_PER_THREAD
@@ -63,6 +64,7 @@ def _old_share(task, ranges, work=None):
 
 _SPIN, _YIELD, _SKIP = parallel.SPIN_CYCLES, parallel.YIELD_CYCLES, parallel.SKIP_ON_CALLERS_CORE
 _ASIDE = parallel.STAND_ASIDE_WORK
+_HANDOFF_MIN = conv2d.HANDOFF_MIN_WORK
 
 
 def configure(name: str) -> None:
@@ -74,6 +76,7 @@ def configure(name: str) -> None:
     parallel.YIELD_CYCLES = settings.get("y", _YIELD)
     parallel.SKIP_ON_CALLERS_CORE = bool(settings.get("c", _SKIP))
     parallel.STAND_ASIDE_WORK = 2 ** settings["w"] if "w" in settings else _ASIDE
+    conv2d.HANDOFF_MIN_WORK = 2 ** settings["h"] if "h" in settings else _HANDOFF_MIN
     os.environ["TINYNN_NUM_THREADS"] = "1" if base == "one" else "2"
     fn = _old_share if base.startswith("old") else _NEW_SHARE
     for module in (blas, conv, parallel):
