@@ -22,6 +22,16 @@ CURRENT: list[str] = [""]
 XDIST_TOGETHER = "parity_cases_together"
 
 
+def split_over_workers(config) -> str | None:
+    """Why the guard cannot judge this pytest run (None: it can): under pytest-xdist it sees only its own worker's
+    records, so every parity case must run on its worker, as ``--dist loadfile`` does here."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None or workerinput.get(XDIST_TOGETHER):
+        return None
+    return ("pytest-xdist without --dist loadfile: the parity cases ran on several workers and the coverage guard "
+            "sees only its own; run with --dist loadfile (as make test does)")
+
+
 def nested_layers(config) -> set[str]:
     """Layer classes nested in a layer config (e.g. the LSTM inside a Bidirectional)."""
     found = set()

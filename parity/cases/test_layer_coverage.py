@@ -17,16 +17,11 @@ def test_every_public_layer_ran_through_layer_parity(request):
     not_run = sorted(expected - selected)
     if not_run:
         pytest.skip(f"partial run of parity/cases ({len(not_run)} test functions not selected): the guard needs all")
-    _check_one_process(request.config)
+    split = guard.split_over_workers(request.config)
+    if split:
+        pytest.fail(split)
     required = coverage.public_layers()
     missing = guard.uncovered(required)
     assert missing == [], (f"public layers that no passing test ran through layer_parity: {missing} "
                            f"(tests that ran one: {sum(1 for n in guard.LAYER_RUNS if guard.OUTCOMES.get(n))})")
 
-
-def _check_one_process(config) -> None:
-    """Under pytest-xdist the guard sees only its own worker's records: every parity case must run on its worker,
-    as ``--dist loadfile`` does (the cases' conftest makes this directory one file)."""
-    if hasattr(config, "workerinput") and not config.workerinput.get(guard.XDIST_TOGETHER):
-        pytest.fail("pytest-xdist without --dist loadfile: the parity cases ran on several workers and the coverage "
-                    "guard sees only its own; run with --dist loadfile (as make test does)")

@@ -29,6 +29,17 @@ def test_guard_counts_only_tests_that_ran_and_passed():
     assert "Dense" in coverage.public_layers() and "InputLayer" not in coverage.public_layers()
 
 
+def test_guard_refuses_parity_cases_spread_over_xdist_workers():
+    class Config:
+        def __init__(self, **attributes):
+            self.__dict__.update(attributes)
+
+    assert guard.split_over_workers(Config()) is None  # no xdist: one process
+    assert guard.split_over_workers(Config(workerinput={guard.XDIST_TOGETHER: True})) is None
+    for workerinput in ({}, {guard.XDIST_TOGETHER: False}):
+        assert "--dist loadfile" in guard.split_over_workers(Config(workerinput=workerinput))
+
+
 def test_guard_outcomes_follow_pytest_reports():
     class Report:
         def __init__(self, nodeid, when, outcome):
