@@ -24,4 +24,3 @@ def test_every_public_layer_ran_through_layer_parity(request):
     missing = guard.uncovered(required)
     assert missing == [], (f"public layers that no passing test ran through layer_parity: {missing} "
                            f"(tests that ran one: {sum(1 for n in guard.LAYER_RUNS if guard.OUTCOMES.get(n))})")
-
