@@ -112,11 +112,13 @@ def _pointwise_job(rows=2048, F=32, seed=0):
 
 def test_a_pool_thread_takes_ranges_and_every_result_is_right(monkeypatch):
     """The pool's thread joins posted jobs (counted in the box); each call's result is right. (It joins once the
-    scheduler has it on the other core, or preempts the caller: the calls go on for up to 5 s until it has.)"""
+    scheduler has it on the other core, or preempts the caller: the calls go on for up to 5 s until it has. Each
+    job lasts milliseconds, longer than a scheduler's time slice, so that it joins also when another process holds
+    the other core, as under make test's two workers.)"""
     monkeypatch.setenv("TINYNN_NUM_THREADS", "2")
-    monkeypatch.setattr(kc, "HANDOFF_PIECE_WORK", 1 << 14)  # 16 ranges per thread: some for each
+    monkeypatch.setattr(kc, "HANDOFF_PIECE_WORK", 1 << 14)  # 8 ranges per thread (the most): some for each
     monkeypatch.setattr(parallel, "SKIP_ON_CALLERS_CORE", False)  # join also from the caller's core
-    x, Wk, b, ref = _pointwise_job()
+    x, Wk, b, ref = _pointwise_job(rows=1 << 18)
     before = int(handoff.box()[handoff.POOL_RANGES])
     start = time.monotonic()
     while handoff.box()[handoff.POOL_RANGES] == before and time.monotonic() - start < 5:
@@ -254,9 +256,10 @@ import numpy as np
 from tinynn.kernels import conv2d, handoff, parallel
 from tinynn.kernels.fastmath import RELU
 
-x = np.random.default_rng(0).random((100, 64, 1, 32)).astype(np.float32)
+x = np.random.default_rng(0).random((4096, 64, 1, 32)).astype(np.float32)  # 2^28 multiply-adds: a job of ms
 Wk = np.random.default_rng(1).random((1, 1, 32, 32)).astype(np.float32)
 parallel.SKIP_ON_CALLERS_CORE = False  # join also from the caller's core (the scheduler may put them together)
+conv2d.conv2d_forward_pooled(x, Wk, bias=np.zeros(32, np.float32), activation=RELU)  # compiles (~30 s on busy cores)
 start = time.monotonic()
 while handoff.box()[handoff.POOL_RANGES] == 0 and time.monotonic() - start < 20:
     conv2d.conv2d_forward_pooled(x, Wk, bias=np.zeros(32, np.float32), activation=RELU)
@@ -267,7 +270,9 @@ print(json.dumps({"compiles": seen, "pool_ranges": int(handoff.box()[handoff.POO
 def test_no_kernel_compiles_on_a_pool_thread(tmp_path):
     """A fresh process, an empty numba cache, "wait" mode: every kernel of the hand-off (serve, run_rows and what
     they call) compiles on the calling thread, none on a pool thread, where a compile still running when the
-    process ends makes LLVM abort. (The pool thread then takes ranges: the calls go on for up to 20 s until it has.)"""
+    process ends makes LLVM abort. (The pool thread then takes ranges: after the first call, which compiles, the
+    calls go on for up to 20 s until it has; each job lasts milliseconds, so that it joins also when another process
+    holds the other core.)"""
     import json
     import pathlib
     import subprocess
