@@ -119,6 +119,7 @@ def test_a_pool_thread_takes_ranges_and_every_result_is_right(monkeypatch):
     monkeypatch.setattr(kc, "HANDOFF_PIECE_WORK", 1 << 14)  # 8 ranges per thread (the most): some for each
     monkeypatch.setattr(parallel, "SKIP_ON_CALLERS_CORE", False)  # join also from the caller's core
     x, Wk, b, ref = _pointwise_job(rows=1 << 18)
+    kc.conv2d_forward_pooled(x, Wk, workspace={}, bias=b, activation=RELU)  # compiles when run alone ("wait" mode)
     before = int(handoff.box()[handoff.POOL_RANGES])
     start = time.monotonic()
     while handoff.box()[handoff.POOL_RANGES] == before and time.monotonic() - start < 5:
