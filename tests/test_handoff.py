@@ -260,7 +260,7 @@ from tinynn.kernels.fastmath import RELU
 x = np.random.default_rng(0).random((4096, 64, 1, 32)).astype(np.float32)  # 2^28 multiply-adds: a job of ms
 Wk = np.random.default_rng(1).random((1, 1, 32, 32)).astype(np.float32)
 parallel.SKIP_ON_CALLERS_CORE = False  # join also from the caller's core (the scheduler may put them together)
-conv2d.conv2d_forward_pooled(x, Wk, bias=np.zeros(32, np.float32), activation=RELU)  # compiles (~30 s on busy cores)
+conv2d.conv2d_forward_pooled(x, Wk, bias=np.zeros(32, np.float32), activation=RELU)  # compiles every kernel here
 start = time.monotonic()
 while handoff.box()[handoff.POOL_RANGES] == 0 and time.monotonic() - start < 20:
     conv2d.conv2d_forward_pooled(x, Wk, bias=np.zeros(32, np.float32), activation=RELU)

@@ -31,10 +31,15 @@ def pytest_collection_modifyitems(session, config, items):
     items[:] = [item for item in items if item not in last] + last
 
 
+def _cases_together(config) -> bool:
+    """Whether this run's pytest-xdist scheduler keeps the directory on one worker (``--dist loadfile``, below)."""
+    return config.getvalue("dist") == "loadfile"
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """pytest-xdist's ``--dist loadfile``, with this directory as one file."""
-    if config.getvalue("dist") != "loadfile":
+    if not _cases_together(config):
         return None
     from xdist.scheduler import LoadFileScheduling
 
@@ -48,7 +53,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
-    node.workerinput[guard.XDIST_TOGETHER] = node.config.getvalue("dist") == "loadfile"
+    node.workerinput[guard.XDIST_TOGETHER] = _cases_together(node.config)
 
 
 def pytest_runtest_setup(item):
