@@ -450,6 +450,25 @@ def test_winograd_conv2d_matches_the_direct_reference(g, code, use_bias, chunk_b
             assert rel_err(db, dz_act.reshape(-1, dz_act.shape[-1]).sum(axis=0)) <= TOL
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("out_hw, F", [((7, 5), 3), ((8, 8), 16), ((9, 6), 37)])
+def test_winograd_output_transforms_compiled_for_one_code_give_the_general_bits(out_hw, F, dtype):
+    """The output transforms compiled with ReLU or 'none' as a constant (chosen by ``_output_transform_for``) give
+    the bits of the general one with that code, odd output sizes (blocks cut at the edge) included; codes they do
+    not take go to the general one."""
+    TH, TW = rc.winograd_tiles(out_hw)
+    rng = np.random.default_rng(F)
+    M = rng.standard_normal((16, 2 * TH * TW, F)).astype(dtype)
+    bias = rng.standard_normal(F).astype(dtype)
+    for code in (RELU, -1):
+        special = kw._output_transform_for(code)
+        assert special is not kw._output_transform
+        z = special(M, 0, TH, TW, bias, code, np.full((2, *out_hw, F), np.nan, dtype))
+        z_general = kw._output_transform(M, 0, TH, TW, bias, code, np.full((2, *out_hw, F), np.nan, dtype))
+        assert not np.isnan(z).any() and np.array_equal(z, z_general)
+    assert kw._output_transform_for(LINEAR) is kw._output_transform
+
+
 def _max_pooled_pair(x, Wk, g, b, code):
     """(the fused kernel's p, the max pooling kernel on winograd_conv2d's output): what the two layers compute."""
     pooled = (g["out"][0] // 2, g["out"][1] // 2)

@@ -212,8 +212,8 @@ def _a_transpose_m(M, s0, s1, r):  # pragma: no cover - compiled
             rb[k] = m1[k] - m2[k] - m3[k]
 
 
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compiled
+@numba.njit(error_model="numpy", cache=True, nogil=True, inline="always")
+def _output_transform_body(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compiled
     """z[b, 2ti + i, 2tj + j] <- act((Aᵀ m A)[i, j] + bias) for blocks t0 .. t0+T-1 (code < 0: no bias, no act).
 
     r = Aᵀ m runs over ``_OUT_STEP`` consecutive blocks at once (M[ξ, t0:t1] is contiguous: flat loops), then each
@@ -259,6 +259,32 @@ def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compi
                             out[f] += bias[f]
                         activate_row(out, code)
     return z
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _output_transform(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compiled
+    """:func:`_output_transform_body` for any ``code``."""
+    return _output_transform_body(M, t0, TH, TW, bias, code, z)
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _output_transform_relu(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compiled
+    """:func:`_output_transform` for ``code`` = ReLU (the argument is ignored), compiled with the code a constant:
+    LLVM then drops the other activations' branches from the loops, which made the ReLU pass 1.2–2× faster at
+    F = 128 … 32 (benchmarks/RESULTS.md). The same bits."""
+    return _output_transform_body(M, t0, TH, TW, bias, RELU, z)
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _output_transform_plain(M, t0, TH, TW, bias, code, z):  # pragma: no cover - compiled
+    """:func:`_output_transform` with neither bias nor activation (``code`` ignored; the input gradient's pass),
+    compiled with the code a constant like :func:`_output_transform_relu`."""
+    return _output_transform_body(M, t0, TH, TW, bias, -1, z)
+
+
+def _output_transform_for(code: int):
+    """The output transform compiled for this activation code (ReLU, none) or the one for any code."""
+    return _output_transform_relu if code == RELU else _output_transform_plain if code < 0 else _output_transform
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
@@ -353,7 +379,7 @@ def output_transform(M: np.ndarray, batch: int, out_hw) -> np.ndarray:
     """z (B, Ho, Wo, F): Aᵀ m A for every block (twin: ``reference.conv2d.winograd_output_transform``)."""
     TH, TW = winograd_tiles(out_hw)
     z = np.empty((batch, *out_hw, M.shape[2]), dtype=M.dtype)
-    return _output_transform(np.ascontiguousarray(M), 0, TH, TW, np.zeros(M.shape[2], M.dtype), -1, z)
+    return _output_transform_plain(np.ascontiguousarray(M), 0, TH, TW, np.zeros(M.shape[2], M.dtype), -1, z)
 
 
 def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarray | None = None,
@@ -364,7 +390,8 @@ def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarra
     ws = {} if workspace is None else workspace
     z = np.empty((x.shape[0], *out_hw, Wk.shape[3]), dtype=x.dtype)
     U = kept_transform(ws, "wg_kernel", Wk, x.dtype, kernel_transform)
-    return _winograd_pass(x, U, pads, out_hw, bias, activation, ws, _output_transform, z)
+    code = -1 if activation is None else int(activation)
+    return _winograd_pass(x, U, pads, out_hw, bias, activation, ws, _output_transform_for(code), z)
 
 
 def winograd_conv2d_max_pooled(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarray | None = None,
@@ -437,7 +464,7 @@ def winograd_conv2d_backward_data(dz: np.ndarray, Wk: np.ndarray, in_hw, pads, w
     dx = np.empty((dz.shape[0], *in_hw, Wk.shape[2]), dtype=dz.dtype)
     U = kept_transform(ws, "wg_kernel", Wk, dz.dtype, kernel_transform)  # the forward's, when it ran with this Wk
     return _winograd_pass(dz, turned_kernel_transform(U), (2 - pads[0], 2 - pads[1]), in_hw, None, None, ws,
-                          _output_transform, dx)
+                          _output_transform_plain, dx)
 
 
 def winograd_conv2d_backward_filter(x: np.ndarray, dz: np.ndarray, pads, workspace: dict | None = None) -> np.ndarray:
