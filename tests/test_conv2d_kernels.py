@@ -986,3 +986,99 @@ def test_the_pooled_gradient_is_written_out_while_its_kernel_compiles(monkeypatc
     assert not calls
     for a, b in zip(viewed, written):
         np.testing.assert_array_equal(a, b)
+
+
+@st.composite
+def pooled_im2col_or_winograd(draw):
+    """(winograd, geometry) as :func:`im2col_or_winograd`, of one group and with a whole 2×2 window of output (the
+    convolutions conv2d_forward_max_pooled takes)."""
+    winograd = draw(st.booleans())
+    geometries = winograd_geometry() if winograd else conv_geometry(depthwise=True)  # depthwise: one group
+    return winograd, draw(geometries.filter(lambda g: min(g["out"]) >= 2))
+
+
+@given(case=pooled_im2col_or_winograd(), relu=st.booleans(), values=st.sampled_from(["ties", "nans"]),
+       dtype=st.sampled_from(["float64", "float32"]), chunk_bytes=st.sampled_from([1, 300, 1 << 22]),
+       threads=st.sampled_from([1, 2]))
+@example(case=(True, geometry(9, 8, (3, 3), (1, 1), (1, 1), "valid", B=3, Cg=4, Fg=5)), relu=True, values="ties",
+         dtype="float32", chunk_bytes=300, threads=2)  # odd Ho: the last row of blocks skipped
+@example(case=(False, geometry(11, 7, (3, 3), (1, 1), (1, 1), "same", B=2, Cg=3, Fg=4)), relu=False,
+         values="nans", dtype="float64", chunk_bytes=1, threads=2)  # fmt: skip
+def test_the_max_pooled_forward_keeps_each_windows_first_maximum(case, relu, values, dtype, chunk_bytes, threads):
+    """conv2d_forward_max_pooled(index=True), the training forward of a Conv2D and its 2×2 max pooling: p has the bits
+    of the pass without the index, and k is each window's first maximum in row-major order (a NaN window: its first
+    NaN) of the convolution's output y, as the NumPy twin finds it in y; by im2col and by Winograd, in chunks, on one
+    or two threads. The data are small integers (exact products, so y is the same in every pass, and many ties:
+    ReLU's zeros, equal sums) or have a NaN pixel."""
+    winograd, g = case
+    rng = np.random.default_rng(g["seed"])
+    x = rng.integers(-2, 3, (g["B"], g["H"], g["W"], g["G"] * g["Cg"])).astype(dtype)
+    Wk = rng.integers(-1, 2, (*g["K"], g["Cg"], g["G"] * g["Fg"])).astype(dtype)
+    b = rng.integers(-1, 2, Wk.shape[3]).astype(dtype)
+    if values == "nans":
+        x[0, g["H"] // 2, g["W"] // 2, 0] = np.nan
+    s, d, pads = _geo(g)
+    code = RELU if relu else LINEAR
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (("CHUNK_BYTES", chunk_bytes), ("WINOGRAD_MIN_CHANNELS", 1 if winograd else 1 << 30)):
+            patch.setattr(kc, name, value)
+        patch.setattr(kw, "CHUNK_BYTES", chunk_bytes)
+        patch.setattr(parallel, "PARALLEL_WORK", 0)
+        patch.setenv("TINYNN_NUM_THREADS", str(threads))
+        args = (x, Wk, s, d, pads, g["out"], g["G"], None, b, code)
+        p = kc.conv2d_forward_max_pooled(*args)
+        kept = kc.conv2d_forward_max_pooled(*args, index=True)
+        y = kc.conv2d_forward(x, Wk, s, d, pads, g["out"], g["G"], bias=b, activation=code)
+    assert p is not None
+    p_kept, k = kept
+    assert k.dtype == np.uint8 and k.shape == p.shape
+    assert np.array_equal(p_kept.view(np.uint8), p.view(np.uint8))
+    Hp, Wp = p.shape[1:3]
+    y_windows = y[:, : 2 * Hp, : 2 * Wp]
+    np.testing.assert_array_equal(p, rp.max_pool2d_forward(y_windows, (2, 2), (2, 2), (0, 0), (Hp, Wp)))
+    np.testing.assert_array_equal(k, rp.max_pool2d_window_index(y_windows))
+
+
+@given(g=st.fixed_dictionaries({"B": st.integers(1, 3), "H": st.integers(2, 9), "W": st.integers(2, 9),
+                                "C": st.sampled_from([1, 3, 16, 37]), "seed": st.integers(0, 2**16)}),
+       values=st.sampled_from(["ties", "nans", "normal"]), relu=st.booleans(),
+       dtype=st.sampled_from(["f8", "f4"]), threads=st.sampled_from([1, 2]))  # fmt: skip
+@example(g={"B": 2, "H": 5, "W": 7, "C": 16, "seed": 1}, values="ties", relu=True, dtype="f4", threads=2)
+def test_max_pool_backward_from_the_first_maxima_gives_the_bits_of_the_pair_kernel(g, values, relu, dtype, threads):
+    """max_pool2d_backward_from_index (the training pair's backward from p and the windows' first maxima k) gives the
+    bits of max_pool2d_backward_to_logits (from a itself): dz and db, ties, NaN, odd rows and columns no window
+    reads, 16 and 37 channels (the vectorised loop's body); the NumPy twins of both agree too."""
+    rng = np.random.default_rng(g["seed"])
+    xm, _ = pool_input(rng, (g["B"], g["H"], g["W"], g["C"]), values)
+    a = (np.maximum(xm, 0) if relu else xm).astype(dtype)  # ReLU's output or a linear one, as the conv hands it
+    Hp, Wp = g["H"] // 2, g["W"] // 2
+    args = ((2, 2), (2, 2), (0, 0))
+    y = rp.max_pool2d_forward(a, *args, (Hp, Wp))
+    k = rp.max_pool2d_window_index(a)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    code, activation = (RELU, "relu") if relu else (LINEAR, "linear")
+    with mock.patch.object(parallel, "PARALLEL_WORK", 0), \
+            mock.patch.dict("os.environ", {"TINYNN_NUM_THREADS": str(threads)}):  # fmt: skip
+        dz, db = kp.max_pool2d_backward_from_index(y, k, dy, a.shape[1:3], code)
+        dz_a, db_a = kp.max_pool2d_backward_to_logits(a, y, dy, *args, code)
+    np.testing.assert_array_equal(dz.view(np.uint8), dz_a.view(np.uint8))
+    np.testing.assert_array_equal(db.view(np.uint8), db_a.view(np.uint8))
+    dz_ref, db_ref = rp.max_pool2d_backward_from_index(y, k, dy, a.shape[1:3], activation)
+    dz_ref_a, db_ref_a = rp.max_pool2d_backward_to_logits(a, y, dy, *args, activation)
+    np.testing.assert_array_equal(dz_ref, dz_ref_a)
+    np.testing.assert_array_equal(dz, dz_ref)
+    np.testing.assert_array_equal(db_ref, db_ref_a)
+
+
+def test_max_pool_backward_from_the_first_maxima_refuses_what_does_not_fit():
+    """Shapes, k's dtype and the activation are checked before the kernel runs, naming the function."""
+    y = np.zeros((1, 2, 3, 2))
+    k = np.zeros(y.shape, np.uint8)
+    with pytest.raises(ValueError, match="backward_from_index: .* do not fit a 2×2, stride-2 pooling of 7 × 9"):
+        kp.max_pool2d_backward_from_index(y, k, y, (7, 9), RELU)
+    with pytest.raises(ValueError, match="backward_from_index: .*int64"):
+        kp.max_pool2d_backward_from_index(y, k.astype(np.int64), y, (4, 6), RELU)
+    with pytest.raises(ValueError, match="backward_from_index: activation code"):
+        kp.max_pool2d_backward_from_index(y, k, y, (4, 6), 1)
+    dz, db = kp.max_pool2d_backward_from_index(y, k, y, (5, 6), RELU)  # an odd row no window reads
+    assert dz.shape == (1, 5, 6, 2) and db.shape == (2,)

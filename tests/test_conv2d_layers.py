@@ -551,7 +551,7 @@ def test_predict_runs_conv2d_and_its_max_pooling_as_one_pass(dtype, channels, ac
     """predict / predict_on_batch take a Conv2D and the 2×2 max pooling after it in one pass (Conv2D.forward_into:
     the convolution's output is never written): Winograd's (32 channels in) with the bits of the layers one after the
     other (model(x)), im2col's (5 channels) within the products' rounding; a backward after it asks for a forward;
-    training runs the layers one by one."""
+    a training step takes the pair too (keeping the windows' first maxima: the tests below)."""
     from tinynn.kernels import winograd as kw
 
     x = np.random.default_rng(9).normal(size=(3, *hw, channels)).astype(dtype)
@@ -579,7 +579,7 @@ def test_predict_runs_conv2d_and_its_max_pooling_as_one_pass(dtype, channels, ac
         conv.backward(np.ones(conv.compute_output_shape(x.shape), dtype))
     net.compile(optimizer="sgd", loss="mse")
     net.train_on_batch(x, np.zeros((3, 2), dtype))
-    assert len(calls) == 3
+    assert len(calls) == 4
 
 
 def test_predict_runs_conv2d_and_max_pooling_one_by_one_where_the_pair_does_not_apply(monkeypatch):
@@ -627,6 +627,16 @@ def test_predict_runs_conv2d_and_max_pooling_one_by_one_where_the_pair_does_not_
     assert calls == [1, 1]
 
 
+def _spy_signatures(monkeypatch, seen: dict, owner, name: str) -> None:
+    """From here on every call of ``owner.name`` (the real function still runs) adds its arguments' numba types to
+    ``seen[name]``."""
+    import numba
+
+    real = getattr(owner, name)
+    monkeypatch.setattr(owner, name, lambda *a: seen.setdefault(name, set()).add(tuple(map(numba.typeof, a)))
+                        or real(*a))  # fmt: skip
+
+
 def test_the_max_pooled_readiness_check_asks_for_the_signatures_the_pair_runs(monkeypatch):
     """In background compile mode Conv2D.forward_into runs the pair only once the kernel its path runs, compiled from
     sample arguments (conv2d.max_pooled_ready: Winograd's or im2col's), is there: the samples must have
@@ -637,12 +647,7 @@ def test_the_max_pooled_readiness_check_asks_for_the_signatures_the_pair_runs(mo
     from tinynn.kernels import winograd as kw
 
     seen: dict = {}
-
-    def spy(owner, name):
-        real = getattr(owner, name)
-        monkeypatch.setattr(owner, name, lambda *a: seen.setdefault(name, set()).add(tuple(map(numba.typeof, a)))
-                            or real(*a))  # fmt: skip
-
+    spy = functools.partial(_spy_signatures, monkeypatch, seen)
     spy(kc, "_forward_rows_max")
     spy(kw, "_output_transform_max")
     for dtype in ("float32", "float64"):
@@ -652,7 +657,7 @@ def test_the_max_pooled_readiness_check_asks_for_the_signatures_the_pair_runs(mo
             conv, pool = layers.Conv2D(32, 3, activation="relu", dtype=dtype), layers.MaxPooling2D(dtype=dtype)
             assert conv.forward_into(x, pool) is not None
             with monkeypatch.context() as still_compiling:
-                still_compiling.setattr(kc, "max_pooled_ready", lambda d, by_winograd: False)
+                still_compiling.setattr(kc, "max_pooled_ready", lambda d, by_winograd, index=False: False)
                 assert conv.forward_into(x, pool) is None
         rows, blocks = kc._forward_rows_max_sample(dtype), kw._max_sample(dtype)
         assert seen == {"_forward_rows_max": {tuple(map(numba.typeof, rows))},
@@ -737,6 +742,14 @@ def _pair_model(conv, pool, shape):
                           layers.Dense(3, dtype=conv.dtype)])  # fmt: skip
 
 
+def _two_layers_in_training(monkeypatch) -> None:
+    """From here on a training forward runs a Conv2D and the max pooling above it one by one (no
+    ``Conv2D.forward_into``, which keeps the windows' first maxima): the reference the pair is held to."""
+    forward_into = layers.Conv2D.forward_into
+    monkeypatch.setattr(layers.Conv2D, "forward_into", lambda self, x, pool, training=False:
+                        None if training else forward_into(self, x, pool, training))  # fmt: skip
+
+
 def _forward_backward(net, x, dy):
     """(dx, every layer's gradients) of one forward and backward through the model's layer protocol."""
     net.forward(x, training=True)
@@ -805,6 +818,7 @@ def test_max_pooling_and_the_conv_below_run_their_backward_as_one_pass(make_conv
     dx, grads = _forward_backward(net, x, dy)
     assert calls == [1]
     monkeypatch.setattr(type(pool), "fuses_backward_with", lambda self, below: False)
+    _two_layers_in_training(monkeypatch)
     dx_two, grads_two = _forward_backward(net, x, dy)
     assert calls == [1]
     np.testing.assert_array_equal(dx, dx_two)
@@ -826,13 +840,15 @@ def test_train_steps_with_the_one_pass_pair_are_the_two_layers_steps(monkeypatch
     nets[0].set_weights(nets[1].get_weights())
     x, y = rng.random((4, 10, 9, 3)), rng.normal(size=(4, 3))
     calls = count_calls(monkeypatch, layers.MaxPooling2D, "backward_through")
-    fuses = layers.MaxPooling2D.fuses_backward_with
+    fuses, forward_into = layers.MaxPooling2D.fuses_backward_with, layers.Conv2D.forward_into
     for step in range(3):
         loss = nets[0].train_on_batch(x, y)
         assert len(calls) == step + 1
         monkeypatch.setattr(layers.MaxPooling2D, "fuses_backward_with", lambda self, below: False)
+        _two_layers_in_training(monkeypatch)
         assert nets[1].train_on_batch(x, y) == loss
         monkeypatch.setattr(layers.MaxPooling2D, "fuses_backward_with", fuses)
+        monkeypatch.setattr(layers.Conv2D, "forward_into", forward_into)
     for w, w_two in zip(nets[0].get_weights(), nets[1].get_weights(), strict=True):
         np.testing.assert_array_equal(w, w_two)
 
@@ -887,3 +903,105 @@ def test_the_one_pass_pair_checks_dy_and_the_call_order_as_backward_does():
     pool.backward_through(np.ones((2, 3, 3, 4)), conv)
     with pytest.raises(ValueError, match="already called after the last forward"):
         pool.backward_through(np.ones((2, 3, 3, 4)), conv)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("channels,activation,hw", [(32, "relu", (11, 10)), (32, "linear", (9, 12)),
+                                                   (3, "relu", (12, 11)), (5, "linear", (10, 9))])  # fmt: skip
+def test_a_training_step_runs_conv2d_and_its_max_pooling_as_one_pass(dtype, channels, activation, hw, monkeypatch):
+    """train_on_batch takes a Conv2D and the 2×2 max pooling after it in one forward pass too (Conv2D.forward_into
+    with training: the conv output a is never written; the pooling keeps its windows' first maxima) and one backward
+    pass from them (MaxPooling2D.backward_through): three steps give the two layers' losses and weights (Winograd,
+    32 channels in: bit for bit; im2col: the products' rounding), with odd output sizes, and release both layers'
+    caches after each step."""
+    rng = np.random.default_rng(21)
+    nets = []
+    for _ in range(2):
+        net = tn.Sequential([layers.Input(shape=(*hw, channels)),
+                             layers.Conv2D(40, 3, activation=activation, bias_initializer="random_normal", dtype=dtype),
+                             layers.MaxPooling2D(2, dtype=dtype), layers.Flatten(dtype=dtype),
+                             layers.Dense(2, dtype=dtype)])  # fmt: skip
+        net.compile(optimizer=tn.optimizers.RMSprop(1e-3), loss="mse")
+        nets.append(net)
+    nets[1].set_weights(nets[0].get_weights())
+    x, y = rng.normal(size=(4, *hw, channels)).astype(dtype), rng.normal(size=(4, 2)).astype(dtype)
+    conv, pool = nets[0].layers[0], nets[0].layers[1]
+    winograd = kc.uses_winograd(conv.kernel.shape, (1, 1), (1, 1), 1)
+    assert winograd == (channels >= 32)
+    kept = count_calls(monkeypatch, layers.MaxPooling2D, "keep_window_maxima")
+    through = count_calls(monkeypatch, layers.MaxPooling2D, "backward_through")
+    losses = [nets[0].train_on_batch(x, y) for _ in range(3)]
+    assert kept == through == [1, 1, 1]
+    assert conv._y is None and conv._window_maxima is None and pool._y is None and pool._window_maxima is None
+    _two_layers_in_training(monkeypatch)
+    losses_two = [nets[1].train_on_batch(x, y) for _ in range(3)]
+    assert len(kept) == 3
+    tol = {"rtol": 0, "atol": 0} if winograd else {"rtol": 1e-12 if dtype == "float64" else 1e-5, "atol": 1e-7}
+    np.testing.assert_allclose(losses, losses_two, **tol)
+    for w, w_two in zip(nets[0].get_weights(), nets[1].get_weights(), strict=True):
+        np.testing.assert_allclose(w, w_two, **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("channels,activation", [(32, "relu"), (33, "linear"), (4, "relu")])
+def test_the_training_pairs_backward_taken_apart_gives_the_two_layers_gradients(dtype, channels, activation):
+    """After the pair's training forward (Conv2D.forward_into), the layers' own backward calls, one by one (as a
+    model's general backward runs them), work from the windows' first maxima: the pooling's dx puts each window's dy
+    at its first maximum, and the conv's backward forms its output there from p; dx, every gradient and the
+    pooling's dx equal the two layers' (Winograd: bit for bit), odd output rows and columns included; a second
+    backward asks for a forward."""
+    rng = np.random.default_rng(22)
+    conv = layers.Conv2D(6, 3, activation=activation, bias_initializer="random_normal", dtype=dtype)
+    pool = layers.MaxPooling2D(2, dtype=dtype)
+    x = np.round(rng.normal(size=(3, 9, 10, channels)), 1).astype(dtype)
+    p = pool.forward(conv.forward(x, training=True), training=True)  # the layers one by one
+    dy = rng.normal(size=p.shape).astype(dtype)
+    dx_pool = pool.backward(dy)
+    dx_two = conv.backward(dx_pool)
+    grads_two = [g.copy() for g in conv.gradients]
+    p_one = conv.forward_into(x, pool, training=True)
+    assert p_one is not None and conv._y is None and pool._x is None
+    tol = {"rtol": 0, "atol": 0} if channels >= 32 else {"rtol": 1e-12 if dtype == "float64" else 1e-5, "atol": 1e-7}
+    np.testing.assert_allclose(p_one, p, **tol)
+    dx_pool_one = pool.backward(dy)
+    np.testing.assert_allclose(dx_pool_one, dx_pool, **tol)
+    dx_one = conv.backward(dx_pool_one)
+    np.testing.assert_allclose(dx_one, dx_two, **tol)
+    for g, g_two in zip(conv.gradients, grads_two, strict=True):
+        np.testing.assert_allclose(g, g_two, **tol)
+    assert conv._y is None and conv._window_maxima is None
+    with pytest.raises(ValueError, match="already called after the last forward"):
+        pool.backward(dy)
+
+
+def test_the_training_pairs_readiness_check_asks_for_the_signatures_it_runs(monkeypatch):
+    """The training pair (conv2d.max_pooled_ready with index) asks for the kernels of its forward (Winograd's
+    _output_transform_max_index, im2col's _forward_rows_max with the first maxima) and of its backward
+    (pooling2d._max_bwd_from_index) with the numba types of the real calls; while they are not there a training
+    step runs the layers one by one."""
+    import numba
+
+    from tinynn.kernels import pooling2d as kp
+    from tinynn.kernels import winograd as kw
+
+    seen: dict = {}
+    spy = functools.partial(_spy_signatures, monkeypatch, seen)
+    spy(kc, "_forward_rows_max")
+    spy(kw, "_output_transform_max_index")
+    spy(kp, "_max_bwd_from_index")
+    for dtype in ("float32", "float64"):
+        seen.clear()
+        for channels in (32, 5):  # Winograd, im2col
+            x = np.random.default_rng(23).normal(size=(2, 9, 8, channels)).astype(dtype)
+            conv, pool = layers.Conv2D(32, 3, activation="relu", dtype=dtype), layers.MaxPooling2D(dtype=dtype)
+            p = conv.forward_into(x, pool, training=True)
+            assert p is not None and pool.fuses_backward_with(conv)
+            pool.backward_through(np.ones_like(p), conv)
+            with monkeypatch.context() as still_compiling:
+                still_compiling.setattr(kc, "max_pooled_ready", lambda d, by_winograd, index=False: not index)
+                assert conv.forward_into(x, pool, training=True) is None
+        rows, blocks = kc._forward_rows_max_sample(dtype), kw._max_sample(dtype, index=True)
+        backward = kp.backward_from_index_kernel(dtype)[1]
+        assert seen == {"_forward_rows_max": {tuple(map(numba.typeof, rows))},
+                        "_output_transform_max_index": {tuple(map(numba.typeof, blocks))},
+                        "_max_bwd_from_index": {tuple(map(numba.typeof, backward))}}

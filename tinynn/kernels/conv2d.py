@@ -47,7 +47,7 @@ from .jitcache import load_without_refresh
 from .layout import split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share, share_batch
 from .parallel import scratch as _scratch
-from .pooling2d import window_max
+from .pooling2d import backward_from_index_kernel, moves_first_max, window_max
 from .reference.conv2d import conv_output_size
 
 __all__ = [
@@ -511,16 +511,17 @@ def _forward_rows(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo, r_s
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _forward_rows_max(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo, q_start, q_stop, step, cols, zbuf,
-                      p):  # pragma: no cover - compiled
+                      p, k):  # pragma: no cover - compiled
     """Rows q_start .. q_stop-1 (q = b·Hp + i) of p (B, Hp, Wp, F), the 2×2, stride-2, unpadded max pooling of
     y = act(conv(x) + bias): per chunk of up to ``step`` rows of p inside one image, the columns of the 2·n output
     rows it pools (:func:`_im2col_rows`), one BLAS product with Wm (K, F) and act(z + bias) in place
     (:func:`tinynn.kernels.bias_activation.bias_activation_rows`), as :func:`_forward_rows` forms y, then each
-    window's maximum (:func:`_max_pool_pairs`). A last odd output row or column (no whole window) is formed and not
-    read."""
+    window's maximum (:func:`_max_pool_pairs`; with k of p's shape, not empty, each window's first maximum in k
+    too). A last odd output row or column (no whole window) is formed and not read."""
     C = x.shape[3]
     K, F = Wm.shape
     Hp = p.shape[1]
+    with_index = k.size > 0
     q = q_start
     while q < q_stop:
         b = q // Hp
@@ -533,16 +534,21 @@ def _forward_rows_max(x, Wm, bias, code, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo,
         zc = zbuf[: m * F].reshape((m, F))
         blas.gemm(chunk.reshape((m, K)), Wm, zc, False, False, 0.0)
         bias_activation_rows(zc, bias, code, zc)
-        _max_pool_pairs(zc, Wo, p[b, i0 : i0 + n])
+        if with_index:
+            _max_pool_pairs_index(zc, Wo, p[b, i0 : i0 + n], k[b, i0 : i0 + n])
+        else:
+            _max_pool_pairs(zc, Wo, p[b, i0 : i0 + n])
         q += n
     return p
 
 
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def _max_pool_pairs(y, Wo, q):  # pragma: no cover - compiled
+@numba.njit(error_model="numpy", cache=True, nogil=True, inline="always")
+def _pool_pairs(y, Wo, q, first, with_index):  # pragma: no cover - compiled
     """q (n, Wp, F) <- the 2×2, stride-2 max pooling of the 2·n output rows of Wo pixels in y (2·n·Wo, F): q[k, j] is
     the maximum of the pixels (2k, 2j), (2k, 2j + 1), (2k + 1, 2j), (2k + 1, 2j + 1), compared in that (row-major)
-    order by the max pooling's rule (:func:`tinynn.kernels.pooling2d.window_max`)."""
+    order by the max pooling's rule (:func:`tinynn.kernels.pooling2d.window_max`). ``with_index`` (a constant where
+    it is compiled): first[k, j] <- the tap (0 .. 3, in that order) of window (k, j)'s first maximum too
+    (:func:`tinynn.kernels.pooling2d.moves_first_max`)."""
     n, Wp, F = q.shape
     for k in range(n):
         top = 2 * k * Wo
@@ -550,13 +556,36 @@ def _max_pool_pairs(y, Wo, q):  # pragma: no cover - compiled
             y00, y01 = y[top + 2 * j], y[top + 2 * j + 1]
             y10, y11 = y[top + Wo + 2 * j], y[top + Wo + 2 * j + 1]
             out = q[k, j]
+            if not with_index:
+                for f in range(F):
+                    out[f] = window_max(window_max(window_max(y00[f], y01[f]), y10[f]), y11[f])
+                continue
+            taps = first[k, j]
             for f in range(F):
-                out[f] = window_max(window_max(window_max(y00[f], y01[f]), y10[f]), y11[f])
+                m, tap = y00[f], np.uint8(0)
+                tap = np.uint8(1) if moves_first_max(m, y01[f]) else tap
+                m = window_max(m, y01[f])
+                tap = np.uint8(2) if moves_first_max(m, y10[f]) else tap
+                m = window_max(m, y10[f])
+                taps[f] = np.uint8(3) if moves_first_max(m, y11[f]) else tap
+                out[f] = window_max(m, y11[f])
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _max_pool_pairs(y, Wo, q):  # pragma: no cover - compiled
+    """:func:`_pool_pairs` without the windows' first maxima (prediction)."""
+    _pool_pairs(y, Wo, q, np.empty((0, 0, 0), np.uint8), False)
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _max_pool_pairs_index(y, Wo, q, first):  # pragma: no cover - compiled
+    """:func:`_pool_pairs` with each window's first maximum in ``first`` (a training forward)."""
+    _pool_pairs(y, Wo, q, first, True)
 
 
 def conv2d_forward_max_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,
                               workspace: dict | None = None, bias: np.ndarray | None = None,
-                              activation: int = RELU) -> np.ndarray | None:  # fmt: skip
+                              activation: int = RELU, index: bool = False):  # fmt: skip
     """p (B, Ho // 2, Wo // 2, F): the 2×2, stride-2, unpadded max pooling of y = act(conv(x, Wk) + bias)
     (``activation`` linear or ReLU; ``bias`` None: zeros), without writing y out:
     ``max_pool2d_forward(conv2d_forward(..., bias, activation), (2, 2), (2, 2), (0, 0), ...)``. Winograd's shapes take
@@ -564,7 +593,10 @@ def conv2d_forward_max_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0
     chunks, so the same bits); one-group im2col pools each chunk of output rows while it is in the cache
     (:func:`_forward_rows_max`; rows of p shared out over the cores): the same numbers up to the products' rounding
     (its chunks have other heights, and BLAS may round a row differently in a product of another height). None
-    (nothing done) for the other passes (grouped, F(2, 3) along the width) and an output without a whole window."""
+    (nothing done) for the other passes (grouped, F(2, 3) along the width) and an output without a whole window.
+    ``index`` (a training forward): (p, k) with k (uint8, p's shape) each window's first maximum, its tap 2r + s
+    (twin: ``reference.pooling2d.max_pool2d_window_index`` of y), for
+    :func:`tinynn.kernels.pooling2d.max_pool2d_backward_from_index`."""
     KH, KW, Cg, F = Wk.shape
     B = x.shape[0]
     if activation not in (LINEAR, RELU):
@@ -575,30 +607,40 @@ def conv2d_forward_max_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0
         return None
     b = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     if uses_winograd(Wk.shape, strides, dilation, G):
-        return winograd.winograd_conv2d_max_pooled(x, Wk, pads, out_hw, b, activation, ws)
+        return winograd.winograd_conv2d_max_pooled(x, Wk, pads, out_hw, b, activation, ws, index=index)
     if G != 1 or (winograd_width.applies(Wk.shape, strides, dilation, G, x.dtype, B * Ho * Wo)
                   and winograd_width.ready(x.dtype)):  # fmt: skip
         return None
     K = KH * KW * Cg
     Wm = _w_im2col(Wk, 1)[0]
     p = np.empty((B, Ho // 2, Wo // 2, F), dtype=x.dtype)
+    first = np.empty(p.shape if index else (0, 0, 0, 0), np.uint8)
     args = (KH, KW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[1], Ho, Wo)
     step = max(1, forward_step(Wo, K, F, x.dtype) // 2)
 
     def piece(k, q_start, q_stop):
         n = min(step, q_stop - q_start) * 2 * Wo
         cols, zc = _scratch(ws, f"cols{k}", (n * K,), x.dtype), _scratch(ws, f"z{k}", (n * F,), x.dtype)
-        _forward_rows_max(x, Wm, b, int(activation), *args, q_start, q_stop, step, cols, zc, p)
+        _forward_rows_max(x, Wm, b, int(activation), *args, q_start, q_stop, step, cols, zc, p, first)
 
     _share_rows(piece, B * (Ho // 2), B * Ho * Wo * K * F)
-    return p
+    return (p, first) if index else p
 
 
-def max_pooled_ready(dtype, by_winograd: bool) -> bool:
+def max_pooled_ready(dtype, by_winograd: bool, index: bool = False) -> bool:
     """Whether the kernel :func:`conv2d_forward_max_pooled` runs for a convolution (``by_winograd``:
     :func:`uses_winograd` says so: Winograd's ``_output_transform_max``, else :func:`_forward_rows_max`) is compiled
     for ``dtype``; if not, it is compiled (or loaded) in the background and False is returned meanwhile
-    (:func:`tinynn.kernels.warmup.kernels_ready`; always True in "wait" compile mode)."""
+    (:func:`tinynn.kernels.warmup.kernels_ready`; always True in "wait" compile mode). ``index``: the training
+    forward's kernels (the windows' first maxima kept) and the backward from them
+    (:func:`tinynn.kernels.pooling2d.max_pool2d_backward_from_index`)."""
+    if index and by_winograd:
+        return warmup.kernels_ready(_max_index_winograd, dtype, lambda d: [
+            (winograd._output_transform_max_index, winograd._max_sample(d, index=True)),
+            backward_from_index_kernel(d)])  # fmt: skip
+    if index:
+        return warmup.kernels_ready(_max_index_im2col, dtype, lambda d: [
+            (_forward_rows_max, _forward_rows_max_sample(d)), backward_from_index_kernel(d)])  # fmt: skip
     if by_winograd:
         return warmup.kernels_ready(_max_pooled_winograd, dtype,
                                     lambda d: [(winograd._output_transform_max, winograd._max_sample(d))])  # fmt: skip
@@ -607,13 +649,16 @@ def max_pooled_ready(dtype, by_winograd: bool) -> bool:
 
 _max_pooled_winograd: set = set()  # dtypes max_pooled_ready found compiled, Winograd's kernel
 _max_pooled_im2col: set = set()  # the same, im2col's
+_max_index_winograd: set = set()  # the same for a training forward (index), Winograd's
+_max_index_im2col: set = set()  # and im2col's
 
 
 def _forward_rows_max_sample(dtype) -> tuple:
     """Arguments of :func:`_forward_rows_max` with the numba types :func:`conv2d_forward_max_pooled` passes."""
     d = np.dtype(dtype)
     v, image = np.empty(1, d), np.empty((1, 1, 1, 1), d)
-    return (image, np.empty((1, 1), d), v, 0, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, v, v, image)
+    return (image, np.empty((1, 1), d), v, 0, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, v, v, image,
+            np.empty((0, 0, 0, 0), np.uint8))
 
 
 def conv2d_forward_pooled(x, Wk, strides=(1, 1), dilation=(1, 1), pads=(0, 0), out_hw=None, groups=1,

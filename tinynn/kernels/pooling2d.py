@@ -5,19 +5,22 @@ the real pixels ``R_i × C_j``, max pooling pads with -∞ and routes a window's
 in row-major order (TF's MaxPoolGrad), average pooling divides by the number of real pixels ``n_ij``. A NaN
 pixel is the largest value: it makes its window's max NaN and takes the window's gradient (as NumPy's max/argmax).
 
-Max pooling keeps no argmax: the backward finds each window's first maximum again from x and y (both kept by
-the layer anyway), so a forward pass writes nothing but y — inference pays nothing for the backward's
-bookkeeping. Every inner loop runs over the C channels of one pixel (contiguous, vectorised by LLVM); the
-comparisons are branch-free selects, and the backward's "already routed" flags are uint8 combined with ``&`` and
-``|=`` (Python's short-circuit ``and``/``or`` on booleans compiled to branches that kept LLVM from vectorising the
-channel loop: the backward ran about twice as long, benchmarks/RESULTS.md). The forward's common case, a whole 2×2
-window, keeps the running max in a register for one loop over the channels (the general loop re-reads and re-writes
-y[b, i, j] for every pixel, which LLVM cannot keep in registers since y might alias x: more than twice as slow).
-The batch is shared out over the cores (:func:`tinynn.kernels.parallel.share_batch`).
+Max pooling keeps no argmax: the backward finds each window's first maximum again from x and y (both kept by the
+layer anyway), so a forward pass writes nothing but y — inference pays nothing for the backward's bookkeeping. (A
+Conv2D that pools its own output in a training forward keeps a byte per window instead of its output:
+:func:`max_pool2d_backward_from_index`.) Every inner loop runs over the C channels of one pixel (contiguous,
+vectorised by LLVM); the comparisons are branch-free selects, and the backward's "already routed" flags are uint8
+combined with ``&`` and ``|=`` (Python's short-circuit ``and``/``or`` on booleans compiled to branches that kept
+LLVM from vectorising the channel loop: the backward ran about twice as long, benchmarks/RESULTS.md). The forward's
+common case, a whole 2×2 window, keeps the running max in a register for one loop over the channels (the general
+loop re-reads and re-writes y[b, i, j] for every pixel, which LLVM cannot keep in registers since y might alias x:
+more than twice as slow). The batch is shared out over the cores (:func:`tinynn.kernels.parallel.share_batch`).
 
 :func:`max_pool2d_backward_to_logits` is the backward of a max pooling and the activation gradient of the layer
 below it in one pass (``MaxPooling2D.backward_through``): for a = act(z) that layer's output, dz = act'(a) ⊙ dx and
-db = Σ dz, written over a, without the pooling's dx.
+db = Σ dz, written over a, without the pooling's dx. :func:`max_pool2d_backward_from_index` does the same for a 2×2,
+stride-2, unpadded pooling from its windows' first maxima (k, uint8, kept by a convolution that pooled its own output
+in a training forward: ``Conv2D.forward_into``) and its output, without a.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numba
 import numpy as np
 
 from . import warmup
-from .fastmath import RELU, derivative_row
+from .fastmath import LINEAR, RELU, derivative_row
 from .jitcache import load_without_refresh
 from .parallel import share_batch, sum_in_order
 
@@ -34,6 +37,7 @@ __all__ = [
     "avg_pool2d_backward",
     "avg_pool2d_forward",
     "max_pool2d_backward",
+    "max_pool2d_backward_from_index",
     "max_pool2d_backward_to_logits",
     "max_pool2d_forward",
 ]
@@ -57,6 +61,13 @@ def window_max(m, v):  # pragma: no cover - compiled
     """The running maximum m of a pooling window after its next pixel v (row-major order): v if it is larger or NaN
     (a NaN window's maximum is its first NaN pixel), else m. Every max pooling kernel compares with this."""
     return v if (v > m) | (v != v) else m
+
+
+@numba.njit(cache=True, inline="always")
+def moves_first_max(m, v):  # pragma: no cover - compiled
+    """Whether the next pixel v of a window (row-major order) becomes its first maximum, m the running maximum of
+    :func:`window_max`: v is larger, or v is the window's first NaN (the pixel the backward routes to)."""
+    return (v > m) | ((v != v) & (m == m))
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
@@ -203,6 +214,42 @@ def _max_bwd_disjoint_act(x, y, dy, PH, PW, SH, SW, pt, pl, code, dz, db):  # pr
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
+def _max_bwd_from_index(y, k, dy, code, dz, db):  # pragma: no cover - compiled
+    """:func:`_max_bwd_disjoint_act` for a 2×2, stride-2, unpadded pooling from y (B, Hp, Wp, C) and the windows'
+    first maxima k (their taps 2r + s, uint8) instead of a: the first maximum's a is y, so its dz = act'(y) · dy
+    (``code`` linear or ReLU, the two ways :func:`_max_bwd_disjoint_act` writes them), every other pixel's 0; dz
+    (B, H, W, C) written pixel by pixel, db = Σ dz in float64 in pixel order: the bits of that kernel."""
+    B, H, W, C = dz.shape
+    _, Hp, Wp, _ = y.shape
+    zero = dz.dtype.type(0)
+    acc = np.zeros(C, np.float64)
+    yf, kf, gf, zf = y.reshape(-1), k.reshape(-1), dy.reshape(-1), dz.reshape(-1)
+    width = np.uint64(C)
+    for b in range(B):
+        for h in range(H):
+            i, r = h // 2, h % 2
+            for w in range(W):
+                j, s = w // 2, w % 2
+                o = np.uint64(((b * H + h) * W + w) * C)
+                if i < Hp and j < Wp:
+                    oy, tap_index = np.uint64(((b * Hp + i) * Wp + j) * C), np.uint8(2 * r + s)
+                    if code == RELU:
+                        for c in range(width):
+                            g = gf[oy + c] if kf[oy + c] == tap_index else zero
+                            zf[o + c] = g if yf[oy + c] > 0 else g * 0
+                    else:
+                        for c in range(width):
+                            zf[o + c] = gf[oy + c] if kf[oy + c] == tap_index else zero
+                else:  # a pixel no window reads
+                    for c in range(width):
+                        zf[o + c] = zero
+                for c in range(width):
+                    acc[c] += zf[o + c]
+    for c in range(C):
+        db[c] = acc[c]
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
 def _avg_fwd(x, PH, PW, SH, SW, pt, pl, y):  # pragma: no cover - compiled
     B, H, W, C = x.shape
     _, Ho, Wo, _ = y.shape
@@ -340,6 +387,39 @@ def _backward_to_logits_sample(dtype) -> tuple:
     for ``dtype``."""
     a = np.empty((1, 1, 1, 1), np.dtype(dtype))
     return (a, a, a, 1, 1, 1, 1, 0, 0, 0, a, np.empty(1, np.float64))
+
+
+def max_pool2d_backward_from_index(y, k, dy, in_hw, code: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dz, db) of :func:`max_pool2d_backward_to_logits` for a 2×2, stride-2, unpadded max pooling of a = act(z)
+    (``code`` linear or ReLU; a has ``in_hw`` rows and columns) from the pooling's output y and its windows' first
+    maxima k (uint8 taps 2r + s; twin: ``reference.pooling2d.max_pool2d_backward_from_index``), without a: the same
+    bits. dz is a new (B, H, W, C) array."""
+    H, W = (int(n) for n in in_hw)
+    if (y.ndim != 4 or y.shape != k.shape or y.shape != dy.shape or k.dtype != np.uint8
+            or y.shape[1:3] != (H // 2, W // 2)):  # fmt: skip
+        raise ValueError(f"max_pool2d_backward_from_index: y {y.shape}, k {k.shape} ({k.dtype}) and dy {dy.shape} "
+                         f"do not fit a 2×2, stride-2 pooling of {H} × {W} pixels")  # fmt: skip
+    if code not in (LINEAR, RELU):
+        raise ValueError(f"max_pool2d_backward_from_index: activation code {code} is not linear or ReLU")
+    y, dy = (np.ascontiguousarray(v, dtype=y.dtype) for v in (y, dy))
+    k = np.ascontiguousarray(k)
+    B, C = y.shape[0], y.shape[3]
+    dz = np.empty((B, H, W, C), dtype=y.dtype)
+
+    def piece(_, b0, b1):
+        db = np.empty(C, np.float64)
+        _max_bwd_from_index(y[b0:b1], k[b0:b1], dy[b0:b1], int(code), dz[b0:b1], db)
+        return db
+
+    db = sum_in_order(share_batch(piece, B, 4 * dz.size, blas=False))
+    return dz, db.astype(y.dtype)
+
+
+def backward_from_index_kernel(dtype) -> tuple:
+    """(the numba kernel of :func:`max_pool2d_backward_from_index`, arguments with the numba types it passes for
+    ``dtype``): for :func:`tinynn.kernels.warmup.kernels_ready`."""
+    a = np.empty((1, 1, 1, 1), np.dtype(dtype))
+    return _max_bwd_from_index, (a, np.empty((1, 1, 1, 1), np.uint8), a, 0, a, np.empty(1, np.float64))
 
 
 def avg_pool2d_forward(x, pool, strides, pads, out_hw) -> np.ndarray:

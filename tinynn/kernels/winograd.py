@@ -35,7 +35,7 @@ from .fastmath import LINEAR, RELU, activate_row, relu_fast
 from .jitcache import load_without_refresh
 from .parallel import kernel_scope, share_batch
 from .parallel import scratch as _scratch
-from .pooling2d import window_max
+from .pooling2d import moves_first_max, window_max
 from .reference.conv2d import winograd_tiles
 
 __all__ = [
@@ -287,14 +287,15 @@ def _output_transform_for(code: int):
     return _output_transform_relu if code == RELU else _output_transform_plain if code < 0 else _output_transform
 
 
-@numba.njit(error_model="numpy", cache=True, nogil=True)
-def _output_transform_max(M, t0, TH, TW, bias, code, p):  # pragma: no cover - compiled
+@numba.njit(error_model="numpy", cache=True, nogil=True, inline="always")
+def _max_blocks(M, t0, TH, TW, bias, code, p, k, with_index):  # pragma: no cover - compiled
     """p[b, ti, tj] <- the maximum of the block's four outputs act((Aᵀ m A)[i, j] + bias) for the blocks
     t0 .. t0+T-1 that lie inside p (B, Hp, Wp, F) (code: ReLU, else linear). Block (ti, tj) is window (ti, tj) of a
     2×2, stride-2, unpadded max pooling; its outputs are compared in the window's row-major order with
     :func:`tinynn.kernels.pooling2d.window_max` (the max pooling's rule), so p has the bits of that
-    pooling of :func:`_output_transform`'s z. Blocks of a last odd output row or column (no whole window) are
-    skipped. r = Aᵀ m as in :func:`_output_transform`."""
+    pooling of :func:`_output_transform`'s z. ``with_index`` (a constant where it is compiled): k[b, ti, tj] <- the
+    tap 2i + j of the window's first maximum too (:func:`tinynn.kernels.pooling2d.moves_first_max`). Blocks of a
+    last odd output row or column (no whole window) are skipped. r = Aᵀ m as in :func:`_output_transform`."""
     _, T, F = M.shape
     _, Hp, Wp, _ = p.shape
     S = _OUT_STEP
@@ -311,6 +312,25 @@ def _output_transform_max(M, t0, TH, TW, bias, code, p):  # pragma: no cover - c
             q0, q1, q2, q3 = r[0, o], r[1, o], r[2, o], r[3, o]
             u0, u1, u2, u3 = r[4, o], r[5, o], r[6, o], r[7, o]
             out = p[b, ti, tj]
+            if with_index:
+                first = k[b, ti, tj]
+                for f in range(F):
+                    m = q0[f] + q1[f] + q2[f] + bias[f]  # z[2ti, 2tj], then (2ti, 2tj+1), (2ti+1, 2tj), (2ti+1, 2tj+1)
+                    m = floor if m < floor else m
+                    tap = np.uint8(0)
+                    v = q1[f] - q2[f] - q3[f] + bias[f]
+                    v = floor if v < floor else v
+                    tap = np.uint8(1) if moves_first_max(m, v) else tap
+                    m = window_max(m, v)
+                    v = u0[f] + u1[f] + u2[f] + bias[f]
+                    v = floor if v < floor else v
+                    tap = np.uint8(2) if moves_first_max(m, v) else tap
+                    m = window_max(m, v)
+                    v = u1[f] - u2[f] - u3[f] + bias[f]
+                    v = floor if v < floor else v
+                    first[f] = np.uint8(3) if moves_first_max(m, v) else tap
+                    out[f] = window_max(m, v)
+                continue
             for f in range(F):
                 m = q0[f] + q1[f] + q2[f] + bias[f]  # z[2ti, 2tj], then (2ti, 2tj+1), (2ti+1, 2tj), (2ti+1, 2tj+1)
                 m = floor if m < floor else m
@@ -321,6 +341,19 @@ def _output_transform_max(M, t0, TH, TW, bias, code, p):  # pragma: no cover - c
                 v = u1[f] - u2[f] - u3[f] + bias[f]
                 out[f] = window_max(m, floor if v < floor else v)
     return p
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _output_transform_max(M, t0, TH, TW, bias, code, p):  # pragma: no cover - compiled
+    """:func:`_max_blocks` without the windows' first maxima (prediction)."""
+    return _max_blocks(M, t0, TH, TW, bias, code, p, np.empty((0, 0, 0, 0), np.uint8), False)
+
+
+@numba.njit(error_model="numpy", cache=True, nogil=True)
+def _output_transform_max_index(M, t0, TH, TW, bias, code, out):  # pragma: no cover - compiled
+    """:func:`_max_blocks` with the windows' first maxima: ``out`` = (p, k), k uint8 of p's shape (training)."""
+    _max_blocks(M, t0, TH, TW, bias, code, out[0], out[1], True)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -395,11 +428,14 @@ def winograd_conv2d(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarra
 
 
 def winograd_conv2d_max_pooled(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias: np.ndarray | None = None,
-                               activation: int | None = None, workspace: dict | None = None) -> np.ndarray:  # fmt: skip
+                               activation: int | None = None, workspace: dict | None = None,
+                               index: bool = False):  # fmt: skip
     """p (B, Ho // 2, Wo // 2, F): a 2×2, stride-2, unpadded max pooling of :func:`winograd_conv2d`'s output, each
     pooling window being one 2×2 block of outputs (:func:`_output_transform_max`): the (B, Ho, Wo, F) output is
     never written. The same numbers as ``max_pool2d_forward(winograd_conv2d(...), (2, 2), (2, 2), (0, 0), ...)``.
-    ``activation``: linear or ReLU (the others raise; a missing bias is zeros, as the fused layers pass it)."""
+    ``activation``: linear or ReLU (the others raise; a missing bias is zeros, as the fused layers pass it).
+    ``index``: (p, k) with k (uint8, p's shape) the tap 2i + j of each window's first maximum (a training forward's
+    pair: ``tinynn.kernels.pooling2d.max_pool2d_backward_from_index``)."""
     if activation is None or int(activation) not in (LINEAR, RELU):
         raise ValueError(f"winograd_conv2d_max_pooled: activation code {activation} is not linear or ReLU")
     if min(out_hw) < 2:
@@ -408,13 +444,18 @@ def winograd_conv2d_max_pooled(x: np.ndarray, Wk: np.ndarray, pads, out_hw, bias
     ws = {} if workspace is None else workspace
     p = np.empty((x.shape[0], out_hw[0] // 2, out_hw[1] // 2, Wk.shape[3]), dtype=x.dtype)
     U = kept_transform(ws, "wg_kernel", Wk, x.dtype, kernel_transform)
+    if index:
+        k = np.empty(p.shape, np.uint8)
+        return _winograd_pass(x, U, pads, out_hw, bias, activation, ws, _output_transform_max_index, (p, k))
     return _winograd_pass(x, U, pads, out_hw, bias, activation, ws, _output_transform_max, p)
 
 
-def _max_sample(dtype) -> tuple:
-    """Arguments of :func:`_output_transform_max` with the numba types :func:`winograd_conv2d_max_pooled` passes."""
+def _max_sample(dtype, index: bool = False) -> tuple:
+    """Arguments of :func:`_output_transform_max` (``index``: of :func:`_output_transform_max_index`) with the numba
+    types :func:`winograd_conv2d_max_pooled` passes."""
     d = np.dtype(dtype)
-    return (np.empty((16, 1, 1), d), 0, 1, 1, np.empty(1, d), 0, np.empty((1, 1, 1, 1), d))
+    p = np.empty((1, 1, 1, 1), d)
+    return (np.empty((16, 1, 1), d), 0, 1, 1, np.empty(1, d), 0, (p, np.empty(p.shape, np.uint8)) if index else p)
 
 
 def _check_kernel(x, Wk) -> None:

@@ -27,12 +27,14 @@ import numpy as np
 from .. import activations, config
 from .. import initializers as _init
 from ..kernels import conv2d as K_conv2d
+from ..kernels import pooling2d as K_pool2d
 from ..kernels import warmup
 from ..kernels.fastmath import LINEAR, RELU, activation_code
 from ..kernels.reference import conv2d as R_conv2d
+from ..kernels.reference import pooling2d as R_pool2d
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int, positive_int_tuple
-from .base import InputSpec, Layer, format_shape
+from .base import InputSpec, Layer, _ForwardRecord, format_shape
 from .bias_activation import BiasActivationTail
 
 
@@ -87,6 +89,10 @@ class _Conv2DBase(ImageLayer, BiasActivationTail):
     """Argument checks, geometry and data_format handling shared by the family; the bias/activation tail is
     :class:`tinynn.layers.bias_activation.BiasActivationTail` (Conv2D and SeparableConv2D may fuse the activation
     into the convolution kernel: ``_fused``)."""
+
+    #: (p, k) of a training :meth:`Conv2D.forward_into`: the max pooling's output and its windows' first maxima,
+    #: kept instead of this layer's output
+    _window_maxima = None
 
     def _dy_last(self, dy: np.ndarray) -> np.ndarray:
         return self._last(dy)
@@ -184,7 +190,7 @@ def _max_pools_after(conv, layer) -> bool:
 
 
 #: what a Conv2D-family forward caches for its backward (released after a fast-mode backward)
-_CONV_CACHE = ("_x", "_y", "_z", "_z_bias")
+_CONV_CACHE = ("_x", "_y", "_z", "_z_bias", "_window_maxima")
 
 
 class Conv2D(_Conv2DBase):
@@ -277,7 +283,7 @@ class Conv2D(_Conv2DBase):
         x = self._prepare(x)
         args = (self.strides, self.dilation_rate, self._pads, self._out_hw, self.groups)
         bias = self.bias if self.use_bias else None
-        self._fused = None
+        self._fused = self._window_maxima = None
         if self._reference:
             return self._finish(R_conv2d.conv2d_forward(x, self.kernel, *args), bias)
         code = activation_code(self.activation)
@@ -324,30 +330,42 @@ class Conv2D(_Conv2DBase):
         return _max_pools_after(self, layer)
 
     def forward_into(self, x, pool, training: bool = False) -> np.ndarray | None:
-        """Inference only: ``pool(self(x))`` for ``pool`` the MaxPooling2D of :meth:`feeds`, without writing out the
-        (B, Ho, Wo, F) output: Winograd forms each pooling window as one block of its outputs, im2col pools each
-        chunk of output rows while it is in the cache (:func:`tinynn.kernels.conv2d.conv2d_forward_max_pooled`:
-        Winograd's the bits of the two layers' calls, im2col's those numbers up to the products' rounding). Neither
-        layer keeps a forward to run a backward from. None (nothing done: call the two layers) in training, in
-        reference mode, while the kernels compile, for a grouped convolution or one by F(2, 3) along the width, and
-        for an output without a whole window."""
+        """``pool(self(x))`` for ``pool`` the MaxPooling2D of :meth:`feeds`, without writing out the (B, Ho, Wo, F)
+        output: Winograd forms each pooling window as one block of its outputs, im2col pools each chunk of output
+        rows while it is in the cache (:func:`tinynn.kernels.conv2d.conv2d_forward_max_pooled`: Winograd's the bits
+        of the two layers' calls, im2col's those numbers up to the products' rounding). In inference neither layer
+        keeps a forward to run a backward from. In training the pair keeps, instead of this layer's output a, the
+        pooling's output p and each window's first maximum k (one byte per window and channel, the tap 2r + s): a
+        at a window's first maximum is p, and the gradient reaches no other pixel, so the pair's backward
+        (:meth:`MaxPooling2D.backward_through`) forms dz = act'(a) ⊙ dx from p, k and dy alone, the bits of the two
+        layers' backward. None (nothing done: call the two layers) in reference mode, while the kernels compile, for
+        a grouped convolution or one by F(2, 3) along the width, and for an output without a whole window."""
         # the pairing asked again: the layers' settings may have changed since the chain chose its pairs
-        if training or config.kernel_mode() == "reference" or not _max_pools_after(self, pool):
+        if config.kernel_mode() == "reference" or not _max_pools_after(self, pool):
             return None
         x = self.accept_input(x)
         by_winograd = K_conv2d.uses_winograd(self.kernel.shape, self.strides, self.dilation_rate, self.groups)
-        if not K_conv2d.max_pooled_ready(self.dtype, by_winograd):
+        if not K_conv2d.max_pooled_ready(self.dtype, by_winograd, index=training):
             return None
-        x = self._prepare(x)
+        given, x = x, self._prepare(x)
         if self._reference:
             return None
-        p = K_conv2d.conv2d_forward_max_pooled(x, self.kernel, self.strides, self.dilation_rate, self._pads,
-                                               self._out_hw, self.groups, self._ws,
-                                               self.bias if self.use_bias else None,
-                                               activation_code(self.activation))  # fmt: skip
-        if p is not None:
-            self._x = None
+        code, bias = activation_code(self.activation), self.bias if self.use_bias else None
+        out = K_conv2d.conv2d_forward_max_pooled(x, self.kernel, self.strides, self.dilation_rate, self._pads,
+                                                 self._out_hw, self.groups, self._ws, bias, code,
+                                                 index=training)  # fmt: skip
+        if out is None:
+            return None
+        if not training:
+            self._x = self._window_maxima = pool._window_maxima = None
             self._forward_record = pool._forward_record = None  # a backward now raises (no forward to run it from)
+            return out
+        p, first = out
+        a_like = np.broadcast_to(np.zeros((), self.dtype), (x.shape[0], *self._out_hw, self.filters))  # a's shape
+        self._y = self._z = self._z_bias = None
+        self._fused, self._window_maxima = code, (p, first)
+        self._forward_record = _ForwardRecord(a_like, given)  # dy of a's shape, dx of x's (the protocol's checks)
+        pool.keep_window_maxima(p, first, a_like, self)
         return p
 
     def warm_up_also(self) -> None:
@@ -355,12 +373,20 @@ class Conv2D(_Conv2DBase):
         :meth:`forward_into`'s one pass with a max pooling too (a linear or ReLU layer, channels-last)."""
         if (self._fused in (LINEAR, RELU) and not self._reference and self.data_format == "channels_last"
                 and min(self._out_hw) >= 2):  # fmt: skip
-            K_conv2d.conv2d_forward_max_pooled(self._x, self.kernel, self.strides, self.dilation_rate, self._pads,
-                                               self._out_hw, self.groups, bias=self.bias if self.use_bias else None,
-                                               activation=self._fused)  # fmt: skip
+            for index in (False, True):
+                out = K_conv2d.conv2d_forward_max_pooled(self._x, self.kernel, self.strides, self.dilation_rate,
+                                                         self._pads, self._out_hw, self.groups,
+                                                         bias=self.bias if self.use_bias else None,
+                                                         activation=self._fused, index=index)  # fmt: skip
+            if out is not None:  # and the pair's backward from the windows' first maxima
+                K_pool2d.max_pool2d_backward_from_index(*out, np.zeros_like(out[0]), self._out_hw, self._fused)
 
     def _backward_fused(self, dy):
-        """dz = act'(y) ⊙ dy, db = Σ dz and the conv backward, chunk by chunk in one kernel (dy channels-last)."""
+        """dz = act'(y) ⊙ dy, db = Σ dz and the conv backward, chunk by chunk in one kernel (dy channels-last). After
+        a training :meth:`forward_into` (a backward not taken with the pooling's, dy its dx: 0 off the windows' first
+        maxima) y is formed as p at those pixels and 0 elsewhere, which gives every pixel the same dz."""
+        if self._y is None and self._window_maxima is not None:
+            self._y = R_pool2d.max_pool2d_scatter(*self._window_maxima, self._out_hw)
         dx, dW, db = K_conv2d.conv2d_backward_fused(
             self._x, self.kernel, self._y, dy, self._fused, self.strides, self.dilation_rate, self._pads, self.groups,
             need_dx=self.input_gradient_needed, workspace=self._ws,

@@ -32,7 +32,7 @@ from ..kernels.reference import conv2d as R_conv2d
 from ..kernels.reference import pooling2d as R_pool2d
 from .arguments import data_format as standardize_data_format
 from .arguments import one_of, positive_int_tuple
-from .base import InputSpec, format_shape
+from .base import InputSpec, _ForwardRecord, format_shape
 from .conv2d import ImageLayer, _Conv2DBase
 from .pooling import BroadcastGradient
 
@@ -114,16 +114,33 @@ class MaxPooling2D(_Pool2DBase):
                  **kwargs):  # fmt: skip
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
+    #: (k, the layer below, its output's rows and columns) after that layer's training ``forward_into``: the windows'
+    #: first maxima (:func:`tinynn.kernels.reference.pooling2d.max_pool2d_window_index`), kept instead of x
+    _window_maxima = None
+
     def forward(self, x, training=False, mask=None):
         x = self._prepare(x)
         args = (self.pool_size, self.strides, self._pads, self._out_hw)
         y = R_pool2d.max_pool2d_forward(x, *args) if self._reference else K_pool2d.max_pool2d_forward(x, *args)
-        self._x, self._y = x, y
+        self._x, self._y, self._window_maxima = x, y, None
         return self._from_last(y)
+
+    def keep_window_maxima(self, y, first, x_like, below) -> None:
+        """The forward of ``below`` (a Conv2D) and this pooling as one (``Conv2D.forward_into`` in training): y the
+        pooling's output (B, Ho, Wo, C), ``first`` its windows' first maxima, ``x_like`` an array of its input's
+        shape and dtype (the protocol's checks). The backward then runs from them, not from x."""
+        self._reference, self._x, self._y = False, None, y
+        self._window_maxima = (first, below, x_like.shape[1:3])
+        self._forward_record = _ForwardRecord(y, x_like)
 
     def backward(self, dy):
         self.gradients = []
         dy = self._last(dy)
+        if self._window_maxima is not None:  # each window's dy at its first maximum
+            first, _, in_hw = self._window_maxima
+            dx = R_pool2d.max_pool2d_scatter(dy, first, in_hw)
+            self._release("_y", "_window_maxima")
+            return self._from_last(dx)
         args = (self._x, self._y, dy, self.pool_size, self.strides, self._pads)
         dx = R_pool2d.max_pool2d_backward(*args) if self._reference else K_pool2d.max_pool2d_backward(*args)
         self._release("_x", "_y")
@@ -133,7 +150,9 @@ class MaxPooling2D(_Pool2DBase):
         """Whether :meth:`backward_through` may run this pooling's backward together with ``below``'s: both ran
         their last forward on the fast kernels, channels-last, ``below`` is a Conv2D-family layer that fused its
         activation into its kernel (so its backward needs only its output a = act(z) and dz), a is this pooling's
-        input (the same array), and the windows do not overlap."""
+        input (the same array), and the windows do not overlap; or ``below``'s training ``forward_into`` ran both."""
+        if self._window_maxima is not None:
+            return self._window_maxima[1] is below
         return (isinstance(below, _Conv2DBase) and below._fused is not None and not below._reference
                 and not self._reference and self._x is not None and self._x is getattr(below, "_y", None)
                 and self.data_format == "channels_last" and below.data_format == "channels_last"
@@ -155,9 +174,16 @@ class MaxPooling2D(_Pool2DBase):
 
         in one pass over a that writes dz over a (neither layer reads a again), then below's backward from dz
         (``backward_from_logits``). The pooling's dx, the size of a, is never formed: the step's peak memory is
-        that much lower, and one pass over it is saved."""
+        that much lower, and one pass over it is saved. After below's training ``forward_into`` (no a kept) dz is
+        formed from y and the windows' first maxima instead, with the same bits
+        (:func:`tinynn.kernels.pooling2d.max_pool2d_backward_from_index`)."""
         dy = self._last(self._checked_upstream(dy)[1])
         self.gradients = []
+        if self._window_maxima is not None:  # from the windows' first maxima (below's training forward_into)
+            first, _, in_hw = self._window_maxima
+            dz, db = K_pool2d.max_pool2d_backward_from_index(self._y, first, dy, in_hw, below._fused)
+            self._release("_y", "_window_maxima")
+            return below.backward_from_logits(dz, db if below.use_bias else None)
         dz, db = K_pool2d.max_pool2d_backward_to_logits(self._x, self._y, dy, self.pool_size, self.strides,
                                                         self._pads, below._fused, in_place=True)  # fmt: skip
         self._release("_x", "_y")

@@ -22,6 +22,13 @@ below's activation gradient, act' written from a; :func:`max_pool2d_backward_to_
 
     dz[b,h,w,c] = act'(a[b,h,w,c]) · dx[b,h,w,c],   db[c] = Σ_{b,h,w} dz[b,h,w,c]
 
+A 2×2, stride-2, unpadded max pooling can keep its windows' first maxima instead of its input: k[b,i,j,c] ∈
+{0, 1, 2, 3} = 2r + s, the tap (r, s) of window (i, j) that is its first maximum (:func:`max_pool2d_window_index`).
+Then the pair's backward needs neither a nor the pooling's dx (:func:`max_pool2d_backward_from_index`; a at the
+first maximum is y itself)::
+
+    dz[b, 2i + r, 2j + s, c] = act'(y[b,i,j,c]) · dy[b,i,j,c]  where 2r + s = k[b,i,j,c],  0 elsewhere
+
 Average ('same' divides by the number of real pixels, as TF does)::
 
     n_ij        = |R_i| · |C_j|
@@ -44,8 +51,11 @@ __all__ = [
     "avg_pool2d_backward",
     "avg_pool2d_forward",
     "max_pool2d_backward",
+    "max_pool2d_backward_from_index",
     "max_pool2d_backward_to_logits",
     "max_pool2d_forward",
+    "max_pool2d_scatter",
+    "max_pool2d_window_index",
 ]
 
 _ONE = (1, 1)
@@ -83,6 +93,41 @@ def max_pool2d_backward_to_logits(a, y, dy, pool, strides, pads, activation: str
     dx = max_pool2d_backward(a, y, dy, pool, strides, pads)
     dz = derivative_from_output(a, activation) * dx
     return dz, dz.reshape(-1, dz.shape[-1]).sum(axis=0, dtype=np.float64).astype(a.dtype)
+
+
+def max_pool2d_window_index(a):
+    """k (B, H // 2, W // 2, C) uint8: the tap 2r + s of each 2×2, stride-2 window's first maximum in row-major
+    order (a NaN window: its first NaN), the pixel :func:`max_pool2d_backward` routes the window's gradient to."""
+    Ho, Wo = a.shape[1] // 2, a.shape[2] // 2
+    y = max_pool2d_forward(a, (2, 2), (2, 2), (0, 0), (Ho, Wo))
+    k = np.zeros(y.shape, np.uint8)
+    routed = np.zeros(y.shape, dtype=bool)
+    for tap_index in range(4):
+        r, s = divmod(tap_index, 2)
+        t = a[:, r : 2 * Ho : 2, s : 2 * Wo : 2]
+        first = ((t == y) | (np.isnan(t) & np.isnan(y))) & ~routed
+        k[first] = tap_index
+        routed |= first
+    return k
+
+
+def max_pool2d_scatter(values, k, in_hw):
+    """(B, H, W, C): each window's value at its tap k (:func:`max_pool2d_window_index`), 0 everywhere else."""
+    B, Ho, Wo, C = values.shape
+    out = np.zeros((B, *in_hw, C), dtype=values.dtype)
+    for tap_index in range(4):
+        r, s = divmod(tap_index, 2)
+        tap_view = out[:, r : 2 * Ho : 2, s : 2 * Wo : 2]
+        tap_view[k == tap_index] = values[k == tap_index]
+    return out
+
+
+def max_pool2d_backward_from_index(y, k, dy, in_hw, activation: str):
+    """(dz, db) as :func:`max_pool2d_backward_to_logits` gives them for a 2×2, stride-2, unpadded max pooling of
+    a = act(z) (in_hw its rows and columns), from the pooling's output y and its windows' first maxima k alone:
+    a at each window's first maximum is y."""
+    dz = max_pool2d_scatter(derivative_from_output(y, activation) * dy, k, in_hw)
+    return dz, dz.reshape(-1, dz.shape[-1]).sum(axis=0, dtype=np.float64).astype(y.dtype)
 
 
 def _window_sizes(in_hw, pool, strides, pads, out_hw):
