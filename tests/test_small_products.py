@@ -12,11 +12,11 @@ from tinynn.kernels import blas, parallel
 from tinynn.kernels import recurrent as K
 from tinynn.kernels.reference import recurrent as R
 
-WHOLE, COLUMNS, ROWS = blas.WHOLE, blas.COLUMNS, blas.ROWS
+WHOLE, COLUMNS, ROWS, SUMMED = blas.WHOLE, blas.COLUMNS, blas.ROWS, blas.SUMMED
 
 
 def _blocks(M: int, N: int, K_: int, small: int, trans_b: bool) -> list[tuple[int, int, int, int]]:
-    """The (i0, i1, j0, j1) blocks of ``out`` that ``small_blocks``'s plan gives."""
+    """The (i0, i1, j0, j1) blocks of ``out`` that ``small_blocks``'s plan gives (ranges of K: all of ``out``)."""
     how, step = blas.small_blocks(M, N, K_, small, trans_b)
     if how == COLUMNS:
         return [(0, M, j0, min(N, j0 + step)) for j0 in range(0, N, step)]
@@ -31,6 +31,9 @@ def _blocks(M: int, N: int, K_: int, small: int, trans_b: bool) -> list[tuple[in
 @example(M=512, N=64, K_=256, small=100**3, trans_b=False)  # the unit-split inference step of LSTM(256): rows
 @example(M=512, N=64, K_=256, small=100**3, trans_b=True)  # the same as a @ bᵀ: whole
 @example(M=32, N=2048, K_=512, small=100**3, trans_b=False)  # LSTM(512): nothing fits, one call
+@example(M=27, N=32, K_=35_000, small=100**3, trans_b=False)  # M7's first filter gradient: ranges of K
+@example(M=32, N=64, K_=3600, small=100**3, trans_b=False)  # M8's 1×1 kernel gradient of one image: ranges of K
+@example(M=64, N=64, K_=3600, small=100**3, trans_b=False)  # 64 × 64: the ranges would be too short, one call
 def test_the_blocks_cover_the_product_and_each_fits_the_limit(M, N, K_, small, trans_b):
     how, step = blas.small_blocks(M, N, K_, small, trans_b)
     blocks = _blocks(M, N, K_, small, trans_b)
@@ -41,6 +44,11 @@ def test_the_blocks_cover_the_product_and_each_fits_the_limit(M, N, K_, small, t
     assert (covered == 1).all()
     if how == WHOLE:
         assert small <= 0 or M * N * K_ <= small or M == 1 or N == 1 or small // (M * K_) < blas._SMALL_MIN_COLS
+        assert small <= 0 or M * N * K_ <= small or M == 1 or N == 1 or small // (M * N) < blas._SMALL_MIN_SUMMED
+        return
+    if how == SUMMED:  # neither columns nor rows fit; ranges of ≥ _SMALL_MIN_SUMMED of K, each within the limit
+        assert small // (M * K_) < blas._SMALL_MIN_COLS and (trans_b or small // (N * K_) < blas._SMALL_MIN_ROWS)
+        assert step % 16 == 0 and step >= blas._SMALL_MIN_SUMMED and M * N * step <= small < M * N * K_
         return
     assert not (trans_b and how == ROWS)
     assert M * N * K_ > small
@@ -58,13 +66,14 @@ def test_the_blocks_cover_the_product_and_each_fits_the_limit(M, N, K_, small, t
 
 @pytest.mark.parametrize("route, M, N, K_, small", [
     (WHOLE, 24, 40, 30, 0), (WHOLE, 24, 40, 30, 24 * 40 * 30), (COLUMNS, 9, 300, 20, 9 * 20 * 80),
-    (ROWS, 70, 50, 20, 50 * 20 * 9), (WHOLE, 70, 50, 20, 50 * 20 * 7)])
+    (ROWS, 70, 50, 20, 50 * 20 * 9), (WHOLE, 70, 50, 20, 50 * 20 * 7), (SUMMED, 3, 4, 2000, 3 * 4 * 480)])
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gemm_small_computes_the_product_on_every_route(route, M, N, K_, small, trans_a, trans_b, beta, dtype):
-    """out = op(a) op(b) + β out on row slices / column blocks of larger arrays, each route of ``small_blocks``,
-    against NumPy in float64; nothing outside ``out`` is written. (a @ bᵀ takes no row blocks.)"""
+    """out = op(a) op(b) + β out on row slices / column blocks of larger arrays, each route of ``small_blocks``
+    (ranges of K too: β applied once), against NumPy in float64; nothing outside ``out`` is written. (a @ bᵀ takes
+    no row blocks.)"""
     assert blas.small_blocks(M, N, K_, small, trans_b)[0] == (WHOLE if route == ROWS and trans_b else route)
     a, b, out_big, out = operands_on_views(np.random.default_rng(M * N + K_), M, K_, N, trans_a, trans_b, dtype)
     frame = out_big.copy()

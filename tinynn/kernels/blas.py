@@ -164,16 +164,23 @@ def gemm(a, b, out, trans_a, trans_b, beta):
 #: ``_SMALL_MIN_ROWS``: thinner blocks ran slower than one product (benchmarks/RESULTS.md).
 _SMALL_MIN_COLS = 64
 _SMALL_MIN_ROWS = 8
-WHOLE, COLUMNS, ROWS = 0, 1, 2
+#: ... and when neither fits, a product with a small output and a long summed axis (a weight gradient aᵀ b: M·N up
+#: to about 2,000, K of thousands) into ranges of at least this many of K, added into ``out`` one after the other:
+#: on one core of an Intel Xeon OpenBLAS's packed kernels ran (27 × K) @ (K × 32) at 19-31 GMAC/s and its
+#: small-matrix kernels on ranges of ≤ 1,024 at 36-42, (32 × K) @ (K × 64) 26 against 42; from 64 × 64 on the ranges
+#: ran no faster or slower (benchmarks/RESULTS.md).
+_SMALL_MIN_SUMMED = 448
+WHOLE, COLUMNS, ROWS, SUMMED = 0, 1, 2, 3
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def small_blocks(M, N, K, small, trans_b):
     """How :func:`gemm_small` cuts an (M, N) = (M, K) @ (K, N) product: ``(WHOLE, M)`` (one call), ``(COLUMNS,
-    step)`` (blocks of ``step`` columns, the last one shorter) or ``(ROWS, step)`` (blocks of ``step`` rows).
-    Columns when blocks of ≤ ``small`` multiply-adds keep at least ``_SMALL_MIN_COLS`` of them, else rows when they
-    keep at least ``_SMALL_MIN_ROWS`` and b is not read transposed (a @ bᵀ in row blocks ran 1.1-4× slower than
-    whole); even blocks, in multiples of 16 columns or 8 rows."""
+    step)`` (blocks of ``step`` columns, the last one shorter), ``(ROWS, step)`` (blocks of ``step`` rows) or
+    ``(SUMMED, step)`` (ranges of ``step`` of K). Columns when blocks of ≤ ``small`` multiply-adds keep at least
+    ``_SMALL_MIN_COLS`` of them, else rows when they keep at least ``_SMALL_MIN_ROWS`` and b is not read transposed
+    (a @ bᵀ in row blocks ran 1.1-4× slower than whole), else ranges of K when they keep at least
+    ``_SMALL_MIN_SUMMED`` of it; even blocks, in multiples of 16 columns or 8 rows, ranges in multiples of 16."""
     if small <= 0 or M * N * K <= small or M <= 1 or N <= 1:
         return WHOLE, M
     fit = small // (M * K)
@@ -182,18 +189,23 @@ def small_blocks(M, N, K, small, trans_b):
         blocks = (N + step - 1) // step
         return COLUMNS, ((N + blocks - 1) // blocks + 15) // 16 * 16
     fit = small // (N * K)
-    if fit < _SMALL_MIN_ROWS or trans_b:
-        return WHOLE, M
-    step = fit // 16 * 16 if fit >= 16 else _SMALL_MIN_ROWS
-    blocks = (M + step - 1) // step
-    return ROWS, ((M + blocks - 1) // blocks + 7) // 8 * 8
+    if fit >= _SMALL_MIN_ROWS and not trans_b:
+        step = fit // 16 * 16 if fit >= 16 else _SMALL_MIN_ROWS
+        blocks = (M + step - 1) // step
+        return ROWS, ((M + blocks - 1) // blocks + 7) // 8 * 8
+    fit = small // (M * N)
+    if fit >= _SMALL_MIN_SUMMED:
+        return SUMMED, fit // 16 * 16
+    return WHOLE, M
 
 
 @numba.njit(inline="always")
 def gemm_small(a, b, out, trans_a, trans_b, beta, small):
     """``out = op(a) @ op(b) + β·out`` as :func:`gemm`, in blocks of at most ``small`` multiply-adds each when the
     whole product has more (:func:`small_blocks`; ``small`` ≤ 0: one call). A block is ``out``'s columns j0:j1 with
-    ``op(b)``'s, or ``out``'s rows i0:i1 with ``op(a)``'s: every element of ``out`` is still one whole sum over K.
+    ``op(b)``'s, or ``out``'s rows i0:i1 with ``op(a)``'s (every element of ``out`` is still one whole sum over K),
+    or, for a small ``out`` and a long K (a weight gradient), a range k0:k1 of K, the ranges' products added into
+    ``out`` in order.
     With ``small`` = :func:`tinynn.kernels.cblas.small_sgemm_work` numpy's OpenBLAS runs each block with its
     small-matrix kernels, which skip packing the operands: the recurrent loops' per-step products (a few dozen rows
     by a few hundred columns) ran 1.1-1.9× faster so (benchmarks/RESULTS.md).
@@ -219,6 +231,11 @@ def _gemm_blocks(a, b, out, trans_a, trans_b, beta, small):
         for i0 in range(0, M, step):
             i1 = min(M, i0 + step)
             gemm(a[:, i0:i1] if trans_a else a[i0:i1], b, out[i0:i1], trans_a, trans_b, beta)
+    elif how == SUMMED:  # out = β·out + the ranges' products, added in range order
+        for k0 in range(0, K, step):
+            k1 = min(K, k0 + step)
+            gemm(a[k0:k1] if trans_a else a[:, k0:k1], b[:, k0:k1] if trans_b else b[k0:k1], out, trans_a, trans_b,
+                 beta if k0 == 0 else 1.0)  # fmt: skip
     else:
         gemm(a, b, out, trans_a, trans_b, beta)
 
@@ -386,9 +403,10 @@ def grouped_matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = Non
     if out is None:
         out = np.empty((G, a.shape[2], b.shape[2]), np.result_type(a, b))
     for g in range(G):
-        if accumulate:
+        if accumulate:  # with a small output, in ranges of the summed axis for the small-matrix kernels
             with kernel_scope():
-                gemm(_rows_unit_stride(a[g], out.dtype), _rows_unit_stride(b[g], out.dtype), out[g], True, False, 1.0)
+                _gemm_blocks(_rows_unit_stride(a[g], out.dtype), _rows_unit_stride(b[g], out.dtype), out[g], True,
+                             False, 1.0, cblas.small_gemm_work(out.dtype))  # fmt: skip
         else:
             _product(a[g], b[g], out[g], True, False)
     return out

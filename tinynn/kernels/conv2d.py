@@ -1209,14 +1209,15 @@ def separable_conv2d_forward(x, D, P, strides=(1, 1), dilation=(1, 1), pads=(0, 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)
 def _separable_backward_images(x, D, Dt, PT, u, y, dy, code, sh, sw, dh, dw, pt, pl, b_start, b_stop, need_dx, g,
-                               du, dx, dP, db, acc):  # pragma: no cover - compiled
+                               du, dx, dP, db, acc, small):  # pragma: no cover - compiled
     """The backward of images b_start .. b_stop-1 of y = act(u P + bias), u = the depthwise convolution of x (u
     (B, Ho, Wo, C·M) kept by the forward, PT = Pᵀ (F, C·M)), one image at a time with its gradients in the cache:
     g = act'(y[b]) ⊙ dy[b] in the scratch g (Ho·Wo, F) and db += Σ g (float64, row after row: the order of the
     pooling's one-pass backward, :func:`tinynn.kernels.pooling2d.max_pool2d_backward_to_logits`; ``code`` < 0: dy is
-    ∂L/∂z already, g = dy[b], db left to the caller), du = g Pᵀ in the scratch du (Ho·Wo, C·M), dP += u[b]ᵀ g, then
-    the depthwise backward of that du (:func:`_dw_backward`: dx[b] if ``need_dx``, acc += the per-column
-    products)."""
+    ∂L/∂z already, g = dy[b], db left to the caller), du = g Pᵀ in the scratch du (Ho·Wo, C·M), dP += u[b]ᵀ g (in
+    ranges of the image's pixels for the small-matrix kernels: :func:`tinynn.kernels.blas.gemm_small` with
+    ``small``), then the depthwise backward of that du (:func:`_dw_backward`: dx[b] if ``need_dx``, acc += the
+    per-column products)."""
     _, Ho, Wo, CM = u.shape
     F = PT.shape[0]
     unused = np.empty(F, np.float64)
@@ -1232,7 +1233,7 @@ def _separable_backward_images(x, D, Dt, PT, u, y, dy, code, sh, sw, dh, dw, pt,
         else:
             gb = dy[b].reshape((Ho * Wo, F))
         blas.gemm(gb, PT, du, False, False, 0.0)
-        blas.gemm(u[b].reshape((Ho * Wo, CM)), gb, dP, True, False, 1.0)
+        blas.gemm_small(u[b].reshape((Ho * Wo, CM)), gb, dP, True, False, 1.0, small)
         _dw_backward(x[b : b + 1], D, Dt, du_image, sh, sw, dh, dw, pt, pl, need_dx, dx[b : b + 1] if need_dx else dx,
                      acc)  # fmt: skip
     return dP
@@ -1263,13 +1264,15 @@ def separable_conv2d_backward(x, D, P, u, dy, y: np.ndarray | None = None, activ
     PT = np.ascontiguousarray(P.T, dtype=x.dtype)
     dx = np.empty((B, H, W, C), dtype=x.dtype) if need_dx else np.empty((0, H, W, C), x.dtype)
     code = -1 if activation is None else int(activation)
+    small = cblas.small_gemm_work(x.dtype)  # dP's products in ranges of pixels, for the small-matrix kernels
 
     def piece(k, b0, b1):
         g = _scratch(ws, f"sep_g{k}", (Ho * Wo if code >= 0 else 0, F), x.dtype)
         du = _scratch(ws, f"sep_du{k}", (Ho * Wo, CM), x.dtype)
         dP, db = np.zeros((CM, F), x.dtype), np.zeros(F, np.float64)
         acc = np.zeros((KH, KW, Wo * CM), np.float64)
-        _separable_backward_images(x, Df, Dt, PT, u, y, dy, code, *args, b0, b1, need_dx, g, du, dx, dP, db, acc)
+        _separable_backward_images(x, Df, Dt, PT, u, y, dy, code, *args, b0, b1, need_dx, g, du, dx, dP, db, acc,
+                                   small)
         return dP, db, acc
 
     with kernel_scope():  # BLAS on one thread also when the pass runs on the calling thread alone
@@ -1298,7 +1301,7 @@ def _separable_backward_sample(dtype) -> tuple:
     d = np.dtype(dtype)
     image, m, m3 = np.empty((1, 1, 1, 1), d), np.empty((1, 1), d), np.empty((1, 1, 1), d)
     return (image, m3, m3, m, image, image, image, 0, 1, 1, 1, 1, 0, 0, 0, 1, True, m, m, image, m, np.empty(1),
-            np.empty((1, 1, 1)))  # fmt: skip
+            np.empty((1, 1, 1)), 0)  # fmt: skip
 
 
 def separable_ready(dtype) -> bool:
