@@ -1044,6 +1044,7 @@ def test_the_max_pooled_forward_keeps_each_windows_first_maximum(case, relu, val
        values=st.sampled_from(["ties", "nans", "normal"]), relu=st.booleans(),
        dtype=st.sampled_from(["f8", "f4"]), threads=st.sampled_from([1, 2]))  # fmt: skip
 @example(g={"B": 2, "H": 5, "W": 7, "C": 16, "seed": 1}, values="ties", relu=True, dtype="f4", threads=2)
+@example(g={"B": 3, "H": 6, "W": 9, "C": 37, "seed": 2}, values="nans", relu=False, dtype="f8", threads=2)
 def test_max_pool_backward_from_the_first_maxima_gives_the_bits_of_the_pair_kernel(g, values, relu, dtype, threads):
     """max_pool2d_backward_from_index (the training pair's backward from p and the windows' first maxima k) gives the
     bits of max_pool2d_backward_to_logits (from a itself): dz and db, ties, NaN, odd rows and columns no window
