@@ -165,7 +165,7 @@ def gemm(a, b, out, trans_a, trans_b, beta):
 _SMALL_MIN_COLS = 64
 _SMALL_MIN_ROWS = 8
 #: ... and when neither fits, a product with a small output and a long summed axis (a weight gradient aᵀ b: M·N up
-#: to about 2,000, K of thousands) into ranges of at least this many of K, added into ``out`` one after the other:
+#: to about 2,200, K of thousands) into ranges of at least this many of K, added into ``out`` one after the other:
 #: on one core of an Intel Xeon OpenBLAS's packed kernels ran (27 × K) @ (K × 32) at 19-31 GMAC/s and its
 #: small-matrix kernels on ranges of ≤ 1,024 at 36-42, (32 × K) @ (K × 64) 26 against 42; from 64 × 64 on the ranges
 #: ran no faster or slower (benchmarks/RESULTS.md).
