@@ -47,7 +47,7 @@ from .jitcache import load_without_refresh
 from .layout import split_groups
 from .parallel import even_ranges, kernel_scope, num_threads, share, share_batch
 from .parallel import scratch as _scratch
-from .pooling2d import backward_from_index_kernel, moves_first_max, window_max
+from .pooling2d import backward_from_index_kernel, window_max, window_max_first
 from .reference.conv2d import conv_output_size
 
 __all__ = [
@@ -548,7 +548,7 @@ def _pool_pairs(y, Wo, q, first, with_index):  # pragma: no cover - compiled
     the maximum of the pixels (2k, 2j), (2k, 2j + 1), (2k + 1, 2j), (2k + 1, 2j + 1), compared in that (row-major)
     order by the max pooling's rule (:func:`tinynn.kernels.pooling2d.window_max`). ``with_index`` (a constant where
     it is compiled): first[k, j] <- the tap (0 .. 3, in that order) of window (k, j)'s first maximum too
-    (:func:`tinynn.kernels.pooling2d.moves_first_max`)."""
+    (:func:`tinynn.kernels.pooling2d.window_max_first`)."""
     n, Wp, F = q.shape
     for k in range(n):
         top = 2 * k * Wo
@@ -562,13 +562,9 @@ def _pool_pairs(y, Wo, q, first, with_index):  # pragma: no cover - compiled
                 continue
             taps = first[k, j]
             for f in range(F):
-                m, tap = y00[f], np.uint8(0)
-                tap = np.uint8(1) if moves_first_max(m, y01[f]) else tap
-                m = window_max(m, y01[f])
-                tap = np.uint8(2) if moves_first_max(m, y10[f]) else tap
-                m = window_max(m, y10[f])
-                taps[f] = np.uint8(3) if moves_first_max(m, y11[f]) else tap
-                out[f] = window_max(m, y11[f])
+                m, tap = window_max_first(y00[f], np.uint8(0), y01[f], np.uint8(1))
+                m, tap = window_max_first(m, tap, y10[f], np.uint8(2))
+                out[f], taps[f] = window_max_first(m, tap, y11[f], np.uint8(3))
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)

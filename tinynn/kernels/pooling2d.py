@@ -64,10 +64,11 @@ def window_max(m, v):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, inline="always")
-def moves_first_max(m, v):  # pragma: no cover - compiled
-    """Whether the next pixel v of a window (row-major order) becomes its first maximum, m the running maximum of
-    :func:`window_max`: v is larger, or v is the window's first NaN (the pixel the backward routes to)."""
-    return (v > m) | ((v != v) & (m == m))
+def window_max_first(m, first, v, tap):  # pragma: no cover - compiled
+    """(:func:`window_max` (m, v), the tap of the window's first maximum): a window's running maximum m and the tap
+    ``first`` of its first maximum so far, after its next pixel v (tap ``tap``, row-major order). The first maximum
+    moves to v if v is larger or is the window's first NaN: the pixel the backward routes the window's gradient to."""
+    return window_max(m, v), (tap if (v > m) | ((v != v) & (m == m)) else first)
 
 
 @numba.njit(error_model="numpy", cache=True, nogil=True)

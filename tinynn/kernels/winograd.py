@@ -35,7 +35,7 @@ from .fastmath import LINEAR, RELU, activate_row, relu_fast
 from .jitcache import load_without_refresh
 from .parallel import kernel_scope, share_batch
 from .parallel import scratch as _scratch
-from .pooling2d import moves_first_max, window_max
+from .pooling2d import window_max, window_max_first
 from .reference.conv2d import winograd_tiles
 
 __all__ = [
@@ -294,7 +294,7 @@ def _max_blocks(M, t0, TH, TW, bias, code, p, k, with_index):  # pragma: no cove
     2×2, stride-2, unpadded max pooling; its outputs are compared in the window's row-major order with
     :func:`tinynn.kernels.pooling2d.window_max` (the max pooling's rule), so p has the bits of that
     pooling of :func:`_output_transform`'s z. ``with_index`` (a constant where it is compiled): k[b, ti, tj] <- the
-    tap 2i + j of the window's first maximum too (:func:`tinynn.kernels.pooling2d.moves_first_max`). Blocks of a
+    tap 2i + j of the window's first maximum too (:func:`tinynn.kernels.pooling2d.window_max_first`). Blocks of a
     last odd output row or column (no whole window) are skipped. r = Aᵀ m as in :func:`_output_transform`."""
     _, T, F = M.shape
     _, Hp, Wp, _ = p.shape
@@ -316,20 +316,13 @@ def _max_blocks(M, t0, TH, TW, bias, code, p, k, with_index):  # pragma: no cove
                 first = k[b, ti, tj]
                 for f in range(F):
                     m = q0[f] + q1[f] + q2[f] + bias[f]  # z[2ti, 2tj], then (2ti, 2tj+1), (2ti+1, 2tj), (2ti+1, 2tj+1)
-                    m = floor if m < floor else m
-                    tap = np.uint8(0)
+                    m, tap = floor if m < floor else m, np.uint8(0)
                     v = q1[f] - q2[f] - q3[f] + bias[f]
-                    v = floor if v < floor else v
-                    tap = np.uint8(1) if moves_first_max(m, v) else tap
-                    m = window_max(m, v)
+                    m, tap = window_max_first(m, tap, floor if v < floor else v, np.uint8(1))
                     v = u0[f] + u1[f] + u2[f] + bias[f]
-                    v = floor if v < floor else v
-                    tap = np.uint8(2) if moves_first_max(m, v) else tap
-                    m = window_max(m, v)
+                    m, tap = window_max_first(m, tap, floor if v < floor else v, np.uint8(2))
                     v = u1[f] - u2[f] - u3[f] + bias[f]
-                    v = floor if v < floor else v
-                    first[f] = np.uint8(3) if moves_first_max(m, v) else tap
-                    out[f] = window_max(m, v)
+                    out[f], first[f] = window_max_first(m, tap, floor if v < floor else v, np.uint8(3))
                 continue
             for f in range(F):
                 m = q0[f] + q1[f] + q2[f] + bias[f]  # z[2ti, 2tj], then (2ti, 2tj+1), (2ti+1, 2tj), (2ti+1, 2tj+1)
